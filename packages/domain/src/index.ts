@@ -1,0 +1,6 @@
+export * from './task';
+export * from './events';
+export * from './errors';
+export * from './lifecycle';
+export * from './scheduling';
+export * from './projection';

@@ -1,0 +1,386 @@
+// The task lifecycle, in one place: the XState machine is the single authority on which
+// transitions are legal; `decide` turns a command into events (checked against the machine),
+// `evolve` folds a stored event into the task record with the pure `transition` function.
+// Nothing here reads a clock or touches IO: times come from the events.
+import { assign, initialTransition, setup, transition, type SnapshotFrom } from 'xstate';
+import type { NewTaskEvent, StoredTaskEvent, TaskEventMap, TaskEventType } from './events';
+import {
+  EMPTY_PROGRESS,
+  progressPercent,
+  type FailureReason,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStatus,
+} from './task';
+import { IllegalCommandError } from './errors';
+
+/** What the machine consumes: a domain event plus the log facts the fold needs. */
+export type LifecycleEvent = {
+  [K in TaskEventType]: { type: K; data: TaskEventMap[K]; at: string; position: string; actor: string; streamId: string };
+}[TaskEventType];
+
+type Ctx = Omit<TaskRecord, 'status' | 'version'>;
+
+const emptyContext = (): Ctx => ({
+  id: '',
+  spec: null as unknown as TaskSpec,
+  progress: { ...EMPTY_PROGRESS },
+  createdAt: '',
+  queuedAt: null,
+  queuedPosition: null,
+  startedAt: null,
+  trainingAt: null,
+  finishedAt: null,
+  deadlineAt: null,
+  error: null,
+  trainer: null,
+  attempt: 0,
+  slotId: null,
+  gpuIndex: null,
+  runnerId: null,
+  stop: null,
+  artifacts: [],
+  cancelReason: null,
+  deleted: false,
+});
+
+type Ev<K extends TaskEventType> = Extract<LifecycleEvent, { type: K }>;
+
+/** Leaving a slot: the task no longer holds its GPU. */
+const released = { slotId: null, gpuIndex: null } as const;
+
+export const taskMachine = setup({
+  types: {
+    context: {} as Ctx,
+    events: {} as LifecycleEvent,
+  },
+  guards: {
+    notSpawned: ({ context }) => context.trainer === null,
+    notStopping: ({ context }) => context.stop === null,
+    stoppingForCancel: ({ context }) => context.stop?.reason === 'cancel',
+    failureAllowed: ({ context, event }) =>
+      (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
+    notDeleted: ({ context }) => !context.deleted,
+  },
+  actions: {
+    submitted: assign(({ event }) => {
+      const e = event as Ev<'TaskSubmitted'>;
+      return { ...emptyContext(), id: e.streamId, spec: e.data.spec, createdAt: e.at };
+    }),
+    queued: assign(({ event }) => ({ queuedAt: event.at, queuedPosition: event.position })),
+    assigned: assign(({ context, event }) => {
+      const e = event as Ev<'TaskAssigned'>;
+      return {
+        slotId: e.data.slotId,
+        gpuIndex: e.data.gpuIndex,
+        runnerId: e.data.runnerId,
+        attempt: e.data.attempt,
+        startedAt: e.at,
+        deadlineAt: new Date(Date.parse(e.at) + context.spec.timeoutMs).toISOString(),
+      };
+    }),
+    spawned: assign(({ event }) => {
+      const e = event as Ev<'TrainerSpawned'>;
+      return { trainer: { pid: e.data.pid, startTime: e.data.startTime, runDir: e.data.runDir } };
+    }),
+    trainingStarted: assign(({ event }) => ({ trainingAt: event.at })),
+    progressed: assign(({ event }) => {
+      const d = (event as Ev<'ProgressRecorded'>).data;
+      return { progress: { ...d, percent: progressPercent(d) } };
+    }),
+    artifact: assign(({ context, event }) => ({
+      artifacts: [...context.artifacts, (event as Ev<'ArtifactRecorded'>).data.path],
+    })),
+    stopRequested: assign(({ event }) => {
+      const e = event as Ev<'StopRequested'>;
+      return { stop: { reason: e.data.reason, message: e.data.message, by: e.actor, at: e.at } };
+    }),
+    completed: assign(({ context, event }) => ({
+      ...released,
+      finishedAt: event.at,
+      progress: { ...context.progress, percent: 100 },
+    })),
+    failed: assign(({ event }) => {
+      const d = (event as Ev<'TaskFailed'>).data;
+      return {
+        ...released,
+        finishedAt: event.at,
+        error: { reason: d.reason, message: d.message, exitCode: d.exitCode, signal: d.signal },
+      };
+    }),
+    cancelled: assign(({ event }) => ({
+      ...released,
+      finishedAt: event.at,
+      cancelReason: (event as Ev<'TaskCancelled'>).data.reason,
+    })),
+    deleted: assign({ deleted: true }),
+  },
+}).createMachine({
+  id: 'task',
+  initial: 'NEW',
+  context: emptyContext,
+  states: {
+    // Before the stream's first event; not a task status.
+    NEW: { on: { TaskSubmitted: { target: 'PENDING', actions: 'submitted' } } },
+    PENDING: {
+      on: {
+        TaskQueued: { target: 'QUEUED', actions: 'queued' },
+        TaskAssigned: { target: 'PREPARING', actions: 'assigned' },
+        TaskCancelled: { target: 'CANCELLED', actions: 'cancelled' },
+      },
+    },
+    QUEUED: {
+      on: {
+        TaskAssigned: { target: 'PREPARING', actions: 'assigned' },
+        TaskCancelled: { target: 'CANCELLED', actions: 'cancelled' },
+      },
+    },
+    PREPARING: {
+      on: {
+        TrainerSpawned: { guard: 'notSpawned', actions: 'spawned' },
+        TrainingStarted: { target: 'TRAINING', actions: 'trainingStarted' },
+        ProgressRecorded: { actions: 'progressed' },
+        ArtifactRecorded: { actions: 'artifact' },
+        StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
+        TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
+        TaskCancelled: { guard: 'stoppingForCancel', target: 'CANCELLED', actions: 'cancelled' },
+      },
+    },
+    TRAINING: {
+      on: {
+        ProgressRecorded: { actions: 'progressed' },
+        ArtifactRecorded: { actions: 'artifact' },
+        StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
+        TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
+        TaskCancelled: { guard: 'stoppingForCancel', target: 'CANCELLED', actions: 'cancelled' },
+      },
+    },
+    COMPLETED: { on: { TaskDeleted: { guard: 'notDeleted', actions: 'deleted' } } },
+    FAILED: { on: { TaskDeleted: { guard: 'notDeleted', actions: 'deleted' } } },
+    CANCELLED: { on: { TaskDeleted: { guard: 'notDeleted', actions: 'deleted' } } },
+  },
+});
+
+export type TaskSnapshot = SnapshotFrom<typeof taskMachine>;
+
+/** The task as it stands: a machine snapshot plus the stream version it has folded. */
+export interface TaskState {
+  snapshot: TaskSnapshot;
+  version: number;
+}
+
+export function initialState(): TaskState {
+  const [snapshot] = initialTransition(taskMachine);
+  return { snapshot, version: 0 };
+}
+
+export function statusOf(state: TaskState): TaskStatus | null {
+  const v = state.snapshot.value as string;
+  return v === 'NEW' ? null : (v as TaskStatus);
+}
+
+export function toRecord(state: TaskState): TaskRecord {
+  const status = statusOf(state);
+  if (!status) throw new Error('task has no events yet');
+  return { ...state.snapshot.context, artifacts: [...state.snapshot.context.artifacts], status, version: state.version };
+}
+
+/** Rebuild the decision state from a projected record (no need to re-read the stream). */
+export function stateFromRecord(record: TaskRecord): TaskState {
+  const { status, version, ...context } = record;
+  const snapshot = taskMachine.resolveState({ value: status, context });
+  return { snapshot, version };
+}
+
+export function evolve(state: TaskState, event: StoredTaskEvent): TaskState {
+  const lifecycleEvent = {
+    type: event.type,
+    data: event.data,
+    at: event.recordedAt,
+    position: event.position,
+    actor: event.metadata.actor,
+    streamId: event.streamId,
+  } as LifecycleEvent;
+  if (!state.snapshot.can(lifecycleEvent)) {
+    // The log only holds events the machine accepted when they were decided; refusing here
+    // means the log and the machine disagree, which must never be papered over.
+    throw new Error(
+      `event ${event.type} at position ${event.position} is not legal in state ${String(state.snapshot.value)} of task ${event.streamId}`,
+    );
+  }
+  const [snapshot] = transition(taskMachine, state.snapshot, lifecycleEvent);
+  return { snapshot, version: event.version };
+}
+
+export function fold(events: readonly StoredTaskEvent[], from: TaskState = initialState()): TaskState {
+  return events.reduce(evolve, from);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+export type TaskCommand =
+  | { type: 'submit'; taskId: string; spec: TaskSpec }
+  | { type: 'enqueue' }
+  | { type: 'assign'; slotId: number; gpuIndex: number; runnerId: string }
+  | { type: 'recordSpawn'; pid: number; startTime: string; runDir: string }
+  | { type: 'startTraining' }
+  | {
+      type: 'recordProgress';
+      epoch?: number | null;
+      totalEpochs?: number | null;
+      step?: number | null;
+      totalSteps?: number | null;
+      loss?: number | null;
+    }
+  | { type: 'recordArtifact'; path: string }
+  | { type: 'cancel'; reason?: string | null }
+  | { type: 'expire' }
+  | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
+  | { type: 'fail'; reason: FailureReason; message: string }
+  | { type: 'delete' };
+
+export type TaskCommandType = TaskCommand['type'];
+export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
+  'submit',
+  'enqueue',
+  'assign',
+  'recordSpawn',
+  'startTraining',
+  'recordProgress',
+  'recordArtifact',
+  'cancel',
+  'expire',
+  'recordExit',
+  'fail',
+  'delete',
+];
+
+function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
+  const ctx = state.snapshot.context;
+  switch (command.type) {
+    case 'submit':
+      return [{ type: 'TaskSubmitted', data: { spec: command.spec } }];
+    case 'enqueue':
+      return [{ type: 'TaskQueued', data: {} }];
+    case 'assign':
+      return [
+        {
+          type: 'TaskAssigned',
+          data: {
+            slotId: command.slotId,
+            gpuIndex: command.gpuIndex,
+            runnerId: command.runnerId,
+            attempt: ctx.attempt + 1,
+          },
+        },
+      ];
+    case 'recordSpawn':
+      return [
+        { type: 'TrainerSpawned', data: { pid: command.pid, startTime: command.startTime, runDir: command.runDir } },
+      ];
+    case 'startTraining':
+      return [{ type: 'TrainingStarted', data: {} }];
+    case 'recordProgress':
+      return [
+        {
+          type: 'ProgressRecorded',
+          data: {
+            epoch: command.epoch ?? null,
+            totalEpochs: command.totalEpochs ?? null,
+            step: command.step ?? null,
+            totalSteps: command.totalSteps ?? null,
+            loss: command.loss ?? null,
+          },
+        },
+      ];
+    case 'recordArtifact':
+      return [{ type: 'ArtifactRecorded', data: { path: command.path } }];
+    case 'cancel': {
+      const status = statusOf(state);
+      // A task that holds no trainer is cancelled at once; a running one is asked to stop and
+      // becomes CANCELLED when its trainer has exited (so its GPU is really free by then).
+      if (status === 'PENDING' || status === 'QUEUED')
+        return [{ type: 'TaskCancelled', data: { reason: command.reason ?? null } }];
+      return [{ type: 'StopRequested', data: { reason: 'cancel', message: command.reason ?? 'cancelled by user' } }];
+    }
+    case 'expire':
+      return [
+        {
+          type: 'StopRequested',
+          data: { reason: 'timeout', message: `timed out after ${formatDuration(ctx.spec?.timeoutMs ?? 0)}` },
+        },
+      ];
+    case 'recordExit': {
+      // The exit decides the one terminal event. A requested stop wins over the exit code: the
+      // user asked for it, and the code of a signalled trainer says nothing about the training.
+      if (ctx.stop?.reason === 'cancel') return [{ type: 'TaskCancelled', data: { reason: ctx.stop.message } }];
+      if (ctx.stop?.reason === 'timeout')
+        return [
+          {
+            type: 'TaskFailed',
+            data: { reason: 'timeout', message: ctx.stop.message, exitCode: command.exitCode, signal: command.signal },
+          },
+        ];
+      if (command.exitCode === 0) return [{ type: 'TaskCompleted', data: { exitCode: 0 } }];
+      const how = command.signal ? `killed by ${command.signal}` : `exited with code ${command.exitCode}`;
+      return [
+        {
+          type: 'TaskFailed',
+          data: {
+            reason: command.signal ? 'signal' : 'exit',
+            message: command.detail ? `trainer ${how}: ${command.detail}` : `trainer ${how}`,
+            exitCode: command.exitCode,
+            signal: command.signal,
+          },
+        },
+      ];
+    }
+    case 'fail':
+      return [
+        { type: 'TaskFailed', data: { reason: command.reason, message: command.message, exitCode: null, signal: null } },
+      ];
+    case 'delete':
+      return [{ type: 'TaskDeleted', data: {} }];
+  }
+}
+
+/**
+ * Decide what a command means for a task: the events to append, or an IllegalCommandError
+ * naming the task, its status and the command. Every event is checked against the machine.
+ */
+export function decide(state: TaskState, command: TaskCommand, taskId?: string): NewTaskEvent[] {
+  const id = taskId ?? (command.type === 'submit' ? command.taskId : state.snapshot.context.id);
+  const events = eventsFor(state, command);
+  let probe = state.snapshot;
+  for (const ev of events) {
+    const lifecycleEvent = { ...ev, at: '1970-01-01T00:00:00.000Z', position: '0', actor: '', streamId: id } as LifecycleEvent;
+    if (!probe.can(lifecycleEvent)) {
+      throw new IllegalCommandError(id, statusOf(state), command.type, explain(state, command));
+    }
+    [probe] = transition(taskMachine, probe, lifecycleEvent);
+  }
+  return events;
+}
+
+function explain(state: TaskState, command: TaskCommand): string {
+  const status = statusOf(state);
+  const ctx = state.snapshot.context;
+  if (status === null) return 'no such task';
+  if (command.type === 'submit') return 'the task already exists';
+  if (ctx.stop && (command.type === 'cancel' || command.type === 'expire'))
+    return `a stop (${ctx.stop.reason}) was already requested; the task ends when its trainer exits`;
+  if (command.type === 'delete' && !ctx.deleted)
+    return 'only finished tasks (COMPLETED, FAILED, CANCELLED) can be deleted; cancel it first';
+  if (command.type === 'delete') return 'the task was already deleted';
+  if (command.type === 'recordSpawn' && ctx.trainer) return 'a trainer was already recorded for this attempt';
+  return `${command.type} is not allowed while the task is ${status}`;
+}
+
+function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000} min`;
+  return `${Math.round(ms / 100) / 10} s`;
+}

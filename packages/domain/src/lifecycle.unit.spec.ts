@@ -1,0 +1,218 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decide,
+  evolve,
+  fold,
+  IllegalCommandError,
+  initialState,
+  rebuildReadModels,
+  stateFromRecord,
+  statusOf,
+  TASK_COMMAND_TYPES,
+  toRecord,
+  type TaskCommand,
+  type TaskCommandType,
+  type TaskState,
+} from '.';
+import { ev, given, spec, stored, T0, when } from '../test/given';
+
+const commands: Record<TaskCommandType, TaskCommand> = {
+  submit: { type: 'submit', taskId: 't1', spec: spec() },
+  enqueue: { type: 'enqueue' },
+  assign: { type: 'assign', slotId: 0, gpuIndex: 0, runnerId: 'r1' },
+  recordSpawn: { type: 'recordSpawn', pid: 1, startTime: '1', runDir: '/tmp/r' },
+  startTraining: { type: 'startTraining' },
+  recordProgress: { type: 'recordProgress', epoch: 1, totalEpochs: 3, step: 5, totalSteps: 30, loss: 1.5 },
+  recordArtifact: { type: 'recordArtifact', path: 'out/adapter' },
+  cancel: { type: 'cancel', reason: 'changed my mind' },
+  expire: { type: 'expire' },
+  recordExit: { type: 'recordExit', exitCode: 0, signal: null },
+  fail: { type: 'fail', reason: 'lost', message: 'trainer gone' },
+  delete: { type: 'delete' },
+};
+// A second exit flavour: the table covers both a clean and a failed exit.
+const failedExit: TaskCommand = { type: 'recordExit', exitCode: 1, signal: null, detail: 'Traceback' };
+
+const states: Record<string, TaskState> = {
+  NONE: initialState(),
+  PENDING: given(ev.submitted()),
+  QUEUED: given(ev.submitted(), ev.queued()),
+  PREPARING: given(ev.submitted(), ev.assigned()),
+  'PREPARING+spawned': given(ev.submitted(), ev.assigned(), ev.spawned()),
+  TRAINING: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training()),
+  'TRAINING+cancelling': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('cancel')),
+  'TRAINING+timing-out': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('timeout')),
+  COMPLETED: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.completed()),
+  FAILED: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.failed()),
+  CANCELLED: given(ev.submitted(), ev.queued(), ev.cancelled()),
+  'CANCELLED+deleted': given(ev.submitted(), ev.queued(), ev.cancelled(), ev.deleted()),
+};
+
+const X = 'illegal';
+type Row = Record<TaskCommandType | 'recordExit(1)', string>;
+const running = (o: Partial<Row>): Row => ({
+  submit: X, enqueue: X, assign: X, recordSpawn: 'TrainerSpawned', startTraining: 'TrainingStarted',
+  recordProgress: 'ProgressRecorded', recordArtifact: 'ArtifactRecorded', cancel: 'StopRequested',
+  expire: 'StopRequested', recordExit: 'TaskCompleted', 'recordExit(1)': 'TaskFailed', fail: 'TaskFailed',
+  delete: X, ...o,
+});
+const only = (o: Partial<Row>): Row => ({
+  submit: X, enqueue: X, assign: X, recordSpawn: X, startTraining: X, recordProgress: X, recordArtifact: X,
+  cancel: X, expire: X, recordExit: X, 'recordExit(1)': X, fail: X, delete: X, ...o,
+});
+
+// The full transition table: every (state, command) pair, legal and illegal.
+const table: Record<keyof typeof states, Row> = {
+  NONE: only({ submit: 'TaskSubmitted' }),
+  PENDING: only({ enqueue: 'TaskQueued', assign: 'TaskAssigned', cancel: 'TaskCancelled' }),
+  QUEUED: only({ assign: 'TaskAssigned', cancel: 'TaskCancelled' }),
+  PREPARING: running({}),
+  'PREPARING+spawned': running({ recordSpawn: X }),
+  TRAINING: running({ recordSpawn: X, startTraining: X }),
+  'TRAINING+cancelling': running({
+    recordSpawn: X, startTraining: X, cancel: X, expire: X,
+    recordExit: 'TaskCancelled', 'recordExit(1)': 'TaskCancelled',
+  }),
+  'TRAINING+timing-out': running({
+    recordSpawn: X, startTraining: X, cancel: X, expire: X,
+    recordExit: 'TaskFailed', 'recordExit(1)': 'TaskFailed',
+  }),
+  COMPLETED: only({ delete: 'TaskDeleted' }),
+  FAILED: only({ delete: 'TaskDeleted' }),
+  CANCELLED: only({ delete: 'TaskDeleted' }),
+  'CANCELLED+deleted': only({}),
+};
+
+describe('transition table', () => {
+  const cases = Object.entries(table).flatMap(([stateName, row]) =>
+    Object.entries(row).map(([cmd, expected]) => ({ stateName, cmd, expected })),
+  );
+  it('covers every command in every state', () => {
+    for (const row of Object.values(table)) {
+      expect(Object.keys(row).sort()).toEqual([...TASK_COMMAND_TYPES, 'recordExit(1)'].sort());
+    }
+  });
+  it.each(cases)('$stateName + $cmd -> $expected', ({ stateName, cmd, expected }) => {
+    const state = states[stateName]!;
+    const command = cmd === 'recordExit(1)' ? failedExit : commands[cmd as TaskCommandType];
+    const result = when(state, command);
+    if (expected === X) {
+      expect(result).toBeInstanceOf(IllegalCommandError);
+      const err = result as IllegalCommandError;
+      expect(err.taskId).toBe('t1');
+      expect(err.command).toBe(command.type);
+      expect(err.status).toBe(statusOf(state));
+      expect(err.message).toContain('t1');
+    } else {
+      expect(result).toEqual([expected]);
+    }
+  });
+});
+
+describe('decide/evolve: given events, when command, then events', () => {
+  it('cancelling a COMPLETED task is refused with task, status and command named', () => {
+    const err = when(states.COMPLETED!, { type: 'cancel' }) as IllegalCommandError;
+    expect(err.message).toMatch(/cannot cancel task t1: it is COMPLETED/);
+  });
+
+  it('starting (assigning) a CANCELLED task is refused', () => {
+    const err = when(states.CANCELLED!, commands.assign) as IllegalCommandError;
+    expect(err).toBeInstanceOf(IllegalCommandError);
+    expect(err.status).toBe('CANCELLED');
+  });
+
+  it('a queued cancel is immediate; a running cancel waits for the trainer to exit', () => {
+    expect(when(states.QUEUED!, { type: 'cancel' })).toEqual(['TaskCancelled']);
+    const stop = decide(states.TRAINING!, { type: 'cancel', reason: 'oops' });
+    expect(stop).toEqual([{ type: 'StopRequested', data: { reason: 'cancel', message: 'oops' } }]);
+  });
+
+  it('a timeout turns any exit into FAILED(timeout)', () => {
+    const [e] = decide(states['TRAINING+timing-out']!, { type: 'recordExit', exitCode: null, signal: 'SIGTERM' });
+    expect(e).toMatchObject({ type: 'TaskFailed', data: { reason: 'timeout', signal: 'SIGTERM' } });
+  });
+
+  it('a non-zero exit fails with the code and the detail; a signal names the signal', () => {
+    const [a] = decide(states.TRAINING!, { type: 'recordExit', exitCode: 2, signal: null, detail: 'CUDA OOM' });
+    expect(a).toMatchObject({ type: 'TaskFailed', data: { reason: 'exit', exitCode: 2 } });
+    expect((a!.data as { message: string }).message).toBe('trainer exited with code 2: CUDA OOM');
+    const [b] = decide(states.TRAINING!, { type: 'recordExit', exitCode: null, signal: 'SIGKILL' });
+    expect(b).toMatchObject({ type: 'TaskFailed', data: { reason: 'signal', signal: 'SIGKILL' } });
+  });
+
+  it('attempt counts assignments', () => {
+    const [e] = decide(states.QUEUED!, commands.assign);
+    expect(e).toMatchObject({ type: 'TaskAssigned', data: { attempt: 1 } });
+  });
+
+  it('fail(timeout) is only legal after a timeout stop', () => {
+    expect(when(states.TRAINING!, { type: 'fail', reason: 'timeout', message: 'x' })).toBeInstanceOf(IllegalCommandError);
+    expect(when(states['TRAINING+timing-out']!, { type: 'fail', reason: 'timeout', message: 'x' })).toEqual(['TaskFailed']);
+  });
+});
+
+describe('the task record', () => {
+  it('takes every time from the events, none from a clock', () => {
+    const s = given(ev.submitted(), ev.queued(), ev.assigned(1), ev.spawned(), ev.training(), ev.completed());
+    const r = toRecord(s);
+    const at = (i: number) => new Date(T0 + i * 1000).toISOString();
+    expect(r).toMatchObject({
+      id: 't1',
+      status: 'COMPLETED',
+      createdAt: at(0),
+      queuedAt: at(1),
+      queuedPosition: '2',
+      startedAt: at(2),
+      trainingAt: at(4),
+      finishedAt: at(5),
+      deadlineAt: new Date(T0 + 2000 + 6 * 3_600_000).toISOString(),
+      slotId: null,
+      attempt: 1,
+      trainer: { pid: 4242, startTime: '1234', runDir: '/tmp/run' },
+      version: 6,
+    });
+    expect(r.progress.percent).toBe(100);
+  });
+
+  it('records progress, artifacts and the stop request', () => {
+    const events = stored([
+      ev.submitted(), ev.assigned(), ev.spawned(), ev.training(),
+      { type: 'ProgressRecorded', data: { epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9 } },
+      { type: 'ArtifactRecorded', data: { path: 'out/a' } },
+      ev.stop('cancel'),
+    ]);
+    const r = toRecord(fold(events));
+    expect(r.progress).toEqual({ percent: 25, epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9 });
+    expect(r.artifacts).toEqual(['out/a']);
+    expect(r.stop).toMatchObject({ reason: 'cancel', by: 'alice' });
+    expect(r.slotId).toBe(0);
+  });
+
+  it('restores the decision state from a projected record', () => {
+    const s = given(ev.submitted(), ev.assigned(), ev.spawned());
+    const restored = stateFromRecord(toRecord(s));
+    expect(statusOf(restored)).toBe('PREPARING');
+    expect(when(restored, commands.recordSpawn)).toBeInstanceOf(IllegalCommandError);
+    expect(when(restored, commands.startTraining)).toEqual(['TrainingStarted']);
+    expect(toRecord(restored)).toEqual(toRecord(s));
+  });
+
+  it('refuses to fold an event the machine does not accept (a corrupt log is loud)', () => {
+    const [bad] = stored([ev.completed()]);
+    expect(() => evolve(states.QUEUED!, bad!)).toThrow(/not legal in state QUEUED/);
+  });
+});
+
+describe('read models from the log', () => {
+  it('folds streams into tasks and slot holders', () => {
+    const log = [
+      ...stored([ev.submitted(), ev.assigned(0)], 'a', 0, 0),
+      ...stored([ev.submitted(), ev.queued()], 'b', 0, 2),
+      ...stored([ev.submitted(), ev.assigned(1), ev.failed()], 'c', 0, 4),
+    ];
+    const rm = rebuildReadModels(log);
+    expect([...rm.slotHolders]).toEqual([[0, 'a']]);
+    expect(rm.tasks.get('b')!.status).toBe('QUEUED');
+    expect(rm.tasks.get('c')!.status).toBe('FAILED');
+  });
+});

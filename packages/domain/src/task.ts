@@ -1,0 +1,141 @@
+// The task record and the values it is made of. Plain data: no IO, no clocks.
+
+export const TASK_STATUSES = [
+  'PENDING',
+  'QUEUED',
+  'PREPARING',
+  'TRAINING',
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export const TERMINAL_STATUSES: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+export const ACTIVE_STATUSES: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
+
+export function isTerminal(status: TaskStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+/** Knobs of the simulated trainer (ignored by real trainers). */
+export interface SimulateConfig {
+  steps?: number;
+  stepMs?: number;
+  failAtStep?: number;
+  exitCode?: number;
+  crashSignal?: string;
+  ignoreSigterm?: boolean;
+  logLinesPerStep?: number;
+  startupMs?: number;
+}
+
+export interface TrainingConfig {
+  epochs: number;
+  batchSize: number;
+  gradientAccumulation: number;
+  learningRate: number;
+  maxLength: number;
+  load8bit: boolean;
+  load4bit: boolean;
+  loraRank: number;
+  loraAlpha: number;
+  simulate?: SimulateConfig;
+}
+
+/** What the user asked for; fixed at submission. */
+export interface TaskSpec {
+  name: string;
+  model: string;
+  datasetPath: string;
+  outputDir: string;
+  config: TrainingConfig;
+  /** Wall-clock budget from assignment to exit, after which the trainer is stopped. */
+  timeoutMs: number;
+  owner: string;
+  idempotencyKey?: string | null;
+}
+
+export interface TaskProgress {
+  percent: number;
+  epoch: number | null;
+  totalEpochs: number | null;
+  step: number | null;
+  totalSteps: number | null;
+  loss: number | null;
+}
+
+export type FailureReason = 'exit' | 'signal' | 'timeout' | 'spawn' | 'lost';
+
+export interface TaskError {
+  reason: FailureReason;
+  message: string;
+  exitCode: number | null;
+  signal: string | null;
+}
+
+export type StopReason = 'cancel' | 'timeout';
+
+export interface StopRequest {
+  reason: StopReason;
+  message: string;
+  by: string;
+  at: string;
+}
+
+export interface TrainerProcess {
+  pid: number;
+  /** /proc/<pid>/stat start time, so a reused pid is never mistaken for our trainer. */
+  startTime: string;
+  runDir: string;
+}
+
+/** The task's state as folded from its event stream. Times are the events' commit times. */
+export interface TaskRecord {
+  id: string;
+  status: TaskStatus;
+  spec: TaskSpec;
+  progress: TaskProgress;
+  createdAt: string;
+  queuedAt: string | null;
+  /** Log position of the TaskQueued event: the FIFO key of the queue. */
+  queuedPosition: string | null;
+  startedAt: string | null;
+  trainingAt: string | null;
+  finishedAt: string | null;
+  deadlineAt: string | null;
+  error: TaskError | null;
+  trainer: TrainerProcess | null;
+  attempt: number;
+  slotId: number | null;
+  gpuIndex: number | null;
+  runnerId: string | null;
+  stop: StopRequest | null;
+  artifacts: string[];
+  cancelReason: string | null;
+  deleted: boolean;
+  /** Stream version of the last event folded in. */
+  version: number;
+}
+
+export const EMPTY_PROGRESS: TaskProgress = {
+  percent: 0,
+  epoch: null,
+  totalEpochs: null,
+  step: null,
+  totalSteps: null,
+  loss: null,
+};
+
+export function progressPercent(p: {
+  epoch?: number | null;
+  totalEpochs?: number | null;
+  step?: number | null;
+  totalSteps?: number | null;
+}): number {
+  let ratio: number | null = null;
+  if (p.step != null && p.totalSteps) ratio = p.step / p.totalSteps;
+  else if (p.epoch != null && p.totalEpochs) ratio = p.epoch / p.totalEpochs;
+  if (ratio == null || !Number.isFinite(ratio)) return 0;
+  return Math.round(Math.min(1, Math.max(0, ratio)) * 1000) / 10;
+}

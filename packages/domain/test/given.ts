@@ -1,0 +1,78 @@
+// Given/when/then helpers for decider specs: events get positions, versions and times as the
+// store would give them, so evolve sees exactly what it sees in production.
+import {
+  decide,
+  fold,
+  initialState,
+  type NewTaskEvent,
+  type StoredTaskEvent,
+  type TaskCommand,
+  type TaskSpec,
+  type TaskState,
+} from '../src';
+
+export const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+
+export const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
+  name: 'demo',
+  model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+  datasetPath: 'data/train.jsonl',
+  outputDir: 'out/demo',
+  config: {
+    epochs: 3,
+    batchSize: 1,
+    gradientAccumulation: 16,
+    learningRate: 2e-4,
+    maxLength: 512,
+    load8bit: false,
+    load4bit: false,
+    loraRank: 8,
+    loraAlpha: 16,
+  },
+  timeoutMs: 6 * 3_600_000,
+  owner: 'alice',
+  ...over,
+});
+
+export function stored(events: NewTaskEvent[], streamId = 't1', startVersion = 0, startPos = 0): StoredTaskEvent[] {
+  return events.map((e, i) => ({
+    ...e,
+    streamId,
+    version: startVersion + i + 1,
+    position: String(startPos + i + 1),
+    recordedAt: new Date(T0 + (startVersion + i) * 1000).toISOString(),
+    metadata: { actor: 'alice', schemaVersion: 1 },
+  }));
+}
+
+export const ev = {
+  submitted: (s = spec()): NewTaskEvent => ({ type: 'TaskSubmitted', data: { spec: s } }),
+  queued: (): NewTaskEvent => ({ type: 'TaskQueued', data: {} }),
+  assigned: (slotId = 0): NewTaskEvent => ({
+    type: 'TaskAssigned',
+    data: { slotId, gpuIndex: slotId, runnerId: 'r1', attempt: 1 },
+  }),
+  spawned: (): NewTaskEvent => ({ type: 'TrainerSpawned', data: { pid: 4242, startTime: '1234', runDir: '/tmp/run' } }),
+  training: (): NewTaskEvent => ({ type: 'TrainingStarted', data: {} }),
+  stop: (reason: 'cancel' | 'timeout'): NewTaskEvent => ({ type: 'StopRequested', data: { reason, message: reason } }),
+  completed: (): NewTaskEvent => ({ type: 'TaskCompleted', data: { exitCode: 0 } }),
+  failed: (): NewTaskEvent => ({
+    type: 'TaskFailed',
+    data: { reason: 'exit', message: 'boom', exitCode: 1, signal: null },
+  }),
+  cancelled: (): NewTaskEvent => ({ type: 'TaskCancelled', data: { reason: null } }),
+  deleted: (): NewTaskEvent => ({ type: 'TaskDeleted', data: {} }),
+};
+
+export function given(...events: NewTaskEvent[]): TaskState {
+  return fold(stored(events), initialState());
+}
+
+/** when(command) on a given state: the decided events' types, or the error thrown. */
+export function when(state: TaskState, command: TaskCommand): string[] | Error {
+  try {
+    return decide(state, command, 't1').map((e) => e.type);
+  } catch (e) {
+    return e as Error;
+  }
+}

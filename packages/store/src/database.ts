@@ -1,0 +1,137 @@
+// Storage selection: embedded PGlite by default (no server needed), Postgres when a URL is
+// given. Both run the same drizzle-kit migrations at start-up and the same queries after.
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
+import type { ExtractTablesWithRelations } from 'drizzle-orm';
+import postgres from 'postgres';
+import * as schema from './schema';
+
+export type Schema = typeof schema;
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+export type Tx = PgTransaction<PgQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;
+/** Anything queries can run on: the database or an open transaction. */
+export type Conn = Db | Tx;
+
+export const MIGRATIONS_FOLDER = resolve(dirname(fileURLToPath(import.meta.url)), '../../../migrations');
+
+export type StorageKind = 'pglite' | 'postgres';
+
+export interface Database {
+  kind: StorageKind;
+  db: Db;
+  /** Where the data lives, for logs and health (no password). */
+  location: string;
+  schema: string;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Postgres URL; without one, embedded PGlite. */
+  url?: string | undefined;
+  /** PGlite data directory; `memory://` (or undefined with inMemory) keeps it in memory. */
+  dataDir?: string | undefined;
+  /** Postgres schema holding every table (tests use one per run). */
+  schema?: string | undefined;
+  /** Apply migrations on open (default true). */
+  migrate?: boolean;
+  /** Postgres pool size. */
+  maxConnections?: number;
+}
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function openDatabase(opts: OpenOptions = {}): Promise<Database> {
+  const schemaName = opts.schema ?? 'trainyard';
+  if (!SCHEMA_RE.test(schemaName)) throw new Error(`invalid schema name ${JSON.stringify(schemaName)}`);
+  return opts.url ? openPostgres(opts.url, schemaName, opts) : openPglite(schemaName, opts);
+}
+
+async function openPglite(schemaName: string, opts: OpenOptions): Promise<Database> {
+  const dataDir = opts.dataDir ?? 'memory://';
+  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const client = await PGlite.create(dataDir.startsWith('memory://') ? undefined : dataDir);
+  // PGlite is one connection, so a session-level search_path holds for every query.
+  await client.exec(`CREATE SCHEMA IF NOT EXISTS ${schemaName}; SET search_path TO ${schemaName};`);
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  if (opts.migrate !== false) {
+    await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: schemaName });
+  }
+  return {
+    kind: 'pglite',
+    db,
+    schema: schemaName,
+    location: dataDir.startsWith('memory://') ? 'in memory' : resolve(dataDir),
+    close: () => client.close(),
+  };
+}
+
+async function openPostgres(url: string, schemaName: string, opts: OpenOptions): Promise<Database> {
+  const common = { onnotice: () => {}, connect_timeout: 10 } as const;
+  // A single connection creates the schema and migrates under an advisory lock, so two
+  // services starting together on one database do not both apply the same migration.
+  const boot = postgres(url, { ...common, max: 1 });
+  try {
+    await boot.unsafe(`CREATE SCHEMA IF NOT EXISTS ${schemaName}`);
+    if (opts.migrate !== false) {
+      await boot.unsafe(`SET search_path TO ${schemaName}`);
+      await boot`SELECT pg_advisory_lock(hashtext(${'trainyard-migrate:' + schemaName}))`;
+      try {
+        await migratePostgres(drizzlePostgres(boot, { schema }), {
+          migrationsFolder: MIGRATIONS_FOLDER,
+          migrationsSchema: schemaName,
+        });
+      } finally {
+        await boot`SELECT pg_advisory_unlock(hashtext(${'trainyard-migrate:' + schemaName}))`;
+      }
+    }
+  } finally {
+    await boot.end();
+  }
+  const client = postgres(url, {
+    ...common,
+    max: opts.maxConnections ?? 10,
+    connection: { search_path: schemaName, application_name: 'trainyard' },
+  });
+  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  return {
+    kind: 'postgres',
+    db,
+    schema: schemaName,
+    location: redact(url),
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres (unparsable URL)';
+  }
+}
+
+/** The Postgres error code behind a driver or drizzle error, if any. */
+export function pgErrorCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e; i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Rows of a raw `execute`, whichever driver ran it. */
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return ((result as { rows?: T[] }).rows ?? []) as T[];
+}

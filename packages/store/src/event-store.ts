@@ -1,0 +1,188 @@
+// The event log: append with optimistic concurrency, read a stream, read everything in
+// position order (rebuild), and tail what is safely committed (subscriptions, other instances).
+import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
+import {
+  CURRENT_SCHEMA_VERSION,
+  upcast,
+  type EventMetadata,
+  type NewTaskEvent,
+  type StoredTaskEvent,
+} from '@trainyard/domain';
+import { pgErrorCode, rowsOf, type Conn } from './database';
+import { events } from './schema';
+
+/** The stream moved on since the caller read it: re-read and decide again. */
+export class ConcurrencyError extends Error {
+  readonly code = 'CONCURRENCY_CONFLICT' as const;
+  constructor(
+    readonly streamId: string,
+    readonly expectedVersion: number,
+    readonly actualVersion: number | null,
+  ) {
+    super(
+      `stream ${streamId}: expected version ${expectedVersion} but it is ${actualVersion ?? 'ahead (concurrent append)'}`,
+    );
+    this.name = 'ConcurrencyError';
+  }
+}
+
+export type AppendMetadata = Omit<EventMetadata, 'schemaVersion'>;
+
+type EventRow = typeof events.$inferSelect;
+
+function toStored(row: EventRow): StoredTaskEvent {
+  return upcast({
+    type: row.type,
+    data: row.data,
+    streamId: row.streamId,
+    version: row.streamVersion,
+    position: String(row.position),
+    recordedAt: row.recordedAt,
+    metadata: row.metadata,
+  } as StoredTaskEvent);
+}
+
+/**
+ * Append events to a stream that must be at `expectedVersion` (0 = new stream). Runs inside
+ * the caller's transaction, so read-model updates commit or roll back with the events.
+ * A stale expectation, or a writer that got there first, raises ConcurrencyError; the unique
+ * (stream_id, stream_version) index is the last word, so no interleaving can overwrite.
+ */
+export async function appendToStream(
+  tx: Conn,
+  streamId: string,
+  expectedVersion: number,
+  newEvents: readonly NewTaskEvent[],
+  metadata: AppendMetadata,
+): Promise<StoredTaskEvent[]> {
+  if (newEvents.length === 0) return [];
+  const [head] = await tx
+    .select({ version: events.streamVersion })
+    .from(events)
+    .where(eq(events.streamId, streamId))
+    .orderBy(desc(events.streamVersion))
+    .limit(1);
+  const actual = head?.version ?? 0;
+  if (actual !== expectedVersion) throw new ConcurrencyError(streamId, expectedVersion, actual);
+  const meta: EventMetadata = { ...metadata, schemaVersion: CURRENT_SCHEMA_VERSION };
+  try {
+    const rows = await tx
+      .insert(events)
+      .values(
+        newEvents.map((e, i) => ({
+          streamId,
+          streamVersion: expectedVersion + i + 1,
+          type: e.type,
+          data: e.data,
+          metadata: meta,
+          schemaVersion: CURRENT_SCHEMA_VERSION,
+        })),
+      )
+      .returning();
+    return rows.sort((a, b) => a.streamVersion - b.streamVersion).map(toStored);
+  } catch (err) {
+    if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streamId, expectedVersion, null);
+    throw err;
+  }
+}
+
+export async function readStream(conn: Conn, streamId: string, upToPosition?: string): Promise<StoredTaskEvent[]> {
+  const rows = await conn
+    .select()
+    .from(events)
+    .where(
+      upToPosition
+        ? and(eq(events.streamId, streamId), sql`${events.position} <= ${upToPosition}::bigint`)
+        : eq(events.streamId, streamId),
+    )
+    .orderBy(asc(events.streamVersion));
+  return rows.map(toStored);
+}
+
+/** Everything after a position, in position order: for rebuilds and audits, paged. */
+export async function readAllAfter(conn: Conn, afterPosition: string, limit: number): Promise<StoredTaskEvent[]> {
+  const rows = await conn
+    .select()
+    .from(events)
+    .where(gt(events.position, BigInt(afterPosition)))
+    .orderBy(asc(events.position))
+    .limit(limit);
+  return rows.map(toStored);
+}
+
+export async function* readAll(conn: Conn, pageSize = 5000): AsyncGenerator<StoredTaskEvent> {
+  let after = '0';
+  for (;;) {
+    const page = await readAllAfter(conn, after, pageSize);
+    for (const e of page) yield e;
+    if (page.length < pageSize) return;
+    after = page[page.length - 1]!.position;
+  }
+}
+
+/**
+ * Where a tailing reader stands: the (transaction id, position) of the last event it saw.
+ * Positions are drawn from a sequence before commit, so a slow transaction can commit position
+ * 5 after a fast one committed 6. A reader that moved on past 6 would never see 5. Instead the
+ * tail is read in (transaction id, position) order and only from transactions older than the
+ * oldest one still running (pg_snapshot_xmin): nothing can later appear before what was read.
+ */
+export interface TailCursor {
+  transactionId: string;
+  position: string;
+}
+
+export const TAIL_START: TailCursor = { transactionId: '0', position: '0' };
+
+export async function readCommittedAfter(
+  conn: Conn,
+  cursor: TailCursor,
+  limit: number,
+): Promise<{ events: StoredTaskEvent[]; cursor: TailCursor }> {
+  const rows = rowsOf<Record<string, unknown>>(
+    await conn.execute(sql`
+      SELECT position::text AS position, transaction_id::text AS transaction_id, stream_id, stream_version,
+             type, data, metadata, recorded_at
+      FROM events
+      WHERE (transaction_id, position) > (${cursor.transactionId}::xid8, ${cursor.position}::bigint)
+        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY transaction_id, position
+      LIMIT ${limit}`),
+  );
+  const out = rows.map((r) =>
+    upcast({
+      type: r.type,
+      data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+      streamId: r.stream_id,
+      version: Number(r.stream_version),
+      position: String(r.position),
+      recordedAt: new Date(r.recorded_at as string).toISOString(),
+      metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
+    } as StoredTaskEvent),
+  );
+  const last = rows[rows.length - 1];
+  return {
+    events: out,
+    cursor: last ? { transactionId: String(last.transaction_id), position: String(last.position) } : cursor,
+  };
+}
+
+/** The tail cursor of a known position (to resume a subscription from an event id). */
+export async function cursorAt(conn: Conn, position: string): Promise<TailCursor | null> {
+  const rows = rowsOf<{ transaction_id: string }>(
+    await conn.execute(sql`SELECT transaction_id::text AS transaction_id FROM events WHERE position = ${position}::bigint`),
+  );
+  return rows[0] ? { transactionId: rows[0].transaction_id, position } : null;
+}
+
+/** The cursor after everything committed now: where a reader that wants only new events starts. */
+export async function tailHead(conn: Conn): Promise<TailCursor> {
+  const rows = rowsOf<{ transaction_id: string | null; position: string | null }>(
+    await conn.execute(sql`
+      SELECT transaction_id::text AS transaction_id, position::text AS position FROM events
+      WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY transaction_id DESC, position DESC LIMIT 1`),
+  );
+  const r = rows[0];
+  return r?.transaction_id && r.position ? { transactionId: r.transaction_id, position: r.position } : TAIL_START;
+}

@@ -1,0 +1,186 @@
+// Read models: the tasks table, the slot holders and the queue order. Written only by
+// `projectTask`, in the transaction that appends the events they fold.
+import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
+import { slotChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { rowsOf, type Conn } from './database';
+import { ConcurrencyError } from './event-store';
+import { gpuSlots, slotHolders, tasks } from './schema';
+
+export async function loadTask(conn: Conn, id: string): Promise<TaskRecord | null> {
+  const [row] = await conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.id, id));
+  return row?.record ?? null;
+}
+
+export async function loadTasks(conn: Conn, ids: readonly string[]): Promise<Map<string, TaskRecord>> {
+  if (ids.length === 0) return new Map();
+  const rows = await conn.select({ record: tasks.record }).from(tasks).where(inArray(tasks.id, [...ids]));
+  return new Map(rows.map((r) => [r.record.id, r.record]));
+}
+
+export async function findByIdempotencyKey(conn: Conn, owner: string, key: string): Promise<TaskRecord | null> {
+  const [row] = await conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(and(eq(tasks.owner, owner), eq(tasks.idempotencyKey, key)));
+  return row?.record ?? null;
+}
+
+/**
+ * Write a task's new state and the slot it takes or frees. `before` is the record the command
+ * was decided on. The slot_holders primary key refuses a second holder of one slot, so a
+ * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
+ */
+export async function projectTask(
+  tx: Conn,
+  before: TaskRecord | null,
+  after: TaskRecord,
+  lastPosition: string,
+): Promise<void> {
+  const row = {
+    id: after.id,
+    status: after.status,
+    version: after.version,
+    owner: after.spec.owner,
+    name: after.spec.name,
+    idempotencyKey: after.spec.idempotencyKey ?? null,
+    createdAt: after.createdAt,
+    queuedPosition: after.status === 'QUEUED' ? after.queuedPosition : null,
+    deleted: after.deleted,
+    lastPosition,
+    record: after,
+  };
+  if (before === null) {
+    await tx.insert(tasks).values(row);
+  } else {
+    const updated = await tx
+      .update(tasks)
+      .set(row)
+      .where(and(eq(tasks.id, after.id), eq(tasks.version, before.version)))
+      .returning({ id: tasks.id });
+    if (updated.length !== 1) throw new ConcurrencyError(after.id, before.version, null);
+  }
+  const change = slotChange(before, after);
+  if (change.release !== null) {
+    await tx.delete(slotHolders).where(and(eq(slotHolders.slotId, change.release), eq(slotHolders.taskId, after.id)));
+  }
+  if (change.acquire !== null) {
+    await tx.insert(slotHolders).values({ slotId: change.acquire, taskId: after.id, since: lastPosition });
+  }
+}
+
+export interface SlotRow {
+  slotId: number;
+  gpuIndex: number;
+  holderTaskId: string | null;
+}
+
+export async function listSlots(conn: Conn): Promise<SlotRow[]> {
+  const rows = await conn
+    .select({ slotId: gpuSlots.slotId, gpuIndex: gpuSlots.gpuIndex, holderTaskId: slotHolders.taskId })
+    .from(gpuSlots)
+    .leftJoin(slotHolders, eq(slotHolders.slotId, gpuSlots.slotId))
+    .orderBy(asc(gpuSlots.slotId));
+  return rows.map((r) => ({ ...r, holderTaskId: r.holderTaskId ?? null }));
+}
+
+export async function listSlotHolders(conn: Conn): Promise<Map<number, string>> {
+  const rows = await conn.select().from(slotHolders);
+  return new Map(rows.map((r) => [r.slotId, r.taskId]));
+}
+
+/** Make the slot table match the configuration: one slot per GPU index given. */
+export async function configureSlots(conn: Conn, gpuIndices: readonly number[]): Promise<void> {
+  for (const [slotId, gpuIndex] of gpuIndices.entries()) {
+    await conn
+      .insert(gpuSlots)
+      .values({ slotId, gpuIndex })
+      .onConflictDoUpdate({ target: gpuSlots.slotId, set: { gpuIndex } });
+  }
+  // Extra slots go once nobody holds them (a held one stays until its task ends).
+  await conn.execute(sql`
+    DELETE FROM gpu_slots s WHERE s.slot_id >= ${gpuIndices.length}
+      AND NOT EXISTS (SELECT 1 FROM slot_holders h WHERE h.slot_id = s.slot_id)`);
+}
+
+/** The queue, in FIFO order of each task's TaskQueued position. */
+export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[]> {
+  const q = conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(eq(tasks.status, 'QUEUED'))
+    .orderBy(asc(tasks.queuedPosition));
+  const rows = limit === undefined ? await q : await q.limit(limit);
+  return rows.map((r) => r.record);
+}
+
+export async function countQueued(conn: Conn): Promise<number> {
+  const rows = rowsOf<{ n: number | string }>(
+    await conn.execute(sql`SELECT count(*) AS n FROM tasks WHERE status = 'QUEUED'`),
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+export async function listActive(conn: Conn): Promise<TaskRecord[]> {
+  const rows = await conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(inArray(tasks.status, ['PREPARING', 'TRAINING']));
+  return rows.map((r) => r.record);
+}
+
+export interface ListTasksQuery {
+  statuses?: TaskStatus[] | undefined;
+  includeDeleted?: boolean | undefined;
+  /** Opaque cursor from a previous page. */
+  cursor?: string | null | undefined;
+  limit: number;
+}
+
+/** Newest first, keyset-paginated on (created_at, id). */
+export async function listTasks(conn: Conn, q: ListTasksQuery): Promise<{ items: TaskRecord[]; nextCursor: string | null }> {
+  const conds = [];
+  if (q.statuses?.length) conds.push(inArray(tasks.status, q.statuses));
+  if (!q.includeDeleted) conds.push(eq(tasks.deleted, false));
+  if (q.cursor) {
+    const c = decodeCursor(q.cursor);
+    conds.push(or(lt(tasks.createdAt, c.createdAt), and(eq(tasks.createdAt, c.createdAt), lt(tasks.id, c.id))));
+  }
+  const rows = await conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(conds.length ? and(...conds) : undefined)
+    .orderBy(desc(tasks.createdAt), desc(tasks.id))
+    .limit(q.limit + 1);
+  const items = rows.slice(0, q.limit).map((r) => r.record);
+  const last = items[items.length - 1];
+  return {
+    items,
+    nextCursor: rows.length > q.limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+  };
+}
+
+function encodeCursor(c: { createdAt: string; id: string }): string {
+  return Buffer.from(JSON.stringify([c.createdAt, c.id])).toString('base64url');
+}
+
+export class InvalidCursorError extends Error {
+  constructor() {
+    super('cursor is not one this service returned');
+    this.name = 'InvalidCursorError';
+  }
+}
+
+function decodeCursor(s: string): { createdAt: string; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as unknown[];
+    if (typeof createdAt !== 'string' || typeof id !== 'string' || Number.isNaN(Date.parse(createdAt))) throw new Error();
+    return { createdAt, id };
+  } catch {
+    throw new InvalidCursorError();
+  }
+}
+
+export async function allTaskRecords(conn: Conn): Promise<TaskRecord[]> {
+  const rows = await conn.select({ record: tasks.record }).from(tasks);
+  return rows.map((r) => r.record);
+}

@@ -1,0 +1,87 @@
+// Projector rebuild: fold the whole log into read models and compare them with the live ones
+// (or replace the live ones). The log is the truth; a difference is a bug worth a loud exit.
+import { isDeepStrictEqual } from 'node:util';
+import { sql } from 'drizzle-orm';
+import { evolve, initialState, toRecord, type ReadModels, type TaskRecord, type TaskState } from '@trainyard/domain';
+import type { Conn, Database } from './database';
+import { readAll } from './event-store';
+import { allTaskRecords, listSlotHolders, projectTask } from './read-models';
+import { slotHolders, tasks } from './schema';
+
+/** Fold every event in position order. Memory grows with the number of tasks, not events. */
+export async function rebuildFromLog(conn: Conn): Promise<ReadModels & { events: number; lastPositions: Map<string, string> }> {
+  const states = new Map<string, TaskState>();
+  const lastPositions = new Map<string, string>();
+  let count = 0;
+  for await (const ev of readAll(conn)) {
+    states.set(ev.streamId, evolve(states.get(ev.streamId) ?? initialState(), ev));
+    lastPositions.set(ev.streamId, ev.position);
+    count++;
+  }
+  const taskMap = new Map<string, TaskRecord>();
+  const holders = new Map<number, string>();
+  for (const [id, state] of states) {
+    const r = toRecord(state);
+    taskMap.set(id, r);
+    if (r.slotId !== null) holders.set(r.slotId, id);
+  }
+  return { tasks: taskMap, slotHolders: holders, events: count, lastPositions };
+}
+
+export interface Difference {
+  kind: 'task-missing-live' | 'task-not-in-log' | 'task-differs' | 'slot-differs';
+  id: string;
+  live?: unknown;
+  rebuilt?: unknown;
+  fields?: string[];
+}
+
+export async function compareWithLog(conn: Conn): Promise<{ differences: Difference[]; events: number; tasks: number }> {
+  const rebuilt = await rebuildFromLog(conn);
+  const live = new Map((await allTaskRecords(conn)).map((r) => [r.id, r]));
+  const differences: Difference[] = [];
+  for (const [id, r] of rebuilt.tasks) {
+    const l = live.get(id);
+    if (!l) differences.push({ kind: 'task-missing-live', id, rebuilt: r });
+    else if (!isDeepStrictEqual(normalise(l), normalise(r))) {
+      const fields = Object.keys({ ...l, ...r }).filter(
+        (k) => !isDeepStrictEqual((l as never)[k], (r as never)[k]),
+      );
+      differences.push({ kind: 'task-differs', id, fields, live: pick(l, fields), rebuilt: pick(r, fields) });
+    }
+  }
+  for (const [id, l] of live) if (!rebuilt.tasks.has(id)) differences.push({ kind: 'task-not-in-log', id, live: l });
+  const liveHolders = await listSlotHolders(conn);
+  const slots = new Set([...liveHolders.keys(), ...rebuilt.slotHolders.keys()]);
+  for (const s of slots) {
+    if (liveHolders.get(s) !== rebuilt.slotHolders.get(s)) {
+      differences.push({
+        kind: 'slot-differs',
+        id: `slot ${s}`,
+        live: liveHolders.get(s) ?? null,
+        rebuilt: rebuilt.slotHolders.get(s) ?? null,
+      });
+    }
+  }
+  return { differences, events: rebuilt.events, tasks: rebuilt.tasks.size };
+}
+
+/** Replace the live read models with the ones folded from the log, in one transaction. */
+export async function replaceReadModels(database: Database): Promise<{ events: number; tasks: number }> {
+  const rebuilt = await rebuildFromLog(database.db);
+  await database.db.transaction(async (tx) => {
+    await tx.delete(slotHolders);
+    await tx.delete(tasks);
+    for (const [id, r] of rebuilt.tasks) await projectTask(tx, null, r, rebuilt.lastPositions.get(id)!);
+    await tx.execute(sql`SELECT 1`);
+  });
+  return { events: rebuilt.events, tasks: rebuilt.tasks.size };
+}
+
+function normalise(r: TaskRecord): unknown {
+  return JSON.parse(JSON.stringify(r));
+}
+
+function pick(r: TaskRecord, fields: string[]): Record<string, unknown> {
+  return Object.fromEntries(fields.map((f) => [f, (r as never)[f]]));
+}

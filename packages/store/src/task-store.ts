@@ -1,0 +1,172 @@
+// Commands against the log: each runs in one transaction that reads the task's projected
+// state, decides with the lifecycle machine, appends with optimistic concurrency, updates the
+// read models and, when a slot frees up, runs the scheduling policy, all committing together.
+// A conflict (another writer got there first) rolls everything back and the command is retried.
+import {
+  decide,
+  evolve,
+  fifoOrder,
+  initialState,
+  localFifoPolicy,
+  stateFromRecord,
+  TaskNotFoundError,
+  toRecord,
+  type Assignment,
+  type SchedulingPolicy,
+  type SlotView,
+  type StoredTaskEvent,
+  type TaskCommand,
+  type TaskRecord,
+  type TaskSpec,
+} from '@trainyard/domain';
+import { pgErrorCode, type Conn, type Database, type Tx } from './database';
+import { appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
+import { findByIdempotencyKey, listQueue, listSlots, loadTask, projectTask } from './read-models';
+
+export type CommandMeta = AppendMetadata;
+
+export interface CommandResult {
+  task: TaskRecord;
+  events: StoredTaskEvent[];
+  /** Tasks this transaction moved onto a GPU slot: the runner starts their trainers. */
+  started: TaskRecord[];
+}
+
+export interface SubmitResult extends CommandResult {
+  /** False when an idempotency key matched an earlier submission. */
+  created: boolean;
+}
+
+export interface TaskStoreOptions {
+  /** Which service instance runs the trainers of the tasks this store assigns. */
+  runnerId: string;
+  policy?: SchedulingPolicy;
+  /** Slots that must not take work now, with the reason (e.g. GPU held by another program). */
+  slotBlocks?: () => ReadonlyMap<number, string>;
+  maxAttempts?: number;
+  /** Called after each commit with the events it appended (to wake local subscribers). */
+  onCommit?: (events: StoredTaskEvent[]) => void;
+}
+
+const RETRYABLE = new Set(['23505', '40001', '40P01']);
+
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof ConcurrencyError) return true;
+  const code = pgErrorCode(err);
+  return code !== undefined && RETRYABLE.has(code);
+}
+
+export class TaskStore {
+  readonly policy: SchedulingPolicy;
+  constructor(
+    readonly database: Database,
+    private readonly opts: TaskStoreOptions,
+  ) {
+    this.policy = opts.policy ?? localFifoPolicy;
+  }
+
+  get db(): Conn {
+    return this.database.db;
+  }
+
+  /** Run `fn` in a transaction, again from the start when it lost a race. */
+  async transact<T>(fn: (tx: Tx, appended: StoredTaskEvent[]) => Promise<T>): Promise<T> {
+    const max = this.opts.maxAttempts ?? 20;
+    for (let attempt = 1; ; attempt++) {
+      const appended: StoredTaskEvent[] = [];
+      try {
+        const result = await this.database.db.transaction((tx) => fn(tx as Tx, appended));
+        if (appended.length) this.opts.onCommit?.(appended);
+        return result;
+      } catch (err) {
+        if (attempt >= max || !isRetryable(err)) throw err;
+        // Back off a little, randomly, so racing writers do not collide again in lockstep.
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, attempt * 5)));
+      }
+    }
+  }
+
+  async submit(taskId: string, spec: TaskSpec, meta: CommandMeta): Promise<SubmitResult> {
+    return this.transact(async (tx, appended) => {
+      if (spec.idempotencyKey) {
+        const existing = await findByIdempotencyKey(tx, spec.owner, spec.idempotencyKey);
+        if (existing) return { task: existing, events: [], started: [], created: false };
+      }
+      const submitted = await this.applyCommand(tx, appended, null, taskId, { type: 'submit', taskId, spec }, meta);
+      const started = await this.scheduleIn(tx, appended, meta, submitted);
+      const self = started.find((t) => t.id === taskId);
+      const task = self ?? (await this.applyCommand(tx, appended, submitted, taskId, { type: 'enqueue' }, meta));
+      return { task, events: appended.filter((e) => e.streamId === taskId), started, created: true };
+    });
+  }
+
+  /** Decide and apply one command to one task; schedules when the command freed a slot. */
+  async execute(taskId: string, command: TaskCommand, meta: CommandMeta): Promise<CommandResult> {
+    return this.transact(async (tx, appended) => {
+      const before = await loadTask(tx, taskId);
+      if (!before) throw new TaskNotFoundError(taskId);
+      const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
+      const started = before.slotId !== null && task.slotId === null ? await this.scheduleIn(tx, appended, meta) : [];
+      return { task, events: appended.filter((e) => e.streamId === taskId), started };
+    });
+  }
+
+  /** Fill free slots from the queue (after a restart, an unblocked GPU, or on a timer). */
+  async schedule(meta: CommandMeta): Promise<TaskRecord[]> {
+    return this.transact((tx, appended) => this.scheduleIn(tx, appended, meta));
+  }
+
+  private async applyCommand(
+    tx: Tx,
+    appended: StoredTaskEvent[],
+    before: TaskRecord | null,
+    taskId: string,
+    command: TaskCommand,
+    meta: CommandMeta,
+  ): Promise<TaskRecord> {
+    const state = before ? stateFromRecord(before) : initialState();
+    const decided = decide(state, command, taskId);
+    const stored = await appendToStream(tx, taskId, state.version, decided, meta);
+    const after = toRecord(stored.reduce(evolve, state));
+    await projectTask(tx, before, after, stored[stored.length - 1]!.position);
+    appended.push(...stored);
+    return after;
+  }
+
+  /**
+   * The scheduling decision and its events in the caller's transaction. `candidate` is a task
+   * just submitted and not yet queued: it may take a free slot only behind everything queued.
+   */
+  private async scheduleIn(
+    tx: Tx,
+    appended: StoredTaskEvent[],
+    meta: CommandMeta,
+    candidate?: TaskRecord,
+  ): Promise<TaskRecord[]> {
+    const blocks = this.opts.slotBlocks?.() ?? new Map<number, string>();
+    const slots: SlotView[] = (await listSlots(tx)).map((s) => ({ ...s, blockedReason: blocks.get(s.slotId) ?? null }));
+    const free = slots.filter((s) => s.holderTaskId === null && s.blockedReason === null).length;
+    if (free === 0) return [];
+    const queued = await listQueue(tx, free);
+    const byId = new Map(queued.map((t) => [t.id, t]));
+    if (candidate) byId.set(candidate.id, candidate);
+    const queue = fifoOrder([...byId.values()].map((t) => ({ taskId: t.id, queuedPosition: t.queuedPosition })));
+    const assignments: Assignment[] = this.policy.schedule({ slots, queue });
+    const started: TaskRecord[] = [];
+    for (const a of assignments) {
+      const before = byId.get(a.taskId);
+      if (!before) throw new Error(`policy ${this.policy.name} assigned unknown task ${a.taskId}`);
+      started.push(
+        await this.applyCommand(
+          tx,
+          appended,
+          before,
+          a.taskId,
+          { type: 'assign', slotId: a.slotId, gpuIndex: a.gpuIndex, runnerId: this.opts.runnerId },
+          { ...meta, actor: meta.actor || 'scheduler' },
+        ),
+      );
+    }
+    return started;
+  }
+}

@@ -1,0 +1,78 @@
+// Test databases: a fresh in-memory PGlite, or a fresh schema on the test Postgres (dropped
+// afterwards), both migrated with the real migrations.
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { inject } from 'vitest';
+import { openDatabase, type Database, type StorageKind } from '../src';
+
+export interface Backend {
+  kind: StorageKind;
+  /** null when this backend cannot run here (Postgres not reachable). */
+  url: string | null;
+}
+
+export function backends(): Backend[] {
+  return [
+    { kind: 'pglite', url: null },
+    { kind: 'postgres', url: inject('postgresUrl') },
+  ];
+}
+
+export function backendAvailable(b: Backend): boolean {
+  return b.kind === 'pglite' || b.url !== null;
+}
+
+export function freshSchemaName(): string {
+  return `t_${randomBytes(6).toString('hex')}`;
+}
+
+export interface TestDatabase extends Database {
+  /** Open another connection (pool) to the same database and schema (Postgres only). */
+  openAnother(): Promise<Database>;
+  /** Admin connection string for the same database (Postgres only). */
+  url: string | null;
+}
+
+export async function openTestDatabase(b: Backend): Promise<TestDatabase> {
+  if (b.kind === 'pglite') {
+    const db = await openDatabase({});
+    return {
+      ...db,
+      url: null,
+      openAnother: () => Promise.reject(new Error('PGlite is a single connection')),
+    };
+  }
+  if (!b.url) throw new Error('Postgres is not available');
+  const url = b.url;
+  const schema = freshSchemaName();
+  const db = await openDatabase({ url, schema });
+  const others: Database[] = [];
+  return {
+    ...db,
+    url,
+    openAnother: async () => {
+      const d = await openDatabase({ url, schema, migrate: false });
+      others.push(d);
+      return d;
+    },
+    close: async () => {
+      for (const o of others) await o.close();
+      await db.close();
+      await dropSchema(url, schema);
+    },
+  };
+}
+
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+/** A raw postgres.js client on the schema, for specs that drive transactions by hand. */
+export function rawClient(url: string, schema: string) {
+  return postgres(url, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
+}
