@@ -1,0 +1,328 @@
+// Pure half of the GPU probe: turns nvidia-smi's CSV output into GpuInfo and picks a model to
+// recommend. No IO; the only clock use is the default for `probedAt`, which callers may pass.
+//
+// Expected input (one line per GPU / per compute process, `--format=csv,noheader,nounits`):
+//   --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu
+//     0, GPU-4b1c…, NVIDIA GeForce RTX 3060, 12288, 1024, 7
+//   --query-compute-apps=gpu_uuid,pid,process_name,used_memory
+//     GPU-4b1c…, 23817, python3, 900
+// Memory values are MiB. Any field may be a bracketed placeholder such as `[N/A]` or
+// `[Not Supported]` (utilization and per-process memory are `[N/A]` in MIG mode).
+
+import type { GpuDevice, GpuInfo, GpuProcess } from './types';
+
+/** One row of the `--query-gpu` output. Unavailable memory values read as 0, utilization as null. */
+export interface RawGpu {
+  index: number;
+  uuid: string;
+  name: string;
+  memoryTotalMiB: number;
+  memoryUsedMiB: number;
+  utilization: number | null;
+}
+
+/** One row of the `--query-compute-apps` output. Unavailable memory reads as 0. */
+export interface RawApp {
+  gpuUuid: string;
+  pid: number;
+  name: string;
+  usedMemoryMiB: number;
+}
+
+/** nvidia-smi printed something that is not the CSV we asked for. */
+export class NvidiaSmiParseError extends Error {
+  override readonly name = 'NvidiaSmiParseError';
+}
+
+const GPU_FIELDS = 6;
+const APP_FIELDS = 4;
+
+/** `[N/A]`, `[Not Supported]`, `[Unknown Error]`, `[Insufficient Permissions]`, … or a bare `N/A`. */
+function isUnavailable(value: string): boolean {
+  return /^\[[^\]]*\]$/.test(value) || /^n\/a$/i.test(value);
+}
+
+/** Non-empty lines, trimmed. */
+function lines(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+function fail(lineNo: number, line: string, why: string): never {
+  const shown = line.length > 80 ? `${line.slice(0, 77)}...` : line;
+  throw new NvidiaSmiParseError(`line ${lineNo}: ${why}: "${shown}"`);
+}
+
+function integer(value: string, what: string, lineNo: number, line: string): number {
+  if (!/^\d+$/.test(value)) fail(lineNo, line, `${what} is not an integer`);
+  return Number(value);
+}
+
+/** A number, or `fallback` for an unavailable placeholder; anything else is garbage. */
+function numberOr<T>(value: string, fallback: T, what: string, lineNo: number, line: string): number | T {
+  if (isUnavailable(value)) return fallback;
+  if (!/^\d+(\.\d+)?$/.test(value)) fail(lineNo, line, `${what} is not a number`);
+  return Number(value);
+}
+
+/**
+ * Parses `--query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu` output.
+ * Empty output gives []. Throws NvidiaSmiParseError when any line is not a well-formed row, so a
+ * half-understood output is never mistaken for a working GPU.
+ */
+export function parseGpuCsv(text: string): RawGpu[] {
+  return lines(text).map((line, i) => {
+    const lineNo = i + 1;
+    const f = line.split(',').map((s) => s.trim());
+    if (f.length !== GPU_FIELDS) fail(lineNo, line, `expected ${GPU_FIELDS} fields, got ${f.length}`);
+    const [index, uuid, name, total, used, util] = f as [string, string, string, string, string, string];
+    if (uuid === '' || isUnavailable(uuid)) fail(lineNo, line, 'missing GPU uuid');
+    return {
+      index: integer(index, 'index', lineNo, line),
+      uuid,
+      name,
+      memoryTotalMiB: numberOr(total, 0, 'memory.total', lineNo, line),
+      memoryUsedMiB: numberOr(used, 0, 'memory.used', lineNo, line),
+      utilization: numberOr(util, null, 'utilization.gpu', lineNo, line),
+    };
+  });
+}
+
+/**
+ * Parses `--query-compute-apps=gpu_uuid,pid,process_name,used_memory` output. Empty output gives [].
+ * A process name is a free-form path and may itself contain commas, so a row with more than four
+ * fields keeps the middle ones as the name; fewer than four is garbage and throws.
+ */
+export function parseAppsCsv(text: string): RawApp[] {
+  return lines(text)
+    // Older drivers print this instead of nothing when no process uses a GPU.
+    .filter((line) => !/^no running (compute )?processes found/i.test(line))
+    .map((line, i) => {
+      const lineNo = i + 1;
+      const f = line.split(',').map((s) => s.trim());
+      if (f.length < APP_FIELDS) fail(lineNo, line, `expected ${APP_FIELDS} fields, got ${f.length}`);
+      const gpuUuid = f[0]!;
+      const pid = f[1]!;
+      const used = f[f.length - 1]!;
+      const name = f.slice(2, -1).join(', ');
+      if (gpuUuid === '') fail(lineNo, line, 'missing gpu_uuid');
+      return {
+        gpuUuid,
+        pid: integer(pid, 'pid', lineNo, line),
+        name,
+        usedMemoryMiB: numberOr(used, 0, 'used_memory', lineNo, line),
+      };
+    });
+}
+
+/** MiB → GB, one decimal. */
+export function mibToGb(mib: number): number {
+  return round1(mib / 1024);
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/** Share of the device's memory held by processes that are not ours (0..1; 0 when memory is unknown). */
+export function externalShare(device: Pick<GpuDevice, 'externalMemoryGb' | 'memoryGb'>): number {
+  return device.memoryGb > 0 ? device.externalMemoryGb / device.memoryGb : 0;
+}
+
+/**
+ * Joins parsed rows into GpuInfo. Processes are attached to their GPU by uuid; a process whose
+ * uuid matches no GPU row (e.g. a MIG instance uuid on some drivers) is left out.
+ * No GPUs → `available: false`.
+ */
+export function buildGpuInfo(
+  gpus: readonly RawGpu[],
+  apps: readonly RawApp[],
+  ourPids: ReadonlySet<number>,
+  probedAt: Date | string = new Date(),
+): GpuInfo {
+  const at = typeof probedAt === 'string' ? probedAt : probedAt.toISOString();
+  if (gpus.length === 0) return unavailableInfo({ kind: 'no-gpus' }, at);
+
+  const devices: GpuDevice[] = [...gpus]
+    .sort((a, b) => a.index - b.index)
+    .map((g) => {
+      const mine = apps.filter((a) => a.gpuUuid === g.uuid);
+      const processes: GpuProcess[] = mine.map((a) => ({
+        pid: a.pid,
+        name: a.name,
+        memoryUsedGb: mibToGb(a.usedMemoryMiB),
+        ours: ourPids.has(a.pid),
+      }));
+      // Sum in MiB and round once, so many small processes do not accumulate rounding error.
+      const externalMiB = mine.filter((a) => !ourPids.has(a.pid)).reduce((s, a) => s + a.usedMemoryMiB, 0);
+      return {
+        id: g.index,
+        uuid: g.uuid,
+        name: g.name,
+        memoryGb: mibToGb(g.memoryTotalMiB),
+        memoryUsedGb: mibToGb(g.memoryUsedMiB),
+        utilization: g.utilization,
+        processes,
+        externalMemoryGb: mibToGb(externalMiB),
+      };
+    });
+
+  return { available: true, count: devices.length, devices, recommendation: recommend(devices), probedAt: at };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model recommendation
+
+interface Tier {
+  minGb: number;
+  advice: string;
+  models: string[];
+}
+
+const QWEN = (size: string) => `Qwen/Qwen2.5-Coder-${size}-Instruct`;
+
+/** Largest first; a GPU gets the first tier whose minimum it reaches (>=, so exactly 12.0 GB is the 3B tier). */
+const TIERS: readonly Tier[] = [
+  { minGb: 24, advice: 'Qwen 2.5 Coder 7B recommended, or 3B for faster training', models: [QWEN('7B'), QWEN('3B')] },
+  { minGb: 12, advice: 'Qwen 2.5 Coder 3B recommended, or 1.5B for faster training', models: [QWEN('3B'), QWEN('1.5B')] },
+  { minGb: 8, advice: 'Qwen 2.5 Coder 1.5B recommended (best balance) or 0.5B (fastest training)', models: [QWEN('1.5B'), QWEN('0.5B')] },
+  { minGb: 0, advice: 'Qwen 2.5 Coder 0.5B recommended', models: [QWEN('0.5B')] },
+];
+
+function tierFor(memoryGb: number): Tier {
+  return TIERS.find((t) => memoryGb >= t.minGb) ?? TIERS[TIERS.length - 1]!;
+}
+
+/** Hugging Face model ids suited to a GPU with this much memory, preferred first. */
+export function recommendedModels(memoryGb: number): string[] {
+  return [...tierFor(memoryGb).models];
+}
+
+/**
+ * One sentence for the UI. Each task trains on one GPU, so with several GPUs the advice follows
+ * the largest single GPU, not the total.
+ */
+export function recommend(devices: readonly Pick<GpuDevice, 'name' | 'memoryGb'>[]): string {
+  if (devices.length === 0) return describeFailure({ kind: 'no-gpus' }).recommendation;
+  const largest = devices.reduce((best, d) => (d.memoryGb > best.memoryGb ? d : best));
+  const single = `${largest.name} (${largest.memoryGb}GB): ${tierFor(largest.memoryGb).advice}`;
+  if (devices.length === 1) return single;
+  const total = round1(devices.reduce((s, d) => s + d.memoryGb, 0));
+  return `${devices.length} GPUs, ${total}GB in total; each task uses one GPU: ${single}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+
+/** Why a probe found no usable GPU. Produced by the IO edge, worded here so it can be tested purely. */
+export type ProbeFailure =
+  | { kind: 'not-found'; command: string; onPath: boolean }
+  | { kind: 'not-executable'; command: string; detail: string }
+  | { kind: 'exit'; code: number | null; signal: string | null; output: string }
+  | { kind: 'timeout'; timeoutMs: number }
+  | { kind: 'garbage'; detail: string }
+  | { kind: 'no-gpus' }
+  | { kind: 'spawn-error'; detail: string };
+
+const WONT_START = 'Training will not start until a GPU is available';
+
+/** First non-empty line of a tool's output, shortened. */
+function firstLine(text: string): string {
+  const line = lines(text)[0] ?? '';
+  return line.length > 200 ? `${line.slice(0, 197)}...` : line;
+}
+
+/** User-facing recommendation (what happened, what to do) and technical error for a failure. */
+export function describeFailure(f: ProbeFailure): { recommendation: string; error: string } {
+  switch (f.kind) {
+    case 'not-found':
+      return f.onPath
+        ? {
+            recommendation: `No NVIDIA GPU detected (nvidia-smi not found on PATH). ${WONT_START}; install the NVIDIA driver or check PATH.`,
+            error: `${f.command}: not found on PATH (ENOENT)`,
+          }
+        : {
+            recommendation: `No NVIDIA GPU detected (nvidia-smi not found at ${f.command}). ${WONT_START}; install the NVIDIA driver or fix the configured nvidia-smi path.`,
+            error: `${f.command}: no such file (ENOENT)`,
+          };
+    case 'not-executable':
+      return {
+        recommendation: `No NVIDIA GPU detected (nvidia-smi at ${f.command} could not be run: ${f.detail}). ${WONT_START}; check the configured nvidia-smi path and its permissions.`,
+        error: `${f.command}: ${f.detail}`,
+      };
+    case 'exit': {
+      const how = f.code !== null ? `exited with code ${f.code}` : `was killed by ${f.signal ?? 'a signal'}`;
+      const said = firstLine(f.output);
+      return {
+        recommendation: `NVIDIA GPU not usable: nvidia-smi ${how}${said ? ` ("${said}")` : ''}. ${WONT_START}; check that the NVIDIA driver is installed and loaded (a reboot after a driver update often fixes this).`,
+        error: `nvidia-smi ${how}${said ? `: ${said}` : ''}`,
+      };
+    }
+    case 'timeout':
+      return {
+        recommendation: `NVIDIA GPU not usable: nvidia-smi did not answer within ${f.timeoutMs / 1000}s (the driver may be hung). ${WONT_START}; run nvidia-smi on the host to check the driver, or restart the machine.`,
+        error: `nvidia-smi timed out after ${f.timeoutMs}ms`,
+      };
+    case 'garbage':
+      return {
+        recommendation: `NVIDIA GPU status unknown: nvidia-smi output could not be parsed. ${WONT_START}; run nvidia-smi on the host to check that it works and the driver is healthy.`,
+        error: `nvidia-smi output could not be parsed: ${f.detail}`,
+      };
+    case 'no-gpus':
+      return {
+        recommendation: `No NVIDIA GPU detected (nvidia-smi reported no GPUs). ${WONT_START}; check that the GPU is passed through to this machine or container.`,
+        error: 'nvidia-smi reported no GPUs',
+      };
+    case 'spawn-error':
+      return {
+        recommendation: `NVIDIA GPU status unknown: nvidia-smi could not be run (${f.detail}). ${WONT_START}; run nvidia-smi on the host to check that it works.`,
+        error: `nvidia-smi could not be run: ${f.detail}`,
+      };
+  }
+}
+
+/** GpuInfo for a probe that found no usable GPU. */
+export function unavailableInfo(f: ProbeFailure, probedAt: Date | string = new Date()): GpuInfo {
+  const { recommendation, error } = describeFailure(f);
+  const at = typeof probedAt === 'string' ? probedAt : probedAt.toISOString();
+  return { available: false, count: 0, devices: [], recommendation, error, probedAt: at };
+}
+
+/**
+ * The whole pure pipeline: raw nvidia-smi stdout of both queries → GpuInfo. Unparseable GPU output
+ * means the GPU state is unknown (`available: false`). The process list only feeds the "external"
+ * accounting, so if it is missing (`appsText === null`, the query failed) or unparseable, the GPUs
+ * are still reported, with no processes and `error` saying why.
+ */
+export function parseNvidiaSmi(
+  gpusText: string,
+  appsText: string | null,
+  ourPids: ReadonlySet<number>,
+  probedAt: Date | string = new Date(),
+  appsError = 'query failed',
+): GpuInfo {
+  let gpus: RawGpu[];
+  try {
+    gpus = parseGpuCsv(gpusText);
+  } catch (e) {
+    return unavailableInfo({ kind: 'garbage', detail: errorMessage(e) }, probedAt);
+  }
+  let apps: RawApp[] = [];
+  let appsProblem: string | null = appsText === null ? appsError : null;
+  if (appsText !== null) {
+    try {
+      apps = parseAppsCsv(appsText);
+    } catch (e) {
+      appsProblem = `output could not be parsed: ${errorMessage(e)}`;
+    }
+  }
+  const info = buildGpuInfo(gpus, apps, ourPids, probedAt);
+  if (info.available && appsProblem !== null) info.error = `GPU process list unavailable (${appsProblem})`;
+  return info;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
