@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ProgressThrottle,
+  parseTrainerLine,
+  progressPercent,
+  progressRecord,
+  type TrainerMessage,
+} from './protocol';
+import { parseProcStat } from './proc';
+
+function message(line: string): TrainerMessage {
+  const parsed = parseTrainerLine(line);
+  if (parsed.kind !== 'message') throw new Error(`expected a message for ${line}`);
+  return parsed.message;
+}
+
+describe('parseTrainerLine', () => {
+  it('parses the phase message', () => {
+    expect(message('{"type":"phase","phase":"training"}')).toEqual({
+      type: 'phase',
+      phase: 'training',
+    });
+    expect(message('  {"type":"phase","phase":"training"}\r')).toEqual({
+      type: 'phase',
+      phase: 'training',
+    });
+  });
+
+  it('treats other phases as log lines', () => {
+    expect(parseTrainerLine('{"type":"phase","phase":"eval"}')).toEqual({ kind: 'log' });
+    expect(parseTrainerLine('{"type":"phase"}')).toEqual({ kind: 'log' });
+  });
+
+  it('parses full and partial progress, dropping unknown fields', () => {
+    expect(
+      message(
+        '{"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"lr":0.1}',
+      ),
+    ).toEqual({ type: 'progress', epoch: 1, totalEpochs: 3, step: 10, totalSteps: 300, loss: 1.23 });
+    expect(message('{"type":"progress"}')).toEqual({ type: 'progress' });
+    expect(message('{"type":"progress","loss":0}')).toEqual({ type: 'progress', loss: 0 });
+    expect(message('{"type":"progress","step":300,"totalSteps":300}')).toEqual({
+      type: 'progress',
+      step: 300,
+      totalSteps: 300,
+    });
+  });
+
+  it.each([
+    ['negative', '{"type":"progress","step":-1}'],
+    ['string number', '{"type":"progress","step":"3"}'],
+    ['null', '{"type":"progress","loss":null}'],
+    ['step beyond total', '{"type":"progress","step":301,"totalSteps":300}'],
+    ['huge exponent (Infinity)', '{"type":"progress","loss":1e999}'],
+    ['boolean', '{"type":"progress","epoch":true}'],
+  ])('treats invalid progress (%s) as a log line', (_name, line) => {
+    expect(parseTrainerLine(line)).toEqual({ kind: 'log' });
+  });
+
+  it('parses artifacts and rejects bad paths', () => {
+    expect(message('{"type":"artifact","path":"/out/adapter"}')).toEqual({
+      type: 'artifact',
+      path: '/out/adapter',
+    });
+    expect(parseTrainerLine('{"type":"artifact","path":""}')).toEqual({ kind: 'log' });
+    expect(parseTrainerLine('{"type":"artifact","path":3}')).toEqual({ kind: 'log' });
+    expect(parseTrainerLine('{"type":"artifact"}')).toEqual({ kind: 'log' });
+  });
+
+  it.each([
+    '',
+    'loading model llama ...',
+    '{',
+    '{"type":"progress"',
+    '[1,2,3]',
+    'null',
+    '"progress"',
+    '{"type":"weird","phase":"training"}',
+    '{"phase":"training"}',
+    '{"type":"progress","step":1} trailing',
+    '{"type":"progress","step":1}… [cut 10 bytes]',
+  ])('treats %j as a log line', (line) => {
+    expect(parseTrainerLine(line)).toEqual({ kind: 'log' });
+  });
+});
+
+describe('progressPercent', () => {
+  it('prefers steps, falls back to epochs, rounds to one decimal', () => {
+    expect(progressPercent({ step: 10, totalSteps: 300, epoch: 3, totalEpochs: 3 })).toBe(3.3);
+    expect(progressPercent({ epoch: 1, totalEpochs: 3 })).toBe(33.3);
+    expect(progressPercent({ step: 2, totalSteps: 3 })).toBe(66.7);
+    expect(progressPercent({ step: 5, epoch: 2, totalEpochs: 4 })).toBe(50);
+  });
+
+  it('clamps and handles unknowns', () => {
+    expect(progressPercent({})).toBe(0);
+    expect(progressPercent({ step: 5, totalSteps: 0 })).toBe(0);
+    expect(progressPercent({ epoch: 5, totalEpochs: 3 })).toBe(100);
+    expect(progressPercent({ step: null, totalSteps: null, epoch: 1, totalEpochs: 2 })).toBe(50);
+  });
+
+  it('maps progress to the event shape', () => {
+    expect(progressRecord({ step: 1, loss: 2 })).toEqual({
+      epoch: null,
+      totalEpochs: null,
+      step: 1,
+      totalSteps: null,
+      loss: 2,
+    });
+  });
+});
+
+describe('ProgressThrottle', () => {
+  it('records the first report and then at most one per interval', () => {
+    const t = new ProgressThrottle(2000);
+    expect(t.offer({ epoch: 1, step: 1, totalSteps: 100 }, 1000)).toBe(true);
+    expect(t.offer({ epoch: 1, step: 2, totalSteps: 100 }, 1500)).toBe(false);
+    expect(t.offer({ epoch: 1, step: 3, totalSteps: 100 }, 2999)).toBe(false);
+    expect(t.offer({ epoch: 1, step: 4, totalSteps: 100 }, 3000)).toBe(true);
+    expect(t.offer({ epoch: 1, step: 5, totalSteps: 100 }, 4000)).toBe(false);
+    // The interval counts from the last recorded report, not the last offered one.
+    expect(t.offer({ epoch: 1, step: 6, totalSteps: 100 }, 5000)).toBe(true);
+  });
+
+  it('records every epoch change', () => {
+    const t = new ProgressThrottle(10_000);
+    expect(t.offer({ epoch: 1, step: 1 }, 0)).toBe(true);
+    expect(t.offer({ epoch: 1, step: 2 }, 1)).toBe(false);
+    expect(t.offer({ epoch: 2, step: 3 }, 2)).toBe(true);
+    expect(t.offer({ epoch: 2, step: 4 }, 3)).toBe(false);
+    expect(t.offer({ epoch: 3, step: 5 }, 4)).toBe(true);
+  });
+
+  it('records the final step', () => {
+    const t = new ProgressThrottle(10_000);
+    expect(t.offer({ step: 1, totalSteps: 3 }, 0)).toBe(true);
+    expect(t.offer({ step: 2, totalSteps: 3 }, 1)).toBe(false);
+    expect(t.offer({ step: 3, totalSteps: 3 }, 2)).toBe(true);
+  });
+
+  it('keeps the event count far below the step count', () => {
+    const t = new ProgressThrottle(2000);
+    let recorded = 0;
+    // 3 epochs x 1000 steps, one step every 10 ms.
+    for (let step = 1; step <= 3000; step++) {
+      const epoch = Math.ceil(step / 1000);
+      if (t.offer({ epoch, totalEpochs: 3, step, totalSteps: 3000 }, step * 10)) recorded++;
+    }
+    expect(recorded).toBeGreaterThanOrEqual(3 + 1);
+    expect(recorded).toBeLessThan(30);
+  });
+
+  it('reset makes the next report recorded', () => {
+    const t = new ProgressThrottle();
+    expect(t.offer({ step: 1 }, 0)).toBe(true);
+    expect(t.offer({ step: 2 }, 1)).toBe(false);
+    t.reset();
+    expect(t.offer({ step: 3 }, 2)).toBe(true);
+  });
+
+  it('rejects a bad interval', () => {
+    expect(() => new ProgressThrottle(-1)).toThrow(RangeError);
+  });
+});
+
+describe('parseProcStat', () => {
+  const rest = (state: string, start: string) =>
+    `${state} 1 100 100 0 -1 4194560 200 0 0 0 5 3 0 0 20 0 1 0 ${start} 1000 50 18446744073709551615`;
+
+  it('reads state and field 22', () => {
+    expect(parseProcStat(`1234 (node) ${rest('S', '987654')}\n`)).toEqual({
+      state: 'S',
+      startTime: '987654',
+    });
+  });
+
+  it('copes with spaces and parentheses in comm', () => {
+    expect(parseProcStat(`1234 (my (odd) ) name) ${rest('Z', '42')}`)).toEqual({
+      state: 'Z',
+      startTime: '42',
+    });
+  });
+
+  it('returns null for garbage', () => {
+    expect(parseProcStat('')).toBeNull();
+    expect(parseProcStat('1234 (x) S 1 2')).toBeNull();
+  });
+});

@@ -1,0 +1,416 @@
+#!/usr/bin/env node
+// @ts-check
+// Trainer shepherd: `node shepherd.mjs <runDir>`.
+//
+// Started detached (own session, stdio ignored, unref'ed) by run.ts so that it outlives
+// the service. It runs the trainer described by <runDir>/launch.json as the leader of
+// its own process group and records everything in files of <runDir>:
+//   trainer.json  {pid, startTime}                      written atomically right after spawn
+//   output.jsonl  {"seq","stream","line","t"} per line   appended synchronously, in order
+//   exit.json     {code, signal, endedAt[, error]}       written atomically, last of all
+// Plain JavaScript (no tsx) so it starts fast and has no dependencies.
+import { spawn } from 'node:child_process';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+  appendFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * @typedef {object} LaunchFile
+ * @property {string[]} argv
+ * @property {Record<string, string>} env
+ * @property {string} cwd
+ * @property {number} maxLineBytes
+ * @property {number} maxLinesPerSecond
+ */
+
+const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
+const DEFAULT_MAX_LINES_PER_SECOND = 500;
+/** After the trainer exits, how long to wait for its stdio to close (a grandchild may hold it). */
+const STDIO_GRACE_MS = 3000;
+const PROTOCOL_PREFIX = /^\s*\{\s*"type"\s*:\s*"(?:phase|progress|artifact)"/;
+
+const runDir = process.argv[2];
+if (!runDir) {
+  process.stderr.write('usage: shepherd.mjs <runDir>\n');
+  process.exit(2);
+}
+
+// Outlive the service and our own parent: the trainer is signalled through its own group.
+for (const sig of /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGPIPE'])) {
+  process.on(sig, () => {});
+}
+
+/** @param {string} message */
+function shepherdLog(message) {
+  try {
+    appendFileSync(join(runDir, 'shepherd.log'), `${new Date().toISOString()} ${message}\n`);
+  } catch {
+    // nowhere left to report to
+  }
+}
+
+process.on('uncaughtException', (err) => {
+  shepherdLog(`uncaught: ${err && err.stack ? err.stack : String(err)}`);
+});
+
+/**
+ * Writes `value` as JSON to `file` atomically: temp file, fsync, rename.
+ * @param {string} file
+ * @param {unknown} value
+ */
+function writeJsonAtomic(file, value) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeAll(fd, Buffer.from(`${JSON.stringify(value)}\n`));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}
+
+/**
+ * @param {number} fd
+ * @param {Buffer} buf
+ */
+function writeAll(fd, buf) {
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+// Mirrors parseProcStat/readProcessStartTime in proc.ts: field 22 of /proc/<pid>/stat,
+// counted after the last ')' because field 2, (comm), may contain spaces and parens.
+/** @param {number} pid @returns {string | null} */
+function readProcessStartTime(pid) {
+  let text;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const close = text.lastIndexOf(')');
+  if (close < 0) return null;
+  const startTime = text.slice(close + 1).trim().split(/\s+/)[22 - 3];
+  return startTime && /^\d+$/.test(startTime) ? startTime : null;
+}
+
+/**
+ * Largest cut point <= max that does not split a UTF-8 character of `buf`.
+ * @param {Buffer} buf
+ * @param {number} max
+ */
+function utf8Boundary(buf, max) {
+  let i = Math.min(max, buf.length);
+  // buf[i] is the first byte dropped; while it is a continuation byte, we'd split a char.
+  while (i > 0 && i < buf.length && ((/** @type {number} */ (buf[i])) & 0xc0) === 0x80) i--;
+  return i;
+}
+
+/** @type {number | null} */
+let outFd = null;
+let seq = 0;
+let exitWritten = false;
+/** @type {number | undefined} */
+let childPid;
+
+/**
+ * @param {unknown} value
+ */
+function writeExit(value) {
+  if (exitWritten) return;
+  exitWritten = true;
+  writeJsonAtomic(join(runDir, 'exit.json'), value);
+}
+
+function main() {
+  /** @type {LaunchFile} */
+  let launch;
+  try {
+    launch = JSON.parse(readFileSync(join(runDir, 'launch.json'), 'utf8'));
+    if (!Array.isArray(launch.argv) || launch.argv.length === 0) throw new Error('argv is empty');
+  } catch (err) {
+    writeExit({
+      code: null,
+      signal: null,
+      error: `spawn failed: bad launch.json: ${errMessage(err)}`,
+      endedAt: Date.now(),
+    });
+    process.exit(0);
+  }
+  const maxLineBytes = positiveInt(launch.maxLineBytes, DEFAULT_MAX_LINE_BYTES);
+  const maxLinesPerSecond = positiveInt(launch.maxLinesPerSecond, DEFAULT_MAX_LINES_PER_SECOND);
+
+  outFd = openSync(join(runDir, 'output.jsonl'), 'a');
+
+  // ---- rate limiting (plain log lines only; protocol lines always pass) ----
+  let windowStart = 0;
+  let windowCount = 0;
+  let dropped = 0;
+  /** @type {NodeJS.Timeout | null} */
+  let windowTimer = null;
+
+  /** @param {number} now @returns {string[]} records to write */
+  function rollWindow(now) {
+    /** @type {string[]} */
+    const out = [];
+    if (dropped > 0) {
+      out.push(record('stderr', `[trainyard] dropped ${dropped} lines (rate limit)`, now));
+      dropped = 0;
+    }
+    windowStart = now;
+    windowCount = 0;
+    if (windowTimer) {
+      clearTimeout(windowTimer);
+      windowTimer = null;
+    }
+    return out;
+  }
+
+  function onWindowTimer() {
+    windowTimer = null;
+    flush(rollWindow(Date.now()));
+  }
+
+  /**
+   * @param {'stdout' | 'stderr'} stream
+   * @param {string} line
+   * @param {number} t
+   */
+  function record(stream, line, t) {
+    seq += 1;
+    return `${JSON.stringify({ seq, stream, line, t })}\n`;
+  }
+
+  /** @param {string[]} records */
+  function flush(records) {
+    if (records.length === 0 || outFd === null) return;
+    writeAll(outFd, Buffer.from(records.join('')));
+  }
+
+  /**
+   * @param {'stdout' | 'stderr'} stream
+   * @param {string} line
+   * @param {number} now
+   * @param {string[]} out
+   */
+  function acceptLine(stream, line, now, out) {
+    const isProtocol = stream === 'stdout' && PROTOCOL_PREFIX.test(line);
+    if (now - windowStart >= 1000) out.push(...rollWindow(now));
+    if (isProtocol) {
+      out.push(record(stream, line, now));
+      return;
+    }
+    if (windowCount < maxLinesPerSecond) {
+      windowCount += 1;
+      out.push(record(stream, line, now));
+      return;
+    }
+    dropped += 1;
+    if (!windowTimer) {
+      windowTimer = setTimeout(onWindowTimer, Math.max(0, windowStart + 1000 - now));
+    }
+  }
+
+  // ---- line splitting with a byte cap per line ----
+  /**
+   * @param {'stdout' | 'stderr'} stream
+   */
+  function lineSplitter(stream) {
+    /** @type {Buffer[]} */
+    let parts = [];
+    let kept = 0; // bytes held in parts (at most maxLineBytes + 4)
+    let total = 0; // bytes of the current line seen so far
+    const keepMax = maxLineBytes + 4; // a few extra bytes to find a UTF-8 boundary
+
+    /** @param {Buffer} seg */
+    function add(seg) {
+      total += seg.length;
+      if (kept < keepMax) {
+        const take = seg.subarray(0, keepMax - kept);
+        parts.push(take);
+        kept += take.length;
+      }
+    }
+
+    /** @param {number} now @param {string[]} out */
+    function endLine(now, out) {
+      let buf = parts.length === 1 ? /** @type {Buffer} */ (parts[0]) : Buffer.concat(parts);
+      let lineTotal = total;
+      parts = [];
+      kept = 0;
+      total = 0;
+      // Windows-style line endings: drop the '\r' before '\n' (only if the line wasn't cut).
+      if (lineTotal <= keepMax && buf.length > 0 && buf[buf.length - 1] === 0x0d) {
+        buf = buf.subarray(0, buf.length - 1);
+        lineTotal -= 1;
+      }
+      let text;
+      if (lineTotal > maxLineBytes) {
+        const cut = utf8Boundary(buf, maxLineBytes);
+        text = `${buf.subarray(0, cut).toString('utf8')}… [cut ${lineTotal - cut} bytes]`;
+      } else {
+        text = buf.toString('utf8');
+      }
+      acceptLine(stream, text, now, out);
+    }
+
+    return {
+      /** @param {Buffer} chunk @param {number} now @param {string[]} out */
+      push(chunk, now, out) {
+        let start = 0;
+        for (;;) {
+          const nl = chunk.indexOf(0x0a, start);
+          if (nl < 0) break;
+          add(chunk.subarray(start, nl));
+          endLine(now, out);
+          start = nl + 1;
+        }
+        if (start < chunk.length) add(chunk.subarray(start));
+      },
+      /** @param {number} now @param {string[]} out */
+      end(now, out) {
+        if (total > 0) endLine(now, out);
+      },
+    };
+  }
+
+  // ---- spawn ----
+  let child;
+  try {
+    const [command, ...args] = launch.argv;
+    child = spawn(/** @type {string} */ (command), args, {
+      cwd: launch.cwd || undefined,
+      env: launch.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+  } catch (err) {
+    writeExit({ code: null, signal: null, error: `spawn failed: ${errMessage(err)}`, endedAt: Date.now() });
+    process.exit(0);
+  }
+
+  if (child.pid === undefined) {
+    // ENOENT, EACCES, bad cwd...: reported on the 'error' event.
+    child.once('error', (err) => {
+      writeExit({ code: null, signal: null, error: `spawn failed: ${errMessage(err)}`, endedAt: Date.now() });
+      process.exit(0);
+    });
+    return;
+  }
+
+  childPid = child.pid;
+  // Same tick as spawn: libuv cannot have reaped the child yet, so /proc/<pid> exists
+  // (possibly as a zombie) even if the trainer died instantly.
+  writeJsonAtomic(join(runDir, 'trainer.json'), {
+    pid: child.pid,
+    startTime: readProcessStartTime(child.pid),
+  });
+
+  child.on('error', (err) => shepherdLog(`child error: ${errMessage(err)}`));
+
+  const splitters = { stdout: lineSplitter('stdout'), stderr: lineSplitter('stderr') };
+  /** @param {'stdout' | 'stderr'} stream */
+  const onData = (stream) => (/** @type {Buffer} */ chunk) => {
+    /** @type {string[]} */
+    const out = [];
+    splitters[stream].push(chunk, Date.now(), out);
+    flush(out);
+  };
+  /** @type {Record<'stdout' | 'stderr', boolean>} */
+  const ended = { stdout: false, stderr: false };
+  /** @param {'stdout' | 'stderr'} stream */
+  const onEnd = (stream) => () => {
+    if (ended[stream]) return;
+    ended[stream] = true;
+    /** @type {string[]} */
+    const out = [];
+    splitters[stream].end(Date.now(), out);
+    flush(out);
+  };
+  for (const stream of /** @type {const} */ (['stdout', 'stderr'])) {
+    const s = child[stream];
+    if (!s) continue;
+    s.on('data', onData(stream));
+    s.on('end', onEnd(stream));
+    s.on('error', (err) => shepherdLog(`${stream} error: ${errMessage(err)}`));
+  }
+
+  /** @type {{ code: number | null, signal: string | null } | null} */
+  let exitStatus = null;
+  let finished = false;
+
+  function finish() {
+    if (finished || !exitStatus) return;
+    finished = true;
+    const now = Date.now();
+    /** @type {string[]} */
+    const out = [];
+    onEnd('stdout')();
+    onEnd('stderr')();
+    out.push(...rollWindow(now));
+    flush(out);
+    if (outFd !== null) {
+      try {
+        fsyncSync(outFd);
+      } catch {
+        // best effort
+      }
+      closeSync(outFd);
+      outFd = null;
+    }
+    writeExit({ code: exitStatus.code, signal: exitStatus.signal, endedAt: now });
+    process.exit(0);
+  }
+
+  child.on('exit', (code, signal) => {
+    exitStatus = { code, signal };
+    // Normally 'close' follows at once; a grandchild holding the pipes must not keep us.
+    setTimeout(() => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      finish();
+    }, STDIO_GRACE_MS);
+  });
+  child.on('close', (code, signal) => {
+    if (!exitStatus) exitStatus = { code, signal };
+    finish();
+  });
+}
+
+/** @param {unknown} v @param {number} dflt */
+function positiveInt(v, dflt) {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : dflt;
+}
+
+/** @param {unknown} err */
+function errMessage(err) {
+  return err instanceof Error ? err.message : String(err);
+}
+
+try {
+  main();
+} catch (err) {
+  shepherdLog(`fatal: ${err instanceof Error ? err.stack : String(err)}`);
+  // Nobody could supervise a trainer we failed to record: take it down with us.
+  if (childPid !== undefined && !exitWritten) {
+    try {
+      process.kill(-childPid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  try {
+    writeExit({ code: null, signal: null, error: `shepherd failed: ${errMessage(err)}`, endedAt: Date.now() });
+  } catch {
+    // ignore
+  }
+  process.exit(0);
+}

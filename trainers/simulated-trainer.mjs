@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+// Simulated trainer: speaks the trainyard trainer protocol (see README.md) without a GPU.
+// No dependencies. Behaviour is driven by spec.config.simulate:
+//   steps (per epoch, default 5), stepMs (default 100), startupMs (default 50),
+//   failAtStep (global step; Python-like traceback on stderr, exit `exitCode`, default 1),
+//   crashSignal (kill itself with this signal at failAtStep, or half-way if unset),
+//   ignoreSigterm (keep going on SIGTERM: the service has to SIGKILL),
+//   logLinesPerStep (extra log lines per step, every other one on stderr).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const out = (line) => process.stdout.write(`${line}\n`);
+const err = (line) => process.stderr.write(`${line}\n`);
+const emit = (message) => out(JSON.stringify(message));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const num = (v, dflt) => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
+
+function loadSpec() {
+  const file = process.env.TRAINYARD_TASK_SPEC;
+  if (!file) {
+    err('error: TRAINYARD_TASK_SPEC is not set');
+    process.exit(2);
+  }
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    err(`error: cannot read task spec ${file}: ${e instanceof Error ? e.message : e}`);
+    process.exit(2);
+  }
+}
+
+const spec = loadSpec();
+const config = spec.config ?? {};
+const sim = config.simulate ?? {};
+const taskId = process.env.TRAINYARD_TASK_ID ?? spec.id ?? 'unknown';
+const outputDir = resolve(process.env.TRAINYARD_OUTPUT_DIR || spec.outputDir || 'output');
+const epochs = Math.max(1, Math.floor(num(config.epochs, 1)));
+const stepsPerEpoch = Math.max(1, Math.floor(num(sim.steps, 5)));
+const stepMs = Math.max(0, num(sim.stepMs, 100));
+const startupMs = Math.max(0, num(sim.startupMs, 50));
+const logLinesPerStep = Math.max(0, Math.floor(num(sim.logLinesPerStep, 0)));
+const totalSteps = epochs * stepsPerEpoch;
+const failAtStep = typeof sim.failAtStep === 'number' ? sim.failAtStep : null;
+const crashSignal = typeof sim.crashSignal === 'string' && sim.crashSignal ? sim.crashSignal : null;
+const crashAtStep = failAtStep ?? (crashSignal ? Math.max(1, Math.ceil(totalSteps / 2)) : null);
+
+let stopping = false;
+function onSigterm() {
+  out('received SIGTERM, saving checkpoint');
+  if (sim.ignoreSigterm) {
+    err('warning: ignoring SIGTERM (simulate.ignoreSigterm)');
+    return;
+  }
+  if (stopping) return;
+  stopping = true;
+  setTimeout(() => process.exit(143), 50);
+}
+process.on('SIGTERM', onSigterm);
+process.on('SIGINT', () => {
+  out('received SIGINT, stopping');
+  setTimeout(() => process.exit(130), 50);
+});
+
+function traceback(step) {
+  err('Traceback (most recent call last):');
+  err('  File "/opt/trainyard/train.py", line 212, in <module>');
+  err('    main()');
+  err('  File "/opt/trainyard/train.py", line 198, in main');
+  err('    trainer.train()');
+  err('  File "/usr/lib/python3/site-packages/transformers/trainer.py", line 1537, in train');
+  err('    return inner_training_loop(');
+  err(`RuntimeError: CUDA out of memory (simulated failure at step ${step})`);
+}
+
+function crash(step) {
+  if (crashSignal) {
+    err(`simulated crash: raising ${crashSignal} at step ${step}`);
+    process.removeAllListeners('SIGTERM');
+    process.removeAllListeners('SIGINT');
+    try {
+      process.kill(process.pid, crashSignal);
+    } catch (e) {
+      err(`cannot raise ${crashSignal}: ${e instanceof Error ? e.message : e}`);
+      process.exit(1);
+    }
+    // The signal may be delivered a moment later; don't carry on training meanwhile.
+    setTimeout(() => process.exit(1), 5000);
+    return new Promise(() => {});
+  }
+  traceback(step);
+  process.exit(num(sim.exitCode, 1));
+}
+
+async function main() {
+  const quant = config.load4bit ? ' (4-bit)' : config.load8bit ? ' (8-bit)' : '';
+  out(`trainyard simulated trainer, task ${taskId} (${spec.name ?? 'unnamed'})`);
+  out(`CUDA_VISIBLE_DEVICES=${process.env.CUDA_VISIBLE_DEVICES ?? '(unset)'}`);
+  out(`loading model ${spec.model ?? 'unknown'}${quant} ...`);
+  err(`dataset: ${spec.datasetPath ?? '(none)'}`);
+  out(
+    `lora r=${config.loraRank ?? '?'} alpha=${config.loraAlpha ?? '?'} lr=${config.learningRate ?? '?'}` +
+      ` batch=${config.batchSize ?? '?'}x${config.gradientAccumulation ?? 1} max_length=${config.maxLength ?? '?'}`,
+  );
+  await sleep(startupMs);
+  emit({ type: 'phase', phase: 'training' });
+
+  let step = 0;
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    for (let i = 0; i < stepsPerEpoch; i++) {
+      await sleep(stepMs);
+      step += 1;
+      if (crashAtStep !== null && step === crashAtStep) await crash(step);
+      for (let j = 0; j < logLinesPerStep; j++) {
+        (j % 2 === 0 ? out : err)(`step ${step} log ${j + 1}/${logLinesPerStep}`);
+      }
+      const loss = Math.round((0.4 + 2.2 * Math.exp((-3 * step) / totalSteps)) * 1e4) / 1e4;
+      emit({ type: 'progress', epoch, totalEpochs: epochs, step, totalSteps, loss });
+    }
+  }
+
+  mkdirSync(outputDir, { recursive: true });
+  writeFileSync(
+    join(outputDir, 'adapter_config.json'),
+    `${JSON.stringify(
+      {
+        base_model_name_or_path: spec.model ?? null,
+        peft_type: 'LORA',
+        task_type: 'CAUSAL_LM',
+        r: config.loraRank ?? 8,
+        lora_alpha: config.loraAlpha ?? 16,
+        simulated: true,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  out(`saved adapter to ${outputDir}`);
+  emit({ type: 'artifact', path: outputDir });
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    err(`error: ${e instanceof Error ? e.stack : e}`);
+    process.exit(1);
+  },
+);
