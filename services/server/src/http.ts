@@ -1,0 +1,85 @@
+// The HTTP server: tRPC at /trpc, Prometheus at /metrics, the Studio panel (when built) at /.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { existsSync, createReadStream, statSync } from 'node:fs';
+import { extname, join, resolve, sep } from 'node:path';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { appRouter } from './router';
+import type { Metrics } from './metrics';
+import type { TrainyardService } from './service';
+
+const USER_RE = /^[A-Za-z0-9._@-]{1,100}$/;
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml',
+  '.png': 'image/png', '.json': 'application/json', '.ico': 'image/x-icon', '.woff2': 'font/woff2',
+};
+
+export function createApiServer(service: TrainyardService, metrics: Metrics, panelDir?: string): Server {
+  const trpc = createHTTPHandler({
+    router: appRouter,
+    basePath: '/trpc/',
+    maxBodySize: 1_000_000,
+    maxBatchSize: 50,
+    createContext: ({ req }) => {
+      const user = header(req, 'x-trainyard-user');
+      const correlationId = header(req, 'x-correlation-id');
+      return {
+        service,
+        actor: {
+          user: user && USER_RE.test(user) ? user : 'local',
+          correlationId: correlationId && /^[A-Za-z0-9._:-]{1,100}$/.test(correlationId) ? correlationId : undefined,
+        },
+      };
+    },
+    onError: ({ error, path }) => {
+      if (error.code === 'INTERNAL_SERVER_ERROR') service.log.error(`${path ?? '?'}: ${error.cause?.stack ?? error.message}`);
+    },
+  });
+  const panel = panelDir && existsSync(join(panelDir, 'index.html')) ? resolve(panelDir) : null;
+  return createServer((req, res) => {
+    const url = req.url ?? '/';
+    try {
+      if (url === '/trpc' || url.startsWith('/trpc/') || url.startsWith('/trpc?')) return void trpc(req, res);
+      if (url === '/metrics' && req.method === 'GET') return void serveMetrics(metrics, res);
+      if (panel && (req.method === 'GET' || req.method === 'HEAD')) return servePanel(panel, url, res);
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the API is at /trpc, metrics at /metrics\n');
+    } catch (err) {
+      service.log.error(`http: ${(err as Error).message}`);
+      if (!res.headersSent) res.writeHead(500).end();
+    }
+  });
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+async function serveMetrics(metrics: Metrics, res: ServerResponse): Promise<void> {
+  try {
+    const body = await metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body);
+  } catch (err) {
+    res.writeHead(503, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${(err as Error).message}\n`);
+  }
+}
+
+function servePanel(root: string, url: string, res: ServerResponse): void {
+  let path: string;
+  try {
+    path = decodeURIComponent(new URL(url, 'http://x').pathname);
+  } catch {
+    res.writeHead(400).end();
+    return;
+  }
+  let file = resolve(root, '.' + path);
+  // No path escapes: anything outside the panel's folder, or not a file, gets the app shell.
+  if (!(file === root || file.startsWith(root + sep)) || !existsSync(file) || !statSync(file).isFile()) {
+    file = join(root, 'index.html');
+  }
+  const immutable = file.includes(`${sep}assets${sep}`);
+  res.writeHead(200, {
+    'content-type': MIME[extname(file)] ?? 'application/octet-stream',
+    'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+  });
+  createReadStream(file).pipe(res);
+}

@@ -1,0 +1,61 @@
+// `npm start`: the Trainyard service (API, metrics and, once built, the Studio panel).
+import { resolve } from 'node:path';
+import { loadConfig, REPO_ROOT } from './config';
+import { createApiServer } from './http';
+import { Metrics } from './metrics';
+import { TrainyardService } from './service';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error(`[trainyard] ${(err as Error).message}`);
+    process.exit(2);
+  }
+  const service = await TrainyardService.start(config).catch((err: Error) => {
+    console.error(`[trainyard] cannot start: ${err.message}`);
+    process.exit(1);
+  });
+  const metrics = new Metrics(service);
+  service.feed.onEvents((events) => {
+    const ids = [...new Set(events.map((e) => e.streamId))];
+    void import('@trainyard/store').then(({ loadTasks }) =>
+      loadTasks(service.database.db, ids).then((tasks) => metrics.observe(events, tasks)).catch(() => {}),
+    );
+  });
+  const server = createApiServer(service, metrics, process.env.TRAINYARD_PANEL_DIR ?? resolve(REPO_ROOT, 'services/studio/dist'));
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    console.error(`[trainyard] cannot listen on ${config.host}:${config.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; set PORT to another one' : err.message}`);
+    process.exit(1);
+  });
+  server.listen(config.port, config.host, () => {
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.port;
+    const gpu = service.slotBlocks();
+    console.log(
+      `[trainyard] listening on http://${config.host}:${port} (API /trpc, metrics /metrics); ` +
+        `storage ${service.database.kind} at ${service.database.location}; trainer ${JSON.stringify(config.trainer)}` +
+        (gpu.size ? `; ${gpu.size} slot(s) blocked by other GPU programs` : ''),
+    );
+    // A machine-readable line for tools and tests that start the server on port 0.
+    console.log(JSON.stringify({ trainyard: 'listening', port, pid: process.pid }));
+  });
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`[trainyard] ${signal}: shutting down; running trainers keep going and are re-attached at the next start`);
+    server.close();
+    server.closeAllConnections();
+    await service.close().catch(() => {});
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // The server must never die on a stray error from one request or one trainer.
+  process.on('unhandledRejection', (err) => console.error('[trainyard] unhandled rejection:', err));
+  process.on('uncaughtException', (err) => console.error('[trainyard] uncaught exception:', err));
+}
+
+void main();

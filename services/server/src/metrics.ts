@@ -1,0 +1,74 @@
+// Prometheus metrics (prom-client). State gauges are read from the read models at scrape
+// time; wait and run durations are observed as the feed sees tasks start and end.
+import client from 'prom-client';
+import { TASK_STATUSES, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
+import { countByStatus, countQueued, listSlots } from '@trainyard/store';
+import type { TrainyardService } from './service';
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly wait: client.Histogram;
+  private readonly run: client.Histogram;
+
+  constructor(service: TrainyardService) {
+    const db = service.database.db;
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'trainyard_process_' });
+    new client.Gauge({
+      name: 'trainyard_tasks',
+      help: 'Tasks by lifecycle state (deleted tasks included)',
+      labelNames: ['status'],
+      registers: [this.registry],
+      async collect() {
+        const counts = await countByStatus(db);
+        for (const s of TASK_STATUSES) this.set({ status: s }, counts[s] ?? 0);
+      },
+    });
+    new client.Gauge({
+      name: 'trainyard_queue_length',
+      help: 'Tasks waiting in the queue',
+      registers: [this.registry],
+      async collect() {
+        this.set(await countQueued(db));
+      },
+    });
+    new client.Gauge({
+      name: 'trainyard_gpu_slots',
+      help: 'GPU slots by occupancy',
+      labelNames: ['state'],
+      registers: [this.registry],
+      async collect() {
+        const slots = await listSlots(db);
+        const busy = slots.filter((s) => s.holderTaskId).length;
+        this.set({ state: 'busy' }, busy);
+        this.set({ state: 'free' }, slots.length - busy);
+      },
+    });
+    this.wait = new client.Histogram({
+      name: 'trainyard_task_wait_seconds',
+      help: 'Time from submission to getting a GPU slot',
+      buckets: [0.01, 0.1, 1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600],
+      registers: [this.registry],
+    });
+    this.run = new client.Histogram({
+      name: 'trainyard_task_run_seconds',
+      help: 'Time from getting a GPU slot to the end, by outcome',
+      labelNames: ['status'],
+      buckets: [1, 10, 60, 300, 900, 3600, 2 * 3600, 6 * 3600, 24 * 3600],
+      registers: [this.registry],
+    });
+  }
+
+  /** Called with events this process saw committed and the tasks as they now stand. */
+  observe(events: StoredTaskEvent[], tasks: Map<string, TaskRecord>): void {
+    for (const e of events) {
+      const t = tasks.get(e.streamId);
+      if (!t) continue;
+      if (e.type === 'TaskAssigned' && t.startedAt) {
+        this.wait.observe(Math.max(0, (Date.parse(t.startedAt) - Date.parse(t.createdAt)) / 1000));
+      }
+      if ((e.type === 'TaskCompleted' || e.type === 'TaskFailed' || e.type === 'TaskCancelled') && t.startedAt && t.finishedAt) {
+        this.run.observe({ status: t.status }, Math.max(0, (Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000));
+      }
+    }
+  }
+}

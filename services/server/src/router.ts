@@ -1,0 +1,213 @@
+// The API: tRPC v11 procedures. Names are a contract (panel, CLI and scripts depend on them).
+// Procedures validate with zod (schemas.ts), call the service, and translate domain errors into
+// tRPC codes with a message that names what went wrong and a field when there is one.
+import { initTRPC, tracked, TRPCError } from '@trpc/server';
+import { ZodError } from 'zod';
+import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
+import { ConcurrencyError, InvalidCursorError, readLogLines, cursorAt, readCommittedAfter, tailHead, loadTasks, type TailCursor } from '@trainyard/store';
+import { isConnectionError } from './runner';
+import { FieldError, type Actor, type TrainyardService } from './service';
+import {
+  cancelInput,
+  createTaskInput,
+  eventsListInput,
+  idInput,
+  listTasksInput,
+  logsInput,
+  onLogsInput,
+  onUpdateInput,
+  replayInput,
+} from './schemas';
+import { parseTrainerLine } from './trainer/protocol';
+
+export interface Context {
+  service: TrainyardService;
+  actor: Actor;
+}
+
+export type FieldErrors = Record<string, string[]>;
+
+function fieldErrorsOf(cause: unknown): FieldErrors | null {
+  if (cause instanceof ZodError) {
+    const out: FieldErrors = {};
+    for (const issue of cause.issues) {
+      const key = issue.path.length ? issue.path.join('.') : '(input)';
+      let message = issue.message;
+      if (issue.code === 'unrecognized_keys') {
+        for (const k of issue.keys) (out[[...issue.path, k].join('.')] ??= []).push(`${k} is not a known field`);
+        continue;
+      }
+      if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `${key} is required`;
+      (out[key] ??= []).push(message);
+    }
+    return out;
+  }
+  if (cause instanceof FieldError) return { [cause.field]: [cause.message] };
+  return null;
+}
+
+const t = initTRPC.context<Context>().create({
+  errorFormatter({ shape, error }) {
+    const fieldErrors = fieldErrorsOf(error.cause);
+    const illegal = error.cause instanceof IllegalCommandError ? error.cause : null;
+    let message = shape.message;
+    if (fieldErrors) {
+      message = Object.entries(fieldErrors).map(([k, v]) => `${k}: ${v.join('; ')}`).join('\n');
+    }
+    return {
+      ...shape,
+      message,
+      data: {
+        ...shape.data,
+        // Never leak stack traces to clients.
+        stack: undefined,
+        fieldErrors,
+        task: illegal ? { id: illegal.taskId, status: illegal.status, command: illegal.command } : null,
+      },
+    };
+  },
+  sse: {
+    ping: { enabled: true, intervalMs: 5000 },
+    client: { reconnectAfterInactivityMs: 15_000 },
+  },
+});
+
+/** Domain and infrastructure errors → tRPC errors a client can act on. */
+const errors = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (result.ok) return result;
+  const err = result.error.cause ?? result.error;
+  const wrap = (code: TRPCError['code'], message: string) => {
+    result.error = new TRPCError({ code, message, cause: err });
+    return result;
+  };
+  if (err instanceof TaskNotFoundError) return wrap('NOT_FOUND', err.message);
+  if (err instanceof IllegalCommandError) return wrap('CONFLICT', err.message);
+  if (err instanceof FieldError) return wrap('BAD_REQUEST', `${err.field}: ${err.message}`);
+  if (err instanceof InvalidCursorError) return wrap('BAD_REQUEST', `cursor: ${err.message}`);
+  if (err instanceof ConcurrencyError) return wrap('CONFLICT', `${err.message}; please retry`);
+  if (isConnectionError(err)) return wrap('SERVICE_UNAVAILABLE', `the database is unreachable right now (${(err as Error).message}); the service keeps retrying, try again shortly`);
+  return result;
+});
+
+const procedure = t.procedure.use(errors);
+
+const systemRouter = t.router({
+  health: procedure.query(({ ctx }) => ctx.service.health()),
+  gpuInfo: procedure.query(({ ctx }) => ctx.service.gpuInfo()),
+});
+
+const tasksRouter = t.router({
+  create: procedure.input(createTaskInput).mutation(async ({ ctx, input }) => {
+    const { task, warnings, created } = await ctx.service.createTask(input, ctx.actor);
+    return { ...task, warnings, created };
+  }),
+  get: procedure.input(idInput).query(({ ctx, input }) => ctx.service.getTask(input.id)),
+  list: procedure.input(listTasksInput).query(({ ctx, input }) =>
+    ctx.service.listTasks({
+      statuses: input.status === undefined ? undefined : Array.isArray(input.status) ? input.status : [input.status],
+      cursor: input.cursor ?? null,
+      limit: input.limit,
+    }),
+  ),
+  cancel: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.cancelTask(input.id, input.reason, ctx.actor)),
+  delete: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.deleteTask(input.id, ctx.actor)),
+  logs: procedure
+    .input(logsInput)
+    .query(({ ctx, input }) => ctx.service.logs(input.id, input.afterSeq, input.limit, input.includeProtocol)),
+
+  /**
+   * Task changes as they are committed. Ids are log positions: reconnect with the last id
+   * seen and nothing is missed (the tail never skips a late commit; see readCommittedAfter).
+   */
+  onUpdate: procedure.input(onUpdateInput).subscription(async function* ({ ctx, input, signal }) {
+    const { service } = ctx;
+    const db = service.database.db;
+    const start = input.lastEventId ? await cursorAt(db, input.lastEventId) : await tailHead(db);
+    if (!start) throw new TRPCError({ code: 'BAD_REQUEST', message: `lastEventId: no event at position ${input.lastEventId}` });
+    let cursor: TailCursor = start;
+    while (!signal?.aborted) {
+      const batch: Awaited<ReturnType<typeof readCommittedAfter>> | null = await readCommittedAfter(db, cursor, 200).catch((err) => {
+        if (isConnectionError(err)) return null;
+        throw err;
+      });
+      if (batch === null) {
+        await service.feed.waitForChange(signal, 1000);
+        continue;
+      }
+      cursor = batch.cursor;
+      const events = input.taskId ? batch.events.filter((e) => e.streamId === input.taskId) : batch.events;
+      if (events.length) {
+        const tasks = await loadTasks(db, [...new Set(events.map((e) => e.streamId))]);
+        for (const e of events) {
+          yield tracked(e.position, { event: e, task: tasks.get(e.streamId) ?? null });
+        }
+      }
+      if (batch.events.length < 200) await service.feed.waitForChange(signal);
+    }
+  }),
+
+  /** A task's log lines as they are stored; ids are line numbers, so a reconnect resumes. */
+  onLogs: procedure.input(onLogsInput).subscription(async function* ({ ctx, input, signal }) {
+    const { service } = ctx;
+    await service.getTask(input.id);
+    let after = input.lastEventId ? Number(input.lastEventId) : 0;
+    const db = service.database.db;
+    while (!signal?.aborted) {
+      const lines = await readLogLines(db, input.id, after, 500).catch(() => []);
+      for (const l of lines) {
+        after = l.seq;
+        if (!input.includeProtocol && l.stream === 'stdout' && parseTrainerLine(l.line).kind === 'message') continue;
+        yield tracked(String(l.seq), l);
+      }
+      if (lines.length < 500) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            service.runner.events.off('logs', onLogs);
+            signal?.removeEventListener('abort', done);
+            resolve();
+          };
+          const onLogs = (id: string) => id === input.id && done();
+          const timer = setTimeout(done, 1000);
+          service.runner.events.on('logs', onLogs);
+          signal?.addEventListener('abort', done, { once: true });
+        });
+      }
+    }
+  }),
+});
+
+const queueRouter = t.router({
+  get: procedure.query(({ ctx }) => ctx.service.queue()),
+});
+
+const eventsRouter = t.router({
+  list: procedure.input(eventsListInput).query(async ({ ctx, input }) => {
+    const events = await ctx.service.listEvents({
+      streamId: input.taskId,
+      types: input.type === undefined ? undefined : Array.isArray(input.type) ? input.type : [input.type],
+      actor: input.actor,
+      from: input.from,
+      to: input.to,
+      afterPosition: input.cursor ?? undefined,
+      limit: input.limit,
+    });
+    return {
+      events,
+      nextCursor: events.length === input.limit ? events[events.length - 1]!.position : null,
+    };
+  }),
+  replay: procedure
+    .input(replayInput)
+    .query(({ ctx, input }) => ctx.service.replay(input.taskId, { position: input.atPosition, time: input.atTime })),
+});
+
+export const appRouter = t.router({
+  system: systemRouter,
+  tasks: tasksRouter,
+  queue: queueRouter,
+  events: eventsRouter,
+});
+
+export type AppRouter = typeof appRouter;

@@ -1,0 +1,362 @@
+// The runner: turns "task assigned to this instance" into a trainer process, and the
+// trainer's output and exit into commands. Trainers run under a detached shepherd that writes
+// to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { EventEmitter } from 'node:events';
+import { IllegalCommandError, type TaskCommand, type TaskRecord } from '@trainyard/domain';
+import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
+import type { ServiceConfig } from './config';
+import { isSameProcessAlive, signalGroup } from './trainer/proc';
+import { parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
+import { launchShepherd, readExit, readTrainerInfo, RunTailer, waitForTrainerInfo, type ExitInfo, type OutputLine } from './trainer/run';
+
+interface Run {
+  taskId: string;
+  attempt: number;
+  runDir: string;
+  pid: number | null;
+  tailer: RunTailer | null;
+  stopRequested: boolean;
+  killTimer: NodeJS.Timeout | null;
+  finished: boolean;
+}
+
+export interface RunnerLog {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+const LOG_FLUSH_MS = 100;
+const LOG_FLUSH_LINES = 500;
+/** Lines of output quoted in a failed task's error message. */
+const TAIL_LINES_IN_ERROR = 12;
+
+export class Runner {
+  private readonly runs = new Map<string, Run>();
+  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  /** Emits 'logs' (taskId) when lines were stored, for live log subscriptions. */
+  readonly events = new EventEmitter();
+  private closed = false;
+
+  constructor(
+    private readonly store: TaskStore,
+    private readonly config: ServiceConfig,
+    private readonly log: RunnerLog,
+  ) {
+    this.events.setMaxListeners(0);
+  }
+
+  /** PIDs of trainers this instance runs (to tell our GPU processes from other programs'). */
+  ourPids(): Set<number> {
+    return new Set([...this.runs.values()].flatMap((r) => (r.pid ? [r.pid] : [])));
+  }
+
+  get activeCount(): number {
+    return this.runs.size;
+  }
+
+  runDirOf(task: Pick<TaskRecord, 'id' | 'attempt'>): string {
+    return join(this.config.runsDir, task.id, `attempt-${task.attempt}`);
+  }
+
+  /** React to a task's new state, whoever committed it (this instance or another). */
+  observe(task: TaskRecord): void {
+    if (this.closed || task.runnerId !== this.config.runnerId) return;
+    if (task.status === 'PREPARING' || task.status === 'TRAINING') {
+      if (!this.runs.has(task.id)) void this.launch(task);
+      this.armDeadline(task);
+      if (task.stop) this.stop(task.id);
+    }
+  }
+
+  /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
+  async recover(): Promise<{ reattached: string[]; settled: string[]; launched: string[]; failed: string[] }> {
+    const report = { reattached: [] as string[], settled: [] as string[], launched: [] as string[], failed: [] as string[] };
+    for (const task of await listActive(this.store.db)) {
+      if (task.runnerId !== this.config.runnerId) continue;
+      const runDir = task.trainer?.runDir ?? this.runDirOf(task);
+      let trainer = task.trainer;
+      if (!trainer) {
+        // Crashed between launching the shepherd and recording the spawn: its files tell.
+        const info = await readTrainerInfo(runDir);
+        if (info) {
+          const r = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
+          trainer = r?.trainer ?? null;
+        }
+      }
+      if (!trainer) {
+        const exit = await readExit(runDir);
+        if (exit?.error) {
+          await this.command(task.id, { type: 'fail', reason: 'spawn', message: exit.error }, 'runner');
+          report.failed.push(task.id);
+        } else {
+          report.launched.push(task.id);
+          this.observe(task);
+        }
+        continue;
+      }
+      const alive = trainer.startTime ? isSameProcessAlive(trainer.pid, trainer.startTime) : false;
+      const exit = alive ? null : await this.waitForExitFile(runDir, 2000);
+      if (alive || exit) {
+        (alive ? report.reattached : report.settled).push(task.id);
+        this.attach(task, runDir, trainer.pid);
+        this.armDeadline(task);
+        if (task.stop) this.stop(task.id);
+      } else {
+        const last = await lastLogLines(this.store.db, task.id, 3);
+        await this.command(task.id, {
+          type: 'fail',
+          reason: 'lost',
+          message:
+            `trainer process ${trainer.pid} is gone and left no exit status (was the machine restarted?); ` +
+            `the task cannot be resumed, submit it again` +
+            (last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : ''),
+        }, 'recovery');
+        report.failed.push(task.id);
+      }
+    }
+    return report;
+  }
+
+  private async waitForExitFile(runDir: string, ms: number): Promise<ExitInfo | null> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const exit = await readExit(runDir);
+      if (exit || Date.now() >= until) return exit;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private async launch(task: TaskRecord): Promise<void> {
+    const runDir = this.runDirOf(task);
+    const run: Run = { taskId: task.id, attempt: task.attempt, runDir, pid: null, tailer: null, stopRequested: false, killTimer: null, finished: false };
+    this.runs.set(task.id, run);
+    try {
+      const outputDir = resolveOutputDir(this.config, task);
+      await mkdir(runDir, { recursive: true });
+      await mkdir(outputDir, { recursive: true });
+      const specFile = join(runDir, 'task.json');
+      await writeFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath: resolve(task.spec.datasetPath) }, null, 2));
+      const [cmd, ...args] = this.config.trainer;
+      const argv = [resolveArgv0(cmd!, this.config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(this.config.trainerCwd, a) : a))];
+      await launchShepherd({
+        runDir,
+        argv,
+        cwd: this.config.trainerCwd,
+        env: {
+          ...trainerEnv(process.env),
+          CUDA_VISIBLE_DEVICES: String(task.gpuIndex ?? 0),
+          TRAINYARD_TASK_SPEC: specFile,
+          TRAINYARD_TASK_ID: task.id,
+          TRAINYARD_OUTPUT_DIR: outputDir,
+        },
+        maxLineBytes: this.config.logMaxLineBytes,
+        maxLinesPerSecond: this.config.logMaxLinesPerSecond,
+      });
+      const info = await waitForTrainerInfo(runDir, 30_000);
+      if ('error' in info) {
+        this.runs.delete(task.id);
+        await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer ${JSON.stringify(this.config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` }, 'runner');
+        return;
+      }
+      run.pid = info.pid;
+      const spawned = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
+      this.attach(spawned ?? task, runDir, info.pid, run);
+      if (spawned?.stop || run.stopRequested) this.stop(task.id);
+    } catch (err) {
+      this.runs.delete(task.id);
+      this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
+      await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer: ${(err as Error).message}` }, 'runner');
+    }
+  }
+
+  private attach(task: TaskRecord, runDir: string, pid: number, existing?: Run): void {
+    const run: Run = existing ?? { taskId: task.id, attempt: task.attempt, runDir, pid, tailer: null, stopRequested: false, killTimer: null, finished: false };
+    run.pid = pid;
+    this.runs.set(task.id, run);
+    void this.follow(task, run);
+  }
+
+  /** Tail the trainer's output to the end and record its exit. */
+  private async follow(task: TaskRecord, run: Run): Promise<void> {
+    const fromSeq = await this.retry(() => lastLogSeq(this.store.db, task.id));
+    let status = task.status;
+    const artifacts = new Set(task.artifacts);
+    const throttle = new ProgressThrottle(1000);
+    let buffer: LogLine[] = [];
+    let lastFlush = Date.now();
+    const flush = async () => {
+      if (!buffer.length) return;
+      const lines = buffer;
+      buffer = [];
+      lastFlush = Date.now();
+      await this.retry(() => appendLogLines(this.store.db, task.id, lines));
+      this.events.emit('logs', task.id);
+    };
+    const flushTimer = setInterval(() => void flush(), LOG_FLUSH_MS);
+    const onLine = async (l: OutputLine) => {
+      const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
+      // Protocol messages become events before their line is stored: a crash in between
+      // replays the line on re-attach, and the commands below are idempotent for it.
+      if (parsed.kind === 'message') {
+        const m = parsed.message;
+        if (m.type === 'phase' && status === 'PREPARING') {
+          await flush();
+          const r = await this.command(task.id, { type: 'startTraining' }, 'trainer');
+          if (r) status = r.status;
+        } else if (m.type === 'progress' && throttle.offer(m, l.t)) {
+          await this.command(task.id, { type: 'recordProgress', ...progressRecord(m) }, 'trainer');
+        } else if (m.type === 'artifact' && !artifacts.has(m.path)) {
+          artifacts.add(m.path);
+          await this.command(task.id, { type: 'recordArtifact', path: m.path }, 'trainer');
+        }
+      }
+      buffer.push({ seq: l.seq, stream: l.stream, line: l.line, at: new Date(l.t).toISOString() });
+      if (buffer.length >= LOG_FLUSH_LINES || Date.now() - lastFlush > LOG_FLUSH_MS * 5) await flush();
+    };
+    const tailer = new RunTailer(run.runDir, fromSeq, onLine);
+    run.tailer = tailer;
+    tailer.start();
+    let exit: ExitInfo;
+    try {
+      exit = await tailer.exited;
+    } catch (err) {
+      clearInterval(flushTimer);
+      this.log.error(`following task ${task.id} failed: ${(err as Error).message}`);
+      return;
+    } finally {
+      clearInterval(flushTimer);
+    }
+    await flush();
+    if (this.closed) return;
+    run.finished = true;
+    if (run.killTimer) clearTimeout(run.killTimer);
+    this.clearDeadline(task.id);
+    const detail = exit.code === 0 ? undefined : await this.failureDetail(task.id);
+    const command: TaskCommand = exit.error
+      ? { type: 'fail', reason: 'spawn', message: exit.error }
+      : { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(detail ? { detail } : {}) };
+    await this.command(task.id, command, 'runner');
+    this.runs.delete(task.id);
+  }
+
+  private async failureDetail(taskId: string): Promise<string | undefined> {
+    const lines = await this.retry(() => lastLogLines(this.store.db, taskId, 200));
+    const plain = lines.filter((l) => parseTrainerLine(l.line).kind === 'log');
+    const tail = plain.slice(-TAIL_LINES_IN_ERROR).map((l) => l.line);
+    return tail.length ? `last output:\n${tail.join('\n')}` : undefined;
+  }
+
+  /** SIGTERM the trainer's process group; SIGKILL after the grace period. Idempotent. */
+  stop(taskId: string): void {
+    const run = this.runs.get(taskId);
+    if (!run || run.finished) return;
+    if (run.stopRequested && run.killTimer) return;
+    run.stopRequested = true;
+    if (run.pid === null) return; // launch() stops it as soon as the pid is known
+    this.log.info(`stopping task ${taskId}: SIGTERM to process group ${run.pid}`);
+    signalGroup(run.pid, 'SIGTERM');
+    run.killTimer = setTimeout(() => {
+      if (run.finished) return;
+      this.log.warn(`task ${taskId}: trainer ignored SIGTERM for ${this.config.killGraceMs} ms, sending SIGKILL`);
+      signalGroup(run.pid!, 'SIGKILL');
+    }, this.config.killGraceMs);
+    run.killTimer.unref();
+  }
+
+  private armDeadline(task: TaskRecord): void {
+    if (!task.deadlineAt || task.stop || this.deadlines.has(task.id)) return;
+    const ms = Math.max(0, Date.parse(task.deadlineAt) - Date.now());
+    // setTimeout overflows past ~24.8 days: re-arm in steps.
+    const timer = setTimeout(() => {
+      this.deadlines.delete(task.id);
+      if (Date.parse(task.deadlineAt!) > Date.now()) return this.armDeadline(task);
+      void this.command(task.id, { type: 'expire' }, 'timeout').then((r) => {
+        if (r?.stop) this.stop(task.id);
+      });
+    }, Math.min(ms, 2 ** 31 - 1));
+    timer.unref();
+    this.deadlines.set(task.id, timer);
+  }
+
+  private clearDeadline(taskId: string): void {
+    const t = this.deadlines.get(taskId);
+    if (t) clearTimeout(t);
+    this.deadlines.delete(taskId);
+  }
+
+  /**
+   * Run a command for a task; an illegal one (the task moved on: cancelled, already
+   * recorded) is expected in races and returns null. Database errors are retried until the
+   * database is back, so no trainer outcome is ever dropped.
+   */
+  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+    try {
+      const r = await this.retry(() => this.store.execute(taskId, command, { actor }));
+      return r.task;
+    } catch (err) {
+      if (err instanceof IllegalCommandError) return (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
+      this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  private async retry<T>(fn: () => Promise<T>): Promise<T> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof IllegalCommandError || this.closed || !isConnectionError(err)) throw err;
+        this.log.warn(`database unavailable (${(err as Error).message}); retrying in ${delay} ms`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Stop following trainers (they keep running; the next start re-attaches). */
+  close(): void {
+    this.closed = true;
+    for (const run of this.runs.values()) {
+      run.tailer?.stop();
+      if (run.killTimer) clearTimeout(run.killTimer);
+    }
+    for (const t of this.deadlines.values()) clearTimeout(t);
+    this.runs.clear();
+    this.deadlines.clear();
+  }
+}
+
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string }; message?: string };
+  const code = e?.code ?? e?.cause?.code ?? '';
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', '57P01', '57P02', '57P03', '08006', '08001', '08003', '08004'].includes(code) ||
+    /connection|terminating|shutting down|the database system is/i.test(`${e?.message ?? ''} ${e?.cause ? String((e.cause as Error).message) : ''}`)
+  );
+}
+
+/** Outputs live under <data>/outputs; the API refuses anything that would leave it. */
+export function outputsRoot(config: Pick<ServiceConfig, 'storage'>): string {
+  return resolve(config.storage.dataRoot, 'outputs');
+}
+
+export function resolveOutputDir(config: Pick<ServiceConfig, 'storage'>, task: Pick<TaskRecord, 'spec'>): string {
+  return resolve(outputsRoot(config), task.spec.outputDir);
+}
+
+function resolveArgv0(cmd: string, cwd: string): string {
+  if (cmd === 'node') return process.execPath;
+  return cmd.includes('/') && !isAbsolute(cmd) ? join(cwd, cmd) : cmd;
+}
+
+/** The trainer gets the service's environment less the service's own secrets. */
+function trainerEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || k === 'DATABASE_URL' || k.startsWith('TRAINYARD_') || k.startsWith('npm_')) continue;
+    out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,134 @@
+// Input validation for every procedure. Each field says what is wrong with it in words a user
+// can act on; the error formatter turns these into { fieldErrors: { "config.batchSize": [...] } }.
+import { z } from 'zod';
+import { TASK_EVENT_TYPES, TASK_STATUSES } from '@trainyard/domain';
+
+const HOUR = 3_600_000;
+// Printable text only: no control characters (NUL, escape sequences, newlines).
+const printable = /^[^\p{Cc}]*$/u;
+const noDotDot = (s: string) => !s.split(/[\\/]+/).includes('..');
+
+const text = (field: string, max: number) =>
+  z
+    .string({ error: `${field} must be text` })
+    .trim()
+    .min(1, `${field} must not be empty`)
+    .max(max, `${field} must be at most ${max} characters`)
+    .regex(printable, `${field} must not contain control characters`);
+
+export const taskId = z
+  .string({ error: 'id must be text' })
+  .min(1, 'id must not be empty')
+  .max(64, 'id must be at most 64 characters')
+  .regex(/^[A-Za-z0-9_-]+$/, 'id is not a task id (letters, digits, - and _ only)');
+
+const int = (field: string, min: number, max: number) =>
+  z
+    .number({ error: `${field} must be a number` })
+    .int(`${field} must be a whole number`)
+    .min(min, `${field} must be at least ${min}`)
+    .max(max, `${field} must be at most ${max}`);
+
+export const simulateConfig = z
+  .strictObject({
+    steps: int('steps', 1, 100_000).optional(),
+    stepMs: int('stepMs', 0, 600_000).optional(),
+    failAtStep: int('failAtStep', 1, 100_000).optional(),
+    exitCode: int('exitCode', 1, 255).optional(),
+    crashSignal: z.enum(['SIGKILL', 'SIGSEGV', 'SIGABRT', 'SIGTERM']).optional(),
+    ignoreSigterm: z.boolean().optional(),
+    logLinesPerStep: int('logLinesPerStep', 0, 10_000).optional(),
+    startupMs: int('startupMs', 0, 600_000).optional(),
+  })
+  .describe('knobs of the simulated trainer');
+
+export const trainingConfig = z
+  .strictObject({
+    epochs: int('epochs', 1, 100).default(3),
+    batchSize: int('batchSize', 1, 256).default(1),
+    gradientAccumulation: int('gradientAccumulation', 1, 1024).default(16),
+    learningRate: z
+      .number({ error: 'learningRate must be a number' })
+      .gt(0, 'learningRate must be greater than 0')
+      .max(1, 'learningRate must be at most 1')
+      .default(2e-4),
+    maxLength: int('maxLength', 16, 32_768).default(512),
+    load8bit: z.boolean({ error: 'load8bit must be true or false' }).default(false),
+    load4bit: z.boolean({ error: 'load4bit must be true or false' }).default(false),
+    loraRank: int('loraRank', 1, 1024).default(8),
+    loraAlpha: int('loraAlpha', 1, 4096).default(16),
+    simulate: simulateConfig.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.load8bit && c.load4bit)
+      ctx.addIssue({ code: 'custom', path: ['load4bit'], message: 'choose 8-bit or 4-bit loading, not both' });
+  });
+
+export const createTaskInput = z.strictObject({
+  model: text('model', 200)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/, 'model must be a model id like Qwen/Qwen2.5-Coder-1.5B-Instruct or a local path (letters, digits, . _ - / : @)')
+    .refine(noDotDot, 'model must not contain .. segments'),
+  datasetPath: text('datasetPath', 4096).refine(noDotDot, 'datasetPath must not contain .. segments'),
+  name: text('name', 120).optional(),
+  outputDir: text('outputDir', 255)
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'outputDir must be a relative path of letters, digits, . _ - (it lives under the outputs folder)')
+    .refine(noDotDot, 'outputDir must not contain .. segments')
+    .optional(),
+  config: trainingConfig.default(() => trainingConfig.parse({})),
+  timeoutMs: int('timeoutMs', 1000, 30 * 24 * HOUR).optional(),
+  idempotencyKey: text('idempotencyKey', 200).optional(),
+});
+export type CreateTaskInput = z.infer<typeof createTaskInput>;
+
+const status = z.enum(TASK_STATUSES, { error: `status must be one of ${TASK_STATUSES.join(', ')}` });
+
+export const listTasksInput = z
+  .strictObject({
+    status: z.union([status, z.array(status).max(7)]).optional(),
+    cursor: z.string().max(500).nullish(),
+    limit: int('limit', 1, 200).default(50),
+  })
+  .default({ limit: 50 });
+
+export const cancelInput = z.strictObject({ id: taskId, reason: text('reason', 500).optional() });
+export const idInput = z.strictObject({ id: taskId });
+
+export const logsInput = z.strictObject({
+  id: taskId,
+  afterSeq: int('afterSeq', 0, 2 ** 31 - 1).default(0),
+  limit: int('limit', 1, 5000).default(500),
+  includeProtocol: z.boolean().default(false),
+});
+
+export const position = z
+  .string({ error: 'position must be text' })
+  .regex(/^[0-9]{1,19}$/, 'position must be a log position (digits)');
+
+const isoTime = (field: string) =>
+  z.iso.datetime({ offset: true, error: `${field} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z` });
+
+export const onUpdateInput = z
+  .strictObject({ taskId: taskId.optional(), lastEventId: position.nullish() })
+  .default({});
+
+export const onLogsInput = z.strictObject({
+  id: taskId,
+  lastEventId: z.string().regex(/^[0-9]{1,10}$/, 'lastEventId must be a log line number').nullish(),
+  includeProtocol: z.boolean().default(false),
+});
+
+export const eventsListInput = z
+  .strictObject({
+    taskId: taskId.optional(),
+    type: z.union([z.enum(TASK_EVENT_TYPES), z.array(z.enum(TASK_EVENT_TYPES)).max(20)]).optional(),
+    actor: text('actor', 200).optional(),
+    from: isoTime('from').optional(),
+    to: isoTime('to').optional(),
+    cursor: position.nullish(),
+    limit: int('limit', 1, 1000).default(100),
+  })
+  .default({ limit: 100 });
+
+export const replayInput = z
+  .strictObject({ taskId, atPosition: position.optional(), atTime: isoTime('atTime').optional() })
+  .refine((v) => !(v.atPosition && v.atTime), { message: 'give atPosition or atTime, not both', path: ['atTime'] });

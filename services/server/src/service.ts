@@ -1,0 +1,394 @@
+// The service: wires the store, the GPU probe, the runner and the event feed, and offers the
+// operations the API exposes. Procedures in router.ts only validate and translate errors.
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
+import {
+  evolve,
+  initialState,
+  TaskNotFoundError,
+  toRecord,
+  type StoredTaskEvent,
+  type TaskRecord,
+  type TaskSpec,
+} from '@trainyard/domain';
+import {
+  configureSlots,
+  countQueued,
+  listQueue,
+  listSlots,
+  listTasks,
+  loadTask,
+  loadTasks,
+  openDatabase,
+  queryEvents,
+  readLogLines,
+  readStream,
+  TaskStore,
+  type Database,
+  type LogLine,
+} from '@trainyard/store';
+import type { ServiceConfig } from './config';
+import { EventFeed } from './feed';
+import { estimateMemoryGb, externalShare, GpuProbe, oomRisk, type GpuInfo } from './gpu';
+import { Runner, type RunnerLog } from './runner';
+import type { CreateTaskInput } from './schemas';
+import { parseTrainerLine } from './trainer/protocol';
+
+/** A problem with one input field, reported next to that field. */
+export class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FieldError';
+  }
+}
+
+export interface Warning {
+  code: 'NO_GPU' | 'OOM_RISK' | 'QUEUE_LONG' | 'GPU_BUSY' | 'UNKNOWN_MODEL_SIZE';
+  level: 'info' | 'medium' | 'high';
+  message: string;
+}
+
+export interface Actor {
+  user: string;
+  correlationId?: string | undefined;
+}
+
+export const consoleLog: RunnerLog = {
+  info: (m) => console.log(`[trainyard] ${m}`),
+  warn: (m) => console.warn(`[trainyard] ${m}`),
+  error: (m) => console.error(`[trainyard] ${m}`),
+};
+
+export class TrainyardService {
+  readonly probe: GpuProbe;
+  readonly store: TaskStore;
+  readonly runner: Runner;
+  readonly feed: EventFeed;
+  private gpu: GpuInfo | null = null;
+  private gpuTimer: NodeJS.Timeout | null = null;
+  private scheduleTimer: NodeJS.Timeout | null = null;
+  private lockFile: string;
+
+  private constructor(
+    readonly config: ServiceConfig,
+    readonly database: Database,
+    readonly log: RunnerLog,
+  ) {
+    this.store = new TaskStore(database, {
+      runnerId: config.runnerId,
+      slotBlocks: () => this.slotBlocks(),
+      onCommit: (events) => this.onCommitted(events),
+    });
+    this.runner = new Runner(this.store, config, log);
+    this.probe = new GpuProbe({ nvidiaSmiPath: config.nvidiaSmiPath, ourPids: () => this.runner.ourPids() });
+    this.feed = new EventFeed(database.db, config.pollMs);
+    this.lockFile = join(config.runsDir, '.instance.lock');
+  }
+
+  static async start(config: ServiceConfig, log: RunnerLog = consoleLog): Promise<TrainyardService> {
+    const lockFile = takeInstanceLock(config);
+    let database: Database;
+    try {
+      database = await openDatabase(config.storage);
+    } catch (err) {
+      rmSync(lockFile, { force: true });
+      throw new Error(
+        `could not open the ${config.storage.url ? 'Postgres database' : `embedded database in ${config.storage.dataDir}`}: ${(err as Error).message}` +
+          (config.storage.url ? '. Check DATABASE_URL and that Postgres is running.' : ''),
+      );
+    }
+    const service = new TrainyardService(config, database, log);
+    await service.boot();
+    return service;
+  }
+
+  private async boot(): Promise<void> {
+    this.gpu = await this.probe.info();
+    const slots = this.config.gpuSlots ?? (this.gpu.available ? this.gpu.devices.map((d) => d.id) : [0]);
+    await configureSlots(this.database.db, slots);
+    this.feed.onEvents((events) => void this.onFeed(events));
+    await this.feed.start();
+    const report = await this.runner.recover();
+    const parts = Object.entries(report).filter(([, v]) => v.length).map(([k, v]) => `${k} ${v.join(', ')}`);
+    if (parts.length) this.log.info(`recovery: ${parts.join('; ')}`);
+    await this.scheduleNow();
+    // Keep the GPU picture fresh (external processes come and go) and retry the queue.
+    this.gpuTimer = setInterval(() => void this.refreshGpu(), 5000);
+    this.gpuTimer.unref();
+    this.scheduleTimer = setInterval(() => void this.scheduleNow(), Math.max(1000, this.config.pollMs * 4));
+    this.scheduleTimer.unref();
+  }
+
+  private async refreshGpu(): Promise<void> {
+    const before = this.slotBlocks();
+    this.gpu = await this.probe.info();
+    const after = this.slotBlocks();
+    if (after.size < before.size) await this.scheduleNow();
+  }
+
+  /** Fill free slots from the queue; failures (database away) are retried on the next tick. */
+  private async scheduleNow(): Promise<void> {
+    try {
+      await this.store.schedule({ actor: 'scheduler' });
+    } catch (err) {
+      this.log.warn(`scheduling failed, retrying shortly: ${(err as Error).message}`);
+    }
+  }
+
+  /** A slot whose GPU other programs hold beyond the configured share takes no work. */
+  slotBlocks(): Map<number, string> {
+    const blocks = new Map<number, string>();
+    if (!this.gpu?.available) return blocks;
+    const slots = this.config.gpuSlots ?? this.gpu.devices.map((d) => d.id);
+    slots.forEach((gpuIndex, slotId) => {
+      const d = this.gpu!.devices.find((x) => x.id === gpuIndex);
+      if (!d) return;
+      const share = externalShare(d);
+      if (share > this.config.externalGpuShareLimit) {
+        const who = d.processes.filter((p) => !p.ours).map((p) => `${p.name} (pid ${p.pid}, ${p.memoryUsedGb} GB)`).join(', ');
+        blocks.set(
+          slotId,
+          `GPU ${d.id} (${d.name}): ${d.externalMemoryGb} of ${d.memoryGb} GB held by other programs${who ? `: ${who}` : ''}, ` +
+            `over the ${Math.round(this.config.externalGpuShareLimit * 100)}% limit. Tasks wait until that memory is freed ` +
+            `(stop the other program, e.g. a vLLM server) or TRAINYARD_EXTERNAL_GPU_SHARE is raised.`,
+        );
+      }
+    });
+    return blocks;
+  }
+
+  private onCommitted(events: StoredTaskEvent[]): void {
+    this.feed.poke();
+    // Local commits reach the runner at once (the feed would also deliver them, a bit later).
+    void this.dispatch(events);
+  }
+
+  private async onFeed(events: StoredTaskEvent[]): Promise<void> {
+    await this.dispatch(events);
+  }
+
+  /** Hand the runner every task this batch touched that it may have to act on. */
+  private async dispatch(events: StoredTaskEvent[]): Promise<void> {
+    const relevant = new Set(
+      events.filter((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested').map((e) => e.streamId),
+    );
+    if (!relevant.size) return;
+    try {
+      const tasks = await loadTasks(this.database.db, [...relevant]);
+      for (const t of tasks.values()) this.runner.observe(t);
+    } catch (err) {
+      this.log.warn(`could not load tasks to dispatch: ${(err as Error).message}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Operations
+
+  async gpuInfo(): Promise<GpuInfo> {
+    this.gpu = await this.probe.info();
+    return this.gpu;
+  }
+
+  async createTask(input: CreateTaskInput, actor: Actor): Promise<{ task: TaskRecord; warnings: Warning[]; created: boolean }> {
+    const datasetPath = resolve(input.datasetPath);
+    const datasetsRoot = process.env.TRAINYARD_DATASETS_ROOT ? resolve(process.env.TRAINYARD_DATASETS_ROOT) : null;
+    if (datasetsRoot && !isInside(datasetsRoot, datasetPath))
+      throw new FieldError('datasetPath', `datasetPath must be inside ${datasetsRoot} (TRAINYARD_DATASETS_ROOT)`);
+    const st = await stat(datasetPath).catch(() => null);
+    if (!st) throw new FieldError('datasetPath', `no dataset at ${datasetPath}: check the path (it is read by the trainer on this machine)`);
+    if (!st.isFile() && !st.isDirectory()) throw new FieldError('datasetPath', `${datasetPath} is not a file or a directory`);
+    const id = newTaskId();
+    const outputDir = input.outputDir ?? id;
+    const spec: TaskSpec = {
+      name: input.name ?? `${input.model.split('/').pop()} on ${datasetPath.split(sep).pop()}`,
+      model: input.model,
+      datasetPath,
+      outputDir,
+      config: input.config,
+      timeoutMs: input.timeoutMs ?? this.config.defaultTimeoutMs,
+      owner: actor.user,
+      idempotencyKey: input.idempotencyKey ?? null,
+    };
+    const warnings = await this.warningsFor(spec);
+    const result = await this.store.submit(id, spec, { actor: actor.user, correlationId: actor.correlationId ?? null });
+    return { task: result.task, warnings: result.created ? warnings : [], created: result.created };
+  }
+
+  private async warningsFor(spec: TaskSpec): Promise<Warning[]> {
+    const warnings: Warning[] = [];
+    const gpu = await this.gpuInfo();
+    if (!gpu.available) {
+      warnings.push({ code: 'NO_GPU', level: 'high', message: `No GPU detected: ${gpu.recommendation}` });
+    }
+    const { estimateGb, paramsB } = estimateMemoryGb({
+      model: spec.model,
+      maxLength: spec.config.maxLength,
+      batchSize: spec.config.batchSize,
+      load8bit: spec.config.load8bit,
+      load4bit: spec.config.load4bit,
+      loraRank: spec.config.loraRank,
+    });
+    if (paramsB === null || estimateGb === null) {
+      warnings.push({ code: 'UNKNOWN_MODEL_SIZE', level: 'info', message: `Cannot tell the size of ${spec.model} from its name, so its memory need was not estimated.` });
+    } else if (gpu.available && gpu.devices.length) {
+      const smallest = Math.min(...gpu.devices.map((d) => d.memoryGb));
+      const risk = oomRisk(estimateGb, smallest, {
+        model: spec.model, maxLength: spec.config.maxLength, batchSize: spec.config.batchSize,
+        load8bit: spec.config.load8bit, load4bit: spec.config.load4bit, loraRank: spec.config.loraRank,
+      });
+      if (risk.level !== 'low') warnings.push({ code: 'OOM_RISK', level: risk.level, message: risk.message });
+    }
+    const blocked = this.slotBlocks();
+    if (blocked.size) warnings.push({ code: 'GPU_BUSY', level: 'medium', message: [...blocked.values()].join(' ') });
+    const queued = await countQueued(this.database.db);
+    if (queued >= this.config.queueWarnAt)
+      warnings.push({ code: 'QUEUE_LONG', level: 'medium', message: `${queued} tasks are already queued: this one waits for all of them.` });
+    return warnings;
+  }
+
+  async getTask(id: string): Promise<TaskRecord> {
+    const task = await loadTask(this.database.db, id);
+    if (!task || task.deleted) throw new TaskNotFoundError(id);
+    return task;
+  }
+
+  listTasks(q: Parameters<typeof listTasks>[1]) {
+    return listTasks(this.database.db, q);
+  }
+
+  async cancelTask(id: string, reason: string | undefined, actor: Actor): Promise<TaskRecord> {
+    await this.getTask(id);
+    const r = await this.store.execute(id, { type: 'cancel', reason: reason ?? null }, { actor: actor.user, correlationId: actor.correlationId ?? null });
+    return r.task;
+  }
+
+  async deleteTask(id: string, actor: Actor): Promise<{ id: string; deleted: true }> {
+    await this.getTask(id);
+    await this.store.execute(id, { type: 'delete' }, { actor: actor.user, correlationId: actor.correlationId ?? null });
+    return { id, deleted: true };
+  }
+
+  async logs(id: string, afterSeq: number, limit: number, includeProtocol: boolean): Promise<{ lines: LogLine[]; nextSeq: number; hasMore: boolean }> {
+    await this.getTask(id);
+    const raw = await readLogLines(this.database.db, id, afterSeq, limit + 1);
+    const page = raw.slice(0, limit);
+    const lines = includeProtocol ? page : page.filter((l) => l.stream === 'stderr' || parseTrainerLine(l.line).kind === 'log');
+    return { lines, nextSeq: page.length ? page[page.length - 1]!.seq : afterSeq, hasMore: raw.length > limit };
+  }
+
+  async queue() {
+    const db = this.database.db;
+    const blocks = this.slotBlocks();
+    const [slots, queued, count] = await Promise.all([listSlots(db), listQueue(db, 500), countQueued(db)]);
+    const holders = await loadTasks(db, slots.flatMap((s) => (s.holderTaskId ? [s.holderTaskId] : [])));
+    return {
+      slots: slots.map((s) => ({
+        slotId: s.slotId,
+        gpuIndex: s.gpuIndex,
+        task: s.holderTaskId ? holders.get(s.holderTaskId) ?? null : null,
+        blockedReason: blocks.get(s.slotId) ?? null,
+      })),
+      queued: queued.map((task, i) => ({ position: i + 1, task })),
+      queuedCount: count,
+      warning:
+        count > this.config.queueWarnAt
+          ? `${count} tasks are queued (more than ${this.config.queueWarnAt}): each waits for the ones before it. Consider cancelling some or adding GPUs.`
+          : null,
+    };
+  }
+
+  listEvents(q: Parameters<typeof queryEvents>[1]) {
+    return queryEvents(this.database.db, q);
+  }
+
+  /** A task's state after each of its events, or at one point (position or time). */
+  async replay(taskId: string, at: { position?: string | undefined; time?: string | undefined }) {
+    const events = await readStream(this.database.db, taskId);
+    if (!events.length) throw new TaskNotFoundError(taskId);
+    let state = initialState();
+    const steps: { event: StoredTaskEvent; state: TaskRecord }[] = [];
+    for (const e of events) {
+      if (at.position && BigInt(e.position) > BigInt(at.position)) break;
+      if (at.time && Date.parse(e.recordedAt) > Date.parse(at.time)) break;
+      state = evolve(state, e);
+      steps.push({ event: e, state: toRecord(state) });
+    }
+    if (at.position || at.time) {
+      const last = steps[steps.length - 1];
+      return { steps: [], state: last?.state ?? null, event: last?.event ?? null };
+    }
+    return { steps, state: steps[steps.length - 1]!.state, event: steps[steps.length - 1]!.event };
+  }
+
+  async health() {
+    let database: 'up' | 'down' = 'up';
+    let error: string | null = null;
+    try {
+      await countQueued(this.database.db);
+    } catch (err) {
+      database = 'down';
+      error = `database unreachable: ${(err as Error).message}`;
+    }
+    return {
+      ok: database === 'up',
+      storage: this.database.kind,
+      location: this.database.location,
+      version: this.config.version,
+      instance: this.config.runnerId,
+      database,
+      error,
+      activeTrainers: this.runner.activeCount,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.gpuTimer) clearInterval(this.gpuTimer);
+    if (this.scheduleTimer) clearInterval(this.scheduleTimer);
+    this.feed.close();
+    this.runner.close();
+    await this.database.close();
+    rmSync(this.lockFile, { force: true });
+  }
+}
+
+export function newTaskId(): string {
+  // Time-ordered prefix so ids sort roughly by creation, random suffix for uniqueness.
+  return `t${Date.now().toString(36)}${randomUUID().replace(/-/g, '').slice(0, 10)}`;
+}
+
+function isInside(root: string, path: string): boolean {
+  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+/**
+ * One service per data directory: run directories (and PGlite's files) must not be shared.
+ * A lock file with our pid; a stale one (its process gone) is taken over.
+ */
+function takeInstanceLock(config: ServiceConfig): string {
+  mkdirSync(config.runsDir, { recursive: true });
+  const file = join(config.runsDir, '.instance.lock');
+  if (existsSync(file)) {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    if (pid && pid !== process.pid && isAlive(pid)) {
+      throw new Error(
+        `another Trainyard service (pid ${pid}) uses ${config.storage.dataRoot}; stop it, or give this one its own TRAINYARD_DATA_DIR`,
+      );
+    }
+  }
+  writeFileSync(file, String(process.pid));
+  return file;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
