@@ -1,6 +1,6 @@
 // The event log: append with optimistic concurrency, read a stream, read everything in
 // position order (rebuild), and tail what is safely committed (subscriptions, other instances).
-import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from 'drizzle-orm';
 import {
   CURRENT_SCHEMA_VERSION,
   upcast,
@@ -185,4 +185,34 @@ export async function tailHead(conn: Conn): Promise<TailCursor> {
   );
   const r = rows[0];
   return r?.transaction_id && r.position ? { transactionId: r.transaction_id, position: r.position } : TAIL_START;
+}
+
+export interface EventQuery {
+  streamId?: string | undefined;
+  types?: string[] | undefined;
+  actor?: string | undefined;
+  /** ISO times, inclusive from, exclusive to. */
+  from?: string | undefined;
+  to?: string | undefined;
+  /** Only events after this position (paging). */
+  afterPosition?: string | undefined;
+  limit: number;
+}
+
+/** Audit queries over the log, oldest first, paged by position. */
+export async function queryEvents(conn: Conn, q: EventQuery): Promise<StoredTaskEvent[]> {
+  const conds = [];
+  if (q.streamId) conds.push(eq(events.streamId, q.streamId));
+  if (q.types?.length) conds.push(inArray(events.type, q.types));
+  if (q.actor) conds.push(sql`${events.metadata}->>'actor' = ${q.actor}`);
+  if (q.from) conds.push(gte(events.recordedAt, q.from));
+  if (q.to) conds.push(lt(events.recordedAt, q.to));
+  if (q.afterPosition) conds.push(gt(events.position, BigInt(q.afterPosition)));
+  const rows = await conn
+    .select()
+    .from(events)
+    .where(conds.length ? and(...conds) : undefined)
+    .orderBy(asc(events.position))
+    .limit(q.limit);
+  return rows.map(toStored);
 }

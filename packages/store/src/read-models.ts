@@ -184,3 +184,10 @@ export async function allTaskRecords(conn: Conn): Promise<TaskRecord[]> {
   const rows = await conn.select({ record: tasks.record }).from(tasks);
   return rows.map((r) => r.record);
 }
+
+export async function countByStatus(conn: Conn): Promise<Record<string, number>> {
+  const rows = rowsOf<{ status: string; n: number | string }>(
+    await conn.execute(sql`SELECT status, count(*) AS n FROM tasks GROUP BY status`),
+  );
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}

@@ -6,11 +6,7 @@ import type { TestProject } from 'vitest/node';
 
 export const DEFAULT_TEST_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    postgresUrl: string | null;
-  }
-}
+import './support';
 
 export default async function setup(project: TestProject) {
   const url = process.env.TEST_DATABASE_URL || DEFAULT_TEST_DATABASE_URL;

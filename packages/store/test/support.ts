@@ -5,6 +5,12 @@ import postgres from 'postgres';
 import { inject } from 'vitest';
 import { openDatabase, type Database, type StorageKind } from '../src';
 
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgresUrl: string | null;
+  }
+}
+
 export interface Backend {
   kind: StorageKind;
   /** null when this backend cannot run here (Postgres not reachable). */

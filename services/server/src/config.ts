@@ -87,7 +87,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     externalGpuShareLimit: read('TRAINYARD_EXTERNAL_GPU_SHARE', z.coerce.number().min(0).max(1), 0.5),
     defaultTimeoutMs: read('TRAINYARD_TIMEOUT_MS', intFrom('TRAINYARD_TIMEOUT_MS', 1000, 30 * 24 * HOUR), 6 * HOUR),
     killGraceMs: read('TRAINYARD_KILL_GRACE_MS', intFrom('TRAINYARD_KILL_GRACE_MS', 0, HOUR), 30_000),
-    runnerId: env.TRAINYARD_INSTANCE || `${hostname()}:${port}`,
+    // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.
+    runnerId: env.TRAINYARD_INSTANCE || `${hostname()}:${resolve(storage.dataRoot, 'runs')}`,
     pollMs: read('TRAINYARD_POLL_MS', intFrom('TRAINYARD_POLL_MS', 10, 60_000), 250),
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), 4096),
     logMaxLinesPerSecond: read('TRAINYARD_LOG_LINES_PER_SECOND', intFrom('TRAINYARD_LOG_LINES_PER_SECOND', 1, 1_000_000), 200),

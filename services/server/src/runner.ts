@@ -221,13 +221,13 @@ export class Runner {
     tailer.start();
     let exit: ExitInfo;
     try {
-      exit = await tailer.exited;
+      exit = await Promise.race([tailer.exited, this.watchShepherd(task, run)]);
     } catch (err) {
-      clearInterval(flushTimer);
       this.log.error(`following task ${task.id} failed: ${(err as Error).message}`);
       return;
     } finally {
       clearInterval(flushTimer);
+      tailer.stop();
     }
     await flush();
     if (this.closed) return;
@@ -236,10 +236,32 @@ export class Runner {
     this.clearDeadline(task.id);
     const detail = exit.code === 0 ? undefined : await this.failureDetail(task.id);
     const command: TaskCommand = exit.error
-      ? { type: 'fail', reason: 'spawn', message: exit.error }
+      ? { type: 'fail', reason: (exit as { lost?: boolean }).lost ? 'lost' : 'spawn', message: exit.error }
       : { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(detail ? { detail } : {}) };
     await this.command(task.id, command, 'runner');
     this.runs.delete(task.id);
+  }
+
+  /**
+   * The shepherd writes exit.json when the trainer ends; if the shepherd itself was killed
+   * (OOM killer, kill -9 of the group), no exit.json ever comes. Notice a trainer that is gone
+   * with no exit status and report it as lost instead of waiting forever.
+   */
+  private watchShepherd(task: TaskRecord, run: Run): Promise<ExitInfo> {
+    return new Promise((resolve) => {
+      let goneSince: number | null = null;
+      const timer = setInterval(async () => {
+        if (run.finished || this.closed || run.tailer === null) return clearInterval(timer);
+        const startTime = task.trainer?.startTime;
+        const alive = run.pid !== null && (startTime ? isSameProcessAlive(run.pid, startTime) : processExists(run.pid));
+        if (alive) return void (goneSince = null);
+        goneSince ??= Date.now();
+        if (Date.now() - goneSince < 5000 || (await readExit(run.runDir))) return;
+        clearInterval(timer);
+        resolve({ code: null, signal: null, error: `trainer process ${run.pid} disappeared without an exit status (its shepherd was killed too)`, endedAt: Date.now(), lost: true } as ExitInfo);
+      }, 1000);
+      timer.unref();
+    });
   }
 
   private async failureDetail(taskId: string): Promise<string | undefined> {
@@ -325,6 +347,15 @@ export class Runner {
     for (const t of this.deadlines.values()) clearTimeout(t);
     this.runs.clear();
     this.deadlines.clear();
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 

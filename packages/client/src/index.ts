@@ -1,0 +1,96 @@
+// The typed client of the Trainyard API: HTTP batching for queries and mutations, SSE for
+// subscriptions. Used by the CLI, the Studio panel and the tests.
+import {
+  createTRPCClient,
+  httpBatchLink,
+  httpSubscriptionLink,
+  splitLink,
+  TRPCClientError,
+  type TRPCClient,
+} from '@trpc/client';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
+import type { AppRouter } from '@trainyard/server/router';
+
+export type { AppRouter };
+export type RouterInputs = inferRouterInputs<AppRouter>;
+export type RouterOutputs = inferRouterOutputs<AppRouter>;
+export type TaskView = RouterOutputs['tasks']['get'];
+export type TrainyardClient = TRPCClient<AppRouter>;
+
+export const DEFAULT_URL = 'http://127.0.0.1:8080';
+
+export interface ClientOptions {
+  /** Base URL of the service (no /trpc); default TRAINYARD_URL or http://127.0.0.1:8080. */
+  url?: string;
+  /** Who is acting (recorded in the audit log as the event's actor). */
+  user?: string;
+  /** EventSource implementation; defaults to the global one, or the `eventsource` package in Node. */
+  EventSource?: typeof globalThis.EventSource;
+  headers?: Record<string, string>;
+}
+
+export async function defaultEventSource(): Promise<typeof globalThis.EventSource> {
+  if (typeof globalThis.EventSource === 'function') return globalThis.EventSource;
+  const mod = await import('eventsource');
+  return mod.EventSource as unknown as typeof globalThis.EventSource;
+}
+
+export function trpcUrl(base: string): string {
+  return `${base.replace(/\/+$/, '')}/trpc`;
+}
+
+export function createClient(opts: ClientOptions & { EventSource: typeof globalThis.EventSource }): TrainyardClient {
+  const base =
+    opts.url ??
+    (typeof process !== 'undefined' ? process.env?.TRAINYARD_URL : undefined) ??
+    ((globalThis as { location?: { origin: string } }).location?.origin ?? DEFAULT_URL);
+  const url = trpcUrl(base);
+  const headers = { ...(opts.user ? { 'x-trainyard-user': opts.user } : {}), ...opts.headers };
+  const EventSourceImpl = opts.EventSource;
+  return createTRPCClient<AppRouter>({
+    links: [
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: httpSubscriptionLink({
+          url,
+          EventSource: EventSourceImpl,
+          // Browsers' EventSource cannot send headers; the `eventsource` package can, via fetch.
+          eventSourceOptions: () =>
+            ({
+              fetch: (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) =>
+                fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }),
+            }) as never,
+        }),
+        false: httpBatchLink({ url, headers, maxItems: 50 }),
+      }),
+    ],
+  });
+}
+
+/** A client for Node: resolves the EventSource implementation first. */
+export async function connect(opts: ClientOptions = {}): Promise<TrainyardClient> {
+  return createClient({ ...opts, EventSource: opts.EventSource ?? (await defaultEventSource()) });
+}
+
+export interface ApiErrorInfo {
+  code: string;
+  message: string;
+  httpStatus: number | null;
+  fieldErrors: Record<string, string[]> | null;
+}
+
+/** The parts of an API error a caller acts on (code, message, field errors). */
+export function errorInfo(err: unknown): ApiErrorInfo {
+  if (err instanceof TRPCClientError) {
+    const data = (err.data ?? {}) as { code?: string; httpStatus?: number; fieldErrors?: Record<string, string[]> | null };
+    return {
+      code: data.code ?? (err.cause ? 'NETWORK_ERROR' : 'UNKNOWN'),
+      message: err.message,
+      httpStatus: data.httpStatus ?? null,
+      fieldErrors: data.fieldErrors ?? null,
+    };
+  }
+  return { code: 'UNKNOWN', message: (err as Error)?.message ?? String(err), httpStatus: null, fieldErrors: null };
+}
+
+export { TRPCClientError };

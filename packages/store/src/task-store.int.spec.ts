@@ -1,0 +1,207 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { IllegalCommandError, type TaskSpec } from '@trainyard/domain';
+import {
+  appendToStream,
+  compareWithLog,
+  configureSlots,
+  listQueue,
+  listSlots,
+  loadTask,
+  projectTask,
+  readStream,
+  replaceReadModels,
+  TaskStore,
+  type Database,
+} from '.';
+import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
+import { evolve, initialState, toRecord, type NewTaskEvent, type TaskRecord } from '@trainyard/domain';
+import recorded from '../test/fixtures/recorded-log.json';
+
+const spec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
+  name,
+  model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+  datasetPath: 'data/train.jsonl',
+  outputDir: `out/${name}`,
+  timeoutMs: 60_000,
+  owner: 'alice',
+  config: { epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
+  ...over,
+});
+const meta = { actor: 'alice' };
+const exitOk = { type: 'recordExit', exitCode: 0, signal: null } as const;
+
+async function finish(store: TaskStore, id: string): Promise<TaskRecord[]> {
+  await store.execute(id, { type: 'recordSpawn', pid: 1, startTime: '1', runDir: '/tmp' }, meta);
+  await store.execute(id, { type: 'startTraining' }, meta);
+  return (await store.execute(id, exitOk, meta)).started;
+}
+
+for (const backend of backends()) {
+  describe.skipIf(!backendAvailable(backend))(`task store on ${backend.kind}`, () => {
+    let t: TestDatabase;
+    let store: TaskStore;
+    beforeEach(async () => {
+      t = await openTestDatabase(backend);
+      await configureSlots(t.db, [0]);
+      store = new TaskStore(t, { runnerId: 'r1' });
+    });
+    afterEach(async () => {
+      await t?.close();
+    });
+
+    it("the seed's FAQ: three at once, one trains, two queue in order, they finish 1, 2, 3", async () => {
+      const r1 = await store.submit('t1', spec('one'), meta);
+      const r2 = await store.submit('t2', spec('two'), meta);
+      const r3 = await store.submit('t3', spec('three'), meta);
+      expect([r1.task.status, r2.task.status, r3.task.status]).toEqual(['PREPARING', 'QUEUED', 'QUEUED']);
+      expect(r1.started.map((t) => t.id)).toEqual(['t1']);
+      expect((await readStream(t.db, 't1')).map((e) => e.type)).toEqual(['TaskSubmitted', 'TaskAssigned']);
+      expect((await listQueue(t.db)).map((t) => t.id)).toEqual(['t2', 't3']);
+
+      expect((await finish(store, 't1')).map((t) => t.id)).toEqual(['t2']);
+      expect((await loadTask(t.db, 't1'))!.status).toBe('COMPLETED');
+      expect((await listSlots(t.db))[0]!.holderTaskId).toBe('t2');
+      expect((await finish(store, 't2')).map((t) => t.id)).toEqual(['t3']);
+      expect(await finish(store, 't3')).toEqual([]);
+      expect((await listSlots(t.db))[0]!.holderTaskId).toBeNull();
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it('a repeated idempotency key returns the first task and writes nothing', async () => {
+      const a = await store.submit('k1', spec('a', { idempotencyKey: 'key-1' }), meta);
+      const b = await store.submit('k2', spec('b', { idempotencyKey: 'key-1' }), meta);
+      expect(a.created).toBe(true);
+      expect(b.created).toBe(false);
+      expect(b.task.id).toBe('k1');
+      expect(await readStream(t.db, 'k2')).toEqual([]);
+    });
+
+    it('cancel: queued at once and the slot untouched; running only after the trainer exits', async () => {
+      await store.submit('a', spec('a'), meta);
+      await store.submit('b', spec('b'), meta);
+      await store.submit('c', spec('c'), meta);
+      expect((await store.execute('c', { type: 'cancel' }, meta)).task.status).toBe('CANCELLED');
+      const stopping = await store.execute('a', { type: 'cancel', reason: 'no' }, meta);
+      expect(stopping.task.status).toBe('PREPARING');
+      expect(stopping.task.stop).toMatchObject({ reason: 'cancel', by: 'alice' });
+      await expect(store.execute('a', { type: 'cancel' }, meta)).rejects.toBeInstanceOf(IllegalCommandError);
+      const exited = await store.execute('a', { type: 'recordExit', exitCode: null, signal: 'SIGTERM' }, meta);
+      expect(exited.task.status).toBe('CANCELLED');
+      expect(exited.started.map((t) => t.id)).toEqual(['b']);
+      await expect(store.execute('a', { type: 'cancel' }, meta)).rejects.toThrow(/cannot cancel task a: it is CANCELLED/);
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it('a blocked slot takes no work until unblocked', async () => {
+      const blocks = new Map([[0, 'GPU 0 is 80% used by other programs']]);
+      const blocked = new TaskStore(t, { runnerId: 'r1', slotBlocks: () => blocks });
+      expect((await blocked.submit('a', spec('a'), meta)).task.status).toBe('QUEUED');
+      expect(await blocked.schedule(meta)).toEqual([]);
+      blocks.clear();
+      expect((await blocked.schedule(meta)).map((t) => t.id)).toEqual(['a']);
+    });
+
+    it('several slots: one task each, FIFO', async () => {
+      await configureSlots(t.db, [0, 1]);
+      const statuses = [];
+      for (const id of ['a', 'b', 'c', 'd']) statuses.push((await store.submit(id, spec(id), meta)).task);
+      expect(statuses.map((s) => [s.status, s.slotId])).toEqual([
+        ['PREPARING', 0], ['PREPARING', 1], ['QUEUED', null], ['QUEUED', null],
+      ]);
+      await finish(store, 'b');
+      expect((await loadTask(t.db, 'c'))!.slotId).toBe(1);
+    });
+
+    it('rebuild from the log equals the live read models; tampering is found and repaired', async () => {
+      await configureSlots(t.db, [0, 1]);
+      for (const id of ['a', 'b', 'c', 'd', 'e']) await store.submit(id, spec(id), meta);
+      await finish(store, 'a');
+      await store.execute('d', { type: 'cancel' }, meta);
+      await store.execute('b', { type: 'fail', reason: 'lost', message: 'gone' }, meta);
+      await store.execute('a', { type: 'delete' }, meta);
+      const clean = await compareWithLog(t.db);
+      expect(clean.differences).toEqual([]);
+      expect(clean.tasks).toBe(5);
+
+      await t.db.execute(sql`UPDATE tasks SET record = jsonb_set(record, '{status}', '"FAILED"') WHERE id = 'e'`);
+      await t.db.execute(sql`DELETE FROM slot_holders`);
+      const dirty = await compareWithLog(t.db);
+      expect(dirty.differences.map((d) => [d.kind, d.id])).toEqual(
+        expect.arrayContaining([['task-differs', 'e'], ['slot-differs', 'slot 0'], ['slot-differs', 'slot 1']]),
+      );
+      await replaceReadModels(t);
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it('replays a recorded log through the live projection; the rebuild equals it', async () => {
+      await configureSlots(t.db, [0, 1]);
+      const log = recorded as { streamId: string; events: NewTaskEvent[] }[];
+      const records = new Map<string, TaskRecord | null>();
+      for (const batch of log) {
+        await t.db.transaction(async (tx) => {
+          const before = records.get(batch.streamId) ?? null;
+          const state = before ? (await import('@trainyard/domain')).stateFromRecord(before) : initialState();
+          const stored = await appendToStream(tx, batch.streamId, state.version, batch.events, meta);
+          const after = toRecord(stored.reduce(evolve, state));
+          await projectTask(tx, before, after, stored[stored.length - 1]!.position);
+          records.set(batch.streamId, after);
+        });
+      }
+      const { differences, events, tasks } = await compareWithLog(t.db);
+      expect(differences).toEqual([]);
+      expect(events).toBe(log.reduce((n, b) => n + b.events.length, 0));
+      expect(tasks).toBe(new Set(log.map((b) => b.streamId)).size);
+    });
+  });
+}
+
+const pg = backends().find((b) => b.kind === 'postgres')!;
+
+describe.skipIf(!pg.url)('two service processes on one Postgres', () => {
+  let t: TestDatabase;
+  let other: Database;
+  beforeEach(async () => {
+    t = await openTestDatabase(pg);
+    other = await t.openAnother();
+    await configureSlots(t.db, [0]);
+  });
+  afterEach(async () => {
+    await t?.close();
+  });
+
+  it('racing for one free slot: exactly one wins, every time', async () => {
+    const a = new TaskStore(t, { runnerId: 'A' });
+    const b = new TaskStore(other, { runnerId: 'B' });
+    const blocks = new Map([[0, 'held for the race set-up']]);
+    const setup = new TaskStore(t, { runnerId: 'setup', slotBlocks: () => blocks });
+    for (let round = 0; round < 15; round++) {
+      const id = `q${round}`;
+      expect((await setup.submit(id, spec(id), meta)).task.status).toBe('QUEUED');
+      const [ra, rb] = await Promise.all([a.schedule(meta), b.schedule(meta)]);
+      const winners = [...ra, ...rb];
+      expect(winners.map((w) => w.id)).toEqual([id]);
+      const slots = await listSlots(t.db);
+      expect(slots[0]!.holderTaskId).toBe(id);
+      expect((await loadTask(t.db, id))!.runnerId).toBe(ra.length ? 'A' : 'B');
+      await a.execute(id, { type: 'fail', reason: 'lost', message: 'round over' }, meta);
+    }
+  });
+
+  it('two submissions racing for one free slot: one starts, the other queues', async () => {
+    const a = new TaskStore(t, { runnerId: 'A' });
+    const b = new TaskStore(other, { runnerId: 'B' });
+    for (let round = 0; round < 10; round++) {
+      const [ra, rb] = await Promise.all([
+        a.submit(`a${round}`, spec('a'), meta),
+        b.submit(`b${round}`, spec('b'), meta),
+      ]);
+      expect([ra.task.status, rb.task.status].sort()).toEqual(['PREPARING', 'QUEUED']);
+      const running = ra.task.status === 'PREPARING' ? ra.task : rb.task;
+      const waiting = ra.task.status === 'PREPARING' ? rb.task : ra.task;
+      await a.execute(waiting.id, { type: 'cancel' }, meta);
+      await b.execute(running.id, { type: 'fail', reason: 'lost', message: 'round over' }, meta);
+    }
+    expect((await compareWithLog(t.db)).differences).toEqual([]);
+  });
+});

@@ -1,0 +1,25 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendAvailable, backends } from '@trainyard/store/testing';
+import { eventually, simulated, startServer, type RunningServer } from './harness';
+
+for (const backend of backends()) {
+  describe.skipIf(!backendAvailable(backend))(`smoke on ${backend.kind}`, () => {
+    let s: RunningServer;
+    beforeAll(async () => {
+      s = await startServer({ backend });
+    });
+    afterAll(async () => {
+      await s?.dispose();
+    });
+    it('serves health and runs one task to COMPLETED', async () => {
+      const h = await s.client.system.health.query();
+      expect(h).toMatchObject({ ok: true, storage: backend.kind });
+      const t = await s.client.tasks.create.mutate(simulated({ steps: 3, stepMs: 20 }));
+      const done = await eventually(async () => {
+        const x = await s.client.tasks.get.query({ id: t.id });
+        return x.status === 'COMPLETED' ? x : null;
+      }, 'task to complete');
+      expect(done.progress.percent).toBe(100);
+    });
+  });
+}
