@@ -84,7 +84,10 @@ const errors = t.middleware(async ({ next }) => {
   if (err instanceof TaskNotFoundError) return wrap('NOT_FOUND', err.message);
   if (err instanceof IllegalCommandError) return wrap('CONFLICT', err.message);
   if (err instanceof FieldError) return wrap('BAD_REQUEST', `${err.field}: ${err.message}`);
-  if (err instanceof InvalidCursorError) return wrap('BAD_REQUEST', `cursor: ${err.message}`);
+  if (err instanceof InvalidCursorError) {
+    result.error = new TRPCError({ code: 'BAD_REQUEST', message: `cursor: ${err.message}`, cause: new FieldError('cursor', err.message) });
+    return result;
+  }
   if (err instanceof ConcurrencyError) return wrap('CONFLICT', `${err.message}; please retry`);
   if (isConnectionError(err)) return wrap('SERVICE_UNAVAILABLE', `the database is unreachable right now (${(err as Error).message}); the service keeps retrying, try again shortly`);
   return result;

@@ -11,7 +11,6 @@ import { dropSchema, freshSchemaName, type Backend } from '@trainyard/store/test
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DATASET = join(REPO_ROOT, 'examples/tiny-dataset.jsonl');
 const MAIN = join(REPO_ROOT, 'services/server/src/main.ts');
-const TSX = join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs');
 
 export interface ServerOptions {
   backend: Backend;
@@ -56,7 +55,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     env.DATABASE_URL = opts.backend.url!;
     env.TRAINYARD_DB_SCHEMA = schema!;
   }
-  const proc = spawn(process.execPath, [TSX, MAIN], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // One process (tsx as a loader, not its CLI wrapper), so SIGKILL really kills the service.
+  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   createInterface({ input: proc.stderr! }).on('line', (l) => output.push(l));

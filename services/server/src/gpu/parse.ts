@@ -226,7 +226,7 @@ export type ProbeFailure =
   | { kind: 'no-gpus' }
   | { kind: 'spawn-error'; detail: string };
 
-const WONT_START = 'Training will not start until a GPU is available';
+const WONT_START = 'GPU trainers cannot run without one (the simulated trainer can)';
 
 /** First non-empty line of a tool's output, shortened. */
 function firstLine(text: string): string {

@@ -160,7 +160,7 @@ describe('buildGpuInfo / parseNvidiaSmi', () => {
   it('no GPUs → unavailable', () => {
     const info = parseNvidiaSmi('', '', new Set(), AT);
     expect(info).toMatchObject({ available: false, count: 0, devices: [], error: 'nvidia-smi reported no GPUs' });
-    expect(info.recommendation).toMatch(/^No NVIDIA GPU detected \(nvidia-smi reported no GPUs\)\. Training will not start/);
+    expect(info.recommendation).toMatch(/^No NVIDIA GPU detected \(nvidia-smi reported no GPUs\)\. GPU trainers cannot run without one/);
   });
 
   it('garbage GPU output → unavailable, says it could not be parsed', () => {
@@ -191,7 +191,7 @@ describe('buildGpuInfo / parseNvidiaSmi', () => {
 describe('describeFailure', () => {
   it('says what happened and what to do', () => {
     expect(describeFailure({ kind: 'not-found', command: 'nvidia-smi', onPath: true }).recommendation).toBe(
-      'No NVIDIA GPU detected (nvidia-smi not found on PATH). Training will not start until a GPU is available; install the NVIDIA driver or check PATH.',
+      'No NVIDIA GPU detected (nvidia-smi not found on PATH). GPU trainers cannot run without one (the simulated trainer can); install the NVIDIA driver or check PATH.',
     );
     expect(describeFailure({ kind: 'not-found', command: '/opt/nv/nvidia-smi', onPath: false }).recommendation).toContain(
       'nvidia-smi not found at /opt/nv/nvidia-smi',

@@ -64,7 +64,7 @@ describe('GpuProbe with a fake nvidia-smi', () => {
     const info = await new GpuProbe({ env: { PATH: emptyBin } }).info();
     expect(info).toMatchObject({ available: false, count: 0, devices: [] });
     expect(info.recommendation).toBe(
-      'No NVIDIA GPU detected (nvidia-smi not found on PATH). Training will not start until a GPU is available; install the NVIDIA driver or check PATH.',
+      'No NVIDIA GPU detected (nvidia-smi not found on PATH). GPU trainers cannot run without one (the simulated trainer can); install the NVIDIA driver or check PATH.',
     );
     expect(info.error).toContain('ENOENT');
     expectIso(info);
