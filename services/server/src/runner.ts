@@ -11,6 +11,8 @@ import { isSameProcessAlive, signalGroup } from './trainer/proc';
 import { parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
 import { launchShepherd, readExit, readTrainerInfo, RunTailer, waitForTrainerInfo, type ExitInfo, type OutputLine } from './trainer/run';
 
+type Outcome = 'reattached' | 'settled' | 'launched' | 'failed';
+
 interface Run {
   taskId: string;
   attempt: number;
@@ -64,60 +66,76 @@ export class Runner {
   /** React to a task's new state, whoever committed it (this instance or another). */
   observe(task: TaskRecord): void {
     if (this.closed || task.runnerId !== this.config.runnerId) return;
-    if (task.status === 'PREPARING' || task.status === 'TRAINING') {
-      if (!this.runs.has(task.id)) void this.launch(task);
-      this.armDeadline(task);
-      if (task.stop) this.stop(task.id);
-    }
+    if (task.status !== 'PREPARING' && task.status !== 'TRAINING') return;
+    if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
+    this.armDeadline(task);
+    if (task.stop) this.stop(task.id);
   }
 
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
-  async recover(): Promise<{ reattached: string[]; settled: string[]; launched: string[]; failed: string[] }> {
-    const report = { reattached: [] as string[], settled: [] as string[], launched: [] as string[], failed: [] as string[] };
+  async recover(): Promise<Record<Outcome, string[]>> {
+    const report: Record<Outcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
     for (const task of await listActive(this.store.db)) {
-      if (task.runnerId !== this.config.runnerId) continue;
-      const runDir = task.trainer?.runDir ?? this.runDirOf(task);
-      let trainer = task.trainer;
-      if (!trainer) {
-        // Crashed between launching the shepherd and recording the spawn: its files tell.
-        const info = await readTrainerInfo(runDir);
-        if (info) {
-          const r = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
-          trainer = r?.trainer ?? null;
-        }
-      }
-      if (!trainer) {
-        const exit = await readExit(runDir);
-        if (exit?.error) {
-          await this.command(task.id, { type: 'fail', reason: 'spawn', message: exit.error }, 'runner');
-          report.failed.push(task.id);
-        } else {
-          report.launched.push(task.id);
-          this.observe(task);
-        }
-        continue;
-      }
-      const alive = trainer.startTime ? isSameProcessAlive(trainer.pid, trainer.startTime) : false;
-      const exit = alive ? null : await this.waitForExitFile(runDir, 2000);
-      if (alive || exit) {
-        (alive ? report.reattached : report.settled).push(task.id);
-        this.attach(task, runDir, trainer.pid);
-        this.armDeadline(task);
-        if (task.stop) this.stop(task.id);
-      } else {
-        const last = await lastLogLines(this.store.db, task.id, 3);
-        await this.command(task.id, {
-          type: 'fail',
-          reason: 'lost',
-          message:
-            `trainer process ${trainer.pid} is gone and left no exit status (was the machine restarted?); ` +
-            `the task cannot be resumed, submit it again` +
-            (last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : ''),
-        }, 'recovery');
-        report.failed.push(task.id);
-      }
+      if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
+      report[await this.settle(task, this.claim(task))].push(task.id);
+      this.armDeadline(task);
+      if (task.stop) this.stop(task.id);
     }
     return report;
+  }
+
+  /** Take charge of a task synchronously, so two notifications never start two trainers. */
+  private claim(task: TaskRecord): Run {
+    const run: Run = { taskId: task.id, attempt: task.attempt, runDir: task.trainer?.runDir ?? this.runDirOf(task), pid: task.trainer?.pid ?? null, tailer: null, stopRequested: false, killTimer: null, finished: false };
+    this.runs.set(task.id, run);
+    return run;
+  }
+
+  /**
+   * Bring one active task of ours to where it should be, from what its run folder says:
+   * a live trainer is followed, an ended one settled, a vanished one failed, and a task whose
+   * trainer was never started gets one now.
+   */
+  private async settle(task: TaskRecord, run: Run): Promise<Outcome> {
+    const runDir = run.runDir;
+    let trainer = task.trainer;
+    if (!trainer) {
+      // Crashed between launching the shepherd and recording the spawn: its files tell.
+      const info = await readTrainerInfo(runDir);
+      if (info) {
+        const r = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
+        trainer = r?.trainer ?? null;
+        if (r) task = r;
+      }
+    }
+    if (!trainer) {
+      const exit = await readExit(runDir);
+      if (exit?.error) {
+        this.runs.delete(task.id);
+        await this.command(task.id, { type: 'fail', reason: 'spawn', message: exit.error }, 'runner');
+        return 'failed';
+      }
+      await this.launch(task, run);
+      return 'launched';
+    }
+    run.pid = trainer.pid;
+    const alive = trainer.startTime ? isSameProcessAlive(trainer.pid, trainer.startTime) : false;
+    const exit = alive ? null : await this.waitForExitFile(runDir, 2000);
+    if (alive || exit) {
+      void this.follow(task, run);
+      return alive ? 'reattached' : 'settled';
+    }
+    this.runs.delete(task.id);
+    const last = await lastLogLines(this.store.db, task.id, 3);
+    await this.command(task.id, {
+      type: 'fail',
+      reason: 'lost',
+      message:
+        `trainer process ${trainer.pid} is gone and left no exit status (was the machine restarted?); ` +
+        `the task cannot be resumed, submit it again` +
+        (last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : ''),
+    }, 'recovery');
+    return 'failed';
   }
 
   private async waitForExitFile(runDir: string, ms: number): Promise<ExitInfo | null> {
@@ -129,10 +147,8 @@ export class Runner {
     }
   }
 
-  private async launch(task: TaskRecord): Promise<void> {
-    const runDir = this.runDirOf(task);
-    const run: Run = { taskId: task.id, attempt: task.attempt, runDir, pid: null, tailer: null, stopRequested: false, killTimer: null, finished: false };
-    this.runs.set(task.id, run);
+  private async launch(task: TaskRecord, run: Run): Promise<void> {
+    const runDir = run.runDir;
     try {
       const outputDir = resolveOutputDir(this.config, task);
       await mkdir(runDir, { recursive: true });
@@ -163,20 +179,16 @@ export class Runner {
       }
       run.pid = info.pid;
       const spawned = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
-      this.attach(spawned ?? task, runDir, info.pid, run);
-      if (spawned?.stop || run.stopRequested) this.stop(task.id);
+      void this.follow(spawned ?? task, run);
+      if (spawned?.stop || run.stopRequested) {
+        run.stopRequested = false;
+        this.stop(task.id);
+      }
     } catch (err) {
       this.runs.delete(task.id);
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
       await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer: ${(err as Error).message}` }, 'runner');
     }
-  }
-
-  private attach(task: TaskRecord, runDir: string, pid: number, existing?: Run): void {
-    const run: Run = existing ?? { taskId: task.id, attempt: task.attempt, runDir, pid, tailer: null, stopRequested: false, killTimer: null, finished: false };
-    run.pid = pid;
-    this.runs.set(task.id, run);
-    void this.follow(task, run);
   }
 
   /** Tail the trainer's output to the end and record its exit. */
