@@ -4,3 +4,4 @@ export * from './errors';
 export * from './lifecycle';
 export * from './scheduling';
 export * from './projection';
+export * from './recovery';

@@ -2,6 +2,10 @@
 // state, decides with the lifecycle machine, appends with optimistic concurrency, updates the
 // read models and, when a slot frees up, runs the scheduling policy, all committing together.
 // A conflict (another writer got there first) rolls everything back and the command is retried.
+//
+// The command logic (TaskCommands) talks to storage through a small repository port, so the
+// same code runs on Postgres/PGlite (SqlTaskRepository, below) and inside the deterministic
+// simulation of the torture suite.
 import {
   decide,
   evolve,
@@ -12,6 +16,7 @@ import {
   TaskNotFoundError,
   toRecord,
   type Assignment,
+  type NewTaskEvent,
   type SchedulingPolicy,
   type SlotView,
   type StoredTaskEvent,
@@ -21,7 +26,31 @@ import {
 } from '@trainyard/domain';
 import { pgErrorCode, type Conn, type Database, type Tx } from './database';
 import { appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
-import { findByIdempotencyKey, listQueue, listSlots, loadTask, projectTask } from './read-models';
+import { findByIdempotencyKey, listQueue, listSlots, loadTask, projectTask, type SlotRow } from './read-models';
+
+/** What the command logic needs from storage, inside one transaction. */
+export interface TaskRepository {
+  loadTask(id: string): Promise<TaskRecord | null>;
+  findByIdempotencyKey(owner: string, key: string): Promise<TaskRecord | null>;
+  append(streamId: string, expectedVersion: number, events: readonly NewTaskEvent[], meta: AppendMetadata): Promise<StoredTaskEvent[]>;
+  project(before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void>;
+  listSlots(): Promise<SlotRow[]>;
+  listQueue(limit: number): Promise<TaskRecord[]>;
+}
+
+/** Runs `fn` in one transaction: all its writes commit together or not at all. */
+export type TransactionRunner = <T>(fn: (repo: TaskRepository) => Promise<T>) => Promise<T>;
+
+export function sqlRepository(tx: Tx): TaskRepository {
+  return {
+    loadTask: (id) => loadTask(tx, id),
+    findByIdempotencyKey: (owner, key) => findByIdempotencyKey(tx, owner, key),
+    append: (streamId, expected, events, meta) => appendToStream(tx, streamId, expected, events, meta),
+    project: (before, after, pos) => projectTask(tx, before, after, pos),
+    listSlots: () => listSlots(tx),
+    listQueue: (limit) => listQueue(tx, limit),
+  };
+}
 
 export type CommandMeta = AppendMetadata;
 
@@ -56,26 +85,23 @@ export function isRetryable(err: unknown): boolean {
   return code !== undefined && RETRYABLE.has(code);
 }
 
-export class TaskStore {
+/** The command logic, over any storage that offers transactions of a TaskRepository. */
+export class TaskCommands {
   readonly policy: SchedulingPolicy;
   constructor(
-    readonly database: Database,
+    private readonly runTransaction: TransactionRunner,
     private readonly opts: TaskStoreOptions,
   ) {
     this.policy = opts.policy ?? localFifoPolicy;
   }
 
-  get db(): Conn {
-    return this.database.db;
-  }
-
   /** Run `fn` in a transaction, again from the start when it lost a race. */
-  async transact<T>(fn: (tx: Tx, appended: StoredTaskEvent[]) => Promise<T>): Promise<T> {
+  async transact<T>(fn: (tx: TaskRepository, appended: StoredTaskEvent[]) => Promise<T>): Promise<T> {
     const max = this.opts.maxAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
       const appended: StoredTaskEvent[] = [];
       try {
-        const result = await this.database.db.transaction((tx) => fn(tx as Tx, appended));
+        const result = await this.runTransaction((repo) => fn(repo, appended));
         if (appended.length) this.opts.onCommit?.(appended);
         return result;
       } catch (err) {
@@ -89,7 +115,7 @@ export class TaskStore {
   async submit(taskId: string, spec: TaskSpec, meta: CommandMeta): Promise<SubmitResult> {
     return this.transact(async (tx, appended) => {
       if (spec.idempotencyKey) {
-        const existing = await findByIdempotencyKey(tx, spec.owner, spec.idempotencyKey);
+        const existing = await tx.findByIdempotencyKey(spec.owner, spec.idempotencyKey);
         if (existing) return { task: existing, events: [], started: [], created: false };
       }
       const submitted = await this.applyCommand(tx, appended, null, taskId, { type: 'submit', taskId, spec }, meta);
@@ -103,7 +129,7 @@ export class TaskStore {
   /** Decide and apply one command to one task; schedules when the command freed a slot. */
   async execute(taskId: string, command: TaskCommand, meta: CommandMeta): Promise<CommandResult> {
     return this.transact(async (tx, appended) => {
-      const before = await loadTask(tx, taskId);
+      const before = await tx.loadTask(taskId);
       if (!before) throw new TaskNotFoundError(taskId);
       const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
       const started = before.slotId !== null && task.slotId === null ? await this.scheduleIn(tx, appended, meta) : [];
@@ -117,7 +143,7 @@ export class TaskStore {
   }
 
   private async applyCommand(
-    tx: Tx,
+    tx: TaskRepository,
     appended: StoredTaskEvent[],
     before: TaskRecord | null,
     taskId: string,
@@ -126,9 +152,9 @@ export class TaskStore {
   ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
     const decided = decide(state, command, taskId);
-    const stored = await appendToStream(tx, taskId, state.version, decided, meta);
+    const stored = await tx.append(taskId, state.version, decided, meta);
     const after = toRecord(stored.reduce(evolve, state));
-    await projectTask(tx, before, after, stored[stored.length - 1]!.position);
+    await tx.project(before, after, stored[stored.length - 1]!.position);
     appended.push(...stored);
     return after;
   }
@@ -138,16 +164,16 @@ export class TaskStore {
    * just submitted and not yet queued: it may take a free slot only behind everything queued.
    */
   private async scheduleIn(
-    tx: Tx,
+    tx: TaskRepository,
     appended: StoredTaskEvent[],
     meta: CommandMeta,
     candidate?: TaskRecord,
   ): Promise<TaskRecord[]> {
     const blocks = this.opts.slotBlocks?.() ?? new Map<number, string>();
-    const slots: SlotView[] = (await listSlots(tx)).map((s) => ({ ...s, blockedReason: blocks.get(s.slotId) ?? null }));
+    const slots: SlotView[] = (await tx.listSlots()).map((s) => ({ ...s, blockedReason: blocks.get(s.slotId) ?? null }));
     const free = slots.filter((s) => s.holderTaskId === null && s.blockedReason === null).length;
     if (free === 0) return [];
-    const queued = await listQueue(tx, free);
+    const queued = await tx.listQueue(free);
     const byId = new Map(queued.map((t) => [t.id, t]));
     if (candidate) byId.set(candidate.id, candidate);
     const queue = fifoOrder([...byId.values()].map((t) => ({ taskId: t.id, queuedPosition: t.queuedPosition })));
@@ -168,5 +194,19 @@ export class TaskStore {
       );
     }
     return started;
+  }
+}
+
+/** The task commands on a Postgres or PGlite database. */
+export class TaskStore extends TaskCommands {
+  constructor(
+    readonly database: Database,
+    opts: TaskStoreOptions,
+  ) {
+    super((fn) => database.db.transaction((tx) => fn(sqlRepository(tx as Tx))), opts);
+  }
+
+  get db(): Conn {
+    return this.database.db;
   }
 }

@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { IllegalCommandError, type TaskCommand, type TaskRecord } from '@trainyard/domain';
+import { decideRecovery, IllegalCommandError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
 import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { isSameProcessAlive, signalGroup } from './trainer/proc';
@@ -98,44 +98,50 @@ export class Runner {
    */
   private async settle(task: TaskRecord, run: Run): Promise<Outcome> {
     const runDir = run.runDir;
-    let trainer = task.trainer;
-    if (!trainer) {
-      // Crashed between launching the shepherd and recording the spawn: its files tell.
-      const info = await readTrainerInfo(runDir);
-      if (info) {
-        const r = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
-        trainer = r?.trainer ?? null;
-        if (r) task = r;
+    for (;;) {
+      const facts = await this.runFacts(task, runDir);
+      const action = decideRecovery(task, facts);
+      switch (action.kind) {
+        case 'recordSpawn': {
+          const r = await this.command(task.id, { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir }, 'runner');
+          if (!r?.trainer) return this.release(task.id, 'failed');
+          task = r;
+          continue;
+        }
+        case 'launch':
+          await this.launch(task, run);
+          return 'launched';
+        case 'failSpawn':
+          this.runs.delete(task.id);
+          await this.command(task.id, { type: 'fail', reason: 'spawn', message: action.message }, 'runner');
+          return 'failed';
+        case 'follow':
+        case 'settle':
+          run.pid = task.trainer!.pid;
+          void this.follow(task, run);
+          return action.kind === 'follow' ? 'reattached' : 'settled';
+        case 'failLost': {
+          this.runs.delete(task.id);
+          const last = await lastLogLines(this.store.db, task.id, 3);
+          const tail = last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : '';
+          await this.command(task.id, { type: 'fail', reason: 'lost', message: action.message + tail }, 'recovery');
+          return 'failed';
+        }
       }
     }
-    if (!trainer) {
-      const exit = await readExit(runDir);
-      if (exit?.error) {
-        this.runs.delete(task.id);
-        await this.command(task.id, { type: 'fail', reason: 'spawn', message: exit.error }, 'runner');
-        return 'failed';
-      }
-      await this.launch(task, run);
-      return 'launched';
-    }
-    run.pid = trainer.pid;
-    const alive = trainer.startTime ? isSameProcessAlive(trainer.pid, trainer.startTime) : false;
-    const exit = alive ? null : await this.waitForExitFile(runDir, 2000);
-    if (alive || exit) {
-      void this.follow(task, run);
-      return alive ? 'reattached' : 'settled';
-    }
-    this.runs.delete(task.id);
-    const last = await lastLogLines(this.store.db, task.id, 3);
-    await this.command(task.id, {
-      type: 'fail',
-      reason: 'lost',
-      message:
-        `trainer process ${trainer.pid} is gone and left no exit status (was the machine restarted?); ` +
-        `the task cannot be resumed, submit it again` +
-        (last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : ''),
-    }, 'recovery');
-    return 'failed';
+  }
+
+  private release(taskId: string, outcome: Outcome): Outcome {
+    this.runs.delete(taskId);
+    return outcome;
+  }
+
+  private async runFacts(task: TaskRecord, runDir: string): Promise<RunFacts> {
+    const trainerFile = task.trainer ? null : await readTrainerInfo(runDir);
+    const trainerAlive = task.trainer?.startTime ? isSameProcessAlive(task.trainer.pid, task.trainer.startTime) : false;
+    // A trainer that just died may still be having its exit written by the shepherd.
+    const exitFile = trainerAlive ? null : task.trainer ? await this.waitForExitFile(runDir, 2000) : await readExit(runDir);
+    return { trainerFile, exitFile, trainerAlive };
   }
 
   private async waitForExitFile(runDir: string, ms: number): Promise<ExitInfo | null> {
@@ -173,8 +179,10 @@ export class Runner {
       });
       const info = await waitForTrainerInfo(runDir, 30_000);
       if ('error' in info) {
-        this.runs.delete(task.id);
+        // Release the task only once its failure is committed: a notification arriving in
+        // between must not take it again and fail it a second time with a vaguer message.
         await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer ${JSON.stringify(this.config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` }, 'runner');
+        this.runs.delete(task.id);
         return;
       }
       run.pid = info.pid;
@@ -185,9 +193,9 @@ export class Runner {
         this.stop(task.id);
       }
     } catch (err) {
-      this.runs.delete(task.id);
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
       await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer: ${(err as Error).message}` }, 'runner');
+      this.runs.delete(task.id);
     }
   }
 

@@ -1,0 +1,3 @@
+export * from './world';
+export * from './prng';
+export * from './memory-repo';

@@ -1,0 +1,121 @@
+// The storage the simulation runs the real command logic (TaskCommands) on: the event log and
+// read models in memory, with the same rules the database enforces (unique stream versions,
+// one holder per slot, one slot per task) and real transactions: writes go to a working copy
+// that is committed whole or dropped whole, as when the process dies before COMMIT.
+import type { AppendMetadata, SlotRow, TaskRepository, TransactionRunner } from '@trainyard/store';
+import { ConcurrencyError } from '@trainyard/store';
+import { CURRENT_SCHEMA_VERSION, slotChange, type NewTaskEvent, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
+
+/** Thrown where the simulation kills the service in the middle of a transaction. */
+export class SimulatedCrash extends Error {
+  constructor(where: string) {
+    super(`simulated crash: ${where}`);
+    this.name = 'SimulatedCrash';
+  }
+}
+
+/** A constraint the real database would refuse: in a sequential simulation it means a bug. */
+export class ConstraintViolation extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConstraintViolation';
+  }
+}
+
+interface State {
+  events: StoredTaskEvent[];
+  versions: Map<string, number>;
+  tasks: Map<string, TaskRecord>;
+  holders: Map<number, string>;
+}
+
+export class MemoryDb {
+  events: StoredTaskEvent[] = [];
+  versions = new Map<string, number>();
+  tasks = new Map<string, TaskRecord>();
+  holders = new Map<number, string>();
+  /** Positions come from a sequence: drawn numbers of rolled-back transactions are gaps. */
+  private nextPosition = 1;
+  writes = 0;
+  /** Crash the service when the write counter reaches this (null: never). */
+  crashAtWrite: number | null = null;
+
+  constructor(
+    readonly slots: SlotRow[],
+    private readonly now: () => number,
+    /** A planted bug for the specs: the queue read newest first. */
+    private readonly lifoQueue = false,
+  ) {}
+
+  readonly transaction: TransactionRunner = async (fn) => {
+    const work: State = {
+      events: [],
+      versions: new Map(this.versions),
+      tasks: new Map(this.tasks),
+      holders: new Map(this.holders),
+    };
+    const result = await fn(this.repo(work));
+    // COMMIT: everything at once.
+    this.events.push(...work.events);
+    this.versions = work.versions;
+    this.tasks = work.tasks;
+    this.holders = work.holders;
+    return result;
+  };
+
+  private write(where: string): void {
+    this.writes++;
+    if (this.crashAtWrite !== null && this.writes >= this.crashAtWrite) {
+      this.crashAtWrite = null;
+      throw new SimulatedCrash(`before commit, at ${where}`);
+    }
+  }
+
+  private repo(w: State): TaskRepository {
+    return {
+      loadTask: async (id) => w.tasks.get(id) ?? null,
+      findByIdempotencyKey: async (owner, key) =>
+        [...w.tasks.values()].find((t) => t.spec.owner === owner && t.spec.idempotencyKey === key) ?? null,
+      append: async (streamId: string, expected: number, events: readonly NewTaskEvent[], meta: AppendMetadata) => {
+        this.write(`append ${events.map((e) => e.type).join(',')} to ${streamId}`);
+        const actual = w.versions.get(streamId) ?? 0;
+        if (actual !== expected) throw new ConcurrencyError(streamId, expected, actual);
+        const at = new Date(this.now()).toISOString();
+        const stored = events.map(
+          (e, i) =>
+            ({
+              ...e,
+              streamId,
+              version: expected + i + 1,
+              position: String(this.nextPosition++),
+              recordedAt: at,
+              metadata: { ...meta, schemaVersion: CURRENT_SCHEMA_VERSION },
+            }) as StoredTaskEvent,
+        );
+        w.versions.set(streamId, expected + events.length);
+        w.events.push(...stored);
+        return stored;
+      },
+      project: async (before, after) => {
+        this.write(`project ${after.id}`);
+        const current = w.tasks.get(after.id) ?? null;
+        if ((current?.version ?? 0) !== (before?.version ?? 0)) throw new ConcurrencyError(after.id, before?.version ?? 0, current?.version ?? null);
+        w.tasks.set(after.id, after);
+        const change = slotChange(before, after);
+        if (change.release !== null && w.holders.get(change.release) === after.id) w.holders.delete(change.release);
+        if (change.acquire !== null) {
+          if (w.holders.has(change.acquire))
+            throw new ConstraintViolation(`slot ${change.acquire} already held by ${w.holders.get(change.acquire)}, ${after.id} tried to take it`);
+          if ([...w.holders.values()].includes(after.id)) throw new ConstraintViolation(`task ${after.id} already holds a slot`);
+          w.holders.set(change.acquire, after.id);
+        }
+      },
+      listSlots: async () => this.slots.map((s) => ({ ...s, holderTaskId: w.holders.get(s.slotId) ?? null })),
+      listQueue: async (limit) =>
+        [...w.tasks.values()]
+          .filter((t) => t.status === 'QUEUED')
+          .sort((a, b) => Number(BigInt(a.queuedPosition!) - BigInt(b.queuedPosition!)) * (this.lifoQueue ? -1 : 1))
+          .slice(0, limit),
+    };
+  }
+}

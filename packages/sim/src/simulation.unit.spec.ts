@@ -1,0 +1,64 @@
+// The deterministic simulation (CI profile): many seeds, every invariant after every step.
+// `npm run sim -- --seeds 20000` runs the full profile; a failing seed prints its replay command.
+import { describe, expect, it } from 'vitest';
+import { decideRecovery, localFifoPolicy, type SchedulingPolicy } from '@trainyard/domain';
+import { simulate } from '.';
+
+const SEEDS = Number(process.env.TRAINYARD_SIM_SEEDS ?? 400);
+
+describe('deterministic simulation', () => {
+  it(`${SEEDS} seeds, crashes anywhere: no invariant is ever violated`, async () => {
+    const failures: string[] = [];
+    let crashes = 0;
+    for (let seed = 1; seed <= SEEDS; seed++) {
+      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2) });
+      crashes += r.crashes;
+      if (r.violations.length) failures.push(`seed ${seed}: ${r.violations[0]} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)} --steps 120 --trace)`);
+    }
+    expect(failures).toEqual([]);
+    expect(crashes).toBeGreaterThan(SEEDS); // the chaos really happened
+  });
+
+  it('a seed replays exactly', async () => {
+    const a = await simulate({ seed: 4242, steps: 150, slots: 2, trace: true });
+    const b = await simulate({ seed: 4242, steps: 150, slots: 2, trace: true });
+    expect(b.trace).toEqual(a.trace);
+    expect(a.trace.length).toBeGreaterThan(50);
+  });
+
+  // The checker must be able to fail: plant bugs and watch it catch them.
+  it('catches a queue that is not FIFO', async () => {
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, lifoQueue: true }));
+    expect(found).toMatch(/FIFO/);
+  });
+
+  it('catches a scheduler that double-books a slot', async () => {
+    const greedy: SchedulingPolicy = {
+      name: 'ignores holders (planted bug)',
+      schedule: ({ slots, queue }) => localFifoPolicy.schedule({ slots: slots.map((s) => ({ ...s, holderTaskId: null })), queue }),
+    };
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 2, policy: greedy }));
+    expect(found).toMatch(/already held|ConstraintViolation/);
+  });
+
+  it('catches a recovery that starts a second trainer beside a live one', async () => {
+    const careless: typeof decideRecovery = (task, facts) => (facts.trainerAlive ? { kind: 'launch' } : decideRecovery(task, facts));
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, recovery: careless }));
+    expect(found).toMatch(/trainer|read model|not legal|unexpected/);
+  });
+
+  it('catches a recovery that fails tasks whose trainer still runs', async () => {
+    const hasty: typeof decideRecovery = (task, facts) =>
+      facts.trainerAlive ? { kind: 'failLost', message: 'assumed lost' } : decideRecovery(task, facts);
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, recovery: hasty }));
+    expect(found).toMatch(/holds no slot/);
+  });
+});
+
+async function firstViolation(run: (seed: number) => Promise<{ violations: string[] }>): Promise<string | null> {
+  for (let seed = 1; seed <= 200; seed++) {
+    const r = await run(seed);
+    if (r.violations.length) return r.violations[0]!;
+  }
+  return null;
+}

@@ -1,0 +1,585 @@
+// A deterministic simulation of the service: the real lifecycle machine, the real command and
+// scheduling logic (TaskCommands), the real recovery decision, over an in-memory log with real
+// transaction semantics, a simulated clock, a simulated process table and run folders, and a
+// model of the runner. A seeded PRNG drives submits, cancels, trainer exits (success, failure,
+// signal), timeouts and crashes anywhere: between "decided" and "committed" (inside a
+// transaction) and between "process spawned" and "event appended". After every step the
+// invariants are checked; a failing seed replays exactly.
+import {
+  decideRecovery,
+  evolve,
+  IllegalCommandError,
+  initialState,
+  isTerminal,
+  rebuildReadModels,
+  statusOf,
+  toRecord,
+  type StoredTaskEvent,
+  type TaskCommand,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskState,
+  type SchedulingPolicy,
+} from '@trainyard/domain';
+import { TaskCommands } from '@trainyard/store';
+import { MemoryDb, SimulatedCrash } from './memory-repo';
+import { Prng } from './prng';
+
+const RUNNER = 'sim';
+const GRACE_MS = 5000;
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+
+interface Proc {
+  pid: number;
+  startTime: string;
+  taskId: string;
+  runDir: string;
+  alive: boolean;
+  trainingAt: number;
+  endAt: number;
+  outcome: { code: number | null; signal: string | null };
+  ignoreSigterm: boolean;
+  termAt: number | null;
+}
+
+interface RunFiles {
+  trainer?: { pid: number; startTime: string };
+  exit?: { code: number | null; signal: string | null; error?: string };
+}
+
+interface Run {
+  pid: number | null;
+  runDir: string;
+  killAt: number | null;
+}
+
+/** The service's in-memory state: all of it is lost in a crash. */
+class Service {
+  runs = new Map<string, Run>();
+  toLaunch: string[] = [];
+  toStop: string[] = [];
+  crashAfterSpawn = false;
+}
+
+export interface SimOptions {
+  seed: number;
+  steps: number;
+  slots: number;
+  /** Keep a trace of every action (for replaying a failing seed). */
+  trace?: boolean;
+  /** Planted bugs, to prove the invariants catch them (specs only). */
+  policy?: SchedulingPolicy;
+  recovery?: typeof decideRecovery;
+  lifoQueue?: boolean;
+}
+
+export interface SimResult {
+  seed: number;
+  steps: number;
+  tasks: number;
+  events: number;
+  crashes: number;
+  crashesInTransaction: number;
+  crashesAfterSpawn: number;
+  restarts: number;
+  trainerKills: number;
+  vanished: number;
+  outcomes: Record<string, number>;
+  violations: string[];
+  trace: string[];
+}
+
+export class World {
+  readonly rng: Prng;
+  clock = T0;
+  readonly db: MemoryDb;
+  readonly commands: TaskCommands;
+  svc: Service | null = null;
+  private procs = new Map<number, Proc>();
+  private files = new Map<string, RunFiles>();
+  private nextPid = 100;
+  private nextTask = 1;
+  private shadow = new Map<string, TaskState>();
+  private checkedEvents = 0;
+  readonly result: SimResult;
+
+  constructor(readonly opts: SimOptions) {
+    this.rng = new Prng(opts.seed);
+    this.db = new MemoryDb(
+      Array.from({ length: opts.slots }, (_, i) => ({ slotId: i, gpuIndex: i, holderTaskId: null })),
+      () => this.clock,
+      opts.lifoQueue ?? false,
+    );
+    this.commands = new TaskCommands(this.db.transaction, {
+      runnerId: RUNNER,
+      maxAttempts: 1,
+      ...(opts.policy ? { policy: opts.policy } : {}),
+      onCommit: (events) => this.onCommit(events),
+    });
+    this.result = {
+      seed: opts.seed, steps: 0, tasks: 0, events: 0, crashes: 0, crashesInTransaction: 0, crashesAfterSpawn: 0,
+      restarts: 0, trainerKills: 0, vanished: 0, outcomes: {}, violations: [], trace: [],
+    };
+  }
+
+  private log(line: string): void {
+    if (this.opts.trace) this.result.trace.push(`[${this.clock - T0}ms] ${line}`);
+  }
+
+  private violation(what: string): void {
+    if (this.result.violations.length < 20) this.result.violations.push(`step ${this.result.steps}: ${what}`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The run
+
+  async run(): Promise<SimResult> {
+    await this.restart();
+    for (let i = 0; i < this.opts.steps && this.result.violations.length === 0; i++) {
+      this.result.steps++;
+      await this.guard(() => this.step());
+      this.check();
+    }
+    await this.drain();
+    this.result.events = this.db.events.length;
+    for (const t of this.db.tasks.values()) this.result.outcomes[t.status] = (this.result.outcomes[t.status] ?? 0) + 1;
+    return this.result;
+  }
+
+  /** Run service work; a simulated crash takes the service down, anything else is a bug. */
+  private async guard(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof SimulatedCrash) {
+        this.log(`CRASH ${err.message}`);
+        this.result.crashes++;
+        this.result.crashesInTransaction++;
+        this.svc = null;
+        return;
+      }
+      if (err instanceof ServiceCrashAfterSpawn) {
+        this.log('CRASH between spawn and TrainerSpawned');
+        this.result.crashes++;
+        this.result.crashesAfterSpawn++;
+        this.svc = null;
+        return;
+      }
+      this.violation(`unexpected error: ${(err as Error).stack ?? err}`);
+    }
+  }
+
+  private async step(): Promise<void> {
+    const up = this.svc !== null;
+    const action = this.rng.weighted({
+      submit: up ? 28 : 0,
+      cancel: up ? 10 : 0,
+      delete: up ? 3 : 0,
+      advance: 30,
+      killTrainer: 4,
+      vanish: 1.5,
+      crash: up ? 3 : 0,
+      armCrash: up ? 4 : 0,
+      armSpawnCrash: up ? 2 : 0,
+      restart: up ? 0 : 25,
+    });
+    switch (action) {
+      case 'submit':
+        return this.submit();
+      case 'cancel': {
+        const t = this.rng.pick([...this.db.tasks.values()].filter((x) => !isTerminal(x.status)));
+        if (t) {
+          this.log(`cancel ${t.id} (${t.status})`);
+          await this.command(t.id, { type: 'cancel', reason: 'sim' }, 'user');
+          await this.work();
+        }
+        return;
+      }
+      case 'delete': {
+        const t = this.rng.pick([...this.db.tasks.values()].filter((x) => isTerminal(x.status) && !x.deleted));
+        if (t) await this.command(t.id, { type: 'delete' }, 'user');
+        return;
+      }
+      case 'advance':
+        return this.advance(this.rng.int(1, 3000));
+      case 'killTrainer': {
+        const p = this.rng.pick([...this.procs.values()].filter((x) => x.alive));
+        if (p) {
+          this.log(`SIGKILL trainer ${p.pid} of ${p.taskId}`);
+          this.result.trainerKills++;
+          this.exitProc(p, { code: null, signal: 'SIGKILL' });
+          await this.work();
+        }
+        return;
+      }
+      case 'vanish': {
+        // Trainer and shepherd gone without a trace (OOM killer, machine reset of the group).
+        const p = this.rng.pick([...this.procs.values()].filter((x) => x.alive));
+        if (p) {
+          this.log(`trainer ${p.pid} of ${p.taskId} vanished`);
+          this.result.vanished++;
+          p.alive = false;
+          await this.work();
+        }
+        return;
+      }
+      case 'crash':
+        this.log('CRASH between operations');
+        this.result.crashes++;
+        this.svc = null;
+        return;
+      case 'armCrash':
+        this.db.crashAtWrite = this.db.writes + this.rng.int(1, 6);
+        return;
+      case 'armSpawnCrash':
+        this.svc!.crashAfterSpawn = true;
+        return;
+      case 'restart':
+        return this.restart();
+    }
+  }
+
+  private async submit(): Promise<void> {
+    const id = `t${this.nextTask++}`;
+    const duration = this.rng.int(100, 8000);
+    const r = this.rng.next();
+    const outcome = r < 0.7 ? { code: 0, signal: null } : r < 0.85 ? { code: 1, signal: null } : r < 0.92 ? { code: null, signal: 'SIGSEGV' } : { code: 137, signal: null };
+    const spec: TaskSpec = {
+      name: id,
+      model: 'm-0.5B',
+      datasetPath: '/d.jsonl',
+      outputDir: id,
+      timeoutMs: this.rng.chance(0.15) ? this.rng.int(500, 4000) : 6 * 3_600_000,
+      owner: 'sim',
+      // A few retried submissions reuse an earlier key: they must get the earlier task back.
+      idempotencyKey: this.rng.chance(0.1) && this.nextTask > 2 ? `k${this.rng.int(1, this.nextTask - 1)}` : `k${this.nextTask - 1}`,
+      config: {
+        epochs: 1, batchSize: 1, gradientAccumulation: 1, learningRate: 1e-4, maxLength: 64, load8bit: false, load4bit: false,
+        loraRank: 8, loraAlpha: 16,
+        simulate: {
+          steps: duration, // (the simulation reads its own behaviour from these knobs)
+          exitCode: outcome.code ?? undefined,
+          crashSignal: outcome.signal ?? undefined,
+          ignoreSigterm: this.rng.chance(0.15),
+          startupMs: this.rng.int(0, 500),
+          failAtStep: this.rng.chance(0.03) ? -1 : undefined, // -1: the trainer cannot be started
+        },
+      },
+    };
+    const existing = [...this.db.tasks.values()].find((t) => t.spec.idempotencyKey === spec.idempotencyKey);
+    const res = await this.commands.submit(id, spec, { actor: 'user' });
+    this.log(`submit ${id} -> ${res.task.id} ${res.task.status}${res.created ? '' : ' (idempotent)'}`);
+    if (existing && (res.created || res.task.id !== existing.id)) this.violation(`idempotency key ${spec.idempotencyKey} made a second task`);
+    if (!existing && !res.created) this.violation(`fresh key ${spec.idempotencyKey} did not create a task`);
+    if (res.created) this.result.tasks++;
+    await this.work();
+  }
+
+  private async restart(): Promise<void> {
+    if (this.svc) return;
+    this.db.crashAtWrite = null;
+    this.svc = new Service();
+    this.result.restarts++;
+    this.log('service start: recovery');
+    await this.guard(async () => {
+      for (const t of [...this.db.tasks.values()].filter((x) => x.status === 'PREPARING' || x.status === 'TRAINING')) {
+        if (t.runnerId === RUNNER) await this.settle(t);
+      }
+      await this.commands.schedule({ actor: 'scheduler' });
+      await this.work();
+    });
+  }
+
+  /** Let simulated time pass: trainers progress and end; the service notices. */
+  private async advance(ms: number): Promise<void> {
+    const until = this.clock + ms;
+    // Walk through every trainer event in time order, so the service sees them as they happen.
+    for (;;) {
+      const next = this.nextProcEvent(until);
+      if (next === null) break;
+      this.clock = Math.max(this.clock, next);
+      this.fireProcs();
+      await this.work();
+      if (!this.svc) break;
+    }
+    this.clock = Math.max(this.clock, until);
+    this.fireProcs();
+    await this.work();
+  }
+
+  private nextProcEvent(until: number): number | null {
+    let best: number | null = null;
+    const consider = (t: number | null) => {
+      if (t !== null && t > this.clock && t <= until && (best === null || t < best)) best = t;
+    };
+    for (const p of this.procs.values()) {
+      if (!p.alive) continue;
+      consider(p.trainingAt);
+      consider(p.endAt);
+      if (p.termAt !== null && !p.ignoreSigterm) consider(p.termAt + 50);
+    }
+    if (this.svc) {
+      for (const [id, run] of this.svc.runs) {
+        consider(run.killAt);
+        const dl = this.db.tasks.get(id)?.deadlineAt;
+        if (dl) consider(Date.parse(dl));
+      }
+    }
+    return best;
+  }
+
+  private fireProcs(): void {
+    for (const p of this.procs.values()) {
+      if (!p.alive) continue;
+      if (p.termAt !== null && !p.ignoreSigterm && this.clock >= p.termAt + 50) this.exitProc(p, { code: 143, signal: null });
+      else if (this.clock >= p.endAt) this.exitProc(p, p.outcome);
+    }
+  }
+
+  private exitProc(p: Proc, how: { code: number | null; signal: string | null }): void {
+    p.alive = false;
+    this.files.set(p.runDir, { ...this.files.get(p.runDir), exit: how });
+    this.log(`trainer ${p.pid} of ${p.taskId} exited ${JSON.stringify(how)}`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The runner model (mirrors services/server/src/runner.ts; decisions via decideRecovery)
+
+  private onCommit(events: StoredTaskEvent[]): void {
+    if (!this.svc) return;
+    for (const e of events) {
+      if (e.type === 'TaskAssigned' && e.data.runnerId === RUNNER) this.svc.toLaunch.push(e.streamId);
+      if (e.type === 'StopRequested') this.svc.toStop.push(e.streamId);
+    }
+  }
+
+  /** Everything the service does in reaction, until nothing is left to do now. */
+  private async work(): Promise<void> {
+    for (let guard = 0; this.svc && guard < 1000; guard++) {
+      const svc = this.svc;
+      const launchId = svc.toLaunch.shift();
+      if (launchId) {
+        const t = this.db.tasks.get(launchId)!;
+        if ((t.status === 'PREPARING' || t.status === 'TRAINING') && !svc.runs.has(t.id)) await this.settle(t);
+        continue;
+      }
+      const stopId = svc.toStop.shift();
+      if (stopId) {
+        this.stop(stopId);
+        continue;
+      }
+      if (!(await this.followRuns())) return;
+    }
+  }
+
+  private async settle(task: TaskRecord): Promise<void> {
+    const svc = this.svc!;
+    const run: Run = { pid: task.trainer?.pid ?? null, runDir: task.trainer?.runDir ?? `/runs/${task.id}/${task.attempt}`, killAt: null };
+    svc.runs.set(task.id, run);
+    for (;;) {
+      const files = this.files.get(run.runDir) ?? {};
+      const proc = task.trainer ? this.procs.get(task.trainer.pid) : undefined;
+      const action = (this.opts.recovery ?? decideRecovery)(task, {
+        trainerFile: task.trainer ? null : files.trainer ?? null,
+        exitFile: files.exit ?? null,
+        trainerAlive: !!proc && proc.alive && proc.startTime === task.trainer!.startTime,
+      });
+      switch (action.kind) {
+        case 'recordSpawn': {
+          const r = await this.command(task.id, { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir: run.runDir }, 'runner');
+          if (!r?.trainer) return void svc.runs.delete(task.id);
+          task = r;
+          continue;
+        }
+        case 'launch':
+          return this.launch(task, run);
+        case 'failSpawn':
+          svc.runs.delete(task.id);
+          await this.command(task.id, { type: 'fail', reason: 'spawn', message: action.message }, 'runner');
+          return;
+        case 'follow':
+        case 'settle':
+          run.pid = task.trainer!.pid;
+          if (task.stop) this.stop(task.id);
+          return;
+        case 'failLost':
+          svc.runs.delete(task.id);
+          await this.command(task.id, { type: 'fail', reason: 'lost', message: action.message }, 'recovery');
+          return;
+      }
+    }
+  }
+
+  private async launch(task: TaskRecord, run: Run): Promise<void> {
+    const sim = task.spec.config.simulate ?? {};
+    if (sim.failAtStep === -1) {
+      this.files.set(run.runDir, { exit: { code: null, signal: null, error: 'spawn failed: ENOENT' } });
+      this.svc!.runs.delete(task.id);
+      await this.command(task.id, { type: 'fail', reason: 'spawn', message: 'spawn failed: ENOENT' }, 'runner');
+      return;
+    }
+    const pid = this.nextPid++;
+    const p: Proc = {
+      pid,
+      startTime: String(this.clock * 10 + pid),
+      taskId: task.id,
+      runDir: run.runDir,
+      alive: true,
+      trainingAt: this.clock + (sim.startupMs ?? 0),
+      endAt: this.clock + (sim.startupMs ?? 0) + (sim.steps ?? 1000),
+      outcome: { code: sim.crashSignal ? null : sim.exitCode ?? 0, signal: sim.crashSignal ?? null },
+      ignoreSigterm: sim.ignoreSigterm ?? false,
+      termAt: null,
+    };
+    this.procs.set(pid, p);
+    this.files.set(run.runDir, { trainer: { pid, startTime: p.startTime } });
+    run.pid = pid;
+    this.log(`spawned trainer ${pid} for ${task.id}`);
+    if (this.svc!.crashAfterSpawn) {
+      this.svc!.crashAfterSpawn = false;
+      throw new ServiceCrashAfterSpawn();
+    }
+    const r = await this.command(task.id, { type: 'recordSpawn', pid, startTime: p.startTime, runDir: run.runDir }, 'runner');
+    if (r?.stop) this.stop(task.id);
+  }
+
+  private stop(taskId: string): void {
+    const run = this.svc?.runs.get(taskId);
+    if (!run || run.pid === null || run.killAt !== null) return;
+    const p = this.procs.get(run.pid);
+    if (!p?.alive) return;
+    this.log(`SIGTERM ${p.pid} (${taskId})`);
+    p.termAt = this.clock;
+    run.killAt = this.clock + GRACE_MS;
+  }
+
+  /** One pass over followed runs; true when it did something. */
+  private async followRuns(): Promise<boolean> {
+    const svc = this.svc!;
+    for (const [id, run] of [...svc.runs]) {
+      const task = this.db.tasks.get(id)!;
+      const p = run.pid !== null ? this.procs.get(run.pid) : undefined;
+      if (!p) continue; // launching
+      if (p.alive && task.status === 'PREPARING' && this.clock >= p.trainingAt) {
+        await this.command(id, { type: 'startTraining' }, 'trainer');
+        return true;
+      }
+      if (p.alive && run.killAt !== null && this.clock >= run.killAt) {
+        this.log(`SIGKILL ${p.pid} after grace`);
+        this.exitProc(p, { code: null, signal: 'SIGKILL' });
+        return true;
+      }
+      if (p.alive && task.deadlineAt && !task.stop && this.clock >= Date.parse(task.deadlineAt)) {
+        const r = await this.command(id, { type: 'expire' }, 'timeout');
+        if (r?.stop) this.stop(id);
+        return true;
+      }
+      if (!p.alive) {
+        const exit = this.files.get(run.runDir)?.exit;
+        svc.runs.delete(id);
+        await this.command(
+          id,
+          exit ? { type: 'recordExit', exitCode: exit.code, signal: exit.signal } : { type: 'fail', reason: 'lost', message: 'trainer vanished' },
+          'runner',
+        );
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+    try {
+      return (await this.commands.execute(taskId, command, { actor })).task;
+    } catch (err) {
+      if (err instanceof IllegalCommandError) return this.db.tasks.get(taskId) ?? null;
+      throw err;
+    }
+  }
+
+  /** At the end: no more chaos; the service runs until every task has ended. */
+  private async drain(): Promise<void> {
+    this.db.crashAtWrite = null;
+    for (let i = 0; i < 400; i++) {
+      if (!this.svc) await this.restart();
+      if (this.svc) this.svc.crashAfterSpawn = false;
+      const open = [...this.db.tasks.values()].some((t) => !isTerminal(t.status));
+      const running = [...this.procs.values()].some((p) => p.alive);
+      if (!open && !running) break;
+      await this.guard(() => this.advance(5000));
+      this.check();
+    }
+    for (const t of this.db.tasks.values()) if (!isTerminal(t.status)) this.violation(`task ${t.id} stuck in ${t.status}`);
+    for (const p of this.procs.values()) if (p.alive) this.violation(`trainer ${p.pid} of ${p.taskId} still running at the end`);
+    const rebuilt = rebuildReadModels(this.db.events);
+    if (JSON.stringify([...rebuilt.tasks.entries()].sort()) !== JSON.stringify([...this.db.tasks.entries()].sort()))
+      this.violation('read models differ from a full rebuild of the log');
+    if (JSON.stringify([...rebuilt.slotHolders].sort()) !== JSON.stringify([...this.db.holders].sort()))
+      this.violation('slot holders differ from a full rebuild of the log');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Invariants
+
+  check(): void {
+    const db = this.db;
+    // 5, 2, 3: fold the newly committed events into the shadow, checking order and FIFO.
+    const fresh = db.events.slice(this.checkedEvents);
+    this.checkedEvents = db.events.length;
+    const touched = new Set<string>();
+    for (const e of fresh) {
+      const before = this.shadow.get(e.streamId) ?? initialState();
+      if (e.version !== before.version + 1) this.violation(`stream ${e.streamId}: version ${e.version} after ${before.version}`);
+      const prevStatus = statusOf(before);
+      if (e.type === 'TaskAssigned') {
+        const queued = [...this.shadow.entries()].filter(([id, s]) => id !== e.streamId && statusOf(s) === 'QUEUED');
+        if (prevStatus === 'QUEUED') {
+          const mine = BigInt(before.snapshot.context.queuedPosition!);
+          const earlier = queued.filter(([, s]) => BigInt(s.snapshot.context.queuedPosition!) < mine);
+          if (earlier.length) this.violation(`FIFO: ${e.streamId} started before ${earlier.map(([id]) => id).join(',')}`);
+        } else if (queued.length) {
+          this.violation(`FIFO: ${e.streamId} skipped the queue (${queued.map(([id]) => id).join(',')} waiting)`);
+        }
+      }
+      try {
+        this.shadow.set(e.streamId, evolve(before, e));
+      } catch (err) {
+        this.violation(`log not foldable: ${(err as Error).message}`);
+      }
+      touched.add(e.streamId);
+    }
+    // 4: the read models equal the fold of the log.
+    for (const id of touched) {
+      const s = this.shadow.get(id);
+      if (s && JSON.stringify(toRecord(s)) !== JSON.stringify(db.tasks.get(id))) this.violation(`read model of ${id} differs from the log`);
+    }
+    // 1: one holder per slot, holders are running tasks, trainers run only for slot holders.
+    const holderIds = new Set<string>();
+    for (const [slot, id] of db.holders) {
+      const t = db.tasks.get(id);
+      if (!t || t.slotId !== slot || (t.status !== 'PREPARING' && t.status !== 'TRAINING')) this.violation(`slot ${slot} held by ${id} (${t?.status})`);
+      if (holderIds.has(id)) this.violation(`task ${id} holds two slots`);
+      holderIds.add(id);
+    }
+    for (const t of db.tasks.values()) if (t.slotId !== null && db.holders.get(t.slotId) !== t.id) this.violation(`${t.id} thinks it holds slot ${t.slotId}`);
+    const liveByTask = new Map<string, number>();
+    for (const p of this.procs.values()) {
+      if (!p.alive) continue;
+      liveByTask.set(p.taskId, (liveByTask.get(p.taskId) ?? 0) + 1);
+      if (!holderIds.has(p.taskId)) this.violation(`trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no slot`);
+    }
+    for (const [id, n] of liveByTask) if (n > 1) this.violation(`${n} trainers run for ${id}`);
+    // 6: no stall: with the service up, a free slot and a non-empty queue never coexist.
+    if (this.svc) {
+      const queued = [...db.tasks.values()].filter((t) => t.status === 'QUEUED').length;
+      const free = db.slots.length - db.holders.size;
+      if (queued > 0 && free > 0) this.violation(`stall: ${free} free slot(s) while ${queued} task(s) queue`);
+    }
+  }
+}
+
+class ServiceCrashAfterSpawn extends Error {}
+
+export async function simulate(opts: SimOptions): Promise<SimResult> {
+  return new World(opts).run();
+}
