@@ -73,6 +73,7 @@ export class TrainyardService {
   private gpuTimer: NodeJS.Timeout | null = null;
   private scheduleTimer: NodeJS.Timeout | null = null;
   private lockFile: string;
+  private lastScheduleError: string | null = null;
 
   private constructor(
     readonly config: ServiceConfig,
@@ -135,8 +136,13 @@ export class TrainyardService {
   private async scheduleNow(): Promise<void> {
     try {
       await this.store.schedule({ actor: 'scheduler' });
+      if (this.lastScheduleError) this.log.info('scheduling works again');
+      this.lastScheduleError = null;
     } catch (err) {
-      this.log.warn(`scheduling failed, retrying shortly: ${(err as Error).message}`);
+      // Say it once per distinct problem, not once a second while the database is away.
+      const msg = (err as Error).message;
+      if (msg !== this.lastScheduleError) this.log.warn(`scheduling failed, retrying every second: ${msg}`);
+      this.lastScheduleError = msg;
     }
   }
 
