@@ -6,6 +6,7 @@ import { assign, initialTransition, setup, transition, type SnapshotFrom } from 
 import type { NewTaskEvent, StoredTaskEvent, TaskEventMap, TaskEventType } from './events';
 import {
   EMPTY_PROGRESS,
+  isTerminal,
   progressPercent,
   type FailureReason,
   type TaskRecord,
@@ -370,6 +371,7 @@ function explain(state: TaskState, command: TaskCommand): string {
   const ctx = state.snapshot.context;
   if (status === null) return 'no such task';
   if (command.type === 'submit') return 'the task already exists';
+  if (isTerminal(status) && command.type !== 'delete') return 'the task has already ended';
   if (ctx.stop && (command.type === 'cancel' || command.type === 'expire'))
     return `a stop (${ctx.stop.reason}) was already requested; the task ends when its trainer exits`;
   if (command.type === 'delete' && !ctx.deleted)

@@ -216,3 +216,11 @@ describe('read models from the log', () => {
     expect(rm.tasks.get('c')!.status).toBe('FAILED');
   });
 });
+
+describe('error messages say what is true', () => {
+  it('cancelling a task that already ended says it ended (not that a stop is pending)', () => {
+    const s = given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('cancel'), ev.cancelled());
+    const err = when(s, { type: 'cancel' }) as IllegalCommandError;
+    expect(err.message).toBe('cannot cancel task t1: it is CANCELLED; the task has already ended');
+  });
+});
