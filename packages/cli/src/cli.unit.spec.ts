@@ -1,0 +1,115 @@
+// Pure parts of the CLI: flag parsing, presets, tables, durations.
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from 'commander';
+import { duration, table } from './format';
+import { buildCreateInput, intArg, listArg, normalizeUrl, numberArg, parseDuration } from './parse';
+import { UsageError } from './errors';
+
+describe('parseDuration', () => {
+  it('reads units and combinations', () => {
+    expect(parseDuration('6h')).toBe(6 * 3_600_000);
+    expect(parseDuration('30m')).toBe(1_800_000);
+    expect(parseDuration('90s')).toBe(90_000);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('2d')).toBe(172_800_000);
+    expect(parseDuration('1.5h')).toBe(5_400_000);
+  });
+  it('refuses numbers without a unit and other text', () => {
+    for (const bad of ['', '90', '6 hours', 'h', '1h 30m', '-5m', '5x']) expect(() => parseDuration(bad), bad).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('number and list flags', () => {
+  it('parses whole numbers and numbers strictly', () => {
+    expect(intArg('12')).toBe(12);
+    expect(() => intArg('1.5')).toThrow(InvalidArgumentError);
+    expect(() => intArg('abc')).toThrow(InvalidArgumentError);
+    expect(numberArg('2e-4')).toBe(0.0002);
+    expect(() => numberArg('x')).toThrow(InvalidArgumentError);
+    expect(() => numberArg('')).toThrow(InvalidArgumentError);
+  });
+  it('accumulates repeated and comma-separated values', () => {
+    expect(listArg('B', listArg('A,C', undefined))).toEqual(['A', 'C', 'B']);
+  });
+});
+
+describe('buildCreateInput', () => {
+  const base = { model: 'm', dataset: 'data/x.jsonl' };
+  it('resolves the dataset against the current folder and leaves unset fields to the server', () => {
+    expect(buildCreateInput(base, '/home/u')).toEqual({ model: 'm', datasetPath: '/home/u/data/x.jsonl' });
+  });
+  it('applies a preset, explicit flags over it', () => {
+    expect(buildCreateInput({ ...base, preset: 'safe' }, '/').config).toEqual({ batchSize: 1, gradientAccumulation: 16, maxLength: 512 });
+    expect(buildCreateInput({ ...base, preset: 'balanced' }, '/').config).toEqual({ batchSize: 2, gradientAccumulation: 8, maxLength: 1024 });
+    expect(buildCreateInput({ ...base, preset: 'performance', batchSize: 8, '8bit': true }, '/').config).toEqual({
+      batchSize: 8,
+      gradientAccumulation: 4,
+      maxLength: 2048,
+      load8bit: true,
+    });
+    expect(buildCreateInput({ ...base, preset: 'performance' }, '/').config?.load8bit).toBe(false);
+    expect(() => buildCreateInput({ ...base, preset: 'turbo' }, '/')).toThrow(UsageError);
+  });
+  it('maps every flag', () => {
+    const input = buildCreateInput(
+      {
+        ...base,
+        name: 'n',
+        outputDir: 'o',
+        epochs: 2,
+        gradAccum: 3,
+        lr: 0.001,
+        maxLength: 256,
+        '4bit': true,
+        loraRank: 4,
+        loraAlpha: 8,
+        timeout: 1000,
+        idempotencyKey: 'k',
+        simulate: '{"steps":3}',
+      },
+      '/',
+    );
+    expect(input).toEqual({
+      model: 'm',
+      datasetPath: '/data/x.jsonl',
+      name: 'n',
+      outputDir: 'o',
+      timeoutMs: 1000,
+      idempotencyKey: 'k',
+      config: { epochs: 2, gradientAccumulation: 3, learningRate: 0.001, maxLength: 256, load4bit: true, loraRank: 4, loraAlpha: 8, simulate: { steps: 3 } },
+    });
+  });
+  it('refuses --simulate that is not a JSON object', () => {
+    for (const bad of ['{x', '[1]', '3', 'null']) expect(() => buildCreateInput({ ...base, simulate: bad }, '/'), bad).toThrow(UsageError);
+  });
+});
+
+describe('normalizeUrl', () => {
+  it('keeps http(s) URLs without a trailing slash and refuses others', () => {
+    expect(normalizeUrl('http://h:8080/')).toBe('http://h:8080');
+    expect(() => normalizeUrl('h:8080x')).toThrow(UsageError);
+    expect(() => normalizeUrl('ftp://h')).toThrow(UsageError);
+  });
+});
+
+describe('table and duration', () => {
+  it('pads columns, right-aligns numbers, truncates long cells, keeps rows on one line', () => {
+    const rows = [
+      { a: 'x', n: 5, t: 'short' },
+      { a: 'longer', n: 123, t: 'a very long text\nwith a newline' },
+    ];
+    const out = table(rows, [
+      { header: 'A', get: (r) => r.a },
+      { header: 'N', get: (r) => String(r.n), align: 'right' },
+      { header: 'TEXT', get: (r) => r.t, max: 12 },
+    ]);
+    expect(out.split('\n')).toEqual(['A         N  TEXT', 'x         5  short', 'longer  123  a very long…']);
+  });
+  it('formats durations', () => {
+    expect(duration(500)).toBe('500ms');
+    expect(duration(1500)).toBe('1.5s');
+    expect(duration(95_000)).toBe('1m35s');
+    expect(duration(6 * 3_600_000)).toBe('6h');
+  });
+});

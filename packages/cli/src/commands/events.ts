@@ -1,0 +1,136 @@
+// Audit-log verbs: events, replay.
+import type { Command } from 'commander';
+import type { RouterInputs, RouterOutputs } from '@trainyard/client';
+import type { Ctx } from '../cli';
+import { progressText, table, taskDetails, time } from '../format';
+import { out, printJson, printJsonLine } from '../io';
+import { intArg, listArg, parseDuration } from '../parse';
+
+export type EventView = RouterOutputs['events']['list']['events'][number];
+
+/** A short, one-line summary of an event's data. */
+export function eventDetail(e: EventView): string {
+  switch (e.type) {
+    case 'TaskSubmitted':
+      return `${e.data.spec.name} (model ${e.data.spec.model})`;
+    case 'TaskAssigned':
+      return `slot ${e.data.slotId} (GPU ${e.data.gpuIndex}), attempt ${e.data.attempt}`;
+    case 'TrainerSpawned':
+      return `pid ${e.data.pid}`;
+    case 'ProgressRecorded':
+      return progressText({ percent: 0, ...e.data }, { percent: false });
+    case 'ArtifactRecorded':
+      return e.data.path;
+    case 'StopRequested':
+      return `${e.data.reason}: ${e.data.message}`;
+    case 'TaskCompleted':
+      return `exit code ${e.data.exitCode}`;
+    case 'TaskFailed':
+      return `${e.data.reason}: ${e.data.message.split('\n')[0]}`;
+    case 'TaskCancelled':
+      return e.data.reason ?? '';
+    default:
+      return '';
+  }
+}
+
+/** --from/--to: an ISO time, or a duration meaning that long ago ("1h" = an hour ago). */
+export function timeArg(text: string): string {
+  if (/^\d+(?:\.\d+)?(ms|s|m|h|d)/.test(text.trim())) return new Date(Date.now() - parseDuration(text)).toISOString();
+  return text;
+}
+
+export function registerEventCommands(program: Command, ctx: () => Ctx): void {
+  program
+    .command('events')
+    .description('the audit log: every task event, oldest first')
+    .option('--task <id>', "only this task's events")
+    .option('--type <type...>', 'only these event types (repeat or comma-separate), e.g. TaskFailed', listArg)
+    .option('--actor <actor>', 'only events by this actor (a user, "runner", "scheduler", ...)')
+    .option('--from <time>', 'from this time: ISO 8601 (2026-01-31T12:00:00Z) or a duration ago (1h)', timeArg)
+    .option('--to <time>', 'up to this time: ISO 8601 or a duration ago', timeArg)
+    .option('--limit <n>', 'events per page (1-1000)', intArg, 100)
+    .option('--cursor <position>', 'start after this log position (the nextCursor of a previous page)')
+    .option('--all', 'follow the cursors to list every matching event')
+    .option('--json', 'print { events, nextCursor } as JSON')
+    .option('--jsonl', 'print one event per line (JSON Lines)')
+    .action(
+      async (opts: {
+        task?: string;
+        type?: string[];
+        actor?: string;
+        from?: string;
+        to?: string;
+        limit: number;
+        cursor?: string;
+        all?: boolean;
+        json?: boolean;
+        jsonl?: boolean;
+      }) => {
+        const client = await ctx().client();
+        const base: RouterInputs['events']['list'] = { limit: opts.limit };
+        if (opts.task !== undefined) base.taskId = opts.task;
+        if (opts.type !== undefined) base.type = opts.type as never;
+        if (opts.actor !== undefined) base.actor = opts.actor;
+        if (opts.from !== undefined) base.from = opts.from;
+        if (opts.to !== undefined) base.to = opts.to;
+        const events: EventView[] = [];
+        let cursor: string | null = opts.cursor ?? null;
+        for (;;) {
+          const page = await client.events.list.query({ ...base, cursor });
+          if (opts.jsonl) for (const e of page.events) printJsonLine(e);
+          else events.push(...page.events);
+          cursor = page.nextCursor;
+          if (!opts.all || !cursor) break;
+        }
+        if (opts.jsonl) return;
+        if (opts.json) return printJson({ events, nextCursor: cursor });
+        if (!events.length) return out('no events match');
+        out(
+          table(events, [
+            { header: 'POSITION', get: (e) => e.position, align: 'right' },
+            { header: 'TIME', get: (e) => time(e.recordedAt) },
+            { header: 'TASK', get: (e) => e.streamId },
+            { header: 'TYPE', get: (e) => e.type },
+            { header: 'ACTOR', get: (e) => e.metadata.actor },
+            { header: 'DETAIL', get: (e) => eventDetail(e), max: 80 },
+          ]),
+        );
+        if (cursor) process.stderr.write(`more events: add --all, or --cursor ${cursor} for the next page\n`);
+      },
+    );
+
+  program
+    .command('replay')
+    .description("a task's state after each of its events, or at one point in its history")
+    .argument('<task>', 'task id')
+    .option('--at-position <position>', 'the state after the event at this log position')
+    .option('--at-time <time>', 'the state at this time (ISO 8601, or a duration ago like 10m)', timeArg)
+    .option('--json', 'print { steps, state, event } as JSON')
+    .action(async (taskId: string, opts: { atPosition?: string; atTime?: string; json?: boolean }) => {
+      const client = await ctx().client();
+      const r = await client.events.replay.query({
+        taskId,
+        ...(opts.atPosition !== undefined ? { atPosition: opts.atPosition } : {}),
+        ...(opts.atTime !== undefined ? { atTime: opts.atTime } : {}),
+      });
+      if (opts.json) return printJson(r);
+      if (opts.atPosition !== undefined || opts.atTime !== undefined) {
+        const at = opts.atPosition !== undefined ? `position ${opts.atPosition}` : time(opts.atTime);
+        if (!r.state || !r.event) return out(`task ${taskId} did not exist yet at ${at}`);
+        out(`task ${taskId} at ${at}, after ${r.event.type} (position ${r.event.position}, ${time(r.event.recordedAt)}):`);
+        out(taskDetails(r.state, null));
+        return;
+      }
+      out(
+        table(r.steps, [
+          { header: 'POSITION', get: (s) => s.event.position, align: 'right' },
+          { header: 'TIME', get: (s) => time(s.event.recordedAt) },
+          { header: 'EVENT', get: (s) => s.event.type },
+          { header: 'STATUS', get: (s) => s.state.status },
+          { header: 'PROGRESS', get: (s) => progressText(s.state.progress) },
+          { header: 'DETAIL', get: (s) => eventDetail(s.event), max: 60 },
+        ]),
+      );
+    });
+}

@@ -1,0 +1,248 @@
+// Task verbs: submit, ls, show, logs, cancel, delete.
+import { Option, type Command } from 'commander';
+import type { TaskView, TrainyardClient } from '@trainyard/client';
+import type { Ctx } from '../cli';
+import { EXIT, type ExitCode } from '../errors';
+import {
+  isTerminal,
+  outcomeText,
+  progressText,
+  queuePositions,
+  table,
+  taskDetails,
+  time,
+  whereText,
+} from '../format';
+import { err, out, printJson, printJsonLine } from '../io';
+import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
+import { buildCreateInput, intArg, listArg, numberArg, parseDuration, PRESETS, type SubmitFlags } from '../parse';
+
+type Json = { json?: boolean };
+
+/** The exit code for how a followed task ended. */
+export function outcomeExit(t: TaskView): ExitCode {
+  return t.status === 'COMPLETED' ? EXIT.OK : t.status === 'CANCELLED' ? EXIT.CANCELLED : EXIT.FAILED;
+}
+
+async function queuePositionOf(client: TrainyardClient, t: TaskView): Promise<number | null> {
+  if (t.status !== 'QUEUED') return null;
+  const q = await client.queue.get.query();
+  return queuePositions(q).get(t.id) ?? null;
+}
+
+function statusLine(t: TaskView, queuePosition: number | null): string {
+  if (t.status === 'QUEUED') return `status: QUEUED${queuePosition ? ` (queue position ${queuePosition})` : ''}`;
+  if (t.slotId !== null && !isTerminal(t.status)) return `status: ${t.status} on slot ${t.slotId} (GPU ${t.gpuIndex ?? '?'})`;
+  return `status: ${t.status}`;
+}
+
+/** Stop following on Ctrl-C, say that the task goes on. */
+function onInterrupt(id: string, live: LiveStatus | null): () => void {
+  const handler = () => {
+    live?.stop();
+    err(`\nstopped following task ${id}; it goes on. Follow it again with \`trainyard logs -f ${id}\`, stop it with \`trainyard cancel ${id}\``);
+    process.exit(130);
+  };
+  process.once('SIGINT', handler);
+  return () => process.off('SIGINT', handler);
+}
+
+function liveStatus(forceLines: boolean): LiveStatus {
+  return new LiveStatus({
+    stream: process.stderr,
+    bar: process.stderr.isTTY === true,
+    lines: forceLines,
+    stdoutIsTTY: process.stdout.isTTY === true,
+  });
+}
+
+export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
+  program
+    .command('submit')
+    .description('submit a fine-tuning task; prints its id, status, queue position and warnings')
+    .requiredOption('--model <model>', 'base model id (e.g. Qwen/Qwen2.5-Coder-1.5B-Instruct) or local path')
+    .requiredOption('--dataset <path>', 'dataset file or folder (JSON lines), read by the service on its machine')
+    .option('--name <name>', 'a name for the task (default: "<model> on <dataset>")')
+    .option('--output-dir <dir>', 'relative folder under the outputs folder for the adapter (default: the task id)')
+    .addOption(
+      new Option('--preset <preset>', 'batch/accumulation/max length: safe = 1/16/512, balanced = 2/8/1024, performance = 4/4/2048 without 8-bit').choices(
+        Object.keys(PRESETS),
+      ),
+    )
+    .option('--epochs <n>', 'epochs (default 3)', intArg)
+    .option('--batch-size <n>', 'batch size (overrides the preset)', intArg)
+    .option('--grad-accum <n>', 'gradient accumulation steps (overrides the preset)', intArg)
+    .option('--lr <x>', 'learning rate (default 2e-4)', numberArg)
+    .option('--max-length <n>', 'max sequence length in tokens (overrides the preset)', intArg)
+    .option('--8bit', 'load the model in 8-bit')
+    .option('--4bit', 'load the model in 4-bit')
+    .option('--lora-rank <n>', 'LoRA rank (default 8)', intArg)
+    .option('--lora-alpha <n>', 'LoRA alpha (default 16)', intArg)
+    .option('--timeout <duration>', 'stop the task after this long, e.g. 6h, 30m, 90s (default: the service\'s, 6h)', parseDuration)
+    .option('--idempotency-key <key>', 'submitting again with the same key returns the first task instead of a new one')
+    .option('--simulate <json>', 'knobs of the simulated trainer, e.g. \'{"steps":3,"stepMs":30,"failAtStep":2}\'')
+    .option('-f, --follow', 'show live progress until the task ends; exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
+    .option('-q, --quiet', 'print only the task id')
+    .option('--json', 'print the task as JSON (with --follow: the task as it ended)')
+    .action(async (opts: SubmitFlags & Json & { follow?: boolean; quiet?: boolean }) => {
+      const input = buildCreateInput(opts);
+      const client = await ctx().client();
+      const created = await client.tasks.create.mutate(input);
+      const { warnings, created: isNew, ...task } = created;
+      const queuePosition = await queuePositionOf(client, task);
+      if (!opts.json) {
+        if (opts.quiet) out(task.id);
+        else {
+          out(
+            isNew
+              ? `submitted task ${task.id} (${task.spec.name})`
+              : `task ${task.id} already exists for idempotency key "${task.spec.idempotencyKey}": nothing new was submitted`,
+          );
+          out(statusLine(task, queuePosition));
+        }
+        for (const w of warnings) err(`warning [${w.level}] ${w.code}: ${w.message}`);
+      }
+      if (!opts.follow) {
+        if (opts.json) printJson({ ...created, queuePosition });
+        else if (!opts.quiet && !isTerminal(task.status)) out(`follow it with \`trainyard logs -f ${task.id}\``);
+        return;
+      }
+      const live = liveStatus(!opts.quiet);
+      const release = onInterrupt(task.id, live);
+      live.update(task);
+      const final = await followTask(client, task.id, {
+        onTask: (t) => live.update(t),
+        onConnectionProblem: (m) => live.note(m),
+      }).finally(() => {
+        live.stop();
+        release();
+      });
+      if (opts.json) printJson({ ...final, warnings, created: isNew });
+      else if (!opts.quiet) out(outcomeText(final));
+      ctx().exit(outcomeExit(final));
+    });
+
+  program
+    .command('ls')
+    .description('list tasks, newest first')
+    .option('--status <status...>', 'only tasks in these statuses (repeat or comma-separate): PENDING QUEUED PREPARING TRAINING COMPLETED FAILED CANCELLED', listArg)
+    .option('--limit <n>', 'tasks per page (1-200)', intArg, 50)
+    .option('--cursor <cursor>', 'start after this cursor (the nextCursor of a previous page)')
+    .option('--all', 'follow the cursors to list every matching task')
+    .option('--json', 'print { items, nextCursor } as JSON')
+    .action(async (opts: Json & { status?: string[]; limit: number; cursor?: string; all?: boolean }) => {
+      const client = await ctx().client();
+      const items: TaskView[] = [];
+      let cursor: string | null = opts.cursor ?? null;
+      for (;;) {
+        const page = await client.tasks.list.query({
+          ...(opts.status ? { status: opts.status.map((s) => s.toUpperCase()) as never } : {}),
+          limit: opts.limit,
+          cursor,
+        });
+        items.push(...page.items);
+        cursor = page.nextCursor;
+        if (!opts.all || !cursor) break;
+      }
+      if (opts.json) return printJson({ items, nextCursor: cursor });
+      if (!items.length) {
+        out(opts.status ? `no tasks with status ${opts.status.join(', ').toUpperCase()}` : 'no tasks yet: submit one with `trainyard submit`');
+        return;
+      }
+      const positions = items.some((t) => t.status === 'QUEUED') ? queuePositions(await client.queue.get.query()) : new Map<string, number>();
+      out(
+        table(items, [
+          { header: 'ID', get: (t) => t.id },
+          { header: 'NAME', get: (t) => t.spec.name, max: 40 },
+          { header: 'STATUS', get: (t) => t.status + (t.stop && !isTerminal(t.status) ? ' (stopping)' : '') },
+          { header: 'PROGRESS', get: (t) => progressText(t.progress) },
+          { header: 'QUEUE/SLOT', get: (t) => whereText(t, positions) },
+          { header: 'CREATED', get: (t) => time(t.createdAt) },
+          { header: 'FINISHED', get: (t) => time(t.finishedAt) },
+        ]),
+      );
+      if (cursor) err(`more tasks: add --all, or --cursor ${cursor} for the next page`);
+    });
+
+  program
+    .command('show')
+    .description("a task's details: spec, progress, times, error, artifacts")
+    .argument('<id>', 'task id')
+    .option('--json', 'print the task as JSON')
+    .action(async (id: string, opts: Json) => {
+      const client = await ctx().client();
+      const task = await client.tasks.get.query({ id });
+      if (opts.json) return printJson(task);
+      out(taskDetails(task, await queuePositionOf(client, task)));
+    });
+
+  program
+    .command('logs')
+    .description("a task's output; with -f, follow it live until the task ends")
+    .argument('<id>', 'task id')
+    .option('-f, --follow', 'keep printing new lines until the task ends (progress on stderr when it is a terminal); exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
+    .option('--json', 'print { id, lines } as JSON; with -f, one line object per line (JSON Lines)')
+    .action(async (id: string, opts: Json & { follow?: boolean }) => {
+      const client = await ctx().client();
+      const task = await client.tasks.get.query({ id });
+      if (!opts.follow) {
+        const lines: LogLineView[] = [];
+        await pageLogs(client, id, 0, (l) => (opts.json ? lines.push(l) : out(l.line)));
+        if (opts.json) printJson({ id, lines });
+        return;
+      }
+      // A bar only on a terminal; no status lines otherwise (stdout carries the log).
+      const live = liveStatus(false);
+      const print = (l: LogLineView) => (opts.json ? printJsonLine(l) : live.println(l.line));
+      const seq = await pageLogs(client, id, 0, print);
+      if (isTerminal(task.status)) return ctx().exit(outcomeExit(task));
+      const release = onInterrupt(id, live);
+      let streamError: unknown = null;
+      let stream: ReturnType<typeof streamLogs> | null = null;
+      try {
+        const ended = followTask(client, id, { onTask: (t) => live.update(t), onConnectionProblem: (m) => live.note(m) });
+        stream = streamLogs(client, id, seq, print, (e) => (streamError = e));
+        const final = await ended;
+        stream.stop();
+        // Lines stored before the task's end that the stream had not delivered yet.
+        await pageLogs(client, id, stream.seq(), print);
+        if (streamError) throw streamError;
+        live.stop();
+        ctx().exit(outcomeExit(final));
+      } finally {
+        stream?.stop();
+        live.stop();
+        release();
+      }
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a task: a queued one at once, a running one is asked to stop')
+    .argument('<id>', 'task id')
+    .option('--reason <reason>', 'why (recorded in the audit log)')
+    .option('--json', 'print the task as JSON')
+    .action(async (id: string, opts: Json & { reason?: string }) => {
+      const client = await ctx().client();
+      const task = await client.tasks.cancel.mutate({ id, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) });
+      if (opts.json) return printJson(task);
+      if (task.status === 'CANCELLED') out(`cancelled task ${id}`);
+      else
+        out(
+          `stopping task ${id} (${task.status}): its trainer was asked to stop and the task ends as CANCELLED shortly; ` +
+            `watch it with \`trainyard logs -f ${id}\``,
+        );
+    });
+
+  program
+    .command('delete')
+    .description('delete a finished task (its events stay in the audit log)')
+    .argument('<id>', 'task id')
+    .option('--json', 'print { id, deleted } as JSON')
+    .action(async (id: string, opts: Json) => {
+      const client = await ctx().client();
+      const result = await client.tasks.delete.mutate({ id });
+      if (opts.json) return printJson(result);
+      out(`deleted task ${id} (its history stays: \`trainyard events --task ${id}\`)`);
+    });
+}

@@ -1,0 +1,168 @@
+// Plain-text rendering: padded tables, times, durations, progress, a task's details.
+import type { RouterOutputs, TaskView } from '@trainyard/client';
+
+export type Column<T> = { header: string; get: (row: T) => string; align?: 'left' | 'right'; max?: number };
+
+function truncate(s: string, max: number | undefined): string {
+  if (max === undefined || s.length <= max) return s;
+  return `${s.slice(0, Math.max(1, max - 1))}…`;
+}
+
+/** Columns padded to the widest cell, two spaces apart; no trailing spaces. */
+export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
+  const cells = rows.map((r) => columns.map((c) => truncate(oneLine(c.get(r)), c.max)));
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length)));
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => (columns[i]!.align === 'right' ? v.padStart(widths[i]!) : i === values.length - 1 ? v : v.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n');
+}
+
+export function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ⏎ ');
+}
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/** An ISO time as local "YYYY-MM-DD HH:MM:SS"; "-" for none. */
+export function time(iso: string | null | undefined): string {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/** 95_000 → "1m35s"; 3_600_000 → "1h"; 1_500 → "1.5s". */
+export function duration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${Math.round(ms / 100) / 10}s`;
+  const parts: string[] = [];
+  let rest = Math.round(ms / 1000);
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n) parts.push(`${n}${unit}`);
+  }
+  return parts.join('');
+}
+
+export function between(fromIso: string | null, toIso: string | null): string | null {
+  if (!fromIso || !toIso) return null;
+  const ms = Date.parse(toIso) - Date.parse(fromIso);
+  return Number.isFinite(ms) && ms >= 0 ? duration(ms) : null;
+}
+
+export type Progress = TaskView['progress'];
+
+/** "45% epoch 1/3 step 12/30 loss 1.234", omitting what is unknown. */
+export function progressText(p: Progress, opts: { percent?: boolean } = {}): string {
+  const parts: string[] = [];
+  if (opts.percent !== false) parts.push(`${p.percent}%`);
+  if (p.epoch != null) parts.push(`epoch ${p.epoch}${p.totalEpochs != null ? `/${p.totalEpochs}` : ''}`);
+  if (p.step != null) parts.push(`step ${p.step}${p.totalSteps != null ? `/${p.totalSteps}` : ''}`);
+  if (p.loss != null) parts.push(`loss ${p.loss}`);
+  return parts.join(' ');
+}
+
+export const TERMINAL = ['COMPLETED', 'FAILED', 'CANCELLED'] as const;
+export function isTerminal(status: string): boolean {
+  return (TERMINAL as readonly string[]).includes(status);
+}
+
+/** Where a task is: "queue #2", "slot 0 (GPU 1)", or "-". */
+export function whereText(t: TaskView, queuePositions: ReadonlyMap<string, number>): string {
+  if (t.status === 'QUEUED') {
+    const pos = queuePositions.get(t.id);
+    return pos ? `queue #${pos}` : 'queued';
+  }
+  if (t.slotId !== null) return `slot ${t.slotId}${t.gpuIndex !== null ? ` (GPU ${t.gpuIndex})` : ''}`;
+  return '-';
+}
+
+export type QueueView = RouterOutputs['queue']['get'];
+
+export function queuePositions(q: QueueView): Map<string, number> {
+  return new Map(q.queued.map((e) => [e.task.id, e.position]));
+}
+
+function indent(text: string, by = '    '): string {
+  return text
+    .split('\n')
+    .map((l) => by + l)
+    .join('\n');
+}
+
+/** Every field of a task, labelled; the error message keeps its lines. */
+export function taskDetails(t: TaskView, queuePosition: number | null): string {
+  const rows: [string, string][] = [];
+  const add = (k: string, v: string | number | null | undefined) => rows.push([k, v === null || v === undefined || v === '' ? '-' : String(v)]);
+  const c = t.spec.config;
+  add('id', t.id);
+  add('name', t.spec.name);
+  add('status', t.status + (t.stop && !isTerminal(t.status) ? ` (stopping: ${t.stop.reason}, ${t.stop.message})` : ''));
+  add('owner', t.spec.owner);
+  add('model', t.spec.model);
+  add('dataset', t.spec.datasetPath);
+  add('output dir', t.spec.outputDir);
+  add('progress', progressText(t.progress));
+  if (t.status === 'QUEUED') add('queue position', queuePosition);
+  add('slot', t.slotId === null ? null : `${t.slotId} (GPU ${t.gpuIndex ?? '?'})`);
+  add('attempt', t.attempt);
+  add('created', time(t.createdAt));
+  add('queued', time(t.queuedAt));
+  add('started', time(t.startedAt));
+  add('training', time(t.trainingAt));
+  add('finished', time(t.finishedAt));
+  add('ran for', between(t.startedAt, t.finishedAt));
+  add('deadline', time(t.deadlineAt));
+  add('timeout', duration(t.spec.timeoutMs));
+  add('idempotency key', t.spec.idempotencyKey ?? null);
+  add('epochs', c.epochs);
+  add('batch size', c.batchSize);
+  add('grad accumulation', c.gradientAccumulation);
+  add('learning rate', c.learningRate);
+  add('max length', c.maxLength);
+  add('quantization', c.load4bit ? '4-bit' : c.load8bit ? '8-bit' : 'none');
+  add('lora rank / alpha', `${c.loraRank} / ${c.loraAlpha}`);
+  if (c.simulate) add('simulate', JSON.stringify(c.simulate));
+  add('runner', t.runnerId);
+  if (t.trainer) add('trainer', `pid ${t.trainer.pid}, run dir ${t.trainer.runDir}`);
+  if (t.stop) add('stop requested', `${t.stop.reason} by ${t.stop.by} at ${time(t.stop.at)}: ${t.stop.message}`);
+  if (t.cancelReason !== null || t.status === 'CANCELLED') add('cancel reason', t.cancelReason);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const out = rows.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}`);
+  if (t.error) {
+    const e = t.error;
+    out.push(`${'error:'.padEnd(width + 2)}${errorHow(e)}`, indent(e.message));
+  }
+  out.push(`${'artifacts:'.padEnd(width + 2)}${t.artifacts.length ? '' : '-'}`.trimEnd());
+  for (const a of t.artifacts) out.push(`    ${a}`);
+  return out.join('\n');
+}
+
+/** "exit code 1", "signal SIGKILL", "timeout", "lost, signal SIGKILL" ... */
+export function errorHow(e: NonNullable<TaskView['error']>): string {
+  const parts = [e.exitCode !== null ? `exit code ${e.exitCode}` : null, e.signal ? `signal ${e.signal}` : null].filter(Boolean);
+  if (e.reason !== 'exit' && e.reason !== 'signal') parts.unshift(e.reason);
+  return parts.join(', ');
+}
+
+/** One line on how a task ended, e.g. for the end of --follow. */
+export function outcomeText(t: TaskView): string {
+  const took = between(t.startedAt ?? t.createdAt, t.finishedAt);
+  switch (t.status) {
+    case 'COMPLETED':
+      return `task ${t.id} COMPLETED${took ? ` in ${took}` : ''}${t.artifacts.length ? `; artifacts: ${t.artifacts.join(', ')}` : ''}`;
+    case 'FAILED': {
+      const e = t.error;
+      const how = e ? errorHow(e) : '';
+      return `task ${t.id} FAILED${how ? ` (${how})` : ''}${e ? `:\n${indent(e.message, '  ')}` : ''}\nsee its output with \`trainyard logs ${t.id}\``;
+    }
+    case 'CANCELLED':
+      return `task ${t.id} CANCELLED${t.cancelReason ? `: ${t.cancelReason}` : ''}`;
+    default:
+      return `task ${t.id} is ${t.status}`;
+  }
+}
