@@ -16,6 +16,7 @@ import {
 import {
   configureSlots,
   countQueued,
+  databaseErrorMessage,
   listQueue,
   listSlots,
   listTasks,
@@ -253,7 +254,7 @@ export class TrainyardService {
     if (blocked.size) warnings.push({ code: 'GPU_BUSY', level: 'medium', message: [...blocked.values()].join(' ') });
     const queued = await countQueued(this.database.db);
     if (queued >= this.config.queueWarnAt)
-      warnings.push({ code: 'QUEUE_LONG', level: 'medium', message: `${queued} tasks are already queued: this one waits for all of them.` });
+      warnings.push({ code: 'QUEUE_LONG', level: 'medium', message: queued === 1 ? '1 task is already queued: this one waits for it.' : `${queued} tasks are already queued: this one waits for all of them.` });
     return warnings;
   }
 
@@ -338,7 +339,7 @@ export class TrainyardService {
       await countQueued(this.database.db);
     } catch (err) {
       database = 'down';
-      error = `database unreachable: ${(err as Error).message}`;
+      error = `database unreachable: ${databaseErrorMessage(err)}`;
     }
     return {
       ok: database === 'up',

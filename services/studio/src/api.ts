@@ -1,0 +1,46 @@
+// The typed API for the panel: tRPC's TanStack React Query binding over the shared client
+// (HTTP batching for queries and mutations, SSE through the browser's EventSource for
+// subscriptions). Types come from the server's router, type-only.
+import { createTRPCContext } from '@trpc/tanstack-react-query';
+import { createClient, errorInfo, type AppRouter, type RouterInputs, type RouterOutputs } from '@trainyard/client';
+
+export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
+
+export type Task = RouterOutputs['tasks']['get'];
+export type TaskStatus = Task['status'];
+export type GpuInfo = RouterOutputs['system']['gpuInfo'];
+export type GpuDevice = GpuInfo['devices'][number];
+export type QueueView = RouterOutputs['queue']['get'];
+export type CreateResult = RouterOutputs['tasks']['create'];
+export type Warning = CreateResult['warnings'][number];
+export type CreateInput = RouterInputs['tasks']['create'];
+export type StoredEvent = RouterOutputs['events']['list']['events'][number];
+export type ReplayResult = RouterOutputs['events']['replay'];
+export type Health = RouterOutputs['system']['health'];
+
+/** Who acts from this panel (recorded as the actor of the events it causes). */
+export const STUDIO_USER = 'studio';
+
+export function createStudioClient() {
+  return createClient({
+    url: globalThis.location.origin,
+    user: STUDIO_USER,
+    EventSource: globalThis.EventSource,
+  });
+}
+
+export { errorInfo };
+
+/** The list query the task table shows and the live feed keeps current. */
+export const TASK_LIST_INPUT = { limit: 200 } as const;
+
+export const ACTIVE: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
+export const CANCELLABLE: readonly TaskStatus[] = ['PENDING', 'QUEUED', 'PREPARING', 'TRAINING'];
+export const DELETABLE: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+
+export function canCancel(t: Task): boolean {
+  return CANCELLABLE.includes(t.status) && !t.stop;
+}
+export function canDelete(t: Task): boolean {
+  return DELETABLE.includes(t.status);
+}

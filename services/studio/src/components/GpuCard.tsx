@@ -1,0 +1,133 @@
+// The GPU card: each device's memory (ours and other programs'), the processes that are not
+// ours, and the model recommendation; "Detecting GPU…" until the first probe answers.
+import type { GpuDevice, GpuInfo } from '../api';
+import { gb, shortTime } from '../format';
+import { Card } from './ui';
+
+export function GpuCard({ gpu, error }: { gpu: GpuInfo | undefined; error: string | null }) {
+  return (
+    <Card
+      title="GPU"
+      testId="gpu-card"
+      aside={gpu ? <span className="muted small" title={gpu.probedAt}>checked {shortTime(gpu.probedAt)}</span> : null}
+    >
+      {!gpu ? (
+        error ? (
+          <div className="empty-state" data-testid="gpu-unreachable">
+            <p className="empty-title">GPU status unavailable</p>
+            <p className="muted">{error}</p>
+          </div>
+        ) : (
+          <div className="detecting" data-testid="gpu-detecting">
+            <span className="spinner" aria-hidden />
+            Detecting GPU…
+          </div>
+        )
+      ) : !gpu.available ? (
+        <div className="gpu-none" data-testid="gpu-none">
+          <div className="gpu-none-head">
+            <ChipIcon />
+            <div>
+              <p className="empty-title">No GPU detected</p>
+              <p className="muted small">Tasks still queue; GPU trainers need one to run.</p>
+            </div>
+          </div>
+          <p className="recommendation recommendation-warn" data-testid="gpu-recommendation">
+            {gpu.recommendation}
+          </p>
+          {gpu.error ? (
+            <details className="tech-detail">
+              <summary>Technical detail</summary>
+              <code>{gpu.error}</code>
+            </details>
+          ) : null}
+        </div>
+      ) : (
+        <>
+          <ul className="gpu-list">
+            {gpu.devices.map((d) => (
+              <Device key={d.uuid} d={d} />
+            ))}
+          </ul>
+          <p className="recommendation" data-testid="gpu-recommendation">
+            <span className="recommendation-label">Recommendation</span>
+            {gpu.recommendation}
+          </p>
+          {gpu.error ? <p className="muted small">Note: {gpu.error}</p> : null}
+        </>
+      )}
+    </Card>
+  );
+}
+
+function Device({ d }: { d: GpuDevice }) {
+  const total = d.memoryGb || 1;
+  const external = Math.min(d.externalMemoryGb, d.memoryUsedGb);
+  const ours = Math.max(0, d.memoryUsedGb - external);
+  const externalProcs = d.processes.filter((p) => !p.ours);
+  const ourProcs = d.processes.filter((p) => p.ours);
+  return (
+    <li className="gpu-device" data-testid="gpu-device">
+      <div className="gpu-device-head">
+        <span className="gpu-index">GPU {d.id}</span>
+        <span className="gpu-name">{d.name}</span>
+        <span className="gpu-util" title="GPU utilization">
+          {d.utilization == null ? 'util n/a' : `${d.utilization}% util`}
+        </span>
+      </div>
+      <div className="mem-track" title={`${d.memoryUsedGb} of ${d.memoryGb} GB used`}>
+        <div className="mem-external" style={{ width: `${(external / total) * 100}%` }} />
+        <div className="mem-ours" style={{ width: `${(ours / total) * 100}%` }} />
+      </div>
+      <div className="mem-legend">
+        <span data-testid="gpu-memory">
+          <strong>{gb(d.memoryUsedGb)}</strong> of {gb(d.memoryGb)} used
+        </span>
+        <span className="muted">{gb(Math.max(0, d.memoryGb - d.memoryUsedGb))} free</span>
+      </div>
+      {external > 0 || ours > 0 ? (
+        <div className="legend">
+          {external > 0 ? (
+            <span>
+              <i className="dot dot-external" /> other programs {gb(external)}
+            </span>
+          ) : null}
+          {ours > 0 ? (
+            <span>
+              <i className="dot dot-ours" /> Trainyard &amp; system {gb(ours)}
+            </span>
+          ) : null}
+        </div>
+      ) : null}
+      {externalProcs.length ? (
+        <div className="procs" data-testid="gpu-external">
+          <div className="procs-title">Other programs on this GPU</div>
+          <ul>
+            {externalProcs.map((p) => (
+              <li key={p.pid}>
+                <code className="proc-name" title={p.name}>
+                  {p.name.split('/').pop()}
+                </code>
+                <span className="muted">pid {p.pid}</span>
+                <span className="proc-mem">{gb(p.memoryUsedGb)}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : (
+        <div className="muted small">No other programs are using this GPU.</div>
+      )}
+      {ourProcs.length ? <div className="muted small">{ourProcs.length} Trainyard trainer(s) running here.</div> : null}
+    </li>
+  );
+}
+
+function ChipIcon() {
+  return (
+    <svg className="chip-icon" viewBox="0 0 24 24" width="28" height="28" aria-hidden>
+      <rect x="6" y="6" width="12" height="12" rx="2" fill="none" stroke="currentColor" strokeWidth="1.6" />
+      <path d="M9 3v3M15 3v3M9 18v3M15 18v3M3 9h3M3 15h3M18 9h3M18 15h3" stroke="currentColor" strokeWidth="1.6" />
+      <path d="M5 19L19 5" stroke="currentColor" strokeWidth="1.6" />
+    </svg>
+  );
+}

@@ -1,0 +1,502 @@
+// The new-task form. Before anything is committed it shows the memory estimate, computed here
+// with the server's own pure estimate function against the GPU info, and where the task will
+// run (a free slot or behind the queue). After submitting it shows the server's warnings; the
+// server's field errors appear under their fields.
+import { useMutation } from '@tanstack/react-query';
+import { useEffect, useMemo, useState, type FormEvent } from 'react';
+import { estimateMemoryGb, oomRisk, type EstimateInput } from '../../../server/src/gpu/estimate';
+import { recommendedModels } from '../../../server/src/gpu/parse';
+import { errorInfo, useTRPC, type CreateInput, type CreateResult, type GpuInfo, type QueueView } from '../api';
+import { gb, modelShort, STATUS_LABEL } from '../format';
+import { Card, Field } from './ui';
+
+const MODELS = [
+  'Qwen/Qwen2.5-Coder-7B-Instruct',
+  'Qwen/Qwen2.5-Coder-3B-Instruct',
+  'Qwen/Qwen2.5-Coder-1.5B-Instruct',
+  'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+];
+const OTHER = '__other__';
+
+type PresetName = 'safe' | 'balanced' | 'performance';
+const PRESETS: Record<PresetName, { label: string; blurb: string; batchSize: number; gradientAccumulation: number; maxLength: number; load8bit: boolean }> = {
+  safe: { label: 'Safe', blurb: 'least memory', batchSize: 1, gradientAccumulation: 16, maxLength: 512, load8bit: true },
+  balanced: { label: 'Balanced', blurb: 'default', batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true },
+  performance: { label: 'Performance', blurb: 'fastest', batchSize: 4, gradientAccumulation: 4, maxLength: 2048, load8bit: false },
+};
+
+interface FormState {
+  modelChoice: string;
+  customModel: string;
+  datasetPath: string;
+  name: string;
+  preset: PresetName | 'custom';
+  batchSize: string;
+  gradientAccumulation: string;
+  maxLength: string;
+  epochs: string;
+  learningRate: string;
+  loraRank: string;
+  loraAlpha: string;
+  load8bit: boolean;
+  load4bit: boolean;
+  timeoutHours: string;
+  simulate: string;
+}
+
+const INITIAL: FormState = {
+  modelChoice: MODELS[3]!,
+  customModel: '',
+  datasetPath: '',
+  name: '',
+  preset: 'safe',
+  batchSize: '1',
+  gradientAccumulation: '16',
+  maxLength: '512',
+  epochs: '3',
+  learningRate: '0.0002',
+  loraRank: '8',
+  loraAlpha: '16',
+  load8bit: true,
+  load4bit: false,
+  timeoutHours: '6',
+  simulate: '',
+};
+
+type Errors = Record<string, string[]>;
+
+/** Server error keys → the field that shows them (unknown keys go to the form-level box). */
+function fieldFor(key: string): string | null {
+  if (key.startsWith('config.simulate')) return 'config.simulate';
+  const known = [
+    'model', 'datasetPath', 'name', 'timeoutMs',
+    'config.batchSize', 'config.gradientAccumulation', 'config.maxLength', 'config.epochs', 'config.learningRate',
+    'config.loraRank', 'config.loraAlpha', 'config.load8bit', 'config.load4bit',
+  ];
+  return known.includes(key) ? key : null;
+}
+/** Form field → the key of its errors. */
+const ERROR_KEY: Partial<Record<keyof FormState, string>> = {
+  modelChoice: 'model',
+  customModel: 'model',
+  datasetPath: 'datasetPath',
+  name: 'name',
+  batchSize: 'config.batchSize',
+  gradientAccumulation: 'config.gradientAccumulation',
+  maxLength: 'config.maxLength',
+  epochs: 'config.epochs',
+  learningRate: 'config.learningRate',
+  loraRank: 'config.loraRank',
+  loraAlpha: 'config.loraAlpha',
+  timeoutHours: 'timeoutMs',
+  simulate: 'config.simulate',
+};
+const ADVANCED_FIELDS = new Set([
+  'config.epochs', 'config.learningRate', 'config.loraRank', 'config.loraAlpha', 'config.load8bit', 'config.load4bit',
+  'timeoutMs', 'config.simulate',
+]);
+
+function num(v: string): number | null {
+  if (v.trim() === '') return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefined; queue: QueueView | undefined; onCreated?: (r: CreateResult) => void }) {
+  const trpc = useTRPC();
+  const [f, setF] = useState<FormState>(INITIAL);
+  const [modelTouched, setModelTouched] = useState(false);
+  const [errors, setErrors] = useState<Errors>({});
+  const [formError, setFormError] = useState<string | null>(null);
+  const [advancedOpen, setAdvancedOpen] = useState(false);
+  const [result, setResult] = useState<CreateResult | null>(null);
+
+  const largestGb = gpu?.available && gpu.devices.length ? Math.max(...gpu.devices.map((d) => d.memoryGb)) : null;
+  const recommended = useMemo(() => (largestGb === null ? [] : recommendedModels(largestGb)), [largestGb]);
+
+  // Pick the recommended model once the GPU is known, unless the user already chose one.
+  useEffect(() => {
+    if (!modelTouched && recommended[0]) setF((s) => ({ ...s, modelChoice: recommended[0]! }));
+  }, [recommended, modelTouched]);
+
+  const model = f.modelChoice === OTHER ? f.customModel.trim() : f.modelChoice;
+  /** Editing a field clears the error shown under it. */
+  const clearError = (key: keyof FormState) => {
+    const errorKey = ERROR_KEY[key];
+    if (errorKey && errors[errorKey]) setErrors(({ [errorKey]: _, ...rest }) => rest);
+  };
+  const setQuant = (bits: 8 | 4, on: boolean) => {
+    if (errors['config.load8bit'] || errors['config.load4bit'])
+      setErrors(({ 'config.load8bit': _a, 'config.load4bit': _b, ...rest }) => rest);
+    setF((s) =>
+      bits === 8
+        ? { ...s, load8bit: on, load4bit: on ? false : s.load4bit, preset: 'custom' }
+        : { ...s, load4bit: on, load8bit: on ? false : s.load8bit, preset: 'custom' },
+    );
+  };
+  const set = <K extends keyof FormState>(key: K, value: FormState[K]) => {
+    clearError(key);
+    setF((s) => ({ ...s, [key]: value }));
+  };
+  const setPresetField = (key: 'batchSize' | 'gradientAccumulation' | 'maxLength', value: string) => {
+    clearError(key);
+    setF((s) => ({ ...s, [key]: value, preset: 'custom' }));
+  };
+  const applyPreset = (p: PresetName) => {
+    const v = PRESETS[p];
+    setF((s) => ({
+      ...s,
+      preset: p,
+      batchSize: String(v.batchSize),
+      gradientAccumulation: String(v.gradientAccumulation),
+      maxLength: String(v.maxLength),
+      load8bit: v.load8bit,
+      load4bit: false,
+    }));
+  };
+
+  const create = useMutation(
+    trpc.tasks.create.mutationOptions({
+      onSuccess(r) {
+        setResult(r);
+        setErrors({});
+        setFormError(null);
+        setF((s) => ({ ...s, name: '' }));
+        onCreated?.(r);
+      },
+      onError(err) {
+        const info = errorInfo(err);
+        setResult(null);
+        if (info.fieldErrors) {
+          const mine: Errors = {};
+          const rest: string[] = [];
+          for (const [k, v] of Object.entries(info.fieldErrors)) {
+            const field = fieldFor(k);
+            if (field) (mine[field] ??= []).push(...v);
+            else rest.push(`${k}: ${v.join('; ')}`);
+          }
+          setErrors(mine);
+          setFormError(rest.length ? rest.join('\n') : null);
+          if (Object.keys(mine).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
+        } else {
+          setErrors({});
+          setFormError(
+            info.code === 'NETWORK_ERROR' || info.httpStatus === null
+              ? `Could not reach the server (${info.message}). Nothing was submitted; try again when it is back.`
+              : info.message,
+          );
+        }
+      },
+    }),
+  );
+
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    const local: Errors = {};
+    const need = (key: string, label: string, v: string) => {
+      const n = num(v);
+      if (n === null) local[key] = [`${label} must be a number`];
+      return n ?? 0;
+    };
+    if (!model) local.model = ['Choose a model or enter a model id'];
+    if (!f.datasetPath.trim()) local.datasetPath = ['Enter the path of a dataset on the server machine'];
+    const config: NonNullable<CreateInput['config']> = {
+      batchSize: need('config.batchSize', 'Batch size', f.batchSize),
+      gradientAccumulation: need('config.gradientAccumulation', 'Gradient accumulation', f.gradientAccumulation),
+      maxLength: need('config.maxLength', 'Max length', f.maxLength),
+      epochs: need('config.epochs', 'Epochs', f.epochs),
+      learningRate: need('config.learningRate', 'Learning rate', f.learningRate),
+      loraRank: need('config.loraRank', 'LoRA rank', f.loraRank),
+      loraAlpha: need('config.loraAlpha', 'LoRA alpha', f.loraAlpha),
+      load8bit: f.load8bit,
+      load4bit: f.load4bit,
+    };
+    if (f.simulate.trim()) {
+      try {
+        config.simulate = JSON.parse(f.simulate) as NonNullable<typeof config.simulate>;
+      } catch (err) {
+        local['config.simulate'] = [`Not valid JSON: ${(err as Error).message}`];
+      }
+    }
+    const hours = num(f.timeoutHours);
+    if (f.timeoutHours.trim() && hours === null) local.timeoutMs = ['Timeout must be a number of hours'];
+    if (Object.keys(local).length) {
+      setErrors(local);
+      setFormError(null);
+      if (Object.keys(local).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
+      return;
+    }
+    const input: CreateInput = {
+      model,
+      datasetPath: f.datasetPath.trim(),
+      config,
+      ...(f.name.trim() ? { name: f.name.trim() } : {}),
+      ...(hours !== null ? { timeoutMs: Math.round(hours * 3_600_000) } : {}),
+    };
+    create.mutate(input);
+  }
+
+  const estimateInput: EstimateInput | null =
+    model && num(f.batchSize) !== null && num(f.maxLength) !== null && num(f.loraRank) !== null
+      ? { model, batchSize: num(f.batchSize)!, maxLength: num(f.maxLength)!, loraRank: num(f.loraRank)!, load8bit: f.load8bit, load4bit: f.load4bit }
+      : null;
+
+  const e = (key: string) => errors[key];
+  const effectiveBatch = (num(f.batchSize) ?? 0) * (num(f.gradientAccumulation) ?? 0);
+
+  return (
+    <Card title="New fine-tuning task" testId="new-task-card">
+      <form className="task-form" onSubmit={submit} noValidate data-testid="new-task-form">
+        <Field label="Base model" htmlFor="f-model" errorKey="model" errors={e('model')}
+          hint={
+            recommended.length && largestGb !== null ? (
+              <>★ recommended for a {gb(largestGb)} GPU{recommended[0] ? `; ${modelShort(recommended[0]).replace('-Instruct', '')} is the best fit` : ''}</>
+            ) : gpu && !gpu.available ? (
+              'No GPU detected: the smallest model is the safest choice.'
+            ) : null
+          }>
+          <select
+            id="f-model"
+            data-testid="field-model"
+            value={f.modelChoice}
+            onChange={(ev) => {
+              setModelTouched(true);
+              set('modelChoice', ev.target.value);
+            }}
+          >
+            {MODELS.map((m) => (
+              <option key={m} value={m}>
+                {recommended.includes(m) ? '★ ' : ''}
+                {modelShort(m)}
+              </option>
+            ))}
+            <option value={OTHER}>Other model…</option>
+          </select>
+          {f.modelChoice === OTHER ? (
+            <input
+              className="mt-6"
+              data-testid="field-model-custom"
+              placeholder="Hugging Face id or local path, e.g. Qwen/Qwen2.5-Coder-1.5B"
+              value={f.customModel}
+              onChange={(ev) => set('customModel', ev.target.value)}
+              aria-label="Model id"
+              autoFocus
+            />
+          ) : null}
+        </Field>
+
+        <Field label="Dataset" htmlFor="f-dataset" errorKey="datasetPath" errors={e('datasetPath')} hint="A JSONL file or folder on the server machine.">
+          <input
+            id="f-dataset"
+            data-testid="field-dataset"
+            placeholder="/data/datasets/my-code.jsonl"
+            value={f.datasetPath}
+            onChange={(ev) => set('datasetPath', ev.target.value)}
+            aria-invalid={!!e('datasetPath')}
+            spellCheck={false}
+          />
+        </Field>
+
+        <Field label="Name" htmlFor="f-name" errorKey="name" errors={e('name')} hint="Optional; defaults to “model on dataset”.">
+          <input id="f-name" data-testid="field-name" placeholder="e.g. coder-1.5b-docstrings" value={f.name} onChange={(ev) => set('name', ev.target.value)} />
+        </Field>
+
+        <div className="field">
+          <span className="label">Preset</span>
+          <div className="segmented" role="radiogroup" aria-label="Preset">
+            {(Object.keys(PRESETS) as PresetName[]).map((p) => (
+              <button
+                type="button"
+                key={p}
+                role="radio"
+                aria-checked={f.preset === p}
+                className={f.preset === p ? 'active' : ''}
+                data-testid={`preset-${p}`}
+                onClick={() => applyPreset(p)}
+              >
+                <span>{PRESETS[p].label}</span>
+                <small>{PRESETS[p].blurb}</small>
+              </button>
+            ))}
+          </div>
+          {f.preset === 'custom' ? <div className="field-hint">Custom settings</div> : null}
+        </div>
+
+        <div className="grid-3">
+          <Field label="Batch size" htmlFor="f-batch" errorKey="config.batchSize" errors={e('config.batchSize')}>
+            <input id="f-batch" data-testid="field-batch" type="number" min={1} max={256} step={1} inputMode="numeric" value={f.batchSize} onChange={(ev) => setPresetField('batchSize', ev.target.value)} />
+          </Field>
+          <Field label="Grad. accum." htmlFor="f-grad" errorKey="config.gradientAccumulation" errors={e('config.gradientAccumulation')}>
+            <input id="f-grad" data-testid="field-grad" type="number" min={1} max={1024} step={1} value={f.gradientAccumulation} onChange={(ev) => setPresetField('gradientAccumulation', ev.target.value)} />
+          </Field>
+          <Field label="Max length" htmlFor="f-maxlen" errorKey="config.maxLength" errors={e('config.maxLength')}>
+            <input id="f-maxlen" data-testid="field-maxlen" type="number" min={16} max={32768} step={64} value={f.maxLength} onChange={(ev) => setPresetField('maxLength', ev.target.value)} />
+          </Field>
+        </div>
+        <div className="field-hint tight">Effective batch {effectiveBatch || '—'} · {f.load4bit ? '4-bit' : f.load8bit ? '8-bit' : '16-bit'} weights</div>
+
+        <details className="advanced" open={advancedOpen} onToggle={(ev) => setAdvancedOpen((ev.target as HTMLDetailsElement).open)}>
+          <summary data-testid="advanced-toggle">Advanced settings</summary>
+          <div className="grid-2">
+            <Field label="Epochs" htmlFor="f-epochs" errorKey="config.epochs" errors={e('config.epochs')} hint="1–100">
+              <input id="f-epochs" data-testid="field-epochs" type="number" min={1} max={100} step={1} value={f.epochs} onChange={(ev) => set('epochs', ev.target.value)} />
+            </Field>
+            <Field label="Learning rate" htmlFor="f-lr" errorKey="config.learningRate" errors={e('config.learningRate')} hint="e.g. 0.0002 (0 < lr ≤ 1)">
+              <input id="f-lr" data-testid="field-lr" type="number" min={0} max={1} step="any" value={f.learningRate} onChange={(ev) => set('learningRate', ev.target.value)} />
+            </Field>
+            <Field label="LoRA rank" htmlFor="f-rank" errorKey="config.loraRank" errors={e('config.loraRank')} hint="1–1024; 8–64 is typical">
+              <input id="f-rank" data-testid="field-lora-rank" type="number" min={1} max={1024} step={1} value={f.loraRank} onChange={(ev) => set('loraRank', ev.target.value)} />
+            </Field>
+            <Field label="LoRA alpha" htmlFor="f-alpha" errorKey="config.loraAlpha" errors={e('config.loraAlpha')} hint="usually 2 × rank">
+              <input id="f-alpha" data-testid="field-lora-alpha" type="number" min={1} max={4096} step={1} value={f.loraAlpha} onChange={(ev) => set('loraAlpha', ev.target.value)} />
+            </Field>
+            <Field label="Timeout (hours)" htmlFor="f-timeout" errorKey="timeoutMs" errors={e('timeoutMs')} hint="The trainer is stopped after this long.">
+              <input id="f-timeout" data-testid="field-timeout" type="number" min={0.01} max={720} step="any" value={f.timeoutHours} onChange={(ev) => set('timeoutHours', ev.target.value)} />
+            </Field>
+            <div className="field">
+              <span className="label">Quantized loading</span>
+              <label className="check">
+                <input type="checkbox" data-testid="field-8bit" checked={f.load8bit} onChange={(ev) => setQuant(8, ev.target.checked)} />
+                8-bit
+              </label>
+              <label className="check">
+                <input type="checkbox" data-testid="field-4bit" checked={f.load4bit} onChange={(ev) => setQuant(4, ev.target.checked)} />
+                4-bit
+              </label>
+              {e('config.load8bit') || e('config.load4bit') ? (
+                <div className="field-error" role="alert" data-testid="field-error-config.load4bit">
+                  {[...(e('config.load8bit') ?? []), ...(e('config.load4bit') ?? [])].join(' ')}
+                </div>
+              ) : null}
+            </div>
+          </div>
+          <Field label="Simulated trainer (JSON)" htmlFor="f-sim" errorKey="config.simulate" errors={e('config.simulate')}
+            hint={<>Only for the simulated trainer, e.g. <code>{'{"steps":20,"stepMs":200}'}</code></>}>
+            <textarea id="f-sim" data-testid="field-simulate" rows={2} spellCheck={false} placeholder='{"steps": 20, "stepMs": 200}' value={f.simulate} onChange={(ev) => set('simulate', ev.target.value)} />
+          </Field>
+        </details>
+
+        <Estimate gpu={gpu} input={estimateInput} />
+        <Placement queue={queue} />
+
+        {formError ? (
+          <div className="alert alert-error" role="alert" data-testid="form-error">
+            {formError}
+          </div>
+        ) : null}
+
+        <div className="form-actions">
+          <button type="submit" className="btn btn-primary" disabled={create.isPending} data-testid="submit-task">
+            {create.isPending ? 'Submitting…' : 'Submit task'}
+          </button>
+        </div>
+
+        {result ? <SubmitResult r={result} onClose={() => setResult(null)} /> : null}
+      </form>
+    </Card>
+  );
+}
+
+/** The memory estimate against the smallest GPU (as the server checks), before submitting. */
+function Estimate({ gpu, input }: { gpu: GpuInfo | undefined; input: EstimateInput | null }) {
+  if (!input) return null;
+  const { estimateGb, paramsB } = estimateMemoryGb(input);
+  if (estimateGb === null || paramsB === null) {
+    return (
+      <div className="estimate estimate-info" data-testid="estimate" data-level="unknown">
+        Cannot tell the size of <code>{input.model}</code> from its name, so its memory need is not estimated.
+      </div>
+    );
+  }
+  if (!gpu) {
+    return (
+      <div className="estimate estimate-info" data-testid="estimate" data-level="pending">
+        Needs about <strong>{gb(estimateGb)}</strong> of GPU memory · checking the GPU…
+      </div>
+    );
+  }
+  if (!gpu.available || !gpu.devices.length) {
+    return (
+      <div className="estimate estimate-medium" data-testid="estimate" data-level="no-gpu">
+        <div className="estimate-head">
+          <strong>Needs about {gb(estimateGb)} of GPU memory</strong>
+          <span className="pill pill-medium">No GPU</span>
+        </div>
+        <p>No GPU detected on the server: GPU trainers cannot run this task (the simulated trainer can).</p>
+      </div>
+    );
+  }
+  const smallest = Math.min(...gpu.devices.map((d) => d.memoryGb));
+  const risk = oomRisk(estimateGb, smallest, input);
+  const ratio = Math.min(1, estimateGb / smallest);
+  const label = risk.level === 'low' ? 'Should fit' : risk.level === 'medium' ? 'May run out of memory' : 'Likely out of memory';
+  return (
+    <div className={`estimate estimate-${risk.level}`} data-testid="estimate" data-level={risk.level}>
+      <div className="estimate-head">
+        <strong>
+          ≈ {gb(estimateGb)} of {gb(smallest)}
+        </strong>
+        <span className={`pill pill-${risk.level}`}>{label}</span>
+      </div>
+      <div className="estimate-track">
+        <div className="estimate-fill" style={{ width: `${ratio * 100}%` }} />
+        <div className="estimate-mark" style={{ left: '70%' }} title="70%" />
+        <div className="estimate-mark" style={{ left: '90%' }} title="90%" />
+      </div>
+      {risk.level !== 'low' ? (
+        <p data-testid="estimate-message" title={risk.message}>
+          {advice(risk.message)}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+/** The actionable half of oomRisk's message ("…: training will likely run out of memory. To use less, lower…"). */
+function advice(message: string): string {
+  const i = message.indexOf('To use less, ');
+  if (i < 0) return message;
+  const rest = message.slice(i + 'To use less, '.length);
+  return `To fit: ${rest}`;
+}
+
+/** Where a task submitted now would go: a free slot, or behind the queue. */
+function Placement({ queue }: { queue: QueueView | undefined }) {
+  if (!queue) return null;
+  const free = queue.slots.filter((s) => !s.task && !s.blockedReason);
+  const blocked = queue.slots.filter((s) => s.blockedReason);
+  let text: string;
+  if (queue.queuedCount === 0 && free.length) text = `Starts right away on GPU slot ${free[0]!.slotId}.`;
+  else if (queue.queuedCount === 0) text = 'Waits for the running task to finish.';
+  else text = `Waits behind ${queue.queuedCount} queued task${queue.queuedCount === 1 ? '' : 's'}.`;
+  return (
+    <div className="placement" data-testid="placement">
+      {text}
+      {blocked.length ? <span className="placement-warn"> {blocked.length} slot(s) blocked by other programs on the GPU.</span> : null}
+    </div>
+  );
+}
+
+function SubmitResult({ r, onClose }: { r: CreateResult; onClose: () => void }) {
+  return (
+    <div className="submit-result" data-testid="submit-result" role="status">
+      <div className="submit-result-head">
+        <span>
+          {r.created ? 'Submitted' : 'Already submitted'} <strong>{r.spec.name}</strong> · {STATUS_LABEL[r.status]}
+        </span>
+        <button type="button" className="btn-icon" onClick={onClose} aria-label="Dismiss">
+          ×
+        </button>
+      </div>
+      {r.warnings.length ? (
+        <ul className="warnings" data-testid="server-warnings">
+          {r.warnings.map((w, i) => (
+            <li key={i} className={`warning warning-${w.level}`} data-code={w.code}>
+              {w.message}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}

@@ -1,0 +1,403 @@
+// An expanded task: its settings, its live log (tasks.onLogs, resumed from the last line seen)
+// and its event timeline (events.list) with a replay slider (events.replay) that shows the
+// task's state after each event.
+import { keepPreviousData, skipToken, useQuery } from '@tanstack/react-query';
+import { useSubscription } from '@trpc/tanstack-react-query';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import { useTRPC, useTRPCClient, type ReplayResult, type StoredEvent, type Task } from '../api';
+import { duration, EVENT_LABEL, fullTime, shortTime } from '../format';
+import { ProgressBar, StatusBadge } from './ui';
+
+export function TaskDetail({ task }: { task: Task }) {
+  const c = task.spec.config;
+  const quant = c.load4bit ? '4-bit' : c.load8bit ? '8-bit' : '16-bit';
+  return (
+    <div className="detail" data-testid="task-detail" data-task-id={task.id}>
+      <dl className="spec">
+        <div className="spec-half"><dt>Model</dt><dd className="mono" title={task.spec.model}>{task.spec.model}</dd></div>
+        <div className="spec-half"><dt>Dataset</dt><dd className="mono" title={task.spec.datasetPath}>{task.spec.datasetPath}</dd></div>
+        <div className="spec-full"><dt>Training</dt><dd>{c.epochs} epoch{c.epochs === 1 ? '' : 's'} · batch {c.batchSize} × {c.gradientAccumulation} · max length {c.maxLength} · learning rate {c.learningRate} · LoRA rank {c.loraRank}, alpha {c.loraAlpha} · {quant} weights</dd></div>
+        <div><dt>Output</dt><dd className="mono" title={task.spec.outputDir}>{task.spec.outputDir}</dd></div>
+        <div><dt>Owner</dt><dd>{task.spec.owner}{task.attempt > 1 ? ` · attempt ${task.attempt}` : ''}</dd></div>
+        <div><dt>Run time</dt><dd>{task.startedAt ? duration(task.startedAt, task.finishedAt) : 'not started'} · timeout {formatHours(task.spec.timeoutMs)}</dd></div>
+      </dl>
+      {task.error ? (
+        <div className="alert alert-error" data-testid="task-error">
+          <strong>{task.error.reason === 'timeout' ? 'Timed out' : 'Failed'}:</strong> {task.error.message}
+        </div>
+      ) : null}
+      {task.stop && task.status !== 'CANCELLED' ? (
+        <div className="alert alert-warn">Stopping: {task.stop.message} (by {task.stop.by})</div>
+      ) : null}
+      {task.cancelReason ? <div className="alert alert-muted">Cancelled: {task.cancelReason}</div> : null}
+      <div className="detail-grid">
+        <LogView taskId={task.id} status={task.status} />
+        <Timeline task={task} />
+      </div>
+    </div>
+  );
+}
+
+function formatHours(ms: number): string {
+  const h = ms / 3_600_000;
+  return h >= 1 ? `${Math.round(h * 10) / 10} h` : `${Math.round(ms / 60_000)} min`;
+}
+
+interface LogLine {
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  line: string;
+  at: string;
+}
+const MAX_LINES = 5000;
+
+function LogView({ taskId, status }: { taskId: string; status: Task['status'] }) {
+  const trpc = useTRPC();
+  const client = useTRPCClient();
+  const [lines, setLines] = useState<LogLine[]>([]);
+  const lastSeq = useRef(0);
+  const buffer = useRef<LogLine[]>([]);
+  const frame = useRef<number | null>(null);
+  const box = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+  const [paused, setPaused] = useState(false);
+  const [resumeFrom, setResumeFrom] = useState<string | null>(null);
+  const [state, setState] = useState<'connecting' | 'live' | 'reconnecting'>('connecting');
+  const [loadError, setLoadError] = useState<string | null>(null);
+  // A running task's log is streamed; a waiting task has none yet; a finished one is read once.
+  // (Each stream holds one of the browser's few connections to the server, so only running
+  // tasks get one.)
+  const running = status === 'PREPARING' || status === 'TRAINING';
+  const finished = status === 'COMPLETED' || status === 'FAILED' || status === 'CANCELLED';
+  // The trainer's last lines may be stored just after the task ends: keep streaming a little
+  // longer when it ends while we watch, then read the rest once.
+  const [lingering, setLingering] = useState(false);
+  const [prevRunning, setPrevRunning] = useState(running);
+  if (prevRunning !== running) {
+    // Adjusting state during render (React's pattern for "state from the previous render"),
+    // so the stream is never closed and reopened in between.
+    setPrevRunning(running);
+    if (prevRunning && !running) setLingering(true);
+  }
+  useEffect(() => {
+    if (!lingering) return;
+    const t = setTimeout(() => setLingering(false), 8000);
+    return () => clearTimeout(t);
+  }, [lingering]);
+  const streaming = running || lingering;
+
+  useEffect(() => () => void (frame.current !== null && cancelAnimationFrame(frame.current)), []);
+
+  const push = (add: LogLine[]) => {
+    for (const l of add) {
+      if (l.seq <= lastSeq.current) continue;
+      lastSeq.current = l.seq;
+      buffer.current.push(l);
+    }
+    // Many lines arrive at once (the log so far): render once per frame.
+    frame.current ??= requestAnimationFrame(() => {
+      frame.current = null;
+      const batch = buffer.current;
+      buffer.current = [];
+      if (!batch.length) return;
+      setLines((prev) => {
+        const next = prev.concat(batch);
+        return next.length > MAX_LINES ? next.slice(next.length - MAX_LINES) : next;
+      });
+    });
+  };
+
+  useSubscription(
+    trpc.tasks.onLogs.subscriptionOptions(
+      // Input changes only on a resubscribe (resumeFrom), never per line; within one subscription
+      // the link itself resumes from the last line id after a dropped connection.
+      !streaming || paused ? skipToken : { id: taskId, ...(resumeFrom ? { lastEventId: resumeFrom } : {}) },
+      {
+        onStarted: () => setState('live'),
+        onData: (msg) => push([msg.data as LogLine]),
+        onConnectionStateChange(s) {
+          if (s.state === 'connecting' && s.error) setState('reconnecting');
+        },
+        onError() {
+          setState('reconnecting');
+          setPaused(true);
+          setTimeout(() => {
+            setResumeFrom(lastSeq.current ? String(lastSeq.current) : null);
+            setPaused(false);
+          }, 2000);
+        },
+      },
+    ),
+  );
+
+  // A finished task: read what is stored after the last line shown (all of it when just opened).
+  useEffect(() => {
+    if (!finished || streaming) return;
+    let cancelled = false;
+    void (async () => {
+      let after = lastSeq.current;
+      for (let page = 0; page < 20; page++) {
+        const r = await client.tasks.logs.query({ id: taskId, afterSeq: after, limit: 5000 });
+        if (cancelled) return;
+        push(r.lines as LogLine[]);
+        after = r.nextSeq;
+        if (!r.hasMore) break;
+      }
+    })().catch((err: Error) => !cancelled && setLoadError(err.message));
+    return () => {
+      cancelled = true;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [finished, streaming, taskId, client]);
+
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (el && stick.current) el.scrollTop = el.scrollHeight;
+  }, [lines]);
+
+  return (
+    <div className="panel">
+      <div className="panel-head">
+        <h3>Log</h3>
+        <span className="muted small" data-testid="log-state">
+          {lines.length} line{lines.length === 1 ? '' : 's'}
+          {running ? (state === 'live' ? ' · live' : state === 'reconnecting' ? ' · reconnecting…' : ' · connecting…') : ''}
+        </span>
+      </div>
+      <div
+        className="log"
+        ref={box}
+        data-testid="task-logs"
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+        }}
+      >
+        {lines.length === 0 ? (
+          <div className="log-empty">
+            {loadError ? `Could not load the log: ${loadError}` : running ? 'Waiting for output…' : finished ? 'No output.' : 'The log starts when the task does.'}
+          </div>
+        ) : (
+          lines.map((l) => (
+            <div key={l.seq} className={`log-line ${l.stream === 'stderr' ? 'log-stderr' : ''}`} data-testid="log-line" data-seq={l.seq}>
+              <span className="log-time">{shortTime(l.at)}</span>
+              <span className="log-text">{l.line}</span>
+            </div>
+          ))
+        )}
+      </div>
+    </div>
+  );
+}
+
+interface Group {
+  key: string;
+  first: StoredEvent;
+  last: StoredEvent;
+  count: number;
+}
+
+/** Consecutive progress events fold into one row. */
+function group(events: StoredEvent[]): Group[] {
+  const out: Group[] = [];
+  for (const e of events) {
+    const prev = out[out.length - 1];
+    if (prev && e.type === 'ProgressRecorded' && prev.last.type === 'ProgressRecorded') {
+      prev.last = e;
+      prev.count += 1;
+    } else out.push({ key: e.position, first: e, last: e, count: 1 });
+  }
+  return out;
+}
+
+function describe(g: Group): string {
+  const e = g.first;
+  switch (e.type) {
+    case 'TaskSubmitted':
+      return `${e.data.spec.model.split('/').pop()} on ${e.data.spec.datasetPath.split('/').pop()}`;
+    case 'TaskAssigned':
+      return `GPU ${e.data.gpuIndex}, slot ${e.data.slotId}, attempt ${e.data.attempt}`;
+    case 'TrainerSpawned':
+      return `pid ${e.data.pid}`;
+    case 'ProgressRecorded': {
+      const a = e.data;
+      const b = g.last.type === 'ProgressRecorded' ? g.last.data : a;
+      const step = a.step != null ? `step ${a.step}${g.count > 1 ? `→${b.step}` : ''}${b.totalSteps ? `/${b.totalSteps}` : ''}` : '';
+      const loss = b.loss != null ? ` · loss ${g.count > 1 && a.loss != null ? `${a.loss.toFixed(3)}→` : ''}${b.loss.toFixed(3)}` : '';
+      return `${step}${loss}`;
+    }
+    case 'ArtifactRecorded':
+      return e.data.path;
+    case 'StopRequested':
+      return e.data.message;
+    case 'TaskCompleted':
+      return `exit code ${e.data.exitCode}`;
+    case 'TaskFailed':
+      return e.data.message;
+    case 'TaskCancelled':
+      return e.data.reason ?? '';
+    default:
+      return '';
+  }
+}
+
+/**
+ * The task's events, loaded incrementally: the first time all of them (page by page), then only
+ * those after the last one held, each time the live task moves on (its version changes). The
+ * log is append-only, so nothing held ever changes.
+ */
+function useTaskEvents(taskId: string, version: number) {
+  const client = useTRPCClient();
+  const [events, setEvents] = useState<StoredEvent[]>([]);
+  const [loaded, setLoaded] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const cursor = useRef<string | null>(null);
+  const busy = useRef(false);
+  const again = useRef(false);
+  const alive = useRef(true);
+  useEffect(() => {
+    alive.current = true;
+    return () => {
+      alive.current = false;
+    };
+  }, []);
+  useEffect(() => {
+    if (busy.current) {
+      again.current = true;
+      return;
+    }
+    busy.current = true;
+    void (async () => {
+      try {
+        do {
+          again.current = false;
+          for (;;) {
+            const r = await client.events.list.query({ taskId, cursor: cursor.current, limit: 1000 });
+            if (!alive.current) return;
+            const last = r.events[r.events.length - 1];
+            if (last) {
+              cursor.current = last.position;
+              setEvents((prev) => prev.concat(r.events));
+            }
+            if (!r.nextCursor) break;
+          }
+        } while (again.current);
+        setLoaded(true);
+        setError(null);
+      } catch (err) {
+        if (alive.current) setError((err as Error).message);
+      } finally {
+        busy.current = false;
+      }
+    })();
+  }, [client, taskId, version]);
+  return { events, loaded, error };
+}
+
+function Timeline({ task }: { task: Task }) {
+  const taskId = task.id;
+  const trpc = useTRPC();
+  const { events, loaded, error } = useTaskEvents(taskId, task.version);
+  // null: follow the latest event; a number: the event the user picked.
+  const [picked, setPicked] = useState<number | null>(null);
+  const index = picked === null ? events.length - 1 : Math.min(picked, events.length - 1);
+  const selected = index >= 0 ? events[index] : undefined;
+  const groups = useMemo(() => group(events), [events]);
+  const indexOf = useMemo(() => new Map(events.map((e, i) => [e.position, i])), [events]);
+  // The state after the selected event, folded by the server up to that position (following the
+  // latest event, that is the live task itself).
+  const replay = useQuery(
+    trpc.events.replay.queryOptions(selected && picked !== null ? { taskId, atPosition: selected.position } : skipToken, {
+      placeholderData: keepPreviousData,
+      staleTime: Infinity,
+    }),
+  );
+
+  return (
+    <div className="panel">
+      <div className="panel-head">
+        <h3>Timeline</h3>
+        <span className="muted small">{loaded ? `${events.length} events` : ''}</span>
+      </div>
+      <ol className="timeline" data-testid="timeline">
+        {!loaded && !error ? <li className="tl-note muted">Loading…</li> : null}
+        {error ? <li className="tl-note field-error">Could not load the events: {error}</li> : null}
+        {groups.map((g) => {
+          const isSelected = selected !== undefined && BigInt(g.first.position) <= BigInt(selected.position) && BigInt(selected.position) <= BigInt(g.last.position);
+          return (
+            <li
+              key={g.key}
+              className={`tl-item tl-${g.first.type} ${isSelected ? 'tl-selected' : ''}`}
+              data-testid="timeline-event"
+              data-type={g.first.type}
+              onClick={() => {
+                const i = indexOf.get(g.last.position);
+                if (i !== undefined) setPicked(i === events.length - 1 ? null : i);
+              }}
+            >
+              <span className="tl-dot" aria-hidden />
+              <div className="tl-main">
+                <span className="tl-label">
+                  {EVENT_LABEL[g.first.type] ?? g.first.type}
+                  {g.count > 1 ? <span className="tl-count">×{g.count}</span> : null}
+                </span>
+                <span className="tl-desc">{describe(g)}</span>
+              </div>
+              <div className="tl-meta" title={fullTime(g.last.recordedAt)}>
+                <span>{shortTime(g.last.recordedAt)}</span>
+                <span className="tl-actor">by {g.first.metadata.actor}</span>
+              </div>
+            </li>
+          );
+        })}
+      </ol>
+      {events.length ? (
+        <div className="replay" data-testid="replay">
+          <div className="replay-head">
+            <label htmlFor={`replay-${taskId}`}>Replay</label>
+            <span className="muted small" data-testid="replay-position">
+              event {index + 1} of {events.length}
+              {picked === null ? ' · latest' : ''}
+            </span>
+          </div>
+          <input
+            id={`replay-${taskId}`}
+            type="range"
+            min={0}
+            max={events.length - 1}
+            step={1}
+            value={index}
+            data-testid="replay-slider"
+            onChange={(e) => {
+              const v = Number(e.target.value);
+              setPicked(v === events.length - 1 ? null : v);
+            }}
+          />
+          {picked === null && selected ? (
+            <ReplayState state={task} event={selected} stale={false} />
+          ) : replay.data?.state && replay.data.event ? (
+            <ReplayState state={replay.data.state} event={replay.data.event} stale={replay.data.event.position !== selected?.position} />
+          ) : null}
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
+function ReplayState({ state: s, event, stale }: { state: NonNullable<ReplayResult['state']>; event: StoredEvent; stale: boolean }) {
+  return (
+    <div className={`replay-state ${stale ? 'replay-stale' : ''}`} data-testid="replay-state" data-status={s.status} data-position={event.position}>
+      <div className="replay-state-head">
+        <span>
+          After <strong>{EVENT_LABEL[event.type] ?? event.type}</strong> at {shortTime(event.recordedAt)} by {event.metadata.actor}
+        </span>
+        <StatusBadge status={s.status} stopping={!!s.stop} />
+      </div>
+      <ProgressBar task={s} compact />
+      <div className="muted small">
+        {s.slotId != null ? `slot ${s.slotId} (GPU ${s.gpuIndex}) · ` : ''}attempt {s.attempt} · version {s.version}
+        {s.error ? ` · ${s.error.message}` : ''}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,209 @@
+// The task table: status, live progress, queue position and times for every task, kept current
+// by the live feed. A row expands into the task's detail (live log and event timeline); cancel
+// and delete ask for confirmation first.
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { Fragment, useState } from 'react';
+import { canCancel, canDelete, errorInfo, TASK_LIST_INPUT, useTRPC, type QueueView, type Task } from '../api';
+import { fullTime, modelShort, shortTime } from '../format';
+import { upsertTask } from '../live';
+import { ConfirmDialog } from './ConfirmDialog';
+import { TaskDetail } from './TaskDetail';
+import { Card, ProgressBar, StatusBadge } from './ui';
+
+type Pending = { kind: 'cancel' | 'delete'; task: Task } | null;
+
+export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; queue: QueueView | undefined; loading: boolean; error: string | null }) {
+  const { tasks, queue } = props;
+  const trpc = useTRPC();
+  const qc = useQueryClient();
+  const [expanded, setExpanded] = useState<Set<string>>(new Set());
+  const [pending, setPending] = useState<Pending>(null);
+  const [reason, setReason] = useState('');
+  const [actionError, setActionError] = useState<string | null>(null);
+  const [filter, setFilter] = useState<'all' | 'active' | 'done'>('all');
+
+  const positions = new Map(queue?.queued.map((q) => [q.task.id, q.position]) ?? []);
+  const listKey = trpc.tasks.list.queryKey(TASK_LIST_INPUT);
+
+  const close = () => {
+    setPending(null);
+    setReason('');
+    setActionError(null);
+  };
+  const cancel = useMutation(
+    trpc.tasks.cancel.mutationOptions({
+      onSuccess(task) {
+        qc.setQueryData(listKey, (old) => (old ? upsertTask(old, task) : old));
+        close();
+      },
+      onError: (err) => setActionError(errorInfo(err).message),
+    }),
+  );
+  const del = useMutation(
+    trpc.tasks.delete.mutationOptions({
+      onSuccess({ id }) {
+        qc.setQueryData(listKey, (old) => (old ? { ...old, items: old.items.filter((t) => t.id !== id) } : old));
+        close();
+      },
+      onError: (err) => setActionError(errorInfo(err).message),
+    }),
+  );
+
+  const toggle = (id: string) =>
+    setExpanded((s) => {
+      const n = new Set(s);
+      if (n.has(id)) n.delete(id);
+      else n.add(id);
+      return n;
+    });
+
+  const shown = (tasks ?? []).filter((t) =>
+    filter === 'all' ? true : filter === 'active' ? !['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) : ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status),
+  );
+  const counts = {
+    all: tasks?.length ?? 0,
+    active: tasks?.filter((t) => !['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status)).length ?? 0,
+  };
+
+  return (
+    <Card
+      title="Tasks"
+      testId="task-table"
+      aside={
+        <div className="segmented segmented-small" role="tablist" aria-label="Filter tasks">
+          {(['all', 'active', 'done'] as const).map((k) => (
+            <button key={k} type="button" role="tab" aria-selected={filter === k} className={filter === k ? 'active' : ''} onClick={() => setFilter(k)} data-testid={`filter-${k}`}>
+              {k === 'all' ? `All ${counts.all}` : k === 'active' ? `Active ${counts.active}` : `Finished ${counts.all - counts.active}`}
+            </button>
+          ))}
+        </div>
+      }
+    >
+      {props.error && !tasks ? <div className="alert alert-error">{props.error}</div> : null}
+      {!tasks && props.loading ? <div className="detecting">Loading tasks…</div> : null}
+      {tasks && shown.length === 0 ? (
+        <div className="empty-state" data-testid="tasks-empty">
+          <p className="empty-title">{tasks.length ? 'No tasks match this filter' : 'No tasks yet'}</p>
+          <p className="muted">{tasks.length ? '' : 'Submit one with the form; it appears here and updates live.'}</p>
+        </div>
+      ) : null}
+      {shown.length ? (
+        <div className="table-wrap">
+          <table className="tasks">
+            <thead>
+              <tr>
+                <th className="col-expand" aria-label="Expand" />
+                <th className="col-task">Task</th>
+                <th className="col-status">Status</th>
+                <th className="col-progress">Progress</th>
+                <th className="col-queue">Queue</th>
+                <th className="col-time">Created</th>
+                <th className="col-time">Started</th>
+                <th className="col-time">Finished</th>
+                <th className="col-actions" aria-label="Actions" />
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((t) => {
+                const open = expanded.has(t.id);
+                const pos = positions.get(t.id);
+                return (
+                  <Fragment key={t.id}>
+                    <tr
+                      className={`task-row ${open ? 'open' : ''}`}
+                      data-testid="task-row"
+                      data-task-id={t.id}
+                      data-status={t.status}
+                      data-name={t.spec.name}
+                      onClick={() => toggle(t.id)}
+                    >
+                      <td className="col-expand">
+                        <button type="button" className="chevron" aria-expanded={open} aria-label={open ? 'Collapse' : 'Expand'} data-testid="expand" onClick={(e) => { e.stopPropagation(); toggle(t.id); }}>
+                          <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden><path d="M6 4l4 4-4 4" fill="none" stroke="currentColor" strokeWidth="1.8" strokeLinecap="round" strokeLinejoin="round" /></svg>
+                        </button>
+                      </td>
+                      <td className="col-task">
+                        <div className="task-name" data-testid="task-name">{t.spec.name}</div>
+                        <div className="task-sub">
+                          {modelShort(t.spec.model)} · <span className="mono">{t.id}</span>
+                        </div>
+                      </td>
+                      <td>
+                        <StatusBadge status={t.status} stopping={!!t.stop} />
+                      </td>
+                      <td className="col-progress">
+                        <ProgressBar task={t} compact />
+                      </td>
+                      <td data-testid="queue-pos">
+                        {t.status === 'QUEUED' && pos ? <span className="queue-pos">#{pos}</span> : t.slotId != null && ['PREPARING', 'TRAINING'].includes(t.status) ? <span className="muted">GPU {t.gpuIndex ?? t.slotId}</span> : <span className="muted">—</span>}
+                      </td>
+                      <td title={fullTime(t.createdAt)} className="time">{shortTime(t.createdAt)}</td>
+                      <td title={fullTime(t.startedAt)} className="time">{shortTime(t.startedAt)}</td>
+                      <td title={fullTime(t.finishedAt)} className="time">{shortTime(t.finishedAt)}</td>
+                      <td className="col-actions" onClick={(e) => e.stopPropagation()}>
+                        {canCancel(t) ? (
+                          <button type="button" className="btn btn-small btn-ghost-danger" data-testid="cancel-btn" onClick={() => setPending({ kind: 'cancel', task: t })}>
+                            Cancel
+                          </button>
+                        ) : null}
+                        {canDelete(t) ? (
+                          <button type="button" className="btn btn-small btn-ghost" data-testid="delete-btn" onClick={() => setPending({ kind: 'delete', task: t })}>
+                            Delete
+                          </button>
+                        ) : null}
+                      </td>
+                    </tr>
+                    {open ? (
+                      <tr className="detail-row">
+                        <td colSpan={9}>
+                          <TaskDetail task={t} />
+                        </td>
+                      </tr>
+                    ) : null}
+                  </Fragment>
+                );
+              })}
+            </tbody>
+          </table>
+          {props.more ? (
+            <div className="table-foot muted small" data-testid="tasks-more">
+              Showing the newest {TASK_LIST_INPUT.limit} tasks.
+            </div>
+          ) : null}
+        </div>
+      ) : null}
+
+      <ConfirmDialog
+        open={pending !== null}
+        title={pending?.kind === 'cancel' ? `Cancel “${pending.task.spec.name}”?` : `Delete “${pending?.task.spec.name ?? ''}”?`}
+        confirmLabel={pending?.kind === 'cancel' ? 'Cancel task' : 'Delete task'}
+        cancelLabel={pending?.kind === 'cancel' ? 'Keep running' : 'Keep'}
+        danger
+        busy={cancel.isPending || del.isPending}
+        error={actionError}
+        onClose={close}
+        onConfirm={() => {
+          if (!pending) return;
+          if (pending.kind === 'cancel') cancel.mutate({ id: pending.task.id, ...(reason.trim() ? { reason: reason.trim() } : {}) });
+          else del.mutate({ id: pending.task.id });
+        }}
+      >
+        {pending?.kind === 'cancel' ? (
+          <>
+            <p>
+              {['PREPARING', 'TRAINING'].includes(pending.task.status)
+                ? 'The trainer is asked to stop (SIGTERM, then killed if it does not exit). Progress so far is not kept as a finished model.'
+                : 'The task leaves the queue and will not run.'}
+            </p>
+            <label className="dialog-label" htmlFor="cancel-reason">
+              Reason <span className="muted">(optional, kept in the task’s history)</span>
+            </label>
+            <input id="cancel-reason" data-testid="cancel-reason" value={reason} onChange={(e) => setReason(e.target.value)} placeholder="e.g. wrong dataset" />
+          </>
+        ) : pending ? (
+          <p>The task disappears from the list. Its history stays in the event log; its output files are not removed.</p>
+        ) : null}
+      </ConfirmDialog>
+    </Card>
+  );
+}

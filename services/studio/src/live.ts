@@ -1,0 +1,111 @@
+// The live feed: one `tasks.onUpdate` subscription for the whole panel. Each event updates the
+// cached task list in place and schedules a refresh of the queue; no polling. Event ids are log
+// positions: the link resumes from the last one after a dropped connection (EventSource
+// reconnect, with Last-Event-ID), and after a hard failure we resubscribe from it ourselves.
+import { skipToken, useQueryClient, type QueryClient } from '@tanstack/react-query';
+import { useSubscription } from '@trpc/tanstack-react-query';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { TASK_LIST_INPUT, useTRPC, type Task } from './api';
+import { markDown, markUp, onRecovered } from './connection';
+
+type TaskList = { items: Task[]; nextCursor: string | null };
+
+/** Insert or replace a task in a list sorted newest first; drop it when deleted; never go back a version. */
+export function upsertTask(list: TaskList, task: Task): TaskList {
+  const i = list.items.findIndex((t) => t.id === task.id);
+  if (i >= 0) {
+    const old = list.items[i]!;
+    if (old.version > task.version) return list;
+    if (task.deleted) return { ...list, items: list.items.filter((t) => t.id !== task.id) };
+    const items = list.items.slice();
+    items[i] = task;
+    return { ...list, items };
+  }
+  if (task.deleted) return list;
+  const items = [task, ...list.items].sort((a, b) =>
+    a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1,
+  );
+  return { ...list, items };
+}
+
+/** Calls `fn` at most once per `ms`, trailing: bursts of events cause one refresh. */
+function useCoalesced(fn: () => void, ms: number): () => void {
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const fnRef = useRef(fn);
+  fnRef.current = fn;
+  useEffect(() => () => void (timer.current && clearTimeout(timer.current)), []);
+  return useCallback(() => {
+    if (timer.current) return;
+    timer.current = setTimeout(() => {
+      timer.current = null;
+      fnRef.current();
+    }, ms);
+  }, [ms]);
+}
+
+export interface LiveFeed {
+  /** Id (log position) of the last event applied. */
+  lastEventId: string | null;
+  /** Number of events applied since the panel opened. */
+  received: number;
+}
+
+export function useLiveUpdates(): LiveFeed {
+  const trpc = useTRPC();
+  const qc = useQueryClient();
+  const lastId = useRef<string | null>(null);
+  const [received, setReceived] = useState(0);
+  // Resubscribing after a hard failure: unsubscribe (paused), then subscribe from the last id.
+  const [resumeFrom, setResumeFrom] = useState<string | null>(null);
+  const [paused, setPaused] = useState(false);
+  const retryTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  // Queue positions depend on every task, so the queue is refetched (once per burst of events).
+  // Open timelines follow their task's version (TaskDetail).
+  const refreshQueue = useCoalesced(() => void qc.invalidateQueries({ queryKey: trpc.queue.get.queryKey() }), 300);
+
+  const refetchAll = useCallback(() => refetchEverything(qc), [qc]);
+
+  useEffect(() => onRecovered(refetchAll), [refetchAll]);
+  useEffect(() => () => void (retryTimer.current && clearTimeout(retryTimer.current)), []);
+
+  useSubscription(
+    trpc.tasks.onUpdate.subscriptionOptions(paused ? skipToken : resumeFrom ? { lastEventId: resumeFrom } : {}, {
+      onStarted() {
+        markUp('feed');
+        // Anything committed between the lists' fetch and the feed's start (or while it was
+        // away) is in a fresh fetch.
+        refetchAll();
+      },
+      onData(msg) {
+        lastId.current = msg.id;
+        const { task } = msg.data;
+        if (task) {
+          qc.setQueryData(trpc.tasks.list.queryKey(TASK_LIST_INPUT), (old) => (old ? upsertTask(old, task) : old));
+          qc.setQueryData(trpc.tasks.get.queryKey({ id: task.id }), task);
+        }
+        refreshQueue();
+        setReceived((n) => n + 1);
+      },
+      onConnectionStateChange(state) {
+        if (state.state === 'connecting' && state.error) markDown('feed');
+      },
+      onError(err) {
+        markDown('feed');
+        // A position the server no longer has (e.g. its data was reset): start from now.
+        const badCursor = err.data?.code === 'BAD_REQUEST';
+        setPaused(true);
+        if (retryTimer.current) clearTimeout(retryTimer.current);
+        retryTimer.current = setTimeout(() => {
+          setResumeFrom(badCursor ? null : lastId.current);
+          setPaused(false);
+        }, 2000);
+      },
+    }),
+  );
+
+  return { lastEventId: lastId.current, received };
+}
+
+function refetchEverything(qc: QueryClient): void {
+  void qc.invalidateQueries();
+}

@@ -1,0 +1,322 @@
+// The Studio panel in a real headless Chromium (playwright-core, the system's /usr/bin/chromium)
+// against the real server (started by the server's e2e harness, PGlite, simulated trainer, a fake
+// nvidia-smi that reports one 12 GB GPU). One server and one page for the whole file: the
+// scenarios follow each other like a user's session. Screenshots of each main view go to
+// services/studio/test-results/.
+//
+// Robust on a loaded machine: every step waits for a condition (generous timeouts), nothing
+// asserts on timing.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends } from '@trainyard/store/testing';
+import { DATASET, REPO_ROOT, startServer, type RunningServer } from '../../server/test/harness';
+
+const STUDIO = resolve(import.meta.dirname, '..');
+const DIST = join(STUDIO, 'dist');
+const SHOTS = join(STUDIO, 'test-results');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const FIXTURE_GPU = join(REPO_ROOT, 'services/server/test/fixtures/nvidia-smi/one-gpu');
+// Long enough that a task is still training while the specs look at it (cancelled well before).
+const SIMULATE = '{"steps":400,"stepMs":250,"logLinesPerStep":1}';
+const WAIT = 60_000;
+
+const hasChromium = existsSync(CHROMIUM);
+if (!hasChromium) console.warn(`\n!! ${CHROMIUM} not found: the Studio browser specs are SKIPPED (apt-get install chromium, or set CHROMIUM_PATH)\n`);
+
+describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
+  let s: RunningServer;
+  let browser: Browser;
+  let page: Page;
+  let tmp: string;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    // Build the panel when dist is missing or older than its sources (as `npm start` does).
+    const build = spawnSync(process.execPath, [join(STUDIO, 'scripts/ensure-built.mjs'), '--strict'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+    if (build.status !== 0) throw new Error(`panel build failed:\n${build.stdout}\n${build.stderr}`);
+    mkdirSync(SHOTS, { recursive: true });
+
+    tmp = mkdtempSync(join(tmpdir(), 'studio-e2e-'));
+    const fakeSmi = join(tmp, 'nvidia-smi');
+    writeFileSync(
+      fakeSmi,
+      `#!/bin/sh\ncase "$1" in\n  --query-gpu=*) cat '${FIXTURE_GPU}/gpus.csv' ;;\n  --query-compute-apps=*) cat '${FIXTURE_GPU}/apps.csv' ;;\n  *) echo "unexpected: $*" >&2; exit 2 ;;\nesac\n`,
+    );
+    chmodSync(fakeSmi, 0o755);
+
+    s = await startServer({
+      backend: backends()[0]!, // PGlite
+      env: { TRAINYARD_PANEL_DIR: DIST, TRAINYARD_NVIDIA_SMI: fakeSmi, TRAINYARD_QUEUE_WARN: '1' },
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    page = await browser.newPage({ viewport: { width: 1480, height: 1000 } });
+    page.setDefaultTimeout(WAIT);
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.goto(s.url);
+  }, 240_000);
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {});
+    await s?.dispose();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }, 60_000);
+
+  const row = (name: string) => page.locator(`[data-testid=task-row][data-name="${name}"]`);
+  const statusOf = (name: string) => row(name).getAttribute('data-status', { timeout: 5000 }).catch(() => null);
+  const detail = (id: string) => page.locator(`[data-testid=task-detail][data-task-id="${id}"]`);
+  /** The step shown in a row's progress ("step 12/400 · …" → 12), or -1. */
+  const stepOf = async (loc: Locator) => {
+    const text = (await loc.getByTestId('progress-detail').textContent({ timeout: 5000 }).catch(() => '')) ?? '';
+    const m = /step (\d+)/.exec(text);
+    return m ? Number(m[1]) : -1;
+  };
+  const lastLogSeq = async (id: string) => {
+    const lines = detail(id).getByTestId('log-line');
+    const n = await lines.count();
+    return n ? Number(await lines.nth(n - 1).getAttribute('data-seq')) : 0;
+  };
+  /** The viewport (scrolled to the top), or one element as it lies on the full page (no sticky header over it). */
+  async function shot(name: string, target?: Locator) {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    if (!target) {
+      await page.screenshot({ path: join(SHOTS, name) });
+      return;
+    }
+    const box = await target.evaluate((el) => {
+      const r = el.getBoundingClientRect();
+      return { x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height };
+    });
+    const pad = 12;
+    await page.screenshot({
+      path: join(SHOTS, name),
+      fullPage: true,
+      clip: { x: Math.max(0, box.x - pad), y: Math.max(0, box.y - pad), width: box.width + 2 * pad, height: box.height + 2 * pad },
+    });
+  }
+
+  async function fillForm(opts: { name: string; dataset: string }) {
+    await page.getByTestId('field-dataset').fill(opts.dataset);
+    await page.getByTestId('field-name').fill(opts.name);
+    if (!(await page.getByTestId('field-simulate').isVisible())) await page.getByTestId('advanced-toggle').click();
+    await page.getByTestId('field-epochs').fill('1');
+    await page.getByTestId('field-simulate').fill(SIMULATE);
+  }
+
+  async function submit(name: string) {
+    await fillForm({ name, dataset: DATASET });
+    await page.getByTestId('submit-task').click();
+    await expect.poll(() => page.getByTestId('submit-result').textContent(), { timeout: WAIT }).toContain(name);
+    await row(name).waitFor();
+  }
+
+  const idOf = async (name: string) => (await row(name).getAttribute('data-task-id'))!;
+
+  it('shows the GPU, the recommendation and a memory estimate before anything is submitted', async () => {
+    const card = page.getByTestId('gpu-card');
+    await card.getByTestId('gpu-device').waitFor();
+    await expect.poll(() => card.textContent()).toContain('NVIDIA GeForce RTX 3060');
+    expect(await card.getByTestId('gpu-recommendation').textContent()).toContain('3B recommended');
+    // The external python process is listed as not ours.
+    expect(await card.getByTestId('gpu-external').textContent()).toContain('python3');
+    // The model picker follows the recommendation tier.
+    await expect.poll(() => page.getByTestId('field-model').inputValue()).toBe('Qwen/Qwen2.5-Coder-3B-Instruct');
+    const options = await page.getByTestId('field-model').locator('option').allTextContents();
+    expect(options.filter((o) => o.startsWith('★'))).toEqual(['★ Qwen2.5-Coder-3B-Instruct', '★ Qwen2.5-Coder-1.5B-Instruct']);
+
+    // Client-side estimate with the server's own function: the safe preset fits a 12 GB GPU…
+    await page.getByTestId('preset-safe').click();
+    await expect.poll(() => page.getByTestId('estimate').getAttribute('data-level')).toBe('low');
+    // …the 7B model on the performance preset does not, and the panel says what to change.
+    await page.getByTestId('field-model').selectOption('Qwen/Qwen2.5-Coder-7B-Instruct');
+    await page.getByTestId('preset-performance').click();
+    await expect.poll(() => page.getByTestId('estimate').getAttribute('data-level')).toBe('high');
+    expect(await page.getByTestId('estimate').textContent()).toContain('Likely out of memory');
+    expect(await page.getByTestId('estimate-message').textContent()).toMatch(/^To fit: lower max length from 2048 to 1024, batch size to 1/);
+    expect(await page.getByTestId('estimate-message').getAttribute('title')).toContain('training will likely run out of memory');
+    await shot('01-gpu-and-form-oom-estimate.png', page.locator('.col-side'));
+    // Free text is allowed as the model too.
+    await page.getByTestId('field-model').selectOption('__other__');
+    await page.getByTestId('field-model-custom').fill('my-org/tiny-coder-500M');
+    await expect.poll(() => page.getByTestId('estimate').getAttribute('data-level')).toBe('low');
+    await page.getByTestId('field-model').selectOption('Qwen/Qwen2.5-Coder-0.5B-Instruct');
+    await page.getByTestId('preset-safe').click();
+  });
+
+  it('shows a server-side validation error next to its field', async () => {
+    await fillForm({ name: 'missing-data', dataset: '/nonexistent/trainyard/data.jsonl' });
+    await page.getByTestId('submit-task').click();
+    const datasetField = page.locator('.field', { has: page.getByTestId('field-dataset') });
+    const error = datasetField.getByTestId('field-error-datasetPath');
+    await error.waitFor();
+    expect(await error.textContent()).toContain('no dataset at /nonexistent/trainyard/data.jsonl');
+    expect(await page.getByTestId('field-dataset').getAttribute('aria-invalid')).toBe('true');
+    // Nothing was created.
+    expect(await page.getByTestId('task-row').count()).toBe(0);
+    await shot('02-field-error.png', page.getByTestId('new-task-card'));
+    // Editing the field clears its error.
+    await page.getByTestId('field-dataset').fill(DATASET);
+    await expect.poll(() => error.count()).toBe(0);
+  });
+
+  it('submits three tasks from the form: one trains, two queue in order', async () => {
+    await submit('alpha');
+    await submit('beta');
+    await submit('gamma');
+    // The server's warnings after submitting: with TRAINYARD_QUEUE_WARN=1 the third one is told it waits.
+    expect(await page.getByTestId('server-warnings').textContent()).toContain('already queued');
+    expect(await page.locator('[data-testid=field-error-datasetPath]').count()).toBe(0);
+
+    await expect.poll(() => statusOf('alpha'), { timeout: WAIT }).toBe('TRAINING');
+    await expect.poll(() => statusOf('beta')).toBe('QUEUED');
+    await expect.poll(() => statusOf('gamma')).toBe('QUEUED');
+    await expect.poll(() => row('beta').getByTestId('queue-pos').textContent()).toBe('#1');
+    await expect.poll(() => row('gamma').getByTestId('queue-pos').textContent()).toBe('#2');
+
+    // The queue view: alpha holds the slot, then beta, then gamma; the too-many-queued warning.
+    const [alpha, beta, gamma] = [await idOf('alpha'), await idOf('beta'), await idOf('gamma')];
+    const queue = page.getByTestId('queue-view');
+    await expect.poll(() => queue.getByTestId('queue-slot').first().getAttribute('data-task-id')).toBe(alpha);
+    await expect
+      .poll(async () => Promise.all((await queue.getByTestId('queue-item').all()).map((i) => i.getAttribute('data-task-id'))))
+      .toEqual([beta, gamma]);
+    expect(await queue.getByTestId('queue-warning').textContent()).toContain('2 tasks are queued');
+    await shot('05a-queue-two-waiting.png', queue);
+  });
+
+  it('shows progress and log lines live, and the timeline with a replay slider', async () => {
+    const alpha = await idOf('alpha');
+    await row('alpha').getByTestId('expand').click();
+    const d = detail(alpha);
+    await d.waitFor();
+    // Log lines arrive while we watch (the simulated trainer logs a line per step).
+    await expect.poll(() => d.getByTestId('log-line').count(), { timeout: WAIT }).toBeGreaterThanOrEqual(3);
+    const seq = await lastLogSeq(alpha);
+    await expect.poll(() => lastLogSeq(alpha), { timeout: WAIT }).toBeGreaterThan(seq + 2);
+    expect(await d.getByTestId('task-logs').textContent()).toMatch(/step \d+ log 1\/1/);
+    // Progress moves in the table (tasks.onUpdate, no polling).
+    const step = await stepOf(row('alpha'));
+    await expect.poll(() => stepOf(row('alpha')), { timeout: WAIT }).toBeGreaterThan(Math.max(step, 0));
+
+    // Timeline: who did what.
+    const timeline = d.getByTestId('timeline');
+    await expect.poll(() => timeline.getByTestId('timeline-event').first().getAttribute('data-type')).toBe('TaskSubmitted');
+    await expect.poll(() => timeline.textContent()).toContain('by studio');
+    await expect.poll(() => timeline.locator('[data-type=TrainingStarted]').count()).toBe(1);
+    // Replay: the first event's state is a fresh submission; the last is training.
+    const slider = d.getByTestId('replay-slider');
+    await slider.fill('0');
+    await expect.poll(() => d.getByTestId('replay-state').getAttribute('data-status')).toBe('PENDING');
+    expect(await d.getByTestId('replay-position').textContent()).toMatch(/^event 1 of \d+/);
+    await slider.fill('3');
+    await expect.poll(() => d.getByTestId('replay-state').getAttribute('data-status')).not.toBe('PENDING');
+    await shot('03-tasks-expanded-logs-timeline.png', page.getByTestId('task-table'));
+    // Back to following the latest state.
+    const max = Number(await slider.getAttribute('max'));
+    await slider.fill(String(max));
+    await expect.poll(() => d.getByTestId('replay-position').textContent()).toContain('latest');
+  });
+
+  it('cancels the running task after confirmation and the next one starts', async () => {
+    // "Keep running" closes the dialog and changes nothing.
+    await row('gamma').getByTestId('cancel-btn').click();
+    await page.getByTestId('confirm-dialog').getByTestId('confirm-cancel').click();
+    await expect.poll(() => page.getByTestId('confirm-dialog').isVisible()).toBe(false);
+    expect(await statusOf('gamma')).toBe('QUEUED');
+
+    await row('alpha').getByTestId('cancel-btn').click();
+    const dialog = page.getByTestId('confirm-dialog');
+    await expect.poll(() => dialog.textContent()).toContain('Cancel “alpha”?');
+    await page.getByTestId('cancel-reason').fill('superseded by beta');
+    await shot('04-cancel-confirm.png');
+    await dialog.getByTestId('confirm-ok').click();
+
+    await expect.poll(() => statusOf('alpha'), { timeout: WAIT }).toBe('CANCELLED');
+    await expect.poll(() => statusOf('beta'), { timeout: WAIT }).toBe('TRAINING');
+    await expect.poll(() => statusOf('gamma')).toBe('QUEUED');
+    await expect.poll(() => row('gamma').getByTestId('queue-pos').textContent()).toBe('#1');
+    const beta = await idOf('beta');
+    const queue = page.getByTestId('queue-view');
+    await expect.poll(() => queue.getByTestId('queue-slot').first().getAttribute('data-task-id')).toBe(beta);
+    await expect.poll(() => queue.getByTestId('queue-item').count()).toBe(1);
+    // One queued task is not "too many" any more.
+    await expect.poll(() => queue.getByTestId('queue-warning').count()).toBe(0);
+    await expect.poll(() => stepOf(queue.getByTestId('queue-slot').first()), { timeout: WAIT }).toBeGreaterThan(0);
+    await shot('05b-queue-after-cancel.png', queue);
+
+    // The cancelled task's log keeps its last lines (the trainer's reaction to SIGTERM).
+    const alpha = await idOf('alpha');
+    await expect.poll(() => detail(alpha).getByTestId('task-logs').textContent(), { timeout: WAIT }).toContain('received SIGTERM');
+    // The timeline of the cancelled task says who stopped it.
+    await expect.poll(() => detail(alpha).getByTestId('timeline').locator('[data-type=TaskCancelled]').count()).toBe(1);
+    expect(await detail(alpha).getByTestId('timeline').textContent()).toContain('superseded by beta');
+
+    // A finished task can be deleted (after confirmation); it leaves the table.
+    expect(await row('alpha').getByTestId('cancel-btn').count()).toBe(0);
+    await row('alpha').getByTestId('delete-btn').click();
+    await dialog.getByTestId('confirm-ok').click();
+    await expect.poll(() => row('alpha').count(), { timeout: WAIT }).toBe(0);
+    // Running and queued tasks offer no delete.
+    expect(await row('beta').getByTestId('delete-btn').count()).toBe(0);
+  });
+
+  it('shows the connection loss while the server restarts, then catches up', async () => {
+    const beta = await idOf('beta');
+    await row('beta').getByTestId('expand').click();
+    await expect.poll(() => detail(beta).getByTestId('log-line').count(), { timeout: WAIT }).toBeGreaterThan(0);
+    await expect.poll(() => page.getByTestId('conn-pill').getAttribute('data-state')).toBe('online');
+
+    // Same port and data; this time nvidia-smi is missing, so the GPU card changes too.
+    const restarting = s.restart({ TRAINYARD_NVIDIA_SMI: join(tmp, 'no-nvidia-smi') });
+    const banner = page.getByTestId('conn-banner');
+    await expect.poll(() => banner.getAttribute('data-state', { timeout: 1000 }).catch(() => null), { timeout: WAIT }).toBe('lost');
+    expect(await banner.textContent()).toContain('Connection lost — reconnecting…');
+    await shot('06-reconnecting-banner.png');
+    const stepBefore = await stepOf(row('beta'));
+    const seqBefore = await lastLogSeq(beta);
+    s = await restarting;
+
+    // Back: "Reconnected" (for a few seconds), then the banner clears.
+    await expect.poll(() => banner.getAttribute('data-state', { timeout: 1000 }).catch(() => null), { timeout: WAIT, interval: 50 }).toBe('recovered');
+    expect(await banner.textContent()).toContain('Reconnected');
+    await expect.poll(() => banner.count(), { timeout: WAIT }).toBe(0);
+    expect(await page.getByTestId('conn-pill').getAttribute('data-state')).toBe('online');
+    // New events arrive again on the resumed feed and log.
+    await expect.poll(() => stepOf(row('beta')), { timeout: WAIT }).toBeGreaterThan(stepBefore);
+    await expect.poll(() => lastLogSeq(beta), { timeout: WAIT }).toBeGreaterThan(seqBefore);
+    // What the table shows agrees with the server.
+    const server = await s.client.tasks.get.query({ id: beta });
+    expect(server.status).toBe('TRAINING');
+    await expect.poll(async () => (await stepOf(row('beta'))) >= (server.progress.step ?? 0), { timeout: WAIT }).toBe(true);
+    // Lists were refetched on reconnect: the GPU card now reports no GPU.
+    await page.getByTestId('gpu-none').waitFor();
+    expect(await page.getByTestId('gpu-none').textContent()).toContain('No GPU detected');
+    await shot('07-no-gpu.png', page.getByTestId('gpu-card'));
+    // A new task submitted after the restart shows up live as well.
+    await submit('delta');
+    await expect.poll(() => statusOf('delta'), { timeout: WAIT }).toBe('QUEUED');
+    await expect.poll(() => row('delta').getByTestId('queue-pos').textContent(), { timeout: WAIT }).toBe('#2');
+    await shot('08-full-page.png', page.locator('.app'));
+    // A narrower window stacks the columns.
+    await page.setViewportSize({ width: 1024, height: 900 });
+    await shot('09-narrow-window.png', page.locator('.app'));
+    await page.setViewportSize({ width: 1480, height: 1000 });
+    expect(pageErrors).toEqual([]);
+  });
+});
