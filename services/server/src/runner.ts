@@ -207,13 +207,21 @@ export class Runner {
     const throttle = new ProgressThrottle(1000);
     let buffer: LogLine[] = [];
     let lastFlush = Date.now();
-    const flush = async () => {
-      if (!buffer.length) return;
-      const lines = buffer;
-      buffer = [];
-      lastFlush = Date.now();
-      await this.retry(() => appendLogLines(this.store.db, task.id, lines));
-      this.events.emit('logs', task.id);
+    // Flushes run one after another: `await flush()` then means every line buffered so far is
+    // stored, even those a timer flush already took (the failure detail reads them right after).
+    let flushing: Promise<void> = Promise.resolve();
+    const flush = (): Promise<void> => {
+      flushing = flushing
+        .catch(() => {})
+        .then(async () => {
+          if (!buffer.length) return;
+          const lines = buffer;
+          buffer = [];
+          lastFlush = Date.now();
+          await this.retry(() => appendLogLines(this.store.db, task.id, lines));
+          this.events.emit('logs', task.id);
+        });
+      return flushing;
     };
     const flushTimer = setInterval(() => void flush(), LOG_FLUSH_MS);
     const onLine = async (l: OutputLine) => {
