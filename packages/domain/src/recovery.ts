@@ -11,6 +11,14 @@ export interface RunFacts {
   exitFile: { code: number | null; signal: string | null; error?: string } | null;
   /** Whether the recorded trainer (same pid AND same start time) is still running. */
   trainerAlive: boolean;
+  /**
+   * Whether a shepherd process for this run folder exists. A service killed right after it
+   * started the shepherd restarts to a run folder with launch.json but no trainer.json yet: the
+   * shepherd is still starting up (a node process on a busy machine takes a while). Launching
+   * again then failed ("run directory was already used") while that shepherd went on to start a
+   * trainer for a task that no longer held a slot. (Optional: the simulation does not model it.)
+   */
+  shepherdAlive?: boolean;
 }
 
 export type RecoveryAction =
@@ -18,6 +26,8 @@ export type RecoveryAction =
   | { kind: 'recordSpawn'; pid: number; startTime: string }
   /** No trainer was ever started: start one. */
   | { kind: 'launch' }
+  /** A shepherd for this run is starting: wait for it to report its trainer (or end), then decide again. */
+  | { kind: 'awaitShepherd' }
   /** The trainer could not be started. */
   | { kind: 'failSpawn'; message: string }
   /** The trainer runs: follow its output and exit. */
@@ -31,6 +41,7 @@ export function decideRecovery(task: Pick<TaskRecord, 'trainer'>, facts: RunFact
   if (!task.trainer) {
     if (facts.trainerFile) return { kind: 'recordSpawn', ...facts.trainerFile };
     if (facts.exitFile?.error) return { kind: 'failSpawn', message: facts.exitFile.error };
+    if (facts.shepherdAlive && !facts.exitFile) return { kind: 'awaitShepherd' };
     return { kind: 'launch' };
   }
   if (facts.trainerAlive) return { kind: 'follow' };

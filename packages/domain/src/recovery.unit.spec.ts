@@ -18,6 +18,12 @@ describe('decideRecovery: given what the record and the run folder say, then the
       kind: 'failSpawn', message: 'spawn failed: ENOENT',
     });
   });
+  it('no trainer recorded or reported, but its shepherd is starting: wait for it, do not launch another', () => {
+    expect(decideRecovery({ trainer: null }, { ...none, shepherdAlive: true })).toEqual({ kind: 'awaitShepherd' });
+  });
+  it('no trainer recorded or reported, a launch begun but no shepherd left: launch', () => {
+    expect(decideRecovery({ trainer: null }, { ...none, shepherdAlive: false })).toEqual({ kind: 'launch' });
+  });
   it('recorded trainer still running (same pid and start time): follow it', () => {
     expect(decideRecovery({ trainer }, { ...none, trainerAlive: true })).toEqual({ kind: 'follow' });
   });

@@ -3,9 +3,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
@@ -54,6 +51,13 @@ export async function openDatabase(opts: OpenOptions = {}): Promise<Database> {
 }
 
 async function openPglite(schemaName: string, opts: OpenOptions): Promise<Database> {
+  // Loaded only when used: PGlite and its drizzle driver take ~150 ms to import, which a
+  // service on Postgres would otherwise pay at every start.
+  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('drizzle-orm/pglite'),
+    import('drizzle-orm/pglite/migrator'),
+  ]);
   const dataDir = opts.dataDir ?? 'memory://';
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir.startsWith('memory://') ? undefined : dataDir);
@@ -73,7 +77,15 @@ async function openPglite(schemaName: string, opts: OpenOptions): Promise<Databa
 }
 
 async function openPostgres(url: string, schemaName: string, opts: OpenOptions): Promise<Database> {
-  const common = { onnotice: () => {}, connect_timeout: 10 } as const;
+  const common = {
+    onnotice: () => {},
+    connect_timeout: 10,
+    // postgres.js waits 3^n / 100 s (up to 20 s) before the next connection attempt after n
+    // failed ones in a row, and queries wait for that attempt: a few seconds into an outage every
+    // request hung for tens of seconds instead of answering "database unreachable", and the
+    // service stayed down that long after Postgres was back. Retry at most every half second.
+    backoff: (attempt: number) => Math.min(0.05 * attempt, 0.5),
+  } as const;
   // A single connection creates the schema and migrates under an advisory lock, so two
   // services starting together on one database do not both apply the same migration.
   const boot = postgres(url, { ...common, max: 1 });
@@ -128,6 +140,25 @@ export function pgErrorCode(err: unknown): string | undefined {
     e = (e as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/**
+ * What went wrong with the database, in the driver's words: drizzle wraps driver errors in
+ * "Failed query: <sql> params: <values>", which says nothing about the cause and must not reach
+ * clients (it quotes their data). Walks the causes down to the first that is not such a wrapper.
+ */
+export function databaseErrorMessage(err: unknown): string {
+  let e: unknown = err;
+  for (let i = 0; i < 5; i++) {
+    const message = (e as { message?: unknown })?.message;
+    const cause = (e as { cause?: unknown })?.cause;
+    if (typeof message === 'string' && message.startsWith('Failed query:') && cause) {
+      e = cause;
+      continue;
+    }
+    return typeof message === 'string' && message ? message : String(e);
+  }
+  return String(e);
 }
 
 /** Rows of a raw `execute`, whichever driver ran it. */

@@ -93,6 +93,23 @@ for (const backend of backends()) {
       expect(await tailHead(t.db)).toEqual(rest.cursor);
       expect((await readAllAfter(t.db, '0', 10)).length).toBe(3);
     });
+
+    it('tails in numeric position order across a change in digit count (9 → 10), paging without skips', async () => {
+      // One transaction, positions 1..12: ordered as text they would go 1, 10, 11, 12, 2, ...
+      const appended = await appendToStream(t.db, 's1', 0, [submitted(), ...Array.from({ length: 11 }, () => queued)], meta);
+      const all = appended.map((e) => e.position);
+      expect((await readCommittedAfter(t.db, TAIL_START, 100)).events.map((e) => e.position)).toEqual(all);
+      const paged: string[] = [];
+      let cursor = TAIL_START;
+      for (let i = 0; i < 10; i++) {
+        const page = await readCommittedAfter(t.db, cursor, 4);
+        paged.push(...page.events.map((e) => e.position));
+        cursor = page.cursor;
+        if (page.events.length < 4) break;
+      }
+      expect(paged).toEqual(all);
+      expect((await tailHead(t.db)).position).toBe(all[all.length - 1]);
+    });
   });
 }
 

@@ -47,6 +47,8 @@ function toStored(row: EventRow): StoredTaskEvent {
  * the caller's transaction, so read-model updates commit or roll back with the events.
  * A stale expectation, or a writer that got there first, raises ConcurrencyError; the unique
  * (stream_id, stream_version) index is the last word, so no interleaving can overwrite.
+ * One statement: the version check is the INSERT's own condition (it reads the stream's head
+ * through that unique index), so an append costs one round trip, not two.
  */
 export async function appendToStream(
   tx: Conn,
@@ -56,34 +58,47 @@ export async function appendToStream(
   metadata: AppendMetadata,
 ): Promise<StoredTaskEvent[]> {
   if (newEvents.length === 0) return [];
-  const [head] = await tx
-    .select({ version: events.streamVersion })
-    .from(events)
-    .where(eq(events.streamId, streamId))
-    .orderBy(desc(events.streamVersion))
-    .limit(1);
-  const actual = head?.version ?? 0;
-  if (actual !== expectedVersion) throw new ConcurrencyError(streamId, expectedVersion, actual);
   const meta: EventMetadata = { ...metadata, schemaVersion: CURRENT_SCHEMA_VERSION };
+  const values = newEvents.map(
+    (e, i) => sql`(${expectedVersion + i + 1}::integer, ${e.type}::text, ${JSON.stringify(e.data)}::jsonb)`,
+  );
+  let rows: Record<string, unknown>[];
   try {
-    const rows = await tx
-      .insert(events)
-      .values(
-        newEvents.map((e, i) => ({
-          streamId,
-          streamVersion: expectedVersion + i + 1,
-          type: e.type,
-          data: e.data,
-          metadata: meta,
-          schemaVersion: CURRENT_SCHEMA_VERSION,
-        })),
-      )
-      .returning();
-    return rows.sort((a, b) => a.streamVersion - b.streamVersion).map(toStored);
+    rows = rowsOf<Record<string, unknown>>(
+      await tx.execute(sql`
+        INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
+        SELECT ${streamId}::text, v.stream_version, v.type, v.data, ${JSON.stringify(meta)}::jsonb, ${CURRENT_SCHEMA_VERSION}::integer
+        FROM (VALUES ${sql.join(values, sql`, `)}) AS v(stream_version, type, data)
+        WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = ${streamId}::text) = ${expectedVersion}::integer
+        RETURNING position::text AS position, stream_version, type, data, metadata, recorded_at`),
+    );
   } catch (err) {
     if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streamId, expectedVersion, null);
     throw err;
   }
+  if (rows.length === 0) {
+    // The condition failed: the stream is not at the expected version. Say where it is.
+    const [head] = await tx
+      .select({ version: events.streamVersion })
+      .from(events)
+      .where(eq(events.streamId, streamId))
+      .orderBy(desc(events.streamVersion))
+      .limit(1);
+    throw new ConcurrencyError(streamId, expectedVersion, head?.version ?? 0);
+  }
+  return rows
+    .map((r) =>
+      upcast({
+        type: r.type,
+        data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+        streamId,
+        version: Number(r.stream_version),
+        position: String(r.position),
+        recordedAt: new Date(r.recorded_at as string).toISOString(),
+        metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
+      } as StoredTaskEvent),
+    )
+    .sort((a, b) => a.version - b.version);
 }
 
 export async function readStream(conn: Conn, streamId: string, upToPosition?: string): Promise<StoredTaskEvent[]> {
@@ -134,6 +149,9 @@ export interface TailCursor {
 
 export const TAIL_START: TailCursor = { transactionId: '0', position: '0' };
 
+// In the raw queries below, ORDER BY names the table's columns (events.x): a bare name would
+// resolve to the `::text` output column of the same name and sort positions as text ('10' before
+// '9'), which both breaks the tail's order and forbids the (transaction_id, position) index.
 export async function readCommittedAfter(
   conn: Conn,
   cursor: TailCursor,
@@ -146,7 +164,7 @@ export async function readCommittedAfter(
       FROM events
       WHERE (transaction_id, position) > (${cursor.transactionId}::xid8, ${cursor.position}::bigint)
         AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY transaction_id, position
+      ORDER BY events.transaction_id, events.position
       LIMIT ${limit}`),
   );
   const out = rows.map((r) =>
@@ -181,7 +199,7 @@ export async function tailHead(conn: Conn): Promise<TailCursor> {
     await conn.execute(sql`
       SELECT transaction_id::text AS transaction_id, position::text AS position FROM events
       WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY transaction_id DESC, position DESC LIMIT 1`),
+      ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1`),
   );
   const r = rows[0];
   return r?.transaction_id && r.position ? { transactionId: r.transaction_id, position: r.position } : TAIL_START;

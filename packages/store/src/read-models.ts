@@ -1,6 +1,6 @@
 // Read models: the tasks table, the slot holders and the queue order. Written only by
 // `projectTask`, in the transaction that appends the events they fold.
-import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
 import { slotChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { rowsOf, type Conn } from './database';
 import { ConcurrencyError } from './event-store';
@@ -143,7 +143,9 @@ export async function listTasks(conn: Conn, q: ListTasksQuery): Promise<{ items:
   if (!q.includeDeleted) conds.push(eq(tasks.deleted, false));
   if (q.cursor) {
     const c = decodeCursor(q.cursor);
-    conds.push(or(lt(tasks.createdAt, c.createdAt), and(eq(tasks.createdAt, c.createdAt), lt(tasks.id, c.id))));
+    // A row comparison, not `a < x OR (a = x AND b < y)`: the same order, but Postgres uses it
+    // as an index condition, so a page deep in the history costs what the first page costs.
+    conds.push(sql`(${tasks.createdAt}, ${tasks.id}) < (${c.createdAt}::timestamptz, ${c.id}::text)`);
   }
   const rows = await conn
     .select({ record: tasks.record })
@@ -170,10 +172,17 @@ export class InvalidCursorError extends Error {
   }
 }
 
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const CURSOR_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 function decodeCursor(s: string): { createdAt: string; id: string } {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as unknown[];
-    if (typeof createdAt !== 'string' || typeof id !== 'string' || Number.isNaN(Date.parse(createdAt))) throw new Error();
+    // Only what encodeCursor writes: a forged one reached SQL and failed there (year 0000 is
+    // out of Postgres' range, a NUL is not text), a 500 instead of a BAD_REQUEST.
+    if (typeof createdAt !== 'string' || typeof id !== 'string') throw new Error();
+    if (!CURSOR_TIME.test(createdAt) || createdAt.startsWith('0000') || new Date(createdAt).toISOString() !== createdAt) throw new Error();
+    if (!CURSOR_ID.test(id)) throw new Error();
     return { createdAt, id };
   } catch {
     throw new InvalidCursorError();

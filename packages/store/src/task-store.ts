@@ -7,6 +7,7 @@
 // same code runs on Postgres/PGlite (SqlTaskRepository, below) and inside the deterministic
 // simulation of the torture suite.
 import {
+  CURRENT_SCHEMA_VERSION,
   decide,
   evolve,
   fifoOrder,
@@ -24,6 +25,7 @@ import {
   type TaskRecord,
   type TaskSpec,
 } from '@trainyard/domain';
+import { sql } from 'drizzle-orm';
 import { pgErrorCode, type Conn, type Database, type Tx } from './database';
 import { appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
 import { findByIdempotencyKey, listQueue, listSlots, loadTask, projectTask, type SlotRow } from './read-models';
@@ -36,6 +38,13 @@ export interface TaskRepository {
   project(before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void>;
   listSlots(): Promise<SlotRow[]>;
   listQueue(limit: number): Promise<TaskRecord[]>;
+  /**
+   * Serialise, until the transaction ends, every transaction that queues a task or fills a slot.
+   * A TaskQueued position is drawn at insert but visible only at commit: without this, a
+   * scheduler could give a slot to a task queued at p+1 while the one at p was still committing.
+   * (Optional: storage that runs one transaction at a time needs nothing.)
+   */
+  lockQueue?(): Promise<void>;
 }
 
 /** Runs `fn` in one transaction: all its writes commit together or not at all. */
@@ -49,6 +58,9 @@ export function sqlRepository(tx: Tx): TaskRepository {
     project: (before, after, pos) => projectTask(tx, before, after, pos),
     listSlots: () => listSlots(tx),
     listQueue: (limit) => listQueue(tx, limit),
+    lockQueue: async () => {
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || current_schema()))`);
+    },
   };
 }
 
@@ -118,8 +130,17 @@ export class TaskCommands {
         const existing = await tx.findByIdempotencyKey(spec.owner, spec.idempotencyKey);
         if (existing) return { task: existing, events: [], started: [], created: false };
       }
-      const submitted = await this.applyCommand(tx, appended, null, taskId, { type: 'submit', taskId, spec }, meta);
-      const started = await this.scheduleIn(tx, appended, meta, submitted);
+      await tx.lockQueue?.();
+      const submit: TaskCommand = { type: 'submit', taskId, spec };
+      const slots = await this.slotViews(tx);
+      if (!slots.some(isFree)) {
+        // No slot can take it (the usual case while work waits): submitted and queued in one
+        // append and one projection write: the same events and record as the steps below.
+        const task = await this.applyCommands(tx, appended, null, taskId, [submit, { type: 'enqueue' }], meta);
+        return { task, events: appended.filter((e) => e.streamId === taskId), started: [], created: true };
+      }
+      const submitted = await this.applyCommand(tx, appended, null, taskId, submit, meta);
+      const started = await this.scheduleIn(tx, appended, meta, submitted, slots);
       const self = started.find((t) => t.id === taskId);
       const task = self ?? (await this.applyCommand(tx, appended, submitted, taskId, { type: 'enqueue' }, meta));
       return { task, events: appended.filter((e) => e.streamId === taskId), started, created: true };
@@ -142,7 +163,7 @@ export class TaskCommands {
     return this.transact((tx, appended) => this.scheduleIn(tx, appended, meta));
   }
 
-  private async applyCommand(
+  private applyCommand(
     tx: TaskRepository,
     appended: StoredTaskEvent[],
     before: TaskRecord | null,
@@ -150,8 +171,30 @@ export class TaskCommands {
     command: TaskCommand,
     meta: CommandMeta,
   ): Promise<TaskRecord> {
+    return this.applyCommands(tx, appended, before, taskId, [command], meta);
+  }
+
+  /**
+   * Decide commands one after another, each on the state the previous one's events lead to,
+   * and append all their events at once. Between commands the events are folded provisionally
+   * (no position or time yet): decisions depend on event data, never on positions or times.
+   */
+  private async applyCommands(
+    tx: TaskRepository,
+    appended: StoredTaskEvent[],
+    before: TaskRecord | null,
+    taskId: string,
+    commands: readonly TaskCommand[],
+    meta: CommandMeta,
+  ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
-    const decided = decide(state, command, taskId);
+    const decided: NewTaskEvent[] = [];
+    let probe = state;
+    for (const [i, command] of commands.entries()) {
+      const events = decide(probe, command, taskId);
+      decided.push(...events);
+      if (i < commands.length - 1) probe = events.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, meta)), probe);
+    }
     const stored = await tx.append(taskId, state.version, decided, meta);
     const after = toRecord(stored.reduce(evolve, state));
     await tx.project(before, after, stored[stored.length - 1]!.position);
@@ -168,10 +211,11 @@ export class TaskCommands {
     appended: StoredTaskEvent[],
     meta: CommandMeta,
     candidate?: TaskRecord,
+    slotsRead?: SlotView[],
   ): Promise<TaskRecord[]> {
-    const blocks = this.opts.slotBlocks?.() ?? new Map<number, string>();
-    const slots: SlotView[] = (await tx.listSlots()).map((s) => ({ ...s, blockedReason: blocks.get(s.slotId) ?? null }));
-    const free = slots.filter((s) => s.holderTaskId === null && s.blockedReason === null).length;
+    await tx.lockQueue?.();
+    const slots = slotsRead ?? (await this.slotViews(tx));
+    const free = slots.filter(isFree).length;
     if (free === 0) return [];
     const queued = await tx.listQueue(free);
     const byId = new Map(queued.map((t) => [t.id, t]));
@@ -195,6 +239,26 @@ export class TaskCommands {
     }
     return started;
   }
+
+  /** The GPU slots with their holders and, for free ones that must not take work, why. */
+  private async slotViews(tx: TaskRepository): Promise<SlotView[]> {
+    const blocks = this.opts.slotBlocks?.() ?? new Map<number, string>();
+    return (await tx.listSlots()).map((s) => ({ ...s, blockedReason: blocks.get(s.slotId) ?? null }));
+  }
+}
+
+const isFree = (s: SlotView) => s.holderTaskId === null && s.blockedReason === null;
+
+/** An event as if stored, to decide the next command before the append gives it a place. */
+function provisional(e: NewTaskEvent, streamId: string, version: number, meta: CommandMeta): StoredTaskEvent {
+  return {
+    ...e,
+    streamId,
+    version,
+    position: '0',
+    recordedAt: new Date(0).toISOString(),
+    metadata: { ...meta, schemaVersion: CURRENT_SCHEMA_VERSION },
+  } as StoredTaskEvent;
 }
 
 /** The task commands on a Postgres or PGlite database. */

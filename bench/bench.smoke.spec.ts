@@ -1,0 +1,90 @@
+// Smoke test of the benchmark harness (not of the figures): runs `npm run bench -- --quick` for
+// two benchmarks at tiny sizes against the test Postgres and checks the JSON they write has the
+// expected shape. The benchmarks themselves are not part of `npm test` (npm run bench).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+
+const REPO_ROOT = resolve(import.meta.dirname, '..');
+const postgresUrl = inject('postgresUrl');
+
+function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolvePromise) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TRAINYARD_') && k !== 'DATABASE_URL') env[k] = v;
+    env.BENCH_DATABASE_URL = postgresUrl!;
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/run.ts'), ...args], {
+      cwd: REPO_ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('close', (code) => resolvePromise({ code, output }));
+  });
+}
+
+const isNumber = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+const summaryShape = { n: expect.any(Number), p50: expect.any(Number), p99: expect.any(Number), mean: expect.any(Number), min: expect.any(Number), max: expect.any(Number), p90: expect.any(Number) };
+
+function envelope(result: Record<string, unknown>, name: string): void {
+  expect(result).toMatchObject({
+    name,
+    schemaVersion: 1,
+    quick: true,
+    startedAt: expect.any(String),
+    finishedAt: expect.any(String),
+    durationMs: expect.any(Number),
+    machine: { nproc: expect.any(Number), memoryGiB: expect.any(Number), node: expect.any(String), postgres: expect.any(String), loadavg: expect.any(Array) },
+    params: expect.any(Object),
+    ratios: expect.any(Object),
+    notes: expect.any(Array),
+  });
+  const rows = result.rows as Record<string, unknown>[];
+  expect(rows.length).toBeGreaterThan(0);
+  for (const row of rows) expect(row).toMatchObject({ system: expect.any(String), backend: expect.stringMatching(/^(postgres|pglite)$/) });
+  for (const t of result.targets as Record<string, unknown>[]) {
+    expect(t).toMatchObject({ name: expect.any(String), target: expect.any(String) });
+    expect(t.value === null || isNumber(t.value)).toBe(true);
+    expect([true, false, null]).toContain(t.met);
+  }
+}
+
+describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
+  const out = mkdtempSync(join(tmpdir(), 'trainyard-bench-smoke-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('runs submit and restart at tiny sizes and writes results of the documented shape', async () => {
+    const { code, output } = await runBench(['--quick', '--only', 'submit,restart', '--skip-pglite', '--sizes', '0,800', '--out', out]);
+    expect(code, output.slice(-4000)).toBe(0);
+
+    const submit = JSON.parse(readFileSync(join(out, 'submit.json'), 'utf8'));
+    envelope(submit, 'submit');
+    for (const system of ['trainyard', 'trainyard store in-process', 'pg-boss send', 'raw INSERT']) {
+      expect(submit.rows.filter((r: { system: string }) => r.system === system).map((r: { concurrency: number }) => r.concurrency)).toEqual([1, 16, 64]);
+    }
+    for (const row of submit.rows) {
+      expect(row.perSecond).toBeGreaterThan(0);
+      expect(row.latencyMs).toMatchObject(summaryShape);
+    }
+    for (const c of [1, 16, 64]) {
+      expect(isNumber(submit.ratios[`trainyard/pg-boss c=${c}`])).toBe(true);
+      expect(isNumber(submit.ratios[`trainyard/raw c=${c}`])).toBe(true);
+    }
+    expect(submit.targets.map((t: { name: string }) => t.name)).toContain('submit trainyard/raw INSERT c=16');
+
+    const restart = JSON.parse(readFileSync(join(out, 'restart.json'), 'utf8'));
+    envelope(restart, 'restart');
+    expect(restart.rows.map((r: { events: number }) => r.events)).toEqual([0, 800]);
+    for (const row of restart.rows) {
+      expect(row.firstResponseMs).toBeGreaterThan(0);
+      expect(isNumber(row.rssMiB)).toBe(true);
+      // The generated history is valid: the rebuild finds the read models equal to the log.
+      expect(row.rebuild).toMatchObject({ ok: true, differences: 0, events: row.events });
+    }
+    expect(restart.targets.length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,194 @@
+// restart cost vs history size: with 10k, 100k, 1M events in the log (bulk-generated, see
+// lib/history.ts), the time from spawning the service to its first answered request, its RSS
+// then, and the rebuild (`npm run rebuild`: fold the whole log and compare with the read models),
+// which must find no difference. On Postgres and on PGlite.
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { openDatabase } from '@trainyard/store';
+import {
+  dropSchema,
+  freshSchemaName,
+  onCleanup,
+  printTable,
+  processMemory,
+  ratio,
+  removeDir,
+  REPO_ROOT,
+  summarize,
+  target,
+  type BenchContext,
+  type Benchmark,
+  type BenchOutput,
+  type Target,
+} from '../lib/common';
+import { EVENTS_PER_TASK, generateHistory } from '../lib/history';
+import { startServer, type Backend } from '../lib/server';
+
+interface RebuildResult {
+  ok: boolean;
+  exitCode: number | null;
+  /** As the rebuild reports it: folding and comparing, without process start-up. */
+  ms: number | null;
+  /** Spawn to exit. */
+  wallMs: number;
+  peakMiB: number | null;
+  events: number | null;
+  tasks: number | null;
+  differences: number | null;
+}
+
+interface Row {
+  system: 'trainyard';
+  backend: 'postgres' | 'pglite';
+  events: number;
+  tasks: number;
+  generateMs: number;
+  starts: number;
+  /** Median over the starts. */
+  firstResponseMs: number;
+  listeningMs: number;
+  firstResponseAllMs: number[];
+  rssMiB: number | null;
+  peakRssMiB: number | null;
+  rebuild: RebuildResult;
+}
+
+/** `npm run rebuild -- --json` against the given storage, with the peak RSS sampled from /proc. */
+async function runRebuild(env: Record<string, string>): Promise<RebuildResult> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'packages/store/src/rebuild-cli.ts'), '--json'], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: string[] = [];
+  createInterface({ input: child.stdout }).on('line', (l) => out.push(l));
+  createInterface({ input: child.stderr }).on('line', (l) => out.push(l));
+  let peak: number | null = null;
+  const sampler = setInterval(() => {
+    const m = processMemory(child.pid!);
+    if (m) peak = Math.max(peak ?? 0, m.peakMiB);
+  }, 50);
+  const exitCode = await new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+  clearInterval(sampler);
+  const wallMs = Math.round(performance.now() - t0);
+  const json = out.find((l) => l.startsWith('{'));
+  if (!json) return { ok: false, exitCode, ms: null, wallMs, peakMiB: peak, events: null, tasks: null, differences: null };
+  const r = JSON.parse(json) as { ms: number; events: number; tasks: number; differences: unknown[] };
+  return {
+    ok: exitCode === 0 && r.differences.length === 0,
+    exitCode,
+    ms: r.ms,
+    wallMs,
+    peakMiB: peak,
+    events: r.events,
+    tasks: r.tasks,
+    differences: r.differences.length,
+  };
+}
+
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && k !== 'DATABASE_URL' && !k.startsWith('TRAINYARD_') && !k.startsWith('npm_')) env[k] = v;
+  }
+  return env;
+}
+
+export const restart: Benchmark = {
+  name: 'restart',
+  description: 'start-up time (spawn to first answered request), RSS and rebuild time vs event-log size',
+  async run(ctx: BenchContext): Promise<BenchOutput> {
+    const sizes = ctx.sizes ?? (ctx.quick ? [0, 800, 4000] : [0, 10_000, 100_000, 1_000_000]);
+    const starts = ctx.n ?? (ctx.quick ? 2 : 3);
+    const rows: Row[] = [];
+    const backends: Row['backend'][] = ctx.skipPglite ? ['postgres'] : ['postgres', 'pglite'];
+    for (const kind of backends) {
+      for (const size of sizes) {
+        const tasks = Math.ceil(size / EVENTS_PER_TASK);
+        const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-bench-restart-'));
+        const schema = freshSchemaName('restart');
+        const drop = onCleanup(async () => {
+          if (kind === 'postgres') await dropSchema(ctx.url, schema);
+          removeDir(dataDir);
+        });
+        try {
+          // The history, written straight into the database the service will open.
+          const db = await openDatabase(kind === 'postgres' ? { url: ctx.url, schema } : { dataDir: join(dataDir, 'pglite') });
+          const gen = await generateHistory(db.db, tasks).finally(() => db.close());
+          ctx.log(`${kind}: generated ${gen.events} events (${gen.tasks} tasks) in ${gen.ms} ms`);
+          const backend: Backend = kind === 'postgres' ? { kind, url: ctx.url, schema } : { kind };
+          const firsts: number[] = [];
+          const listenings: number[] = [];
+          let memory: { rssMiB: number; peakMiB: number } | null = null;
+          for (let i = 0; i < starts; i++) {
+            const server = await startServer({ backend, dataDir, ownData: false });
+            memory = server.memory();
+            firsts.push(Math.round(server.startup.firstResponseMs));
+            listenings.push(Math.round(server.startup.listeningMs));
+            await server.stop();
+            await server.dispose();
+          }
+          const env = { ...baseEnv(), TRAINYARD_DATA_DIR: dataDir };
+          if (kind === 'postgres') Object.assign(env, { DATABASE_URL: ctx.url, TRAINYARD_DB_SCHEMA: schema });
+          const rebuild = await runRebuild(env);
+          if (!rebuild.ok) throw new Error(`rebuild check failed at ${size} events (${kind}): ${JSON.stringify(rebuild)}`);
+          const row: Row = {
+            system: 'trainyard',
+            backend: kind,
+            events: gen.events,
+            tasks: gen.tasks,
+            generateMs: gen.ms,
+            starts,
+            firstResponseMs: summarize(firsts).p50,
+            listeningMs: summarize(listenings).p50,
+            firstResponseAllMs: firsts,
+            rssMiB: memory?.rssMiB ?? null,
+            peakRssMiB: memory?.peakMiB ?? null,
+            rebuild,
+          };
+          rows.push(row);
+          ctx.log(`${kind} ${gen.events} events: first response ${row.firstResponseMs} ms, RSS ${row.rssMiB} MiB, rebuild ${rebuild.ms} ms`);
+        } finally {
+          await drop();
+        }
+      }
+    }
+
+    printTable(
+      `restart: spawn to first answered system.health (median of ${starts}), RSS then, and npm run rebuild`,
+      ['backend', 'events', 'tasks', 'first resp ms', 'listening ms', 'RSS MiB', 'rebuild ms', 'rebuild peak MiB', 'diffs'],
+      rows.map((r) => [r.backend, r.events, r.tasks, r.firstResponseMs, r.listeningMs, r.rssMiB, r.rebuild.ms, r.rebuild.peakMiB, r.rebuild.differences]),
+    );
+    const ratios: Record<string, number | null> = {};
+    const targets: Target[] = [];
+    for (const kind of backends) {
+      const mine = rows.filter((r) => r.backend === kind).sort((a, b) => a.events - b.events);
+      const small = mine[0];
+      const large = mine[mine.length - 1];
+      if (!small || !large || small === large) continue;
+      const key = `${kind} start-up ${large.events}/${small.events} events`;
+      ratios[key] = ratio(large.firstResponseMs, small.firstResponseMs);
+      ratios[`${kind} RSS ${large.events}/${small.events} events`] = ratio(large.rssMiB, small.rssMiB);
+      if (kind === 'postgres') {
+        targets.push(target(`start-up flat: ${key}`, '≤ 1.2', ratios[key]!, (v) => v <= 1.2));
+        targets.push(target(`start-up at ${large.events} events (ms, machine-dependent)`, '≤ 1000', large.firstResponseMs, (v) => v <= 1000));
+      }
+    }
+    printTable('restart ratios', ['ratio', 'value'], Object.entries(ratios));
+    return {
+      params: { sizes, starts, eventsPerTask: EVENTS_PER_TASK },
+      rows: rows as unknown as Record<string, unknown>[],
+      ratios,
+      targets,
+      notes: [
+        'History: finished tasks of 8 events each, written by INSERT … SELECT generate_series with the projection rows the fold gives (then ANALYZE); every size passes the rebuild check (0 differences).',
+        'Start-up: from spawn (node --import tsx services/server/src/main.ts, as npm start) to the first answered system.health over HTTP, polled every 5 ms; it includes Node and tsx start-up, the same at every size (the 0-event row is that baseline).',
+        'Rebuild: `npm run rebuild -- --json` (compareWithLog): its own figure (fold + compare) and its peak RSS sampled from /proc.',
+      ],
+    };
+  },
+};
