@@ -82,26 +82,8 @@ export function parseTrainerLine(line: string): ParsedLine {
   }
 }
 
-export interface ProgressLike {
-  epoch?: number | null;
-  totalEpochs?: number | null;
-  step?: number | null;
-  totalSteps?: number | null;
-}
-
-/**
- * Percent done: step/totalSteps when both are known, else epoch/totalEpochs; clamped to
- * 0..100 and rounded to one decimal. 0 when nothing usable is known.
- */
-export function progressPercent(p: ProgressLike): number {
-  let ratio: number | null = null;
-  if (p.step != null && p.totalSteps != null && p.totalSteps > 0) ratio = p.step / p.totalSteps;
-  else if (p.epoch != null && p.totalEpochs != null && p.totalEpochs > 0) {
-    ratio = p.epoch / p.totalEpochs;
-  }
-  if (ratio == null || !Number.isFinite(ratio)) return 0;
-  return Math.round(Math.min(1, Math.max(0, ratio)) * 1000) / 10;
-}
+/** Percent done from a progress report: the domain's rule, so the bar and the record agree. */
+export { progressPercent } from '@trainyard/domain';
 
 /** A progress message in the shape of the `ProgressRecorded` event data (absent → null). */
 export function progressRecord(p: Omit<ProgressMessage, 'type'>): {
