@@ -21,17 +21,32 @@ export function slotChange(
   return { release: had, acquire: has };
 }
 
+/** Folds a log, event by event, into the read models (memory grows with tasks, not events). */
+export class ReadModelFold {
+  private readonly states = new Map<string, TaskState>();
+  readonly lastPositions = new Map<string, string>();
+  events = 0;
+
+  add(ev: StoredTaskEvent): void {
+    this.states.set(ev.streamId, evolve(this.states.get(ev.streamId) ?? initialState(), ev));
+    this.lastPositions.set(ev.streamId, ev.position);
+    this.events++;
+  }
+
+  result(): ReadModels {
+    const tasks = new Map<string, TaskRecord>();
+    const slotHolders = new Map<number, string>();
+    for (const [id, state] of this.states) {
+      const record = toRecord(state);
+      tasks.set(id, record);
+      if (record.slotId !== null) slotHolders.set(record.slotId, id);
+    }
+    return { tasks, slotHolders };
+  }
+}
+
 export function rebuildReadModels(events: Iterable<StoredTaskEvent>): ReadModels {
-  const states = new Map<string, TaskState>();
-  for (const ev of events) {
-    states.set(ev.streamId, evolve(states.get(ev.streamId) ?? initialState(), ev));
-  }
-  const tasks = new Map<string, TaskRecord>();
-  const slotHolders = new Map<number, string>();
-  for (const [id, state] of states) {
-    const record = toRecord(state);
-    tasks.set(id, record);
-    if (record.slotId !== null) slotHolders.set(record.slotId, id);
-  }
-  return { tasks, slotHolders };
+  const fold = new ReadModelFold();
+  for (const ev of events) fold.add(ev);
+  return fold.result();
 }

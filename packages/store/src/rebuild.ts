@@ -2,7 +2,7 @@
 // (or replace the live ones). The log is the truth; a difference is a bug worth a loud exit.
 import { isDeepStrictEqual } from 'node:util';
 import { sql } from 'drizzle-orm';
-import { evolve, initialState, toRecord, type ReadModels, type TaskRecord, type TaskState } from '@trainyard/domain';
+import { ReadModelFold, type ReadModels, type TaskRecord } from '@trainyard/domain';
 import type { Conn, Database } from './database';
 import { readAll } from './event-store';
 import { allTaskRecords, listSlotHolders, projectTask } from './read-models';
@@ -10,22 +10,9 @@ import { slotHolders, tasks } from './schema';
 
 /** Fold every event in position order. Memory grows with the number of tasks, not events. */
 export async function rebuildFromLog(conn: Conn): Promise<ReadModels & { events: number; lastPositions: Map<string, string> }> {
-  const states = new Map<string, TaskState>();
-  const lastPositions = new Map<string, string>();
-  let count = 0;
-  for await (const ev of readAll(conn)) {
-    states.set(ev.streamId, evolve(states.get(ev.streamId) ?? initialState(), ev));
-    lastPositions.set(ev.streamId, ev.position);
-    count++;
-  }
-  const taskMap = new Map<string, TaskRecord>();
-  const holders = new Map<number, string>();
-  for (const [id, state] of states) {
-    const r = toRecord(state);
-    taskMap.set(id, r);
-    if (r.slotId !== null) holders.set(r.slotId, id);
-  }
-  return { tasks: taskMap, slotHolders: holders, events: count, lastPositions };
+  const fold = new ReadModelFold();
+  for await (const ev of readAll(conn)) fold.add(ev);
+  return { ...fold.result(), events: fold.events, lastPositions: fold.lastPositions };
 }
 
 export interface Difference {
