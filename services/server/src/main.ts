@@ -1,9 +1,13 @@
 // `npm start`: the Trainyard service (API, metrics and, once built, the Studio panel).
 import { resolve } from 'node:path';
+import { loadTasks } from '@trainyard/store';
 import { loadConfig, REPO_ROOT } from './config';
 import { createApiServer } from './http';
 import { Metrics } from './metrics';
 import { TrainyardService } from './service';
+
+/** The event types Metrics.observe looks at. */
+const METRIC_EVENTS = new Set(['TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCancelled']);
 
 async function main() {
   let config;
@@ -19,10 +23,11 @@ async function main() {
   });
   const metrics = new Metrics(service);
   service.feed.onEvents((events) => {
-    const ids = [...new Set(events.map((e) => e.streamId))];
-    void import('@trainyard/store').then(({ loadTasks }) =>
-      loadTasks(service.database.db, ids).then((tasks) => metrics.observe(events, tasks)).catch(() => {}),
-    );
+    // Only starts and ends feed the histograms: no task read for the rest (e.g. every submission).
+    const observed = events.filter((e) => METRIC_EVENTS.has(e.type));
+    if (!observed.length) return;
+    const ids = [...new Set(observed.map((e) => e.streamId))];
+    loadTasks(service.database.db, ids).then((tasks) => metrics.observe(observed, tasks)).catch(() => {});
   });
   const server = createApiServer(service, metrics, process.env.TRAINYARD_PANEL_DIR ?? resolve(REPO_ROOT, 'services/studio/dist'));
   server.on('error', (err: NodeJS.ErrnoException) => {

@@ -4,7 +4,7 @@
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
-import { ConcurrencyError, InvalidCursorError, readLogLines, cursorAt, readCommittedAfter, tailHead, loadTasks, type TailCursor } from '@trainyard/store';
+import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, readLogLines, cursorAt, readCommittedAfter, tailHead, loadTasks, type TailCursor } from '@trainyard/store';
 import { isConnectionError } from './runner';
 import { FieldError, type Actor, type TrainyardService } from './service';
 import {
@@ -29,18 +29,22 @@ export type FieldErrors = Record<string, string[]>;
 
 function fieldErrorsOf(cause: unknown): FieldErrors | null {
   if (cause instanceof ZodError) {
-    const out: FieldErrors = {};
+    // A Map, not a plain object: field names come from the client, and an unknown field called
+    // "constructor" or "__proto__" found Object.prototype's member there, so `.push` threw and
+    // the bad input got a 500 instead of a BAD_REQUEST naming it.
+    const out = new Map<string, string[]>();
+    const add = (key: string, message: string) => out.set(key, [...(out.get(key) ?? []), message]);
     for (const issue of cause.issues) {
       const key = issue.path.length ? issue.path.join('.') : '(input)';
       let message = issue.message;
       if (issue.code === 'unrecognized_keys') {
-        for (const k of issue.keys) (out[[...issue.path, k].join('.')] ??= []).push(`${k} is not a known field`);
+        for (const k of issue.keys) add([...issue.path, k].join('.'), `${k} is not a known field`);
         continue;
       }
       if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `${key} is required`;
-      (out[key] ??= []).push(message);
+      add(key, message);
     }
-    return out;
+    return Object.fromEntries(out);
   }
   if (cause instanceof FieldError) return { [cause.field]: [cause.message] };
   return null;
@@ -72,24 +76,24 @@ const t = initTRPC.context<Context>().create({
   },
 });
 
-/** Domain and infrastructure errors → tRPC errors a client can act on. */
-const errors = t.middleware(async ({ next }) => {
-  const result = await next();
-  if (result.ok) return result;
-  const err = result.error.cause ?? result.error;
-  const wrap = (code: TRPCError['code'], message: string) => {
-    result.error = new TRPCError({ code, message, cause: err });
-    return result;
-  };
+/** Domain and infrastructure errors → the tRPC error a client can act on (null: leave it as it is). */
+function translate(err: unknown): TRPCError | null {
+  const wrap = (code: TRPCError['code'], message: string) => new TRPCError({ code, message, cause: err });
   if (err instanceof TaskNotFoundError) return wrap('NOT_FOUND', err.message);
   if (err instanceof IllegalCommandError) return wrap('CONFLICT', err.message);
   if (err instanceof FieldError) return wrap('BAD_REQUEST', `${err.field}: ${err.message}`);
-  if (err instanceof InvalidCursorError) {
-    result.error = new TRPCError({ code: 'BAD_REQUEST', message: `cursor: ${err.message}`, cause: new FieldError('cursor', err.message) });
-    return result;
-  }
+  if (err instanceof InvalidCursorError)
+    return new TRPCError({ code: 'BAD_REQUEST', message: `cursor: ${err.message}`, cause: new FieldError('cursor', err.message) });
   if (err instanceof ConcurrencyError) return wrap('CONFLICT', `${err.message}; please retry`);
-  if (isConnectionError(err)) return wrap('SERVICE_UNAVAILABLE', `the database is unreachable right now (${(err as Error).message}); the service keeps retrying, try again shortly`);
+  if (isConnectionError(err)) return wrap('SERVICE_UNAVAILABLE', `the database is unreachable right now (${databaseErrorMessage(err)}); the service keeps retrying, try again shortly`);
+  return null;
+}
+
+const errors = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (result.ok) return result;
+  const translated = translate(result.error.cause ?? result.error);
+  if (translated) result.error = translated;
   return result;
 });
 
@@ -124,59 +128,71 @@ const tasksRouter = t.router({
    * seen and nothing is missed (the tail never skips a late commit; see readCommittedAfter).
    */
   onUpdate: procedure.input(onUpdateInput).subscription(async function* ({ ctx, input, signal }) {
-    const { service } = ctx;
-    const db = service.database.db;
-    const start = input.lastEventId ? await cursorAt(db, input.lastEventId) : await tailHead(db);
-    if (!start) throw new TRPCError({ code: 'BAD_REQUEST', message: `lastEventId: no event at position ${input.lastEventId}` });
-    let cursor: TailCursor = start;
-    while (!signal?.aborted) {
-      const batch: Awaited<ReturnType<typeof readCommittedAfter>> | null = await readCommittedAfter(db, cursor, 200).catch((err) => {
-        if (isConnectionError(err)) return null;
-        throw err;
-      });
-      if (batch === null) {
-        await service.feed.waitForChange(signal, 1000);
-        continue;
-      }
-      cursor = batch.cursor;
-      const events = input.taskId ? batch.events.filter((e) => e.streamId === input.taskId) : batch.events;
-      if (events.length) {
-        const tasks = await loadTasks(db, [...new Set(events.map((e) => e.streamId))]);
-        for (const e of events) {
-          yield tracked(e.position, { event: e, task: tasks.get(e.streamId) ?? null });
+    // Subscriptions fail while iterated, past the middleware: translate their errors here
+    // (an unknown task was an INTERNAL_SERVER_ERROR).
+    try {
+      const { service } = ctx;
+      const db = service.database.db;
+      const start = input.lastEventId ? await cursorAt(db, input.lastEventId) : await tailHead(db);
+      if (!start) throw new TRPCError({ code: 'BAD_REQUEST', message: `lastEventId: no event at position ${input.lastEventId}` });
+      let cursor: TailCursor = start;
+      while (!signal?.aborted) {
+        const batch: Awaited<ReturnType<typeof readCommittedAfter>> | null = await readCommittedAfter(db, cursor, 200).catch((err) => {
+          if (isConnectionError(err)) return null;
+          throw err;
+        });
+        if (batch === null) {
+          await service.feed.waitForChange(signal, 1000);
+          continue;
         }
+        cursor = batch.cursor;
+        const events = input.taskId ? batch.events.filter((e) => e.streamId === input.taskId) : batch.events;
+        if (events.length) {
+          const tasks = await loadTasks(db, [...new Set(events.map((e) => e.streamId))]);
+          for (const e of events) {
+            yield tracked(e.position, { event: e, task: tasks.get(e.streamId) ?? null });
+          }
+        }
+        if (batch.events.length < 200) await service.feed.waitForChange(signal);
       }
-      if (batch.events.length < 200) await service.feed.waitForChange(signal);
+    } catch (err) {
+      throw translate(err) ?? err;
     }
   }),
 
   /** A task's log lines as they are stored; ids are line numbers, so a reconnect resumes. */
   onLogs: procedure.input(onLogsInput).subscription(async function* ({ ctx, input, signal }) {
-    const { service } = ctx;
-    await service.getTask(input.id);
-    let after = input.lastEventId ? Number(input.lastEventId) : 0;
-    const db = service.database.db;
-    while (!signal?.aborted) {
-      const lines = await readLogLines(db, input.id, after, 500).catch(() => []);
-      for (const l of lines) {
-        after = l.seq;
-        if (!input.includeProtocol && l.stream === 'stdout' && parseTrainerLine(l.line).kind === 'message') continue;
-        yield tracked(String(l.seq), l);
+    // Subscriptions fail while iterated, past the middleware: translate their errors here
+    // (an unknown task was an INTERNAL_SERVER_ERROR).
+    try {
+      const { service } = ctx;
+      await service.getTask(input.id);
+      let after = input.lastEventId ? Number(input.lastEventId) : 0;
+      const db = service.database.db;
+      while (!signal?.aborted) {
+        const lines = await readLogLines(db, input.id, after, 500).catch(() => []);
+        for (const l of lines) {
+          after = l.seq;
+          if (!input.includeProtocol && l.stream === 'stdout' && parseTrainerLine(l.line).kind === 'message') continue;
+          yield tracked(String(l.seq), l);
+        }
+        if (lines.length < 500) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              clearTimeout(timer);
+              service.runner.events.off('logs', onLogs);
+              signal?.removeEventListener('abort', done);
+              resolve();
+            };
+            const onLogs = (id: string) => id === input.id && done();
+            const timer = setTimeout(done, 1000);
+            service.runner.events.on('logs', onLogs);
+            signal?.addEventListener('abort', done, { once: true });
+          });
+        }
       }
-      if (lines.length < 500) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            clearTimeout(timer);
-            service.runner.events.off('logs', onLogs);
-            signal?.removeEventListener('abort', done);
-            resolve();
-          };
-          const onLogs = (id: string) => id === input.id && done();
-          const timer = setTimeout(done, 1000);
-          service.runner.events.on('logs', onLogs);
-          signal?.addEventListener('abort', done, { once: true });
-        });
-      }
+    } catch (err) {
+      throw translate(err) ?? err;
     }
   }),
 });

@@ -7,9 +7,9 @@ import { EventEmitter } from 'node:events';
 import { decideRecovery, IllegalCommandError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
 import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
-import { isSameProcessAlive, signalGroup } from './trainer/proc';
+import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
-import { launchShepherd, readExit, readTrainerInfo, RunTailer, waitForTrainerInfo, type ExitInfo, type OutputLine } from './trainer/run';
+import { discardUnstartedLaunch, launchShepherd, readExit, readTrainerInfo, RunTailer, waitForTrainerInfo, type ExitInfo, type OutputLine } from './trainer/run';
 
 type Outcome = 'reattached' | 'settled' | 'launched' | 'failed';
 
@@ -108,6 +108,9 @@ export class Runner {
           task = r;
           continue;
         }
+        case 'awaitShepherd':
+          await this.awaitShepherd(task.id, runDir);
+          continue;
         case 'launch':
           await this.launch(task, run);
           return 'launched';
@@ -141,7 +144,35 @@ export class Runner {
     const trainerAlive = task.trainer?.startTime ? isSameProcessAlive(task.trainer.pid, task.trainer.startTime) : false;
     // A trainer that just died may still be having its exit written by the shepherd.
     const exitFile = trainerAlive ? null : task.trainer ? await this.waitForExitFile(runDir, 2000) : await readExit(runDir);
-    return { trainerFile, exitFile, trainerAlive };
+    const shepherdAlive = !task.trainer && !trainerFile && !exitFile ? findShepherds(runDir).length > 0 : false;
+    return { trainerFile, exitFile, trainerAlive, shepherdAlive };
+  }
+
+  /**
+   * A shepherd of this run is alive but has not reported a trainer yet (it is starting up):
+   * wait until it does, writes an exit, or is gone. One that reports nothing for a minute is
+   * hung: it is killed, so that the run can be launched again without two trainers.
+   */
+  private async awaitShepherd(taskId: string, runDir: string): Promise<void> {
+    this.log.info(`task ${taskId}: a shepherd for ${runDir} is starting; waiting for it instead of launching another`);
+    const until = Date.now() + 60_000;
+    for (;;) {
+      if ((await readTrainerInfo(runDir)) || (await readExit(runDir))) return;
+      const shepherds = findShepherds(runDir);
+      if (!shepherds.length) return;
+      if (Date.now() > until) {
+        this.log.warn(`task ${taskId}: shepherd ${shepherds.join(', ')} reported nothing for 60 s; killing it to launch again`);
+        for (const pid of shepherds) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   private async waitForExitFile(runDir: string, ms: number): Promise<ExitInfo | null> {
@@ -161,6 +192,9 @@ export class Runner {
       await mkdir(outputDir, { recursive: true });
       const specFile = join(runDir, 'task.json');
       await writeFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath: resolve(task.spec.datasetPath) }, null, 2));
+      // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
+      // by one that never started is stale.
+      if (await discardUnstartedLaunch(runDir)) this.log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
       const [cmd, ...args] = this.config.trainer;
       const argv = [resolveArgv0(cmd!, this.config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(this.config.trainerCwd, a) : a))];
       await launchShepherd({

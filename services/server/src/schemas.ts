@@ -6,6 +6,7 @@ import { TASK_EVENT_TYPES, TASK_STATUSES } from '@trainyard/domain';
 const HOUR = 3_600_000;
 // Printable text only: no control characters (NUL, escape sequences, newlines).
 const printable = /^[^\p{Cc}]*$/u;
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
 const noDotDot = (s: string) => !s.split(/[\\/]+/).includes('..');
 
 const text = (field: string, max: number) =>
@@ -14,7 +15,10 @@ const text = (field: string, max: number) =>
     .trim()
     .min(1, `${field} must not be empty`)
     .max(max, `${field} must be at most ${max} characters`)
-    .regex(printable, `${field} must not contain control characters`);
+    .regex(printable, `${field} must not contain control characters`)
+    // A lone UTF-16 surrogate is not text: the task record is stored as jsonb, which refuses
+    // it, so it reached SQL and failed there (a 500 instead of naming the field).
+    .refine((s) => !UNPAIRED_SURROGATE.test(s), `${field} must be valid Unicode text (it has an unpaired surrogate)`);
 
 export const taskId = z
   .string({ error: 'id must be text' })
@@ -102,10 +106,18 @@ export const logsInput = z.strictObject({
 
 export const position = z
   .string({ error: 'position must be text' })
-  .regex(/^[0-9]{1,19}$/, 'position must be a log position (digits)');
+  .regex(/^[0-9]{1,19}$/, 'position must be a log position (digits)')
+  // 19 digits go past bigint: such a cursor reached SQL and failed there (a 500).
+  // (zod runs refinements even after the regex failed: only digits reach BigInt.)
+  .refine((s) => !/^[0-9]+$/.test(s) || BigInt(s) <= 9_223_372_036_854_775_807n, 'position is beyond any log position');
 
 const isoTime = (field: string) =>
-  z.iso.datetime({ offset: true, error: `${field} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z` });
+  z.iso
+    .datetime({ offset: true, error: `${field} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z` })
+    // As UTC: Postgres refuses offsets past ±15:59 (ISO allows ±23:59), ISO's year 0000 (1 BC)
+    // and years past 9999 in this form; each reached SQL and failed there (a 500).
+    .transform((s) => new Date(s).toISOString())
+    .refine((s) => /^\d{4}-/.test(s) && !s.startsWith('0000'), `${field} must be a time between the years 0001 and 9999 (UTC)`);
 
 export const onUpdateInput = z
   .strictObject({ taskId: taskId.optional(), lastEventId: position.nullish() })
@@ -113,7 +125,12 @@ export const onUpdateInput = z
 
 export const onLogsInput = z.strictObject({
   id: taskId,
-  lastEventId: z.string().regex(/^[0-9]{1,10}$/, 'lastEventId must be a log line number').nullish(),
+  lastEventId: z
+    .string()
+    .regex(/^[0-9]{1,10}$/, 'lastEventId must be a log line number')
+    // Past the integer column's range the query failed and the subscription polled forever.
+    .refine((s) => !/^[0-9]+$/.test(s) || Number(s) <= 2 ** 31 - 1, 'lastEventId is beyond any log line number')
+    .nullish(),
   includeProtocol: z.boolean().default(false),
 });
 

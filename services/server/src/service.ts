@@ -1,7 +1,7 @@
 // The service: wires the store, the GPU probe, the runner and the event feed, and offers the
 // operations the API exposes. Procedures in router.ts only validate and translate errors.
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import {
@@ -35,6 +35,7 @@ import { EventFeed } from './feed';
 import { estimateMemoryGb, externalShare, GpuProbe, oomRisk, type GpuInfo } from './gpu';
 import { Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput } from './schemas';
+import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
 
 /** A problem with one input field, reported next to that field. */
@@ -209,6 +210,12 @@ export class TrainyardService {
     const st = await stat(datasetPath).catch(() => null);
     if (!st) throw new FieldError('datasetPath', `no dataset at ${datasetPath}: check the path (it is read by the trainer on this machine)`);
     if (!st.isFile() && !st.isDirectory()) throw new FieldError('datasetPath', `${datasetPath} is not a file or a directory`);
+    // The same check on the real paths: a symlink inside the root may lead out of it.
+    if (datasetsRoot) {
+      const [realRoot, realPath] = await Promise.all([realpath(datasetsRoot).catch(() => datasetsRoot), realpath(datasetPath).catch(() => null)]);
+      if (!realPath || !isInside(realRoot, realPath))
+        throw new FieldError('datasetPath', `datasetPath must be inside ${datasetsRoot} (TRAINYARD_DATASETS_ROOT); ${datasetPath} leads to ${realPath ?? 'nowhere'} through a symbolic link`);
+    }
     const id = newTaskId();
     const outputDir = input.outputDir ?? id;
     const spec: TaskSpec = {
@@ -374,20 +381,24 @@ function isInside(root: string, path: string): boolean {
 
 /**
  * One service per data directory: run directories (and PGlite's files) must not be shared.
- * A lock file with our pid; a stale one (its process gone) is taken over.
+ * A lock file with our pid and its start time; a stale one (that process gone) is taken over.
  */
 function takeInstanceLock(config: ServiceConfig): string {
   mkdirSync(config.runsDir, { recursive: true });
   const file = join(config.runsDir, '.instance.lock');
   if (existsSync(file)) {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    if (pid && pid !== process.pid && isAlive(pid)) {
+    // "<pid> <start time>": after a crash the pid alone may name another process by now (pids
+    // wrap at 32768 on many machines), and the service refused to start over a stranger.
+    const [pidText, startTime] = readFileSync(file, 'utf8').trim().split(/\s+/);
+    const pid = Number(pidText);
+    const alive = startTime ? isSameProcessAlive(pid, startTime) : isAlive(pid);
+    if (pid && pid !== process.pid && alive) {
       throw new Error(
         `another Trainyard service (pid ${pid}) uses ${config.storage.dataRoot}; stop it, or give this one its own TRAINYARD_DATA_DIR`,
       );
     }
   }
-  writeFileSync(file, String(process.pid));
+  writeFileSync(file, `${process.pid} ${readProcessStartTime(process.pid) ?? ''}`.trim());
   return file;
 }
 

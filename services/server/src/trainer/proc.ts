@@ -2,7 +2,7 @@
 // so a trainer is identified by (pid, start time), the start time being field 22 of
 // /proc/<pid>/stat (clock ticks since boot). shepherd.mjs carries a copy of
 // parseProcStat/readProcessStartTime; keep the two in step.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcStat {
   /** Field 3: R, S, D, Z (zombie), T, X (dead), ... */
@@ -69,4 +69,32 @@ export function signalGroup(pid: number, signal: NodeJS.Signals | number): boole
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
     throw err;
   }
+}
+
+/**
+ * Pids of live shepherds (`node shepherd.mjs <runDir>`) of one run folder, from /proc. A
+ * shepherd shows up here from the moment it is spawned, before it has written anything.
+ */
+export function findShepherds(runDir: string): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const at = argv.findIndex((a) => a.endsWith('shepherd.mjs'));
+    if (at < 0 || argv[at + 1] !== runDir) continue;
+    const stat = readProcStat(Number(e));
+    if (stat && stat.state !== 'Z' && stat.state !== 'X' && stat.state !== 'x') pids.push(Number(e));
+  }
+  return pids;
 }

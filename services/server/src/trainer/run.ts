@@ -119,6 +119,19 @@ export async function launchShepherd(spec: LaunchSpec): Promise<{ shepherdPid: n
   return { shepherdPid: child.pid };
 }
 
+/**
+ * A launch.json whose shepherd never started (the service died between writing it and starting
+ * the shepherd, or the shepherd died before spawning anything) is removed, so the run folder can
+ * be launched again. Only when nothing else of a run is there; call it only when no shepherd of
+ * the folder is alive. Returns whether it removed one.
+ */
+export async function discardUnstartedLaunch(runDir: string): Promise<boolean> {
+  if (!existsSync(join(runDir, FILES.launch))) return false;
+  for (const name of [FILES.trainer, FILES.exit, FILES.output]) if (existsSync(join(runDir, name))) return false;
+  await fsp.rm(join(runDir, FILES.launch), { force: true });
+  return true;
+}
+
 async function readJson<T>(file: string): Promise<T | null> {
   let text: string;
   try {

@@ -1,0 +1,339 @@
+// Hostile input for every procedure, generated with fast-check: wrong types, huge strings, deep
+// objects, unicode (bidi overrides, surrogate halves, NUL), negative numbers, NaN/Infinity (as
+// JSON they arrive as null; raw bodies carry 1e999), path traversal in datasetPath/outputDir
+// (also through a symlink inside the datasets root), shell metacharacters in every string,
+// forged cursors. The promise: only typed tRPC errors (BAD_REQUEST / NOT_FOUND / CONFLICT, and
+// PARSE_ERROR / PAYLOAD_TOO_LARGE for bodies that are not JSON or too big), the server never
+// falls over (health ok after), nothing is written for a rejected input, and an accepted one is
+// stored as given, inside the datasets root and the outputs folder.
+// A complement to bad-input.e2e.spec.ts (hand-written cases).
+import { realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
+import fc from 'fast-check';
+import type { StoredTaskEvent, TaskRecord } from '@trainyard/domain';
+import { callApi, MUTATIONS, openSubscription } from './procs';
+
+export interface FuzzTarget {
+  url: string;
+  /** TRAINYARD_DATASETS_ROOT of the server. */
+  datasetsRoot: string;
+  /** A dataset inside the root. */
+  dataset: string;
+  /** The server's outputs folder (<data>/outputs). */
+  outputsRoot: string;
+  /** Tasks that exist (to aim cancel/delete/logs at something real). */
+  knownIds: string[];
+}
+
+export interface FuzzStats {
+  tried: number;
+  accepted: number;
+  rawBodies: number;
+  byCode: Record<string, number>;
+}
+
+export interface Call {
+  proc: string;
+  input?: unknown;
+  /** Sent verbatim instead of JSON.stringify(input). */
+  rawBody?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+const SHELL = [';', '&&', '||', '|', '`id`', '$(reboot)', '${IFS}', '>', '<', '&', "'", '"', '\\', '*', '?', '~', '#', '!', '\n', '\r\n', '\t'];
+const TRAVERSAL = ['..', '../', '../../etc/passwd', '..\\..\\windows', '/etc/passwd', '/etc', '/', '.', './', '%2e%2e%2f', '..%2f', '....//', '/proc/self/environ', '/dev/zero', '~/.ssh/id_rsa', 'C:\\Windows\\system32'];
+const UNICODE = ['\u202e', '\u200b', '\ufeff', '\u0000', '\u001b[31m', '\ud800', '\udfff', '🦜', '名前', 'é', 'İ', '\u0085', '\u2028', '\uffff'];
+
+const fragment = fc.oneof(
+  { weight: 3, arbitrary: fc.string({ maxLength: 12 }) },
+  { weight: 2, arbitrary: fc.constantFrom(...SHELL) },
+  { weight: 2, arbitrary: fc.constantFrom(...TRAVERSAL) },
+  { weight: 2, arbitrary: fc.constantFrom(...UNICODE) },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 8 }) },
+);
+
+/** Strings made of hostile pieces, sometimes huge. */
+export const hostileString: fc.Arbitrary<string> = fc.oneof(
+  { weight: 6, arbitrary: fc.array(fragment, { minLength: 0, maxLength: 6 }).map((xs) => xs.join('')) },
+  { weight: 1, arbitrary: fc.constantFrom('', ' ', '   \t ') },
+  { weight: 1, arbitrary: fc.tuple(fragment, fc.integer({ min: 200, max: 300_000 })).map(([f, n]) => (f || 'x').repeat(Math.ceil(n / Math.max(1, f.length)))) },
+);
+
+const hostileNumber = fc.oneof(
+  fc.constantFrom(-1, -0, 0, 0.5, 1.5, -(2 ** 31), 2 ** 31, 2 ** 53 + 2, -9223372036854775808, 1e308, -1e308, Number.MAX_SAFE_INTEGER, Number.MIN_VALUE, NaN, Infinity, -Infinity),
+  fc.integer(),
+  fc.double(),
+);
+
+const deep = (n: number, leaf: unknown): unknown => {
+  let v = leaf;
+  for (let i = 0; i < n; i++) v = i % 2 ? [v] : { a: v };
+  return v;
+};
+
+/** Anything JSON can carry, hostile leaning. */
+export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 4, arbitrary: hostileString },
+  { weight: 3, arbitrary: hostileNumber },
+  { weight: 1, arbitrary: fc.constantFrom(null, true, false, [], {}, { __proto__: { polluted: true } }, { constructor: { prototype: { x: 1 } } }) },
+  { weight: 1, arbitrary: fc.integer({ min: 10, max: 3000 }).map((n) => deep(n, 'x')) },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }) },
+  { weight: 1, arbitrary: fc.array(hostileString, { maxLength: 5 }) },
+);
+
+/** Maybe replace each field of a good input by a hostile value; maybe drop some; maybe add unknown ones. */
+function mutate(good: Record<string, unknown>, fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<unknown> {
+  const keys = Object.keys(fields);
+  return fc
+    .tuple(
+      fc.tuple(...keys.map((k) => fc.option(fc.oneof({ weight: 2, arbitrary: fields[k]! }, { weight: 1, arbitrary: hostileValue }), { freq: 2, nil: undefined }))),
+      fc.subarray(keys),
+      fc.option(fc.dictionary(fc.oneof(hostileString, fc.constantFrom('__proto__', 'constructor', 'prototype')), hostileValue, { maxKeys: 3 }), { freq: 5, nil: undefined }),
+    )
+    .map(([values, dropped, extra]) => {
+      const out: Record<string, unknown> = { ...good };
+      keys.forEach((k, i) => {
+        if (values[i] !== undefined) out[k] = values[i];
+      });
+      for (const k of dropped.slice(0, 1)) delete out[k];
+      if (extra) Object.assign(out, extra);
+      return out;
+    });
+}
+
+/** base64url(JSON) of a list: a cursor that decodes, with hostile parts. */
+const forgedCursor = fc
+  .tuple(
+    fc.oneof(hostileString, fc.constantFrom('1', '0', '2026-13-45T99:99:99Z', '0000-01-01T00:00:00Z', '275760-09-13T00:00:00Z', '-000001-01-01T00:00:00Z', 'Tue, 01 Jan 2030', '2026-01-01'), fc.date({ noInvalidDate: true }).map((d) => d.toISOString())),
+    fc.oneof(hostileString, fc.constantFrom('t1', '\u0000', 'a'.repeat(10_000))),
+    fc.option(hostileValue, { nil: undefined }),
+  )
+  .map(([a, b, c]) => Buffer.from(JSON.stringify(c === undefined ? [a, b] : [a, b, c])).toString('base64url'));
+
+const isoish = fc.oneof(
+  fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+  fc.constantFrom('0000-01-01T00:00:00Z', '0001-01-01T00:00:00Z', '9999-12-31T23:59:59Z', '2026-02-30T00:00:00Z', '2026-01-01T24:00:00Z', '2026-01-01T00:00:00+14:00', '2026-01-01T00:00:00-23:59', '2026-01-01T00:00:00.123456789Z', '1970-01-01T00:00:00Z', '2026-01-01', 'now', 'yesterday'),
+  fc.tuple(fc.integer({ min: 0, max: 9999 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 })).map(
+    ([y, m, d]) => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}T00:00:00Z`,
+  ),
+);
+
+const positionish = fc.oneof(
+  fc.bigInt({ min: 0n, max: 10n ** 19n - 1n }).map(String),
+  fc.constantFrom('9223372036854775807', '9223372036854775808', '9999999999999999999', '0', '00000000000000000001', '-1', '1e5', ' 1', '１'),
+  hostileString,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Calls
+
+export function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
+  const id = fc.oneof(
+    { weight: 2, arbitrary: fc.constantFrom(...(t.knownIds.length ? t.knownIds : ['tnone'])) },
+    { weight: 2, arbitrary: fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/) },
+    { weight: 3, arbitrary: hostileValue },
+  );
+  const inRoot = fc.oneof(
+    fc.constant(t.dataset),
+    fc.constant(resolve(t.datasetsRoot, 'escape/passwd')), // a symlink inside the root pointing out of it
+    fc.constant(resolve(t.datasetsRoot, 'escape')),
+    fc.constant(t.datasetsRoot),
+    fc.constant(`${t.datasetsRoot}/../${t.datasetsRoot.split(sep).pop()}/data.jsonl`),
+    fc.constant(`${t.datasetsRoot}/./data.jsonl`),
+    fc.constant(`${t.datasetsRoot}//data.jsonl`),
+    fc.constant(`${t.datasetsRoot}-evil/data.jsonl`),
+    fc.constant('/etc/passwd'),
+    fc.constant('data.jsonl'),
+    fc.constant('/dev/null'),
+    fc.constant('/proc/self/environ'),
+    fc.constant(`${t.dataset}\u0000.txt`),
+    fc.constant(`${t.dataset}; rm -rf /`),
+  );
+  const goodCreate = {
+    model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+    datasetPath: t.dataset,
+    config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } },
+  };
+  const config = mutate(
+    { epochs: 1, simulate: { steps: 1, stepMs: 1 } },
+    {
+      epochs: hostileNumber,
+      batchSize: hostileNumber,
+      gradientAccumulation: hostileNumber,
+      learningRate: hostileNumber,
+      maxLength: hostileNumber,
+      load8bit: fc.boolean(),
+      load4bit: fc.boolean(),
+      loraRank: hostileNumber,
+      loraAlpha: hostileNumber,
+      simulate: mutate({ steps: 1, stepMs: 1 }, { steps: hostileNumber, stepMs: hostileNumber, failAtStep: hostileNumber, crashSignal: fc.oneof(fc.constantFrom('SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGHUP', '9', ''), hostileString), ignoreSigterm: hostileValue, logLinesPerStep: hostileNumber, startupMs: hostileNumber }),
+    },
+  );
+  const create = mutate(goodCreate, {
+    model: fc.oneof(hostileString, fc.constantFrom('Qwen/Qwen2.5-Coder-0.5B-Instruct', 'a', '../../x', 'a/../b', 'org/model:tag@rev', '-rf', '--help')),
+    datasetPath: fc.oneof(inRoot, hostileString),
+    name: hostileString,
+    outputDir: fc.oneof(hostileString, fc.constantFrom('out', 'a/b/c', '.', '..', 'a/..', 'a/../..', '/abs', 'a//b', 'a/./b', '...', '.hidden', 'a\\..\\b')),
+    config,
+    timeoutMs: hostileNumber,
+    idempotencyKey: hostileString,
+  });
+  const queries: fc.Arbitrary<Call>[] = [
+    mutate({ id: 'tnone' }, { id }).map((input) => ({ proc: 'tasks.get', input })),
+    mutate({}, { status: fc.oneof(fc.constantFrom('QUEUED', 'RUNNING', 'queued', ['QUEUED', 'DONE'], []), hostileValue), cursor: fc.oneof(forgedCursor, hostileString), limit: hostileNumber }).map((input) => ({ proc: 'tasks.list', input })),
+    mutate({ id: 'tnone' }, { id, afterSeq: hostileNumber, limit: hostileNumber, includeProtocol: hostileValue }).map((input) => ({ proc: 'tasks.logs', input })),
+    mutate({}, { taskId: id, type: fc.oneof(fc.constantFrom('TaskSubmitted', 'TaskExploded', ['TaskQueued', 'x']), hostileValue), actor: hostileString, from: isoish, to: isoish, cursor: positionish, limit: hostileNumber }).map((input) => ({ proc: 'events.list', input })),
+    mutate({ taskId: 'tnone' }, { taskId: id, atPosition: positionish, atTime: isoish }).map((input) => ({ proc: 'events.replay', input })),
+    mutate({}, { taskId: id, lastEventId: positionish }).map((input) => ({ proc: 'tasks.onUpdate', input })),
+    mutate({ id: 'tnone' }, { id, lastEventId: fc.oneof(positionish, fc.constantFrom('0', '2147483647', '2147483648', '9999999999')), includeProtocol: hostileValue }).map((input) => ({ proc: 'tasks.onLogs', input })),
+    fc.constantFrom('queue.get', 'system.health', 'system.gpuInfo').chain((proc) => fc.option(hostileValue, { nil: undefined }).map((input) => ({ proc, input }))),
+    fc.tuple(fc.constantFrom('tasks.nope', 'nope', 'tasks.get.x', '__proto__', 'constructor', 'tasks.create,tasks.get'), hostileValue).map(([proc, input]) => ({ proc, input })),
+  ];
+  // Path traversal on its own: everything else valid, so only the path decides.
+  const traversal = fc.oneof(
+    fc.tuple(inRoot, fc.constantFrom('', '/x', '/../../etc/passwd', '/.')).map(([p, tail]) => ({ ...goodCreate, datasetPath: p + tail })),
+    fc.constantFrom(...TRAVERSAL, '.', 'a/..', 'a/../..', '/abs', 'a//b', 'a/./b', '...', '.hidden', 'a\\..\\b').map((o) => ({ ...goodCreate, outputDir: o })),
+  );
+  const mutations: fc.Arbitrary<Call>[] = [
+    create.map((input) => ({ proc: 'tasks.create', input })),
+    traversal.map((input) => ({ proc: 'tasks.create', input })),
+    mutate({ id: 'tnone' }, { id, reason: hostileString }).map((input) => ({ proc: 'tasks.cancel', input })),
+    mutate({ id: 'tnone' }, { id }).map((input) => ({ proc: 'tasks.delete', input })),
+  ];
+  // Raw bodies: numbers JSON.stringify cannot write (1e999 → Infinity), broken JSON, odd encodings.
+  const rawNumber = fc.constantFrom('1e999', '-1e999', '1e-999', '-0', '1.0000000000000002', '9007199254740993', '1e21', '0x10', 'NaN', 'Infinity', '01', '1_000', '.5');
+  const raw: fc.Arbitrary<Call> = fc.oneof(
+    fc.tuple(fc.constantFrom('epochs', 'batchSize', 'learningRate', 'maxLength', 'loraRank'), rawNumber).map(([field, n]) => ({
+      proc: 'tasks.create',
+      rawBody: `{"model":"Qwen/Qwen2.5-Coder-0.5B-Instruct","datasetPath":${JSON.stringify(t.dataset)},"config":{"epochs":1,"${field}":${n},"simulate":{"steps":1,"stepMs":1}}}`,
+    })),
+    fc.tuple(fc.constantFrom('timeoutMs'), rawNumber).map(([field, n]) => ({
+      proc: 'tasks.create',
+      rawBody: `{"model":"Qwen/Qwen2.5-Coder-0.5B-Instruct","datasetPath":${JSON.stringify(t.dataset)},"${field}":${n}}`,
+    })),
+    rawNumber.map((n) => ({ proc: 'tasks.list', rawBody: `{"limit":${n}}` })),
+    rawNumber.map((n) => ({ proc: 'tasks.logs', rawBody: `{"id":"tnone","afterSeq":${n}}` })),
+    rawNumber.map((n) => ({ proc: 'events.list', rawBody: `{"limit":${n}}` })),
+    fc.constantFrom('', '{', '}', '[', 'null', 'undefined', '{"model":', '{"a":1,"a":2}', '\u0000', '\ufeff{}', '{"__proto__":{"admin":true}}', '"' + 'x'.repeat(1000) + '"', '[' + '['.repeat(100_000)).chain((body) =>
+      fc.constantFrom('tasks.create', 'tasks.cancel', 'tasks.get', 'events.list').map((proc) => ({ proc, rawBody: body })),
+    ),
+  );
+  return fc.oneof({ weight: 4, arbitrary: fc.oneof(...mutations) }, { weight: 4, arbitrary: fc.oneof(...queries) }, { weight: 1, arbitrary: raw });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+const OK_CODES = new Set(['BAD_REQUEST', 'NOT_FOUND', 'CONFLICT']);
+
+function inside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+async function healthy(url: string): Promise<boolean> {
+  const h = await callApi<{ ok: boolean }>(url, 'system.health', undefined);
+  return h.ok && h.data.ok;
+}
+
+/** The newest event position (to see whether a rejected call wrote anything). */
+async function eventsAfter(url: string, position: string): Promise<StoredTaskEvent[]> {
+  const out: StoredTaskEvent[] = [];
+  let cursor: string | null = position === '0' ? null : position;
+  for (;;) {
+    const r = await callApi<{ events: StoredTaskEvent[]; nextCursor: string | null }>(url, 'events.list', { limit: 1000, cursor });
+    if (!r.ok) throw new Error(`events.list failed: ${r.error.code} ${r.error.message}`);
+    out.push(...r.data.events);
+    if (!r.data.nextCursor) return out;
+    cursor = r.data.nextCursor;
+  }
+}
+
+/**
+ * fast-check property over every procedure. Throws (with fast-check's seed and the shrunk
+ * counterexample) at the first broken promise.
+ */
+export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; seed?: number; log?: (m: string) => void }): Promise<FuzzStats> {
+  const stats: FuzzStats = { tried: 0, accepted: 0, rawBodies: 0, byCode: {} };
+  const all = await eventsAfter(t.url, '0');
+  let head = all.length ? all[all.length - 1]!.position : '0';
+  const realRoot = realpathSync(t.datasetsRoot);
+  await fc.assert(
+    fc.asyncProperty(callArbitrary(t), async (call) => {
+      stats.tried++;
+      if (call.rawBody !== undefined) stats.rawBodies++;
+      const body = call.rawBody ?? (call.input === undefined ? '' : JSON.stringify(call.input));
+      const mutation = MUTATIONS.has(call.proc);
+      if (call.proc === 'tasks.onUpdate' || call.proc === 'tasks.onLogs') {
+        // Subscriptions: an error arrives as a `serialized-error` event of the stream.
+        const sub = await openSubscription(t.url, call.proc, body || undefined, 500);
+        const code = sub.errorCode ?? (sub.network ? 'NETWORK_ERROR' : 'OK');
+        stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
+        const tooLong = encodeURIComponent(body).length > 8000;
+        if (sub.errorCode && !OK_CODES.has(sub.errorCode) && !(tooLong && /^HTTP_4/.test(sub.errorCode)))
+          throw new Error(`subscription ${call.proc} ${body.slice(0, 300)} → ${sub.errorCode}: ${sub.events.map((e) => e.data).join(' ').slice(0, 400)}`);
+        if (sub.network && !(tooLong && (await healthy(t.url)))) throw new Error(`subscription ${call.proc} ${body.slice(0, 300)} → ${sub.network}`);
+        const written = await eventsAfter(t.url, head);
+        if (written.length) throw new Error(`subscription ${call.proc} wrote ${written.map((e) => e.type).join(', ')}`);
+        return;
+      }
+      const r = await callApi<Record<string, unknown>>(t.url, call.proc, call.input, { rawBody: call.rawBody, timeoutMs: 30_000 });
+      const code = r.ok ? 'OK' : r.error.code;
+      stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
+      const what = `${call.proc} ${body.length > 300 ? `${body.slice(0, 300)}… (${body.length} chars)` : body}`;
+      const written = await eventsAfter(t.url, head);
+      if (written.length) head = written[written.length - 1]!.position;
+      if (!r.ok) {
+        const tooBig = Buffer.byteLength(body) > 1_000_000;
+        const urlTooLong = !mutation && encodeURIComponent(body).length > 8000;
+        const allowed =
+          OK_CODES.has(code) ||
+          (code === 'PARSE_ERROR' && call.rawBody !== undefined) ||
+          (code === 'PAYLOAD_TOO_LARGE' && tooBig) ||
+          // Node's HTTP parser refuses a request line/headers over 16 KiB with 431 and closes the
+          // socket, which a client still sending may see as a reset. The server must be fine after.
+          (urlTooLong && (code === 'HTTP_431' || code === 'HTTP_414' || (code === 'NETWORK_ERROR' && (await healthy(t.url)))));
+        if (!allowed) throw new Error(`${what} → ${code} (HTTP ${r.error.httpStatus}): ${r.error.message.slice(0, 500)}`);
+        // A refused input names what is wrong with it, field by field (a throw inside validation
+        // also ends as BAD_REQUEST, but with no field and the exception's words).
+        if (code === 'BAD_REQUEST' && call.rawBody === undefined && !r.error.fieldErrors)
+          throw new Error(`${what} → BAD_REQUEST without field errors: ${r.error.message.slice(0, 300)}`);
+        if (written.length)
+          throw new Error(`${what} was rejected (${code}) but wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
+        return;
+      }
+      stats.accepted++;
+      if (call.proc === 'tasks.create') {
+        const task = r.data as unknown as TaskRecord & { created: boolean };
+        const ds = task.spec.datasetPath;
+        let real: string;
+        try {
+          real = realpathSync(ds);
+        } catch {
+          throw new Error(`${what} was accepted with a dataset that does not exist: ${ds}`);
+        }
+        if (!inside(realRoot, real)) throw new Error(`${what} was accepted with datasetPath ${ds} (really ${real}), outside ${realRoot}`);
+        if (!inside(t.outputsRoot, resolve(t.outputsRoot, task.spec.outputDir)))
+          throw new Error(`${what} was accepted with outputDir ${task.spec.outputDir}, outside ${t.outputsRoot}`);
+        for (const [k, v] of Object.entries({ name: task.spec.name, model: task.spec.model, outputDir: task.spec.outputDir, key: task.spec.idempotencyKey ?? '' }))
+          if (/\p{Cc}/u.test(v)) throw new Error(`${what} was stored with a control character in ${k}: ${JSON.stringify(v)}`);
+        // Keep the slot's queue short: cancel what was accepted (it queues behind the blocker).
+        if (task.status === 'QUEUED') {
+          const c = await callApi(t.url, 'tasks.cancel', { id: task.id });
+          if (!c.ok) throw new Error(`cancelling accepted task ${task.id} failed: ${c.error.code} ${c.error.message}`);
+        }
+        const more = await eventsAfter(t.url, head);
+        if (more.length) head = more[more.length - 1]!.position;
+        const strangers = [...written, ...more].filter((e) => e.streamId !== task.id);
+        if (strangers.length) throw new Error(`${what} wrote events of other tasks: ${strangers.map((e) => `${e.type} ${e.streamId}`).join(', ')}`);
+      } else if (!mutation && written.length) {
+        throw new Error(`query ${what} wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
+      }
+    }),
+    { numRuns: opts.numRuns, ...(opts.seed !== undefined ? { seed: opts.seed } : {}), endOnFailure: false, interruptAfterTimeLimit: 10 * 60_000, markInterruptAsFailure: false },
+  );
+  opts.log?.(`fuzz: ${stats.tried} inputs, ${stats.accepted} accepted, ${stats.rawBodies} raw bodies, codes ${JSON.stringify(stats.byCode)}`);
+  return stats;
+}

@@ -1,0 +1,335 @@
+// The product's promise as checks: no task lost, doubled or stuck. Each check reads through the
+// public API, the event log, or /proc, and records a violation naming the invariant, the step of
+// the scenario and what was seen. The numbers follow docs/RELIABILITY.md:
+//   1 slots: at most one task per GPU slot; a live trainer only for a task that holds a slot
+//   2 FIFO: queued tasks start in the order of their TaskQueued positions
+//   3 one state: each task in exactly one state; an ended task has exactly one terminal event
+//   4 read models == fold of the log
+//   5 streams: versions 1..n contiguous, positions grow with version, nothing lost or doubled
+//   6 no stall: never a free unblocked slot for long while tasks are queued
+import type { StoredTaskEvent, TaskRecord, TaskStatus } from '@trainyard/domain';
+import { compareWithLog, readAll, readCommittedAfter, TAIL_START, type Database, type TailCursor } from '@trainyard/store';
+import { callApi, scanProcesses, stillAlive, type ApiResult, type OurProcess } from './procs';
+
+export const TERMINAL_TYPES = new Set(['TaskCompleted', 'TaskFailed', 'TaskCancelled']);
+export const TERMINAL: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+export const ACTIVE: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
+
+export interface Violation {
+  invariant: string;
+  step: string;
+  message: string;
+  atMs: number;
+}
+
+export class Violations {
+  readonly list: Violation[] = [];
+  private readonly seen = new Set<string>();
+  constructor(
+    private readonly t0: number,
+    private readonly log: (m: string) => void,
+  ) {}
+
+  /** Record once per (invariant, key): a stall seen at ten steps is one violation. */
+  add(invariant: string, step: string, message: string, key = message): void {
+    const k = `${invariant}|${key}`;
+    if (this.seen.has(k)) return;
+    this.seen.add(k);
+    const v = { invariant, step, message, atMs: Date.now() - this.t0 };
+    this.list.push(v);
+    this.log(`VIOLATION [${invariant}] at ${step}: ${message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants 3 and 5 over the log, and 2 (FIFO) over the whole of it.
+
+export class LogTracker {
+  readonly streams = new Map<string, StoredTaskEvent[]>();
+  private readonly positions = new Set<string>();
+  private readonly dirty = new Set<string>();
+  events = 0;
+
+  /** Events as a tail delivered them (Postgres) or a full read (then call reset first). */
+  add(events: readonly StoredTaskEvent[], v: Violations, step: string): void {
+    for (const e of events) {
+      if (this.positions.has(e.position)) {
+        v.add('5', step, `event at position ${e.position} (${e.type} of ${e.streamId} v${e.version}) was delivered twice by the log tail`);
+        continue;
+      }
+      this.positions.add(e.position);
+      const list = this.streams.get(e.streamId) ?? [];
+      list.push(e);
+      this.streams.set(e.streamId, list);
+      this.dirty.add(e.streamId);
+      this.events++;
+    }
+  }
+
+  reset(): void {
+    this.streams.clear();
+    this.positions.clear();
+    this.dirty.clear();
+    this.events = 0;
+  }
+
+  /** Check the streams that changed since the last call (all with `all`). */
+  checkStreams(v: Violations, step: string, all = false): void {
+    const ids = all ? [...this.streams.keys()] : [...this.dirty];
+    this.dirty.clear();
+    for (const id of ids) checkStream(id, this.streams.get(id) ?? [], v, step);
+  }
+
+  terminalEvents(id: string): StoredTaskEvent[] {
+    return (this.streams.get(id) ?? []).filter((e) => TERMINAL_TYPES.has(e.type));
+  }
+
+  /** Every event in position order. */
+  all(): StoredTaskEvent[] {
+    return [...this.streams.values()].flat().sort((a, b) => cmpPos(a.position, b.position));
+  }
+}
+
+export function cmpPos(a: string, b: string): number {
+  const d = BigInt(a) - BigInt(b);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+}
+
+function checkStream(id: string, events: StoredTaskEvent[], v: Violations, step: string): void {
+  const byVersion = [...events].sort((a, b) => a.version - b.version);
+  let terminals = 0;
+  for (let i = 0; i < byVersion.length; i++) {
+    const e = byVersion[i]!;
+    if (e.version !== i + 1) {
+      v.add('5', step, `stream ${id}: versions are not 1..n contiguous (${byVersion.map((x) => x.version).join(',')})`, `${id}-versions`);
+      break;
+    }
+    if (i > 0 && cmpPos(e.position, byVersion[i - 1]!.position) <= 0)
+      v.add('5', step, `stream ${id}: position ${e.position} of v${e.version} does not grow past ${byVersion[i - 1]!.position} of v${e.version - 1}`, `${id}-pos`);
+    if (i === 0 && e.type !== 'TaskSubmitted') v.add('5', step, `stream ${id} starts with ${e.type}, not TaskSubmitted`, `${id}-first`);
+    if (terminals > 0 && e.type !== 'TaskDeleted')
+      v.add('3', step, `stream ${id}: ${e.type} (v${e.version}) after its terminal event`, `${id}-after-terminal`);
+    if (TERMINAL_TYPES.has(e.type)) terminals++;
+  }
+  if (terminals > 1) v.add('3', step, `stream ${id} has ${terminals} terminal events`, `${id}-terminals`);
+}
+
+/**
+ * Invariant 2. A task X waits from its TaskQueued until its TaskAssigned (or TaskCancelled).
+ * While X waits, no task that came after it may be assigned: one queued after X, or one that
+ * never queued (a new submission takes a free slot only behind everything queued).
+ */
+export function checkFifo(tracker: LogTracker, v: Violations, step: string): number {
+  interface T {
+    id: string;
+    queued: string | null;
+    assigned: string | null;
+    waitEnd: string | null;
+  }
+  const tasks: T[] = [];
+  for (const [id, events] of tracker.streams) {
+    const queued = events.find((e) => e.type === 'TaskQueued')?.position ?? null;
+    const assigned = events.find((e) => e.type === 'TaskAssigned')?.position ?? null;
+    const cancelled = events.find((e) => e.type === 'TaskCancelled')?.position ?? null;
+    tasks.push({ id, queued, assigned, waitEnd: assigned ?? cancelled });
+  }
+  const waiting = tasks.filter((t) => t.queued !== null);
+  const assigned = tasks.filter((t) => t.assigned !== null).sort((a, b) => cmpPos(a.assigned!, b.assigned!));
+  let pairs = 0;
+  for (const x of waiting) {
+    for (const y of assigned) {
+      if (y.id === x.id) continue;
+      const a = y.assigned!;
+      if (cmpPos(a, x.queued!) <= 0) continue;
+      if (x.waitEnd !== null && cmpPos(a, x.waitEnd) >= 0) break;
+      pairs++;
+      const keyY = y.queued ?? a;
+      if (cmpPos(keyY, x.queued!) > 0) {
+        v.add(
+          '2',
+          step,
+          `task ${y.id} (${y.queued ? `queued at ${y.queued}` : 'never queued'}) was assigned at ${a} while ${x.id}, queued earlier at ${x.queued}, still waited`,
+          `${x.id}-${y.id}`,
+        );
+      }
+    }
+  }
+  return pairs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the log.
+
+/** Tails the log of a Postgres schema over a direct connection, as the service's feed does. */
+export class PostgresLog {
+  private cursor: TailCursor = TAIL_START;
+  constructor(readonly db: Database) {}
+
+  async readNew(): Promise<StoredTaskEvent[]> {
+    const out: StoredTaskEvent[] = [];
+    for (;;) {
+      const { events, cursor } = await readCommittedAfter(this.db.db, this.cursor, 5000);
+      this.cursor = cursor;
+      out.push(...events);
+      if (events.length < 5000) return out;
+    }
+  }
+
+  /** The whole log in position order (to compare with what the tail delivered). */
+  async readAll(): Promise<StoredTaskEvent[]> {
+    const out: StoredTaskEvent[] = [];
+    for await (const e of readAll(this.db.db)) out.push(e);
+    return out;
+  }
+
+  /** Invariant 4 on one consistent snapshot (works while the service runs). */
+  async compare() {
+    return this.db.db.transaction((tx) => compareWithLog(tx), { isolationLevel: 'repeatable read', accessMode: 'read only' });
+  }
+}
+
+/** The whole log through the API (events.list, paged by position). Use when nothing is writing, or accept a moving picture. */
+export async function readLogViaApi(url: string): Promise<StoredTaskEvent[] | null> {
+  const out: StoredTaskEvent[] = [];
+  let cursor: string | null = null;
+  for (;;) {
+    const r: ApiResult<{ events: StoredTaskEvent[]; nextCursor: string | null }> = await callApi(url, 'events.list', { limit: 1000, cursor });
+    if (!r.ok) return null;
+    out.push(...r.data.events);
+    if (!r.data.nextCursor) return out;
+    cursor = r.data.nextCursor;
+  }
+}
+
+/** Every task through the API (tasks.list pages, deleted ones too are not listed). */
+export async function listAllTasks(url: string, statuses?: TaskStatus[]): Promise<TaskRecord[] | null> {
+  const out: TaskRecord[] = [];
+  let cursor: string | null = null;
+  for (;;) {
+    const r: ApiResult<{ items: TaskRecord[]; nextCursor: string | null }> = await callApi(url, 'tasks.list', {
+      limit: 200,
+      cursor,
+      ...(statuses ? { status: statuses } : {}),
+    });
+    if (!r.ok) return null;
+    out.push(...r.data.items);
+    if (!r.data.nextCursor) return out;
+    cursor = r.data.nextCursor;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 1 (slots and processes) and 6 (stall), live.
+
+interface QueueView {
+  slots: { slotId: number; gpuIndex: number; task: TaskRecord | null; blockedReason: string | null }[];
+  queued: { position: number; task: TaskRecord }[];
+  queuedCount: number;
+}
+
+export class LiveChecker {
+  private stallSince: number | null = null;
+  private preparingSince = new Map<string, number>();
+  checks = 0;
+
+  constructor(
+    private readonly v: Violations,
+    private readonly slots: number,
+    private readonly dataDirs: readonly string[],
+    private readonly opts: { stallMs: number; stuckPreparingMs: number },
+  ) {}
+
+  /** Forget timers: after a restart of the service or the database the clock starts again. */
+  resetClocks(): void {
+    this.stallSince = null;
+    this.preparingSince.clear();
+  }
+
+  /**
+   * Slots and trainers. `urls` are the instances to ask (any one answers for the database).
+   * Returns false when no instance answered (nothing checked).
+   */
+  async check(urls: readonly string[], step: string): Promise<boolean> {
+    const procs1 = scanProcesses(this.dataDirs).filter((p) => p.kind === 'trainer');
+    let active: TaskRecord[] | null = null;
+    let queue: QueueView | null = null;
+    let url: string | null = null;
+    for (const u of urls) {
+      active = await listAllTasks(u, [...ACTIVE]);
+      if (!active) continue;
+      const q = await callApi<QueueView>(u, 'queue.get', undefined);
+      if (!q.ok) {
+        active = null;
+        continue;
+      }
+      queue = q.data;
+      url = u;
+      break;
+    }
+    if (!active || !queue || !url) return false;
+    this.checks++;
+    const now = Date.now();
+
+    // Slots: one holder each, every active task holds one, never more holders than slots.
+    const holders = active.filter((t) => t.slotId !== null);
+    if (holders.length > this.slots)
+      this.v.add('1', step, `${holders.length} tasks hold a slot with ${this.slots} slot(s): ${holders.map((t) => `${t.id}@${t.slotId}`).join(', ')}`);
+    const bySlot = new Map<number, string[]>();
+    for (const t of holders) bySlot.set(t.slotId!, [...(bySlot.get(t.slotId!) ?? []), t.id]);
+    for (const [slot, ids] of bySlot)
+      if (ids.length > 1) this.v.add('1', step, `slot ${slot} is held by ${ids.length} tasks: ${ids.join(', ')}`);
+    for (const t of active)
+      if (t.slotId === null) this.v.add('1', step, `task ${t.id} is ${t.status} but holds no slot`, `${t.id}-noslot`);
+
+    // Trainers: alive only for a task that holds a slot; never two for one task; never more than slots.
+    const activeById = new Map(active.map((t) => [t.id, t]));
+    const perTask = new Map<string, OurProcess[]>();
+    for (const p of procs1) perTask.set(p.taskId, [...(perTask.get(p.taskId) ?? []), p]);
+    for (const [taskId, ps] of perTask) {
+      const t = activeById.get(taskId);
+      if (!t || t.slotId === null) {
+        // The trainer ends before its task is recorded as ended: alive after the read is a violation.
+        const still = ps.filter(stillAlive);
+        if (still.length) {
+          const rec = await callApi<TaskRecord>(url, 'tasks.get', { id: taskId });
+          const status = rec.ok ? rec.data.status : `unknown (${rec.error.code})`;
+          if (!rec.ok || !ACTIVE.includes(rec.data.status) || rec.data.slotId === null) {
+            if (still.some(stillAlive))
+              this.v.add('1', step, `trainer pid ${still.map((p) => p.pid).join(',')} is alive for task ${taskId}, which is ${status} and holds no slot`, `${taskId}-orphan`);
+          }
+        }
+      } else if (t.trainer) {
+        const strangers = ps.filter((p) => p.pid !== t.trainer!.pid && stillAlive(p));
+        if (strangers.length)
+          this.v.add('1', step, `task ${taskId} records trainer pid ${t.trainer.pid} but pid ${strangers.map((p) => p.pid).join(',')} also trains it`, `${taskId}-stranger`);
+      }
+    }
+    const together = procs1.filter(stillAlive); // alive at the scan and now: alive at the same time
+    const tasksTogether = new Map<string, number>();
+    for (const p of together) tasksTogether.set(p.taskId, (tasksTogether.get(p.taskId) ?? 0) + 1);
+    for (const [id, n] of tasksTogether) if (n > 1) this.v.add('1', step, `${n} live trainers for task ${id}`, `${id}-double`);
+    if (together.length > this.slots)
+      this.v.add('1', step, `${together.length} trainers alive at once with ${this.slots} slot(s): tasks ${together.map((p) => p.taskId).join(', ')}`);
+
+    // Stall: a free, unblocked slot while tasks wait.
+    const free = queue.slots.filter((s) => !s.task && !s.blockedReason).length;
+    if (free > 0 && queue.queuedCount > 0) {
+      this.stallSince ??= now;
+      if (now - this.stallSince > this.opts.stallMs)
+        this.v.add('6', step, `${free} free slot(s) while ${queue.queuedCount} task(s) queued for ${now - this.stallSince} ms (head ${queue.queued[0]?.task.id})`, `stall-${this.stallSince}`);
+    } else this.stallSince = null;
+
+    // Stuck: a task assigned a slot whose trainer never gets recorded.
+    const seen = new Set<string>();
+    for (const t of active) {
+      if (t.trainer) continue;
+      seen.add(t.id);
+      const since = this.preparingSince.get(t.id) ?? now;
+      this.preparingSince.set(t.id, since);
+      if (now - since > this.opts.stuckPreparingMs)
+        this.v.add('6', step, `task ${t.id} has held slot ${t.slotId} for ${now - since} ms without a trainer`, `${t.id}-stuck`);
+    }
+    for (const id of this.preparingSince.keys()) if (!seen.has(id)) this.preparingSince.delete(id);
+    return true;
+  }
+}
