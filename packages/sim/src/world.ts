@@ -406,6 +406,13 @@ export class World {
           svc.runs.delete(task.id);
           await this.command(task.id, { type: 'fail', reason: 'lost', message: action.message }, 'recovery');
           return;
+        case 'awaitShepherd':
+          // Shepherds start instantly here (the simulation never reports one as starting).
+          throw new Error('awaitShepherd: the simulation does not model a slow shepherd');
+        default: {
+          const unhandled: never = action;
+          throw new Error(`unhandled recovery action ${JSON.stringify(unhandled)}`);
+        }
       }
     }
   }

@@ -1,12 +1,13 @@
 // Runs the real server as a child process (as `npm start` does) on a free port, against PGlite
 // in a temp folder or a fresh schema on the test Postgres, and gives a typed client for it.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { dropSchema, freshSchemaName, type Backend } from '@trainyard/store/testing';
+import { killAllUnder } from './torture/procs';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DATASET = join(REPO_ROOT, 'examples/tiny-dataset.jsonl');
@@ -96,20 +97,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return server;
 }
 
-/** Kill any trainer still running from a test's data folder (shepherds are detached). */
+/** Kill every shepherd and trainer still running from a test's data folder (they are detached). */
 export function killRunsUnder(dataDir: string): void {
-  try {
-    const out = execFileSync('pgrep', ['-f', dataDir], { encoding: 'utf8' });
-    for (const pid of out.split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  } catch {
-    /* none */
-  }
+  killAllUnder([dataDir]);
 }
 
 /** Poll `fn` until it returns a truthy value (or time out with the last value in the message). */

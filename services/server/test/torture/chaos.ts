@@ -325,7 +325,6 @@ class Scenario {
   subs: Sub[] = [];
   counters = { trainerKills: 0, dbRestarts: 0, startsRefused: 0, dupChecks: 0, compares: 0, retried: 0 };
   prng: Prng;
-  private unexpectedErrors = 0;
 
   constructor(
     readonly name: string,
