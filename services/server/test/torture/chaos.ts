@@ -114,6 +114,23 @@ export const PROFILES: Record<string, Profile> = {
     two: { creates: 120, cancels: 30, scheduleMs: 90_000, kills: 4 },
     stallMs: 5_000,
   },
+  // Over a hundred service kills in about 25 minutes: the longest run that fits a working session.
+  long: {
+    name: 'long',
+    tasks: 500,
+    serverKills: 120,
+    trainerKills: 40,
+    dbRestarts: 10,
+    cancels: 80,
+    dupSubmits: 60,
+    scheduleMs: 14 * 60_000,
+    settleMs: 5 * 60_000,
+    slots: 1,
+    compareEvery: 4,
+    pglite: { tasks: 100, serverKills: 30, trainerKills: 8, cancels: 15, scheduleMs: 4 * 60_000 },
+    two: { creates: 200, cancels: 40, scheduleMs: 3 * 60_000, kills: 8 },
+    stallMs: 5_000,
+  },
   full: {
     name: 'full',
     tasks: 1200,
