@@ -1,6 +1,7 @@
 // The runner: turns "task assigned to this instance" into a trainer process, and the
 // trainer's output and exit into commands. Trainers run under a detached shepherd that writes
 // to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -144,7 +145,8 @@ export class Runner {
     const trainerAlive = task.trainer?.startTime ? isSameProcessAlive(task.trainer.pid, task.trainer.startTime) : false;
     // A trainer that just died may still be having its exit written by the shepherd.
     const exitFile = trainerAlive ? null : task.trainer ? await this.waitForExitFile(runDir, 2000) : await readExit(runDir);
-    const shepherdAlive = !task.trainer && !trainerFile && !exitFile ? findShepherds(runDir).length > 0 : false;
+    // No run folder yet (a fresh assignment): no shepherd can exist for it, so skip the /proc scan.
+    const shepherdAlive = !task.trainer && !trainerFile && !exitFile && existsSync(runDir) ? findShepherds(runDir).length > 0 : false;
     return { trainerFile, exitFile, trainerAlive, shepherdAlive };
   }
 
