@@ -29,7 +29,7 @@ describe('torture, ci profile', () => {
       console.log(summarize([report]));
       if (report.violations.length) console.log(lines.join('\n'));
       expect(report.violations).toEqual([]);
-      expect(report.serverKills).toBe(PROFILES.ci!.serverKills);
+      expect(report.serverKills).toBeGreaterThanOrEqual(PROFILES.ci!.serverKills); // a database outage may kill the service once more
       expect(report.tasks.acknowledged).toBe(PROFILES.ci!.tasks);
       if (target!.control) expect(report.dbRestarts).toBe(PROFILES.ci!.dbRestarts);
     } finally {
@@ -44,6 +44,6 @@ describe('torture, ci profile', () => {
     console.log(summarize([report]));
     if (report.violations.length) console.log(lines.join('\n'));
     expect(report.violations).toEqual([]);
-    expect(report.serverKills).toBe(PROFILES.ci!.pglite.serverKills);
+    expect(report.serverKills).toBeGreaterThanOrEqual(PROFILES.ci!.pglite.serverKills);
   });
 });
