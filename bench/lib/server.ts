@@ -3,12 +3,12 @@
 // answered request. Also stops it and whatever trainers it left behind (shepherds are detached).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { dropSchema, onCleanup, processMemory, removeDir, REPO_ROOT, sleep } from './common';
+import { freePort } from '../../services/server/test/harness';
 
 /** Extra node flags for every server started (run.ts --cpu-prof DIR sets --cpu-prof flags). */
 let extraNodeArgs: string[] = [];
@@ -57,17 +57,7 @@ export interface BenchServer {
   dispose(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 function serverEnv(opts: ServerOptions, dataDir: string, port: number): Record<string, string> {
   const env: Record<string, string> = {};

@@ -1,7 +1,7 @@
 /** mulberry32: a small, fast, seedable PRNG. Same seed, same sequence, on every machine. */
 export class Prng {
   private s: number;
-  constructor(seed: number) {
+  constructor(readonly seed: number) {
     this.s = seed >>> 0;
   }
   next(): number {
@@ -25,5 +25,15 @@ export class Prng {
     let r = this.next() * entries.reduce((n, [, w]) => n + w, 0);
     for (const [k, w] of entries) if ((r -= w) < 0) return k;
     return entries[entries.length - 1]![0];
+  }
+  /** Exponentially distributed with the given mean (inter-arrival times). */
+  exp(mean: number): number {
+    return -Math.log(1 - this.next()) * mean;
+  }
+  /** An independent stream derived from this one (so adding draws in one place does not shift another). */
+  fork(label: string): Prng {
+    let h = this.seed ^ 0x9e3779b9;
+    for (const ch of label) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+    return new Prng(h >>> 0);
   }
 }

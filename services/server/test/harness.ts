@@ -1,6 +1,7 @@
 // Runs the real server as a child process (as `npm start` does) on a free port, against PGlite
 // in a temp folder or a fresh schema on the test Postgres, and gives a typed client for it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -95,6 +96,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
   };
   return server;
+}
+
+/** A TCP port free on 127.0.0.1 right now (for servers that must keep one port across restarts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Kill every shepherd and trainer still running from a test's data folder (they are detached). */
