@@ -1,8 +1,7 @@
 // The runner: turns "task assigned to this instance" into a trainer process, and the
 // trainer's output and exit into commands. Trainers run under a detached shepherd that writes
 // to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { decideRecovery, IllegalCommandError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
@@ -10,7 +9,7 @@ import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type Lo
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
-import { discardUnstartedLaunch, launchShepherd, readExit, readTrainerInfo, RunTailer, waitForTrainerInfo, type ExitInfo, type OutputLine } from './trainer/run';
+import { discardUnstartedLaunch, launchShepherd, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
 
 type Outcome = 'reattached' | 'settled' | 'launched' | 'failed';
 
@@ -42,6 +41,14 @@ export class Runner {
   /** Emits 'logs' (taskId) when lines were stored, for live log subscriptions. */
   readonly events = new EventEmitter();
   private closed = false;
+  /**
+   * A shepherd started ahead of need, handed the next run (see StandbyShepherd): a launch then
+   * skips Node's start-up. Replaced in the background after each launch; when there is none
+   * ready (first launch, it died), launch() spawns a fresh shepherd as before.
+   */
+  private standby: StandbyShepherd | null = null;
+  private standbyStarting = false;
+  private standbyError: string | null = null;
 
   constructor(
     private readonly store: TaskStore,
@@ -76,6 +83,7 @@ export class Runner {
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
   async recover(): Promise<Record<Outcome, string[]>> {
     const report: Record<Outcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
+    this.ensureStandby();
     for (const task of await listActive(this.store.db)) {
       if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
       report[await this.settle(task, this.claim(task))].push(task.id);
@@ -190,16 +198,17 @@ export class Runner {
     const runDir = run.runDir;
     try {
       const outputDir = resolveOutputDir(this.config, task);
-      await mkdir(runDir, { recursive: true });
-      await mkdir(outputDir, { recursive: true });
+      // Sync calls: microseconds each, where a thread-pool round trip costs more (see run.ts).
+      mkdirSync(runDir, { recursive: true });
+      mkdirSync(outputDir, { recursive: true });
       const specFile = join(runDir, 'task.json');
-      await writeFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath: resolve(task.spec.datasetPath) }, null, 2));
+      writeFileSync(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath: resolve(task.spec.datasetPath) }, null, 2));
       // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
       // by one that never started is stale.
       if (await discardUnstartedLaunch(runDir)) this.log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
       const [cmd, ...args] = this.config.trainer;
       const argv = [resolveArgv0(cmd!, this.config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(this.config.trainerCwd, a) : a))];
-      await launchShepherd({
+      const spec: LaunchSpec = {
         runDir,
         argv,
         cwd: this.config.trainerCwd,
@@ -212,8 +221,20 @@ export class Runner {
         },
         maxLineBytes: this.config.logMaxLineBytes,
         maxLinesPerSecond: this.config.logMaxLinesPerSecond,
-      });
-      const info = await waitForTrainerInfo(runDir, 30_000);
+      };
+      const standby = this.takeStandby();
+      let shepherd = await launchShepherd(spec, standby).finally(() => standby?.dispose()); // no-op once handed the run
+      let info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
+      if ('error' in info && info.shepherdGone && !existsSync(join(runDir, FILES.output)) && (await discardUnstartedLaunch(runDir))) {
+        // The shepherd (a standby killed just as it was handed the run, say) ended before it
+        // opened output.jsonl, which it does before spawning: no trainer was started. Once more
+        // with a fresh shepherd. (It is gone and was our child, so it cannot start one later.)
+        this.log.warn(`task ${task.id}: shepherd ${shepherd.shepherdPid} ended before starting the trainer; launching again`);
+        shepherd = await launchShepherd(spec, null);
+        info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
+      }
+      // The next launch's standby starts now, off the path between a trainer's exit and the next.
+      this.ensureStandby();
       if ('error' in info) {
         // Release the task only once its failure is committed: a notification arriving in
         // between must not take it again and fail it a second time with a vaguer message.
@@ -233,6 +254,38 @@ export class Runner {
       await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer: ${(err as Error).message}` }, 'runner');
       this.runs.delete(task.id);
     }
+  }
+
+  /** The standby shepherd, if one is ready, for one launch (whoever calls it owns it). */
+  private takeStandby(): StandbyShepherd | null {
+    const standby = this.standby;
+    this.standby = null;
+    if (standby?.ready) return standby;
+    standby?.dispose();
+    return null;
+  }
+
+  /** Start a standby shepherd in the background unless one is ready or starting. */
+  private ensureStandby(): void {
+    if (this.closed || this.standbyStarting || this.standby?.ready) return;
+    this.standby?.dispose();
+    this.standby = null;
+    this.standbyStarting = true;
+    StandbyShepherd.start(this.config.runsDir).then(
+      (standby) => {
+        this.standbyStarting = false;
+        if (this.closed) return standby.dispose();
+        this.standby = standby;
+        this.standbyError = null;
+      },
+      (err: unknown) => {
+        this.standbyStarting = false;
+        // Launches fall back to a fresh shepherd; say so once per distinct problem.
+        const msg = (err as Error).message;
+        if (msg !== this.standbyError) this.log.warn(`could not start a standby shepherd: ${msg}`);
+        this.standbyError = msg;
+      },
+    );
   }
 
   /** Tail the trainer's output to the end and record its exit. */
@@ -381,6 +434,10 @@ export class Runner {
   private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
     try {
       const r = await this.retry(() => this.store.execute(taskId, command, { actor }));
+      // Tasks this transaction put on a slot (the one this task freed): start them now rather
+      // than when the service's dispatch has loaded them again (observe() claims a task
+      // synchronously, so the dispatch's later notification finds it taken).
+      for (const t of r.started) this.observe(t);
       return r.task;
     } catch (err) {
       if (err instanceof IllegalCommandError) return (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
@@ -404,6 +461,8 @@ export class Runner {
   /** Stop following trainers (they keep running; the next start re-attaches). */
   close(): void {
     this.closed = true;
+    this.standby?.dispose();
+    this.standby = null;
     for (const run of this.runs.values()) {
       run.tailer?.stop();
       if (run.killTimer) clearTimeout(run.killTimer);

@@ -2,6 +2,7 @@
 // task is re-attached (same trainer process) and completes, the queue carries on, and the log
 // shows everything exactly once.
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backendAvailable, backends } from '@trainyard/store/testing';
@@ -17,6 +18,25 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Standby shepherds (`shepherd.mjs --standby`) whose parent is `parent`, from /proc. */
+function standbysOf(parent: number): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      const at = argv.findIndex((a) => a.endsWith('shepherd.mjs'));
+      if (at < 0 || argv[at + 1] !== '--standby') continue;
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state !== 'Z' && Number(ppid) === parent) out.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 async function statusOf(c: TrainyardClient, id: string) {
@@ -76,6 +96,27 @@ for (const backend of backends()) {
       const logs = await allLogs(c2, long.id);
       expect(logs.map((l) => l.seq)).toEqual(logs.map((_, i) => i + 1)); // in order, no gap, no duplicate
       expect(logs.filter((l) => l.line.includes('"type":"progress"')).length).toBe(25);
+    });
+
+    it('SIGKILL with a standby shepherd waiting: it exits with the service (no orphan); after the restart tasks run as before', async () => {
+      s = await startServer({ backend });
+      const first = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 20 }));
+      await eventually(async () => (await statusOf(s!.client, first.id)) === 'COMPLETED', 'the first task to complete');
+      // After a launch the runner keeps the next launch's shepherd started and waiting.
+      const standbys = await eventually(async () => {
+        const found = standbysOf(s!.proc.pid!);
+        return found.length ? found : null;
+      }, 'a standby shepherd');
+      await s.stop('SIGKILL');
+      await eventually(async () => standbys.every((pid) => !alive(pid)), 'the standby to exit with its service', 15_000);
+
+      s = await s.restart();
+      const a = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 20 }));
+      const b = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 20 }));
+      await eventually(async () => (await statusOf(s!.client, b.id)) === 'COMPLETED', 'both tasks to complete');
+      expect(await statusOf(s.client, a.id)).toBe('COMPLETED');
+      const events = (await s.client.events.list.query({ taskId: b.id, limit: 1000 })).events.map((e) => e.type);
+      expect(events.filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
     });
 
     it('a trainer that ended while the service was down is settled with its real exit status', async () => {

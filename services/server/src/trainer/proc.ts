@@ -2,7 +2,8 @@
 // so a trainer is identified by (pid, start time), the start time being field 22 of
 // /proc/<pid>/stat (clock ticks since boot). shepherd.mjs carries a copy of
 // parseProcStat/readProcessStartTime; keep the two in step.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface ProcStat {
   /** Field 3: R, S, D, Z (zombie), T, X (dead), ... */
@@ -71,9 +72,48 @@ export function signalGroup(pid: number, signal: NodeJS.Signals | number): boole
   }
 }
 
+/** The run folder's record of the standby shepherd the runner handed it to (see run.ts). */
+export const SHEPHERD_FILE = 'shepherd.json';
+
+function isShepherdArgv(argv: string[]): number {
+  return argv.findIndex((a) => a.endsWith('shepherd.mjs'));
+}
+
+function readArgv(pid: number | string): string[] | null {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return null;
+  }
+}
+
+function isLive(stat: ProcStat | null): stat is ProcStat {
+  return stat !== null && stat.state !== 'Z' && stat.state !== 'X' && stat.state !== 'x';
+}
+
 /**
- * Pids of live shepherds (`node shepherd.mjs <runDir>`) of one run folder, from /proc. A
- * shepherd shows up here from the moment it is spawned, before it has written anything.
+ * The live shepherd named by the folder's shepherd.json, if any: same pid AND same start time
+ * (a reused pid is not it) AND a shepherd's argv (after a reboot a pid and start time could
+ * match some unrelated process; recovery may kill what it finds here, so be sure).
+ */
+export function shepherdOfFile(runDir: string): number | null {
+  let raw: { pid?: unknown; startTime?: unknown };
+  try {
+    raw = JSON.parse(readFileSync(join(runDir, SHEPHERD_FILE), 'utf8')) as typeof raw;
+  } catch {
+    return null; // absent, or torn (it is renamed into place whole, so: never written)
+  }
+  if (typeof raw.pid !== 'number' || typeof raw.startTime !== 'string') return null;
+  if (!isSameProcessAlive(raw.pid, raw.startTime)) return null;
+  const argv = readArgv(raw.pid);
+  return argv && isShepherdArgv(argv) >= 0 ? raw.pid : null;
+}
+
+/**
+ * Pids of live shepherds of one run folder, from /proc: a fresh one (`node shepherd.mjs
+ * <runDir>`) shows up from the moment it is spawned, before it has written anything; a standby
+ * (`node shepherd.mjs --standby`) handed this folder shows up through the folder's
+ * shepherd.json, written before it was handed the folder, and through its cwd once it took it.
  */
 export function findShepherds(runDir: string): number[] {
   let entries: string[];
@@ -82,19 +122,24 @@ export function findShepherds(runDir: string): number[] {
   } catch {
     return [];
   }
-  const pids: number[] = [];
+  const pids = new Set<number>();
+  const named = shepherdOfFile(runDir);
+  if (named !== null) pids.add(named);
   for (const e of entries) {
     if (!/^\d+$/.test(e)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
+    const argv = readArgv(e);
+    if (!argv) continue;
+    const at = isShepherdArgv(argv);
+    if (at < 0) continue;
+    let ours = argv[at + 1] === runDir;
+    if (!ours && argv[at + 1] === '--standby') {
+      try {
+        ours = readlinkSync(`/proc/${e}/cwd`) === runDir;
+      } catch {
+        ours = false;
+      }
     }
-    const at = argv.findIndex((a) => a.endsWith('shepherd.mjs'));
-    if (at < 0 || argv[at + 1] !== runDir) continue;
-    const stat = readProcStat(Number(e));
-    if (stat && stat.state !== 'Z' && stat.state !== 'X' && stat.state !== 'x') pids.push(Number(e));
+    if (ours && isLive(readProcStat(Number(e)))) pids.add(Number(e));
   }
-  return pids;
+  return [...pids];
 }

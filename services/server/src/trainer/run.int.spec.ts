@@ -6,6 +6,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -14,10 +15,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { isSameProcessAlive, readProcessStartTime, signalGroup } from './proc';
+import { findShepherds, isSameProcessAlive, readProcessStartTime, signalGroup } from './proc';
 import { parseTrainerLine } from './protocol';
 import {
   RunTailer,
+  SHEPHERD_PATH,
+  StandbyShepherd,
+  discardUnstartedLaunch,
   launchShepherd,
   readExit,
   readTrainerInfo,
@@ -581,5 +585,193 @@ describe('proc helpers', () => {
     expect(() => signalGroup(1, 'SIGTERM')).toThrow(RangeError);
     expect(() => signalGroup(0, 'SIGTERM')).toThrow(RangeError);
     expect(signalGroup(2 ** 22 + 12345, 'SIGTERM')).toBe(false);
+  });
+});
+
+describe('standby shepherd', () => {
+  /** A standby waiting in its own folder (as the runner keeps one in the runs folder). */
+  async function standbyIn(): Promise<{ standby: StandbyShepherd; home: string }> {
+    const home = join(root, `standby-${++counter}`);
+    mkdirSync(home, { recursive: true });
+    const standby = await StandbyShepherd.start(home);
+    cleanups.push(() => {
+      standby.dispose();
+      if (!standby.gone) process.kill(standby.pid, 'SIGKILL');
+    });
+    return { standby, home };
+  }
+
+  it(
+    'handed a run, it runs the trainer and records it as a fresh shepherd does',
+    async () => {
+      const { standby, home } = await standbyIn();
+      expect(standby.ready).toBe(true);
+      const spec = simulatedRun({ steps: 4, stepMs: 40, logLinesPerStep: 2 }, 2);
+      const launched = await launchShepherd(spec, standby);
+      expect(launched).toMatchObject({ adopted: true, shepherdPid: standby.pid });
+      expect(standby.ready).toBe(false);
+      // shepherd.json names it, so recovery counts it as this folder's shepherd.
+      expect(JSON.parse(readFileSync(join(spec.runDir, 'shepherd.json'), 'utf8'))).toEqual({
+        pid: standby.pid,
+        startTime: standby.startTime,
+      });
+      expect(findShepherds(spec.runDir)).toEqual([standby.pid]);
+      const info = await waitForTrainerInfo(spec.runDir, WAIT_TIMEOUT, { shepherdGone: launched.gone });
+      if ('error' in info) throw new Error(info.error);
+      cleanups.push(() => {
+        if (isSameProcessAlive(info.pid, info.startTime)) signalGroup(info.pid, 'SIGKILL');
+      });
+
+      const { lines, exit } = await tailAll(spec.runDir);
+      expect(exit).toMatchObject({ code: 0, signal: null });
+      expect(exit.error).toBeUndefined();
+      expectContiguous(lines);
+      expect(messages(lines).filter((m) => m.type === 'progress')).toHaveLength(8);
+      expect(messages(lines).some((m) => m.type === 'artifact')).toBe(true);
+      expect(lines.filter((l) => l.stream === 'stderr' && /^step \d+ log/.test(l.line))).toHaveLength(8);
+      expect(readdirSync(spec.runDir).sort()).toEqual(['exit.json', 'launch.json', 'output.jsonl', 'shepherd.json', 'trainer.json']);
+      await waitFor('the standby to exit after its run', () => standby.gone);
+      expect(findShepherds(spec.runDir)).toEqual([]);
+      expect(readdirSync(home)).toEqual([]); // nothing written where it waited
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'whose stdin closes without a line (the service is gone) exits at once and leaves nothing',
+    async () => {
+      const { standby, home } = await standbyIn();
+      // Let it finish starting, so it is really waiting on stdin when the pipe closes.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(standby.gone).toBe(false);
+      standby.dispose();
+      await waitFor('the standby to exit', () => standby.gone);
+      expect(readdirSync(home)).toEqual([]);
+
+      // A partial line (no newline) before EOF is no line either: it must not take that folder.
+      const target = join(root, `case-${++counter}`);
+      mkdirSync(target);
+      writeFileSync(join(target, 'launch.json'), JSON.stringify({ argv: ['/bin/sh', '-c', 'touch ran'], env: {}, cwd: target }));
+      const raw = spawn(process.execPath, [SHEPHERD_PATH, '--standby'], { cwd: home, stdio: ['pipe', 'ignore', 'ignore'] });
+      cleanups.push(() => raw.kill('SIGKILL'));
+      raw.stdin!.end(target); // no "\n"
+      const code = await new Promise((r) => raw.once('exit', (c) => r(c)));
+      expect(code).toBe(0);
+      expect(readdirSync(target)).toEqual(['launch.json']);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'a service SIGKILLed with a standby handed a run and one waiting: the first runs on, the second exits',
+    async () => {
+      const spec = simulatedRun({ steps: 10, stepMs: 30 }, 2);
+      const home = join(root, `standby-${++counter}`);
+      mkdirSync(home, { recursive: true });
+      // A stand-in "service": two standbys, the first handed the run; reports, then idles.
+      const script = [
+        `import { StandbyShepherd, launchShepherd } from ${JSON.stringify(RUN_TS)};`,
+        `const a = await StandbyShepherd.start(${JSON.stringify(home)});`,
+        `const b = await StandbyShepherd.start(${JSON.stringify(home)});`,
+        `const r = await launchShepherd(JSON.parse(process.env.LAUNCH_SPEC), a);`,
+        `process.stdout.write(JSON.stringify({ adopted: r.adopted, a: a.pid, b: b.pid }) + '\\n');`,
+        `setInterval(() => {}, 1000);`,
+      ].join('\n');
+      const scriptFile = join(root, `service-${counter}.mts`);
+      writeFileSync(scriptFile, script);
+      const service = spawn(process.execPath, ['--import', 'tsx', scriptFile], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, LAUNCH_SPEC: JSON.stringify(spec) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+        detached: true,
+      });
+      cleanups.push(() => {
+        if (service.exitCode === null && service.signalCode === null) signalGroup(service.pid!, 'SIGKILL');
+      });
+      let out = '';
+      service.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      const pids = await waitFor('the service to hand over the run', () => {
+        const nl = out.indexOf('\n');
+        return nl >= 0 ? (JSON.parse(out.slice(0, nl)) as { adopted: boolean; a: number; b: number }) : null;
+      });
+      expect(pids.adopted).toBe(true);
+      const bStart = readProcessStartTime(pids.b);
+      for (const pid of [pids.a, pids.b]) {
+        cleanups.push(() => {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        });
+      }
+
+      const serviceGone = new Promise((r) => service.once('exit', r));
+      signalGroup(service.pid!, 'SIGKILL');
+      await withTimeout(serviceGone, WAIT_TIMEOUT, 'service exit');
+
+      // The unused standby goes with the service: no orphan.
+      await waitFor('the waiting standby to exit', () => bStart === null || !isSameProcessAlive(pids.b, bStart));
+      // The one handed the run finishes it.
+      const info = await waitFor('trainer.json', () => readTrainerInfo(spec.runDir));
+      cleanups.push(() => {
+        if (isSameProcessAlive(info.pid, info.startTime)) signalGroup(info.pid, 'SIGKILL');
+      });
+      const { lines, exit } = await tailAll(spec.runDir);
+      expect(exit.code).toBe(0);
+      expectContiguous(lines);
+      expect(messages(lines).filter((m) => m.type === 'progress')).toHaveLength(20);
+      await waitFor('the adopted shepherd to exit', () => !isAlive(pids.a));
+      expect(readdirSync(home)).toEqual([]);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'a standby that dies with the run unread is reported at once, and the folder can be launched again',
+    async () => {
+      const { standby } = await standbyIn();
+      const spec = simulatedRun({ steps: 2, stepMs: 10 }, 1);
+      // Stopped, so it cannot read the line it is handed; then killed: it dies with the line unread.
+      process.kill(standby.pid, 'SIGSTOP');
+      const launched = await launchShepherd(spec, standby);
+      expect(launched.adopted).toBe(true);
+      process.kill(standby.pid, 'SIGKILL');
+      const started = Date.now();
+      const info = await waitForTrainerInfo(spec.runDir, WAIT_TIMEOUT, { shepherdGone: launched.gone });
+      expect(info).toMatchObject({ shepherdGone: true });
+      expect(Date.now() - started).toBeLessThan(WAIT_TIMEOUT / 2);
+      expect(existsSync(join(spec.runDir, 'output.jsonl'))).toBe(false);
+      expect(findShepherds(spec.runDir)).toEqual([]);
+      // Nothing was started: the launch is discarded (shepherd.json with it) and done again.
+      expect(await discardUnstartedLaunch(spec.runDir)).toBe(true);
+      expect(readdirSync(spec.runDir)).toEqual([]);
+      const again = await launch(spec);
+      expect(again.pid).toBeGreaterThan(1);
+      expect((await tailAll(spec.runDir)).exit.code).toBe(0);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it('shepherd.json counts only for a live shepherd with the same start time', async () => {
+    const dir = join(root, `case-${++counter}`);
+    mkdirSync(dir, { recursive: true });
+    // A live process that is not a shepherd: never this folder's shepherd (recovery may kill those).
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    cleanups.push(() => sleeper.kill('SIGKILL'));
+    const sleeperStart = await waitFor('sleep to start', () => readProcessStartTime(sleeper.pid!));
+    writeFileSync(join(dir, 'shepherd.json'), JSON.stringify({ pid: sleeper.pid, startTime: sleeperStart }));
+    expect(findShepherds(dir)).toEqual([]);
+    // A standby, named with its start time: it is; with another start time (a reused pid): not.
+    const { standby } = await standbyIn();
+    writeFileSync(join(dir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: standby.startTime }));
+    expect(findShepherds(dir)).toEqual([standby.pid]);
+    writeFileSync(join(dir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: `${standby.startTime}1` }));
+    expect(findShepherds(dir)).toEqual([]);
+    // Torn or absent: nothing.
+    writeFileSync(join(dir, 'shepherd.json'), '{"pid": ');
+    expect(findShepherds(dir)).toEqual([]);
+    expect(await discardUnstartedLaunch(dir)).toBe(false); // no launch.json, but the stale file goes
+    expect(existsSync(join(dir, 'shepherd.json'))).toBe(false);
   });
 });

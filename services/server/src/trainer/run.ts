@@ -4,16 +4,22 @@
 // runs the trainer and writes everything to files in the run directory. The service can
 // crash, restart, and re-attach by tailing output.jsonl again from the last seq it
 // consumed. Files of a run directory:
+//   shepherd.json {pid, startTime} of the standby shepherd handed this run (written here,
+//                 before launch.json; absent when a fresh shepherd was spawned for it)
 //   launch.json   what to run (written here)
 //   trainer.json  {pid, startTime} of the trainer (shepherd, right after spawn)
 //   output.jsonl  one {"seq","stream","line","t"} per output line (shepherd)
 //   exit.json     {code, signal, endedAt[, error]} (shepherd, after all output)
 //   shepherd.log  the shepherd's own problems, if any
-import { spawn } from 'node:child_process';
-import { existsSync, watch, type FSWatcher } from 'node:fs';
-import * as fsp from 'node:fs/promises';
+//
+// A shepherd is either spawned for the run (`shepherd.mjs <runDir>`: its argv names the
+// folder) or a standby started ahead of need (`shepherd.mjs --standby`, see StandbyShepherd)
+// that is handed the folder over its stdin: that saves Node's start-up between two trainers.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, fsync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readProcessStartTime, SHEPHERD_FILE } from './proc';
 
 export interface LaunchSpec {
   runDir: string;
@@ -60,6 +66,7 @@ export const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
 export const DEFAULT_MAX_LINES_PER_SECOND = 500;
 
 export const FILES = {
+  shepherd: SHEPHERD_FILE,
   launch: 'launch.json',
   trainer: 'trainer.json',
   output: 'output.jsonl',
@@ -70,27 +77,116 @@ export const FILES = {
 /** Absolute path of the shepherd script. */
 export const SHEPHERD_PATH = fileURLToPath(new URL('./shepherd.mjs', import.meta.url));
 
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+// File work on the path from one trainer's exit to the next one's start is done with the sync
+// calls: small files on a local disk take microseconds, while each promise-based call is a
+// round trip through libuv's thread pool, which on a busy machine costs a millisecond or more.
+// Only fsync, which waits for the disk, stays off the event loop.
+
+async function writeJsonAtomic(file: string, value: unknown, durable = true): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await fsp.open(tmp, 'w');
+  const fd = openSync(tmp, 'w');
   try {
-    await handle.writeFile(`${JSON.stringify(value)}\n`);
-    await handle.sync();
+    const buf = Buffer.from(`${JSON.stringify(value)}\n`);
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    if (durable) await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
-  await fsp.rename(tmp, file);
+  renameSync(tmp, file);
 }
 
 /**
- * Writes launch.json into a fresh run directory (created if missing; refused if it
- * already holds a run) and starts the shepherd detached, with stdio ignored and unref'ed,
- * so that it survives this process. Resolves once the shepherd process exists; use
- * `waitForTrainerInfo` to learn whether the trainer itself started.
+ * A shepherd started ahead of need (`shepherd.mjs --standby`), waiting for a run folder on its
+ * stdin. Started detached like any shepherd (own session, so it outlives us once handed a run),
+ * stdout/stderr ignored, stdin a pipe from us; the child and the pipe are unref'ed so a standby
+ * never keeps this process alive. When this process exits or dies, the pipe closes and an
+ * unused standby exits at once (see shepherd.mjs), so standbys are never left behind.
  */
-export async function launchShepherd(spec: LaunchSpec): Promise<{ shepherdPid: number }> {
+export class StandbyShepherd {
+  readonly pid: number;
+  /** /proc start time, recorded in shepherd.json: a pid alone is not an identity. */
+  readonly startTime: string;
+  private used = false;
+
+  private constructor(private readonly child: ChildProcess) {
+    this.pid = child.pid!;
+    this.startTime = readProcessStartTime(this.pid) ?? '';
+  }
+
+  /** Starts one; `cwd` is where it waits (the runs folder, so /proc tells whose it is). */
+  static async start(cwd: string): Promise<StandbyShepherd> {
+    const child = spawn(process.execPath, [SHEPHERD_PATH, '--standby'], {
+      cwd,
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', () => resolve());
+      child.once('error', reject);
+    });
+    child.unref();
+    // A write to a standby that died is an EPIPE here; the runner learns of it from `gone`.
+    child.stdin!.on('error', () => {});
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    if (child.pid === undefined) throw new Error('StandbyShepherd: no pid');
+    return new StandbyShepherd(child);
+  }
+
+  /** The process has ended (it is our child: we see its exit). */
+  get gone(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Not yet handed a run, and still there to take one (identity known). */
+  get ready(): boolean {
+    return !this.used && !this.gone && this.startTime !== '';
+  }
+
+  /**
+   * Hands it the run folder. Call only once shepherd.json naming it and launch.json are in
+   * place: from this write on, the standby may start the trainer at any moment.
+   */
+  handOver(runDir: string): void {
+    if (this.used) throw new Error('StandbyShepherd: already handed a run');
+    this.used = true;
+    // One short write: all or nothing, even if we die right after. A standby that gets EOF
+    // without a complete line does nothing.
+    this.child.stdin!.end(`${runDir}\n`);
+  }
+
+  /** An unused standby: close its stdin, so it exits; one handed a run is left alone. */
+  dispose(): void {
+    if (this.used) return;
+    this.used = true;
+    this.child.stdin!.destroy();
+  }
+}
+
+export interface LaunchedShepherd {
+  shepherdPid: number;
+  /** Whether a standby was handed the run (else a fresh shepherd was spawned for it). */
+  adopted: boolean;
+  /** True once the shepherd process has ended (it is our child: we see its exit). */
+  gone(): boolean;
+}
+
+/**
+ * Writes launch.json into a fresh run directory (created if missing; refused if it already
+ * holds a run) and hands the run to `standby` when one is given and ready, or else starts a
+ * fresh shepherd detached, with stdio ignored and unref'ed, so that it survives this process.
+ * Resolves once the shepherd process exists; use `waitForTrainerInfo` to learn whether the
+ * trainer itself started.
+ *
+ * With a standby, the order is what makes a crash at any point safe: (1) shepherd.json naming
+ * the standby, so that from then on recovery counts it as this folder's shepherd and launches
+ * no second one while it lives; (2) launch.json, durable; (3) the folder on its stdin. Dying
+ * before (3) closes the pipe: the standby exits without doing anything, and recovery, finding
+ * no live shepherd, launches again. Dying after (3): the standby has the line and runs it, and
+ * recovery waits for it.
+ */
+export async function launchShepherd(spec: LaunchSpec, standby?: StandbyShepherd | null): Promise<LaunchedShepherd> {
   if (spec.argv.length === 0) throw new Error('launchShepherd: argv is empty');
-  await fsp.mkdir(spec.runDir, { recursive: true });
+  mkdirSync(spec.runDir, { recursive: true });
   for (const name of [FILES.launch, FILES.output, FILES.exit, FILES.trainer]) {
     if (existsSync(join(spec.runDir, name))) {
       throw new Error(`launchShepherd: run directory ${spec.runDir} was already used (${name})`);
@@ -103,7 +199,20 @@ export async function launchShepherd(spec: LaunchSpec): Promise<{ shepherdPid: n
     maxLineBytes: spec.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
     maxLinesPerSecond: spec.maxLinesPerSecond ?? DEFAULT_MAX_LINES_PER_SECOND,
   };
-  await writeJsonAtomic(join(spec.runDir, FILES.launch), launch);
+
+  if (standby?.ready) {
+    // Not fsynced: it only matters while processes survive, i.e. across a crash of this
+    // process, and the page cache survives that. After a reboot the process it names is gone.
+    await writeJsonAtomic(join(spec.runDir, FILES.shepherd), { pid: standby.pid, startTime: standby.startTime }, false);
+    await writeJsonAtomic(join(spec.runDir, FILES.launch), launch);
+    if (!standby.gone) {
+      standby.handOver(spec.runDir);
+      return { shepherdPid: standby.pid, adopted: true, gone: () => standby.gone };
+    }
+    // It died meanwhile, before it was handed the run, so it started nothing: spawn one.
+  } else {
+    await writeJsonAtomic(join(spec.runDir, FILES.launch), launch);
+  }
 
   const child = spawn(process.execPath, [SHEPHERD_PATH, spec.runDir], {
     cwd: spec.runDir,
@@ -116,26 +225,30 @@ export async function launchShepherd(spec: LaunchSpec): Promise<{ shepherdPid: n
   });
   child.unref();
   if (child.pid === undefined) throw new Error('launchShepherd: shepherd has no pid');
-  return { shepherdPid: child.pid };
+  return { shepherdPid: child.pid, adopted: false, gone: () => child.exitCode !== null || child.signalCode !== null };
 }
 
 /**
  * A launch.json whose shepherd never started (the service died between writing it and starting
- * the shepherd, or the shepherd died before spawning anything) is removed, so the run folder can
- * be launched again. Only when nothing else of a run is there; call it only when no shepherd of
- * the folder is alive. Returns whether it removed one.
+ * the shepherd, or before handing it to the standby that shepherd.json names, or the shepherd
+ * died before spawning anything) is removed, with that shepherd.json, so the run folder can be
+ * launched again. Only when nothing else of a run is there (output.jsonl is created before the
+ * trainer is spawned: without it, no trainer was); call it only when no shepherd of the folder
+ * is alive. Returns whether it removed a launch.json.
  */
 export async function discardUnstartedLaunch(runDir: string): Promise<boolean> {
-  if (!existsSync(join(runDir, FILES.launch))) return false;
   for (const name of [FILES.trainer, FILES.exit, FILES.output]) if (existsSync(join(runDir, name))) return false;
-  await fsp.rm(join(runDir, FILES.launch), { force: true });
-  return true;
+  const had = existsSync(join(runDir, FILES.launch));
+  // launch.json first: a shepherd.json left alone is harmless (it names a dead process).
+  if (had) rmSync(join(runDir, FILES.launch), { force: true });
+  rmSync(join(runDir, FILES.shepherd), { force: true });
+  return had;
 }
 
-async function readJson<T>(file: string): Promise<T | null> {
+function readJson<T>(file: string): T | null {
   let text: string;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
@@ -154,38 +267,68 @@ export async function readExit(runDir: string): Promise<ExitInfo | null> {
 
 /** trainer.json of a run, or null before the trainer was spawned. */
 export async function readTrainerInfo(runDir: string): Promise<TrainerInfo | null> {
-  const raw = await readJson<{ pid: number; startTime: string | null }>(
+  const raw = readJson<{ pid: number; startTime: string | null }>(
     join(runDir, FILES.trainer),
   );
   if (!raw || !Number.isInteger(raw.pid)) return null;
   return { pid: raw.pid, startTime: raw.startTime ?? '' };
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /**
  * Waits until the shepherd reports the trainer's pid (trainer.json), or that it could not
- * start it (exit.json without trainer.json), or `timeoutMs` passes.
+ * start it (exit.json without trainer.json), or `timeoutMs` passes, or (given `shepherdGone`)
+ * the shepherd ended without reporting either (then `shepherdGone: true` in the answer).
+ * Watches the folder (fs.watch), so the answer comes as soon as a file is renamed into place;
+ * a short poll covers filesystems where watching does not work.
  */
 export async function waitForTrainerInfo(
   runDir: string,
   timeoutMs: number,
-): Promise<TrainerInfo | { error: string }> {
+  opts: { shepherdGone?: () => boolean; pollMs?: number } = {},
+): Promise<TrainerInfo | { error: string; shepherdGone?: boolean }> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const info = await readTrainerInfo(runDir);
-    if (info) return info;
-    const exit = await readExit(runDir);
-    if (exit) {
-      // trainer.json is written before exit.json whenever the trainer was spawned.
-      const again = await readTrainerInfo(runDir);
-      if (again) return again;
-      return { error: exit.error ?? 'trainer exited before it was recorded' };
+  let wake: (() => void) | null = null;
+  let changed = false;
+  let watcher: FSWatcher | null = null;
+  try {
+    watcher = watch(runDir, () => {
+      changed = true;
+      wake?.();
+    });
+    watcher.on('error', () => {});
+  } catch {
+    watcher = null; // polling alone is enough
+  }
+  try {
+    for (;;) {
+      changed = false;
+      // Asked before reading: a shepherd writes its files before it exits.
+      const gone = opts.shepherdGone?.() ?? false;
+      const info = await readTrainerInfo(runDir);
+      if (info) return info;
+      const exit = await readExit(runDir);
+      if (exit) {
+        // trainer.json is written before exit.json whenever the trainer was spawned.
+        const again = await readTrainerInfo(runDir);
+        if (again) return again;
+        return { error: exit.error ?? 'trainer exited before it was recorded' };
+      }
+      if (gone) return { error: 'the shepherd ended before it reported the trainer', shepherdGone: true };
+      if (Date.now() >= deadline) {
+        return { error: `shepherd did not report the trainer within ${timeoutMs} ms` };
+      }
+      if (changed) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, opts.pollMs ?? 20);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
     }
-    if (Date.now() >= deadline) {
-      return { error: `shepherd did not report the trainer within ${timeoutMs} ms` };
-    }
-    await sleep(20);
+  } finally {
+    watcher?.close();
   }
 }
 
@@ -213,6 +356,8 @@ export class RunTailer {
   private rerun = false;
   private timer: NodeJS.Timeout | null = null;
   private watcher: FSWatcher | null = null;
+  /** Read buffer, reused from pass to pass. */
+  private chunk: Buffer | null = null;
   private resolveExited!: (e: ExitInfo) => void;
   private rejectExited!: (err: unknown) => void;
 
@@ -313,18 +458,19 @@ export class RunTailer {
 
   /** Delivers complete lines from `offset` to EOF; true if nothing is left unread. */
   private async drain(): Promise<boolean> {
-    let handle: fsp.FileHandle;
+    let fd: number;
     try {
-      handle = await fsp.open(this.file, 'r');
+      fd = openSync(this.file, 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
       throw err;
     }
     try {
-      const chunk = Buffer.alloc(1 << 20);
+      this.chunk ??= Buffer.allocUnsafe(1 << 20);
+      const chunk = this.chunk;
       let carry: Buffer = Buffer.alloc(0);
       for (;;) {
-        const { bytesRead } = await handle.read(chunk, 0, chunk.length, this.offset + carry.length);
+        const bytesRead = readSync(fd, chunk, 0, chunk.length, this.offset + carry.length);
         if (bytesRead === 0) {
           // A partial last line (shepherd mid-write) stays unread until it is complete.
           return carry.length === 0;
@@ -346,10 +492,11 @@ export class RunTailer {
           }
           this.offset += raw.length + 1;
         }
+        // Copied: the next read reuses `chunk`.
         carry = Buffer.from(data.subarray(start));
       }
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 }

@@ -1,14 +1,24 @@
 #!/usr/bin/env node
 // @ts-check
-// Trainer shepherd: `node shepherd.mjs <runDir>`.
+// Trainer shepherd: `node shepherd.mjs <runDir>`, or `node shepherd.mjs --standby`.
 //
-// Started detached (own session, stdio ignored, unref'ed) by run.ts so that it outlives
-// the service. It runs the trainer described by <runDir>/launch.json as the leader of
-// its own process group and records everything in files of <runDir>:
+// Started detached (own session, unref'ed) by run.ts so that it outlives the service. It runs
+// the trainer described by <runDir>/launch.json as the leader of its own process group and
+// records everything in files of <runDir>:
 //   trainer.json  {pid, startTime}                      written atomically right after spawn
 //   output.jsonl  {"seq","stream","line","t"} per line   appended synchronously, in order
 //   exit.json     {code, signal, endedAt[, error]}       written atomically, last of all
 // Plain JavaScript (no tsx) so it starts fast and has no dependencies.
+//
+// Standby mode: Node's own start-up (~60 ms) used to sit between one trainer's exit and the next
+// one's start. The runner therefore keeps one shepherd started ahead of need, with `--standby`
+// and stdin a pipe from the service. It waits for one line on stdin, the run folder, and from
+// then on is an ordinary shepherd of that folder (cwd changed to it, stdin closed). The runner
+// writes <runDir>/shepherd.json {pid, startTime} naming this process BEFORE launch.json and the
+// line, so that recovery knows the folder has a live shepherd although our argv does not name it.
+// EOF (or an error) on stdin before a complete line means the service exited or crashed before
+// handing us a run: we exit at once and touch nothing, so a standby never outlives its service
+// and a folder whose line was never sent is launched again by recovery.
 import { spawn } from 'node:child_process';
 import {
   closeSync,
@@ -36,15 +46,15 @@ const DEFAULT_MAX_LINES_PER_SECOND = 500;
 const STDIO_GRACE_MS = 3000;
 const PROTOCOL_PREFIX = /^\s*\{\s*"type"\s*:\s*"(?:phase|progress|artifact)"/;
 
-const runDir = process.argv[2];
-if (!runDir) {
-  process.stderr.write('usage: shepherd.mjs <runDir>\n');
-  process.exit(2);
-}
+const STANDBY_FLAG = '--standby';
+/** Longest run folder line a standby accepts (a path; the service writes it in one write). */
+const MAX_LINE_BYTES = 16 * 1024;
 
-// Outlive the service and our own parent: the trainer is signalled through its own group.
-for (const sig of /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGPIPE'])) {
-  process.on(sig, () => {});
+/** The run folder this shepherd works in: from argv, or for a standby from its stdin line. */
+let runDir = process.argv[2] ?? '';
+if (!runDir) {
+  process.stderr.write('usage: shepherd.mjs <runDir> | shepherd.mjs --standby\n');
+  process.exit(2);
 }
 
 /** @param {string} message */
@@ -56,9 +66,6 @@ function shepherdLog(message) {
   }
 }
 
-process.on('uncaughtException', (err) => {
-  shepherdLog(`uncaught: ${err && err.stack ? err.stack : String(err)}`);
-});
 
 /**
  * Writes `value` as JSON to `file` atomically: temp file, fsync, rename.
@@ -395,9 +402,68 @@ function errMessage(err) {
   return err instanceof Error ? err.message : String(err);
 }
 
-try {
-  main();
-} catch (err) {
+/** From here on this process is the shepherd of `runDir`, whatever happens to the service. */
+function run() {
+  // Outlive the service and our own parent: the trainer is signalled through its own group.
+  for (const sig of /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGPIPE'])) {
+    process.on(sig, () => {});
+  }
+  process.on('uncaughtException', (err) => {
+    shepherdLog(`uncaught: ${err && err.stack ? err.stack : String(err)}`);
+  });
+  try {
+    main();
+  } catch (err) {
+    fatal(err);
+  }
+}
+
+/**
+ * Standby: wait for the run folder on stdin. Until it comes, signals keep their default action
+ * (a standby holds nothing, so killing it is harmless: the runner falls back to a fresh spawn).
+ */
+function awaitRunDir() {
+  const stdin = process.stdin;
+  /** @type {Buffer[]} */
+  const parts = [];
+  let size = 0;
+  let adopted = false;
+  const giveUp = () => {
+    // The service is gone (or broke the pipe) before it handed us a run: nothing to do.
+    if (!adopted) process.exit(0);
+  };
+  stdin.on('end', giveUp);
+  stdin.on('close', giveUp);
+  stdin.on('error', giveUp);
+  stdin.on('data', (/** @type {Buffer} */ chunk) => {
+    if (adopted) return;
+    const nl = chunk.indexOf(0x0a);
+    if (nl < 0) {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size > MAX_LINE_BYTES) process.exit(0);
+      return;
+    }
+    parts.push(chunk.subarray(0, nl));
+    adopted = true;
+    runDir = Buffer.concat(parts).toString('utf8');
+    // The rest of stdin means nothing to us: EOF, errors and further bytes are ignored.
+    stdin.removeAllListeners('data');
+    stdin.on('error', () => {});
+    stdin.destroy();
+    if (!runDir.startsWith('/')) process.exit(0);
+    try {
+      // Like a fresh shepherd (spawned with cwd = runDir), and how /proc tells whose we are.
+      process.chdir(runDir);
+    } catch {
+      // main() reports a folder it cannot use (or there is nowhere to report to)
+    }
+    run();
+  });
+}
+
+/** @param {unknown} err */
+function fatal(err) {
   shepherdLog(`fatal: ${err instanceof Error ? err.stack : String(err)}`);
   // Nobody could supervise a trainer we failed to record: take it down with us.
   if (childPid !== undefined && !exitWritten) {
@@ -413,4 +479,11 @@ try {
     // ignore
   }
   process.exit(0);
+}
+
+if (runDir === STANDBY_FLAG) {
+  runDir = '';
+  awaitRunDir();
+} else {
+  run();
 }

@@ -2,7 +2,7 @@
 // a raw tRPC caller with a timeout (a hung request must not hang the run), and a scan of /proc
 // for the trainers and shepherds that belong to a data folder.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isSameProcessAlive, readProcStat } from '../../src/trainer/proc';
@@ -296,7 +296,7 @@ function under(path: string, roots: readonly string[]): boolean {
 /**
  * Live (non-zombie) trainers and shepherds whose run folder is under one of `dataDirs`.
  * A trainer is told by its environment (TRAINYARD_TASK_ID, TRAINYARD_TASK_SPEC in a run folder);
- * a shepherd by its argv (shepherd.mjs <runDir>).
+ * a shepherd by its argv (shepherd.mjs <runDir>), or a standby handed a run by its cwd.
  */
 export function scanProcesses(dataDirs: readonly string[]): OurProcess[] {
   const out: OurProcess[] = [];
@@ -316,7 +316,19 @@ export function scanProcesses(dataDirs: readonly string[]): OurProcess[] {
     if (!stat || stat.state === 'Z' || stat.state === 'X') continue;
     const shepherdAt = argv.findIndex((a) => a.endsWith('shepherd.mjs'));
     if (shepherdAt >= 0) {
-      const runDir = argv[shepherdAt + 1] ?? '';
+      let runDir = argv[shepherdAt + 1] ?? '';
+      if (runDir === '--standby') {
+        // A standby shepherd names no folder: once handed a run it works in it (its cwd, with a
+        // launch.json). One still waiting (cwd: the runs folder) holds nothing and exits with
+        // its service, so it is not counted.
+        let cwd = '';
+        try {
+          cwd = readlinkSync(`/proc/${pid}/cwd`);
+        } catch {
+          /* gone */
+        }
+        runDir = cwd && existsSync(join(cwd, 'launch.json')) ? cwd : '';
+      }
       if (under(runDir, dataDirs)) {
         const parts = runDir.split(sep);
         out.push({ pid, startTime: stat.startTime, kind: 'shepherd', taskId: parts[parts.length - 2] ?? '?' });

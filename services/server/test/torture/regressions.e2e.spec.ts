@@ -10,6 +10,7 @@ import { configureSlots, openDatabase, TaskStore } from '@trainyard/store';
 import { backendAvailable, backends, freshSchemaName, type Backend } from '@trainyard/store/testing';
 import { loadConfig } from '../../src/config';
 import { newTaskId } from '../../src/service';
+import { readProcessStartTime } from '../../src/trainer/proc';
 import { readTrainerInfo, SHEPHERD_PATH } from '../../src/trainer/run';
 import { DATASET, eventually, REPO_ROOT, startServer, type RunningServer } from '../harness';
 import { callApi, openSubscription, scanProcesses, ServerProc, StartRefused, stillAlive } from './procs';
@@ -197,6 +198,65 @@ for (const backend of backends()) {
       expect(done.status).toBe('COMPLETED');
       const types = await eventTypes(s, task.id);
       expect(types.filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
+    });
+
+    it('killed after handing the run to a standby shepherd (named in shepherd.json): the restart waits for it, never a second trainer', async () => {
+      const { dataDir, schema, task, runDir } = await killedMidLaunch(backend);
+      // The dead service's standby, handed the run but slow to take it: its argv names no folder,
+      // only shepherd.json tells recovery it is this one's. It reads its stdin only once the
+      // restarted service has looked at shepherd.json (its atime moves past its mtime), or the
+      // file is gone (a service that ignored it and launched again), or after 20 s (noatime).
+      const slowStart = [
+        "const fs = require('fs'); const file = process.argv[3]; const t0 = Date.now(); let seen = false;",
+        'const tick = () => { let go = Date.now() - t0 > 20000;',
+        '  try { const st = fs.statSync(file); seen = true; if (st.atimeMs > st.mtimeMs) go = true; } catch { if (seen) go = true; }',
+        '  if (go) import(process.argv[1]); else setTimeout(tick, 20); };',
+        'tick();',
+      ].join('\n');
+      const standby = spawn(process.execPath, ['-e', slowStart, SHEPHERD_PATH, '--standby', join(runDir, 'shepherd.json')], {
+        cwd: join(runDir, '..', '..'),
+        detached: true,
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      standby.unref();
+      const standbyExited = new Promise((r) => standby.once('exit', r));
+      await new Promise((r) => standby.once('spawn', r));
+      writeFileSync(join(runDir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: readProcessStartTime(standby.pid!) }));
+      standby.stdin!.end(`${runDir}\n`); // then the "service" is gone: its end of the pipe closes
+      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
+      const done = await eventually(async () => {
+        const t = await s!.client.tasks.get.query({ id: task.id });
+        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
+      }, 'the task to end', 60_000);
+      expect(done.error?.message ?? null).toBeNull();
+      expect(done.status).toBe('COMPLETED');
+      // Once the standby is done too, the trainer its folder records is still the one the task
+      // records (a second launch beside it would have had the standby start another trainer).
+      await standbyExited;
+      const reported = await readTrainerInfo(runDir);
+      expect(done.trainer?.pid).toBe(reported?.pid);
+      expect((await eventTypes(s, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
+      await eventually(async () => scanProcesses([dataDir]).filter(stillAlive).length === 0, 'no process left', 15_000);
+    });
+
+    it('killed after writing shepherd.json, before handing the run to the standby: the standby exits, the restart launches again', async () => {
+      const { dataDir, schema, task, runDir } = await killedMidLaunch(backend);
+      const standby = spawn(process.execPath, [SHEPHERD_PATH, '--standby'], { cwd: join(runDir, '..', '..'), detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+      standby.unref();
+      await new Promise((r) => standby.once('spawn', r));
+      writeFileSync(join(runDir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: readProcessStartTime(standby.pid!) }));
+      const exited = new Promise((r) => standby.once('exit', r));
+      standby.stdin!.destroy(); // the service died: no line
+      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
+      await exited;
+      const done = await eventually(async () => {
+        const t = await s!.client.tasks.get.query({ id: task.id });
+        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
+      }, 'the task to end', 60_000);
+      expect(done.error?.message ?? null).toBeNull();
+      expect(done.status).toBe('COMPLETED');
+      expect((await eventTypes(s, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
+      await eventually(async () => scanProcesses([dataDir]).filter(stillAlive).length === 0, 'no process left', 15_000);
     });
 
     it('killed while its shepherd was still starting: the restart waits for that shepherd and follows its trainer, never a second one (was: FAILED, and an orphan trainer)', async () => {
