@@ -173,6 +173,7 @@ export class World {
     const up = this.svc !== null;
     const action = this.rng.weighted({
       submit: up ? 28 : 0,
+      burst: up ? 5 : 0,
       cancel: up ? 10 : 0,
       delete: up ? 3 : 0,
       advance: 30,
@@ -186,6 +187,8 @@ export class World {
     switch (action) {
       case 'submit':
         return this.submit();
+      case 'burst':
+        return this.submitBurst();
       case 'cancel': {
         const t = this.rng.pick([...this.db.tasks.values()].filter((x) => !isTerminal(x.status)));
         if (t) {
@@ -239,7 +242,7 @@ export class World {
     }
   }
 
-  private async submit(): Promise<void> {
+  private newSubmission(): { id: string; spec: TaskSpec } {
     const id = `t${this.nextTask++}`;
     const duration = this.rng.int(100, 8000);
     const r = this.rng.next();
@@ -266,12 +269,39 @@ export class World {
         },
       },
     };
+    return { id, spec };
+  }
+
+  private async submit(): Promise<void> {
+    const { id, spec } = this.newSubmission();
     const existing = [...this.db.tasks.values()].find((t) => t.spec.idempotencyKey === spec.idempotencyKey);
     const res = await this.commands.submit(id, spec, { actor: 'user' });
     this.log(`submit ${id} -> ${res.task.id} ${res.task.status}${res.created ? '' : ' (idempotent)'}`);
     if (existing && (res.created || res.task.id !== existing.id)) this.violation(`idempotency key ${spec.idempotencyKey} made a second task`);
     if (!existing && !res.created) this.violation(`fresh key ${spec.idempotencyKey} did not create a task`);
     if (res.created) this.result.tasks++;
+    await this.work();
+  }
+
+  /** Several submissions committed together (group commit): each as if alone, in order. */
+  private async submitBurst(): Promise<void> {
+    const batch = Array.from({ length: this.rng.int(2, 4) }, () => this.newSubmission());
+    const stored = (key: string | null | undefined) => [...this.db.tasks.values()].find((t) => t.spec.idempotencyKey === key);
+    const before = batch.map((b) => stored(b.spec.idempotencyKey));
+    const results = await this.commands.submitMany(batch.map((b) => ({ taskId: b.id, spec: b.spec, meta: { actor: 'user' } })));
+    const failed = results.find((r) => r instanceof Error);
+    if (failed) throw failed; // a crash is every submission's outcome
+    const firstWithKey = new Map<string | null | undefined, string>();
+    results.forEach((res, i) => {
+      if (res instanceof Error) return;
+      const { id, spec } = batch[i]!;
+      const expected = before[i]?.id ?? firstWithKey.get(spec.idempotencyKey) ?? id;
+      if (!firstWithKey.has(spec.idempotencyKey)) firstWithKey.set(spec.idempotencyKey, expected);
+      this.log(`burst submit ${id} -> ${res.task.id} ${res.task.status}${res.created ? '' : ' (idempotent)'}`);
+      if (res.task.id !== expected || res.created !== (expected === id))
+        this.violation(`burst: ${id} with key ${spec.idempotencyKey} got ${res.task.id} (created ${res.created}), expected ${expected}`);
+      if (res.created) this.result.tasks++;
+    });
     await this.work();
   }
 

@@ -101,6 +101,55 @@ export async function appendToStream(
     .sort((a, b) => a.version - b.version);
 }
 
+/**
+ * Append the first events of several new streams in one statement, in the order given: rows
+ * are inserted (and draw their positions) in that order. A stream id that already exists hits
+ * the unique (stream_id, stream_version) index: ConcurrencyError, and nothing is written.
+ */
+export async function appendNewStreams(
+  tx: Conn,
+  streams: readonly { streamId: string; events: readonly NewTaskEvent[]; meta: AppendMetadata }[],
+): Promise<StoredTaskEvent[][]> {
+  let ord = 0;
+  const values = streams.flatMap((s) => {
+    const meta = JSON.stringify({ ...s.meta, schemaVersion: CURRENT_SCHEMA_VERSION });
+    return s.events.map(
+      (e, i) =>
+        sql`(${ord++}::integer, ${s.streamId}::text, ${i + 1}::integer, ${e.type}::text, ${JSON.stringify(e.data)}::jsonb, ${meta}::jsonb)`,
+    );
+  });
+  if (values.length === 0) return streams.map(() => []);
+  let rows: Record<string, unknown>[];
+  try {
+    rows = rowsOf<Record<string, unknown>>(
+      await tx.execute(sql`
+        INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
+        SELECT v.stream_id, v.stream_version, v.type, v.data, v.metadata, ${CURRENT_SCHEMA_VERSION}::integer
+        FROM (VALUES ${sql.join(values, sql`, `)}) AS v(ord, stream_id, stream_version, type, data, metadata)
+        ORDER BY v.ord
+        RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`),
+    );
+  } catch (err) {
+    if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streams.map((s) => s.streamId).join(', '), 0, null);
+    throw err;
+  }
+  const byStream = new Map<string, StoredTaskEvent[]>(streams.map((s) => [s.streamId, []]));
+  for (const r of rows) {
+    byStream.get(String(r.stream_id))?.push(
+      upcast({
+        type: r.type,
+        data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+        streamId: String(r.stream_id),
+        version: Number(r.stream_version),
+        position: String(r.position),
+        recordedAt: new Date(r.recorded_at as string).toISOString(),
+        metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
+      } as StoredTaskEvent),
+    );
+  }
+  return streams.map((s) => byStream.get(s.streamId)!.sort((a, b) => a.version - b.version));
+}
+
 export async function readStream(conn: Conn, streamId: string, upToPosition?: string): Promise<StoredTaskEvent[]> {
   const rows = await conn
     .select()

@@ -36,19 +36,7 @@ export async function projectTask(
   after: TaskRecord,
   lastPosition: string,
 ): Promise<void> {
-  const row = {
-    id: after.id,
-    status: after.status,
-    version: after.version,
-    owner: after.spec.owner,
-    name: after.spec.name,
-    idempotencyKey: after.spec.idempotencyKey ?? null,
-    createdAt: after.createdAt,
-    queuedPosition: after.status === 'QUEUED' ? after.queuedPosition : null,
-    deleted: after.deleted,
-    lastPosition,
-    record: after,
-  };
+  const row = taskRow(after, lastPosition);
   if (before === null) {
     await tx.insert(tasks).values(row);
   } else {
@@ -68,6 +56,31 @@ export async function projectTask(
   }
 }
 
+/** The rows of new tasks that hold no slot (just submitted and queued), in one INSERT. */
+export async function projectNewTasks(tx: Conn, rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void> {
+  if (rows.length === 0) return;
+  for (const { after } of rows) {
+    if (slotChange(null, after).acquire !== null) throw new Error(`projectNewTasks: task ${after.id} takes a slot; use projectTask`);
+  }
+  await tx.insert(tasks).values(rows.map((r) => taskRow(r.after, r.lastPosition)));
+}
+
+function taskRow(after: TaskRecord, lastPosition: string) {
+  return {
+    id: after.id,
+    status: after.status,
+    version: after.version,
+    owner: after.spec.owner,
+    name: after.spec.name,
+    idempotencyKey: after.spec.idempotencyKey ?? null,
+    createdAt: after.createdAt,
+    queuedPosition: after.status === 'QUEUED' ? after.queuedPosition : null,
+    deleted: after.deleted,
+    lastPosition,
+    record: after,
+  };
+}
+
 export interface SlotRow {
   slotId: number;
   gpuIndex: number;
@@ -81,6 +94,17 @@ export async function listSlots(conn: Conn): Promise<SlotRow[]> {
     .leftJoin(slotHolders, eq(slotHolders.slotId, gpuSlots.slotId))
     .orderBy(asc(gpuSlots.slotId));
   return rows.map((r) => ({ ...r, holderTaskId: r.holderTaskId ?? null }));
+}
+
+/** The slots with the record of the task holding each (null when free), in slot order. */
+export async function listSlotsWithTasks(conn: Conn): Promise<(Omit<SlotRow, 'holderTaskId'> & { task: TaskRecord | null })[]> {
+  const rows = await conn
+    .select({ slotId: gpuSlots.slotId, gpuIndex: gpuSlots.gpuIndex, record: tasks.record })
+    .from(gpuSlots)
+    .leftJoin(slotHolders, eq(slotHolders.slotId, gpuSlots.slotId))
+    .leftJoin(tasks, eq(tasks.id, slotHolders.taskId))
+    .orderBy(asc(gpuSlots.slotId));
+  return rows.map((r) => ({ slotId: r.slotId, gpuIndex: r.gpuIndex, task: r.record ?? null }));
 }
 
 export async function listSlotHolders(conn: Conn): Promise<Map<number, string>> {

@@ -24,11 +24,12 @@ import {
   type TaskCommand,
   type TaskRecord,
   type TaskSpec,
+  type TaskState,
 } from '@trainyard/domain';
 import { sql } from 'drizzle-orm';
 import { pgErrorCode, type Conn, type Database, type Tx } from './database';
-import { appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
-import { findByIdempotencyKey, listQueue, listSlots, loadTask, projectTask, type SlotRow } from './read-models';
+import { appendNewStreams, appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
+import { countQueued, findByIdempotencyKey, listQueue, listSlots, loadTask, projectNewTasks, projectTask, type SlotRow } from './read-models';
 
 /** What the command logic needs from storage, inside one transaction. */
 export interface TaskRepository {
@@ -45,6 +46,22 @@ export interface TaskRepository {
    * (Optional: storage that runs one transaction at a time needs nothing.)
    */
   lockQueue?(): Promise<void>;
+  /** Tasks queued now (for the "queue is long" warning a submission gets). Optional. */
+  countQueued?(): Promise<number>;
+  /**
+   * Append the first events of several new streams at once, in the order given (so positions,
+   * and with them queue order, follow it). A stream that already exists is a conflict.
+   * Optional: without it each stream is appended on its own, with the same result.
+   */
+  appendNewStreams?(streams: readonly NewStream[]): Promise<StoredTaskEvent[][]>;
+  /** Insert the read-model rows of several new tasks at once. Optional, as above. */
+  projectNew?(rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void>;
+}
+
+export interface NewStream {
+  streamId: string;
+  events: readonly NewTaskEvent[];
+  meta: AppendMetadata;
 }
 
 /** Runs `fn` in one transaction: all its writes commit together or not at all. */
@@ -61,6 +78,9 @@ export function sqlRepository(tx: Tx): TaskRepository {
     lockQueue: async () => {
       await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || current_schema()))`);
     },
+    countQueued: () => countQueued(tx),
+    appendNewStreams: (streams) => appendNewStreams(tx, streams),
+    projectNew: (rows) => projectNewTasks(tx, rows),
   };
 }
 
@@ -76,7 +96,21 @@ export interface CommandResult {
 export interface SubmitResult extends CommandResult {
   /** False when an idempotency key matched an earlier submission. */
   created: boolean;
+  /**
+   * For a task that queued: how many tasks were queued ahead of it when it committed, where the
+   * storage can count them (read in the same transaction, so exact); otherwise undefined.
+   */
+  queuedAhead?: number;
 }
+
+export interface SubmitRequest {
+  taskId: string;
+  spec: TaskSpec;
+  meta: CommandMeta;
+}
+
+/** Most submissions committed in one transaction by group commit. */
+export const MAX_SUBMIT_BATCH = 128;
 
 export interface TaskStoreOptions {
   /** Which service instance runs the trainers of the tasks this store assigns. */
@@ -87,6 +121,11 @@ export interface TaskStoreOptions {
   maxAttempts?: number;
   /** Called after each commit with the events it appended (to wake local subscribers). */
   onCommit?: (events: StoredTaskEvent[]) => void;
+  /**
+   * Group commit: submissions that arrive while one is committing wait for it and then commit
+   * together, in one transaction, in arrival order. Each still gets its own result (or error).
+   */
+  groupCommit?: boolean;
 }
 
 const RETRYABLE = new Set(['23505', '40001', '40P01']);
@@ -125,26 +164,123 @@ export class TaskCommands {
   }
 
   async submit(taskId: string, spec: TaskSpec, meta: CommandMeta): Promise<SubmitResult> {
-    return this.transact(async (tx, appended) => {
+    if (this.opts.groupCommit) return this.submitGrouped({ taskId, spec, meta });
+    const [result] = await this.submitMany([{ taskId, spec, meta }]);
+    if (result instanceof Error) throw result;
+    return result!;
+  }
+
+  /**
+   * Submit several tasks in one transaction, in the order given: FIFO holds among them as it
+   * does among single submissions. Each gets its result, or the error that refused it alone
+   * (an error of the whole transaction is retried, then each is tried on its own, so one bad
+   * submission cannot take the others down with it).
+   */
+  async submitMany(requests: readonly SubmitRequest[]): Promise<(SubmitResult | Error)[]> {
+    if (requests.length === 0) return [];
+    try {
+      return await this.transact((tx, appended) => this.submitIn(tx, appended, requests));
+    } catch (err) {
+      // Only the database refusing some data can be one submission's fault; anything else
+      // (the database away, a crash) is every submission's outcome.
+      if (requests.length === 1 || !/^(22|23|54)/.test(pgErrorCode(err) ?? '')) return requests.map(() => err as Error);
+      const out: (SubmitResult | Error)[] = [];
+      for (const r of requests) out.push((await this.submitMany([r]))[0]!);
+      return out;
+    }
+  }
+
+  private readonly pendingSubmits: { request: SubmitRequest; resolve: (r: SubmitResult) => void; reject: (e: Error) => void }[] = [];
+  private submitting = false;
+
+  /** Group commit: join the next batch; the batch commits as soon as the one before it has. */
+  private submitGrouped(request: SubmitRequest): Promise<SubmitResult> {
+    return new Promise((resolve, reject) => {
+      this.pendingSubmits.push({ request, resolve, reject });
+      if (!this.submitting) void this.drainSubmits();
+    });
+  }
+
+  private async drainSubmits(): Promise<void> {
+    this.submitting = true;
+    try {
+      while (this.pendingSubmits.length) {
+        const batch = this.pendingSubmits.splice(0, MAX_SUBMIT_BATCH);
+        const results = await this.submitMany(batch.map((b) => b.request));
+        batch.forEach((b, i) => {
+          const r = results[i]!;
+          if (r instanceof Error) b.reject(r);
+          else b.resolve(r);
+        });
+      }
+    } finally {
+      this.submitting = false;
+    }
+  }
+
+  private async submitIn(tx: TaskRepository, appended: StoredTaskEvent[], requests: readonly SubmitRequest[]): Promise<SubmitResult[]> {
+    const results: SubmitResult[] = new Array(requests.length);
+    // An idempotency key seen earlier (in the store, or earlier in this batch) gives that task back.
+    const firstWithKey = new Map<string, number>();
+    const fresh: number[] = [];
+    for (const [i, { spec }] of requests.entries()) {
       if (spec.idempotencyKey) {
+        const k = `${spec.owner}\u0000${spec.idempotencyKey}`;
+        if (firstWithKey.has(k)) continue; // filled in below from the first one
+        firstWithKey.set(k, i);
         const existing = await tx.findByIdempotencyKey(spec.owner, spec.idempotencyKey);
-        if (existing) return { task: existing, events: [], started: [], created: false };
+        if (existing) {
+          results[i] = { task: existing, events: [], started: [], created: false };
+          continue;
+        }
       }
-      await tx.lockQueue?.();
-      const submit: TaskCommand = { type: 'submit', taskId, spec };
-      const slots = await this.slotViews(tx);
-      if (!slots.some(isFree)) {
-        // No slot can take it (the usual case while work waits): submitted and queued in one
-        // append and one projection write: the same events and record as the steps below.
-        const task = await this.applyCommands(tx, appended, null, taskId, [submit, { type: 'enqueue' }], meta);
-        return { task, events: appended.filter((e) => e.streamId === taskId), started: [], created: true };
-      }
-      const submitted = await this.applyCommand(tx, appended, null, taskId, submit, meta);
+      fresh.push(i);
+    }
+    // The queue lock, the slots and the queue length in one round trip: statements sent together
+    // on one connection still run in order, so the slots are read under the lock.
+    const [, slotsAtStart, queuedAtStart] = await Promise.all([tx.lockQueue?.(), this.slotViews(tx), tx.countQueued?.()]);
+    let slots = slotsAtStart;
+    let queuedAhead = queuedAtStart;
+    let next = 0;
+    // While a slot is free, one at a time: a submission may start at once (behind the queue).
+    while (next < fresh.length && slots.some(isFree)) {
+      const i = fresh[next++]!;
+      const { taskId, spec, meta } = requests[i]!;
+      const submitted = await this.applyCommand(tx, appended, null, taskId, { type: 'submit', taskId, spec }, meta);
       const started = await this.scheduleIn(tx, appended, meta, submitted, slots);
       const self = started.find((t) => t.id === taskId);
       const task = self ?? (await this.applyCommand(tx, appended, submitted, taskId, { type: 'enqueue' }, meta));
-      return { task, events: appended.filter((e) => e.streamId === taskId), started, created: true };
-    });
+      results[i] = { task, events: appended.filter((e) => e.streamId === taskId), started, created: true };
+      slots = await this.slotViews(tx);
+      queuedAhead = undefined; // the count read at the start no longer holds
+    }
+    // No slot can take them (the usual case while work waits): each is submitted and queued,
+    // all in one append and one projection write: the same events and records as the steps above.
+    const rest = fresh.slice(next);
+    if (rest.length) {
+      if (queuedAhead === undefined && tx.countQueued) queuedAhead = await tx.countQueued();
+      const streams: NewStream[] = rest.map((i) => {
+        const { taskId, spec, meta } = requests[i]!;
+        return { streamId: taskId, events: decideSequence(initialState(), taskId, [{ type: 'submit', taskId, spec }, { type: 'enqueue' }], meta), meta };
+      });
+      const stored = tx.appendNewStreams
+        ? await tx.appendNewStreams(streams)
+        : await sequentially(streams, (s) => tx.append(s.streamId, 0, s.events, s.meta));
+      const rows = stored.map((events) => ({ after: toRecord(events.reduce(evolve, initialState())), lastPosition: events[events.length - 1]!.position }));
+      if (tx.projectNew) await tx.projectNew(rows);
+      else await sequentially(rows, (r) => tx.project(null, r.after, r.lastPosition));
+      rest.forEach((i, k) => {
+        appended.push(...stored[k]!);
+        results[i] = { task: rows[k]!.after, events: stored[k]!, started: [], created: true, ...(queuedAhead === undefined ? {} : { queuedAhead: queuedAhead + k }) };
+      });
+    }
+    for (const [k, first] of firstWithKey) {
+      for (const [i, { spec }] of requests.entries()) {
+        if (i !== first && spec.idempotencyKey && `${spec.owner}\u0000${spec.idempotencyKey}` === k)
+          results[i] = { task: results[first]!.task, events: [], started: [], created: false };
+      }
+    }
+    return results;
   }
 
   /** Decide and apply one command to one task; schedules when the command freed a slot. */
@@ -188,13 +324,7 @@ export class TaskCommands {
     meta: CommandMeta,
   ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
-    const decided: NewTaskEvent[] = [];
-    let probe = state;
-    for (const [i, command] of commands.entries()) {
-      const events = decide(probe, command, taskId);
-      decided.push(...events);
-      if (i < commands.length - 1) probe = events.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, meta)), probe);
-    }
+    const decided = decideSequence(state, taskId, commands, meta);
     const stored = await tx.append(taskId, state.version, decided, meta);
     const after = toRecord(stored.reduce(evolve, state));
     await tx.project(before, after, stored[stored.length - 1]!.position);
@@ -248,6 +378,28 @@ export class TaskCommands {
 }
 
 const isFree = (s: SlotView) => s.holderTaskId === null && s.blockedReason === null;
+
+/**
+ * Decide commands one after another, each on the state the previous one's events lead to.
+ * Between commands the events are folded provisionally (no position or time yet): decisions
+ * depend on event data, never on positions or times.
+ */
+function decideSequence(state: TaskState, taskId: string, commands: readonly TaskCommand[], meta: CommandMeta): NewTaskEvent[] {
+  const decided: NewTaskEvent[] = [];
+  let probe = state;
+  for (const [i, command] of commands.entries()) {
+    const events = decide(probe, command, taskId);
+    decided.push(...events);
+    if (i < commands.length - 1) probe = events.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, meta)), probe);
+  }
+  return decided;
+}
+
+async function sequentially<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (const item of items) out.push(await fn(item));
+  return out;
+}
 
 /** An event as if stored, to decide the next command before the append gives it a place. */
 function provisional(e: NewTaskEvent, streamId: string, version: number, meta: CommandMeta): StoredTaskEvent {
