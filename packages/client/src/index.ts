@@ -1,8 +1,9 @@
-// The typed client of the Trainyard API: HTTP batching for queries and mutations, SSE for
+// The typed client of the Trainyard API: HTTP batching for queries, one request per mutation, SSE for
 // subscriptions. Used by the CLI, the Studio panel and the tests.
 import {
   createTRPCClient,
   httpBatchLink,
+  httpLink,
   httpSubscriptionLink,
   splitLink,
   TRPCClientError,
@@ -61,7 +62,14 @@ export function createClient(opts: ClientOptions & { EventSource: typeof globalT
                 fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }),
             }) as never,
         }),
-        false: httpBatchLink({ url, headers, maxItems: 50 }),
+        // Mutations go out at once, one request each: batching waits a timer tick (about a
+        // millisecond) to gather calls, which every single submission would pay. Queries made
+        // together (a panel refreshing several views) still share one request.
+        false: splitLink({
+          condition: (op) => op.type === 'mutation',
+          true: httpLink({ url, headers }),
+          false: httpBatchLink({ url, headers, maxItems: 50 }),
+        }),
       }),
     ],
   });

@@ -12,6 +12,8 @@ export class EventFeed {
   private running = false;
   private again = false;
   private closed = false;
+  /** Subscribers waiting in waitForChange: only they need a local commit read at once. */
+  private waiters = 0;
   private readonly emitter = new EventEmitter();
   /** Last error talking to the database, cleared on the next good read. */
   lastError: Error | null = null;
@@ -35,8 +37,13 @@ export class EventFeed {
 
   /** Resolves at the next batch of events, or after `maxWaitMs`, or when aborted. */
   waitForChange(signal: AbortSignal | undefined, maxWaitMs = this.pollMs * 4): Promise<void> {
+    this.waiters++;
     return new Promise((resolve) => {
+      let waiting = true;
       const done = () => {
+        if (!waiting) return;
+        waiting = false;
+        this.waiters--;
         clearTimeout(t);
         this.emitter.off('events', done);
         signal?.removeEventListener('abort', done);
@@ -48,9 +55,13 @@ export class EventFeed {
     });
   }
 
-  /** Something was committed here: read now instead of waiting for the poll. */
+  /**
+   * Something was committed here: read now instead of waiting for the poll, if a subscriber is
+   * waiting for it. Without one, the poll delivers it (the runner gets local commits directly),
+   * which spares a read of the log after every submission of a burst.
+   */
   poke(): void {
-    if (this.closed) return;
+    if (this.closed || this.waiters === 0) return;
     if (this.running) {
       this.again = true;
       return;

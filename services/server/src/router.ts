@@ -16,6 +16,8 @@ import {
   logsInput,
   onLogsInput,
   onUpdateInput,
+  QUEUE_PAGE_DEFAULT,
+  queueGetInput,
   replayInput,
 } from './schemas';
 import { parseTrainerLine } from './trainer/protocol';
@@ -101,6 +103,8 @@ const procedure = t.procedure.use(errors);
 
 const systemRouter = t.router({
   health: procedure.query(({ ctx }) => ctx.service.health()),
+  /** The process answers (no database involved): a liveness probe, and the API's own floor in benchmarks. */
+  ping: procedure.query(() => ({ ok: true as const, at: new Date().toISOString() })),
   gpuInfo: procedure.query(({ ctx }) => ctx.service.gpuInfo()),
 });
 
@@ -198,7 +202,7 @@ const tasksRouter = t.router({
 });
 
 const queueRouter = t.router({
-  get: procedure.query(({ ctx }) => ctx.service.queue()),
+  get: procedure.input(queueGetInput).query(({ ctx, input }) => ctx.service.queue(input?.limit ?? QUEUE_PAGE_DEFAULT)),
 });
 
 const eventsRouter = t.router({

@@ -97,6 +97,12 @@ export const listTasksInput = z
 export const cancelInput = z.strictObject({ id: taskId, reason: text('reason', 500).optional() });
 export const idInput = z.strictObject({ id: taskId });
 
+/** How many queued tasks queue.get returns, first to start first (queuedCount says how many in all). */
+export const QUEUE_PAGE_DEFAULT = 50;
+export const queueGetInput = z
+  .strictObject({ limit: z.number().int().min(1).max(500).optional() })
+  .optional();
+
 export const logsInput = z.strictObject({
   id: taskId,
   afterSeq: int('afterSeq', 0, 2 ** 31 - 1).default(0),

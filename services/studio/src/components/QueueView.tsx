@@ -45,6 +45,11 @@ export function QueueView({ queue, error }: { queue: Queue | undefined; error: s
                       </span>
                     </li>
                   ))}
+                  {queue.queuedCount > queue.queued.length ? (
+                    <li className="queue-item muted small" data-testid="queue-more">
+                      … and {queue.queuedCount - queue.queued.length} more (<code>trainyard list --status QUEUED</code> lists them all)
+                    </li>
+                  ) : null}
                 </ol>
               ) : (
                 <div className="muted small queue-empty" data-testid="queue-empty">
