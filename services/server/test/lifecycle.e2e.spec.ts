@@ -320,6 +320,11 @@ for (const backend of backends()) {
         expect(three.queuedCount).toBe(3);
         expect(three.queued.map((x) => x.task.id)).toEqual([q1.id, q2.id, q3.id]);
         expect(three.warning).toContain('3 tasks are queued (more than 2)');
+        // A page of the queue: the first to start, and how many wait in all.
+        const page = await c.queue.get.query({ limit: 2 });
+        expect(page.queued.map((x) => [x.position, x.task.id])).toEqual([[1, q1.id], [2, q2.id]]);
+        expect(page.queuedCount).toBe(3);
+        expect((await rejection(c.queue.get.query({ limit: 0 }))).code).toBe('BAD_REQUEST');
       });
     });
 
