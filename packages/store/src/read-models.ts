@@ -37,23 +37,23 @@ export async function projectTask(
   lastPosition: string,
 ): Promise<void> {
   const row = taskRow(after, lastPosition);
-  if (before === null) {
-    await tx.insert(tasks).values(row);
-  } else {
-    const updated = await tx
-      .update(tasks)
-      .set(row)
-      .where(and(eq(tasks.id, after.id), eq(tasks.version, before.version)))
-      .returning({ id: tasks.id });
-    if (updated.length !== 1) throw new ConcurrencyError(after.id, before.version, null);
-  }
   const change = slotChange(before, after);
-  if (change.release !== null) {
-    await tx.delete(slotHolders).where(and(eq(slotHolders.slotId, change.release), eq(slotHolders.taskId, after.id)));
-  }
-  if (change.acquire !== null) {
-    await tx.insert(slotHolders).values({ slotId: change.acquire, taskId: after.id, since: lastPosition });
-  }
+  // The task row and its slot change are sent together (one round trip); they run in order, and
+  // a failed version check below rolls the transaction back with the slot change in it.
+  const [updated] = await Promise.all([
+    before === null
+      ? tx.insert(tasks).values(row).returning({ id: tasks.id })
+      : tx
+          .update(tasks)
+          .set(row)
+          .where(and(eq(tasks.id, after.id), eq(tasks.version, before.version)))
+          .returning({ id: tasks.id }),
+    change.release !== null
+      ? tx.delete(slotHolders).where(and(eq(slotHolders.slotId, change.release), eq(slotHolders.taskId, after.id)))
+      : null,
+    change.acquire !== null ? tx.insert(slotHolders).values({ slotId: change.acquire, taskId: after.id, since: lastPosition }) : null,
+  ]);
+  if (updated.length !== 1) throw new ConcurrencyError(after.id, before?.version ?? 0, null);
 }
 
 /** The rows of new tasks that hold no slot (just submitted and queued), in one INSERT. */

@@ -190,6 +190,9 @@ export class TaskCommands {
     }
   }
 
+  /** How many slots the last scheduling saw (how much of the queue to read ahead). */
+  private slotCountHint = 1;
+
   private readonly pendingSubmits: { request: SubmitRequest; resolve: (r: SubmitResult) => void; reject: (e: Error) => void }[] = [];
   private submitting = false;
 
@@ -343,11 +346,22 @@ export class TaskCommands {
     candidate?: TaskRecord,
     slotsRead?: SlotView[],
   ): Promise<TaskRecord[]> {
-    await tx.lockQueue?.();
-    const slots = slotsRead ?? (await this.slotViews(tx));
+    let slots: SlotView[];
+    let head: TaskRecord[] | null = null;
+    const hint = Math.max(1, this.slotCountHint);
+    if (slotsRead) {
+      await tx.lockQueue?.();
+      slots = slotsRead;
+    } else {
+      // The lock, the slots and the head of the queue in one round trip: statements sent
+      // together on one connection run in order, so both reads happen under the lock. As many
+      // queued tasks as there were slots last time: at most one slot's worth can be short.
+      [, slots, head] = await Promise.all([tx.lockQueue?.(), this.slotViews(tx), tx.listQueue(hint)]);
+      this.slotCountHint = slots.length;
+    }
     const free = slots.filter(isFree).length;
     if (free === 0) return [];
-    const queued = await tx.listQueue(free);
+    const queued = head && (head.length < hint || head.length >= free) ? head.slice(0, free) : await tx.listQueue(free);
     const byId = new Map(queued.map((t) => [t.id, t]));
     if (candidate) byId.set(candidate.id, candidate);
     const queue = fifoOrder([...byId.values()].map((t) => ({ taskId: t.id, queuedPosition: t.queuedPosition })));
