@@ -1,10 +1,11 @@
-// Submissions committed together (TaskCommands.submitMany, and group commit in TaskStore): the
-// same events, records and FIFO order as one at a time, fewer transactions, and one bad
-// submission never takes the others of its batch down with it.
+// Writes committed together. Submissions (TaskCommands.submitMany, and group commit in
+// TaskStore): the same events, records and FIFO order as one at a time, fewer transactions, and
+// one bad submission never takes the others of its batch down with it. A command with the
+// trainer's last log lines: both commit, or neither.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import type { TaskSpec } from '@trainyard/domain';
-import { compareWithLog, configureSlots, listQueue, readStream, rowsOf, TaskStore, type SubmitResult } from '.';
+import { compareWithLog, configureSlots, listQueue, readLogLines, readStream, rowsOf, TaskStore, type SubmitResult } from '.';
 import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
 
 const spec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
@@ -102,6 +103,18 @@ for (const backend of backends()) {
       expect((await listQueue(t.db)).map((x) => x.id)).toEqual(['g1', 'g2']);
       expect(await readStream(t.db, 'bad')).toEqual([]);
       expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it("a command's log lines commit with its events, or not at all", async () => {
+      const store = new TaskStore(t, { runnerId: 'r1' });
+      await store.submit('L', spec('L'), meta);
+      const line = (seq: number) => ({ seq, stream: 'stdout' as const, line: `line ${seq}`, at: new Date().toISOString() });
+      await store.execute('L', { type: 'recordSpawn', pid: 1, startTime: '1', runDir: '/tmp' }, meta, { logLines: [line(1)] });
+      // Refused (not training yet, cancelled meanwhile...): its lines are not stored either.
+      await expect(store.execute('L', { type: 'submit', taskId: 'L', spec: spec('L') }, meta, { logLines: [line(2)] })).rejects.toThrow();
+      await store.execute('L', { type: 'startTraining' }, meta);
+      await store.execute('L', { type: 'recordExit', exitCode: 0, signal: null }, meta, { logLines: [line(3), line(4)] });
+      expect((await readLogLines(t.db, 'L', 0, 10)).map((l) => l.seq)).toEqual([1, 3, 4]);
     });
 
     it('with group commit, submissions made together share transactions and keep their arrival order', async () => {

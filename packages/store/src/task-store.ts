@@ -29,6 +29,7 @@ import {
 import { sql } from 'drizzle-orm';
 import { pgErrorCode, type Conn, type Database, type Tx } from './database';
 import { appendNewStreams, appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
+import { appendLogLines, type LogLine } from './task-logs';
 import { countQueued, findByIdempotencyKey, listQueue, listSlots, loadTask, projectNewTasks, projectTask, type SlotRow } from './read-models';
 
 /** What the command logic needs from storage, inside one transaction. */
@@ -46,6 +47,8 @@ export interface TaskRepository {
    * (Optional: storage that runs one transaction at a time needs nothing.)
    */
   lockQueue?(): Promise<void>;
+  /** Store trainer output lines with the command's events (idempotent per line). Optional. */
+  appendLogLines?(taskId: string, lines: readonly LogLine[]): Promise<void>;
   /** Tasks queued now (for the "queue is long" warning a submission gets). Optional. */
   countQueued?(): Promise<number>;
   /**
@@ -79,6 +82,7 @@ export function sqlRepository(tx: Tx): TaskRepository {
       await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || current_schema()))`);
     },
     countQueued: () => countQueued(tx),
+    appendLogLines: (taskId, lines) => appendLogLines(tx, taskId, lines),
     appendNewStreams: (streams) => appendNewStreams(tx, streams),
     projectNew: (rows) => projectNewTasks(tx, rows),
   };
@@ -287,9 +291,12 @@ export class TaskCommands {
   }
 
   /** Decide and apply one command to one task; schedules when the command freed a slot. */
-  async execute(taskId: string, command: TaskCommand, meta: CommandMeta): Promise<CommandResult> {
+  async execute(taskId: string, command: TaskCommand, meta: CommandMeta, opts: { logLines?: readonly LogLine[] } = {}): Promise<CommandResult> {
+    const lines = opts.logLines ?? [];
     return this.transact(async (tx, appended) => {
-      const before = await tx.loadTask(taskId);
+      if (lines.length && !tx.appendLogLines) throw new Error('this storage cannot store log lines with a command');
+      // The trainer's last lines (if any) go with the command: same round trip, same commit.
+      const [before] = await Promise.all([tx.loadTask(taskId), lines.length ? tx.appendLogLines!(taskId, lines) : null]);
       if (!before) throw new TaskNotFoundError(taskId);
       const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
       const started = before.slotId !== null && task.slotId === null ? await this.scheduleIn(tx, appended, meta) : [];

@@ -346,8 +346,12 @@ export class Runner {
       clearInterval(flushTimer);
       tailer.stop();
     }
-    await flush();
-    if (this.closed) return;
+    // A failure quotes the stored output, so everything is stored first. A clean exit stores its
+    // last lines in the transaction that records it (one commit fewer between this trainer and
+    // the next); either way every line is stored no later than the task's final event.
+    if (exit.code !== 0) await flush();
+    else await flushing.catch(() => {});
+    if (this.closed) return; // lines not stored yet are read again from output.jsonl on re-attach
     run.finished = true;
     if (run.killTimer) clearTimeout(run.killTimer);
     this.clearDeadline(task.id);
@@ -355,7 +359,9 @@ export class Runner {
     const command: TaskCommand = exit.error
       ? { type: 'fail', reason: (exit as { lost?: boolean }).lost ? 'lost' : 'spawn', message: exit.error }
       : { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(detail ? { detail } : {}) };
-    await this.command(task.id, command, 'runner');
+    const lines = buffer;
+    buffer = [];
+    await this.command(task.id, command, 'runner', lines);
     this.runs.delete(task.id);
   }
 
@@ -431,15 +437,21 @@ export class Runner {
    * recorded) is expected in races and returns null. Database errors are retried until the
    * database is back, so no trainer outcome is ever dropped.
    */
-  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+  /** `logLines`, if any, are stored with the command's events, or on their own if it is refused. */
+  private async command(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[] = []): Promise<TaskRecord | null> {
     try {
-      const r = await this.retry(() => this.store.execute(taskId, command, { actor }));
+      const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines }));
+      if (logLines.length) this.events.emit('logs', taskId);
       // Tasks this transaction put on a slot (the one this task freed): start them now rather
       // than when the service's dispatch has loaded them again (observe() claims a task
       // synchronously, so the dispatch's later notification finds it taken).
       for (const t of r.started) this.observe(t);
       return r.task;
     } catch (err) {
+      if (logLines.length) {
+        await this.retry(() => appendLogLines(this.store.db, taskId, logLines)).catch((e: Error) => this.log.error(`task ${taskId}: storing its last output failed: ${e.message}`));
+        this.events.emit('logs', taskId);
+      }
       if (err instanceof IllegalCommandError) return (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
       this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
       return null;

@@ -20,6 +20,11 @@ for (const backend of backends()) {
         return x.status === 'COMPLETED' ? x : null;
       }, 'task to complete');
       expect(done.progress.percent).toBe(100);
+      // The trainer's last line is stored no later than the task's final event (with it, on a
+      // clean exit): read right after COMPLETED, not eventually.
+      const { lines } = await s.client.tasks.logs.query({ id: t.id, limit: 5000 });
+      expect(lines.at(-1)?.line).toContain('saved adapter to');
+      expect(await s.client.system.ping.query()).toMatchObject({ ok: true });
     });
   });
 }
