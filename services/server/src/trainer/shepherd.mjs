@@ -364,16 +364,27 @@ function main() {
     onEnd('stderr')();
     out.push(...rollWindow(now));
     flush(out);
-    if (outFd !== null) {
+    // Visible first, durable right after: exit.json is renamed into place before the fsyncs, so
+    // the service (which reads the page cache, where every output line already is) learns of the
+    // exit two fsyncs sooner, and the next task starts that much sooner. Both files reach the
+    // disk before this process ends; only a power loss within those milliseconds could lose
+    // them, and the task is then failed as lost, which is what a power loss does to it anyway.
+    exitWritten = true;
+    const exitFile = join(runDir, 'exit.json');
+    const tmp = `${exitFile}.tmp-${process.pid}`;
+    const exitFd = openSync(tmp, 'w');
+    writeAll(exitFd, Buffer.from(`${JSON.stringify({ code: exitStatus.code, signal: exitStatus.signal, endedAt: now })}\n`));
+    renameSync(tmp, exitFile);
+    for (const fd of [outFd, exitFd]) {
+      if (fd === null) continue;
       try {
-        fsyncSync(outFd);
+        fsyncSync(fd);
       } catch {
         // best effort
       }
-      closeSync(outFd);
-      outFd = null;
+      closeSync(fd);
     }
-    writeExit({ code: exitStatus.code, signal: exitStatus.signal, endedAt: now });
+    outFd = null;
     process.exit(0);
   }
 
