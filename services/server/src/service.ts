@@ -246,7 +246,10 @@ export class TrainyardService {
 
   private async warningsFor(spec: TaskSpec): Promise<Warning[]> {
     const warnings: Warning[] = [];
-    const gpu = await this.gpuInfo();
+    // The picture the 5-second refresh keeps, not a fresh probe: running nvidia-smi (a fork
+    // of this process and its own start-up, ~100 ms on a GPU machine) must not sit in the path
+    // of a submission. Only the first one, before any probe finished, waits for it.
+    const gpu = this.gpu ?? (await this.gpuInfo());
     if (!gpu.available) {
       warnings.push({ code: 'NO_GPU', level: 'high', message: `No GPU detected: ${gpu.recommendation}` });
     }
