@@ -4,21 +4,10 @@
 // trainer's last log lines: both commit, or neither.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import type { TaskSpec } from '@trainyard/domain';
 import { compareWithLog, configureSlots, listQueue, readLogLines, readStream, rowsOf, TaskStore, type SubmitResult } from '.';
-import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
+import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
 
-const spec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name,
-  model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
-  datasetPath: 'data/train.jsonl',
-  outputDir: `out/${name}`,
-  timeoutMs: 60_000,
-  owner: 'alice',
-  idempotencyKey: null,
-  config: { epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
-  ...over,
-});
+const spec = taskSpec;
 const meta = { actor: 'alice' };
 const ok = (r: SubmitResult | Error): SubmitResult => {
   if (r instanceof Error) throw r;

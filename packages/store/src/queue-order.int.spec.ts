@@ -5,19 +5,10 @@
 // later task started first. Found by the torture suite's FIFO invariant; here made deterministic
 // by holding the slow submission inside its transaction with a lock on its task row.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { TaskSpec } from '@trainyard/domain';
 import { configureSlots, readStream, TaskStore } from '.';
-import { backendAvailable, backends, openTestDatabase, rawClient, type TestDatabase } from '../test/support';
+import { backendAvailable, backends, openTestDatabase, rawClient, taskSpec, type TestDatabase } from '../test/support';
 
-const spec = (name: string): TaskSpec => ({
-  name,
-  model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
-  datasetPath: 'data/train.jsonl',
-  outputDir: `out/${name}`,
-  timeoutMs: 60_000,
-  owner: 'alice',
-  config: { epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
-});
+const spec = taskSpec;
 const meta = { actor: 'alice' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

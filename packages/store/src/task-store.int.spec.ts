@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { IllegalCommandError, type TaskSpec } from '@trainyard/domain';
+import { IllegalCommandError } from '@trainyard/domain';
 import {
   appendToStream,
   compareWithLog,
@@ -14,20 +14,11 @@ import {
   TaskStore,
   type Database,
 } from '.';
-import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
+import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
 import { evolve, initialState, toRecord, type NewTaskEvent, type TaskRecord } from '@trainyard/domain';
 import recorded from '../test/fixtures/recorded-log.json';
 
-const spec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name,
-  model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
-  datasetPath: 'data/train.jsonl',
-  outputDir: `out/${name}`,
-  timeoutMs: 60_000,
-  owner: 'alice',
-  config: { epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
-  ...over,
-});
+const spec = taskSpec;
 const meta = { actor: 'alice' };
 const exitOk = { type: 'recordExit', exitCode: 0, signal: null } as const;
 

@@ -3,7 +3,20 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { inject } from 'vitest';
+import type { TaskSpec } from '@trainyard/domain';
 import { openDatabase, type Database, type StorageKind } from '../src';
+
+/** A task spec for store specs: a small model, owner alice, fields overridable. */
+export const taskSpec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
+  name,
+  model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+  datasetPath: 'data/train.jsonl',
+  outputDir: `out/${name}`,
+  timeoutMs: 60_000,
+  owner: 'alice',
+  config: { epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
+  ...over,
+});
 
 declare module 'vitest' {
   export interface ProvidedContext {

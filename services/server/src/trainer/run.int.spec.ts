@@ -1,6 +1,6 @@
 // Real processes: shepherd + simulated trainer. Everything waits on conditions with
 // generous timeouts; nothing asserts on timing (this must hold on a loaded 2-core box).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import {
   appendFileSync,
   existsSync,
@@ -340,29 +340,12 @@ describe('shepherd + RunTailer with the simulated trainer', () => {
     async () => {
       const spec = simulatedRun({ steps: 15, stepMs: 20 }, 2);
       // A stand-in "service": launches the shepherd through run.ts, reports, then idles.
-      const script = [
-        `import { launchShepherd } from ${JSON.stringify(RUN_TS)};`,
-        `const r = await launchShepherd(JSON.parse(process.env.LAUNCH_SPEC));`,
-        `process.stdout.write(JSON.stringify(r) + '\\n');`,
-        `setInterval(() => {}, 1000);`,
-      ].join('\n');
-      const scriptFile = join(root, `service-${counter}.mts`);
-      writeFileSync(scriptFile, script);
-      const service = spawn(process.execPath, ['--import', 'tsx', scriptFile], {
-        cwd: REPO_ROOT,
-        env: { ...process.env, LAUNCH_SPEC: JSON.stringify(spec) },
-        stdio: ['ignore', 'pipe', 'inherit'],
-        detached: true,
-      });
-      cleanups.push(() => {
-        if (service.exitCode === null && service.signalCode === null) signalGroup(service.pid!, 'SIGKILL');
-      });
-      let out = '';
-      service.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      const { shepherdPid } = await waitFor('the service to launch the shepherd', () => {
-        const nl = out.indexOf('\n');
-        return nl >= 0 ? (JSON.parse(out.slice(0, nl)) as { shepherdPid: number }) : null;
-      });
+      const { service, first: { shepherdPid } } = await standInService<{ shepherdPid: number }>(
+        'launchShepherd',
+        [`const r = await launchShepherd(JSON.parse(process.env.LAUNCH_SPEC));`, `process.stdout.write(JSON.stringify(r) + '\\n');`],
+        spec,
+        'the service to launch the shepherd',
+      );
       const info = await waitFor('trainer.json', () => readTrainerInfo(spec.runDir));
       cleanups.push(() => {
         if (isSameProcessAlive(info.pid, info.startTime)) signalGroup(info.pid, 'SIGKILL');
@@ -386,6 +369,33 @@ describe('shepherd + RunTailer with the simulated trainer', () => {
     TEST_TIMEOUT,
   );
 });
+
+/**
+ * A stand-in "service": a Node process (own group) that runs `body` (ES module lines with run.ts's
+ * exports at hand), prints one JSON line with what it launched, then idles until killed. Resolves
+ * with the process and that line.
+ */
+async function standInService<T>(imports: string, body: string[], spec: LaunchSpec, what: string): Promise<{ service: ChildProcess; first: T }> {
+  const script = [`import { ${imports} } from ${JSON.stringify(RUN_TS)};`, ...body, `setInterval(() => {}, 1000);`].join('\n');
+  const scriptFile = join(root, `service-${counter++}.mts`);
+  writeFileSync(scriptFile, script);
+  const service = spawn(process.execPath, ['--import', 'tsx', scriptFile], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, LAUNCH_SPEC: JSON.stringify(spec) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
+  });
+  cleanups.push(() => {
+    if (service.exitCode === null && service.signalCode === null) signalGroup(service.pid!, 'SIGKILL');
+  });
+  let out = '';
+  service.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const first = await waitFor(what, () => {
+    const nl = out.indexOf('\n');
+    return nl >= 0 ? (JSON.parse(out.slice(0, nl)) as T) : null;
+  });
+  return { service, first };
+}
 
 function isAlive(pid: number): boolean {
   const start = readProcessStartTime(pid);
@@ -669,31 +679,17 @@ describe('standby shepherd', () => {
       const home = join(root, `standby-${++counter}`);
       mkdirSync(home, { recursive: true });
       // A stand-in "service": two standbys, the first handed the run; reports, then idles.
-      const script = [
-        `import { StandbyShepherd, launchShepherd } from ${JSON.stringify(RUN_TS)};`,
-        `const a = await StandbyShepherd.start(${JSON.stringify(home)});`,
-        `const b = await StandbyShepherd.start(${JSON.stringify(home)});`,
-        `const r = await launchShepherd(JSON.parse(process.env.LAUNCH_SPEC), a);`,
-        `process.stdout.write(JSON.stringify({ adopted: r.adopted, a: a.pid, b: b.pid }) + '\\n');`,
-        `setInterval(() => {}, 1000);`,
-      ].join('\n');
-      const scriptFile = join(root, `service-${counter}.mts`);
-      writeFileSync(scriptFile, script);
-      const service = spawn(process.execPath, ['--import', 'tsx', scriptFile], {
-        cwd: REPO_ROOT,
-        env: { ...process.env, LAUNCH_SPEC: JSON.stringify(spec) },
-        stdio: ['ignore', 'pipe', 'inherit'],
-        detached: true,
-      });
-      cleanups.push(() => {
-        if (service.exitCode === null && service.signalCode === null) signalGroup(service.pid!, 'SIGKILL');
-      });
-      let out = '';
-      service.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      const pids = await waitFor('the service to hand over the run', () => {
-        const nl = out.indexOf('\n');
-        return nl >= 0 ? (JSON.parse(out.slice(0, nl)) as { adopted: boolean; a: number; b: number }) : null;
-      });
+      const { service, first: pids } = await standInService<{ adopted: boolean; a: number; b: number }>(
+        'StandbyShepherd, launchShepherd',
+        [
+          `const a = await StandbyShepherd.start(${JSON.stringify(home)});`,
+          `const b = await StandbyShepherd.start(${JSON.stringify(home)});`,
+          `const r = await launchShepherd(JSON.parse(process.env.LAUNCH_SPEC), a);`,
+          `process.stdout.write(JSON.stringify({ adopted: r.adopted, a: a.pid, b: b.pid }) + '\\n');`,
+        ],
+        spec,
+        'the service to hand over the run',
+      );
       expect(pids.adopted).toBe(true);
       const bStart = readProcessStartTime(pids.b);
       for (const pid of [pids.a, pids.b]) {
