@@ -83,6 +83,18 @@ for (const backend of backends()) {
       s = undefined;
     });
 
+    /** A service on a killed one's data (one slot), until the task ends: it must complete cleanly. */
+    async function restartUntilEnded(dataDir: string, schema: string | undefined, taskId: string) {
+      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
+      const done = await eventually(async () => {
+        const t = await s!.client.tasks.get.query({ id: taskId });
+        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
+      }, 'the task to end', 60_000);
+      expect(done.error?.message ?? null).toBeNull();
+      expect(done.status).toBe('COMPLETED');
+      return done;
+    }
+
     it('unknown fields named like Object.prototype members: BAD_REQUEST naming them (was: 500 "push is not a function")', async () => {
       s = await startServer({ backend });
       for (const key of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
@@ -189,14 +201,8 @@ for (const backend of backends()) {
 
     it('killed after launch.json, before the shepherd started: the restart launches again (was: FAILED "run directory was already used")', async () => {
       const { dataDir, schema, task } = await killedMidLaunch(backend);
-      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
-      const done = await eventually(async () => {
-        const t = await s!.client.tasks.get.query({ id: task.id });
-        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
-      }, 'the task to end', 60_000);
-      expect(done.error?.message ?? null).toBeNull();
-      expect(done.status).toBe('COMPLETED');
-      const types = await eventTypes(s, task.id);
+      const done = await restartUntilEnded(dataDir, schema, task.id);
+      const types = await eventTypes(s!, task.id);
       expect(types.filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
     });
 
@@ -223,19 +229,13 @@ for (const backend of backends()) {
       await new Promise((r) => standby.once('spawn', r));
       writeFileSync(join(runDir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: readProcessStartTime(standby.pid!) }));
       standby.stdin!.end(`${runDir}\n`); // then the "service" is gone: its end of the pipe closes
-      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
-      const done = await eventually(async () => {
-        const t = await s!.client.tasks.get.query({ id: task.id });
-        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
-      }, 'the task to end', 60_000);
-      expect(done.error?.message ?? null).toBeNull();
-      expect(done.status).toBe('COMPLETED');
+      const done = await restartUntilEnded(dataDir, schema, task.id);
       // Once the standby is done too, the trainer its folder records is still the one the task
       // records (a second launch beside it would have had the standby start another trainer).
       await standbyExited;
       const reported = await readTrainerInfo(runDir);
       expect(done.trainer?.pid).toBe(reported?.pid);
-      expect((await eventTypes(s, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
+      expect((await eventTypes(s!, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
       await eventually(async () => scanProcesses([dataDir]).filter(stillAlive).length === 0, 'no process left', 15_000);
     });
 
@@ -247,15 +247,9 @@ for (const backend of backends()) {
       writeFileSync(join(runDir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: readProcessStartTime(standby.pid!) }));
       const exited = new Promise((r) => standby.once('exit', r));
       standby.stdin!.destroy(); // the service died: no line
-      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
+      await restartUntilEnded(dataDir, schema, task.id);
       await exited;
-      const done = await eventually(async () => {
-        const t = await s!.client.tasks.get.query({ id: task.id });
-        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
-      }, 'the task to end', 60_000);
-      expect(done.error?.message ?? null).toBeNull();
-      expect(done.status).toBe('COMPLETED');
-      expect((await eventTypes(s, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
+      expect((await eventTypes(s!, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
       await eventually(async () => scanProcesses([dataDir]).filter(stillAlive).length === 0, 'no process left', 15_000);
     });
 
@@ -268,16 +262,10 @@ for (const backend of backends()) {
         stdio: 'ignore',
       });
       slow.unref();
-      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
-      const done = await eventually(async () => {
-        const t = await s!.client.tasks.get.query({ id: task.id });
-        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
-      }, 'the task to end', 60_000);
-      expect(done.error?.message ?? null).toBeNull();
-      expect(done.status).toBe('COMPLETED');
+      const done = await restartUntilEnded(dataDir, schema, task.id);
       const reported = await readTrainerInfo(runDir);
       expect(done.trainer?.pid).toBe(reported?.pid); // the slow shepherd's trainer, recorded
-      expect((await eventTypes(s, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
+      expect((await eventTypes(s!, task.id)).filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
       // Nothing of this data folder runs any more (no second shepherd, no orphan trainer).
       await eventually(async () => scanProcesses([dataDir]).filter(stillAlive).length === 0, 'no process left', 15_000);
     });
