@@ -213,9 +213,11 @@ export class TaskCommands {
     try {
       while (this.pendingSubmits.length) {
         const batch = this.pendingSubmits.splice(0, MAX_SUBMIT_BATCH);
-        const results = await this.submitMany(batch.map((b) => b.request));
+        // submitMany reports errors per submission; should it ever throw, every waiter of the
+        // batch still gets an answer (and the next batch still runs).
+        const results = await this.submitMany(batch.map((b) => b.request)).catch((err: Error) => batch.map(() => err));
         batch.forEach((b, i) => {
-          const r = results[i]!;
+          const r = results[i] ?? new Error('submission lost by group commit');
           if (r instanceof Error) b.reject(r);
           else b.resolve(r);
         });
