@@ -8,6 +8,7 @@ import {
   readAllAfter,
   readCommittedAfter,
   readStream,
+  rowsOf,
   TAIL_START,
   tailHead,
   cursorAt,
@@ -26,6 +27,22 @@ const submitted = (name = 'a'): NewTaskEvent => ({
 });
 const queued: NewTaskEvent = { type: 'TaskQueued', data: {} };
 const meta = { actor: 'spec' };
+
+/**
+ * The tail shows only transactions older than every one still running in this database, and
+ * other specs run beside this one (one holds a transaction open on purpose): wait until nothing
+ * older than our last append is in flight, as a real tailer would by polling again.
+ */
+async function tailCaughtUp(db: TestDatabase['db']): Promise<void> {
+  for (const until = Date.now() + 30_000; Date.now() < until; ) {
+    const [row] = rowsOf<{ ok: boolean }>(
+      await db.execute(sql`SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) AS ok FROM events`),
+    );
+    if (row?.ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the tail did not catch up within 30 s: a transaction left open?');
+}
 
 for (const backend of backends()) {
   describe.skipIf(!backendAvailable(backend))(`event store on ${backend.kind}`, () => {
@@ -84,6 +101,7 @@ for (const backend of backends()) {
     it('tails committed events and resumes from a position', async () => {
       await appendToStream(t.db, 's1', 0, [submitted(), queued], meta);
       await appendToStream(t.db, 's2', 0, [submitted('b')], meta);
+      await tailCaughtUp(t.db);
       const first = await readCommittedAfter(t.db, TAIL_START, 2);
       expect(first.events.map((e) => e.streamId)).toEqual(['s1', 's1']);
       const rest = await readCommittedAfter(t.db, first.cursor, 10);
@@ -98,6 +116,7 @@ for (const backend of backends()) {
       // One transaction, positions 1..12: ordered as text they would go 1, 10, 11, 12, 2, ...
       const appended = await appendToStream(t.db, 's1', 0, [submitted(), ...Array.from({ length: 11 }, () => queued)], meta);
       const all = appended.map((e) => e.position);
+      await tailCaughtUp(t.db);
       expect((await readCommittedAfter(t.db, TAIL_START, 100)).events.map((e) => e.position)).toEqual(all);
       const paged: string[] = [];
       let cursor = TAIL_START;
