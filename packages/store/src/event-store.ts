@@ -42,6 +42,19 @@ function toStored(row: EventRow): StoredTaskEvent {
   } as StoredTaskEvent);
 }
 
+/** A row of a raw `RETURNING`/`SELECT` on events (jsonb may come back as text, times as text or Date). */
+function rawToStored(r: Record<string, unknown>): StoredTaskEvent {
+  return upcast({
+    type: r.type,
+    data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+    streamId: String(r.stream_id),
+    version: Number(r.stream_version),
+    position: String(r.position),
+    recordedAt: new Date(r.recorded_at as string).toISOString(),
+    metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
+  } as StoredTaskEvent);
+}
+
 /**
  * Append events to a stream that must be at `expectedVersion` (0 = new stream). Runs inside
  * the caller's transaction, so read-model updates commit or roll back with the events.
@@ -70,7 +83,7 @@ export async function appendToStream(
         SELECT ${streamId}::text, v.stream_version, v.type, v.data, ${JSON.stringify(meta)}::jsonb, ${CURRENT_SCHEMA_VERSION}::integer
         FROM (VALUES ${sql.join(values, sql`, `)}) AS v(stream_version, type, data)
         WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = ${streamId}::text) = ${expectedVersion}::integer
-        RETURNING position::text AS position, stream_version, type, data, metadata, recorded_at`),
+        RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`),
     );
   } catch (err) {
     if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streamId, expectedVersion, null);
@@ -87,17 +100,7 @@ export async function appendToStream(
     throw new ConcurrencyError(streamId, expectedVersion, head?.version ?? 0);
   }
   return rows
-    .map((r) =>
-      upcast({
-        type: r.type,
-        data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
-        streamId,
-        version: Number(r.stream_version),
-        position: String(r.position),
-        recordedAt: new Date(r.recorded_at as string).toISOString(),
-        metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
-      } as StoredTaskEvent),
-    )
+    .map(rawToStored)
     .sort((a, b) => a.version - b.version);
 }
 
@@ -135,17 +138,7 @@ export async function appendNewStreams(
   }
   const byStream = new Map<string, StoredTaskEvent[]>(streams.map((s) => [s.streamId, []]));
   for (const r of rows) {
-    byStream.get(String(r.stream_id))?.push(
-      upcast({
-        type: r.type,
-        data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
-        streamId: String(r.stream_id),
-        version: Number(r.stream_version),
-        position: String(r.position),
-        recordedAt: new Date(r.recorded_at as string).toISOString(),
-        metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
-      } as StoredTaskEvent),
-    );
+    byStream.get(String(r.stream_id))?.push(rawToStored(r));
   }
   return streams.map((s) => byStream.get(s.streamId)!.sort((a, b) => a.version - b.version));
 }
@@ -216,17 +209,7 @@ export async function readCommittedAfter(
       ORDER BY events.transaction_id, events.position
       LIMIT ${limit}`),
   );
-  const out = rows.map((r) =>
-    upcast({
-      type: r.type,
-      data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
-      streamId: r.stream_id,
-      version: Number(r.stream_version),
-      position: String(r.position),
-      recordedAt: new Date(r.recorded_at as string).toISOString(),
-      metadata: typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata,
-    } as StoredTaskEvent),
-  );
+  const out = rows.map(rawToStored);
   const last = rows[rows.length - 1];
   return {
     events: out,

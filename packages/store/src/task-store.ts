@@ -231,11 +231,16 @@ export class TaskCommands {
     const results: SubmitResult[] = new Array(requests.length);
     // An idempotency key seen earlier (in the store, or earlier in this batch) gives that task back.
     const firstWithKey = new Map<string, number>();
+    const repeats: [repeat: number, first: number][] = [];
     const fresh: number[] = [];
     for (const [i, { spec }] of requests.entries()) {
       if (spec.idempotencyKey) {
         const k = `${spec.owner}\u0000${spec.idempotencyKey}`;
-        if (firstWithKey.has(k)) continue; // filled in below from the first one
+        const first = firstWithKey.get(k);
+        if (first !== undefined) {
+          repeats.push([i, first]); // answered below with the first one's task
+          continue;
+        }
         firstWithKey.set(k, i);
         const existing = await tx.findByIdempotencyKey(spec.owner, spec.idempotencyKey);
         if (existing) {
@@ -283,12 +288,7 @@ export class TaskCommands {
         results[i] = { task: rows[k]!.after, events: stored[k]!, started: [], created: true, ...(queuedAhead === undefined ? {} : { queuedAhead: queuedAhead + k }) };
       });
     }
-    for (const [k, first] of firstWithKey) {
-      for (const [i, { spec }] of requests.entries()) {
-        if (i !== first && spec.idempotencyKey && `${spec.owner}\u0000${spec.idempotencyKey}` === k)
-          results[i] = { task: results[first]!.task, events: [], started: [], created: false };
-      }
-    }
+    for (const [i, first] of repeats) results[i] = { task: results[first]!.task, events: [], started: [], created: false };
     return results;
   }
 
