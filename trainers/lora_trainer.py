@@ -81,6 +81,25 @@ def check(need_quant: bool) -> int:
     return 0
 
 
+def pad_and_label(features: List[Dict[str, List[int]]], pad_id: int) -> Dict[str, List[List[int]]]:
+    """Pads a batch of tokenized texts for causal-LM training and builds its labels.
+
+    Padding is masked out of the loss by position (attention mask 0), never by token id: many
+    tokenizers have no pad token, so the pad id is the EOS id, and masking by id would also hide
+    every real EOS from the loss and the model would never learn to stop.
+    """
+    width = max((len(f["input_ids"]) for f in features), default=0)
+    batch: Dict[str, List[List[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
+    for f in features:
+        ids = list(f["input_ids"])
+        mask = list(f.get("attention_mask") or [1] * len(ids))
+        pad = width - len(ids)
+        batch["input_ids"].append(ids + [pad_id] * pad)
+        batch["attention_mask"].append(mask + [0] * pad)
+        batch["labels"].append([t if m == 1 else -100 for t, m in zip(ids, mask)] + [-100] * pad)
+    return batch
+
+
 def load_spec(path: Optional[str]) -> Dict[str, Any]:
     if not path:
         log("lora_trainer: TRAINYARD_TASK_SPEC is not set (or pass --spec FILE)")
@@ -192,7 +211,6 @@ def main() -> int:
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
-        DataCollatorForLanguageModeling,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -346,7 +364,9 @@ def main() -> int:
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=False),
+        data_collator=lambda features: {
+            k: torch.tensor(v) for k, v in pad_and_label(features, tokenizer.pad_token_id).items()
+        },
         callbacks=[ProtocolCallback()],
     )
     trainer.train()
