@@ -4,6 +4,13 @@ import type { StoredTaskEvent } from './events';
 import { evolve, initialState, toRecord, type TaskState } from './lifecycle';
 import type { TaskRecord } from './task';
 
+/**
+ * The shape of the task read model as this code folds it. Raise it whenever evolve/toRecord
+ * changes what a TaskRecord holds: start-up then refolds the read models from the log, so a new
+ * field is never read as undefined from a record an older fold wrote.
+ */
+export const TASK_PROJECTION_VERSION = 1;
+
 export interface ReadModels {
   tasks: Map<string, TaskRecord>;
   /** slotId -> taskId holding it. */

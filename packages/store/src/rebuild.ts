@@ -1,10 +1,10 @@
 // Projector rebuild: fold the whole log into read models and compare them with the live ones
 // (or replace the live ones). The log is the truth; a difference is a bug worth a loud exit.
 import { isDeepStrictEqual } from 'node:util';
-import { sql } from 'drizzle-orm';
 import { ReadModelFold, type ReadModels, type TaskRecord } from '@trainyard/domain';
-import type { Conn, Database } from './database';
+import type { Conn, Database, Tx } from './database';
 import { readAll } from './event-store';
+import { markProjectionCurrent } from './projection-version';
 import { allTaskRecords, listSlotHolders, projectTask } from './read-models';
 import { slotHolders, tasks } from './schema';
 
@@ -55,13 +55,16 @@ export async function compareWithLog(conn: Conn): Promise<{ differences: Differe
 
 /** Replace the live read models with the ones folded from the log, in one transaction. */
 export async function replaceReadModels(database: Database): Promise<{ events: number; tasks: number }> {
-  const rebuilt = await rebuildFromLog(database.db);
-  await database.db.transaction(async (tx) => {
-    await tx.delete(slotHolders);
-    await tx.delete(tasks);
-    for (const [id, r] of rebuilt.tasks) await projectTask(tx, null, r, rebuilt.lastPositions.get(id)!);
-    await tx.execute(sql`SELECT 1`);
-  });
+  return database.db.transaction((tx) => replaceReadModelsIn(tx));
+}
+
+/** Fold the log and replace the read models with the result, inside the caller's transaction. */
+export async function replaceReadModelsIn(tx: Tx): Promise<{ events: number; tasks: number }> {
+  const rebuilt = await rebuildFromLog(tx);
+  await tx.delete(slotHolders);
+  await tx.delete(tasks);
+  for (const [id, r] of rebuilt.tasks) await projectTask(tx, null, r, rebuilt.lastPositions.get(id)!);
+  await markProjectionCurrent(tx);
   return { events: rebuilt.events, tasks: rebuilt.tasks.size };
 }
 

@@ -107,3 +107,13 @@ export const taskLogs = pgTable(
   },
   (t) => [primaryKey({ columns: [t.taskId, t.seq] })],
 );
+
+/**
+ * The version of the fold each read model was written with. A read model written by an older
+ * fold lacks what the new one adds; start-up refolds it from the log (see projection-version.ts).
+ */
+export const projectionVersions = pgTable('projection_versions', {
+  name: text('name').primaryKey(),
+  version: integer('version').notNull(),
+  recordedAt: isoTimestamp('recorded_at').notNull().default(sql`now()`),
+});

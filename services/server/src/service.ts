@@ -17,6 +17,7 @@ import {
   configureSlots,
   countQueued,
   databaseErrorMessage,
+  ensureProjectionCurrent,
   listQueue,
   listSlotsWithTasks,
   listTasks,
@@ -113,6 +114,13 @@ export class TrainyardService {
   }
 
   private async boot(): Promise<void> {
+    const projection = await ensureProjectionCurrent(this.database);
+    if (projection.rebuilt) {
+      this.log.info(
+        `read models refolded from the log (fold version ${projection.found} -> ${projection.version}): ` +
+          `${projection.rebuilt.events} events, ${projection.rebuilt.tasks} tasks`,
+      );
+    }
     this.gpu = await this.probe.info();
     const slots = this.config.gpuSlots ?? (this.gpu.available ? this.gpu.devices.map((d) => d.id) : [0]);
     await configureSlots(this.database.db, slots);
