@@ -95,6 +95,7 @@ async function main() {
   const quant = config.load4bit ? ' (4-bit)' : config.load8bit ? ' (8-bit)' : '';
   out(`trainyard simulated trainer, task ${taskId} (${spec.name ?? 'unnamed'})`);
   out(`CUDA_VISIBLE_DEVICES=${process.env.CUDA_VISIBLE_DEVICES ?? '(unset)'}`);
+  out(`CUDA_DEVICE_ORDER=${process.env.CUDA_DEVICE_ORDER ?? '(unset)'}`);
   out(`loading model ${spec.model ?? 'unknown'}${quant} ...`);
   err(`dataset: ${spec.datasetPath ?? '(none)'}`);
   out(

@@ -214,6 +214,9 @@ export class Runner {
         cwd: this.config.trainerCwd,
         env: {
           ...trainerEnv(process.env),
+          // The slot's GPU is nvidia-smi's index, which is PCI bus order; CUDA's own default
+          // order (fastest first) differs on a host with mixed GPUs.
+          CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
           CUDA_VISIBLE_DEVICES: String(task.gpuIndex ?? 0),
           TRAINYARD_TASK_SPEC: specFile,
           TRAINYARD_TASK_ID: task.id,

@@ -418,6 +418,9 @@ for (const backend of backends()) {
         expect(done.gpuIndex).toBeNull();
         const assigned = byType(await eventsOf(c, t.id), 'TaskAssigned');
         expect(assigned?.data).toMatchObject({ slotId: 0, gpuIndex: 0 });
+        // The trainer gets nvidia-smi's index in the order nvidia-smi counts (PCI bus), not CUDA's.
+        const lines = (await c.tasks.logs.query({ id: t.id })).lines.map((l) => l.line);
+        expect(lines).toEqual(expect.arrayContaining(['CUDA_VISIBLE_DEVICES=0', 'CUDA_DEVICE_ORDER=PCI_BUS_ID']));
         expect((await c.queue.get.query()).slots[0]!.blockedReason).toBeNull();
       });
     });
