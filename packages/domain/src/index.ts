@@ -5,3 +5,4 @@ export * from './lifecycle';
 export * from './scheduling';
 export * from './projection';
 export * from './recovery';
+export { safeText, safeValue, safeJson } from './safe-text.mjs';

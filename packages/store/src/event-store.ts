@@ -3,6 +3,7 @@
 import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from 'drizzle-orm';
 import {
   CURRENT_SCHEMA_VERSION,
+  safeJson,
   upcast,
   type EventMetadata,
   type NewTaskEvent,
@@ -72,15 +73,17 @@ export async function appendToStream(
 ): Promise<StoredTaskEvent[]> {
   if (newEvents.length === 0) return [];
   const meta: EventMetadata = { ...metadata, schemaVersion: CURRENT_SCHEMA_VERSION };
+  // Event data carries text from trainers and clients (error messages, artifact paths, reasons):
+  // safeJson stores NUL and lone surrogates, which jsonb refuses, as U+FFFD.
   const values = newEvents.map(
-    (e, i) => sql`(${expectedVersion + i + 1}::integer, ${e.type}::text, ${JSON.stringify(e.data)}::jsonb)`,
+    (e, i) => sql`(${expectedVersion + i + 1}::integer, ${e.type}::text, ${safeJson(e.data)}::jsonb)`,
   );
   let rows: Record<string, unknown>[];
   try {
     rows = rowsOf<Record<string, unknown>>(
       await tx.execute(sql`
         INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
-        SELECT ${streamId}::text, v.stream_version, v.type, v.data, ${JSON.stringify(meta)}::jsonb, ${CURRENT_SCHEMA_VERSION}::integer
+        SELECT ${streamId}::text, v.stream_version, v.type, v.data, ${safeJson(meta)}::jsonb, ${CURRENT_SCHEMA_VERSION}::integer
         FROM (VALUES ${sql.join(values, sql`, `)}) AS v(stream_version, type, data)
         WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = ${streamId}::text) = ${expectedVersion}::integer
         RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`),
@@ -115,10 +118,10 @@ export async function appendNewStreams(
 ): Promise<StoredTaskEvent[][]> {
   let ord = 0;
   const values = streams.flatMap((s) => {
-    const meta = JSON.stringify({ ...s.meta, schemaVersion: CURRENT_SCHEMA_VERSION });
+    const meta = safeJson({ ...s.meta, schemaVersion: CURRENT_SCHEMA_VERSION });
     return s.events.map(
       (e, i) =>
-        sql`(${ord++}::integer, ${s.streamId}::text, ${i + 1}::integer, ${e.type}::text, ${JSON.stringify(e.data)}::jsonb, ${meta}::jsonb)`,
+        sql`(${ord++}::integer, ${s.streamId}::text, ${i + 1}::integer, ${e.type}::text, ${safeJson(e.data)}::jsonb, ${meta}::jsonb)`,
     );
   });
   if (values.length === 0) return streams.map(() => []);
@@ -191,6 +194,14 @@ export interface TailCursor {
 
 export const TAIL_START: TailCursor = { transactionId: '0', position: '0' };
 
+/** The tail's order: by transaction id, then position (negative: a comes first). */
+export function compareTailCursors(a: TailCursor, b: TailCursor): number {
+  const tx = BigInt(a.transactionId) - BigInt(b.transactionId);
+  if (tx !== 0n) return tx < 0n ? -1 : 1;
+  const pos = BigInt(a.position) - BigInt(b.position);
+  return pos === 0n ? 0 : pos < 0n ? -1 : 1;
+}
+
 // In the raw queries below, ORDER BY names the table's columns (events.x): a bare name would
 // resolve to the `::text` output column of the same name and sort positions as text ('10' before
 // '9'), which both breaks the tail's order and forbids the (transaction_id, position) index.
@@ -198,7 +209,7 @@ export async function readCommittedAfter(
   conn: Conn,
   cursor: TailCursor,
   limit: number,
-): Promise<{ events: StoredTaskEvent[]; cursor: TailCursor }> {
+): Promise<{ events: StoredTaskEvent[]; cursor: TailCursor; cursors: TailCursor[] }> {
   const rows = rowsOf<Record<string, unknown>>(
     await conn.execute(sql`
       SELECT position::text AS position, transaction_id::text AS transaction_id, stream_id, stream_version,
@@ -210,11 +221,10 @@ export async function readCommittedAfter(
       LIMIT ${limit}`),
   );
   const out = rows.map(rawToStored);
-  const last = rows[rows.length - 1];
-  return {
-    events: out,
-    cursor: last ? { transactionId: String(last.transaction_id), position: String(last.position) } : cursor,
-  };
+  // Where a reader stands after each event: a consumer that joins a tail part-way (a resumed
+  // subscription) compares these with its own cursor to skip what it has already seen.
+  const cursors = rows.map((r) => ({ transactionId: String(r.transaction_id), position: String(r.position) }));
+  return { events: out, cursor: cursors[cursors.length - 1] ?? cursor, cursors };
 }
 
 /** The tail cursor of a known position (to resume a subscription from an event id). */

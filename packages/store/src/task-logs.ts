@@ -1,7 +1,8 @@
 // Trainer output lines, stored durably and in order (seq is the shepherd's line number).
 // Not events: a flood of log lines must not drown the lifecycle's history.
-import { and, asc, desc, eq, gt } from 'drizzle-orm';
-import type { Conn } from './database';
+import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
+import { safeText, TERMINAL_STATUSES } from '@trainyard/domain';
+import { rowsOf, type Conn } from './database';
 import { taskLogs } from './schema';
 
 export interface LogLine {
@@ -11,14 +12,18 @@ export interface LogLine {
   at: string;
 }
 
-/** Insert lines (idempotent on (task, seq), so a re-attached tailer may resend some). */
+/**
+ * Insert lines (idempotent on (task, seq), so a re-attached tailer may resend some). A trainer
+ * writes whatever bytes it likes: NUL and lone surrogates, which Postgres refuses in text, are
+ * stored as U+FFFD (see safeText), so one such line cannot make its whole batch fail.
+ */
 export async function appendLogLines(conn: Conn, taskId: string, lines: readonly LogLine[]): Promise<void> {
   if (lines.length === 0) return;
   // Postgres caps a statement at 65535 parameters: 5 per row.
   for (let i = 0; i < lines.length; i += 5000) {
     await conn
       .insert(taskLogs)
-      .values(lines.slice(i, i + 5000).map((l) => ({ taskId, ...l })))
+      .values(lines.slice(i, i + 5000).map((l) => ({ taskId, seq: l.seq, stream: l.stream, line: safeText(l.line), at: l.at })))
       .onConflictDoNothing();
   }
 }
@@ -51,4 +56,24 @@ export async function lastLogSeq(conn: Conn, taskId: string): Promise<number> {
     .orderBy(desc(taskLogs.seq))
     .limit(1);
   return row?.seq ?? 0;
+}
+
+/**
+ * Delete the output lines of tasks that ended (COMPLETED, FAILED, CANCELLED) before `endedBefore`:
+ * the retention policy of trainer output. Their events, the task's history, stay. Returns how
+ * many lines were deleted.
+ */
+export async function pruneLogs(conn: Conn, endedBefore: Date): Promise<number> {
+  const statuses = sql.join(TERMINAL_STATUSES.map((s) => sql`${s}`), sql`, `);
+  const rows = rowsOf<{ n: number | string }>(
+    await conn.execute(sql`
+      WITH pruned AS (
+        DELETE FROM task_logs l USING tasks t
+        WHERE l.task_id = t.id AND t.status IN (${statuses})
+          AND (t.record->>'finishedAt')::timestamptz < ${endedBefore.toISOString()}::timestamptz
+        RETURNING 1
+      )
+      SELECT count(*)::integer AS n FROM pruned`),
+  );
+  return Number(rows[0]?.n ?? 0);
 }
