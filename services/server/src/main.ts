@@ -3,8 +3,12 @@ import { resolve } from 'node:path';
 import { loadTasks } from '@trainyard/store';
 import { loadConfig, REPO_ROOT } from './config';
 import { createApiServer } from './http';
+import { log } from './log';
 import { Metrics } from './metrics';
 import { TrainyardService } from './service';
+
+/** A shutdown that has not finished by then (a stuck close) ends the process anyway. */
+const SHUTDOWN_DEADLINE_MS = 5000;
 
 /** The event types Metrics.observe looks at. */
 const METRIC_EVENTS = new Set(['TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCancelled']);
@@ -14,11 +18,11 @@ async function main() {
   try {
     config = loadConfig();
   } catch (err) {
-    console.error(`[trainyard] ${(err as Error).message}`);
+    log.error((err as Error).message);
     process.exit(2);
   }
   const service = await TrainyardService.start(config).catch((err: Error) => {
-    console.error(`[trainyard] cannot start: ${err.message}`);
+    log.error(`cannot start: ${err.message}`);
     process.exit(1);
   });
   const metrics = new Metrics(service);
@@ -31,26 +35,34 @@ async function main() {
   });
   const server = createApiServer(service, metrics, process.env.TRAINYARD_PANEL_DIR ?? resolve(REPO_ROOT, 'services/studio/dist'));
   server.on('error', (err: NodeJS.ErrnoException) => {
-    console.error(`[trainyard] cannot listen on ${config.host}:${config.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; set PORT to another one' : err.message}`);
+    log.error(`cannot listen on ${config.host}:${config.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; set PORT to another one' : err.message}`);
     process.exit(1);
   });
   server.listen(config.port, config.host, () => {
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
     const gpu = service.slotBlocks();
-    console.log(
-      `[trainyard] listening on http://${config.host}:${port} (API /trpc, metrics /metrics); ` +
+    log.info(
+      `listening on http://${config.host}:${port} (API /trpc, metrics /metrics); ` +
         `storage ${service.database.kind} at ${service.database.location}; trainer ${JSON.stringify(config.trainer)}` +
         (gpu.size ? `; ${gpu.size} slot(s) blocked by other GPU programs` : ''),
     );
     // A machine-readable line for tools and tests that start the server on port 0.
-    console.log(JSON.stringify({ trainyard: 'listening', port, pid: process.pid }));
+    log.line(JSON.stringify({ trainyard: 'listening', port, pid: process.pid }));
   });
   let stopping = false;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: the operator wants it gone now.
+      process.exit(1);
+    }
     stopping = true;
-    console.log(`[trainyard] ${signal}: shutting down; running trainers keep going and are re-attached at the next start`);
+    setTimeout(() => {
+      log.error(`${signal}: shutdown did not finish in ${SHUTDOWN_DEADLINE_MS} ms; exiting anyway`);
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    // Log writes never wait (a dead pipe drops them), so nothing here can hang on stdout.
+    log.info(`${signal}: shutting down; running trainers keep going and are re-attached at the next start`);
     server.close();
     server.closeAllConnections();
     await service.close().catch(() => {});
@@ -58,9 +70,10 @@ async function main() {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  // The server must never die on a stray error from one request or one trainer.
-  process.on('unhandledRejection', (err) => console.error('[trainyard] unhandled rejection:', err));
-  process.on('uncaughtException', (err) => console.error('[trainyard] uncaught exception:', err));
+  // The server must never die on a stray error from one request or one trainer. The logger
+  // never throws and drops what a broken stream cannot take, so these cannot loop.
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection:', err));
+  process.on('uncaughtException', (err) => log.error('uncaught exception:', err));
 }
 
 void main();
