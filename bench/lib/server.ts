@@ -4,10 +4,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect, type TrainyardClient } from '@trainyard/client';
-import { dropSchema, onCleanup, processMemory, removeDir, REPO_ROOT, sleep } from './common';
+import { DATASET, dropSchema, onCleanup, processMemory, removeDir, REPO_ROOT, sleep } from './common';
 import { freePort } from '../../services/server/test/harness';
 
 /** Extra node flags for every server started (run.ts --cpu-prof DIR sets --cpu-prof flags). */
@@ -73,6 +73,8 @@ function serverEnv(opts: ServerOptions, dataDir: string, port: number): Record<s
     // No GPU probing: nvidia-smi is absent here, and a probe would add noise.
     TRAINYARD_NVIDIA_SMI: join(dataDir, 'no-nvidia-smi'),
     TRAINYARD_GPU_SLOTS: '1',
+    // DATASET's folder: datasets must be inside a root.
+    TRAINYARD_DATASETS_ROOT: dirname(DATASET),
     ...opts.env,
   });
   if (opts.backend.kind === 'postgres') {

@@ -1,9 +1,10 @@
 // Service configuration from the environment, validated once at start-up so a typo fails
 // loudly with the variable's name instead of misbehaving later.
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
 import { storageFromEnv, type OpenOptions } from '@trainyard/store';
+import { ENV_PATTERN_RE } from './trainer/env';
 
 const HOUR = 3_600_000;
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
@@ -21,6 +22,14 @@ export interface ServiceConfig {
   /** argv of the trainer; relative paths resolve against the repository root. */
   trainer: string[];
   trainerCwd: string;
+  /** Names (or `PREFIX*`) of the service's variables a trainer gets beyond the allow-list. */
+  trainerEnvPassThrough: string[];
+  /** Folders a dataset must be inside (after following symbolic links); the uploads folder is one. */
+  datasetsRoots: string[];
+  /** Where uploaded datasets are stored. */
+  uploadsDir: string;
+  /** Largest dataset upload accepted, in bytes. */
+  uploadMaxBytes: number;
   /** GPU index of each slot; undefined = one slot per detected GPU (at least one). */
   gpuSlots: number[] | undefined;
   queueWarnAt: number;
@@ -75,6 +84,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     undefined as number[] | undefined,
   );
   const storage = storageFromEnv(env);
+  const uploadsDir = resolve(storage.dataRoot, 'datasets', 'uploads');
+  const datasetsRoot = env.TRAINYARD_DATASETS_ROOT ?? '';
+  const datasetsRoots = datasetsRoot
+    ? [...new Set([...datasetsRoot.split(delimiter).filter(Boolean).map((p) => resolve(p)), uploadsDir])]
+    : [resolve(storage.dataRoot, 'datasets')];
+  const trainerEnvPassThrough = (env.TRAINYARD_TRAINER_ENV ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const badNames = trainerEnvPassThrough.filter((n) => !ENV_PATTERN_RE.test(n));
+  if (badNames.length) problems.push(`TRAINYARD_TRAINER_ENV: ${badNames.map((n) => JSON.stringify(n)).join(', ')} ${badNames.length === 1 ? 'is not a variable name' : 'are not variable names'} (comma-separated names, or prefixes ending in *)`);
   const config: ServiceConfig = {
     host,
     port,
@@ -82,6 +99,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     runsDir: resolve(storage.dataRoot, 'runs'),
     trainer,
     trainerCwd: REPO_ROOT,
+    trainerEnvPassThrough,
+    datasetsRoots,
+    uploadsDir,
+    uploadMaxBytes: read('TRAINYARD_UPLOAD_MAX_BYTES', intFrom('TRAINYARD_UPLOAD_MAX_BYTES', 1, 64 * 1024 ** 3), 1024 ** 3),
     gpuSlots,
     queueWarnAt: read('TRAINYARD_QUEUE_WARN', intFrom('TRAINYARD_QUEUE_WARN', 0, 1_000_000), 5),
     externalGpuShareLimit: read('TRAINYARD_EXTERNAL_GPU_SHARE', z.coerce.number().min(0).max(1), 0.5),

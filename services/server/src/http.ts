@@ -4,6 +4,7 @@ import { existsSync, createReadStream, statSync } from 'node:fs';
 import { extname, join, resolve, sep } from 'node:path';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { appRouter } from './router';
+import { handleDatasetUpload, UPLOAD_DATASET_PATH } from './upload';
 import type { Metrics } from './metrics';
 import type { TrainyardService } from './service';
 
@@ -39,6 +40,8 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
     const url = req.url ?? '/';
     try {
       if (url === '/trpc' || url.startsWith('/trpc/') || url.startsWith('/trpc?')) return void trpc(req, res);
+      if (url === UPLOAD_DATASET_PATH || url.startsWith(`${UPLOAD_DATASET_PATH}?`))
+        return handleDatasetUpload(req, res, { uploadsDir: service.config.uploadsDir, maxBytes: service.config.uploadMaxBytes });
       if (url === '/metrics' && req.method === 'GET') return void serveMetrics(metrics, res);
       if (panel && (req.method === 'GET' || req.method === 'HEAD')) return servePanel(panel, url, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the API is at /trpc, metrics at /metrics\n');

@@ -1,7 +1,7 @@
 // The runner: turns "task assigned to this instance" into a trainer process, and the
 // trainer's output and exit into commands. Trainers run under a detached shepherd that writes
 // to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { decideRecovery, IllegalCommandError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
@@ -9,7 +9,9 @@ import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type Lo
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
-import { discardUnstartedLaunch, launchShepherd, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
+import { DatasetError, stageDataset } from './datasets';
+import { trainerEnv } from './trainer/env';
+import { discardUnstartedLaunch, ensurePrivateDir, launchShepherd, writePrivateFile, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
 
 type Outcome = 'reattached' | 'settled' | 'launched' | 'failed';
 
@@ -34,6 +36,8 @@ const LOG_FLUSH_MS = 100;
 const LOG_FLUSH_LINES = 500;
 /** Lines of output quoted in a failed task's error message. */
 const TAIL_LINES_IN_ERROR = 12;
+/** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
+const DATASET_DIR = 'dataset';
 
 export class Runner {
   private readonly runs = new Map<string, Run>();
@@ -199,10 +203,20 @@ export class Runner {
     try {
       const outputDir = resolveOutputDir(this.config, task);
       // Sync calls: microseconds each, where a thread-pool round trip costs more (see run.ts).
-      mkdirSync(runDir, { recursive: true });
+      ensurePrivateDir(this.config.runsDir, runDir);
       mkdirSync(outputDir, { recursive: true });
+      // The trainer reads a checked copy, never the submitted path (see datasets.ts).
+      let datasetPath: string;
+      try {
+        datasetPath = await stageDataset(task.spec.datasetPath, this.config.datasetsRoots, join(runDir, DATASET_DIR));
+      } catch (err) {
+        if (!(err instanceof DatasetError)) throw err;
+        await this.command(task.id, { type: 'fail', reason: 'spawn', message: err.message }, 'runner');
+        this.runs.delete(task.id);
+        return;
+      }
       const specFile = join(runDir, 'task.json');
-      writeFileSync(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath: resolve(task.spec.datasetPath) }, null, 2));
+      writePrivateFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath, submittedDatasetPath: task.spec.datasetPath }, null, 2));
       // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
       // by one that never started is stale.
       if (await discardUnstartedLaunch(runDir)) this.log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
@@ -213,7 +227,7 @@ export class Runner {
         argv,
         cwd: this.config.trainerCwd,
         env: {
-          ...trainerEnv(process.env),
+          ...trainerEnv(process.env, this.config.trainerEnvPassThrough),
           // The slot's GPU is nvidia-smi's index, which is PCI bus order; CUDA's own default
           // order (fastest first) differs on a host with mixed GPUs.
           CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
@@ -366,6 +380,12 @@ export class Runner {
     buffer = [];
     await this.command(task.id, command, 'runner', lines);
     this.runs.delete(task.id);
+    // The copy can be as large as the dataset; the original stays where it was submitted from.
+    try {
+      rmSync(join(run.runDir, DATASET_DIR), { recursive: true, force: true });
+    } catch (err) {
+      this.log.warn(`task ${task.id}: could not remove its dataset copy: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -518,14 +538,4 @@ export function resolveOutputDir(config: Pick<ServiceConfig, 'storage'>, task: P
 function resolveArgv0(cmd: string, cwd: string): string {
   if (cmd === 'node') return process.execPath;
   return cmd.includes('/') && !isAbsolute(cmd) ? join(cwd, cmd) : cmd;
-}
-
-/** The trainer gets the service's environment less the service's own secrets. */
-function trainerEnv(env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) {
-    if (v === undefined || k === 'DATABASE_URL' || k.startsWith('TRAINYARD_') || k.startsWith('npm_')) continue;
-    out[k] = v;
-  }
-  return out;
 }

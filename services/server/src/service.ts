@@ -1,9 +1,8 @@
 // The service: wires the store, the GPU probe, the runner and the event feed, and offers the
 // operations the API exposes. Procedures in router.ts only validate and translate errors.
 import { randomUUID } from 'node:crypto';
-import { realpath, stat } from 'node:fs/promises';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import {
   evolve,
   initialState,
@@ -34,10 +33,13 @@ import {
 import type { ServiceConfig } from './config';
 import { EventFeed } from './feed';
 import { estimateMemoryGb, externalShare, GpuProbe, oomRisk, type GpuInfo } from './gpu';
+import { datasetNotAllowedMessage, resolveDataset } from './datasets';
+import { taskOutputDir } from './outputs';
 import { Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
+import { ensurePrivateDir, writePrivateFile } from './trainer/run';
 
 /** A problem with one input field, reported next to that field. */
 export class FieldError extends Error {
@@ -213,21 +215,11 @@ export class TrainyardService {
   }
 
   async createTask(input: CreateTaskInput, actor: Actor): Promise<{ task: TaskRecord; warnings: Warning[]; created: boolean }> {
-    const datasetPath = resolve(input.datasetPath);
-    const datasetsRoot = process.env.TRAINYARD_DATASETS_ROOT ? resolve(process.env.TRAINYARD_DATASETS_ROOT) : null;
-    if (datasetsRoot && !isInside(datasetsRoot, datasetPath))
-      throw new FieldError('datasetPath', `datasetPath must be inside ${datasetsRoot} (TRAINYARD_DATASETS_ROOT)`);
-    const st = await stat(datasetPath).catch(() => null);
-    if (!st) throw new FieldError('datasetPath', `no dataset at ${datasetPath}: check the path (it is read by the trainer on this machine)`);
-    if (!st.isFile() && !st.isDirectory()) throw new FieldError('datasetPath', `${datasetPath} is not a file or a directory`);
-    // The same check on the real paths: a symlink inside the root may lead out of it.
-    if (datasetsRoot) {
-      const [realRoot, realPath] = await Promise.all([realpath(datasetsRoot).catch(() => datasetsRoot), realpath(datasetPath).catch(() => null)]);
-      if (!realPath || !isInside(realRoot, realPath))
-        throw new FieldError('datasetPath', `datasetPath must be inside ${datasetsRoot} (TRAINYARD_DATASETS_ROOT); ${datasetPath} leads to ${realPath ?? 'nowhere'} through a symbolic link`);
-    }
+    // Stored as its real path: the runner checks at launch that it still is that path.
+    const datasetPath = await resolveDataset(input.datasetPath, this.config.datasetsRoots);
+    if (!datasetPath) throw new FieldError('datasetPath', datasetNotAllowedMessage(input.datasetPath));
     const id = newTaskId();
-    const outputDir = input.outputDir ?? id;
+    const outputDir = taskOutputDir(id, input.outputDir);
     const spec: TaskSpec = {
       name: input.name ?? `${input.model.split('/').pop()} on ${datasetPath.split(sep).pop()}`,
       model: input.model,
@@ -395,16 +387,12 @@ export function newTaskId(): string {
   return `t${Date.now().toString(36)}${randomUUID().replace(/-/g, '').slice(0, 10)}`;
 }
 
-function isInside(root: string, path: string): boolean {
-  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
-}
-
 /**
  * One service per data directory: run directories (and PGlite's files) must not be shared.
  * A lock file with our pid and its start time; a stale one (that process gone) is taken over.
  */
 function takeInstanceLock(config: ServiceConfig): string {
-  mkdirSync(config.runsDir, { recursive: true });
+  ensurePrivateDir(config.runsDir, config.runsDir);
   const file = join(config.runsDir, '.instance.lock');
   if (existsSync(file)) {
     // "<pid> <start time>": after a crash the pid alone may name another process by now (pids
@@ -418,7 +406,7 @@ function takeInstanceLock(config: ServiceConfig): string {
       );
     }
   }
-  writeFileSync(file, `${process.pid} ${readProcessStartTime(process.pid) ?? ''}`.trim());
+  writePrivateFile(file, `${process.pid} ${readProcessStartTime(process.pid) ?? ''}`.trim());
   return file;
 }
 

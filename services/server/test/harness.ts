@@ -12,6 +12,8 @@ import { killAllUnder } from './torture/procs';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DATASET = join(REPO_ROOT, 'examples/tiny-dataset.jsonl');
+/** The datasets root specs' servers get by default: the repository's examples (DATASET). */
+export const EXAMPLES_ROOT = join(REPO_ROOT, 'examples');
 const MAIN = join(REPO_ROOT, 'services/server/src/main.ts');
 
 export interface ServerOptions {
@@ -50,6 +52,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     TRAINYARD_POLL_MS: '100',
     // No nvidia-smi here unless a spec puts a fake one on PATH.
     TRAINYARD_NVIDIA_SMI: join(dataDir, 'no-nvidia-smi'),
+    TRAINYARD_DATASETS_ROOT: EXAMPLES_ROOT,
     ...opts.env,
   };
   delete env.DATABASE_URL;

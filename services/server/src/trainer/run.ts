@@ -16,8 +16,8 @@
 // folder) or a standby started ahead of need (`shepherd.mjs --standby`, see StandbyShepherd)
 // that is handed the folder over its stdin: that saves Node's start-up between two trainers.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fsync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, watch, writeSync, type FSWatcher } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, existsSync, fchmodSync, fsync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readProcessStartTime, SHEPHERD_FILE } from './proc';
 
@@ -82,10 +82,44 @@ export const SHEPHERD_PATH = fileURLToPath(new URL('./shepherd.mjs', import.meta
 // round trip through libuv's thread pool, which on a busy machine costs a millisecond or more.
 // Only fsync, which waits for the disk, stays off the event loop.
 
+// Run folders hold a trainer's command line, environment and output: readable by the service's
+// user only. Modes are set explicitly (chmod after mkdir, fchmod after open), whatever the umask.
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+
+/**
+ * Creates `dir` (and what is missing above it) and makes every folder from `base` down to `dir`
+ * private (0700). `dir` must be `base` or inside it.
+ */
+export function ensurePrivateDir(base: string, dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  const rel = relative(base, dir);
+  if (rel.startsWith('..')) throw new Error(`ensurePrivateDir: ${dir} is not inside ${base}`);
+  let at = base;
+  chmodSync(at, PRIVATE_DIR_MODE);
+  for (const part of rel ? rel.split(sep) : []) {
+    at = join(at, part);
+    chmodSync(at, PRIVATE_DIR_MODE);
+  }
+}
+
+/** Writes a file readable by this user only (created or replaced). */
+export function writePrivateFile(file: string, data: string): void {
+  const fd = openSync(file, 'w', PRIVATE_FILE_MODE);
+  try {
+    fchmodSync(fd, PRIVATE_FILE_MODE);
+    const buf = Buffer.from(data);
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function writeJsonAtomic(file: string, value: unknown, durable = true): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
+  const fd = openSync(tmp, 'w', PRIVATE_FILE_MODE);
   try {
+    fchmodSync(fd, PRIVATE_FILE_MODE);
     const buf = Buffer.from(`${JSON.stringify(value)}\n`);
     for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
     if (durable) await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
@@ -186,7 +220,8 @@ export interface LaunchedShepherd {
  */
 export async function launchShepherd(spec: LaunchSpec, standby?: StandbyShepherd | null): Promise<LaunchedShepherd> {
   if (spec.argv.length === 0) throw new Error('launchShepherd: argv is empty');
-  mkdirSync(spec.runDir, { recursive: true });
+  mkdirSync(spec.runDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  chmodSync(spec.runDir, PRIVATE_DIR_MODE);
   for (const name of [FILES.launch, FILES.output, FILES.exit, FILES.trainer]) {
     if (existsSync(join(spec.runDir, name))) {
       throw new Error(`launchShepherd: run directory ${spec.runDir} was already used (${name})`);

@@ -22,6 +22,7 @@
 import { spawn } from 'node:child_process';
 import {
   closeSync,
+  fchmodSync,
   fsyncSync,
   openSync,
   readFileSync,
@@ -46,6 +47,20 @@ const DEFAULT_MAX_LINES_PER_SECOND = 500;
 const STDIO_GRACE_MS = 3000;
 const PROTOCOL_PREFIX = /^\s*\{\s*"type"\s*:\s*"(?:phase|progress|artifact)"/;
 
+/** Run files hold a trainer's output: this user's only, whatever the umask (run.ts does the same). */
+const PRIVATE_FILE_MODE = 0o600;
+
+/**
+ * Opens a run file with mode 0600 (set again with fchmod: the umask may have taken bits away).
+ * @param {string} file
+ * @param {'w' | 'a'} flags
+ */
+function openPrivate(file, flags) {
+  const fd = openSync(file, flags, PRIVATE_FILE_MODE);
+  fchmodSync(fd, PRIVATE_FILE_MODE);
+  return fd;
+}
+
 const STANDBY_FLAG = '--standby';
 /** Longest run folder line a standby accepts (a path; the service writes it in one write). */
 const MAX_LINE_BYTES = 16 * 1024;
@@ -60,7 +75,7 @@ if (!runDir) {
 /** @param {string} message */
 function shepherdLog(message) {
   try {
-    appendFileSync(join(runDir, 'shepherd.log'), `${new Date().toISOString()} ${message}\n`);
+    appendFileSync(join(runDir, 'shepherd.log'), `${new Date().toISOString()} ${message}\n`, { mode: PRIVATE_FILE_MODE });
   } catch {
     // nowhere left to report to
   }
@@ -74,7 +89,7 @@ function shepherdLog(message) {
  */
 function writeJsonAtomic(file, value) {
   const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
+  const fd = openPrivate(tmp, 'w');
   try {
     writeAll(fd, Buffer.from(`${JSON.stringify(value)}\n`));
     fsyncSync(fd);
@@ -155,7 +170,7 @@ function main() {
   const maxLineBytes = positiveInt(launch.maxLineBytes, DEFAULT_MAX_LINE_BYTES);
   const maxLinesPerSecond = positiveInt(launch.maxLinesPerSecond, DEFAULT_MAX_LINES_PER_SECOND);
 
-  outFd = openSync(join(runDir, 'output.jsonl'), 'a');
+  outFd = openPrivate(join(runDir, 'output.jsonl'), 'a');
 
   // ---- rate limiting (plain log lines only; protocol lines always pass) ----
   let windowStart = 0;
@@ -372,7 +387,7 @@ function main() {
     exitWritten = true;
     const exitFile = join(runDir, 'exit.json');
     const tmp = `${exitFile}.tmp-${process.pid}`;
-    const exitFd = openSync(tmp, 'w');
+    const exitFd = openPrivate(tmp, 'w');
     writeAll(exitFd, Buffer.from(`${JSON.stringify({ code: exitStatus.code, signal: exitStatus.signal, endedAt: now })}\n`));
     renameSync(tmp, exitFile);
     for (const fd of [outFd, exitFd]) {

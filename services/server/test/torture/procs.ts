@@ -3,7 +3,7 @@
 // for the trainers and shepherds that belong to a data folder.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isSameProcessAlive, readProcStat } from '../../src/trainer/proc';
 
@@ -193,6 +193,8 @@ export class ServerProc {
       HOST: '127.0.0.1',
       TRAINYARD_DATA_DIR: this.opts.dataDir,
       TRAINYARD_NVIDIA_SMI: join(this.opts.dataDir, 'no-nvidia-smi'),
+      // DATASET's folder: datasets must be inside a root.
+      TRAINYARD_DATASETS_ROOT: dirname(DATASET),
       ...this.opts.env,
       PORT: String(this.port),
     };
