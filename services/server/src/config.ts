@@ -1,14 +1,18 @@
 // Service configuration from the environment, validated once at start-up so a typo fails
 // loudly with the variable's name instead of misbehaving later.
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
 import { storageFromEnv, type OpenOptions } from '@trainyard/store';
+import { parseAllowedHosts } from './http-guard';
 import { ENV_PATTERN_RE } from './trainer/env';
 
 const HOUR = 3_600_000;
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DEFAULT_TRAINER = ['node', 'trainers/simulated-trainer.mjs'];
+/** The release, as package.json names it (one home for the version). */
+export const VERSION: string = (JSON.parse(readFileSync(resolve(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const intFrom = (name: string, min: number, max: number) =>
   z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`).min(min, `${name} must be ≥ ${min}`).max(max, `${name} must be ≤ ${max}`);
@@ -16,6 +20,8 @@ const intFrom = (name: string, min: number, max: number) =>
 export interface ServiceConfig {
   host: string;
   port: number;
+  /** Host names (or host:port) the API answers to besides loopback and the bound address. */
+  allowedHosts: string[];
   storage: OpenOptions & { dataRoot: string };
   /** Where run directories (spec, output, exit status of each trainer) live. */
   runsDir: string;
@@ -42,6 +48,21 @@ export interface ServiceConfig {
   pollMs: number;
   logMaxLineBytes: number;
   logMaxLinesPerSecond: number;
+  /** Live subscriptions (tasks.onUpdate, tasks.onLogs) held at once, in all and per client. */
+  maxSubscriptions: number;
+  maxSubscriptionsPerClient: number;
+  /** A subscription is ended after this long; the client reconnects and resumes from its last id. */
+  subscriptionMaxMs: number;
+  /** Trainer protocol lines (progress, phase, artifact) the shepherd passes per second, and per task. */
+  logMaxProtocolLinesPerSecond: number;
+  logMaxProtocolLinesPerTask: number;
+  /** Output bytes stored per task; past it plain lines are dropped (one marker line counts them). */
+  logMaxBytesPerTask: number;
+  /** Logs of tasks ended longer ago than this are deleted (their events stay); 0 keeps them. */
+  logRetentionDays: number;
+  /** Artifacts one task may report, and the longest artifact path (characters). */
+  artifactsMaxPerTask: number;
+  artifactPathMaxChars: number;
   nvidiaSmiPath: string | undefined;
   version: string;
 }
@@ -70,6 +91,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
   };
   const port = read('PORT', intFrom('PORT', 0, 65535), 8080);
   const host = read('HOST', z.string().min(1), '127.0.0.1');
+  const allowedHosts = parseAllowedHosts(env.TRAINYARD_ALLOWED_HOSTS ?? '');
+  if (allowedHosts.invalid.length)
+    problems.push(`TRAINYARD_ALLOWED_HOSTS: ${allowedHosts.invalid.map((h) => JSON.stringify(h)).join(', ')} ${allowedHosts.invalid.length === 1 ? 'is not a host name' : 'are not host names'} (comma-separated host or host:port, e.g. trainyard.lan,gpu-box:8080)`);
   const trainer = json(
     'TRAINYARD_TRAINER',
     z.array(z.string().min(1), { error: 'TRAINYARD_TRAINER must be a JSON array of strings, e.g. ["python3","trainers/lora_trainer.py"]' }).min(1),
@@ -95,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
   const config: ServiceConfig = {
     host,
     port,
+    allowedHosts: allowedHosts.hosts,
     storage,
     runsDir: resolve(storage.dataRoot, 'runs'),
     trainer,
@@ -113,8 +138,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     pollMs: read('TRAINYARD_POLL_MS', intFrom('TRAINYARD_POLL_MS', 10, 60_000), 250),
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), 4096),
     logMaxLinesPerSecond: read('TRAINYARD_LOG_LINES_PER_SECOND', intFrom('TRAINYARD_LOG_LINES_PER_SECOND', 1, 1_000_000), 200),
+    maxSubscriptions: read('TRAINYARD_MAX_SUBSCRIPTIONS', intFrom('TRAINYARD_MAX_SUBSCRIPTIONS', 1, 1_000_000), 1000),
+    maxSubscriptionsPerClient: read('TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT', intFrom('TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT', 1, 1_000_000), 200),
+    subscriptionMaxMs: read('TRAINYARD_SUBSCRIPTION_MAX_MS', intFrom('TRAINYARD_SUBSCRIPTION_MAX_MS', 1000, 24 * HOUR), 30 * 60_000),
+    logMaxProtocolLinesPerSecond: read('TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND', intFrom('TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND', 1, 1_000_000), 100),
+    logMaxProtocolLinesPerTask: read('TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK', intFrom('TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK', 1, 2 ** 31 - 1), 100_000),
+    logMaxBytesPerTask: read('TRAINYARD_LOG_MAX_BYTES_PER_TASK', intFrom('TRAINYARD_LOG_MAX_BYTES_PER_TASK', 1024, Number.MAX_SAFE_INTEGER), 64 * 1024 ** 2),
+    logRetentionDays: read('TRAINYARD_LOG_RETENTION_DAYS', intFrom('TRAINYARD_LOG_RETENTION_DAYS', 0, 100_000), 30),
+    artifactsMaxPerTask: read('TRAINYARD_ARTIFACTS_MAX_PER_TASK', intFrom('TRAINYARD_ARTIFACTS_MAX_PER_TASK', 1, 100_000), 100),
+    artifactPathMaxChars: read('TRAINYARD_ARTIFACT_PATH_MAX', intFrom('TRAINYARD_ARTIFACT_PATH_MAX', 16, 4096), 1024),
     nvidiaSmiPath: env.TRAINYARD_NVIDIA_SMI || undefined,
-    version: '0.1.0',
+    version: VERSION,
   };
   if (problems.length) throw new Error(`invalid configuration:\n  ${problems.join('\n  ')}`);
   return config;

@@ -4,11 +4,11 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { decideRecovery, IllegalCommandError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
+import { decideRecovery, IllegalCommandError, TaskNotFoundError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
 import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
-import { parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
+import { checkArtifact, parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
 import { DatasetError, stageDataset } from './datasets';
 import { trainerEnv } from './trainer/env';
 import { discardUnstartedLaunch, ensurePrivateDir, launchShepherd, writePrivateFile, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
@@ -238,6 +238,9 @@ export class Runner {
         },
         maxLineBytes: this.config.logMaxLineBytes,
         maxLinesPerSecond: this.config.logMaxLinesPerSecond,
+        maxProtocolLinesPerSecond: this.config.logMaxProtocolLinesPerSecond,
+        maxProtocolLinesPerTask: this.config.logMaxProtocolLinesPerTask,
+        maxBytesPerTask: this.config.logMaxBytesPerTask,
       };
       const standby = this.takeStandby();
       let shepherd = await launchShepherd(spec, standby).finally(() => standby?.dispose()); // no-op once handed the run
@@ -310,6 +313,9 @@ export class Runner {
     const fromSeq = await this.retry(() => lastLogSeq(this.store.db, task.id));
     let status = task.status;
     const artifacts = new Set(task.artifacts);
+    const outputDir = resolveOutputDir(this.config, task);
+    const artifactLimits = { maxPerTask: this.config.artifactsMaxPerTask, maxPathChars: this.config.artifactPathMaxChars };
+    let artifactWarned = false;
     const throttle = new ProgressThrottle(1000);
     let buffer: LogLine[] = [];
     let lastFlush = Date.now();
@@ -324,7 +330,7 @@ export class Runner {
           const lines = buffer;
           buffer = [];
           lastFlush = Date.now();
-          await this.retry(() => appendLogLines(this.store.db, task.id, lines));
+          await this.storeLines(task.id, lines);
           this.events.emit('logs', task.id);
         });
       return flushing;
@@ -342,9 +348,21 @@ export class Runner {
           if (r) status = r.status;
         } else if (m.type === 'progress' && throttle.offer(m, l.t)) {
           await this.command(task.id, { type: 'recordProgress', ...progressRecord(m) }, 'trainer');
-        } else if (m.type === 'artifact' && !artifacts.has(m.path)) {
-          artifacts.add(m.path);
-          await this.command(task.id, { type: 'recordArtifact', path: m.path }, 'trainer');
+        } else if (m.type === 'artifact') {
+          const verdict = checkArtifact(m.path, outputDir, artifacts.size, artifactLimits);
+          if (!verdict.ok) {
+            // Dropped, not fatal: the line is stored as a warning in its place (same seq, so a
+            // re-attach stores the same), and the service log says it once per task.
+            if (!artifactWarned) this.log.warn(`task ${task.id}: refused an artifact its trainer reported: ${verdict.reason}`);
+            artifactWarned = true;
+            buffer.push({ seq: l.seq, stream: 'stderr', line: `[trainyard] artifact refused (${verdict.reason}): ${l.line}`, at: new Date(l.t).toISOString() });
+            if (buffer.length >= LOG_FLUSH_LINES) await flush();
+            return;
+          }
+          if (!artifacts.has(verdict.path)) {
+            artifacts.add(verdict.path);
+            await this.command(task.id, { type: 'recordArtifact', path: verdict.path }, 'trainer');
+          }
         }
       }
       buffer.push({ seq: l.seq, stream: l.stream, line: l.line, at: new Date(l.t).toISOString() });
@@ -472,13 +490,38 @@ export class Runner {
       return r.task;
     } catch (err) {
       if (logLines.length) {
-        await this.retry(() => appendLogLines(this.store.db, taskId, logLines)).catch((e: Error) => this.log.error(`task ${taskId}: storing its last output failed: ${e.message}`));
+        await this.storeLines(taskId, logLines);
         this.events.emit('logs', taskId);
+        // Storing the lines may be what failed (a line the database refused): the command, a
+        // trainer's exit above all, must not be lost with them, or the task holds its slot for good.
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed) {
+          this.log.warn(`task ${taskId}: ${command.type} with its last output failed (${(err as Error).message}); recording it without them`);
+          return this.command(taskId, command, actor);
+        }
       }
       if (err instanceof IllegalCommandError) return (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
       this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
       return null;
     }
+  }
+
+  /**
+   * Store output lines outside any command: all together, else one statement per line, so a line
+   * the database refuses (whatever the reason) costs only itself. Database outages are retried.
+   */
+  private async storeLines(taskId: string, lines: LogLine[]): Promise<void> {
+    try {
+      await this.retry(() => appendLogLines(this.store.db, taskId, lines));
+      return;
+    } catch (err) {
+      if (this.closed) return; // read again from output.jsonl on re-attach
+      this.log.warn(`task ${taskId}: storing ${lines.length} output lines failed (${(err as Error).message}); storing them one by one`);
+    }
+    let refused = 0;
+    for (const line of lines) {
+      await this.retry(() => appendLogLines(this.store.db, taskId, [line])).catch(() => refused++);
+    }
+    if (refused) this.log.error(`task ${taskId}: the database refused ${refused} output line(s); they are only in ${FILES.output}`);
   }
 
   private async retry<T>(fn: () => Promise<T>): Promise<T> {

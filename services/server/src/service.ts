@@ -23,6 +23,7 @@ import {
   loadTask,
   loadTasks,
   openDatabase,
+  pruneLogs,
   queryEvents,
   readLogLines,
   readStream,
@@ -32,10 +33,12 @@ import {
 } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { EventFeed } from './feed';
+import { LiveUpdates, type TaskUpdate } from './live';
+import { log as processLog } from './log';
 import { estimateMemoryGb, externalShare, GpuProbe, oomRisk, type GpuInfo } from './gpu';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { taskOutputDir } from './outputs';
-import { Runner, type RunnerLog } from './runner';
+import { isConnectionError, Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
@@ -61,22 +64,25 @@ export interface Warning {
 export interface Actor {
   user: string;
   correlationId?: string | undefined;
+  /** May see the service's internals: paths, host name, database user, trainer argv. */
+  admin: boolean;
 }
 
-export const consoleLog: RunnerLog = {
-  info: (m) => console.log(`[trainyard] ${m}`),
-  warn: (m) => console.warn(`[trainyard] ${m}`),
-  error: (m) => console.error(`[trainyard] ${m}`),
-};
+const DAY_MS = 86_400_000;
+/** How often logs past their retention are looked for. */
+const LOG_PRUNE_INTERVAL_MS = 3_600_000;
 
 export class TrainyardService {
   readonly probe: GpuProbe;
   readonly store: TaskStore;
   readonly runner: Runner;
   readonly feed: EventFeed;
+  /** Live subscriptions, fed by one read per change for all of them. */
+  readonly live: LiveUpdates;
   private gpu: GpuInfo | null = null;
   private gpuTimer: NodeJS.Timeout | null = null;
   private scheduleTimer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
   private lockFile: string;
   private lastScheduleError: string | null = null;
 
@@ -95,10 +101,19 @@ export class TrainyardService {
     this.runner = new Runner(this.store, config, log);
     this.probe = new GpuProbe({ nvidiaSmiPath: config.nvidiaSmiPath, ourPids: () => this.runner.ourPids() });
     this.feed = new EventFeed(database.db, config.pollMs);
+    this.live = new LiveUpdates({
+      db: database.db,
+      feed: this.feed,
+      logsStored: this.runner.events,
+      maxSubscriptions: config.maxSubscriptions,
+      maxSubscriptionsPerClient: config.maxSubscriptionsPerClient,
+      logFallbackMs: Math.max(1000, config.pollMs * 4),
+      isConnectionError,
+    });
     this.lockFile = join(config.runsDir, '.instance.lock');
   }
 
-  static async start(config: ServiceConfig, log: RunnerLog = consoleLog): Promise<TrainyardService> {
+  static async start(config: ServiceConfig, log: RunnerLog = processLog): Promise<TrainyardService> {
     const lockFile = takeInstanceLock(config);
     let database: Database;
     try {
@@ -137,6 +152,23 @@ export class TrainyardService {
     this.gpuTimer.unref();
     this.scheduleTimer = setInterval(() => void this.scheduleNow(), Math.max(1000, this.config.pollMs * 4));
     this.scheduleTimer.unref();
+    if (this.config.logRetentionDays > 0) {
+      void this.pruneOldLogs();
+      this.pruneTimer = setInterval(() => void this.pruneOldLogs(), LOG_PRUNE_INTERVAL_MS);
+      this.pruneTimer.unref();
+    }
+  }
+
+  /** The retention policy of trainer output: logs of tasks ended over logRetentionDays ago go. */
+  async pruneOldLogs(): Promise<number> {
+    try {
+      const n = await pruneLogs(this.database.db, new Date(Date.now() - this.config.logRetentionDays * DAY_MS));
+      if (n) this.log.info(`deleted ${n} log lines of tasks ended over ${this.config.logRetentionDays} days ago (TRAINYARD_LOG_RETENTION_DAYS)`);
+      return n;
+    } catch (err) {
+      this.log.warn(`pruning old logs failed: ${(err as Error).message}`);
+      return 0;
+    }
   }
 
   private async refreshGpu(): Promise<void> {
@@ -306,6 +338,20 @@ export class TrainyardService {
     return { lines, nextSeq: page.length ? page[page.length - 1]!.seq : afterSeq, hasMore: raw.length > limit };
   }
 
+  /** Task changes as they are committed, after `lastEventId` or from now on (see live.ts). */
+  taskUpdates(o: { taskId?: string | undefined; lastEventId?: string | null | undefined; client: string; signal: AbortSignal | undefined }): AsyncGenerator<TaskUpdate> {
+    return this.live.taskUpdates({ taskId: o.taskId, lastEventId: o.lastEventId, client: o.client, signal: o.signal });
+  }
+
+  /** A task's log lines after `afterSeq` as they are stored; protocol lines only if asked for. */
+  async *logLines(o: { id: string; afterSeq: number; includeProtocol: boolean; client: string; signal: AbortSignal | undefined }): AsyncGenerator<LogLine> {
+    const task = await this.getTask(o.id);
+    for await (const line of this.live.logLines({ taskId: o.id, after: o.afterSeq, status: task.status, client: o.client, signal: o.signal })) {
+      if (!o.includeProtocol && line.stream === 'stdout' && parseTrainerLine(line.line).kind === 'message') continue;
+      yield line;
+    }
+  }
+
   /** The slots with their tasks, the first `limit` queued tasks in order, how many wait in all. */
   async queue(limit = 500) {
     const db = this.database.db;
@@ -332,49 +378,88 @@ export class TrainyardService {
     return queryEvents(this.database.db, q);
   }
 
-  /** A task's state after each of its events, or at one point (position or time). */
-  async replay(taskId: string, at: { position?: string | undefined; time?: string | undefined }) {
+  /**
+   * A task's state after each of its events, a page at a time (`limit` steps after
+   * `afterPosition`, and no more than `maxBytes` of them as JSON, at least one), or at one point
+   * (position or time). `state` and `event` are those of the page's last step (or of the point).
+   */
+  async replay(
+    taskId: string,
+    at: { position?: string | undefined; time?: string | undefined },
+    page: { afterPosition?: string | undefined; limit: number; maxBytes: number },
+  ) {
     const events = await readStream(this.database.db, taskId);
     if (!events.length) throw new TaskNotFoundError(taskId);
     let state = initialState();
-    const steps: { event: StoredTaskEvent; state: TaskRecord }[] = [];
-    for (const e of events) {
-      if (at.position && BigInt(e.position) > BigInt(at.position)) break;
-      if (at.time && Date.parse(e.recordedAt) > Date.parse(at.time)) break;
-      state = evolve(state, e);
-      steps.push({ event: e, state: toRecord(state) });
-    }
     if (at.position || at.time) {
-      const last = steps[steps.length - 1];
-      return { steps: [], state: last?.state ?? null, event: last?.event ?? null };
+      let last: StoredTaskEvent | null = null;
+      for (const e of events) {
+        if (at.position && BigInt(e.position) > BigInt(at.position)) break;
+        if (at.time && Date.parse(e.recordedAt) > Date.parse(at.time)) break;
+        state = evolve(state, e);
+        last = e;
+      }
+      return { steps: [], state: last ? toRecord(state) : null, event: last, nextCursor: null };
     }
-    return { steps, state: steps[steps.length - 1]!.state, event: steps[steps.length - 1]!.event };
+    const after = page.afterPosition ? BigInt(page.afterPosition) : -1n;
+    const steps: { event: StoredTaskEvent; state: TaskRecord }[] = [];
+    let bytes = 0;
+    let nextCursor: string | null = null;
+    for (const e of events) {
+      state = evolve(state, e);
+      if (BigInt(e.position) <= after) continue;
+      const step = { event: e, state: toRecord(state) };
+      // A state holds every artifact path so far: a page is cut by size as well as by count.
+      const size = JSON.stringify(step).length;
+      if (steps.length >= page.limit || (steps.length > 0 && bytes + size > page.maxBytes)) {
+        nextCursor = steps[steps.length - 1]!.event.position;
+        break;
+      }
+      steps.push(step);
+      bytes += size;
+    }
+    const last = steps[steps.length - 1];
+    return { steps, state: last?.state ?? null, event: last?.event ?? null, nextCursor };
   }
 
-  async health() {
+  /**
+   * Whether the service works, for anyone; where it keeps things (paths, host, database user,
+   * trainer argv) only for an admin: a caller without that right learns nothing to aim at.
+   */
+  async health(actor: Pick<Actor, 'admin'>) {
     let database: 'up' | 'down' = 'up';
-    let error: string | null = null;
+    let cause: string | null = null;
     try {
       await countQueued(this.database.db);
     } catch (err) {
       database = 'down';
-      error = `database unreachable: ${databaseErrorMessage(err)}`;
+      cause = databaseErrorMessage(err);
     }
     return {
       ok: database === 'up',
       storage: this.database.kind,
-      location: this.database.location,
       version: this.config.version,
-      instance: this.config.runnerId,
       database,
-      error,
+      // The driver's words may name the database host and user.
+      error: cause === null ? null : actor.admin ? `database unreachable: ${cause}` : 'database unreachable',
       activeTrainers: this.runner.activeCount,
+      detail: actor.admin
+        ? {
+            location: this.database.location,
+            instance: this.config.runnerId,
+            dataRoot: this.config.storage.dataRoot,
+            runsDir: this.config.runsDir,
+            trainer: this.config.trainer,
+          }
+        : null,
     };
   }
 
   async close(): Promise<void> {
     if (this.gpuTimer) clearInterval(this.gpuTimer);
     if (this.scheduleTimer) clearInterval(this.scheduleTimer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.live.close();
     this.feed.close();
     this.runner.close();
     await this.database.close();

@@ -5,81 +5,39 @@
 //   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23}
 //   {"type":"artifact","path":"/abs/path/to/adapter"}
 // `epoch` is the 1-based index of the current epoch, `step` the global optimizer step.
+// The parse itself lives in protocol-parse.mjs, shared with the shepherd (plain Node).
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 
-export interface PhaseMessage {
-  type: 'phase';
-  phase: 'training';
+export { parseTrainerLine, MAX_MESSAGE_CHARS } from './protocol-parse.mjs';
+export type { ArtifactMessage, ParsedLine, PhaseMessage, ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
+import type { ProgressMessage } from './protocol-parse.mjs';
+
+export interface ArtifactLimits {
+  /** Artifacts one task may record. */
+  maxPerTask: number;
+  /** Longest path, in characters, as reported and as resolved. */
+  maxPathChars: number;
 }
 
-export interface ProgressMessage {
-  type: 'progress';
-  epoch?: number;
-  totalEpochs?: number;
-  step?: number;
-  totalSteps?: number;
-  loss?: number;
-}
-
-export interface ArtifactMessage {
-  type: 'artifact';
-  path: string;
-}
-
-export type TrainerMessage = PhaseMessage | ProgressMessage | ArtifactMessage;
-
-export type ParsedLine = { kind: 'message'; message: TrainerMessage } | { kind: 'log' };
-
-const LOG: ParsedLine = { kind: 'log' };
-
-const PROGRESS_FIELDS = ['epoch', 'totalEpochs', 'step', 'totalSteps', 'loss'] as const;
-
-/** Longest line we even try to parse as JSON; protocol lines are tiny (artifact paths aside). */
-const MAX_MESSAGE_CHARS = 64 * 1024;
+export type ArtifactVerdict = { ok: true; path: string } | { ok: false; reason: string };
 
 /**
- * Classifies one line of trainer stdout. Anything that is not a well-formed protocol
- * message (bad JSON, unknown type, invalid numbers) is a log line; this never throws.
+ * Whether an artifact a trainer reported may be recorded, and as which path. A relative path is
+ * taken inside the task's output folder; the resolved path must be that folder or inside it
+ * (`..` escapes and absolute paths elsewhere are refused), no longer than the limit, and the task
+ * must have recorded fewer than the limit's artifacts so far. Lexical: the path is only recorded,
+ * never opened, by the service.
  */
-export function parseTrainerLine(line: string): ParsedLine {
-  const text = line.trim();
-  if (text.length < 2 || text.length > MAX_MESSAGE_CHARS || text[0] !== '{') return LOG;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return LOG;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return LOG;
-  const obj = value as Record<string, unknown>;
-  switch (obj.type) {
-    case 'phase':
-      return obj.phase === 'training'
-        ? { kind: 'message', message: { type: 'phase', phase: 'training' } }
-        : LOG;
-    case 'progress': {
-      const message: ProgressMessage = { type: 'progress' };
-      for (const field of PROGRESS_FIELDS) {
-        const v = obj[field];
-        if (v === undefined) continue;
-        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return LOG;
-        message[field] = v;
-      }
-      if (
-        message.step !== undefined &&
-        message.totalSteps !== undefined &&
-        message.step > message.totalSteps
-      ) {
-        return LOG;
-      }
-      return { kind: 'message', message };
-    }
-    case 'artifact':
-      return typeof obj.path === 'string' && obj.path.length > 0
-        ? { kind: 'message', message: { type: 'artifact', path: obj.path } }
-        : LOG;
-    default:
-      return LOG;
-  }
+export function checkArtifact(path: string, outputDir: string, recordedCount: number, limits: ArtifactLimits): ArtifactVerdict {
+  if (recordedCount >= limits.maxPerTask) return { ok: false, reason: `the task already has ${recordedCount} artifacts, the most allowed (TRAINYARD_ARTIFACTS_MAX_PER_TASK)` };
+  if (path.length > limits.maxPathChars) return { ok: false, reason: `its path is ${path.length} characters long, over the limit of ${limits.maxPathChars} (TRAINYARD_ARTIFACT_PATH_MAX)` };
+  if (/[\u0000-\u001f\u007f]|\p{Cs}/u.test(path)) return { ok: false, reason: 'its path contains control characters or is not valid Unicode' };
+  const root = resolve(outputDir);
+  const resolved = resolve(root, path);
+  if (resolved.length > limits.maxPathChars) return { ok: false, reason: `its resolved path is over the limit of ${limits.maxPathChars} characters (TRAINYARD_ARTIFACT_PATH_MAX)` };
+  const rel = relative(root, resolved);
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return { ok: false, reason: `it is outside the task's output folder ${root}` };
+  return { ok: true, path: resolved };
 }
 
 /** Percent done from a progress report: the domain's rule, so the bar and the record agree. */

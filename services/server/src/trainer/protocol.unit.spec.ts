@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  checkArtifact,
   ProgressThrottle,
   parseTrainerLine,
   progressPercent,
@@ -78,9 +79,54 @@ describe('parseTrainerLine', () => {
     '{"type":"weird","phase":"training"}',
     '{"phase":"training"}',
     '{"type":"progress","step":1} trailing',
+    '{"type":"progress" junk that only starts like a message',
+    '{"type":"artifact","path":"/x"',
+    '{"type":"phase","phase":"training"}}',
     '{"type":"progress","step":1}… [cut 10 bytes]',
   ])('treats %j as a log line', (line) => {
     expect(parseTrainerLine(line)).toEqual({ kind: 'log' });
+  });
+});
+
+describe('checkArtifact', () => {
+  const out = '/data/outputs/t1';
+  const limits = { maxPerTask: 3, maxPathChars: 64 };
+
+  it('accepts the output folder and paths inside it, relative ones taken inside it', () => {
+    expect(checkArtifact(out, out, 0, limits)).toEqual({ ok: true, path: out });
+    expect(checkArtifact(`${out}/adapter`, out, 0, limits)).toEqual({ ok: true, path: `${out}/adapter` });
+    expect(checkArtifact('adapter/final', out, 2, limits)).toEqual({ ok: true, path: `${out}/adapter/final` });
+    expect(checkArtifact(`${out}/a/../b`, out, 0, limits)).toEqual({ ok: true, path: `${out}/b` });
+    expect(checkArtifact(`${out}/..x`, out, 0, limits)).toEqual({ ok: true, path: `${out}/..x` });
+  });
+
+  it.each([
+    ['an absolute path elsewhere', '/etc/passwd'],
+    ['a sibling folder', '/data/outputs/t2/adapter'],
+    ['a prefix that is not the folder', '/data/outputs/t1-other'],
+    ['a .. escape', `${out}/../t2`],
+    ['a relative .. escape', '../../../etc'],
+    ['the parent itself', '..'],
+  ])('refuses %s', (_name, path) => {
+    const v = checkArtifact(path, out, 0, limits);
+    expect(v.ok).toBe(false);
+    expect(!v.ok && v.reason).toMatch(/outside the task's output folder/);
+  });
+
+  it('refuses paths over the length limit, as given or as resolved', () => {
+    expect(checkArtifact(`${out}/${'x'.repeat(64)}`, out, 0, limits)).toMatchObject({ ok: false, reason: expect.stringMatching(/81 characters long, over the limit of 64/) });
+    expect(checkArtifact('y'.repeat(60), out, 0, limits)).toMatchObject({ ok: false, reason: expect.stringMatching(/resolved path is over the limit/) });
+  });
+
+  it('refuses control characters and lone surrogates', () => {
+    expect(checkArtifact(`${out}/a\u0000b`, out, 0, limits).ok).toBe(false);
+    expect(checkArtifact(`${out}/a\nb`, out, 0, limits).ok).toBe(false);
+    expect(checkArtifact(`${out}/a\uD800`, out, 0, limits).ok).toBe(false);
+    expect(checkArtifact(`${out}/🦜`, out, 0, limits).ok).toBe(true);
+  });
+
+  it('refuses artifacts past the count per task', () => {
+    expect(checkArtifact(out, out, 3, limits)).toMatchObject({ ok: false, reason: expect.stringMatching(/already has 3 artifacts/) });
   });
 });
 

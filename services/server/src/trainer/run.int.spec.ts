@@ -494,6 +494,86 @@ describe('shepherd output handling', () => {
   );
 });
 
+describe('shepherd output limits and unsafe text', () => {
+  it(
+    'stores NUL and undecodable bytes as U+FFFD, and a last line `last\\u0000line` is followed by the exit',
+    async () => {
+      const code =
+        `process.stdout.write("a\\u0000b\\n");` +
+        `process.stdout.write(Buffer.from([0x78, 0xed, 0xa0, 0x80, 0x79, 0x0a]));` + // x, a UTF-16 surrogate as UTF-8, y
+        `process.stderr.write("err\\u0000\\n");` +
+        `process.stdout.write("last\\u0000line\\n");`;
+      const spec = rawRun([process.execPath, '-e', code]);
+      await launch(spec);
+      const { lines, exit } = await tailAll(spec.runDir);
+      expect(exit.code).toBe(0);
+      const R = '\uFFFD';
+      const byStream = (s: string) => lines.filter((l) => l.stream === s).map((l) => l.line);
+      expect(byStream('stdout')[0]).toBe(`a${R}b`);
+      expect(byStream('stdout')[1]).toMatch(/^x\uFFFD+y$/);
+      expect(byStream('stdout').at(-1)).toBe(`last${R}line`);
+      expect(byStream('stderr')).toEqual([`err${R}`]);
+      expect(readFileSync(join(spec.runDir, 'output.jsonl'), 'utf8')).not.toMatch(/\\u0000|\\ud[89a-f]/i);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'a line that only starts like a protocol message is a log line: rate limited with the others',
+    async () => {
+      const total = 5_000;
+      const code = `for (let i = 0; i < ${total}; i++) console.log('{"type":"progress" junk ' + i);`;
+      const spec = rawRun([process.execPath, '-e', code], { maxLinesPerSecond: 100, maxProtocolLinesPerSecond: 100_000 });
+      await launch(spec);
+      const { lines, exit } = await tailAll(spec.runDir);
+      expect(exit.code).toBe(0);
+      const kept = lines.filter((l) => l.line.includes(' junk '));
+      const dropped = lines.flatMap((l) => /^\[trainyard\] dropped (\d+) lines \(rate limit\)$/.exec(l.line)?.[1] ?? []).reduce((a, n) => a + Number(n), 0);
+      expect(kept.length).toBeLessThan(total / 4);
+      expect(kept.length + dropped).toBe(total);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'protocol lines have a rate (the newest dropped progress still written) and a total per run',
+    async () => {
+      const code =
+        `for (let i = 1; i <= 1000; i++) console.log(JSON.stringify({ type: "progress", step: i, totalSteps: 1000 }));` +
+        `setTimeout(() => { for (let i = 0; i < 50; i++) console.log(JSON.stringify({ type: "phase", phase: "training" })); }, 1200);`;
+      const spec = rawRun([process.execPath, '-e', code], { maxProtocolLinesPerSecond: 20, maxProtocolLinesPerTask: 40 });
+      await launch(spec);
+      const { lines, exit } = await tailAll(spec.runDir);
+      expect(exit.code).toBe(0);
+      const msgs = messages(lines);
+      // The first second's 20, then the newest progress the rate dropped: step 1000, not lost.
+      const steps = msgs.flatMap((m) => (m.type === 'progress' ? [m.step] : []));
+      expect(steps.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect(steps.at(-1)).toBe(1000);
+      expect(msgs.length).toBeLessThanOrEqual(40);
+      const text = lines.map((l) => l.line).join('\n');
+      expect(text).toMatch(/\[trainyard\] dropped \d+ protocol lines \(rate limit/);
+      expect(text).toMatch(/\[trainyard\] dropped \d+ protocol lines past 40 \(TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK\)/);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'stores at most maxBytesPerTask of log lines, then one marker says how many were dropped',
+    async () => {
+      const code = `for (let i = 0; i < 300; i++) console.log(String(i).padStart(100, "."));`; // 100 bytes a line
+      const spec = rawRun([process.execPath, '-e', code], { maxBytesPerTask: 10_000, maxLinesPerSecond: 100_000 });
+      await launch(spec);
+      const { lines, exit } = await tailAll(spec.runDir);
+      expect(exit.code).toBe(0);
+      const kept = lines.filter((l) => l.line.startsWith('.'));
+      expect(kept).toHaveLength(100);
+      expect(lines.at(-1)!.line).toBe('[trainyard] dropped 200 log lines past 10000 bytes of output (TRAINYARD_LOG_MAX_BYTES_PER_TASK)');
+    },
+    TEST_TIMEOUT,
+  );
+});
+
 describe('RunTailer on hand-written files', () => {
   const rec = (seq: number, line: string) =>
     `${JSON.stringify({ seq, stream: 'stdout', line, t: 1000 + seq })}\n`;

@@ -28,8 +28,14 @@ export interface LaunchSpec {
   cwd: string;
   /** Longer lines are cut, with a `… [cut N bytes]` marker. Default 16 KiB. */
   maxLineBytes?: number;
-  /** Plain log lines beyond this per second are dropped (protocol lines never). Default 500. */
+  /** Plain log lines beyond this per second are dropped (protocol lines have their own limits). Default 500. */
   maxLinesPerSecond?: number;
+  /** Protocol lines (a full parse decides) beyond this per second are dropped. Default: no limit. */
+  maxProtocolLinesPerSecond?: number;
+  /** Protocol lines beyond this many in the whole run are dropped. Default: no limit. */
+  maxProtocolLinesPerTask?: number;
+  /** Plain lines past this many bytes of output in the whole run are dropped. Default: no limit. */
+  maxBytesPerTask?: number;
 }
 
 export interface LaunchFile {
@@ -38,6 +44,9 @@ export interface LaunchFile {
   cwd: string;
   maxLineBytes: number;
   maxLinesPerSecond: number;
+  maxProtocolLinesPerSecond?: number;
+  maxProtocolLinesPerTask?: number;
+  maxBytesPerTask?: number;
 }
 
 export interface TrainerInfo {
@@ -233,6 +242,9 @@ export async function launchShepherd(spec: LaunchSpec, standby?: StandbyShepherd
     cwd: spec.cwd,
     maxLineBytes: spec.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
     maxLinesPerSecond: spec.maxLinesPerSecond ?? DEFAULT_MAX_LINES_PER_SECOND,
+    ...(spec.maxProtocolLinesPerSecond ? { maxProtocolLinesPerSecond: spec.maxProtocolLinesPerSecond } : {}),
+    ...(spec.maxProtocolLinesPerTask ? { maxProtocolLinesPerTask: spec.maxProtocolLinesPerTask } : {}),
+    ...(spec.maxBytesPerTask ? { maxBytesPerTask: spec.maxBytesPerTask } : {}),
   };
 
   if (standby?.ready) {

@@ -31,6 +31,8 @@ import {
   appendFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { safeText } from '@trainyard/domain/safe-text';
+import { parseTrainerLine } from './protocol-parse.mjs';
 
 /**
  * @typedef {object} LaunchFile
@@ -39,13 +41,15 @@ import { join } from 'node:path';
  * @property {string} cwd
  * @property {number} maxLineBytes
  * @property {number} maxLinesPerSecond
+ * @property {number} [maxProtocolLinesPerSecond]
+ * @property {number} [maxProtocolLinesPerTask]
+ * @property {number} [maxBytesPerTask]
  */
 
 const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
 const DEFAULT_MAX_LINES_PER_SECOND = 500;
 /** After the trainer exits, how long to wait for its stdio to close (a grandchild may hold it). */
 const STDIO_GRACE_MS = 3000;
-const PROTOCOL_PREFIX = /^\s*\{\s*"type"\s*:\s*"(?:phase|progress|artifact)"/;
 
 /** Run files hold a trainer's output: this user's only, whatever the umask (run.ts does the same). */
 const PRIVATE_FILE_MODE = 0o600;
@@ -169,13 +173,30 @@ function main() {
   }
   const maxLineBytes = positiveInt(launch.maxLineBytes, DEFAULT_MAX_LINE_BYTES);
   const maxLinesPerSecond = positiveInt(launch.maxLinesPerSecond, DEFAULT_MAX_LINES_PER_SECOND);
+  // Absent: no limit (the service's configuration is the one home of their defaults).
+  const maxProtocolLinesPerSecond = positiveInt(launch.maxProtocolLinesPerSecond, Infinity);
+  const maxProtocolLinesPerTask = positiveInt(launch.maxProtocolLinesPerTask, Infinity);
+  const maxBytesPerTask = positiveInt(launch.maxBytesPerTask, Infinity);
 
   outFd = openPrivate(join(runDir, 'output.jsonl'), 'a');
 
-  // ---- rate limiting (plain log lines only; protocol lines always pass) ----
+  // ---- limits ----
+  // Plain log lines: a rate per second, and a total of bytes per run past which they are
+  // dropped. Protocol lines (a full parse decides, so a junk line that only starts like one is a
+  // plain line): their own rate and total, and not the byte total (they carry the run's
+  // progress and artifacts). A progress message the rate drops is kept until the second ends
+  // and then written, if no newer one came, so the last progress of a burst is never lost.
   let windowStart = 0;
   let windowCount = 0;
   let dropped = 0;
+  let protocolWindowCount = 0;
+  let protocolDropped = 0;
+  let protocolTotal = 0;
+  let protocolOverTotal = 0;
+  /** @type {string | null} */
+  let pendingProgress = null;
+  let bytesStored = 0;
+  let overBytes = 0;
   /** @type {NodeJS.Timeout | null} */
   let windowTimer = null;
 
@@ -183,17 +204,43 @@ function main() {
   function rollWindow(now) {
     /** @type {string[]} */
     const out = [];
+    if (pendingProgress !== null) {
+      protocolTotal += 1;
+      out.push(record('stdout', pendingProgress, now));
+      pendingProgress = null;
+    }
     if (dropped > 0) {
       out.push(record('stderr', `[trainyard] dropped ${dropped} lines (rate limit)`, now));
       dropped = 0;
     }
+    if (protocolDropped > 0) {
+      out.push(record('stderr', `[trainyard] dropped ${protocolDropped} protocol lines (rate limit, TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND)`, now));
+      protocolDropped = 0;
+    }
     windowStart = now;
     windowCount = 0;
+    protocolWindowCount = 0;
     if (windowTimer) {
       clearTimeout(windowTimer);
       windowTimer = null;
     }
     return out;
+  }
+
+  /** At the end of the run: how many lines the totals dropped, one marker line each. @param {number} now */
+  function totalsReport(now) {
+    /** @type {string[]} */
+    const out = [];
+    if (overBytes > 0) out.push(record('stderr', `[trainyard] dropped ${overBytes} log lines past ${maxBytesPerTask} bytes of output (TRAINYARD_LOG_MAX_BYTES_PER_TASK)`, now));
+    if (protocolOverTotal > 0) out.push(record('stderr', `[trainyard] dropped ${protocolOverTotal} protocol lines past ${maxProtocolLinesPerTask} (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK)`, now));
+    overBytes = 0;
+    protocolOverTotal = 0;
+    return out;
+  }
+
+  /** @param {number} now */
+  function armWindowTimer(now) {
+    if (!windowTimer) windowTimer = setTimeout(onWindowTimer, Math.max(0, windowStart + 1000 - now));
   }
 
   function onWindowTimer() {
@@ -223,22 +270,47 @@ function main() {
    * @param {number} now
    * @param {string[]} out
    */
-  function acceptLine(stream, line, now, out) {
-    const isProtocol = stream === 'stdout' && PROTOCOL_PREFIX.test(line);
+  function acceptLine(stream, rawLine, now, out) {
+    // Postgres refuses NUL (and jsonb lone surrogates): such a line once failed its whole batch
+    // and, as a trainer's last line, kept its task from ever ending.
+    const line = safeText(rawLine);
     if (now - windowStart >= 1000) out.push(...rollWindow(now));
-    if (isProtocol) {
-      out.push(record(stream, line, now));
+    const parsed = stream === 'stdout' ? parseTrainerLine(line) : null;
+    if (parsed?.kind === 'message') {
+      if (protocolTotal >= maxProtocolLinesPerTask) {
+        if (protocolOverTotal === 0) out.push(record('stderr', `[trainyard] ${maxProtocolLinesPerTask} protocol lines reached (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK): further ones are dropped`, now));
+        protocolOverTotal += 1;
+        return;
+      }
+      if (protocolWindowCount < maxProtocolLinesPerSecond) {
+        protocolWindowCount += 1;
+        protocolTotal += 1;
+        out.push(record(stream, line, now));
+        return;
+      }
+      if (parsed.message.type === 'progress') {
+        if (pendingProgress !== null) protocolDropped += 1;
+        pendingProgress = line;
+      } else {
+        protocolDropped += 1;
+      }
+      armWindowTimer(now);
+      return;
+    }
+    const bytes = Buffer.byteLength(line);
+    if (overBytes > 0 || bytesStored + bytes > maxBytesPerTask) {
+      if (overBytes === 0) out.push(record('stderr', `[trainyard] ${maxBytesPerTask} bytes of output reached (TRAINYARD_LOG_MAX_BYTES_PER_TASK): further log lines are dropped`, now));
+      overBytes += 1;
       return;
     }
     if (windowCount < maxLinesPerSecond) {
       windowCount += 1;
+      bytesStored += bytes;
       out.push(record(stream, line, now));
       return;
     }
     dropped += 1;
-    if (!windowTimer) {
-      windowTimer = setTimeout(onWindowTimer, Math.max(0, windowStart + 1000 - now));
-    }
+    armWindowTimer(now);
   }
 
   // ---- line splitting with a byte cap per line ----
@@ -377,7 +449,7 @@ function main() {
     const out = [];
     onEnd('stdout')();
     onEnd('stderr')();
-    out.push(...rollWindow(now));
+    out.push(...rollWindow(now), ...totalsReport(now));
     flush(out);
     // Visible first, durable right after: exit.json is renamed into place before the fsyncs, so
     // the service (which reads the page cache, where every output line already is) learns of the

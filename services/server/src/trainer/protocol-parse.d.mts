@@ -1,0 +1,30 @@
+// Types of protocol-parse.mjs (plain JavaScript, shared with the trainer shepherd).
+
+export interface PhaseMessage {
+  type: 'phase';
+  phase: 'training';
+}
+
+export interface ProgressMessage {
+  type: 'progress';
+  epoch?: number;
+  totalEpochs?: number;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+}
+
+export interface ArtifactMessage {
+  type: 'artifact';
+  path: string;
+}
+
+export type TrainerMessage = PhaseMessage | ProgressMessage | ArtifactMessage;
+
+export type ParsedLine = { kind: 'message'; message: TrainerMessage } | { kind: 'log' };
+
+/** Longest line even tried as JSON. */
+export const MAX_MESSAGE_CHARS: number;
+
+/** Classifies one line of trainer stdout; anything not a well-formed message is a log line. Never throws. */
+export function parseTrainerLine(line: string): ParsedLine;
