@@ -43,6 +43,36 @@ export class Metrics {
         this.set({ state: 'free' }, slots.length - busy);
       },
     });
+    // Live subscriptions: how many, and what they cost the database. Idle subscribers cost
+    // nothing: the feed reads each change once and the fan-out loads its tasks once.
+    const live = service.live;
+    new client.Gauge({
+      name: 'trainyard_subscriptions',
+      help: 'Open live subscriptions by procedure',
+      labelNames: ['procedure'],
+      registers: [this.registry],
+      collect() {
+        const open = live.stats().subscriptions;
+        for (const [procedure, n] of Object.entries(open)) this.set({ procedure }, n);
+      },
+    });
+    const counter = (name: string, help: string, value: () => number) =>
+      new client.Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(value());
+        },
+      });
+    counter('trainyard_feed_reads_total', 'Reads of the event log by the feed (one tail for every subscriber)', () => service.feed.reads);
+    counter('trainyard_feed_batches_total', 'Batches of events the feed delivered', () => service.feed.batches);
+    counter('trainyard_subscription_fan_out_loads_total', 'Task loads by the subscription fan-out (one per watched feed batch)', () => live.stats().fanOutLoads);
+    counter('trainyard_subscription_catch_up_reads_total', 'Reads of the event log by subscriptions resuming from an older position', () => live.stats().catchUpReads);
+    counter('trainyard_subscription_log_reads_total', 'Reads of log lines for live log subscriptions (per task, and while catching up)', () => live.stats().logReads);
+    counter('trainyard_subscriptions_refused_total', 'Subscriptions refused over the total or per-client limit', () => live.stats().refused);
+    counter('trainyard_subscriptions_ended_behind_total', 'Subscriptions ended because they fell too far behind', () => live.stats().endedBehind);
     this.wait = new client.Histogram({
       name: 'trainyard_task_wait_seconds',
       help: 'Time from submission to getting a GPU slot',

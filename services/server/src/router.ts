@@ -1,10 +1,12 @@
 // The API: tRPC v11 procedures. Names are a contract (panel, CLI and scripts depend on them).
 // Procedures validate with zod (schemas.ts), call the service, and translate domain errors into
 // tRPC codes with a message that names what went wrong and a field when there is one.
+import { randomUUID } from 'node:crypto';
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
-import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, readLogLines, cursorAt, readCommittedAfter, tailHead, loadTasks, type TailCursor } from '@trainyard/store';
+import { ConcurrencyError, databaseErrorMessage, InvalidCursorError } from '@trainyard/store';
+import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
 import { isConnectionError } from './runner';
 import { FieldError, type Actor, type TrainyardService } from './service';
 import {
@@ -18,13 +20,23 @@ import {
   onUpdateInput,
   QUEUE_PAGE_DEFAULT,
   queueGetInput,
+  REPLAY_PAGE_MAX_BYTES,
   replayInput,
 } from './schemas';
-import { parseTrainerLine } from './trainer/protocol';
 
 export interface Context {
   service: TrainyardService;
   actor: Actor;
+  /** Who subscriptions are counted against (live.ts subscriptionClientKey). */
+  client: string;
+}
+
+/** How long one subscription may last; set from ServiceConfig.subscriptionMaxMs when the server is made. */
+const subscriptionLifetime: { maxDurationMs: number | undefined } = { maxDurationMs: undefined };
+
+/** tRPC ends a subscription's stream after `maxDurationMs`; the client reconnects with its last id. */
+export function configureSubscriptions(o: { maxDurationMs: number }): void {
+  subscriptionLifetime.maxDurationMs = o.maxDurationMs;
 }
 
 export type FieldErrors = Record<string, string[]>;
@@ -52,12 +64,27 @@ function fieldErrorsOf(cause: unknown): FieldErrors | null {
   return null;
 }
 
+/**
+ * An unexpected error is logged in full under a correlation id (the request's, or a new one) and
+ * answered with that id only: its message may hold a query's text, table names or paths.
+ */
+function reportInternalError(error: TRPCError, ctx: Context | undefined, path: string | undefined): { message: string; correlationId: string } {
+  const correlationId = ctx?.actor.correlationId ?? randomUUID();
+  const detail = error.cause ? (error.cause.stack ?? String(error.cause)) : (error.stack ?? error.message);
+  (ctx?.service.log.error ?? ((m: string) => console.error(`[trainyard] ${m}`)))(`internal error (correlation id ${correlationId}) in ${path ?? '?'}: ${detail}`);
+  return { message: `internal error (correlation id ${correlationId}); the server log has the details`, correlationId };
+}
+
 const t = initTRPC.context<Context>().create({
-  errorFormatter({ shape, error }) {
-    const fieldErrors = fieldErrorsOf(error.cause);
+  errorFormatter({ shape, error, ctx, path }) {
+    const internal = error.code === 'INTERNAL_SERVER_ERROR';
+    const fieldErrors = internal ? null : fieldErrorsOf(error.cause);
     const illegal = error.cause instanceof IllegalCommandError ? error.cause : null;
     let message = shape.message;
-    if (fieldErrors) {
+    let correlationId: string | null = null;
+    if (internal) {
+      ({ message, correlationId } = reportInternalError(error, ctx, path));
+    } else if (fieldErrors) {
       message = Object.entries(fieldErrors).map(([k, v]) => `${k}: ${v.join('; ')}`).join('\n');
     }
     return {
@@ -69,12 +96,17 @@ const t = initTRPC.context<Context>().create({
         stack: undefined,
         fieldErrors,
         task: illegal ? { id: illegal.taskId, status: illegal.status, command: illegal.command } : null,
+        correlationId,
       },
     };
   },
   sse: {
     ping: { enabled: true, intervalMs: 5000 },
     client: { reconnectAfterInactivityMs: 15_000 },
+    // Read at each subscription (the configuration is known only once the server is made).
+    get maxDurationMs() {
+      return subscriptionLifetime.maxDurationMs;
+    },
   },
 });
 
@@ -87,6 +119,11 @@ function translate(err: unknown): TRPCError | null {
   if (err instanceof InvalidCursorError)
     return new TRPCError({ code: 'BAD_REQUEST', message: `cursor: ${err.message}`, cause: new FieldError('cursor', err.message) });
   if (err instanceof ConcurrencyError) return wrap('CONFLICT', `${err.message}; please retry`);
+  if (err instanceof SubscriptionLimitError) return wrap('TOO_MANY_REQUESTS', err.message);
+  // A code the subscription link retries: the client reconnects with its last id and resumes.
+  if (err instanceof SubscriptionEndedError) return wrap('SERVICE_UNAVAILABLE', err.message);
+  if (err instanceof UnknownPositionError)
+    return new TRPCError({ code: 'BAD_REQUEST', message: `lastEventId: ${err.message}`, cause: new FieldError('lastEventId', err.message) });
   if (isConnectionError(err)) return wrap('SERVICE_UNAVAILABLE', `the database is unreachable right now (${databaseErrorMessage(err)}); the service keeps retrying, try again shortly`);
   return null;
 }
@@ -102,7 +139,7 @@ const errors = t.middleware(async ({ next }) => {
 const procedure = t.procedure.use(errors);
 
 const systemRouter = t.router({
-  health: procedure.query(({ ctx }) => ctx.service.health()),
+  health: procedure.query(({ ctx }) => ctx.service.health(ctx.actor)),
   /** The process answers (no database involved): a liveness probe, and the API's own floor in benchmarks. */
   ping: procedure.query(() => ({ ok: true as const, at: new Date().toISOString() })),
   gpuInfo: procedure.query(({ ctx }) => ctx.service.gpuInfo()),
@@ -130,35 +167,14 @@ const tasksRouter = t.router({
   /**
    * Task changes as they are committed. Ids are log positions: reconnect with the last id
    * seen and nothing is missed (the tail never skips a late commit; see readCommittedAfter).
+   * Every subscriber is fed from one read of each change (live.ts).
    */
   onUpdate: procedure.input(onUpdateInput).subscription(async function* ({ ctx, input, signal }) {
     // Subscriptions fail while iterated, past the middleware: translate their errors here
     // (an unknown task was an INTERNAL_SERVER_ERROR).
     try {
-      const { service } = ctx;
-      const db = service.database.db;
-      const start = input.lastEventId ? await cursorAt(db, input.lastEventId) : await tailHead(db);
-      if (!start) throw new TRPCError({ code: 'BAD_REQUEST', message: `lastEventId: no event at position ${input.lastEventId}` });
-      let cursor: TailCursor = start;
-      while (!signal?.aborted) {
-        const batch: Awaited<ReturnType<typeof readCommittedAfter>> | null = await readCommittedAfter(db, cursor, 200).catch((err) => {
-          if (isConnectionError(err)) return null;
-          throw err;
-        });
-        if (batch === null) {
-          await service.feed.waitForChange(signal, 1000);
-          continue;
-        }
-        cursor = batch.cursor;
-        const events = input.taskId ? batch.events.filter((e) => e.streamId === input.taskId) : batch.events;
-        if (events.length) {
-          const tasks = await loadTasks(db, [...new Set(events.map((e) => e.streamId))]);
-          for (const e of events) {
-            yield tracked(e.position, { event: e, task: tasks.get(e.streamId) ?? null });
-          }
-        }
-        if (batch.events.length < 200) await service.feed.waitForChange(signal);
-      }
+      const updates = ctx.service.taskUpdates({ taskId: input.taskId, lastEventId: input.lastEventId, client: ctx.client, signal });
+      for await (const u of updates) yield tracked(u.event.position, u);
     } catch (err) {
       throw translate(err) ?? err;
     }
@@ -166,35 +182,15 @@ const tasksRouter = t.router({
 
   /** A task's log lines as they are stored; ids are line numbers, so a reconnect resumes. */
   onLogs: procedure.input(onLogsInput).subscription(async function* ({ ctx, input, signal }) {
-    // Subscriptions fail while iterated, past the middleware: translate their errors here
-    // (an unknown task was an INTERNAL_SERVER_ERROR).
     try {
-      const { service } = ctx;
-      await service.getTask(input.id);
-      let after = input.lastEventId ? Number(input.lastEventId) : 0;
-      const db = service.database.db;
-      while (!signal?.aborted) {
-        const lines = await readLogLines(db, input.id, after, 500).catch(() => []);
-        for (const l of lines) {
-          after = l.seq;
-          if (!input.includeProtocol && l.stream === 'stdout' && parseTrainerLine(l.line).kind === 'message') continue;
-          yield tracked(String(l.seq), l);
-        }
-        if (lines.length < 500) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              clearTimeout(timer);
-              service.runner.events.off('logs', onLogs);
-              signal?.removeEventListener('abort', done);
-              resolve();
-            };
-            const onLogs = (id: string) => id === input.id && done();
-            const timer = setTimeout(done, 1000);
-            service.runner.events.on('logs', onLogs);
-            signal?.addEventListener('abort', done, { once: true });
-          });
-        }
-      }
+      const lines = ctx.service.logLines({
+        id: input.id,
+        afterSeq: input.lastEventId ? Number(input.lastEventId) : 0,
+        includeProtocol: input.includeProtocol,
+        client: ctx.client,
+        signal,
+      });
+      for await (const l of lines) yield tracked(String(l.seq), l);
     } catch (err) {
       throw translate(err) ?? err;
     }
@@ -223,7 +219,13 @@ const eventsRouter = t.router({
   }),
   replay: procedure
     .input(replayInput)
-    .query(({ ctx, input }) => ctx.service.replay(input.taskId, { position: input.atPosition, time: input.atTime })),
+    .query(({ ctx, input }) =>
+      ctx.service.replay(
+        input.taskId,
+        { position: input.atPosition, time: input.atTime },
+        { afterPosition: input.afterPosition ?? undefined, limit: input.limit, maxBytes: REPLAY_PAGE_MAX_BYTES },
+      ),
+    ),
 });
 
 export const appRouter = t.router({

@@ -152,6 +152,22 @@ export const eventsListInput = z
   })
   .default({ limit: 100 });
 
+/** Steps of events.replay per page: by default, at most, and the page's size as JSON at most. */
+export const REPLAY_PAGE_DEFAULT = 100;
+export const REPLAY_PAGE_MAX = 500;
+export const REPLAY_PAGE_MAX_BYTES = 1_000_000;
+
 export const replayInput = z
-  .strictObject({ taskId, atPosition: position.optional(), atTime: isoTime('atTime').optional() })
-  .refine((v) => !(v.atPosition && v.atTime), { message: 'give atPosition or atTime, not both', path: ['atTime'] });
+  .strictObject({
+    taskId,
+    atPosition: position.optional(),
+    atTime: isoTime('atTime').optional(),
+    /** Paging: the steps after this log position (the previous page's nextCursor). */
+    afterPosition: position.nullish(),
+    limit: int('limit', 1, REPLAY_PAGE_MAX).default(REPLAY_PAGE_DEFAULT),
+  })
+  .refine((v) => !(v.atPosition && v.atTime), { message: 'give atPosition or atTime, not both', path: ['atTime'] })
+  .refine((v) => !(v.afterPosition && (v.atPosition || v.atTime)), {
+    message: 'afterPosition pages the full replay; it does not go with atPosition or atTime',
+    path: ['afterPosition'],
+  });

@@ -1,0 +1,42 @@
+// What one request may ask for at once: each call's cost and the budget of a batch.
+import { describe, expect, it } from 'vitest';
+import { callCost, overBudget, REPLAY_COST, REQUEST_BUDGET } from './request-cost';
+
+describe('request cost', () => {
+  it('ordinary calls cost 1; replay, long event pages and long log pages cost more', () => {
+    expect(callCost('tasks.list', { limit: 200 })).toBe(1);
+    expect(callCost('events.replay', { taskId: 't' })).toBe(REPLAY_COST);
+    expect(callCost('events.list', undefined)).toBe(1);
+    expect(callCost('events.list', { limit: 1000 })).toBe(4);
+    expect(callCost('tasks.logs', { id: 't' })).toBe(1);
+    expect(callCost('tasks.logs', { id: 't', limit: 5000 })).toBe(5);
+    // A malformed limit is refused by validation later; here it costs as the default.
+    expect(callCost('tasks.logs', { limit: 'lots' })).toBe(1);
+    expect(callCost('events.list', { limit: -5 })).toBe(1);
+  });
+
+  it('a full batch of ordinary calls fits, and so does a panel refresh with several open tasks', () => {
+    expect(overBudget(Array.from({ length: 50 }, () => ({ path: 'tasks.get', input: { id: 't' } })))).toBeNull();
+    const panel = [
+      { path: 'tasks.list', input: { limit: 50 } },
+      { path: 'queue.get', input: undefined },
+      { path: 'system.health', input: undefined },
+      ...Array.from({ length: 8 }, () => [
+        { path: 'events.list', input: { limit: 1000 } },
+        { path: 'tasks.logs', input: { limit: 5000 } },
+      ]).flat(),
+      { path: 'events.replay', input: { taskId: 't', atPosition: '5' } },
+    ];
+    expect(overBudget(panel)).toBeNull();
+  });
+
+  it('five replays in one batch are over budget, with a message that says what to do', () => {
+    const five = Array.from({ length: 5 }, () => ({ path: 'events.replay', input: { taskId: 't' } }));
+    const problem = overBudget(five);
+    expect(problem).toContain(`its 5 calls cost ${5 * REPLAY_COST}`);
+    expect(problem).toContain('events.replay ×5');
+    expect(problem).toContain(`at most ${REQUEST_BUDGET}`);
+    expect(problem).toContain('separate requests');
+    expect(overBudget(five.slice(0, 4))).toBeNull();
+  });
+});
