@@ -1,6 +1,7 @@
 // Studio build: a static single-page app in dist/, served by the Trainyard server at `/`.
 // `npm run dev -w @trainyard/studio` serves it with hot reload and proxies /trpc to a running
-// server (TRAINYARD_URL, default http://127.0.0.1:8080).
+// server (TRAINYARD_URL, default http://127.0.0.1:8080). The proxy keeps the browser's Host and
+// Origin (localhost:5173), so that server must be started with TRAINYARD_ALLOWED_HOSTS=localhost:5173.
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';

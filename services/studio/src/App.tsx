@@ -45,7 +45,7 @@ export function App() {
         </div>
         <div className="topbar-right">
           {health.data ? (
-            <span className="muted small" data-testid="server-info" title={health.data.location}>
+            <span className="muted small" data-testid="server-info" title={health.data.detail?.location}>
               {health.data.storage === 'pglite' ? 'embedded database' : 'Postgres'} · {health.data.activeTrainers} trainer
               {health.data.activeTrainers === 1 ? '' : 's'} running · v{health.data.version}
             </span>

@@ -98,9 +98,10 @@ export function registerInfoCommands(program: Command, ctx: () => Ctx): void {
       if (!h.ok) c.exit(EXIT.FAILED);
       if (opts.json) return printJson(h);
       out(`Trainyard ${h.version} at ${c.url}: ${h.ok ? 'ok' : 'UNHEALTHY'}`);
-      out(`storage:          ${h.storage} (${h.location})`);
+      // Where things live is shown to an admin only (the service leaves it out for others).
+      out(`storage:          ${h.storage}${h.detail ? ` (${h.detail.location})` : ''}`);
       out(`database:         ${h.database}`);
-      out(`instance:         ${h.instance}`);
+      if (h.detail) out(`instance:         ${h.detail.instance}`);
       out(`active trainers:  ${h.activeTrainers}`);
       if (h.error) out(`error:            ${h.error}`);
     });

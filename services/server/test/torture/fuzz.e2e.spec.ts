@@ -9,11 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '@trainyard/domain';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import { DATASET, eventually, startServer, type RunningServer } from '../harness';
-import { fuzzProcedures } from './fuzz';
+import { fuzzProcedures, fuzzRequestHeaders } from './fuzz';
 import { callApi, killAllUnder } from './procs';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 600);
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined;
+const HEADER_RUNS = Math.max(50, Math.round(RUNS / 3));
 
 for (const backend of backends()) {
   describe.skipIf(!backendAvailable(backend))(`fuzzed input on ${backend.kind}`, () => {
@@ -70,6 +71,16 @@ for (const backend of backends()) {
       expect(h.ok && h.data.ok).toBe(true);
       const b = await callApi<TaskRecord>(s.url, 'tasks.get', { id: blocker.id });
       expect(b.ok && b.data.status).toBe('TRAINING');
+    });
+
+    it(`${HEADER_RUNS} generated hostile Host/Origin/Sec-Fetch-Site/Content-Type requests: all refused (421/403/415), nothing written`, async () => {
+      const byStatus = await fuzzRequestHeaders(
+        { url: s.url, datasetsRoot: root, dataset: join(root, 'data.jsonl'), outputsRoot: join(s.dataDir, 'outputs'), knownIds: [finished.id] },
+        { numRuns: HEADER_RUNS, seed: SEED, log: (m) => console.log(`[${backend.kind}] ${m}`) },
+      );
+      // Each refusal was generated, not only the first in line.
+      for (const status of ['421', '403', '415']) expect(byStatus[status] ?? 0, status).toBeGreaterThan(0);
+      expect(s.proc.exitCode).toBeNull();
     });
   });
 }

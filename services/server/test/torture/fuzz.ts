@@ -7,7 +7,11 @@
 // falls over (health ok after), nothing is written for a rejected input, and an accepted one is
 // stored as given, inside the datasets root and the outputs folder.
 // A complement to bad-input.e2e.spec.ts (hand-written cases).
+// Hostile request headers (fuzzRequestHeaders): a Host the service does not answer to, a foreign
+// Origin, Sec-Fetch-Site: cross-site, a body that is not JSON, each refused (421/403/415) with
+// nothing written.
 import { realpathSync } from 'node:fs';
+import { connect } from 'node:net';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import fc from 'fast-check';
 import type { StoredTaskEvent, TaskRecord } from '@trainyard/domain';
@@ -336,4 +340,146 @@ export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; see
   );
   opts.log?.(`fuzz: ${stats.tried} inputs, ${stats.accepted} accepted, ${stats.rawBodies} raw bodies, codes ${JSON.stringify(stats.byCode)}`);
   return stats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile request headers: DNS rebinding and cross-site requests (issue 10, finding 1)
+
+export interface HeaderCall {
+  method: 'GET' | 'POST';
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+  /** The status the service must answer: the first check that applies refuses it. */
+  expect: 421 | 403 | 415;
+}
+
+/** `arb` in `weight` cases out of `weight + absent`, undefined in the others. */
+const sometimes = <T>(arb: fc.Arbitrary<T>, weight: number, absent: number): fc.Arbitrary<T | undefined> =>
+  fc.oneof({ weight: absent, arbitrary: fc.constant(undefined) }, { weight, arbitrary: arb });
+
+/** Printable ASCII only: Node's client refuses control characters in a header before sending. */
+const headerText = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 60 });
+
+/**
+ * Requests a web page could make against the service, each with at least one thing the service
+ * must refuse: a Host it does not answer to, a foreign Origin, a cross-site fetch, a body that is
+ * not JSON. The body of a POST is a submission the service would accept, so a request that got
+ * through would show up as a written event.
+ */
+export function headerCallArbitrary(t: FuzzTarget): fc.Arbitrary<HeaderCall> {
+  const port = Number(new URL(t.url).port);
+  const own = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
+  const ownLower = new Set(own);
+  const hostileHost = fc
+    .oneof(
+      fc.constantFrom(
+        `attacker.example:${port}`, 'attacker.example:8080', 'attacker.example', 'localhost', '127.0.0.1', `127.0.0.1:${port + 1}`,
+        `localhost.:${port}`, `evil@127.0.0.1:${port}`, `127.0.0.1:${port}/x`, `0.0.0.0:${port}`, `[::1]:${port + 1}`, `[::2]:${port}`,
+        `127.0.0.1:${port}.attacker.example`, `localhost:${port}:${port}`, `127.0.0.2:${port}`, `xn--80ak6aa92e.com:${port}`, '', ' ',
+      ),
+      fc.stringMatching(/^[a-z0-9.-]{1,30}(:[0-9]{1,5})?$/),
+      headerText,
+    )
+    .filter((h) => !ownLower.has(h.trim().toLowerCase()));
+  const hostileOrigin = fc
+    .oneof(
+      fc.constantFrom('null', 'http://attacker.example', `http://attacker.example:${port}`, `http://localhost:${port + 1}`, `http://127.0.0.1`, 'file://', 'chrome-extension://abcdef', `http://127.0.0.1:${port}.attacker.example`, ''),
+      headerText.map((s) => `http://${s}`),
+      headerText,
+    )
+    .filter((o) => !own.some((h) => o.trim().toLowerCase() === `http://${h}`));
+  const nonJson = fc.oneof(
+    fc.constantFrom('multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', 'text/plain', 'text/plain; charset=utf-8', 'application/octet-stream', 'text/json', 'application/jsonx', 'application/json-patch+json', 'application/csp-report', ''),
+    headerText.filter((s) => s.split(';', 1)[0]!.trim().toLowerCase() !== 'application/json'),
+  );
+  const submission = JSON.stringify({ model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: t.dataset, config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } } });
+  const route = fc.constantFrom(
+    { method: 'POST' as const, path: '/trpc/tasks.create', api: true },
+    { method: 'POST' as const, path: '/trpc/tasks.create,tasks.cancel?batch=1', api: true },
+    { method: 'GET' as const, path: '/trpc/tasks.list', api: true },
+    { method: 'GET' as const, path: '/trpc/tasks.onUpdate', api: true },
+    { method: 'GET' as const, path: '/metrics', api: false },
+    { method: 'POST' as const, path: '/', api: false },
+  );
+  return fc
+    .record({
+      route,
+      // Mostly one offence at a time, so that each check is reached, not only the first in line.
+      host: sometimes(hostileHost, 1, 3),
+      origin: sometimes(fc.oneof(hostileOrigin, fc.constantFrom(...own.map((h) => `http://${h}`))), 1, 2),
+      site: sometimes(fc.constantFrom('cross-site', 'Cross-Site', 'same-origin', 'same-site', 'none'), 1, 3),
+      type: sometimes(nonJson, 1, 1),
+    })
+    .map(({ route, host, origin, site, type }) => {
+      const headers: Record<string, string> = { host: host ?? own[0]! };
+      if (origin !== undefined) headers.origin = origin;
+      if (site !== undefined) headers['sec-fetch-site'] = site;
+      if (route.method === 'POST') headers['content-type'] = type ?? 'application/json';
+      const foreignOrigin = origin !== undefined && !own.some((h) => origin === `http://${h}`);
+      const crossSite = site?.toLowerCase() === 'cross-site';
+      const checksOrigin = route.api || route.method !== 'GET';
+      const expected: HeaderCall['expect'] | null =
+        host !== undefined ? 421 : checksOrigin && (foreignOrigin || crossSite) ? 403 : route.api && route.method === 'POST' && type !== undefined ? 415 : null;
+      return { method: route.method, path: route.path, headers, ...(route.method === 'POST' ? { body: route.path === '/' ? 'a=1' : route.path.includes('batch') ? JSON.stringify({ 0: JSON.parse(submission) }) : submission } : {}), expected };
+    })
+    .filter((c) => c.expected !== null)
+    .map(({ expected, ...call }): HeaderCall => ({ ...call, expect: expected! }));
+}
+
+/**
+ * The request written on a socket byte for byte: Node's HTTP client would put its own Host in
+ * place of an empty one.
+ */
+function rawRequest(url: string, call: HeaderCall): Promise<{ status: number; contentType: string | undefined; body: string }> {
+  const { hostname, port } = new URL(url);
+  const body = Buffer.from(call.body ?? '');
+  const head = [
+    `${call.method} ${call.path} HTTP/1.1`,
+    ...Object.entries(call.headers).map(([k, v]) => `${k}: ${v}`),
+    'connection: close',
+    ...(call.method === 'POST' ? [`content-length: ${body.length}`] : []),
+    '',
+    '',
+  ].join('\r\n');
+  return new Promise((resolvePromise, reject) => {
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    // A subscription let through would stream on; a refusal ends at once.
+    const timer = setTimeout(() => socket.destroy(), 2000);
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const split = text.indexOf('\r\n\r\n');
+      const lines = text.slice(0, split < 0 ? text.length : split).split('\r\n');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0);
+      const contentType = lines.find((l) => /^content-type:/i.test(l))?.replace(/^content-type:\s*/i, '');
+      resolvePromise({ status, contentType, body: split < 0 ? '' : text.slice(split + 4) });
+    });
+    socket.end(Buffer.concat([Buffer.from(head), body]));
+  });
+}
+
+/** Every generated hostile request is refused with the status its first offence calls for, and writes nothing. */
+export async function fuzzRequestHeaders(t: FuzzTarget, opts: { numRuns: number; seed?: number; log?: (m: string) => void }): Promise<Record<string, number>> {
+  const byStatus: Record<string, number> = {};
+  const all = await eventsAfter(t.url, '0');
+  const head = all.length ? all[all.length - 1]!.position : '0';
+  await fc.assert(
+    fc.asyncProperty(headerCallArbitrary(t), async (call) => {
+      const r = await rawRequest(t.url, call);
+      byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+      const what = `${call.method} ${call.path} ${JSON.stringify(call.headers)}`;
+      if (r.status !== call.expect) throw new Error(`${what} → ${r.status}, expected ${call.expect}: ${r.body.slice(0, 300)}`);
+      if (!r.contentType?.startsWith('text/plain')) throw new Error(`${what} → ${r.status} with content-type ${r.contentType}`);
+      const written = await eventsAfter(t.url, head);
+      if (written.length) throw new Error(`${what} was refused (${r.status}) but wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
+    }),
+    { numRuns: opts.numRuns, ...(opts.seed !== undefined ? { seed: opts.seed } : {}), endOnFailure: false },
+  );
+  if (!(await healthy(t.url))) throw new Error('the service is not healthy after the hostile requests');
+  opts.log?.(`header fuzz: ${opts.numRuns} requests, statuses ${JSON.stringify(byStatus)}`);
+  return byStatus;
 }
