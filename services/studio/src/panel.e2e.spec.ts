@@ -43,6 +43,8 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
   let page: Page;
   let tmp: string;
   const pageErrors: string[] = [];
+  // The server's Content-Security-Policy must let the panel do everything it does.
+  const cspViolations: string[] = [];
 
   beforeAll(async () => {
     // Build the panel when dist is missing or older than its sources (as `npm start` does).
@@ -69,6 +71,9 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     page = await browser.newPage({ viewport: { width: 1480, height: 1000 } });
     page.setDefaultTimeout(WAIT);
     page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    });
     await page.goto(s.url);
   }, 240_000);
 
@@ -330,5 +335,6 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await shot('09-narrow-window.png', page.locator('.app'));
     await page.setViewportSize({ width: 1480, height: 1000 });
     expect(pageErrors).toEqual([]);
+    expect(cspViolations).toEqual([]);
   });
 });
