@@ -1,7 +1,9 @@
 // Storage selection: embedded PGlite by default (no server needed), Postgres when a URL is
-// given. Both run the same drizzle-kit migrations at start-up and the same queries after.
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+// given. Both run the same drizzle-kit migrations at start-up and the same queries after, or,
+// with `migrate: false` (a service role that may not change the schema), only check that an
+// owner has applied them.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
@@ -36,7 +38,10 @@ export interface OpenOptions {
   dataDir?: string | undefined;
   /** Postgres schema holding every table (tests use one per run). */
   schema?: string | undefined;
-  /** Apply migrations on open (default true). */
+  /**
+   * Apply pending migrations on open (default true). False: apply none, and refuse to open a
+   * schema that lacks any (the owner runs `npm run db:migrate`; the service's role may not).
+   */
   migrate?: boolean;
   /** Postgres pool size. */
   maxConnections?: number;
@@ -64,8 +69,15 @@ async function openPglite(schemaName: string, opts: OpenOptions): Promise<Databa
   // PGlite is one connection, so a session-level search_path holds for every query.
   await client.exec(`CREATE SCHEMA IF NOT EXISTS ${schemaName}; SET search_path TO ${schemaName};`);
   const db = drizzlePglite(client, { schema }) as unknown as Db;
-  if (opts.migrate !== false) {
-    await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: schemaName });
+  try {
+    const pending = await pendingMigrationsIn(async (text) => (await client.query<Record<string, unknown>>(text)).rows, schemaName);
+    if (pending.length && opts.migrate === false) throw new MigrationsPendingError(schemaName, pending);
+    if (pending.length) {
+      await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: schemaName });
+    }
+  } catch (err) {
+    await client.close();
+    throw err;
   }
   return {
     kind: 'pglite',
@@ -87,11 +99,14 @@ async function openPostgres(url: string, schemaName: string, opts: OpenOptions):
     backoff: (attempt: number) => Math.min(0.05 * attempt, 0.5),
   } as const;
   // A single connection creates the schema and migrates under an advisory lock, so two
-  // services starting together on one database do not both apply the same migration.
+  // services starting together on one database do not both apply the same migration. A schema
+  // that is current is only read: a role without CREATE or DDL rights opens it all the same.
   const boot = postgres(url, { ...common, max: 1 });
   try {
-    await boot.unsafe(`CREATE SCHEMA IF NOT EXISTS ${schemaName}`);
-    if (opts.migrate !== false) {
+    const pending = await pendingMigrationsIn((text) => boot.unsafe(text), schemaName);
+    if (pending.length && opts.migrate === false) throw new MigrationsPendingError(schemaName, pending);
+    if (pending.length) {
+      await boot.unsafe(`CREATE SCHEMA IF NOT EXISTS ${schemaName}`);
       await boot.unsafe(`SET search_path TO ${schemaName}`);
       await boot`SELECT pg_advisory_lock(hashtext(${'trainyard-migrate:' + schemaName}))`;
       try {
@@ -119,6 +134,46 @@ async function openPostgres(url: string, schemaName: string, opts: OpenOptions):
     location: redact(url),
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/** drizzle-kit's list of the migrations in migrations/, in order; `when` is what drizzle compares. */
+export function migrationJournal(folder = MIGRATIONS_FOLDER): { tag: string; when: number }[] {
+  const journal = JSON.parse(readFileSync(join(folder, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string; when: number }[] };
+  return journal.entries.map(({ tag, when }) => ({ tag, when }));
+}
+
+/**
+ * The migrations a schema lacks, as drizzle's migrator decides: every one newer than the newest
+ * it recorded (`lastApplied`: its created_at, null when it recorded none).
+ */
+export function pendingMigrations(journal: { tag: string; when: number }[], lastApplied: number | null): string[] {
+  return journal.filter((m) => lastApplied === null || m.when > lastApplied).map((m) => m.tag);
+}
+
+/** Read-only: which migrations `schemaName` lacks (all of them when it has none or does not exist). */
+async function pendingMigrationsIn(query: (text: string) => Promise<readonly Record<string, unknown>[]>, schemaName: string): Promise<string[]> {
+  const [found] = await query(`SELECT to_regclass('${schemaName}.__drizzle_migrations') IS NOT NULL AS present`);
+  let lastApplied: number | null = null;
+  if (found?.present) {
+    const [row] = await query(`SELECT max(created_at) AS last FROM ${schemaName}.__drizzle_migrations`);
+    lastApplied = row?.last === null || row?.last === undefined ? null : Number(row.last);
+  }
+  return pendingMigrations(migrationJournal(), lastApplied);
+}
+
+/** Start-up with migrations off found a schema that lacks some. */
+export class MigrationsPendingError extends Error {
+  constructor(
+    readonly schemaName: string,
+    readonly pending: string[],
+  ) {
+    super(
+      `schema "${schemaName}" lacks ${pending.length} migration(s) (${pending.join(', ')}) and TRAINYARD_MIGRATE=0 ` +
+        `says this service does not apply them: run \`npm run db:migrate\` with DATABASE_URL set to the schema owner's ` +
+        `connection (see infra/postgres-roles.sql), then start the service again`,
+    );
+    this.name = 'MigrationsPendingError';
+  }
 }
 
 export function redact(url: string): string {

@@ -1,0 +1,36 @@
+-- What the role the Trainyard service runs as may do, when the schema belongs to another role
+-- that applies the migrations (`npm run db:migrate`) and the service starts with
+-- TRAINYARD_MIGRATE=0. Run it as the schema's owner after creating the service role, and again
+-- after every migration (it is idempotent; a new table gets no rights until it is listed here):
+--
+--   psql "postgres://OWNER@HOST/DB" -v ON_ERROR_STOP=1 -v schema=trainyard -v role=trainyard_app \
+--     -f infra/postgres-roles.sql
+--
+-- The event log is append-only for the service role by privilege, not only by trigger: it may
+-- read and append to `events`, never UPDATE, DELETE or TRUNCATE it, and, not owning the table,
+-- cannot drop or disable the trigger that refuses those changes to everyone else. Nor may it
+-- create objects in the schema or record migrations.
+
+-- Start from nothing, so rights granted by hand earlier do not linger.
+REVOKE ALL ON ALL TABLES IN SCHEMA :"schema" FROM :"role";
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA :"schema" FROM :"role";
+REVOKE ALL ON SCHEMA :"schema" FROM :"role";
+
+GRANT USAGE ON SCHEMA :"schema" TO :"role";
+
+-- The log: read and append. Appending takes the next position from its sequence.
+GRANT SELECT, INSERT ON :"schema".events TO :"role";
+GRANT USAGE ON SEQUENCE :"schema".events_position_seq TO :"role";
+
+-- Read models and trainer output: projections are rewritten in the transaction of each append,
+-- refolded from the log when their fold changes, and old logs are pruned.
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+  :"schema".tasks,
+  :"schema".slot_holders,
+  :"schema".gpu_slots,
+  :"schema".task_logs,
+  :"schema".projection_versions
+  TO :"role";
+
+-- Migrations bookkeeping: read only, so start-up can check the schema is current.
+GRANT SELECT ON :"schema".__drizzle_migrations TO :"role";
