@@ -7,8 +7,11 @@ import { log } from './log';
 import { Metrics } from './metrics';
 import { TrainyardService } from './service';
 
-/** A shutdown that has not finished by then (a stuck close) ends the process anyway. */
-const SHUTDOWN_DEADLINE_MS = 5000;
+/**
+ * A shutdown that has not finished by then (a stuck close) ends the process anyway, as a crash
+ * would (which the service recovers from); under the 10 s supervisors commonly allow (docker stop).
+ */
+const SHUTDOWN_DEADLINE_MS = 8000;
 
 /** The event types Metrics.observe looks at. */
 const METRIC_EVENTS = new Set(['TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCancelled']);
