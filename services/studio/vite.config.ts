@@ -1,5 +1,5 @@
 // Studio build: a static single-page app in dist/, served by the Trainyard server at `/`.
-// `npm run dev -w @trainyard/studio` serves it with hot reload and proxies /trpc to a running
+// `npm run dev -w @trainyard/studio` serves it with hot reload and proxies /trpc and /api to a running
 // server (TRAINYARD_URL, default http://127.0.0.1:8080). The proxy keeps the browser's Host and
 // Origin (localhost:5173), so that server must be started with TRAINYARD_ALLOWED_HOSTS=localhost:5173.
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,6 @@ export default defineConfig({
     chunkSizeWarningLimit: 1024,
   },
   server: {
-    proxy: { '/trpc': { target, changeOrigin: false } },
+    proxy: { '/trpc': { target, changeOrigin: false }, '/api': { target, changeOrigin: false } },
   },
 });

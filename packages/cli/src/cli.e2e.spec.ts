@@ -1,7 +1,9 @@
 // The CLI end to end: the real server (PGlite), the real `trainyard` bin as a child process,
 // every verb, its --json output and its exit codes.
 import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from '@trainyard/store/testing';
@@ -88,7 +90,9 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
   let failed: any; // a task followed to FAILED
 
   beforeAll(async () => {
-    s = await startServer({ backend });
+    // A service with the default datasets folder only (as `npm start` runs): the CLI uploads its
+    // local dataset files, as README's quick start does.
+    s = await startServer({ backend, env: { TRAINYARD_DATASETS_ROOT: '' } });
   }, 120_000);
   afterAll(async () => {
     await s?.dispose();
@@ -145,13 +149,15 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
       created: true,
       spec: {
         name: 'cli-preset',
-        outputDir: 'cli/preset',
         timeoutMs: 90_000,
         idempotencyKey: 'cli-key-1',
         config: { batchSize: 3, gradientAccumulation: 4, maxLength: 2048, load8bit: true, learningRate: 1e-4, loraRank: 4, loraAlpha: 8, epochs: 1 },
       },
     });
     expect(t).toHaveProperty('queuePosition');
+    // Outputs nest under the task's id; the dataset was uploaded from this machine.
+    expect(t.spec.outputDir).toBe(`${t.id}/cli/preset`);
+    expect(t.spec.datasetPath.startsWith(join(s.dataDir, 'datasets', 'uploads') + '/')).toBe(true);
     expect(Array.isArray(t.warnings)).toBe(true);
     const again = await json(args);
     expect(again).toMatchObject({ id: t.id, created: false });
@@ -369,7 +375,15 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     expect(server.stderr).toMatch(/^ {2}config\.batchSize: batchSize must be at most 256/m);
     expect(server.stderr).toMatch(/^ {2}config\.learningRate: learningRate must be at most 1/m);
     const noDataset = await run(['submit', '--model', MODEL, '--dataset', '/no/such/dataset.jsonl'], 2);
-    expect(noDataset.stderr).toMatch(/^ {2}datasetPath: no dataset at \/no\/such\/dataset\.jsonl/m);
+    expect(noDataset.stderr).toMatch(/^ {2}datasetPath: dataset \/no\/such\/dataset\.jsonl not found or not allowed/m);
+    // Not uploaded, a local file outside the service's datasets folders gets the same answer.
+    const notUploaded = await run(['submit', '--model', MODEL, '--dataset', DATASET, '--no-upload'], 2);
+    expect(notUploaded.stderr).toContain(`  datasetPath: dataset ${DATASET} not found or not allowed`);
+    // Uploaded, a file that is not JSON lines is refused by the upload, naming the line.
+    const notJson = join(mkdtempSync(join(tmpdir(), 'trainyard-cli-')), 'bad.jsonl');
+    writeFileSync(notJson, '{"text":"ok"}\nnot json\n');
+    const refused = await run(['submit', '--model', MODEL, '--dataset', notJson], 2);
+    expect(refused.stderr).toMatch(/^ {2}datasetPath: bad\.jsonl: line 2 is not JSON/m);
     await run(['events', '--from', 'yesterday'], 2);
 
     const missing = await run(['show', 'nonexistent'], 4);

@@ -13,6 +13,8 @@ import { registerEventCommands } from './commands/events';
 /** What every verb gets: the connection (made on first use) and a way to set the exit code. */
 export interface Ctx {
   readonly url: string;
+  /** Who is acting (x-trainyard-user), when known. */
+  readonly user: string | undefined;
   client(): Promise<TrainyardClient>;
   exit(code: ExitCode): void;
 }
@@ -63,6 +65,7 @@ export function buildProgram(state: { ctx: Ctx | null; exitCode: ExitCode; url: 
     let client: Promise<TrainyardClient> | null = null;
     state.ctx = {
       url,
+      user,
       client: () => (client ??= connect({ url, ...(user ? { user } : {}) })),
       exit: (code) => {
         state.exitCode = code;

@@ -1,6 +1,6 @@
 // Exit codes scripts can rely on, and the translation of API errors into a message that says
 // what to do next plus the exit code. Documented in `trainyard --help` and README.md.
-import { errorInfo, TRPCClientError } from '@trainyard/client';
+import { DatasetUploadError, errorInfo, TRPCClientError } from '@trainyard/client';
 
 export const EXIT = {
   OK: 0,
@@ -134,6 +134,13 @@ export interface Described {
 /** What to tell the user about an error, and the exit code. */
 export function describeError(err: unknown, url: string): Described {
   if (err instanceof CliError) return { exitCode: err.exitCode, lines: [err.message] };
+  if (err instanceof DatasetUploadError) {
+    if (err.status === null)
+      return { exitCode: EXIT.UNREACHABLE, lines: [`cannot reach Trainyard at ${url} to upload the dataset: is it running? (${err.message})`, `(the URL comes from --url or TRAINYARD_URL)`] };
+    if (err.status === 400 || err.status === 413 || err.status === 415)
+      return { exitCode: EXIT.USAGE, lines: ['the server refused the dataset upload:', `  datasetPath: ${err.message} (--dataset)`] };
+    return { exitCode: EXIT.FAILED, lines: [`the server refused the dataset upload (HTTP ${err.status}): ${err.message.trim()}`] };
+  }
   if (isUnreachable(err)) {
     const code = networkErrorCode(err);
     const detail = code ? ` (${code})` : innermostMessage(err) ? ` (${innermostMessage(err)})` : '';

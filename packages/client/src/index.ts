@@ -102,3 +102,4 @@ export function errorInfo(err: unknown): ApiErrorInfo {
 }
 
 export { TRPCClientError };
+export { DatasetUploadError, UPLOAD_DATASET_PATH, uploadDataset, type UploadedDataset, type UploadOptions } from './upload';

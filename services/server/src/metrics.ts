@@ -3,6 +3,7 @@
 import client from 'prom-client';
 import { TASK_STATUSES, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
 import { countByStatus, countQueued, listSlots } from '@trainyard/store';
+import { log } from './log';
 import type { TrainyardService } from './service';
 
 export class Metrics {
@@ -73,6 +74,18 @@ export class Metrics {
     counter('trainyard_subscription_log_reads_total', 'Reads of log lines for live log subscriptions (per task, and while catching up)', () => live.stats().logReads);
     counter('trainyard_subscriptions_refused_total', 'Subscriptions refused over the total or per-client limit', () => live.stats().refused);
     counter('trainyard_subscriptions_ended_behind_total', 'Subscriptions ended because they fell too far behind', () => live.stats().endedBehind);
+    new client.Counter({
+      name: 'trainyard_log_lines_dropped_total',
+      help: 'Service log lines not written because their stream (stdout, stderr) failed, e.g. a pipe whose reader went away',
+      labelNames: ['stream'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const dropped = log.dropped();
+        this.inc({ stream: 'stdout' }, dropped.stdout);
+        this.inc({ stream: 'stderr' }, dropped.stderr);
+      },
+    });
     this.wait = new client.Histogram({
       name: 'trainyard_task_wait_seconds',
       help: 'Time from submission to getting a GPU slot',

@@ -77,6 +77,11 @@ for (const backend of backends()) {
         await cancelWhileTraining(s, 'stops-on-sigterm', false);
         await cancelWhileTraining(s, 'ignores-sigterm', true);
 
+        // The service did log meanwhile, and dropped those lines instead of writing them.
+        const metrics = await answered(fetch(`${s.url}/metrics`).then((r) => r.text()), 'GET /metrics');
+        expect(Number(/^trainyard_log_lines_dropped_total\{stream="stdout"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+        expect(Number(/^trainyard_log_lines_dropped_total\{stream="stderr"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+
         // Still answering, and not burning CPU on failed writes: the same requests cost about
         // what they did before (a spin of failed writes uses a whole core for as long as it runs).
         const after = await cpuForRequests(s, rounds);

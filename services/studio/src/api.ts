@@ -2,7 +2,7 @@
 // (HTTP batching for queries and mutations, SSE through the browser's EventSource for
 // subscriptions). Types come from the server's router, type-only.
 import { createTRPCContext } from '@trpc/tanstack-react-query';
-import { createClient, errorInfo, type AppRouter, type RouterInputs, type RouterOutputs } from '@trainyard/client';
+import { createClient, errorInfo, uploadDataset, type AppRouter, type RouterInputs, type RouterOutputs } from '@trainyard/client';
 
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
@@ -30,6 +30,11 @@ export function createStudioClient() {
 }
 
 export { errorInfo };
+
+/** Uploads a dataset file from this browser; the answer's file_path is the task's datasetPath. */
+export function uploadStudioDataset(file: File) {
+  return uploadDataset(file, file.name, { url: globalThis.location.origin, user: STUDIO_USER });
+}
 
 /** The list query the task table shows and the live feed keeps current. */
 export const TASK_LIST_INPUT = { limit: 200 } as const;

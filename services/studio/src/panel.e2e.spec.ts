@@ -170,7 +170,7 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     const datasetField = page.locator('.field', { has: page.getByTestId('field-dataset') });
     const error = datasetField.getByTestId('field-error-datasetPath');
     await error.waitFor();
-    expect(await error.textContent()).toContain('no dataset at /nonexistent/trainyard/data.jsonl');
+    expect(await error.textContent()).toContain('dataset /nonexistent/trainyard/data.jsonl not found or not allowed');
     expect(await page.getByTestId('field-dataset').getAttribute('aria-invalid')).toBe('true');
     // Nothing was created.
     expect(await page.getByTestId('task-row').count()).toBe(0);
@@ -178,6 +178,21 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     // Editing the field clears its error.
     await page.getByTestId('field-dataset').fill(DATASET);
     await expect.poll(() => error.count()).toBe(0);
+  });
+
+  it('uploads a dataset file picked in the form, and shows why a bad one is refused', async () => {
+    const picker = page.getByTestId('field-dataset-file');
+    const datasetField = page.locator('.field', { has: page.getByTestId('field-dataset') });
+    const bad = join(tmp, 'notes.jsonl');
+    writeFileSync(bad, 'these are notes, not JSON\n');
+    await picker.setInputFiles(bad);
+    const error = datasetField.getByTestId('field-error-datasetPath');
+    await error.waitFor();
+    expect(await error.textContent()).toContain('notes.jsonl: line 1 is not JSON');
+    await picker.setInputFiles(DATASET);
+    await expect.poll(() => page.getByTestId('field-dataset').inputValue()).toMatch(/\/datasets\/uploads\/[0-9a-f-]+-tiny-dataset\.jsonl$/);
+    await expect.poll(() => error.count()).toBe(0);
+    expect(await datasetField.textContent()).toContain('Uploaded tiny-dataset.jsonl.');
   });
 
   it('submits three tasks from the form: one trains, two queue in order', async () => {

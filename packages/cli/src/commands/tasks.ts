@@ -1,6 +1,8 @@
 // Task verbs: submit, ls, show, logs, cancel, delete.
+import { openAsBlob, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
-import type { TaskView, TrainyardClient } from '@trainyard/client';
+import { uploadDataset, type TaskView, type TrainyardClient } from '@trainyard/client';
 import type { Ctx } from '../cli';
 import { EXIT, type ExitCode } from '../errors';
 import {
@@ -56,14 +58,28 @@ function liveStatus(forceLines: boolean): LiveStatus {
   });
 }
 
+/**
+ * A dataset file on this machine is uploaded, and the path the service stored it at is what the
+ * task gets: the service only reads datasets inside its datasets folders, and may run elsewhere.
+ * Anything else (a folder, a path that is not here) is the service's to resolve.
+ */
+async function uploadIfLocalFile(path: string, ctx: Ctx, say: boolean): Promise<string> {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st?.isFile()) return path;
+  const stored = await uploadDataset(await openAsBlob(path), basename(path), { url: ctx.url, ...(ctx.user ? { user: ctx.user } : {}) });
+  if (say) err(`uploaded ${path} as ${stored.file_path}`);
+  return stored.file_path;
+}
+
 export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('submit')
     .description('submit a fine-tuning task; prints its id, status, queue position and warnings')
     .requiredOption('--model <model>', 'base model id (e.g. Qwen/Qwen2.5-Coder-1.5B-Instruct) or local path')
-    .requiredOption('--dataset <path>', 'dataset file or folder (JSON lines), read by the service on its machine')
+    .requiredOption('--dataset <path>', 'dataset: a local .json/.jsonl file is uploaded to the service; a folder, or with --no-upload any path, must be inside the service\'s datasets folders')
+    .option('--no-upload', 'submit --dataset as a path on the service\'s machine instead of uploading a local file')
     .option('--name <name>', 'a name for the task (default: "<model> on <dataset>")')
-    .option('--output-dir <dir>', 'relative folder under the outputs folder for the adapter (default: the task id)')
+    .option('--output-dir <dir>', 'a folder for the adapter inside the task\'s own output folder (<outputs>/<task id>/<dir>; default: that folder itself)')
     .addOption(
       new Option('--preset <preset>', 'batch/accumulation/max length: safe = 1/16/512, balanced = 2/8/1024, performance = 4/4/2048 without 8-bit').choices(
         Object.keys(PRESETS),
@@ -84,8 +100,9 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('-f, --follow', 'show live progress until the task ends; exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
     .option('-q, --quiet', 'print only the task id')
     .option('--json', 'print the task as JSON (with --follow: the task as it ended)')
-    .action(async (opts: SubmitFlags & Json & { follow?: boolean; quiet?: boolean }) => {
+    .action(async (opts: SubmitFlags & Json & { follow?: boolean; quiet?: boolean; upload: boolean }) => {
       const input = buildCreateInput(opts);
+      if (opts.upload) input.datasetPath = await uploadIfLocalFile(input.datasetPath, ctx(), !opts.quiet && !opts.json);
       const client = await ctx().client();
       const created = await client.tasks.create.mutate(input);
       const { warnings, created: isNew, ...task } = created;

@@ -6,7 +6,7 @@ import { useMutation } from '@tanstack/react-query';
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { estimateMemoryGb, oomRisk, type EstimateInput } from '../../../server/src/gpu/estimate';
 import { recommendedModels } from '../../../server/src/gpu/parse';
-import { errorInfo, useTRPC, type CreateInput, type CreateResult, type GpuInfo, type QueueView } from '../api';
+import { errorInfo, uploadStudioDataset, useTRPC, type CreateInput, type CreateResult, type GpuInfo, type QueueView } from '../api';
 import { gb, modelShort, STATUS_LABEL } from '../format';
 import { Card, Field } from './ui';
 
@@ -110,6 +110,8 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
   const [formError, setFormError] = useState<string | null>(null);
   const [advancedOpen, setAdvancedOpen] = useState(false);
   const [result, setResult] = useState<CreateResult | null>(null);
+  /** The file being uploaded, or the one uploaded (its stored path is in datasetPath). */
+  const [upload, setUpload] = useState<{ name: string; state: 'uploading' | 'done' } | null>(null);
 
   const largestGb = gpu?.available && gpu.devices.length ? Math.max(...gpu.devices.map((d) => d.memoryGb)) : null;
   const recommended = useMemo(() => (largestGb === null ? [] : recommendedModels(largestGb)), [largestGb]);
@@ -190,6 +192,21 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
     }),
   );
 
+  /** A file picked here is uploaded at once; the path the server stored it at fills the field. */
+  async function uploadFile(file: File | undefined) {
+    if (!file) return;
+    clearError('datasetPath');
+    setUpload({ name: file.name, state: 'uploading' });
+    try {
+      const stored = await uploadStudioDataset(file);
+      setF((s) => ({ ...s, datasetPath: stored.file_path }));
+      setUpload({ name: file.name, state: 'done' });
+    } catch (err) {
+      setUpload(null);
+      setErrors((es) => ({ ...es, datasetPath: [(err as Error).message] }));
+    }
+  }
+
   function submit(e: FormEvent) {
     e.preventDefault();
     const local: Errors = {};
@@ -199,7 +216,7 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
       return n ?? 0;
     };
     if (!model) local.model = ['Choose a model or enter a model id'];
-    if (!f.datasetPath.trim()) local.datasetPath = ['Enter the path of a dataset on the server machine'];
+    if (!f.datasetPath.trim()) local.datasetPath = ['Upload a dataset file, or enter the path of one in the server’s datasets folders'];
     const config: NonNullable<CreateInput['config']> = {
       batchSize: need('config.batchSize', 'Batch size', f.batchSize),
       gradientAccumulation: need('config.gradientAccumulation', 'Gradient accumulation', f.gradientAccumulation),
@@ -285,15 +302,35 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
           ) : null}
         </Field>
 
-        <Field label="Dataset" htmlFor="f-dataset" errorKey="datasetPath" errors={e('datasetPath')} hint="A JSONL file or folder on the server machine.">
+        <Field label="Dataset" htmlFor="f-dataset" errorKey="datasetPath" errors={e('datasetPath')}
+          hint={
+            upload?.state === 'uploading' ? `Uploading ${upload.name}…`
+            : upload?.state === 'done' ? `Uploaded ${upload.name}.`
+            : 'Upload a .json or .jsonl file, or give the path of a file or folder in the server’s datasets folders.'
+          }>
           <input
             id="f-dataset"
             data-testid="field-dataset"
             placeholder="/data/datasets/my-code.jsonl"
             value={f.datasetPath}
-            onChange={(ev) => set('datasetPath', ev.target.value)}
+            onChange={(ev) => {
+              setUpload(null);
+              set('datasetPath', ev.target.value);
+            }}
             aria-invalid={!!e('datasetPath')}
             spellCheck={false}
+          />
+          <input
+            className="mt-6"
+            type="file"
+            accept=".json,.jsonl"
+            aria-label="Upload a dataset file"
+            data-testid="field-dataset-file"
+            disabled={upload?.state === 'uploading'}
+            onChange={(ev) => {
+              void uploadFile(ev.target.files?.[0]);
+              ev.target.value = '';
+            }}
           />
         </Field>
 
@@ -386,7 +423,7 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
         ) : null}
 
         <div className="form-actions">
-          <button type="submit" className="btn btn-primary" disabled={create.isPending} data-testid="submit-task">
+          <button type="submit" className="btn btn-primary" disabled={create.isPending || upload?.state === 'uploading'} data-testid="submit-task">
             {create.isPending ? 'Submitting…' : 'Submit task'}
           </button>
         </div>
