@@ -5,6 +5,7 @@ import { Option, type Command } from 'commander';
 import { uploadDataset, type TaskView, type TrainyardClient } from '@trainyard/client';
 import type { Ctx } from '../cli';
 import { EXIT, type ExitCode } from '../errors';
+import { forTerminal, stripControls } from '../terminal-text';
 import {
   isTerminal,
   outcomeText,
@@ -190,7 +191,8 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const client = await ctx().client();
       const task = await client.tasks.get.query({ id });
       if (opts.json) return printJson(task);
-      out(taskDetails(task, await queuePositionOf(client, task)));
+      // The error message quotes the trainer's last output lines, artifacts are its paths.
+      out(terminalLines(taskDetails(task, await queuePositionOf(client, task))));
     });
 
   program
@@ -204,13 +206,13 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const task = await client.tasks.get.query({ id });
       if (!opts.follow) {
         const lines: LogLineView[] = [];
-        await pageLogs(client, id, 0, (l) => (opts.json ? lines.push(l) : out(l.line)));
+        await pageLogs(client, id, 0, (l) => (opts.json ? lines.push(l) : out(forTerminal(l.line, stdoutIsTTY()))));
         if (opts.json) printJson({ id, lines });
         return;
       }
       // A bar only on a terminal; no status lines otherwise (stdout carries the log).
       const live = liveStatus(false);
-      const print = (l: LogLineView) => (opts.json ? printJsonLine(l) : live.println(l.line));
+      const print = (l: LogLineView) => (opts.json ? printJsonLine(l) : live.println(forTerminal(l.line, stdoutIsTTY())));
       const seq = await pageLogs(client, id, 0, print);
       if (isTerminal(task.status)) return ctx().exit(outcomeExit(task));
       const release = onInterrupt(id, live);
@@ -262,4 +264,11 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       if (opts.json) return printJson(result);
       out(`deleted task ${id} (its history stays: \`trainyard events --task ${id}\`)`);
     });
+}
+
+const stdoutIsTTY = () => process.stdout.isTTY === true;
+
+/** Formatted text with trainer-originated parts in it: each line stripped of control sequences on a terminal. */
+function terminalLines(text: string): string {
+  return stdoutIsTTY() ? text.split('\n').map(stripControls).join('\n') : text;
 }
