@@ -426,7 +426,13 @@ export class LiveUpdates {
     if (!this.updateSubs.size) return;
     // The subscribers of this batch are the ones registered now: a later one's floor is past it.
     const subs = [...this.updateSubs];
-    this.fanOutChain = this.fanOutChain.then(() => this.fanOut(subs, events, cursors));
+    this.fanOutChain = this.fanOutChain
+      .then(() => this.fanOut(subs, events, cursors))
+      .catch((err: Error) => {
+        // Never leave a subscriber with a hole: it reconnects and catches up from the log.
+        const ended = new SubscriptionEndedError(`could not hand out a change (${err.message}); reconnect to resume`);
+        for (const s of subs) s.box.fail(ended);
+      });
   }
 
   private async fanOut(subs: UpdateSubscriber[], events: StoredTaskEvent[], cursors: TailCursor[]): Promise<void> {

@@ -7,6 +7,9 @@ import { out, printJson, printJsonLine } from '../io';
 import { intArg, listArg, parseDuration } from '../parse';
 
 export type EventView = RouterOutputs['events']['list']['events'][number];
+type ReplayPage = RouterOutputs['events']['replay'];
+/** Steps per replay page the CLI asks for: the service's most (it also cuts a page at about 1 MB). */
+const REPLAY_PAGE = 500;
 
 /** A short, one-line summary of an event's data. */
 export function eventDetail(e: EventView): string {
@@ -109,21 +112,32 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
     .option('--json', 'print { steps, state, event } as JSON')
     .action(async (taskId: string, opts: { atPosition?: string; atTime?: string; json?: boolean }) => {
       const client = await ctx().client();
-      const r = await client.events.replay.query({
-        taskId,
-        ...(opts.atPosition !== undefined ? { atPosition: opts.atPosition } : {}),
-        ...(opts.atTime !== undefined ? { atTime: opts.atTime } : {}),
-      });
-      if (opts.json) return printJson(r);
       if (opts.atPosition !== undefined || opts.atTime !== undefined) {
+        const r = await client.events.replay.query({
+          taskId,
+          ...(opts.atPosition !== undefined ? { atPosition: opts.atPosition } : {}),
+          ...(opts.atTime !== undefined ? { atTime: opts.atTime } : {}),
+        });
+        if (opts.json) return printJson({ steps: r.steps, state: r.state, event: r.event });
         const at = opts.atPosition !== undefined ? `position ${opts.atPosition}` : time(opts.atTime);
         if (!r.state || !r.event) return out(`task ${taskId} did not exist yet at ${at}`);
         out(`task ${taskId} at ${at}, after ${r.event.type} (position ${r.event.position}, ${time(r.event.recordedAt)}):`);
         out(taskDetails(r.state, null));
         return;
       }
+      // The service answers a page at a time (one request each: pages are large).
+      const steps: ReplayPage['steps'] = [];
+      let last: ReplayPage | null = null;
+      for (let after: string | null = null; ; ) {
+        const page: ReplayPage = await client.events.replay.query({ taskId, ...(after ? { afterPosition: after } : {}), limit: REPLAY_PAGE });
+        steps.push(...page.steps);
+        if (page.steps.length) last = page;
+        if (!page.nextCursor) break;
+        after = page.nextCursor;
+      }
+      if (opts.json) return printJson({ steps, state: last?.state ?? null, event: last?.event ?? null });
       out(
-        table(r.steps, [
+        table(steps, [
           { header: 'POSITION', get: (s) => s.event.position, align: 'right' },
           { header: 'TIME', get: (s) => time(s.event.recordedAt) },
           { header: 'EVENT', get: (s) => s.event.type },
