@@ -2,9 +2,9 @@
 // read models in memory, with the same rules the database enforces (unique stream versions,
 // one holder per slot, one slot per task) and real transactions: writes go to a working copy
 // that is committed whole or dropped whole, as when the process dies before COMMIT.
-import type { AppendMetadata, SlotRow, TaskRepository, TransactionRunner } from '@trainyard/store';
+import type { AppendMetadata, LogLine, SlotRow, TaskRepository, TransactionRunner } from '@trainyard/store';
 import { ConcurrencyError } from '@trainyard/store';
-import { CURRENT_SCHEMA_VERSION, slotChange, type NewTaskEvent, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
+import { CURRENT_SCHEMA_VERSION, safeText, slotChange, type NewTaskEvent, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
 
 /** Thrown where the simulation kills the service in the middle of a transaction. */
 export class SimulatedCrash extends Error {
@@ -22,7 +22,17 @@ export class ConstraintViolation extends Error {
   }
 }
 
+/** The database refused data (an SQLSTATE class 22 error in Postgres): not an outage, not a crash. */
+export class DataRefused extends Error {
+  readonly code = '22P05';
+  constructor(message: string) {
+    super(message);
+    this.name = 'DataRefused';
+  }
+}
+
 interface State {
+  logs: { taskId: string; line: LogLine }[];
   events: StoredTaskEvent[];
   versions: Map<string, number>;
   tasks: Map<string, TaskRecord>;
@@ -34,6 +44,10 @@ export class MemoryDb {
   versions = new Map<string, number>();
   tasks = new Map<string, TaskRecord>();
   holders = new Map<number, string>();
+  /** Trainer output lines by task and seq, as task_logs stores them (text made safe as the store does). */
+  logs = new Map<string, Map<number, string>>();
+  /** Refuse the next write of log lines, as a database refusing some line would (armed by the world). */
+  refuseNextLogLines = false;
   /** Positions come from a sequence: drawn numbers of rolled-back transactions are gaps. */
   private nextPosition = 1;
   writes = 0;
@@ -49,6 +63,7 @@ export class MemoryDb {
 
   readonly transaction: TransactionRunner = async (fn) => {
     const work: State = {
+      logs: [],
       events: [],
       versions: new Map(this.versions),
       tasks: new Map(this.tasks),
@@ -57,6 +72,11 @@ export class MemoryDb {
     const result = await fn(this.repo(work));
     // COMMIT: everything at once.
     this.events.push(...work.events);
+    for (const { taskId, line } of work.logs) {
+      const lines = this.logs.get(taskId) ?? new Map<number, string>();
+      if (!lines.has(line.seq)) lines.set(line.seq, line.line);
+      this.logs.set(taskId, lines);
+    }
     this.versions = work.versions;
     this.tasks = work.tasks;
     this.holders = work.holders;
@@ -109,6 +129,15 @@ export class MemoryDb {
           if ([...w.holders.values()].includes(after.id)) throw new ConstraintViolation(`task ${after.id} already holds a slot`);
           w.holders.set(change.acquire, after.id);
         }
+      },
+      appendLogLines: async (taskId, lines) => {
+        this.write(`log lines of ${taskId}`);
+        if (this.refuseNextLogLines) {
+          this.refuseNextLogLines = false;
+          throw new DataRefused(`the database refused a line of ${taskId}'s output`);
+        }
+        // What the store does before its INSERT (task-logs.ts): NUL and lone surrogates as U+FFFD.
+        for (const l of lines) w.logs.push({ taskId, line: { ...l, line: safeText(l.line) } });
       },
       listSlots: async () => this.slots.map((s) => ({ ...s, holderTaskId: w.holders.get(s.slotId) ?? null })),
       listQueue: async (limit) =>

@@ -2,7 +2,7 @@
 // `npm run sim -- --seeds 20000` runs the full profile; a failing seed prints its replay command.
 import { describe, expect, it } from 'vitest';
 import { decideRecovery, localFifoPolicy, type SchedulingPolicy } from '@trainyard/domain';
-import { simulate } from '.';
+import { simulate, World } from '.';
 
 const SEEDS = Number(process.env.TRAINYARD_SIM_SEEDS ?? 400);
 
@@ -45,6 +45,20 @@ describe('deterministic simulation', () => {
     const careless: typeof decideRecovery = (task, facts) => (facts.trainerAlive ? { kind: 'launch' } : decideRecovery(task, facts));
     const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, recovery: careless }));
     expect(found).toMatch(/trainer|read model|not legal|unexpected/);
+  });
+
+  it('catches a runner that loses an exit whose last lines the database refused', async () => {
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, exitLostWithRefusedLines: true }));
+    expect(found).toMatch(/stuck|stall|holds no slot/);
+  });
+
+  it("trainers' NUL-laden last lines are stored as U+FFFD with their exits, refused batches or not", async () => {
+    const world = new World({ seed: 7, steps: 300, slots: 2, trace: true });
+    const r = await world.run();
+    expect(r.violations).toEqual([]);
+    const stored = [...world.db.logs.values()].flatMap((lines) => [...lines.values()]);
+    expect(stored).toContain('last\uFFFDline');
+    expect(r.trace.some((l) => /with its last lines failed/.test(l))).toBe(true);
   });
 
   it('catches a recovery that fails tasks whose trainer still runs', async () => {

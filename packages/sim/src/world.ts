@@ -10,6 +10,7 @@ import {
   evolve,
   IllegalCommandError,
   initialState,
+  TaskNotFoundError,
   isTerminal,
   rebuildReadModels,
   statusOf,
@@ -21,7 +22,7 @@ import {
   type TaskState,
   type SchedulingPolicy,
 } from '@trainyard/domain';
-import { TaskCommands } from '@trainyard/store';
+import { TaskCommands, type LogLine } from '@trainyard/store';
 import { MemoryDb, SimulatedCrash } from './memory-repo';
 import { Prng } from './prng';
 
@@ -40,7 +41,18 @@ interface Proc {
   outcome: { code: number | null; signal: string | null };
   ignoreSigterm: boolean;
   termAt: number | null;
+  /** What the trainer printed last: the runner stores it with the exit. Sometimes NUL-laden. */
+  lastLines: string[];
 }
+
+/** A trainer's last output, as the runner hands it to the exit's transaction. */
+const LAST_OUTPUTS: readonly string[][] = [
+  ['saved adapter'],
+  ['loss 0.12', 'last\u0000line'],
+  ['\u0000\u0000', 'lone \uD800 surrogate', 'low \uDC00 half'],
+  [],
+];
+const UNSAFE_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 interface RunFiles {
   trainer?: { pid: number; startTime: string };
@@ -71,6 +83,8 @@ export interface SimOptions {
   policy?: SchedulingPolicy;
   recovery?: typeof decideRecovery;
   lifoQueue?: boolean;
+  /** A runner that gives up on an exit whose last lines the database refused. */
+  exitLostWithRefusedLines?: boolean;
 }
 
 export interface SimResult {
@@ -182,6 +196,7 @@ export class World {
       crash: up ? 3 : 0,
       armCrash: up ? 4 : 0,
       armSpawnCrash: up ? 2 : 0,
+      refuseLogLines: up ? 3 : 0,
       restart: up ? 0 : 25,
     });
     switch (action) {
@@ -236,6 +251,10 @@ export class World {
         return;
       case 'armSpawnCrash':
         this.svc!.crashAfterSpawn = true;
+        return;
+      case 'refuseLogLines':
+        // The next lines stored are refused (some text the database will not take).
+        this.db.refuseNextLogLines = true;
         return;
       case 'restart':
         return this.restart();
@@ -467,6 +486,7 @@ export class World {
       outcome: { code: sim.crashSignal ? null : sim.exitCode ?? 0, signal: sim.crashSignal ?? null },
       ignoreSigterm: sim.ignoreSigterm ?? false,
       termAt: null,
+      lastLines: this.rng.pick([...LAST_OUTPUTS]) ?? [],
     };
     this.procs.set(pid, p);
     this.files.set(run.runDir, { trainer: { pid, startTime: p.startTime } });
@@ -514,10 +534,13 @@ export class World {
       if (!p.alive) {
         const exit = this.files.get(run.runDir)?.exit;
         svc.runs.delete(id);
+        const at = new Date(this.clock).toISOString();
+        const lines: LogLine[] = exit ? p.lastLines.map((line, i) => ({ seq: i + 1, stream: 'stdout', line, at })) : [];
         await this.command(
           id,
           exit ? { type: 'recordExit', exitCode: exit.code, signal: exit.signal } : { type: 'fail', reason: 'lost', message: 'trainer vanished' },
           'runner',
+          lines,
         );
         return true;
       }
@@ -525,12 +548,38 @@ export class World {
     return false;
   }
 
-  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+  /** As runner.ts: `logLines` go with the command; if that fails, they are stored apart and the command goes alone. */
+  private async command(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[] = []): Promise<TaskRecord | null> {
     try {
-      return (await this.commands.execute(taskId, command, { actor })).task;
+      return (await this.commands.execute(taskId, command, { actor }, { logLines })).task;
     } catch (err) {
+      if (err instanceof SimulatedCrash) throw err;
+      if (logLines.length) {
+        await this.storeLines(taskId, logLines);
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError)) {
+          this.log(`${command.type} of ${taskId} with its last lines failed (${(err as Error).message}); again without them`);
+          if (this.opts.exitLostWithRefusedLines) return null;
+          return this.command(taskId, command, actor);
+        }
+      }
       if (err instanceof IllegalCommandError) return this.db.tasks.get(taskId) ?? null;
       throw err;
+    }
+  }
+
+  /** Lines on their own: together, else one by one (a refused line costs only itself). */
+  private async storeLines(taskId: string, lines: LogLine[]): Promise<void> {
+    const store = (batch: LogLine[]) => this.db.transaction(async (repo) => repo.appendLogLines!(taskId, batch));
+    try {
+      return await store(lines);
+    } catch (err) {
+      if (err instanceof SimulatedCrash) throw err;
+    }
+    for (const line of lines) {
+      await store([line]).catch((err: unknown) => {
+        if (err instanceof SimulatedCrash) throw err;
+        this.log(`line ${line.seq} of ${taskId} refused`);
+      });
     }
   }
 
@@ -548,6 +597,8 @@ export class World {
     }
     for (const t of this.db.tasks.values()) if (!isTerminal(t.status)) this.violation(`task ${t.id} stuck in ${t.status}`);
     for (const p of this.procs.values()) if (p.alive) this.violation(`trainer ${p.pid} of ${p.taskId} still running at the end`);
+    // Stored output is text the database takes: NUL and lone surrogates became U+FFFD.
+    for (const [id, lines] of this.db.logs) for (const [seq, line] of lines) if (UNSAFE_TEXT.test(line)) this.violation(`line ${seq} of ${id} stored with NUL or a lone surrogate`);
     const rebuilt = rebuildReadModels(this.db.events);
     if (JSON.stringify([...rebuilt.tasks.entries()].sort()) !== JSON.stringify([...this.db.tasks.entries()].sort()))
       this.violation('read models differ from a full rebuild of the log');
