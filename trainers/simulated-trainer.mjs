@@ -5,7 +5,10 @@
 //   failAtStep (global step; Python-like traceback on stderr, exit `exitCode`, default 1),
 //   crashSignal (kill itself with this signal at failAtStep, or half-way if unset),
 //   ignoreSigterm (keep going on SIGTERM: the service has to SIGKILL),
-//   logLinesPerStep (extra log lines per step, every other one on stderr).
+//   logLinesPerStep (extra log lines per step, every other one on stderr),
+//   hostileOutput (each step also prints lines a careless service chokes on: NUL, a UTF-16
+//   surrogate as UTF-8, escape sequences, junk that starts like a protocol message, an artifact
+//   outside the output folder; and the very last line is `last\u0000line`).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -111,6 +114,7 @@ async function main() {
       await sleep(stepMs);
       step += 1;
       if (crashAtStep !== null && step === crashAtStep) await crash(step);
+      if (sim.hostileOutput) hostileLines(step);
       for (let j = 0; j < logLinesPerStep; j++) {
         (j % 2 === 0 ? out : err)(`step ${step} log ${j + 1}/${logLinesPerStep}`);
       }
@@ -137,6 +141,15 @@ async function main() {
   );
   out(`saved adapter to ${outputDir}`);
   emit({ type: 'artifact', path: outputDir });
+  if (sim.hostileOutput) out('last\u0000line');
+}
+
+function hostileLines(step) {
+  out(`step ${step} nul\u0000inside`);
+  process.stdout.write(Buffer.concat([Buffer.from(`step ${step} surrogate `), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('\n')]));
+  err(`step ${step} \u001b[31mred\u001b[0m \u001b]52;c;ZXZpbA==\u0007 \u001b]8;;https://evil.example\u001b\\link\u001b]8;;\u001b\\`);
+  out(`{"type":"progress" junk at step ${step}`);
+  emit({ type: 'artifact', path: '/etc/passwd' });
 }
 
 main().then(

@@ -28,6 +28,8 @@ export interface SimulateConfig {
   ignoreSigterm?: boolean;
   logLinesPerStep?: number;
   startupMs?: number;
+  /** Print hostile lines (NUL, lone surrogates, escapes, junk protocol, a NUL last line). */
+  hostileOutput?: boolean;
 }
 
 export interface TrainingConfig {

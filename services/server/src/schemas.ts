@@ -43,6 +43,7 @@ export const simulateConfig = z
     ignoreSigterm: z.boolean().optional(),
     logLinesPerStep: int('logLinesPerStep', 0, 10_000).optional(),
     startupMs: int('startupMs', 0, 600_000).optional(),
+    hostileOutput: z.boolean({ error: 'hostileOutput must be true or false' }).optional(),
   })
   .describe('knobs of the simulated trainer');
 

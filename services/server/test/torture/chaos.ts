@@ -187,6 +187,8 @@ function taskSpecs(prng: Prng, n: number, keyPrefix: string): Sub[] {
       expect = 'signal';
     }
     if (prng.chance(0.1)) sim.logLinesPerStep = prng.int(1, 5);
+    // NUL-laden and other hostile output (a NUL last line once left its task TRAINING for good).
+    if (prng.chance(0.15)) sim.hostileOutput = true;
     const key = `${keyPrefix}-${i}`;
     subs.push({
       i,

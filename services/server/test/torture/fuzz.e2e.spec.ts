@@ -32,12 +32,16 @@ for (const backend of backends()) {
       const ds = join(root, 'data.jsonl');
       // One finished task (cancel → CONFLICT, delete → allowed), then a blocker that holds the only
       // slot and writes nothing more once training (so every accepted submission just queues).
-      const f = await callApi<TaskRecord>(s.url, 'tasks.create', { model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: ds, config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } } });
+      // Its trainer prints hostile output (NUL, lone surrogates, escapes, a NUL last line): the
+      // fuzzed reads of its logs and events run over what that left in the store.
+      const f = await callApi<TaskRecord>(s.url, 'tasks.create', { model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: ds, config: { epochs: 1, simulate: { steps: 2, stepMs: 1, hostileOutput: true } } });
       if (!f.ok) throw new Error(f.error.message);
       finished = await eventually(async () => {
         const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: f.data.id });
         return t.ok && t.data.status === 'COMPLETED' ? t.data : null;
       }, 'the first task to complete', 60_000);
+      const logs = await callApi<{ lines: { stream: string; line: string }[] }>(s.url, 'tasks.logs', { id: finished.id, limit: 5000 });
+      if (!logs.ok || logs.data.lines.filter((l) => l.stream === 'stdout').at(-1)?.line !== 'last\uFFFDline') throw new Error(`hostile output not stored as expected: ${JSON.stringify(logs)}`);
       const b = await callApi<TaskRecord>(s.url, 'tasks.create', { model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: ds, config: { epochs: 1, simulate: { steps: 1, stepMs: 600_000, startupMs: 0 } } });
       if (!b.ok) throw new Error(b.error.message);
       blocker = await eventually(async () => {

@@ -172,7 +172,7 @@ export function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
       load4bit: fc.boolean(),
       loraRank: hostileNumber,
       loraAlpha: hostileNumber,
-      simulate: mutate({ steps: 1, stepMs: 1 }, { steps: hostileNumber, stepMs: hostileNumber, failAtStep: hostileNumber, crashSignal: fc.oneof(fc.constantFrom('SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGHUP', '9', ''), hostileString), ignoreSigterm: hostileValue, logLinesPerStep: hostileNumber, startupMs: hostileNumber }),
+      simulate: mutate({ steps: 1, stepMs: 1 }, { steps: hostileNumber, stepMs: hostileNumber, failAtStep: hostileNumber, crashSignal: fc.oneof(fc.constantFrom('SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGHUP', '9', ''), hostileString), ignoreSigterm: hostileValue, logLinesPerStep: hostileNumber, startupMs: hostileNumber, hostileOutput: hostileValue }),
     },
   );
   const create = mutate(goodCreate, {
