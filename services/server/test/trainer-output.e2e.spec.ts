@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '@trainyard/domain';
-import { backendAvailable, backends } from '@trainyard/store/testing';
+import { backendAvailable, backends, rawClient } from '@trainyard/store/testing';
 import { eventually, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
 
 const HOSTILE_TRAINER = join(REPO_ROOT, 'services/server/test/torture/hostile-trainer.mjs');
@@ -59,6 +59,27 @@ for (const backend of backends()) {
       expect(await ended(next.id, 'the queued task to run and end')).toMatchObject({ status: 'COMPLETED' });
       const q = await s.client.queue.get.query();
       expect(q.slots[0]!.task).toBeNull();
+    });
+
+    it.skipIf(backend.kind !== 'postgres')('a last line the database refuses for any reason: the exit is recorded anyway, the other lines stored', async () => {
+      // A trigger stands for any refusal that is not an outage (a constraint, a bad byte, ...).
+      const sql = rawClient(backend.url!, s.schema!);
+      try {
+        await sql.unsafe(`
+          CREATE FUNCTION refuse_line() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.line = 'refuse me' THEN RAISE EXCEPTION 'line refused' USING ERRCODE = '22023'; END IF; RETURN NEW; END $$;
+          CREATE TRIGGER refuse_line BEFORE INSERT ON task_logs FOR EACH ROW EXECUTE FUNCTION refuse_line();`);
+        const first = await submit('refused-last');
+        const next = await submit('ordinary');
+        expect(await ended(first.id, 'the trainer to end')).toMatchObject({ status: 'COMPLETED', slotId: null });
+        const text = (await allLines(first.id)).map((l) => l.line);
+        expect(text).toContain('kept');
+        expect(text).not.toContain('refuse me');
+        expect(await ended(next.id, 'the queued task to run and end')).toMatchObject({ status: 'COMPLETED' });
+      } finally {
+        await sql.unsafe('DROP TRIGGER IF EXISTS refuse_line ON task_logs; DROP FUNCTION IF EXISTS refuse_line()');
+        await sql.end({ timeout: 1 });
+      }
     });
 
     it('a NUL mid-run: every other line of its batch is stored too', async () => {

@@ -4,6 +4,7 @@
 // service. Every scenario ends the way a good trainer does (phase, output, exit 0) unless it says
 // otherwise, so a spec can check the task still COMPLETES.
 //   nul-last        last line `last\u0000line`, then exit 0
+//   refused-last    last lines 'kept' and 'refuse me' (a spec makes the database refuse the latter)
 //   nul-mid         a NUL in a line in the middle of a batch of lines
 //   lone-surrogate  a UTF-16 surrogate encoded as UTF-8 (no valid character), and a JSON-escaped one
 //   artifacts       1,000 artifacts inside the output folder
@@ -33,6 +34,13 @@ async function main() {
       out('last\u0000line');
       await drained();
       return; // the NUL line is the last one
+    case 'refused-last':
+      // A spec makes the database refuse the line 'refuse me' (whatever the reason): the exit
+      // must be recorded all the same.
+      out('kept');
+      out('refuse me');
+      await drained();
+      return;
     case 'nul-mid':
       // One write: the lines reach the service together, in one batch.
       process.stdout.write(['before', 'mid\u0000dle', 'after'].join('\n') + '\n');
