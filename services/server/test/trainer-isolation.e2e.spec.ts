@@ -176,7 +176,7 @@ for (const backend of backends()) {
     });
 
     it('finding 5: outside the roots and absent get one answer; uploads are checked and refused cross-origin', async () => {
-      s = await startServer({ backend, env: { TRAINYARD_TRAINER: TRAINER, TRAINYARD_DATASETS_ROOT: root } });
+      s = await startServer({ backend, env: { TRAINYARD_TRAINER: TRAINER, TRAINYARD_DATASETS_ROOT: root, TRAINYARD_UPLOAD_MAX_BYTES: '1000' } });
       const answers: string[] = [];
       for (const path of [join(outside, 'train.jsonl'), '/etc/passwd', join(root, 'absent.jsonl'), '/no/such/file.jsonl', DATASET]) {
         const r = await create({ datasetPath: path });
@@ -211,6 +211,9 @@ for (const backend of backends()) {
       const csv = await upload(s.url, 'data.csv', 'a,b\n1,2\n');
       expect(csv.status).toBe(400);
       expect(csv.body?.error?.message).toMatch(/not a \.json or \.jsonl file/);
+      const large = await upload(s.url, 'large.jsonl', `${'{"text":"0123456789"}\n'.repeat(100)}`);
+      expect(large.status).toBe(413);
+      expect(large.body?.error?.message).toMatch(/larger than the upload limit of 1000 bytes/);
       const foreign = await upload(s.url, 'data.jsonl', '{"text":"x"}\n', { origin: 'http://attacker.example' });
       expect(foreign.status).toBe(403);
       const crossSite = await upload(s.url, 'data.jsonl', '{"text":"x"}\n', { 'sec-fetch-site': 'cross-site' });
