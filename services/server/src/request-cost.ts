@@ -5,6 +5,7 @@
 // ordinary calls never comes near it (50 calls cost 50), the panel's heaviest refresh neither,
 // but five replays in one batch are refused as a whole, before any of them runs.
 import { TRPCError } from '@trpc/server';
+import { eventsListInput, logsInput } from './schemas';
 
 export const REQUEST_BUDGET = 100;
 export const REPLAY_COST = 25;
@@ -13,19 +14,23 @@ const EVENTS_PER_UNIT = 250;
 /** tasks.logs: one unit per this many lines asked for (its default 500 costs 1, its most, 5000, costs 5). */
 const LINES_PER_UNIT = 1000;
 
-/** The cost of one call, from its procedure and the limit it asks for (a malformed one costs as its default). */
+/**
+ * The cost of one call, from its procedure and the limit it asks for. The limit is read with the
+ * procedure's own input schema: input it refuses costs 1, so the caller gets the field error
+ * naming the bad limit rather than a refusal of the whole request.
+ */
 export function callCost(path: string, input: unknown): number {
-  const limit = (fallback: number) => {
-    const v = (input as { limit?: unknown } | null | undefined)?.limit;
-    return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : fallback;
-  };
   switch (path) {
     case 'events.replay':
       return REPLAY_COST;
-    case 'events.list':
-      return Math.ceil(limit(100) / EVENTS_PER_UNIT);
-    case 'tasks.logs':
-      return Math.ceil(limit(500) / LINES_PER_UNIT);
+    case 'events.list': {
+      const parsed = eventsListInput.safeParse(input);
+      return parsed.success ? Math.ceil(parsed.data.limit / EVENTS_PER_UNIT) : 1;
+    }
+    case 'tasks.logs': {
+      const parsed = logsInput.safeParse(input);
+      return parsed.success ? Math.ceil(parsed.data.limit / LINES_PER_UNIT) : 1;
+    }
     default:
       return 1;
   }

@@ -10,9 +10,11 @@ describe('request cost', () => {
     expect(callCost('events.list', { limit: 1000 })).toBe(4);
     expect(callCost('tasks.logs', { id: 't' })).toBe(1);
     expect(callCost('tasks.logs', { id: 't', limit: 5000 })).toBe(5);
-    // A malformed limit is refused by validation later; here it costs as the default.
-    expect(callCost('tasks.logs', { limit: 'lots' })).toBe(1);
+    // Input the procedure refuses costs 1, so its caller gets the field error, not a refused batch.
+    expect(callCost('tasks.logs', { id: 't', limit: 'lots' })).toBe(1);
     expect(callCost('events.list', { limit: -5 })).toBe(1);
+    expect(callCost('tasks.logs', { id: 't', limit: 1e6 })).toBe(1);
+    expect(callCost('events.list', { limit: 2 ** 53 })).toBe(1);
   });
 
   it('a full batch of ordinary calls fits, and so does a panel refresh with several open tasks', () => {

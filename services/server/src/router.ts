@@ -6,6 +6,7 @@ import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
 import { ConcurrencyError, databaseErrorMessage, InvalidCursorError } from '@trainyard/store';
+import { log } from './log';
 import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
 import { isConnectionError } from './runner';
 import { FieldError, type Actor, type TrainyardService } from './service';
@@ -71,7 +72,7 @@ function fieldErrorsOf(cause: unknown): FieldErrors | null {
 function reportInternalError(error: TRPCError, ctx: Context | undefined, path: string | undefined): { message: string; correlationId: string } {
   const correlationId = ctx?.actor.correlationId ?? randomUUID();
   const detail = error.cause ? (error.cause.stack ?? String(error.cause)) : (error.stack ?? error.message);
-  (ctx?.service.log.error ?? ((m: string) => console.error(`[trainyard] ${m}`)))(`internal error (correlation id ${correlationId}) in ${path ?? '?'}: ${detail}`);
+  (ctx?.service.log ?? log).error(`internal error (correlation id ${correlationId}) in ${path ?? '?'}: ${detail}`);
   return { message: `internal error (correlation id ${correlationId}); the server log has the details`, correlationId };
 }
 
