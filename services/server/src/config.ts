@@ -64,6 +64,8 @@ export interface ServiceConfig {
   artifactsMaxPerTask: number;
   artifactPathMaxChars: number;
   nvidiaSmiPath: string | undefined;
+  /** The built Studio panel served at `/` (served only when its index.html exists). */
+  panelDir: string;
   version: string;
 }
 
@@ -148,6 +150,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     artifactsMaxPerTask: read('TRAINYARD_ARTIFACTS_MAX_PER_TASK', intFrom('TRAINYARD_ARTIFACTS_MAX_PER_TASK', 1, 100_000), 100),
     artifactPathMaxChars: read('TRAINYARD_ARTIFACT_PATH_MAX', intFrom('TRAINYARD_ARTIFACT_PATH_MAX', 16, 4096), 1024),
     nvidiaSmiPath: env.TRAINYARD_NVIDIA_SMI || undefined,
+    panelDir: resolve(env.TRAINYARD_PANEL_DIR || resolve(REPO_ROOT, 'services/studio/dist')),
     version: VERSION,
   };
   if (problems.length) throw new Error(`invalid configuration:\n  ${problems.join('\n  ')}`);

@@ -1,7 +1,6 @@
 // `npm start`: the Trainyard service (API, metrics and, once built, the Studio panel).
-import { resolve } from 'node:path';
 import { loadTasks } from '@trainyard/store';
-import { loadConfig, REPO_ROOT } from './config';
+import { loadConfig } from './config';
 import { createApiServer } from './http';
 import { log } from './log';
 import { Metrics } from './metrics';
@@ -36,7 +35,7 @@ async function main() {
     const ids = [...new Set(observed.map((e) => e.streamId))];
     loadTasks(service.database.db, ids).then((tasks) => metrics.observe(observed, tasks)).catch(() => {});
   });
-  const server = createApiServer(service, metrics, process.env.TRAINYARD_PANEL_DIR ?? resolve(REPO_ROOT, 'services/studio/dist'));
+  const server = createApiServer(service, metrics, config.panelDir);
   server.on('error', (err: NodeJS.ErrnoException) => {
     log.error(`cannot listen on ${config.host}:${config.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; set PORT to another one' : err.message}`);
     process.exit(1);
