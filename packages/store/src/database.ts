@@ -186,17 +186,6 @@ export function redact(url: string): string {
   }
 }
 
-/** The Postgres error code behind a driver or drizzle error, if any. */
-export function pgErrorCode(err: unknown): string | undefined {
-  let e: unknown = err;
-  for (let i = 0; i < 4 && e; i++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 /**
  * What went wrong with the database, in the driver's words: drizzle wraps driver errors in
  * "Failed query: <sql> params: <values>", which says nothing about the cause and must not reach

@@ -9,7 +9,8 @@ import {
   type NewTaskEvent,
   type StoredTaskEvent,
 } from '@trainyard/domain';
-import { pgErrorCode, rowsOf, type Conn } from './database';
+import { rowsOf, type Conn } from './database';
+import { pgErrorCode } from './errors';
 import { events } from './schema';
 
 /** The stream moved on since the caller read it: re-read and decide again. */

@@ -1,4 +1,5 @@
 export * from './database';
+export * from './errors';
 export * from './event-store';
 export * from './read-models';
 export * from './task-store';

@@ -27,7 +27,8 @@ import {
   type TaskState,
 } from '@trainyard/domain';
 import { sql } from 'drizzle-orm';
-import { pgErrorCode, type Conn, type Database, type Tx } from './database';
+import { type Conn, type Database, type Tx } from './database';
+import { isRefusedData, isRetryable } from './errors';
 import { appendNewStreams, appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
 import { appendLogLines, type LogLine } from './task-logs';
 import { countQueued, findByIdempotencyKey, listQueue, listSlots, loadTask, projectNewTasks, projectTask, type SlotRow } from './read-models';
@@ -132,14 +133,6 @@ export interface TaskStoreOptions {
   groupCommit?: boolean;
 }
 
-const RETRYABLE = new Set(['23505', '40001', '40P01']);
-
-export function isRetryable(err: unknown): boolean {
-  if (err instanceof ConcurrencyError) return true;
-  const code = pgErrorCode(err);
-  return code !== undefined && RETRYABLE.has(code);
-}
-
 /** The command logic, over any storage that offers transactions of a TaskRepository. */
 export class TaskCommands {
   readonly policy: SchedulingPolicy;
@@ -187,7 +180,7 @@ export class TaskCommands {
     } catch (err) {
       // Only the database refusing some data can be one submission's fault; anything else
       // (the database away, a crash) is every submission's outcome.
-      if (requests.length === 1 || !/^(22|23|54)/.test(pgErrorCode(err) ?? '')) return requests.map(() => err as Error);
+      if (requests.length === 1 || !isRefusedData(err)) return requests.map(() => err as Error);
       const out: (SubmitResult | Error)[] = [];
       for (const r of requests) out.push((await this.submitMany([r]))[0]!);
       return out;

@@ -5,10 +5,9 @@ import { randomUUID } from 'node:crypto';
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
-import { ConcurrencyError, databaseErrorMessage, InvalidCursorError } from '@trainyard/store';
+import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, isConnectionError } from '@trainyard/store';
 import { log } from './log';
 import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
-import { isConnectionError } from './runner';
 import { FieldError, type Actor, type TrainyardService } from './service';
 import {
   cancelInput,

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { decideRecovery, IllegalCommandError, TaskNotFoundError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
-import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
+import { appendLogLines, isConnectionError, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { checkArtifact, parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
@@ -558,15 +558,6 @@ function processExists(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; cause?: { code?: string }; message?: string };
-  const code = e?.code ?? e?.cause?.code ?? '';
-  return (
-    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', '57P01', '57P02', '57P03', '08006', '08001', '08003', '08004'].includes(code) ||
-    /connection|terminating|shutting down|the database system is/i.test(`${e?.message ?? ''} ${e?.cause ? String((e.cause as Error).message) : ''}`)
-  );
 }
 
 /** Outputs live under <data>/outputs; the API refuses anything that would leave it. */

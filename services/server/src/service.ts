@@ -17,6 +17,7 @@ import {
   countQueued,
   databaseErrorMessage,
   ensureProjectionCurrent,
+  isConnectionError,
   listQueue,
   listSlotsWithTasks,
   listTasks,
@@ -38,7 +39,7 @@ import { log as processLog } from './log';
 import { estimateMemoryGb, externalShare, GpuProbe, oomRisk, type GpuInfo } from './gpu';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { taskOutputDir } from './outputs';
-import { isConnectionError, Runner, type RunnerLog } from './runner';
+import { Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';

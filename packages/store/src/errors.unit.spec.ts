@@ -1,0 +1,40 @@
+// Database errors classified by code along the cause chain, never by message text.
+import { describe, expect, it } from 'vitest';
+import { ConcurrencyError } from './event-store';
+import { isConnectionError, isRefusedData, isRetryable, pgErrorCode } from './errors';
+
+/** An error as drizzle throws it: "Failed query: …" wrapping the driver's error. */
+const wrapped = (code: string, message = 'some text') =>
+  Object.assign(new Error('Failed query: select 1'), { cause: Object.assign(new Error(message), { code }) });
+
+describe('database error classification', () => {
+  it('an outage: connection exceptions, shutdowns and driver codes, however deep in the causes', () => {
+    for (const code of ['08006', '08001', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'CONNECTION_CLOSED', 'CONNECT_TIMEOUT']) {
+      expect(isConnectionError(wrapped(code)), code).toBe(true);
+    }
+    expect(isConnectionError(Object.assign(new Error('x'), { code: 'ECONNRESET' }))).toBe(true);
+  });
+
+  it('message text decides nothing: a refused row whose message says "connection" is no outage', () => {
+    expect(isConnectionError(wrapped('23505', 'duplicate key value violates unique constraint "connection_uq"'))).toBe(false);
+    expect(isConnectionError(new Error('terminating connection due to administrator command'))).toBe(false);
+  });
+
+  it('retryable: a lost unique-key race, a serialization failure, a deadlock, a stale stream version', () => {
+    for (const code of ['23505', '40001', '40P01']) expect(isRetryable(wrapped(code)), code).toBe(true);
+    expect(isRetryable(new ConcurrencyError('t1', 3, 4))).toBe(true);
+    expect(isRetryable(wrapped('22P02'))).toBe(false);
+    expect(isRetryable(wrapped('08006'))).toBe(false);
+  });
+
+  it("refused data: classes 22, 23 and 54 are the sender's fault, an outage or a bug is not", () => {
+    for (const code of ['22P05', '22021', '23502', '23505', '54000']) expect(isRefusedData(wrapped(code)), code).toBe(true);
+    for (const code of ['08006', '42P01', 'ECONNREFUSED']) expect(isRefusedData(wrapped(code)), code).toBe(false);
+    expect(isRefusedData(new Error('no code'))).toBe(false);
+  });
+
+  it('pgErrorCode finds the SQLSTATE under a driver code-less wrapper', () => {
+    expect(pgErrorCode(wrapped('42P01'))).toBe('42P01');
+    expect(pgErrorCode(wrapped('ECONNREFUSED'))).toBeUndefined();
+  });
+});
