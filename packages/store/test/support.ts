@@ -30,6 +30,19 @@ export interface Backend {
   url: string | null;
 }
 
+/** In CI (.ci/run sets CI and TRAINYARD_REQUIRE_POSTGRES) a missing test dependency fails the run. */
+export const CI_STRICT = Boolean(process.env.CI) || process.env.TRAINYARD_REQUIRE_POSTGRES === '1';
+
+/**
+ * Say loudly that specs are skipped because `what` is missing here; in CI, throw instead, so a
+ * run cannot pass by skipping them.
+ */
+export function skipLoudlyOrFail(what: string, how: string): void {
+  if (CI_STRICT) throw new Error(`${what}; in CI this is a failure, not a skip (${how})`);
+  const bar = '!'.repeat(100);
+  console.warn(`\n${bar}\n!! ${what}: SKIPPED (${how})\n${bar}\n`);
+}
+
 export function backends(): Backend[] {
   return [
     { kind: 'pglite', url: null },

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends } from '@trainyard/store/testing';
+import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
 import { DATASET, REPO_ROOT, startServer, type RunningServer } from '../../server/test/harness';
 
 const STUDIO = resolve(import.meta.dirname, '..');
@@ -35,7 +35,7 @@ const SIMULATE = '{"steps":400,"stepMs":250,"logLinesPerStep":1}';
 const WAIT = 60_000;
 
 const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) console.warn(`\n!! ${CHROMIUM} not found: the Studio browser specs are SKIPPED (apt-get install chromium, or set CHROMIUM_PATH)\n`);
+if (!hasChromium) skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
 
 describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
   let s: RunningServer;

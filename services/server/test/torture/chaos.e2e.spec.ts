@@ -5,13 +5,12 @@
 // The seed is random and printed; replay with TORTURE_SEED=<seed>, or
 //   npx tsx services/server/test/torture/chaos-cli.ts --profile ci --seed <seed> --scenarios chaos,pglite
 import { describe, expect, it } from 'vitest';
-import { backendAvailable, backends } from '@trainyard/store/testing';
+import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
 import { postgresTarget, PROFILES, runChaos, summarize } from './chaos';
 import { randomSeed } from './prng';
 
 const seed = process.env.TORTURE_SEED ? Number(process.env.TORTURE_SEED) : randomSeed();
 const postgres = backends().find((b) => b.kind === 'postgres')!;
-const bar = '!'.repeat(100);
 
 function collector() {
   const lines: string[] = [];
@@ -23,7 +22,7 @@ describe('torture, ci profile', () => {
     console.log(`torture seed ${seed}: replay with TORTURE_SEED=${seed}`);
     const { lines, log } = collector();
     const { target, note } = await postgresTarget({ sharedUrl: postgres.url, log });
-    if (note) console.warn(`\n${bar}\n!! ${note}\n!! THE DATABASE-RESTART PART OF THE TORTURE RUN IS SKIPPED.\n${bar}\n`);
+    if (note) skipLoudlyOrFail(`${note}: the database-restart part of the torture run cannot run`, 'install postgresql (initdb, pg_ctl)');
     try {
       const report = await runChaos({ seed, profile: PROFILES.ci!, backend: 'postgres', postgres: target!, log });
       console.log(summarize([report]));

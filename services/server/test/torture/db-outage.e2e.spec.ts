@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '@trainyard/domain';
+import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { createPgCluster, type PgCluster } from './pg-cluster';
 import { callApi, DATASET, killAllUnder, ServerProc } from './procs';
 
@@ -19,8 +20,7 @@ try {
   cluster = await createPgCluster();
 } catch (err) {
   why = (err as Error).message;
-  const bar = '!'.repeat(100);
-  console.warn(`\n${bar}\n!! DATABASE-OUTAGE SPECS SKIPPED: ${why}\n${bar}\n`);
+  skipLoudlyOrFail(`the database-outage specs cannot create their private Postgres cluster: ${why}`, 'install postgresql (initdb, pg_ctl)');
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
