@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isTerminal } from '@trainyard/client';
 import { backends } from '@trainyard/store/testing';
 import { DATASET, eventually, REPO_ROOT, startServer, type RunningServer } from '../../../services/server/test/harness';
 
@@ -84,7 +85,7 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
       return q.queued.length === 0 && q.slots.every((x) => x.task === null);
     }, 'the queue to drain', 120_000, 200);
   const settled = (id: string) =>
-    eventually(async () => ['COMPLETED', 'FAILED', 'CANCELLED'].includes((await s.client.tasks.get.query({ id })).status), `task ${id} to end`, 120_000, 200);
+    eventually(async () => isTerminal((await s.client.tasks.get.query({ id })).status), `task ${id} to end`, 120_000, 200);
 
   let completed: any; // a task followed to COMPLETED
   let failed: any; // a task followed to FAILED

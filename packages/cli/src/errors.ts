@@ -1,6 +1,6 @@
 // Exit codes scripts can rely on, and the translation of API errors into a message that says
 // what to do next plus the exit code. Documented in `trainyard --help` and README.md.
-import { DatasetUploadError, errorInfo, TRPCClientError } from '@trainyard/client';
+import { DatasetUploadError, errorInfo, isTerminal, TRPCClientError } from '@trainyard/client';
 
 export const EXIT = {
   OK: 0,
@@ -172,7 +172,7 @@ export function describeError(err: unknown, url: string): Described {
         const task = (err.data as { task?: { id: string; status: string | null; command: string } | null } | undefined)?.task;
         const hint = !task
           ? null
-          : task.command === 'cancel' && ['COMPLETED', 'FAILED', 'CANCELLED'].includes(task.status ?? '')
+          : task.command === 'cancel' && isTerminal(task.status ?? '')
             ? `it has ended already: see it with \`trainyard show ${task.id}\`, remove it with \`trainyard delete ${task.id}\``
             : `see the task's state with \`trainyard show ${task.id}\``;
         return { exitCode: EXIT.CONFLICT, lines: hint ? [info.message, hint] : [info.message] };

@@ -1,5 +1,7 @@
 // Plain-text rendering: padded tables, times, durations, progress, a task's details.
-import type { RouterOutputs, TaskView } from '@trainyard/client';
+import { isTerminal, type RouterOutputs, type TaskView } from '@trainyard/client';
+
+export { isTerminal };
 
 export type Column<T> = { header: string; get: (row: T) => string; align?: 'left' | 'right'; max?: number };
 
@@ -66,10 +68,6 @@ export function progressText(p: Progress, opts: { percent?: boolean } = {}): str
   return parts.join(' ');
 }
 
-export const TERMINAL = ['COMPLETED', 'FAILED', 'CANCELLED'] as const;
-export function isTerminal(status: string): boolean {
-  return (TERMINAL as readonly string[]).includes(status);
-}
 
 /** Where a task is: "queue #2", "slot 0 (GPU 1)", or "-". */
 export function whereText(t: TaskView, queuePositions: ReadonlyMap<string, number>): string {

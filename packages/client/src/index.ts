@@ -13,6 +13,7 @@ import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '@trainyard/server/router';
 
 export type { AppRouter };
+export { ACTIVE_STATUSES, isActive, isTerminal, OPEN_STATUSES, TASK_STATUSES, TERMINAL_STATUSES, type TaskStatus } from '@trainyard/domain/status';
 export type RouterInputs = inferRouterInputs<AppRouter>;
 export type RouterOutputs = inferRouterOutputs<AppRouter>;
 export type TaskView = RouterOutputs['tasks']['get'];

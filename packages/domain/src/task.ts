@@ -1,22 +1,7 @@
 // The task record and the values it is made of. Plain data: no IO, no clocks.
+import type { TaskStatus } from './status';
 
-export const TASK_STATUSES = [
-  'PENDING',
-  'QUEUED',
-  'PREPARING',
-  'TRAINING',
-  'COMPLETED',
-  'FAILED',
-  'CANCELLED',
-] as const;
-export type TaskStatus = (typeof TASK_STATUSES)[number];
-
-export const TERMINAL_STATUSES: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
-export const ACTIVE_STATUSES: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
-
-export function isTerminal(status: TaskStatus): boolean {
-  return TERMINAL_STATUSES.includes(status);
-}
+export * from './status';
 
 /** Knobs of the simulated trainer (ignored by real trainers). */
 export interface SimulateConfig {

@@ -1,7 +1,7 @@
 // Read models: the tasks table, the slot holders and the queue order. Written only by
 // `projectTask`, in the transaction that appends the events they fold.
 import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
-import { slotChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { ACTIVE_STATUSES, slotChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { rowsOf, type Conn } from './database';
 import { ConcurrencyError } from './event-store';
 import { gpuSlots, slotHolders, tasks } from './schema';
@@ -148,7 +148,7 @@ export async function listActive(conn: Conn): Promise<TaskRecord[]> {
   const rows = await conn
     .select({ record: tasks.record })
     .from(tasks)
-    .where(inArray(tasks.status, ['PREPARING', 'TRAINING']));
+    .where(inArray(tasks.status, [...ACTIVE_STATUSES]));
   return rows.map((r) => r.record);
 }
 

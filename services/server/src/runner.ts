@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { decideRecovery, IllegalCommandError, TaskNotFoundError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
+import { decideRecovery, IllegalCommandError, isActive, TaskNotFoundError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
 import { appendLogLines, isConnectionError, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
@@ -78,7 +78,7 @@ export class Runner {
   /** React to a task's new state, whoever committed it (this instance or another). */
   observe(task: TaskRecord): void {
     if (this.closed || task.runnerId !== this.config.runnerId) return;
-    if (task.status !== 'PREPARING' && task.status !== 'TRAINING') return;
+    if (!isActive(task.status)) return;
     if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
     this.armDeadline(task);
     if (task.stop) this.stop(task.id);

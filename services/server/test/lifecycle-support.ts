@@ -4,14 +4,12 @@
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import { errorInfo, type RouterOutputs, type TaskView, type TrainyardClient } from '@trainyard/client';
+import { errorInfo, OPEN_STATUSES, TERMINAL_STATUSES, type RouterOutputs, type TaskView, type TrainyardClient } from '@trainyard/client';
 import { eventually, type RunningServer } from './harness';
 
 export type StoredEvent = RouterOutputs['events']['list']['events'][number];
 export type TaskStatus = TaskView['status'];
 
-export const TERMINAL: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
-export const ACTIVE: readonly TaskStatus[] = ['PENDING', 'QUEUED', 'PREPARING', 'TRAINING'];
 
 /** Generous: trainers and servers share two cores with the other spec files. */
 export const WAIT_MS = 60_000;
@@ -38,7 +36,7 @@ export function waitFor(
 }
 
 export const waitTerminal = (client: TrainyardClient, id: string, timeoutMs = WAIT_MS) =>
-  waitFor(client, id, TERMINAL, () => true, timeoutMs);
+  waitFor(client, id, TERMINAL_STATUSES, () => true, timeoutMs);
 
 /** Every event of one task (or of the whole log), oldest first, over all pages. */
 export async function eventsOf(client: TrainyardClient, taskId?: string): Promise<StoredEvent[]> {
@@ -93,14 +91,14 @@ export function serverOutputOnFailure(get: () => RunningServer | undefined): voi
  * finished, so the next test starts with a free slot and an empty queue.
  */
 export async function drain(client: TrainyardClient): Promise<void> {
-  const active = await client.tasks.list.query({ status: [...ACTIVE], limit: 200 });
+  const active = await client.tasks.list.query({ status: [...OPEN_STATUSES], limit: 200 });
   for (const t of active.items) {
     await client.tasks.cancel.mutate({ id: t.id, reason: 'test cleanup' }).catch(() => {
       /* already stopping or finished */
     });
   }
   await eventually(
-    async () => (await client.tasks.list.query({ status: [...ACTIVE], limit: 1 })).items.length === 0,
+    async () => (await client.tasks.list.query({ status: [...OPEN_STATUSES], limit: 1 })).items.length === 0,
     'every task to be finished',
     WAIT_MS,
   );

@@ -7,7 +7,7 @@
 // - a line that only started like a protocol message skipped the log rate limit.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TaskRecord } from '@trainyard/domain';
+import { isTerminal, type TaskRecord } from '@trainyard/domain';
 import { backendAvailable, backends, rawClient } from '@trainyard/store/testing';
 import { eventually, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
 
@@ -37,7 +37,7 @@ for (const backend of backends()) {
     const ended = (id: string, what: string) =>
       eventually(async () => {
         const t = await s.client.tasks.get.query({ id });
-        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
+        return isTerminal(t.status) ? t : null;
       }, what, 60_000);
     async function allLines(id: string) {
       const out: { seq: number; stream: string; line: string }[] = [];

@@ -2,7 +2,7 @@
 // (HTTP batching for queries and mutations, SSE through the browser's EventSource for
 // subscriptions). Types come from the server's router, type-only.
 import { createTRPCContext } from '@trpc/tanstack-react-query';
-import { createClient, errorInfo, uploadDataset, type AppRouter, type RouterInputs, type RouterOutputs } from '@trainyard/client';
+import { createClient, errorInfo, isActive, isTerminal, uploadDataset, type AppRouter, type RouterInputs, type RouterOutputs } from '@trainyard/client';
 
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
@@ -29,7 +29,7 @@ export function createStudioClient() {
   });
 }
 
-export { errorInfo };
+export { errorInfo, isActive, isTerminal };
 
 /** Uploads a dataset file from this browser; the answer's file_path is the task's datasetPath. */
 export function uploadStudioDataset(file: File) {
@@ -39,13 +39,10 @@ export function uploadStudioDataset(file: File) {
 /** The list query the task table shows and the live feed keeps current. */
 export const TASK_LIST_INPUT = { limit: 200 } as const;
 
-export const ACTIVE: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
-export const CANCELLABLE: readonly TaskStatus[] = ['PENDING', 'QUEUED', 'PREPARING', 'TRAINING'];
-export const DELETABLE: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
 
 export function canCancel(t: Task): boolean {
-  return CANCELLABLE.includes(t.status) && !t.stop;
+  return !isTerminal(t.status) && !t.stop;
 }
 export function canDelete(t: Task): boolean {
-  return DELETABLE.includes(t.status);
+  return isTerminal(t.status);
 }

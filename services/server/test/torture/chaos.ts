@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
-import type { StoredTaskEvent, TaskRecord, TaskStatus } from '@trainyard/domain';
+import { isTerminal, OPEN_STATUSES, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { compareWithLog, openDatabase, type Database } from '@trainyard/store';
 import { createPgCluster, type PgCluster } from './pg-cluster';
 import { callApi, DATASET, killAllUnder, REPO_ROOT, scanProcesses, ServerProc, stillAlive } from './procs';
@@ -30,7 +30,6 @@ import {
   LogTracker,
   PostgresLog,
   readLogViaApi,
-  TERMINAL,
   Violations,
   type Violation,
 } from './invariants';
@@ -434,7 +433,7 @@ class Scenario {
     const acked = this.subs.filter((s) => s.acked);
     if (!acked.length) return null;
     // Aim at a task that has not ended (most end within a second), else at any.
-    const open = this.up(server) ? await listAllTasks(this.url(server), ['PENDING', 'QUEUED', 'PREPARING', 'TRAINING']) : null;
+    const open = this.up(server) ? await listAllTasks(this.url(server), [...OPEN_STATUSES]) : null;
     const openIds = new Set((open ?? []).map((t) => t.id));
     const targets = acked.filter((s) => openIds.has(s.id!));
     const pool = targets.length ? targets : acked;
@@ -624,7 +623,7 @@ class Scenario {
       this.v.add('3', 'settle', `submission ${s.key} was never acknowledged after ${s.attempts} attempts`);
     let last: TaskRecord[] = [];
     while (Date.now() < until) {
-      const open = await listAllTasks(this.url(this.upServers()[0] ?? 0), ['PENDING', 'QUEUED', 'PREPARING', 'TRAINING']);
+      const open = await listAllTasks(this.url(this.upServers()[0] ?? 0), [...OPEN_STATUSES]);
       if (open && open.length === 0) {
         last = [];
         break;
@@ -680,7 +679,7 @@ class Scenario {
       const terminals = this.tracker.terminalEvents(t.id);
       const events = this.tracker.streams.get(t.id) ?? [];
       if (!events.length) this.v.add('4', step, `task ${t.id} has no events in the log`);
-      if (TERMINAL.includes(t.status)) {
+      if (isTerminal(t.status)) {
         const want = { COMPLETED: 'TaskCompleted', FAILED: 'TaskFailed', CANCELLED: 'TaskCancelled' }[t.status as 'COMPLETED'];
         if (terminals.length !== 1 || terminals[0]!.type !== want)
           this.v.add('3', step, `task ${t.id} is ${t.status} with terminal events [${terminals.map((e) => e.type).join(', ')}]`);

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TaskRecord } from '@trainyard/domain';
+import { isTerminal, type TaskRecord } from '@trainyard/domain';
 import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { createPgCluster, type PgCluster } from './pg-cluster';
 import { callApi, DATASET, killAllUnder, ServerProc } from './procs';
@@ -100,7 +100,7 @@ describe.skipIf(!cluster)('Postgres outage under a running service', () => {
       const id = r.ok ? r.data.id : '';
       for (let i = 0; ; i++) {
         const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id });
-        if (t.ok && ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.data.status)) {
+        if (t.ok && isTerminal(t.data.status)) {
           expect(t.data.status).toBe('COMPLETED');
           break;
         }

@@ -7,13 +7,11 @@
 //   4 read models == fold of the log
 //   5 streams: versions 1..n contiguous, positions grow with version, nothing lost or doubled
 //   6 no stall: never a free unblocked slot for long while tasks are queued
-import type { StoredTaskEvent, TaskRecord, TaskStatus } from '@trainyard/domain';
+import { ACTIVE_STATUSES, isActive, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { compareWithLog, readAll, readCommittedAfter, TAIL_START, type Database, type TailCursor } from '@trainyard/store';
 import { callApi, scanProcesses, stillAlive, type ApiResult, type OurProcess } from './procs';
 
 export const TERMINAL_TYPES = new Set(['TaskCompleted', 'TaskFailed', 'TaskCancelled']);
-export const TERMINAL: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
-export const ACTIVE: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
 
 export interface Violation {
   invariant: string;
@@ -255,7 +253,7 @@ export class LiveChecker {
     let queue: QueueView | null = null;
     let url: string | null = null;
     for (const u of urls) {
-      active = await listAllTasks(u, [...ACTIVE]);
+      active = await listAllTasks(u, [...ACTIVE_STATUSES]);
       if (!active) continue;
       const q = await callApi<QueueView>(u, 'queue.get', undefined);
       if (!q.ok) {
@@ -293,7 +291,7 @@ export class LiveChecker {
         if (still.length) {
           const rec = await callApi<TaskRecord>(url, 'tasks.get', { id: taskId });
           const status = rec.ok ? rec.data.status : `unknown (${rec.error.code})`;
-          if (!rec.ok || !ACTIVE.includes(rec.data.status) || rec.data.slotId === null) {
+          if (!rec.ok || !isActive(rec.data.status) || rec.data.slotId === null) {
             if (still.some(stillAlive))
               this.v.add('1', step, `trainer pid ${still.map((p) => p.pid).join(',')} is alive for task ${taskId}, which is ${status} and holds no slot`, `${taskId}-orphan`);
           }

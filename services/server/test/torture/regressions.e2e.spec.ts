@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TaskRecord, TaskSpec } from '@trainyard/domain';
+import { isTerminal, type TaskRecord, type TaskSpec } from '@trainyard/domain';
 import { configureSlots, openDatabase, TaskStore } from '@trainyard/store';
 import { backendAvailable, backends, freshSchemaName, type Backend } from '@trainyard/store/testing';
 import { loadConfig } from '../../src/config';
@@ -88,7 +88,7 @@ for (const backend of backends()) {
       s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
       const done = await eventually(async () => {
         const t = await s!.client.tasks.get.query({ id: taskId });
-        return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) ? t : null;
+        return isTerminal(t.status) ? t : null;
       }, 'the task to end', 60_000);
       expect(done.error?.message ?? null).toBeNull();
       expect(done.status).toBe('COMPLETED');

@@ -4,7 +4,7 @@
 import { keepPreviousData, skipToken, useQuery } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
-import { useTRPC, useTRPCClient, type ReplayResult, type StoredEvent, type Task } from '../api';
+import { isActive, isTerminal, useTRPC, useTRPCClient, type ReplayResult, type StoredEvent, type Task } from '../api';
 import { duration, EVENT_LABEL, fullTime, shortTime } from '../format';
 import { ProgressBar, StatusBadge } from './ui';
 
@@ -67,8 +67,8 @@ function LogView({ taskId, status }: { taskId: string; status: Task['status'] })
   // A running task's log is streamed; a waiting task has none yet; a finished one is read once.
   // (Each stream holds one of the browser's few connections to the server, so only running
   // tasks get one.)
-  const running = status === 'PREPARING' || status === 'TRAINING';
-  const finished = status === 'COMPLETED' || status === 'FAILED' || status === 'CANCELLED';
+  const running = isActive(status);
+  const finished = isTerminal(status);
   // The trainer's last lines may be stored just after the task ends: keep streaming a little
   // longer when it ends while we watch, then read the rest once.
   const [lingering, setLingering] = useState(false);

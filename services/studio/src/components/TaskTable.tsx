@@ -3,7 +3,7 @@
 // and delete ask for confirmation first.
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Fragment, useState } from 'react';
-import { canCancel, canDelete, errorInfo, TASK_LIST_INPUT, useTRPC, type QueueView, type Task } from '../api';
+import { canCancel, canDelete, errorInfo, isActive, isTerminal, TASK_LIST_INPUT, useTRPC, type QueueView, type Task } from '../api';
 import { fullTime, modelShort, shortTime } from '../format';
 import { upsertTask } from '../live';
 import { ConfirmDialog } from './ConfirmDialog';
@@ -58,11 +58,11 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
     });
 
   const shown = (tasks ?? []).filter((t) =>
-    filter === 'all' ? true : filter === 'active' ? !['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status) : ['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status),
+    filter === 'all' ? true : filter === 'active' ? !isTerminal(t.status) : isTerminal(t.status),
   );
   const counts = {
     all: tasks?.length ?? 0,
-    active: tasks?.filter((t) => !['COMPLETED', 'FAILED', 'CANCELLED'].includes(t.status)).length ?? 0,
+    active: tasks?.filter((t) => !isTerminal(t.status)).length ?? 0,
   };
 
   return (
@@ -191,7 +191,7 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
         {pending?.kind === 'cancel' ? (
           <>
             <p>
-              {['PREPARING', 'TRAINING'].includes(pending.task.status)
+              {isActive(pending.task.status)
                 ? 'The trainer is asked to stop (SIGTERM, then killed if it does not exit). Progress so far is not kept as a finished model.'
                 : 'The task leaves the queue and will not run.'}
             </p>

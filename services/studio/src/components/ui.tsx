@@ -1,10 +1,10 @@
 // Small shared pieces: status badge, progress bar, form field with its error.
 import type { ReactNode } from 'react';
-import type { Task, TaskStatus } from '../api';
+import { isTerminal, type Task, type TaskStatus } from '../api';
 import { STATUS_LABEL } from '../format';
 
 export function StatusBadge({ status, stopping }: { status: TaskStatus; stopping?: boolean }) {
-  const label = stopping && !['COMPLETED', 'FAILED', 'CANCELLED'].includes(status) ? 'Stopping' : STATUS_LABEL[status];
+  const label = stopping && !isTerminal(status) ? 'Stopping' : STATUS_LABEL[status];
   return (
     <span className={`badge badge-${stopping && label === 'Stopping' ? 'stopping' : status.toLowerCase()}`} data-testid="status-badge" data-status={status}>
       <span className="badge-dot" aria-hidden />
