@@ -47,7 +47,7 @@ export const createInput = (i: number) => ({
 });
 
 /** A task that holds the one GPU slot for ten minutes (the longest a simulated step may take). */
-export const blockerInput = () => ({
+const blockerInput = () => ({
   ...createInput(0),
   name: 'bench blocker',
   config: { epochs: 1, simulate: { steps: 1, stepMs: 600_000, startupMs: 0 } },

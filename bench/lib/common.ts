@@ -8,7 +8,7 @@ import postgres from 'postgres';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const DATASET = join(REPO_ROOT, 'examples/tiny-dataset.jsonl');
-export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
 export function benchDatabaseUrl(): string {
   return process.env.BENCH_DATABASE_URL || DEFAULT_DATABASE_URL;
@@ -92,7 +92,7 @@ export interface Summary {
 }
 
 /** Percentile by linear interpolation between closest ranks (p in 0..100). */
-export function percentile(sorted: readonly number[], p: number): number {
+function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   if (sorted.length === 1) return sorted[0]!;
   const rank = (p / 100) * (sorted.length - 1);

@@ -34,7 +34,7 @@ export interface ServerOptions {
   ownData?: boolean;
 }
 
-export interface StartupTimes {
+interface StartupTimes {
   /** Spawn to the `listening` line on stdout. */
   listeningMs: number;
   /** Spawn to the first answered system.health over HTTP. */
@@ -57,7 +57,6 @@ export interface BenchServer {
   dispose(): Promise<void>;
 }
 
-export { freePort };
 
 function serverEnv(opts: ServerOptions, dataDir: string, port: number): Record<string, string> {
   const env: Record<string, string> = {};
@@ -187,7 +186,7 @@ async function startOnce(opts: ServerOptions): Promise<BenchServer> {
  * pid and start time is killed (its process group: the trainer leads one), then its shepherd
  * records the exit and ends by itself. Returns the run folders of the trainers killed.
  */
-export function killTrainersUnder(dataDir: string): string[] {
+function killTrainersUnder(dataDir: string): string[] {
   const runs = join(dataDir, 'runs');
   if (!existsSync(runs)) return [];
   const killed: string[] = [];

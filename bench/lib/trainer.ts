@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATASET, onCleanup, removeDir, REPO_ROOT } from './common';
 
-export const SIMULATED_TRAINER = join(REPO_ROOT, 'trainers/simulated-trainer.mjs');
+const SIMULATED_TRAINER = join(REPO_ROOT, 'trainers/simulated-trainer.mjs');
 export const INSTANT_TRAINER = join(REPO_ROOT, 'bench/instant-trainer.mjs');
 
 /**

@@ -73,7 +73,7 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     try {
       return JSON.parse(r.stdout) as T;
     } catch (err) {
-      throw new Error(`stdout is not one JSON document (${(err as Error).message}):\n${describeRun(args, r)}`);
+      throw new Error(`stdout is not one JSON document (${(err as Error).message}):\n${describeRun(args, r)}`, { cause: err });
     }
   };
   const submitArgs = (sim: string, extra: string[] = []) => ['submit', '--model', MODEL, '--dataset', DATASET, '--epochs', '1', '--simulate', sim, ...extra];

@@ -28,7 +28,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   6  server unreachable at --url / TRAINYARD_URL`;
 
 /** An error the CLI itself raises: the message goes to stderr, the process exits with `exitCode`. */
-export class CliError extends Error {
+class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode: ExitCode = EXIT.FAILED,
@@ -59,7 +59,7 @@ const NETWORK_CODES = new Set([
 ]);
 
 /** The errno-style code of the innermost network failure in an error's cause chain, if any. */
-export function networkErrorCode(err: unknown): string | null {
+function networkErrorCode(err: unknown): string | null {
   let e: unknown = err;
   for (let depth = 0; e && depth < 8; depth++) {
     const code = (e as { code?: unknown }).code;

@@ -22,7 +22,7 @@ export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): str
   return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n');
 }
 
-export function oneLine(s: string): string {
+function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ⏎ ');
 }
 
@@ -50,7 +50,7 @@ export function duration(ms: number): string {
   return parts.join('');
 }
 
-export function between(fromIso: string | null, toIso: string | null): string | null {
+function between(fromIso: string | null, toIso: string | null): string | null {
   if (!fromIso || !toIso) return null;
   const ms = Date.parse(toIso) - Date.parse(fromIso);
   return Number.isFinite(ms) && ms >= 0 ? duration(ms) : null;
@@ -141,7 +141,7 @@ export function taskDetails(t: TaskView, queuePosition: number | null): string {
 }
 
 /** "exit code 1", "signal SIGKILL", "timeout", "lost, signal SIGKILL" ... */
-export function errorHow(e: NonNullable<TaskView['error']>): string {
+function errorHow(e: NonNullable<TaskView['error']>): string {
   const parts = [e.exitCode !== null ? `exit code ${e.exitCode}` : null, e.signal ? `signal ${e.signal}` : null].filter(Boolean);
   if (e.reason !== 'exit' && e.reason !== 'signal') parts.unshift(e.reason);
   return parts.join(', ');

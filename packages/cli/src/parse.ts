@@ -48,7 +48,7 @@ export const PRESETS = {
   balanced: { batchSize: 2, gradientAccumulation: 8, maxLength: 1024 },
   performance: { batchSize: 4, gradientAccumulation: 4, maxLength: 2048, load8bit: false },
 } as const satisfies Record<string, Partial<TrainingConfigInput>>;
-export type PresetName = keyof typeof PRESETS;
+type PresetName = keyof typeof PRESETS;
 
 export interface SubmitFlags {
   model: string;

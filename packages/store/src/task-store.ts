@@ -29,7 +29,7 @@ import {
 import { sql } from 'drizzle-orm';
 import { type Conn, type Database, type Tx } from './database';
 import { isRefusedData, isRetryable } from './errors';
-import { appendNewStreams, appendToStream, ConcurrencyError, type AppendMetadata } from './event-store';
+import { appendNewStreams, appendToStream, type AppendMetadata } from './event-store';
 import { appendLogLines, type LogLine } from './task-logs';
 import { countQueued, findByIdempotencyKey, listQueue, listSlots, loadTask, projectNewTasks, projectTask, type SlotRow } from './read-models';
 

@@ -18,7 +18,7 @@ export default async function setup(project: TestProject) {
   } catch (err) {
     const msg = `Postgres at ${url} is not reachable (${(err as Error).message}).`;
     if (process.env.TRAINYARD_REQUIRE_POSTGRES === '1') {
-      throw new Error(`${msg} TRAINYARD_REQUIRE_POSTGRES=1, so this run fails instead of skipping.`);
+      throw new Error(`${msg} TRAINYARD_REQUIRE_POSTGRES=1, so this run fails instead of skipping.`, { cause: err });
     }
     const bar = '!'.repeat(100);
     console.warn(`\n${bar}\n!! ${msg}\n!! THE POSTGRES HALF OF THE STORE AND SERVICE SPECS IS SKIPPED: only PGlite was tested.\n!! Start Postgres (see infra/) or set TEST_DATABASE_URL to run it.\n${bar}\n`);

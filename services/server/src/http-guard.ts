@@ -28,7 +28,7 @@ export interface RequestHead {
   headers: Record<string, string | string[] | undefined>;
 }
 
-export const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'] as const;
+const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'] as const;
 const WILDCARD_BINDS = new Set(['0.0.0.0', '::', '[::]']);
 const HOST_SYNTAX = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$/;
 
@@ -134,7 +134,7 @@ const HOW_TO_ALLOW =
   'To reach the service under this name, add it to TRAINYARD_ALLOWED_HOSTS (comma-separated host or host:port) and restart the service.';
 
 /** 421 unless the Host header names the service; checked on every route. */
-export function checkHost(policy: HostPolicy, req: RequestHead): Refusal | null {
+function checkHost(policy: HostPolicy, req: RequestHead): Refusal | null {
   const host = one(req.headers, 'host');
   if (isAllowedHost(policy, host)) return null;
   return {
@@ -163,7 +163,7 @@ export function checkOrigin(policy: HostPolicy, req: RequestHead): Refusal | nul
 }
 
 /** 415 for a body that is not JSON: tRPC would otherwise hand a form post to a procedure. */
-export function checkJsonBody(req: RequestHead): Refusal | null {
+function checkJsonBody(req: RequestHead): Refusal | null {
   const type = one(req.headers, 'content-type');
   const media = type?.split(';', 1)[0]!.trim().toLowerCase();
   if (media === 'application/json') return null;

@@ -32,7 +32,7 @@ import {
 import type { EventFeed } from './feed';
 
 /** Items a subscriber may have waiting before it is ended (they are shared between subscribers). */
-export const MAILBOX_LIMIT = 2000;
+const MAILBOX_LIMIT = 2000;
 const CATCH_UP_PAGE = 200;
 const LOG_PAGE = 500;
 const END_TYPES = new Set(['TaskCompleted', 'TaskFailed', 'TaskCancelled', 'TaskDeleted']);

@@ -20,7 +20,7 @@ const text = (field: string, max: number) =>
     // it, so it reached SQL and failed there (a 500 instead of naming the field).
     .refine((s) => !UNPAIRED_SURROGATE.test(s), `${field} must be valid Unicode text (it has an unpaired surrogate)`);
 
-export const taskId = z
+const taskId = z
   .string({ error: 'id must be text' })
   .min(1, 'id must not be empty')
   .max(64, 'id must be at most 64 characters')
@@ -33,7 +33,7 @@ const int = (field: string, min: number, max: number) =>
     .min(min, `${field} must be at least ${min}`)
     .max(max, `${field} must be at most ${max}`);
 
-export const simulateConfig = z
+const simulateConfig = z
   .strictObject({
     steps: int('steps', 1, 100_000).optional(),
     stepMs: int('stepMs', 0, 600_000).optional(),
@@ -47,7 +47,7 @@ export const simulateConfig = z
   })
   .describe('knobs of the simulated trainer');
 
-export const trainingConfig = z
+const trainingConfig = z
   .strictObject({
     epochs: int('epochs', 1, 100).default(3),
     batchSize: int('batchSize', 1, 256).default(1),
@@ -111,7 +111,7 @@ export const logsInput = z.strictObject({
   includeProtocol: z.boolean().default(false),
 });
 
-export const position = z
+const position = z
   .string({ error: 'position must be text' })
   .regex(/^[0-9]{1,19}$/, 'position must be a log position (digits)')
   // 19 digits go past bigint: such a cursor reached SQL and failed there (a 500).
@@ -154,8 +154,8 @@ export const eventsListInput = z
   .default({ limit: 100 });
 
 /** Steps of events.replay per page: by default, at most, and the page's size as JSON at most. */
-export const REPLAY_PAGE_DEFAULT = 100;
-export const REPLAY_PAGE_MAX = 500;
+const REPLAY_PAGE_DEFAULT = 100;
+const REPLAY_PAGE_MAX = 500;
 export const REPLAY_PAGE_MAX_BYTES = 1_000_000;
 
 export const replayInput = z

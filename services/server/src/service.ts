@@ -124,6 +124,7 @@ export class TrainyardService {
       throw new Error(
         `could not open the ${config.storage.url ? 'Postgres database' : `embedded database in ${config.storage.dataDir}`}: ${(err as Error).message}` +
           (config.storage.url ? '. Check DATABASE_URL and that Postgres is running.' : ''),
+        { cause: err },
       );
     }
     const service = new TrainyardService(config, database, log);

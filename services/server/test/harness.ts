@@ -13,7 +13,7 @@ import { killAllUnder } from './torture/procs';
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DATASET = join(REPO_ROOT, 'examples/tiny-dataset.jsonl');
 /** The datasets root specs' servers get by default: the repository's examples (DATASET). */
-export const EXAMPLES_ROOT = join(REPO_ROOT, 'examples');
+const EXAMPLES_ROOT = join(REPO_ROOT, 'examples');
 const MAIN = join(REPO_ROOT, 'services/server/src/main.ts');
 
 export interface ServerOptions {

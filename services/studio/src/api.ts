@@ -12,14 +12,12 @@ export type GpuInfo = RouterOutputs['system']['gpuInfo'];
 export type GpuDevice = GpuInfo['devices'][number];
 export type QueueView = RouterOutputs['queue']['get'];
 export type CreateResult = RouterOutputs['tasks']['create'];
-export type Warning = CreateResult['warnings'][number];
 export type CreateInput = RouterInputs['tasks']['create'];
 export type StoredEvent = RouterOutputs['events']['list']['events'][number];
 export type ReplayResult = RouterOutputs['events']['replay'];
-export type Health = RouterOutputs['system']['health'];
 
 /** Who acts from this panel (recorded as the actor of the events it causes). */
-export const STUDIO_USER = 'studio';
+const STUDIO_USER = 'studio';
 
 export function createStudioClient() {
   return createClient({

@@ -40,10 +40,6 @@ export function modelShort(model: string): string {
   return model.split('/').pop() || model;
 }
 
-export function pluralize(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
-
 export const STATUS_LABEL: Record<string, string> = {
   PENDING: 'Pending',
   QUEUED: 'Queued',

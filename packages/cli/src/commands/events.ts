@@ -6,13 +6,13 @@ import { progressText, table, taskDetails, time } from '../format';
 import { out, printJson, printJsonLine } from '../io';
 import { intArg, listArg, parseDuration } from '../parse';
 
-export type EventView = RouterOutputs['events']['list']['events'][number];
+type EventView = RouterOutputs['events']['list']['events'][number];
 type ReplayPage = RouterOutputs['events']['replay'];
 /** Steps per replay page the CLI asks for: the service's most (it also cuts a page at about 1 MB). */
 const REPLAY_PAGE = 500;
 
 /** A short, one-line summary of an event's data. */
-export function eventDetail(e: EventView): string {
+function eventDetail(e: EventView): string {
   switch (e.type) {
     case 'TaskSubmitted':
       return `${e.data.spec.name} (model ${e.data.spec.model})`;
@@ -38,7 +38,7 @@ export function eventDetail(e: EventView): string {
 }
 
 /** --from/--to: an ISO time, or a duration meaning that long ago ("1h" = an hour ago). */
-export function timeArg(text: string): string {
+function timeArg(text: string): string {
   if (/^\d+(?:\.\d+)?(ms|s|m|h|d)/.test(text.trim())) return new Date(Date.now() - parseDuration(text)).toISOString();
   return text;
 }

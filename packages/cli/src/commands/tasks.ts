@@ -23,7 +23,7 @@ import { buildCreateInput, intArg, listArg, numberArg, parseDuration, PRESETS, t
 type Json = { json?: boolean };
 
 /** The exit code for how a followed task ended. */
-export function outcomeExit(t: TaskView): ExitCode {
+function outcomeExit(t: TaskView): ExitCode {
   return t.status === 'COMPLETED' ? EXIT.OK : t.status === 'CANCELLED' ? EXIT.CANCELLED : EXIT.FAILED;
 }
 

@@ -118,7 +118,7 @@ export function parseAppsCsv(text: string): RawApp[] {
 }
 
 /** MiB → GB, one decimal. */
-export function mibToGb(mib: number): number {
+function mibToGb(mib: number): number {
   return round1(mib / 1024);
 }
 

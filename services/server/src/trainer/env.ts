@@ -5,7 +5,7 @@
 // passes on purpose (TRAINYARD_TRAINER_ENV), and the protocol variables the runner adds.
 
 /** Passed whatever the operator configures: names, or prefixes ending in `*`. */
-export const TRAINER_ENV_ALLOWED: readonly string[] = [
+const TRAINER_ENV_ALLOWED: readonly string[] = [
   'PATH',
   'HOME',
   'USER',

@@ -96,7 +96,7 @@ function isLive(stat: ProcStat | null): stat is ProcStat {
  * (a reused pid is not it) AND a shepherd's argv (after a reboot a pid and start time could
  * match some unrelated process; recovery may kill what it finds here, so be sure).
  */
-export function shepherdOfFile(runDir: string): number | null {
+function shepherdOfFile(runDir: string): number | null {
   let raw: { pid?: unknown; startTime?: unknown };
   try {
     raw = JSON.parse(readFileSync(join(runDir, SHEPHERD_FILE), 'utf8')) as typeof raw;

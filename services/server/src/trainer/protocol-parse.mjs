@@ -18,7 +18,7 @@ const LOG = Object.freeze({ kind: 'log' });
 const PROGRESS_FIELDS = /** @type {const} */ (['epoch', 'totalEpochs', 'step', 'totalSteps', 'loss']);
 
 /** Longest line even tried as JSON; protocol lines are tiny (artifact paths aside). */
-export const MAX_MESSAGE_CHARS = 64 * 1024;
+const MAX_MESSAGE_CHARS = 64 * 1024;
 
 /**
  * Classifies one line of trainer stdout. Anything that is not a well-formed protocol message

@@ -8,8 +8,8 @@
 // The parse itself lives in protocol-parse.mjs, shared with the shepherd (plain Node).
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 
-export { parseTrainerLine, MAX_MESSAGE_CHARS } from './protocol-parse.mjs';
-export type { ArtifactMessage, ParsedLine, PhaseMessage, ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
+export { parseTrainerLine } from './protocol-parse.mjs';
+export type { ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
 import type { ProgressMessage } from './protocol-parse.mjs';
 
 export interface ArtifactLimits {
@@ -60,7 +60,7 @@ export function progressRecord(p: Omit<ProgressMessage, 'type'>): {
   };
 }
 
-export const DEFAULT_PROGRESS_INTERVAL_MS = 2000;
+const DEFAULT_PROGRESS_INTERVAL_MS = 2000;
 
 /**
  * Decides which progress reports become durable events, so the event log does not get

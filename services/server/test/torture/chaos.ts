@@ -226,7 +226,7 @@ function spread(prng: Prng, n: number, span: number, from = 0.03, to = 0.9): num
   return Array.from({ length: n }, () => Math.round(span * (from + (to - from) * prng.next())));
 }
 
-export function planChaos(seed: number, p: { tasks: number; serverKills: number; trainerKills: number; dbRestarts: number; cancels: number; dupSubmits: number; scheduleMs: number }): Action[] {
+function planChaos(seed: number, p: { tasks: number; serverKills: number; trainerKills: number; dbRestarts: number; cancels: number; dupSubmits: number; scheduleMs: number }): Action[] {
   const prng = new Prng(seed).fork('schedule');
   const actions: Action[] = [];
   // Submissions arrive in bursts and lulls: exponential gaps around the mean.
@@ -255,7 +255,7 @@ function kindOrder(a: Action): number {
   return ['submit', 'dup', 'cancel', 'kill-trainer', 'kill-server', 'restart-db'].indexOf(a.kind);
 }
 
-export function planTwo(seed: number, p: Profile['two'], servers: number): Action[] {
+function planTwo(seed: number, p: Profile['two'], servers: number): Action[] {
   const prng = new Prng(seed).fork('two');
   const actions: Action[] = [];
   const mean = (p.scheduleMs * 0.85) / Math.max(1, p.creates);
@@ -278,7 +278,7 @@ export function planTwo(seed: number, p: Profile['two'], servers: number): Actio
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-export interface PgControl {
+interface PgControl {
   stop(mode: 'fast' | 'immediate'): Promise<void>;
   start(): Promise<void>;
 }

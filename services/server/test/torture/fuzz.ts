@@ -36,7 +36,7 @@ export interface FuzzStats {
   byCode: Record<string, number>;
 }
 
-export interface Call {
+interface Call {
   proc: string;
   input?: unknown;
   /** Sent verbatim instead of JSON.stringify(input). */
@@ -59,7 +59,7 @@ const fragment = fc.oneof(
 );
 
 /** Strings made of hostile pieces, sometimes huge. */
-export const hostileString: fc.Arbitrary<string> = fc.oneof(
+const hostileString: fc.Arbitrary<string> = fc.oneof(
   { weight: 6, arbitrary: fc.array(fragment, { minLength: 0, maxLength: 6 }).map((xs) => xs.join('')) },
   { weight: 1, arbitrary: fc.constantFrom('', ' ', '   \t ') },
   { weight: 1, arbitrary: fc.tuple(fragment, fc.integer({ min: 200, max: 300_000 })).map(([f, n]) => (f || 'x').repeat(Math.ceil(n / Math.max(1, f.length)))) },
@@ -78,7 +78,7 @@ const deep = (n: number, leaf: unknown): unknown => {
 };
 
 /** Anything JSON can carry, hostile leaning. */
-export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
+const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 4, arbitrary: hostileString },
   { weight: 3, arbitrary: hostileNumber },
   { weight: 1, arbitrary: fc.constantFrom(null, true, false, [], {}, { __proto__: { polluted: true } }, { constructor: { prototype: { x: 1 } } }) },
@@ -133,7 +133,7 @@ const positionish = fc.oneof(
 // ---------------------------------------------------------------------------------------------
 // Calls
 
-export function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
+function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
   const id = fc.oneof(
     { weight: 2, arbitrary: fc.constantFrom(...(t.knownIds.length ? t.knownIds : ['tnone'])) },
     { weight: 2, arbitrary: fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/) },
@@ -345,7 +345,7 @@ export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; see
 // ---------------------------------------------------------------------------------------------
 // Hostile request headers: DNS rebinding and cross-site requests (issue 10, finding 1)
 
-export interface HeaderCall {
+interface HeaderCall {
   method: 'GET' | 'POST';
   path: string;
   headers: Record<string, string>;
@@ -367,7 +367,7 @@ const headerText = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c
  * not JSON. The body of a POST is a submission the service would accept, so a request that got
  * through would show up as a written event.
  */
-export function headerCallArbitrary(t: FuzzTarget): fc.Arbitrary<HeaderCall> {
+function headerCallArbitrary(t: FuzzTarget): fc.Arbitrary<HeaderCall> {
   const port = Number(new URL(t.url).port);
   const own = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
   const ownLower = new Set(own);

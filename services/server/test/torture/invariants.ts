@@ -11,7 +11,7 @@ import { ACTIVE_STATUSES, isActive, type StoredTaskEvent, type TaskRecord, type 
 import { compareWithLog, readAll, readCommittedAfter, TAIL_START, type Database, type TailCursor } from '@trainyard/store';
 import { callApi, scanProcesses, stillAlive, type ApiResult, type OurProcess } from './procs';
 
-export const TERMINAL_TYPES = new Set(['TaskCompleted', 'TaskFailed', 'TaskCancelled']);
+const TERMINAL_TYPES = new Set(['TaskCompleted', 'TaskFailed', 'TaskCancelled']);
 
 export interface Violation {
   invariant: string;
@@ -88,7 +88,7 @@ export class LogTracker {
   }
 }
 
-export function cmpPos(a: string, b: string): number {
+function cmpPos(a: string, b: string): number {
   const d = BigInt(a) - BigInt(b);
   return d < 0n ? -1 : d > 0n ? 1 : 0;
 }

@@ -26,7 +26,7 @@ export interface PgCluster {
 }
 
 /** Where the Postgres server binaries are (pg_ctl, initdb), or null. */
-export function findPgBin(): string | null {
+function findPgBin(): string | null {
   const env = process.env.TRAINYARD_PG_BIN;
   if (env && existsSync(join(env, 'pg_ctl'))) return env;
   const root = '/usr/lib/postgresql';
@@ -39,7 +39,6 @@ export function findPgBin(): string | null {
   return null;
 }
 
-export { freePort };
 
 function postgresIds(): { uid: number; gid: number } | null {
   if (process.getuid?.() !== 0) return null;
@@ -80,7 +79,7 @@ export async function createPgCluster(opts: { log?: (m: string) => void } = {}):
       return await exec('pg_ctl', ['-D', data, ...args], timeout);
     } catch (err) {
       const e = err as { stderr?: string; stdout?: string; message: string };
-      throw new Error(`pg_ctl ${args.join(' ')} failed: ${e.stderr || e.stdout || e.message}`);
+      throw new Error(`pg_ctl ${args.join(' ')} failed: ${e.stderr || e.stdout || e.message}`, { cause: err });
     }
   };
   const start = async () => {
@@ -103,7 +102,7 @@ export async function createPgCluster(opts: { log?: (m: string) => void } = {}):
     await start();
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`could not create a private Postgres cluster: ${(err as Error).message}`);
+    throw new Error(`could not create a private Postgres cluster: ${(err as Error).message}`, { cause: err });
   }
   opts.log?.(`private Postgres cluster on port ${port} in ${data}`);
   return {

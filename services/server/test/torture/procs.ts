@@ -14,7 +14,7 @@ const MAIN = join(REPO_ROOT, 'services/server/src/main.ts');
 // ---------------------------------------------------------------------------------------------
 // The API, raw: one procedure per HTTP request, exactly what a client sends.
 
-export interface ApiError {
+interface ApiError {
   code: string;
   message: string;
   httpStatus: number | null;

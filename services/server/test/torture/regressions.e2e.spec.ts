@@ -201,7 +201,7 @@ for (const backend of backends()) {
 
     it('killed after launch.json, before the shepherd started: the restart launches again (was: FAILED "run directory was already used")', async () => {
       const { dataDir, schema, task } = await killedMidLaunch(backend);
-      const done = await restartUntilEnded(dataDir, schema, task.id);
+      await restartUntilEnded(dataDir, schema, task.id);
       const types = await eventTypes(s!, task.id);
       expect(types.filter((t) => t === 'TrainerSpawned')).toHaveLength(1);
     });

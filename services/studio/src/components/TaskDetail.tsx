@@ -147,7 +147,6 @@ function LogView({ taskId, status }: { taskId: string; status: Task['status'] })
     return () => {
       cancelled = true;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [finished, streaming, taskId, client]);
 
   useLayoutEffect(() => {
