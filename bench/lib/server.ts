@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { DATASET, dropSchema, onCleanup, processMemory, removeDir, REPO_ROOT, sleep } from './common';
-import { freePort } from '../../services/server/test/harness';
+import { freePort } from '@trainyard/server/testing';
 
 /** Extra node flags for every server started (run.ts --cpu-prof DIR sets --cpu-prof flags). */
 let extraNodeArgs: string[] = [];

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTerminal } from '@trainyard/client';
 import { backends } from '@trainyard/store/testing';
-import { DATASET, eventually, REPO_ROOT, startServer, type RunningServer } from '../../../services/server/test/harness';
+import { DATASET, eventually, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
 
 const BIN = join(REPO_ROOT, 'packages/cli/bin/trainyard.mjs');
 const MODEL = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';

@@ -1,5 +1,6 @@
-// Runs the real server as a child process (as `npm start` does) on a free port, against PGlite
-// in a temp folder or a fresh schema on the test Postgres, and gives a typed client for it.
+// The test kit, imported as `@trainyard/server/testing` by any package's specs: runs the real
+// server as a child process (as `npm start` does) on a free port, against PGlite in a temp
+// folder or a fresh schema on the test Postgres, and gives a typed client for it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
-import { DATASET, REPO_ROOT, startServer, type RunningServer } from '../../server/test/harness';
+import { DATASET, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
 
 const STUDIO = resolve(import.meta.dirname, '..');
 const DIST = join(STUDIO, 'dist');
