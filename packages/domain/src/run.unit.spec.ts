@@ -116,7 +116,7 @@ describe('decideRun: output lines', () => {
     expect(commandsOf(whenRun(run, line('p', { message: { type: 'phase', phase: 'training' } })))).toEqual([]);
   });
   it('a protocol message on stderr is a plain line', () => {
-    const d = whenRun(following, { ...line('p', { message: { type: 'phase', phase: 'training' } }), line: { seq: 7, stream: 'stderr', line: 'p', t: 1 } });
+    const d = whenRun(following, { type: 'line', message: { type: 'phase', phase: 'training' }, line: { seq: 7, stream: 'stderr', line: 'p', t: 1 } });
     expect(commandsOf(d)).toEqual([]);
   });
   it('progress the throttle lets through is recorded (absent fields as null); other progress only stored', () => {
