@@ -92,8 +92,8 @@ export type RunObservation =
    * reported artifact.
    */
   | { type: 'line'; line: RunOutputLine; message?: RunMessage; progressDue?: boolean; artifact?: ArtifactCheck }
-  /** The trainer ended (exit status from its shepherd); `detail`: the output quoted in a failure. */
-  | { type: 'exited'; exit: RunExit; detail?: string }
+  /** The trainer ended (exit status from its shepherd); all its output is stored or buffered. */
+  | { type: 'exited'; exit: RunExit }
   /** The trainer is gone and its shepherd with it: no exit status will come. */
   | { type: 'vanished' }
   /** The task's deadline passed. */
@@ -114,6 +114,8 @@ export interface RunCommand {
   withLines?: true;
   /** Append the last N stored output lines to the failure message (see withLastOutput). */
   quoteLastLines?: number;
+  /** A failed exit: its `detail` is the last plain lines of the stored output, read just before. */
+  withFailureDetail?: true;
 }
 
 export type RunOutcome = 'reattached' | 'settled' | 'launched' | 'failed';
@@ -197,10 +199,11 @@ export function decideRun(run: RunState, obs: RunObservation, options: RunDecide
           ? { type: 'fail', reason: 'lost', message: `trainer process ${run.pid} disappeared without an exit status (its shepherd was killed too)` }
           : obs.exit.error
             ? { type: 'fail', reason: 'spawn' satisfies FailureReason, message: obs.exit.error }
-            : { type: 'recordExit', exitCode: obs.exit.code, signal: obs.exit.signal, ...(obs.detail ? { detail: obs.detail } : {}) };
+            : { type: 'recordExit', exitCode: obs.exit.code, signal: obs.exit.signal };
+      const failed = command.type === 'recordExit' && obs.type === 'exited' && obs.exit.code !== 0;
       return {
         run: { ...run, phase: 'ended', killArmed: false },
-        commands: [{ command, actor: 'runner', withLines: true }],
+        commands: [{ command, actor: 'runner', withLines: true, ...(failed ? { withFailureDetail: true as const } : {}) }],
         // The copy can be as large as the dataset; the original stays where it was submitted from.
         effects: [{ kind: 'release' }, { kind: 'removeDatasetCopy' }],
       };

@@ -149,9 +149,11 @@ describe('decideRun: exit', () => {
     expect(d.commands).toEqual([{ command: { type: 'recordExit', exitCode: 0, signal: null }, actor: 'runner', withLines: true }]);
     expect([effectsOf(d), d.run.phase]).toEqual([['release', 'removeDatasetCopy'], 'ended']);
   });
-  it('a failed exit carries its detail', () => {
-    const d = whenRun(following, { type: 'exited', exit: { code: 1, signal: null }, detail: 'last output:\nboom' });
-    expect(d.commands[0]!.command).toEqual({ type: 'recordExit', exitCode: 1, signal: null, detail: 'last output:\nboom' });
+  it('a failed exit (a code, or a signal) is recorded with the stored output as its detail', () => {
+    for (const exit of [{ code: 1, signal: null }, { code: null, signal: 'SIGSEGV' }]) {
+      const d = whenRun(following, { type: 'exited', exit });
+      expect(d.commands).toEqual([{ command: { type: 'recordExit', exitCode: exit.code, signal: exit.signal }, actor: 'runner', withLines: true, withFailureDetail: true }]);
+    }
   });
   it('a trainer that could not start: fail as a spawn error', () => {
     const d = whenRun(following, { type: 'exited', exit: { code: null, signal: null, error: 'ENOENT' } });

@@ -4,26 +4,56 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { decideRecovery, IllegalCommandError, TaskNotFoundError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
+import {
+  decideRun,
+  IllegalCommandError,
+  startRun,
+  TaskNotFoundError,
+  withLastOutput,
+  type RunFacts,
+  type RunObservation,
+  type RunOutcome,
+  type RunState,
+  type TaskCommand,
+  type TaskRecord,
+} from '@trainyard/domain';
 import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
-import { checkArtifact, parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
+import { checkArtifact, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
 import { DatasetError, stageDataset } from './datasets';
 import { trainerEnv } from './trainer/env';
 import { discardUnstartedLaunch, ensurePrivateDir, launchShepherd, writePrivateFile, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
 
-type Outcome = 'reattached' | 'settled' | 'launched' | 'failed';
+type Outcome = RunOutcome;
 
+/** A run this instance is in charge of: the run decider's state of it, and the IO that carries its decisions out. */
 interface Run {
-  taskId: string;
-  attempt: number;
-  runDir: string;
-  pid: number | null;
+  state: RunState;
+  /** The task as last committed by this run (what follow() starts from). */
+  task: TaskRecord;
   tailer: RunTailer | null;
-  stopRequested: boolean;
   killTimer: NodeJS.Timeout | null;
-  finished: boolean;
+  /** The trainer's output not stored yet (while it is followed). */
+  output: OutputBuffer | null;
+}
+
+/** What the caller of decide() goes on with (a recovery step). */
+interface Next {
+  recover?: TaskRecord;
+  launch?: boolean;
+  outcome?: RunOutcome;
+}
+
+/** Buffered output lines of one run, stored in order (flushes run one after another). */
+interface OutputBuffer {
+  push(line: LogLine): Promise<void>;
+  /** Store everything buffered so far, including what a timer flush already took. */
+  flush(): Promise<void>;
+  /** Wait for flushes under way (without starting one). */
+  settled(): Promise<void>;
+  /** Take the lines not stored yet (to store them with a command). */
+  take(): LogLine[];
 }
 
 export interface RunnerLog {
@@ -64,7 +94,7 @@ export class Runner {
 
   /** PIDs of trainers this instance runs (to tell our GPU processes from other programs'). */
   ourPids(): Set<number> {
-    return new Set([...this.runs.values()].flatMap((r) => (r.pid ? [r.pid] : [])));
+    return new Set([...this.runs.values()].flatMap((r) => (r.state.pid ? [r.state.pid] : [])));
   }
 
   get activeCount(): number {
@@ -99,57 +129,109 @@ export class Runner {
 
   /** Take charge of a task synchronously, so two notifications never start two trainers. */
   private claim(task: TaskRecord): Run {
-    const run: Run = { taskId: task.id, attempt: task.attempt, runDir: task.trainer?.runDir ?? this.runDirOf(task), pid: task.trainer?.pid ?? null, tailer: null, stopRequested: false, killTimer: null, finished: false };
+    const run: Run = { state: startRun(task, this.runDirOf(task)), task, tailer: null, killTimer: null, output: null };
     this.runs.set(task.id, run);
     return run;
   }
 
   /**
-   * Bring one active task of ours to where it should be, from what its run folder says:
-   * a live trainer is followed, an ended one settled, a vanished one failed, and a task whose
-   * trainer was never started gets one now.
+   * Bring one active task of ours to where it should be, from what its run folder says (the run
+   * decider decides: a live trainer is followed, an ended one settled, a vanished one failed,
+   * and a task whose trainer was never started gets one now).
    */
   private async settle(task: TaskRecord, run: Run): Promise<Outcome> {
-    const runDir = run.runDir;
     for (;;) {
-      const facts = await this.runFacts(task, runDir);
-      const action = decideRecovery(task, facts);
-      switch (action.kind) {
-        case 'recordSpawn': {
-          const r = await this.command(task.id, { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir }, 'runner');
-          if (!r?.trainer) return this.release(task.id, 'failed');
-          task = r;
-          continue;
-        }
-        case 'awaitShepherd':
-          await this.awaitShepherd(task.id, runDir);
-          continue;
-        case 'launch':
-          await this.launch(task, run);
-          return 'launched';
-        case 'failSpawn':
-          this.runs.delete(task.id);
-          await this.command(task.id, { type: 'fail', reason: 'spawn', message: action.message }, 'runner');
-          return 'failed';
-        case 'follow':
-        case 'settle':
-          run.pid = task.trainer!.pid;
-          void this.follow(task, run);
-          return action.kind === 'follow' ? 'reattached' : 'settled';
-        case 'failLost': {
-          this.runs.delete(task.id);
-          const last = await lastLogLines(this.store.db, task.id, 3);
-          const tail = last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : '';
-          await this.command(task.id, { type: 'fail', reason: 'lost', message: action.message + tail }, 'recovery');
-          return 'failed';
-        }
+      run.task = task;
+      const facts = await this.runFacts(task, run.state.runDir);
+      const next = await this.decide(run, { type: 'recovery', task, facts });
+      if (next.launch) {
+        await this.launch(task, run);
+        return 'launched';
       }
+      if (next.recover) {
+        task = next.recover;
+        continue;
+      }
+      return next.outcome ?? 'failed';
     }
   }
 
-  private release(taskId: string, outcome: Outcome): Outcome {
-    this.runs.delete(taskId);
-    return outcome;
+  /**
+   * Decide what the observation means for the run (decideRun) and carry it out: the run's new
+   * state (an ended run's kill timer and deadline are disarmed first), the commands in order
+   * (each one's record observed back), then the effects.
+   */
+  private async decide(run: Run, obs: RunObservation): Promise<Next> {
+    const d = decideRun(run.state, obs);
+    const taskId = run.state.taskId;
+    const ending = run.state.phase !== 'ended' && d.run.phase === 'ended';
+    run.state = d.run;
+    if (ending) {
+      if (run.killTimer) clearTimeout(run.killTimer);
+      this.clearDeadline(taskId);
+    }
+    const next: Next = d.outcome ? { outcome: d.outcome } : {};
+    for (const c of d.commands) {
+      if (c.flushFirst) await run.output?.flush();
+      let command: TaskCommand = c.command;
+      if (c.quoteLastLines && command.type === 'fail') {
+        const last = await this.retry(() => lastLogLines(this.store.db, taskId, c.quoteLastLines!));
+        command = { ...command, message: withLastOutput(command.message, last.map((l) => l.line)) };
+      }
+      if (c.withFailureDetail && command.type === 'recordExit') {
+        const detail = await this.failureDetail(taskId);
+        if (detail) command = { ...command, detail };
+      }
+      const lines = c.withLines ? (run.output?.take() ?? []) : [];
+      const r = await this.command(taskId, command, c.actor, lines);
+      if (r) run.task = r;
+      Object.assign(next, await this.decide(run, { type: 'committed', command: command.type, task: r }));
+    }
+    for (const e of d.effects) {
+      switch (e.kind) {
+        case 'awaitShepherd':
+          await this.awaitShepherd(taskId, run.state.runDir);
+          break;
+        case 'recover':
+          next.recover = e.task;
+          break;
+        case 'launch':
+          next.launch = true;
+          break;
+        case 'follow':
+          void this.follow(run);
+          break;
+        case 'storeLine':
+          await run.output?.push({ seq: e.line.seq, stream: e.line.stream, line: e.line.line, at: new Date(e.line.t).toISOString() });
+          break;
+        case 'signal':
+          signalGroup(run.state.pid!, e.signal);
+          break;
+        case 'armKill':
+          run.killTimer = setTimeout(() => void this.decide(run, { type: 'graceOver', graceMs: this.config.killGraceMs }), this.config.killGraceMs);
+          run.killTimer.unref();
+          break;
+        case 'release':
+          if (this.runs.get(taskId) === run) this.runs.delete(taskId);
+          break;
+        case 'removeDatasetCopy':
+          // The copy can be as large as the dataset; the original stays where it was submitted from.
+          try {
+            rmSync(join(run.state.runDir, DATASET_DIR), { recursive: true, force: true });
+          } catch (err) {
+            this.log.warn(`task ${taskId}: could not remove its dataset copy: ${(err as Error).message}`);
+          }
+          break;
+        case 'log':
+          this.log[e.level](e.message);
+          break;
+        default: {
+          const unhandled: never = e;
+          throw new Error(`unhandled run effect ${JSON.stringify(unhandled)}`);
+        }
+      }
+    }
+    return next;
   }
 
   private async runFacts(task: TaskRecord, runDir: string): Promise<RunFacts> {
@@ -168,7 +250,6 @@ export class Runner {
    * hung: it is killed, so that the run can be launched again without two trainers.
    */
   private async awaitShepherd(taskId: string, runDir: string): Promise<void> {
-    this.log.info(`task ${taskId}: a shepherd for ${runDir} is starting; waiting for it instead of launching another`);
     const until = Date.now() + 60_000;
     for (;;) {
       if ((await readTrainerInfo(runDir)) || (await readExit(runDir))) return;
@@ -198,8 +279,9 @@ export class Runner {
     }
   }
 
+  /** Start the task's trainer and tell the run decider how that went. */
   private async launch(task: TaskRecord, run: Run): Promise<void> {
-    const runDir = run.runDir;
+    const runDir = run.state.runDir;
     try {
       const outputDir = resolveOutputDir(this.config, task);
       // Sync calls: microseconds each, where a thread-pool round trip costs more (see run.ts).
@@ -211,8 +293,7 @@ export class Runner {
         datasetPath = await stageDataset(task.spec.datasetPath, this.config.datasetsRoots, join(runDir, DATASET_DIR));
       } catch (err) {
         if (!(err instanceof DatasetError)) throw err;
-        await this.command(task.id, { type: 'fail', reason: 'spawn', message: err.message }, 'runner');
-        this.runs.delete(task.id);
+        await this.decide(run, { type: 'launchFailed', message: err.message });
         return;
       }
       const specFile = join(runDir, 'task.json');
@@ -256,23 +337,14 @@ export class Runner {
       // The next launch's standby starts now, off the path between a trainer's exit and the next.
       this.ensureStandby();
       if ('error' in info) {
-        // Release the task only once its failure is committed: a notification arriving in
-        // between must not take it again and fail it a second time with a vaguer message.
-        await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer ${JSON.stringify(this.config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` }, 'runner');
-        this.runs.delete(task.id);
+        await this.decide(run, { type: 'launchFailed', message: `could not start the trainer ${JSON.stringify(this.config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` });
         return;
       }
-      run.pid = info.pid;
-      const spawned = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
-      void this.follow(spawned ?? task, run);
-      if (spawned?.stop || run.stopRequested) {
-        run.stopRequested = false;
-        this.stop(task.id);
-      }
+      // Its spawn is recorded, then it is followed (and stopped, if that was asked meanwhile).
+      await this.decide(run, { type: 'launched', pid: info.pid, startTime: info.startTime });
     } catch (err) {
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
-      await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer: ${(err as Error).message}` }, 'runner');
-      this.runs.delete(task.id);
+      await this.decide(run, { type: 'launchFailed', message: `could not start the trainer: ${(err as Error).message}` });
     }
   }
 
@@ -308,15 +380,51 @@ export class Runner {
     );
   }
 
-  /** Tail the trainer's output to the end and record its exit. */
-  private async follow(task: TaskRecord, run: Run): Promise<void> {
+  /** Tail the trainer's output to the end and tell the run decider each line and the exit. */
+  private async follow(run: Run): Promise<void> {
+    const task = run.task;
     const fromSeq = await this.retry(() => lastLogSeq(this.store.db, task.id));
-    let status = task.status;
-    const artifacts = new Set(task.artifacts);
     const outputDir = resolveOutputDir(this.config, task);
     const artifactLimits = { maxPerTask: this.config.artifactsMaxPerTask, maxPathChars: this.config.artifactPathMaxChars };
-    let artifactWarned = false;
     const throttle = new ProgressThrottle(1000);
+    const output = this.outputBuffer(task.id);
+    run.output = output;
+    const flushTimer = setInterval(() => void output.flush(), LOG_FLUSH_MS);
+    const onLine = async (l: OutputLine) => {
+      const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
+      const obs: Extract<RunObservation, { type: 'line' }> = { type: 'line', line: l };
+      if (parsed.kind === 'message') {
+        const m = parsed.message;
+        obs.message = m;
+        if (m.type === 'progress') obs.progressDue = throttle.offer(m, l.t);
+        if (m.type === 'artifact') obs.artifact = checkArtifact(m.path, outputDir, run.state.artifacts.length, artifactLimits);
+      }
+      await this.decide(run, obs);
+    };
+    const tailer = new RunTailer(run.state.runDir, fromSeq, onLine);
+    run.tailer = tailer;
+    tailer.start();
+    let exit: ExitInfo | 'vanished';
+    try {
+      exit = await Promise.race([tailer.exited, this.watchShepherd(run, task)]);
+    } catch (err) {
+      this.log.error(`following task ${task.id} failed: ${(err as Error).message}`);
+      return;
+    } finally {
+      clearInterval(flushTimer);
+      tailer.stop();
+    }
+    // A failure quotes the stored output, so everything is stored first. A clean exit stores its
+    // last lines in the transaction that records it (one commit fewer between this trainer and
+    // the next); either way every line is stored no later than the task's final event.
+    if (exit === 'vanished' || exit.code !== 0) await output.flush();
+    else await output.settled();
+    if (this.closed) return; // lines not stored yet are read again from output.jsonl on re-attach
+    await this.decide(run, exit === 'vanished' ? { type: 'vanished' } : { type: 'exited', exit });
+  }
+
+  /** The output buffer of a followed run: stored in batches, in order, signalled to subscribers. */
+  private outputBuffer(taskId: string): OutputBuffer {
     let buffer: LogLine[] = [];
     let lastFlush = Date.now();
     // Flushes run one after another: `await flush()` then means every line buffered so far is
@@ -330,99 +438,44 @@ export class Runner {
           const lines = buffer;
           buffer = [];
           lastFlush = Date.now();
-          await this.storeLines(task.id, lines);
-          this.events.emit('logs', task.id);
+          await this.storeLines(taskId, lines);
+          this.events.emit('logs', taskId);
         });
       return flushing;
     };
-    const flushTimer = setInterval(() => void flush(), LOG_FLUSH_MS);
-    const onLine = async (l: OutputLine) => {
-      const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
-      // Protocol messages become events before their line is stored: a crash in between
-      // replays the line on re-attach, and the commands below are idempotent for it.
-      if (parsed.kind === 'message') {
-        const m = parsed.message;
-        if (m.type === 'phase' && status === 'PREPARING') {
-          await flush();
-          const r = await this.command(task.id, { type: 'startTraining' }, 'trainer');
-          if (r) status = r.status;
-        } else if (m.type === 'progress' && throttle.offer(m, l.t)) {
-          await this.command(task.id, { type: 'recordProgress', ...progressRecord(m) }, 'trainer');
-        } else if (m.type === 'artifact') {
-          const verdict = checkArtifact(m.path, outputDir, artifacts.size, artifactLimits);
-          if (!verdict.ok) {
-            // Dropped, not fatal: the line is stored as a warning in its place (same seq, so a
-            // re-attach stores the same), and the service log says it once per task.
-            if (!artifactWarned) this.log.warn(`task ${task.id}: refused an artifact its trainer reported: ${verdict.reason}`);
-            artifactWarned = true;
-            buffer.push({ seq: l.seq, stream: 'stderr', line: `[trainyard] artifact refused (${verdict.reason}): ${l.line}`, at: new Date(l.t).toISOString() });
-            if (buffer.length >= LOG_FLUSH_LINES) await flush();
-            return;
-          }
-          if (!artifacts.has(verdict.path)) {
-            artifacts.add(verdict.path);
-            await this.command(task.id, { type: 'recordArtifact', path: verdict.path }, 'trainer');
-          }
-        }
-      }
-      buffer.push({ seq: l.seq, stream: l.stream, line: l.line, at: new Date(l.t).toISOString() });
-      if (buffer.length >= LOG_FLUSH_LINES || Date.now() - lastFlush > LOG_FLUSH_MS * 5) await flush();
+    return {
+      flush,
+      async push(line) {
+        buffer.push(line);
+        if (buffer.length >= LOG_FLUSH_LINES || Date.now() - lastFlush > LOG_FLUSH_MS * 5) await flush();
+      },
+      settled: () => flushing.catch(() => {}),
+      take() {
+        const lines = buffer;
+        buffer = [];
+        return lines;
+      },
     };
-    const tailer = new RunTailer(run.runDir, fromSeq, onLine);
-    run.tailer = tailer;
-    tailer.start();
-    let exit: ExitInfo;
-    try {
-      exit = await Promise.race([tailer.exited, this.watchShepherd(task, run)]);
-    } catch (err) {
-      this.log.error(`following task ${task.id} failed: ${(err as Error).message}`);
-      return;
-    } finally {
-      clearInterval(flushTimer);
-      tailer.stop();
-    }
-    // A failure quotes the stored output, so everything is stored first. A clean exit stores its
-    // last lines in the transaction that records it (one commit fewer between this trainer and
-    // the next); either way every line is stored no later than the task's final event.
-    if (exit.code !== 0) await flush();
-    else await flushing.catch(() => {});
-    if (this.closed) return; // lines not stored yet are read again from output.jsonl on re-attach
-    run.finished = true;
-    if (run.killTimer) clearTimeout(run.killTimer);
-    this.clearDeadline(task.id);
-    const detail = exit.code === 0 ? undefined : await this.failureDetail(task.id);
-    const command: TaskCommand = exit.error
-      ? { type: 'fail', reason: (exit as { lost?: boolean }).lost ? 'lost' : 'spawn', message: exit.error }
-      : { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(detail ? { detail } : {}) };
-    const lines = buffer;
-    buffer = [];
-    await this.command(task.id, command, 'runner', lines);
-    this.runs.delete(task.id);
-    // The copy can be as large as the dataset; the original stays where it was submitted from.
-    try {
-      rmSync(join(run.runDir, DATASET_DIR), { recursive: true, force: true });
-    } catch (err) {
-      this.log.warn(`task ${task.id}: could not remove its dataset copy: ${(err as Error).message}`);
-    }
   }
 
   /**
    * The shepherd writes exit.json when the trainer ends; if the shepherd itself was killed
    * (OOM killer, kill -9 of the group), no exit.json ever comes. Notice a trainer that is gone
-   * with no exit status and report it as lost instead of waiting forever.
+   * with no exit status (it vanished) instead of waiting forever.
    */
-  private watchShepherd(task: TaskRecord, run: Run): Promise<ExitInfo> {
+  private watchShepherd(run: Run, task: TaskRecord): Promise<'vanished'> {
+    const startTime = task.trainer?.startTime;
     return new Promise((resolve) => {
       let goneSince: number | null = null;
       const timer = setInterval(async () => {
-        if (run.finished || this.closed || run.tailer === null) return clearInterval(timer);
-        const startTime = task.trainer?.startTime;
-        const alive = run.pid !== null && (startTime ? isSameProcessAlive(run.pid, startTime) : processExists(run.pid));
+        if (run.state.phase === 'ended' || this.closed || run.tailer === null) return clearInterval(timer);
+        const pid = run.state.pid;
+        const alive = pid !== null && (startTime ? isSameProcessAlive(pid, startTime) : processExists(pid));
         if (alive) return void (goneSince = null);
         goneSince ??= Date.now();
-        if (Date.now() - goneSince < 5000 || (await readExit(run.runDir))) return;
+        if (Date.now() - goneSince < 5000 || (await readExit(run.state.runDir))) return;
         clearInterval(timer);
-        resolve({ code: null, signal: null, error: `trainer process ${run.pid} disappeared without an exit status (its shepherd was killed too)`, endedAt: Date.now(), lost: true } as ExitInfo);
+        resolve('vanished');
       }, 1000);
       timer.unref();
     });
@@ -435,21 +488,11 @@ export class Runner {
     return tail.length ? `last output:\n${tail.join('\n')}` : undefined;
   }
 
-  /** SIGTERM the trainer's process group; SIGKILL after the grace period. Idempotent. */
+  /** SIGTERM the trainer's process group; SIGKILL after the grace period (the run decider decides). Idempotent. */
   stop(taskId: string): void {
     const run = this.runs.get(taskId);
-    if (!run || run.finished) return;
-    if (run.stopRequested && run.killTimer) return;
-    run.stopRequested = true;
-    if (run.pid === null) return; // launch() stops it as soon as the pid is known
-    this.log.info(`stopping task ${taskId}: SIGTERM to process group ${run.pid}`);
-    signalGroup(run.pid, 'SIGTERM');
-    run.killTimer = setTimeout(() => {
-      if (run.finished) return;
-      this.log.warn(`task ${taskId}: trainer ignored SIGTERM for ${this.config.killGraceMs} ms, sending SIGKILL`);
-      signalGroup(run.pid!, 'SIGKILL');
-    }, this.config.killGraceMs);
-    run.killTimer.unref();
+    // Synchronous: a stop decision appends nothing, so its signal is sent before this returns.
+    if (run) void this.decide(run, { type: 'stop' });
   }
 
   private armDeadline(task: TaskRecord): void {
@@ -459,9 +502,9 @@ export class Runner {
     const timer = setTimeout(() => {
       this.deadlines.delete(task.id);
       if (Date.parse(task.deadlineAt!) > Date.now()) return this.armDeadline(task);
-      void this.command(task.id, { type: 'expire' }, 'timeout').then((r) => {
-        if (r?.stop) this.stop(task.id);
-      });
+      const run = this.runs.get(task.id);
+      if (run) void this.decide(run, { type: 'deadline' });
+      else void this.command(task.id, { type: 'expire' }, 'timeout'); // (not held here: nothing to stop)
     }, Math.min(ms, 2 ** 31 - 1));
     timer.unref();
     this.deadlines.set(task.id, timer);
