@@ -1,7 +1,7 @@
 // The run decider, given/when/then: given a task and what was observed of its run, when this
 // is observed, then these commands (appended by whom) and these effects.
 import { describe, expect, it } from 'vitest';
-import { decideRecovery, type RunFacts, type RunObservation } from '.';
+import { decideRecovery, withLastOutput, type RunFacts, type RunObservation } from '.';
 import { commandsOf, effectsOf, ev, givenRun, record, whenRun } from '../test/given';
 
 const preparing = record(ev.submitted(), ev.assigned());
@@ -159,6 +159,10 @@ describe('decideRun: exit', () => {
     const d = whenRun(following, { type: 'exited', exit: { code: null, signal: null, error: 'ENOENT' } });
     expect(d.commands[0]!.command).toEqual({ type: 'fail', reason: 'spawn', message: 'ENOENT' });
   });
+  it('a spawn error or a lost trainer quotes no output detail', () => {
+    for (const obs of [{ type: 'exited', exit: { code: null, signal: null, error: 'ENOENT' } }, { type: 'vanished' }] as RunObservation[])
+      expect(whenRun(following, obs).commands[0]!.withFailureDetail).toBeUndefined();
+  });
   it('a trainer gone with its shepherd: fail as lost, naming the pid', () => {
     const d = whenRun(following, { type: 'vanished' });
     expect(d.commands[0]!.command).toEqual({ type: 'fail', reason: 'lost', message: 'trainer process 4242 disappeared without an exit status (its shepherd was killed too)' });
@@ -189,5 +193,12 @@ describe('decideRun: stop, deadline, kill grace', () => {
       { kind: 'log', level: 'warn', message: 'task t1: trainer ignored SIGTERM for 5000 ms, sending SIGKILL' },
       { kind: 'signal', signal: 'SIGKILL' },
     ]);
+  });
+});
+
+describe('withLastOutput', () => {
+  it('appends the last lines, or nothing when there are none', () => {
+    expect(withLastOutput('gone', ['a', 'b'])).toBe('gone. Last output: a | b');
+    expect(withLastOutput('gone', [])).toBe('gone');
   });
 });
