@@ -1,8 +1,15 @@
-// The runner: turns "task assigned to this instance" into a trainer process, and the
-// trainer's output and exit into commands. Trainers run under a detached shepherd that writes
-// to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+// The runner (the supervisor): turns "task assigned to this instance" into a trainer process,
+// and the trainer's output and exit into commands. Trainers run under a detached shepherd that
+// writes to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
+//
+// It decides nothing itself: every observation of a run (what recovery finds, a launch's result,
+// a committed command, an output line, the exit, the deadline, a stop, the end of the kill grace)
+// goes to the domain's run decider (decideRun, packages/domain/src/run.ts), and `decide` carries
+// out what it returns. The simulation (packages/sim) drives the same decider. Beside it:
+// runner/launcher.ts (starting a trainer), runner/standby-pool.ts, runner/deadlines.ts and
+// runner/output-buffer.ts.
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import {
   decideRun,
@@ -21,9 +28,13 @@ import { appendLogLines, lastLogLines, lastLogSeq, listActive, loadTask, type Lo
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { checkArtifact, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
-import { DatasetError, stageDataset } from './datasets';
-import { trainerEnv } from './trainer/env';
-import { discardUnstartedLaunch, ensurePrivateDir, launchShepherd, writePrivateFile, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
+import { readExit, readTrainerInfo, RunTailer, FILES, type ExitInfo, type OutputLine } from './trainer/run';
+import { Deadlines } from './runner/deadlines';
+import { DATASET_DIR, launchTrainer, resolveOutputDir } from './runner/launcher';
+import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
+import { StandbyPool } from './runner/standby-pool';
+
+export { outputsRoot, resolveOutputDir } from './runner/launcher';
 
 type Outcome = RunOutcome;
 
@@ -45,44 +56,24 @@ interface Next {
   outcome?: RunOutcome;
 }
 
-/** Buffered output lines of one run, stored in order (flushes run one after another). */
-interface OutputBuffer {
-  push(line: LogLine): Promise<void>;
-  /** Store everything buffered so far, including what a timer flush already took. */
-  flush(): Promise<void>;
-  /** Wait for flushes under way (without starting one). */
-  settled(): Promise<void>;
-  /** Take the lines not stored yet (to store them with a command). */
-  take(): LogLine[];
-}
-
 export interface RunnerLog {
   info(msg: string): void;
   warn(msg: string): void;
   error(msg: string): void;
 }
 
-const LOG_FLUSH_MS = 100;
-const LOG_FLUSH_LINES = 500;
 /** Lines of output quoted in a failed task's error message. */
 const TAIL_LINES_IN_ERROR = 12;
-/** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
-const DATASET_DIR = 'dataset';
 
 export class Runner {
   private readonly runs = new Map<string, Run>();
-  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  /** Each held task's deadline: the run decider is told when it passes. */
+  private readonly deadlines = new Deadlines((task) => this.deadlinePassed(task));
   /** Emits 'logs' (taskId) when lines were stored, for live log subscriptions. */
   readonly events = new EventEmitter();
   private closed = false;
-  /**
-   * A shepherd started ahead of need, handed the next run (see StandbyShepherd): a launch then
-   * skips Node's start-up. Replaced in the background after each launch; when there is none
-   * ready (first launch, it died), launch() spawns a fresh shepherd as before.
-   */
-  private standby: StandbyShepherd | null = null;
-  private standbyStarting = false;
-  private standbyError: string | null = null;
+  /** A shepherd started ahead of need and handed the next launch (see StandbyPool). */
+  private readonly standbys: StandbyPool;
 
   constructor(
     private readonly store: TaskStore,
@@ -90,6 +81,7 @@ export class Runner {
     private readonly log: RunnerLog,
   ) {
     this.events.setMaxListeners(0);
+    this.standbys = new StandbyPool(config.runsDir, (msg) => log.warn(msg));
   }
 
   /** PIDs of trainers this instance runs (to tell our GPU processes from other programs'). */
@@ -110,18 +102,18 @@ export class Runner {
     if (this.closed || task.runnerId !== this.config.runnerId) return;
     if (task.status !== 'PREPARING' && task.status !== 'TRAINING') return;
     if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
-    this.armDeadline(task);
+    this.deadlines.arm(task);
     if (task.stop) this.stop(task.id);
   }
 
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
   async recover(): Promise<Record<Outcome, string[]>> {
     const report: Record<Outcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
-    this.ensureStandby();
+    this.standbys.ensure();
     for (const task of await listActive(this.store.db)) {
       if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
       report[await this.settle(task, this.claim(task))].push(task.id);
-      this.armDeadline(task);
+      this.deadlines.arm(task);
       if (task.stop) this.stop(task.id);
     }
     return report;
@@ -168,7 +160,7 @@ export class Runner {
     run.state = d.run;
     if (ending) {
       if (run.killTimer) clearTimeout(run.killTimer);
-      this.clearDeadline(taskId);
+      this.deadlines.clear(taskId);
     }
     const next: Next = d.outcome ? { outcome: d.outcome } : {};
     for (const c of d.commands) {
@@ -281,103 +273,15 @@ export class Runner {
 
   /** Start the task's trainer and tell the run decider how that went. */
   private async launch(task: TaskRecord, run: Run): Promise<void> {
-    const runDir = run.state.runDir;
+    let launched;
     try {
-      const outputDir = resolveOutputDir(this.config, task);
-      // Sync calls: microseconds each, where a thread-pool round trip costs more (see run.ts).
-      ensurePrivateDir(this.config.runsDir, runDir);
-      mkdirSync(outputDir, { recursive: true });
-      // The trainer reads a checked copy, never the submitted path (see datasets.ts).
-      let datasetPath: string;
-      try {
-        datasetPath = await stageDataset(task.spec.datasetPath, this.config.datasetsRoots, join(runDir, DATASET_DIR));
-      } catch (err) {
-        if (!(err instanceof DatasetError)) throw err;
-        await this.decide(run, { type: 'launchFailed', message: err.message });
-        return;
-      }
-      const specFile = join(runDir, 'task.json');
-      writePrivateFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath, submittedDatasetPath: task.spec.datasetPath }, null, 2));
-      // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
-      // by one that never started is stale.
-      if (await discardUnstartedLaunch(runDir)) this.log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
-      const [cmd, ...args] = this.config.trainer;
-      const argv = [resolveArgv0(cmd!, this.config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(this.config.trainerCwd, a) : a))];
-      const spec: LaunchSpec = {
-        runDir,
-        argv,
-        cwd: this.config.trainerCwd,
-        env: {
-          ...trainerEnv(process.env, this.config.trainerEnvPassThrough),
-          // The slot's GPU is nvidia-smi's index, which is PCI bus order; CUDA's own default
-          // order (fastest first) differs on a host with mixed GPUs.
-          CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
-          CUDA_VISIBLE_DEVICES: String(task.gpuIndex ?? 0),
-          TRAINYARD_TASK_SPEC: specFile,
-          TRAINYARD_TASK_ID: task.id,
-          TRAINYARD_OUTPUT_DIR: outputDir,
-        },
-        maxLineBytes: this.config.logMaxLineBytes,
-        maxLinesPerSecond: this.config.logMaxLinesPerSecond,
-        maxProtocolLinesPerSecond: this.config.logMaxProtocolLinesPerSecond,
-        maxProtocolLinesPerTask: this.config.logMaxProtocolLinesPerTask,
-        maxBytesPerTask: this.config.logMaxBytesPerTask,
-      };
-      const standby = this.takeStandby();
-      let shepherd = await launchShepherd(spec, standby).finally(() => standby?.dispose()); // no-op once handed the run
-      let info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
-      if ('error' in info && info.shepherdGone && !existsSync(join(runDir, FILES.output)) && (await discardUnstartedLaunch(runDir))) {
-        // The shepherd (a standby killed just as it was handed the run, say) ended before it
-        // opened output.jsonl, which it does before spawning: no trainer was started. Once more
-        // with a fresh shepherd. (It is gone and was our child, so it cannot start one later.)
-        this.log.warn(`task ${task.id}: shepherd ${shepherd.shepherdPid} ended before starting the trainer; launching again`);
-        shepherd = await launchShepherd(spec, null);
-        info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
-      }
-      // The next launch's standby starts now, off the path between a trainer's exit and the next.
-      this.ensureStandby();
-      if ('error' in info) {
-        await this.decide(run, { type: 'launchFailed', message: `could not start the trainer ${JSON.stringify(this.config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` });
-        return;
-      }
-      // Its spawn is recorded, then it is followed (and stopped, if that was asked meanwhile).
-      await this.decide(run, { type: 'launched', pid: info.pid, startTime: info.startTime });
+      launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.log);
     } catch (err) {
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
-      await this.decide(run, { type: 'launchFailed', message: `could not start the trainer: ${(err as Error).message}` });
+      launched = { failed: `could not start the trainer: ${(err as Error).message}` };
     }
-  }
-
-  /** The standby shepherd, if one is ready, for one launch (whoever calls it owns it). */
-  private takeStandby(): StandbyShepherd | null {
-    const standby = this.standby;
-    this.standby = null;
-    if (standby?.ready) return standby;
-    standby?.dispose();
-    return null;
-  }
-
-  /** Start a standby shepherd in the background unless one is ready or starting. */
-  private ensureStandby(): void {
-    if (this.closed || this.standbyStarting || this.standby?.ready) return;
-    this.standby?.dispose();
-    this.standby = null;
-    this.standbyStarting = true;
-    StandbyShepherd.start(this.config.runsDir).then(
-      (standby) => {
-        this.standbyStarting = false;
-        if (this.closed) return standby.dispose();
-        this.standby = standby;
-        this.standbyError = null;
-      },
-      (err: unknown) => {
-        this.standbyStarting = false;
-        // Launches fall back to a fresh shepherd; say so once per distinct problem.
-        const msg = (err as Error).message;
-        if (msg !== this.standbyError) this.log.warn(`could not start a standby shepherd: ${msg}`);
-        this.standbyError = msg;
-      },
-    );
+    // Its spawn is recorded, then it is followed (and stopped, if that was asked meanwhile).
+    await this.decide(run, 'failed' in launched ? { type: 'launchFailed', message: launched.failed } : { type: 'launched', ...launched });
   }
 
   /** Tail the trainer's output to the end and tell the run decider each line and the exit. */
@@ -387,7 +291,10 @@ export class Runner {
     const outputDir = resolveOutputDir(this.config, task);
     const artifactLimits = { maxPerTask: this.config.artifactsMaxPerTask, maxPathChars: this.config.artifactPathMaxChars };
     const throttle = new ProgressThrottle(1000);
-    const output = this.outputBuffer(task.id);
+    const output = outputBuffer(async (lines) => {
+      await this.storeLines(task.id, lines);
+      this.events.emit('logs', task.id);
+    });
     run.output = output;
     const flushTimer = setInterval(() => void output.flush(), LOG_FLUSH_MS);
     const onLine = async (l: OutputLine) => {
@@ -421,41 +328,6 @@ export class Runner {
     else await output.settled();
     if (this.closed) return; // lines not stored yet are read again from output.jsonl on re-attach
     await this.decide(run, exit === 'vanished' ? { type: 'vanished' } : { type: 'exited', exit });
-  }
-
-  /** The output buffer of a followed run: stored in batches, in order, signalled to subscribers. */
-  private outputBuffer(taskId: string): OutputBuffer {
-    let buffer: LogLine[] = [];
-    let lastFlush = Date.now();
-    // Flushes run one after another: `await flush()` then means every line buffered so far is
-    // stored, even those a timer flush already took (the failure detail reads them right after).
-    let flushing: Promise<void> = Promise.resolve();
-    const flush = (): Promise<void> => {
-      flushing = flushing
-        .catch(() => {})
-        .then(async () => {
-          if (!buffer.length) return;
-          const lines = buffer;
-          buffer = [];
-          lastFlush = Date.now();
-          await this.storeLines(taskId, lines);
-          this.events.emit('logs', taskId);
-        });
-      return flushing;
-    };
-    return {
-      flush,
-      async push(line) {
-        buffer.push(line);
-        if (buffer.length >= LOG_FLUSH_LINES || Date.now() - lastFlush > LOG_FLUSH_MS * 5) await flush();
-      },
-      settled: () => flushing.catch(() => {}),
-      take() {
-        const lines = buffer;
-        buffer = [];
-        return lines;
-      },
-    };
   }
 
   /**
@@ -495,25 +367,11 @@ export class Runner {
     if (run) void this.decide(run, { type: 'stop' });
   }
 
-  private armDeadline(task: TaskRecord): void {
-    if (!task.deadlineAt || task.stop || this.deadlines.has(task.id)) return;
-    const ms = Math.max(0, Date.parse(task.deadlineAt) - Date.now());
-    // setTimeout overflows past ~24.8 days: re-arm in steps.
-    const timer = setTimeout(() => {
-      this.deadlines.delete(task.id);
-      if (Date.parse(task.deadlineAt!) > Date.now()) return this.armDeadline(task);
-      const run = this.runs.get(task.id);
-      if (run) void this.decide(run, { type: 'deadline' });
-      else void this.command(task.id, { type: 'expire' }, 'timeout'); // (not held here: nothing to stop)
-    }, Math.min(ms, 2 ** 31 - 1));
-    timer.unref();
-    this.deadlines.set(task.id, timer);
-  }
-
-  private clearDeadline(taskId: string): void {
-    const t = this.deadlines.get(taskId);
-    if (t) clearTimeout(t);
-    this.deadlines.delete(taskId);
+  /** A held task's deadline passed: the run decider says what follows (expire, then stop). */
+  private deadlinePassed(task: TaskRecord): void {
+    const run = this.runs.get(task.id);
+    if (run) void this.decide(run, { type: 'deadline' });
+    else void this.command(task.id, { type: 'expire' }, 'timeout'); // (not held here: nothing to stop)
   }
 
   /**
@@ -582,15 +440,13 @@ export class Runner {
   /** Stop following trainers (they keep running; the next start re-attaches). */
   close(): void {
     this.closed = true;
-    this.standby?.dispose();
-    this.standby = null;
+    this.standbys.close();
     for (const run of this.runs.values()) {
       run.tailer?.stop();
       if (run.killTimer) clearTimeout(run.killTimer);
     }
-    for (const t of this.deadlines.values()) clearTimeout(t);
+    this.deadlines.close();
     this.runs.clear();
-    this.deadlines.clear();
   }
 }
 
@@ -610,18 +466,4 @@ export function isConnectionError(err: unknown): boolean {
     ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', '57P01', '57P02', '57P03', '08006', '08001', '08003', '08004'].includes(code) ||
     /connection|terminating|shutting down|the database system is/i.test(`${e?.message ?? ''} ${e?.cause ? String((e.cause as Error).message) : ''}`)
   );
-}
-
-/** Outputs live under <data>/outputs; the API refuses anything that would leave it. */
-export function outputsRoot(config: Pick<ServiceConfig, 'storage'>): string {
-  return resolve(config.storage.dataRoot, 'outputs');
-}
-
-export function resolveOutputDir(config: Pick<ServiceConfig, 'storage'>, task: Pick<TaskRecord, 'spec'>): string {
-  return resolve(outputsRoot(config), task.spec.outputDir);
-}
-
-function resolveArgv0(cmd: string, cwd: string): string {
-  if (cmd === 'node') return process.execPath;
-  return cmd.includes('/') && !isAbsolute(cmd) ? join(cwd, cmd) : cmd;
 }
