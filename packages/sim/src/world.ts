@@ -98,6 +98,8 @@ export interface SimOptions {
   /** Planted bugs, to prove the invariants catch them (specs only). */
   policy?: SchedulingPolicy;
   recovery?: typeof decideRecovery;
+  /** The run decider (replaced only to plant a bug). */
+  runDecider?: typeof decideRun;
   lifoQueue?: boolean;
   /** A runner that gives up on an exit whose last lines the database refused. */
   exitLostWithRefusedLines?: boolean;
@@ -542,7 +544,7 @@ export class World {
    * for a command that takes it. Returns what the caller continues with.
    */
   private async observe(taskId: string, run: Run, obs: RunObservation, lines: LogLine[] = []): Promise<Next> {
-    const d = decideRun(run.state, obs, this.opts.recovery ? { decideRecovery: this.opts.recovery } : {});
+    const d = (this.opts.runDecider ?? decideRun)(run.state, obs, this.opts.recovery ? { decideRecovery: this.opts.recovery } : {});
     if (d.run.phase === 'ended') run.killAt = null;
     run.state = d.run;
     const next: Next = {};
