@@ -10,7 +10,8 @@
 //   2. `commands` are appended to the task's stream, one after another (`flushFirst`: the output
 //      buffered so far is stored before; `withLines`: the output not yet stored goes in the same
 //      transaction); each one's resulting record (null: the command failed) is observed back
-//      as `{ type: 'committed' }`, and that decision carried out in turn;
+//      as `{ type: 'committed' }`, and that decision carried out in turn (a command whose lines
+//      made it fail is observed as `{ type: 'refused' }` once the lines are stored apart);
 //   3. `effects` are performed, in order.
 import type { FailureReason, TaskRecord, TaskStatus } from './task';
 import type { TaskCommand, TaskCommandType } from './lifecycle';
@@ -86,6 +87,11 @@ export type RunObservation =
   | { type: 'launchFailed'; message: string }
   /** A command this run appended was committed (the task it left), or failed (null). */
   | { type: 'committed'; command: TaskCommandType; task: TaskRecord | null }
+  /**
+   * A command appended with the run's output not stored yet failed for a reason other than the
+   * task's state (a line the database refused, say); the lines were then stored on their own.
+   */
+  | { type: 'refused'; command: RunCommand; reason: string }
   /**
    * A line of output. `message`: the protocol message it carries (stdout only); `progressDue`:
    * whether the progress throttle lets this report be recorded; `artifact`: the check of a
@@ -187,6 +193,15 @@ export function decideRun(run: RunState, obs: RunObservation, options: RunDecide
 
     case 'committed':
       return decideCommitted(run, obs.command, obs.task);
+
+    case 'refused':
+      // The command, a trainer's exit above all, must not be lost with its lines, or the task
+      // holds its slot for good: appended again on its own.
+      return {
+        run,
+        commands: [{ command: obs.command.command, actor: obs.command.actor }],
+        effects: [{ kind: 'log', level: 'warn', message: `task ${run.taskId}: ${obs.command.command.type} with its last lines failed (${obs.reason}); recording it without them` }],
+      };
 
     case 'line':
       return decideLine(run, obs);

@@ -159,6 +159,12 @@ describe('decideRun: exit', () => {
     const d = whenRun(following, { type: 'exited', exit: { code: null, signal: null, error: 'ENOENT' } });
     expect(d.commands[0]!.command).toEqual({ type: 'fail', reason: 'spawn', message: 'ENOENT' });
   });
+  it('an exit refused with its last lines (a line the database refused): recorded again on its own, saying so', () => {
+    const exit = { command: { type: 'recordExit', exitCode: 1, signal: null, detail: 'boom' }, actor: 'runner', withLines: true, withFailureDetail: true } as const;
+    const d = whenRun(whenRun(following, { type: 'exited', exit: { code: 1, signal: null } }).run, { type: 'refused', command: exit, reason: 'invalid byte sequence' });
+    expect(d.commands).toEqual([{ command: { type: 'recordExit', exitCode: 1, signal: null, detail: 'boom' }, actor: 'runner' }]);
+    expect(d.effects).toEqual([{ kind: 'log', level: 'warn', message: 'task t1: recordExit with its last lines failed (invalid byte sequence); recording it without them' }]);
+  });
   it('a spawn error or a lost trainer quotes no output detail', () => {
     for (const obs of [{ type: 'exited', exit: { code: null, signal: null, error: 'ENOENT' } }, { type: 'vanished' }] as RunObservation[])
       expect(whenRun(following, obs).commands[0]!.withFailureDetail).toBeUndefined();

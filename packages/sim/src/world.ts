@@ -101,7 +101,7 @@ export interface SimOptions {
   /** The run decider (replaced only to plant a bug). */
   runDecider?: typeof decideRun;
   lifoQueue?: boolean;
-  /** A runner that gives up on an exit whose last lines the database refused. */
+  /** A run decider that gives up on an exit whose last lines the database refused. */
   exitLostWithRefusedLines?: boolean;
 }
 
@@ -538,21 +538,29 @@ export class World {
     return false;
   }
 
+  /** The run decider (or a planted bug). */
+  private decider(...[run, obs, options]: Parameters<typeof decideRun>): ReturnType<typeof decideRun> {
+    if (this.opts.exitLostWithRefusedLines && obs.type === 'refused') return { run, commands: [], effects: [] };
+    return (this.opts.runDecider ?? decideRun)(run, obs, options);
+  }
+
   /**
    * Decide (decideRun) and carry the decision out, as runner.ts does: the run's new state, the
    * commands (each result observed back), then the effects. `lines`: the output not stored yet,
    * for a command that takes it. Returns what the caller continues with.
    */
   private async observe(taskId: string, run: Run, obs: RunObservation, lines: LogLine[] = []): Promise<Next> {
-    const d = (this.opts.runDecider ?? decideRun)(run.state, obs, this.opts.recovery ? { decideRecovery: this.opts.recovery } : {});
+    const d = this.decider(run.state, obs, this.opts.recovery ? { decideRecovery: this.opts.recovery } : {});
     if (d.run.phase === 'ended') run.killAt = null;
     run.state = d.run;
     const next: Next = {};
     for (const c of d.commands) {
       let command = c.command;
       if (c.quoteLastLines && command.type === 'fail') command = { ...command, message: withLastOutput(command.message, this.lastStoredLines(taskId, c.quoteLastLines)) };
-      const r = await this.command(taskId, command, c.actor, c.withLines ? lines : []);
-      Object.assign(next, await this.observe(taskId, run, { type: 'committed', command: command.type, task: r }));
+      const appended = await this.append(taskId, command, c.actor, c.withLines ? lines : []);
+      const after: RunObservation =
+        'refused' in appended ? { type: 'refused', command: { ...c, command }, reason: appended.refused } : { type: 'committed', command: command.type, task: appended.task };
+      Object.assign(next, await this.observe(taskId, run, after));
     }
     for (const e of d.effects) {
       switch (e.kind) {
@@ -598,21 +606,26 @@ export class World {
     return [...(this.db.logs.get(taskId) ?? new Map<number, string>()).entries()].sort((a, b) => a[0] - b[0]).slice(-n).map(([, line]) => line);
   }
 
-  /** As runner.ts: `logLines` go with the command; if that fails, they are stored apart and the command goes alone. */
-  private async command(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[] = []): Promise<TaskRecord | null> {
+  /** A user's command (or one without output lines). */
+  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+    const r = await this.append(taskId, command, actor, []);
+    return 'refused' in r ? null : r.task;
+  }
+
+  /**
+   * As runner.ts: `logLines` go with the command; if that fails, they are stored apart, and when
+   * they may be what failed the run decider is told (`refused`).
+   */
+  private async append(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[]): Promise<{ task: TaskRecord | null } | { refused: string }> {
     try {
-      return (await this.commands.execute(taskId, command, { actor }, { logLines })).task;
+      return { task: (await this.commands.execute(taskId, command, { actor }, { logLines })).task };
     } catch (err) {
       if (err instanceof SimulatedCrash) throw err;
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError)) {
-          this.log(`${command.type} of ${taskId} with its last lines failed (${(err as Error).message}); again without them`);
-          if (this.opts.exitLostWithRefusedLines) return null;
-          return this.command(taskId, command, actor);
-        }
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError)) return { refused: (err as Error).message };
       }
-      if (err instanceof IllegalCommandError) return this.db.tasks.get(taskId) ?? null;
+      if (err instanceof IllegalCommandError) return { task: this.db.tasks.get(taskId) ?? null };
       throw err;
     }
   }

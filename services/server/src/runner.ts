@@ -175,9 +175,13 @@ export class Runner {
         if (detail) command = { ...command, detail };
       }
       const lines = c.withLines ? (run.output?.take() ?? []) : [];
-      const r = await this.command(taskId, command, c.actor, lines);
-      if (r) run.task = r;
-      Object.assign(next, await this.decide(run, { type: 'committed', command: command.type, task: r }));
+      const appended = await this.append(taskId, command, c.actor, lines);
+      if ('refused' in appended) {
+        Object.assign(next, await this.decide(run, { type: 'refused', command: { ...c, command }, reason: appended.refused }));
+        continue;
+      }
+      if (appended.task) run.task = appended.task;
+      Object.assign(next, await this.decide(run, { type: 'committed', command: command.type, task: appended.task }));
     }
     for (const e of d.effects) {
       switch (e.kind) {
@@ -379,8 +383,17 @@ export class Runner {
    * recorded) is expected in races and returns null. Database errors are retried until the
    * database is back, so no trainer outcome is ever dropped.
    */
-  /** `logLines`, if any, are stored with the command's events, or on their own if it is refused. */
-  private async command(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[] = []): Promise<TaskRecord | null> {
+  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+    const r = await this.append(taskId, command, actor, []);
+    return 'refused' in r ? null : r.task; // (never refused: no lines)
+  }
+
+  /**
+   * As command(), with `logLines` stored in the same transaction. If it fails, the lines are
+   * stored on their own; when the lines may be what failed (a line the database refused), the
+   * answer is `refused` and the run decider decides what follows (the command again, alone).
+   */
+  private async append(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[]): Promise<{ task: TaskRecord | null } | { refused: string }> {
     try {
       const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines }));
       if (logLines.length) this.events.emit('logs', taskId);
@@ -388,21 +401,16 @@ export class Runner {
       // than when the service's dispatch has loaded them again (observe() claims a task
       // synchronously, so the dispatch's later notification finds it taken).
       for (const t of r.started) this.observe(t);
-      return r.task;
+      return { task: r.task };
     } catch (err) {
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
         this.events.emit('logs', taskId);
-        // Storing the lines may be what failed (a line the database refused): the command, a
-        // trainer's exit above all, must not be lost with them, or the task holds its slot for good.
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed) {
-          this.log.warn(`task ${taskId}: ${command.type} with its last output failed (${(err as Error).message}); recording it without them`);
-          return this.command(taskId, command, actor);
-        }
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed) return { refused: (err as Error).message };
       }
-      if (err instanceof IllegalCommandError) return (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
+      if (err instanceof IllegalCommandError) return { task: (await loadTask(this.store.db, taskId).catch(() => null)) ?? null };
       this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
-      return null;
+      return { task: null };
     }
   }
 
