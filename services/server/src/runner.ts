@@ -34,10 +34,6 @@ import { DATASET_DIR, launchTrainer, resolveOutputDir } from './runner/launcher'
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
 import { StandbyPool } from './runner/standby-pool';
 
-export { outputsRoot, resolveOutputDir } from './runner/launcher';
-
-type Outcome = RunOutcome;
-
 /** A run this instance is in charge of: the run decider's state of it, and the IO that carries its decisions out. */
 interface Run {
   state: RunState;
@@ -107,8 +103,8 @@ export class Runner {
   }
 
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
-  async recover(): Promise<Record<Outcome, string[]>> {
-    const report: Record<Outcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
+  async recover(): Promise<Record<RunOutcome, string[]>> {
+    const report: Record<RunOutcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
     this.standbys.ensure();
     for (const task of await listActive(this.store.db)) {
       if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
@@ -131,7 +127,7 @@ export class Runner {
    * decider decides: a live trainer is followed, an ended one settled, a vanished one failed,
    * and a task whose trainer was never started gets one now).
    */
-  private async settle(task: TaskRecord, run: Run): Promise<Outcome> {
+  private async settle(task: TaskRecord, run: Run): Promise<RunOutcome> {
     for (;;) {
       run.task = task;
       const facts = await this.runFacts(task, run.state.runDir);
