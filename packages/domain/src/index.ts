@@ -6,3 +6,4 @@ export * from './scheduling';
 export * from './projection';
 export * from './recovery';
 export { safeText, safeValue, safeJson } from './safe-text.mjs';
+export * from './run';

@@ -2,7 +2,15 @@
 // store would give them, so evolve sees exactly what it sees in production.
 import {
   decide,
+  decideRun,
   fold,
+  startRun,
+  toRecord,
+  type RunDecision,
+  type RunDeciderOptions,
+  type RunObservation,
+  type RunState,
+  type TaskRecord,
   initialState,
   type NewTaskEvent,
   type StoredTaskEvent,
@@ -76,3 +84,27 @@ export function when(state: TaskState, command: TaskCommand): string[] | Error {
     return e as Error;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The run decider: given a run (its task, then what was observed), when this is observed, then
+// these commands and effects.
+
+/** A task record at the given events (for the run decider's observations). */
+export function record(...events: NewTaskEvent[]): TaskRecord {
+  return toRecord(given(...events));
+}
+
+/** A run taken in charge for `task`, after these observations (their decisions carried out). */
+export function givenRun(task: TaskRecord, ...observations: RunObservation[]): RunState {
+  return observations.reduce((run, obs) => decideRun(run, obs).run, startRun(task, '/runs/t1/attempt-1'));
+}
+
+/** when(observation) on a run: the decision (commands as command + actor, effects as kinds). */
+export function whenRun(run: RunState, obs: RunObservation, options?: RunDeciderOptions): RunDecision {
+  return decideRun(run, obs, options);
+}
+
+/** The decided commands in short: type and actor, e.g. 'recordSpawn by runner'. */
+export const commandsOf = (d: RunDecision): string[] => d.commands.map((c) => `${c.command.type} by ${c.actor}`);
+/** The decided effects in short: their kinds (a signal as its name). */
+export const effectsOf = (d: RunDecision): string[] => d.effects.map((e) => (e.kind === 'signal' ? e.signal : e.kind === 'log' ? `log ${e.level}` : e.kind));

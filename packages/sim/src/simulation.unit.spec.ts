@@ -1,7 +1,7 @@
 // The deterministic simulation (CI profile): many seeds, every invariant after every step.
 // `npm run sim -- --seeds 20000` runs the full profile; a failing seed prints its replay command.
 import { describe, expect, it } from 'vitest';
-import { decideRecovery, localFifoPolicy, type SchedulingPolicy } from '@trainyard/domain';
+import { decideRecovery, decideRun, localFifoPolicy, type SchedulingPolicy } from '@trainyard/domain';
 import { simulate, World } from '.';
 
 const SEEDS = Number(process.env.TRAINYARD_SIM_SEEDS ?? 400);
@@ -49,6 +49,15 @@ describe('deterministic simulation', () => {
 
   it('catches a runner that loses an exit whose last lines the database refused', async () => {
     const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, exitLostWithRefusedLines: true }));
+    expect(found).toMatch(/stuck|stall|holds no slot/);
+  });
+
+  it('catches a run decider that lets a failed trainer go without recording its exit', async () => {
+    const forgetful: typeof decideRun = (run, obs, options) => {
+      const d = decideRun(run, obs, options);
+      return obs.type === 'exited' && obs.exit.code !== 0 ? { ...d, commands: [] } : d;
+    };
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, runDecider: forgetful }));
     expect(found).toMatch(/stuck|stall|holds no slot/);
   });
 

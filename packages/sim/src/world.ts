@@ -1,12 +1,13 @@
 // A deterministic simulation of the service: the real lifecycle machine, the real command and
 // scheduling logic (TaskCommands), the real recovery decision, over an in-memory log with real
-// transaction semantics, a simulated clock, a simulated process table and run folders, and a
-// model of the runner. A seeded PRNG drives submits, cancels, trainer exits (success, failure,
+// transaction semantics, a simulated clock, a simulated process table and run folders, and the
+// runner's decisions (the domain's run decider, as the real runner uses it). A seeded PRNG drives submits, cancels, trainer exits (success, failure,
 // signal), timeouts and crashes anywhere: between "decided" and "committed" (inside a
 // transaction) and between "process spawned" and "event appended". After every step the
 // invariants are checked; a failing seed replays exactly.
 import {
   decideRecovery,
+  decideRun,
   evolve,
   IllegalCommandError,
   initialState,
@@ -14,7 +15,12 @@ import {
   isTerminal,
   rebuildReadModels,
   statusOf,
+  startRun,
   toRecord,
+  withLastOutput,
+  type RunFacts,
+  type RunObservation,
+  type RunState,
   type StoredTaskEvent,
   type TaskCommand,
   type TaskRecord,
@@ -60,9 +66,19 @@ interface RunFiles {
 }
 
 interface Run {
-  pid: number | null;
-  runDir: string;
+  /** The run decider's state of the run. */
+  state: RunState;
+  /** When the kill grace ends (the runner's kill timer). */
   killAt: number | null;
+  /** The trainer's training phase line was read since this run was taken in charge. */
+  phaseRead: boolean;
+}
+
+/** What a caller of observe() continues with: a recovery look again, a launch, a wait. */
+interface Next {
+  recover?: TaskRecord;
+  launch?: boolean;
+  awaitShepherd?: boolean;
 }
 
 /** The service's in-memory state: all of it is lost in a crash. */
@@ -82,8 +98,10 @@ export interface SimOptions {
   /** Planted bugs, to prove the invariants catch them (specs only). */
   policy?: SchedulingPolicy;
   recovery?: typeof decideRecovery;
+  /** The run decider (replaced only to plant a bug). */
+  runDecider?: typeof decideRun;
   lifoQueue?: boolean;
-  /** A runner that gives up on an exit whose last lines the database refused. */
+  /** A run decider that gives up on an exit whose last lines the database refused. */
   exitLostWithRefusedLines?: boolean;
 }
 
@@ -392,7 +410,10 @@ export class World {
   }
 
   // -------------------------------------------------------------------------------------------
-  // The runner model (mirrors services/server/src/runner.ts; decisions via decideRecovery)
+  // The runner: every decision is the domain's run decider (decideRun), as in
+  // services/server/src/runner.ts; what is here carries its decisions out on the simulated
+  // process table, run folders and store (the IO stand-ins), and notices what the real runner's
+  // timers and file tailer notice.
 
   private onCommit(events: StoredTaskEvent[]): void {
     if (!this.svc) return;
@@ -414,64 +435,44 @@ export class World {
       }
       const stopId = svc.toStop.shift();
       if (stopId) {
-        this.stop(stopId);
+        await this.stop(stopId);
         continue;
       }
       if (!(await this.followRuns())) return;
     }
   }
 
+  /** Take charge of an active task: look at its run folder until the decider launches, follows or fails it. */
   private async settle(task: TaskRecord): Promise<void> {
     const svc = this.svc!;
-    const run: Run = { pid: task.trainer?.pid ?? null, runDir: task.trainer?.runDir ?? `/runs/${task.id}/${task.attempt}`, killAt: null };
+    const run: Run = { state: startRun(task, `/runs/${task.id}/${task.attempt}`), killAt: null, phaseRead: false };
     svc.runs.set(task.id, run);
-    for (;;) {
-      const files = this.files.get(run.runDir) ?? {};
-      const proc = task.trainer ? this.procs.get(task.trainer.pid) : undefined;
-      const action = (this.opts.recovery ?? decideRecovery)(task, {
-        trainerFile: task.trainer ? null : files.trainer ?? null,
+    for (let current = task; ; ) {
+      const files = this.files.get(run.state.runDir) ?? {};
+      const proc = current.trainer ? this.procs.get(current.trainer.pid) : undefined;
+      const facts: RunFacts = {
+        trainerFile: current.trainer ? null : files.trainer ?? null,
         exitFile: files.exit ?? null,
-        trainerAlive: !!proc && proc.alive && proc.startTime === task.trainer!.startTime,
-      });
-      switch (action.kind) {
-        case 'recordSpawn': {
-          const r = await this.command(task.id, { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir: run.runDir }, 'runner');
-          if (!r?.trainer) return void svc.runs.delete(task.id);
-          task = r;
-          continue;
-        }
-        case 'launch':
-          return this.launch(task, run);
-        case 'failSpawn':
-          svc.runs.delete(task.id);
-          await this.command(task.id, { type: 'fail', reason: 'spawn', message: action.message }, 'runner');
-          return;
-        case 'follow':
-        case 'settle':
-          run.pid = task.trainer!.pid;
-          if (task.stop) this.stop(task.id);
-          return;
-        case 'failLost':
-          svc.runs.delete(task.id);
-          await this.command(task.id, { type: 'fail', reason: 'lost', message: action.message }, 'recovery');
-          return;
-        case 'awaitShepherd':
-          // Shepherds start instantly here (the simulation never reports one as starting).
-          throw new Error('awaitShepherd: the simulation does not model a slow shepherd');
-        default: {
-          const unhandled: never = action;
-          throw new Error(`unhandled recovery action ${JSON.stringify(unhandled)}`);
-        }
+        trainerAlive: !!proc && proc.alive && proc.startTime === current.trainer!.startTime,
+      };
+      const next = await this.observe(task.id, run, { type: 'recovery', task: current, facts });
+      if (next.launch) {
+        await this.launch(current, run);
+        break;
       }
+      if (next.awaitShepherd) throw new Error('awaitShepherd: the simulation does not model a slow shepherd'); // shepherds start instantly here
+      if (!next.recover) break;
+      current = next.recover;
     }
+    if (task.stop) await this.stop(task.id);
   }
 
+  /** The shepherd starts the trainer (or cannot); the decider is told. */
   private async launch(task: TaskRecord, run: Run): Promise<void> {
     const sim = task.spec.config.simulate ?? {};
     if (sim.failAtStep === -1) {
-      this.files.set(run.runDir, { exit: { code: null, signal: null, error: 'spawn failed: ENOENT' } });
-      this.svc!.runs.delete(task.id);
-      await this.command(task.id, { type: 'fail', reason: 'spawn', message: 'spawn failed: ENOENT' }, 'runner');
+      this.files.set(run.state.runDir, { exit: { code: null, signal: null, error: 'spawn failed: ENOENT' } });
+      await this.observe(task.id, run, { type: 'launchFailed', message: 'spawn failed: ENOENT' });
       return;
     }
     const pid = this.nextPid++;
@@ -479,7 +480,7 @@ export class World {
       pid,
       startTime: String(this.clock * 10 + pid),
       taskId: task.id,
-      runDir: run.runDir,
+      runDir: run.state.runDir,
       alive: true,
       trainingAt: this.clock + (sim.startupMs ?? 0),
       endAt: this.clock + (sim.startupMs ?? 0) + (sim.steps ?? 1000),
@@ -489,80 +490,142 @@ export class World {
       lastLines: this.rng.pick([...LAST_OUTPUTS]) ?? [],
     };
     this.procs.set(pid, p);
-    this.files.set(run.runDir, { trainer: { pid, startTime: p.startTime } });
-    run.pid = pid;
+    this.files.set(run.state.runDir, { trainer: { pid, startTime: p.startTime } });
     this.log(`spawned trainer ${pid} for ${task.id}`);
     if (this.svc!.crashAfterSpawn) {
       this.svc!.crashAfterSpawn = false;
       throw new ServiceCrashAfterSpawn();
     }
-    const r = await this.command(task.id, { type: 'recordSpawn', pid, startTime: p.startTime, runDir: run.runDir }, 'runner');
-    if (r?.stop) this.stop(task.id);
+    await this.observe(task.id, run, { type: 'launched', pid, startTime: p.startTime });
   }
 
-  private stop(taskId: string): void {
+  private async stop(taskId: string): Promise<void> {
     const run = this.svc?.runs.get(taskId);
-    if (!run || run.pid === null || run.killAt !== null) return;
-    const p = this.procs.get(run.pid);
-    if (!p?.alive) return;
-    this.log(`SIGTERM ${p.pid} (${taskId})`);
-    p.termAt = this.clock;
-    run.killAt = this.clock + GRACE_MS;
+    if (run) await this.observe(taskId, run, { type: 'stop' });
   }
 
-  /** One pass over followed runs; true when it did something. */
+  /** One pass over followed runs: what the tailer, the exit watch and the timers notice; true when it did something. */
   private async followRuns(): Promise<boolean> {
     const svc = this.svc!;
     for (const [id, run] of [...svc.runs]) {
       const task = this.db.tasks.get(id)!;
-      const p = run.pid !== null ? this.procs.get(run.pid) : undefined;
+      const p = run.state.pid !== null ? this.procs.get(run.state.pid) : undefined;
       if (!p) continue; // launching
-      if (p.alive && task.status === 'PREPARING' && this.clock >= p.trainingAt) {
-        await this.command(id, { type: 'startTraining' }, 'trainer');
+      if (p.alive && !run.phaseRead && this.clock >= p.trainingAt) {
+        // The trainer prints its training phase (read again after each re-attach).
+        run.phaseRead = true;
+        const message = { type: 'phase', phase: 'training' } as const;
+        await this.observe(id, run, { type: 'line', line: { seq: 0, stream: 'stdout', line: JSON.stringify(message), t: this.clock }, message });
         return true;
       }
       if (p.alive && run.killAt !== null && this.clock >= run.killAt) {
-        this.log(`SIGKILL ${p.pid} after grace`);
-        this.exitProc(p, { code: null, signal: 'SIGKILL' });
+        run.killAt = null;
+        await this.observe(id, run, { type: 'graceOver', graceMs: GRACE_MS });
         return true;
       }
       if (p.alive && task.deadlineAt && !task.stop && this.clock >= Date.parse(task.deadlineAt)) {
-        const r = await this.command(id, { type: 'expire' }, 'timeout');
-        if (r?.stop) this.stop(id);
+        await this.observe(id, run, { type: 'deadline' });
         return true;
       }
       if (!p.alive) {
-        const exit = this.files.get(run.runDir)?.exit;
-        svc.runs.delete(id);
+        const exit = this.files.get(run.state.runDir)?.exit;
         const at = new Date(this.clock).toISOString();
         const lines: LogLine[] = exit ? p.lastLines.map((line, i) => ({ seq: i + 1, stream: 'stdout', line, at })) : [];
-        await this.command(
-          id,
-          exit ? { type: 'recordExit', exitCode: exit.code, signal: exit.signal } : { type: 'fail', reason: 'lost', message: 'trainer vanished' },
-          'runner',
-          lines,
-        );
+        await this.observe(id, run, exit ? { type: 'exited', exit } : { type: 'vanished' }, lines);
         return true;
       }
     }
     return false;
   }
 
-  /** As runner.ts: `logLines` go with the command; if that fails, they are stored apart and the command goes alone. */
-  private async command(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[] = []): Promise<TaskRecord | null> {
+  /** The run decider (or a planted bug). */
+  private decider(...[run, obs, options]: Parameters<typeof decideRun>): ReturnType<typeof decideRun> {
+    if (this.opts.exitLostWithRefusedLines && obs.type === 'refused') return { run, commands: [], effects: [] };
+    return (this.opts.runDecider ?? decideRun)(run, obs, options);
+  }
+
+  /**
+   * Decide (decideRun) and carry the decision out, as runner.ts does: the run's new state, the
+   * commands (each result observed back), then the effects. `lines`: the output not stored yet,
+   * for a command that takes it. Returns what the caller continues with.
+   */
+  private async observe(taskId: string, run: Run, obs: RunObservation, lines: LogLine[] = []): Promise<Next> {
+    const d = this.decider(run.state, obs, this.opts.recovery ? { decideRecovery: this.opts.recovery } : {});
+    if (d.run.phase === 'ended') run.killAt = null;
+    run.state = d.run;
+    const next: Next = {};
+    for (const c of d.commands) {
+      let command = c.command;
+      if (c.quoteLastLines && command.type === 'fail') command = { ...command, message: withLastOutput(command.message, this.lastStoredLines(taskId, c.quoteLastLines)) };
+      const appended = await this.append(taskId, command, c.actor, c.withLines ? lines : []);
+      const after: RunObservation =
+        'refused' in appended ? { type: 'refused', command: { ...c, command }, reason: appended.refused } : { type: 'committed', command: command.type, task: appended.task };
+      Object.assign(next, await this.observe(taskId, run, after));
+    }
+    for (const e of d.effects) {
+      switch (e.kind) {
+        case 'release':
+          if (this.svc?.runs.get(taskId) === run) this.svc.runs.delete(taskId);
+          break;
+        case 'signal': {
+          const p = run.state.pid !== null ? this.procs.get(run.state.pid) : undefined;
+          this.log(`${e.signal} ${run.state.pid} (${taskId})`);
+          if (e.signal === 'SIGTERM' && p) p.termAt = this.clock;
+          if (e.signal === 'SIGKILL' && p?.alive) this.exitProc(p, { code: null, signal: 'SIGKILL' });
+          break;
+        }
+        case 'armKill':
+          run.killAt = this.clock + GRACE_MS;
+          break;
+        case 'recover':
+          next.recover = e.task;
+          break;
+        case 'launch':
+          next.launch = true;
+          break;
+        case 'awaitShepherd':
+          next.awaitShepherd = true;
+          break;
+        case 'follow': // followRuns reads every followed run
+        case 'storeLine': // the simulated trainer's output is its last lines, stored with its exit
+        case 'removeDatasetCopy':
+          break;
+        case 'log':
+          this.log(e.message);
+          break;
+        default: {
+          const unhandled: never = e;
+          throw new Error(`unhandled run effect ${JSON.stringify(unhandled)}`);
+        }
+      }
+    }
+    return next;
+  }
+
+  private lastStoredLines(taskId: string, n: number): string[] {
+    return [...(this.db.logs.get(taskId) ?? new Map<number, string>()).entries()].sort((a, b) => a[0] - b[0]).slice(-n).map(([, line]) => line);
+  }
+
+  /** A user's command (or one without output lines). */
+  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+    const r = await this.append(taskId, command, actor, []);
+    return 'refused' in r ? null : r.task;
+  }
+
+  /**
+   * As runner.ts: `logLines` go with the command; if that fails, they are stored apart, and when
+   * they may be what failed the run decider is told (`refused`).
+   */
+  private async append(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[]): Promise<{ task: TaskRecord | null } | { refused: string }> {
     try {
-      return (await this.commands.execute(taskId, command, { actor }, { logLines })).task;
+      return { task: (await this.commands.execute(taskId, command, { actor }, { logLines })).task };
     } catch (err) {
       if (err instanceof SimulatedCrash) throw err;
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError)) {
-          this.log(`${command.type} of ${taskId} with its last lines failed (${(err as Error).message}); again without them`);
-          if (this.opts.exitLostWithRefusedLines) return null;
-          return this.command(taskId, command, actor);
-        }
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError)) return { refused: (err as Error).message };
       }
-      if (err instanceof IllegalCommandError) return this.db.tasks.get(taskId) ?? null;
+      if (err instanceof IllegalCommandError) return { task: this.db.tasks.get(taskId) ?? null };
       throw err;
     }
   }

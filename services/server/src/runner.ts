@@ -1,29 +1,56 @@
-// The runner: turns "task assigned to this instance" into a trainer process, and the
-// trainer's output and exit into commands. Trainers run under a detached shepherd that writes
-// to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+// The runner (the supervisor): turns "task assigned to this instance" into a trainer process,
+// and the trainer's output and exit into commands. Trainers run under a detached shepherd that
+// writes to files, so a crash of this process loses nothing: `recover` re-attaches on start-up.
+//
+// It decides nothing itself: every observation of a run (what recovery finds, a launch's result,
+// a committed command, an output line, the exit, the deadline, a stop, the end of the kill grace)
+// goes to the domain's run decider (decideRun, packages/domain/src/run.ts), and `decide` carries
+// out what it returns. The simulation (packages/sim) drives the same decider. Beside it:
+// runner/launcher.ts (starting a trainer), runner/standby-pool.ts, runner/deadlines.ts and
+// runner/output-buffer.ts.
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { decideRecovery, IllegalCommandError, isActive, TaskNotFoundError, type RunFacts, type TaskCommand, type TaskRecord } from '@trainyard/domain';
+import {
+  decideRun,
+  IllegalCommandError,
+  isActive,
+  startRun,
+  TaskNotFoundError,
+  withLastOutput,
+  type RunFacts,
+  type RunObservation,
+  type RunOutcome,
+  type RunState,
+  type TaskCommand,
+  type TaskRecord,
+} from '@trainyard/domain';
 import { appendLogLines, isConnectionError, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
-import { checkArtifact, parseTrainerLine, progressRecord, ProgressThrottle } from './trainer/protocol';
-import { DatasetError, stageDataset } from './datasets';
-import { trainerEnv } from './trainer/env';
-import { discardUnstartedLaunch, ensurePrivateDir, launchShepherd, writePrivateFile, readExit, readTrainerInfo, RunTailer, StandbyShepherd, waitForTrainerInfo, FILES, type ExitInfo, type LaunchSpec, type OutputLine } from './trainer/run';
+import { checkArtifact, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
+import { readExit, readTrainerInfo, RunTailer, FILES, type ExitInfo, type OutputLine } from './trainer/run';
+import { Deadlines } from './runner/deadlines';
+import { DATASET_DIR, launchTrainer, resolveOutputDir } from './runner/launcher';
+import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
+import { StandbyPool } from './runner/standby-pool';
 
-type Outcome = 'reattached' | 'settled' | 'launched' | 'failed';
-
+/** A run this instance is in charge of: the run decider's state of it, and the IO that carries its decisions out. */
 interface Run {
-  taskId: string;
-  attempt: number;
-  runDir: string;
-  pid: number | null;
+  state: RunState;
+  /** The task as last committed by this run (what follow() starts from). */
+  task: TaskRecord;
   tailer: RunTailer | null;
-  stopRequested: boolean;
   killTimer: NodeJS.Timeout | null;
-  finished: boolean;
+  /** The trainer's output not stored yet (while it is followed). */
+  output: OutputBuffer | null;
+}
+
+/** What the caller of decide() goes on with (a recovery step). */
+interface Next {
+  recover?: TaskRecord;
+  launch?: boolean;
+  outcome?: RunOutcome;
 }
 
 export interface RunnerLog {
@@ -32,27 +59,18 @@ export interface RunnerLog {
   error(msg: string): void;
 }
 
-const LOG_FLUSH_MS = 100;
-const LOG_FLUSH_LINES = 500;
 /** Lines of output quoted in a failed task's error message. */
 const TAIL_LINES_IN_ERROR = 12;
-/** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
-const DATASET_DIR = 'dataset';
 
 export class Runner {
   private readonly runs = new Map<string, Run>();
-  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  /** Each held task's deadline: the run decider is told when it passes. */
+  private readonly deadlines = new Deadlines((task) => this.deadlinePassed(task));
   /** Emits 'logs' (taskId) when lines were stored, for live log subscriptions. */
   readonly events = new EventEmitter();
   private closed = false;
-  /**
-   * A shepherd started ahead of need, handed the next run (see StandbyShepherd): a launch then
-   * skips Node's start-up. Replaced in the background after each launch; when there is none
-   * ready (first launch, it died), launch() spawns a fresh shepherd as before.
-   */
-  private standby: StandbyShepherd | null = null;
-  private standbyStarting = false;
-  private standbyError: string | null = null;
+  /** A shepherd started ahead of need and handed the next launch (see StandbyPool). */
+  private readonly standbys: StandbyPool;
 
   constructor(
     private readonly store: TaskStore,
@@ -60,11 +78,12 @@ export class Runner {
     private readonly log: RunnerLog,
   ) {
     this.events.setMaxListeners(0);
+    this.standbys = new StandbyPool(config.runsDir, (msg) => log.warn(msg));
   }
 
   /** PIDs of trainers this instance runs (to tell our GPU processes from other programs'). */
   ourPids(): Set<number> {
-    return new Set([...this.runs.values()].flatMap((r) => (r.pid ? [r.pid] : [])));
+    return new Set([...this.runs.values()].flatMap((r) => (r.state.pid ? [r.state.pid] : [])));
   }
 
   get activeCount(): number {
@@ -80,18 +99,18 @@ export class Runner {
     if (this.closed || task.runnerId !== this.config.runnerId) return;
     if (!isActive(task.status)) return;
     if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
-    this.armDeadline(task);
+    this.deadlines.arm(task);
     if (task.stop) this.stop(task.id);
   }
 
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
-  async recover(): Promise<Record<Outcome, string[]>> {
-    const report: Record<Outcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
-    this.ensureStandby();
+  async recover(): Promise<Record<RunOutcome, string[]>> {
+    const report: Record<RunOutcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
+    this.standbys.ensure();
     for (const task of await listActive(this.store.db)) {
       if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
       report[await this.settle(task, this.claim(task))].push(task.id);
-      this.armDeadline(task);
+      this.deadlines.arm(task);
       if (task.stop) this.stop(task.id);
     }
     return report;
@@ -99,57 +118,113 @@ export class Runner {
 
   /** Take charge of a task synchronously, so two notifications never start two trainers. */
   private claim(task: TaskRecord): Run {
-    const run: Run = { taskId: task.id, attempt: task.attempt, runDir: task.trainer?.runDir ?? this.runDirOf(task), pid: task.trainer?.pid ?? null, tailer: null, stopRequested: false, killTimer: null, finished: false };
+    const run: Run = { state: startRun(task, this.runDirOf(task)), task, tailer: null, killTimer: null, output: null };
     this.runs.set(task.id, run);
     return run;
   }
 
   /**
-   * Bring one active task of ours to where it should be, from what its run folder says:
-   * a live trainer is followed, an ended one settled, a vanished one failed, and a task whose
-   * trainer was never started gets one now.
+   * Bring one active task of ours to where it should be, from what its run folder says (the run
+   * decider decides: a live trainer is followed, an ended one settled, a vanished one failed,
+   * and a task whose trainer was never started gets one now).
    */
-  private async settle(task: TaskRecord, run: Run): Promise<Outcome> {
-    const runDir = run.runDir;
+  private async settle(task: TaskRecord, run: Run): Promise<RunOutcome> {
     for (;;) {
-      const facts = await this.runFacts(task, runDir);
-      const action = decideRecovery(task, facts);
-      switch (action.kind) {
-        case 'recordSpawn': {
-          const r = await this.command(task.id, { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir }, 'runner');
-          if (!r?.trainer) return this.release(task.id, 'failed');
-          task = r;
-          continue;
-        }
-        case 'awaitShepherd':
-          await this.awaitShepherd(task.id, runDir);
-          continue;
-        case 'launch':
-          await this.launch(task, run);
-          return 'launched';
-        case 'failSpawn':
-          this.runs.delete(task.id);
-          await this.command(task.id, { type: 'fail', reason: 'spawn', message: action.message }, 'runner');
-          return 'failed';
-        case 'follow':
-        case 'settle':
-          run.pid = task.trainer!.pid;
-          void this.follow(task, run);
-          return action.kind === 'follow' ? 'reattached' : 'settled';
-        case 'failLost': {
-          this.runs.delete(task.id);
-          const last = await lastLogLines(this.store.db, task.id, 3);
-          const tail = last.length ? `. Last output: ${last.map((l) => l.line).join(' | ')}` : '';
-          await this.command(task.id, { type: 'fail', reason: 'lost', message: action.message + tail }, 'recovery');
-          return 'failed';
-        }
+      run.task = task;
+      const facts = await this.runFacts(task, run.state.runDir);
+      const next = await this.decide(run, { type: 'recovery', task, facts });
+      if (next.launch) {
+        await this.launch(task, run);
+        return 'launched';
       }
+      if (next.recover) {
+        task = next.recover;
+        continue;
+      }
+      return next.outcome ?? 'failed';
     }
   }
 
-  private release(taskId: string, outcome: Outcome): Outcome {
-    this.runs.delete(taskId);
-    return outcome;
+  /**
+   * Decide what the observation means for the run (decideRun) and carry it out: the run's new
+   * state (an ended run's kill timer and deadline are disarmed first), the commands in order
+   * (each one's record observed back), then the effects.
+   */
+  private async decide(run: Run, obs: RunObservation): Promise<Next> {
+    const d = decideRun(run.state, obs);
+    const taskId = run.state.taskId;
+    const ending = run.state.phase !== 'ended' && d.run.phase === 'ended';
+    run.state = d.run;
+    if (ending) {
+      if (run.killTimer) clearTimeout(run.killTimer);
+      this.deadlines.clear(taskId);
+    }
+    const next: Next = d.outcome ? { outcome: d.outcome } : {};
+    for (const c of d.commands) {
+      if (c.flushFirst) await run.output?.flush();
+      let command: TaskCommand = c.command;
+      if (c.quoteLastLines && command.type === 'fail') {
+        const last = await this.retry(() => lastLogLines(this.store.db, taskId, c.quoteLastLines!));
+        command = { ...command, message: withLastOutput(command.message, last.map((l) => l.line)) };
+      }
+      if (c.withFailureDetail && command.type === 'recordExit') {
+        const detail = await this.failureDetail(taskId);
+        if (detail) command = { ...command, detail };
+      }
+      const lines = c.withLines ? (run.output?.take() ?? []) : [];
+      const appended = await this.append(taskId, command, c.actor, lines);
+      if ('refused' in appended) {
+        Object.assign(next, await this.decide(run, { type: 'refused', command: { ...c, command }, reason: appended.refused }));
+        continue;
+      }
+      if (appended.task) run.task = appended.task;
+      Object.assign(next, await this.decide(run, { type: 'committed', command: command.type, task: appended.task }));
+    }
+    for (const e of d.effects) {
+      switch (e.kind) {
+        case 'awaitShepherd':
+          await this.awaitShepherd(taskId, run.state.runDir);
+          break;
+        case 'recover':
+          next.recover = e.task;
+          break;
+        case 'launch':
+          next.launch = true;
+          break;
+        case 'follow':
+          void this.follow(run);
+          break;
+        case 'storeLine':
+          await run.output?.push({ seq: e.line.seq, stream: e.line.stream, line: e.line.line, at: new Date(e.line.t).toISOString() });
+          break;
+        case 'signal':
+          signalGroup(run.state.pid!, e.signal);
+          break;
+        case 'armKill':
+          run.killTimer = setTimeout(() => void this.decide(run, { type: 'graceOver', graceMs: this.config.killGraceMs }), this.config.killGraceMs);
+          run.killTimer.unref();
+          break;
+        case 'release':
+          if (this.runs.get(taskId) === run) this.runs.delete(taskId);
+          break;
+        case 'removeDatasetCopy':
+          // The copy can be as large as the dataset; the original stays where it was submitted from.
+          try {
+            rmSync(join(run.state.runDir, DATASET_DIR), { recursive: true, force: true });
+          } catch (err) {
+            this.log.warn(`task ${taskId}: could not remove its dataset copy: ${(err as Error).message}`);
+          }
+          break;
+        case 'log':
+          this.log[e.level](e.message);
+          break;
+        default: {
+          const unhandled: never = e;
+          throw new Error(`unhandled run effect ${JSON.stringify(unhandled)}`);
+        }
+      }
+    }
+    return next;
   }
 
   private async runFacts(task: TaskRecord, runDir: string): Promise<RunFacts> {
@@ -168,7 +243,6 @@ export class Runner {
    * hung: it is killed, so that the run can be launched again without two trainers.
    */
   private async awaitShepherd(taskId: string, runDir: string): Promise<void> {
-    this.log.info(`task ${taskId}: a shepherd for ${runDir} is starting; waiting for it instead of launching another`);
     const until = Date.now() + 60_000;
     for (;;) {
       if ((await readTrainerInfo(runDir)) || (await readExit(runDir))) return;
@@ -198,182 +272,49 @@ export class Runner {
     }
   }
 
+  /** Start the task's trainer and tell the run decider how that went. */
   private async launch(task: TaskRecord, run: Run): Promise<void> {
-    const runDir = run.runDir;
+    let launched;
     try {
-      const outputDir = resolveOutputDir(this.config, task);
-      // Sync calls: microseconds each, where a thread-pool round trip costs more (see run.ts).
-      ensurePrivateDir(this.config.runsDir, runDir);
-      mkdirSync(outputDir, { recursive: true });
-      // The trainer reads a checked copy, never the submitted path (see datasets.ts).
-      let datasetPath: string;
-      try {
-        datasetPath = await stageDataset(task.spec.datasetPath, this.config.datasetsRoots, join(runDir, DATASET_DIR));
-      } catch (err) {
-        if (!(err instanceof DatasetError)) throw err;
-        await this.command(task.id, { type: 'fail', reason: 'spawn', message: err.message }, 'runner');
-        this.runs.delete(task.id);
-        return;
-      }
-      const specFile = join(runDir, 'task.json');
-      writePrivateFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath, submittedDatasetPath: task.spec.datasetPath }, null, 2));
-      // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
-      // by one that never started is stale.
-      if (await discardUnstartedLaunch(runDir)) this.log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
-      const [cmd, ...args] = this.config.trainer;
-      const argv = [resolveArgv0(cmd!, this.config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(this.config.trainerCwd, a) : a))];
-      const spec: LaunchSpec = {
-        runDir,
-        argv,
-        cwd: this.config.trainerCwd,
-        env: {
-          ...trainerEnv(process.env, this.config.trainerEnvPassThrough),
-          // The slot's GPU is nvidia-smi's index, which is PCI bus order; CUDA's own default
-          // order (fastest first) differs on a host with mixed GPUs.
-          CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
-          CUDA_VISIBLE_DEVICES: String(task.gpuIndex ?? 0),
-          TRAINYARD_TASK_SPEC: specFile,
-          TRAINYARD_TASK_ID: task.id,
-          TRAINYARD_OUTPUT_DIR: outputDir,
-        },
-        maxLineBytes: this.config.logMaxLineBytes,
-        maxLinesPerSecond: this.config.logMaxLinesPerSecond,
-        maxProtocolLinesPerSecond: this.config.logMaxProtocolLinesPerSecond,
-        maxProtocolLinesPerTask: this.config.logMaxProtocolLinesPerTask,
-        maxBytesPerTask: this.config.logMaxBytesPerTask,
-      };
-      const standby = this.takeStandby();
-      let shepherd = await launchShepherd(spec, standby).finally(() => standby?.dispose()); // no-op once handed the run
-      let info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
-      if ('error' in info && info.shepherdGone && !existsSync(join(runDir, FILES.output)) && (await discardUnstartedLaunch(runDir))) {
-        // The shepherd (a standby killed just as it was handed the run, say) ended before it
-        // opened output.jsonl, which it does before spawning: no trainer was started. Once more
-        // with a fresh shepherd. (It is gone and was our child, so it cannot start one later.)
-        this.log.warn(`task ${task.id}: shepherd ${shepherd.shepherdPid} ended before starting the trainer; launching again`);
-        shepherd = await launchShepherd(spec, null);
-        info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
-      }
-      // The next launch's standby starts now, off the path between a trainer's exit and the next.
-      this.ensureStandby();
-      if ('error' in info) {
-        // Release the task only once its failure is committed: a notification arriving in
-        // between must not take it again and fail it a second time with a vaguer message.
-        await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer ${JSON.stringify(this.config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` }, 'runner');
-        this.runs.delete(task.id);
-        return;
-      }
-      run.pid = info.pid;
-      const spawned = await this.command(task.id, { type: 'recordSpawn', pid: info.pid, startTime: info.startTime, runDir }, 'runner');
-      void this.follow(spawned ?? task, run);
-      if (spawned?.stop || run.stopRequested) {
-        run.stopRequested = false;
-        this.stop(task.id);
-      }
+      launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.log);
     } catch (err) {
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
-      await this.command(task.id, { type: 'fail', reason: 'spawn', message: `could not start the trainer: ${(err as Error).message}` }, 'runner');
-      this.runs.delete(task.id);
+      launched = { failed: `could not start the trainer: ${(err as Error).message}` };
     }
+    // Its spawn is recorded, then it is followed (and stopped, if that was asked meanwhile).
+    await this.decide(run, 'failed' in launched ? { type: 'launchFailed', message: launched.failed } : { type: 'launched', ...launched });
   }
 
-  /** The standby shepherd, if one is ready, for one launch (whoever calls it owns it). */
-  private takeStandby(): StandbyShepherd | null {
-    const standby = this.standby;
-    this.standby = null;
-    if (standby?.ready) return standby;
-    standby?.dispose();
-    return null;
-  }
-
-  /** Start a standby shepherd in the background unless one is ready or starting. */
-  private ensureStandby(): void {
-    if (this.closed || this.standbyStarting || this.standby?.ready) return;
-    this.standby?.dispose();
-    this.standby = null;
-    this.standbyStarting = true;
-    StandbyShepherd.start(this.config.runsDir).then(
-      (standby) => {
-        this.standbyStarting = false;
-        if (this.closed) return standby.dispose();
-        this.standby = standby;
-        this.standbyError = null;
-      },
-      (err: unknown) => {
-        this.standbyStarting = false;
-        // Launches fall back to a fresh shepherd; say so once per distinct problem.
-        const msg = (err as Error).message;
-        if (msg !== this.standbyError) this.log.warn(`could not start a standby shepherd: ${msg}`);
-        this.standbyError = msg;
-      },
-    );
-  }
-
-  /** Tail the trainer's output to the end and record its exit. */
-  private async follow(task: TaskRecord, run: Run): Promise<void> {
+  /** Tail the trainer's output to the end and tell the run decider each line and the exit. */
+  private async follow(run: Run): Promise<void> {
+    const task = run.task;
     const fromSeq = await this.retry(() => lastLogSeq(this.store.db, task.id));
-    let status = task.status;
-    const artifacts = new Set(task.artifacts);
     const outputDir = resolveOutputDir(this.config, task);
     const artifactLimits = { maxPerTask: this.config.artifactsMaxPerTask, maxPathChars: this.config.artifactPathMaxChars };
-    let artifactWarned = false;
     const throttle = new ProgressThrottle(1000);
-    let buffer: LogLine[] = [];
-    let lastFlush = Date.now();
-    // Flushes run one after another: `await flush()` then means every line buffered so far is
-    // stored, even those a timer flush already took (the failure detail reads them right after).
-    let flushing: Promise<void> = Promise.resolve();
-    const flush = (): Promise<void> => {
-      flushing = flushing
-        .catch(() => {})
-        .then(async () => {
-          if (!buffer.length) return;
-          const lines = buffer;
-          buffer = [];
-          lastFlush = Date.now();
-          await this.storeLines(task.id, lines);
-          this.events.emit('logs', task.id);
-        });
-      return flushing;
-    };
-    const flushTimer = setInterval(() => void flush(), LOG_FLUSH_MS);
+    const output = outputBuffer(async (lines) => {
+      await this.storeLines(task.id, lines);
+      this.events.emit('logs', task.id);
+    });
+    run.output = output;
+    const flushTimer = setInterval(() => void output.flush(), LOG_FLUSH_MS);
     const onLine = async (l: OutputLine) => {
       const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
-      // Protocol messages become events before their line is stored: a crash in between
-      // replays the line on re-attach, and the commands below are idempotent for it.
+      const obs: Extract<RunObservation, { type: 'line' }> = { type: 'line', line: l };
       if (parsed.kind === 'message') {
         const m = parsed.message;
-        if (m.type === 'phase' && status === 'PREPARING') {
-          await flush();
-          const r = await this.command(task.id, { type: 'startTraining' }, 'trainer');
-          if (r) status = r.status;
-        } else if (m.type === 'progress' && throttle.offer(m, l.t)) {
-          await this.command(task.id, { type: 'recordProgress', ...progressRecord(m) }, 'trainer');
-        } else if (m.type === 'artifact') {
-          const verdict = checkArtifact(m.path, outputDir, artifacts.size, artifactLimits);
-          if (!verdict.ok) {
-            // Dropped, not fatal: the line is stored as a warning in its place (same seq, so a
-            // re-attach stores the same), and the service log says it once per task.
-            if (!artifactWarned) this.log.warn(`task ${task.id}: refused an artifact its trainer reported: ${verdict.reason}`);
-            artifactWarned = true;
-            buffer.push({ seq: l.seq, stream: 'stderr', line: `[trainyard] artifact refused (${verdict.reason}): ${l.line}`, at: new Date(l.t).toISOString() });
-            if (buffer.length >= LOG_FLUSH_LINES) await flush();
-            return;
-          }
-          if (!artifacts.has(verdict.path)) {
-            artifacts.add(verdict.path);
-            await this.command(task.id, { type: 'recordArtifact', path: verdict.path }, 'trainer');
-          }
-        }
+        obs.message = m;
+        if (m.type === 'progress') obs.progressDue = throttle.offer(m, l.t);
+        if (m.type === 'artifact') obs.artifact = checkArtifact(m.path, outputDir, run.state.artifacts.length, artifactLimits);
       }
-      buffer.push({ seq: l.seq, stream: l.stream, line: l.line, at: new Date(l.t).toISOString() });
-      if (buffer.length >= LOG_FLUSH_LINES || Date.now() - lastFlush > LOG_FLUSH_MS * 5) await flush();
+      await this.decide(run, obs);
     };
-    const tailer = new RunTailer(run.runDir, fromSeq, onLine);
+    const tailer = new RunTailer(run.state.runDir, fromSeq, onLine);
     run.tailer = tailer;
     tailer.start();
-    let exit: ExitInfo;
+    let exit: ExitInfo | 'vanished';
     try {
-      exit = await Promise.race([tailer.exited, this.watchShepherd(task, run)]);
+      exit = await Promise.race([tailer.exited, this.watchShepherd(run, task)]);
     } catch (err) {
       this.log.error(`following task ${task.id} failed: ${(err as Error).message}`);
       return;
@@ -384,45 +325,30 @@ export class Runner {
     // A failure quotes the stored output, so everything is stored first. A clean exit stores its
     // last lines in the transaction that records it (one commit fewer between this trainer and
     // the next); either way every line is stored no later than the task's final event.
-    if (exit.code !== 0) await flush();
-    else await flushing.catch(() => {});
+    if (exit === 'vanished' || exit.code !== 0) await output.flush();
+    else await output.settled();
     if (this.closed) return; // lines not stored yet are read again from output.jsonl on re-attach
-    run.finished = true;
-    if (run.killTimer) clearTimeout(run.killTimer);
-    this.clearDeadline(task.id);
-    const detail = exit.code === 0 ? undefined : await this.failureDetail(task.id);
-    const command: TaskCommand = exit.error
-      ? { type: 'fail', reason: (exit as { lost?: boolean }).lost ? 'lost' : 'spawn', message: exit.error }
-      : { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(detail ? { detail } : {}) };
-    const lines = buffer;
-    buffer = [];
-    await this.command(task.id, command, 'runner', lines);
-    this.runs.delete(task.id);
-    // The copy can be as large as the dataset; the original stays where it was submitted from.
-    try {
-      rmSync(join(run.runDir, DATASET_DIR), { recursive: true, force: true });
-    } catch (err) {
-      this.log.warn(`task ${task.id}: could not remove its dataset copy: ${(err as Error).message}`);
-    }
+    await this.decide(run, exit === 'vanished' ? { type: 'vanished' } : { type: 'exited', exit });
   }
 
   /**
    * The shepherd writes exit.json when the trainer ends; if the shepherd itself was killed
    * (OOM killer, kill -9 of the group), no exit.json ever comes. Notice a trainer that is gone
-   * with no exit status and report it as lost instead of waiting forever.
+   * with no exit status (it vanished) instead of waiting forever.
    */
-  private watchShepherd(task: TaskRecord, run: Run): Promise<ExitInfo> {
+  private watchShepherd(run: Run, task: TaskRecord): Promise<'vanished'> {
+    const startTime = task.trainer?.startTime;
     return new Promise((resolve) => {
       let goneSince: number | null = null;
       const timer = setInterval(async () => {
-        if (run.finished || this.closed || run.tailer === null) return clearInterval(timer);
-        const startTime = task.trainer?.startTime;
-        const alive = run.pid !== null && (startTime ? isSameProcessAlive(run.pid, startTime) : processExists(run.pid));
+        if (run.state.phase === 'ended' || this.closed || run.tailer === null) return clearInterval(timer);
+        const pid = run.state.pid;
+        const alive = pid !== null && (startTime ? isSameProcessAlive(pid, startTime) : processExists(pid));
         if (alive) return void (goneSince = null);
         goneSince ??= Date.now();
-        if (Date.now() - goneSince < 5000 || (await readExit(run.runDir))) return;
+        if (Date.now() - goneSince < 5000 || (await readExit(run.state.runDir))) return;
         clearInterval(timer);
-        resolve({ code: null, signal: null, error: `trainer process ${run.pid} disappeared without an exit status (its shepherd was killed too)`, endedAt: Date.now(), lost: true } as ExitInfo);
+        resolve('vanished');
       }, 1000);
       timer.unref();
     });
@@ -435,42 +361,18 @@ export class Runner {
     return tail.length ? `last output:\n${tail.join('\n')}` : undefined;
   }
 
-  /** SIGTERM the trainer's process group; SIGKILL after the grace period. Idempotent. */
+  /** SIGTERM the trainer's process group; SIGKILL after the grace period (the run decider decides). Idempotent. */
   stop(taskId: string): void {
     const run = this.runs.get(taskId);
-    if (!run || run.finished) return;
-    if (run.stopRequested && run.killTimer) return;
-    run.stopRequested = true;
-    if (run.pid === null) return; // launch() stops it as soon as the pid is known
-    this.log.info(`stopping task ${taskId}: SIGTERM to process group ${run.pid}`);
-    signalGroup(run.pid, 'SIGTERM');
-    run.killTimer = setTimeout(() => {
-      if (run.finished) return;
-      this.log.warn(`task ${taskId}: trainer ignored SIGTERM for ${this.config.killGraceMs} ms, sending SIGKILL`);
-      signalGroup(run.pid!, 'SIGKILL');
-    }, this.config.killGraceMs);
-    run.killTimer.unref();
+    // Synchronous: a stop decision appends nothing, so its signal is sent before this returns.
+    if (run) void this.decide(run, { type: 'stop' });
   }
 
-  private armDeadline(task: TaskRecord): void {
-    if (!task.deadlineAt || task.stop || this.deadlines.has(task.id)) return;
-    const ms = Math.max(0, Date.parse(task.deadlineAt) - Date.now());
-    // setTimeout overflows past ~24.8 days: re-arm in steps.
-    const timer = setTimeout(() => {
-      this.deadlines.delete(task.id);
-      if (Date.parse(task.deadlineAt!) > Date.now()) return this.armDeadline(task);
-      void this.command(task.id, { type: 'expire' }, 'timeout').then((r) => {
-        if (r?.stop) this.stop(task.id);
-      });
-    }, Math.min(ms, 2 ** 31 - 1));
-    timer.unref();
-    this.deadlines.set(task.id, timer);
-  }
-
-  private clearDeadline(taskId: string): void {
-    const t = this.deadlines.get(taskId);
-    if (t) clearTimeout(t);
-    this.deadlines.delete(taskId);
+  /** A held task's deadline passed: the run decider says what follows (expire, then stop). */
+  private deadlinePassed(task: TaskRecord): void {
+    const run = this.runs.get(task.id);
+    if (run) void this.decide(run, { type: 'deadline' });
+    else void this.command(task.id, { type: 'expire' }, 'timeout'); // (not held here: nothing to stop)
   }
 
   /**
@@ -478,8 +380,17 @@ export class Runner {
    * recorded) is expected in races and returns null. Database errors are retried until the
    * database is back, so no trainer outcome is ever dropped.
    */
-  /** `logLines`, if any, are stored with the command's events, or on their own if it is refused. */
-  private async command(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[] = []): Promise<TaskRecord | null> {
+  private async command(taskId: string, command: TaskCommand, actor: string): Promise<TaskRecord | null> {
+    const r = await this.append(taskId, command, actor, []);
+    return 'refused' in r ? null : r.task; // (never refused: no lines)
+  }
+
+  /**
+   * As command(), with `logLines` stored in the same transaction. If it fails, the lines are
+   * stored on their own; when the lines may be what failed (a line the database refused), the
+   * answer is `refused` and the run decider decides what follows (the command again, alone).
+   */
+  private async append(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[]): Promise<{ task: TaskRecord | null } | { refused: string }> {
     try {
       const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines }));
       if (logLines.length) this.events.emit('logs', taskId);
@@ -487,21 +398,16 @@ export class Runner {
       // than when the service's dispatch has loaded them again (observe() claims a task
       // synchronously, so the dispatch's later notification finds it taken).
       for (const t of r.started) this.observe(t);
-      return r.task;
+      return { task: r.task };
     } catch (err) {
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
         this.events.emit('logs', taskId);
-        // Storing the lines may be what failed (a line the database refused): the command, a
-        // trainer's exit above all, must not be lost with them, or the task holds its slot for good.
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed) {
-          this.log.warn(`task ${taskId}: ${command.type} with its last output failed (${(err as Error).message}); recording it without them`);
-          return this.command(taskId, command, actor);
-        }
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed) return { refused: (err as Error).message };
       }
-      if (err instanceof IllegalCommandError) return (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
+      if (err instanceof IllegalCommandError) return { task: (await loadTask(this.store.db, taskId).catch(() => null)) ?? null };
       this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
-      return null;
+      return { task: null };
     }
   }
 
@@ -539,15 +445,13 @@ export class Runner {
   /** Stop following trainers (they keep running; the next start re-attaches). */
   close(): void {
     this.closed = true;
-    this.standby?.dispose();
-    this.standby = null;
+    this.standbys.close();
     for (const run of this.runs.values()) {
       run.tailer?.stop();
       if (run.killTimer) clearTimeout(run.killTimer);
     }
-    for (const t of this.deadlines.values()) clearTimeout(t);
+    this.deadlines.close();
     this.runs.clear();
-    this.deadlines.clear();
   }
 }
 
@@ -558,18 +462,4 @@ function processExists(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Outputs live under <data>/outputs; the API refuses anything that would leave it. */
-export function outputsRoot(config: Pick<ServiceConfig, 'storage'>): string {
-  return resolve(config.storage.dataRoot, 'outputs');
-}
-
-export function resolveOutputDir(config: Pick<ServiceConfig, 'storage'>, task: Pick<TaskRecord, 'spec'>): string {
-  return resolve(outputsRoot(config), task.spec.outputDir);
-}
-
-function resolveArgv0(cmd: string, cwd: string): string {
-  if (cmd === 'node') return process.execPath;
-  return cmd.includes('/') && !isAbsolute(cmd) ? join(cwd, cmd) : cmd;
 }
