@@ -2,7 +2,7 @@
 // out-of-memory failure. Pure. It is a heuristic tuned to the Qwen 2.5 family, not a guarantee:
 // it should rank configurations correctly (monotonic in every knob) and be in the right ballpark.
 
-import { recommendedModels } from './parse';
+import { MODEL_SIZES_B, recommendedModels } from './models';
 
 export interface EstimateInput {
   /** Hugging Face id or name containing the size, e.g. "Qwen/Qwen2.5-Coder-1.5B-Instruct". */
@@ -77,9 +77,6 @@ export function estimateMemoryGb(input: EstimateInput): MemoryEstimate {
 
 export type OomLevel = 'low' | 'medium' | 'high';
 
-/** Qwen 2.5 Coder sizes in billions, largest first, to suggest a smaller model. */
-const SIZES = [7, 3, 1.5, 0.5];
-
 /**
  * Risk of running out of GPU memory: high above 90 % of `deviceMemoryGb`, medium above 70 %.
  * Pass the memory actually free for us (e.g. memoryGb − externalMemoryGb) to account for other
@@ -117,5 +114,5 @@ function smallerModel(paramsB: number | null, deviceMemoryGb: number): number | 
   const recommended = parseParamsB(recommendedModels(deviceMemoryGb)[0] ?? '');
   if (paramsB === null) return recommended;
   if (recommended !== null && recommended < paramsB) return recommended;
-  return SIZES.find((size) => size < paramsB) ?? null;
+  return MODEL_SIZES_B.find((size) => size < paramsB) ?? null;
 }

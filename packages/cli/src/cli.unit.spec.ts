@@ -1,6 +1,7 @@
 // Pure parts of the CLI: flag parsing, presets, tables, durations.
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from 'commander';
+import { PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
 import { duration, table } from './format';
 import { buildCreateInput, intArg, listArg, normalizeUrl, numberArg, parseDuration } from './parse';
 import { UsageError } from './errors';
@@ -40,8 +41,8 @@ describe('buildCreateInput', () => {
     expect(buildCreateInput(base, '/home/u')).toEqual({ model: 'm', datasetPath: '/home/u/data/x.jsonl' });
   });
   it('applies a preset, explicit flags over it', () => {
-    expect(buildCreateInput({ ...base, preset: 'safe' }, '/').config).toEqual({ batchSize: 1, gradientAccumulation: 16, maxLength: 512 });
-    expect(buildCreateInput({ ...base, preset: 'balanced' }, '/').config).toEqual({ batchSize: 2, gradientAccumulation: 8, maxLength: 1024 });
+    expect(buildCreateInput({ ...base, preset: 'safe' }, '/').config).toEqual({ batchSize: 1, gradientAccumulation: 16, maxLength: 512, load8bit: true });
+    expect(buildCreateInput({ ...base, preset: 'balanced' }, '/').config).toEqual({ batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true });
     expect(buildCreateInput({ ...base, preset: 'performance', batchSize: 8, '8bit': true }, '/').config).toEqual({
       batchSize: 8,
       gradientAccumulation: 4,
@@ -49,6 +50,14 @@ describe('buildCreateInput', () => {
       load8bit: true,
     });
     expect(buildCreateInput({ ...base, preset: 'performance' }, '/').config?.load8bit).toBe(false);
+    // The panel's presets are the same table.
+    for (const name of PRESET_NAMES) expect(buildCreateInput({ ...base, preset: name }, '/').config).toEqual(PRESETS[name].config);
+  });
+  it('--4bit or --no-8bit over a preset that loads in 8-bit turns the 8-bit off; --8bit with --4bit is left to the server', () => {
+    expect(buildCreateInput({ ...base, preset: 'balanced', '4bit': true }, '/').config).toMatchObject({ load8bit: false, load4bit: true });
+    expect(buildCreateInput({ ...base, preset: 'safe', '8bit': false }, '/').config).toMatchObject({ load8bit: false });
+    expect(buildCreateInput({ ...base, preset: 'safe', '8bit': true, '4bit': true }, '/').config).toMatchObject({ load8bit: true, load4bit: true });
+    expect(buildCreateInput({ ...base, '4bit': true }, '/').config).toEqual({ load4bit: true });
     expect(() => buildCreateInput({ ...base, preset: 'turbo' }, '/')).toThrow(UsageError);
   });
   it('maps every flag', () => {

@@ -2,11 +2,12 @@
 // (one source of truth); here only what cannot be sent at all is refused (not a number, bad JSON).
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
+import { isPresetName, PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
 import type { RouterInputs } from '@trainyard/client';
 import { UsageError } from './errors';
 
 export type CreateInput = RouterInputs['tasks']['create'];
-export type TrainingConfigInput = NonNullable<CreateInput['config']>;
+type TrainingConfigInput = NonNullable<CreateInput['config']>;
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -43,13 +44,6 @@ export function listArg(text: string, previous: string[] | undefined): string[] 
   return [...(previous ?? []), ...text.split(',').map((s) => s.trim()).filter(Boolean)];
 }
 
-export const PRESETS = {
-  safe: { batchSize: 1, gradientAccumulation: 16, maxLength: 512 },
-  balanced: { batchSize: 2, gradientAccumulation: 8, maxLength: 1024 },
-  performance: { batchSize: 4, gradientAccumulation: 4, maxLength: 2048, load8bit: false },
-} as const satisfies Record<string, Partial<TrainingConfigInput>>;
-type PresetName = keyof typeof PRESETS;
-
 export interface SubmitFlags {
   model: string;
   dataset: string;
@@ -72,15 +66,16 @@ export interface SubmitFlags {
 
 /**
  * tasks.create's input from submit's flags: the preset first, explicit flags over it; fields
- * left unset take the server's defaults. The dataset path is resolved against the current
- * folder (the service reads it on its machine, normally this one).
+ * left unset take the server's defaults. --4bit over a preset that loads in 8-bit turns the
+ * 8-bit off (as the panel's checkbox does); --8bit and --4bit together still reach the server,
+ * which refuses them. The dataset path is resolved against the current folder (the service
+ * reads it on its machine, normally this one).
  */
 export function buildCreateInput(f: SubmitFlags, cwd = process.cwd()): CreateInput {
   const config: Partial<TrainingConfigInput> = {};
   if (f.preset !== undefined) {
-    const preset = PRESETS[f.preset as PresetName];
-    if (!preset) throw new UsageError(`--preset must be one of ${Object.keys(PRESETS).join(', ')} (got "${f.preset}")`);
-    Object.assign(config, preset);
+    if (!isPresetName(f.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')} (got "${f.preset}")`);
+    Object.assign(config, PRESETS[f.preset].config satisfies Partial<TrainingConfigInput>);
   }
   const set = <K extends keyof TrainingConfigInput>(k: K, v: TrainingConfigInput[K] | undefined) => {
     if (v !== undefined) config[k] = v;
@@ -92,6 +87,7 @@ export function buildCreateInput(f: SubmitFlags, cwd = process.cwd()): CreateInp
   set('maxLength', f.maxLength);
   set('load8bit', f['8bit']);
   set('load4bit', f['4bit']);
+  if (f['4bit'] === true && f['8bit'] === undefined && config.load8bit) config.load8bit = false;
   set('loraRank', f.loraRank);
   set('loraAlpha', f.loraAlpha);
   if (f.simulate !== undefined) {

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, sep } from 'node:path';
+import { estimateMemoryGb, oomRisk } from '@trainyard/catalogue';
 import {
   evolve,
   initialState,
@@ -36,7 +37,7 @@ import type { ServiceConfig } from './config';
 import { EventFeed } from './feed';
 import { LiveUpdates, type TaskUpdate } from './live';
 import { log as processLog } from './log';
-import { estimateMemoryGb, externalShare, GpuProbe, oomRisk, type GpuInfo } from './gpu';
+import { externalShare, GpuProbe, type GpuInfo } from './gpu';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { taskOutputDir } from './outputs';
 import { Runner, type RunnerLog } from './runner';

@@ -21,9 +21,8 @@ const SOURCES = [
   join(STUDIO, 'index.html'),
   join(STUDIO, 'vite.config.ts'),
   join(STUDIO, 'package.json'),
-  // The pure estimate/recommendation modules the panel bundles from the server.
-  join(REPO, 'services/server/src/gpu/estimate.ts'),
-  join(REPO, 'services/server/src/gpu/parse.ts'),
+  // The shared catalogue (models, presets, memory estimate) the panel bundles.
+  join(REPO, 'packages/catalogue/src'),
 ];
 
 function newest(path) {

@@ -2,6 +2,7 @@
 import { openAsBlob, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
+import { describePresets, PRESET_NAMES } from '@trainyard/catalogue';
 import { uploadDataset, type TaskView, type TrainyardClient } from '@trainyard/client';
 import type { Ctx } from '../cli';
 import { EXIT, type ExitCode } from '../errors';
@@ -18,7 +19,7 @@ import {
 } from '../format';
 import { err, out, printJson, printJsonLine } from '../io';
 import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
-import { buildCreateInput, intArg, listArg, numberArg, parseDuration, PRESETS, type SubmitFlags } from '../parse';
+import { buildCreateInput, intArg, listArg, numberArg, parseDuration, type SubmitFlags } from '../parse';
 
 type Json = { json?: boolean };
 
@@ -82,9 +83,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--name <name>', 'a name for the task (default: "<model> on <dataset>")')
     .option('--output-dir <dir>', 'a folder for the adapter inside the task\'s own output folder (<outputs>/<task id>/<dir>; default: that folder itself)')
     .addOption(
-      new Option('--preset <preset>', 'batch/accumulation/max length: safe = 1/16/512, balanced = 2/8/1024, performance = 4/4/2048 without 8-bit').choices(
-        Object.keys(PRESETS),
-      ),
+      new Option('--preset <preset>', `batch/accumulation/max length and 8-bit loading: ${describePresets()}`).choices(PRESET_NAMES),
     )
     .option('--epochs <n>', 'epochs (default 3)', intArg)
     .option('--batch-size <n>', 'batch size (overrides the preset)', intArg)
@@ -92,6 +91,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--lr <x>', 'learning rate (default 2e-4)', numberArg)
     .option('--max-length <n>', 'max sequence length in tokens (overrides the preset)', intArg)
     .option('--8bit', 'load the model in 8-bit')
+    .option('--no-8bit', 'do not load the model in 8-bit (overrides the preset)')
     .option('--4bit', 'load the model in 4-bit')
     .option('--lora-rank <n>', 'LoRA rank (default 8)', intArg)
     .option('--lora-alpha <n>', 'LoRA alpha (default 16)', intArg)

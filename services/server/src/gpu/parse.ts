@@ -1,5 +1,5 @@
-// Pure half of the GPU probe: turns nvidia-smi's CSV output into GpuInfo and picks a model to
-// recommend. No IO; the only clock use is the default for `probedAt`, which callers may pass.
+// Pure half of the GPU probe: turns nvidia-smi's CSV output into GpuInfo, with the catalogue's
+// model recommendation. No IO; the only clock use is the default for `probedAt`, which callers may pass.
 //
 // Expected input (one line per GPU / per compute process, `--format=csv,noheader,nounits`):
 //   --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu
@@ -9,6 +9,7 @@
 // Memory values are MiB. Any field may be a bracketed placeholder such as `[N/A]` or
 // `[Not Supported]` (utilization and per-process memory are `[N/A]` in MIG mode).
 
+import { recommend } from '@trainyard/catalogue';
 import type { GpuDevice, GpuInfo, GpuProcess } from './types';
 
 /** One row of the `--query-gpu` output. Unavailable memory values read as 0, utilization as null. */
@@ -170,47 +171,6 @@ export function buildGpuInfo(
     });
 
   return { available: true, count: devices.length, devices, recommendation: recommend(devices), probedAt: at };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Model recommendation
-
-interface Tier {
-  minGb: number;
-  advice: string;
-  models: string[];
-}
-
-const QWEN = (size: string) => `Qwen/Qwen2.5-Coder-${size}-Instruct`;
-
-/** Largest first; a GPU gets the first tier whose minimum it reaches (>=, so exactly 12.0 GB is the 3B tier). */
-const TIERS: readonly Tier[] = [
-  { minGb: 24, advice: 'Qwen 2.5 Coder 7B recommended, or 3B for faster training', models: [QWEN('7B'), QWEN('3B')] },
-  { minGb: 12, advice: 'Qwen 2.5 Coder 3B recommended, or 1.5B for faster training', models: [QWEN('3B'), QWEN('1.5B')] },
-  { minGb: 8, advice: 'Qwen 2.5 Coder 1.5B recommended (best balance) or 0.5B (fastest training)', models: [QWEN('1.5B'), QWEN('0.5B')] },
-  { minGb: 0, advice: 'Qwen 2.5 Coder 0.5B recommended', models: [QWEN('0.5B')] },
-];
-
-function tierFor(memoryGb: number): Tier {
-  return TIERS.find((t) => memoryGb >= t.minGb) ?? TIERS[TIERS.length - 1]!;
-}
-
-/** Hugging Face model ids suited to a GPU with this much memory, preferred first. */
-export function recommendedModels(memoryGb: number): string[] {
-  return [...tierFor(memoryGb).models];
-}
-
-/**
- * One sentence for the UI. Each task trains on one GPU, so with several GPUs the advice follows
- * the largest single GPU, not the total.
- */
-export function recommend(devices: readonly Pick<GpuDevice, 'name' | 'memoryGb'>[]): string {
-  if (devices.length === 0) return describeFailure({ kind: 'no-gpus' }).recommendation;
-  const largest = devices.reduce((best, d) => (d.memoryGb > best.memoryGb ? d : best));
-  const single = `${largest.name} (${largest.memoryGb}GB): ${tierFor(largest.memoryGb).advice}`;
-  if (devices.length === 1) return single;
-  const total = round1(devices.reduce((s, d) => s + d.memoryGb, 0));
-  return `${devices.length} GPUs, ${total}GB in total; each task uses one GPU: ${single}`;
 }
 
 // ---------------------------------------------------------------------------------------------

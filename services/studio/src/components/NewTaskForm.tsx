@@ -1,29 +1,15 @@
 // The new-task form. Before anything is committed it shows the memory estimate, computed here
-// with the server's own pure estimate function against the GPU info, and where the task will
+// with the same estimate the server warns with (@trainyard/catalogue) against the GPU info, and where the task will
 // run (a free slot or behind the queue). After submitting it shows the server's warnings; the
 // server's field errors appear under their fields.
 import { useMutation } from '@tanstack/react-query';
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
-import { estimateMemoryGb, oomRisk, type EstimateInput } from '../../../server/src/gpu/estimate';
-import { recommendedModels } from '../../../server/src/gpu/parse';
+import { estimateMemoryGb, MODELS, oomRisk, PRESET_NAMES, PRESETS, recommendedModels, type EstimateInput, type PresetName } from '@trainyard/catalogue';
 import { errorInfo, uploadStudioDataset, useTRPC, type CreateInput, type CreateResult, type GpuInfo, type QueueView } from '../api';
 import { gb, modelShort, STATUS_LABEL } from '../format';
 import { Card, Field } from './ui';
 
-const MODELS = [
-  'Qwen/Qwen2.5-Coder-7B-Instruct',
-  'Qwen/Qwen2.5-Coder-3B-Instruct',
-  'Qwen/Qwen2.5-Coder-1.5B-Instruct',
-  'Qwen/Qwen2.5-Coder-0.5B-Instruct',
-];
 const OTHER = '__other__';
-
-type PresetName = 'safe' | 'balanced' | 'performance';
-const PRESETS: Record<PresetName, { label: string; blurb: string; batchSize: number; gradientAccumulation: number; maxLength: number; load8bit: boolean }> = {
-  safe: { label: 'Safe', blurb: 'least memory', batchSize: 1, gradientAccumulation: 16, maxLength: 512, load8bit: true },
-  balanced: { label: 'Balanced', blurb: 'default', batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true },
-  performance: { label: 'Performance', blurb: 'fastest', batchSize: 4, gradientAccumulation: 4, maxLength: 2048, load8bit: false },
-};
 
 interface FormState {
   modelChoice: string;
@@ -44,21 +30,30 @@ interface FormState {
   simulate: string;
 }
 
+/** The preset's fields as the form holds them. */
+function presetFields(p: PresetName): Pick<FormState, 'preset' | 'batchSize' | 'gradientAccumulation' | 'maxLength' | 'load8bit' | 'load4bit'> {
+  const c = PRESETS[p].config;
+  return {
+    preset: p,
+    batchSize: String(c.batchSize),
+    gradientAccumulation: String(c.gradientAccumulation),
+    maxLength: String(c.maxLength),
+    load8bit: c.load8bit,
+    load4bit: false,
+  };
+}
+
 const INITIAL: FormState = {
-  modelChoice: MODELS[3]!,
+  // The smallest model until the GPU is known.
+  modelChoice: MODELS[MODELS.length - 1]!,
   customModel: '',
   datasetPath: '',
   name: '',
-  preset: 'safe',
-  batchSize: '1',
-  gradientAccumulation: '16',
-  maxLength: '512',
+  ...presetFields('safe'),
   epochs: '3',
   learningRate: '0.0002',
   loraRank: '8',
   loraAlpha: '16',
-  load8bit: true,
-  load4bit: false,
   timeoutHours: '6',
   simulate: '',
 };
@@ -144,18 +139,7 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
     clearError(key);
     setF((s) => ({ ...s, [key]: value, preset: 'custom' }));
   };
-  const applyPreset = (p: PresetName) => {
-    const v = PRESETS[p];
-    setF((s) => ({
-      ...s,
-      preset: p,
-      batchSize: String(v.batchSize),
-      gradientAccumulation: String(v.gradientAccumulation),
-      maxLength: String(v.maxLength),
-      load8bit: v.load8bit,
-      load4bit: false,
-    }));
-  };
+  const applyPreset = (p: PresetName) => setF((s) => ({ ...s, ...presetFields(p) }));
 
   const create = useMutation(
     trpc.tasks.create.mutationOptions({
@@ -341,7 +325,7 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
         <div className="field">
           <span className="label">Preset</span>
           <div className="segmented" role="radiogroup" aria-label="Preset">
-            {(Object.keys(PRESETS) as PresetName[]).map((p) => (
+            {PRESET_NAMES.map((p) => (
               <button
                 type="button"
                 key={p}
