@@ -1,7 +1,7 @@
 // The new-task form. Before anything is committed it shows the memory estimate, computed here
-// with the same estimate the server warns with (@trainyard/catalogue) against the GPU info, and where the task will
-// run (a free slot or behind the queue). After submitting it shows the server's warnings; the
-// server's field errors appear under their fields.
+// with the estimate the server warns with (@trainyard/catalogue) against the GPU info, and
+// where the task will run (a free slot or behind the queue). After submitting it shows the
+// server's warnings; the server's field errors appear under their fields.
 import { useMutation } from '@tanstack/react-query';
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { estimateMemoryGb, MODELS, oomRisk, PRESET_NAMES, PRESETS, recommendedModels, type EstimateInput, type PresetName } from '@trainyard/catalogue';
