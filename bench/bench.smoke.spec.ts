@@ -13,7 +13,8 @@ const postgresUrl = inject('postgresUrl');
 function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
   return new Promise((resolvePromise) => {
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TRAINYARD_') && k !== 'DATABASE_URL') env[k] = v;
+    for (const [k, v] of Object.entries(process.env))
+      if (v !== undefined && !k.startsWith('TRAINYARD_') && k !== 'DATABASE_URL') env[k] = v;
     env.BENCH_DATABASE_URL = postgresUrl!;
     const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/run.ts'), ...args], {
       cwd: REPO_ROOT,
@@ -28,7 +29,15 @@ function runBench(args: string[]): Promise<{ code: number | null; output: string
 }
 
 const isNumber = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
-const summaryShape = { n: expect.any(Number), p50: expect.any(Number), p99: expect.any(Number), mean: expect.any(Number), min: expect.any(Number), max: expect.any(Number), p90: expect.any(Number) };
+const summaryShape = {
+  n: expect.any(Number),
+  p50: expect.any(Number),
+  p99: expect.any(Number),
+  mean: expect.any(Number),
+  min: expect.any(Number),
+  max: expect.any(Number),
+  p90: expect.any(Number),
+};
 
 function envelope(result: Record<string, unknown>, name: string): void {
   expect(result).toMatchObject({
@@ -38,7 +47,13 @@ function envelope(result: Record<string, unknown>, name: string): void {
     startedAt: expect.any(String),
     finishedAt: expect.any(String),
     durationMs: expect.any(Number),
-    machine: { nproc: expect.any(Number), memoryGiB: expect.any(Number), node: expect.any(String), postgres: expect.any(String), loadavg: expect.any(Array) },
+    machine: {
+      nproc: expect.any(Number),
+      memoryGiB: expect.any(Number),
+      node: expect.any(String),
+      postgres: expect.any(String),
+      loadavg: expect.any(Array),
+    },
     params: expect.any(Object),
     ratios: expect.any(Object),
     notes: expect.any(Array),
@@ -64,7 +79,9 @@ describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
     const submit = JSON.parse(readFileSync(join(out, 'submit.json'), 'utf8'));
     envelope(submit, 'submit');
     for (const system of ['trainyard', 'trainyard store in-process', 'pg-boss send', 'raw INSERT']) {
-      expect(submit.rows.filter((r: { system: string }) => r.system === system).map((r: { concurrency: number }) => r.concurrency)).toEqual([1, 16, 64]);
+      expect(submit.rows.filter((r: { system: string }) => r.system === system).map((r: { concurrency: number }) => r.concurrency)).toEqual(
+        [1, 16, 64],
+      );
     }
     for (const row of submit.rows) {
       expect(row.perSecond).toBeGreaterThan(0);

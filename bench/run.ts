@@ -65,7 +65,12 @@ async function main(): Promise<number> {
     for (const b of benchmarks) console.log(`${b.name.padEnd(10)} ${b.description}`);
     return 0;
   }
-  const names = values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : benchmarks.map((b) => b.name);
+  const names = values.only
+    ? values.only
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : benchmarks.map((b) => b.name);
   const unknown = names.filter((n) => !benchmarks.some((b) => b.name === n));
   if (unknown.length) {
     console.error(`unknown benchmark(s): ${unknown.join(', ')}\n${USAGE}`);
@@ -89,7 +94,9 @@ async function main(): Promise<number> {
   try {
     await probe`SELECT 1`;
   } catch (err) {
-    console.error(`[bench] Postgres at ${ctx.url} is not reachable (${(err as Error).message}); set BENCH_DATABASE_URL or start one (bash infra/postgres-up.sh).`);
+    console.error(
+      `[bench] Postgres at ${ctx.url} is not reachable (${(err as Error).message}); set BENCH_DATABASE_URL or start one (bash infra/postgres-up.sh).`,
+    );
     return 1;
   } finally {
     await probe.end({ timeout: 2 }).catch(() => {});

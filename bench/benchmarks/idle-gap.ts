@@ -78,7 +78,13 @@ export const idleGap: Benchmark = {
         (a, b) => Date.parse(a.startedAt!) - Date.parse(b.startedAt!),
       );
       const bad = tasks.filter((t) => t.status !== 'COMPLETED');
-      if (bad.length) throw new Error(`${bad.length} task(s) did not complete: ${bad.slice(0, 3).map((t) => `${t.id} ${t.status} ${t.error?.message ?? ''}`).join('; ')}`);
+      if (bad.length)
+        throw new Error(
+          `${bad.length} task(s) did not complete: ${bad
+            .slice(0, 3)
+            .map((t) => `${t.id} ${t.status} ${t.error?.message ?? ''}`)
+            .join('; ')}`,
+        );
       const runs = tasks.map((t) => {
         const dir = t.trainer!.runDir;
         return {
@@ -151,7 +157,13 @@ export const idleGap: Benchmark = {
         });
         await b.offWork(q);
         const gaps = spans.slice(1).map(([s], k) => s! - spans[k]![1]!);
-        rows.push({ system: `pg-boss work() poll ${seconds} s`, backend: 'postgres', measuredTo: 'next job handler start', samples: gaps.length, gapMs: summarize(gaps) });
+        rows.push({
+          system: `pg-boss work() poll ${seconds} s`,
+          backend: 'postgres',
+          measuredTo: 'next job handler start',
+          samples: gaps.length,
+          gapMs: summarize(gaps),
+        });
         ctx.log(`pg-boss poll ${seconds} s: p50 ${summarize(gaps).p50} ms`);
       };
       await viaWork(PGBOSS_DEFAULT_POLLING_SECONDS, defaultPollJobs);
@@ -169,7 +181,13 @@ export const idleGap: Benchmark = {
         await b.complete(q, job.id);
         ended = epochNow();
       }
-      rows.push({ system: 'pg-boss fetch/complete loop', backend: 'postgres', measuredTo: 'next fetch() returned', samples: gaps.length, gapMs: summarize(gaps) });
+      rows.push({
+        system: 'pg-boss fetch/complete loop',
+        backend: 'postgres',
+        measuredTo: 'next fetch() returned',
+        samples: gaps.length,
+        gapMs: summarize(gaps),
+      });
     } finally {
       await boss.dispose();
     }
@@ -185,7 +203,13 @@ export const idleGap: Benchmark = {
       `pg-boss v10 workers sleep out the polling interval after each fetch (default ${PGBOSS_DEFAULT_POLLING_SECONDS} s, minimum ${PGBOSS_MIN_POLLING_SECONDS} s) unless notified; the fetch/complete loop is its floor with no polling.`,
     );
     return {
-      params: { tasks: n, dwellMs: DWELL_MS, pgbossDefaultPollJobs: defaultPollJobs, pgbossMinPollJobs: minPollJobs, trainer: 'bench/instant-trainer.mjs' },
+      params: {
+        tasks: n,
+        dwellMs: DWELL_MS,
+        pgbossDefaultPollJobs: defaultPollJobs,
+        pgbossMinPollJobs: minPollJobs,
+        trainer: 'bench/instant-trainer.mjs',
+      },
       rows: rows as unknown as Record<string, unknown>[],
       ratios: {},
       targets: [target('idle gap p50 (to next trainer process start)', '≤ 10 ms', ours.p50, (v) => v <= 10)],

@@ -74,7 +74,13 @@ export const lifecycle: Benchmark = {
       const tasks = await waitUntilIdle(client, ids, 60_000 + n * 5_000);
       const wallMs = epochNow() - t0;
       const bad = tasks.filter((t) => t.status !== 'COMPLETED');
-      if (bad.length) throw new Error(`${bad.length} task(s) did not complete: ${bad.slice(0, 3).map((t) => `${t.id} ${t.status} ${t.error?.message ?? ''}`).join('; ')}`);
+      if (bad.length)
+        throw new Error(
+          `${bad.length} task(s) did not complete: ${bad
+            .slice(0, 3)
+            .map((t) => `${t.id} ${t.status} ${t.error?.message ?? ''}`)
+            .join('; ')}`,
+        );
       const byStart = [...tasks].sort((a, b) => ms(a.startedAt) - ms(b.startedAt));
       const span = Math.max(...tasks.map((t) => ms(t.finishedAt))) - Math.min(...tasks.map((t) => ms(t.createdAt)));
       rows.push({
@@ -100,11 +106,13 @@ export const lifecycle: Benchmark = {
       }
       for (const [k, v] of Object.entries(steps)) stages[k] = summarize(v);
       printTable(
-        'trainyard: time between a task\'s consecutive events (ms, commit times)',
+        "trainyard: time between a task's consecutive events (ms, commit times)",
         ['step', 'n', 'p50', 'p90', 'p99'],
         Object.entries(stages).map(([k, v]) => [k, v.n, v.p50, v.p90, v.p99]),
       );
-      notes.push('trainyard: first submission to last TaskCompleted, by the events\' commit times; run = TaskAssigned to TaskCompleted; handover = TaskCompleted of one task to TaskAssigned of the next (the same transaction, so ~0).');
+      notes.push(
+        "trainyard: first submission to last TaskCompleted, by the events' commit times; run = TaskAssigned to TaskCompleted; handover = TaskCompleted of one task to TaskAssigned of the next (the same transaction, so ~0).",
+      );
     } finally {
       await server.dispose();
     }
@@ -158,8 +166,16 @@ export const lifecycle: Benchmark = {
         }
         return spans;
       };
-      await serial('pg-boss fetch/complete loop, same trainer', n, loop(() => trainer.run()));
-      await serial('pg-boss fetch/complete loop, no-op job', n, loop(async () => undefined));
+      await serial(
+        'pg-boss fetch/complete loop, same trainer',
+        n,
+        loop(() => trainer.run()),
+      );
+      await serial(
+        'pg-boss fetch/complete loop, no-op job',
+        n,
+        loop(async () => undefined),
+      );
     } finally {
       await trainer.dispose();
       await boss.dispose();

@@ -48,7 +48,7 @@ export const reads: Benchmark = {
       for (let i = 0; i < queued; i++) await client.tasks.create.mutate(createInput(i));
       // A cursor half-way down the history, reached the way a client would page to it.
       let cursor: string | null = null;
-      for (let seen = 0; seen < historyTasks / 2; ) {
+      for (let seen = 0; seen < historyTasks / 2;) {
         const page: { items: unknown[]; nextCursor: string | null } = await client.tasks.list.query({ limit: 200, cursor });
         seen += page.items.length;
         cursor = page.nextCursor;
@@ -72,7 +72,15 @@ export const reads: Benchmark = {
           items = await op();
           lat.push(performance.now() - s);
         }
-        rows.push({ system: 'trainyard', backend: 'postgres', operation, tasksInHistory: historyTasks, requests, latencyMs: summarize(lat), items });
+        rows.push({
+          system: 'trainyard',
+          backend: 'postgres',
+          operation,
+          tasksInHistory: historyTasks,
+          requests,
+          latencyMs: summarize(lat),
+          items,
+        });
         ctx.log(`${operation}: p50 ${summarize(lat).p50} ms, p99 ${summarize(lat).p99} ms`);
       }
     } finally {
@@ -91,7 +99,9 @@ export const reads: Benchmark = {
       rows: rows as unknown as Record<string, unknown>[],
       ratios: {},
       targets,
-      notes: ['Latency is measured in the bench process around each typed-client call (HTTP, tRPC, validation, SQL, JSON), one request at a time.'],
+      notes: [
+        'Latency is measured in the bench process around each typed-client call (HTTP, tRPC, validation, SQL, JSON), one request at a time.',
+      ],
     };
   },
 };

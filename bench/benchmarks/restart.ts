@@ -151,7 +151,9 @@ export const restart: Benchmark = {
             rebuild,
           };
           rows.push(row);
-          ctx.log(`${kind} ${gen.events} events: first response ${row.firstResponseMs} ms, RSS ${row.rssMiB} MiB, rebuild ${rebuild.ms} ms`);
+          ctx.log(
+            `${kind} ${gen.events} events: first response ${row.firstResponseMs} ms, RSS ${row.rssMiB} MiB, rebuild ${rebuild.ms} ms`,
+          );
         } finally {
           await drop();
         }
@@ -161,7 +163,17 @@ export const restart: Benchmark = {
     printTable(
       `restart: spawn to first answered system.health (median of ${starts}), RSS then, and npm run rebuild`,
       ['backend', 'events', 'tasks', 'first resp ms', 'listening ms', 'RSS MiB', 'rebuild ms', 'rebuild peak MiB', 'diffs'],
-      rows.map((r) => [r.backend, r.events, r.tasks, r.firstResponseMs, r.listeningMs, r.rssMiB, r.rebuild.ms, r.rebuild.peakMiB, r.rebuild.differences]),
+      rows.map((r) => [
+        r.backend,
+        r.events,
+        r.tasks,
+        r.firstResponseMs,
+        r.listeningMs,
+        r.rssMiB,
+        r.rebuild.ms,
+        r.rebuild.peakMiB,
+        r.rebuild.differences,
+      ]),
     );
     const ratios: Record<string, number | null> = {};
     const targets: Target[] = [];
@@ -175,7 +187,9 @@ export const restart: Benchmark = {
       ratios[`${kind} RSS ${large.events}/${small.events} events`] = ratio(large.rssMiB, small.rssMiB);
       if (kind === 'postgres') {
         targets.push(target(`start-up flat: ${key}`, '≤ 1.2', ratios[key]!, (v) => v <= 1.2));
-        targets.push(target(`start-up at ${large.events} events (ms, machine-dependent)`, '≤ 1000', large.firstResponseMs, (v) => v <= 1000));
+        targets.push(
+          target(`start-up at ${large.events} events (ms, machine-dependent)`, '≤ 1000', large.firstResponseMs, (v) => v <= 1000),
+        );
       }
     }
     printTable('restart ratios', ['ratio', 'value'], Object.entries(ratios));

@@ -60,8 +60,16 @@ const storeSpec = (i: number): TaskSpec => ({
   datasetPath: DATASET,
   outputDir: `bench-${i}`,
   config: {
-    epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512,
-    load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16, simulate: { steps: 1, stepMs: 0, startupMs: 0 },
+    epochs: 1,
+    batchSize: 1,
+    gradientAccumulation: 16,
+    learningRate: 2e-4,
+    maxLength: 512,
+    load8bit: false,
+    load4bit: false,
+    loraRank: 8,
+    loraAlpha: 16,
+    simulate: { steps: 1, stepMs: 0, startupMs: 0 },
   },
   timeoutMs: 6 * 3_600_000,
   owner: 'bench',
@@ -157,7 +165,10 @@ export const submit: Benchmark = {
       // The cheapest call the API has (no database), one request each as tasks.create goes.
       const pingers = clients.map(() => createTRPCClient<AppRouter>({ links: [httpLink({ url: trpcUrl(server.url) })] }));
       // A service from an older checkout (--server-root) may not have it.
-      const hasPing = await pingers[0]!.system.ping.query().then(() => true, () => false);
+      const hasPing = await pingers[0]!.system.ping.query().then(
+        () => true,
+        () => false,
+      );
       if (!hasPing) notes.push('system.ping is missing from the service measured (an older checkout): no tRPC no-op row.');
       await boss.boss.createQueue('bench-submit');
       pgbossVersion = boss.version;
@@ -166,13 +177,54 @@ export const submit: Benchmark = {
         `CREATE TABLE ${rawSchema}.raw_insert (id bigserial PRIMARY KEY, stream_id text NOT NULL, data jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())`,
       );
       for (const c of CONCURRENCIES) {
-        await measure(rows, { system: 'trainyard', backend: 'postgres' }, c, n, warmup, (i, w) => clients[w]!.tasks.create.mutate(createInput(i)), ctx.log, server.pid);
-        if (hasPing) await measure(rows, { system: 'tRPC no-op over HTTP', backend: 'postgres' }, c, n, warmup, (_i, w) => pingers[w]!.system.ping.query(), ctx.log, server.pid);
-        await measure(rows, { system: 'trainyard store in-process', backend: 'postgres' }, c, n, warmup, (i) =>
-          store.submit(newTaskId(), storeSpec(i), { actor: 'bench' }), ctx.log);
-        await measure(rows, { system: 'pg-boss send', backend: 'postgres' }, c, n, warmup, (i) => boss.boss.send('bench-submit', createInput(i)), ctx.log);
-        await measure(rows, { system: 'raw INSERT', backend: 'postgres' }, c, n, warmup, (i) =>
-          raw`INSERT INTO raw_insert (stream_id, data) VALUES (${`r${i}`}, ${raw.json(createInput(i))})`, ctx.log);
+        await measure(
+          rows,
+          { system: 'trainyard', backend: 'postgres' },
+          c,
+          n,
+          warmup,
+          (i, w) => clients[w]!.tasks.create.mutate(createInput(i)),
+          ctx.log,
+          server.pid,
+        );
+        if (hasPing)
+          await measure(
+            rows,
+            { system: 'tRPC no-op over HTTP', backend: 'postgres' },
+            c,
+            n,
+            warmup,
+            (_i, w) => pingers[w]!.system.ping.query(),
+            ctx.log,
+            server.pid,
+          );
+        await measure(
+          rows,
+          { system: 'trainyard store in-process', backend: 'postgres' },
+          c,
+          n,
+          warmup,
+          (i) => store.submit(newTaskId(), storeSpec(i), { actor: 'bench' }),
+          ctx.log,
+        );
+        await measure(
+          rows,
+          { system: 'pg-boss send', backend: 'postgres' },
+          c,
+          n,
+          warmup,
+          (i) => boss.boss.send('bench-submit', createInput(i)),
+          ctx.log,
+        );
+        await measure(
+          rows,
+          { system: 'raw INSERT', backend: 'postgres' },
+          c,
+          n,
+          warmup,
+          (i) => raw`INSERT INTO raw_insert (stream_id, data) VALUES (${`r${i}`}, ${raw.json(createInput(i))})`,
+          ctx.log,
+        );
       }
     } finally {
       await closeStore();
@@ -197,15 +249,33 @@ export const submit: Benchmark = {
           `CREATE TABLE raw_insert (id bigserial PRIMARY KEY, stream_id text NOT NULL, data jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())`,
         );
         for (const c of CONCURRENCIES) {
-          await measure(rows, { system: 'trainyard', backend: 'pglite' }, c, n, warmup, (i, w) => clients[w]!.tasks.create.mutate(createInput(i)), ctx.log, pgl.pid);
-          await measure(rows, { system: 'raw INSERT (in-process)', backend: 'pglite' }, c, n, warmup, (i) =>
-            lite.query('INSERT INTO raw_insert (stream_id, data) VALUES ($1, $2)', [`r${i}`, JSON.stringify(createInput(i))]), ctx.log);
+          await measure(
+            rows,
+            { system: 'trainyard', backend: 'pglite' },
+            c,
+            n,
+            warmup,
+            (i, w) => clients[w]!.tasks.create.mutate(createInput(i)),
+            ctx.log,
+            pgl.pid,
+          );
+          await measure(
+            rows,
+            { system: 'raw INSERT (in-process)', backend: 'pglite' },
+            c,
+            n,
+            warmup,
+            (i) => lite.query('INSERT INTO raw_insert (stream_id, data) VALUES ($1, $2)', [`r${i}`, JSON.stringify(createInput(i))]),
+            ctx.log,
+          );
         }
       } finally {
         await closeLite();
         await pgl.dispose();
       }
-      notes.push('PGlite is one connection: the service serialises its transactions on it; the raw PGlite INSERT row runs in the bench process (no HTTP), for scale only.');
+      notes.push(
+        'PGlite is one connection: the service serialises its transactions on it; the raw PGlite INSERT row runs in the bench process (no HTTP), for scale only.',
+      );
     }
 
     const rate = (system: string, backend: string, c: number) =>
@@ -217,7 +287,10 @@ export const submit: Benchmark = {
       ratios[`trainyard/pg-boss c=${c}`] = ratio(ours, rate('pg-boss send', 'postgres', c));
       ratios[`trainyard/raw c=${c}`] = ratio(ours, rate('raw INSERT', 'postgres', c));
       ratios[`trainyard/tRPC no-op c=${c}`] = ratio(ours, rate('tRPC no-op over HTTP', 'postgres', c));
-      ratios[`store in-process/pg-boss c=${c}`] = ratio(rate('trainyard store in-process', 'postgres', c), rate('pg-boss send', 'postgres', c));
+      ratios[`store in-process/pg-boss c=${c}`] = ratio(
+        rate('trainyard store in-process', 'postgres', c),
+        rate('pg-boss send', 'postgres', c),
+      );
       if (!ctx.skipPglite) ratios[`trainyard pglite/postgres c=${c}`] = ratio(rate('trainyard', 'pglite', c), ours);
       targets.push(target(`submit trainyard/pg-boss c=${c}`, '≥ 1.0', ratios[`trainyard/pg-boss c=${c}`]!, (v) => v >= 1));
       if (c >= 16) targets.push(target(`submit trainyard/raw INSERT c=${c}`, '≥ 0.5', ratios[`trainyard/raw c=${c}`]!, (v) => v >= 0.5));
@@ -228,7 +301,11 @@ export const submit: Benchmark = {
       ['system', 'backend', 'conc', 'per s', 'p50 ms', 'p99 ms', 'server CPU ms/task'],
       rows.map((r) => [r.system, r.backend, r.concurrency, r.perSecond, r.latencyMs.p50, r.latencyMs.p99, r.serverCpuMsPerTask]),
     );
-    printTable('submit ratios', ['ratio', 'value'], Object.entries(ratios).map(([k, v]) => [k, v]));
+    printTable(
+      'submit ratios',
+      ['ratio', 'value'],
+      Object.entries(ratios).map(([k, v]) => [k, v]),
+    );
     notes.push(
       'trainyard: tasks.create over HTTP (typed client, one per concurrent submitter); each creates a task that queues behind a long-running one on the single GPU slot.',
       'tRPC no-op over HTTP: system.ping (answers without touching the database) through the same transport as tasks.create (one HTTP request per call): what any procedure of this API costs before it does anything, the ceiling for submissions over HTTP.',

@@ -135,7 +135,10 @@ export function printTable(title: string, headers: string[], rows: Cell[][]): vo
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
   const numeric = headers.map((_, i) => rows.every((r) => r[i] === null || r[i] === undefined || typeof r[i] === 'number'));
   const line = (r: string[]) =>
-    r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    r
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   console.log(`\n${title}`);
   console.log(line(headers));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
@@ -233,7 +236,10 @@ export function writeResult(outDir: string, result: BenchResult): string {
 export function processCpuMs(pid: number): number {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 1).trim().split(/\s+/);
+    const f = text
+      .slice(text.lastIndexOf(')') + 1)
+      .trim()
+      .split(/\s+/);
     // Fields 14 and 15 (utime, stime), in clock ticks of 1/100 s on Linux.
     return (Number(f[14 - 3]) + Number(f[15 - 3])) * 10;
   } catch {

@@ -155,9 +155,7 @@ export async function generateHistory(db: Db, tasks: number, opts: { analyze?: b
            ${offset} + (i - ${firstTask}) * ${EVENTS_PER_TASK} AS base,
            ${anchor}::timestamptz - ((${firstTask + tasks} - i) * interval '${EVENTS_PER_TASK} ms') AS t0
     FROM generate_series(${firstTask}, ${firstTask + tasks - 1}) AS i`;
-  const values = t.events
-    .map((e) => `(${e.version}, ${lit(e.type)}, ${fill(e.data)})`)
-    .join(',\n      ');
+  const values = t.events.map((e) => `(${e.version}, ${lit(e.type)}, ${fill(e.data)})`).join(',\n      ');
   await run(`
     INSERT INTO events (position, stream_id, stream_version, type, data, metadata, schema_version, recorded_at)
     SELECT g.base + e.v, g.id, e.v, e.type, e.data::jsonb, ${lit(t.metadata)}::jsonb, 1, g.t0 + (e.v - 1) * interval '1 ms'

@@ -57,7 +57,6 @@ export interface BenchServer {
   dispose(): Promise<void>;
 }
 
-
 function serverEnv(opts: ServerOptions, dataDir: string, port: number): Record<string, string> {
   const env: Record<string, string> = {};
   // The bench's own environment less anything that would point the service elsewhere.
@@ -103,11 +102,15 @@ async function startOnce(opts: ServerOptions): Promise<BenchServer> {
   const client = await connect({ url, user: 'bench' });
   const t0 = performance.now();
   // One process (tsx as a loader, not its CLI wrapper), so the pid is the service's.
-  const proc: ChildProcess = spawn(process.execPath, [...extraNodeArgs, '--import', 'tsx', join(serverRoot, 'services/server/src/main.ts')], {
-    cwd: serverRoot,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc: ChildProcess = spawn(
+    process.execPath,
+    [...extraNodeArgs, '--import', 'tsx', join(serverRoot, 'services/server/src/main.ts')],
+    {
+      cwd: serverRoot,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   const keep = (l: string) => {
     output.push(l);
@@ -145,7 +148,7 @@ async function startOnce(opts: ServerOptions): Promise<BenchServer> {
     await server.stop().catch(() => {});
     // Killed trainers' shepherds still write exit.json: let them finish before removing the folder.
     const killed = killTrainersUnder(dataDir);
-    for (const until = Date.now() + 5000; killed.some((dir) => !existsSync(join(dir, 'exit.json'))) && Date.now() < until; ) await sleep(50);
+    for (const until = Date.now() + 5000; killed.some((dir) => !existsSync(join(dir, 'exit.json'))) && Date.now() < until;) await sleep(50);
     if (opts.ownData !== false) {
       if (opts.backend.kind === 'postgres') {
         await dropSchema(opts.backend.url, opts.backend.schema).catch((err: Error) =>
@@ -222,7 +225,12 @@ function killTrainersUnder(dataDir: string): string[] {
 function procStartTime(pid: number): string | null {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return text.slice(text.lastIndexOf(')') + 1).trim().split(/\s+/)[22 - 3] ?? null;
+    return (
+      text
+        .slice(text.lastIndexOf(')') + 1)
+        .trim()
+        .split(/\s+/)[22 - 3] ?? null
+    );
   } catch {
     return null;
   }

@@ -67,8 +67,7 @@ export function estimateMemoryGb(input: EstimateInput): MemoryEstimate {
   const hidden = 1300 * Math.sqrt(paramsB);
 
   const weights = paramsB * 1e9 * bytesPerParam;
-  const activations =
-    nonNeg(input.batchSize) * nonNeg(input.maxLength) * hidden * LAYERS * ACTIVATION_TENSORS_PER_LAYER * 2;
+  const activations = nonNeg(input.batchSize) * nonNeg(input.maxLength) * hidden * LAYERS * ACTIVATION_TENSORS_PER_LAYER * 2;
   const lora = 2 * nonNeg(input.loraRank) * hidden * LORA_TARGETS * LAYERS * LORA_BYTES_PER_PARAM;
 
   const estimateGb = (weights + activations + lora) / GIB + CUDA_CONTEXT_GB;
@@ -82,13 +81,8 @@ export type OomLevel = 'low' | 'medium' | 'high';
  * Pass the memory actually free for us (e.g. memoryGb − externalMemoryGb) to account for other
  * programs. With `input`, the advice names concrete changes ("lower max length from 2048 to 1024").
  */
-export function oomRisk(
-  estimateGb: number,
-  deviceMemoryGb: number,
-  input?: EstimateInput,
-): { level: OomLevel; message: string } {
-  const level: OomLevel =
-    estimateGb > 0.9 * deviceMemoryGb ? 'high' : estimateGb > 0.7 * deviceMemoryGb ? 'medium' : 'low';
+export function oomRisk(estimateGb: number, deviceMemoryGb: number, input?: EstimateInput): { level: OomLevel; message: string } {
+  const level: OomLevel = estimateGb > 0.9 * deviceMemoryGb ? 'high' : estimateGb > 0.7 * deviceMemoryGb ? 'medium' : 'low';
   const of = `about ${estimateGb}GB of ${deviceMemoryGb}GB GPU memory`;
   if (level === 'low') return { level, message: `Estimated ${of}; should fit.` };
 

@@ -27,7 +27,11 @@ export type PresetName = 'safe' | 'balanced' | 'performance';
 export const PRESETS: Readonly<Record<PresetName, Preset>> = {
   safe: { label: 'Safe', blurb: 'least memory', config: { batchSize: 1, gradientAccumulation: 16, maxLength: 512, load8bit: true } },
   balanced: { label: 'Balanced', blurb: 'default', config: { batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true } },
-  performance: { label: 'Performance', blurb: 'fastest', config: { batchSize: 4, gradientAccumulation: 4, maxLength: 2048, load8bit: false } },
+  performance: {
+    label: 'Performance',
+    blurb: 'fastest',
+    config: { batchSize: 4, gradientAccumulation: 4, maxLength: 2048, load8bit: false },
+  },
 };
 
 /** Preset names in the order they are offered (least memory first). */

@@ -12,7 +12,9 @@ describe('PRESETS', () => {
   it('each needs more memory than the one before, for every model offered', () => {
     for (const size of ['0.5B', '1.5B', '3B', '7B']) {
       const gb = PRESET_NAMES.map(
-        (n) => estimateMemoryGb({ model: `Qwen/Qwen2.5-Coder-${size}-Instruct`, ...PRESETS[n].config, load4bit: false, loraRank: 8 }).estimateGb!,
+        (n) =>
+          estimateMemoryGb({ model: `Qwen/Qwen2.5-Coder-${size}-Instruct`, ...PRESETS[n].config, load4bit: false, loraRank: 8 })
+            .estimateGb!,
       );
       for (let i = 1; i < gb.length; i++) expect(gb[i]!).toBeGreaterThan(gb[i - 1]!);
     }

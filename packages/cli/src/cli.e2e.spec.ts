@@ -63,7 +63,9 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
   const run = async (args: string[], expectCode = 0, env?: Record<string, string>) => {
     const r = await cli(s.url, args, env);
     const serverGone = s.proc.exitCode !== null || s.proc.signalCode !== null;
-    const why = serverGone ? `\nthe server is gone (${s.proc.exitCode ?? s.proc.signalCode}); its last output:\n${s.output.slice(-40).join('\n')}` : '';
+    const why = serverGone
+      ? `\nthe server is gone (${s.proc.exitCode ?? s.proc.signalCode}); its last output:\n${s.output.slice(-40).join('\n')}`
+      : '';
     expect(r.code, describeRun(args, r) + why).toBe(expectCode);
     return r;
   };
@@ -76,14 +78,30 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
       throw new Error(`stdout is not one JSON document (${(err as Error).message}):\n${describeRun(args, r)}`, { cause: err });
     }
   };
-  const submitArgs = (sim: string, extra: string[] = []) => ['submit', '--model', MODEL, '--dataset', DATASET, '--epochs', '1', '--simulate', sim, ...extra];
+  const submitArgs = (sim: string, extra: string[] = []) => [
+    'submit',
+    '--model',
+    MODEL,
+    '--dataset',
+    DATASET,
+    '--epochs',
+    '1',
+    '--simulate',
+    sim,
+    ...extra,
+  ];
 
   /** No task holds a slot or waits in the queue. */
   const idle = () =>
-    eventually(async () => {
-      const q = await s.client.queue.get.query();
-      return q.queued.length === 0 && q.slots.every((x) => x.task === null);
-    }, 'the queue to drain', 120_000, 200);
+    eventually(
+      async () => {
+        const q = await s.client.queue.get.query();
+        return q.queued.length === 0 && q.slots.every((x) => x.task === null);
+      },
+      'the queue to drain',
+      120_000,
+      200,
+    );
   const settled = (id: string) =>
     eventually(async () => isTerminal((await s.client.tasks.get.query({ id })).status), `task ${id} to end`, 120_000, 200);
 
@@ -142,8 +160,25 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     expect(human.stderr).toMatch(/^warning \[high\] NO_GPU: /m);
 
     const args = submitArgs(QUICK, [
-      '--preset', 'performance', '--batch-size', '3', '--8bit', '--lr', '1e-4', '--lora-rank', '4', '--lora-alpha', '8',
-      '--timeout', '90s', '--name', 'cli-preset', '--output-dir', 'cli/preset', '--idempotency-key', 'cli-key-1',
+      '--preset',
+      'performance',
+      '--batch-size',
+      '3',
+      '--8bit',
+      '--lr',
+      '1e-4',
+      '--lora-rank',
+      '4',
+      '--lora-alpha',
+      '8',
+      '--timeout',
+      '90s',
+      '--name',
+      'cli-preset',
+      '--output-dir',
+      'cli/preset',
+      '--idempotency-key',
+      'cli-key-1',
     ]);
     const t = await json(args);
     expect(t).toMatchObject({
@@ -152,7 +187,16 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
         name: 'cli-preset',
         timeoutMs: 90_000,
         idempotencyKey: 'cli-key-1',
-        config: { batchSize: 3, gradientAccumulation: 4, maxLength: 2048, load8bit: true, learningRate: 1e-4, loraRank: 4, loraAlpha: 8, epochs: 1 },
+        config: {
+          batchSize: 3,
+          gradientAccumulation: 4,
+          maxLength: 2048,
+          load8bit: true,
+          learningRate: 1e-4,
+          loraRank: 4,
+          loraAlpha: 8,
+          epochs: 1,
+        },
       },
     });
     expect(t).toHaveProperty('queuePosition');
@@ -224,7 +268,10 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
   it('logs -f follows a running task live to its end, each line once', async () => {
     const t = await json(submitArgs('{"steps":6,"stepMs":250,"logLinesPerStep":2,"startupMs":300}', ['--name', 'cli-live']));
     const live = await run(['logs', '-f', t.id, '--json'], 0);
-    const streamed = live.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number; line: string });
+    const streamed = live.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; line: string });
     const stored = (await json<{ lines: { seq: number; line: string }[] }>(['logs', t.id])).lines;
     expect(streamed.map((l) => l.seq)).toEqual(stored.map((l) => l.seq));
     expect(streamed.filter((l) => /^step \d+ log \d\/2$/.test(l.line))).toHaveLength(12);
@@ -234,10 +281,15 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
 
   it('cancel of a followed task: the follower exits 3; cancelling a finished task exits 5', async () => {
     const follower = cli(s.url, submitArgs('{"steps":2000,"stepMs":100}', ['--name', 'cli-cancel-me', '--follow']));
-    const task = await eventually(async () => {
-      const r = await cli(s.url, ['ls', '--json', '--status', 'PREPARING,TRAINING']);
-      return (JSON.parse(r.stdout).items as any[]).find((x) => x.spec.name === 'cli-cancel-me') ?? null;
-    }, 'the followed task to start', 120_000, 300);
+    const task = await eventually(
+      async () => {
+        const r = await cli(s.url, ['ls', '--json', '--status', 'PREPARING,TRAINING']);
+        return (JSON.parse(r.stdout).items as any[]).find((x) => x.spec.name === 'cli-cancel-me') ?? null;
+      },
+      'the followed task to start',
+      120_000,
+      300,
+    );
     const c = await json(['cancel', task.id, '--reason', 'e2e says stop']);
     expect(c.id).toBe(task.id);
     expect(c.stop ?? c.cancelReason).toBeTruthy();
@@ -275,7 +327,12 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     // Fill the one slot, then queue two behind it.
     await idle();
     const running = await json(submitArgs('{"steps":2000,"stepMs":100}', ['--name', 'cli-q-running']));
-    await eventually(async () => (await s.client.tasks.get.query({ id: running.id })).slotId !== null, 'the task to take the slot', 120_000, 200);
+    await eventually(
+      async () => (await s.client.tasks.get.query({ id: running.id })).slotId !== null,
+      'the task to take the slot',
+      120_000,
+      200,
+    );
     const q1 = await json(submitArgs(QUICK, ['--name', 'cli-q-1']));
     const q2 = await json(submitArgs(QUICK, ['--name', 'cli-q-2']));
     const q = await json(['queue']);
@@ -314,11 +371,19 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     expect(events[0].metadata.actor).toBe(USER);
 
     const jsonl = await run(['events', '--task', completed.id, '--jsonl']);
-    const lines = jsonl.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = jsonl.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.map((e) => e.position)).toEqual(events.map((e) => e.position));
 
     const paged = await run(['events', '--task', completed.id, '--limit', '2', '--all', '--jsonl']);
-    expect(paged.stdout.trimEnd().split('\n').map((l) => JSON.parse(l).position)).toEqual(events.map((e) => e.position));
+    expect(
+      paged.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l).position),
+    ).toEqual(events.map((e) => e.position));
     const first = await json<{ events: any[]; nextCursor: string | null }>(['events', '--task', completed.id, '--limit', '2']);
     expect(first.events).toHaveLength(2);
     expect(first.nextCursor).toBe(events[1].position);

@@ -17,7 +17,8 @@ describe('parseDuration', () => {
     expect(parseDuration('1.5h')).toBe(5_400_000);
   });
   it('refuses numbers without a unit and other text', () => {
-    for (const bad of ['', '90', '6 hours', 'h', '1h 30m', '-5m', '5x']) expect(() => parseDuration(bad), bad).toThrow(InvalidArgumentError);
+    for (const bad of ['', '90', '6 hours', 'h', '1h 30m', '-5m', '5x'])
+      expect(() => parseDuration(bad), bad).toThrow(InvalidArgumentError);
   });
 });
 
@@ -41,8 +42,18 @@ describe('buildCreateInput', () => {
     expect(buildCreateInput(base, '/home/u')).toEqual({ model: 'm', datasetPath: '/home/u/data/x.jsonl' });
   });
   it('applies a preset, explicit flags over it', () => {
-    expect(buildCreateInput({ ...base, preset: 'safe' }, '/').config).toEqual({ batchSize: 1, gradientAccumulation: 16, maxLength: 512, load8bit: true });
-    expect(buildCreateInput({ ...base, preset: 'balanced' }, '/').config).toEqual({ batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true });
+    expect(buildCreateInput({ ...base, preset: 'safe' }, '/').config).toEqual({
+      batchSize: 1,
+      gradientAccumulation: 16,
+      maxLength: 512,
+      load8bit: true,
+    });
+    expect(buildCreateInput({ ...base, preset: 'balanced' }, '/').config).toEqual({
+      batchSize: 2,
+      gradientAccumulation: 8,
+      maxLength: 1024,
+      load8bit: true,
+    });
     expect(buildCreateInput({ ...base, preset: 'performance', batchSize: 8, '8bit': true }, '/').config).toEqual({
       batchSize: 8,
       gradientAccumulation: 4,
@@ -56,7 +67,10 @@ describe('buildCreateInput', () => {
   it('--4bit or --no-8bit over a preset that loads in 8-bit turns the 8-bit off; --8bit with --4bit is left to the server', () => {
     expect(buildCreateInput({ ...base, preset: 'balanced', '4bit': true }, '/').config).toMatchObject({ load8bit: false, load4bit: true });
     expect(buildCreateInput({ ...base, preset: 'safe', '8bit': false }, '/').config).toMatchObject({ load8bit: false });
-    expect(buildCreateInput({ ...base, preset: 'safe', '8bit': true, '4bit': true }, '/').config).toMatchObject({ load8bit: true, load4bit: true });
+    expect(buildCreateInput({ ...base, preset: 'safe', '8bit': true, '4bit': true }, '/').config).toMatchObject({
+      load8bit: true,
+      load4bit: true,
+    });
     expect(buildCreateInput({ ...base, '4bit': true }, '/').config).toEqual({ load4bit: true });
     expect(() => buildCreateInput({ ...base, preset: 'turbo' }, '/')).toThrow(UsageError);
   });
@@ -86,7 +100,16 @@ describe('buildCreateInput', () => {
       outputDir: 'o',
       timeoutMs: 1000,
       idempotencyKey: 'k',
-      config: { epochs: 2, gradientAccumulation: 3, learningRate: 0.001, maxLength: 256, load4bit: true, loraRank: 4, loraAlpha: 8, simulate: { steps: 3 } },
+      config: {
+        epochs: 2,
+        gradientAccumulation: 3,
+        learningRate: 0.001,
+        maxLength: 256,
+        load4bit: true,
+        loraRank: 4,
+        loraAlpha: 8,
+        simulate: { steps: 3 },
+      },
     });
   });
   it('refuses --simulate that is not a JSON object', () => {

@@ -65,10 +65,11 @@ function networkErrorCode(err: unknown): string | null {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
     const nested = (e as { errors?: unknown[] }).errors; // AggregateError (IPv4 + IPv6 attempts)
-    if (Array.isArray(nested)) for (const n of nested) {
-      const c = networkErrorCode(n);
-      if (c) return c;
-    }
+    if (Array.isArray(nested))
+      for (const n of nested) {
+        const c = networkErrorCode(n);
+        if (c) return c;
+      }
     e = (e as { cause?: unknown }).cause;
   }
   return null;
@@ -136,7 +137,13 @@ export function describeError(err: unknown, url: string): Described {
   if (err instanceof CliError) return { exitCode: err.exitCode, lines: [err.message] };
   if (err instanceof DatasetUploadError) {
     if (err.status === null)
-      return { exitCode: EXIT.UNREACHABLE, lines: [`cannot reach Trainyard at ${url} to upload the dataset: is it running? (${err.message})`, `(the URL comes from --url or TRAINYARD_URL)`] };
+      return {
+        exitCode: EXIT.UNREACHABLE,
+        lines: [
+          `cannot reach Trainyard at ${url} to upload the dataset: is it running? (${err.message})`,
+          `(the URL comes from --url or TRAINYARD_URL)`,
+        ],
+      };
     if (err.status === 400 || err.status === 413 || err.status === 415)
       return { exitCode: EXIT.USAGE, lines: ['the server refused the dataset upload:', `  datasetPath: ${err.message} (--dataset)`] };
     return { exitCode: EXIT.FAILED, lines: [`the server refused the dataset upload (HTTP ${err.status}): ${err.message.trim()}`] };

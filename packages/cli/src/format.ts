@@ -42,7 +42,12 @@ export function duration(ms: number): string {
   if (ms < 60_000) return `${Math.round(ms / 100) / 10}s`;
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     const n = Math.floor(rest / size);
     rest -= n * size;
     if (n) parts.push(`${n}${unit}`);
@@ -67,7 +72,6 @@ export function progressText(p: Progress, opts: { percent?: boolean } = {}): str
   if (p.loss != null) parts.push(`loss ${p.loss}`);
   return parts.join(' ');
 }
-
 
 /** Where a task is: "queue #2", "slot 0 (GPU 1)", or "-". */
 export function whereText(t: TaskView, queuePositions: ReadonlyMap<string, number>): string {
@@ -95,7 +99,8 @@ function indent(text: string, by = '    '): string {
 /** Every field of a task, labelled; the error message keeps its lines. */
 export function taskDetails(t: TaskView, queuePosition: number | null): string {
   const rows: [string, string][] = [];
-  const add = (k: string, v: string | number | null | undefined) => rows.push([k, v === null || v === undefined || v === '' ? '-' : String(v)]);
+  const add = (k: string, v: string | number | null | undefined) =>
+    rows.push([k, v === null || v === undefined || v === '' ? '-' : String(v)]);
   const c = t.spec.config;
   add('id', t.id);
   add('name', t.spec.name);

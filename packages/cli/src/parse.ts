@@ -41,7 +41,13 @@ export function numberArg(text: string): number {
 
 /** A repeatable / variadic flag whose values may also be comma-separated: `--status QUEUED,TRAINING`. */
 export function listArg(text: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), ...text.split(',').map((s) => s.trim()).filter(Boolean)];
+  return [
+    ...(previous ?? []),
+    ...text
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ];
 }
 
 export interface SubmitFlags {
@@ -127,7 +133,6 @@ const USER_RE = /^[A-Za-z0-9._@-]{1,100}$/;
 
 /** --user as the server accepts it (it records anything else as "local"). */
 export function checkUser(user: string): string {
-  if (!USER_RE.test(user))
-    throw new UsageError(`--user "${user}" is not a user name: use 1 to 100 letters, digits, . _ @ -`);
+  if (!USER_RE.test(user)) throw new UsageError(`--user "${user}" is not a user name: use 1 to 100 letters, digits, . _ @ -`);
   return user;
 }

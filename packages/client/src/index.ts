@@ -1,19 +1,19 @@
 // The typed client of the Trainyard API: HTTP batching for queries, one request per mutation, SSE for
 // subscriptions. Used by the CLI, the Studio panel and the tests.
-import {
-  createTRPCClient,
-  httpBatchLink,
-  httpLink,
-  httpSubscriptionLink,
-  splitLink,
-  TRPCClientError,
-  type TRPCClient,
-} from '@trpc/client';
+import { createTRPCClient, httpBatchLink, httpLink, httpSubscriptionLink, splitLink, TRPCClientError, type TRPCClient } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '@trainyard/server/router';
 
 export type { AppRouter };
-export { ACTIVE_STATUSES, isActive, isTerminal, OPEN_STATUSES, TASK_STATUSES, TERMINAL_STATUSES, type TaskStatus } from '@trainyard/domain/status';
+export {
+  ACTIVE_STATUSES,
+  isActive,
+  isTerminal,
+  OPEN_STATUSES,
+  TASK_STATUSES,
+  TERMINAL_STATUSES,
+  type TaskStatus,
+} from '@trainyard/domain/status';
 export type RouterInputs = inferRouterInputs<AppRouter>;
 export type RouterOutputs = inferRouterOutputs<AppRouter>;
 export type TaskView = RouterOutputs['tasks']['get'];
@@ -45,7 +45,8 @@ export function createClient(opts: ClientOptions & { EventSource: typeof globalT
   const base =
     opts.url ??
     (typeof process !== 'undefined' ? process.env?.TRAINYARD_URL : undefined) ??
-    ((globalThis as { location?: { origin: string } }).location?.origin ?? DEFAULT_URL);
+    (globalThis as { location?: { origin: string } }).location?.origin ??
+    DEFAULT_URL;
   const url = trpcUrl(base);
   const headers = { ...(opts.user ? { 'x-trainyard-user': opts.user } : {}), ...opts.headers };
   const EventSourceImpl = opts.EventSource;

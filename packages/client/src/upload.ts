@@ -57,6 +57,7 @@ export async function uploadDataset(file: Blob, filename: string, opts: UploadOp
   } catch {
     // a refusal before the route (Host/Origin checks) answers plain text
   }
-  if (res.ok && body && typeof body.file_path === 'string') return { file_path: body.file_path, filename: String(body.filename ?? filename) };
+  if (res.ok && body && typeof body.file_path === 'string')
+    return { file_path: body.file_path, filename: String(body.filename ?? filename) };
   throw new DatasetUploadError(body?.error?.message ?? (text.trim() || `HTTP ${res.status}`), res.status, body?.error?.field ?? 'file');
 }

@@ -4,15 +4,7 @@
 // Nothing here reads a clock or touches IO: times come from the events.
 import { assign, initialTransition, setup, transition, type SnapshotFrom } from 'xstate';
 import type { NewTaskEvent, StoredTaskEvent, TaskEventMap, TaskEventType } from './events';
-import {
-  EMPTY_PROGRESS,
-  isTerminal,
-  progressPercent,
-  type FailureReason,
-  type TaskRecord,
-  type TaskSpec,
-  type TaskStatus,
-} from './task';
+import { EMPTY_PROGRESS, isTerminal, progressPercent, type FailureReason, type TaskRecord, type TaskSpec, type TaskStatus } from './task';
 import { IllegalCommandError } from './errors';
 
 /** What the machine consumes: a domain event plus the log facts the fold needs. */
@@ -59,8 +51,7 @@ export const taskMachine = setup({
     notSpawned: ({ context }) => context.trainer === null,
     notStopping: ({ context }) => context.stop === null,
     stoppingForCancel: ({ context }) => context.stop?.reason === 'cancel',
-    failureAllowed: ({ context, event }) =>
-      (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
+    failureAllowed: ({ context, event }) => (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
     notDeleted: ({ context }) => !context.deleted,
   },
   actions: {
@@ -279,9 +270,7 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
         },
       ];
     case 'recordSpawn':
-      return [
-        { type: 'TrainerSpawned', data: { pid: command.pid, startTime: command.startTime, runDir: command.runDir } },
-      ];
+      return [{ type: 'TrainerSpawned', data: { pid: command.pid, startTime: command.startTime, runDir: command.runDir } }];
     case 'startTraining':
       return [{ type: 'TrainingStarted', data: {} }];
     case 'recordProgress':
@@ -303,8 +292,7 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
       const status = statusOf(state);
       // A task that holds no trainer is cancelled at once; a running one is asked to stop and
       // becomes CANCELLED when its trainer has exited (so its GPU is really free by then).
-      if (status === 'PENDING' || status === 'QUEUED')
-        return [{ type: 'TaskCancelled', data: { reason: command.reason ?? null } }];
+      if (status === 'PENDING' || status === 'QUEUED') return [{ type: 'TaskCancelled', data: { reason: command.reason ?? null } }];
       return [{ type: 'StopRequested', data: { reason: 'cancel', message: command.reason ?? 'cancelled by user' } }];
     }
     case 'expire':
@@ -340,9 +328,7 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
       ];
     }
     case 'fail':
-      return [
-        { type: 'TaskFailed', data: { reason: command.reason, message: command.message, exitCode: null, signal: null } },
-      ];
+      return [{ type: 'TaskFailed', data: { reason: command.reason, message: command.message, exitCode: null, signal: null } }];
     case 'delete':
       return [{ type: 'TaskDeleted', data: {} }];
   }

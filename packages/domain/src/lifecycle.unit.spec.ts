@@ -51,14 +51,36 @@ const states: Record<string, TaskState> = {
 const X = 'illegal';
 type Row = Record<TaskCommandType | 'recordExit(1)', string>;
 const running = (o: Partial<Row>): Row => ({
-  submit: X, enqueue: X, assign: X, recordSpawn: 'TrainerSpawned', startTraining: 'TrainingStarted',
-  recordProgress: 'ProgressRecorded', recordArtifact: 'ArtifactRecorded', cancel: 'StopRequested',
-  expire: 'StopRequested', recordExit: 'TaskCompleted', 'recordExit(1)': 'TaskFailed', fail: 'TaskFailed',
-  delete: X, ...o,
+  submit: X,
+  enqueue: X,
+  assign: X,
+  recordSpawn: 'TrainerSpawned',
+  startTraining: 'TrainingStarted',
+  recordProgress: 'ProgressRecorded',
+  recordArtifact: 'ArtifactRecorded',
+  cancel: 'StopRequested',
+  expire: 'StopRequested',
+  recordExit: 'TaskCompleted',
+  'recordExit(1)': 'TaskFailed',
+  fail: 'TaskFailed',
+  delete: X,
+  ...o,
 });
 const only = (o: Partial<Row>): Row => ({
-  submit: X, enqueue: X, assign: X, recordSpawn: X, startTraining: X, recordProgress: X, recordArtifact: X,
-  cancel: X, expire: X, recordExit: X, 'recordExit(1)': X, fail: X, delete: X, ...o,
+  submit: X,
+  enqueue: X,
+  assign: X,
+  recordSpawn: X,
+  startTraining: X,
+  recordProgress: X,
+  recordArtifact: X,
+  cancel: X,
+  expire: X,
+  recordExit: X,
+  'recordExit(1)': X,
+  fail: X,
+  delete: X,
+  ...o,
 });
 
 // The full transition table: every (state, command) pair, legal and illegal.
@@ -70,12 +92,20 @@ const table: Record<keyof typeof states, Row> = {
   'PREPARING+spawned': running({ recordSpawn: X }),
   TRAINING: running({ recordSpawn: X, startTraining: X }),
   'TRAINING+cancelling': running({
-    recordSpawn: X, startTraining: X, cancel: X, expire: X,
-    recordExit: 'TaskCancelled', 'recordExit(1)': 'TaskCancelled',
+    recordSpawn: X,
+    startTraining: X,
+    cancel: X,
+    expire: X,
+    recordExit: 'TaskCancelled',
+    'recordExit(1)': 'TaskCancelled',
   }),
   'TRAINING+timing-out': running({
-    recordSpawn: X, startTraining: X, cancel: X, expire: X,
-    recordExit: 'TaskFailed', 'recordExit(1)': 'TaskFailed',
+    recordSpawn: X,
+    startTraining: X,
+    cancel: X,
+    expire: X,
+    recordExit: 'TaskFailed',
+    'recordExit(1)': 'TaskFailed',
   }),
   COMPLETED: only({ delete: 'TaskDeleted' }),
   FAILED: only({ delete: 'TaskDeleted' }),
@@ -176,7 +206,10 @@ describe('the task record', () => {
 
   it('records progress, artifacts and the stop request', () => {
     const events = stored([
-      ev.submitted(), ev.assigned(), ev.spawned(), ev.training(),
+      ev.submitted(),
+      ev.assigned(),
+      ev.spawned(),
+      ev.training(),
       { type: 'ProgressRecorded', data: { epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9 } },
       { type: 'ArtifactRecorded', data: { path: 'out/a' } },
       ev.stop('cancel'),

@@ -18,10 +18,7 @@ export interface ReadModels {
 }
 
 /** Which slot (if any) a task takes or gives back by moving from `before` to `after`. */
-export function slotChange(
-  before: TaskRecord | null,
-  after: TaskRecord,
-): { release: number | null; acquire: number | null } {
+export function slotChange(before: TaskRecord | null, after: TaskRecord): { release: number | null; acquire: number | null } {
   const had = before?.slotId ?? null;
   const has = after.slotId;
   if (had === has) return { release: null, acquire: null };

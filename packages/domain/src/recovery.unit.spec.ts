@@ -10,12 +10,15 @@ describe('decideRecovery: given what the record and the run folder say, then the
   });
   it('no trainer recorded but the shepherd reported one: record the spawn first', () => {
     expect(decideRecovery({ trainer: null }, { ...none, trainerFile: { pid: 7, startTime: '1' } })).toEqual({
-      kind: 'recordSpawn', pid: 7, startTime: '1',
+      kind: 'recordSpawn',
+      pid: 7,
+      startTime: '1',
     });
   });
   it('no trainer and the shepherd could not start it: fail as a spawn error', () => {
     expect(decideRecovery({ trainer: null }, { ...none, exitFile: { code: null, signal: null, error: 'spawn failed: ENOENT' } })).toEqual({
-      kind: 'failSpawn', message: 'spawn failed: ENOENT',
+      kind: 'failSpawn',
+      message: 'spawn failed: ENOENT',
     });
   });
   it('no trainer recorded or reported, but its shepherd is starting: wait for it, do not launch another', () => {

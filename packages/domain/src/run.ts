@@ -200,7 +200,13 @@ export function decideRun(run: RunState, obs: RunObservation, options: RunDecide
       return {
         run,
         commands: [{ command: obs.command.command, actor: obs.command.actor }],
-        effects: [{ kind: 'log', level: 'warn', message: `task ${run.taskId}: ${obs.command.command.type} with its last lines failed (${obs.reason}); recording it without them` }],
+        effects: [
+          {
+            kind: 'log',
+            level: 'warn',
+            message: `task ${run.taskId}: ${obs.command.command.type} with its last lines failed (${obs.reason}); recording it without them`,
+          },
+        ],
       };
 
     case 'line':
@@ -211,7 +217,11 @@ export function decideRun(run: RunState, obs: RunObservation, options: RunDecide
       if (run.phase === 'ended') return none(run);
       const command: TaskCommand =
         obs.type === 'vanished'
-          ? { type: 'fail', reason: 'lost', message: `trainer process ${run.pid} disappeared without an exit status (its shepherd was killed too)` }
+          ? {
+              type: 'fail',
+              reason: 'lost',
+              message: `trainer process ${run.pid} disappeared without an exit status (its shepherd was killed too)`,
+            }
           : obs.exit.error
             ? { type: 'fail', reason: 'spawn' satisfies FailureReason, message: obs.exit.error }
             : { type: 'recordExit', exitCode: obs.exit.code, signal: obs.exit.signal };
@@ -237,7 +247,10 @@ export function decideRun(run: RunState, obs: RunObservation, options: RunDecide
       return {
         run,
         commands: [],
-        effects: [{ kind: 'log', level: 'warn', message: `task ${run.taskId}: trainer ignored SIGTERM for ${obs.graceMs} ms, sending SIGKILL` }, { kind: 'signal', signal: 'SIGKILL' }],
+        effects: [
+          { kind: 'log', level: 'warn', message: `task ${run.taskId}: trainer ignored SIGTERM for ${obs.graceMs} ms, sending SIGKILL` },
+          { kind: 'signal', signal: 'SIGKILL' },
+        ],
       };
   }
 }
@@ -246,13 +259,21 @@ function decideRecoveryStep(run: RunState, task: TaskRecord, action: RecoveryAct
   run = { ...run, phase: 'recovering', status: task.status };
   switch (action.kind) {
     case 'recordSpawn':
-      return { run, commands: [{ command: { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir: run.runDir }, actor: 'runner' }], effects: [] };
+      return {
+        run,
+        commands: [{ command: { type: 'recordSpawn', pid: action.pid, startTime: action.startTime, runDir: run.runDir }, actor: 'runner' }],
+        effects: [],
+      };
     case 'awaitShepherd':
       return {
         run,
         commands: [],
         effects: [
-          { kind: 'log', level: 'info', message: `task ${run.taskId}: a shepherd for ${run.runDir} is starting; waiting for it instead of launching another` },
+          {
+            kind: 'log',
+            level: 'info',
+            message: `task ${run.taskId}: a shepherd for ${run.runDir} is starting; waiting for it instead of launching another`,
+          },
           { kind: 'awaitShepherd' },
           { kind: 'recover', task },
         ],
@@ -277,7 +298,9 @@ function decideRecoveryStep(run: RunState, task: TaskRecord, action: RecoveryAct
     case 'failLost':
       return {
         run: { ...run, phase: 'ended' },
-        commands: [{ command: { type: 'fail', reason: 'lost', message: action.message }, actor: 'recovery', quoteLastLines: LOST_TAIL_LINES }],
+        commands: [
+          { command: { type: 'fail', reason: 'lost', message: action.message }, actor: 'recovery', quoteLastLines: LOST_TAIL_LINES },
+        ],
         effects: [{ kind: 'release' }],
         outcome: 'failed',
       };
@@ -293,7 +316,11 @@ function decideCommitted(run: RunState, command: TaskCommandType, task: TaskReco
         return { run, commands: [], effects: [{ kind: 'recover', task }] };
       }
       if (run.phase === 'launching') {
-        const following: RunState = { ...run, phase: 'following', ...(task ? { status: task.status, artifacts: [...task.artifacts] } : {}) };
+        const following: RunState = {
+          ...run,
+          phase: 'following',
+          ...(task ? { status: task.status, artifacts: [...task.artifacts] } : {}),
+        };
         const decision: RunDecision = { run: following, commands: [], effects: [{ kind: 'follow' }] };
         // A stop that came while the trainer was starting is carried out now.
         if (!task?.stop && !run.stopRequested) return decision;
@@ -319,7 +346,13 @@ function decideLine(run: RunState, obs: Extract<RunObservation, { type: 'line' }
     return { run, commands: [{ command: { type: 'startTraining' }, actor: 'trainer', flushFirst: true }], effects: [store] };
   if (m?.type === 'progress' && obs.progressDue) {
     const { epoch, totalEpochs, step, totalSteps, loss } = m;
-    const progress = { epoch: epoch ?? null, totalEpochs: totalEpochs ?? null, step: step ?? null, totalSteps: totalSteps ?? null, loss: loss ?? null };
+    const progress = {
+      epoch: epoch ?? null,
+      totalEpochs: totalEpochs ?? null,
+      step: step ?? null,
+      totalSteps: totalSteps ?? null,
+      loss: loss ?? null,
+    };
     return { run, commands: [{ command: { type: 'recordProgress', ...progress }, actor: 'trainer' }], effects: [store] };
   }
   if (m?.type === 'artifact' && obs.artifact) {
@@ -327,12 +360,21 @@ function decideLine(run: RunState, obs: Extract<RunObservation, { type: 'line' }
     if (!verdict.ok) {
       // Dropped, not fatal: the line is stored as a warning in its place (same seq, so a
       // re-attach stores the same), and the service log says it once per run.
-      const warning: RunEffect = { kind: 'storeLine', line: { ...obs.line, stream: 'stderr', line: `[trainyard] artifact refused (${verdict.reason}): ${obs.line.line}` } };
-      const log: RunEffect[] = run.artifactWarned ? [] : [{ kind: 'log', level: 'warn', message: `task ${run.taskId}: refused an artifact its trainer reported: ${verdict.reason}` }];
+      const warning: RunEffect = {
+        kind: 'storeLine',
+        line: { ...obs.line, stream: 'stderr', line: `[trainyard] artifact refused (${verdict.reason}): ${obs.line.line}` },
+      };
+      const log: RunEffect[] = run.artifactWarned
+        ? []
+        : [{ kind: 'log', level: 'warn', message: `task ${run.taskId}: refused an artifact its trainer reported: ${verdict.reason}` }];
       return { run: { ...run, artifactWarned: true }, commands: [], effects: [...log, warning] };
     }
     if (!run.artifacts.includes(verdict.path))
-      return { run: { ...run, artifacts: [...run.artifacts, verdict.path] }, commands: [{ command: { type: 'recordArtifact', path: verdict.path }, actor: 'trainer' }], effects: [store] };
+      return {
+        run: { ...run, artifacts: [...run.artifacts, verdict.path] },
+        commands: [{ command: { type: 'recordArtifact', path: verdict.path }, actor: 'trainer' }],
+        effects: [store],
+      };
   }
   return { run, commands: [], effects: [store] };
 }

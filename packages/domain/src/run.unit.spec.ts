@@ -28,7 +28,9 @@ describe('decideRun: recovery (given the record and the run folder, then the ste
   it('the shepherd reported a trainer the record lacks: record the spawn, then look again with the new record', () => {
     const run = givenRun(preparing);
     const d = whenRun(run, { type: 'recovery', task: preparing, facts: facts({ trainerFile: { pid: 7, startTime: '1' } }) });
-    expect(d.commands).toEqual([{ command: { type: 'recordSpawn', pid: 7, startTime: '1', runDir: '/runs/t1/attempt-1' }, actor: 'runner' }]);
+    expect(d.commands).toEqual([
+      { command: { type: 'recordSpawn', pid: 7, startTime: '1', runDir: '/runs/t1/attempt-1' }, actor: 'runner' },
+    ]);
     const next = whenRun(d.run, { type: 'committed', command: 'recordSpawn', task: spawned });
     expect(next.effects).toEqual([{ kind: 'recover', task: spawned }]);
   });
@@ -42,7 +44,11 @@ describe('decideRun: recovery (given the record and the run folder, then the ste
     expect(effectsOf(d)).toEqual(['log info', 'awaitShepherd', 'recover']);
   });
   it('the shepherd could not start the trainer: fail as a spawn error, then release', () => {
-    const d = whenRun(givenRun(preparing), { type: 'recovery', task: preparing, facts: facts({ exitFile: { code: null, signal: null, error: 'ENOENT' } }) });
+    const d = whenRun(givenRun(preparing), {
+      type: 'recovery',
+      task: preparing,
+      facts: facts({ exitFile: { code: null, signal: null, error: 'ENOENT' } }),
+    });
     expect(d.commands).toEqual([{ command: { type: 'fail', reason: 'spawn', message: 'ENOENT' }, actor: 'runner' }]);
     expect([effectsOf(d), d.outcome]).toEqual([['release'], 'failed']);
   });
@@ -57,13 +63,20 @@ describe('decideRun: recovery (given the record and the run folder, then the ste
   it('the recorded trainer is gone without a trace: fail as lost by recovery, quoting the last output', () => {
     const d = whenRun(givenRun(training), { type: 'recovery', task: training, facts: facts() });
     expect(commandsOf(d)).toEqual(['fail by recovery']);
-    expect(d.commands[0]).toMatchObject({ command: { reason: 'lost', message: expect.stringMatching(/trainer process 4242 is gone/) }, quoteLastLines: 3 });
+    expect(d.commands[0]).toMatchObject({
+      command: { reason: 'lost', message: expect.stringMatching(/trainer process 4242 is gone/) },
+      quoteLastLines: 3,
+    });
     expect([effectsOf(d), d.outcome]).toEqual([['release'], 'failed']);
   });
   it('uses the recovery rule it is given (the simulation plants bugs this way)', () => {
-    const d = whenRun(givenRun(training), { type: 'recovery', task: training, facts: facts({ trainerAlive: true }) }, {
-      decideRecovery: (task, f) => (f.trainerAlive ? { kind: 'launch' } : decideRecovery(task, f)),
-    });
+    const d = whenRun(
+      givenRun(training),
+      { type: 'recovery', task: training, facts: facts({ trainerAlive: true }) },
+      {
+        decideRecovery: (task, f) => (f.trainerAlive ? { kind: 'launch' } : decideRecovery(task, f)),
+      },
+    );
     expect(effectsOf(d)).toEqual(['launch']);
   });
 });
@@ -72,7 +85,9 @@ describe('decideRun: launch', () => {
   it('the trainer started: record its spawn by the runner', () => {
     const run = givenRun(preparing, { type: 'recovery', task: preparing, facts: facts() });
     const d = whenRun(run, { type: 'launched', pid: 4242, startTime: '1234' });
-    expect(d.commands).toEqual([{ command: { type: 'recordSpawn', pid: 4242, startTime: '1234', runDir: '/runs/t1/attempt-1' }, actor: 'runner' }]);
+    expect(d.commands).toEqual([
+      { command: { type: 'recordSpawn', pid: 4242, startTime: '1234', runDir: '/runs/t1/attempt-1' }, actor: 'runner' },
+    ]);
     expect([d.run.pid, d.run.phase]).toEqual([4242, 'launching']);
   });
   it('its spawn is recorded: follow it', () => {
@@ -83,9 +98,19 @@ describe('decideRun: launch', () => {
   it('a stop asked for before the pid was known: follow, then SIGTERM and arm the kill', () => {
     const run = givenRun(preparing, { type: 'recovery', task: preparing, facts: facts() }, { type: 'stop' });
     expect([run.stopRequested, run.killArmed]).toEqual([true, false]);
-    const d = whenRun(givenRun(preparing, { type: 'recovery', task: preparing, facts: facts() }, { type: 'stop' }, { type: 'launched', pid: 4242, startTime: '1' }), {
-      type: 'committed', command: 'recordSpawn', task: spawned,
-    });
+    const d = whenRun(
+      givenRun(
+        preparing,
+        { type: 'recovery', task: preparing, facts: facts() },
+        { type: 'stop' },
+        { type: 'launched', pid: 4242, startTime: '1' },
+      ),
+      {
+        type: 'committed',
+        command: 'recordSpawn',
+        task: spawned,
+      },
+    );
     expect(effectsOf(d)).toEqual(['follow', 'log info', 'SIGTERM', 'armKill']);
   });
   it('the record of the spawn says stop (cancelled meanwhile): follow, then SIGTERM', () => {
@@ -116,13 +141,19 @@ describe('decideRun: output lines', () => {
     expect(commandsOf(whenRun(run, line('p', { message: { type: 'phase', phase: 'training' } })))).toEqual([]);
   });
   it('a protocol message on stderr is a plain line', () => {
-    const d = whenRun(following, { type: 'line', message: { type: 'phase', phase: 'training' }, line: { seq: 7, stream: 'stderr', line: 'p', t: 1 } });
+    const d = whenRun(following, {
+      type: 'line',
+      message: { type: 'phase', phase: 'training' },
+      line: { seq: 7, stream: 'stderr', line: 'p', t: 1 },
+    });
     expect(commandsOf(d)).toEqual([]);
   });
   it('progress the throttle lets through is recorded (absent fields as null); other progress only stored', () => {
     const m = { type: 'progress' as const, epoch: 1, step: 5, totalSteps: 10 };
     const d = whenRun(following, line('p', { message: m, progressDue: true }));
-    expect(d.commands).toEqual([{ command: { type: 'recordProgress', epoch: 1, totalEpochs: null, step: 5, totalSteps: 10, loss: null }, actor: 'trainer' }]);
+    expect(d.commands).toEqual([
+      { command: { type: 'recordProgress', epoch: 1, totalEpochs: null, step: 5, totalSteps: 10, loss: null }, actor: 'trainer' },
+    ]);
     expect(commandsOf(whenRun(following, line('p', { message: m, progressDue: false })))).toEqual([]);
   });
   it('a new artifact is recorded once; a repeat only stored', () => {
@@ -150,9 +181,19 @@ describe('decideRun: exit', () => {
     expect([effectsOf(d), d.run.phase]).toEqual([['release', 'removeDatasetCopy'], 'ended']);
   });
   it('a failed exit (a code, or a signal) is recorded with the stored output as its detail', () => {
-    for (const exit of [{ code: 1, signal: null }, { code: null, signal: 'SIGSEGV' }]) {
+    for (const exit of [
+      { code: 1, signal: null },
+      { code: null, signal: 'SIGSEGV' },
+    ]) {
       const d = whenRun(following, { type: 'exited', exit });
-      expect(d.commands).toEqual([{ command: { type: 'recordExit', exitCode: exit.code, signal: exit.signal }, actor: 'runner', withLines: true, withFailureDetail: true }]);
+      expect(d.commands).toEqual([
+        {
+          command: { type: 'recordExit', exitCode: exit.code, signal: exit.signal },
+          actor: 'runner',
+          withLines: true,
+          withFailureDetail: true,
+        },
+      ]);
     }
   });
   it('a trainer that could not start: fail as a spawn error', () => {
@@ -160,10 +201,25 @@ describe('decideRun: exit', () => {
     expect(d.commands[0]!.command).toEqual({ type: 'fail', reason: 'spawn', message: 'ENOENT' });
   });
   it('an exit refused with its last lines (a line the database refused): recorded again on its own, saying so', () => {
-    const exit = { command: { type: 'recordExit', exitCode: 1, signal: null, detail: 'boom' }, actor: 'runner', withLines: true, withFailureDetail: true } as const;
-    const d = whenRun(whenRun(following, { type: 'exited', exit: { code: 1, signal: null } }).run, { type: 'refused', command: exit, reason: 'invalid byte sequence' });
+    const exit = {
+      command: { type: 'recordExit', exitCode: 1, signal: null, detail: 'boom' },
+      actor: 'runner',
+      withLines: true,
+      withFailureDetail: true,
+    } as const;
+    const d = whenRun(whenRun(following, { type: 'exited', exit: { code: 1, signal: null } }).run, {
+      type: 'refused',
+      command: exit,
+      reason: 'invalid byte sequence',
+    });
     expect(d.commands).toEqual([{ command: { type: 'recordExit', exitCode: 1, signal: null, detail: 'boom' }, actor: 'runner' }]);
-    expect(d.effects).toEqual([{ kind: 'log', level: 'warn', message: 'task t1: recordExit with its last lines failed (invalid byte sequence); recording it without them' }]);
+    expect(d.effects).toEqual([
+      {
+        kind: 'log',
+        level: 'warn',
+        message: 'task t1: recordExit with its last lines failed (invalid byte sequence); recording it without them',
+      },
+    ]);
   });
   it('a spawn error or a lost trainer quotes no output detail', () => {
     for (const obs of [{ type: 'exited', exit: { code: null, signal: null, error: 'ENOENT' } }, { type: 'vanished' }] as RunObservation[])
@@ -171,11 +227,20 @@ describe('decideRun: exit', () => {
   });
   it('a trainer gone with its shepherd: fail as lost, naming the pid', () => {
     const d = whenRun(following, { type: 'vanished' });
-    expect(d.commands[0]!.command).toEqual({ type: 'fail', reason: 'lost', message: 'trainer process 4242 disappeared without an exit status (its shepherd was killed too)' });
+    expect(d.commands[0]!.command).toEqual({
+      type: 'fail',
+      reason: 'lost',
+      message: 'trainer process 4242 disappeared without an exit status (its shepherd was killed too)',
+    });
   });
   it('an ended run decides nothing more (no second exit, no stop, no SIGKILL, no expire)', () => {
     const ended = whenRun(following, { type: 'exited', exit: { code: 0, signal: null } }).run;
-    for (const obs of [{ type: 'exited', exit: { code: 1, signal: null } }, { type: 'stop' }, { type: 'graceOver', graceMs: 5 }, { type: 'deadline' }] as RunObservation[])
+    for (const obs of [
+      { type: 'exited', exit: { code: 1, signal: null } },
+      { type: 'stop' },
+      { type: 'graceOver', graceMs: 5 },
+      { type: 'deadline' },
+    ] as RunObservation[])
       expect(whenRun(ended, obs)).toEqual({ run: ended, commands: [], effects: [] });
   });
 });
@@ -190,7 +255,11 @@ describe('decideRun: stop, deadline, kill grace', () => {
   it('the deadline: expire by timeout; when that asks to stop, SIGTERM', () => {
     expect(commandsOf(whenRun(following, { type: 'deadline' }))).toEqual(['expire by timeout']);
     const timingOut = record(ev.submitted(), ev.assigned(), ev.spawned(), ev.stop('timeout'));
-    expect(effectsOf(whenRun(following, { type: 'committed', command: 'expire', task: timingOut }))).toEqual(['log info', 'SIGTERM', 'armKill']);
+    expect(effectsOf(whenRun(following, { type: 'committed', command: 'expire', task: timingOut }))).toEqual([
+      'log info',
+      'SIGTERM',
+      'armKill',
+    ]);
     expect(effectsOf(whenRun(following, { type: 'committed', command: 'expire', task: null }))).toEqual([]);
   });
   it('the grace is over and the trainer runs on: SIGKILL, saying so', () => {

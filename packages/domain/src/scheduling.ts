@@ -33,9 +33,7 @@ export interface SchedulingPolicy {
 export const localFifoPolicy: SchedulingPolicy = {
   name: 'local-fifo',
   schedule({ slots, queue }) {
-    const free = slots
-      .filter((s) => s.holderTaskId === null && s.blockedReason === null)
-      .sort((a, b) => a.slotId - b.slotId);
+    const free = slots.filter((s) => s.holderTaskId === null && s.blockedReason === null).sort((a, b) => a.slotId - b.slotId);
     const assignments: Assignment[] = [];
     for (let i = 0; i < free.length && i < queue.length; i++) {
       const slot = free[i]!;
@@ -50,7 +48,8 @@ export function fifoOrder<T extends QueuedTaskView>(tasks: readonly T[]): T[] {
   return tasks
     .map((t, i) => ({ t, i }))
     .sort((a, b) => {
-      const pa = a.t.queuedPosition, pb = b.t.queuedPosition;
+      const pa = a.t.queuedPosition,
+        pb = b.t.queuedPosition;
       if (pa === null && pb === null) return a.i - b.i;
       if (pa === null) return 1;
       if (pb === null) return -1;

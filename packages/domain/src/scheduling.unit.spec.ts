@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { fifoOrder, localFifoPolicy, type SlotView } from '.';
 
 const slot = (slotId: number, holderTaskId: string | null = null, blockedReason: string | null = null): SlotView => ({
-  slotId, gpuIndex: slotId, holderTaskId, blockedReason,
+  slotId,
+  gpuIndex: slotId,
+  holderTaskId,
+  blockedReason,
 });
 const q = (taskId: string, queuedPosition: string | null) => ({ taskId, queuedPosition });
 
@@ -21,9 +24,7 @@ describe('local FIFO policy', () => {
     ]);
   });
   it('fills several free slots lowest first, in queue order', () => {
-    expect(
-      localFifoPolicy.schedule({ slots: [slot(2), slot(0), slot(1, 'x')], queue: [q('a', '1'), q('b', '2'), q('c', '3')] }),
-    ).toEqual([
+    expect(localFifoPolicy.schedule({ slots: [slot(2), slot(0), slot(1, 'x')], queue: [q('a', '1'), q('b', '2'), q('c', '3')] })).toEqual([
       { taskId: 'a', slotId: 0, gpuIndex: 0 },
       { taskId: 'b', slotId: 2, gpuIndex: 2 },
     ]);

@@ -107,4 +107,5 @@ export function whenRun(run: RunState, obs: RunObservation, options?: RunDecider
 /** The decided commands in short: type and actor, e.g. 'recordSpawn by runner'. */
 export const commandsOf = (d: RunDecision): string[] => d.commands.map((c) => `${c.command.type} by ${c.actor}`);
 /** The decided effects in short: their kinds (a signal as its name). */
-export const effectsOf = (d: RunDecision): string[] => d.effects.map((e) => (e.kind === 'signal' ? e.signal : e.kind === 'log' ? `log ${e.level}` : e.kind));
+export const effectsOf = (d: RunDecision): string[] =>
+  d.effects.map((e) => (e.kind === 'signal' ? e.signal : e.kind === 'log' ? `log ${e.level}` : e.kind));

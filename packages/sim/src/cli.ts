@@ -19,23 +19,52 @@ const { values } = parseArgs({
 const steps = Number(values.steps);
 const seeds = values.seed ? [Number(values.seed)] : Array.from({ length: Number(values.seeds) }, (_, i) => Number(values.from) + i);
 const started = performance.now();
-const totals = { seeds: 0, steps: 0, tasks: 0, events: 0, crashes: 0, crashesInTransaction: 0, crashesAfterSpawn: 0, restarts: 0, trainerKills: 0, vanished: 0, violations: 0 };
+const totals = {
+  seeds: 0,
+  steps: 0,
+  tasks: 0,
+  events: 0,
+  crashes: 0,
+  crashesInTransaction: 0,
+  crashesAfterSpawn: 0,
+  restarts: 0,
+  trainerKills: 0,
+  vanished: 0,
+  violations: 0,
+};
 const failing: SimResult[] = [];
 for (const seed of seeds) {
   // Alternate one and two GPU slots unless told.
   const slots = values.slots ? Number(values.slots) : 1 + (seed % 2);
   const r = await simulate({ seed, steps, slots, trace: values.trace || seeds.length === 1 });
   totals.seeds++;
-  for (const k of ['steps', 'tasks', 'events', 'crashes', 'crashesInTransaction', 'crashesAfterSpawn', 'restarts', 'trainerKills', 'vanished'] as const) totals[k] += r[k];
+  for (const k of [
+    'steps',
+    'tasks',
+    'events',
+    'crashes',
+    'crashesInTransaction',
+    'crashesAfterSpawn',
+    'restarts',
+    'trainerKills',
+    'vanished',
+  ] as const)
+    totals[k] += r[k];
   if (r.violations.length) {
     totals.violations += r.violations.length;
     failing.push(r);
-    console.log(`seed ${seed} (slots ${slots}) FAILED:\n  ${r.violations.join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots} --steps ${steps} --trace`);
+    console.log(
+      `seed ${seed} (slots ${slots}) FAILED:\n  ${r.violations.join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots} --steps ${steps} --trace`,
+    );
     if (values.trace || seeds.length === 1) console.log(r.trace.join('\n'));
     if (failing.length >= 5) break;
   }
 }
 const seconds = (performance.now() - started) / 1000;
 console.log(JSON.stringify({ ...totals, seconds: Math.round(seconds * 10) / 10 }));
-if (values.out) writeFileSync(values.out, JSON.stringify({ ...totals, seconds, failing: failing.map((f) => ({ seed: f.seed, violations: f.violations })) }, null, 2));
+if (values.out)
+  writeFileSync(
+    values.out,
+    JSON.stringify({ ...totals, seconds, failing: failing.map((f) => ({ seed: f.seed, violations: f.violations })) }, null, 2),
+  );
 process.exitCode = failing.length ? 1 : 0;

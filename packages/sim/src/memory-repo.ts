@@ -119,13 +119,16 @@ export class MemoryDb {
       project: async (before, after) => {
         this.write(`project ${after.id}`);
         const current = w.tasks.get(after.id) ?? null;
-        if ((current?.version ?? 0) !== (before?.version ?? 0)) throw new ConcurrencyError(after.id, before?.version ?? 0, current?.version ?? null);
+        if ((current?.version ?? 0) !== (before?.version ?? 0))
+          throw new ConcurrencyError(after.id, before?.version ?? 0, current?.version ?? null);
         w.tasks.set(after.id, after);
         const change = slotChange(before, after);
         if (change.release !== null && w.holders.get(change.release) === after.id) w.holders.delete(change.release);
         if (change.acquire !== null) {
           if (w.holders.has(change.acquire))
-            throw new ConstraintViolation(`slot ${change.acquire} already held by ${w.holders.get(change.acquire)}, ${after.id} tried to take it`);
+            throw new ConstraintViolation(
+              `slot ${change.acquire} already held by ${w.holders.get(change.acquire)}, ${after.id} tried to take it`,
+            );
           if ([...w.holders.values()].includes(after.id)) throw new ConstraintViolation(`task ${after.id} already holds a slot`);
           w.holders.set(change.acquire, after.id);
         }

@@ -13,7 +13,10 @@ describe('deterministic simulation', () => {
     for (let seed = 1; seed <= SEEDS; seed++) {
       const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2) });
       crashes += r.crashes;
-      if (r.violations.length) failures.push(`seed ${seed}: ${r.violations[0]} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)} --steps 120 --trace)`);
+      if (r.violations.length)
+        failures.push(
+          `seed ${seed}: ${r.violations[0]} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)} --steps 120 --trace)`,
+        );
     }
     expect(failures).toEqual([]);
     expect(crashes).toBeGreaterThan(SEEDS); // the chaos really happened

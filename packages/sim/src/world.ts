@@ -149,8 +149,19 @@ export class World {
       onCommit: (events) => this.onCommit(events),
     });
     this.result = {
-      seed: opts.seed, steps: 0, tasks: 0, events: 0, crashes: 0, crashesInTransaction: 0, crashesAfterSpawn: 0,
-      restarts: 0, trainerKills: 0, vanished: 0, outcomes: {}, violations: [], trace: [],
+      seed: opts.seed,
+      steps: 0,
+      tasks: 0,
+      events: 0,
+      crashes: 0,
+      crashesInTransaction: 0,
+      crashesAfterSpawn: 0,
+      restarts: 0,
+      trainerKills: 0,
+      vanished: 0,
+      outcomes: {},
+      violations: [],
+      trace: [],
     };
   }
 
@@ -283,7 +294,14 @@ export class World {
     const id = `t${this.nextTask++}`;
     const duration = this.rng.int(100, 8000);
     const r = this.rng.next();
-    const outcome = r < 0.7 ? { code: 0, signal: null } : r < 0.85 ? { code: 1, signal: null } : r < 0.92 ? { code: null, signal: 'SIGSEGV' } : { code: 137, signal: null };
+    const outcome =
+      r < 0.7
+        ? { code: 0, signal: null }
+        : r < 0.85
+          ? { code: 1, signal: null }
+          : r < 0.92
+            ? { code: null, signal: 'SIGSEGV' }
+            : { code: 137, signal: null };
     const spec: TaskSpec = {
       name: id,
       model: 'm-0.5B',
@@ -294,8 +312,15 @@ export class World {
       // A few retried submissions reuse an earlier key: they must get the earlier task back.
       idempotencyKey: this.rng.chance(0.1) && this.nextTask > 2 ? `k${this.rng.int(1, this.nextTask - 1)}` : `k${this.nextTask - 1}`,
       config: {
-        epochs: 1, batchSize: 1, gradientAccumulation: 1, learningRate: 1e-4, maxLength: 64, load8bit: false, load4bit: false,
-        loraRank: 8, loraAlpha: 16,
+        epochs: 1,
+        batchSize: 1,
+        gradientAccumulation: 1,
+        learningRate: 1e-4,
+        maxLength: 64,
+        load8bit: false,
+        load4bit: false,
+        loraRank: 8,
+        loraAlpha: 16,
         simulate: {
           steps: duration, // (the simulation reads its own behaviour from these knobs)
           exitCode: outcome.code ?? undefined,
@@ -314,7 +339,8 @@ export class World {
     const existing = [...this.db.tasks.values()].find((t) => t.spec.idempotencyKey === spec.idempotencyKey);
     const res = await this.commands.submit(id, spec, { actor: 'user' });
     this.log(`submit ${id} -> ${res.task.id} ${res.task.status}${res.created ? '' : ' (idempotent)'}`);
-    if (existing && (res.created || res.task.id !== existing.id)) this.violation(`idempotency key ${spec.idempotencyKey} made a second task`);
+    if (existing && (res.created || res.task.id !== existing.id))
+      this.violation(`idempotency key ${spec.idempotencyKey} made a second task`);
     if (!existing && !res.created) this.violation(`fresh key ${spec.idempotencyKey} did not create a task`);
     if (res.created) this.result.tasks++;
     await this.work();
@@ -447,11 +473,11 @@ export class World {
     const svc = this.svc!;
     const run: Run = { state: startRun(task, `/runs/${task.id}/${task.attempt}`), killAt: null, phaseRead: false };
     svc.runs.set(task.id, run);
-    for (let current = task; ; ) {
+    for (let current = task; ;) {
       const files = this.files.get(run.state.runDir) ?? {};
       const proc = current.trainer ? this.procs.get(current.trainer.pid) : undefined;
       const facts: RunFacts = {
-        trainerFile: current.trainer ? null : files.trainer ?? null,
+        trainerFile: current.trainer ? null : (files.trainer ?? null),
         exitFile: files.exit ?? null,
         trainerAlive: !!proc && proc.alive && proc.startTime === current.trainer!.startTime,
       };
@@ -484,7 +510,7 @@ export class World {
       alive: true,
       trainingAt: this.clock + (sim.startupMs ?? 0),
       endAt: this.clock + (sim.startupMs ?? 0) + (sim.steps ?? 1000),
-      outcome: { code: sim.crashSignal ? null : sim.exitCode ?? 0, signal: sim.crashSignal ?? null },
+      outcome: { code: sim.crashSignal ? null : (sim.exitCode ?? 0), signal: sim.crashSignal ?? null },
       ignoreSigterm: sim.ignoreSigterm ?? false,
       termAt: null,
       lastLines: this.rng.pick([...LAST_OUTPUTS]) ?? [],
@@ -515,7 +541,11 @@ export class World {
         // The trainer prints its training phase (read again after each re-attach).
         run.phaseRead = true;
         const message = { type: 'phase', phase: 'training' } as const;
-        await this.observe(id, run, { type: 'line', line: { seq: 0, stream: 'stdout', line: JSON.stringify(message), t: this.clock }, message });
+        await this.observe(id, run, {
+          type: 'line',
+          line: { seq: 0, stream: 'stdout', line: JSON.stringify(message), t: this.clock },
+          message,
+        });
         return true;
       }
       if (p.alive && run.killAt !== null && this.clock >= run.killAt) {
@@ -556,10 +586,13 @@ export class World {
     const next: Next = {};
     for (const c of d.commands) {
       let command = c.command;
-      if (c.quoteLastLines && command.type === 'fail') command = { ...command, message: withLastOutput(command.message, this.lastStoredLines(taskId, c.quoteLastLines)) };
+      if (c.quoteLastLines && command.type === 'fail')
+        command = { ...command, message: withLastOutput(command.message, this.lastStoredLines(taskId, c.quoteLastLines)) };
       const appended = await this.append(taskId, command, c.actor, c.withLines ? lines : []);
       const after: RunObservation =
-        'refused' in appended ? { type: 'refused', command: { ...c, command }, reason: appended.refused } : { type: 'committed', command: command.type, task: appended.task };
+        'refused' in appended
+          ? { type: 'refused', command: { ...c, command }, reason: appended.refused }
+          : { type: 'committed', command: command.type, task: appended.task };
       Object.assign(next, await this.observe(taskId, run, after));
     }
     for (const e of d.effects) {
@@ -603,7 +636,10 @@ export class World {
   }
 
   private lastStoredLines(taskId: string, n: number): string[] {
-    return [...(this.db.logs.get(taskId) ?? new Map<number, string>()).entries()].sort((a, b) => a[0] - b[0]).slice(-n).map(([, line]) => line);
+    return [...(this.db.logs.get(taskId) ?? new Map<number, string>()).entries()]
+      .sort((a, b) => a[0] - b[0])
+      .slice(-n)
+      .map(([, line]) => line);
   }
 
   /** A user's command (or one without output lines). */
@@ -616,7 +652,12 @@ export class World {
    * As runner.ts: `logLines` go with the command; if that fails, they are stored apart, and when
    * they may be what failed the run decider is told (`refused`).
    */
-  private async append(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[]): Promise<{ task: TaskRecord | null } | { refused: string }> {
+  private async append(
+    taskId: string,
+    command: TaskCommand,
+    actor: string,
+    logLines: LogLine[],
+  ): Promise<{ task: TaskRecord | null } | { refused: string }> {
     try {
       return { task: (await this.commands.execute(taskId, command, { actor }, { logLines })).task };
     } catch (err) {
@@ -661,7 +702,9 @@ export class World {
     for (const t of this.db.tasks.values()) if (!isTerminal(t.status)) this.violation(`task ${t.id} stuck in ${t.status}`);
     for (const p of this.procs.values()) if (p.alive) this.violation(`trainer ${p.pid} of ${p.taskId} still running at the end`);
     // Stored output is text the database takes: NUL and lone surrogates became U+FFFD.
-    for (const [id, lines] of this.db.logs) for (const [seq, line] of lines) if (UNSAFE_TEXT.test(line)) this.violation(`line ${seq} of ${id} stored with NUL or a lone surrogate`);
+    for (const [id, lines] of this.db.logs)
+      for (const [seq, line] of lines)
+        if (UNSAFE_TEXT.test(line)) this.violation(`line ${seq} of ${id} stored with NUL or a lone surrogate`);
     const rebuilt = rebuildReadModels(this.db.events);
     if (JSON.stringify([...rebuilt.tasks.entries()].sort()) !== JSON.stringify([...this.db.tasks.entries()].sort()))
       this.violation('read models differ from a full rebuild of the log');
@@ -708,16 +751,19 @@ export class World {
     const holderIds = new Set<string>();
     for (const [slot, id] of db.holders) {
       const t = db.tasks.get(id);
-      if (!t || t.slotId !== slot || (t.status !== 'PREPARING' && t.status !== 'TRAINING')) this.violation(`slot ${slot} held by ${id} (${t?.status})`);
+      if (!t || t.slotId !== slot || (t.status !== 'PREPARING' && t.status !== 'TRAINING'))
+        this.violation(`slot ${slot} held by ${id} (${t?.status})`);
       if (holderIds.has(id)) this.violation(`task ${id} holds two slots`);
       holderIds.add(id);
     }
-    for (const t of db.tasks.values()) if (t.slotId !== null && db.holders.get(t.slotId) !== t.id) this.violation(`${t.id} thinks it holds slot ${t.slotId}`);
+    for (const t of db.tasks.values())
+      if (t.slotId !== null && db.holders.get(t.slotId) !== t.id) this.violation(`${t.id} thinks it holds slot ${t.slotId}`);
     const liveByTask = new Map<string, number>();
     for (const p of this.procs.values()) {
       if (!p.alive) continue;
       liveByTask.set(p.taskId, (liveByTask.get(p.taskId) ?? 0) + 1);
-      if (!holderIds.has(p.taskId)) this.violation(`trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no slot`);
+      if (!holderIds.has(p.taskId))
+        this.violation(`trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no slot`);
     }
     for (const [id, n] of liveByTask) if (n > 1) this.violation(`${n} trainers run for ${id}`);
     // 6: no stall: with the service up, a free slot and a non-empty queue never coexist.

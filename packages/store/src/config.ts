@@ -18,5 +18,7 @@ export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): OpenOption
 function migrateFromEnv(raw: string | undefined): boolean {
   if (raw === undefined || raw === '' || raw === '1') return true;
   if (raw === '0') return false;
-  throw new Error(`TRAINYARD_MIGRATE=${JSON.stringify(raw)}: must be 1 (apply pending migrations at start-up) or 0 (only check that they are applied)`);
+  throw new Error(
+    `TRAINYARD_MIGRATE=${JSON.stringify(raw)}: must be 1 (apply pending migrations at start-up) or 0 (only check that they are applied)`,
+  );
 }

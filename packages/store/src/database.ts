@@ -151,7 +151,10 @@ export function pendingMigrations(journal: { tag: string; when: number }[], last
 }
 
 /** Read-only: which migrations `schemaName` lacks (all of them when it has none or does not exist). */
-async function pendingMigrationsIn(query: (text: string) => Promise<readonly Record<string, unknown>[]>, schemaName: string): Promise<string[]> {
+async function pendingMigrationsIn(
+  query: (text: string) => Promise<readonly Record<string, unknown>[]>,
+  schemaName: string,
+): Promise<string[]> {
   const [found] = await query(`SELECT to_regclass('${schemaName}.__drizzle_migrations') IS NOT NULL AS present`);
   let lastApplied: number | null = null;
   if (found?.present) {

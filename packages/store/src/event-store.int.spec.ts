@@ -20,8 +20,23 @@ const submitted = (name = 'a'): NewTaskEvent => ({
   type: 'TaskSubmitted',
   data: {
     spec: {
-      name, model: 'm-0.5B', datasetPath: 'd.jsonl', outputDir: 'out', timeoutMs: 1000, owner: 'o',
-      config: { epochs: 1, batchSize: 1, gradientAccumulation: 1, learningRate: 1e-4, maxLength: 64, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
+      name,
+      model: 'm-0.5B',
+      datasetPath: 'd.jsonl',
+      outputDir: 'out',
+      timeoutMs: 1000,
+      owner: 'o',
+      config: {
+        epochs: 1,
+        batchSize: 1,
+        gradientAccumulation: 1,
+        learningRate: 1e-4,
+        maxLength: 64,
+        load8bit: false,
+        load4bit: false,
+        loraRank: 8,
+        loraAlpha: 16,
+      },
     },
   },
 });
@@ -34,7 +49,7 @@ const meta = { actor: 'spec' };
  * older than our last append is in flight, as a real tailer would by polling again.
  */
 async function tailCaughtUp(db: TestDatabase['db']): Promise<void> {
-  for (const until = Date.now() + 30_000; Date.now() < until; ) {
+  for (const until = Date.now() + 30_000; Date.now() < until;) {
     const [row] = rowsOf<{ ok: boolean }>(
       await db.execute(sql`SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) AS ok FROM events`),
     );
@@ -56,7 +71,10 @@ for (const backend of backends()) {
 
     it('appends with versions and positions and reads the stream back', async () => {
       const a = await appendToStream(t.db, 's1', 0, [submitted(), queued], meta);
-      expect(a.map((e) => [e.type, e.version])).toEqual([['TaskSubmitted', 1], ['TaskQueued', 2]]);
+      expect(a.map((e) => [e.type, e.version])).toEqual([
+        ['TaskSubmitted', 1],
+        ['TaskQueued', 2],
+      ]);
       expect(BigInt(a[1]!.position)).toBeGreaterThan(BigInt(a[0]!.position));
       expect(a[0]!.metadata).toEqual({ actor: 'spec', schemaVersion: 1 });
       expect(Number.isNaN(Date.parse(a[0]!.recordedAt))).toBe(false);
@@ -73,12 +91,11 @@ for (const backend of backends()) {
 
     it('the database refuses UPDATE, DELETE and TRUNCATE on the log', async () => {
       await appendToStream(t.db, 's1', 0, [submitted()], meta);
-      for (const stmt of [
-        sql`UPDATE events SET type = 'Forged'`,
-        sql`DELETE FROM events`,
-        sql`TRUNCATE events`,
-      ]) {
-        const err = await t.db.execute(stmt).then(() => null, (e: unknown) => e);
+      for (const stmt of [sql`UPDATE events SET type = 'Forged'`, sql`DELETE FROM events`, sql`TRUNCATE events`]) {
+        const err = await t.db.execute(stmt).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(err, String(stmt.queryChunks)).not.toBeNull();
         expect(String((err as Error).message) + String((err as { cause?: Error }).cause?.message)).toMatch(/append-only/);
       }
@@ -88,13 +105,15 @@ for (const backend of backends()) {
     it('the slot table refuses a second holder of one slot', async () => {
       await t.db.execute(sql`INSERT INTO gpu_slots (slot_id, gpu_index) VALUES (0, 0)`);
       await t.db.execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (0, 'a', 1)`);
-      const err = await t.db
-        .execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (0, 'b', 2)`)
-        .then(() => null, (e: unknown) => e);
+      const err = await t.db.execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (0, 'b', 2)`).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(pgErrorCode(err)).toBe('23505');
-      const err2 = await t.db
-        .execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (1, 'a', 3)`)
-        .then(() => null, (e: unknown) => e);
+      const err2 = await t.db.execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (1, 'a', 3)`).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(pgErrorCode(err2)).toBe('23505');
     });
 

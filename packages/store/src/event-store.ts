@@ -1,14 +1,7 @@
 // The event log: append with optimistic concurrency, read a stream, read everything in
 // position order (rebuild), and tail what is safely committed (subscriptions, other instances).
 import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from 'drizzle-orm';
-import {
-  CURRENT_SCHEMA_VERSION,
-  safeJson,
-  upcast,
-  type EventMetadata,
-  type NewTaskEvent,
-  type StoredTaskEvent,
-} from '@trainyard/domain';
+import { CURRENT_SCHEMA_VERSION, safeJson, upcast, type EventMetadata, type NewTaskEvent, type StoredTaskEvent } from '@trainyard/domain';
 import { rowsOf, type Conn } from './database';
 import { pgErrorCode } from './errors';
 import { events } from './schema';
@@ -21,9 +14,7 @@ export class ConcurrencyError extends Error {
     readonly expectedVersion: number,
     readonly actualVersion: number | null,
   ) {
-    super(
-      `stream ${streamId}: expected version ${expectedVersion} but it is ${actualVersion ?? 'ahead (concurrent append)'}`,
-    );
+    super(`stream ${streamId}: expected version ${expectedVersion} but it is ${actualVersion ?? 'ahead (concurrent append)'}`);
     this.name = 'ConcurrencyError';
   }
 }
@@ -76,9 +67,7 @@ export async function appendToStream(
   const meta: EventMetadata = { ...metadata, schemaVersion: CURRENT_SCHEMA_VERSION };
   // Event data carries text from trainers and clients (error messages, artifact paths, reasons):
   // safeJson stores NUL and lone surrogates, which jsonb refuses, as U+FFFD.
-  const values = newEvents.map(
-    (e, i) => sql`(${expectedVersion + i + 1}::integer, ${e.type}::text, ${safeJson(e.data)}::jsonb)`,
-  );
+  const values = newEvents.map((e, i) => sql`(${expectedVersion + i + 1}::integer, ${e.type}::text, ${safeJson(e.data)}::jsonb)`);
   let rows: Record<string, unknown>[];
   try {
     rows = rowsOf<Record<string, unknown>>(
@@ -103,9 +92,7 @@ export async function appendToStream(
       .limit(1);
     throw new ConcurrencyError(streamId, expectedVersion, head?.version ?? 0);
   }
-  return rows
-    .map(rawToStored)
-    .sort((a, b) => a.version - b.version);
+  return rows.map(rawToStored).sort((a, b) => a.version - b.version);
 }
 
 /**
@@ -152,9 +139,7 @@ export async function readStream(conn: Conn, streamId: string, upToPosition?: st
     .select()
     .from(events)
     .where(
-      upToPosition
-        ? and(eq(events.streamId, streamId), sql`${events.position} <= ${upToPosition}::bigint`)
-        : eq(events.streamId, streamId),
+      upToPosition ? and(eq(events.streamId, streamId), sql`${events.position} <= ${upToPosition}::bigint`) : eq(events.streamId, streamId),
     )
     .orderBy(asc(events.streamVersion));
   return rows.map(toStored);

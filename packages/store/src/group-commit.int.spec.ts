@@ -33,7 +33,12 @@ for (const backend of backends()) {
 
     const transactionsOf = async (ids: string[]) =>
       rowsOf<{ n: string | number }>(
-        await t.db.execute(sql`SELECT count(DISTINCT transaction_id) AS n FROM events WHERE stream_id IN (${sql.join(ids.map((id) => sql`${id}`), sql`, `)})`),
+        await t.db.execute(
+          sql`SELECT count(DISTINCT transaction_id) AS n FROM events WHERE stream_id IN (${sql.join(
+            ids.map((id) => sql`${id}`),
+            sql`, `,
+          )})`,
+        ),
       )[0]!.n;
 
     it('a batch with a free slot: the first starts, the rest queue in the order given, all in one transaction', async () => {
@@ -77,7 +82,12 @@ for (const backend of backends()) {
           { taskId: 'n4', spec: spec('n4', { idempotencyKey: 'k-new', owner: 'bob' }), meta },
         ])
       ).map(ok);
-      expect(results.map((r) => [r.task.id, r.created])).toEqual([['n1', true], ['n1', false], ['old', false], ['n4', true]]);
+      expect(results.map((r) => [r.task.id, r.created])).toEqual([
+        ['n1', true],
+        ['n1', false],
+        ['old', false],
+        ['n4', true],
+      ]);
       expect(await readStream(t.db, 'n2')).toEqual([]);
       expect(await readStream(t.db, 'n3')).toEqual([]);
       expect((await compareWithLog(t.db)).differences).toEqual([]);

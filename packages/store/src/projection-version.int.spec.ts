@@ -22,12 +22,18 @@ for (const backend of backends()) {
     });
 
     const recordedVersion = async () =>
-      rowsOf<{ version: number }>(await t.db.execute(sql`SELECT version FROM projection_versions WHERE name = 'tasks'`)).map((r) => r.version);
+      rowsOf<{ version: number }>(await t.db.execute(sql`SELECT version FROM projection_versions WHERE name = 'tasks'`)).map(
+        (r) => r.version,
+      );
 
     it('given read models with no recorded version, when checked, then they are taken as the first fold and left as they are', async () => {
       await store.submit('t1', taskSpec('one'), meta);
       const check = await ensureProjectionCurrent(t);
-      expect(check).toEqual({ found: null, version: TASK_PROJECTION_VERSION, rebuilt: TASK_PROJECTION_VERSION === 1 ? null : expect.anything() });
+      expect(check).toEqual({
+        found: null,
+        version: TASK_PROJECTION_VERSION,
+        rebuilt: TASK_PROJECTION_VERSION === 1 ? null : expect.anything(),
+      });
       expect(await recordedVersion()).toEqual([TASK_PROJECTION_VERSION]);
     });
 

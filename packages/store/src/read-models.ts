@@ -13,7 +13,10 @@ export async function loadTask(conn: Conn, id: string): Promise<TaskRecord | nul
 
 export async function loadTasks(conn: Conn, ids: readonly string[]): Promise<Map<string, TaskRecord>> {
   if (ids.length === 0) return new Map();
-  const rows = await conn.select({ record: tasks.record }).from(tasks).where(inArray(tasks.id, [...ids]));
+  const rows = await conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(inArray(tasks.id, [...ids]));
   return new Map(rows.map((r) => [r.record.id, r.record]));
 }
 
@@ -30,12 +33,7 @@ export async function findByIdempotencyKey(conn: Conn, owner: string, key: strin
  * was decided on. The slot_holders primary key refuses a second holder of one slot, so a
  * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
  */
-export async function projectTask(
-  tx: Conn,
-  before: TaskRecord | null,
-  after: TaskRecord,
-  lastPosition: string,
-): Promise<void> {
+export async function projectTask(tx: Conn, before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void> {
   const row = taskRow(after, lastPosition);
   const change = slotChange(before, after);
   // The task row and its slot change are sent together (one round trip); they run in order, and
@@ -115,10 +113,7 @@ export async function listSlotHolders(conn: Conn): Promise<Map<number, string>> 
 /** Make the slot table match the configuration: one slot per GPU index given. */
 export async function configureSlots(conn: Conn, gpuIndices: readonly number[]): Promise<void> {
   for (const [slotId, gpuIndex] of gpuIndices.entries()) {
-    await conn
-      .insert(gpuSlots)
-      .values({ slotId, gpuIndex })
-      .onConflictDoUpdate({ target: gpuSlots.slotId, set: { gpuIndex } });
+    await conn.insert(gpuSlots).values({ slotId, gpuIndex }).onConflictDoUpdate({ target: gpuSlots.slotId, set: { gpuIndex } });
   }
   // Extra slots go once nobody holds them (a held one stays until its task ends).
   await conn.execute(sql`
@@ -128,19 +123,13 @@ export async function configureSlots(conn: Conn, gpuIndices: readonly number[]):
 
 /** The queue, in FIFO order of each task's TaskQueued position. */
 export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[]> {
-  const q = conn
-    .select({ record: tasks.record })
-    .from(tasks)
-    .where(eq(tasks.status, 'QUEUED'))
-    .orderBy(asc(tasks.queuedPosition));
+  const q = conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.status, 'QUEUED')).orderBy(asc(tasks.queuedPosition));
   const rows = limit === undefined ? await q : await q.limit(limit);
   return rows.map((r) => r.record);
 }
 
 export async function countQueued(conn: Conn): Promise<number> {
-  const rows = rowsOf<{ n: number | string }>(
-    await conn.execute(sql`SELECT count(*) AS n FROM tasks WHERE status = 'QUEUED'`),
-  );
+  const rows = rowsOf<{ n: number | string }>(await conn.execute(sql`SELECT count(*) AS n FROM tasks WHERE status = 'QUEUED'`));
   return Number(rows[0]?.n ?? 0);
 }
 

@@ -10,7 +10,9 @@ const { values } = parseArgs({
   options: { apply: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
 });
 if (values.help) {
-  console.log('usage: npm run rebuild [-- --apply] [-- --json]\n  compares the read models with a fold of the event log; exit 1 on any difference');
+  console.log(
+    'usage: npm run rebuild [-- --apply] [-- --json]\n  compares the read models with a fold of the event log; exit 1 on any difference',
+  );
   process.exit(0);
 }
 
@@ -23,8 +25,13 @@ try {
   if (values.json) console.log(JSON.stringify({ storage: database.kind, events, tasks, ms, differences }));
   else {
     console.log(`${database.kind} (${database.location}): folded ${events} events into ${tasks} tasks in ${ms} ms`);
-    for (const d of differences) console.log(`DIFF ${d.kind} ${d.id}${d.fields ? ` fields=${d.fields.join(',')}` : ''}\n  live:    ${JSON.stringify(d.live)}\n  rebuilt: ${JSON.stringify(d.rebuilt)}`);
-    console.log(differences.length ? `${differences.length} difference(s) between the read models and the log` : 'read models match the log');
+    for (const d of differences)
+      console.log(
+        `DIFF ${d.kind} ${d.id}${d.fields ? ` fields=${d.fields.join(',')}` : ''}\n  live:    ${JSON.stringify(d.live)}\n  rebuilt: ${JSON.stringify(d.rebuilt)}`,
+      );
+    console.log(
+      differences.length ? `${differences.length} difference(s) between the read models and the log` : 'read models match the log',
+    );
   }
   if (differences.length && values.apply) {
     const r = await replaceReadModels(database);

@@ -31,9 +31,7 @@ export async function compareWithLog(conn: Conn): Promise<{ differences: Differe
     const l = live.get(id);
     if (!l) differences.push({ kind: 'task-missing-live', id, rebuilt: r });
     else if (!isDeepStrictEqual(normalise(l), normalise(r))) {
-      const fields = Object.keys({ ...l, ...r }).filter(
-        (k) => !isDeepStrictEqual((l as never)[k], (r as never)[k]),
-      );
+      const fields = Object.keys({ ...l, ...r }).filter((k) => !isDeepStrictEqual((l as never)[k], (r as never)[k]));
       differences.push({ kind: 'task-differs', id, fields, live: pick(l, fields), rebuilt: pick(r, fields) });
     }
   }

@@ -2,18 +2,7 @@
 // The event log is the truth; every other table is a projection of it, except task_logs, which
 // holds trainer output lines (data, not state transitions).
 import { sql } from 'drizzle-orm';
-import {
-  bigserial,
-  boolean,
-  customType,
-  index,
-  integer,
-  jsonb,
-  pgTable,
-  primaryKey,
-  text,
-  uniqueIndex,
-} from 'drizzle-orm/pg-core';
+import { bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { EventMetadata, TaskRecord } from '@trainyard/domain';
 
 /** bigint positions travel as decimal strings: JS numbers lose precision past 2^53. */
@@ -36,14 +25,18 @@ export const events = pgTable(
   'events',
   {
     position: bigserial('position', { mode: 'bigint' }).primaryKey(),
-    transactionId: xid8('transaction_id').notNull().default(sql`pg_current_xact_id()`),
+    transactionId: xid8('transaction_id')
+      .notNull()
+      .default(sql`pg_current_xact_id()`),
     streamId: text('stream_id').notNull(),
     streamVersion: integer('stream_version').notNull(),
     type: text('type').notNull(),
     data: jsonb('data').notNull(),
     metadata: jsonb('metadata').$type<EventMetadata>().notNull(),
     schemaVersion: integer('schema_version').notNull().default(1),
-    recordedAt: isoTimestamp('recorded_at').notNull().default(sql`now()`),
+    recordedAt: isoTimestamp('recorded_at')
+      .notNull()
+      .default(sql`now()`),
   },
   (t) => [
     uniqueIndex('events_stream_version_uq').on(t.streamId, t.streamVersion),
@@ -71,7 +64,9 @@ export const tasks = pgTable(
   },
   (t) => [
     uniqueIndex('tasks_idempotency_uq').on(t.owner, t.idempotencyKey),
-    index('tasks_queue_idx').on(t.queuedPosition).where(sql`${t.status} = 'QUEUED'`),
+    index('tasks_queue_idx')
+      .on(t.queuedPosition)
+      .where(sql`${t.status} = 'QUEUED'`),
     index('tasks_status_created_idx').on(t.status, t.createdAt, t.id),
     index('tasks_created_idx').on(t.createdAt, t.id),
   ],
@@ -115,5 +110,7 @@ export const taskLogs = pgTable(
 export const projectionVersions = pgTable('projection_versions', {
   name: text('name').primaryKey(),
   version: integer('version').notNull(),
-  recordedAt: isoTimestamp('recorded_at').notNull().default(sql`now()`),
+  recordedAt: isoTimestamp('recorded_at')
+    .notNull()
+    .default(sql`now()`),
 });

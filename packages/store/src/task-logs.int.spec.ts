@@ -30,14 +30,30 @@ for (const backend of backends()) {
     }
 
     it('a batch with NUL and lone surrogates is stored whole, those characters as U+FFFD', async () => {
-      await appendLogLines(t.db, 't1', [line(1, 'before'), line(2, 'mid\u0000dle'), line(3, 'lone \uD800 high'), line(4, 'lone \uDFFF low'), line(5, 'pair 🦜'), line(6, 'after')]);
-      expect((await readLogLines(t.db, 't1', 0, 100)).map((l) => l.line)).toEqual(['before', `mid${R}dle`, `lone ${R} high`, `lone ${R} low`, 'pair 🦜', 'after']);
+      await appendLogLines(t.db, 't1', [
+        line(1, 'before'),
+        line(2, 'mid\u0000dle'),
+        line(3, 'lone \uD800 high'),
+        line(4, 'lone \uDFFF low'),
+        line(5, 'pair 🦜'),
+        line(6, 'after'),
+      ]);
+      expect((await readLogLines(t.db, 't1', 0, 100)).map((l) => l.line)).toEqual([
+        'before',
+        `mid${R}dle`,
+        `lone ${R} high`,
+        `lone ${R} low`,
+        'pair 🦜',
+        'after',
+      ]);
     });
 
     it("a trainer's exit is recorded with a last line `last\\u0000line`, and the slot goes to the next task", async () => {
       await training('t1');
       await store.submit('t2', taskSpec('t2'), meta);
-      const r = await store.execute('t1', { type: 'recordExit', exitCode: 0, signal: null }, meta, { logLines: [line(1, 'ok'), line(2, 'last\u0000line')] });
+      const r = await store.execute('t1', { type: 'recordExit', exitCode: 0, signal: null }, meta, {
+        logLines: [line(1, 'ok'), line(2, 'last\u0000line')],
+      });
       expect(r.task.status).toBe('COMPLETED');
       expect(r.started.map((s) => s.id)).toEqual(['t2']);
       expect((await readLogLines(t.db, 't1', 0, 100)).map((l) => l.line)).toEqual(['ok', `last${R}line`]);
@@ -46,7 +62,11 @@ for (const backend of backends()) {
     it('event text from trainers and clients (error messages, artifact paths, reasons) is stored as U+FFFD', async () => {
       await training('t1');
       await store.execute('t1', { type: 'recordArtifact', path: '/out/a\u0000b\uD800' }, meta);
-      await store.execute('t1', { type: 'recordExit', exitCode: 1, signal: null, detail: 'last output:\nboom\u0000 \uDC00' }, { actor: 'runner\u0000' });
+      await store.execute(
+        't1',
+        { type: 'recordExit', exitCode: 1, signal: null, detail: 'last output:\nboom\u0000 \uDC00' },
+        { actor: 'runner\u0000' },
+      );
       await store.submit('t2', taskSpec('t2'), meta); // takes the slot t1 freed
       await store.submit('t3', taskSpec('t3'), meta); // queues: a cancel ends it at once
       await store.execute('t3', { type: 'cancel', reason: 'no\u0000 \uD800' }, meta);

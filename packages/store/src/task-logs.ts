@@ -64,7 +64,10 @@ export async function lastLogSeq(conn: Conn, taskId: string): Promise<number> {
  * many lines were deleted.
  */
 export async function pruneLogs(conn: Conn, endedBefore: Date): Promise<number> {
-  const statuses = sql.join(TERMINAL_STATUSES.map((s) => sql`${s}`), sql`, `);
+  const statuses = sql.join(
+    TERMINAL_STATUSES.map((s) => sql`${s}`),
+    sql`, `,
+  );
   const rows = rowsOf<{ n: number | string }>(
     await conn.execute(sql`
       WITH pruned AS (

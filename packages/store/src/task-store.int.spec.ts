@@ -98,7 +98,10 @@ for (const backend of backends()) {
       const statuses = [];
       for (const id of ['a', 'b', 'c', 'd']) statuses.push((await store.submit(id, spec(id), meta)).task);
       expect(statuses.map((s) => [s.status, s.slotId])).toEqual([
-        ['PREPARING', 0], ['PREPARING', 1], ['QUEUED', null], ['QUEUED', null],
+        ['PREPARING', 0],
+        ['PREPARING', 1],
+        ['QUEUED', null],
+        ['QUEUED', null],
       ]);
       await finish(store, 'b');
       expect((await loadTask(t.db, 'c'))!.slotId).toBe(1);
@@ -119,7 +122,11 @@ for (const backend of backends()) {
       await t.db.execute(sql`DELETE FROM slot_holders`);
       const dirty = await compareWithLog(t.db);
       expect(dirty.differences.map((d) => [d.kind, d.id])).toEqual(
-        expect.arrayContaining([['task-differs', 'e'], ['slot-differs', 'slot 0'], ['slot-differs', 'slot 1']]),
+        expect.arrayContaining([
+          ['task-differs', 'e'],
+          ['slot-differs', 'slot 0'],
+          ['slot-differs', 'slot 1'],
+        ]),
       );
       await replaceReadModels(t);
       expect((await compareWithLog(t.db)).differences).toEqual([]);
@@ -183,10 +190,7 @@ describe.skipIf(!pg.url)('two service processes on one Postgres', () => {
     const a = new TaskStore(t, { runnerId: 'A' });
     const b = new TaskStore(other, { runnerId: 'B' });
     for (let round = 0; round < 10; round++) {
-      const [ra, rb] = await Promise.all([
-        a.submit(`a${round}`, spec('a'), meta),
-        b.submit(`b${round}`, spec('b'), meta),
-      ]);
+      const [ra, rb] = await Promise.all([a.submit(`a${round}`, spec('a'), meta), b.submit(`b${round}`, spec('b'), meta)]);
       expect([ra.task.status, rb.task.status].sort()).toEqual(['PREPARING', 'QUEUED']);
       const running = ra.task.status === 'PREPARING' ? ra.task : rb.task;
       const waiting = ra.task.status === 'PREPARING' ? rb.task : ra.task;

@@ -31,7 +31,16 @@ import { type Conn, type Database, type Tx } from './database';
 import { isRefusedData, isRetryable } from './errors';
 import { appendNewStreams, appendToStream, type AppendMetadata } from './event-store';
 import { appendLogLines, type LogLine } from './task-logs';
-import { countQueued, findByIdempotencyKey, listQueue, listSlots, loadTask, projectNewTasks, projectTask, type SlotRow } from './read-models';
+import {
+  countQueued,
+  findByIdempotencyKey,
+  listQueue,
+  listSlots,
+  loadTask,
+  projectNewTasks,
+  projectTask,
+  type SlotRow,
+} from './read-models';
 
 /** What the command logic needs from storage, inside one transaction. */
 export interface TaskRepository {
@@ -268,17 +277,30 @@ export class TaskCommands {
       if (queuedAhead === undefined && tx.countQueued) queuedAhead = await tx.countQueued();
       const streams: NewStream[] = rest.map((i) => {
         const { taskId, spec, meta } = requests[i]!;
-        return { streamId: taskId, events: decideSequence(initialState(), taskId, [{ type: 'submit', taskId, spec }, { type: 'enqueue' }], meta), meta };
+        return {
+          streamId: taskId,
+          events: decideSequence(initialState(), taskId, [{ type: 'submit', taskId, spec }, { type: 'enqueue' }], meta),
+          meta,
+        };
       });
       const stored = tx.appendNewStreams
         ? await tx.appendNewStreams(streams)
         : await sequentially(streams, (s) => tx.append(s.streamId, 0, s.events, s.meta));
-      const rows = stored.map((events) => ({ after: toRecord(events.reduce(evolve, initialState())), lastPosition: events[events.length - 1]!.position }));
+      const rows = stored.map((events) => ({
+        after: toRecord(events.reduce(evolve, initialState())),
+        lastPosition: events[events.length - 1]!.position,
+      }));
       if (tx.projectNew) await tx.projectNew(rows);
       else await sequentially(rows, (r) => tx.project(null, r.after, r.lastPosition));
       rest.forEach((i, k) => {
         appended.push(...stored[k]!);
-        results[i] = { task: rows[k]!.after, events: stored[k]!, started: [], created: true, ...(queuedAhead === undefined ? {} : { queuedAhead: queuedAhead + k }) };
+        results[i] = {
+          task: rows[k]!.after,
+          events: stored[k]!,
+          started: [],
+          created: true,
+          ...(queuedAhead === undefined ? {} : { queuedAhead: queuedAhead + k }),
+        };
       });
     }
     for (const [i, first] of repeats) results[i] = { task: results[first]!.task, events: [], started: [], created: false };
@@ -286,7 +308,12 @@ export class TaskCommands {
   }
 
   /** Decide and apply one command to one task; schedules when the command freed a slot. */
-  async execute(taskId: string, command: TaskCommand, meta: CommandMeta, opts: { logLines?: readonly LogLine[] } = {}): Promise<CommandResult> {
+  async execute(
+    taskId: string,
+    command: TaskCommand,
+    meta: CommandMeta,
+    opts: { logLines?: readonly LogLine[] } = {},
+  ): Promise<CommandResult> {
     const lines = opts.logLines ?? [];
     return this.transact(async (tx, appended) => {
       if (lines.length && !tx.appendLogLines) throw new Error('this storage cannot store log lines with a command');

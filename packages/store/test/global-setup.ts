@@ -21,7 +21,9 @@ export default async function setup(project: TestProject) {
       throw new Error(`${msg} TRAINYARD_REQUIRE_POSTGRES=1, so this run fails instead of skipping.`, { cause: err });
     }
     const bar = '!'.repeat(100);
-    console.warn(`\n${bar}\n!! ${msg}\n!! THE POSTGRES HALF OF THE STORE AND SERVICE SPECS IS SKIPPED: only PGlite was tested.\n!! Start Postgres (see infra/) or set TEST_DATABASE_URL to run it.\n${bar}\n`);
+    console.warn(
+      `\n${bar}\n!! ${msg}\n!! THE POSTGRES HALF OF THE STORE AND SERVICE SPECS IS SKIPPED: only PGlite was tested.\n!! Start Postgres (see infra/) or set TEST_DATABASE_URL to run it.\n${bar}\n`,
+    );
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }

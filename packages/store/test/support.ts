@@ -14,7 +14,17 @@ export const taskSpec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec =
   outputDir: `out/${name}`,
   timeoutMs: 60_000,
   owner: 'alice',
-  config: { epochs: 1, batchSize: 1, gradientAccumulation: 16, learningRate: 2e-4, maxLength: 512, load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16 },
+  config: {
+    epochs: 1,
+    batchSize: 1,
+    gradientAccumulation: 16,
+    learningRate: 2e-4,
+    maxLength: 512,
+    load8bit: false,
+    load4bit: false,
+    loraRank: 8,
+    loraAlpha: 16,
+  },
   ...over,
 });
 

@@ -21,7 +21,7 @@ export function documentedVariables(readme: string): Set<string> {
   const section = readme.split(/^## Configuration\s*$/m)[1]?.split(/^## /m)[0] ?? '';
   const names = new Set<string>();
   for (const line of section.split('\n')) {
-    const first = line.startsWith('|') ? line.split('|')[1] ?? '' : '';
+    const first = line.startsWith('|') ? (line.split('|')[1] ?? '') : '';
     for (const m of first.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) names.add(m[1]!);
   }
   return names;
@@ -35,9 +35,9 @@ describe('README configuration table', () => {
       'PORT',
       'TRAINYARD_TRAINER',
     ]);
-    expect(documentedVariables('## Configuration\n\n| variable | d |\n|---|---|\n| `PORT`, `HOST` | `8080` |\n## Next\n| `NOPE` |')).toEqual(
-      new Set(['PORT', 'HOST']),
-    );
+    expect(
+      documentedVariables('## Configuration\n\n| variable | d |\n|---|---|\n| `PORT`, `HOST` | `8080` |\n## Next\n| `NOPE` |'),
+    ).toEqual(new Set(['PORT', 'HOST']));
   });
 
   it('lists every variable the service reads', () => {

@@ -15,7 +15,11 @@ export const DEFAULT_TRAINER = ['node', 'trainers/simulated-trainer.mjs'];
 export const VERSION: string = (JSON.parse(readFileSync(resolve(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const intFrom = (name: string, min: number, max: number) =>
-  z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`).min(min, `${name} must be ≥ ${min}`).max(max, `${name} must be ≤ ${max}`);
+  z.coerce
+    .number({ error: `${name} must be a number` })
+    .int(`${name} must be a whole number`)
+    .min(min, `${name} must be ≥ ${min}`)
+    .max(max, `${name} must be ≤ ${max}`);
 
 export interface ServiceConfig {
   host: string;
@@ -85,7 +89,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     const raw = env[name];
     if (raw === undefined || raw === '') return fallback;
     try {
-      return read(name, z.string().transform((s) => JSON.parse(s)).pipe(schema), fallback);
+      return read(
+        name,
+        z
+          .string()
+          .transform((s) => JSON.parse(s))
+          .pipe(schema),
+        fallback,
+      );
     } catch {
       problems.push(`${name} must be JSON`);
       return fallback;
@@ -95,17 +106,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
   const host = read('HOST', z.string().min(1), '127.0.0.1');
   const allowedHosts = parseAllowedHosts(env.TRAINYARD_ALLOWED_HOSTS ?? '');
   if (allowedHosts.invalid.length)
-    problems.push(`TRAINYARD_ALLOWED_HOSTS: ${allowedHosts.invalid.map((h) => JSON.stringify(h)).join(', ')} ${allowedHosts.invalid.length === 1 ? 'is not a host name' : 'are not host names'} (comma-separated host or host:port, e.g. trainyard.lan,gpu-box:8080)`);
+    problems.push(
+      `TRAINYARD_ALLOWED_HOSTS: ${allowedHosts.invalid.map((h) => JSON.stringify(h)).join(', ')} ${allowedHosts.invalid.length === 1 ? 'is not a host name' : 'are not host names'} (comma-separated host or host:port, e.g. trainyard.lan,gpu-box:8080)`,
+    );
   const trainer = json(
     'TRAINYARD_TRAINER',
-    z.array(z.string().min(1), { error: 'TRAINYARD_TRAINER must be a JSON array of strings, e.g. ["python3","trainers/lora_trainer.py"]' }).min(1),
+    z
+      .array(z.string().min(1), { error: 'TRAINYARD_TRAINER must be a JSON array of strings, e.g. ["python3","trainers/lora_trainer.py"]' })
+      .min(1),
     DEFAULT_TRAINER,
   );
   const gpuSlots = json(
     'TRAINYARD_GPU_SLOTS',
     z.union([
       z.array(z.number().int().min(0)).min(1),
-      z.number().int().min(1).max(64).transform((n) => Array.from({ length: n }, (_, i) => i)),
+      z
+        .number()
+        .int()
+        .min(1)
+        .max(64)
+        .transform((n) => Array.from({ length: n }, (_, i) => i)),
     ]),
     undefined as number[] | undefined,
   );
@@ -113,11 +133,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
   const uploadsDir = resolve(storage.dataRoot, 'datasets', 'uploads');
   const datasetsRoot = env.TRAINYARD_DATASETS_ROOT ?? '';
   const datasetsRoots = datasetsRoot
-    ? [...new Set([...datasetsRoot.split(delimiter).filter(Boolean).map((p) => resolve(p)), uploadsDir])]
+    ? [
+        ...new Set([
+          ...datasetsRoot
+            .split(delimiter)
+            .filter(Boolean)
+            .map((p) => resolve(p)),
+          uploadsDir,
+        ]),
+      ]
     : [resolve(storage.dataRoot, 'datasets')];
-  const trainerEnvPassThrough = (env.TRAINYARD_TRAINER_ENV ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const trainerEnvPassThrough = (env.TRAINYARD_TRAINER_ENV ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const badNames = trainerEnvPassThrough.filter((n) => !ENV_PATTERN_RE.test(n));
-  if (badNames.length) problems.push(`TRAINYARD_TRAINER_ENV: ${badNames.map((n) => JSON.stringify(n)).join(', ')} ${badNames.length === 1 ? 'is not a variable name' : 'are not variable names'} (comma-separated names, or prefixes ending in *)`);
+  if (badNames.length)
+    problems.push(
+      `TRAINYARD_TRAINER_ENV: ${badNames.map((n) => JSON.stringify(n)).join(', ')} ${badNames.length === 1 ? 'is not a variable name' : 'are not variable names'} (comma-separated names, or prefixes ending in *)`,
+    );
   const config: ServiceConfig = {
     host,
     port,
@@ -141,11 +175,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), 4096),
     logMaxLinesPerSecond: read('TRAINYARD_LOG_LINES_PER_SECOND', intFrom('TRAINYARD_LOG_LINES_PER_SECOND', 1, 1_000_000), 200),
     maxSubscriptions: read('TRAINYARD_MAX_SUBSCRIPTIONS', intFrom('TRAINYARD_MAX_SUBSCRIPTIONS', 1, 1_000_000), 1000),
-    maxSubscriptionsPerClient: read('TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT', intFrom('TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT', 1, 1_000_000), 200),
+    maxSubscriptionsPerClient: read(
+      'TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT',
+      intFrom('TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT', 1, 1_000_000),
+      200,
+    ),
     subscriptionMaxMs: read('TRAINYARD_SUBSCRIPTION_MAX_MS', intFrom('TRAINYARD_SUBSCRIPTION_MAX_MS', 1000, 24 * HOUR), 30 * 60_000),
-    logMaxProtocolLinesPerSecond: read('TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND', intFrom('TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND', 1, 1_000_000), 100),
-    logMaxProtocolLinesPerTask: read('TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK', intFrom('TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK', 1, 2 ** 31 - 1), 100_000),
-    logMaxBytesPerTask: read('TRAINYARD_LOG_MAX_BYTES_PER_TASK', intFrom('TRAINYARD_LOG_MAX_BYTES_PER_TASK', 1024, Number.MAX_SAFE_INTEGER), 64 * 1024 ** 2),
+    logMaxProtocolLinesPerSecond: read(
+      'TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND',
+      intFrom('TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND', 1, 1_000_000),
+      100,
+    ),
+    logMaxProtocolLinesPerTask: read(
+      'TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK',
+      intFrom('TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK', 1, 2 ** 31 - 1),
+      100_000,
+    ),
+    logMaxBytesPerTask: read(
+      'TRAINYARD_LOG_MAX_BYTES_PER_TASK',
+      intFrom('TRAINYARD_LOG_MAX_BYTES_PER_TASK', 1024, Number.MAX_SAFE_INTEGER),
+      64 * 1024 ** 2,
+    ),
     logRetentionDays: read('TRAINYARD_LOG_RETENTION_DAYS', intFrom('TRAINYARD_LOG_RETENTION_DAYS', 0, 100_000), 30),
     artifactsMaxPerTask: read('TRAINYARD_ARTIFACTS_MAX_PER_TASK', intFrom('TRAINYARD_ARTIFACTS_MAX_PER_TASK', 1, 100_000), 100),
     artifactPathMaxChars: read('TRAINYARD_ARTIFACT_PATH_MAX', intFrom('TRAINYARD_ARTIFACT_PATH_MAX', 16, 4096), 1024),

@@ -2,7 +2,18 @@
 // folders swapped after submission, loops, FIFOs.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatasetError, datasetNotAllowedMessage, isInside, resolveDataset, stageDataset } from './datasets';
@@ -51,7 +62,15 @@ describe('resolveDataset', () => {
   it('answers null alike for absent, outside, escaping and non-file paths', async () => {
     symlinkSync(outside, join(root, 'escape'));
     execFileSync('mkfifo', [join(root, 'fifo')]);
-    for (const p of [join(root, 'nope.jsonl'), join(outside, 'secret.txt'), '/etc/passwd', join(root, 'escape'), join(root, 'escape', 'secret.txt'), join(root, 'fifo'), '/dev/null'])
+    for (const p of [
+      join(root, 'nope.jsonl'),
+      join(outside, 'secret.txt'),
+      '/etc/passwd',
+      join(root, 'escape'),
+      join(root, 'escape', 'secret.txt'),
+      join(root, 'fifo'),
+      '/dev/null',
+    ])
       expect(await resolveDataset(p, [root]), p).toBeNull();
     // a root that does not exist holds nothing
     expect(await resolveDataset(join(root, 'file.jsonl'), [join(base, 'absent')])).toBeNull();
@@ -87,7 +106,11 @@ describe('stageDataset', () => {
     const stored = join(root, 'ds');
     renameSync(stored, join(root, 'ds-old'));
     symlinkSync(outside, stored);
-    await expect(stageDataset(stored, [root], stage)).rejects.toThrow(new DatasetError(`dataset ${stored} is no longer inside the datasets root (it was moved or replaced by a symbolic link after the task was submitted)`));
+    await expect(stageDataset(stored, [root], stage)).rejects.toThrow(
+      new DatasetError(
+        `dataset ${stored} is no longer inside the datasets root (it was moved or replaced by a symbolic link after the task was submitted)`,
+      ),
+    );
   });
 
   it('refuses a parent folder swapped for a link even when it leads back inside', async () => {

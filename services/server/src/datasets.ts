@@ -11,7 +11,19 @@
 // set without changing the original's), and links fail across filesystems and on files of other
 // users (protected_hardlinks). The copy asks for copy-on-write (COPYFILE_FICLONE: free on btrfs
 // and XFS, a plain copy elsewhere) and is removed when the run ends.
-import { chmodSync, closeSync, constants, copyFileSync, fstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+} from 'node:fs';
 import { copyFile, realpath, stat } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 
@@ -81,7 +93,9 @@ export async function stageDataset(stored: string, roots: readonly string[], des
   }
   if (real === null) throw new DatasetError(`dataset ${stored} is no longer there (removed after the task was submitted)`);
   if (real !== stored || !allowed.some((r) => isInside(r, real)))
-    throw new DatasetError(`dataset ${stored} is no longer inside the datasets root (it was moved or replaced by a symbolic link after the task was submitted)`);
+    throw new DatasetError(
+      `dataset ${stored} is no longer inside the datasets root (it was moved or replaced by a symbolic link after the task was submitted)`,
+    );
   rmSync(destDir, { recursive: true, force: true });
   mkdirSync(destDir, { mode: 0o700 });
   chmodSync(destDir, 0o700);
@@ -135,7 +149,8 @@ async function copyChecked(path: string, target: string, rel: string, walk: Walk
       mkdirSync(target, { mode: 0o700 });
       chmodSync(target, 0o700);
       const inner: Walk = { ...walk, ancestors: [...walk.ancestors, id], depth: walk.depth + 1 };
-      for (const name of readdirSync(self).sort()) await copyChecked(join(self, name), join(target, name), rel === '.' ? name : `${rel}/${name}`, inner);
+      for (const name of readdirSync(self).sort())
+        await copyChecked(join(self, name), join(target, name), rel === '.' ? name : `${rel}/${name}`, inner);
     } else {
       throw new DatasetError(`dataset ${walk.stored}: ${rel} is neither a file nor a folder`);
     }

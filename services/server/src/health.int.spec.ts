@@ -20,7 +20,11 @@ for (const backend of backends()) {
 
     beforeAll(async () => {
       dataDir = mkdtempSync(join(tmpdir(), 'trainyard-health-'));
-      const env: Record<string, string> = { TRAINYARD_DATA_DIR: dataDir, TRAINYARD_GPU_SLOTS: '1', TRAINYARD_NVIDIA_SMI: join(dataDir, 'no-nvidia-smi') };
+      const env: Record<string, string> = {
+        TRAINYARD_DATA_DIR: dataDir,
+        TRAINYARD_GPU_SLOTS: '1',
+        TRAINYARD_NVIDIA_SMI: join(dataDir, 'no-nvidia-smi'),
+      };
       if (backend.url) Object.assign(env, { DATABASE_URL: backend.url, TRAINYARD_DB_SCHEMA: schema });
       service = await TrainyardService.start(loadConfig(env), { info: () => {}, warn: () => {}, error: () => {} });
     });
@@ -35,7 +39,13 @@ for (const backend of backends()) {
       const h = await caller({ user: 'guest', admin: false }).system.health();
       expect(h).toMatchObject({ ok: true, storage: backend.kind, database: 'up', error: null, detail: null });
       const text = JSON.stringify(h);
-      const secrets = [dataDir, hostname(), service.config.runnerId, service.database.location, ...service.config.trainer.filter((a) => a.includes('/'))];
+      const secrets = [
+        dataDir,
+        hostname(),
+        service.config.runnerId,
+        service.database.location,
+        ...service.config.trainer.filter((a) => a.includes('/')),
+      ];
       if (backend.url) {
         const url = new URL(backend.url);
         secrets.push(url.hostname, `${url.hostname}:${url.port || 5432}`);

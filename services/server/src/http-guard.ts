@@ -63,7 +63,10 @@ export function normaliseHost(value: string, defaultPort?: number): { host: stri
 export function parseAllowedHosts(raw: string): { hosts: string[]; invalid: string[] } {
   const hosts: string[] = [];
   const invalid: string[] = [];
-  for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const h = normaliseHost(part);
     if (!h) invalid.push(part);
     else hosts.push(h.port === null ? h.host : `${h.host}:${h.port}`);
@@ -158,7 +161,11 @@ export function checkOrigin(policy: HostPolicy, req: RequestHead): Refusal | nul
       message: `Forbidden: requests from the web origin ${JSON.stringify(origin)} are refused (only pages served by this service may call it). ${HOW_TO_ALLOW}\n`,
     };
   if (one(req.headers, 'sec-fetch-site')?.trim().toLowerCase() === 'cross-site')
-    return { status: 403, message: 'Forbidden: the browser marked this request as cross-site (Sec-Fetch-Site: cross-site); only pages served by this service may call it.\n' };
+    return {
+      status: 403,
+      message:
+        'Forbidden: the browser marked this request as cross-site (Sec-Fetch-Site: cross-site); only pages served by this service may call it.\n',
+    };
   return null;
 }
 

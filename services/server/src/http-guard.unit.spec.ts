@@ -25,13 +25,35 @@ describe('host names', () => {
   });
 
   it('refuses what is not a host: userinfo, paths, spaces, bad ports', () => {
-    for (const v of ['', ' ', 'evil@127.0.0.1:8080', '127.0.0.1:8080/x', '127.0.0.1:8080#', 'a b', 'localhost:0', 'localhost:65536', 'localhost:', '[::1', 'http://localhost'])
+    for (const v of [
+      '',
+      ' ',
+      'evil@127.0.0.1:8080',
+      '127.0.0.1:8080/x',
+      '127.0.0.1:8080#',
+      'a b',
+      'localhost:0',
+      'localhost:65536',
+      'localhost:',
+      '[::1',
+      'http://localhost',
+    ])
       expect(normaliseHost(v), v).toBeNull();
   });
 
   it('answers to the loopback names on its own port only', () => {
     for (const h of ['127.0.0.1:8080', 'localhost:8080', 'LocalHost:8080', '[::1]:8080']) expect(isAllowedHost(local, h), h).toBe(true);
-    for (const h of [undefined, '', '127.0.0.1:8081', 'localhost', '127.0.0.1', 'attacker.example:8080', 'localhost.:8080', 'evil@localhost:8080', '0.0.0.0:8080'])
+    for (const h of [
+      undefined,
+      '',
+      '127.0.0.1:8081',
+      'localhost',
+      '127.0.0.1',
+      'attacker.example:8080',
+      'localhost.:8080',
+      'evil@localhost:8080',
+      '0.0.0.0:8080',
+    ])
       expect(isAllowedHost(local, h), String(h)).toBe(false);
   });
 
@@ -63,8 +85,19 @@ describe('host names', () => {
 describe('origins', () => {
   it('allows no Origin and the service own origins; refuses foreign, null and odd schemes', () => {
     expect(isAllowedOrigin(local, undefined)).toBe(true);
-    for (const o of ['http://127.0.0.1:8080', 'http://localhost:8080', 'http://[::1]:8080']) expect(isAllowedOrigin(local, o), o).toBe(true);
-    for (const o of ['null', '', 'http://attacker.example:8080', 'http://127.0.0.1:8081', 'http://localhost', 'file://', 'chrome-extension://abc', 'http://127.0.0.1:8080.attacker.example', 'garbage'])
+    for (const o of ['http://127.0.0.1:8080', 'http://localhost:8080', 'http://[::1]:8080'])
+      expect(isAllowedOrigin(local, o), o).toBe(true);
+    for (const o of [
+      'null',
+      '',
+      'http://attacker.example:8080',
+      'http://127.0.0.1:8081',
+      'http://localhost',
+      'file://',
+      'chrome-extension://abc',
+      'http://127.0.0.1:8080.attacker.example',
+      'garbage',
+    ])
       expect(isAllowedOrigin(local, o), o).toBe(false);
   });
 
@@ -87,15 +120,27 @@ describe('guardRequest', () => {
 
   it('lets the clients through: CLI/node (no Origin), the panel (same origin), batched GETs', () => {
     expect(guardRequest(local, req(json, 'POST', '/trpc/tasks.create'))).toBeNull();
-    expect(guardRequest(local, req({ ...host, 'content-type': 'Application/JSON; charset=utf-8' }, 'POST', '/trpc/tasks.create'))).toBeNull();
-    expect(guardRequest(local, req({ ...json, origin: 'http://127.0.0.1:8080', 'sec-fetch-site': 'same-origin' }, 'POST', '/trpc/tasks.create'))).toBeNull();
-    expect(guardRequest(local, req({ ...host, 'sec-fetch-site': 'same-origin' }, 'GET', '/trpc/tasks.list,queue.get?batch=1&input={}'))).toBeNull();
+    expect(
+      guardRequest(local, req({ ...host, 'content-type': 'Application/JSON; charset=utf-8' }, 'POST', '/trpc/tasks.create')),
+    ).toBeNull();
+    expect(
+      guardRequest(local, req({ ...json, origin: 'http://127.0.0.1:8080', 'sec-fetch-site': 'same-origin' }, 'POST', '/trpc/tasks.create')),
+    ).toBeNull();
+    expect(
+      guardRequest(local, req({ ...host, 'sec-fetch-site': 'same-origin' }, 'GET', '/trpc/tasks.list,queue.get?batch=1&input={}')),
+    ).toBeNull();
     expect(guardRequest(local, req({ ...host, accept: 'text/event-stream' }, 'GET', '/trpc/tasks.onUpdate'))).toBeNull();
   });
 
   it('421 for a foreign Host on every route, before anything else', () => {
     const h = { host: 'attacker.example:8080', origin: 'http://attacker.example:8080', 'content-type': 'application/json' };
-    for (const [method, url] of [['POST', '/trpc/tasks.create'], ['GET', '/trpc/tasks.list'], ['GET', '/'], ['GET', '/metrics'], ['GET', '/assets/x.js']]) {
+    for (const [method, url] of [
+      ['POST', '/trpc/tasks.create'],
+      ['GET', '/trpc/tasks.list'],
+      ['GET', '/'],
+      ['GET', '/metrics'],
+      ['GET', '/assets/x.js'],
+    ]) {
       const r = guardRequest(local, req(h, method, url));
       expect(r?.status, `${method} ${url}`).toBe(421);
       expect(r?.message).toContain('TRAINYARD_ALLOWED_HOSTS');
@@ -106,7 +151,9 @@ describe('guardRequest', () => {
     expect(guardRequest(local, req({ ...json, origin: 'http://attacker.example' }, 'POST', '/trpc/tasks.create'))?.status).toBe(403);
     expect(guardRequest(local, req({ ...host, origin: 'null' }, 'GET', '/trpc/tasks.list'))?.status).toBe(403);
     expect(guardRequest(local, req({ ...host, 'sec-fetch-site': 'cross-site' }, 'GET', '/trpc/tasks.onUpdate'))?.status).toBe(403);
-    expect(guardRequest(local, req({ ...host, origin: 'http://attacker.example' }, 'POST', '/api/finetune/upload-dataset'))?.status).toBe(403);
+    expect(guardRequest(local, req({ ...host, origin: 'http://attacker.example' }, 'POST', '/api/finetune/upload-dataset'))?.status).toBe(
+      403,
+    );
     expect(guardRequest(local, req({ ...host, origin: 'http://attacker.example' }, 'DELETE', '/'))?.status).toBe(403);
   });
 
@@ -115,12 +162,22 @@ describe('guardRequest', () => {
   });
 
   it('415 for a body that is not JSON on the API: forms, multipart, text, octet-stream, none', () => {
-    for (const type of ['multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', 'text/plain', 'application/octet-stream', 'application/jsonp', 'application/json-seq', undefined]) {
+    for (const type of [
+      'multipart/form-data; boundary=x',
+      'application/x-www-form-urlencoded',
+      'text/plain',
+      'application/octet-stream',
+      'application/jsonp',
+      'application/json-seq',
+      undefined,
+    ]) {
       const r = guardRequest(local, req({ ...host, ...(type ? { 'content-type': type } : {}) }, 'POST', '/trpc/tasks.create'));
       expect(r?.status, String(type)).toBe(415);
       expect(r?.message).toContain('application/json');
     }
     // Multipart is for the upload route to judge, not this check.
-    expect(guardRequest(local, req({ ...host, 'content-type': 'multipart/form-data; boundary=x' }, 'POST', '/api/finetune/upload-dataset'))).toBeNull();
+    expect(
+      guardRequest(local, req({ ...host, 'content-type': 'multipart/form-data; boundary=x' }, 'POST', '/api/finetune/upload-dataset')),
+    ).toBeNull();
   });
 });

@@ -15,8 +15,14 @@ import type { Actor, TrainyardService } from './service';
 const USER_RE = /^[A-Za-z0-9._@-]{1,100}$/;
 const CORRELATION_RE = /^[A-Za-z0-9._:-]{1,100}$/;
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml',
-  '.png': 'image/png', '.json': 'application/json', '.ico': 'image/x-icon', '.woff2': 'font/woff2',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.json': 'application/json',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
 };
 
 export function createApiServer(service: TrainyardService, metrics: Metrics, panelDir?: string): Server {

@@ -317,7 +317,13 @@ export class LiveUpdates {
   }
 
   /** A task's log lines after line `after`, as they are stored (every line; the caller filters). */
-  async *logLines(o: { taskId: string; after: number; status: TaskStatus; client: string; signal: AbortSignal | undefined }): AsyncGenerator<LogLine> {
+  async *logLines(o: {
+    taskId: string;
+    after: number;
+    status: TaskStatus;
+    client: string;
+    signal: AbortSignal | undefined;
+  }): AsyncGenerator<LogLine> {
     const release = this.admit(o.client, 'onLogs');
     let ch = this.channels.get(o.taskId);
     if (!ch) {

@@ -33,11 +33,15 @@ async function main() {
     const observed = events.filter((e) => METRIC_EVENTS.has(e.type));
     if (!observed.length) return;
     const ids = [...new Set(observed.map((e) => e.streamId))];
-    loadTasks(service.database.db, ids).then((tasks) => metrics.observe(observed, tasks)).catch(() => {});
+    loadTasks(service.database.db, ids)
+      .then((tasks) => metrics.observe(observed, tasks))
+      .catch(() => {});
   });
   const server = createApiServer(service, metrics, config.panelDir);
   server.on('error', (err: NodeJS.ErrnoException) => {
-    log.error(`cannot listen on ${config.host}:${config.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; set PORT to another one' : err.message}`);
+    log.error(
+      `cannot listen on ${config.host}:${config.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; set PORT to another one' : err.message}`,
+    );
     process.exit(1);
   });
   server.listen(config.port, config.host, () => {

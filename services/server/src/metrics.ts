@@ -69,11 +69,31 @@ export class Metrics {
       });
     counter('trainyard_feed_reads_total', 'Reads of the event log by the feed (one tail for every subscriber)', () => service.feed.reads);
     counter('trainyard_feed_batches_total', 'Batches of events the feed delivered', () => service.feed.batches);
-    counter('trainyard_subscription_fan_out_loads_total', 'Task loads by the subscription fan-out (one per watched feed batch)', () => live.stats().fanOutLoads);
-    counter('trainyard_subscription_catch_up_reads_total', 'Reads of the event log by subscriptions resuming from an older position', () => live.stats().catchUpReads);
-    counter('trainyard_subscription_log_reads_total', 'Reads of log lines for live log subscriptions (per task, and while catching up)', () => live.stats().logReads);
-    counter('trainyard_subscriptions_refused_total', 'Subscriptions refused over the total or per-client limit', () => live.stats().refused);
-    counter('trainyard_subscriptions_ended_behind_total', 'Subscriptions ended because they fell too far behind', () => live.stats().endedBehind);
+    counter(
+      'trainyard_subscription_fan_out_loads_total',
+      'Task loads by the subscription fan-out (one per watched feed batch)',
+      () => live.stats().fanOutLoads,
+    );
+    counter(
+      'trainyard_subscription_catch_up_reads_total',
+      'Reads of the event log by subscriptions resuming from an older position',
+      () => live.stats().catchUpReads,
+    );
+    counter(
+      'trainyard_subscription_log_reads_total',
+      'Reads of log lines for live log subscriptions (per task, and while catching up)',
+      () => live.stats().logReads,
+    );
+    counter(
+      'trainyard_subscriptions_refused_total',
+      'Subscriptions refused over the total or per-client limit',
+      () => live.stats().refused,
+    );
+    counter(
+      'trainyard_subscriptions_ended_behind_total',
+      'Subscriptions ended because they fell too far behind',
+      () => live.stats().endedBehind,
+    );
     new client.Counter({
       name: 'trainyard_log_lines_dropped_total',
       help: 'Service log lines not written because their stream (stdout, stderr) failed, e.g. a pipe whose reader went away',

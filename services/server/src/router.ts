@@ -68,7 +68,11 @@ function fieldErrorsOf(cause: unknown): FieldErrors | null {
  * An unexpected error is logged in full under a correlation id (the request's, or a new one) and
  * answered with that id only: its message may hold a query's text, table names or paths.
  */
-function reportInternalError(error: TRPCError, ctx: Context | undefined, path: string | undefined): { message: string; correlationId: string } {
+function reportInternalError(
+  error: TRPCError,
+  ctx: Context | undefined,
+  path: string | undefined,
+): { message: string; correlationId: string } {
   const correlationId = ctx?.actor.correlationId ?? randomUUID();
   const detail = error.cause ? (error.cause.stack ?? String(error.cause)) : (error.stack ?? error.message);
   (ctx?.service.log ?? log).error(`internal error (correlation id ${correlationId}) in ${path ?? '?'}: ${detail}`);
@@ -85,7 +89,9 @@ const t = initTRPC.context<Context>().create({
     if (internal) {
       ({ message, correlationId } = reportInternalError(error, ctx, path));
     } else if (fieldErrors) {
-      message = Object.entries(fieldErrors).map(([k, v]) => `${k}: ${v.join('; ')}`).join('\n');
+      message = Object.entries(fieldErrors)
+        .map(([k, v]) => `${k}: ${v.join('; ')}`)
+        .join('\n');
     }
     return {
       ...shape,
@@ -123,8 +129,16 @@ function translate(err: unknown): TRPCError | null {
   // A code the subscription link retries: the client reconnects with its last id and resumes.
   if (err instanceof SubscriptionEndedError) return wrap('SERVICE_UNAVAILABLE', err.message);
   if (err instanceof UnknownPositionError)
-    return new TRPCError({ code: 'BAD_REQUEST', message: `lastEventId: ${err.message}`, cause: new FieldError('lastEventId', err.message) });
-  if (isConnectionError(err)) return wrap('SERVICE_UNAVAILABLE', `the database is unreachable right now (${databaseErrorMessage(err)}); the service keeps retrying, try again shortly`);
+    return new TRPCError({
+      code: 'BAD_REQUEST',
+      message: `lastEventId: ${err.message}`,
+      cause: new FieldError('lastEventId', err.message),
+    });
+  if (isConnectionError(err))
+    return wrap(
+      'SERVICE_UNAVAILABLE',
+      `the database is unreachable right now (${databaseErrorMessage(err)}); the service keeps retrying, try again shortly`,
+    );
   return null;
 }
 

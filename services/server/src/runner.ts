@@ -25,7 +25,16 @@ import {
   type TaskCommand,
   type TaskRecord,
 } from '@trainyard/domain';
-import { appendLogLines, isConnectionError, lastLogLines, lastLogSeq, listActive, loadTask, type LogLine, type TaskStore } from '@trainyard/store';
+import {
+  appendLogLines,
+  isConnectionError,
+  lastLogLines,
+  lastLogSeq,
+  listActive,
+  loadTask,
+  type LogLine,
+  type TaskStore,
+} from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { checkArtifact, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
@@ -165,7 +174,13 @@ export class Runner {
       let command: TaskCommand = c.command;
       if (c.quoteLastLines && command.type === 'fail') {
         const last = await this.retry(() => lastLogLines(this.store.db, taskId, c.quoteLastLines!));
-        command = { ...command, message: withLastOutput(command.message, last.map((l) => l.line)) };
+        command = {
+          ...command,
+          message: withLastOutput(
+            command.message,
+            last.map((l) => l.line),
+          ),
+        };
       }
       if (c.withFailureDetail && command.type === 'recordExit') {
         const detail = await this.failureDetail(taskId);
@@ -201,7 +216,10 @@ export class Runner {
           signalGroup(run.state.pid!, e.signal);
           break;
         case 'armKill':
-          run.killTimer = setTimeout(() => void this.decide(run, { type: 'graceOver', graceMs: this.config.killGraceMs }), this.config.killGraceMs);
+          run.killTimer = setTimeout(
+            () => void this.decide(run, { type: 'graceOver', graceMs: this.config.killGraceMs }),
+            this.config.killGraceMs,
+          );
           run.killTimer.unref();
           break;
         case 'release':
@@ -390,7 +408,12 @@ export class Runner {
    * stored on their own; when the lines may be what failed (a line the database refused), the
    * answer is `refused` and the run decider decides what follows (the command again, alone).
    */
-  private async append(taskId: string, command: TaskCommand, actor: string, logLines: LogLine[]): Promise<{ task: TaskRecord | null } | { refused: string }> {
+  private async append(
+    taskId: string,
+    command: TaskCommand,
+    actor: string,
+    logLines: LogLine[],
+  ): Promise<{ task: TaskRecord | null } | { refused: string }> {
     try {
       const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines }));
       if (logLines.length) this.events.emit('logs', taskId);
@@ -403,7 +426,8 @@ export class Runner {
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
         this.events.emit('logs', taskId);
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed) return { refused: (err as Error).message };
+        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed)
+          return { refused: (err as Error).message };
       }
       if (err instanceof IllegalCommandError) return { task: (await loadTask(this.store.db, taskId).catch(() => null)) ?? null };
       this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);

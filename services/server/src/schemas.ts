@@ -65,18 +65,23 @@ const trainingConfig = z
     simulate: simulateConfig.optional(),
   })
   .superRefine((c, ctx) => {
-    if (c.load8bit && c.load4bit)
-      ctx.addIssue({ code: 'custom', path: ['load4bit'], message: 'choose 8-bit or 4-bit loading, not both' });
+    if (c.load8bit && c.load4bit) ctx.addIssue({ code: 'custom', path: ['load4bit'], message: 'choose 8-bit or 4-bit loading, not both' });
   });
 
 export const createTaskInput = z.strictObject({
   model: text('model', 200)
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/, 'model must be a model id like Qwen/Qwen2.5-Coder-1.5B-Instruct or a local path (letters, digits, . _ - / : @)')
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/,
+      'model must be a model id like Qwen/Qwen2.5-Coder-1.5B-Instruct or a local path (letters, digits, . _ - / : @)',
+    )
     .refine(noDotDot, 'model must not contain .. segments'),
   datasetPath: text('datasetPath', 4096).refine(noDotDot, 'datasetPath must not contain .. segments'),
   name: text('name', 120).optional(),
   outputDir: text('outputDir', 255)
-    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'outputDir must be a relative path of letters, digits, . _ - (it lives under the outputs folder)')
+    .regex(
+      /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/,
+      'outputDir must be a relative path of letters, digits, . _ - (it lives under the outputs folder)',
+    )
     .refine(noDotDot, 'outputDir must not contain .. segments')
     .optional(),
   config: trainingConfig.default(() => trainingConfig.parse({})),
@@ -100,9 +105,7 @@ export const idInput = z.strictObject({ id: taskId });
 
 /** How many queued tasks queue.get returns, first to start first (queuedCount says how many in all). */
 export const QUEUE_PAGE_DEFAULT = 50;
-export const queueGetInput = z
-  .strictObject({ limit: z.number().int().min(1).max(500).optional() })
-  .optional();
+export const queueGetInput = z.strictObject({ limit: z.number().int().min(1).max(500).optional() }).optional();
 
 export const logsInput = z.strictObject({
   id: taskId,
@@ -126,9 +129,7 @@ const isoTime = (field: string) =>
     .transform((s) => new Date(s).toISOString())
     .refine((s) => /^\d{4}-/.test(s) && !s.startsWith('0000'), `${field} must be a time between the years 0001 and 9999 (UTC)`);
 
-export const onUpdateInput = z
-  .strictObject({ taskId: taskId.optional(), lastEventId: position.nullish() })
-  .default({});
+export const onUpdateInput = z.strictObject({ taskId: taskId.optional(), lastEventId: position.nullish() }).default({});
 
 export const onLogsInput = z.strictObject({
   id: taskId,

@@ -4,15 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { estimateMemoryGb, oomRisk } from '@trainyard/catalogue';
-import {
-  evolve,
-  initialState,
-  TaskNotFoundError,
-  toRecord,
-  type StoredTaskEvent,
-  type TaskRecord,
-  type TaskSpec,
-} from '@trainyard/domain';
+import { evolve, initialState, TaskNotFoundError, toRecord, type StoredTaskEvent, type TaskRecord, type TaskSpec } from '@trainyard/domain';
 import {
   configureSlots,
   countQueued,
@@ -147,7 +139,9 @@ export class TrainyardService {
     this.feed.onEvents((events) => void this.onFeed(events));
     await this.feed.start();
     const report = await this.runner.recover();
-    const parts = Object.entries(report).filter(([, v]) => v.length).map(([k, v]) => `${k} ${v.join(', ')}`);
+    const parts = Object.entries(report)
+      .filter(([, v]) => v.length)
+      .map(([k, v]) => `${k} ${v.join(', ')}`);
     if (parts.length) this.log.info(`recovery: ${parts.join('; ')}`);
     await this.scheduleNow();
     // Keep the GPU picture fresh (external processes come and go) and retry the queue.
@@ -166,7 +160,8 @@ export class TrainyardService {
   async pruneOldLogs(): Promise<number> {
     try {
       const n = await pruneLogs(this.database.db, new Date(Date.now() - this.config.logRetentionDays * DAY_MS));
-      if (n) this.log.info(`deleted ${n} log lines of tasks ended over ${this.config.logRetentionDays} days ago (TRAINYARD_LOG_RETENTION_DAYS)`);
+      if (n)
+        this.log.info(`deleted ${n} log lines of tasks ended over ${this.config.logRetentionDays} days ago (TRAINYARD_LOG_RETENTION_DAYS)`);
       return n;
     } catch (err) {
       this.log.warn(`pruning old logs failed: ${(err as Error).message}`);
@@ -205,7 +200,10 @@ export class TrainyardService {
       if (!d) return;
       const share = externalShare(d);
       if (share > this.config.externalGpuShareLimit) {
-        const who = d.processes.filter((p) => !p.ours).map((p) => `${p.name} (pid ${p.pid}, ${p.memoryUsedGb} GB)`).join(', ');
+        const who = d.processes
+          .filter((p) => !p.ours)
+          .map((p) => `${p.name} (pid ${p.pid}, ${p.memoryUsedGb} GB)`)
+          .join(', ');
         blocks.set(
           slotId,
           `GPU ${d.id} (${d.name}): ${d.externalMemoryGb} of ${d.memoryGb} GB held by other programs${who ? `: ${who}` : ''}, ` +
@@ -229,9 +227,7 @@ export class TrainyardService {
 
   /** Hand the runner every task this batch touched that it may have to act on. */
   private async dispatch(events: StoredTaskEvent[]): Promise<void> {
-    const relevant = new Set(
-      events.filter((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested').map((e) => e.streamId),
-    );
+    const relevant = new Set(events.filter((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested').map((e) => e.streamId));
     if (!relevant.size) return;
     try {
       const tasks = await loadTasks(this.database.db, [...relevant]);
@@ -274,7 +270,14 @@ export class TrainyardService {
       // Counted in the submitting transaction when the store could; otherwise now.
       const ahead = result.queuedAhead ?? Math.max(0, (await countQueued(this.database.db)) - 1);
       if (ahead >= this.config.queueWarnAt)
-        warnings.push({ code: 'QUEUE_LONG', level: 'medium', message: ahead === 1 ? '1 task is already queued: this one waits for it.' : `${ahead} tasks are already queued: this one waits for all of them.` });
+        warnings.push({
+          code: 'QUEUE_LONG',
+          level: 'medium',
+          message:
+            ahead === 1
+              ? '1 task is already queued: this one waits for it.'
+              : `${ahead} tasks are already queued: this one waits for all of them.`,
+        });
     }
     return { task: result.task, warnings, created: true };
   }
@@ -297,12 +300,20 @@ export class TrainyardService {
       loraRank: spec.config.loraRank,
     });
     if (paramsB === null || estimateGb === null) {
-      warnings.push({ code: 'UNKNOWN_MODEL_SIZE', level: 'info', message: `Cannot tell the size of ${spec.model} from its name, so its memory need was not estimated.` });
+      warnings.push({
+        code: 'UNKNOWN_MODEL_SIZE',
+        level: 'info',
+        message: `Cannot tell the size of ${spec.model} from its name, so its memory need was not estimated.`,
+      });
     } else if (gpu.available && gpu.devices.length) {
       const smallest = Math.min(...gpu.devices.map((d) => d.memoryGb));
       const risk = oomRisk(estimateGb, smallest, {
-        model: spec.model, maxLength: spec.config.maxLength, batchSize: spec.config.batchSize,
-        load8bit: spec.config.load8bit, load4bit: spec.config.load4bit, loraRank: spec.config.loraRank,
+        model: spec.model,
+        maxLength: spec.config.maxLength,
+        batchSize: spec.config.batchSize,
+        load8bit: spec.config.load8bit,
+        load4bit: spec.config.load4bit,
+        loraRank: spec.config.loraRank,
       });
       if (risk.level !== 'low') warnings.push({ code: 'OOM_RISK', level: risk.level, message: risk.message });
     }
@@ -323,7 +334,11 @@ export class TrainyardService {
 
   async cancelTask(id: string, reason: string | undefined, actor: Actor): Promise<TaskRecord> {
     await this.getTask(id);
-    const r = await this.store.execute(id, { type: 'cancel', reason: reason ?? null }, { actor: actor.user, correlationId: actor.correlationId ?? null });
+    const r = await this.store.execute(
+      id,
+      { type: 'cancel', reason: reason ?? null },
+      { actor: actor.user, correlationId: actor.correlationId ?? null },
+    );
     return r.task;
   }
 
@@ -333,7 +348,12 @@ export class TrainyardService {
     return { id, deleted: true };
   }
 
-  async logs(id: string, afterSeq: number, limit: number, includeProtocol: boolean): Promise<{ lines: LogLine[]; nextSeq: number; hasMore: boolean }> {
+  async logs(
+    id: string,
+    afterSeq: number,
+    limit: number,
+    includeProtocol: boolean,
+  ): Promise<{ lines: LogLine[]; nextSeq: number; hasMore: boolean }> {
     await this.getTask(id);
     const raw = await readLogLines(this.database.db, id, afterSeq, limit + 1);
     const page = raw.slice(0, limit);
@@ -342,14 +362,31 @@ export class TrainyardService {
   }
 
   /** Task changes as they are committed, after `lastEventId` or from now on (see live.ts). */
-  taskUpdates(o: { taskId?: string | undefined; lastEventId?: string | null | undefined; client: string; signal: AbortSignal | undefined }): AsyncGenerator<TaskUpdate> {
+  taskUpdates(o: {
+    taskId?: string | undefined;
+    lastEventId?: string | null | undefined;
+    client: string;
+    signal: AbortSignal | undefined;
+  }): AsyncGenerator<TaskUpdate> {
     return this.live.taskUpdates({ taskId: o.taskId, lastEventId: o.lastEventId, client: o.client, signal: o.signal });
   }
 
   /** A task's log lines after `afterSeq` as they are stored; protocol lines only if asked for. */
-  async *logLines(o: { id: string; afterSeq: number; includeProtocol: boolean; client: string; signal: AbortSignal | undefined }): AsyncGenerator<LogLine> {
+  async *logLines(o: {
+    id: string;
+    afterSeq: number;
+    includeProtocol: boolean;
+    client: string;
+    signal: AbortSignal | undefined;
+  }): AsyncGenerator<LogLine> {
     const task = await this.getTask(o.id);
-    for await (const line of this.live.logLines({ taskId: o.id, after: o.afterSeq, status: task.status, client: o.client, signal: o.signal })) {
+    for await (const line of this.live.logLines({
+      taskId: o.id,
+      after: o.afterSeq,
+      status: task.status,
+      client: o.client,
+      signal: o.signal,
+    })) {
       if (!o.includeProtocol && line.stream === 'stdout' && parseTrainerLine(line.line).kind === 'message') continue;
       yield line;
     }

@@ -130,7 +130,10 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
   }
   const type = req.headers['content-type'] ?? '';
   if (!/^multipart\/form-data\s*;/i.test(type))
-    return refuse(res, { status: 415, message: `send multipart/form-data with a file field "${FIELD}" (.json or .jsonl), not ${JSON.stringify(type || '(none)')}` });
+    return refuse(res, {
+      status: 415,
+      message: `send multipart/form-data with a file field "${FIELD}" (.json or .jsonl), not ${JSON.stringify(type || '(none)')}`,
+    });
   const declared = Number(req.headers['content-length']);
   // A form adds a few hundred bytes of headers and boundaries around the file.
   if (Number.isFinite(declared) && declared > opts.maxBytes + 64 * 1024) {
@@ -142,7 +145,10 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
 
   let busboy: ReturnType<typeof Busboy>;
   try {
-    busboy = Busboy({ headers: req.headers as { 'content-type': string }, limits: { files: 1, fields: 0, parts: 1, fileSize: opts.maxBytes, headerPairs: 20 } });
+    busboy = Busboy({
+      headers: req.headers as { 'content-type': string },
+      limits: { files: 1, fields: 0, parts: 1, fileSize: opts.maxBytes, headerPairs: 20 },
+    });
   } catch (err) {
     return refuse(res, { status: 400, message: `not a readable multipart form: ${(err as Error).message}` });
   }
@@ -189,7 +195,7 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
       if (failure || fd === null) return;
       const problem = validator.push(chunk);
       if (problem) return fail({ status: 400, message: `${name}: ${problem}` });
-      for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off);
+      for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off, chunk.length - off);
     });
     stream.on('limit', () => fail({ status: 413, message: tooLarge(opts.maxBytes) }));
     stream.on('end', () => {

@@ -99,9 +99,17 @@ for (const backend of backends()) {
     it.each(cases)('%s %j → error naming %s', async (proc, input, field) => {
       const before = await eventCount();
       const [router, name] = proc.split('.') as [string, string];
-      const p = (s.client as unknown as Record<string, Record<string, { query?: (i: unknown) => Promise<unknown>; mutate?: (i: unknown) => Promise<unknown> }>>)[router]![name]!;
+      const p = (
+        s.client as unknown as Record<
+          string,
+          Record<string, { query?: (i: unknown) => Promise<unknown>; mutate?: (i: unknown) => Promise<unknown> }>
+        >
+      )[router]![name]!;
       const isMutation = ['tasks.create', 'tasks.cancel', 'tasks.delete'].includes(proc);
-      const err = await (isMutation ? p.mutate! : p.query!)(input).then(() => null, (e: unknown) => e);
+      const err = await (isMutation ? p.mutate! : p.query!)(input).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(err, 'the call must fail').not.toBeNull();
       const info = errorInfo(err);
       expect(info.code).toBe('BAD_REQUEST');

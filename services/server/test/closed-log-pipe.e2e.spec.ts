@@ -78,14 +78,19 @@ for (const backend of backends()) {
         await cancelWhileTraining(s, 'ignores-sigterm', true);
 
         // The service did log meanwhile, and dropped those lines instead of writing them.
-        const metrics = await answered(fetch(`${s.url}/metrics`).then((r) => r.text()), 'GET /metrics');
+        const metrics = await answered(
+          fetch(`${s.url}/metrics`).then((r) => r.text()),
+          'GET /metrics',
+        );
         expect(Number(/^trainyard_log_lines_dropped_total\{stream="stdout"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
         expect(Number(/^trainyard_log_lines_dropped_total\{stream="stderr"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
 
         // Still answering, and not burning CPU on failed writes: the same requests cost about
         // what they did before (a spin of failed writes uses a whole core for as long as it runs).
         const after = await cpuForRequests(s, rounds);
-        expect(after, `CPU ticks for ${rounds} rounds: ${after} after the pipe closed, ${baseline} before`).toBeLessThanOrEqual(baseline * 3 + 50);
+        expect(after, `CPU ticks for ${rounds} rounds: ${after} after the pipe closed, ${baseline} before`).toBeLessThanOrEqual(
+          baseline * 3 + 50,
+        );
 
         s.proc.kill(signal);
         const exit = await exitOf(s);

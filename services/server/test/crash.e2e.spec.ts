@@ -174,7 +174,11 @@ for (const backend of backends()) {
       await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 20 }));
       await eventually(async () => (await statusOf(s!.client, t.id)) === 'TRAINING', 'training');
       s = await s.restart();
-      await eventually(async () => (await s!.client.queue.get.query()).queuedCount === 0 && (await s!.client.queue.get.query()).slots.every((x) => !x.task), 'all done');
+      await eventually(
+        async () =>
+          (await s!.client.queue.get.query()).queuedCount === 0 && (await s!.client.queue.get.query()).slots.every((x) => !x.task),
+        'all done',
+      );
       await s.stop('SIGTERM');
       const env: Record<string, string> = { ...(process.env as Record<string, string>), TRAINYARD_DATA_DIR: s.dataDir };
       delete env.DATABASE_URL;

@@ -83,7 +83,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const url = `http://127.0.0.1:${port}`;
   const client = await connect({ url, user: 'e2e' });
   const server: RunningServer = {
-    url, port, proc, dataDir, schema, client, output,
+    url,
+    port,
+    proc,
+    dataDir,
+    schema,
+    client,
+    output,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       await exited;
@@ -133,7 +139,9 @@ export async function eventually<T>(fn: () => Promise<T>, what: string, timeoutM
       lastErr = err;
     }
     if (Date.now() > until)
-      throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}${lastErr ? `, last error ${(lastErr as Error).message}` : ''}`);
+      throw new Error(
+        `timed out waiting for ${what}; last value ${JSON.stringify(last)}${lastErr ? `, last error ${(lastErr as Error).message}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

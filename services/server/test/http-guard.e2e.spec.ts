@@ -18,7 +18,10 @@ interface RawResponse {
 }
 
 /** One request with exactly these headers (Host included), as curl would send it. */
-function raw(port: number, opts: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; readMs?: number }): Promise<RawResponse> {
+function raw(
+  port: number,
+  opts: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; readMs?: number },
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path, headers: opts.headers ?? {} }, (res) => {
       let body = '';
@@ -94,19 +97,33 @@ describe('HTTP guard against DNS rebinding and cross-site requests', () => {
   it('an allowed Host with a foreign or null Origin gets 403 and creates nothing', async () => {
     const before = await eventCount();
     for (const origin of ['http://attacker.example:8080', 'null', `http://localhost:${s.port + 1}`]) {
-      const r = await raw(s.port, { method: 'POST', path: '/trpc/tasks.create', headers: { host: self, origin, 'content-type': 'application/json' }, body });
+      const r = await raw(s.port, {
+        method: 'POST',
+        path: '/trpc/tasks.create',
+        headers: { host: self, origin, 'content-type': 'application/json' },
+        body,
+      });
       expect(r.status, origin).toBe(403);
       expect(r.body).toMatch(/Forbidden/);
     }
     // A page of another site opening the task feed (EventSource sends its Origin).
-    const sub = await raw(s.port, { path: '/trpc/tasks.onUpdate', headers: { host: self, origin: 'http://attacker.example', accept: 'text/event-stream' }, readMs: 500 });
+    const sub = await raw(s.port, {
+      path: '/trpc/tasks.onUpdate',
+      headers: { host: self, origin: 'http://attacker.example', accept: 'text/event-stream' },
+      readMs: 500,
+    });
     expect(sub.status).toBe(403);
     expect(await eventCount()).toBe(before);
   });
 
   it('Sec-Fetch-Site: cross-site gets 403 on the API, reads included', async () => {
     const before = await eventCount();
-    const post = await raw(s.port, { method: 'POST', path: '/trpc/tasks.create', headers: { host: self, 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' }, body });
+    const post = await raw(s.port, {
+      method: 'POST',
+      path: '/trpc/tasks.create',
+      headers: { host: self, 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' },
+      body,
+    });
     expect(post.status).toBe(403);
     expect(post.body).toMatch(/cross-site/);
     const read = await raw(s.port, { path: '/trpc/tasks.list', headers: { host: self, 'sec-fetch-site': 'cross-site' } });
@@ -128,7 +145,12 @@ describe('HTTP guard against DNS rebinding and cross-site requests', () => {
       ['application/octet-stream', body],
     ];
     for (const [type, payload] of cases) {
-      const r = await raw(s.port, { method: 'POST', path: '/trpc/tasks.create', headers: { host: self, 'content-type': type }, body: payload });
+      const r = await raw(s.port, {
+        method: 'POST',
+        path: '/trpc/tasks.create',
+        headers: { host: self, 'content-type': type },
+        body: payload,
+      });
       expect(r.status, type).toBe(415);
       expect(r.body).toContain('application/json');
     }
@@ -137,7 +159,12 @@ describe('HTTP guard against DNS rebinding and cross-site requests', () => {
 
   it('a name in TRAINYARD_ALLOWED_HOSTS is answered, with its own Origin; the clients on 127.0.0.1 work as before', async () => {
     const host = `${ALLOWED_NAME}:${s.port}`;
-    const r = await raw(s.port, { method: 'POST', path: '/trpc/tasks.create', headers: { host, origin: `http://${host}`, 'sec-fetch-site': 'same-origin', 'content-type': 'application/json' }, body });
+    const r = await raw(s.port, {
+      method: 'POST',
+      path: '/trpc/tasks.create',
+      headers: { host, origin: `http://${host}`, 'sec-fetch-site': 'same-origin', 'content-type': 'application/json' },
+      body,
+    });
     expect(r.status, r.body).toBe(200);
     const created = JSON.parse(r.body).result.data;
     expect(created.created).toBe(true);

@@ -28,10 +28,14 @@ describe.skipIf(!backendAvailable(postgres))('unexpected database errors on post
     s = await startServer({ backend: postgres });
     sql = rawClient(postgres.url!, s.schema!);
     const created = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }));
-    task = await eventually(async () => {
-      const t = await s.client.tasks.get.query({ id: created.id });
-      return t.status === 'COMPLETED' ? t : null;
-    }, 'the task to complete', 60_000);
+    task = await eventually(
+      async () => {
+        const t = await s.client.tasks.get.query({ id: created.id });
+        return t.status === 'COMPLETED' ? t : null;
+      },
+      'the task to complete',
+      60_000,
+    );
   });
 
   afterAll(async () => {
@@ -77,7 +81,9 @@ describe.skipIf(!backendAvailable(postgres))('unexpected database errors on post
   });
 
   it('typed errors keep their messages: NOT_FOUND, BAD_REQUEST with field errors, CONFLICT', async () => {
-    const missing = JSON.parse((await call(`tasks.get?input=${encodeURIComponent(JSON.stringify({ id: 'tnosuchtask' }))}`)).text) as ErrorBody;
+    const missing = JSON.parse(
+      (await call(`tasks.get?input=${encodeURIComponent(JSON.stringify({ id: 'tnosuchtask' }))}`)).text,
+    ) as ErrorBody;
     expect(missing.error.data.code).toBe('NOT_FOUND');
     expect(missing.error.message).toContain('tnosuchtask');
     expect(missing.error.data.correlationId).toBeNull();
@@ -85,7 +91,11 @@ describe.skipIf(!backendAvailable(postgres))('unexpected database errors on post
     expect(bad.error.data.code).toBe('BAD_REQUEST');
     expect(bad.error.message).toMatch(/^limit: /);
     expect(bad.error.data.fieldErrors).toHaveProperty('limit');
-    const res = await fetch(`${s.url}/trpc/tasks.cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: task.id }) });
+    const res = await fetch(`${s.url}/trpc/tasks.cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: task.id }),
+    });
     const conflict = JSON.parse(await res.text()) as ErrorBody;
     expect(conflict.error.data.code).toBe('CONFLICT');
     expect(conflict.error.message).toMatch(/COMPLETED/);

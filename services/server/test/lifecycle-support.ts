@@ -10,7 +10,6 @@ import { eventually, type RunningServer } from './harness';
 export type StoredEvent = RouterOutputs['events']['list']['events'][number];
 export type TaskStatus = TaskView['status'];
 
-
 /** Generous: trainers and servers share two cores with the other spec files. */
 export const WAIT_MS = 60_000;
 

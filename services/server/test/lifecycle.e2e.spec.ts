@@ -35,7 +35,8 @@ async function expectRanInOrder(client: TrainyardClient, ids: string[]): Promise
   const tasks = await Promise.all(ids.map((id) => client.tasks.get.query({ id })));
   const logs = await Promise.all(ids.map((id) => eventsOf(client, id)));
   for (let i = 1; i < ids.length; i++) {
-    const prev = tasks[i - 1]!, next = tasks[i]!;
+    const prev = tasks[i - 1]!,
+      next = tasks[i]!;
     expect(prev.finishedAt, `${prev.id} finished`).not.toBeNull();
     expect(next.finishedAt, `${next.id} finished`).not.toBeNull();
     // Times come from the log (millisecond resolution, one clock): never out of order.
@@ -80,9 +81,7 @@ for (const backend of backends()) {
 
       it('FAQ: three tasks at once, one runs (PREPARING then TRAINING), two queue at positions 1 and 2, they finish in queue order', async () => {
         const sim = { steps: 4, stepMs: 150, startupMs: 300 };
-        const created = await Promise.all(
-          [1, 2, 3].map((i) => c.tasks.create.mutate(simulated(sim, { name: `faq at once ${i}` }))),
-        );
+        const created = await Promise.all([1, 2, 3].map((i) => c.tasks.create.mutate(simulated(sim, { name: `faq at once ${i}` }))));
         const running = created.filter((t) => t.status === 'PREPARING');
         const waiting = created.filter((t) => t.status === 'QUEUED');
         expect(running, JSON.stringify(created.map((t) => t.status))).toHaveLength(1);
@@ -266,7 +265,8 @@ for (const backend of backends()) {
         expect(new Set(paged.map((t) => t.id)).size).toBe(paged.length);
         expect(paged.map((t) => t.id).slice(0, 4)).toEqual([mine[2]!.id, mine[1]!.id, mine[0]!.id, blocker.id]);
         for (let i = 1; i < paged.length; i++) {
-          const a = paged[i - 1]!, b = paged[i]!;
+          const a = paged[i - 1]!,
+            b = paged[i]!;
           expect(a.createdAt > b.createdAt || (a.createdAt === b.createdAt && a.id > b.id), `${a.id} before ${b.id}`).toBe(true);
         }
         const badCursor = await rejection(c.tasks.list.query({ cursor: 'not-a-cursor' }));
@@ -322,7 +322,10 @@ for (const backend of backends()) {
         expect(three.warning).toContain('3 tasks are queued (more than 2)');
         // A page of the queue: the first to start, and how many wait in all.
         const page = await c.queue.get.query({ limit: 2 });
-        expect(page.queued.map((x) => [x.position, x.task.id])).toEqual([[1, q1.id], [2, q2.id]]);
+        expect(page.queued.map((x) => [x.position, x.task.id])).toEqual([
+          [1, q1.id],
+          [2, q2.id],
+        ]);
         expect(page.queuedCount).toBe(3);
         expect((await rejection(c.queue.get.query({ limit: 0 }))).code).toBe('BAD_REQUEST');
       });
@@ -399,7 +402,11 @@ for (const backend of backends()) {
 
         // A 7B model with 4096 tokens on a 12 GB GPU: warned before it runs out of memory.
         const big = await c.tasks.create.mutate(
-          simulated(SHORT, { model: 'Qwen/Qwen2.5-Coder-7B-Instruct', name: 'too big', config: { epochs: 1, maxLength: 4096, simulate: SHORT } }),
+          simulated(SHORT, {
+            model: 'Qwen/Qwen2.5-Coder-7B-Instruct',
+            name: 'too big',
+            config: { epochs: 1, maxLength: 4096, simulate: SHORT },
+          }),
         );
         const oom = big.warnings.find((w) => w.code === 'OOM_RISK');
         expect(oom).toMatchObject({ level: 'high' });

@@ -93,7 +93,11 @@ for (const backend of backends()) {
 
     it('five replays in one batch are refused as a whole with TOO_MANY_REQUESTS; two still go together', async () => {
       const five = Array.from({ length: 5 }, () => ({ taskId }));
-      const raw = await rawGet(s, five.map(() => 'events.replay'), five);
+      const raw = await rawGet(
+        s,
+        five.map(() => 'events.replay'),
+        five,
+      );
       expect(raw.status).toBe(429);
       // Small: no replay ran.
       expect(raw.body.length).toBeLessThan(20_000);

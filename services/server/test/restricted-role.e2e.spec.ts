@@ -78,11 +78,28 @@ describe.skipIf(!ownerUrl && !required)('the service as a role that may only rea
   });
 
   it('migrated and granted by the owner, runs a task, restarts and refolds its read models', async () => {
-    const migrated = await run(process.execPath, ['--import', 'tsx', 'packages/store/src/migrate-cli.ts'], { cwd: REPO_ROOT, env: migrateEnv() });
-    expect(migrated.stdout).toContain(`schema ${schema}: migrations applied`);
-    await run('psql', [ownerUrl!, '-v', 'ON_ERROR_STOP=1', '-v', `schema=${schema}`, '-v', `role=${role}`, '-f', join(REPO_ROOT, 'infra/postgres-roles.sql')], {
+    const migrated = await run(process.execPath, ['--import', 'tsx', 'packages/store/src/migrate-cli.ts'], {
       cwd: REPO_ROOT,
+      env: migrateEnv(),
     });
+    expect(migrated.stdout).toContain(`schema ${schema}: migrations applied`);
+    await run(
+      'psql',
+      [
+        ownerUrl!,
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-v',
+        `schema=${schema}`,
+        '-v',
+        `role=${role}`,
+        '-f',
+        join(REPO_ROOT, 'infra/postgres-roles.sql'),
+      ],
+      {
+        cwd: REPO_ROOT,
+      },
+    );
 
     s = await startServer({ backend: appBackend(), schema, dataDir, env: { TRAINYARD_MIGRATE: '0' } });
     const first = await s.client.tasks.create.mutate(simulated({ steps: 3, stepMs: 20 }, { name: 'as-app-role' }));
@@ -94,7 +111,10 @@ describe.skipIf(!ownerUrl && !required)('the service as a role that may only rea
     expect(s.output.join('\n')).toMatch(/read models refolded from the log/);
     expect((await s.client.tasks.get.query({ id: first.id })).status).toBe('COMPLETED');
     const second = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 20 }, { name: 'after-restart' }));
-    await eventually(async () => (await s!.client.tasks.get.query({ id: second.id })).status === 'COMPLETED', 'the second task to complete');
+    await eventually(
+      async () => (await s!.client.tasks.get.query({ id: second.id })).status === 'COMPLETED',
+      'the second task to complete',
+    );
     const events = await s.client.events.list.query({ taskId: first.id });
     expect(events.events.map((e) => e.type)).toContain('TaskCompleted');
 

@@ -10,7 +10,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskView, TrainyardClient } from '@trainyard/client';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
-import { drain, eventsOf, headPosition, serverOutputOnFailure, waitFor, waitTerminal, WAIT_MS, type StoredEvent } from './lifecycle-support';
+import {
+  drain,
+  eventsOf,
+  headPosition,
+  serverOutputOnFailure,
+  waitFor,
+  waitTerminal,
+  WAIT_MS,
+  type StoredEvent,
+} from './lifecycle-support';
 
 interface SseEvent {
   event: string;
@@ -95,7 +104,11 @@ for (const backend of backends()) {
     beforeAll(async () => {
       s = await startServer({
         backend,
-        env: { TRAINYARD_MAX_SUBSCRIPTIONS: String(TOTAL), TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT: String(PER_CLIENT), TRAINYARD_GPU_SLOTS: '1' },
+        env: {
+          TRAINYARD_MAX_SUBSCRIPTIONS: String(TOTAL),
+          TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT: String(PER_CLIENT),
+          TRAINYARD_GPU_SLOTS: '1',
+        },
       });
       c = s.client;
     });
@@ -112,7 +125,11 @@ for (const backend of backends()) {
     it('a client past its limit is refused with TOO_MANY_REQUESTS, then the service past its total; idle subscribers cost no read each; tasks.list answers', async () => {
       // One client opens more than its share.
       for (let i = 0; i < PER_CLIENT + 20; i++) held.push(new RawSubscription(s.url, 'tasks.onUpdate', {}));
-      await eventually(async () => held.filter((r) => r.error).length === 20 && (await openUpdates(s)) === PER_CLIENT, `${PER_CLIENT} held and 20 refused`, WAIT_MS);
+      await eventually(
+        async () => held.filter((r) => r.error).length === 20 && (await openUpdates(s)) === PER_CLIENT,
+        `${PER_CLIENT} held and 20 refused`,
+        WAIT_MS,
+      );
       const refused = held.filter((r) => r.error);
       for (const r of refused) {
         expect(r.error!.data.code).toBe('TOO_MANY_REQUESTS');
@@ -123,7 +140,11 @@ for (const backend of backends()) {
       const other: RawSubscription[] = [];
       for (let i = 0; i < TOTAL - PER_CLIENT + 10; i++) other.push(new RawSubscription(s.url, 'tasks.onUpdate', {}, '127.0.0.2'));
       held.push(...other);
-      await eventually(async () => other.filter((r) => r.error).length === 10 && (await openUpdates(s)) === TOTAL, `${TOTAL} held in all and 10 more refused`, WAIT_MS);
+      await eventually(
+        async () => other.filter((r) => r.error).length === 10 && (await openUpdates(s)) === TOTAL,
+        `${TOTAL} held in all and 10 more refused`,
+        WAIT_MS,
+      );
       for (const r of other.filter((x) => x.error)) {
         expect(r.error!.data.code).toBe('TOO_MANY_REQUESTS');
         expect(r.error!.message).toContain(`its limit is ${TOTAL}`);
@@ -186,7 +207,11 @@ for (const backend of backends()) {
       await waitTerminal(c, t.id);
       const stored = (await c.tasks.logs.query({ id: t.id, limit: 5000 })).lines.map((l) => String(l.seq));
       expect(stored.length).toBeGreaterThanOrEqual(60);
-      await eventually(async () => subs.every((r) => r.events.filter((e) => e.event === '' && e.data).length >= stored.length), 'every subscriber to get every line', WAIT_MS);
+      await eventually(
+        async () => subs.every((r) => r.events.filter((e) => e.event === '' && e.data).length >= stored.length),
+        'every subscriber to get every line',
+        WAIT_MS,
+      );
       for (const r of subs) expect(r.events.filter((e) => e.event === '' && e.data).map((e) => e.id)).toEqual(stored);
       // Reading for each subscriber would take at least N reads to deliver anything to all of them.
       const reads = (await metric(s, 'trainyard_subscription_log_reads_total')) - before;
@@ -222,7 +247,11 @@ for (const backend of backends()) {
         },
       );
       try {
-        await eventually(async () => got.some((g) => g.type === 'TaskCompleted'), 'the task to complete, seen through the subscription', WAIT_MS);
+        await eventually(
+          async () => got.some((g) => g.type === 'TaskCompleted'),
+          'the task to complete, seen through the subscription',
+          WAIT_MS,
+        );
       } finally {
         sub.unsubscribe();
       }

@@ -23,7 +23,11 @@ import {
 type Update = { event: StoredEvent; task: TaskView | null };
 type LogLine = RouterOutputs['tasks']['logs']['lines'][number];
 
-function onUpdate(client: TrainyardClient, input: { taskId: string; lastEventId?: string }, until?: (items: { id: string; data: Update }[]) => boolean) {
+function onUpdate(
+  client: TrainyardClient,
+  input: { taskId: string; lastEventId?: string },
+  until?: (items: { id: string; data: Update }[]) => boolean,
+) {
   return collect<Update>((h) => client.tasks.onUpdate.subscribe(input, { onData: h.onData, onError: h.onError }), until);
 }
 

@@ -35,13 +35,17 @@ for (const backend of backends()) {
 
     const submit = (name: string) => s.client.tasks.create.mutate(simulated({}, { name }));
     const ended = (id: string, what: string) =>
-      eventually(async () => {
-        const t = await s.client.tasks.get.query({ id });
-        return isTerminal(t.status) ? t : null;
-      }, what, 60_000);
+      eventually(
+        async () => {
+          const t = await s.client.tasks.get.query({ id });
+          return isTerminal(t.status) ? t : null;
+        },
+        what,
+        60_000,
+      );
     async function allLines(id: string) {
       const out: { seq: number; stream: string; line: string }[] = [];
-      for (let afterSeq = 0; ; ) {
+      for (let afterSeq = 0; ;) {
         const page = await s.client.tasks.logs.query({ id, afterSeq, limit: 5000 });
         out.push(...page.lines);
         if (!page.hasMore) return out;
@@ -62,26 +66,27 @@ for (const backend of backends()) {
     });
 
     // Postgres only (a trigger on the real table); defined only there, so no run counts a skip.
-    if (backend.kind === 'postgres') it('a last line the database refuses for any reason: the exit is recorded anyway, the other lines stored', async () => {
-      // A trigger stands for any refusal that is not an outage (a constraint, a bad byte, ...).
-      const sql = rawClient(backend.url!, s.schema!);
-      try {
-        await sql.unsafe(`
+    if (backend.kind === 'postgres')
+      it('a last line the database refuses for any reason: the exit is recorded anyway, the other lines stored', async () => {
+        // A trigger stands for any refusal that is not an outage (a constraint, a bad byte, ...).
+        const sql = rawClient(backend.url!, s.schema!);
+        try {
+          await sql.unsafe(`
           CREATE FUNCTION refuse_line() RETURNS trigger LANGUAGE plpgsql AS $$
           BEGIN IF NEW.line = 'refuse me' THEN RAISE EXCEPTION 'line refused' USING ERRCODE = '22023'; END IF; RETURN NEW; END $$;
           CREATE TRIGGER refuse_line BEFORE INSERT ON task_logs FOR EACH ROW EXECUTE FUNCTION refuse_line();`);
-        const first = await submit('refused-last');
-        const next = await submit('ordinary');
-        expect(await ended(first.id, 'the trainer to end')).toMatchObject({ status: 'COMPLETED', slotId: null });
-        const text = (await allLines(first.id)).map((l) => l.line);
-        expect(text).toContain('kept');
-        expect(text).not.toContain('refuse me');
-        expect(await ended(next.id, 'the queued task to run and end')).toMatchObject({ status: 'COMPLETED' });
-      } finally {
-        await sql.unsafe('DROP TRIGGER IF EXISTS refuse_line ON task_logs; DROP FUNCTION IF EXISTS refuse_line()');
-        await sql.end({ timeout: 1 });
-      }
-    });
+          const first = await submit('refused-last');
+          const next = await submit('ordinary');
+          expect(await ended(first.id, 'the trainer to end')).toMatchObject({ status: 'COMPLETED', slotId: null });
+          const text = (await allLines(first.id)).map((l) => l.line);
+          expect(text).toContain('kept');
+          expect(text).not.toContain('refuse me');
+          expect(await ended(next.id, 'the queued task to run and end')).toMatchObject({ status: 'COMPLETED' });
+        } finally {
+          await sql.unsafe('DROP TRIGGER IF EXISTS refuse_line ON task_logs; DROP FUNCTION IF EXISTS refuse_line()');
+          await sql.end({ timeout: 1 });
+        }
+      });
 
     it('a NUL mid-run: every other line of its batch is stored too', async () => {
       const t = await submit('nul-mid');
@@ -96,7 +101,9 @@ for (const backend of backends()) {
       const done = await ended(t.id, 'the trainer to end');
       expect(done).toMatchObject({ status: 'COMPLETED', artifacts: [] });
       const lines = await allLines(t.id);
-      expect(lines.map((l) => l.line)).toEqual(expect.arrayContaining([expect.stringMatching(/^lone \uFFFD+ surrogate$/), 'escaped \\ud800 text stays text', 'done']));
+      expect(lines.map((l) => l.line)).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^lone \uFFFD+ surrogate$/), 'escaped \\ud800 text stays text', 'done']),
+      );
       expect(lines.some((l) => LONE_SURROGATE.test(l.line))).toBe(false);
       expect(lines.find((l) => l.line.startsWith('[trainyard] artifact refused'))?.line).toMatch(/not valid Unicode/);
     });
@@ -132,7 +139,9 @@ for (const backend of backends()) {
       expect(await ended(t.id, 'the trainer to end')).toMatchObject({ status: 'COMPLETED' });
       const lines = await allLines(t.id);
       const junk = lines.filter((l) => l.line.startsWith('{"type":"progress" junk'));
-      const dropped = lines.flatMap((l) => /^\[trainyard\] dropped (\d+) lines \(rate limit\)$/.exec(l.line)?.[1] ?? []).reduce((a, n) => a + Number(n), 0);
+      const dropped = lines
+        .flatMap((l) => /^\[trainyard\] dropped (\d+) lines \(rate limit\)$/.exec(l.line)?.[1] ?? [])
+        .reduce((a, n) => a + Number(n), 0);
       expect(junk.length).toBeLessThan(5000);
       // Every junk line is stored or counted as dropped (with the final 'done' line, if the limit took it too).
       const doneDropped = lines.some((l) => l.line === 'done') ? 0 : 1;

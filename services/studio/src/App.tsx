@@ -14,7 +14,9 @@ export function App() {
   const live = useLiveUpdates();
   const conn = useConnection();
 
-  const health = useQuery(trpc.system.health.queryOptions(undefined, { refetchInterval: 4000, retry: false, refetchIntervalInBackground: true }));
+  const health = useQuery(
+    trpc.system.health.queryOptions(undefined, { refetchInterval: 4000, retry: false, refetchIntervalInBackground: true }),
+  );
   const gpu = useQuery(trpc.system.gpuInfo.queryOptions(undefined, { refetchInterval: 10_000 }));
   const tasks = useQuery(trpc.tasks.list.queryOptions(TASK_LIST_INPUT));
   const queue = useQuery(trpc.queue.get.queryOptions());
@@ -36,24 +38,24 @@ export function App() {
   return (
     <div className="app">
       <div className="sticky-top">
-      <ConnectionBanner status={conn} />
-      <header className="topbar">
-        <div className="brand">
-          <Logo />
-          <span className="brand-name">Trainyard</span>
-          <span className="brand-sub">Studio</span>
-        </div>
-        <div className="topbar-right">
-          {health.data ? (
-            <span className="muted small" data-testid="server-info" title={health.data.detail?.location}>
-              {health.data.storage === 'pglite' ? 'embedded database' : 'Postgres'} · {health.data.activeTrainers} trainer
-              {health.data.activeTrainers === 1 ? '' : 's'} running · v{health.data.version}
-            </span>
-          ) : null}
-          {health.data && !health.data.ok ? <span className="pill pill-high">{health.data.error ?? 'database down'}</span> : null}
-          <ConnectionPill status={conn} events={live.received} />
-        </div>
-      </header>
+        <ConnectionBanner status={conn} />
+        <header className="topbar">
+          <div className="brand">
+            <Logo />
+            <span className="brand-name">Trainyard</span>
+            <span className="brand-sub">Studio</span>
+          </div>
+          <div className="topbar-right">
+            {health.data ? (
+              <span className="muted small" data-testid="server-info" title={health.data.detail?.location}>
+                {health.data.storage === 'pglite' ? 'embedded database' : 'Postgres'} · {health.data.activeTrainers} trainer
+                {health.data.activeTrainers === 1 ? '' : 's'} running · v{health.data.version}
+              </span>
+            ) : null}
+            {health.data && !health.data.ok ? <span className="pill pill-high">{health.data.error ?? 'database down'}</span> : null}
+            <ConnectionPill status={conn} events={live.received} />
+          </div>
+        </header>
       </div>
       <main className="layout">
         <aside className="col-side">
@@ -62,7 +64,13 @@ export function App() {
         </aside>
         <div className="col-main">
           <QueueView queue={queue.data} error={err(queue.error)} />
-          <TaskTable tasks={tasks.data?.items} more={!!tasks.data?.nextCursor} queue={queue.data} loading={tasks.isLoading} error={err(tasks.error)} />
+          <TaskTable
+            tasks={tasks.data?.items}
+            more={!!tasks.data?.nextCursor}
+            queue={queue.data}
+            loading={tasks.isLoading}
+            error={err(tasks.error)}
+          />
         </div>
       </main>
     </div>

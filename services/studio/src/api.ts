@@ -2,7 +2,16 @@
 // (HTTP batching for queries and mutations, SSE through the browser's EventSource for
 // subscriptions). Types come from the server's router, type-only.
 import { createTRPCContext } from '@trpc/tanstack-react-query';
-import { createClient, errorInfo, isActive, isTerminal, uploadDataset, type AppRouter, type RouterInputs, type RouterOutputs } from '@trainyard/client';
+import {
+  createClient,
+  errorInfo,
+  isActive,
+  isTerminal,
+  uploadDataset,
+  type AppRouter,
+  type RouterInputs,
+  type RouterOutputs,
+} from '@trainyard/client';
 
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
@@ -36,7 +45,6 @@ export function uploadStudioDataset(file: File) {
 
 /** The list query the task table shows and the live feed keeps current. */
 export const TASK_LIST_INPUT = { limit: 200 } as const;
-
 
 export function canCancel(t: Task): boolean {
   return !isTerminal(t.status) && !t.stop;

@@ -35,7 +35,8 @@ const SIMULATE = '{"steps":400,"stepMs":250,"logLinesPerStep":1}';
 const WAIT = 60_000;
 
 const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
+if (!hasChromium)
+  skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
 
 describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
   let s: RunningServer;
@@ -84,11 +85,18 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
   }, 60_000);
 
   const row = (name: string) => page.locator(`[data-testid=task-row][data-name="${name}"]`);
-  const statusOf = (name: string) => row(name).getAttribute('data-status', { timeout: 5000 }).catch(() => null);
+  const statusOf = (name: string) =>
+    row(name)
+      .getAttribute('data-status', { timeout: 5000 })
+      .catch(() => null);
   const detail = (id: string) => page.locator(`[data-testid=task-detail][data-task-id="${id}"]`);
   /** The step shown in a row's progress ("step 12/400 · …" → 12), or -1. */
   const stepOf = async (loc: Locator) => {
-    const text = (await loc.getByTestId('progress-detail').textContent({ timeout: 5000 }).catch(() => '')) ?? '';
+    const text =
+      (await loc
+        .getByTestId('progress-detail')
+        .textContent({ timeout: 5000 })
+        .catch(() => '')) ?? '';
     const m = /step (\d+)/.exec(text);
     return m ? Number(m[1]) : -1;
   };
@@ -153,7 +161,9 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await page.getByTestId('preset-performance').click();
     await expect.poll(() => page.getByTestId('estimate').getAttribute('data-level')).toBe('high');
     expect(await page.getByTestId('estimate').textContent()).toContain('Likely out of memory');
-    expect(await page.getByTestId('estimate-message').textContent()).toMatch(/^To fit: lower max length from 2048 to 1024, batch size to 1/);
+    expect(await page.getByTestId('estimate-message').textContent()).toMatch(
+      /^To fit: lower max length from 2048 to 1024, batch size to 1/,
+    );
     expect(await page.getByTestId('estimate-message').getAttribute('title')).toContain('training will likely run out of memory');
     await shot('01-gpu-and-form-oom-estimate.png', page.locator('.col-side'));
     // Free text is allowed as the model too.
@@ -320,10 +330,13 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     // Back: "Reconnected" (for four seconds), then the banner clears. Watched from now on: on a
     // loaded machine the panel may be back before the harness has seen the server ready.
     const reconnected = expect
-      .poll(async () => {
-        const state = await banner.getAttribute('data-state', { timeout: 1000 }).catch(() => null);
-        return state === 'recovered' ? await banner.textContent({ timeout: 1000 }).catch(() => null) : state;
-      }, { timeout: WAIT, interval: 50 })
+      .poll(
+        async () => {
+          const state = await banner.getAttribute('data-state', { timeout: 1000 }).catch(() => null);
+          return state === 'recovered' ? await banner.textContent({ timeout: 1000 }).catch(() => null) : state;
+        },
+        { timeout: WAIT, interval: 50 },
+      )
       .toContain('Reconnected');
     s = await restarting;
     await reconnected;

@@ -128,8 +128,12 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
       // The service answers a page at a time (one request each: pages are large).
       const steps: ReplayPage['steps'] = [];
       let last: ReplayPage | null = null;
-      for (let after: string | null = null; ; ) {
-        const page: ReplayPage = await client.events.replay.query({ taskId, ...(after ? { afterPosition: after } : {}), limit: REPLAY_PAGE });
+      for (let after: string | null = null; ;) {
+        const page: ReplayPage = await client.events.replay.query({
+          taskId,
+          ...(after ? { afterPosition: after } : {}),
+          limit: REPLAY_PAGE,
+        });
         steps.push(...page.steps);
         if (page.steps.length) last = page;
         if (!page.nextCursor) break;

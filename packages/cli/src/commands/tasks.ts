@@ -7,16 +7,7 @@ import { uploadDataset, type TaskView, type TrainyardClient } from '@trainyard/c
 import type { Ctx } from '../cli';
 import { EXIT, type ExitCode } from '../errors';
 import { forTerminal, stripControls } from '../terminal-text';
-import {
-  isTerminal,
-  outcomeText,
-  progressText,
-  queuePositions,
-  table,
-  taskDetails,
-  time,
-  whereText,
-} from '../format';
+import { isTerminal, outcomeText, progressText, queuePositions, table, taskDetails, time, whereText } from '../format';
 import { err, out, printJson, printJsonLine } from '../io';
 import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
 import { buildCreateInput, intArg, listArg, numberArg, parseDuration, type SubmitFlags } from '../parse';
@@ -44,7 +35,9 @@ function statusLine(t: TaskView, queuePosition: number | null): string {
 function onInterrupt(id: string, live: LiveStatus | null): () => void {
   const handler = () => {
     live?.stop();
-    err(`\nstopped following task ${id}; it goes on. Follow it again with \`trainyard logs -f ${id}\`, stop it with \`trainyard cancel ${id}\``);
+    err(
+      `\nstopped following task ${id}; it goes on. Follow it again with \`trainyard logs -f ${id}\`, stop it with \`trainyard cancel ${id}\``,
+    );
     process.exit(130);
   };
   process.once('SIGINT', handler);
@@ -78,10 +71,16 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .command('submit')
     .description('submit a fine-tuning task; prints its id, status, queue position and warnings')
     .requiredOption('--model <model>', 'base model id (e.g. Qwen/Qwen2.5-Coder-1.5B-Instruct) or local path')
-    .requiredOption('--dataset <path>', 'dataset: a local .json/.jsonl file is uploaded to the service; a folder, or with --no-upload any path, must be inside the service\'s datasets folders')
-    .option('--no-upload', 'submit --dataset as a path on the service\'s machine instead of uploading a local file')
+    .requiredOption(
+      '--dataset <path>',
+      "dataset: a local .json/.jsonl file is uploaded to the service; a folder, or with --no-upload any path, must be inside the service's datasets folders",
+    )
+    .option('--no-upload', "submit --dataset as a path on the service's machine instead of uploading a local file")
     .option('--name <name>', 'a name for the task (default: "<model> on <dataset>")')
-    .option('--output-dir <dir>', 'a folder for the adapter inside the task\'s own output folder (<outputs>/<task id>/<dir>; default: that folder itself)')
+    .option(
+      '--output-dir <dir>',
+      "a folder for the adapter inside the task's own output folder (<outputs>/<task id>/<dir>; default: that folder itself)",
+    )
     .addOption(
       new Option('--preset <preset>', `batch/accumulation/max length and 8-bit loading: ${describePresets()}`).choices(PRESET_NAMES),
     )
@@ -95,7 +94,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--4bit', 'load the model in 4-bit')
     .option('--lora-rank <n>', 'LoRA rank (default 8)', intArg)
     .option('--lora-alpha <n>', 'LoRA alpha (default 16)', intArg)
-    .option('--timeout <duration>', 'stop the task after this long, e.g. 6h, 30m, 90s (default: the service\'s, 6h)', parseDuration)
+    .option('--timeout <duration>', "stop the task after this long, e.g. 6h, 30m, 90s (default: the service's, 6h)", parseDuration)
     .option('--idempotency-key <key>', 'submitting again with the same key returns the first task instead of a new one')
     .option('--simulate <json>', 'knobs of the simulated trainer, e.g. \'{"steps":3,"stepMs":30,"failAtStep":2}\'')
     .option('-f, --follow', 'show live progress until the task ends; exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
@@ -143,7 +142,11 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('ls')
     .description('list tasks, newest first')
-    .option('--status <status...>', 'only tasks in these statuses (repeat or comma-separate): PENDING QUEUED PREPARING TRAINING COMPLETED FAILED CANCELLED', listArg)
+    .option(
+      '--status <status...>',
+      'only tasks in these statuses (repeat or comma-separate): PENDING QUEUED PREPARING TRAINING COMPLETED FAILED CANCELLED',
+      listArg,
+    )
     .option('--limit <n>', 'tasks per page (1-200)', intArg, 50)
     .option('--cursor <cursor>', 'start after this cursor (the nextCursor of a previous page)')
     .option('--all', 'follow the cursors to list every matching task')
@@ -164,10 +167,14 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       }
       if (opts.json) return printJson({ items, nextCursor: cursor });
       if (!items.length) {
-        out(opts.status ? `no tasks with status ${opts.status.join(', ').toUpperCase()}` : 'no tasks yet: submit one with `trainyard submit`');
+        out(
+          opts.status ? `no tasks with status ${opts.status.join(', ').toUpperCase()}` : 'no tasks yet: submit one with `trainyard submit`',
+        );
         return;
       }
-      const positions = items.some((t) => t.status === 'QUEUED') ? queuePositions(await client.queue.get.query()) : new Map<string, number>();
+      const positions = items.some((t) => t.status === 'QUEUED')
+        ? queuePositions(await client.queue.get.query())
+        : new Map<string, number>();
       out(
         table(items, [
           { header: 'ID', get: (t) => t.id },
@@ -199,7 +206,10 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .command('logs')
     .description("a task's output; with -f, follow it live until the task ends")
     .argument('<id>', 'task id')
-    .option('-f, --follow', 'keep printing new lines until the task ends (progress on stderr when it is a terminal); exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
+    .option(
+      '-f, --follow',
+      'keep printing new lines until the task ends (progress on stderr when it is a terminal); exit 0 COMPLETED, 1 FAILED, 3 CANCELLED',
+    )
     .option('--json', 'print { id, lines } as JSON; with -f, one line object per line (JSON Lines)')
     .action(async (id: string, opts: Json & { follow?: boolean }) => {
       const client = await ctx().client();

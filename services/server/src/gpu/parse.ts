@@ -97,25 +97,27 @@ export function parseGpuCsv(text: string): RawGpu[] {
  * fields keeps the middle ones as the name; fewer than four is garbage and throws.
  */
 export function parseAppsCsv(text: string): RawApp[] {
-  return lines(text)
-    // Older drivers print this instead of nothing when no process uses a GPU.
-    .filter((line) => !/^no running (compute )?processes found/i.test(line))
-    .map((line, i) => {
-      const lineNo = i + 1;
-      const f = line.split(',').map((s) => s.trim());
-      if (f.length < APP_FIELDS) fail(lineNo, line, `expected ${APP_FIELDS} fields, got ${f.length}`);
-      const gpuUuid = f[0]!;
-      const pid = f[1]!;
-      const used = f[f.length - 1]!;
-      const name = f.slice(2, -1).join(', ');
-      if (gpuUuid === '') fail(lineNo, line, 'missing gpu_uuid');
-      return {
-        gpuUuid,
-        pid: integer(pid, 'pid', lineNo, line),
-        name,
-        usedMemoryMiB: numberOr(used, 0, 'used_memory', lineNo, line),
-      };
-    });
+  return (
+    lines(text)
+      // Older drivers print this instead of nothing when no process uses a GPU.
+      .filter((line) => !/^no running (compute )?processes found/i.test(line))
+      .map((line, i) => {
+        const lineNo = i + 1;
+        const f = line.split(',').map((s) => s.trim());
+        if (f.length < APP_FIELDS) fail(lineNo, line, `expected ${APP_FIELDS} fields, got ${f.length}`);
+        const gpuUuid = f[0]!;
+        const pid = f[1]!;
+        const used = f[f.length - 1]!;
+        const name = f.slice(2, -1).join(', ');
+        if (gpuUuid === '') fail(lineNo, line, 'missing gpu_uuid');
+        return {
+          gpuUuid,
+          pid: integer(pid, 'pid', lineNo, line),
+          name,
+          usedMemoryMiB: numberOr(used, 0, 'used_memory', lineNo, line),
+        };
+      })
+  );
 }
 
 /** MiB → GB, one decimal. */

@@ -22,7 +22,9 @@ describe('parseGpuCsv', () => {
   });
 
   it('reads [N/A] / [Not Supported] as unavailable (MIG mode)', () => {
-    expect(parseGpuCsv('0, GPU-h, NVIDIA H100 80GB HBM3, 81559, [N/A], [N/A]\n1, GPU-g, GeForce GT 710, 2048, 300, [Not Supported]')).toEqual([
+    expect(
+      parseGpuCsv('0, GPU-h, NVIDIA H100 80GB HBM3, 81559, [N/A], [N/A]\n1, GPU-g, GeForce GT 710, 2048, 300, [Not Supported]'),
+    ).toEqual([
       { index: 0, uuid: 'GPU-h', name: 'NVIDIA H100 80GB HBM3', memoryTotalMiB: 81559, memoryUsedMiB: 0, utilization: null },
       { index: 1, uuid: 'GPU-g', name: 'GeForce GT 710', memoryTotalMiB: 2048, memoryUsedMiB: 300, utilization: null },
     ]);
@@ -103,9 +105,7 @@ describe('buildGpuInfo / parseNvidiaSmi', () => {
   it('exactly 12 GB (12288 MiB) gets the 3B tier', () => {
     const info = buildGpuInfo(parseGpuCsv('0, GPU-a, NVIDIA GeForce RTX 3060, 12288, 0, 0'), [], new Set(), AT);
     expect(info.devices[0]!.memoryGb).toBe(12);
-    expect(info.recommendation).toBe(
-      'NVIDIA GeForce RTX 3060 (12GB): Qwen 2.5 Coder 3B recommended, or 1.5B for faster training',
-    );
+    expect(info.recommendation).toBe('NVIDIA GeForce RTX 3060 (12GB): Qwen 2.5 Coder 3B recommended, or 1.5B for faster training');
   });
 
   it('sorts devices by index', () => {
@@ -155,9 +155,7 @@ describe('describeFailure', () => {
     const exit = describeFailure({ kind: 'exit', code: 9, signal: null, output: '\nNVIDIA-SMI has failed\nsecond line' });
     expect(exit.error).toBe('nvidia-smi exited with code 9: NVIDIA-SMI has failed');
     expect(exit.recommendation).toContain('check that the NVIDIA driver is installed and loaded');
-    expect(describeFailure({ kind: 'exit', code: null, signal: 'SIGSEGV', output: '' }).error).toBe(
-      'nvidia-smi was killed by SIGSEGV',
-    );
+    expect(describeFailure({ kind: 'exit', code: null, signal: 'SIGSEGV', output: '' }).error).toBe('nvidia-smi was killed by SIGSEGV');
     expect(describeFailure({ kind: 'timeout', timeoutMs: 5000 }).recommendation).toContain('did not answer within 5s');
   });
 });

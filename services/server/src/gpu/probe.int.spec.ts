@@ -179,9 +179,7 @@ describe('GpuProbe with a fake nvidia-smi', () => {
         externalMemoryGb: 0,
       },
     ]);
-    expect(info.recommendation).toBe(
-      'NVIDIA H100 80GB HBM3 (79.6GB): Qwen 2.5 Coder 7B recommended, or 3B for faster training',
-    );
+    expect(info.recommendation).toBe('NVIDIA H100 80GB HBM3 (79.6GB): Qwen 2.5 Coder 7B recommended, or 3B for faster training');
   });
 
   it('empty: nvidia-smi succeeds but lists no GPU → unavailable', async () => {

@@ -11,10 +11,7 @@ export const GPU_QUERY_ARGS = [
   '--format=csv,noheader,nounits',
 ] as const;
 
-export const APPS_QUERY_ARGS = [
-  '--query-compute-apps=gpu_uuid,pid,process_name,used_memory',
-  '--format=csv,noheader,nounits',
-] as const;
+export const APPS_QUERY_ARGS = ['--query-compute-apps=gpu_uuid,pid,process_name,used_memory', '--format=csv,noheader,nounits'] as const;
 
 export interface GpuProbeOptions {
   /** Explicit nvidia-smi binary; default: `nvidia-smi` looked up on PATH. */

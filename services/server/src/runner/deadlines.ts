@@ -11,11 +11,14 @@ export class Deadlines {
     if (!task.deadlineAt || task.stop || this.timers.has(task.id)) return;
     const ms = Math.max(0, Date.parse(task.deadlineAt) - Date.now());
     // setTimeout overflows past ~24.8 days: re-arm in steps.
-    const timer = setTimeout(() => {
-      this.timers.delete(task.id);
-      if (Date.parse(task.deadlineAt!) > Date.now()) return this.arm(task);
-      this.due(task);
-    }, Math.min(ms, 2 ** 31 - 1));
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(task.id);
+        if (Date.parse(task.deadlineAt!) > Date.now()) return this.arm(task);
+        this.due(task);
+      },
+      Math.min(ms, 2 ** 31 - 1),
+    );
     timer.unref();
     this.timers.set(task.id, timer);
   }

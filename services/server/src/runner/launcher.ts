@@ -6,7 +6,15 @@ import type { TaskRecord } from '@trainyard/domain';
 import type { ServiceConfig } from '../config';
 import { DatasetError, stageDataset } from '../datasets';
 import { trainerEnv } from '../trainer/env';
-import { discardUnstartedLaunch, ensurePrivateDir, FILES, launchShepherd, waitForTrainerInfo, writePrivateFile, type LaunchSpec } from '../trainer/run';
+import {
+  discardUnstartedLaunch,
+  ensurePrivateDir,
+  FILES,
+  launchShepherd,
+  waitForTrainerInfo,
+  writePrivateFile,
+  type LaunchSpec,
+} from '../trainer/run';
 import type { StandbyPool } from './standby-pool';
 
 /** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
@@ -38,7 +46,10 @@ export async function launchTrainer(
     return { failed: err.message };
   }
   const specFile = join(runDir, 'task.json');
-  writePrivateFile(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath, submittedDatasetPath: task.spec.datasetPath }, null, 2));
+  writePrivateFile(
+    specFile,
+    JSON.stringify({ id: task.id, ...task.spec, outputDir, datasetPath, submittedDatasetPath: task.spec.datasetPath }, null, 2),
+  );
   // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
   // by one that never started is stale.
   if (await discardUnstartedLaunch(runDir)) log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
@@ -77,7 +88,8 @@ export async function launchTrainer(
   }
   // The next launch's standby starts now, off the path between a trainer's exit and the next.
   standbys.ensure();
-  if ('error' in info) return { failed: `could not start the trainer ${JSON.stringify(config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` };
+  if ('error' in info)
+    return { failed: `could not start the trainer ${JSON.stringify(config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` };
   return { pid: info.pid, startTime: info.startTime };
 }
 

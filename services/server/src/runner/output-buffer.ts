@@ -2,7 +2,7 @@
 import type { LogLine } from '@trainyard/store';
 
 export const LOG_FLUSH_MS = 100;
-export const LOG_FLUSH_LINES = 500;
+const LOG_FLUSH_LINES = 500;
 
 export interface OutputBuffer {
   /** Buffer a line; stores the batch when it is large or old enough. */

@@ -20,7 +20,10 @@ export function parseProcStat(text: string): ProcStat | null {
   const close = text.lastIndexOf(')');
   if (close < 0) return null;
   // After ") " come fields 3, 4, ...; field N is at index N - 3.
-  const fields = text.slice(close + 1).trim().split(/\s+/);
+  const fields = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   const state = fields[0];
   const startTime = fields[22 - 3];
   if (!state || !startTime || !/^\d+$/.test(startTime)) return null;

@@ -29,14 +29,22 @@ export type ArtifactVerdict = { ok: true; path: string } | { ok: false; reason: 
  * never opened, by the service.
  */
 export function checkArtifact(path: string, outputDir: string, recordedCount: number, limits: ArtifactLimits): ArtifactVerdict {
-  if (recordedCount >= limits.maxPerTask) return { ok: false, reason: `the task already has ${recordedCount} artifacts, the most allowed (TRAINYARD_ARTIFACTS_MAX_PER_TASK)` };
-  if (path.length > limits.maxPathChars) return { ok: false, reason: `its path is ${path.length} characters long, over the limit of ${limits.maxPathChars} (TRAINYARD_ARTIFACT_PATH_MAX)` };
-  if (/[\u0000-\u001f\u007f]|\p{Cs}/u.test(path)) return { ok: false, reason: 'its path contains control characters or is not valid Unicode' };
+  if (recordedCount >= limits.maxPerTask)
+    return { ok: false, reason: `the task already has ${recordedCount} artifacts, the most allowed (TRAINYARD_ARTIFACTS_MAX_PER_TASK)` };
+  if (path.length > limits.maxPathChars)
+    return {
+      ok: false,
+      reason: `its path is ${path.length} characters long, over the limit of ${limits.maxPathChars} (TRAINYARD_ARTIFACT_PATH_MAX)`,
+    };
+  if (/[\u0000-\u001f\u007f]|\p{Cs}/u.test(path))
+    return { ok: false, reason: 'its path contains control characters or is not valid Unicode' };
   const root = resolve(outputDir);
   const resolved = resolve(root, path);
-  if (resolved.length > limits.maxPathChars) return { ok: false, reason: `its resolved path is over the limit of ${limits.maxPathChars} characters (TRAINYARD_ARTIFACT_PATH_MAX)` };
+  if (resolved.length > limits.maxPathChars)
+    return { ok: false, reason: `its resolved path is over the limit of ${limits.maxPathChars} characters (TRAINYARD_ARTIFACT_PATH_MAX)` };
   const rel = relative(root, resolved);
-  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return { ok: false, reason: `it is outside the task's output folder ${root}` };
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))
+    return { ok: false, reason: `it is outside the task's output folder ${root}` };
   return { ok: true, path: resolved };
 }
 

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  checkArtifact,
-  ProgressThrottle,
-  parseTrainerLine,
-  progressPercent,
-  progressRecord,
-  type TrainerMessage,
-} from './protocol';
+import { checkArtifact, ProgressThrottle, parseTrainerLine, progressPercent, progressRecord, type TrainerMessage } from './protocol';
 import { parseProcStat } from './proc';
 
 function message(line: string): TrainerMessage {
@@ -33,11 +26,14 @@ describe('parseTrainerLine', () => {
   });
 
   it('parses full and partial progress, dropping unknown fields', () => {
-    expect(
-      message(
-        '{"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"lr":0.1}',
-      ),
-    ).toEqual({ type: 'progress', epoch: 1, totalEpochs: 3, step: 10, totalSteps: 300, loss: 1.23 });
+    expect(message('{"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"lr":0.1}')).toEqual({
+      type: 'progress',
+      epoch: 1,
+      totalEpochs: 3,
+      step: 10,
+      totalSteps: 300,
+      loss: 1.23,
+    });
     expect(message('{"type":"progress"}')).toEqual({ type: 'progress' });
     expect(message('{"type":"progress","loss":0}')).toEqual({ type: 'progress', loss: 0 });
     expect(message('{"type":"progress","step":300,"totalSteps":300}')).toEqual({
@@ -114,8 +110,14 @@ describe('checkArtifact', () => {
   });
 
   it('refuses paths over the length limit, as given or as resolved', () => {
-    expect(checkArtifact(`${out}/${'x'.repeat(64)}`, out, 0, limits)).toMatchObject({ ok: false, reason: expect.stringMatching(/81 characters long, over the limit of 64/) });
-    expect(checkArtifact('y'.repeat(60), out, 0, limits)).toMatchObject({ ok: false, reason: expect.stringMatching(/resolved path is over the limit/) });
+    expect(checkArtifact(`${out}/${'x'.repeat(64)}`, out, 0, limits)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/81 characters long, over the limit of 64/),
+    });
+    expect(checkArtifact('y'.repeat(60), out, 0, limits)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/resolved path is over the limit/),
+    });
   });
 
   it('refuses control characters and lone surrogates', () => {

@@ -1,16 +1,7 @@
 // Real processes: shepherd + simulated trainer. Everything waits on conditions with
 // generous timeouts; nothing asserts on timing (this must hold on a loaded 2-core box).
 import { spawn, type ChildProcess } from 'node:child_process';
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -197,9 +188,7 @@ describe('shepherd + RunTailer with the simulated trainer', () => {
       expect(msgs[0]).toEqual({ type: 'phase', phase: 'training' });
       const progress = msgs.filter((m) => m.type === 'progress');
       expect(progress).toHaveLength(8);
-      expect(progress.map((p) => (p.type === 'progress' ? p.step : -1))).toEqual([
-        1, 2, 3, 4, 5, 6, 7, 8,
-      ]);
+      expect(progress.map((p) => (p.type === 'progress' ? p.step : -1))).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
       const losses = progress.map((p) => (p.type === 'progress' ? p.loss! : 0));
       for (let i = 1; i < losses.length; i++) expect(losses[i]!).toBeLessThan(losses[i - 1]!);
       const artifact = msgs.find((m) => m.type === 'artifact');
@@ -283,8 +272,9 @@ describe('shepherd + RunTailer with the simulated trainer', () => {
         return i >= 0 ? i + 1 : null;
       });
       // Progress keeps coming after the acknowledgement: it did not stop.
-      await waitFor('progress after SIGTERM', () =>
-        lines.slice(termAt).filter((l) => parseTrainerLine(l.line).kind === 'message').length >= 3,
+      await waitFor(
+        'progress after SIGTERM',
+        () => lines.slice(termAt).filter((l) => parseTrainerLine(l.line).kind === 'message').length >= 3,
       );
       expect(await readExit(spec.runDir)).toBeNull();
       expect(isSameProcessAlive(info.pid, info.startTime)).toBe(true);
@@ -340,7 +330,10 @@ describe('shepherd + RunTailer with the simulated trainer', () => {
     async () => {
       const spec = simulatedRun({ steps: 15, stepMs: 20 }, 2);
       // A stand-in "service": launches the shepherd through run.ts, reports, then idles.
-      const { service, first: { shepherdPid } } = await standInService<{ shepherdPid: number }>(
+      const {
+        service,
+        first: { shepherdPid },
+      } = await standInService<{ shepherdPid: number }>(
         'launchShepherd',
         [`const r = await launchShepherd(JSON.parse(process.env.LAUNCH_SPEC));`, `process.stdout.write(JSON.stringify(r) + '\\n');`],
         spec,
@@ -375,7 +368,12 @@ describe('shepherd + RunTailer with the simulated trainer', () => {
  * exports at hand), prints one JSON line with what it launched, then idles until killed. Resolves
  * with the process and that line.
  */
-async function standInService<T>(imports: string, body: string[], spec: LaunchSpec, what: string): Promise<{ service: ChildProcess; first: T }> {
+async function standInService<T>(
+  imports: string,
+  body: string[],
+  spec: LaunchSpec,
+  what: string,
+): Promise<{ service: ChildProcess; first: T }> {
   const script = [`import { ${imports} } from ${JSON.stringify(RUN_TS)};`, ...body, `setInterval(() => {}, 1000);`].join('\n');
   const scriptFile = join(root, `service-${counter++}.mts`);
   writeFileSync(scriptFile, script);
@@ -528,7 +526,9 @@ describe('shepherd output limits and unsafe text', () => {
       const { lines, exit } = await tailAll(spec.runDir);
       expect(exit.code).toBe(0);
       const kept = lines.filter((l) => l.line.includes(' junk '));
-      const dropped = lines.flatMap((l) => /^\[trainyard\] dropped (\d+) lines \(rate limit\)$/.exec(l.line)?.[1] ?? []).reduce((a, n) => a + Number(n), 0);
+      const dropped = lines
+        .flatMap((l) => /^\[trainyard\] dropped (\d+) lines \(rate limit\)$/.exec(l.line)?.[1] ?? [])
+        .reduce((a, n) => a + Number(n), 0);
       expect(kept.length).toBeLessThan(total / 4);
       expect(kept.length + dropped).toBe(total);
     },
@@ -575,8 +575,7 @@ describe('shepherd output limits and unsafe text', () => {
 });
 
 describe('RunTailer on hand-written files', () => {
-  const rec = (seq: number, line: string) =>
-    `${JSON.stringify({ seq, stream: 'stdout', line, t: 1000 + seq })}\n`;
+  const rec = (seq: number, line: string) => `${JSON.stringify({ seq, stream: 'stdout', line, t: 1000 + seq })}\n`;
 
   it(
     'waits for a partially written last line and resolves only after all lines',

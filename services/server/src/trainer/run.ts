@@ -16,7 +16,22 @@
 // folder) or a standby started ahead of need (`shepherd.mjs --standby`, see StandbyShepherd)
 // that is handed the folder over its stdin: that saves Node's start-up between two trainers.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, fchmodSync, fsync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fchmodSync,
+  fsync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  watch,
+  writeSync,
+  type FSWatcher,
+} from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readProcessStartTime, SHEPHERD_FILE } from './proc';
@@ -118,7 +133,7 @@ export function writePrivateFile(file: string, data: string): void {
   try {
     fchmodSync(fd, PRIVATE_FILE_MODE);
     const buf = Buffer.from(data);
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
   } finally {
     closeSync(fd);
   }
@@ -130,7 +145,7 @@ async function writeJsonAtomic(file: string, value: unknown, durable = true): Pr
   try {
     fchmodSync(fd, PRIVATE_FILE_MODE);
     const buf = Buffer.from(`${JSON.stringify(value)}\n`);
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
     if (durable) await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
   } finally {
     closeSync(fd);
@@ -318,9 +333,7 @@ export async function readExit(runDir: string): Promise<ExitInfo | null> {
 
 /** trainer.json of a run, or null before the trainer was spawned. */
 export async function readTrainerInfo(runDir: string): Promise<TrainerInfo | null> {
-  const raw = readJson<{ pid: number; startTime: string | null }>(
-    join(runDir, FILES.trainer),
-  );
+  const raw = readJson<{ pid: number; startTime: string | null }>(join(runDir, FILES.trainer));
   if (!raw || !Number.isInteger(raw.pid)) return null;
   return { pid: raw.pid, startTime: raw.startTime ?? '' };
 }
@@ -526,9 +539,7 @@ export class RunTailer {
           // A partial last line (shepherd mid-write) stays unread until it is complete.
           return carry.length === 0;
         }
-        const data: Buffer = carry.length
-          ? Buffer.concat([carry, chunk.subarray(0, bytesRead)])
-          : chunk.subarray(0, bytesRead);
+        const data: Buffer = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
         let start = 0;
         for (;;) {
           const nl = data.indexOf(0x0a, start);

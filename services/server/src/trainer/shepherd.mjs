@@ -20,16 +20,7 @@
 // handing us a run: we exit at once and touch nothing, so a standby never outlives its service
 // and a folder whose line was never sent is launched again by recovery.
 import { spawn } from 'node:child_process';
-import {
-  closeSync,
-  fchmodSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-  appendFileSync,
-} from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { safeText } from '@trainyard/domain/safe-text';
 import { parseTrainerLine } from './protocol-parse.mjs';
@@ -85,7 +76,6 @@ function shepherdLog(message) {
   }
 }
 
-
 /**
  * Writes `value` as JSON to `file` atomically: temp file, fsync, rename.
  * @param {string} file
@@ -124,7 +114,10 @@ function readProcessStartTime(pid) {
   }
   const close = text.lastIndexOf(')');
   if (close < 0) return null;
-  const startTime = text.slice(close + 1).trim().split(/\s+/)[22 - 3];
+  const startTime = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/)[22 - 3];
   return startTime && /^\d+$/.test(startTime) ? startTime : null;
 }
 
@@ -136,7 +129,7 @@ function readProcessStartTime(pid) {
 function utf8Boundary(buf, max) {
   let i = Math.min(max, buf.length);
   // buf[i] is the first byte dropped; while it is a continuation byte, we'd split a char.
-  while (i > 0 && i < buf.length && ((/** @type {number} */ (buf[i])) & 0xc0) === 0x80) i--;
+  while (i > 0 && i < buf.length && ((buf[i] ?? 0) & 0xc0) === 0x80) i--;
   return i;
 }
 
@@ -214,7 +207,13 @@ function main() {
       dropped = 0;
     }
     if (protocolDropped > 0) {
-      out.push(record('stderr', `[trainyard] dropped ${protocolDropped} protocol lines (rate limit, TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND)`, now));
+      out.push(
+        record(
+          'stderr',
+          `[trainyard] dropped ${protocolDropped} protocol lines (rate limit, TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND)`,
+          now,
+        ),
+      );
       protocolDropped = 0;
     }
     windowStart = now;
@@ -231,8 +230,22 @@ function main() {
   function totalsReport(now) {
     /** @type {string[]} */
     const out = [];
-    if (overBytes > 0) out.push(record('stderr', `[trainyard] dropped ${overBytes} log lines past ${maxBytesPerTask} bytes of output (TRAINYARD_LOG_MAX_BYTES_PER_TASK)`, now));
-    if (protocolOverTotal > 0) out.push(record('stderr', `[trainyard] dropped ${protocolOverTotal} protocol lines past ${maxProtocolLinesPerTask} (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK)`, now));
+    if (overBytes > 0)
+      out.push(
+        record(
+          'stderr',
+          `[trainyard] dropped ${overBytes} log lines past ${maxBytesPerTask} bytes of output (TRAINYARD_LOG_MAX_BYTES_PER_TASK)`,
+          now,
+        ),
+      );
+    if (protocolOverTotal > 0)
+      out.push(
+        record(
+          'stderr',
+          `[trainyard] dropped ${protocolOverTotal} protocol lines past ${maxProtocolLinesPerTask} (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK)`,
+          now,
+        ),
+      );
     overBytes = 0;
     protocolOverTotal = 0;
     return out;
@@ -278,7 +291,14 @@ function main() {
     const parsed = stream === 'stdout' ? parseTrainerLine(line) : null;
     if (parsed?.kind === 'message') {
       if (protocolTotal >= maxProtocolLinesPerTask) {
-        if (protocolOverTotal === 0) out.push(record('stderr', `[trainyard] ${maxProtocolLinesPerTask} protocol lines reached (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK): further ones are dropped`, now));
+        if (protocolOverTotal === 0)
+          out.push(
+            record(
+              'stderr',
+              `[trainyard] ${maxProtocolLinesPerTask} protocol lines reached (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK): further ones are dropped`,
+              now,
+            ),
+          );
         protocolOverTotal += 1;
         return;
       }
@@ -299,7 +319,14 @@ function main() {
     }
     const bytes = Buffer.byteLength(line);
     if (overBytes > 0 || bytesStored + bytes > maxBytesPerTask) {
-      if (overBytes === 0) out.push(record('stderr', `[trainyard] ${maxBytesPerTask} bytes of output reached (TRAINYARD_LOG_MAX_BYTES_PER_TASK): further log lines are dropped`, now));
+      if (overBytes === 0)
+        out.push(
+          record(
+            'stderr',
+            `[trainyard] ${maxBytesPerTask} bytes of output reached (TRAINYARD_LOG_MAX_BYTES_PER_TASK): further log lines are dropped`,
+            now,
+          ),
+        );
       overBytes += 1;
       return;
     }

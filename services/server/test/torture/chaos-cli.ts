@@ -97,9 +97,27 @@ try {
 }
 
 const violations = reports.reduce((n, r) => n + r.violations.length, 0);
-console.log(`\n== torture summary (${Math.round((Date.now() - started) / 1000)} s)\nreproduce: ${command}\n${summarize(reports)}\ntotal violations: ${violations}`);
+console.log(
+  `\n== torture summary (${Math.round((Date.now() - started) / 1000)} s)\nreproduce: ${command}\n${summarize(reports)}\ntotal violations: ${violations}`,
+);
 if (values.out) {
-  writeFileSync(values.out, JSON.stringify({ seed, profile: profile.name, scenarios, command, postgres: note ?? 'private cluster', durationMs: Date.now() - started, violations, reports }, null, 2));
+  writeFileSync(
+    values.out,
+    JSON.stringify(
+      {
+        seed,
+        profile: profile.name,
+        scenarios,
+        command,
+        postgres: note ?? 'private cluster',
+        durationMs: Date.now() - started,
+        violations,
+        reports,
+      },
+      null,
+      2,
+    ),
+  );
   console.log(`report written to ${values.out}`);
 }
 process.exit(failed || violations ? 1 : 0);

@@ -18,23 +18,26 @@ function collector() {
 }
 
 describe('torture, ci profile', () => {
-  it.skipIf(!backendAvailable(postgres))('on Postgres: service kills, trainer kills, a Postgres restart; every invariant holds', async () => {
-    console.log(`torture seed ${seed}: replay with TORTURE_SEED=${seed}`);
-    const { lines, log } = collector();
-    const { target, note } = await postgresTarget({ sharedUrl: postgres.url, log });
-    if (note) skipLoudlyOrFail(`${note}: the database-restart part of the torture run cannot run`, 'install postgresql (initdb, pg_ctl)');
-    try {
-      const report = await runChaos({ seed, profile: PROFILES.ci!, backend: 'postgres', postgres: target!, log });
-      console.log(summarize([report]));
-      if (report.violations.length) console.log(lines.join('\n'));
-      expect(report.violations).toEqual([]);
-      expect(report.serverKills).toBeGreaterThanOrEqual(PROFILES.ci!.serverKills); // a database outage may kill the service once more
-      expect(report.tasks.acknowledged).toBe(PROFILES.ci!.tasks);
-      if (target!.control) expect(report.dbRestarts).toBe(PROFILES.ci!.dbRestarts);
-    } finally {
-      await target?.cluster?.destroy();
-    }
-  });
+  it.skipIf(!backendAvailable(postgres))(
+    'on Postgres: service kills, trainer kills, a Postgres restart; every invariant holds',
+    async () => {
+      console.log(`torture seed ${seed}: replay with TORTURE_SEED=${seed}`);
+      const { lines, log } = collector();
+      const { target, note } = await postgresTarget({ sharedUrl: postgres.url, log });
+      if (note) skipLoudlyOrFail(`${note}: the database-restart part of the torture run cannot run`, 'install postgresql (initdb, pg_ctl)');
+      try {
+        const report = await runChaos({ seed, profile: PROFILES.ci!, backend: 'postgres', postgres: target!, log });
+        console.log(summarize([report]));
+        if (report.violations.length) console.log(lines.join('\n'));
+        expect(report.violations).toEqual([]);
+        expect(report.serverKills).toBeGreaterThanOrEqual(PROFILES.ci!.serverKills); // a database outage may kill the service once more
+        expect(report.tasks.acknowledged).toBe(PROFILES.ci!.tasks);
+        if (target!.control) expect(report.dbRestarts).toBe(PROFILES.ci!.dbRestarts);
+      } finally {
+        await target?.cluster?.destroy();
+      }
+    },
+  );
 
   it('on PGlite: service kills and trainer kills; every invariant holds', async () => {
     console.log(`torture seed ${seed}: replay with TORTURE_SEED=${seed}`);

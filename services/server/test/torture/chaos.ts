@@ -23,16 +23,7 @@ import { compareWithLog, openDatabase, type Database } from '@trainyard/store';
 import { createPgCluster, type PgCluster } from './pg-cluster';
 import { callApi, DATASET, killAllUnder, REPO_ROOT, scanProcesses, ServerProc, stillAlive } from './procs';
 import { Prng } from './prng';
-import {
-  checkFifo,
-  LiveChecker,
-  listAllTasks,
-  LogTracker,
-  PostgresLog,
-  readLogViaApi,
-  Violations,
-  type Violation,
-} from './invariants';
+import { checkFifo, LiveChecker, listAllTasks, LogTracker, PostgresLog, readLogViaApi, Violations, type Violation } from './invariants';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -226,13 +217,24 @@ function spread(prng: Prng, n: number, span: number, from = 0.03, to = 0.9): num
   return Array.from({ length: n }, () => Math.round(span * (from + (to - from) * prng.next())));
 }
 
-function planChaos(seed: number, p: { tasks: number; serverKills: number; trainerKills: number; dbRestarts: number; cancels: number; dupSubmits: number; scheduleMs: number }): Action[] {
+function planChaos(
+  seed: number,
+  p: {
+    tasks: number;
+    serverKills: number;
+    trainerKills: number;
+    dbRestarts: number;
+    cancels: number;
+    dupSubmits: number;
+    scheduleMs: number;
+  },
+): Action[] {
   const prng = new Prng(seed).fork('schedule');
   const actions: Action[] = [];
   // Submissions arrive in bursts and lulls: exponential gaps around the mean.
   const mean = (p.scheduleMs * 0.85) / Math.max(1, p.tasks);
   let t = 0;
-  for (let i = 0; i < p.tasks; ) {
+  for (let i = 0; i < p.tasks;) {
     // Now and then a burst: several submissions at once (concurrent transactions racing for the queue).
     const burst = prng.chance(0.2) ? Math.min(prng.int(2, 4), p.tasks - i) : 1;
     actions.push({ at: Math.round(t), kind: 'submit', i, burst });
@@ -243,11 +245,24 @@ function planChaos(seed: number, p: { tasks: number; serverKills: number; traine
   for (const at of spread(prng, p.cancels, p.scheduleMs, 0.05, 0.95)) actions.push({ at, kind: 'cancel', u: prng.next(), server: 0 });
   for (const at of spread(prng, p.serverKills, p.scheduleMs, 0.05, 0.92)) {
     const variant = prng.pick<KillVariant>(['plain', 'during-submit', 'after-start', 'during-cancel']);
-    actions.push({ at, kind: 'kill-server', variant, delayMs: prng.int(0, variant === 'after-start' ? 300 : 40), downMs: prng.int(0, 1500), server: 0 });
+    actions.push({
+      at,
+      kind: 'kill-server',
+      variant,
+      delayMs: prng.int(0, variant === 'after-start' ? 300 : 40),
+      downMs: prng.int(0, 1500),
+      server: 0,
+    });
   }
   for (const at of spread(prng, p.trainerKills, p.scheduleMs)) actions.push({ at, kind: 'kill-trainer', u: prng.next() });
   for (const at of spread(prng, p.dbRestarts, p.scheduleMs, 0.15, 0.85))
-    actions.push({ at, kind: 'restart-db', mode: prng.pick(['fast', 'immediate'] as const), outageMs: prng.int(500, 3000), killServer: prng.chance(0.3) });
+    actions.push({
+      at,
+      kind: 'restart-db',
+      mode: prng.pick(['fast', 'immediate'] as const),
+      outageMs: prng.int(500, 3000),
+      killServer: prng.chance(0.3),
+    });
   return actions.sort((a, b) => a.at - b.at || kindOrder(a) - kindOrder(b));
 }
 
@@ -260,7 +275,7 @@ function planTwo(seed: number, p: Profile['two'], servers: number): Action[] {
   const actions: Action[] = [];
   const mean = (p.scheduleMs * 0.85) / Math.max(1, p.creates);
   let t = 0;
-  for (let i = 0; i < p.creates; ) {
+  for (let i = 0; i < p.creates;) {
     // Now and then the same key goes to both instances at once; now and then a burst of several
     // submissions spread over both.
     const both = prng.chance(0.2);
@@ -269,7 +284,8 @@ function planTwo(seed: number, p: Profile['two'], servers: number): Action[] {
     i += burst;
     t += prng.exp(mean) * burst;
   }
-  for (const at of spread(prng, p.cancels, p.scheduleMs, 0.05, 0.95)) actions.push({ at, kind: 'cancel', u: prng.next(), server: prng.int(0, servers - 1) });
+  for (const at of spread(prng, p.cancels, p.scheduleMs, 0.05, 0.95))
+    actions.push({ at, kind: 'cancel', u: prng.next(), server: prng.int(0, servers - 1) });
   for (const at of spread(prng, p.kills, p.scheduleMs, 0.1, 0.85))
     actions.push({ at, kind: 'kill-server', variant: 'plain', delayMs: 0, downMs: prng.int(0, 1500), server: prng.int(0, servers - 1) });
   return actions.sort((a, b) => a.at - b.at || kindOrder(a) - kindOrder(b));
@@ -299,7 +315,14 @@ export interface ScenarioReport {
   slots: number;
   servers: number;
   durationMs: number;
-  tasks: { planned: number; acknowledged: number; byStatus: Record<string, number>; retriedSubmissions: number; ambiguousSubmissions: number; duplicateChecks: number };
+  tasks: {
+    planned: number;
+    acknowledged: number;
+    byStatus: Record<string, number>;
+    retriedSubmissions: number;
+    ambiguousSubmissions: number;
+    duplicateChecks: number;
+  };
   serverKills: number;
   serverStarts: number;
   startsRefusedWhileDbDown: number;
@@ -382,7 +405,9 @@ class Scenario {
       this.servers.push(s);
     });
     await Promise.all(this.servers.map((s) => s.start()));
-    this.log(`${this.servers.length} server(s) up on ${this.backend}${this.schema ? ` (schema ${this.schema})` : ''}; ${this.slots} slot(s); data ${this.dataDirs.join(' ')}`);
+    this.log(
+      `${this.servers.length} server(s) up on ${this.backend}${this.schema ? ` (schema ${this.schema})` : ''}; ${this.slots} slot(s); data ${this.dataDirs.join(' ')}`,
+    );
   }
 
   url(i = 0): string {
@@ -494,7 +519,14 @@ class Scenario {
       await sleep(downMs);
       await s.startEventually(120_000, (err) => {
         this.counters.startsRefused++;
-        this.log(`${s.opts.name} refused to start (${this.dbDown ? 'database down' : 'database up'}): ${err.output.split('\n').filter((l) => /cannot start|error/i.test(l)).slice(-1)[0] ?? err.message}`);
+        this.log(
+          `${s.opts.name} refused to start (${this.dbDown ? 'database down' : 'database up'}): ${
+            err.output
+              .split('\n')
+              .filter((l) => /cannot start|error/i.test(l))
+              .slice(-1)[0] ?? err.message
+          }`,
+        );
         // Refusing to start while the database is away is right; with it back for a while, not.
         if (!this.dbDown && Date.now() - this.dbBackAt > 10_000)
           this.v.add('start', step, `${s.opts.name} could not start with the database up: ${err.output.slice(-600)}`, `start-${s.starts}`);
@@ -509,7 +541,8 @@ class Scenario {
     try {
       const r = await compareWithLog(db.db);
       this.counters.compares++;
-      for (const d of r.differences) this.v.add('4', step, `${d.kind} ${d.id}${d.fields ? ` fields ${d.fields.join(',')}` : ''}`, `${d.kind}-${d.id}`);
+      for (const d of r.differences)
+        this.v.add('4', step, `${d.kind} ${d.id}${d.fields ? ` fields ${d.fields.join(',')}` : ''}`, `${d.kind}-${d.id}`);
     } catch (err) {
       this.v.add('4', step, `could not fold the PGlite log after a SIGKILL: ${(err as Error).message}`);
     } finally {
@@ -530,11 +563,19 @@ class Scenario {
       // While the database is away: health says so, procedures say SERVICE_UNAVAILABLE, nobody crashes.
       for (const i of this.upServers()) {
         const probeAt = Date.now();
-        const h = await callApi<{ ok: boolean; database: string; error: string | null }>(this.url(i), 'system.health', undefined, { timeoutMs: 15_000 });
-        this.log(`${step}: health during the outage after ${Date.now() - probeAt} ms: ${h.ok ? JSON.stringify(h.data).slice(0, 200) : h.error.code}`);
+        const h = await callApi<{ ok: boolean; database: string; error: string | null }>(this.url(i), 'system.health', undefined, {
+          timeoutMs: 15_000,
+        });
+        this.log(
+          `${step}: health during the outage after ${Date.now() - probeAt} ms: ${h.ok ? JSON.stringify(h.data).slice(0, 200) : h.error.code}`,
+        );
         if (!h.ok) this.v.add('db-outage', step, `system.health failed while the database was down: ${h.error.code} ${h.error.message}`);
         else if (h.data.ok || !h.data.error || !/database/i.test(h.data.error))
-          this.v.add('db-outage', step, `system.health while the database was down: ok=${h.data.ok}, error=${JSON.stringify(h.data.error)}`);
+          this.v.add(
+            'db-outage',
+            step,
+            `system.health while the database was down: ok=${h.data.ok}, error=${JSON.stringify(h.data.error)}`,
+          );
         for (const [proc, input] of [
           ['tasks.list', { limit: 1 }],
           ['queue.get', undefined],
@@ -544,9 +585,16 @@ class Scenario {
           ['tasks.cancel', { id: this.subs.find((s) => s.id)?.id ?? 'tnone' }],
         ] as const) {
           const r = await callApi(this.url(i), proc, input, { timeoutMs: 15_000 });
-          this.log(`${step}: ${proc} during the outage after ${Date.now() - probeAt} ms: ${r.ok ? 'ok' : `${r.error.code} ${r.error.message.slice(0, 120)}`}`);
+          this.log(
+            `${step}: ${proc} during the outage after ${Date.now() - probeAt} ms: ${r.ok ? 'ok' : `${r.error.code} ${r.error.message.slice(0, 120)}`}`,
+          );
           if (r.ok || r.error.code !== 'SERVICE_UNAVAILABLE' || !/database/i.test(r.error.message))
-            this.v.add('db-outage', step, `${proc} while the database was down: ${r.ok ? 'answered as if nothing was wrong' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`, `${proc}`);
+            this.v.add(
+              'db-outage',
+              step,
+              `${proc} while the database was down: ${r.ok ? 'answered as if nothing was wrong' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`,
+              `${proc}`,
+            );
         }
       }
       // A submission during the outage: refused as unavailable, retried later with its key.
@@ -556,7 +604,11 @@ class Scenario {
         next.attempts++;
         next.ambiguous = true;
         if (r.ok || r.error.code !== 'SERVICE_UNAVAILABLE')
-          this.v.add('db-outage', step, `tasks.create while the database was down: ${r.ok ? 'acknowledged' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`);
+          this.v.add(
+            'db-outage',
+            step,
+            `tasks.create while the database was down: ${r.ok ? 'acknowledged' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`,
+          );
       }
       if (a.killServer && this.up(0)) await this.killServer(0, 200, `${step} (service killed during the outage)`);
       await sleep(a.outageMs);
@@ -575,7 +627,11 @@ class Scenario {
         const h = await callApi<{ ok: boolean; error: string | null }>(this.url(i), 'system.health', undefined, { timeoutMs: 10_000 });
         if (h.ok && h.data.ok) break;
         if (Date.now() > until) {
-          this.v.add('db-outage', step, `${this.servers[i]!.opts.name} not healthy 30 s after Postgres came back: ${h.ok ? h.data.error : h.error.message}`);
+          this.v.add(
+            'db-outage',
+            step,
+            `${this.servers[i]!.opts.name} not healthy 30 s after Postgres came back: ${h.ok ? h.data.error : h.error.message}`,
+          );
           break;
         }
         await sleep(200);
@@ -592,7 +648,11 @@ class Scenario {
     if (this.dbDown) return;
     this.stepNo++;
     const up = this.upServers();
-    if (up.length) await this.live.check(up.map((i) => this.url(i)), step);
+    if (up.length)
+      await this.live.check(
+        up.map((i) => this.url(i)),
+        step,
+      );
     if (this.pgLog) {
       try {
         this.tracker.add(await this.pgLog.readNew(), this.v, step);
@@ -601,7 +661,12 @@ class Scenario {
           const r = await this.pgLog.compare();
           this.counters.compares++;
           for (const d of r.differences)
-            this.v.add('4', step, `${d.kind} ${d.id}${d.fields ? ` fields ${d.fields.join(',')}` : ''}: live ${JSON.stringify(d.live)?.slice(0, 300)} vs log ${JSON.stringify(d.rebuilt)?.slice(0, 300)}`, `${d.kind}-${d.id}`);
+            this.v.add(
+              '4',
+              step,
+              `${d.kind} ${d.id}${d.fields ? ` fields ${d.fields.join(',')}` : ''}: live ${JSON.stringify(d.live)?.slice(0, 300)} vs log ${JSON.stringify(d.rebuilt)?.slice(0, 300)}`,
+              `${d.kind}-${d.id}`,
+            );
         }
       } catch (err) {
         if (!this.dbDown) this.log(`check at ${step} could not read the database: ${(err as Error).message}`);
@@ -633,7 +698,12 @@ class Scenario {
       await sleep(500);
     }
     for (const t of last)
-      this.v.add('6', 'settle', `task ${t.id} is still ${t.status} ${Math.round(this.opts.profile.settleMs / 1000)} s after the last action (slot ${t.slotId}, trainer ${t.trainer?.pid ?? 'none'}, runner ${t.runnerId})`, `${t.id}-unsettled`);
+      this.v.add(
+        '6',
+        'settle',
+        `task ${t.id} is still ${t.status} ${Math.round(this.opts.profile.settleMs / 1000)} s after the last action (slot ${t.slotId}, trainer ${t.trainer?.pid ?? 'none'}, runner ${t.runnerId})`,
+        `${t.id}-unsettled`,
+      );
     this.log(`settled: ${last.length} task(s) still open`);
   }
 
@@ -653,10 +723,12 @@ class Scenario {
     for (const sub of this.subs.filter((s) => s.attempts > 0)) {
       const found = byKey.get(sub.key) ?? [];
       if (sub.acked && !byId.has(sub.id!)) this.v.add('3', step, `acknowledged task ${sub.id} (${sub.key}) is missing`);
-      if (found.length > 1) this.v.add('3', step, `submission ${sub.key} became ${found.length} tasks: ${found.map((t) => t.id).join(', ')}`);
+      if (found.length > 1)
+        this.v.add('3', step, `submission ${sub.key} became ${found.length} tasks: ${found.map((t) => t.id).join(', ')}`);
     }
     const keys = new Set(this.subs.map((s) => s.key));
-    for (const t of tasks) if (!keys.has(t.spec.idempotencyKey ?? '')) this.v.add('3', step, `task ${t.id} was never submitted by this run`);
+    for (const t of tasks)
+      if (!keys.has(t.spec.idempotencyKey ?? '')) this.v.add('3', step, `task ${t.id} was never submitted by this run`);
 
     // The log: what the tail delivered == the whole log; streams; terminal events; FIFO.
     let all: StoredTaskEvent[] | null;
@@ -666,7 +738,14 @@ class Scenario {
       const tailed = new Set(this.tracker.all().map((e) => e.position));
       const missed = all.filter((e) => !tailed.has(e.position));
       if (missed.length)
-        this.v.add('5', step, `the log tail never delivered ${missed.length} committed event(s), e.g. ${missed.slice(0, 3).map((e) => `${e.type}@${e.position}`).join(', ')}`);
+        this.v.add(
+          '5',
+          step,
+          `the log tail never delivered ${missed.length} committed event(s), e.g. ${missed
+            .slice(0, 3)
+            .map((e) => `${e.type}@${e.position}`)
+            .join(', ')}`,
+        );
     } else {
       all = await readLogViaApi(url);
       this.tracker.reset();
@@ -683,7 +762,8 @@ class Scenario {
         const want = { COMPLETED: 'TaskCompleted', FAILED: 'TaskFailed', CANCELLED: 'TaskCancelled' }[t.status as 'COMPLETED'];
         if (terminals.length !== 1 || terminals[0]!.type !== want)
           this.v.add('3', step, `task ${t.id} is ${t.status} with terminal events [${terminals.map((e) => e.type).join(', ')}]`);
-      } else if (terminals.length) this.v.add('3', step, `task ${t.id} is ${t.status} but its stream has ${terminals.map((e) => e.type).join(', ')}`);
+      } else if (terminals.length)
+        this.v.add('3', step, `task ${t.id} is ${t.status} but its stream has ${terminals.map((e) => e.type).join(', ')}`);
       if (events.filter((e) => e.type === 'TaskAssigned').length > 1 || events.filter((e) => e.type === 'TrainerSpawned').length > 1)
         this.v.add('1', step, `task ${t.id} was assigned/spawned more than once: ${events.map((e) => e.type).join(', ')}`);
     }
@@ -714,7 +794,12 @@ class Scenario {
     // Stop gracefully, then fold the log with nobody writing.
     for (const s of this.servers) {
       await s.stop();
-      if (s.proc?.exitCode !== 0) this.v.add('crash', step, `${s.opts.name} did not stop cleanly on SIGTERM (exit ${s.proc?.exitCode}, signal ${s.proc?.signalCode})`);
+      if (s.proc?.exitCode !== 0)
+        this.v.add(
+          'crash',
+          step,
+          `${s.opts.name} did not stop cleanly on SIGTERM (exit ${s.proc?.exitCode}, signal ${s.proc?.signalCode})`,
+        );
     }
     if (this.pgLog) {
       const r = await this.pgLog.compare();
@@ -723,11 +808,14 @@ class Scenario {
     } else {
       const env: Record<string, string> = { ...(process.env as Record<string, string>), TRAINYARD_DATA_DIR: this.dataDirs[0]! };
       delete env.DATABASE_URL;
-      const out = await execFileP('npm', ['run', '--silent', 'rebuild', '--', '--json'], { cwd: REPO_ROOT, env }).catch((e: { stdout?: string; stderr?: string }) => e);
+      const out = await execFileP('npm', ['run', '--silent', 'rebuild', '--', '--json'], { cwd: REPO_ROOT, env }).catch(
+        (e: { stdout?: string; stderr?: string }) => e,
+      );
       this.counters.compares++;
       try {
         const report = JSON.parse((out.stdout ?? '').trim().split('\n').pop()!);
-        for (const d of report.differences as { kind: string; id: string }[]) this.v.add('4', step, `rebuild: ${d.kind} ${d.id}`, `${d.kind}-${d.id}`);
+        for (const d of report.differences as { kind: string; id: string }[])
+          this.v.add('4', step, `rebuild: ${d.kind} ${d.id}`, `${d.kind}-${d.id}`);
         if (report.tasks !== tasks.length) this.v.add('4', step, `rebuild folded ${report.tasks} tasks, the API listed ${tasks.length}`);
       } catch {
         this.v.add('4', step, `npm run rebuild -- --json failed: ${(out.stderr ?? '').slice(-500)}`);
@@ -812,11 +900,16 @@ export async function runChaos(opts: RunOptions & { backend: 'postgres' | 'pglit
   const isPg = opts.backend === 'postgres';
   const size = isPg ? p : { ...p, ...p.pglite, dbRestarts: 0, dupSubmits: Math.ceil(p.dupSubmits / 3) };
   const canRestartDb = isPg && !!opts.postgres?.control;
-  const dbRestartsSkipped = isPg && !canRestartDb && size.dbRestarts > 0 ? 'no private Postgres cluster could be created and restarting the shared one was not allowed' : null;
+  const dbRestartsSkipped =
+    isPg && !canRestartDb && size.dbRestarts > 0
+      ? 'no private Postgres cluster could be created and restarting the shared one was not allowed'
+      : null;
   const plan = planChaos(opts.seed, { ...size, dbRestarts: canRestartDb ? size.dbRestarts : 0 });
   const sc = new Scenario(isPg ? 'chaos' : 'pglite', opts.backend, opts, p.slots, 1);
   sc.subs = taskSpecs(new Prng(opts.seed).fork(`${sc.name}-tasks`), size.tasks, `chaos-${opts.seed}-${sc.name}`);
-  sc.log(`seed ${opts.seed}, profile ${p.name}: ${size.tasks} tasks, ${size.serverKills} service kills, ${size.trainerKills} trainer kills, ${canRestartDb ? size.dbRestarts : 0} database restarts, ${size.cancels} cancels over ${Math.round(size.scheduleMs / 1000)} s`);
+  sc.log(
+    `seed ${opts.seed}, profile ${p.name}: ${size.tasks} tasks, ${size.serverKills} service kills, ${size.trainerKills} trainer kills, ${canRestartDb ? size.dbRestarts : 0} database restarts, ${size.cancels} cancels over ${Math.round(size.scheduleMs / 1000)} s`,
+  );
   if (dbRestartsSkipped) sc.log(`!!! DATABASE RESTARTS SKIPPED: ${dbRestartsSkipped}`);
   let kept: string | null = null;
   try {
@@ -890,7 +983,9 @@ export async function runTwoInstances(opts: RunOptions & { slots?: number }): Pr
   const plan = planTwo(opts.seed, p.two, 2);
   const sc = new Scenario('two', 'postgres', opts, slots, 2);
   sc.subs = taskSpecs(new Prng(opts.seed).fork('two-tasks'), p.two.creates, `two-${opts.seed}`);
-  sc.log(`seed ${opts.seed}, profile ${p.name}: 2 instances, ${slots} slot(s), ${p.two.creates} creates, ${p.two.cancels} cancels, ${p.two.kills} kills over ${Math.round(p.two.scheduleMs / 1000)} s`);
+  sc.log(
+    `seed ${opts.seed}, profile ${p.name}: 2 instances, ${slots} slot(s), ${p.two.creates} creates, ${p.two.cancels} cancels, ${p.two.kills} kills over ${Math.round(p.two.scheduleMs / 1000)} s`,
+  );
   let kept: string | null = null;
   let kills = 0;
   try {
@@ -946,7 +1041,11 @@ export async function runTwoInstances(opts: RunOptions & { slots?: number }): Pr
  * A private cluster when one can be made here; else the shared one at `sharedUrl` without
  * database restarts (or with them, restarting the shared cluster, when `restartShared`).
  */
-export async function postgresTarget(opts: { sharedUrl: string | null; restartShared?: boolean; log: (m: string) => void }): Promise<{ target: PostgresTarget | null; note: string | null }> {
+export async function postgresTarget(opts: {
+  sharedUrl: string | null;
+  restartShared?: boolean;
+  log: (m: string) => void;
+}): Promise<{ target: PostgresTarget | null; note: string | null }> {
   try {
     const cluster = await createPgCluster({ log: opts.log });
     return { target: { url: cluster.url, cluster, control: cluster }, note: null };
@@ -965,7 +1064,10 @@ export async function postgresTarget(opts: { sharedUrl: string | null; restartSh
         note: `private cluster impossible (${why}); restarting the SHARED cluster ${version}/main`,
       };
     }
-    return { target: { url: opts.sharedUrl, cluster: null, control: null }, note: `private cluster impossible (${why}); shared Postgres used WITHOUT database restarts` };
+    return {
+      target: { url: opts.sharedUrl, cluster: null, control: null },
+      note: `private cluster impossible (${why}); shared Postgres used WITHOUT database restarts`,
+    };
   }
 }
 
@@ -986,4 +1088,3 @@ export function summarize(reports: ScenarioReport[]): string {
   }
   return lines.join('\n');
 }
-

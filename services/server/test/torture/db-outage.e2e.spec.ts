@@ -59,7 +59,11 @@ describe.skipIf(!cluster)('Postgres outage under a running service', () => {
     // A few seconds of outage with clients polling, as a panel or the CLI would.
     const slowest = { ms: 0, what: '' };
     for (let i = 0; i < 12; i++) {
-      for (const [proc, input] of [['system.health', undefined], ['tasks.list', { limit: 5 }], ['tasks.create', task('outage-3', 2)]] as const) {
+      for (const [proc, input] of [
+        ['system.health', undefined],
+        ['tasks.list', { limit: 5 }],
+        ['tasks.create', task('outage-3', 2)],
+      ] as const) {
         const t = Date.now();
         const r = await callApi<{ ok: boolean; error: string | null }>(s.url, proc, input, { timeoutMs: 30_000 });
         const ms = Date.now() - t;
@@ -90,7 +94,7 @@ describe.skipIf(!cluster)('Postgres outage under a running service', () => {
     for (;;) {
       const h = await callApi<{ ok: boolean }>(s.url, 'system.health', undefined);
       if (h.ok && h.data.ok) break;
-      expect(Date.now() - back, "healthy again after Postgres came back").toBeLessThan(8000);
+      expect(Date.now() - back, 'healthy again after Postgres came back').toBeLessThan(8000);
       await sleep(100);
     }
     // The refused submission was never acknowledged: retried with its key, it is one task.

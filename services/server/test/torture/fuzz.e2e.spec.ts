@@ -34,28 +34,49 @@ for (const backend of backends()) {
       // slot and writes nothing more once training (so every accepted submission just queues).
       // Its trainer prints hostile output (NUL, lone surrogates, escapes, a NUL last line): the
       // fuzzed reads of its logs and events run over what that left in the store.
-      const f = await callApi<TaskRecord>(s.url, 'tasks.create', { model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: ds, config: { epochs: 1, simulate: { steps: 2, stepMs: 1, hostileOutput: true } } });
+      const f = await callApi<TaskRecord>(s.url, 'tasks.create', {
+        model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+        datasetPath: ds,
+        config: { epochs: 1, simulate: { steps: 2, stepMs: 1, hostileOutput: true } },
+      });
       if (!f.ok) throw new Error(f.error.message);
-      finished = await eventually(async () => {
-        const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: f.data.id });
-        return t.ok && t.data.status === 'COMPLETED' ? t.data : null;
-      }, 'the first task to complete', 60_000);
+      finished = await eventually(
+        async () => {
+          const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: f.data.id });
+          return t.ok && t.data.status === 'COMPLETED' ? t.data : null;
+        },
+        'the first task to complete',
+        60_000,
+      );
       const logs = await callApi<{ lines: { stream: string; line: string }[] }>(s.url, 'tasks.logs', { id: finished.id, limit: 5000 });
-      if (!logs.ok || logs.data.lines.filter((l) => l.stream === 'stdout').at(-1)?.line !== 'last\uFFFDline') throw new Error(`hostile output not stored as expected: ${JSON.stringify(logs)}`);
-      const b = await callApi<TaskRecord>(s.url, 'tasks.create', { model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: ds, config: { epochs: 1, simulate: { steps: 1, stepMs: 600_000, startupMs: 0 } } });
+      if (!logs.ok || logs.data.lines.filter((l) => l.stream === 'stdout').at(-1)?.line !== 'last\uFFFDline')
+        throw new Error(`hostile output not stored as expected: ${JSON.stringify(logs)}`);
+      const b = await callApi<TaskRecord>(s.url, 'tasks.create', {
+        model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+        datasetPath: ds,
+        config: { epochs: 1, simulate: { steps: 1, stepMs: 600_000, startupMs: 0 } },
+      });
       if (!b.ok) throw new Error(b.error.message);
-      blocker = await eventually(async () => {
-        const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: b.data.id });
-        return t.ok && t.data.status === 'TRAINING' ? t.data : null;
-      }, 'the blocker to train', 60_000);
+      blocker = await eventually(
+        async () => {
+          const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: b.data.id });
+          return t.ok && t.data.status === 'TRAINING' ? t.data : null;
+        },
+        'the blocker to train',
+        60_000,
+      );
     });
     afterAll(async () => {
       if (blocker) {
         await callApi(s.url, 'tasks.cancel', { id: blocker.id });
-        await eventually(async () => {
-          const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: blocker.id });
-          return t.ok && t.data.status === 'CANCELLED';
-        }, 'the blocker to be cancelled', 30_000).catch(() => {});
+        await eventually(
+          async () => {
+            const t = await callApi<TaskRecord>(s.url, 'tasks.get', { id: blocker.id });
+            return t.ok && t.data.status === 'CANCELLED';
+          },
+          'the blocker to be cancelled',
+          30_000,
+        ).catch(() => {});
       }
       const dataDir = s?.dataDir;
       await s?.dispose();
@@ -66,7 +87,13 @@ for (const backend of backends()) {
 
     it(`${RUNS} generated calls: typed errors only, nothing written when refused, the server stays up`, async () => {
       const stats = await fuzzProcedures(
-        { url: s.url, datasetsRoot: root, dataset: join(root, 'data.jsonl'), outputsRoot: join(s.dataDir, 'outputs'), knownIds: [finished.id] },
+        {
+          url: s.url,
+          datasetsRoot: root,
+          dataset: join(root, 'data.jsonl'),
+          outputsRoot: join(s.dataDir, 'outputs'),
+          knownIds: [finished.id],
+        },
         { numRuns: RUNS, seed: SEED, log: (m) => console.log(`[${backend.kind}] ${m}`) },
       );
       expect(stats.tried).toBeGreaterThanOrEqual(RUNS);
@@ -79,7 +106,13 @@ for (const backend of backends()) {
 
     it(`${HEADER_RUNS} generated hostile Host/Origin/Sec-Fetch-Site/Content-Type requests: all refused (421/403/415), nothing written`, async () => {
       const byStatus = await fuzzRequestHeaders(
-        { url: s.url, datasetsRoot: root, dataset: join(root, 'data.jsonl'), outputsRoot: join(s.dataDir, 'outputs'), knownIds: [finished.id] },
+        {
+          url: s.url,
+          datasetsRoot: root,
+          dataset: join(root, 'data.jsonl'),
+          outputsRoot: join(s.dataDir, 'outputs'),
+          knownIds: [finished.id],
+        },
         { numRuns: HEADER_RUNS, seed: SEED, log: (m) => console.log(`[${backend.kind}] ${m}`) },
       );
       // Each refusal was generated, not only the first in line.

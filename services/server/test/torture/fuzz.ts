@@ -46,9 +46,63 @@ interface Call {
 // ---------------------------------------------------------------------------------------------
 // Values
 
-const SHELL = [';', '&&', '||', '|', '`id`', '$(reboot)', '${IFS}', '>', '<', '&', "'", '"', '\\', '*', '?', '~', '#', '!', '\n', '\r\n', '\t'];
-const TRAVERSAL = ['..', '../', '../../etc/passwd', '..\\..\\windows', '/etc/passwd', '/etc', '/', '.', './', '%2e%2e%2f', '..%2f', '....//', '/proc/self/environ', '/dev/zero', '~/.ssh/id_rsa', 'C:\\Windows\\system32'];
-const UNICODE = ['\u202e', '\u200b', '\ufeff', '\u0000', '\u001b[31m', '\ud800', '\udfff', '🦜', '名前', 'é', 'İ', '\u0085', '\u2028', '\uffff'];
+const SHELL = [
+  ';',
+  '&&',
+  '||',
+  '|',
+  '`id`',
+  '$(reboot)',
+  '${IFS}',
+  '>',
+  '<',
+  '&',
+  "'",
+  '"',
+  '\\',
+  '*',
+  '?',
+  '~',
+  '#',
+  '!',
+  '\n',
+  '\r\n',
+  '\t',
+];
+const TRAVERSAL = [
+  '..',
+  '../',
+  '../../etc/passwd',
+  '..\\..\\windows',
+  '/etc/passwd',
+  '/etc',
+  '/',
+  '.',
+  './',
+  '%2e%2e%2f',
+  '..%2f',
+  '....//',
+  '/proc/self/environ',
+  '/dev/zero',
+  '~/.ssh/id_rsa',
+  'C:\\Windows\\system32',
+];
+const UNICODE = [
+  '\u202e',
+  '\u200b',
+  '\ufeff',
+  '\u0000',
+  '\u001b[31m',
+  '\ud800',
+  '\udfff',
+  '🦜',
+  '名前',
+  'é',
+  'İ',
+  '\u0085',
+  '\u2028',
+  '\uffff',
+];
 
 const fragment = fc.oneof(
   { weight: 3, arbitrary: fc.string({ maxLength: 12 }) },
@@ -62,11 +116,33 @@ const fragment = fc.oneof(
 const hostileString: fc.Arbitrary<string> = fc.oneof(
   { weight: 6, arbitrary: fc.array(fragment, { minLength: 0, maxLength: 6 }).map((xs) => xs.join('')) },
   { weight: 1, arbitrary: fc.constantFrom('', ' ', '   \t ') },
-  { weight: 1, arbitrary: fc.tuple(fragment, fc.integer({ min: 200, max: 300_000 })).map(([f, n]) => (f || 'x').repeat(Math.ceil(n / Math.max(1, f.length)))) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fragment, fc.integer({ min: 200, max: 300_000 }))
+      .map(([f, n]) => (f || 'x').repeat(Math.ceil(n / Math.max(1, f.length)))),
+  },
 );
 
 const hostileNumber = fc.oneof(
-  fc.constantFrom(-1, -0, 0, 0.5, 1.5, -(2 ** 31), 2 ** 31, 2 ** 53 + 2, -9223372036854775808, 1e308, -1e308, Number.MAX_SAFE_INTEGER, Number.MIN_VALUE, NaN, Infinity, -Infinity),
+  fc.constantFrom(
+    -1,
+    -0,
+    0,
+    0.5,
+    1.5,
+    -(2 ** 31),
+    2 ** 31,
+    2 ** 53 + 2,
+    -9223372036854775808,
+    1e308,
+    -1e308,
+    Number.MAX_SAFE_INTEGER,
+    Number.MIN_VALUE,
+    NaN,
+    Infinity,
+    -Infinity,
+  ),
   fc.integer(),
   fc.double(),
 );
@@ -81,7 +157,10 @@ const deep = (n: number, leaf: unknown): unknown => {
 const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 4, arbitrary: hostileString },
   { weight: 3, arbitrary: hostileNumber },
-  { weight: 1, arbitrary: fc.constantFrom(null, true, false, [], {}, { __proto__: { polluted: true } }, { constructor: { prototype: { x: 1 } } }) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(null, true, false, [], {}, { __proto__: { polluted: true } }, { constructor: { prototype: { x: 1 } } }),
+  },
   { weight: 1, arbitrary: fc.integer({ min: 10, max: 3000 }).map((n) => deep(n, 'x')) },
   { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }) },
   { weight: 1, arbitrary: fc.array(hostileString, { maxLength: 5 }) },
@@ -92,9 +171,16 @@ function mutate(good: Record<string, unknown>, fields: Record<string, fc.Arbitra
   const keys = Object.keys(fields);
   return fc
     .tuple(
-      fc.tuple(...keys.map((k) => fc.option(fc.oneof({ weight: 2, arbitrary: fields[k]! }, { weight: 1, arbitrary: hostileValue }), { freq: 2, nil: undefined }))),
+      fc.tuple(
+        ...keys.map((k) =>
+          fc.option(fc.oneof({ weight: 2, arbitrary: fields[k]! }, { weight: 1, arbitrary: hostileValue }), { freq: 2, nil: undefined }),
+        ),
+      ),
       fc.subarray(keys),
-      fc.option(fc.dictionary(fc.oneof(hostileString, fc.constantFrom('__proto__', 'constructor', 'prototype')), hostileValue, { maxKeys: 3 }), { freq: 5, nil: undefined }),
+      fc.option(
+        fc.dictionary(fc.oneof(hostileString, fc.constantFrom('__proto__', 'constructor', 'prototype')), hostileValue, { maxKeys: 3 }),
+        { freq: 5, nil: undefined },
+      ),
     )
     .map(([values, dropped, extra]) => {
       const out: Record<string, unknown> = { ...good };
@@ -110,7 +196,20 @@ function mutate(good: Record<string, unknown>, fields: Record<string, fc.Arbitra
 /** base64url(JSON) of a list: a cursor that decodes, with hostile parts. */
 const forgedCursor = fc
   .tuple(
-    fc.oneof(hostileString, fc.constantFrom('1', '0', '2026-13-45T99:99:99Z', '0000-01-01T00:00:00Z', '275760-09-13T00:00:00Z', '-000001-01-01T00:00:00Z', 'Tue, 01 Jan 2030', '2026-01-01'), fc.date({ noInvalidDate: true }).map((d) => d.toISOString())),
+    fc.oneof(
+      hostileString,
+      fc.constantFrom(
+        '1',
+        '0',
+        '2026-13-45T99:99:99Z',
+        '0000-01-01T00:00:00Z',
+        '275760-09-13T00:00:00Z',
+        '-000001-01-01T00:00:00Z',
+        'Tue, 01 Jan 2030',
+        '2026-01-01',
+      ),
+      fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+    ),
     fc.oneof(hostileString, fc.constantFrom('t1', '\u0000', 'a'.repeat(10_000))),
     fc.option(hostileValue, { nil: undefined }),
   )
@@ -118,15 +217,38 @@ const forgedCursor = fc
 
 const isoish = fc.oneof(
   fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
-  fc.constantFrom('0000-01-01T00:00:00Z', '0001-01-01T00:00:00Z', '9999-12-31T23:59:59Z', '2026-02-30T00:00:00Z', '2026-01-01T24:00:00Z', '2026-01-01T00:00:00+14:00', '2026-01-01T00:00:00-23:59', '2026-01-01T00:00:00.123456789Z', '1970-01-01T00:00:00Z', '2026-01-01', 'now', 'yesterday'),
-  fc.tuple(fc.integer({ min: 0, max: 9999 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 })).map(
-    ([y, m, d]) => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}T00:00:00Z`,
+  fc.constantFrom(
+    '0000-01-01T00:00:00Z',
+    '0001-01-01T00:00:00Z',
+    '9999-12-31T23:59:59Z',
+    '2026-02-30T00:00:00Z',
+    '2026-01-01T24:00:00Z',
+    '2026-01-01T00:00:00+14:00',
+    '2026-01-01T00:00:00-23:59',
+    '2026-01-01T00:00:00.123456789Z',
+    '1970-01-01T00:00:00Z',
+    '2026-01-01',
+    'now',
+    'yesterday',
   ),
+  fc
+    .tuple(fc.integer({ min: 0, max: 9999 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 }))
+    .map(([y, m, d]) => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}T00:00:00Z`),
 );
 
 const positionish = fc.oneof(
   fc.bigInt({ min: 0n, max: 10n ** 19n - 1n }).map(String),
-  fc.constantFrom('9223372036854775807', '9223372036854775808', '9999999999999999999', '0', '00000000000000000001', '-1', '1e5', ' 1', '１'),
+  fc.constantFrom(
+    '9223372036854775807',
+    '9223372036854775808',
+    '9999999999999999999',
+    '0',
+    '00000000000000000001',
+    '-1',
+    '1e5',
+    ' 1',
+    '１',
+  ),
   hostileString,
 );
 
@@ -172,33 +294,85 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
       load4bit: fc.boolean(),
       loraRank: hostileNumber,
       loraAlpha: hostileNumber,
-      simulate: mutate({ steps: 1, stepMs: 1 }, { steps: hostileNumber, stepMs: hostileNumber, failAtStep: hostileNumber, crashSignal: fc.oneof(fc.constantFrom('SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGHUP', '9', ''), hostileString), ignoreSigterm: hostileValue, logLinesPerStep: hostileNumber, startupMs: hostileNumber, hostileOutput: hostileValue }),
+      simulate: mutate(
+        { steps: 1, stepMs: 1 },
+        {
+          steps: hostileNumber,
+          stepMs: hostileNumber,
+          failAtStep: hostileNumber,
+          crashSignal: fc.oneof(fc.constantFrom('SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGHUP', '9', ''), hostileString),
+          ignoreSigterm: hostileValue,
+          logLinesPerStep: hostileNumber,
+          startupMs: hostileNumber,
+          hostileOutput: hostileValue,
+        },
+      ),
     },
   );
   const create = mutate(goodCreate, {
-    model: fc.oneof(hostileString, fc.constantFrom('Qwen/Qwen2.5-Coder-0.5B-Instruct', 'a', '../../x', 'a/../b', 'org/model:tag@rev', '-rf', '--help')),
+    model: fc.oneof(
+      hostileString,
+      fc.constantFrom('Qwen/Qwen2.5-Coder-0.5B-Instruct', 'a', '../../x', 'a/../b', 'org/model:tag@rev', '-rf', '--help'),
+    ),
     datasetPath: fc.oneof(inRoot, hostileString),
     name: hostileString,
-    outputDir: fc.oneof(hostileString, fc.constantFrom('out', 'a/b/c', '.', '..', 'a/..', 'a/../..', '/abs', 'a//b', 'a/./b', '...', '.hidden', 'a\\..\\b')),
+    outputDir: fc.oneof(
+      hostileString,
+      fc.constantFrom('out', 'a/b/c', '.', '..', 'a/..', 'a/../..', '/abs', 'a//b', 'a/./b', '...', '.hidden', 'a\\..\\b'),
+    ),
     config,
     timeoutMs: hostileNumber,
     idempotencyKey: hostileString,
   });
   const queries: fc.Arbitrary<Call>[] = [
     mutate({ id: 'tnone' }, { id }).map((input) => ({ proc: 'tasks.get', input })),
-    mutate({}, { status: fc.oneof(fc.constantFrom('QUEUED', 'RUNNING', 'queued', ['QUEUED', 'DONE'], []), hostileValue), cursor: fc.oneof(forgedCursor, hostileString), limit: hostileNumber }).map((input) => ({ proc: 'tasks.list', input })),
-    mutate({ id: 'tnone' }, { id, afterSeq: hostileNumber, limit: hostileNumber, includeProtocol: hostileValue }).map((input) => ({ proc: 'tasks.logs', input })),
-    mutate({}, { taskId: id, type: fc.oneof(fc.constantFrom('TaskSubmitted', 'TaskExploded', ['TaskQueued', 'x']), hostileValue), actor: hostileString, from: isoish, to: isoish, cursor: positionish, limit: hostileNumber }).map((input) => ({ proc: 'events.list', input })),
+    mutate(
+      {},
+      {
+        status: fc.oneof(fc.constantFrom('QUEUED', 'RUNNING', 'queued', ['QUEUED', 'DONE'], []), hostileValue),
+        cursor: fc.oneof(forgedCursor, hostileString),
+        limit: hostileNumber,
+      },
+    ).map((input) => ({ proc: 'tasks.list', input })),
+    mutate({ id: 'tnone' }, { id, afterSeq: hostileNumber, limit: hostileNumber, includeProtocol: hostileValue }).map((input) => ({
+      proc: 'tasks.logs',
+      input,
+    })),
+    mutate(
+      {},
+      {
+        taskId: id,
+        type: fc.oneof(fc.constantFrom('TaskSubmitted', 'TaskExploded', ['TaskQueued', 'x']), hostileValue),
+        actor: hostileString,
+        from: isoish,
+        to: isoish,
+        cursor: positionish,
+        limit: hostileNumber,
+      },
+    ).map((input) => ({ proc: 'events.list', input })),
     mutate({ taskId: 'tnone' }, { taskId: id, atPosition: positionish, atTime: isoish }).map((input) => ({ proc: 'events.replay', input })),
     mutate({}, { taskId: id, lastEventId: positionish }).map((input) => ({ proc: 'tasks.onUpdate', input })),
-    mutate({ id: 'tnone' }, { id, lastEventId: fc.oneof(positionish, fc.constantFrom('0', '2147483647', '2147483648', '9999999999')), includeProtocol: hostileValue }).map((input) => ({ proc: 'tasks.onLogs', input })),
-    fc.constantFrom('queue.get', 'system.health', 'system.gpuInfo').chain((proc) => fc.option(hostileValue, { nil: undefined }).map((input) => ({ proc, input }))),
-    fc.tuple(fc.constantFrom('tasks.nope', 'nope', 'tasks.get.x', '__proto__', 'constructor', 'tasks.create,tasks.get'), hostileValue).map(([proc, input]) => ({ proc, input })),
+    mutate(
+      { id: 'tnone' },
+      {
+        id,
+        lastEventId: fc.oneof(positionish, fc.constantFrom('0', '2147483647', '2147483648', '9999999999')),
+        includeProtocol: hostileValue,
+      },
+    ).map((input) => ({ proc: 'tasks.onLogs', input })),
+    fc
+      .constantFrom('queue.get', 'system.health', 'system.gpuInfo')
+      .chain((proc) => fc.option(hostileValue, { nil: undefined }).map((input) => ({ proc, input }))),
+    fc
+      .tuple(fc.constantFrom('tasks.nope', 'nope', 'tasks.get.x', '__proto__', 'constructor', 'tasks.create,tasks.get'), hostileValue)
+      .map(([proc, input]) => ({ proc, input })),
   ];
   // Path traversal on its own: everything else valid, so only the path decides.
   const traversal = fc.oneof(
     fc.tuple(inRoot, fc.constantFrom('', '/x', '/../../etc/passwd', '/.')).map(([p, tail]) => ({ ...goodCreate, datasetPath: p + tail })),
-    fc.constantFrom(...TRAVERSAL, '.', 'a/..', 'a/../..', '/abs', 'a//b', 'a/./b', '...', '.hidden', 'a\\..\\b').map((o) => ({ ...goodCreate, outputDir: o })),
+    fc
+      .constantFrom(...TRAVERSAL, '.', 'a/..', 'a/../..', '/abs', 'a//b', 'a/./b', '...', '.hidden', 'a\\..\\b')
+      .map((o) => ({ ...goodCreate, outputDir: o })),
   );
   const mutations: fc.Arbitrary<Call>[] = [
     create.map((input) => ({ proc: 'tasks.create', input })),
@@ -207,7 +381,21 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
     mutate({ id: 'tnone' }, { id }).map((input) => ({ proc: 'tasks.delete', input })),
   ];
   // Raw bodies: numbers JSON.stringify cannot write (1e999 → Infinity), broken JSON, odd encodings.
-  const rawNumber = fc.constantFrom('1e999', '-1e999', '1e-999', '-0', '1.0000000000000002', '9007199254740993', '1e21', '0x10', 'NaN', 'Infinity', '01', '1_000', '.5');
+  const rawNumber = fc.constantFrom(
+    '1e999',
+    '-1e999',
+    '1e-999',
+    '-0',
+    '1.0000000000000002',
+    '9007199254740993',
+    '1e21',
+    '0x10',
+    'NaN',
+    'Infinity',
+    '01',
+    '1_000',
+    '.5',
+  );
   const raw: fc.Arbitrary<Call> = fc.oneof(
     fc.tuple(fc.constantFrom('epochs', 'batchSize', 'learningRate', 'maxLength', 'loraRank'), rawNumber).map(([field, n]) => ({
       proc: 'tasks.create',
@@ -220,11 +408,31 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
     rawNumber.map((n) => ({ proc: 'tasks.list', rawBody: `{"limit":${n}}` })),
     rawNumber.map((n) => ({ proc: 'tasks.logs', rawBody: `{"id":"tnone","afterSeq":${n}}` })),
     rawNumber.map((n) => ({ proc: 'events.list', rawBody: `{"limit":${n}}` })),
-    fc.constantFrom('', '{', '}', '[', 'null', 'undefined', '{"model":', '{"a":1,"a":2}', '\u0000', '\ufeff{}', '{"__proto__":{"admin":true}}', '"' + 'x'.repeat(1000) + '"', '[' + '['.repeat(100_000)).chain((body) =>
-      fc.constantFrom('tasks.create', 'tasks.cancel', 'tasks.get', 'events.list').map((proc) => ({ proc, rawBody: body })),
-    ),
+    fc
+      .constantFrom(
+        '',
+        '{',
+        '}',
+        '[',
+        'null',
+        'undefined',
+        '{"model":',
+        '{"a":1,"a":2}',
+        '\u0000',
+        '\ufeff{}',
+        '{"__proto__":{"admin":true}}',
+        '"' + 'x'.repeat(1000) + '"',
+        '[' + '['.repeat(100_000),
+      )
+      .chain((body) =>
+        fc.constantFrom('tasks.create', 'tasks.cancel', 'tasks.get', 'events.list').map((proc) => ({ proc, rawBody: body })),
+      ),
   );
-  return fc.oneof({ weight: 4, arbitrary: fc.oneof(...mutations) }, { weight: 4, arbitrary: fc.oneof(...queries) }, { weight: 1, arbitrary: raw });
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.oneof(...mutations) },
+    { weight: 4, arbitrary: fc.oneof(...queries) },
+    { weight: 1, arbitrary: raw },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +467,10 @@ async function eventsAfter(url: string, position: string): Promise<StoredTaskEve
  * fast-check property over every procedure. Throws (with fast-check's seed and the shrunk
  * counterexample) at the first broken promise.
  */
-export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; seed?: number; log?: (m: string) => void }): Promise<FuzzStats> {
+export async function fuzzProcedures(
+  t: FuzzTarget,
+  opts: { numRuns: number; seed?: number; log?: (m: string) => void },
+): Promise<FuzzStats> {
   const stats: FuzzStats = { tried: 0, accepted: 0, rawBodies: 0, byCode: {} };
   const all = await eventsAfter(t.url, '0');
   let head = all.length ? all[all.length - 1]!.position : '0';
@@ -277,8 +488,14 @@ export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; see
         stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
         const tooLong = encodeURIComponent(body).length > 8000;
         if (sub.errorCode && !OK_CODES.has(sub.errorCode) && !(tooLong && /^HTTP_4/.test(sub.errorCode)))
-          throw new Error(`subscription ${call.proc} ${body.slice(0, 300)} → ${sub.errorCode}: ${sub.events.map((e) => e.data).join(' ').slice(0, 400)}`);
-        if (sub.network && !(tooLong && (await healthy(t.url)))) throw new Error(`subscription ${call.proc} ${body.slice(0, 300)} → ${sub.network}`);
+          throw new Error(
+            `subscription ${call.proc} ${body.slice(0, 300)} → ${sub.errorCode}: ${sub.events
+              .map((e) => e.data)
+              .join(' ')
+              .slice(0, 400)}`,
+          );
+        if (sub.network && !(tooLong && (await healthy(t.url))))
+          throw new Error(`subscription ${call.proc} ${body.slice(0, 300)} → ${sub.network}`);
         const written = await eventsAfter(t.url, head);
         if (written.length) throw new Error(`subscription ${call.proc} wrote ${written.map((e) => e.type).join(', ')}`);
         return;
@@ -321,7 +538,12 @@ export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; see
         if (!inside(realRoot, real)) throw new Error(`${what} was accepted with datasetPath ${ds} (really ${real}), outside ${realRoot}`);
         if (!inside(t.outputsRoot, resolve(t.outputsRoot, task.spec.outputDir)))
           throw new Error(`${what} was accepted with outputDir ${task.spec.outputDir}, outside ${t.outputsRoot}`);
-        for (const [k, v] of Object.entries({ name: task.spec.name, model: task.spec.model, outputDir: task.spec.outputDir, key: task.spec.idempotencyKey ?? '' }))
+        for (const [k, v] of Object.entries({
+          name: task.spec.name,
+          model: task.spec.model,
+          outputDir: task.spec.outputDir,
+          key: task.spec.idempotencyKey ?? '',
+        }))
           if (/\p{Cc}/u.test(v)) throw new Error(`${what} was stored with a control character in ${k}: ${JSON.stringify(v)}`);
         // Keep the slot's queue short: cancel what was accepted (it queues behind the blocker).
         if (task.status === 'QUEUED') {
@@ -331,14 +553,23 @@ export async function fuzzProcedures(t: FuzzTarget, opts: { numRuns: number; see
         const more = await eventsAfter(t.url, head);
         if (more.length) head = more[more.length - 1]!.position;
         const strangers = [...written, ...more].filter((e) => e.streamId !== task.id);
-        if (strangers.length) throw new Error(`${what} wrote events of other tasks: ${strangers.map((e) => `${e.type} ${e.streamId}`).join(', ')}`);
+        if (strangers.length)
+          throw new Error(`${what} wrote events of other tasks: ${strangers.map((e) => `${e.type} ${e.streamId}`).join(', ')}`);
       } else if (!mutation && written.length) {
         throw new Error(`query ${what} wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
       }
     }),
-    { numRuns: opts.numRuns, ...(opts.seed !== undefined ? { seed: opts.seed } : {}), endOnFailure: false, interruptAfterTimeLimit: 10 * 60_000, markInterruptAsFailure: false },
+    {
+      numRuns: opts.numRuns,
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+      endOnFailure: false,
+      interruptAfterTimeLimit: 10 * 60_000,
+      markInterruptAsFailure: false,
+    },
   );
-  opts.log?.(`fuzz: ${stats.tried} inputs, ${stats.accepted} accepted, ${stats.rawBodies} raw bodies, codes ${JSON.stringify(stats.byCode)}`);
+  opts.log?.(
+    `fuzz: ${stats.tried} inputs, ${stats.accepted} accepted, ${stats.rawBodies} raw bodies, codes ${JSON.stringify(stats.byCode)}`,
+  );
   return stats;
 }
 
@@ -374,9 +605,24 @@ function headerCallArbitrary(t: FuzzTarget): fc.Arbitrary<HeaderCall> {
   const hostileHost = fc
     .oneof(
       fc.constantFrom(
-        `attacker.example:${port}`, 'attacker.example:8080', 'attacker.example', 'localhost', '127.0.0.1', `127.0.0.1:${port + 1}`,
-        `localhost.:${port}`, `evil@127.0.0.1:${port}`, `127.0.0.1:${port}/x`, `0.0.0.0:${port}`, `[::1]:${port + 1}`, `[::2]:${port}`,
-        `127.0.0.1:${port}.attacker.example`, `localhost:${port}:${port}`, `127.0.0.2:${port}`, `xn--80ak6aa92e.com:${port}`, '', ' ',
+        `attacker.example:${port}`,
+        'attacker.example:8080',
+        'attacker.example',
+        'localhost',
+        '127.0.0.1',
+        `127.0.0.1:${port + 1}`,
+        `localhost.:${port}`,
+        `evil@127.0.0.1:${port}`,
+        `127.0.0.1:${port}/x`,
+        `0.0.0.0:${port}`,
+        `[::1]:${port + 1}`,
+        `[::2]:${port}`,
+        `127.0.0.1:${port}.attacker.example`,
+        `localhost:${port}:${port}`,
+        `127.0.0.2:${port}`,
+        `xn--80ak6aa92e.com:${port}`,
+        '',
+        ' ',
       ),
       fc.stringMatching(/^[a-z0-9.-]{1,30}(:[0-9]{1,5})?$/),
       headerText,
@@ -384,16 +630,41 @@ function headerCallArbitrary(t: FuzzTarget): fc.Arbitrary<HeaderCall> {
     .filter((h) => !ownLower.has(h.trim().toLowerCase()));
   const hostileOrigin = fc
     .oneof(
-      fc.constantFrom('null', 'http://attacker.example', `http://attacker.example:${port}`, `http://localhost:${port + 1}`, `http://127.0.0.1`, 'file://', 'chrome-extension://abcdef', `http://127.0.0.1:${port}.attacker.example`, ''),
+      fc.constantFrom(
+        'null',
+        'http://attacker.example',
+        `http://attacker.example:${port}`,
+        `http://localhost:${port + 1}`,
+        `http://127.0.0.1`,
+        'file://',
+        'chrome-extension://abcdef',
+        `http://127.0.0.1:${port}.attacker.example`,
+        '',
+      ),
       headerText.map((s) => `http://${s}`),
       headerText,
     )
     .filter((o) => !own.some((h) => o.trim().toLowerCase() === `http://${h}`));
   const nonJson = fc.oneof(
-    fc.constantFrom('multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', 'text/plain', 'text/plain; charset=utf-8', 'application/octet-stream', 'text/json', 'application/jsonx', 'application/json-patch+json', 'application/csp-report', ''),
+    fc.constantFrom(
+      'multipart/form-data; boundary=x',
+      'application/x-www-form-urlencoded',
+      'text/plain',
+      'text/plain; charset=utf-8',
+      'application/octet-stream',
+      'text/json',
+      'application/jsonx',
+      'application/json-patch+json',
+      'application/csp-report',
+      '',
+    ),
     headerText.filter((s) => s.split(';', 1)[0]!.trim().toLowerCase() !== 'application/json'),
   );
-  const submission = JSON.stringify({ model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: t.dataset, config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } } });
+  const submission = JSON.stringify({
+    model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+    datasetPath: t.dataset,
+    config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } },
+  });
   const route = fc.constantFrom(
     { method: 'POST' as const, path: '/trpc/tasks.create', api: true },
     { method: 'POST' as const, path: '/trpc/tasks.create,tasks.cancel?batch=1', api: true },
@@ -420,8 +691,22 @@ function headerCallArbitrary(t: FuzzTarget): fc.Arbitrary<HeaderCall> {
       const crossSite = site?.toLowerCase() === 'cross-site';
       const checksOrigin = route.api || route.method !== 'GET';
       const expected: HeaderCall['expect'] | null =
-        host !== undefined ? 421 : checksOrigin && (foreignOrigin || crossSite) ? 403 : route.api && route.method === 'POST' && type !== undefined ? 415 : null;
-      return { method: route.method, path: route.path, headers, ...(route.method === 'POST' ? { body: route.path === '/' ? 'a=1' : route.path.includes('batch') ? JSON.stringify({ 0: JSON.parse(submission) }) : submission } : {}), expected };
+        host !== undefined
+          ? 421
+          : checksOrigin && (foreignOrigin || crossSite)
+            ? 403
+            : route.api && route.method === 'POST' && type !== undefined
+              ? 415
+              : null;
+      return {
+        method: route.method,
+        path: route.path,
+        headers,
+        ...(route.method === 'POST'
+          ? { body: route.path === '/' ? 'a=1' : route.path.includes('batch') ? JSON.stringify({ 0: JSON.parse(submission) }) : submission }
+          : {}),
+        expected,
+      };
     })
     .filter((c) => c.expected !== null)
     .map(({ expected, ...call }): HeaderCall => ({ ...call, expect: expected! }));
@@ -463,7 +748,10 @@ function rawRequest(url: string, call: HeaderCall): Promise<{ status: number; co
 }
 
 /** Every generated hostile request is refused with the status its first offence calls for, and writes nothing. */
-export async function fuzzRequestHeaders(t: FuzzTarget, opts: { numRuns: number; seed?: number; log?: (m: string) => void }): Promise<Record<string, number>> {
+export async function fuzzRequestHeaders(
+  t: FuzzTarget,
+  opts: { numRuns: number; seed?: number; log?: (m: string) => void },
+): Promise<Record<string, number>> {
   const byStatus: Record<string, number> = {};
   const all = await eventsAfter(t.url, '0');
   const head = all.length ? all[all.length - 1]!.position : '0';
@@ -475,7 +763,8 @@ export async function fuzzRequestHeaders(t: FuzzTarget, opts: { numRuns: number;
       if (r.status !== call.expect) throw new Error(`${what} → ${r.status}, expected ${call.expect}: ${r.body.slice(0, 300)}`);
       if (!r.contentType?.startsWith('text/plain')) throw new Error(`${what} → ${r.status} with content-type ${r.contentType}`);
       const written = await eventsAfter(t.url, head);
-      if (written.length) throw new Error(`${what} was refused (${r.status}) but wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
+      if (written.length)
+        throw new Error(`${what} was refused (${r.status}) but wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
     }),
     { numRuns: opts.numRuns, ...(opts.seed !== undefined ? { seed: opts.seed } : {}), endOnFailure: false },
   );

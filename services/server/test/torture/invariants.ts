@@ -103,7 +103,12 @@ function checkStream(id: string, events: StoredTaskEvent[], v: Violations, step:
       break;
     }
     if (i > 0 && cmpPos(e.position, byVersion[i - 1]!.position) <= 0)
-      v.add('5', step, `stream ${id}: position ${e.position} of v${e.version} does not grow past ${byVersion[i - 1]!.position} of v${e.version - 1}`, `${id}-pos`);
+      v.add(
+        '5',
+        step,
+        `stream ${id}: position ${e.position} of v${e.version} does not grow past ${byVersion[i - 1]!.position} of v${e.version - 1}`,
+        `${id}-pos`,
+      );
     if (i === 0 && e.type !== 'TaskSubmitted') v.add('5', step, `stream ${id} starts with ${e.type}, not TaskSubmitted`, `${id}-first`);
     if (terminals > 0 && e.type !== 'TaskDeleted')
       v.add('3', step, `stream ${id}: ${e.type} (v${e.version}) after its terminal event`, `${id}-after-terminal`);
@@ -191,7 +196,10 @@ export async function readLogViaApi(url: string): Promise<StoredTaskEvent[] | nu
   const out: StoredTaskEvent[] = [];
   let cursor: string | null = null;
   for (;;) {
-    const r: ApiResult<{ events: StoredTaskEvent[]; nextCursor: string | null }> = await callApi(url, 'events.list', { limit: 1000, cursor });
+    const r: ApiResult<{ events: StoredTaskEvent[]; nextCursor: string | null }> = await callApi(url, 'events.list', {
+      limit: 1000,
+      cursor,
+    });
     if (!r.ok) return null;
     out.push(...r.data.events);
     if (!r.data.nextCursor) return out;
@@ -271,13 +279,16 @@ export class LiveChecker {
     // Slots: one holder each, every active task holds one, never more holders than slots.
     const holders = active.filter((t) => t.slotId !== null);
     if (holders.length > this.slots)
-      this.v.add('1', step, `${holders.length} tasks hold a slot with ${this.slots} slot(s): ${holders.map((t) => `${t.id}@${t.slotId}`).join(', ')}`);
+      this.v.add(
+        '1',
+        step,
+        `${holders.length} tasks hold a slot with ${this.slots} slot(s): ${holders.map((t) => `${t.id}@${t.slotId}`).join(', ')}`,
+      );
     const bySlot = new Map<number, string[]>();
     for (const t of holders) bySlot.set(t.slotId!, [...(bySlot.get(t.slotId!) ?? []), t.id]);
     for (const [slot, ids] of bySlot)
       if (ids.length > 1) this.v.add('1', step, `slot ${slot} is held by ${ids.length} tasks: ${ids.join(', ')}`);
-    for (const t of active)
-      if (t.slotId === null) this.v.add('1', step, `task ${t.id} is ${t.status} but holds no slot`, `${t.id}-noslot`);
+    for (const t of active) if (t.slotId === null) this.v.add('1', step, `task ${t.id} is ${t.status} but holds no slot`, `${t.id}-noslot`);
 
     // Trainers: alive only for a task that holds a slot; never two for one task; never more than slots.
     const activeById = new Map(active.map((t) => [t.id, t]));
@@ -293,13 +304,23 @@ export class LiveChecker {
           const status = rec.ok ? rec.data.status : `unknown (${rec.error.code})`;
           if (!rec.ok || !isActive(rec.data.status) || rec.data.slotId === null) {
             if (still.some(stillAlive))
-              this.v.add('1', step, `trainer pid ${still.map((p) => p.pid).join(',')} is alive for task ${taskId}, which is ${status} and holds no slot`, `${taskId}-orphan`);
+              this.v.add(
+                '1',
+                step,
+                `trainer pid ${still.map((p) => p.pid).join(',')} is alive for task ${taskId}, which is ${status} and holds no slot`,
+                `${taskId}-orphan`,
+              );
           }
         }
       } else if (t.trainer) {
         const strangers = ps.filter((p) => p.pid !== t.trainer!.pid && stillAlive(p));
         if (strangers.length)
-          this.v.add('1', step, `task ${taskId} records trainer pid ${t.trainer.pid} but pid ${strangers.map((p) => p.pid).join(',')} also trains it`, `${taskId}-stranger`);
+          this.v.add(
+            '1',
+            step,
+            `task ${taskId} records trainer pid ${t.trainer.pid} but pid ${strangers.map((p) => p.pid).join(',')} also trains it`,
+            `${taskId}-stranger`,
+          );
       }
     }
     const together = procs1.filter(stillAlive); // alive at the scan and now: alive at the same time
@@ -307,14 +328,23 @@ export class LiveChecker {
     for (const p of together) tasksTogether.set(p.taskId, (tasksTogether.get(p.taskId) ?? 0) + 1);
     for (const [id, n] of tasksTogether) if (n > 1) this.v.add('1', step, `${n} live trainers for task ${id}`, `${id}-double`);
     if (together.length > this.slots)
-      this.v.add('1', step, `${together.length} trainers alive at once with ${this.slots} slot(s): tasks ${together.map((p) => p.taskId).join(', ')}`);
+      this.v.add(
+        '1',
+        step,
+        `${together.length} trainers alive at once with ${this.slots} slot(s): tasks ${together.map((p) => p.taskId).join(', ')}`,
+      );
 
     // Stall: a free, unblocked slot while tasks wait.
     const free = queue.slots.filter((s) => !s.task && !s.blockedReason).length;
     if (free > 0 && queue.queuedCount > 0) {
       this.stallSince ??= now;
       if (now - this.stallSince > this.opts.stallMs)
-        this.v.add('6', step, `${free} free slot(s) while ${queue.queuedCount} task(s) queued for ${now - this.stallSince} ms (head ${queue.queued[0]?.task.id})`, `stall-${this.stallSince}`);
+        this.v.add(
+          '6',
+          step,
+          `${free} free slot(s) while ${queue.queuedCount} task(s) queued for ${now - this.stallSince} ms (head ${queue.queued[0]?.task.id})`,
+          `stall-${this.stallSince}`,
+        );
     } else this.stallSince = null;
 
     // Stuck: a task assigned a slot whose trainer never gets recorded.

@@ -39,7 +39,6 @@ function findPgBin(): string | null {
   return null;
 }
 
-
 function postgresIds(): { uid: number; gid: number } | null {
   if (process.getuid?.() !== 0) return null;
   const line = readFileSync('/etc/passwd', 'utf8')
@@ -69,9 +68,7 @@ export async function createPgCluster(opts: { log?: (m: string) => void } = {}):
   const port = await freePort();
   // As root, run the binaries as the postgres user.
   const exec = (file: string, args: string[], timeout = 60_000) =>
-    ids
-      ? run('runuser', ['-u', 'postgres', '--', join(bin, file), ...args], { timeout })
-      : run(join(bin, file), args, { timeout });
+    ids ? run('runuser', ['-u', 'postgres', '--', join(bin, file), ...args], { timeout }) : run(join(bin, file), args, { timeout });
 
   const destroyed = { value: false };
   const pgctl = async (args: string[], timeout = 60_000) => {
@@ -83,7 +80,16 @@ export async function createPgCluster(opts: { log?: (m: string) => void } = {}):
     }
   };
   const start = async () => {
-    await pgctl(['-w', '-t', '60', '-l', logFile, '-o', `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`, 'start']);
+    await pgctl([
+      '-w',
+      '-t',
+      '60',
+      '-l',
+      logFile,
+      '-o',
+      `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
+      'start',
+    ]);
   };
   const stop = async (mode: 'fast' | 'immediate' = 'fast') => {
     await pgctl(['-w', '-t', '60', '-m', mode, 'stop']);

@@ -38,8 +38,7 @@ export async function callApi<T = unknown>(
 ): Promise<ApiResult<T>> {
   const mutation = MUTATIONS.has(proc);
   const body = opts.rawBody ?? (input === undefined ? undefined : JSON.stringify(input));
-  const url =
-    `${baseUrl}/trpc/${proc}` + (!mutation && body !== undefined ? `?input=${encodeURIComponent(body)}` : '');
+  const url = `${baseUrl}/trpc/${proc}` + (!mutation && body !== undefined ? `?input=${encodeURIComponent(body)}` : '');
   let res: Response;
   let text: string;
   try {
@@ -54,10 +53,18 @@ export async function callApi<T = unknown>(
     const e = err as Error & { cause?: { code?: string; message?: string } };
     return {
       ok: false,
-      error: { code: 'NETWORK_ERROR', message: `${e.name}: ${e.cause?.code ?? e.cause?.message ?? e.message}`, httpStatus: null, fieldErrors: null },
+      error: {
+        code: 'NETWORK_ERROR',
+        message: `${e.name}: ${e.cause?.code ?? e.cause?.message ?? e.message}`,
+        httpStatus: null,
+        fieldErrors: null,
+      },
     };
   }
-  let json: { result?: { data: T }; error?: { message?: string; data?: { code?: string; httpStatus?: number; fieldErrors?: Record<string, string[]> | null } } };
+  let json: {
+    result?: { data: T };
+    error?: { message?: string; data?: { code?: string; httpStatus?: number; fieldErrors?: Record<string, string[]> | null } };
+  };
   try {
     json = JSON.parse(text);
   } catch {
@@ -94,7 +101,10 @@ export async function openSubscription(
   let status: number | null = null;
   let network: string | null = null;
   try {
-    const res = await fetch(`${baseUrl}/trpc/${proc}${body === undefined ? '' : `?input=${encodeURIComponent(body)}`}`, { signal: ctrl.signal, headers: { accept: 'text/event-stream' } });
+    const res = await fetch(`${baseUrl}/trpc/${proc}${body === undefined ? '' : `?input=${encodeURIComponent(body)}`}`, {
+      signal: ctrl.signal,
+      headers: { accept: 'text/event-stream' },
+    });
     status = res.status;
     const reader = res.body!.getReader();
     for (;;) {
@@ -116,7 +126,10 @@ export async function openSubscription(
       const lines = block.split('\n');
       return {
         event: lines.find((l) => l.startsWith('event: '))?.slice(7) ?? 'message',
-        data: lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n'),
+        data: lines
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n'),
       };
     })
     .filter((e) => e.data || e.event !== 'message');
@@ -142,7 +155,10 @@ export async function openSubscription(
 // The server as a child process.
 
 export class StartRefused extends Error {
-  constructor(message: string, readonly output: string) {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
     super(message);
     this.name = 'StartRefused';
   }

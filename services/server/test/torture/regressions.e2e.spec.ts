@@ -21,8 +21,16 @@ const spec = (name: string): TaskSpec => ({
   datasetPath: DATASET,
   outputDir: name,
   config: {
-    epochs: 1, batchSize: 1, gradientAccumulation: 1, learningRate: 2e-4, maxLength: 512,
-    load8bit: false, load4bit: false, loraRank: 8, loraAlpha: 16, simulate: { steps: 3, stepMs: 50 },
+    epochs: 1,
+    batchSize: 1,
+    gradientAccumulation: 1,
+    learningRate: 2e-4,
+    maxLength: 512,
+    load8bit: false,
+    load4bit: false,
+    loraRank: 8,
+    loraAlpha: 16,
+    simulate: { steps: 3, stepMs: 50 },
   },
   timeoutMs: 600_000,
   owner: 'e2e',
@@ -34,7 +42,9 @@ const spec = (name: string): TaskSpec => ({
  * shepherd reporting its trainer: the task holds the slot (PREPARING, assigned to this service),
  * its run folder has task.json and launch.json, and nothing else.
  */
-async function killedMidLaunch(backend: Backend): Promise<{ dataDir: string; schema: string | undefined; task: TaskRecord; runDir: string }> {
+async function killedMidLaunch(
+  backend: Backend,
+): Promise<{ dataDir: string; schema: string | undefined; task: TaskRecord; runDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-regress-'));
   const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
   const env: Record<string, string> = { TRAINYARD_DATA_DIR: dataDir, TRAINYARD_GPU_SLOTS: '1' };
@@ -57,12 +67,19 @@ async function killedMidLaunch(backend: Backend): Promise<{ dataDir: string; sch
   const specFile = join(runDir, 'task.json');
   writeFileSync(specFile, JSON.stringify({ id: task.id, ...task.spec, outputDir }));
   const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TRAINYARD_') && k !== 'DATABASE_URL') childEnv[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && !k.startsWith('TRAINYARD_') && k !== 'DATABASE_URL') childEnv[k] = v;
   writeFileSync(
     join(runDir, 'launch.json'),
     JSON.stringify({
       argv: [process.execPath, join(REPO_ROOT, 'trainers/simulated-trainer.mjs')],
-      env: { ...childEnv, TRAINYARD_TASK_SPEC: specFile, TRAINYARD_TASK_ID: task.id, TRAINYARD_OUTPUT_DIR: outputDir, CUDA_VISIBLE_DEVICES: '0' },
+      env: {
+        ...childEnv,
+        TRAINYARD_TASK_SPEC: specFile,
+        TRAINYARD_TASK_ID: task.id,
+        TRAINYARD_OUTPUT_DIR: outputDir,
+        CUDA_VISIBLE_DEVICES: '0',
+      },
       cwd: REPO_ROOT,
       maxLineBytes: 4096,
       maxLinesPerSecond: 200,
@@ -86,10 +103,14 @@ for (const backend of backends()) {
     /** A service on a killed one's data (one slot), until the task ends: it must complete cleanly. */
     async function restartUntilEnded(dataDir: string, schema: string | undefined, taskId: string) {
       s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_SLOTS: '1' } });
-      const done = await eventually(async () => {
-        const t = await s!.client.tasks.get.query({ id: taskId });
-        return isTerminal(t.status) ? t : null;
-      }, 'the task to end', 60_000);
+      const done = await eventually(
+        async () => {
+          const t = await s!.client.tasks.get.query({ id: taskId });
+          return isTerminal(t.status) ? t : null;
+        },
+        'the task to end',
+        60_000,
+      );
       expect(done.error?.message ?? null).toBeNull();
       expect(done.status).toBe('COMPLETED');
       return done;
@@ -120,7 +141,11 @@ for (const backend of backends()) {
       symlinkSync('/etc', join(root, 'escape'));
       try {
         s = await startServer({ backend, env: { TRAINYARD_DATASETS_ROOT: root } });
-        const good = { model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', datasetPath: join(root, 'data.jsonl'), config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } } };
+        const good = {
+          model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+          datasetPath: join(root, 'data.jsonl'),
+          config: { epochs: 1, simulate: { steps: 1, stepMs: 1 } },
+        };
         const cursor = (parts: unknown[]) => Buffer.from(JSON.stringify(parts)).toString('base64url');
         const cases: [string, unknown, string, string][] = [
           // a symlink inside TRAINYARD_DATASETS_ROOT that leads out of it
@@ -161,7 +186,10 @@ for (const backend of backends()) {
         for (let i = 0; i < 3; i++) expect((await callApi(s.url, 'tasks.create', { ...good, name: `名前 🦜 ${i}` })).ok).toBe(true);
         const page = await callApi<{ items: TaskRecord[]; nextCursor: string | null }>(s.url, 'tasks.list', { limit: 2 });
         expect(page.ok && page.data.nextCursor).toBeTruthy();
-        const next = await callApi<{ items: TaskRecord[] }>(s.url, 'tasks.list', { limit: 2, cursor: page.ok ? page.data.nextCursor : null });
+        const next = await callApi<{ items: TaskRecord[] }>(s.url, 'tasks.list', {
+          limit: 2,
+          cursor: page.ok ? page.data.nextCursor : null,
+        });
         expect(next.ok && next.data.items.length).toBe(1);
         // Subscriptions: their errors are typed too.
         const unknown = await openSubscription(s.url, 'tasks.onLogs', JSON.stringify({ id: 'tnone' }), 3000);
@@ -181,8 +209,15 @@ for (const backend of backends()) {
       s = await startServer({ backend });
       const lockFile = join(s.dataDir, 'runs', '.instance.lock');
       // While it runs, a second service on the same data folder is refused.
-      const second = new ServerProc({ name: 'second', dataDir: s.dataDir, env: backend.url ? { DATABASE_URL: backend.url, TRAINYARD_DB_SCHEMA: s.schema! } : {} });
-      const refused = await second.start().then(() => null, (e: unknown) => e);
+      const second = new ServerProc({
+        name: 'second',
+        dataDir: s.dataDir,
+        env: backend.url ? { DATABASE_URL: backend.url, TRAINYARD_DB_SCHEMA: s.schema! } : {},
+      });
+      const refused = await second.start().then(
+        () => null,
+        (e: unknown) => e,
+      );
       await second.kill();
       expect(refused).toBeInstanceOf(StartRefused);
       expect((refused as StartRefused).output).toMatch(/another Trainyard service \(pid \d+\) uses/);
@@ -241,7 +276,11 @@ for (const backend of backends()) {
 
     it('killed after writing shepherd.json, before handing the run to the standby: the standby exits, the restart launches again', async () => {
       const { dataDir, schema, task, runDir } = await killedMidLaunch(backend);
-      const standby = spawn(process.execPath, [SHEPHERD_PATH, '--standby'], { cwd: join(runDir, '..', '..'), detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+      const standby = spawn(process.execPath, [SHEPHERD_PATH, '--standby'], {
+        cwd: join(runDir, '..', '..'),
+        detached: true,
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
       standby.unref();
       await new Promise((r) => standby.once('spawn', r));
       writeFileSync(join(runDir, 'shepherd.json'), JSON.stringify({ pid: standby.pid, startTime: readProcessStartTime(standby.pid!) }));

@@ -15,7 +15,9 @@ const postgres = backends().find((b) => b.kind === 'postgres')!;
 describe.skipIf(!backendAvailable(postgres))('two instances on one Postgres schema', () => {
   for (const slots of [1, 2]) {
     it(`${slots} slot(s): no double start, no lost command`, async () => {
-      console.log(`two-instances seed ${seed}, ${slots} slot(s): replay with TORTURE_SEED=${seed}, or chaos-cli.ts --profile ci --seed ${seed} --scenarios two --slots ${slots}`);
+      console.log(
+        `two-instances seed ${seed}, ${slots} slot(s): replay with TORTURE_SEED=${seed}, or chaos-cli.ts --profile ci --seed ${seed} --scenarios two --slots ${slots}`,
+      );
       const lines: string[] = [];
       const report = await runTwoInstances({
         seed,

@@ -9,7 +9,13 @@ export function GpuCard({ gpu, error }: { gpu: GpuInfo | undefined; error: strin
     <Card
       title="GPU"
       testId="gpu-card"
-      aside={gpu ? <span className="muted small" title={gpu.probedAt}>checked {shortTime(gpu.probedAt)}</span> : null}
+      aside={
+        gpu ? (
+          <span className="muted small" title={gpu.probedAt}>
+            checked {shortTime(gpu.probedAt)}
+          </span>
+        ) : null
+      }
     >
       {!gpu ? (
         error ? (

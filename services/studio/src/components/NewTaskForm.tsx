@@ -4,7 +4,16 @@
 // server's warnings; the server's field errors appear under their fields.
 import { useMutation } from '@tanstack/react-query';
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
-import { estimateMemoryGb, MODELS, oomRisk, PRESET_NAMES, PRESETS, recommendedModels, type EstimateInput, type PresetName } from '@trainyard/catalogue';
+import {
+  estimateMemoryGb,
+  MODELS,
+  oomRisk,
+  PRESET_NAMES,
+  PRESETS,
+  recommendedModels,
+  type EstimateInput,
+  type PresetName,
+} from '@trainyard/catalogue';
 import { errorInfo, uploadStudioDataset, useTRPC, type CreateInput, type CreateResult, type GpuInfo, type QueueView } from '../api';
 import { gb, modelShort, STATUS_LABEL } from '../format';
 import { Card, Field } from './ui';
@@ -31,7 +40,9 @@ interface FormState {
 }
 
 /** The preset's fields as the form holds them. */
-function presetFields(p: PresetName): Pick<FormState, 'preset' | 'batchSize' | 'gradientAccumulation' | 'maxLength' | 'load8bit' | 'load4bit'> {
+function presetFields(
+  p: PresetName,
+): Pick<FormState, 'preset' | 'batchSize' | 'gradientAccumulation' | 'maxLength' | 'load8bit' | 'load4bit'> {
   const c = PRESETS[p].config;
   return {
     preset: p,
@@ -64,9 +75,19 @@ type Errors = Record<string, string[]>;
 function fieldFor(key: string): string | null {
   if (key.startsWith('config.simulate')) return 'config.simulate';
   const known = [
-    'model', 'datasetPath', 'name', 'timeoutMs',
-    'config.batchSize', 'config.gradientAccumulation', 'config.maxLength', 'config.epochs', 'config.learningRate',
-    'config.loraRank', 'config.loraAlpha', 'config.load8bit', 'config.load4bit',
+    'model',
+    'datasetPath',
+    'name',
+    'timeoutMs',
+    'config.batchSize',
+    'config.gradientAccumulation',
+    'config.maxLength',
+    'config.epochs',
+    'config.learningRate',
+    'config.loraRank',
+    'config.loraAlpha',
+    'config.load8bit',
+    'config.load4bit',
   ];
   return known.includes(key) ? key : null;
 }
@@ -87,8 +108,14 @@ const ERROR_KEY: Partial<Record<keyof FormState, string>> = {
   simulate: 'config.simulate',
 };
 const ADVANCED_FIELDS = new Set([
-  'config.epochs', 'config.learningRate', 'config.loraRank', 'config.loraAlpha', 'config.load8bit', 'config.load4bit',
-  'timeoutMs', 'config.simulate',
+  'config.epochs',
+  'config.learningRate',
+  'config.loraRank',
+  'config.loraAlpha',
+  'config.load8bit',
+  'config.load4bit',
+  'timeoutMs',
+  'config.simulate',
 ]);
 
 function num(v: string): number | null {
@@ -97,7 +124,15 @@ function num(v: string): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefined; queue: QueueView | undefined; onCreated?: (r: CreateResult) => void }) {
+export function NewTaskForm({
+  gpu,
+  queue,
+  onCreated,
+}: {
+  gpu: GpuInfo | undefined;
+  queue: QueueView | undefined;
+  onCreated?: (r: CreateResult) => void;
+}) {
   const trpc = useTRPC();
   const [f, setF] = useState<FormState>(INITIAL);
   const [modelTouched, setModelTouched] = useState(false);
@@ -239,7 +274,14 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
 
   const estimateInput: EstimateInput | null =
     model && num(f.batchSize) !== null && num(f.maxLength) !== null && num(f.loraRank) !== null
-      ? { model, batchSize: num(f.batchSize)!, maxLength: num(f.maxLength)!, loraRank: num(f.loraRank)!, load8bit: f.load8bit, load4bit: f.load4bit }
+      ? {
+          model,
+          batchSize: num(f.batchSize)!,
+          maxLength: num(f.maxLength)!,
+          loraRank: num(f.loraRank)!,
+          load8bit: f.load8bit,
+          load4bit: f.load4bit,
+        }
       : null;
 
   const e = (key: string) => errors[key];
@@ -248,14 +290,22 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
   return (
     <Card title="New fine-tuning task" testId="new-task-card">
       <form className="task-form" onSubmit={submit} noValidate data-testid="new-task-form">
-        <Field label="Base model" htmlFor="f-model" errorKey="model" errors={e('model')}
+        <Field
+          label="Base model"
+          htmlFor="f-model"
+          errorKey="model"
+          errors={e('model')}
           hint={
             recommended.length && largestGb !== null ? (
-              <>★ recommended for a {gb(largestGb)} GPU{recommended[0] ? `; ${modelShort(recommended[0]).replace('-Instruct', '')} is the best fit` : ''}</>
+              <>
+                ★ recommended for a {gb(largestGb)} GPU
+                {recommended[0] ? `; ${modelShort(recommended[0]).replace('-Instruct', '')} is the best fit` : ''}
+              </>
             ) : gpu && !gpu.available ? (
               'No GPU detected: the smallest model is the safest choice.'
             ) : null
-          }>
+          }
+        >
           <select
             id="f-model"
             data-testid="field-model"
@@ -286,12 +336,19 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
           ) : null}
         </Field>
 
-        <Field label="Dataset" htmlFor="f-dataset" errorKey="datasetPath" errors={e('datasetPath')}
+        <Field
+          label="Dataset"
+          htmlFor="f-dataset"
+          errorKey="datasetPath"
+          errors={e('datasetPath')}
           hint={
-            upload?.state === 'uploading' ? `Uploading ${upload.name}…`
-            : upload?.state === 'done' ? `Uploaded ${upload.name}.`
-            : 'Upload a .json or .jsonl file, or give the path of a file or folder in the server’s datasets folders.'
-          }>
+            upload?.state === 'uploading'
+              ? `Uploading ${upload.name}…`
+              : upload?.state === 'done'
+                ? `Uploaded ${upload.name}.`
+                : 'Upload a .json or .jsonl file, or give the path of a file or folder in the server’s datasets folders.'
+          }
+        >
           <input
             id="f-dataset"
             data-testid="field-dataset"
@@ -319,7 +376,13 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
         </Field>
 
         <Field label="Name" htmlFor="f-name" errorKey="name" errors={e('name')} hint="Optional; defaults to “model on dataset”.">
-          <input id="f-name" data-testid="field-name" placeholder="e.g. coder-1.5b-docstrings" value={f.name} onChange={(ev) => set('name', ev.target.value)} />
+          <input
+            id="f-name"
+            data-testid="field-name"
+            placeholder="e.g. coder-1.5b-docstrings"
+            value={f.name}
+            onChange={(ev) => set('name', ev.target.value)}
+          />
         </Field>
 
         <div className="field">
@@ -345,34 +408,127 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
 
         <div className="grid-3">
           <Field label="Batch size" htmlFor="f-batch" errorKey="config.batchSize" errors={e('config.batchSize')}>
-            <input id="f-batch" data-testid="field-batch" type="number" min={1} max={256} step={1} inputMode="numeric" value={f.batchSize} onChange={(ev) => setPresetField('batchSize', ev.target.value)} />
+            <input
+              id="f-batch"
+              data-testid="field-batch"
+              type="number"
+              min={1}
+              max={256}
+              step={1}
+              inputMode="numeric"
+              value={f.batchSize}
+              onChange={(ev) => setPresetField('batchSize', ev.target.value)}
+            />
           </Field>
           <Field label="Grad. accum." htmlFor="f-grad" errorKey="config.gradientAccumulation" errors={e('config.gradientAccumulation')}>
-            <input id="f-grad" data-testid="field-grad" type="number" min={1} max={1024} step={1} value={f.gradientAccumulation} onChange={(ev) => setPresetField('gradientAccumulation', ev.target.value)} />
+            <input
+              id="f-grad"
+              data-testid="field-grad"
+              type="number"
+              min={1}
+              max={1024}
+              step={1}
+              value={f.gradientAccumulation}
+              onChange={(ev) => setPresetField('gradientAccumulation', ev.target.value)}
+            />
           </Field>
           <Field label="Max length" htmlFor="f-maxlen" errorKey="config.maxLength" errors={e('config.maxLength')}>
-            <input id="f-maxlen" data-testid="field-maxlen" type="number" min={16} max={32768} step={64} value={f.maxLength} onChange={(ev) => setPresetField('maxLength', ev.target.value)} />
+            <input
+              id="f-maxlen"
+              data-testid="field-maxlen"
+              type="number"
+              min={16}
+              max={32768}
+              step={64}
+              value={f.maxLength}
+              onChange={(ev) => setPresetField('maxLength', ev.target.value)}
+            />
           </Field>
         </div>
-        <div className="field-hint tight">Effective batch {effectiveBatch || '—'} · {f.load4bit ? '4-bit' : f.load8bit ? '8-bit' : '16-bit'} weights</div>
+        <div className="field-hint tight">
+          Effective batch {effectiveBatch || '—'} · {f.load4bit ? '4-bit' : f.load8bit ? '8-bit' : '16-bit'} weights
+        </div>
 
         <details className="advanced" open={advancedOpen} onToggle={(ev) => setAdvancedOpen((ev.target as HTMLDetailsElement).open)}>
           <summary data-testid="advanced-toggle">Advanced settings</summary>
           <div className="grid-2">
             <Field label="Epochs" htmlFor="f-epochs" errorKey="config.epochs" errors={e('config.epochs')} hint="1–100">
-              <input id="f-epochs" data-testid="field-epochs" type="number" min={1} max={100} step={1} value={f.epochs} onChange={(ev) => set('epochs', ev.target.value)} />
+              <input
+                id="f-epochs"
+                data-testid="field-epochs"
+                type="number"
+                min={1}
+                max={100}
+                step={1}
+                value={f.epochs}
+                onChange={(ev) => set('epochs', ev.target.value)}
+              />
             </Field>
-            <Field label="Learning rate" htmlFor="f-lr" errorKey="config.learningRate" errors={e('config.learningRate')} hint="e.g. 0.0002 (0 < lr ≤ 1)">
-              <input id="f-lr" data-testid="field-lr" type="number" min={0} max={1} step="any" value={f.learningRate} onChange={(ev) => set('learningRate', ev.target.value)} />
+            <Field
+              label="Learning rate"
+              htmlFor="f-lr"
+              errorKey="config.learningRate"
+              errors={e('config.learningRate')}
+              hint="e.g. 0.0002 (0 < lr ≤ 1)"
+            >
+              <input
+                id="f-lr"
+                data-testid="field-lr"
+                type="number"
+                min={0}
+                max={1}
+                step="any"
+                value={f.learningRate}
+                onChange={(ev) => set('learningRate', ev.target.value)}
+              />
             </Field>
-            <Field label="LoRA rank" htmlFor="f-rank" errorKey="config.loraRank" errors={e('config.loraRank')} hint="1–1024; 8–64 is typical">
-              <input id="f-rank" data-testid="field-lora-rank" type="number" min={1} max={1024} step={1} value={f.loraRank} onChange={(ev) => set('loraRank', ev.target.value)} />
+            <Field
+              label="LoRA rank"
+              htmlFor="f-rank"
+              errorKey="config.loraRank"
+              errors={e('config.loraRank')}
+              hint="1–1024; 8–64 is typical"
+            >
+              <input
+                id="f-rank"
+                data-testid="field-lora-rank"
+                type="number"
+                min={1}
+                max={1024}
+                step={1}
+                value={f.loraRank}
+                onChange={(ev) => set('loraRank', ev.target.value)}
+              />
             </Field>
             <Field label="LoRA alpha" htmlFor="f-alpha" errorKey="config.loraAlpha" errors={e('config.loraAlpha')} hint="usually 2 × rank">
-              <input id="f-alpha" data-testid="field-lora-alpha" type="number" min={1} max={4096} step={1} value={f.loraAlpha} onChange={(ev) => set('loraAlpha', ev.target.value)} />
+              <input
+                id="f-alpha"
+                data-testid="field-lora-alpha"
+                type="number"
+                min={1}
+                max={4096}
+                step={1}
+                value={f.loraAlpha}
+                onChange={(ev) => set('loraAlpha', ev.target.value)}
+              />
             </Field>
-            <Field label="Timeout (hours)" htmlFor="f-timeout" errorKey="timeoutMs" errors={e('timeoutMs')} hint="The trainer is stopped after this long.">
-              <input id="f-timeout" data-testid="field-timeout" type="number" min={0.01} max={720} step="any" value={f.timeoutHours} onChange={(ev) => set('timeoutHours', ev.target.value)} />
+            <Field
+              label="Timeout (hours)"
+              htmlFor="f-timeout"
+              errorKey="timeoutMs"
+              errors={e('timeoutMs')}
+              hint="The trainer is stopped after this long."
+            >
+              <input
+                id="f-timeout"
+                data-testid="field-timeout"
+                type="number"
+                min={0.01}
+                max={720}
+                step="any"
+                value={f.timeoutHours}
+                onChange={(ev) => set('timeoutHours', ev.target.value)}
+              />
             </Field>
             <div className="field">
               <span className="label">Quantized loading</span>
@@ -391,9 +547,26 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
               ) : null}
             </div>
           </div>
-          <Field label="Simulated trainer (JSON)" htmlFor="f-sim" errorKey="config.simulate" errors={e('config.simulate')}
-            hint={<>Only for the simulated trainer, e.g. <code>{'{"steps":20,"stepMs":200}'}</code></>}>
-            <textarea id="f-sim" data-testid="field-simulate" rows={2} spellCheck={false} placeholder='{"steps": 20, "stepMs": 200}' value={f.simulate} onChange={(ev) => set('simulate', ev.target.value)} />
+          <Field
+            label="Simulated trainer (JSON)"
+            htmlFor="f-sim"
+            errorKey="config.simulate"
+            errors={e('config.simulate')}
+            hint={
+              <>
+                Only for the simulated trainer, e.g. <code>{'{"steps":20,"stepMs":200}'}</code>
+              </>
+            }
+          >
+            <textarea
+              id="f-sim"
+              data-testid="field-simulate"
+              rows={2}
+              spellCheck={false}
+              placeholder='{"steps": 20, "stepMs": 200}'
+              value={f.simulate}
+              onChange={(ev) => set('simulate', ev.target.value)}
+            />
           </Field>
         </details>
 
@@ -407,7 +580,12 @@ export function NewTaskForm({ gpu, queue, onCreated }: { gpu: GpuInfo | undefine
         ) : null}
 
         <div className="form-actions">
-          <button type="submit" className="btn btn-primary" disabled={create.isPending || upload?.state === 'uploading'} data-testid="submit-task">
+          <button
+            type="submit"
+            className="btn btn-primary"
+            disabled={create.isPending || upload?.state === 'uploading'}
+            data-testid="submit-task"
+          >
             {create.isPending ? 'Submitting…' : 'Submit task'}
           </button>
         </div>

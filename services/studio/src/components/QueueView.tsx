@@ -9,7 +9,13 @@ export function QueueView({ queue, error }: { queue: Queue | undefined; error: s
     <Card
       title="Queue"
       testId="queue-view"
-      aside={queue ? <span className="muted small" data-testid="queue-count">{queue.queuedCount} waiting</span> : null}
+      aside={
+        queue ? (
+          <span className="muted small" data-testid="queue-count">
+            {queue.queuedCount} waiting
+          </span>
+        ) : null
+      }
     >
       {!queue ? (
         <div className="detecting">{error ?? 'Loading the queue…'}</div>
@@ -66,7 +72,11 @@ export function QueueView({ queue, error }: { queue: Queue | undefined; error: s
 
 function Slot({ slot: s }: { slot: Queue['slots'][number] }) {
   return (
-    <div className={`slot ${s.task ? 'slot-busy' : s.blockedReason ? 'slot-blocked' : 'slot-idle'}`} data-testid="queue-slot" data-task-id={s.task?.id ?? ''}>
+    <div
+      className={`slot ${s.task ? 'slot-busy' : s.blockedReason ? 'slot-blocked' : 'slot-idle'}`}
+      data-testid="queue-slot"
+      data-task-id={s.task?.id ?? ''}
+    >
       <div className="slot-head">
         <span className="slot-title">GPU {s.gpuIndex}</span>
         <span className="muted small">slot {s.slotId}</span>

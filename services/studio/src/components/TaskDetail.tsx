@@ -14,12 +14,44 @@ export function TaskDetail({ task }: { task: Task }) {
   return (
     <div className="detail" data-testid="task-detail" data-task-id={task.id}>
       <dl className="spec">
-        <div className="spec-half"><dt>Model</dt><dd className="mono" title={task.spec.model}>{task.spec.model}</dd></div>
-        <div className="spec-half"><dt>Dataset</dt><dd className="mono" title={task.spec.datasetPath}>{task.spec.datasetPath}</dd></div>
-        <div className="spec-full"><dt>Training</dt><dd>{c.epochs} epoch{c.epochs === 1 ? '' : 's'} · batch {c.batchSize} × {c.gradientAccumulation} · max length {c.maxLength} · learning rate {c.learningRate} · LoRA rank {c.loraRank}, alpha {c.loraAlpha} · {quant} weights</dd></div>
-        <div><dt>Output</dt><dd className="mono" title={task.spec.outputDir}>{task.spec.outputDir}</dd></div>
-        <div><dt>Owner</dt><dd>{task.spec.owner}{task.attempt > 1 ? ` · attempt ${task.attempt}` : ''}</dd></div>
-        <div><dt>Run time</dt><dd>{task.startedAt ? duration(task.startedAt, task.finishedAt) : 'not started'} · timeout {formatHours(task.spec.timeoutMs)}</dd></div>
+        <div className="spec-half">
+          <dt>Model</dt>
+          <dd className="mono" title={task.spec.model}>
+            {task.spec.model}
+          </dd>
+        </div>
+        <div className="spec-half">
+          <dt>Dataset</dt>
+          <dd className="mono" title={task.spec.datasetPath}>
+            {task.spec.datasetPath}
+          </dd>
+        </div>
+        <div className="spec-full">
+          <dt>Training</dt>
+          <dd>
+            {c.epochs} epoch{c.epochs === 1 ? '' : 's'} · batch {c.batchSize} × {c.gradientAccumulation} · max length {c.maxLength} ·
+            learning rate {c.learningRate} · LoRA rank {c.loraRank}, alpha {c.loraAlpha} · {quant} weights
+          </dd>
+        </div>
+        <div>
+          <dt>Output</dt>
+          <dd className="mono" title={task.spec.outputDir}>
+            {task.spec.outputDir}
+          </dd>
+        </div>
+        <div>
+          <dt>Owner</dt>
+          <dd>
+            {task.spec.owner}
+            {task.attempt > 1 ? ` · attempt ${task.attempt}` : ''}
+          </dd>
+        </div>
+        <div>
+          <dt>Run time</dt>
+          <dd>
+            {task.startedAt ? duration(task.startedAt, task.finishedAt) : 'not started'} · timeout {formatHours(task.spec.timeoutMs)}
+          </dd>
+        </div>
       </dl>
       {task.error ? (
         <div className="alert alert-error" data-testid="task-error">
@@ -27,7 +59,9 @@ export function TaskDetail({ task }: { task: Task }) {
         </div>
       ) : null}
       {task.stop && task.status !== 'CANCELLED' ? (
-        <div className="alert alert-warn">Stopping: {task.stop.message} (by {task.stop.by})</div>
+        <div className="alert alert-warn">
+          Stopping: {task.stop.message} (by {task.stop.by})
+        </div>
       ) : null}
       {task.cancelReason ? <div className="alert alert-muted">Cancelled: {task.cancelReason}</div> : null}
       <div className="detail-grid">
@@ -174,7 +208,13 @@ function LogView({ taskId, status }: { taskId: string; status: Task['status'] })
       >
         {lines.length === 0 ? (
           <div className="log-empty">
-            {loadError ? `Could not load the log: ${loadError}` : running ? 'Waiting for output…' : finished ? 'No output.' : 'The log starts when the task does.'}
+            {loadError
+              ? `Could not load the log: ${loadError}`
+              : running
+                ? 'Waiting for output…'
+                : finished
+                  ? 'No output.'
+                  : 'The log starts when the task does.'}
           </div>
         ) : (
           lines.map((l) => (
@@ -322,7 +362,10 @@ function Timeline({ task }: { task: Task }) {
         {!loaded && !error ? <li className="tl-note muted">Loading…</li> : null}
         {error ? <li className="tl-note field-error">Could not load the events: {error}</li> : null}
         {groups.map((g) => {
-          const isSelected = selected !== undefined && BigInt(g.first.position) <= BigInt(selected.position) && BigInt(selected.position) <= BigInt(g.last.position);
+          const isSelected =
+            selected !== undefined &&
+            BigInt(g.first.position) <= BigInt(selected.position) &&
+            BigInt(selected.position) <= BigInt(g.last.position);
           return (
             <li
               key={g.key}
@@ -385,7 +428,12 @@ function Timeline({ task }: { task: Task }) {
 
 function ReplayState({ state: s, event, stale }: { state: NonNullable<ReplayResult['state']>; event: StoredEvent; stale: boolean }) {
   return (
-    <div className={`replay-state ${stale ? 'replay-stale' : ''}`} data-testid="replay-state" data-status={s.status} data-position={event.position}>
+    <div
+      className={`replay-state ${stale ? 'replay-stale' : ''}`}
+      data-testid="replay-state"
+      data-status={s.status}
+      data-position={event.position}
+    >
       <div className="replay-state-head">
         <span>
           After <strong>{EVENT_LABEL[event.type] ?? event.type}</strong> at {shortTime(event.recordedAt)} by {event.metadata.actor}

@@ -12,7 +12,13 @@ import { Card, ProgressBar, StatusBadge } from './ui';
 
 type Pending = { kind: 'cancel' | 'delete'; task: Task } | null;
 
-export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; queue: QueueView | undefined; loading: boolean; error: string | null }) {
+export function TaskTable(props: {
+  tasks: Task[] | undefined;
+  more: boolean;
+  queue: QueueView | undefined;
+  loading: boolean;
+  error: string | null;
+}) {
   const { tasks, queue } = props;
   const trpc = useTRPC();
   const qc = useQueryClient();
@@ -57,9 +63,7 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
       return n;
     });
 
-  const shown = (tasks ?? []).filter((t) =>
-    filter === 'all' ? true : filter === 'active' ? !isTerminal(t.status) : isTerminal(t.status),
-  );
+  const shown = (tasks ?? []).filter((t) => (filter === 'all' ? true : filter === 'active' ? !isTerminal(t.status) : isTerminal(t.status)));
   const counts = {
     all: tasks?.length ?? 0,
     active: tasks?.filter((t) => !isTerminal(t.status)).length ?? 0,
@@ -72,7 +76,15 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
       aside={
         <div className="segmented segmented-small" role="tablist" aria-label="Filter tasks">
           {(['all', 'active', 'done'] as const).map((k) => (
-            <button key={k} type="button" role="tab" aria-selected={filter === k} className={filter === k ? 'active' : ''} onClick={() => setFilter(k)} data-testid={`filter-${k}`}>
+            <button
+              key={k}
+              type="button"
+              role="tab"
+              aria-selected={filter === k}
+              className={filter === k ? 'active' : ''}
+              onClick={() => setFilter(k)}
+              data-testid={`filter-${k}`}
+            >
               {k === 'all' ? `All ${counts.all}` : k === 'active' ? `Active ${counts.active}` : `Finished ${counts.all - counts.active}`}
             </button>
           ))}
@@ -118,12 +130,33 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
                       onClick={() => toggle(t.id)}
                     >
                       <td className="col-expand">
-                        <button type="button" className="chevron" aria-expanded={open} aria-label={open ? 'Collapse' : 'Expand'} data-testid="expand" onClick={(e) => { e.stopPropagation(); toggle(t.id); }}>
-                          <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden><path d="M6 4l4 4-4 4" fill="none" stroke="currentColor" strokeWidth="1.8" strokeLinecap="round" strokeLinejoin="round" /></svg>
+                        <button
+                          type="button"
+                          className="chevron"
+                          aria-expanded={open}
+                          aria-label={open ? 'Collapse' : 'Expand'}
+                          data-testid="expand"
+                          onClick={(e) => {
+                            e.stopPropagation();
+                            toggle(t.id);
+                          }}
+                        >
+                          <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden>
+                            <path
+                              d="M6 4l4 4-4 4"
+                              fill="none"
+                              stroke="currentColor"
+                              strokeWidth="1.8"
+                              strokeLinecap="round"
+                              strokeLinejoin="round"
+                            />
+                          </svg>
                         </button>
                       </td>
                       <td className="col-task">
-                        <div className="task-name" data-testid="task-name">{t.spec.name}</div>
+                        <div className="task-name" data-testid="task-name">
+                          {t.spec.name}
+                        </div>
                         <div className="task-sub">
                           {modelShort(t.spec.model)} · <span className="mono">{t.id}</span>
                         </div>
@@ -135,19 +168,41 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
                         <ProgressBar task={t} compact />
                       </td>
                       <td data-testid="queue-pos">
-                        {t.status === 'QUEUED' && pos ? <span className="queue-pos">#{pos}</span> : t.slotId != null && ['PREPARING', 'TRAINING'].includes(t.status) ? <span className="muted">GPU {t.gpuIndex ?? t.slotId}</span> : <span className="muted">—</span>}
+                        {t.status === 'QUEUED' && pos ? (
+                          <span className="queue-pos">#{pos}</span>
+                        ) : t.slotId != null && ['PREPARING', 'TRAINING'].includes(t.status) ? (
+                          <span className="muted">GPU {t.gpuIndex ?? t.slotId}</span>
+                        ) : (
+                          <span className="muted">—</span>
+                        )}
                       </td>
-                      <td title={fullTime(t.createdAt)} className="time">{shortTime(t.createdAt)}</td>
-                      <td title={fullTime(t.startedAt)} className="time">{shortTime(t.startedAt)}</td>
-                      <td title={fullTime(t.finishedAt)} className="time">{shortTime(t.finishedAt)}</td>
+                      <td title={fullTime(t.createdAt)} className="time">
+                        {shortTime(t.createdAt)}
+                      </td>
+                      <td title={fullTime(t.startedAt)} className="time">
+                        {shortTime(t.startedAt)}
+                      </td>
+                      <td title={fullTime(t.finishedAt)} className="time">
+                        {shortTime(t.finishedAt)}
+                      </td>
                       <td className="col-actions" onClick={(e) => e.stopPropagation()}>
                         {canCancel(t) ? (
-                          <button type="button" className="btn btn-small btn-ghost-danger" data-testid="cancel-btn" onClick={() => setPending({ kind: 'cancel', task: t })}>
+                          <button
+                            type="button"
+                            className="btn btn-small btn-ghost-danger"
+                            data-testid="cancel-btn"
+                            onClick={() => setPending({ kind: 'cancel', task: t })}
+                          >
                             Cancel
                           </button>
                         ) : null}
                         {canDelete(t) ? (
-                          <button type="button" className="btn btn-small btn-ghost" data-testid="delete-btn" onClick={() => setPending({ kind: 'delete', task: t })}>
+                          <button
+                            type="button"
+                            className="btn btn-small btn-ghost"
+                            data-testid="delete-btn"
+                            onClick={() => setPending({ kind: 'delete', task: t })}
+                          >
                             Delete
                           </button>
                         ) : null}
@@ -198,7 +253,13 @@ export function TaskTable(props: { tasks: Task[] | undefined; more: boolean; que
             <label className="dialog-label" htmlFor="cancel-reason">
               Reason <span className="muted">(optional, kept in the task’s history)</span>
             </label>
-            <input id="cancel-reason" data-testid="cancel-reason" value={reason} onChange={(e) => setReason(e.target.value)} placeholder="e.g. wrong dataset" />
+            <input
+              id="cancel-reason"
+              data-testid="cancel-reason"
+              value={reason}
+              onChange={(e) => setReason(e.target.value)}
+              placeholder="e.g. wrong dataset"
+            />
           </>
         ) : pending ? (
           <p>The task disappears from the list. Its history stays in the event log; its output files are not removed.</p>

@@ -6,7 +6,11 @@ import { STATUS_LABEL } from '../format';
 export function StatusBadge({ status, stopping }: { status: TaskStatus; stopping?: boolean }) {
   const label = stopping && !isTerminal(status) ? 'Stopping' : STATUS_LABEL[status];
   return (
-    <span className={`badge badge-${stopping && label === 'Stopping' ? 'stopping' : status.toLowerCase()}`} data-testid="status-badge" data-status={status}>
+    <span
+      className={`badge badge-${stopping && label === 'Stopping' ? 'stopping' : status.toLowerCase()}`}
+      data-testid="status-badge"
+      data-status={status}
+    >
       <span className="badge-dot" aria-hidden />
       {label}
     </span>
@@ -16,8 +20,7 @@ export function StatusBadge({ status, stopping }: { status: TaskStatus; stopping
 export function ProgressBar({ task, compact }: { task: Task; compact?: boolean }) {
   const p = task.progress;
   const pct = Math.max(0, Math.min(100, p.percent));
-  const tone =
-    task.status === 'FAILED' ? 'bad' : task.status === 'CANCELLED' ? 'muted' : task.status === 'COMPLETED' ? 'good' : 'live';
+  const tone = task.status === 'FAILED' ? 'bad' : task.status === 'CANCELLED' ? 'muted' : task.status === 'COMPLETED' ? 'good' : 'live';
   const parts: string[] = [];
   if (p.epoch != null && !(compact && (p.totalEpochs ?? 0) <= 1)) parts.push(`epoch ${p.epoch}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
   if (p.step != null) parts.push(`step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}`);
