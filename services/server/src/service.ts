@@ -32,6 +32,7 @@ import { log as processLog } from './log';
 import { externalShare, GpuProbe, type GpuInfo } from './gpu';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { taskOutputDir } from './outputs';
+import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
@@ -252,7 +253,7 @@ export class TrainyardService {
     const id = newTaskId();
     const outputDir = taskOutputDir(id, input.outputDir);
     const spec: TaskSpec = {
-      name: input.name ?? `${input.model.split('/').pop()} on ${datasetPath.split(sep).pop()}`,
+      name: input.name ?? `${input.model.split('/').pop()} on ${uploadedFileName(datasetPath.split(sep).pop() ?? datasetPath)}`,
       model: input.model,
       datasetPath,
       outputDir,

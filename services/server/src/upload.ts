@@ -204,7 +204,7 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
       if (problem) return fail({ status: 400, message: `${name}: ${problem}` });
       closeSync(fd);
       fd = null;
-      const dest = join(opts.uploadsDir, `${randomUUID()}-${name}`);
+      const dest = join(opts.uploadsDir, storedUploadName(name));
       renameSync(tmp, dest);
       tmp = null;
       stored = { file_path: dest, filename: name };
@@ -234,4 +234,16 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
 
 function tooLarge(max: number): string {
   return `the file is larger than the upload limit of ${max} bytes (TRAINYARD_UPLOAD_MAX_BYTES); place larger datasets in a datasets root (TRAINYARD_DATASETS_ROOT)`;
+}
+
+const UPLOAD_PREFIX = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-/;
+
+/** An upload is stored under a unique name: a random UUID before the name it was sent with. */
+function storedUploadName(fileName: string): string {
+  return `${randomUUID()}-${fileName}`;
+}
+
+/** The name a file was uploaded with, from the name it is stored under (other names as they are). */
+export function uploadedFileName(storedName: string): string {
+  return storedName.replace(UPLOAD_PREFIX, '');
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DatasetValidator, datasetFormat, MAX_JSON_TEXT_BYTES, safeFileName } from './upload';
+import { DatasetValidator, datasetFormat, MAX_JSON_TEXT_BYTES, safeFileName, uploadedFileName } from './upload';
 
 const feed = (format: 'json' | 'jsonl', ...chunks: string[]) => {
   const v = new DatasetValidator(format);
@@ -55,5 +55,10 @@ describe('DatasetValidator', () => {
     let problem: string | null = null;
     for (let i = 0; i <= MAX_JSON_TEXT_BYTES / mib.length && !problem; i++) problem = v.push(mib);
     expect(problem).toMatch(/limited to 64 MiB/);
+  });
+
+  it('an uploaded file is named by the name it was sent with, without the unique prefix it is stored under', () => {
+    expect(uploadedFileName('611935b9-0885-4f61-a3cd-103404604a5a-tiny-dataset.jsonl')).toBe('tiny-dataset.jsonl');
+    expect(uploadedFileName('my-data.jsonl')).toBe('my-data.jsonl');
   });
 });
