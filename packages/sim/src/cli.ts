@@ -2,7 +2,7 @@
 // failing seed with its trace; `--seed N --trace` replays one seed exactly.
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
-import { simulate, type SimResult } from './world';
+import { describeViolation, simulate, type SimResult } from './world';
 
 const { values } = parseArgs({
   options: {
@@ -54,7 +54,7 @@ for (const seed of seeds) {
     totals.violations += r.violations.length;
     failing.push(r);
     console.log(
-      `seed ${seed} (slots ${slots}) FAILED:\n  ${r.violations.join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots} --steps ${steps} --trace`,
+      `seed ${seed} (slots ${slots}) FAILED:\n  ${r.violations.map(describeViolation).join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots} --steps ${steps} --trace`,
     );
     if (values.trace || seeds.length === 1) console.log(r.trace.join('\n'));
     if (failing.length >= 5) break;
@@ -65,6 +65,10 @@ console.log(JSON.stringify({ ...totals, seconds: Math.round(seconds * 10) / 10 }
 if (values.out)
   writeFileSync(
     values.out,
-    JSON.stringify({ ...totals, seconds, failing: failing.map((f) => ({ seed: f.seed, violations: f.violations })) }, null, 2),
+    JSON.stringify(
+      { ...totals, seconds, failing: failing.map((f) => ({ seed: f.seed, violations: f.violations.map(describeViolation) })) },
+      null,
+      2,
+    ),
   );
 process.exitCode = failing.length ? 1 : 0;

@@ -28,7 +28,7 @@ import {
   type TaskState,
   type SchedulingPolicy,
 } from '@trainyard/domain';
-import { TaskCommands, type LogLine } from '@trainyard/store';
+import { TaskCommands, type LogLine, type TransactionRunner } from '@trainyard/store';
 import { MemoryDb, SimulatedCrash } from './memory-repo';
 import { Prng } from './prng';
 
@@ -103,6 +103,59 @@ export interface SimOptions {
   lifoQueue?: boolean;
   /** A run decider that gives up on an exit whose last lines the database refused. */
   exitLostWithRefusedLines?: boolean;
+  /** A store that never finds a task by its idempotency key. */
+  forgetIdempotencyKeys?: boolean;
+}
+
+/**
+ * The invariants, each by a stable name a planted-bug spec can assert (the numbers are those of
+ * docs/RELIABILITY.md). Checked after every step (check) unless marked "at the end" (checkEnd).
+ */
+export type SimInvariant =
+  /** A retried idempotency key made a second task, or a fresh key none (submit, submitMany). */
+  | 'idempotency'
+  /** Service work threw something other than a simulated crash: a constraint the database would refuse, an illegal command. */
+  | 'unexpected-error'
+  /** 5: a stream's versions are not 1..n contiguous. */
+  | 'stream-version'
+  /** 2: a task was assigned while one queued before it still waited. */
+  | 'fifo'
+  /** 3: the machine refuses an event of the log (a state the lifecycle does not allow). */
+  | 'log-not-foldable'
+  /** 4: a task's read model is not the fold of its stream. */
+  | 'read-model'
+  /** 1: a slot is held by a task that is not running on it. */
+  | 'slot-holder'
+  /** 1: one task holds two slots. */
+  | 'two-slots'
+  /** 1: a task records a slot whose holder is another task (or none). */
+  | 'phantom-slot'
+  /** 1: a live trainer for a task that holds no slot. */
+  | 'orphan-trainer'
+  /** 1: two live trainers for one task. */
+  | 'double-trainer'
+  /** 6: with the service up, a free slot while tasks queue. */
+  | 'stall'
+  /** At the end: a task that never ended. */
+  | 'stuck'
+  /** At the end: a trainer still running after every task ended. */
+  | 'trainer-at-end'
+  /** At the end: a stored log line with NUL or a lone surrogate. */
+  | 'unsafe-text'
+  /** At the end (4): the task read models differ from a full rebuild of the log. */
+  | 'rebuild-tasks'
+  /** At the end (1, 4): the slot holders differ from a full rebuild of the log. */
+  | 'rebuild-holders';
+
+export interface SimViolation {
+  invariant: SimInvariant;
+  step: number;
+  message: string;
+}
+
+/** One line for a report: `step 12 [fifo]: …`. */
+export function describeViolation(v: SimViolation): string {
+  return `step ${v.step} [${v.invariant}]: ${v.message}`;
 }
 
 export interface SimResult {
@@ -117,7 +170,7 @@ export interface SimResult {
   trainerKills: number;
   vanished: number;
   outcomes: Record<string, number>;
-  violations: string[];
+  violations: SimViolation[];
   trace: string[];
 }
 
@@ -142,7 +195,10 @@ export class World {
       () => this.clock,
       opts.lifoQueue ?? false,
     );
-    this.commands = new TaskCommands(this.db.transaction, {
+    const transaction: TransactionRunner = opts.forgetIdempotencyKeys
+      ? (fn) => this.db.transaction((repo) => fn({ ...repo, findByIdempotencyKey: async () => null }))
+      : this.db.transaction;
+    this.commands = new TaskCommands(transaction, {
       runnerId: RUNNER,
       maxAttempts: 1,
       ...(opts.policy ? { policy: opts.policy } : {}),
@@ -169,8 +225,8 @@ export class World {
     if (this.opts.trace) this.result.trace.push(`[${this.clock - T0}ms] ${line}`);
   }
 
-  private violation(what: string): void {
-    if (this.result.violations.length < 20) this.result.violations.push(`step ${this.result.steps}: ${what}`);
+  private violation(invariant: SimInvariant, message: string): void {
+    if (this.result.violations.length < 20) this.result.violations.push({ invariant, step: this.result.steps, message });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -208,7 +264,7 @@ export class World {
         this.svc = null;
         return;
       }
-      this.violation(`unexpected error: ${(err as Error).stack ?? err}`);
+      this.violation('unexpected-error', `unexpected error: ${(err as Error).stack ?? err}`);
     }
   }
 
@@ -340,8 +396,8 @@ export class World {
     const res = await this.commands.submit(id, spec, { actor: 'user' });
     this.log(`submit ${id} -> ${res.task.id} ${res.task.status}${res.created ? '' : ' (idempotent)'}`);
     if (existing && (res.created || res.task.id !== existing.id))
-      this.violation(`idempotency key ${spec.idempotencyKey} made a second task`);
-    if (!existing && !res.created) this.violation(`fresh key ${spec.idempotencyKey} did not create a task`);
+      this.violation('idempotency', `idempotency key ${spec.idempotencyKey} made a second task`);
+    if (!existing && !res.created) this.violation('idempotency', `fresh key ${spec.idempotencyKey} did not create a task`);
     if (res.created) this.result.tasks++;
     await this.work();
   }
@@ -362,7 +418,10 @@ export class World {
       if (!firstWithKey.has(spec.idempotencyKey)) firstWithKey.set(spec.idempotencyKey, expected);
       this.log(`burst submit ${id} -> ${res.task.id} ${res.task.status}${res.created ? '' : ' (idempotent)'}`);
       if (res.task.id !== expected || res.created !== (expected === id))
-        this.violation(`burst: ${id} with key ${spec.idempotencyKey} got ${res.task.id} (created ${res.created}), expected ${expected}`);
+        this.violation(
+          'idempotency',
+          `burst: ${id} with key ${spec.idempotencyKey} got ${res.task.id} (created ${res.created}), expected ${expected}`,
+        );
       if (res.created) this.result.tasks++;
     });
     await this.work();
@@ -427,6 +486,26 @@ export class World {
       if (p.termAt !== null && !p.ignoreSigterm && this.clock >= p.termAt + 50) this.exitProc(p, { code: 143, signal: null });
       else if (this.clock >= p.endAt) this.exitProc(p, p.outcome);
     }
+  }
+
+  /** A planted bug for the specs: a trainer for `taskId` that no runner started and that never ends on its own. */
+  plantTrainer(taskId: string): number {
+    const pid = this.nextPid++;
+    const runDir = `/runs/${taskId}/planted`;
+    this.procs.set(pid, {
+      pid,
+      startTime: String(this.clock * 10 + pid),
+      taskId,
+      runDir,
+      alive: true,
+      trainingAt: this.clock,
+      endAt: Infinity,
+      outcome: { code: 0, signal: null },
+      ignoreSigterm: true,
+      termAt: null,
+      lastLines: [],
+    });
+    return pid;
   }
 
   private exitProc(p: Proc, how: { code: number | null; signal: string | null }): void {
@@ -699,17 +778,23 @@ export class World {
       await this.guard(() => this.advance(5000));
       this.check();
     }
-    for (const t of this.db.tasks.values()) if (!isTerminal(t.status)) this.violation(`task ${t.id} stuck in ${t.status}`);
-    for (const p of this.procs.values()) if (p.alive) this.violation(`trainer ${p.pid} of ${p.taskId} still running at the end`);
+    this.checkEnd();
+  }
+
+  /** The invariants that hold only once the chaos has stopped and everything has ended. */
+  checkEnd(): void {
+    for (const t of this.db.tasks.values()) if (!isTerminal(t.status)) this.violation('stuck', `task ${t.id} stuck in ${t.status}`);
+    for (const p of this.procs.values())
+      if (p.alive) this.violation('trainer-at-end', `trainer ${p.pid} of ${p.taskId} still running at the end`);
     // Stored output is text the database takes: NUL and lone surrogates became U+FFFD.
     for (const [id, lines] of this.db.logs)
       for (const [seq, line] of lines)
-        if (UNSAFE_TEXT.test(line)) this.violation(`line ${seq} of ${id} stored with NUL or a lone surrogate`);
+        if (UNSAFE_TEXT.test(line)) this.violation('unsafe-text', `line ${seq} of ${id} stored with NUL or a lone surrogate`);
     const rebuilt = rebuildReadModels(this.db.events);
     if (JSON.stringify([...rebuilt.tasks.entries()].sort()) !== JSON.stringify([...this.db.tasks.entries()].sort()))
-      this.violation('read models differ from a full rebuild of the log');
+      this.violation('rebuild-tasks', 'read models differ from a full rebuild of the log');
     if (JSON.stringify([...rebuilt.slotHolders].sort()) !== JSON.stringify([...this.db.holders].sort()))
-      this.violation('slot holders differ from a full rebuild of the log');
+      this.violation('rebuild-holders', 'slot holders differ from a full rebuild of the log');
   }
 
   // -------------------------------------------------------------------------------------------
@@ -723,54 +808,57 @@ export class World {
     const touched = new Set<string>();
     for (const e of fresh) {
       const before = this.shadow.get(e.streamId) ?? initialState();
-      if (e.version !== before.version + 1) this.violation(`stream ${e.streamId}: version ${e.version} after ${before.version}`);
+      if (e.version !== before.version + 1)
+        this.violation('stream-version', `stream ${e.streamId}: version ${e.version} after ${before.version}`);
       const prevStatus = statusOf(before);
       if (e.type === 'TaskAssigned') {
         const queued = [...this.shadow.entries()].filter(([id, s]) => id !== e.streamId && statusOf(s) === 'QUEUED');
         if (prevStatus === 'QUEUED') {
           const mine = BigInt(before.snapshot.context.queuedPosition!);
           const earlier = queued.filter(([, s]) => BigInt(s.snapshot.context.queuedPosition!) < mine);
-          if (earlier.length) this.violation(`FIFO: ${e.streamId} started before ${earlier.map(([id]) => id).join(',')}`);
+          if (earlier.length) this.violation('fifo', `FIFO: ${e.streamId} started before ${earlier.map(([id]) => id).join(',')}`);
         } else if (queued.length) {
-          this.violation(`FIFO: ${e.streamId} skipped the queue (${queued.map(([id]) => id).join(',')} waiting)`);
+          this.violation('fifo', `FIFO: ${e.streamId} skipped the queue (${queued.map(([id]) => id).join(',')} waiting)`);
         }
       }
       try {
         this.shadow.set(e.streamId, evolve(before, e));
       } catch (err) {
-        this.violation(`log not foldable: ${(err as Error).message}`);
+        this.violation('log-not-foldable', `log not foldable: ${(err as Error).message}`);
       }
       touched.add(e.streamId);
     }
     // 4: the read models equal the fold of the log.
     for (const id of touched) {
       const s = this.shadow.get(id);
-      if (s && JSON.stringify(toRecord(s)) !== JSON.stringify(db.tasks.get(id))) this.violation(`read model of ${id} differs from the log`);
+      if (s && JSON.stringify(toRecord(s)) !== JSON.stringify(db.tasks.get(id)))
+        this.violation('read-model', `read model of ${id} differs from the log`);
     }
     // 1: one holder per slot, holders are running tasks, trainers run only for slot holders.
     const holderIds = new Set<string>();
     for (const [slot, id] of db.holders) {
       const t = db.tasks.get(id);
       if (!t || t.slotId !== slot || (t.status !== 'PREPARING' && t.status !== 'TRAINING'))
-        this.violation(`slot ${slot} held by ${id} (${t?.status})`);
-      if (holderIds.has(id)) this.violation(`task ${id} holds two slots`);
+        this.violation('slot-holder', `slot ${slot} held by ${id} (${t?.status})`);
+      if (holderIds.has(id)) this.violation('two-slots', `task ${id} holds two slots`);
       holderIds.add(id);
     }
     for (const t of db.tasks.values())
-      if (t.slotId !== null && db.holders.get(t.slotId) !== t.id) this.violation(`${t.id} thinks it holds slot ${t.slotId}`);
+      if (t.slotId !== null && db.holders.get(t.slotId) !== t.id)
+        this.violation('phantom-slot', `${t.id} thinks it holds slot ${t.slotId}`);
     const liveByTask = new Map<string, number>();
     for (const p of this.procs.values()) {
       if (!p.alive) continue;
       liveByTask.set(p.taskId, (liveByTask.get(p.taskId) ?? 0) + 1);
       if (!holderIds.has(p.taskId))
-        this.violation(`trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no slot`);
+        this.violation('orphan-trainer', `trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no slot`);
     }
-    for (const [id, n] of liveByTask) if (n > 1) this.violation(`${n} trainers run for ${id}`);
+    for (const [id, n] of liveByTask) if (n > 1) this.violation('double-trainer', `${n} trainers run for ${id}`);
     // 6: no stall: with the service up, a free slot and a non-empty queue never coexist.
     if (this.svc) {
       const queued = [...db.tasks.values()].filter((t) => t.status === 'QUEUED').length;
       const free = db.slots.length - db.holders.size;
-      if (queued > 0 && free > 0) this.violation(`stall: ${free} free slot(s) while ${queued} task(s) queue`);
+      if (queued > 0 && free > 0) this.violation('stall', `stall: ${free} free slot(s) while ${queued} task(s) queue`);
     }
   }
 }

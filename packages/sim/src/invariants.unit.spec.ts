@@ -1,0 +1,186 @@
+// Every invariant of the simulation can fail, and says which one failed: each is tripped by a
+// planted bug (a wrong policy, decider or store, run through seeds) or by a doctored state (a bad
+// log, a read model or slot table edited behind the store's back, a trainer no runner started),
+// and the spec names the invariant that must fire, and that no other does.
+import { describe, expect, it } from 'vitest';
+import { type SchedulingPolicy, type StoredTaskEvent, type TaskSpec } from '@trainyard/domain';
+import { simulate, World, type SimInvariant, type SimOptions, type SimViolation } from '.';
+
+const spec = (key: string): TaskSpec => ({
+  name: key,
+  model: 'm-0.5B',
+  datasetPath: '/d.jsonl',
+  outputDir: key,
+  timeoutMs: 3_600_000,
+  owner: 'sim',
+  idempotencyKey: key,
+  config: {
+    epochs: 1,
+    batchSize: 1,
+    gradientAccumulation: 1,
+    learningRate: 1e-4,
+    maxLength: 64,
+    load8bit: false,
+    load4bit: false,
+    loraRank: 8,
+    loraAlpha: 16,
+  },
+});
+
+/** A world with no service running: tasks submitted straight through the real commands. */
+async function worldWith(slots: number, ids: string[]): Promise<World> {
+  const world = new World({ seed: 1, steps: 0, slots });
+  for (const id of ids) await world.commands.submit(id, spec(id), { actor: 'user' });
+  return world;
+}
+
+const kinds = (world: World): SimInvariant[] => world.result.violations.map((v) => v.invariant);
+
+/** The first violation a planted bug causes over up to 200 seeds. */
+async function firstViolation(opts: Omit<SimOptions, 'seed'>): Promise<SimViolation | null> {
+  for (let seed = 1; seed <= 200; seed++) {
+    const r = await simulate({ ...opts, seed });
+    if (r.violations.length) return r.violations[0]!;
+  }
+  return null;
+}
+
+describe('simulation invariants, after every step (World.check)', () => {
+  it('given an honest log and read models, nothing fires', async () => {
+    const world = await worldWith(1, ['a', 'b']);
+    world.check();
+    expect(kinds(world)).toEqual([]);
+    expect(world.db.tasks.get('a')!.status).toBe('PREPARING');
+    expect(world.db.tasks.get('b')!.status).toBe('QUEUED');
+  });
+
+  it('stream-version: an event whose version skips one', async () => {
+    const world = await worldWith(1, ['a']);
+    const last = world.db.events.at(-1)!;
+    world.db.events.push({ ...last, version: last.version + 2, position: String(BigInt(last.position) + 1n) } as StoredTaskEvent);
+    world.check();
+    // The copied event is also illegal where it lands, so the fold refuses it as well.
+    expect(kinds(world)).toEqual(['stream-version', 'log-not-foldable']);
+  });
+
+  it('log-not-foldable: an event the machine refuses in its state (a second TaskSubmitted)', async () => {
+    const world = await worldWith(1, ['a']);
+    const events = world.db.events.filter((e) => e.streamId === 'a');
+    const submitted = events[0]!;
+    world.db.events.push({ ...submitted, version: events.at(-1)!.version + 1, position: '999' });
+    world.check();
+    expect(kinds(world)).toEqual(['log-not-foldable']);
+  });
+
+  it('read-model: a task record that is not the fold of its stream', async () => {
+    const world = await worldWith(1, ['a']);
+    world.db.tasks.set('a', { ...world.db.tasks.get('a')!, attempt: 7 });
+    world.check();
+    expect(kinds(world)).toEqual(['read-model']);
+  });
+
+  it('slot-holder: a slot held by a task that does not exist', async () => {
+    const world = await worldWith(2, ['a']);
+    world.check();
+    world.db.holders.set(1, 'ghost');
+    world.check();
+    expect(kinds(world)).toEqual(['slot-holder']);
+  });
+
+  it('two-slots: one task holding two slots (the second also names a slot it is not on)', async () => {
+    const world = await worldWith(2, ['a']);
+    world.check();
+    world.db.holders.set(1, 'a');
+    world.check();
+    expect(kinds(world)).toEqual(['slot-holder', 'two-slots']);
+  });
+
+  it('phantom-slot: a task records a slot that no longer names it', async () => {
+    const world = await worldWith(1, ['a']);
+    world.check();
+    world.db.holders.delete(0);
+    world.check();
+    expect(kinds(world)).toEqual(['phantom-slot']);
+  });
+
+  it('orphan-trainer: a trainer running for a queued task', async () => {
+    const world = await worldWith(1, ['a', 'b']);
+    world.plantTrainer('b');
+    world.check();
+    expect(kinds(world)).toEqual(['orphan-trainer']);
+  });
+
+  it('double-trainer: two trainers for the task that holds the slot', async () => {
+    const world = await worldWith(1, ['a']);
+    world.plantTrainer('a');
+    world.plantTrainer('a');
+    world.check();
+    expect(kinds(world)).toEqual(['double-trainer']);
+  });
+
+  it('fifo: a queue read newest first', async () => {
+    expect((await firstViolation({ steps: 150, slots: 1, lifoQueue: true }))?.invariant).toBe('fifo');
+  });
+
+  it('stall: a scheduling policy that never assigns', async () => {
+    const idle: SchedulingPolicy = { name: 'never assigns (planted bug)', schedule: () => [] };
+    expect((await firstViolation({ steps: 150, slots: 1, policy: idle }))?.invariant).toBe('stall');
+  });
+
+  it('idempotency: a store that never finds a task by its key', async () => {
+    const found = await firstViolation({ steps: 150, slots: 1, forgetIdempotencyKeys: true });
+    expect(found?.invariant).toBe('idempotency');
+    expect(found?.message).toMatch(/made a second task|\(created true\)/);
+  });
+});
+
+describe('simulation invariants, once everything has ended (World.checkEnd)', () => {
+  /** A world whose one task has ended (cancelled while queued: no slot here). */
+  async function ended(): Promise<World> {
+    const world = await worldWith(0, ['a']);
+    await world.commands.execute('a', { type: 'cancel', reason: 'spec' }, { actor: 'user' });
+    world.check();
+    return world;
+  }
+
+  it('given every task ended and nothing doctored, nothing fires', async () => {
+    const world = await ended();
+    world.checkEnd();
+    expect(kinds(world)).toEqual([]);
+    expect(world.db.tasks.get('a')!.status).toBe('CANCELLED');
+  });
+
+  it('stuck: a task that never ended', async () => {
+    const world = await worldWith(1, ['a']);
+    world.checkEnd();
+    expect(kinds(world)).toEqual(['stuck']);
+  });
+
+  it('trainer-at-end: a trainer still running once its task ended', async () => {
+    const world = await ended();
+    world.plantTrainer('a');
+    world.checkEnd();
+    expect(kinds(world)).toEqual(['trainer-at-end']);
+  });
+
+  it('unsafe-text: a stored line with a NUL', async () => {
+    const world = await ended();
+    world.db.logs.set('a', new Map([[1, 'loss\u00000.1']]));
+    world.checkEnd();
+    expect(kinds(world)).toEqual(['unsafe-text']);
+  });
+
+  it('rebuild-tasks: a read model edited behind the log', async () => {
+    const world = await ended();
+    world.db.tasks.set('a', { ...world.db.tasks.get('a')!, cancelReason: 'edited' });
+    world.checkEnd();
+    expect(kinds(world)).toEqual(['rebuild-tasks']);
+  });
+
+  it('rebuild-holders: a slot holder the log never assigned', async () => {
+    const world = await ended();
+    world.db.holders.set(0, 'a');
+    world.checkEnd();
+    expect(kinds(world)).toEqual(['rebuild-holders']);
+  });
+});
