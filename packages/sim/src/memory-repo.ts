@@ -91,6 +91,25 @@ export class MemoryDb {
     }
   }
 
+  /** Give events their versions after `base`, positions and time, into the working copy. */
+  private store(w: State, streamId: string, base: number, events: readonly NewTaskEvent[], meta: AppendMetadata): StoredTaskEvent[] {
+    const at = new Date(this.now()).toISOString();
+    const stored = events.map(
+      (e, i) =>
+        ({
+          ...e,
+          streamId,
+          version: base + i + 1,
+          position: String(this.nextPosition++),
+          recordedAt: at,
+          metadata: { ...meta, schemaVersion: CURRENT_SCHEMA_VERSION },
+        }) as StoredTaskEvent,
+    );
+    w.versions.set(streamId, base + events.length);
+    w.events.push(...stored);
+    return stored;
+  }
+
   private repo(w: State): TaskRepository {
     return {
       loadTask: async (id) => w.tasks.get(id) ?? null,
@@ -100,21 +119,16 @@ export class MemoryDb {
         this.write(`append ${events.map((e) => e.type).join(',')} to ${streamId}`);
         const actual = w.versions.get(streamId) ?? 0;
         if (actual !== expected) throw new ConcurrencyError(streamId, expected, actual);
-        const at = new Date(this.now()).toISOString();
-        const stored = events.map(
-          (e, i) =>
-            ({
-              ...e,
-              streamId,
-              version: expected + i + 1,
-              position: String(this.nextPosition++),
-              recordedAt: at,
-              metadata: { ...meta, schemaVersion: CURRENT_SCHEMA_VERSION },
-            }) as StoredTaskEvent,
-        );
-        w.versions.set(streamId, expected + events.length);
-        w.events.push(...stored);
-        return stored;
+        return this.store(w, streamId, expected, events, meta);
+      },
+      // One statement in the store: every stream checked before any is written, positions drawn
+      // in the order given.
+      appendNewStreams: async (streams) => {
+        this.write(`append new streams ${streams.map((s) => s.streamId).join(',')}`);
+        const ids = streams.map((s) => s.streamId);
+        if (ids.some((id, i) => (w.versions.get(id) ?? 0) !== 0 || ids.indexOf(id) !== i))
+          throw new ConcurrencyError(ids.join(', '), 0, null);
+        return streams.map((s) => this.store(w, s.streamId, 0, s.events, s.meta));
       },
       project: async (before, after) => {
         this.write(`project ${after.id}`);
@@ -133,6 +147,15 @@ export class MemoryDb {
           w.holders.set(change.acquire, after.id);
         }
       },
+      // The store's INSERT of several task rows: a task that already has one is a conflict.
+      projectNew: async (rows) => {
+        this.write(`project new ${rows.map((r) => r.after.id).join(',')}`);
+        for (const { after } of rows) {
+          if (slotChange(null, after).acquire !== null) throw new Error(`projectNewTasks: task ${after.id} takes a slot; use projectTask`);
+          if (w.tasks.has(after.id)) throw new ConcurrencyError(after.id, 0, null);
+        }
+        for (const { after } of rows) w.tasks.set(after.id, after);
+      },
       appendLogLines: async (taskId, lines) => {
         this.write(`log lines of ${taskId}`);
         if (this.refuseNextLogLines) {
@@ -143,6 +166,10 @@ export class MemoryDb {
         for (const l of lines) w.logs.push({ taskId, line: { ...l, line: safeText(l.line) } });
       },
       listSlots: async () => this.slots.map((s) => ({ ...s, holderTaskId: w.holders.get(s.slotId) ?? null })),
+      // A commit replaces the whole state, so transactions here run one after another: each
+      // already has the queue to itself, as the store's advisory lock gives it.
+      lockQueue: async () => {},
+      countQueued: async () => [...w.tasks.values()].filter((t) => t.status === 'QUEUED').length,
       listQueue: async (limit) =>
         [...w.tasks.values()]
           .filter((t) => t.status === 'QUEUED')

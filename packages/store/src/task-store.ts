@@ -4,8 +4,10 @@
 // A conflict (another writer got there first) rolls everything back and the command is retried.
 //
 // The command logic (TaskCommands) talks to storage through a small repository port, so the
-// same code runs on Postgres/PGlite (SqlTaskRepository, below) and inside the deterministic
-// simulation of the torture suite.
+// same code runs on Postgres/PGlite (sqlRepository, below) and inside the deterministic
+// simulation of the torture suite. Every method of the port is required: a storage that could
+// leave one out would take another path through the commands than Postgres does, and the
+// simulation would test that path instead of the one that runs.
 import {
   CURRENT_SCHEMA_VERSION,
   decide,
@@ -54,21 +56,20 @@ export interface TaskRepository {
    * Serialise, until the transaction ends, every transaction that queues a task or fills a slot.
    * A TaskQueued position is drawn at insert but visible only at commit: without this, a
    * scheduler could give a slot to a task queued at p+1 while the one at p was still committing.
-   * (Optional: storage that runs one transaction at a time needs nothing.)
    */
-  lockQueue?(): Promise<void>;
-  /** Store trainer output lines with the command's events (idempotent per line). Optional. */
-  appendLogLines?(taskId: string, lines: readonly LogLine[]): Promise<void>;
-  /** Tasks queued now (for the "queue is long" warning a submission gets). Optional. */
-  countQueued?(): Promise<number>;
+  lockQueue(): Promise<void>;
+  /** Store trainer output lines with the command's events (idempotent per line). */
+  appendLogLines(taskId: string, lines: readonly LogLine[]): Promise<void>;
+  /** Tasks queued now (for the "queue is long" warning a submission gets). */
+  countQueued(): Promise<number>;
   /**
    * Append the first events of several new streams at once, in the order given (so positions,
-   * and with them queue order, follow it). A stream that already exists is a conflict.
-   * Optional: without it each stream is appended on its own, with the same result.
+   * and with them queue order, follow it). A stream that already exists is a conflict, and
+   * nothing is written.
    */
-  appendNewStreams?(streams: readonly NewStream[]): Promise<StoredTaskEvent[][]>;
-  /** Insert the read-model rows of several new tasks at once. Optional, as above. */
-  projectNew?(rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void>;
+  appendNewStreams(streams: readonly NewStream[]): Promise<StoredTaskEvent[][]>;
+  /** Insert the read-model rows of several new tasks that take no slot (submitted and queued). */
+  projectNew(rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void>;
 }
 
 export interface NewStream {
@@ -111,8 +112,8 @@ export interface SubmitResult extends CommandResult {
   /** False when an idempotency key matched an earlier submission. */
   created: boolean;
   /**
-   * For a task that queued: how many tasks were queued ahead of it when it committed, where the
-   * storage can count them (read in the same transaction, so exact); otherwise undefined.
+   * For a task that queued: how many tasks were queued ahead of it when it committed (read in
+   * the same transaction, so exact); undefined for a task that started at once.
    */
   queuedAhead?: number;
 }
@@ -254,9 +255,9 @@ export class TaskCommands {
     }
     // The queue lock, the slots and the queue length in one round trip: statements sent together
     // on one connection still run in order, so the slots are read under the lock.
-    const [, slotsAtStart, queuedAtStart] = await Promise.all([tx.lockQueue?.(), this.slotViews(tx), tx.countQueued?.()]);
+    const [, slotsAtStart, queuedAtStart] = await Promise.all([tx.lockQueue(), this.slotViews(tx), tx.countQueued()]);
     let slots = slotsAtStart;
-    let queuedAhead = queuedAtStart;
+    let queuedAhead: number | undefined = queuedAtStart;
     let next = 0;
     // While a slot is free, one at a time: a submission may start at once (behind the queue).
     while (next < fresh.length && slots.some(isFree)) {
@@ -274,7 +275,7 @@ export class TaskCommands {
     // all in one append and one projection write: the same events and records as the steps above.
     const rest = fresh.slice(next);
     if (rest.length) {
-      if (queuedAhead === undefined && tx.countQueued) queuedAhead = await tx.countQueued();
+      if (queuedAhead === undefined) queuedAhead = await tx.countQueued();
       const streams: NewStream[] = rest.map((i) => {
         const { taskId, spec, meta } = requests[i]!;
         return {
@@ -283,15 +284,12 @@ export class TaskCommands {
           meta,
         };
       });
-      const stored = tx.appendNewStreams
-        ? await tx.appendNewStreams(streams)
-        : await sequentially(streams, (s) => tx.append(s.streamId, 0, s.events, s.meta));
+      const stored = await tx.appendNewStreams(streams);
       const rows = stored.map((events) => ({
         after: toRecord(events.reduce(evolve, initialState())),
         lastPosition: events[events.length - 1]!.position,
       }));
-      if (tx.projectNew) await tx.projectNew(rows);
-      else await sequentially(rows, (r) => tx.project(null, r.after, r.lastPosition));
+      await tx.projectNew(rows);
       rest.forEach((i, k) => {
         appended.push(...stored[k]!);
         results[i] = {
@@ -316,9 +314,8 @@ export class TaskCommands {
   ): Promise<CommandResult> {
     const lines = opts.logLines ?? [];
     return this.transact(async (tx, appended) => {
-      if (lines.length && !tx.appendLogLines) throw new Error('this storage cannot store log lines with a command');
       // The trainer's last lines (if any) go with the command: same round trip, same commit.
-      const [before] = await Promise.all([tx.loadTask(taskId), lines.length ? tx.appendLogLines!(taskId, lines) : null]);
+      const [before] = await Promise.all([tx.loadTask(taskId), lines.length ? tx.appendLogLines(taskId, lines) : null]);
       if (!before) throw new TaskNotFoundError(taskId);
       const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
       const started = before.slotId !== null && task.slotId === null ? await this.scheduleIn(tx, appended, meta) : [];
@@ -379,13 +376,13 @@ export class TaskCommands {
     let head: TaskRecord[] | null = null;
     const hint = Math.max(1, this.slotCountHint);
     if (slotsRead) {
-      await tx.lockQueue?.();
+      await tx.lockQueue();
       slots = slotsRead;
     } else {
       // The lock, the slots and the head of the queue in one round trip: statements sent
       // together on one connection run in order, so both reads happen under the lock. As many
       // queued tasks as there were slots last time: at most one slot's worth can be short.
-      [, slots, head] = await Promise.all([tx.lockQueue?.(), this.slotViews(tx), tx.listQueue(hint)]);
+      [, slots, head] = await Promise.all([tx.lockQueue(), this.slotViews(tx), tx.listQueue(hint)]);
       this.slotCountHint = slots.length;
     }
     const free = slots.filter(isFree).length;
@@ -436,12 +433,6 @@ function decideSequence(state: TaskState, taskId: string, commands: readonly Tas
     if (i < commands.length - 1) probe = events.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, meta)), probe);
   }
   return decided;
-}
-
-async function sequentially<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (const item of items) out.push(await fn(item));
-  return out;
 }
 
 /** An event as if stored, to decide the next command before the append gives it a place. */
