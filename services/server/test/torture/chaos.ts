@@ -18,12 +18,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
-import { isTerminal, OPEN_STATUSES, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
-import { compareWithLog, openDatabase, type Database } from '@trainyard/store';
+import { OPEN_STATUSES, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
+import { compareWithLog, openDatabase, type Database, type Difference } from '@trainyard/store';
 import { createPgCluster, type PgCluster } from './pg-cluster';
 import { callApi, DATASET, killAllUnder, REPO_ROOT, scanProcesses, ServerProc, stillAlive } from './procs';
 import { Prng } from './prng';
-import { checkFifo, LiveChecker, listAllTasks, LogTracker, PostgresLog, readLogViaApi, Violations, type Violation } from './invariants';
+import {
+  checkFifo,
+  checkOutcomes,
+  checkSubmissions,
+  checkTaskStreams,
+  LiveChecker,
+  listAllTasks,
+  LogTracker,
+  PostgresLog,
+  readLogViaApi,
+  reportDifferences,
+  Violations,
+  type Violation,
+} from './invariants';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -85,7 +98,8 @@ export const PROFILES: Record<string, Profile> = {
     slots: 1,
     compareEvery: 1,
     pglite: { tasks: 16, serverKills: 3, trainerKills: 1, cancels: 3, scheduleMs: 20_000 },
-    two: { creates: 30, cancels: 8, scheduleMs: 20_000, kills: 0 },
+    // At least one kill (planTwo plans exactly `kills`): CI sees two instances survive a SIGKILL, not only share a schema.
+    two: { creates: 30, cancels: 8, scheduleMs: 20_000, kills: 2 },
     stallMs: 5_000,
   },
   medium: {
@@ -205,7 +219,7 @@ function taskSpecs(prng: Prng, n: number, keyPrefix: string): Sub[] {
 
 type KillVariant = 'plain' | 'during-submit' | 'after-start' | 'during-cancel';
 
-type Action =
+export type Action =
   | { at: number; kind: 'submit'; i: number; both?: boolean; burst?: number }
   | { at: number; kind: 'dup'; u: number }
   | { at: number; kind: 'cancel'; u: number; server: number }
@@ -270,7 +284,8 @@ function kindOrder(a: Action): number {
   return ['submit', 'dup', 'cancel', 'kill-trainer', 'kill-server', 'restart-db'].indexOf(a.kind);
 }
 
-function planTwo(seed: number, p: Profile['two'], servers: number): Action[] {
+/** The two-instance schedule: `p.creates` submissions, `p.cancels` cancels and exactly `p.kills` SIGKILLs of an instance. */
+export function planTwo(seed: number, p: Profile['two'], servers: number): Action[] {
   const prng = new Prng(seed).fork('two');
   const actions: Action[] = [];
   const mean = (p.scheduleMs * 0.85) / Math.max(1, p.creates);
@@ -541,8 +556,7 @@ class Scenario {
     try {
       const r = await compareWithLog(db.db);
       this.counters.compares++;
-      for (const d of r.differences)
-        this.v.add('4', step, `${d.kind} ${d.id}${d.fields ? ` fields ${d.fields.join(',')}` : ''}`, `${d.kind}-${d.id}`);
+      reportDifferences(r.differences, this.v, step);
     } catch (err) {
       this.v.add('4', step, `could not fold the PGlite log after a SIGKILL: ${(err as Error).message}`);
     } finally {
@@ -660,13 +674,7 @@ class Scenario {
         if (opts.compare ?? this.stepNo % this.opts.profile.compareEvery === 0) {
           const r = await this.pgLog.compare();
           this.counters.compares++;
-          for (const d of r.differences)
-            this.v.add(
-              '4',
-              step,
-              `${d.kind} ${d.id}${d.fields ? ` fields ${d.fields.join(',')}` : ''}: live ${JSON.stringify(d.live)?.slice(0, 300)} vs log ${JSON.stringify(d.rebuilt)?.slice(0, 300)}`,
-              `${d.kind}-${d.id}`,
-            );
+          reportDifferences(r.differences, this.v, step);
         }
       } catch (err) {
         if (!this.dbDown) this.log(`check at ${step} could not read the database: ${(err as Error).message}`);
@@ -712,23 +720,7 @@ class Scenario {
     await this.check(step, { compare: true });
     const url = this.url(this.upServers()[0] ?? 0);
     const tasks = (await listAllTasks(url)) ?? [];
-    const byId = new Map<string, TaskRecord>();
-    for (const t of tasks) {
-      if (byId.has(t.id)) this.v.add('3', step, `task ${t.id} is listed twice`);
-      byId.set(t.id, t);
-    }
-    // Each acknowledged submission is exactly one task; no task we did not submit.
-    const byKey = new Map<string, TaskRecord[]>();
-    for (const t of tasks) byKey.set(t.spec.idempotencyKey ?? '', [...(byKey.get(t.spec.idempotencyKey ?? '') ?? []), t]);
-    for (const sub of this.subs.filter((s) => s.attempts > 0)) {
-      const found = byKey.get(sub.key) ?? [];
-      if (sub.acked && !byId.has(sub.id!)) this.v.add('3', step, `acknowledged task ${sub.id} (${sub.key}) is missing`);
-      if (found.length > 1)
-        this.v.add('3', step, `submission ${sub.key} became ${found.length} tasks: ${found.map((t) => t.id).join(', ')}`);
-    }
-    const keys = new Set(this.subs.map((s) => s.key));
-    for (const t of tasks)
-      if (!keys.has(t.spec.idempotencyKey ?? '')) this.v.add('3', step, `task ${t.id} was never submitted by this run`);
+    const byId = checkSubmissions(tasks, this.subs, this.v, step);
 
     // The log: what the tail delivered == the whole log; streams; terminal events; FIFO.
     let all: StoredTaskEvent[] | null;
@@ -754,33 +746,9 @@ class Scenario {
     this.tracker.checkStreams(this.v, step, true);
     const fifoPairs = checkFifo(this.tracker, this.v, step);
     this.fifoPairs = fifoPairs;
-    for (const t of tasks) {
-      const terminals = this.tracker.terminalEvents(t.id);
-      const events = this.tracker.streams.get(t.id) ?? [];
-      if (!events.length) this.v.add('4', step, `task ${t.id} has no events in the log`);
-      if (isTerminal(t.status)) {
-        const want = { COMPLETED: 'TaskCompleted', FAILED: 'TaskFailed', CANCELLED: 'TaskCancelled' }[t.status as 'COMPLETED'];
-        if (terminals.length !== 1 || terminals[0]!.type !== want)
-          this.v.add('3', step, `task ${t.id} is ${t.status} with terminal events [${terminals.map((e) => e.type).join(', ')}]`);
-      } else if (terminals.length)
-        this.v.add('3', step, `task ${t.id} is ${t.status} but its stream has ${terminals.map((e) => e.type).join(', ')}`);
-      if (events.filter((e) => e.type === 'TaskAssigned').length > 1 || events.filter((e) => e.type === 'TrainerSpawned').length > 1)
-        this.v.add('1', step, `task ${t.id} was assigned/spawned more than once: ${events.map((e) => e.type).join(', ')}`);
-    }
+    checkTaskStreams(tasks, this.tracker, this.v, step);
 
-    // Outcomes: the chaos may end a task only in the ways it caused.
-    for (const sub of this.subs.filter((s) => s.acked)) {
-      const t = byId.get(sub.id!);
-      if (!t) continue;
-      const ok = this.outcomeOk(sub, t);
-      if (!ok) {
-        this.v.add(
-          'outcome',
-          step,
-          `task ${t.id} (${sub.key}, expected ${sub.expect}${sub.cancel ? `, cancel ${sub.cancel}` : ''}${sub.trainerKilled ? ', trainer killed' : ''}) ended ${t.status}${t.error ? ` (${t.error.reason}: ${t.error.message.split('\n')[0]})` : ''}`,
-        );
-      }
-    }
+    checkOutcomes(this.subs, byId, this.v, step);
 
     // No trainer or shepherd outlives its ended task.
     const until = Date.now() + 8_000;
@@ -804,7 +772,7 @@ class Scenario {
     if (this.pgLog) {
       const r = await this.pgLog.compare();
       this.counters.compares++;
-      for (const d of r.differences) this.v.add('4', step, `after stop: ${d.kind} ${d.id}`, `${d.kind}-${d.id}`);
+      reportDifferences(r.differences, this.v, step, 'after stop: ');
     } else {
       const env: Record<string, string> = { ...(process.env as Record<string, string>), TRAINYARD_DATA_DIR: this.dataDirs[0]! };
       delete env.DATABASE_URL;
@@ -814,8 +782,7 @@ class Scenario {
       this.counters.compares++;
       try {
         const report = JSON.parse((out.stdout ?? '').trim().split('\n').pop()!);
-        for (const d of report.differences as { kind: string; id: string }[])
-          this.v.add('4', step, `rebuild: ${d.kind} ${d.id}`, `${d.kind}-${d.id}`);
+        reportDifferences(report.differences as Difference[], this.v, step, 'rebuild: ');
         if (report.tasks !== tasks.length) this.v.add('4', step, `rebuild folded ${report.tasks} tasks, the API listed ${tasks.length}`);
       } catch {
         this.v.add('4', step, `npm run rebuild -- --json failed: ${(out.stderr ?? '').slice(-500)}`);
@@ -827,19 +794,6 @@ class Scenario {
 
   fifoPairs = 0;
   byStatus: Record<string, number> = {};
-
-  private outcomeOk(sub: Sub, t: TaskRecord): boolean {
-    const s: TaskStatus = t.status;
-    if (sub.cancel === 'acked') return s === 'CANCELLED';
-    const natural =
-      (sub.expect === 'complete' && s === 'COMPLETED') ||
-      (sub.expect === 'exit' && s === 'FAILED' && t.error?.reason === 'exit') ||
-      (sub.expect === 'signal' && s === 'FAILED' && t.error?.reason === 'signal');
-    if (natural) return true;
-    if (sub.cancel && s === 'CANCELLED') return true;
-    if (sub.trainerKilled && s === 'FAILED' && t.error?.reason === 'signal') return true;
-    return false;
-  }
 
   async cleanup(keep: boolean): Promise<string | null> {
     for (const s of this.servers) await s.kill('SIGKILL').catch(() => {});

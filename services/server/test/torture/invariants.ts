@@ -7,8 +7,8 @@
 //   4 read models == fold of the log
 //   5 streams: versions 1..n contiguous, positions grow with version, nothing lost or doubled
 //   6 no stall: never a free unblocked slot for long while tasks are queued
-import { ACTIVE_STATUSES, isActive, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
-import { compareWithLog, readAll, readCommittedAfter, TAIL_START, type Database, type TailCursor } from '@trainyard/store';
+import { ACTIVE_STATUSES, isActive, isTerminal, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { compareWithLog, readAll, readCommittedAfter, TAIL_START, type Database, type Difference, type TailCursor } from '@trainyard/store';
 import { callApi, scanProcesses, stillAlive, type ApiResult, type OurProcess } from './procs';
 
 const TERMINAL_TYPES = new Set(['TaskCompleted', 'TaskFailed', 'TaskCancelled']);
@@ -161,6 +161,97 @@ export function checkFifo(tracker: LogTracker, v: Violations, step: string): num
 }
 
 // ---------------------------------------------------------------------------------------------
+// The final verdict, once everything has ended.
+
+/** A submission as the run made it: its key, whether (and as what) it was acknowledged. */
+export interface Submission {
+  key: string;
+  id: string | null;
+  acked: boolean;
+  attempts: number;
+}
+
+/** What the run planned for a task and did to it: the only ways it may end. */
+export interface PlannedOutcome extends Submission {
+  expect: 'complete' | 'exit' | 'signal';
+  cancel: 'acked' | 'conflict' | 'unknown' | null;
+  trainerKilled: boolean;
+}
+
+/**
+ * Invariant 3 over the task list: no task listed twice, each acknowledged submission exactly one
+ * task (by its idempotency key), no task the run did not submit. Returns the tasks by id.
+ */
+export function checkSubmissions(
+  tasks: readonly TaskRecord[],
+  subs: readonly Submission[],
+  v: Violations,
+  step: string,
+): Map<string, TaskRecord> {
+  const byId = new Map<string, TaskRecord>();
+  for (const t of tasks) {
+    if (byId.has(t.id)) v.add('3', step, `task ${t.id} is listed twice`);
+    byId.set(t.id, t);
+  }
+  const byKey = new Map<string, TaskRecord[]>();
+  for (const t of tasks) byKey.set(t.spec.idempotencyKey ?? '', [...(byKey.get(t.spec.idempotencyKey ?? '') ?? []), t]);
+  for (const sub of subs.filter((s) => s.attempts > 0)) {
+    const found = byKey.get(sub.key) ?? [];
+    if (sub.acked && !byId.has(sub.id!)) v.add('3', step, `acknowledged task ${sub.id} (${sub.key}) is missing`);
+    if (found.length > 1) v.add('3', step, `submission ${sub.key} became ${found.length} tasks: ${found.map((t) => t.id).join(', ')}`);
+  }
+  const keys = new Set(subs.map((s) => s.key));
+  for (const t of tasks) if (!keys.has(t.spec.idempotencyKey ?? '')) v.add('3', step, `task ${t.id} was never submitted by this run`);
+  return byId;
+}
+
+/**
+ * Each listed task against its stream: it has one (4); an ended task has exactly the one
+ * terminal event of its status, an open one none (3); never assigned or spawned twice (1).
+ */
+export function checkTaskStreams(tasks: readonly TaskRecord[], tracker: LogTracker, v: Violations, step: string): void {
+  for (const t of tasks) {
+    const terminals = tracker.terminalEvents(t.id);
+    const events = tracker.streams.get(t.id) ?? [];
+    if (!events.length) v.add('4', step, `task ${t.id} has no events in the log`);
+    if (isTerminal(t.status)) {
+      const want = { COMPLETED: 'TaskCompleted', FAILED: 'TaskFailed', CANCELLED: 'TaskCancelled' }[t.status as 'COMPLETED'];
+      if (terminals.length !== 1 || terminals[0]!.type !== want)
+        v.add('3', step, `task ${t.id} is ${t.status} with terminal events [${terminals.map((e) => e.type).join(', ')}]`);
+    } else if (terminals.length)
+      v.add('3', step, `task ${t.id} is ${t.status} but its stream has ${terminals.map((e) => e.type).join(', ')}`);
+    if (events.filter((e) => e.type === 'TaskAssigned').length > 1 || events.filter((e) => e.type === 'TrainerSpawned').length > 1)
+      v.add('1', step, `task ${t.id} was assigned/spawned more than once: ${events.map((e) => e.type).join(', ')}`);
+  }
+}
+
+/** `outcome`: the chaos may end a task only in the ways it caused (a kill or a restart changes no outcome). */
+export function checkOutcomes(subs: readonly PlannedOutcome[], byId: ReadonlyMap<string, TaskRecord>, v: Violations, step: string): void {
+  for (const sub of subs.filter((s) => s.acked)) {
+    const t = byId.get(sub.id!);
+    if (!t || outcomeOk(sub, t)) continue;
+    v.add(
+      'outcome',
+      step,
+      `task ${t.id} (${sub.key}, expected ${sub.expect}${sub.cancel ? `, cancel ${sub.cancel}` : ''}${sub.trainerKilled ? ', trainer killed' : ''}) ended ${t.status}${t.error ? ` (${t.error.reason}: ${t.error.message.split('\n')[0]})` : ''}`,
+    );
+  }
+}
+
+function outcomeOk(sub: PlannedOutcome, t: TaskRecord): boolean {
+  const s: TaskStatus = t.status;
+  if (sub.cancel === 'acked') return s === 'CANCELLED';
+  const natural =
+    (sub.expect === 'complete' && s === 'COMPLETED') ||
+    (sub.expect === 'exit' && s === 'FAILED' && t.error?.reason === 'exit') ||
+    (sub.expect === 'signal' && s === 'FAILED' && t.error?.reason === 'signal');
+  if (natural) return true;
+  if (sub.cancel && s === 'CANCELLED') return true;
+  if (sub.trainerKilled && s === 'FAILED' && t.error?.reason === 'signal') return true;
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reading the log.
 
 /** Tails the log of a Postgres schema over a direct connection, as the service's feed does. */
@@ -188,6 +279,21 @@ export class PostgresLog {
   /** Invariant 4 on one consistent snapshot (works while the service runs). */
   async compare() {
     return this.db.db.transaction((tx) => compareWithLog(tx), { isolationLevel: 'repeatable read', accessMode: 'read only' });
+  }
+}
+
+/**
+ * Invariant 4: every difference between the read models and the fold of the log is a violation
+ * (once per task or slot). `context` says when it was seen (after a stop, by a rebuild).
+ */
+export function reportDifferences(differences: readonly Difference[], v: Violations, step: string, context = ''): void {
+  for (const d of differences) {
+    const fields = d.fields ? ` fields ${d.fields.join(',')}` : '';
+    const seen =
+      d.live !== undefined || d.rebuilt !== undefined
+        ? `: live ${JSON.stringify(d.live)?.slice(0, 300)} vs log ${JSON.stringify(d.rebuilt)?.slice(0, 300)}`
+        : '';
+    v.add('4', step, `${context}${d.kind} ${d.id}${fields}${seen}`, `${d.kind}-${d.id}`);
   }
 }
 

@@ -1,7 +1,8 @@
 // Two services (own data folders, own runner ids) on one Postgres schema, creates and cancels
-// sent to either at random (sometimes the same key to both at once), with one and with two GPU
-// slots: never two holders of a slot, never two trainers for one task, no acknowledged create
-// lost, every acknowledged cancel ends CANCELLED; plus every invariant of the torture suite.
+// sent to either at random (sometimes the same key to both at once), an instance SIGKILLed and
+// restarted now and then (twice in the ci profile), with one and with two GPU slots: never two
+// holders of a slot, never two trainers for one task, no acknowledged create lost, every
+// acknowledged cancel ends CANCELLED; plus every invariant of the torture suite.
 // The seed is random and printed; replay with TORTURE_SEED=<seed>, or
 //   npx tsx services/server/test/torture/chaos-cli.ts --profile ci --seed <seed> --scenarios two --slots <1|2>
 import { describe, expect, it } from 'vitest';
@@ -30,6 +31,9 @@ describe.skipIf(!backendAvailable(postgres))('two instances on one Postgres sche
       if (report.violations.length) console.log(lines.join('\n'));
       expect(report.violations).toEqual([]);
       expect(report.tasks.acknowledged).toBe(PROFILES.ci!.two.creates);
+      // The plan kills (chaos.unit.spec.ts); this says the kills happened and were survived.
+      expect(report.serverKills).toBe(PROFILES.ci!.two.kills);
+      expect(report.serverKills).toBeGreaterThanOrEqual(1);
     });
   }
 });
