@@ -6,6 +6,7 @@ import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
 import { storageFromEnv, type OpenOptions } from '@trainyard/store';
 import { parseAllowedHosts } from './http-guard';
+import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './trainer/defaults.mjs';
 import { ENV_PATTERN_RE } from './trainer/env';
 
 const HOUR = 3_600_000;
@@ -172,8 +173,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.
     runnerId: env.TRAINYARD_INSTANCE || `${hostname()}:${resolve(storage.dataRoot, 'runs')}`,
     pollMs: read('TRAINYARD_POLL_MS', intFrom('TRAINYARD_POLL_MS', 10, 60_000), 250),
-    logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), 4096),
-    logMaxLinesPerSecond: read('TRAINYARD_LOG_LINES_PER_SECOND', intFrom('TRAINYARD_LOG_LINES_PER_SECOND', 1, 1_000_000), 200),
+    logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), DEFAULT_LOG_LINE_BYTES),
+    logMaxLinesPerSecond: read(
+      'TRAINYARD_LOG_LINES_PER_SECOND',
+      intFrom('TRAINYARD_LOG_LINES_PER_SECOND', 1, 1_000_000),
+      DEFAULT_LOG_LINES_PER_SECOND,
+    ),
     maxSubscriptions: read('TRAINYARD_MAX_SUBSCRIPTIONS', intFrom('TRAINYARD_MAX_SUBSCRIPTIONS', 1, 1_000_000), 1000),
     maxSubscriptionsPerClient: read(
       'TRAINYARD_MAX_SUBSCRIPTIONS_PER_CLIENT',

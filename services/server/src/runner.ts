@@ -38,7 +38,8 @@ import {
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
 import { checkArtifact, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
-import { readExit, readTrainerInfo, RunTailer, FILES, type ExitInfo, type OutputLine } from './trainer/run';
+import { readExit, readTrainerInfo, FILES, type ExitInfo, type OutputLine } from './trainer/run-folder';
+import { RunTailer } from './trainer/tailer';
 import { Deadlines } from './runner/deadlines';
 import { DATASET_DIR, launchTrainer, resolveOutputDir } from './runner/launcher';
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
@@ -309,7 +310,7 @@ export class Runner {
     const fromSeq = await this.retry(() => lastLogSeq(this.store.db, task.id));
     const outputDir = resolveOutputDir(this.config, task);
     const artifactLimits = { maxPerTask: this.config.artifactsMaxPerTask, maxPathChars: this.config.artifactPathMaxChars };
-    const throttle = new ProgressThrottle(1000);
+    const throttle = new ProgressThrottle();
     const output = outputBuffer(async (lines) => {
       await this.storeLines(task.id, lines);
       this.events.emit('logs', task.id);

@@ -37,7 +37,7 @@ import { Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
-import { ensurePrivateDir, writePrivateFile } from './trainer/run';
+import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
 
 /** A problem with one input field, reported next to that field. */
 export class FieldError extends Error {

@@ -6,15 +6,8 @@ import type { TaskRecord } from '@trainyard/domain';
 import type { ServiceConfig } from '../config';
 import { DatasetError, stageDataset } from '../datasets';
 import { trainerEnv } from '../trainer/env';
-import {
-  discardUnstartedLaunch,
-  ensurePrivateDir,
-  FILES,
-  launchShepherd,
-  waitForTrainerInfo,
-  writePrivateFile,
-  type LaunchSpec,
-} from '../trainer/run';
+import { launchShepherd, waitForTrainerInfo, type LaunchSpec } from '../trainer/launch';
+import { discardUnstartedLaunch, ensurePrivateDir, FILES, writePrivateFile } from '../trainer/run-folder';
 import type { StandbyPool } from './standby-pool';
 
 /** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
@@ -34,7 +27,7 @@ export async function launchTrainer(
   log: { info(msg: string): void; warn(msg: string): void },
 ): Promise<LaunchResult> {
   const outputDir = resolveOutputDir(config, task);
-  // Sync calls: microseconds each, where a thread-pool round trip costs more (see run.ts).
+  // Sync calls: microseconds each, where a thread-pool round trip costs more (see run-folder.ts).
   ensurePrivateDir(config.runsDir, runDir);
   mkdirSync(outputDir, { recursive: true });
   // The trainer reads a checked copy, never the submitted path (see datasets.ts).

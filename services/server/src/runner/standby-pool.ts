@@ -1,7 +1,7 @@
 // The standby pool: one shepherd started ahead of need and handed the next run (see
 // StandbyShepherd), so a launch skips Node's start-up. Replaced in the background after each
 // launch; when none is ready (first launch, it died), the launcher spawns a fresh shepherd.
-import { StandbyShepherd } from '../trainer/run';
+import { StandbyShepherd } from '../trainer/standby';
 
 export class StandbyPool {
   private standby: StandbyShepherd | null = null;

@@ -1,50 +1,12 @@
 // Process helpers built on Linux /proc. A pid alone is not an identity (pids are reused),
-// so a trainer is identified by (pid, start time), the start time being field 22 of
-// /proc/<pid>/stat (clock ticks since boot). shepherd.mjs carries a copy of
-// parseProcStat/readProcessStartTime; keep the two in step.
+// so a trainer is identified by (pid, start time); reading the start time is proc-stat.mjs's,
+// shared with the shepherd.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { readProcStat, type ProcStat } from './proc-stat.mjs';
+import { RUN_FILES } from './run-files.mjs';
 
-export interface ProcStat {
-  /** Field 3: R, S, D, Z (zombie), T, X (dead), ... */
-  state: string;
-  /** Field 22, as a string: it may exceed 2^53 on a machine with a long uptime. */
-  startTime: string;
-}
-
-/**
- * Parses the text of /proc/<pid>/stat. Field 2 is `(comm)`, which may itself contain
- * spaces and parentheses, so fields are counted from after the LAST ')'.
- */
-export function parseProcStat(text: string): ProcStat | null {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  // After ") " come fields 3, 4, ...; field N is at index N - 3.
-  const fields = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/);
-  const state = fields[0];
-  const startTime = fields[22 - 3];
-  if (!state || !startTime || !/^\d+$/.test(startTime)) return null;
-  return { state, startTime };
-}
-
-export function readProcStat(pid: number): ProcStat | null {
-  if (!Number.isInteger(pid) || pid <= 0) return null;
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  return parseProcStat(text);
-}
-
-/** Start time of `pid` (field 22 of /proc/<pid>/stat), or null if there is no such process. */
-export function readProcessStartTime(pid: number): string | null {
-  return readProcStat(pid)?.startTime ?? null;
-}
+export { parseProcStat, readProcStat, readProcessStartTime, type ProcStat } from './proc-stat.mjs';
 
 /**
  * True when `pid` exists, is not a zombie, and started at `startTime`: a pid reused by
@@ -75,9 +37,6 @@ export function signalGroup(pid: number, signal: NodeJS.Signals | number): boole
   }
 }
 
-/** The run folder's record of the standby shepherd the runner handed it to (see run.ts). */
-export const SHEPHERD_FILE = 'shepherd.json';
-
 function isShepherdArgv(argv: string[]): number {
   return argv.findIndex((a) => a.endsWith('shepherd.mjs'));
 }
@@ -102,7 +61,7 @@ function isLive(stat: ProcStat | null): stat is ProcStat {
 function shepherdOfFile(runDir: string): number | null {
   let raw: { pid?: unknown; startTime?: unknown };
   try {
-    raw = JSON.parse(readFileSync(join(runDir, SHEPHERD_FILE), 'utf8')) as typeof raw;
+    raw = JSON.parse(readFileSync(join(runDir, RUN_FILES.shepherd), 'utf8')) as typeof raw;
   } catch {
     return null; // absent, or torn (it is renamed into place whole, so: never written)
   }

@@ -7,6 +7,7 @@
 // `epoch` is the 1-based index of the current epoch, `step` the global optimizer step.
 // The parse itself lives in protocol-parse.mjs, shared with the shepherd (plain Node).
 import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { DEFAULT_PROGRESS_INTERVAL_MS } from './defaults.mjs';
 
 export { parseTrainerLine } from './protocol-parse.mjs';
 export type { ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
@@ -67,8 +68,6 @@ export function progressRecord(p: Omit<ProgressMessage, 'type'>): {
     loss: p.loss ?? null,
   };
 }
-
-const DEFAULT_PROGRESS_INTERVAL_MS = 2000;
 
 /**
  * Decides which progress reports become durable events, so the event log does not get

@@ -2,13 +2,15 @@
 // @ts-check
 // Trainer shepherd: `node shepherd.mjs <runDir>`, or `node shepherd.mjs --standby`.
 //
-// Started detached (own session, unref'ed) by run.ts so that it outlives the service. It runs
+// Started detached (own session, unref'ed) by launch.ts so that it outlives the service. It runs
 // the trainer described by <runDir>/launch.json as the leader of its own process group and
 // records everything in files of <runDir>:
 //   trainer.json  {pid, startTime}                      written atomically right after spawn
 //   output.jsonl  {"seq","stream","line","t"} per line   appended synchronously, in order
 //   exit.json     {code, signal, endedAt[, error]}       written atomically, last of all
-// Plain JavaScript (no tsx) so it starts fast and has no dependencies.
+// Plain JavaScript (no tsx) so it starts fast. Its pure parts are the sibling .mjs modules it
+// shares with the service: run-files (names, modes, atomic writes), proc-stat (start time),
+// line-splitter, output-limits (rate and totals), defaults, protocol-parse.
 //
 // Standby mode: Node's own start-up (~60 ms) used to sit between one trainer's exit and the next
 // one's start. The runner therefore keeps one shepherd started ahead of need, with `--standby`
@@ -20,45 +22,31 @@
 // handing us a run: we exit at once and touch nothing, so a standby never outlives its service
 // and a folder whose line was never sent is launched again by recovery.
 import { spawn } from 'node:child_process';
-import { closeSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, appendFileSync } from 'node:fs';
+import { closeSync, fsyncSync, readFileSync, renameSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { safeText } from '@trainyard/domain/safe-text';
-import { parseTrainerLine } from './protocol-parse.mjs';
+import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './defaults.mjs';
+import { createLineSplitter } from './line-splitter.mjs';
+import { createOutputLimiter } from './output-limits.mjs';
+import { readProcessStartTime } from './proc-stat.mjs';
+import {
+  jsonFileText,
+  openPrivate,
+  PRIVATE_FILE_MODE,
+  RUN_FILES,
+  STANDBY_FLAG,
+  tempPathFor,
+  writeAll,
+  writeJsonAtomicSync,
+} from './run-files.mjs';
 
-/**
- * @typedef {object} LaunchFile
- * @property {string[]} argv
- * @property {Record<string, string>} env
- * @property {string} cwd
- * @property {number} maxLineBytes
- * @property {number} maxLinesPerSecond
- * @property {number} [maxProtocolLinesPerSecond]
- * @property {number} [maxProtocolLinesPerTask]
- * @property {number} [maxBytesPerTask]
- */
+/** @typedef {import('./run-files.d.mts').LaunchFile} LaunchFile */
 
-const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
-const DEFAULT_MAX_LINES_PER_SECOND = 500;
 /** After the trainer exits, how long to wait for its stdio to close (a grandchild may hold it). */
 const STDIO_GRACE_MS = 3000;
 
-/** Run files hold a trainer's output: this user's only, whatever the umask (run.ts does the same). */
-const PRIVATE_FILE_MODE = 0o600;
-
-/**
- * Opens a run file with mode 0600 (set again with fchmod: the umask may have taken bits away).
- * @param {string} file
- * @param {'w' | 'a'} flags
- */
-function openPrivate(file, flags) {
-  const fd = openSync(file, flags, PRIVATE_FILE_MODE);
-  fchmodSync(fd, PRIVATE_FILE_MODE);
-  return fd;
-}
-
-const STANDBY_FLAG = '--standby';
 /** Longest run folder line a standby accepts (a path; the service writes it in one write). */
-const MAX_LINE_BYTES = 16 * 1024;
+const MAX_RUN_DIR_LINE_BYTES = 16 * 1024;
 
 /** The run folder this shepherd works in: from argv, or for a standby from its stdin line. */
 let runDir = process.argv[2] ?? '';
@@ -70,67 +58,10 @@ if (!runDir) {
 /** @param {string} message */
 function shepherdLog(message) {
   try {
-    appendFileSync(join(runDir, 'shepherd.log'), `${new Date().toISOString()} ${message}\n`, { mode: PRIVATE_FILE_MODE });
+    appendFileSync(join(runDir, RUN_FILES.shepherdLog), `${new Date().toISOString()} ${message}\n`, { mode: PRIVATE_FILE_MODE });
   } catch {
     // nowhere left to report to
   }
-}
-
-/**
- * Writes `value` as JSON to `file` atomically: temp file, fsync, rename.
- * @param {string} file
- * @param {unknown} value
- */
-function writeJsonAtomic(file, value) {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openPrivate(tmp, 'w');
-  try {
-    writeAll(fd, Buffer.from(`${JSON.stringify(value)}\n`));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-}
-
-/**
- * @param {number} fd
- * @param {Buffer} buf
- */
-function writeAll(fd, buf) {
-  let off = 0;
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-}
-
-// Mirrors parseProcStat/readProcessStartTime in proc.ts: field 22 of /proc/<pid>/stat,
-// counted after the last ')' because field 2, (comm), may contain spaces and parens.
-/** @param {number} pid @returns {string | null} */
-function readProcessStartTime(pid) {
-  let text;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const startTime = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/)[22 - 3];
-  return startTime && /^\d+$/.test(startTime) ? startTime : null;
-}
-
-/**
- * Largest cut point <= max that does not split a UTF-8 character of `buf`.
- * @param {Buffer} buf
- * @param {number} max
- */
-function utf8Boundary(buf, max) {
-  let i = Math.min(max, buf.length);
-  // buf[i] is the first byte dropped; while it is a continuation byte, we'd split a char.
-  while (i > 0 && i < buf.length && ((buf[i] ?? 0) & 0xc0) === 0x80) i--;
-  return i;
 }
 
 /** @type {number | null} */
@@ -146,14 +77,14 @@ let childPid;
 function writeExit(value) {
   if (exitWritten) return;
   exitWritten = true;
-  writeJsonAtomic(join(runDir, 'exit.json'), value);
+  writeJsonAtomicSync(join(runDir, RUN_FILES.exit), value);
 }
 
 function main() {
   /** @type {LaunchFile} */
   let launch;
   try {
-    launch = JSON.parse(readFileSync(join(runDir, 'launch.json'), 'utf8'));
+    launch = JSON.parse(readFileSync(join(runDir, RUN_FILES.launch), 'utf8'));
     if (!Array.isArray(launch.argv) || launch.argv.length === 0) throw new Error('argv is empty');
   } catch (err) {
     writeExit({
@@ -164,243 +95,66 @@ function main() {
     });
     process.exit(0);
   }
-  const maxLineBytes = positiveInt(launch.maxLineBytes, DEFAULT_MAX_LINE_BYTES);
-  const maxLinesPerSecond = positiveInt(launch.maxLinesPerSecond, DEFAULT_MAX_LINES_PER_SECOND);
+  const maxLineBytes = positiveInt(launch.maxLineBytes, DEFAULT_LOG_LINE_BYTES);
+  const maxLinesPerSecond = positiveInt(launch.maxLinesPerSecond, DEFAULT_LOG_LINES_PER_SECOND);
   // Absent: no limit (the service's configuration is the one home of their defaults).
   const maxProtocolLinesPerSecond = positiveInt(launch.maxProtocolLinesPerSecond, Infinity);
   const maxProtocolLinesPerTask = positiveInt(launch.maxProtocolLinesPerTask, Infinity);
   const maxBytesPerTask = positiveInt(launch.maxBytesPerTask, Infinity);
 
-  outFd = openPrivate(join(runDir, 'output.jsonl'), 'a');
+  outFd = openPrivate(join(runDir, RUN_FILES.output), 'a');
 
-  // ---- limits ----
-  // Plain log lines: a rate per second, and a total of bytes per run past which they are
-  // dropped. Protocol lines (a full parse decides, so a junk line that only starts like one is a
-  // plain line): their own rate and total, and not the byte total (they carry the run's
-  // progress and artifacts). A progress message the rate drops is kept until the second ends
-  // and then written, if no newer one came, so the last progress of a burst is never lost.
-  let windowStart = 0;
-  let windowCount = 0;
-  let dropped = 0;
-  let protocolWindowCount = 0;
-  let protocolDropped = 0;
-  let protocolTotal = 0;
-  let protocolOverTotal = 0;
-  /** @type {string | null} */
-  let pendingProgress = null;
-  let bytesStored = 0;
-  let overBytes = 0;
+  // ---- limits (output-limits.mjs) ----
   /** @type {NodeJS.Timeout | null} */
   let windowTimer = null;
-
-  /** @param {number} now @returns {string[]} records to write */
-  function rollWindow(now) {
-    /** @type {string[]} */
-    const out = [];
-    if (pendingProgress !== null) {
-      protocolTotal += 1;
-      out.push(record('stdout', pendingProgress, now));
-      pendingProgress = null;
-    }
-    if (dropped > 0) {
-      out.push(record('stderr', `[trainyard] dropped ${dropped} lines (rate limit)`, now));
-      dropped = 0;
-    }
-    if (protocolDropped > 0) {
-      out.push(
-        record(
-          'stderr',
-          `[trainyard] dropped ${protocolDropped} protocol lines (rate limit, TRAINYARD_LOG_PROTOCOL_LINES_PER_SECOND)`,
-          now,
-        ),
-      );
-      protocolDropped = 0;
-    }
-    windowStart = now;
-    windowCount = 0;
-    protocolWindowCount = 0;
-    if (windowTimer) {
-      clearTimeout(windowTimer);
-      windowTimer = null;
-    }
-    return out;
-  }
-
-  /** At the end of the run: how many lines the totals dropped, one marker line each. @param {number} now */
-  function totalsReport(now) {
-    /** @type {string[]} */
-    const out = [];
-    if (overBytes > 0)
-      out.push(
-        record(
-          'stderr',
-          `[trainyard] dropped ${overBytes} log lines past ${maxBytesPerTask} bytes of output (TRAINYARD_LOG_MAX_BYTES_PER_TASK)`,
-          now,
-        ),
-      );
-    if (protocolOverTotal > 0)
-      out.push(
-        record(
-          'stderr',
-          `[trainyard] dropped ${protocolOverTotal} protocol lines past ${maxProtocolLinesPerTask} (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK)`,
-          now,
-        ),
-      );
-    overBytes = 0;
-    protocolOverTotal = 0;
-    return out;
-  }
-
-  /** @param {number} now */
-  function armWindowTimer(now) {
-    if (!windowTimer) windowTimer = setTimeout(onWindowTimer, Math.max(0, windowStart + 1000 - now));
-  }
-
-  function onWindowTimer() {
-    windowTimer = null;
-    flush(rollWindow(Date.now()));
-  }
+  const limiter = createOutputLimiter(
+    { maxLinesPerSecond, maxProtocolLinesPerSecond, maxProtocolLinesPerTask, maxBytesPerTask },
+    {
+      arm(delayMs) {
+        windowTimer = setTimeout(() => {
+          windowTimer = null;
+          const now = Date.now();
+          flush(records(limiter.roll(now), now));
+        }, delayMs);
+      },
+      disarm() {
+        if (windowTimer) clearTimeout(windowTimer);
+        windowTimer = null;
+      },
+    },
+  );
 
   /**
-   * @param {'stdout' | 'stderr'} stream
-   * @param {string} line
+   * output.jsonl records of `entries`, numbered in order.
+   * @param {import('./output-limits.d.mts').OutputEntry[]} entries
    * @param {number} t
    */
-  function record(stream, line, t) {
-    seq += 1;
-    return `${JSON.stringify({ seq, stream, line, t })}\n`;
+  function records(entries, t) {
+    return entries.map(({ stream, line }) => {
+      seq += 1;
+      return `${JSON.stringify({ seq, stream, line, t })}\n`;
+    });
   }
 
-  /** @param {string[]} records */
-  function flush(records) {
-    if (records.length === 0 || outFd === null) return;
-    writeAll(outFd, Buffer.from(records.join('')));
+  /** @param {string[]} recs */
+  function flush(recs) {
+    if (recs.length === 0 || outFd === null) return;
+    writeAll(outFd, Buffer.from(recs.join('')));
   }
 
   /**
    * @param {'stdout' | 'stderr'} stream
-   * @param {string} line
+   * @param {string[]} lines
    * @param {number} now
-   * @param {string[]} out
+   * @returns {string[]}
    */
-  function acceptLine(stream, rawLine, now, out) {
+  function acceptLines(stream, lines, now) {
+    /** @type {string[]} */
+    const out = [];
     // Postgres refuses NUL (and jsonb lone surrogates): such a line once failed its whole batch
     // and, as a trainer's last line, kept its task from ever ending.
-    const line = safeText(rawLine);
-    if (now - windowStart >= 1000) out.push(...rollWindow(now));
-    const parsed = stream === 'stdout' ? parseTrainerLine(line) : null;
-    if (parsed?.kind === 'message') {
-      if (protocolTotal >= maxProtocolLinesPerTask) {
-        if (protocolOverTotal === 0)
-          out.push(
-            record(
-              'stderr',
-              `[trainyard] ${maxProtocolLinesPerTask} protocol lines reached (TRAINYARD_LOG_PROTOCOL_LINES_PER_TASK): further ones are dropped`,
-              now,
-            ),
-          );
-        protocolOverTotal += 1;
-        return;
-      }
-      if (protocolWindowCount < maxProtocolLinesPerSecond) {
-        protocolWindowCount += 1;
-        protocolTotal += 1;
-        out.push(record(stream, line, now));
-        return;
-      }
-      if (parsed.message.type === 'progress') {
-        if (pendingProgress !== null) protocolDropped += 1;
-        pendingProgress = line;
-      } else {
-        protocolDropped += 1;
-      }
-      armWindowTimer(now);
-      return;
-    }
-    const bytes = Buffer.byteLength(line);
-    if (overBytes > 0 || bytesStored + bytes > maxBytesPerTask) {
-      if (overBytes === 0)
-        out.push(
-          record(
-            'stderr',
-            `[trainyard] ${maxBytesPerTask} bytes of output reached (TRAINYARD_LOG_MAX_BYTES_PER_TASK): further log lines are dropped`,
-            now,
-          ),
-        );
-      overBytes += 1;
-      return;
-    }
-    if (windowCount < maxLinesPerSecond) {
-      windowCount += 1;
-      bytesStored += bytes;
-      out.push(record(stream, line, now));
-      return;
-    }
-    dropped += 1;
-    armWindowTimer(now);
-  }
-
-  // ---- line splitting with a byte cap per line ----
-  /**
-   * @param {'stdout' | 'stderr'} stream
-   */
-  function lineSplitter(stream) {
-    /** @type {Buffer[]} */
-    let parts = [];
-    let kept = 0; // bytes held in parts (at most maxLineBytes + 4)
-    let total = 0; // bytes of the current line seen so far
-    const keepMax = maxLineBytes + 4; // a few extra bytes to find a UTF-8 boundary
-
-    /** @param {Buffer} seg */
-    function add(seg) {
-      total += seg.length;
-      if (kept < keepMax) {
-        const take = seg.subarray(0, keepMax - kept);
-        parts.push(take);
-        kept += take.length;
-      }
-    }
-
-    /** @param {number} now @param {string[]} out */
-    function endLine(now, out) {
-      let buf = parts.length === 1 ? /** @type {Buffer} */ (parts[0]) : Buffer.concat(parts);
-      let lineTotal = total;
-      parts = [];
-      kept = 0;
-      total = 0;
-      // Windows-style line endings: drop the '\r' before '\n' (only if the line wasn't cut).
-      if (lineTotal <= keepMax && buf.length > 0 && buf[buf.length - 1] === 0x0d) {
-        buf = buf.subarray(0, buf.length - 1);
-        lineTotal -= 1;
-      }
-      let text;
-      if (lineTotal > maxLineBytes) {
-        const cut = utf8Boundary(buf, maxLineBytes);
-        text = `${buf.subarray(0, cut).toString('utf8')}… [cut ${lineTotal - cut} bytes]`;
-      } else {
-        text = buf.toString('utf8');
-      }
-      acceptLine(stream, text, now, out);
-    }
-
-    return {
-      /** @param {Buffer} chunk @param {number} now @param {string[]} out */
-      push(chunk, now, out) {
-        let start = 0;
-        for (;;) {
-          const nl = chunk.indexOf(0x0a, start);
-          if (nl < 0) break;
-          add(chunk.subarray(start, nl));
-          endLine(now, out);
-          start = nl + 1;
-        }
-        if (start < chunk.length) add(chunk.subarray(start));
-      },
-      /** @param {number} now @param {string[]} out */
-      end(now, out) {
-        if (total > 0) endLine(now, out);
-      },
-    };
+    for (const line of lines) out.push(...records(limiter.accept(stream, safeText(line), now), now));
+    return out;
   }
 
   // ---- spawn ----
@@ -430,20 +184,17 @@ function main() {
   childPid = child.pid;
   // Same tick as spawn: libuv cannot have reaped the child yet, so /proc/<pid> exists
   // (possibly as a zombie) even if the trainer died instantly.
-  writeJsonAtomic(join(runDir, 'trainer.json'), {
+  writeJsonAtomicSync(join(runDir, RUN_FILES.trainer), {
     pid: child.pid,
     startTime: readProcessStartTime(child.pid),
   });
 
   child.on('error', (err) => shepherdLog(`child error: ${errMessage(err)}`));
 
-  const splitters = { stdout: lineSplitter('stdout'), stderr: lineSplitter('stderr') };
+  const splitters = { stdout: createLineSplitter(maxLineBytes), stderr: createLineSplitter(maxLineBytes) };
   /** @param {'stdout' | 'stderr'} stream */
   const onData = (stream) => (/** @type {Buffer} */ chunk) => {
-    /** @type {string[]} */
-    const out = [];
-    splitters[stream].push(chunk, Date.now(), out);
-    flush(out);
+    flush(acceptLines(stream, splitters[stream].push(chunk), Date.now()));
   };
   /** @type {Record<'stdout' | 'stderr', boolean>} */
   const ended = { stdout: false, stderr: false };
@@ -451,10 +202,8 @@ function main() {
   const onEnd = (stream) => () => {
     if (ended[stream]) return;
     ended[stream] = true;
-    /** @type {string[]} */
-    const out = [];
-    splitters[stream].end(Date.now(), out);
-    flush(out);
+    const last = splitters[stream].end();
+    if (last !== null) flush(acceptLines(stream, [last], Date.now()));
   };
   for (const stream of /** @type {const} */ (['stdout', 'stderr'])) {
     const s = child[stream];
@@ -472,22 +221,19 @@ function main() {
     if (finished || !exitStatus) return;
     finished = true;
     const now = Date.now();
-    /** @type {string[]} */
-    const out = [];
     onEnd('stdout')();
     onEnd('stderr')();
-    out.push(...rollWindow(now), ...totalsReport(now));
-    flush(out);
+    flush(records([...limiter.roll(now), ...limiter.totals()], now));
     // Visible first, durable right after: exit.json is renamed into place before the fsyncs, so
     // the service (which reads the page cache, where every output line already is) learns of the
     // exit two fsyncs sooner, and the next task starts that much sooner. Both files reach the
     // disk before this process ends; only a power loss within those milliseconds could lose
     // them, and the task is then failed as lost, which is what a power loss does to it anyway.
     exitWritten = true;
-    const exitFile = join(runDir, 'exit.json');
-    const tmp = `${exitFile}.tmp-${process.pid}`;
+    const exitFile = join(runDir, RUN_FILES.exit);
+    const tmp = tempPathFor(exitFile);
     const exitFd = openPrivate(tmp, 'w');
-    writeAll(exitFd, Buffer.from(`${JSON.stringify({ code: exitStatus.code, signal: exitStatus.signal, endedAt: now })}\n`));
+    writeAll(exitFd, Buffer.from(jsonFileText({ code: exitStatus.code, signal: exitStatus.signal, endedAt: now })));
     renameSync(tmp, exitFile);
     for (const fd of [outFd, exitFd]) {
       if (fd === null) continue;
@@ -566,7 +312,7 @@ function awaitRunDir() {
     if (nl < 0) {
       parts.push(chunk);
       size += chunk.length;
-      if (size > MAX_LINE_BYTES) process.exit(0);
+      if (size > MAX_RUN_DIR_LINE_BYTES) process.exit(0);
       return;
     }
     parts.push(chunk.subarray(0, nl));
