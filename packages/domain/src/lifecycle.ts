@@ -1,6 +1,8 @@
 // The task lifecycle, in one place: the XState machine is the single authority on which
-// transitions are legal; `decide` turns a command into events (checked against the machine),
-// `evolve` folds a stored event into the task record with the pure `transition` function.
+// transitions are legal; `decide` turns a command into events (checked against the machine,
+// and when the machine refuses, the refusal names the machine's reason: the state has no
+// transition for the event, or which guard failed), `evolve` folds a stored event into the task
+// record with the pure `transition` function.
 // Nothing here reads a clock or touches IO: times come from the events.
 import { assign, initialTransition, setup, transition, type SnapshotFrom } from 'xstate';
 import type { NewTaskEvent, StoredTaskEvent, TaskEventMap, TaskEventType } from './events';
@@ -42,18 +44,23 @@ type Ev<K extends TaskEventType> = Extract<LifecycleEvent, { type: K }>;
 /** Leaving a slot: the task no longer holds its GPU. */
 const released = { slotId: null, gpuIndex: null } as const;
 
+type GuardArgs = { context: Ctx; event: LifecycleEvent };
+
+const guards = {
+  notSpawned: ({ context }: GuardArgs) => context.trainer === null,
+  notStopping: ({ context }: GuardArgs) => context.stop === null,
+  stoppingForCancel: ({ context }: GuardArgs) => context.stop?.reason === 'cancel',
+  failureAllowed: ({ context, event }: GuardArgs) =>
+    (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
+  notDeleted: ({ context }: GuardArgs) => !context.deleted,
+};
+
 export const taskMachine = setup({
   types: {
     context: {} as Ctx,
     events: {} as LifecycleEvent,
   },
-  guards: {
-    notSpawned: ({ context }) => context.trainer === null,
-    notStopping: ({ context }) => context.stop === null,
-    stoppingForCancel: ({ context }) => context.stop?.reason === 'cancel',
-    failureAllowed: ({ context, event }) => (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
-    notDeleted: ({ context }) => !context.deleted,
-  },
+  guards,
   actions: {
     submitted: assign(({ event }) => {
       const e = event as Ev<'TaskSubmitted'>;
@@ -156,6 +163,17 @@ export const taskMachine = setup({
 });
 
 export type TaskSnapshot = SnapshotFrom<typeof taskMachine>;
+
+type GuardName = keyof typeof guards;
+
+/** The rule each guard enforces, in the words a refused caller reads (null: the generic "not allowed while …" says it). */
+const guardRefusals: Record<GuardName, ((ctx: Ctx) => string) | null> = {
+  notSpawned: () => 'a trainer was already recorded for this attempt',
+  notStopping: (ctx) => `a stop (${ctx.stop?.reason}) was already requested; the task ends when its trainer exits`,
+  notDeleted: () => 'the task was already deleted',
+  stoppingForCancel: null,
+  failureAllowed: null,
+};
 
 /** The task as it stands: a machine snapshot plus the stream version it has folded. */
 export interface TaskState {
@@ -345,26 +363,28 @@ export function decide(state: TaskState, command: TaskCommand, taskId?: string):
   for (const ev of events) {
     const lifecycleEvent = { ...ev, at: '1970-01-01T00:00:00.000Z', position: '0', actor: '', streamId: id } as LifecycleEvent;
     if (!probe.can(lifecycleEvent)) {
-      throw new IllegalCommandError(id, statusOf(state), command.type, explain(state, command));
+      throw new IllegalCommandError(id, statusOf(state), command.type, refusal(probe, lifecycleEvent, command));
     }
     [probe] = transition(taskMachine, probe, lifecycleEvent);
   }
   return events;
 }
 
-function explain(state: TaskState, command: TaskCommand): string {
-  const status = statusOf(state);
-  const ctx = state.snapshot.context;
-  if (status === null) return 'no such task';
-  if (command.type === 'submit') return 'the task already exists';
-  if (isTerminal(status) && command.type !== 'delete') return 'the task has already ended';
-  if (ctx.stop && (command.type === 'cancel' || command.type === 'expire'))
-    return `a stop (${ctx.stop.reason}) was already requested; the task ends when its trainer exits`;
-  if (command.type === 'delete' && !ctx.deleted)
-    return 'only finished tasks (COMPLETED, FAILED, CANCELLED) can be deleted; cancel it first';
-  if (command.type === 'delete') return 'the task was already deleted';
-  if (command.type === 'recordSpawn' && ctx.trainer) return 'a trainer was already recorded for this attempt';
-  return `${command.type} is not allowed while the task is ${status}`;
+/** Why the machine refused `event` in `snapshot`: no transition for it in that state, or the guard that failed. */
+function refusal(snapshot: TaskSnapshot, event: LifecycleEvent, command: TaskCommand): string {
+  const value = String(snapshot.value);
+  const on = taskMachine.config.states?.[value]?.on as Record<string, { guard?: GuardName } | undefined> | undefined;
+  const rule = on?.[event.type];
+  if (rule?.guard) {
+    const phrase = guardRefusals[rule.guard];
+    if (phrase) return phrase(snapshot.context);
+  } else if (!rule) {
+    if (value === 'NEW') return 'no such task';
+    if (event.type === 'TaskSubmitted') return 'the task already exists';
+    if (isTerminal(value as TaskStatus)) return 'the task has already ended';
+    if (event.type === 'TaskDeleted') return 'only finished tasks (COMPLETED, FAILED, CANCELLED) can be deleted; cancel it first';
+  }
+  return `${command.type} is not allowed while the task is ${value}`;
 }
 
 function formatDuration(ms: number): string {
