@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { readProcStat, type ProcStat } from './proc-stat.mjs';
 import { RUN_FILES } from './run-files.mjs';
 
-export { parseProcStat, readProcStat, readProcessStartTime, type ProcStat } from './proc-stat.mjs';
+export { parseProcStat, readProcStat, readProcessStartTime } from './proc-stat.mjs';
 
 /**
  * True when `pid` exists, is not a zombie, and started at `startTime`: a pid reused by
