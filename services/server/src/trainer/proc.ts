@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readProcStat, type ProcStat } from './proc-stat.mjs';
-import { RUN_FILES } from './run-files.mjs';
+import { RUN_FILES, STANDBY_FLAG } from './run-files.mjs';
 
 export { parseProcStat, readProcStat, readProcessStartTime } from './proc-stat.mjs';
 
@@ -94,7 +94,7 @@ export function findShepherds(runDir: string): number[] {
     const at = isShepherdArgv(argv);
     if (at < 0) continue;
     let ours = argv[at + 1] === runDir;
-    if (!ours && argv[at + 1] === '--standby') {
+    if (!ours && argv[at + 1] === STANDBY_FLAG) {
       try {
         ours = readlinkSync(`/proc/${e}/cwd`) === runDir;
       } catch {
