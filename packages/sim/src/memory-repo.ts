@@ -162,7 +162,7 @@ export class MemoryDb {
           this.refuseNextLogLines = false;
           throw new DataRefused(`the database refused a line of ${taskId}'s output`);
         }
-        // What the store does before its INSERT (task-logs.ts): NUL and lone surrogates as U+FFFD.
+        // What the store does before its INSERT (sql/logs.ts): NUL and lone surrogates as U+FFFD.
         for (const l of lines) w.logs.push({ taskId, line: { ...l, line: safeText(l.line) } });
       },
       listSlots: async () => this.slots.map((s) => ({ ...s, holderTaskId: w.holders.get(s.slotId) ?? null })),

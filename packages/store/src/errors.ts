@@ -1,7 +1,20 @@
 // What a database error means for the caller, decided by its code (SQLSTATE, or the driver's
 // code for a connection that failed before Postgres could answer), never by its message text.
-// One home for this: the runner, the API and the store all ask here.
-import { ConcurrencyError } from './event-store';
+// One home for this: the runner, the API and the store all ask here. Also the conflict the store
+// raises itself when another writer got there first.
+
+/** The stream moved on since the caller read it: re-read and decide again. */
+export class ConcurrencyError extends Error {
+  readonly code = 'CONCURRENCY_CONFLICT' as const;
+  constructor(
+    readonly streamId: string,
+    readonly expectedVersion: number,
+    readonly actualVersion: number | null,
+  ) {
+    super(`stream ${streamId}: expected version ${expectedVersion} but it is ${actualVersion ?? 'ahead (concurrent append)'}`);
+    this.name = 'ConcurrencyError';
+  }
+}
 
 /** Driver codes (postgres.js, Node's net) of a connection that is gone or never came. */
 const CONNECTION_CODES = new Set([

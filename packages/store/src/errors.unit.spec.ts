@@ -1,7 +1,6 @@
 // Database errors classified by code along the cause chain, never by message text.
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyError } from './event-store';
-import { isConnectionError, isRefusedData, isRetryable, pgErrorCode } from './errors';
+import { ConcurrencyError, isConnectionError, isRefusedData, isRetryable, pgErrorCode } from './errors';
 
 /** An error as drizzle throws it: "Failed query: …" wrapping the driver's error. */
 const wrapped = (code: string, message = 'some text') =>

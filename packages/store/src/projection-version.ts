@@ -1,12 +1,10 @@
 // Which fold wrote the read models. A record written by an older fold lacks what a newer one
 // adds, so start-up refolds the read models from the log when the versions differ.
-import { eq, sql } from 'drizzle-orm';
 import { TASK_PROJECTION_VERSION } from '@trainyard/domain';
-import type { Database, Tx } from './database';
+import type { Database } from './database';
 import { replaceReadModelsIn } from './rebuild';
-import { projectionVersions } from './schema';
+import { lockProjectionVersion, markProjectionCurrent } from './sql/projections';
 
-const TASKS = 'tasks';
 /** The fold that wrote read models before their version was recorded. */
 const FIRST_VERSION = 1;
 
@@ -25,26 +23,14 @@ export interface ProjectionCheck {
 export async function ensureProjectionCurrent(database: Database): Promise<ProjectionCheck> {
   const version = TASK_PROJECTION_VERSION;
   return database.db.transaction(async (tx) => {
-    const [row] = await tx
-      .select({ version: projectionVersions.version })
-      .from(projectionVersions)
-      .where(eq(projectionVersions.name, TASKS))
-      .for('update');
-    if (!row) {
+    const found = await lockProjectionVersion(tx);
+    if (found === null) {
       await markProjectionCurrent(tx, FIRST_VERSION);
       if (version === FIRST_VERSION) return { found: null, version, rebuilt: null };
-    } else if (row.version === version) {
-      return { found: row.version, version, rebuilt: null };
+    } else if (found === version) {
+      return { found, version, rebuilt: null };
     }
     const rebuilt = await replaceReadModelsIn(tx);
-    return { found: row?.version ?? null, version, rebuilt };
+    return { found, version, rebuilt };
   });
-}
-
-/** Record that the read models now hold the fold of `version`. */
-export async function markProjectionCurrent(tx: Tx, version = TASK_PROJECTION_VERSION): Promise<void> {
-  await tx
-    .insert(projectionVersions)
-    .values({ name: TASKS, version })
-    .onConflictDoUpdate({ target: projectionVersions.name, set: { version, recordedAt: sql`now()` } });
 }

@@ -3,10 +3,10 @@
 import { isDeepStrictEqual } from 'node:util';
 import { ReadModelFold, type ReadModels, type TaskRecord } from '@trainyard/domain';
 import type { Conn, Database, Tx } from './database';
-import { readAll } from './event-store';
-import { markProjectionCurrent } from './projection-version';
-import { allTaskRecords, listSlotHolders, projectTask } from './read-models';
-import { slotHolders, tasks } from './schema';
+import { readAll } from './sql/events';
+import { markProjectionCurrent } from './sql/projections';
+import { listSlotHolders } from './sql/slots';
+import { allTaskRecords, clearReadModels, projectTask } from './sql/tasks';
 
 /** Fold every event in position order. Memory grows with the number of tasks, not events. */
 export async function rebuildFromLog(conn: Conn): Promise<ReadModels & { events: number; lastPositions: Map<string, string> }> {
@@ -59,8 +59,7 @@ export async function replaceReadModels(database: Database): Promise<{ events: n
 /** Fold the log and replace the read models with the result, inside the caller's transaction. */
 export async function replaceReadModelsIn(tx: Tx): Promise<{ events: number; tasks: number }> {
   const rebuilt = await rebuildFromLog(tx);
-  await tx.delete(slotHolders);
-  await tx.delete(tasks);
+  await clearReadModels(tx);
   for (const [id, r] of rebuilt.tasks) await projectTask(tx, null, r, rebuilt.lastPositions.get(id)!);
   await markProjectionCurrent(tx);
   return { events: rebuilt.events, tasks: rebuilt.tasks.size };

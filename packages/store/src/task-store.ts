@@ -28,21 +28,13 @@ import {
   type TaskSpec,
   type TaskState,
 } from '@trainyard/domain';
-import { sql } from 'drizzle-orm';
 import { type Conn, type Database, type Tx } from './database';
 import { isRefusedData, isRetryable } from './errors';
-import { appendNewStreams, appendToStream, type AppendMetadata } from './event-store';
-import { appendLogLines, type LogLine } from './task-logs';
-import {
-  countQueued,
-  findByIdempotencyKey,
-  listQueue,
-  listSlots,
-  loadTask,
-  projectNewTasks,
-  projectTask,
-  type SlotRow,
-} from './read-models';
+import { appendNewStreams, appendToStream, type AppendMetadata } from './sql/events';
+import { appendLogLines, type LogLine } from './sql/logs';
+import { countQueued, listQueue, lockQueue } from './sql/queue';
+import { listSlots, type SlotRow } from './sql/slots';
+import { findByIdempotencyKey, loadTask, projectNewTasks, projectTask } from './sql/tasks';
 
 /** What the command logic needs from storage, inside one transaction. */
 export interface TaskRepository {
@@ -89,9 +81,7 @@ export function sqlRepository(tx: Tx): TaskRepository {
     project: (before, after, pos) => projectTask(tx, before, after, pos),
     listSlots: () => listSlots(tx),
     listQueue: (limit) => listQueue(tx, limit),
-    lockQueue: async () => {
-      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || current_schema()))`);
-    },
+    lockQueue: () => lockQueue(tx),
     countQueued: () => countQueued(tx),
     appendLogLines: (taskId, lines) => appendLogLines(tx, taskId, lines),
     appendNewStreams: (streams) => appendNewStreams(tx, streams),

@@ -1,9 +1,9 @@
-// Trainer output lines, stored durably and in order (seq is the shepherd's line number).
+// Statements on trainer output lines, stored durably and in order (seq is the shepherd's line number).
 // Not events: a flood of log lines must not drown the lifecycle's history.
 import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
 import { safeText, TERMINAL_STATUSES } from '@trainyard/domain';
-import { rowsOf, type Conn } from './database';
-import { taskLogs } from './schema';
+import { rowsOf, type Conn } from '../database';
+import { taskLogs } from '../schema';
 
 export interface LogLine {
   seq: number;

@@ -1,10 +1,11 @@
-// Read models: the tasks table, the slot holders and the queue order. Written only by
-// `projectTask`, in the transaction that appends the events they fold.
-import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+// Statements on the read models' task rows: the projection that writes a task's row and the
+// slot it takes or frees (in the transaction that appends the events it folds), and the reads
+// of single tasks, pages, counts and the whole table.
+import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import { ACTIVE_STATUSES, slotChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
-import { rowsOf, type Conn } from './database';
-import { ConcurrencyError } from './event-store';
-import { gpuSlots, slotHolders, tasks } from './schema';
+import { rowsOf, type Conn } from '../database';
+import { ConcurrencyError } from '../errors';
+import { slotHolders, tasks } from '../schema';
 
 export async function loadTask(conn: Conn, id: string): Promise<TaskRecord | null> {
   const [row] = await conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.id, id));
@@ -77,60 +78,6 @@ function taskRow(after: TaskRecord, lastPosition: string) {
     lastPosition,
     record: after,
   };
-}
-
-export interface SlotRow {
-  slotId: number;
-  gpuIndex: number;
-  holderTaskId: string | null;
-}
-
-export async function listSlots(conn: Conn): Promise<SlotRow[]> {
-  const rows = await conn
-    .select({ slotId: gpuSlots.slotId, gpuIndex: gpuSlots.gpuIndex, holderTaskId: slotHolders.taskId })
-    .from(gpuSlots)
-    .leftJoin(slotHolders, eq(slotHolders.slotId, gpuSlots.slotId))
-    .orderBy(asc(gpuSlots.slotId));
-  return rows.map((r) => ({ ...r, holderTaskId: r.holderTaskId ?? null }));
-}
-
-/** The slots with the record of the task holding each (null when free), in slot order. */
-export async function listSlotsWithTasks(conn: Conn): Promise<(Omit<SlotRow, 'holderTaskId'> & { task: TaskRecord | null })[]> {
-  const rows = await conn
-    .select({ slotId: gpuSlots.slotId, gpuIndex: gpuSlots.gpuIndex, record: tasks.record })
-    .from(gpuSlots)
-    .leftJoin(slotHolders, eq(slotHolders.slotId, gpuSlots.slotId))
-    .leftJoin(tasks, eq(tasks.id, slotHolders.taskId))
-    .orderBy(asc(gpuSlots.slotId));
-  return rows.map((r) => ({ slotId: r.slotId, gpuIndex: r.gpuIndex, task: r.record ?? null }));
-}
-
-export async function listSlotHolders(conn: Conn): Promise<Map<number, string>> {
-  const rows = await conn.select().from(slotHolders);
-  return new Map(rows.map((r) => [r.slotId, r.taskId]));
-}
-
-/** Make the slot table match the configuration: one slot per GPU index given. */
-export async function configureSlots(conn: Conn, gpuIndices: readonly number[]): Promise<void> {
-  for (const [slotId, gpuIndex] of gpuIndices.entries()) {
-    await conn.insert(gpuSlots).values({ slotId, gpuIndex }).onConflictDoUpdate({ target: gpuSlots.slotId, set: { gpuIndex } });
-  }
-  // Extra slots go once nobody holds them (a held one stays until its task ends).
-  await conn.execute(sql`
-    DELETE FROM gpu_slots s WHERE s.slot_id >= ${gpuIndices.length}
-      AND NOT EXISTS (SELECT 1 FROM slot_holders h WHERE h.slot_id = s.slot_id)`);
-}
-
-/** The queue, in FIFO order of each task's TaskQueued position. */
-export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[]> {
-  const q = conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.status, 'QUEUED')).orderBy(asc(tasks.queuedPosition));
-  const rows = limit === undefined ? await q : await q.limit(limit);
-  return rows.map((r) => r.record);
-}
-
-export async function countQueued(conn: Conn): Promise<number> {
-  const rows = rowsOf<{ n: number | string }>(await conn.execute(sql`SELECT count(*) AS n FROM tasks WHERE status = 'QUEUED'`));
-  return Number(rows[0]?.n ?? 0);
 }
 
 export async function listActive(conn: Conn): Promise<TaskRecord[]> {
@@ -212,4 +159,10 @@ export async function countByStatus(conn: Conn): Promise<Record<string, number>>
     await conn.execute(sql`SELECT status, count(*) AS n FROM tasks GROUP BY status`),
   );
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}
+
+/** Empty the read models (before they are folded again from the log). */
+export async function clearReadModels(tx: Conn): Promise<void> {
+  await tx.delete(slotHolders);
+  await tx.delete(tasks);
 }

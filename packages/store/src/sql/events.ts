@@ -1,23 +1,11 @@
-// The event log: append with optimistic concurrency, read a stream, read everything in
-// position order (rebuild), and tail what is safely committed (subscriptions, other instances).
+// Statements on the event log: append with optimistic concurrency, read a stream, read
+// everything in position order (rebuild), query for audits, and tail what is safely committed
+// (subscriptions, other instances).
 import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from 'drizzle-orm';
 import { CURRENT_SCHEMA_VERSION, safeJson, upcast, type EventMetadata, type NewTaskEvent, type StoredTaskEvent } from '@trainyard/domain';
-import { rowsOf, type Conn } from './database';
-import { pgErrorCode } from './errors';
-import { events } from './schema';
-
-/** The stream moved on since the caller read it: re-read and decide again. */
-export class ConcurrencyError extends Error {
-  readonly code = 'CONCURRENCY_CONFLICT' as const;
-  constructor(
-    readonly streamId: string,
-    readonly expectedVersion: number,
-    readonly actualVersion: number | null,
-  ) {
-    super(`stream ${streamId}: expected version ${expectedVersion} but it is ${actualVersion ?? 'ahead (concurrent append)'}`);
-    this.name = 'ConcurrencyError';
-  }
-}
+import { rowsOf, type Conn } from '../database';
+import { ConcurrencyError, pgErrorCode } from '../errors';
+import { events } from '../schema';
 
 export type AppendMetadata = Omit<EventMetadata, 'schemaVersion'>;
 
