@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import type { TaskSpec } from '@trainyard/domain';
-import { openDatabase, type Database, type StorageKind } from '../src';
+import { configureSlots, openDatabase, TaskStore, type Database, type StorageKind } from '../src';
 
 /** A task spec for store specs: a small model, owner alice, fields overridable. */
 export const taskSpec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
@@ -60,8 +60,15 @@ export function backends(): Backend[] {
   ];
 }
 
+/**
+ * Whether specs on this backend can run here. Every `describe.skipIf(!backendAvailable(…))`
+ * goes through this one check, so in CI a missing Postgres fails those specs instead of
+ * skipping them (the global setup also fails the run first).
+ */
 export function backendAvailable(b: Backend): boolean {
-  return b.kind === 'pglite' || b.url !== null;
+  if (b.kind === 'pglite' || b.url !== null) return true;
+  if (CI_STRICT) throw new Error('the Postgres backend is not reachable; in CI this is a failure, not a skip (bash infra/postgres-up.sh)');
+  return false;
 }
 
 export function freshSchemaName(): string {
@@ -103,6 +110,13 @@ export async function openTestDatabase(b: Backend): Promise<TestDatabase> {
       await dropSchema(url, schema);
     },
   };
+}
+
+/** A fresh test database with one GPU slot, and a store on it: what most store specs start from. */
+export async function openTestStore(b: Backend): Promise<{ t: TestDatabase; store: TaskStore }> {
+  const t = await openTestDatabase(b);
+  await configureSlots(t.db, [0]);
+  return { t, store: new TaskStore(t, { runnerId: 'r1' }) };
 }
 
 export async function dropSchema(url: string, schema: string): Promise<void> {
