@@ -292,14 +292,15 @@ export class TrainyardService {
     if (!gpu.available) {
       warnings.push({ code: 'NO_GPU', level: 'high', message: `No GPU detected: ${gpu.recommendation}` });
     }
-    const { estimateGb, paramsB } = estimateMemoryGb({
+    const estimateInput = {
       model: spec.model,
       maxLength: spec.config.maxLength,
       batchSize: spec.config.batchSize,
       load8bit: spec.config.load8bit,
       load4bit: spec.config.load4bit,
       loraRank: spec.config.loraRank,
-    });
+    };
+    const { estimateGb, paramsB } = estimateMemoryGb(estimateInput);
     if (paramsB === null || estimateGb === null) {
       warnings.push({
         code: 'UNKNOWN_MODEL_SIZE',
@@ -308,14 +309,7 @@ export class TrainyardService {
       });
     } else if (gpu.available && gpu.devices.length) {
       const smallest = Math.min(...gpu.devices.map((d) => d.memoryGb));
-      const risk = oomRisk(estimateGb, smallest, {
-        model: spec.model,
-        maxLength: spec.config.maxLength,
-        batchSize: spec.config.batchSize,
-        load8bit: spec.config.load8bit,
-        load4bit: spec.config.load4bit,
-        loraRank: spec.config.loraRank,
-      });
+      const risk = oomRisk(estimateGb, smallest, estimateInput);
       if (risk.level !== 'low') warnings.push({ code: 'OOM_RISK', level: risk.level, message: risk.message });
     }
     const blocked = this.slotBlocks();
