@@ -4,7 +4,7 @@
 // and the spec names the invariant that must fire, and that no other does.
 import { describe, expect, it } from 'vitest';
 import { type SchedulingPolicy, type StoredTaskEvent, type TaskSpec } from '@trainyard/domain';
-import { simulate, World, type SimInvariant, type SimOptions, type SimViolation } from '.';
+import { SIM_TRAINING_CONFIG, simulate, World, type SimInvariant, type SimOptions, type SimViolation } from '.';
 
 const spec = (key: string): TaskSpec => ({
   name: key,
@@ -14,17 +14,7 @@ const spec = (key: string): TaskSpec => ({
   timeoutMs: 3_600_000,
   owner: 'sim',
   idempotencyKey: key,
-  config: {
-    epochs: 1,
-    batchSize: 1,
-    gradientAccumulation: 1,
-    learningRate: 1e-4,
-    maxLength: 64,
-    load8bit: false,
-    load4bit: false,
-    loraRank: 8,
-    loraAlpha: 16,
-  },
+  config: SIM_TRAINING_CONFIG,
 });
 
 /** A world with no service running: tasks submitted straight through the real commands. */

@@ -26,11 +26,25 @@ import {
   type TaskRecord,
   type TaskSpec,
   type TaskState,
+  type TrainingConfig,
   type SchedulingPolicy,
 } from '@trainyard/domain';
 import { TaskCommands, type LogLine, type TransactionRunner } from '@trainyard/store';
 import { MemoryDb, SimulatedCrash } from './memory-repo';
 import { Prng } from './prng';
+
+/** The training knobs of every simulated task: small and fixed (the trainer is simulated). */
+export const SIM_TRAINING_CONFIG: TrainingConfig = {
+  epochs: 1,
+  batchSize: 1,
+  gradientAccumulation: 1,
+  learningRate: 1e-4,
+  maxLength: 64,
+  load8bit: false,
+  load4bit: false,
+  loraRank: 8,
+  loraAlpha: 16,
+};
 
 const RUNNER = 'sim';
 const GRACE_MS = 5000;
@@ -368,15 +382,7 @@ export class World {
       // A few retried submissions reuse an earlier key: they must get the earlier task back.
       idempotencyKey: this.rng.chance(0.1) && this.nextTask > 2 ? `k${this.rng.int(1, this.nextTask - 1)}` : `k${this.nextTask - 1}`,
       config: {
-        epochs: 1,
-        batchSize: 1,
-        gradientAccumulation: 1,
-        learningRate: 1e-4,
-        maxLength: 64,
-        load8bit: false,
-        load4bit: false,
-        loraRank: 8,
-        loraAlpha: 16,
+        ...SIM_TRAINING_CONFIG,
         simulate: {
           steps: duration, // (the simulation reads its own behaviour from these knobs)
           exitCode: outcome.code ?? undefined,

@@ -3,8 +3,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { TASK_PROJECTION_VERSION } from '@trainyard/domain';
-import { compareWithLog, configureSlots, ensureProjectionCurrent, loadTask, rowsOf, TaskStore } from '.';
-import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
+import { compareWithLog, ensureProjectionCurrent, loadTask, rowsOf, TaskStore } from '.';
+import { backendAvailable, backends, openTestStore, taskSpec, type TestDatabase } from '../test/support';
 
 const meta = { actor: 'alice' };
 
@@ -13,9 +13,7 @@ for (const backend of backends()) {
     let t: TestDatabase;
     let store: TaskStore;
     beforeEach(async () => {
-      t = await openTestDatabase(backend);
-      await configureSlots(t.db, [0]);
-      store = new TaskStore(t, { runnerId: 'r1' });
+      ({ t, store } = await openTestStore(backend));
     });
     afterEach(async () => {
       await t?.close();

@@ -5,8 +5,8 @@
 // later task started first. Found by the torture suite's FIFO invariant; here made deterministic
 // by holding the slow submission inside its transaction with a lock on its task row.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { configureSlots, readStream, TaskStore } from '.';
-import { backendAvailable, backends, openTestDatabase, rawClient, taskSpec, type TestDatabase } from '../test/support';
+import { readStream, TaskStore } from '.';
+import { backendAvailable, backends, openTestStore, rawClient, taskSpec, type TestDatabase } from '../test/support';
 
 const spec = taskSpec;
 const meta = { actor: 'alice' };
@@ -18,9 +18,7 @@ describe.skipIf(!backendAvailable(postgres))('queue order under concurrent submi
   let t: TestDatabase;
   let store: TaskStore;
   beforeEach(async () => {
-    t = await openTestDatabase(postgres);
-    await configureSlots(t.db, [0]);
-    store = new TaskStore(t, { runnerId: 'r1' });
+    ({ t, store } = await openTestStore(postgres));
   });
   afterEach(async () => {
     await t?.close();

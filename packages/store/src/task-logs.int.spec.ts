@@ -2,8 +2,8 @@
 // refuses in text and jsonb) are stored as U+FFFD instead of failing the write, and the
 // retention prune deletes the logs of long-ended tasks only.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { appendLogLines, compareWithLog, configureSlots, loadTask, pruneLogs, readLogLines, readStream, TaskStore, type LogLine } from '.';
-import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
+import { appendLogLines, compareWithLog, loadTask, pruneLogs, readLogLines, readStream, TaskStore, type LogLine } from '.';
+import { backendAvailable, backends, openTestStore, taskSpec, type TestDatabase } from '../test/support';
 
 const meta = { actor: 'runner' };
 const R = '\uFFFD';
@@ -15,9 +15,7 @@ for (const backend of backends()) {
     let t: TestDatabase;
     let store: TaskStore;
     beforeEach(async () => {
-      t = await openTestDatabase(backend);
-      await configureSlots(t.db, [0]);
-      store = new TaskStore(t, { runnerId: 'r1' });
+      ({ t, store } = await openTestStore(backend));
     });
     afterEach(async () => {
       await t?.close();

@@ -14,7 +14,7 @@ import {
   TaskStore,
   type Database,
 } from '.';
-import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
+import { backendAvailable, backends, openTestDatabase, openTestStore, taskSpec, type TestDatabase } from '../test/support';
 import { evolve, initialState, toRecord, type NewTaskEvent, type TaskRecord } from '@trainyard/domain';
 import recorded from '../test/fixtures/recorded-log.json';
 
@@ -33,9 +33,7 @@ for (const backend of backends()) {
     let t: TestDatabase;
     let store: TaskStore;
     beforeEach(async () => {
-      t = await openTestDatabase(backend);
-      await configureSlots(t.db, [0]);
-      store = new TaskStore(t, { runnerId: 'r1' });
+      ({ t, store } = await openTestStore(backend));
     });
     afterEach(async () => {
       await t?.close();
