@@ -947,6 +947,9 @@ export async function runTwoInstances(opts: RunOptions & { slots?: number }): Pr
     for (const [n, a] of plan.entries()) {
       await sc.sleepUntil(a.at);
       const step = `#${n} ${a.kind}`;
+      // Both instances can be down at once (the second kill lands while the first restarts):
+      // the action waits for one to come back rather than being dropped.
+      if (!sc.upServers().length && sc.restarting.size) await Promise.race(sc.restarting.values());
       const up = sc.upServers();
       if (!up.length) continue;
       switch (a.kind) {
