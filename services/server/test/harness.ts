@@ -11,6 +11,8 @@ import { connect, type TrainyardClient } from '@trainyard/client';
 import { dropSchema, freshSchemaName, type Backend } from '@trainyard/store/testing';
 import { killAllUnder } from './torture/procs';
 
+export { installFakeNvidiaSmi, NVIDIA_SMI_FIXTURES, type FakeNvidiaSmi, type FakeNvidiaSmiFiles } from './fake-nvidia-smi';
+
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DATASET = join(REPO_ROOT, 'examples/tiny-dataset.jsonl');
 /** The datasets root specs' servers get by default: the repository's examples (DATASET). */

@@ -1,16 +1,22 @@
-// Pure half of the GPU probe: turns nvidia-smi's CSV output into GpuInfo, with the catalogue's
+// Pure half of the GPU probe: turns nvidia-smi's output into GpuInfo, with the catalogue's
 // model recommendation. No IO; the only clock use is the default for `probedAt`, which callers may pass.
 //
 // Expected input (one line per GPU / per compute process, `--format=csv,noheader,nounits`):
-//   --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu
-//     0, GPU-4b1c…, NVIDIA GeForce RTX 3060, 12288, 1024, 7
+//   --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu,mig.mode.current
+//     0, GPU-4b1c…, NVIDIA GeForce RTX 3060, 12288, 1024, 7, [N/A]
 //   --query-compute-apps=gpu_uuid,pid,process_name,used_memory
 //     GPU-4b1c…, 23817, python3, 900
 // Memory values are MiB. Any field may be a bracketed placeholder such as `[N/A]` or
-// `[Not Supported]` (utilization and per-process memory are `[N/A]` in MIG mode).
+// `[Not Supported]` (utilization and per-process memory are `[N/A]` in MIG mode; mig.mode.current
+// is `[N/A]` on a GPU without MIG, else `Enabled` or `Disabled`). When a GPU is in MIG mode,
+// `nvidia-smi -L` and `nvidia-smi -q -x` describe its instances (parsed in mig.ts).
 
 import { recommend } from '@trainyard/catalogue';
-import type { GpuDevice, GpuInfo, GpuProcess } from './types';
+import { NvidiaSmiParseError } from './errors';
+import { parseMigList, parseMigQueryXml, type RawListedGpu, type RawQueriedGpu } from './mig';
+import type { GpuDevice, GpuInfo, GpuMigInstance, GpuProcess } from './types';
+
+export { NvidiaSmiParseError };
 
 /** One row of the `--query-gpu` output. Unavailable memory values read as 0, utilization as null. */
 export interface RawGpu {
@@ -20,6 +26,8 @@ export interface RawGpu {
   memoryTotalMiB: number;
   memoryUsedMiB: number;
   utilization: number | null;
+  /** mig.mode.current is `Enabled` (`Disabled` and unavailable read as false). */
+  migMode: boolean;
 }
 
 /** One row of the `--query-compute-apps` output. Unavailable memory reads as 0. */
@@ -30,12 +38,7 @@ export interface RawApp {
   usedMemoryMiB: number;
 }
 
-/** nvidia-smi printed something that is not the CSV we asked for. */
-export class NvidiaSmiParseError extends Error {
-  override readonly name = 'NvidiaSmiParseError';
-}
-
-const GPU_FIELDS = 6;
+const GPU_FIELDS = 7;
 const APP_FIELDS = 4;
 
 /** `[N/A]`, `[Not Supported]`, `[Unknown Error]`, `[Insufficient Permissions]`, … or a bare `N/A`. */
@@ -68,8 +71,15 @@ function numberOr<T>(value: string, fallback: T, what: string, lineNo: number, l
   return Number(value);
 }
 
+/** `Enabled` / `Disabled`, or unavailable (a GPU without MIG); anything else is garbage. */
+function migModeOf(value: string, lineNo: number, line: string): boolean {
+  if (value === 'Enabled') return true;
+  if (value === 'Disabled' || isUnavailable(value)) return false;
+  return fail(lineNo, line, 'mig.mode.current is not Enabled or Disabled');
+}
+
 /**
- * Parses `--query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu` output.
+ * Parses `--query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu,mig.mode.current` output.
  * Empty output gives []. Throws NvidiaSmiParseError when any line is not a well-formed row, so a
  * half-understood output is never mistaken for a working GPU.
  */
@@ -78,7 +88,7 @@ export function parseGpuCsv(text: string): RawGpu[] {
     const lineNo = i + 1;
     const f = line.split(',').map((s) => s.trim());
     if (f.length !== GPU_FIELDS) fail(lineNo, line, `expected ${GPU_FIELDS} fields, got ${f.length}`);
-    const [index, uuid, name, total, used, util] = f as [string, string, string, string, string, string];
+    const [index, uuid, name, total, used, util, mig] = f as [string, string, string, string, string, string, string];
     if (uuid === '' || isUnavailable(uuid)) fail(lineNo, line, 'missing GPU uuid');
     return {
       index: integer(index, 'index', lineNo, line),
@@ -87,6 +97,7 @@ export function parseGpuCsv(text: string): RawGpu[] {
       memoryTotalMiB: numberOr(total, 0, 'memory.total', lineNo, line),
       memoryUsedMiB: numberOr(used, 0, 'memory.used', lineNo, line),
       utilization: numberOr(util, null, 'utilization.gpu', lineNo, line),
+      migMode: migModeOf(mig, lineNo, line),
     };
   });
 }
@@ -135,19 +146,88 @@ export function externalShare(device: Pick<GpuDevice, 'externalMemoryGb' | 'memo
 }
 
 /**
+ * Memory held by programs that are not ours on one device (a whole GPU or a MIG instance), in MiB:
+ * the device's used memory minus the memory of our processes on it. nvidia-smi does not always give
+ * a process's memory (MIG instances and some drivers print `[N/A]`): an unknown figure counts as
+ * 0, so our share is what is known of it and the rest of the used memory counts as external. That
+ * errs towards "busy" (the scheduler may wait needlessly, but never packs a device past what it
+ * holds), and it counts programs nvidia-smi cannot list (other containers) and driver overhead.
+ * It is never less than what the listed foreign processes are known to use, for drivers that
+ * report the device's used memory as unavailable (read as 0).
+ */
+function externalMiB(usedMiB: number, processes: readonly { ours: boolean; usedMiB: number | null }[]): number {
+  const ours = processes.filter((p) => p.ours).reduce((s, p) => s + (p.usedMiB ?? 0), 0);
+  const foreign = processes.filter((p) => !p.ours).reduce((s, p) => s + (p.usedMiB ?? 0), 0);
+  return Math.max(usedMiB - ours, foreign, 0);
+}
+
+/** What `nvidia-smi -L` and `nvidia-smi -q -x` said, parsed; or why they could not be read. */
+export type MigAnswers = { list: RawListedGpu[]; query: RawQueriedGpu[] } | { error: string };
+
+/** The MIG instances of one GPU in MIG mode, joined from both answers; problems say what is missing. */
+function migInstances(
+  gpu: RawGpu,
+  answers: { list: RawListedGpu[]; query: RawQueriedGpu[] },
+  ourPids: ReadonlySet<number>,
+): { instances: GpuMigInstance[]; problems: string[] } {
+  const listed = answers.list.find((l) => l.uuid === gpu.uuid);
+  const queried = answers.query.find((q) => q.uuid === gpu.uuid);
+  if (!listed || !queried) {
+    const missing = [!listed && 'nvidia-smi -L', !queried && 'nvidia-smi -q -x'].filter(Boolean).join(' and ');
+    return { instances: [], problems: [`GPU ${gpu.index} is in MIG mode but ${missing} does not list it`] };
+  }
+  const problems: string[] = [];
+  const instances: GpuMigInstance[] = [];
+  for (const l of [...listed.instances].sort((a, b) => a.index - b.index)) {
+    const d = queried.migDevices.find((m) => m.index === l.index);
+    if (!d) {
+      problems.push(`GPU ${gpu.index} MIG device ${l.index} (${l.profile}) has no memory figures in nvidia-smi -q -x`);
+      continue;
+    }
+    const procs = queried.processes
+      .filter((p) => p.gpuInstanceId === d.gpuInstanceId && p.computeInstanceId === d.computeInstanceId)
+      .map((p) => ({ ...p, ours: ourPids.has(p.pid) }));
+    const external = externalMiB(
+      d.memoryUsedMiB,
+      procs.map((p) => ({ ours: p.ours, usedMiB: p.usedMemoryMiB })),
+    );
+    instances.push({
+      id: l.index,
+      uuid: l.uuid,
+      profile: l.profile,
+      memoryGb: mibToGb(d.memoryTotalMiB),
+      memoryUsedGb: mibToGb(d.memoryUsedMiB),
+      externalMemoryGb: mibToGb(external),
+      memoryMb: d.memoryTotalMiB,
+      externalMemoryMb: external,
+      processes: procs.map((p) => ({ pid: p.pid, name: p.name, memoryUsedGb: mibToGb(p.usedMemoryMiB ?? 0), ours: p.ours })),
+    });
+  }
+  for (const d of queried.migDevices) {
+    if (!listed.instances.some((l) => l.index === d.index)) {
+      problems.push(`GPU ${gpu.index} MIG device ${d.index} has no UUID in nvidia-smi -L`);
+    }
+  }
+  return { instances, problems };
+}
+
+/**
  * Joins parsed rows into GpuInfo. Processes are attached to their GPU by uuid; a process whose
  * uuid matches no GPU row (e.g. a MIG instance uuid on some drivers) is left out.
- * No GPUs → `available: false`.
+ * A GPU in MIG mode gets its instances from `mig` (when given; without it, or when it failed, it
+ * has none and `error` says why). No GPUs → `available: false`.
  */
 export function buildGpuInfo(
   gpus: readonly RawGpu[],
   apps: readonly RawApp[],
   ourPids: ReadonlySet<number>,
   probedAt: Date | string = new Date(),
+  mig?: MigAnswers,
 ): GpuInfo {
   const at = typeof probedAt === 'string' ? probedAt : probedAt.toISOString();
   if (gpus.length === 0) return unavailableInfo({ kind: 'no-gpus' }, at);
 
+  const problems: string[] = [];
   const devices: GpuDevice[] = [...gpus]
     .sort((a, b) => a.index - b.index)
     .map((g) => {
@@ -158,8 +238,19 @@ export function buildGpuInfo(
         memoryUsedGb: mibToGb(a.usedMemoryMiB),
         ours: ourPids.has(a.pid),
       }));
-      // Sum in MiB and round once, so many small processes do not accumulate rounding error.
-      const externalMiB = mine.filter((a) => !ourPids.has(a.pid)).reduce((s, a) => s + a.usedMemoryMiB, 0);
+      let external = externalMiB(
+        g.memoryUsedMiB,
+        mine.map((a) => ({ ours: ourPids.has(a.pid), usedMiB: a.usedMemoryMiB })),
+      );
+      let instances: GpuMigInstance[] = [];
+      if (g.migMode && mig && 'list' in mig) {
+        const joined = migInstances(g, mig, ourPids);
+        instances = joined.instances;
+        problems.push(...joined.problems);
+        // The GPU's own figure counts per process only where nvidia-smi gives one, which it does
+        // not in MIG mode; its instances' figures are the better sum once they are known.
+        if (joined.problems.length === 0) external = instances.reduce((s, i) => s + i.externalMemoryMb, 0);
+      }
       return {
         id: g.index,
         uuid: g.uuid,
@@ -168,11 +259,18 @@ export function buildGpuInfo(
         memoryUsedGb: mibToGb(g.memoryUsedMiB),
         utilization: g.utilization,
         processes,
-        externalMemoryGb: mibToGb(externalMiB),
+        externalMemoryGb: mibToGb(external),
+        memoryMb: g.memoryTotalMiB,
+        externalMemoryMb: external,
+        migMode: g.migMode,
+        instances,
       };
     });
 
-  return { available: true, count: devices.length, devices, recommendation: recommend(devices), probedAt: at };
+  const info: GpuInfo = { available: true, count: devices.length, devices, recommendation: recommend(devices), probedAt: at };
+  if (mig && 'error' in mig && devices.some((d) => d.migMode)) info.error = `MIG instances unavailable (${mig.error})`;
+  else if (problems.length) info.error = `MIG instances incomplete: ${problems.join('; ')}`;
+  return info;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,11 +350,15 @@ export function unavailableInfo(f: ProbeFailure, probedAt: Date | string = new D
   return { available: false, count: 0, devices: [], recommendation, error, probedAt: at };
 }
 
+/** Raw stdout of the two MIG queries, or why they could not be run. */
+export type MigOutputs = { listText: string; queryText: string } | { error: string };
+
 /**
- * The whole pure pipeline: raw nvidia-smi stdout of both queries → GpuInfo. Unparseable GPU output
- * means the GPU state is unknown (`available: false`). The process list only feeds the "external"
- * accounting, so if it is missing (`appsText === null`, the query failed) or unparseable, the GPUs
- * are still reported, with no processes and `error` saying why.
+ * The whole pure pipeline: raw nvidia-smi stdout → GpuInfo. Unparseable GPU output means the GPU
+ * state is unknown (`available: false`). The process list only feeds the "external" accounting,
+ * and the MIG answers only the instances, so if either is missing (`appsText === null`, or
+ * `mig.error`: the query failed) or unparseable, the GPUs are still reported (a MIG GPU with no
+ * instances), with `error` saying why.
  */
 export function parseNvidiaSmi(
   gpusText: string,
@@ -264,6 +366,7 @@ export function parseNvidiaSmi(
   ourPids: ReadonlySet<number>,
   probedAt: Date | string = new Date(),
   appsError = 'query failed',
+  mig?: MigOutputs,
 ): GpuInfo {
   let gpus: RawGpu[];
   try {
@@ -280,8 +383,20 @@ export function parseNvidiaSmi(
       appsProblem = `output could not be parsed: ${errorMessage(e)}`;
     }
   }
-  const info = buildGpuInfo(gpus, apps, ourPids, probedAt);
-  if (info.available && appsProblem !== null) info.error = `GPU process list unavailable (${appsProblem})`;
+  let migAnswers: MigAnswers | undefined;
+  if (mig && 'error' in mig) migAnswers = mig;
+  else if (mig) {
+    try {
+      migAnswers = { list: parseMigList(mig.listText), query: parseMigQueryXml(mig.queryText) };
+    } catch (e) {
+      migAnswers = { error: `output could not be parsed: ${errorMessage(e)}` };
+    }
+  }
+  const info = buildGpuInfo(gpus, apps, ourPids, probedAt, migAnswers);
+  if (info.available && appsProblem !== null) {
+    const note = `GPU process list unavailable (${appsProblem})`;
+    info.error = info.error ? `${note}; ${info.error}` : note;
+  }
   return info;
 }
 

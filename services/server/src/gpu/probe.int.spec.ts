@@ -1,14 +1,13 @@
-// GpuProbe against a fake nvidia-smi: a small shell script, put first on PATH, that prints the
-// recorded outputs in test/fixtures/nvidia-smi/<scenario>/ and logs each invocation.
+// GpuProbe against a fake nvidia-smi (the test kit's installFakeNvidiaSmi, put first on PATH) that
+// prints the recorded outputs in test/fixtures/nvidia-smi/<scenario>/ and logs each invocation.
 
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { APPS_QUERY_ARGS, GPU_QUERY_ARGS, GpuProbe, type GpuInfo } from './index';
+import { installFakeNvidiaSmi, type FakeNvidiaSmiFiles } from '../../test/fake-nvidia-smi';
+import { APPS_QUERY_ARGS, GPU_QUERY_ARGS, GpuProbe, inventoryFromGpuInfo, MIG_LIST_ARGS, MIG_QUERY_ARGS, type GpuInfo } from './index';
 
-const FIXTURES = resolve(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/nvidia-smi');
 const SYSTEM_PATH = '/usr/bin:/bin'; // for the fake's own `cat` and `sleep`
 const tmpRoot = mkdtempSync(join(tmpdir(), 'fake-nvidia-smi-'));
 afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
@@ -20,39 +19,22 @@ interface Fake {
   env: NodeJS.ProcessEnv;
   /** Argument lines of every invocation so far. */
   calls(): string[];
+  set(files: FakeNvidiaSmiFiles): void;
 }
 
 let fakes = 0;
 function fakeNvidiaSmi(scenario: string, extraEnv: NodeJS.ProcessEnv = {}): Fake {
-  const dir = join(FIXTURES, scenario);
-  if (!existsSync(dir)) throw new Error(`no fixture ${dir}`);
-  const bin = join(tmpRoot, `bin-${++fakes}`);
-  mkdirSync(bin);
-  const log = join(bin, 'calls.log');
-  // Single-quoted paths: the temp and repo paths contain no single quotes.
-  const script = `#!/bin/sh
-# Fake nvidia-smi for probe.int.spec.ts (scenario: ${scenario}).
-echo "$*" >> '${log}'
-if [ -n "$FAKE_NVIDIA_SMI_SLEEP" ]; then exec sleep "$FAKE_NVIDIA_SMI_SLEEP"; fi
-dir='${dir}'
-[ -f "$dir/stderr.txt" ] && cat "$dir/stderr.txt" >&2
-code=0
-[ -f "$dir/exit-code" ] && code=$(cat "$dir/exit-code")
-case "$*" in
-  "${GPU_QUERY_ARGS.join(' ')}") [ -f "$dir/gpus.csv" ] && cat "$dir/gpus.csv" ;;
-  "${APPS_QUERY_ARGS.join(' ')}") [ -f "$dir/apps.csv" ] && cat "$dir/apps.csv" ;;
-  *) echo "fake nvidia-smi: unexpected arguments: $*" >&2; exit 2 ;;
-esac
-exit "$code"
-`;
-  writeFileSync(join(bin, 'nvidia-smi'), script);
-  chmodSync(join(bin, 'nvidia-smi'), 0o755);
+  const fake = installFakeNvidiaSmi(join(tmpRoot, `bin-${++fakes}`), scenario);
   return {
-    bin,
-    env: { ...process.env, ...extraEnv, PATH: `${bin}:${SYSTEM_PATH}` },
-    calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : []),
+    bin: fake.binDir,
+    env: { ...process.env, ...extraEnv, PATH: `${fake.binDir}:${SYSTEM_PATH}` },
+    calls: fake.calls,
+    set: fake.set,
   };
 }
+
+const BASIC_CALLS = [GPU_QUERY_ARGS.join(' '), APPS_QUERY_ARGS.join(' ')];
+const MIG_CALLS = [...BASIC_CALLS, MIG_LIST_ARGS.join(' '), MIG_QUERY_ARGS.join(' ')];
 
 function expectIso(info: GpuInfo) {
   expect(new Date(info.probedAt).toISOString()).toBe(info.probedAt);
@@ -100,21 +82,26 @@ describe('GpuProbe with a fake nvidia-smi', () => {
           memoryUsedGb: 1,
           utilization: 7,
           processes: [{ pid: 23817, name: '/usr/bin/python3', memoryUsedGb: 0.9, ours: false }],
-          externalMemoryGb: 0.9,
+          // Used memory minus ours: the python process and what nvidia-smi does not list.
+          externalMemoryGb: 1,
+          memoryMb: 12288,
+          externalMemoryMb: 1024,
+          migMode: false,
+          instances: [],
         },
       ],
     });
     expect(info.error).toBeUndefined();
     expectIso(info);
-    // Exactly the two documented queries, GPU list first.
-    expect(fake.calls()).toEqual([GPU_QUERY_ARGS.join(' '), APPS_QUERY_ARGS.join(' ')]);
+    // Exactly the two documented queries, GPU list first: no MIG queries without a GPU in MIG mode.
+    expect(fake.calls()).toEqual(BASIC_CALLS);
   });
 
   it('one-gpu: processes whose pid is ours are not external', async () => {
     const fake = fakeNvidiaSmi('one-gpu');
     const info = await new GpuProbe({ env: fake.env, ourPids: () => new Set([23817]) }).info();
     expect(info.devices[0]!.processes).toEqual([{ pid: 23817, name: '/usr/bin/python3', memoryUsedGb: 0.9, ours: true }]);
-    expect(info.devices[0]!.externalMemoryGb).toBe(0);
+    expect(info.devices[0]!.externalMemoryMb).toBe(1024 - 900);
   });
 
   it('one-gpu: by default nvidia-smi is looked up on process.env.PATH', async () => {
@@ -145,7 +132,15 @@ describe('GpuProbe with a fake nvidia-smi', () => {
       '2 GPUs, 160GB in total; each task uses one GPU: NVIDIA A100-SXM4-80GB (80GB): Qwen 2.5 Coder 7B recommended, or 3B for faster training',
     );
     const [gpu0, gpu1] = info.devices;
-    expect(gpu0).toMatchObject({ id: 0, memoryGb: 80, memoryUsedGb: 0, utilization: 0, processes: [], externalMemoryGb: 0 });
+    expect(gpu0).toMatchObject({
+      id: 0,
+      memoryGb: 80,
+      memoryUsedGb: 0,
+      utilization: 0,
+      processes: [],
+      externalMemoryGb: 0,
+      externalMemoryMb: 3,
+    });
     expect(gpu1).toMatchObject({
       id: 1,
       memoryGb: 80,
@@ -155,13 +150,17 @@ describe('GpuProbe with a fake nvidia-smi', () => {
         { pid: 31337, name: '/srv/trainyard/venv/bin/python', memoryUsedGb: 38, ours: true },
         { pid: 4120, name: '/opt/conda/bin/python', memoryUsedGb: 3, ours: false },
       ],
-      externalMemoryGb: 3,
+      externalMemoryGb: 3.6, // 42613 MiB used − 38912 ours
+      externalMemoryMb: 3701,
+      migMode: false,
+      instances: [],
     });
+    expect(fake.calls()).toEqual(BASIC_CALLS);
   });
 
-  it('mig: H100 in MIG mode, utilization and process memory [N/A]', async () => {
+  it('mig: H100 in MIG mode (2x 3g.40gb), utilization and process memory [N/A]', async () => {
     const fake = fakeNvidiaSmi('mig');
-    const info = await new GpuProbe({ env: fake.env }).info();
+    const info = await new GpuProbe({ env: fake.env, ourPids: () => new Set([51202]) }).info();
     expect(info.available).toBe(true);
     expect(info.error).toBeUndefined();
     expect(info.devices).toEqual([
@@ -173,13 +172,137 @@ describe('GpuProbe with a fake nvidia-smi', () => {
         memoryUsedGb: 12.9,
         utilization: null,
         processes: [
-          { pid: 51202, name: 'python3', memoryUsedGb: 0, ours: false },
+          { pid: 51202, name: 'python3', memoryUsedGb: 0, ours: true },
           { pid: 51388, name: '/usr/local/bin/tritonserver', memoryUsedGb: 0, ours: false },
         ],
-        externalMemoryGb: 0,
+        // The instances' sum: our process's memory is unknown, so all used memory counts.
+        externalMemoryGb: 12.9,
+        memoryMb: 81559,
+        externalMemoryMb: 4117 + 9071,
+        migMode: true,
+        instances: [
+          {
+            id: 0,
+            uuid: 'MIG-4e8a1c90-7b2d-5f63-9a0e-c3d5f7182b4e',
+            profile: '3g.40gb',
+            memoryGb: 39.4,
+            memoryUsedGb: 4,
+            externalMemoryGb: 4,
+            memoryMb: 40320,
+            externalMemoryMb: 4117,
+            processes: [{ pid: 51202, name: 'python3', memoryUsedGb: 0, ours: true }],
+          },
+          {
+            id: 1,
+            uuid: 'MIG-b05d93f6-2e41-5a8c-8d7f-61e0a4c9b3d2',
+            profile: '3g.40gb',
+            memoryGb: 39.4,
+            memoryUsedGb: 8.9,
+            externalMemoryGb: 8.9,
+            memoryMb: 40320,
+            externalMemoryMb: 9071,
+            processes: [{ pid: 51388, name: '/usr/local/bin/tritonserver', memoryUsedGb: 0, ours: false }],
+          },
+        ],
       },
     ]);
     expect(info.recommendation).toBe('NVIDIA H100 80GB HBM3 (79.6GB): Qwen 2.5 Coder 7B recommended, or 3B for faster training');
+    expect(fake.calls()).toEqual(MIG_CALLS);
+  });
+
+  it('four-gpus-mig: three whole A100s and one in MIG mode with 3g.40gb + 2x 1g.10gb', async () => {
+    const fake = fakeNvidiaSmi('four-gpus-mig');
+    const info = await new GpuProbe({ env: fake.env }).info();
+    expect(info.error).toBeUndefined();
+    expect(info.count).toBe(4);
+    expect(info.devices.map((d) => [d.id, d.name, d.memoryMb, d.migMode, d.externalMemoryMb])).toEqual([
+      [0, 'NVIDIA A100 80GB PCIe', 81920, false, 4],
+      [1, 'NVIDIA A100 80GB PCIe', 81920, false, 4],
+      [2, 'NVIDIA A100-PCIE-40GB', 40960, false, 1543],
+      [3, 'NVIDIA A100 80GB PCIe', 81920, true, 12213 + 13 + 13],
+    ]);
+    expect(info.devices[2]!.processes).toEqual([{ pid: 23817, name: '/usr/bin/python3', memoryUsedGb: 1.5, ours: false }]);
+    expect(info.devices.slice(0, 3).every((d) => d.instances.length === 0)).toBe(true);
+    expect(info.devices[3]!.instances).toEqual([
+      {
+        id: 0,
+        uuid: 'MIG-7d0c4e9a-2b61-5f38-a4d7-1e9b03c6f852',
+        profile: '3g.40gb',
+        memoryGb: 39.3,
+        memoryUsedGb: 11.9,
+        externalMemoryGb: 11.9,
+        memoryMb: 40192,
+        externalMemoryMb: 12213,
+        processes: [{ pid: 48213, name: '/opt/venvs/vllm/bin/python3', memoryUsedGb: 0, ours: false }],
+      },
+      {
+        id: 1,
+        uuid: 'MIG-a3e85f12-9c07-5b4d-8e26-f01d7b9c43a6',
+        profile: '1g.10gb',
+        memoryGb: 9.5,
+        memoryUsedGb: 0,
+        externalMemoryGb: 0,
+        memoryMb: 9728,
+        externalMemoryMb: 13,
+        processes: [],
+      },
+      {
+        id: 2,
+        uuid: 'MIG-1b6f0d83-e4a2-5c97-b358-6d2e9f0a7c14',
+        profile: '1g.10gb',
+        memoryGb: 9.5,
+        memoryUsedGb: 0,
+        externalMemoryGb: 0,
+        memoryMb: 9728,
+        externalMemoryMb: 13,
+        processes: [],
+      },
+    ]);
+    expect(fake.calls()).toEqual(MIG_CALLS);
+  });
+
+  it('four-gpus-mig through the inventory: whole GPUs, and the MIG GPU as its instances', async () => {
+    const info = await new GpuProbe({ env: fakeNvidiaSmi('four-gpus-mig').env }).info();
+    const { devices, externalMemoryMb } = inventoryFromGpuInfo(info, null);
+    expect(devices.map((d) => [d.id, d.uuid, d.memoryMb, d.migProfile])).toEqual([
+      ['gpu0', 'GPU-2f6c0a8e-91d4-7b35-c0e2-58a1f4d93b17', 81920, null],
+      ['gpu1', 'GPU-8b3d7e42-0c5a-4f19-a6e8-d27c90b1e5f3', 81920, null],
+      ['gpu2', 'GPU-c47e19a3-5d20-8e6b-3f91-0ab2d6c8e754', 40960, null],
+      ['gpu3/mig0', 'MIG-7d0c4e9a-2b61-5f38-a4d7-1e9b03c6f852', 40192, '3g.40gb'],
+      ['gpu3/mig1', 'MIG-a3e85f12-9c07-5b4d-8e26-f01d7b9c43a6', 9728, '1g.10gb'],
+      ['gpu3/mig2', 'MIG-1b6f0d83-e4a2-5c97-b358-6d2e9f0a7c14', 9728, '1g.10gb'],
+    ]);
+    expect(devices[3]!.name).toBe('NVIDIA A100 80GB PCIe MIG 3g.40gb');
+    expect(Object.fromEntries(externalMemoryMb)).toEqual({
+      gpu0: 4,
+      gpu1: 4,
+      gpu2: 1543,
+      'gpu3/mig0': 12213,
+      'gpu3/mig1': 13,
+      'gpu3/mig2': 13,
+    });
+    expect(inventoryFromGpuInfo(info, [1, 3]).devices.map((d) => d.id)).toEqual(['gpu1', 'gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
+  });
+
+  it('a broken MIG answer keeps every GPU, the MIG GPU without instances, and says why', async () => {
+    const fake = fakeNvidiaSmi('four-gpus-mig');
+    fake.set({ 'query.xml': '<nvidia_smi_log><gpu><uuid>GPU-5e91b2d7' });
+    const info = await new GpuProbe({ env: fake.env }).info();
+    expect(info.available).toBe(true);
+    expect(info.count).toBe(4);
+    expect(info.devices[3]).toMatchObject({ migMode: true, instances: [], externalMemoryMb: 12241 });
+    expect(info.error).toMatch(/^MIG instances unavailable \(output could not be parsed: nvidia-smi -q -x: not XML/);
+    expect(inventoryFromGpuInfo(info, null).devices.map((d) => d.id)).toEqual(['gpu0', 'gpu1', 'gpu2']);
+  });
+
+  it('a MIG GPU missing from nvidia-smi -L keeps the GPUs too, and says so', async () => {
+    const fake = fakeNvidiaSmi('four-gpus-mig');
+    // No answer for -L: the fake prints nothing and exits 0.
+    fake.set({ 'list.txt': undefined });
+    const info = await new GpuProbe({ env: fake.env }).info();
+    expect(info.count).toBe(4);
+    expect(info.devices[3]!.instances).toEqual([]);
+    expect(info.error).toBe('MIG instances incomplete: GPU 3 is in MIG mode but nvidia-smi -L does not list it');
   });
 
   it('empty: nvidia-smi succeeds but lists no GPU → unavailable', async () => {

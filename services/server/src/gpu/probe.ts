@@ -3,15 +3,20 @@
 // that says what happened and what to do.
 
 import { execFile, type ChildProcess, type ExecFileException } from 'node:child_process';
-import { describeFailure, parseNvidiaSmi, unavailableInfo, type ProbeFailure } from './parse';
+import { describeFailure, parseNvidiaSmi, unavailableInfo, type MigOutputs, type ProbeFailure } from './parse';
 import type { GpuInfo } from './types';
 
 export const GPU_QUERY_ARGS = [
-  '--query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu',
+  '--query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu,mig.mode.current',
   '--format=csv,noheader,nounits',
 ] as const;
 
 export const APPS_QUERY_ARGS = ['--query-compute-apps=gpu_uuid,pid,process_name,used_memory', '--format=csv,noheader,nounits'] as const;
+
+/** Asked only when some GPU is in MIG mode: the MIG devices' profiles and UUIDs… */
+export const MIG_LIST_ARGS = ['-L'] as const;
+/** …and their memory and processes (no CSV query reports MIG devices). */
+export const MIG_QUERY_ARGS = ['-q', '-x'] as const;
 
 export interface GpuProbeOptions {
   /** Explicit nvidia-smi binary; default: `nvidia-smi` looked up on PATH. */
@@ -90,17 +95,28 @@ export class GpuProbe {
       // Only the "external memory" accounting depends on the process list; parseNvidiaSmi keeps the
       // GPUs available if this second query fails.
       const apps = await this.run(APPS_QUERY_ARGS);
+      // A host without MIG pays nothing more; a failed MIG query leaves the GPUs, without instances.
+      const mig = gpusOnly.devices.some((d) => d.migMode) ? await this.migOutputs() : undefined;
       return parseNvidiaSmi(
         gpus.stdout,
         apps.ok ? apps.stdout : null,
         this.safeOurPids(),
         new Date(),
         apps.ok ? undefined : describeFailure(apps.failure).error,
+        mig,
       );
     } catch (e) {
       // Belt and braces: nothing above should throw, but info() must never reject.
       return unavailableInfo({ kind: 'spawn-error', detail: e instanceof Error ? e.message : String(e) });
     }
+  }
+
+  private async migOutputs(): Promise<MigOutputs> {
+    const list = await this.run(MIG_LIST_ARGS);
+    if (!list.ok) return { error: describeFailure(list.failure).error };
+    const query = await this.run(MIG_QUERY_ARGS);
+    if (!query.ok) return { error: describeFailure(query.failure).error };
+    return { listText: list.stdout, queryText: query.stdout };
   }
 
   private safeOurPids(): Set<number> {
