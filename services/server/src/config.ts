@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
+import type { Device } from '@trainyard/domain';
 import { storageFromEnv, type OpenOptions } from '@trainyard/store';
+import { parseFixedInventory } from './gpu/inventory';
 import { parseAllowedHosts } from './http-guard';
 import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './trainer/defaults.mjs';
 import { ENV_PATTERN_RE } from './trainer/env';
@@ -69,6 +71,8 @@ export interface ServiceConfig {
   artifactsMaxPerTask: number;
   artifactPathMaxChars: number;
   nvidiaSmiPath: string | undefined;
+  /** Devices given by the operator (TRAINYARD_GPU_INVENTORY) instead of found by nvidia-smi; null = probe. */
+  gpuInventory: Device[] | null;
   /** The built Studio panel served at `/` (served only when its index.html exists). */
   panelDir: string;
   version: string;
@@ -130,6 +134,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     ]),
     undefined as number[] | undefined,
   );
+  let gpuInventory: Device[] | null = null;
+  if (env.TRAINYARD_GPU_INVENTORY) {
+    try {
+      gpuInventory = parseFixedInventory(env.TRAINYARD_GPU_INVENTORY);
+    } catch (e) {
+      problems.push(e instanceof Error ? e.message : String(e));
+    }
+  }
   const storage = storageFromEnv(env);
   const uploadsDir = resolve(storage.dataRoot, 'datasets', 'uploads');
   const datasetsRoot = env.TRAINYARD_DATASETS_ROOT ?? '';
@@ -205,6 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     artifactsMaxPerTask: read('TRAINYARD_ARTIFACTS_MAX_PER_TASK', intFrom('TRAINYARD_ARTIFACTS_MAX_PER_TASK', 1, 100_000), 100),
     artifactPathMaxChars: read('TRAINYARD_ARTIFACT_PATH_MAX', intFrom('TRAINYARD_ARTIFACT_PATH_MAX', 16, 4096), 1024),
     nvidiaSmiPath: env.TRAINYARD_NVIDIA_SMI || undefined,
+    gpuInventory,
     panelDir: resolve(env.TRAINYARD_PANEL_DIR || resolve(REPO_ROOT, 'services/studio/dist')),
     version: VERSION,
   };
