@@ -360,7 +360,8 @@ for (const backend of backends()) {
     });
 
     describe('a GPU mostly held by another program (fake nvidia-smi)', () => {
-      const GPU = (usedMiB: number) => `0, GPU-4b1c9f3e-7d2a-5e8b-a1c6-93f0d2e4b7a1, NVIDIA GeForce RTX 3060, 12288, ${usedMiB}, 35\n`;
+      const GPU = (usedMiB: number) =>
+        `0, GPU-4b1c9f3e-7d2a-5e8b-a1c6-93f0d2e4b7a1, NVIDIA GeForce RTX 3060, 12288, ${usedMiB}, 35, [N/A]\n`;
       const VLLM = 'GPU-4b1c9f3e-7d2a-5e8b-a1c6-93f0d2e4b7a1, 4242, /usr/local/bin/vllm, 9216\n';
       let s: RunningServer;
       let fake: FakeGpu;
@@ -383,7 +384,8 @@ for (const backend of backends()) {
         const gpu = await c.system.gpuInfo.query();
         expect(gpu.available).toBe(true);
         expect(gpu.devices).toHaveLength(1);
-        expect(gpu.devices[0]).toMatchObject({ id: 0, name: 'NVIDIA GeForce RTX 3060', memoryGb: 12, externalMemoryGb: 9 });
+        // External memory is the GPU's used memory minus ours: 9400 MiB.
+        expect(gpu.devices[0]).toMatchObject({ id: 0, name: 'NVIDIA GeForce RTX 3060', memoryGb: 12, externalMemoryGb: 9.2 });
         expect(gpu.devices[0]!.processes).toEqual([{ pid: 4242, name: '/usr/local/bin/vllm', memoryUsedGb: 9, ours: false }]);
 
         const t = await c.tasks.create.mutate(simulated(SHORT, { name: 'waits for the GPU' }));
