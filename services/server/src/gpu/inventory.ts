@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { GpuInfo } from './types';
 
 /** The setting parseFixedInventory reads; its errors are worded with this name. */
-export const GPU_INVENTORY_VARIABLE = 'TRAINYARD_GPU_INVENTORY';
+const GPU_INVENTORY_VARIABLE = 'TRAINYARD_GPU_INVENTORY';
 
 /**
  * The devices a probe found, keeping only the GPUs in `allowedGpuIndices` (TRAINYARD_GPU_SLOTS;
