@@ -1,11 +1,14 @@
 // Domain events: facts in the past tense. Each carries a schema version so that old
 // events stay readable when a shape changes (add an upcaster in `upcast`, never edit history).
-import type { FailureReason, StopReason, TaskSpec } from './task';
+import type { DeviceGrant } from './resources';
+import type { PlacementGrounds } from './scheduling';
+import { DEFAULT_RESOURCES, type FailureReason, type StopReason, type TaskSpec } from './task';
 
 export interface TaskEventMap {
   TaskSubmitted: { spec: TaskSpec };
   TaskQueued: Record<string, never>;
-  TaskAssigned: { slotId: number; gpuIndex: number; runnerId: string; attempt: number };
+  /** `grounds`: what the policy saw when it placed the task (null for an assignment made before v2). */
+  TaskAssigned: { devices: DeviceGrant[]; runnerId: string; attempt: number; grounds: PlacementGrounds | null };
   TrainerSpawned: { pid: number; startTime: string; runDir: string };
   TrainingStarted: Record<string, never>;
   ProgressRecorded: {
@@ -44,7 +47,11 @@ export const TASK_EVENT_TYPES = [
   'TaskDeleted',
 ] as const satisfies readonly TaskEventType[];
 
-export const CURRENT_SCHEMA_VERSION = 1;
+/**
+ * The schema the events this code writes follow. 2: TaskSubmitted's spec has `resources`;
+ * TaskAssigned names devices (was one `slotId`/`gpuIndex`) and the grounds of the placement.
+ */
+export const CURRENT_SCHEMA_VERSION = 2;
 
 /** An event as decided, before the store gives it a position and a time. */
 export type NewTaskEvent = {
@@ -69,6 +76,17 @@ export type StoredTaskEvent = NewTaskEvent & {
 
 /** Brings an event written under an older schema to the current shape. */
 export function upcast(ev: StoredTaskEvent): StoredTaskEvent {
-  // Version 1 is the only schema so far.
+  // By shape rather than by the recorded version: an import of old events under a new version
+  // number reads right too.
+  if (ev.type === 'TaskSubmitted' && ev.data.spec && !ev.data.spec.resources)
+    return { ...ev, data: { ...ev.data, spec: { ...ev.data.spec, resources: { ...DEFAULT_RESOURCES } } } };
+  if (ev.type === 'TaskAssigned' && !('devices' in ev.data)) {
+    // v1 held one slot: GPU `gpuIndex`, whole.
+    const v1 = ev.data as unknown as { gpuIndex: number; runnerId: string; attempt: number };
+    const devices: DeviceGrant[] = [
+      { deviceId: `gpu${v1.gpuIndex}`, gpuIndex: v1.gpuIndex, uuid: null, migProfile: null, memoryMb: 0, exclusive: true },
+    ];
+    return { ...ev, data: { devices, runnerId: v1.runnerId, attempt: v1.attempt, grounds: null } };
+  }
   return ev;
 }

@@ -7,3 +7,4 @@ export * from './projection';
 export * from './recovery';
 export { safeText, safeValue, safeJson } from './safe-text.mjs';
 export * from './run';
+export * from './resources';

@@ -3,7 +3,7 @@
 // the machine refuses, then this detail.
 import { describe, expect, it } from 'vitest';
 import { IllegalCommandError, initialState, type TaskCommand, type TaskState } from '.';
-import { ev, given, spec, when } from '../test/given';
+import { ev, given, grant, spec, when } from '../test/given';
 
 const running = () => [ev.submitted(), ev.assigned(), ev.spawned(), ev.training()];
 
@@ -69,7 +69,7 @@ const cases: [string, TaskState, TaskCommand, string][] = [
   [
     'a running task, assigned again',
     given(...running()),
-    { type: 'assign', slotId: 0, gpuIndex: 0, runnerId: 'r' },
+    { type: 'assign', devices: [grant(0)], runnerId: 'r', grounds: null },
     'assign is not allowed while the task is TRAINING',
   ],
   [

@@ -8,6 +8,8 @@ import { assign, initialTransition, setup, transition, type SnapshotFrom } from 
 import type { NewTaskEvent, StoredTaskEvent, TaskEventMap, TaskEventType } from './events';
 import { EMPTY_PROGRESS, isTerminal, progressPercent, type FailureReason, type TaskRecord, type TaskSpec, type TaskStatus } from './task';
 import { IllegalCommandError } from './errors';
+import type { DeviceGrant } from './resources';
+import type { PlacementGrounds } from './scheduling';
 
 /** What the machine consumes: a domain event plus the log facts the fold needs. */
 export type LifecycleEvent = {
@@ -30,8 +32,7 @@ const emptyContext = (): Ctx => ({
   error: null,
   trainer: null,
   attempt: 0,
-  slotId: null,
-  gpuIndex: null,
+  devices: [],
   runnerId: null,
   stop: null,
   artifacts: [],
@@ -41,8 +42,8 @@ const emptyContext = (): Ctx => ({
 
 type Ev<K extends TaskEventType> = Extract<LifecycleEvent, { type: K }>;
 
-/** Leaving a slot: the task no longer holds its GPU. */
-const released = { slotId: null, gpuIndex: null } as const;
+/** Ending: the task no longer holds its devices. */
+const released = { devices: [] };
 
 type GuardArgs = { context: Ctx; event: LifecycleEvent };
 
@@ -70,8 +71,7 @@ export const taskMachine = setup({
     assigned: assign(({ context, event }) => {
       const e = event as Ev<'TaskAssigned'>;
       return {
-        slotId: e.data.slotId,
-        gpuIndex: e.data.gpuIndex,
+        devices: e.data.devices,
         runnerId: e.data.runnerId,
         attempt: e.data.attempt,
         startedAt: e.at,
@@ -234,7 +234,7 @@ export function fold(events: readonly StoredTaskEvent[], from: TaskState = initi
 export type TaskCommand =
   | { type: 'submit'; taskId: string; spec: TaskSpec }
   | { type: 'enqueue' }
-  | { type: 'assign'; slotId: number; gpuIndex: number; runnerId: string }
+  | { type: 'assign'; devices: DeviceGrant[]; runnerId: string; grounds: PlacementGrounds | null }
   | { type: 'recordSpawn'; pid: number; startTime: string; runDir: string }
   | { type: 'startTraining' }
   | {
@@ -280,10 +280,10 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
         {
           type: 'TaskAssigned',
           data: {
-            slotId: command.slotId,
-            gpuIndex: command.gpuIndex,
+            devices: command.devices,
             runnerId: command.runnerId,
             attempt: ctx.attempt + 1,
+            grounds: command.grounds,
           },
         },
       ];

@@ -10,16 +10,18 @@ import {
   statusOf,
   TASK_COMMAND_TYPES,
   toRecord,
+  upcast,
+  type StoredTaskEvent,
   type TaskCommand,
   type TaskCommandType,
   type TaskState,
 } from '.';
-import { ev, given, spec, stored, T0, when } from '../test/given';
+import { ev, given, grant, spec, stored, T0, when } from '../test/given';
 
 const commands: Record<TaskCommandType, TaskCommand> = {
   submit: { type: 'submit', taskId: 't1', spec: spec() },
   enqueue: { type: 'enqueue' },
-  assign: { type: 'assign', slotId: 0, gpuIndex: 0, runnerId: 'r1' },
+  assign: { type: 'assign', devices: [grant(0)], runnerId: 'r1', grounds: null },
   recordSpawn: { type: 'recordSpawn', pid: 1, startTime: '1', runDir: '/tmp/r' },
   startTraining: { type: 'startTraining' },
   recordProgress: { type: 'recordProgress', epoch: 1, totalEpochs: 3, step: 5, totalSteps: 30, loss: 1.5 },
@@ -196,7 +198,7 @@ describe('the task record', () => {
       trainingAt: at(4),
       finishedAt: at(5),
       deadlineAt: new Date(T0 + 2000 + 6 * 3_600_000).toISOString(),
-      slotId: null,
+      devices: [],
       attempt: 1,
       trainer: { pid: 4242, startTime: '1234', runDir: '/tmp/run' },
       version: 6,
@@ -218,7 +220,7 @@ describe('the task record', () => {
     expect(r.progress).toEqual({ percent: 25, epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9 });
     expect(r.artifacts).toEqual(['out/a']);
     expect(r.stop).toMatchObject({ reason: 'cancel', by: 'alice' });
-    expect(r.slotId).toBe(0);
+    expect(r.devices.map((g) => g.deviceId)).toEqual(['gpu0']);
   });
 
   it('restores the decision state from a projected record', () => {
@@ -237,14 +239,14 @@ describe('the task record', () => {
 });
 
 describe('read models from the log', () => {
-  it('folds streams into tasks and slot holders', () => {
+  it('folds streams into tasks and device holders', () => {
     const log = [
       ...stored([ev.submitted(), ev.assigned(0)], 'a', 0, 0),
       ...stored([ev.submitted(), ev.queued()], 'b', 0, 2),
       ...stored([ev.submitted(), ev.assigned(1), ev.failed()], 'c', 0, 4),
     ];
     const rm = rebuildReadModels(log);
-    expect([...rm.slotHolders]).toEqual([[0, 'a']]);
+    expect(rm.deviceHolders).toEqual([{ deviceId: 'gpu0', taskId: 'a', memoryMb: 81_920, exclusive: true }]);
     expect(rm.tasks.get('b')!.status).toBe('QUEUED');
     expect(rm.tasks.get('c')!.status).toBe('FAILED');
   });
@@ -255,5 +257,23 @@ describe('error messages say what is true', () => {
     const s = given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('cancel'), ev.cancelled());
     const err = when(s, { type: 'cancel' }) as IllegalCommandError;
     expect(err.message).toBe('cannot cancel task t1: it is CANCELLED; the task has already ended');
+  });
+});
+
+describe('events written before schema 2 (upcast)', () => {
+  const v1 = (e: StoredTaskEvent): StoredTaskEvent => ({ ...e, metadata: { ...e.metadata, schemaVersion: 1 } });
+  it('a v1 TaskSubmitted gets the default resources; a v1 TaskAssigned its slot as one whole GPU', () => {
+    const { resources: _dropped, ...oldSpec } = spec();
+    const [sub, asg] = stored([
+      { type: 'TaskSubmitted', data: { spec: oldSpec as never } },
+      { type: 'TaskAssigned', data: { slotId: 1, gpuIndex: 3, runnerId: 'r1', attempt: 1 } as never },
+    ]).map(v1);
+    const r = toRecord(fold([upcast(sub!), upcast(asg!)]));
+    expect(r.spec.resources).toEqual({ gpus: 1, memoryMb: null, shared: false, memorySource: null });
+    expect(r.devices).toEqual([{ deviceId: 'gpu3', gpuIndex: 3, uuid: null, migProfile: null, memoryMb: 0, exclusive: true }]);
+  });
+  it('a v2 event passes unchanged', () => {
+    const [e] = stored([ev.assigned(2)]);
+    expect(upcast(e!)).toBe(e);
   });
 });

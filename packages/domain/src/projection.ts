@@ -1,7 +1,8 @@
-// The read models as pure functions of the log. The store applies `slotChange` in the same
+// The read models as pure functions of the log. The store applies `deviceChange` in the same
 // transaction as each append; `rebuildReadModels` folds a whole log to compare against that.
 import type { StoredTaskEvent } from './events';
 import { evolve, initialState, toRecord, type TaskState } from './lifecycle';
+import type { DeviceGrant } from './resources';
 import type { TaskRecord } from './task';
 
 /**
@@ -9,20 +10,40 @@ import type { TaskRecord } from './task';
  * changes what a TaskRecord holds: start-up then refolds the read models from the log, so a new
  * field is never read as undefined from a record an older fold wrote.
  */
-export const TASK_PROJECTION_VERSION = 1;
+export const TASK_PROJECTION_VERSION = 2;
 
 export interface ReadModels {
   tasks: Map<string, TaskRecord>;
-  /** slotId -> taskId holding it. */
-  slotHolders: Map<number, string>;
+  /** Who holds which device, sorted by device then task (see holderKey). */
+  deviceHolders: DeviceHolderRow[];
 }
 
-/** Which slot (if any) a task takes or gives back by moving from `before` to `after`. */
-export function slotChange(before: TaskRecord | null, after: TaskRecord): { release: number | null; acquire: number | null } {
-  const had = before?.slotId ?? null;
-  const has = after.slotId;
-  if (had === has) return { release: null, acquire: null };
-  return { release: had, acquire: has };
+export interface DeviceHolderRow {
+  deviceId: string;
+  taskId: string;
+  memoryMb: number;
+  exclusive: boolean;
+}
+
+/** The devices a task takes or gives back by moving from `before` to `after`. */
+export function deviceChange(before: TaskRecord | null, after: TaskRecord): { release: DeviceGrant[]; acquire: DeviceGrant[] } {
+  const had = before?.devices ?? [];
+  const has = after.devices;
+  const key = (g: DeviceGrant) => `${g.deviceId}\u0000${g.memoryMb}\u0000${g.exclusive}`;
+  const hasKeys = new Set(has.map(key));
+  const hadKeys = new Set(had.map(key));
+  return { release: had.filter((g) => !hasKeys.has(key(g))), acquire: has.filter((g) => !hadKeys.has(key(g))) };
+}
+
+/** The holder rows of one task's record. */
+export function holderRows(r: TaskRecord): DeviceHolderRow[] {
+  return r.devices.map((g) => ({ deviceId: g.deviceId, taskId: r.id, memoryMb: g.memoryMb, exclusive: g.exclusive }));
+}
+
+export function sortHolders(rows: DeviceHolderRow[]): DeviceHolderRow[] {
+  return rows.sort((a, b) =>
+    a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0,
+  );
 }
 
 /** Folds a log, event by event, into the read models (memory grows with tasks, not events). */
@@ -39,13 +60,13 @@ export class ReadModelFold {
 
   result(): ReadModels {
     const tasks = new Map<string, TaskRecord>();
-    const slotHolders = new Map<number, string>();
+    const deviceHolders: DeviceHolderRow[] = [];
     for (const [id, state] of this.states) {
       const record = toRecord(state);
       tasks.set(id, record);
-      if (record.slotId !== null) slotHolders.set(record.slotId, id);
+      deviceHolders.push(...holderRows(record));
     }
-    return { tasks, slotHolders };
+    return { tasks, deviceHolders: sortHolders(deviceHolders) };
   }
 }
 

@@ -1,50 +1,409 @@
-// The scheduling seam (the seed's "scheduler"): a pure policy that, given the GPU slots and the
-// queue, says which queued task starts on which slot. The local FIFO queue is the policy today;
-// a cluster scheduler later implements the same interface and nothing else changes.
-
-export interface SlotView {
-  slotId: number;
-  gpuIndex: number;
-  /** The task holding the slot, or null when free. */
-  holderTaskId: string | null;
-  /** Why a free slot must not take work now (e.g. another program holds the GPU), or null. */
-  blockedReason: string | null;
-}
+// The scheduling policy: given the devices (with their holders) and the queue, which queued
+// tasks start now on which devices, and why each of the others waits. Pure: time comes in as
+// `now`, and every decision is a function of its input, so it can be explained and replayed.
+//
+// The model: a task asks for `gpus` devices (a gang: all at once or none), exclusively or
+// shared. An exclusive task takes whole devices; shared tasks sit side by side on a device while
+// their memory fits under its memory less a reserve and less what other programs hold. Devices
+// are picked best-fit (the smallest that fits), so a small task takes a MIG instance before a
+// whole GPU. A gang of more than one uses whole GPUs only: CUDA shows a process one MIG instance.
+//
+// Order: FIFO by queue position. With `backfill` (EASY, as Slurm's backfill scheduler): when the
+// head of the queue cannot start, it gets a reservation (the earliest time its request fits,
+// counting each running task as gone at its deadline, i.e. the timeout is the bound on its run
+// time); a later task may start now only if it cannot delay that reservation: it ends (by its
+// timeout) before the reserved start, or it uses nothing the head is reserved. The head's
+// reserved start therefore never moves later, and every task reaches the head in turn.
+import { DEFAULT_MEMORY_RESERVE, gb, type DeviceGrant, type DeviceView, type ResourceRequest } from './resources';
 
 export interface QueuedTaskView {
   taskId: string;
   /** FIFO key: the log position of the task's TaskQueued event (null for a task not yet queued). */
   queuedPosition: string | null;
+  request: ResourceRequest;
+  /** Upper bound on the run time once started: the task's timeout. */
+  timeoutMs: number;
 }
 
-export interface Assignment {
+/**
+ * Why a queued task waits. STARTING is never a policy's answer: a reader asking between two
+ * passes is told so for a task the next pass starts.
+ */
+export const WAIT_CODES = ['WAITING_FOR_DEVICES', 'RESERVED_FOR_HEAD', 'EXTERNAL_MEMORY', 'BEHIND_HEAD', 'NEVER_FITS', 'STARTING'] as const;
+export type WaitCode = (typeof WAIT_CODES)[number];
+
+export interface WaitReason {
+  code: WaitCode;
+  /** One sentence for people: what it waits for. */
+  message: string;
+  /** For the head with a reservation: when it will have started at the latest (epoch ms). */
+  reservedStart: number | null;
+}
+
+/** What the policy saw when it placed a task: recorded with the assignment, so replay can explain it. */
+export interface PlacementGrounds {
+  policy: string;
+  /** Tasks ahead of it in the queue when it started (they could not start). */
+  ahead: number;
+  /** True when it started ahead of a blocked head without delaying the head's reservation. */
+  backfilled: boolean;
+  /** The blocked head's reservation at the time, if any. */
+  reservation: Reservation | null;
+  /** Its granted devices as they were: total memory, held by other programs, held by our tasks. */
+  devices: { deviceId: string; memoryMb: number; externalMemoryMb: number; heldMb: number; holders: number }[];
+  reserveFraction: number;
+}
+
+export interface Reservation {
   taskId: string;
-  slotId: number;
-  gpuIndex: number;
+  /** Epoch ms; when the head is sure to fit (running tasks gone by their deadlines). */
+  startAt: number;
+  deviceIds: string[];
+}
+
+export interface Placement {
+  taskId: string;
+  devices: DeviceGrant[];
+  grounds: PlacementGrounds;
+}
+
+export interface SchedulingInput {
+  devices: readonly DeviceView[];
+  /** In FIFO order (see fifoOrder). */
+  queue: readonly QueuedTaskView[];
+  now: number;
+  /** Share of each device's memory never given to shared tasks; default DEFAULT_MEMORY_RESERVE. */
+  reserveFraction?: number;
+  /**
+   * How long after its deadline a task may still hold its devices (it gets SIGTERM at the deadline
+   * and SIGKILL this much later): every release time counts it. Default 0.
+   */
+  releaseGraceMs?: number;
+}
+
+export interface SchedulingDecision {
+  assignments: Placement[];
+  /** Why each task that does not start waits, by task id. */
+  waiting: Map<string, WaitReason>;
+  reservation: Reservation | null;
 }
 
 export interface SchedulingPolicy {
   readonly name: string;
-  /** `queue` is in FIFO order, tasks not yet queued (just submitted) last. */
-  schedule(input: { slots: readonly SlotView[]; queue: readonly QueuedTaskView[] }): Assignment[];
+  schedule(input: SchedulingInput): SchedulingDecision;
 }
 
-/** One task per GPU slot, first come first served, lowest free slot first. */
-export const localFifoPolicy: SchedulingPolicy = {
-  name: 'local-fifo',
-  schedule({ slots, queue }) {
-    const free = slots.filter((s) => s.holderTaskId === null && s.blockedReason === null).sort((a, b) => a.slotId - b.slotId);
-    const assignments: Assignment[] = [];
-    for (let i = 0; i < free.length && i < queue.length; i++) {
-      const slot = free[i]!;
-      assignments.push({ taskId: queue[i]!.taskId, slotId: slot.slotId, gpuIndex: slot.gpuIndex });
+export const POLICY_NAMES = ['fifo', 'backfill'] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+/** Strict FIFO: the queue starts in order, and a head that cannot start holds everyone behind it. */
+export const fifoPolicy: SchedulingPolicy = { name: 'fifo', schedule: (input) => place(input, false, 'fifo') };
+/** FIFO with EASY backfill (the default). */
+export const backfillPolicy: SchedulingPolicy = { name: 'backfill', schedule: (input) => place(input, true, 'backfill') };
+
+export function policyByName(name: PolicyName): SchedulingPolicy {
+  return name === 'fifo' ? fifoPolicy : backfillPolicy;
+}
+
+/** A device as people read it in a reason: `GPU 1`, or `GPU 3 MIG 1g.10gb (gpu3/mig1)`. */
+export function deviceLabel(d: Pick<DeviceView, 'id' | 'gpuIndex' | 'migProfile'>): string {
+  return d.migProfile ? `GPU ${d.gpuIndex} MIG ${d.migProfile} (${d.id})` : `GPU ${d.gpuIndex}`;
+}
+
+/** Whether a request can ever be met by this inventory (all holders gone, nothing external). */
+export function requestFits(
+  devices: readonly Pick<DeviceView, 'memoryMb' | 'migProfile'>[],
+  r: ResourceRequest,
+  reserveFraction = DEFAULT_MEMORY_RESERVE,
+): boolean {
+  const room = (d: Pick<DeviceView, 'memoryMb'>) => (isShared(r) ? Math.floor(d.memoryMb * (1 - reserveFraction)) : d.memoryMb);
+  const usable = devices.filter((d) => (r.gpus === 1 || d.migProfile === null) && (r.memoryMb === null || room(d) >= r.memoryMb));
+  return usable.length >= r.gpus;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Mutable capacity of one device during a pass. */
+interface Cap {
+  view: DeviceView;
+  /** Memory a shared task may still take (reserve, external and holders deducted). */
+  sharedFree: number;
+  /** Memory an exclusive task could use (total less external). */
+  wholeFree: number;
+  holders: number;
+  /** Exclusive holders (at most one, unless the log says otherwise). */
+  exclusive: number;
+  blocked: boolean;
+}
+
+const isShared = (r: ResourceRequest) => r.shared && r.memoryMb !== null;
+
+function fitsOn(c: Cap, r: ResourceRequest): boolean {
+  if (c.blocked || c.exclusive > 0) return false;
+  if (r.gpus > 1 && c.view.migProfile !== null) return false;
+  if (isShared(r)) return c.sharedFree >= r.memoryMb!;
+  return c.holders === 0 && (r.memoryMb === null || c.wholeFree >= r.memoryMb);
+}
+
+/** Best fit: the smallest devices that fit, then by id; null when fewer than `gpus` fit. */
+function pick(caps: readonly Cap[], r: ResourceRequest, allowed: (c: Cap) => boolean): Cap[] | null {
+  const fit: Cap[] = [];
+  for (const c of caps) if (fitsOn(c, r) && allowed(c)) fit.push(c);
+  if (fit.length < r.gpus) return null;
+  // With no memory figure the need is unknown: whole GPUs before MIG instances.
+  const unknownNeed = r.memoryMb === null;
+  fit.sort(
+    (a, b) =>
+      (unknownNeed ? Number(a.view.migProfile !== null) - Number(b.view.migProfile !== null) : 0) ||
+      a.view.memoryMb - b.view.memoryMb ||
+      (isShared(r) ? a.sharedFree - b.sharedFree : 0) ||
+      compareIds(a.view.id, b.view.id),
+  );
+  return fit.slice(0, r.gpus);
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function take(c: Cap, r: ResourceRequest): DeviceGrant {
+  const shared = isShared(r);
+  const memoryMb = shared ? r.memoryMb! : c.view.memoryMb;
+  if (shared) c.sharedFree -= memoryMb;
+  else c.exclusive++;
+  c.holders++;
+  c.wholeFree = shared ? c.wholeFree - memoryMb : 0;
+  return { deviceId: c.view.id, gpuIndex: c.view.gpuIndex, uuid: c.view.uuid, migProfile: c.view.migProfile, memoryMb, exclusive: !shared };
+}
+
+function capacities(devices: readonly DeviceView[], reserve: number): Cap[] {
+  return devices.map((d) => {
+    const held = d.holders.reduce((n, h) => n + h.memoryMb, 0);
+    return {
+      view: d,
+      sharedFree: Math.floor(d.memoryMb * (1 - reserve)) - d.externalMemoryMb - held,
+      wholeFree: d.memoryMb - d.externalMemoryMb - held,
+      holders: d.holders.length,
+      exclusive: d.holders.filter((h) => h.exclusive).length,
+      blocked: d.blockedReason !== null,
+    };
+  });
+}
+
+interface Release {
+  at: number;
+  deviceId: string;
+  memoryMb: number;
+  exclusive: boolean;
+}
+
+/**
+ * The head's reservation: the earliest time its request fits once running tasks are gone by
+ * their deadlines (a holder without one never leaves), and the devices it would take then, with
+ * what each could still spare at that time. Null when it fits at no time (blocked devices, or a
+ * holder that never ends, stand in the way).
+ */
+function reserve(
+  caps: readonly Cap[],
+  releases: readonly Release[],
+  head: QueuedTaskView,
+  now: number,
+): { reservation: Reservation; spare: Map<string, number> } | null {
+  // Replay releases in time order on a copy of the capacities; check the head after each instant.
+  const sim = new Map(caps.map((c) => [c.view.id, { ...c }]));
+  const byTime = [...releases].sort((a, b) => a.at - b.at);
+  let i = 0;
+  while (i < byTime.length) {
+    const at = Math.max(now, byTime[i]!.at);
+    while (i < byTime.length && Math.max(now, byTime[i]!.at) === at) {
+      const r = byTime[i++]!;
+      const c = sim.get(r.deviceId);
+      if (!c) continue;
+      c.holders--;
+      if (r.exclusive) {
+        c.exclusive--;
+        c.wholeFree = c.view.memoryMb - c.view.externalMemoryMb;
+      } else {
+        c.sharedFree += r.memoryMb;
+        c.wholeFree += r.memoryMb;
+      }
     }
-    return assignments;
-  },
-};
+    const chosen = pick([...sim.values()], head.request, () => true);
+    if (chosen) {
+      const spare = new Map<string, number>();
+      for (const c of chosen) spare.set(c.view.id, isShared(head.request) ? c.sharedFree - head.request.memoryMb! : -1);
+      return { reservation: { taskId: head.taskId, startAt: at, deviceIds: chosen.map((c) => c.view.id) }, spare };
+    }
+  }
+  return null;
+}
+
+function place(input: SchedulingInput, backfill: boolean, policy: string): SchedulingDecision {
+  const reserveFraction = input.reserveFraction ?? DEFAULT_MEMORY_RESERVE;
+  const caps = capacities(input.devices, reserveFraction);
+  const capById = new Map(caps.map((c) => [c.view.id, c]));
+  const grace = input.releaseGraceMs ?? 0;
+  const releases: Release[] = [];
+  for (const d of input.devices)
+    for (const h of d.holders)
+      if (h.endsBy !== null) releases.push({ at: h.endsBy + grace, deviceId: d.id, memoryMb: h.memoryMb, exclusive: h.exclusive });
+
+  const assignments: Placement[] = [];
+  const waiting = new Map<string, WaitReason>();
+  let reservation: Reservation | null = null;
+  let spare = new Map<string, number>();
+  let headId: string | null = null;
+  // Shapes that found no room in this pass: capacity only shrinks as the pass goes on, so the
+  // same shape fails again (this keeps a long queue of look-alike tasks cheap).
+  const failed = new Map<string, WaitReason>();
+  let ahead = 0;
+
+  const grounds = (chosen: readonly Cap[], backfilled: boolean): PlacementGrounds => ({
+    policy,
+    ahead,
+    backfilled,
+    reservation,
+    reserveFraction,
+    devices: chosen.map((c) => ({
+      deviceId: c.view.id,
+      memoryMb: c.view.memoryMb,
+      externalMemoryMb: c.view.externalMemoryMb,
+      heldMb: c.view.memoryMb - c.view.externalMemoryMb - c.wholeFree,
+      holders: c.holders,
+    })),
+  });
+
+  const fitsEver = new Map<string, boolean>();
+  for (const t of input.queue) {
+    const r = t.request;
+    const shape = `${r.gpus}|${r.memoryMb}|${isShared(r)}`;
+    let ever = fitsEver.get(shape);
+    if (ever === undefined) fitsEver.set(shape, (ever = requestFits(input.devices, r, reserveFraction)));
+    if (!ever) {
+      waiting.set(t.taskId, neverFits(r, input.devices));
+      ahead++;
+      continue;
+    }
+    if (headId === null) {
+      const chosen = pick(caps, r, () => true);
+      if (chosen) {
+        const g = grounds(chosen, false);
+        assignments.push({ taskId: t.taskId, devices: chosen.map((c) => take(c, r)), grounds: g });
+        for (const c of chosen)
+          releases.push({ at: input.now + t.timeoutMs + grace, deviceId: c.view.id, memoryMb: grantMemory(c, r), exclusive: !isShared(r) });
+        continue;
+      }
+      // The head is blocked: it waits with a reservation when it can have one.
+      headId = t.taskId;
+      const res = reserve(caps, releases, t, input.now);
+      reservation = res?.reservation ?? null;
+      spare = res?.spare ?? new Map();
+      waiting.set(t.taskId, headReason(t, caps, reservation));
+      ahead++;
+      if (!reservation) headId = null; // nothing to protect: the ones behind go on as if it were not there
+      continue;
+    }
+    if (!backfill) {
+      waiting.set(t.taskId, {
+        code: 'BEHIND_HEAD',
+        message: `Waits behind task ${headId}, first in the queue (strict FIFO).`,
+        reservedStart: null,
+      });
+      ahead++;
+      continue;
+    }
+    const endsBy = input.now + t.timeoutMs + grace;
+    const key = `${r.gpus}|${r.memoryMb}|${isShared(r)}|${reservation && endsBy <= reservation.startAt}`;
+    const known = failed.get(key);
+    if (known) {
+      waiting.set(t.taskId, known);
+      ahead++;
+      continue;
+    }
+    // Never delays the head: a device the head is reserved may be used only by a task that ends
+    // before the reserved start, or by a shared task that leaves the head's share free then.
+    const harmless = (c: Cap) => {
+      if (!reservation || !spare.has(c.view.id) || endsBy <= reservation.startAt) return true;
+      return isShared(r) && spare.get(c.view.id)! >= r.memoryMb!;
+    };
+    const chosen = pick(caps, r, harmless);
+    if (chosen) {
+      const g = grounds(chosen, true);
+      assignments.push({ taskId: t.taskId, devices: chosen.map((c) => take(c, r)), grounds: g });
+      for (const c of chosen) {
+        releases.push({ at: endsBy, deviceId: c.view.id, memoryMb: grantMemory(c, r), exclusive: !isShared(r) });
+        if (spare.has(c.view.id) && reservation && endsBy > reservation.startAt) spare.set(c.view.id, spare.get(c.view.id)! - r.memoryMb!);
+      }
+      continue;
+    }
+    const reason = pick(caps, r, () => true)
+      ? reservedReason(t, reservation!, capById)
+      : ({ code: 'WAITING_FOR_DEVICES', message: shortage(r, caps), reservedStart: null } satisfies WaitReason);
+    failed.set(key, reason);
+    waiting.set(t.taskId, reason);
+    ahead++;
+  }
+  return { assignments, waiting, reservation };
+}
+
+function grantMemory(c: Cap, r: ResourceRequest): number {
+  return isShared(r) ? r.memoryMb! : c.view.memoryMb;
+}
+
+const at = (ms: number) => `${new Date(ms).toISOString().slice(11, 16)} UTC`;
+
+function describeRequest(r: ResourceRequest): string {
+  const n = r.gpus === 1 ? '1 GPU' : `${r.gpus} GPUs`;
+  const mem = r.memoryMb !== null ? ` with ${gb(r.memoryMb)} GB each` : '';
+  return `${n}${mem}${isShared(r) ? ' (shared)' : ''}`;
+}
+
+function shortage(r: ResourceRequest, caps: readonly Cap[]): string {
+  const free = caps.filter((c) => fitsOn(c, { ...r, gpus: 1 })).length;
+  return `Needs ${describeRequest(r)}, ${free} free.`;
+}
+
+function headReason(t: QueuedTaskView, caps: readonly Cap[], reservation: Reservation | null): WaitReason {
+  const r = t.request;
+  const blocked = caps.filter((c) => c.blocked);
+  if (!reservation && blocked.length)
+    return {
+      code: 'EXTERNAL_MEMORY',
+      message: `Needs ${describeRequest(r)}; ${blocked.map((c) => `${deviceLabel(c.view)} is held by another program`).join(', ')}. ${blocked[0]!.view.blockedReason}`,
+      reservedStart: null,
+    };
+  return {
+    code: 'WAITING_FOR_DEVICES',
+    message: `${shortage(r, caps)}${reservation ? ` First in the queue: reserved ${reservation.deviceIds.join(', ')} from ${at(reservation.startAt)} at the latest.` : ''}`,
+    reservedStart: reservation?.startAt ?? null,
+  };
+}
+
+function reservedReason(t: QueuedTaskView, reservation: Reservation, capById: Map<string, Cap>): WaitReason {
+  const devices = reservation.deviceIds.map((id) => (capById.get(id) ? deviceLabel(capById.get(id)!.view) : id));
+  return {
+    code: 'RESERVED_FOR_HEAD',
+    message:
+      `${devices.join(', ')} ${devices.length === 1 ? 'is' : 'are'} reserved for task ${reservation.taskId} from ${at(reservation.startAt)}; ` +
+      `with a timeout of ${Math.round(t.timeoutMs / 60_000)} min this task could delay it.`,
+    reservedStart: null,
+  };
+}
+
+function neverFits(r: ResourceRequest, devices: readonly DeviceView[]): WaitReason {
+  const whole = devices.filter((d) => d.migProfile === null).length;
+  const largest = devices.reduce((m, d) => Math.max(m, d.memoryMb), 0);
+  return {
+    code: 'NEVER_FITS',
+    message:
+      `Needs ${describeRequest(r)}, but this host has ${devices.length} device(s) (${whole} whole GPU(s), largest ${gb(largest)} GB). ` +
+      'Cancel it and submit with fewer GPUs or less memory, or add devices.',
+    reservedStart: null,
+  };
+}
 
 /** Order queued tasks by their FIFO key; tasks not yet queued come last, in the given order. */
-export function fifoOrder<T extends QueuedTaskView>(tasks: readonly T[]): T[] {
+export function fifoOrder<T extends Pick<QueuedTaskView, 'queuedPosition'>>(tasks: readonly T[]): T[] {
   return tasks
     .map((t, i) => ({ t, i }))
     .sort((a, b) => {

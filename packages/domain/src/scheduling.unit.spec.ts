@@ -1,36 +1,207 @@
+// The scheduling policy, given/when/then: given these devices (with holders) and this queue,
+// when the policy runs at `now`, then these tasks start on these devices and the rest wait for
+// these reasons.
 import { describe, expect, it } from 'vitest';
-import { fifoOrder, localFifoPolicy, type SlotView } from '.';
+import { backfillPolicy, fifoOrder, fifoPolicy, type DeviceHolder, type DeviceView, type QueuedTaskView, type SchedulingInput } from '.';
 
-const slot = (slotId: number, holderTaskId: string | null = null, blockedReason: string | null = null): SlotView => ({
-  slotId,
-  gpuIndex: slotId,
-  holderTaskId,
-  blockedReason,
+const GB = 1024;
+const MIN = 60_000;
+const NOW = Date.parse('2026-12-04T12:00:00Z');
+
+const gpu = (i: number, memoryGb = 80, holders: DeviceHolder[] = [], over: Partial<DeviceView> = {}): DeviceView => ({
+  id: `gpu${i}`,
+  gpuIndex: i,
+  uuid: `GPU-${i}`,
+  name: 'A100',
+  memoryMb: memoryGb * GB,
+  migProfile: null,
+  externalMemoryMb: 0,
+  blockedReason: null,
+  holders,
+  ...over,
 });
-const q = (taskId: string, queuedPosition: string | null) => ({ taskId, queuedPosition });
+const mig = (i: number, n: number, profile: string, memoryGb: number, holders: DeviceHolder[] = []): DeviceView => ({
+  ...gpu(i, memoryGb, holders),
+  id: `gpu${i}/mig${n}`,
+  uuid: `MIG-${i}-${n}`,
+  migProfile: profile,
+});
+const held = (taskId: string, endsInMin: number | null, memoryGb = 80, exclusive = true): DeviceHolder => ({
+  taskId,
+  memoryMb: memoryGb * GB,
+  exclusive,
+  endsBy: endsInMin === null ? null : NOW + endsInMin * MIN,
+});
+const task = (taskId: string, over: { gpus?: number; memoryGb?: number; shared?: boolean; timeoutMin?: number } = {}): QueuedTaskView => ({
+  taskId,
+  queuedPosition: null,
+  request: { gpus: over.gpus ?? 1, memoryMb: over.memoryGb === undefined ? null : over.memoryGb * GB, shared: over.shared ?? false },
+  timeoutMs: (over.timeoutMin ?? 60) * MIN,
+});
+const when = (given: Omit<SchedulingInput, 'now'>, policy = backfillPolicy) => {
+  const d = policy.schedule({ ...given, now: NOW });
+  return {
+    started: Object.fromEntries(d.assignments.map((a) => [a.taskId, a.devices.map((g) => g.deviceId)])),
+    waiting: Object.fromEntries([...d.waiting].map(([id, r]) => [id, r.code])),
+    decision: d,
+  };
+};
 
-describe('local FIFO policy', () => {
-  it('given one free slot and a queue, when scheduling, then the head of the queue starts', () => {
-    expect(localFifoPolicy.schedule({ slots: [slot(0)], queue: [q('a', '3'), q('b', '9')] })).toEqual([
-      { taskId: 'a', slotId: 0, gpuIndex: 0 },
+describe('placement', () => {
+  it('given free GPUs, a 1-GPU task takes the lowest one, whole and exclusive', () => {
+    const { decision } = when({ devices: [gpu(0), gpu(1)], queue: [task('a')] });
+    expect(decision.assignments[0]!.devices).toEqual([
+      { deviceId: 'gpu0', gpuIndex: 0, uuid: 'GPU-0', migProfile: null, memoryMb: 80 * GB, exclusive: true },
     ]);
   });
-  it('given no free slot, nothing starts', () => {
-    expect(localFifoPolicy.schedule({ slots: [slot(0, 'x')], queue: [q('a', '3')] })).toEqual([]);
+  it('a 2-GPU gang starts on two devices at once', () => {
+    expect(when({ devices: [gpu(0), gpu(1), gpu(2)], queue: [task('a', { gpus: 2 })] }).started).toEqual({ a: ['gpu0', 'gpu1'] });
   });
-  it('given a blocked slot, it takes no work', () => {
-    expect(localFifoPolicy.schedule({ slots: [slot(0, null, 'busy'), slot(1)], queue: [q('a', '1'), q('b', '2')] })).toEqual([
-      { taskId: 'a', slotId: 1, gpuIndex: 1 },
-    ]);
+  it('a gang never holds part of its devices while it waits for the rest', () => {
+    const { started, waiting, decision } = when({ devices: [gpu(0), gpu(1, 80, [held('x', 30)])], queue: [task('a', { gpus: 2 })] });
+    expect(started).toEqual({});
+    expect(waiting).toEqual({ a: 'WAITING_FOR_DEVICES' });
+    expect(decision.waiting.get('a')!.message).toMatch(/^Needs 2 GPUs, 1 free\./);
   });
-  it('fills several free slots lowest first, in queue order', () => {
-    expect(localFifoPolicy.schedule({ slots: [slot(2), slot(0), slot(1, 'x')], queue: [q('a', '1'), q('b', '2'), q('c', '3')] })).toEqual([
-      { taskId: 'a', slotId: 0, gpuIndex: 0 },
-      { taskId: 'b', slotId: 2, gpuIndex: 2 },
-    ]);
+  it('a gang uses whole GPUs only, never MIG instances (CUDA shows a process one MIG instance)', () => {
+    const devices = [gpu(0), mig(1, 0, '3g.40gb', 40), mig(1, 1, '3g.40gb', 40)];
+    expect(when({ devices, queue: [task('a', { gpus: 2 })] }).waiting).toEqual({ a: 'NEVER_FITS' });
   });
-  it('orders by QUEUED position numerically (bigint), unqueued candidates last', () => {
-    const order = fifoOrder([q('new', null), q('late', '100'), q('early', '20'), q('huge', '90071992547409930')]);
-    expect(order.map((t) => t.taskId)).toEqual(['early', 'late', 'huge', 'new']);
+  it('best fit: a small task takes the smallest device that fits (a MIG instance before a whole GPU)', () => {
+    const devices = [gpu(0), mig(1, 0, '1g.10gb', 10), mig(1, 1, '3g.40gb', 40)];
+    expect(when({ devices, queue: [task('a', { memoryGb: 20 })] }).started).toEqual({ a: ['gpu1/mig1'] });
+    expect(when({ devices, queue: [task('a', { memoryGb: 8 })] }).started).toEqual({ a: ['gpu1/mig0'] });
+  });
+  it('with no memory figure the need is unknown: whole GPUs before MIG instances', () => {
+    const devices = [mig(1, 0, '1g.10gb', 10), gpu(0)];
+    expect(when({ devices, queue: [task('a')] }).started).toEqual({ a: ['gpu0'] });
+  });
+  it('shared tasks run side by side while their memory fits under the device less the reserve', () => {
+    // 80 GB less 20 % = 64 GB for shared tasks: two of 30 GB fit, a third does not.
+    const queue = [
+      task('a', { shared: true, memoryGb: 30 }),
+      task('b', { shared: true, memoryGb: 30 }),
+      task('c', { shared: true, memoryGb: 30 }),
+    ];
+    const { started, waiting } = when({ devices: [gpu(0)], queue });
+    expect(started).toEqual({ a: ['gpu0'], b: ['gpu0'] });
+    expect(waiting).toEqual({ c: 'WAITING_FOR_DEVICES' });
+  });
+  it('memory held by other programs counts against what shared tasks may take', () => {
+    const devices = [gpu(0, 80, [], { externalMemoryMb: 40 * GB })];
+    expect(when({ devices, queue: [task('a', { shared: true, memoryGb: 30 })] }).waiting).toEqual({ a: 'WAITING_FOR_DEVICES' });
+    expect(when({ devices, queue: [task('a', { shared: true, memoryGb: 20 })] }).started).toEqual({ a: ['gpu0'] });
+  });
+  it('exclusive tasks never share: not beside a shared task, and a shared task not beside them', () => {
+    expect(when({ devices: [gpu(0, 80, [held('x', 30, 10, false)])], queue: [task('a')] }).waiting).toEqual({ a: 'WAITING_FOR_DEVICES' });
+    expect(when({ devices: [gpu(0, 80, [held('x', 30)])], queue: [task('a', { shared: true, memoryGb: 1 })] }).started).toEqual({});
+  });
+  it('a device another program holds takes no work, and the head says so', () => {
+    const devices = [gpu(0, 80, [], { blockedReason: 'GPU 0 (A100): 70 of 80 GB held by other programs.' })];
+    const { waiting, decision } = when({ devices, queue: [task('a')] });
+    expect(waiting).toEqual({ a: 'EXTERNAL_MEMORY' });
+    expect(decision.waiting.get('a')!.message).toMatch(/GPU 0 is held by another program/);
+  });
+  it('a request no device of this host can ever meet waits as NEVER_FITS and does not hold up the queue', () => {
+    const { started, waiting, decision } = when({ devices: [gpu(0), gpu(1)], queue: [task('big', { gpus: 4 }), task('a')] }, fifoPolicy);
+    expect([started, waiting]).toEqual([{ a: ['gpu0'] }, { big: 'NEVER_FITS' }]);
+    expect(decision.waiting.get('big')!.message).toMatch(/fewer GPUs/);
+  });
+});
+
+describe('order: FIFO and EASY backfill', () => {
+  const busy = (endsInMin: number) => [gpu(0, 80, [held('x', endsInMin)]), gpu(1, 80, [held('y', endsInMin)]), gpu(2), gpu(3)];
+
+  it('fifo: the queue starts in order; a blocked head holds everyone behind it', () => {
+    const queue = [task('head', { gpus: 4 }), task('short', { timeoutMin: 5 })];
+    const { started, waiting } = when({ devices: busy(30), queue }, fifoPolicy);
+    expect([started, waiting]).toEqual([{}, { head: 'WAITING_FOR_DEVICES', short: 'BEHIND_HEAD' }]);
+  });
+  it('backfill: the head reserves the devices it will get when running tasks reach their deadlines', () => {
+    const { decision } = when({ devices: busy(30), queue: [task('head', { gpus: 4 })] });
+    expect(decision.reservation).toEqual({ taskId: 'head', startAt: NOW + 30 * MIN, deviceIds: ['gpu0', 'gpu1', 'gpu2', 'gpu3'] });
+    expect(decision.waiting.get('head')).toMatchObject({ reservedStart: NOW + 30 * MIN });
+  });
+  it('backfill: a short task that ends before the reserved start runs now on a reserved device', () => {
+    const queue = [task('head', { gpus: 4 }), task('short', { timeoutMin: 20 })];
+    const { started, decision } = when({ devices: busy(30), queue });
+    expect(started).toEqual({ short: ['gpu2'] });
+    expect(decision.assignments[0]!.grounds).toMatchObject({
+      policy: 'backfill',
+      backfilled: true,
+      ahead: 1,
+      reservation: { taskId: 'head' },
+    });
+  });
+  it('backfill: a long task that could delay the head waits, reserved for the head', () => {
+    const queue = [task('head', { gpus: 4 }), task('long', { timeoutMin: 120 })];
+    const { started, waiting, decision } = when({ devices: busy(30), queue });
+    expect([started, waiting]).toEqual([{}, { head: 'WAITING_FOR_DEVICES', long: 'RESERVED_FOR_HEAD' }]);
+    expect(decision.waiting.get('long')!.message).toMatch(/^GPU 0, GPU 1, GPU 2, GPU 3 are reserved for task head from 12:30 UTC/);
+  });
+  it('backfill: a long task may use a device the head does not need', () => {
+    // The head needs 2 GPUs and gets gpu0 and gpu1 when they free; gpu2 and gpu3 are spare.
+    const devices = [gpu(0, 40, [held('x', 30, 40)]), gpu(1, 40, [held('y', 30, 40)]), gpu(2, 80, [held('z', 90)]), gpu(3)];
+    const queue = [task('head', { gpus: 2 }), task('long', { timeoutMin: 600 })];
+    const { started, decision } = when({ devices, queue });
+    expect(decision.reservation!.deviceIds).toEqual(['gpu0', 'gpu1']);
+    expect(started).toEqual({ long: ['gpu3'] });
+  });
+  it('backfill: a shared task outliving the reservation may stay on a reserved device if it leaves the head its share', () => {
+    const devices = [gpu(0, 80, [held('x', 30, 20, false), held('y', 300, 20, false)])];
+    const queue = [task('head', { shared: true, memoryGb: 30 }), task('fits', { shared: true, memoryGb: 10, timeoutMin: 600 })];
+    // 64 GB for shared tasks: 40 held now, 24 free (the head's 30 does not fit); at 30 min x has
+    // gone: 20 held, the head's 30, 14 spare. A 10 GB task fits both; a 20 GB one only now.
+    const { started, decision } = when({ devices, queue });
+    expect(decision.reservation).toMatchObject({ taskId: 'head', startAt: NOW + 30 * MIN });
+    expect(started).toEqual({ fits: ['gpu0'] });
+    const tooBig = when({ devices, queue: [queue[0]!, task('big', { shared: true, memoryGb: 20, timeoutMin: 600 })] });
+    expect(tooBig.waiting).toEqual({ head: 'WAITING_FOR_DEVICES', big: 'RESERVED_FOR_HEAD' });
+  });
+  it('a holder with no deadline never counts as leaving: the head gets no reservation and the queue behind it goes on', () => {
+    const devices = [gpu(0, 80, [held('x', null)]), gpu(1)];
+    const { started, decision } = when({ devices, queue: [task('head', { gpus: 2 }), task('a', { timeoutMin: 600 })] });
+    expect(decision.reservation).toBeNull();
+    expect(started).toEqual({ a: ['gpu1'] });
+  });
+  it('tasks placed earlier in the same pass count as holders until their own timeout', () => {
+    // a takes gpu0 for 60 min; the head (2 GPUs) must wait for a and for x (30 min).
+    const devices = [gpu(0), gpu(1, 80, [held('x', 30)])];
+    const { started, decision } = when({ devices, queue: [task('a'), task('head', { gpus: 2 })] });
+    expect(started).toEqual({ a: ['gpu0'] });
+    expect(decision.reservation).toMatchObject({ taskId: 'head', startAt: NOW + 60 * MIN });
+  });
+  it('the head keeps its reserved start as backfilled tasks come and go (no starvation)', () => {
+    // Replay a stream of short tasks arriving behind a big head: each pass, the reservation is
+    // never later than the first one, and the head starts by then.
+    let devices = busy(30);
+    const first = backfillPolicy.schedule({ devices, queue: [task('head', { gpus: 4 })], now: NOW }).reservation!;
+    for (let minute = 0; minute <= 30; minute += 5) {
+      const now = NOW + minute * MIN;
+      devices = devices.map((d) => ({ ...d, holders: d.holders.filter((h) => h.endsBy === null || h.endsBy > now) }));
+      const d = backfillPolicy.schedule({ devices, queue: [task('head', { gpus: 4 }), task(`s${minute}`, { timeoutMin: 10 })], now });
+      if (d.assignments.some((a) => a.taskId === 'head')) return expect(now).toBeLessThanOrEqual(first.startAt);
+      expect(d.reservation!.startAt).toBeLessThanOrEqual(first.startAt);
+      for (const a of d.assignments)
+        devices = devices.map((dev) =>
+          a.devices.some((g) => g.deviceId === dev.id)
+            ? { ...dev, holders: [...dev.holders, { taskId: a.taskId, memoryMb: dev.memoryMb, exclusive: true, endsBy: now + 10 * MIN }] }
+            : dev,
+        );
+    }
+    throw new Error('the head never started');
+  });
+  it('look-alike tasks behind a blocked head are decided once per shape (same reason each)', () => {
+    const queue = [task('head', { gpus: 4 }), ...Array.from({ length: 50 }, (_, i) => task(`l${i}`, { timeoutMin: 600 }))];
+    const { waiting } = when({ devices: busy(30), queue });
+    expect(new Set(Object.values(waiting))).toEqual(new Set(['WAITING_FOR_DEVICES', 'RESERVED_FOR_HEAD']));
+    expect(Object.keys(waiting)).toHaveLength(51);
+  });
+});
+
+describe('fifoOrder', () => {
+  const q = (taskId: string, queuedPosition: string | null) => ({ taskId, queuedPosition });
+  it('orders by queue position (as big integers), tasks not yet queued last in the given order', () => {
+    expect(fifoOrder([q('c', null), q('b', '10'), q('a', '9'), q('d', null)]).map((t) => t.taskId)).toEqual(['a', 'b', 'c', 'd']);
   });
 });

@@ -1,4 +1,5 @@
 // The task record and the values it is made of. Plain data: no IO, no clocks.
+import type { DeviceGrant, MemorySource, ResourceRequest } from './resources';
 import type { TaskStatus } from './status';
 
 export * from './status';
@@ -30,6 +31,13 @@ export interface TrainingConfig {
   simulate?: SimulateConfig;
 }
 
+/** The devices a task asks for, and where its memory figure came from. */
+export interface TaskResources extends ResourceRequest {
+  memorySource: MemorySource;
+}
+
+export const DEFAULT_RESOURCES: TaskResources = { gpus: 1, memoryMb: null, shared: false, memorySource: null };
+
 /** What the user asked for; fixed at submission. */
 export interface TaskSpec {
   name: string;
@@ -39,6 +47,7 @@ export interface TaskSpec {
   config: TrainingConfig;
   /** Wall-clock budget from assignment to exit, after which the trainer is stopped. */
   timeoutMs: number;
+  resources: TaskResources;
   owner: string;
   idempotencyKey?: string | null;
 }
@@ -94,8 +103,8 @@ export interface TaskRecord {
   error: TaskError | null;
   trainer: TrainerProcess | null;
   attempt: number;
-  slotId: number | null;
-  gpuIndex: number | null;
+  /** The devices the task holds while PREPARING or TRAINING; empty otherwise. */
+  devices: DeviceGrant[];
   runnerId: string | null;
   stop: StopRequest | null;
   artifacts: string[];

@@ -12,6 +12,9 @@ import {
   type RunState,
   type TaskRecord,
   initialState,
+  CURRENT_SCHEMA_VERSION,
+  DEFAULT_RESOURCES,
+  type DeviceGrant,
   type NewTaskEvent,
   type StoredTaskEvent,
   type TaskCommand,
@@ -20,6 +23,16 @@ import {
 } from '../src';
 
 export const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+
+/** A whole GPU given to a task. */
+export const grant = (gpuIndex = 0): DeviceGrant => ({
+  deviceId: `gpu${gpuIndex}`,
+  gpuIndex,
+  uuid: `GPU-${gpuIndex}`,
+  migProfile: null,
+  memoryMb: 81_920,
+  exclusive: true,
+});
 
 export const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
   name: 'demo',
@@ -37,6 +50,7 @@ export const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
     loraRank: 8,
     loraAlpha: 16,
   },
+  resources: { ...DEFAULT_RESOURCES },
   timeoutMs: 6 * 3_600_000,
   owner: 'alice',
   ...over,
@@ -49,16 +63,16 @@ export function stored(events: NewTaskEvent[], streamId = 't1', startVersion = 0
     version: startVersion + i + 1,
     position: String(startPos + i + 1),
     recordedAt: new Date(T0 + (startVersion + i) * 1000).toISOString(),
-    metadata: { actor: 'alice', schemaVersion: 1 },
+    metadata: { actor: 'alice', schemaVersion: CURRENT_SCHEMA_VERSION },
   }));
 }
 
 export const ev = {
   submitted: (s = spec()): NewTaskEvent => ({ type: 'TaskSubmitted', data: { spec: s } }),
   queued: (): NewTaskEvent => ({ type: 'TaskQueued', data: {} }),
-  assigned: (slotId = 0): NewTaskEvent => ({
+  assigned: (gpuIndex = 0): NewTaskEvent => ({
     type: 'TaskAssigned',
-    data: { slotId, gpuIndex: slotId, runnerId: 'r1', attempt: 1 },
+    data: { devices: [grant(gpuIndex)], runnerId: 'r1', attempt: 1, grounds: null },
   }),
   spawned: (): NewTaskEvent => ({ type: 'TrainerSpawned', data: { pid: 4242, startTime: '1234', runDir: '/tmp/run' } }),
   training: (): NewTaskEvent => ({ type: 'TrainingStarted', data: {} }),

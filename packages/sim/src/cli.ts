@@ -1,4 +1,4 @@
-// `npm run sim -- --seeds 5000 [--from 1] [--steps 120] [--slots 1]`: run many seeds, print a
+// `npm run sim -- --seeds 5000 [--from 1] [--steps 120] [--slots 1] [--mig]`: run many seeds, print a
 // failing seed with its trace; `--seed N --trace` replays one seed exactly.
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     steps: { type: 'string', default: '150' },
     slots: { type: 'string' },
+    mig: { type: 'boolean' },
     trace: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -34,9 +35,10 @@ const totals = {
 };
 const failing: SimResult[] = [];
 for (const seed of seeds) {
-  // Alternate one and two GPU slots unless told.
+  // Alternate one and two whole GPUs, and every third seed a GPU in MIG mode, unless told.
   const slots = values.slots ? Number(values.slots) : 1 + (seed % 2);
-  const r = await simulate({ seed, steps, slots, trace: values.trace || seeds.length === 1 });
+  const mig = values.mig ?? (values.slots ? false : seed % 3 === 0);
+  const r = await simulate({ seed, steps, slots, mig, trace: values.trace || seeds.length === 1 });
   totals.seeds++;
   for (const k of [
     'steps',
@@ -54,7 +56,7 @@ for (const seed of seeds) {
     totals.violations += r.violations.length;
     failing.push(r);
     console.log(
-      `seed ${seed} (slots ${slots}) FAILED:\n  ${r.violations.map(describeViolation).join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots} --steps ${steps} --trace`,
+      `seed ${seed} (slots ${slots}${mig ? ', mig' : ''}) FAILED:\n  ${r.violations.map(describeViolation).join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots}${mig ? ' --mig' : ''} --steps ${steps} --trace`,
     );
     if (values.trace || seeds.length === 1) console.log(r.trace.join('\n'));
     if (failing.length >= 5) break;

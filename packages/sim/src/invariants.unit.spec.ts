@@ -1,9 +1,9 @@
 // Every invariant of the simulation can fail, and says which one failed: each is tripped by a
 // planted bug (a wrong policy, decider or store, run through seeds) or by a doctored state (a bad
-// log, a read model or slot table edited behind the store's back, a trainer no runner started),
+// log, a read model or holder table edited behind the store's back, a trainer no runner started),
 // and the spec names the invariant that must fire, and that no other does.
 import { describe, expect, it } from 'vitest';
-import { type SchedulingPolicy, type StoredTaskEvent, type TaskSpec } from '@trainyard/domain';
+import { backfillPolicy, DEFAULT_RESOURCES, type SchedulingPolicy, type StoredTaskEvent, type TaskSpec } from '@trainyard/domain';
 import { SIM_TRAINING_CONFIG, simulate, World, type SimInvariant, type SimOptions, type SimViolation } from '.';
 
 const spec = (key: string): TaskSpec => ({
@@ -12,6 +12,7 @@ const spec = (key: string): TaskSpec => ({
   datasetPath: '/d.jsonl',
   outputDir: key,
   timeoutMs: 3_600_000,
+  resources: { ...DEFAULT_RESOURCES },
   owner: 'sim',
   idempotencyKey: key,
   config: SIM_TRAINING_CONFIG,
@@ -69,28 +70,56 @@ describe('simulation invariants, after every step (World.check)', () => {
     expect(kinds(world)).toEqual(['read-model']);
   });
 
-  it('slot-holder: a slot held by a task that does not exist', async () => {
+  it('device-holder: a device held by a task that does not exist', async () => {
     const world = await worldWith(2, ['a']);
     world.check();
-    world.db.holders.set(1, 'ghost');
+    world.db.holders.push({ deviceId: 'gpu1', taskId: 'ghost', memoryMb: 1024, exclusive: true });
     world.check();
-    expect(kinds(world)).toEqual(['slot-holder']);
+    expect(kinds(world)).toEqual(['device-holder']);
   });
 
-  it('two-slots: one task holding two slots (the second also names a slot it is not on)', async () => {
+  it('device-holder: a task holding a device its record does not name', async () => {
     const world = await worldWith(2, ['a']);
     world.check();
-    world.db.holders.set(1, 'a');
+    world.db.holders.push({ deviceId: 'gpu1', taskId: 'a', memoryMb: 1024, exclusive: true });
     world.check();
-    expect(kinds(world)).toEqual(['slot-holder', 'two-slots']);
+    expect(kinds(world)).toEqual(['device-holder']);
   });
 
-  it('phantom-slot: a task records a slot that no longer names it', async () => {
+  it('phantom-device: a task records a device that no longer names it', async () => {
     const world = await worldWith(1, ['a']);
     world.check();
-    world.db.holders.delete(0);
+    world.db.holders.length = 0;
     world.check();
-    expect(kinds(world)).toEqual(['phantom-slot']);
+    expect(kinds(world)).toEqual(['phantom-device']);
+  });
+
+  it('device-overcommit: a policy that forgets shared holders packs a device past its memory or beside an exclusive task', async () => {
+    const forgetful: SchedulingPolicy = {
+      name: 'forgets shared holders (planted bug)',
+      schedule: (input) =>
+        backfillPolicy.schedule({ ...input, devices: input.devices.map((d) => ({ ...d, holders: d.holders.filter((h) => h.exclusive) })) }),
+    };
+    expect((await firstViolation({ steps: 150, slots: 1, policy: forgetful }))?.invariant).toBe('device-overcommit');
+  });
+
+  it('partial-gang: a policy that gives a gang fewer devices than it asked for', async () => {
+    const stingy: SchedulingPolicy = {
+      name: 'one device per task (planted bug)',
+      schedule: (input) => {
+        const d = backfillPolicy.schedule(input);
+        return { ...d, assignments: d.assignments.map((a) => ({ ...a, devices: a.devices.slice(0, 1) })) };
+      },
+    };
+    expect((await firstViolation({ steps: 150, slots: 2, policy: stingy }))?.invariant).toBe('partial-gang');
+  });
+
+  it('backfill-delays-head: a policy that takes every task for a short one backfills past the reservation', async () => {
+    const optimist: SchedulingPolicy = {
+      name: 'every timeout taken as 1 ms (planted bug)',
+      schedule: (input) => backfillPolicy.schedule({ ...input, queue: input.queue.map((q) => ({ ...q, timeoutMs: 1 })) }),
+    };
+    expect((await firstViolation({ steps: 200, slots: 2, policy: optimist }))?.invariant).toBe('backfill-delays-head');
   });
 
   it('orphan-trainer: a trainer running for a queued task', async () => {
@@ -108,12 +137,19 @@ describe('simulation invariants, after every step (World.check)', () => {
     expect(kinds(world)).toEqual(['double-trainer']);
   });
 
-  it('fifo: a queue read newest first', async () => {
-    expect((await firstViolation({ steps: 150, slots: 1, lifoQueue: true }))?.invariant).toBe('fifo');
+  it('fifo: a policy that takes the queue newest first', async () => {
+    const lifo: SchedulingPolicy = {
+      name: 'newest first (planted bug)',
+      schedule: (input) => backfillPolicy.schedule({ ...input, queue: [...input.queue].reverse() }),
+    };
+    expect((await firstViolation({ steps: 150, slots: 1, policy: lifo }))?.invariant).toBe('fifo');
   });
 
   it('stall: a scheduling policy that never assigns', async () => {
-    const idle: SchedulingPolicy = { name: 'never assigns (planted bug)', schedule: () => [] };
+    const idle: SchedulingPolicy = {
+      name: 'never assigns (planted bug)',
+      schedule: () => ({ assignments: [], waiting: new Map(), reservation: null }),
+    };
     expect((await firstViolation({ steps: 150, slots: 1, policy: idle }))?.invariant).toBe('stall');
   });
 
@@ -125,7 +161,7 @@ describe('simulation invariants, after every step (World.check)', () => {
 });
 
 describe('simulation invariants, once everything has ended (World.checkEnd)', () => {
-  /** A world whose one task has ended (cancelled while queued: no slot here). */
+  /** A world whose one task has ended (cancelled while queued: no device here). */
   async function ended(): Promise<World> {
     const world = await worldWith(0, ['a']);
     await world.commands.execute('a', { type: 'cancel', reason: 'spec' }, { actor: 'user' });
@@ -167,9 +203,9 @@ describe('simulation invariants, once everything has ended (World.checkEnd)', ()
     expect(kinds(world)).toEqual(['rebuild-tasks']);
   });
 
-  it('rebuild-holders: a slot holder the log never assigned', async () => {
+  it('rebuild-holders: a device holder the log never assigned', async () => {
     const world = await ended();
-    world.db.holders.set(0, 'a');
+    world.db.holders.push({ deviceId: 'gpu0', taskId: 'a', memoryMb: 1024, exclusive: true });
     world.checkEnd();
     expect(kinds(world)).toEqual(['rebuild-holders']);
   });

@@ -1,10 +1,20 @@
 // The storage the simulation runs the real command logic (TaskCommands) on: the event log and
 // read models in memory, with the same rules the database enforces (unique stream versions,
-// one holder per slot, one slot per task) and real transactions: writes go to a working copy
+// one exclusive holder per device, a task holds a device once) and real transactions: writes go to a working copy
 // that is committed whole or dropped whole, as when the process dies before COMMIT.
-import type { AppendMetadata, LogLine, SlotRow, TaskRepository, TransactionRunner } from '@trainyard/store';
+import type { AppendMetadata, LogLine, TaskRepository, TransactionRunner } from '@trainyard/store';
 import { ConcurrencyError } from '@trainyard/store';
-import { CURRENT_SCHEMA_VERSION, safeText, slotChange, type NewTaskEvent, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
+import {
+  CURRENT_SCHEMA_VERSION,
+  deviceChange,
+  safeText,
+  sortHolders,
+  type Device,
+  type DeviceHolderRow,
+  type NewTaskEvent,
+  type StoredTaskEvent,
+  type TaskRecord,
+} from '@trainyard/domain';
 
 /** Thrown where the simulation kills the service in the middle of a transaction. */
 export class SimulatedCrash extends Error {
@@ -36,14 +46,15 @@ interface State {
   events: StoredTaskEvent[];
   versions: Map<string, number>;
   tasks: Map<string, TaskRecord>;
-  holders: Map<number, string>;
+  holders: DeviceHolderRow[];
 }
 
 export class MemoryDb {
   events: StoredTaskEvent[] = [];
   versions = new Map<string, number>();
   tasks = new Map<string, TaskRecord>();
-  holders = new Map<number, string>();
+  /** device_holders, sorted by device then task. */
+  holders: DeviceHolderRow[] = [];
   /** Trainer output lines by task and seq, as task_logs stores them (text made safe as the store does). */
   logs = new Map<string, Map<number, string>>();
   /** Refuse the next write of log lines, as a database refusing some line would (armed by the world). */
@@ -55,10 +66,8 @@ export class MemoryDb {
   crashAtWrite: number | null = null;
 
   constructor(
-    readonly slots: SlotRow[],
+    readonly inventory: Device[],
     private readonly now: () => number,
-    /** A planted bug for the specs: the queue read newest first. */
-    private readonly lifoQueue = false,
   ) {}
 
   readonly transaction: TransactionRunner = async (fn) => {
@@ -67,7 +76,7 @@ export class MemoryDb {
       events: [],
       versions: new Map(this.versions),
       tasks: new Map(this.tasks),
-      holders: new Map(this.holders),
+      holders: [...this.holders],
     };
     const result = await fn(this.repo(work));
     // COMMIT: everything at once.
@@ -136,22 +145,25 @@ export class MemoryDb {
         if ((current?.version ?? 0) !== (before?.version ?? 0))
           throw new ConcurrencyError(after.id, before?.version ?? 0, current?.version ?? null);
         w.tasks.set(after.id, after);
-        const change = slotChange(before, after);
-        if (change.release !== null && w.holders.get(change.release) === after.id) w.holders.delete(change.release);
-        if (change.acquire !== null) {
-          if (w.holders.has(change.acquire))
-            throw new ConstraintViolation(
-              `slot ${change.acquire} already held by ${w.holders.get(change.acquire)}, ${after.id} tried to take it`,
-            );
-          if ([...w.holders.values()].includes(after.id)) throw new ConstraintViolation(`task ${after.id} already holds a slot`);
-          w.holders.set(change.acquire, after.id);
+        const change = deviceChange(before, after);
+        const released = new Set(change.release.map((g) => g.deviceId));
+        w.holders = w.holders.filter((h) => !(h.taskId === after.id && released.has(h.deviceId)));
+        for (const g of change.acquire) {
+          // The keys of device_holders: (device, task) once; one exclusive holder per device.
+          if (w.holders.some((h) => h.deviceId === g.deviceId && h.taskId === after.id))
+            throw new ConstraintViolation(`task ${after.id} already holds ${g.deviceId}`);
+          const exclusive = w.holders.find((h) => h.deviceId === g.deviceId && h.exclusive);
+          if (g.exclusive && exclusive)
+            throw new ConstraintViolation(`${g.deviceId} already held exclusively by ${exclusive.taskId}, ${after.id} tried to take it`);
+          w.holders.push({ deviceId: g.deviceId, taskId: after.id, memoryMb: g.memoryMb, exclusive: g.exclusive });
         }
+        sortHolders(w.holders);
       },
       // The store's INSERT of several task rows: a task that already has one is a conflict.
       projectNew: async (rows) => {
         this.write(`project new ${rows.map((r) => r.after.id).join(',')}`);
         for (const { after } of rows) {
-          if (slotChange(null, after).acquire !== null) throw new Error(`projectNewTasks: task ${after.id} takes a slot; use projectTask`);
+          if (after.devices.length) throw new Error(`projectNewTasks: task ${after.id} takes devices; use projectTask`);
           if (w.tasks.has(after.id)) throw new ConcurrencyError(after.id, 0, null);
         }
         for (const { after } of rows) w.tasks.set(after.id, after);
@@ -165,7 +177,17 @@ export class MemoryDb {
         // What the store does before its INSERT (sql/logs.ts): NUL and lone surrogates as U+FFFD.
         for (const l of lines) w.logs.push({ taskId, line: { ...l, line: safeText(l.line) } });
       },
-      listSlots: async () => this.slots.map((s) => ({ ...s, holderTaskId: w.holders.get(s.slotId) ?? null })),
+      listDevices: async () =>
+        this.inventory.map((d) => ({
+          ...d,
+          present: true,
+          holders: w.holders
+            .filter((h) => h.deviceId === d.id)
+            .map((h) => {
+              const deadline = w.tasks.get(h.taskId)?.deadlineAt;
+              return { ...h, endsBy: deadline ? Date.parse(deadline) : null };
+            }),
+        })),
       // A commit replaces the whole state, so transactions here run one after another: each
       // already has the queue to itself, as the store's advisory lock gives it.
       lockQueue: async () => {},
@@ -173,7 +195,7 @@ export class MemoryDb {
       listQueue: async (limit) =>
         [...w.tasks.values()]
           .filter((t) => t.status === 'QUEUED')
-          .sort((a, b) => Number(BigInt(a.queuedPosition!) - BigInt(b.queuedPosition!)) * (this.lifoQueue ? -1 : 1))
+          .sort((a, b) => Number(BigInt(a.queuedPosition!) - BigInt(b.queuedPosition!)))
           .slice(0, limit),
     };
   }

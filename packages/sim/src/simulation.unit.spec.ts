@@ -1,7 +1,7 @@
 // The deterministic simulation (CI profile): many seeds, every invariant after every step.
 // `npm run sim -- --seeds 20000` runs the full profile; a failing seed prints its replay command.
 import { describe, expect, it } from 'vitest';
-import { decideRecovery, decideRun, localFifoPolicy, type SchedulingPolicy } from '@trainyard/domain';
+import { backfillPolicy, decideRecovery, decideRun, type SchedulingPolicy } from '@trainyard/domain';
 import { describeViolation, simulate, World, type SimViolation } from '.';
 
 const SEEDS = Number(process.env.TRAINYARD_SIM_SEEDS ?? 400);
@@ -11,11 +11,12 @@ describe('deterministic simulation', () => {
     const failures: string[] = [];
     let crashes = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
-      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2) });
+      // One or two whole GPUs; every third seed also a GPU in MIG mode (a mixed fleet).
+      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2), mig: seed % 3 === 0 });
       crashes += r.crashes;
       if (r.violations.length)
         failures.push(
-          `seed ${seed}: ${describeViolation(r.violations[0]!)} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)} --steps 120 --trace)`,
+          `seed ${seed}: ${describeViolation(r.violations[0]!)} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)}${seed % 3 === 0 ? ' --mig' : ''} --steps 120 --trace)`,
         );
     }
     expect(failures).toEqual([]);
@@ -31,20 +32,24 @@ describe('deterministic simulation', () => {
 
   // The checker must be able to fail: plant bugs and watch it catch them.
   it('catches a queue that is not FIFO', async () => {
-    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, lifoQueue: true }));
+    const lifo: SchedulingPolicy = {
+      name: 'newest first (planted bug)',
+      schedule: (input) => backfillPolicy.schedule({ ...input, queue: [...input.queue].reverse() }),
+    };
+    const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, policy: lifo }));
     expect(found?.invariant).toBe('fifo');
     expect(found?.message).toMatch(/FIFO/);
   });
 
-  it('catches a scheduler that double-books a slot', async () => {
+  it('catches a scheduler that double-books a GPU', async () => {
     const greedy: SchedulingPolicy = {
       name: 'ignores holders (planted bug)',
-      schedule: ({ slots, queue }) => localFifoPolicy.schedule({ slots: slots.map((s) => ({ ...s, holderTaskId: null })), queue }),
+      schedule: (input) => backfillPolicy.schedule({ ...input, devices: input.devices.map((d) => ({ ...d, holders: [] })) }),
     };
     const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 2, policy: greedy }));
     // The in-memory store refuses the second holder as the database's constraint would.
     expect(found?.invariant).toBe('unexpected-error');
-    expect(found?.message).toMatch(/ConstraintViolation: slot \d+ already held/);
+    expect(found?.message).toMatch(/ConstraintViolation: gpu\d+ already held exclusively/);
   });
 
   it('catches a recovery that starts a second trainer beside a live one', async () => {
@@ -83,7 +88,7 @@ describe('deterministic simulation', () => {
       facts.trainerAlive ? { kind: 'failLost', message: 'assumed lost' } : decideRecovery(task, facts);
     const found = await firstViolation((seed) => simulate({ seed, steps: 150, slots: 1, recovery: hasty }));
     expect(found?.invariant).toBe('orphan-trainer');
-    expect(found?.message).toMatch(/holds no slot/);
+    expect(found?.message).toMatch(/holds no device/);
   });
 });
 

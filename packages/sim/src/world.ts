@@ -6,9 +6,15 @@
 // transaction) and between "process spawned" and "event appended". After every step the
 // invariants are checked; a failing seed replays exactly.
 import {
+  backfillPolicy,
   decideRecovery,
   decideRun,
   evolve,
+  fifoOrder,
+  migDeviceId,
+  uniformInventory,
+  type Device,
+  type DeviceHolderRow,
   IllegalCommandError,
   initialState,
   TaskNotFoundError,
@@ -29,7 +35,7 @@ import {
   type TrainingConfig,
   type SchedulingPolicy,
 } from '@trainyard/domain';
-import { TaskCommands, type LogLine, type TransactionRunner } from '@trainyard/store';
+import { queuedView, TaskCommands, toDeviceViews, type LogLine, type TransactionRunner } from '@trainyard/store';
 import { MemoryDb, SimulatedCrash } from './memory-repo';
 import { Prng } from './prng';
 
@@ -106,7 +112,10 @@ class Service {
 export interface SimOptions {
   seed: number;
   steps: number;
+  /** Whole GPUs (80 GB each). */
   slots: number;
+  /** Add a GPU in MIG mode (a 3g.40gb and two 1g.10gb instances) after the whole ones. */
+  mig?: boolean;
   /** Keep a trace of every action (for replaying a failing seed). */
   trace?: boolean;
   /** Planted bugs, to prove the invariants catch them (specs only). */
@@ -114,7 +123,6 @@ export interface SimOptions {
   recovery?: typeof decideRecovery;
   /** The run decider (replaced only to plant a bug). */
   runDecider?: typeof decideRun;
-  lifoQueue?: boolean;
   /** A run decider that gives up on an exit whose last lines the database refused. */
   exitLostWithRefusedLines?: boolean;
   /** A store that never finds a task by its idempotency key. */
@@ -138,17 +146,21 @@ export type SimInvariant =
   | 'log-not-foldable'
   /** 4: a task's read model is not the fold of its stream. */
   | 'read-model'
-  /** 1: a slot is held by a task that is not running on it. */
-  | 'slot-holder'
-  /** 1: one task holds two slots. */
-  | 'two-slots'
-  /** 1: a task records a slot whose holder is another task (or none). */
-  | 'phantom-slot'
-  /** 1: a live trainer for a task that holds no slot. */
+  /** 1: a device is held by a task that is not running on it. */
+  | 'device-holder'
+  /** 1: a task records a device it does not hold. */
+  | 'phantom-device'
+  /** 1: a device holds more memory than it has, or an exclusive holder shares its device. */
+  | 'device-overcommit'
+  /** 1: a task holds some but not all of the devices it asked for (gangs are all or nothing). */
+  | 'partial-gang'
+  /** 2: a task started on a device reserved for the blocked head and could outlive the reservation. */
+  | 'backfill-delays-head'
+  /** 1: a live trainer for a task that holds no device. */
   | 'orphan-trainer'
   /** 1: two live trainers for one task. */
   | 'double-trainer'
-  /** 6: with the service up, a free slot while tasks queue. */
+  /** 6: with the service up, the policy would start a queued task that waits. */
   | 'stall'
   /** At the end: a task that never ended. */
   | 'stuck'
@@ -158,7 +170,7 @@ export type SimInvariant =
   | 'unsafe-text'
   /** At the end (4): the task read models differ from a full rebuild of the log. */
   | 'rebuild-tasks'
-  /** At the end (1, 4): the slot holders differ from a full rebuild of the log. */
+  /** At the end (1, 4): the device holders differ from a full rebuild of the log. */
   | 'rebuild-holders';
 
 export interface SimViolation {
@@ -204,17 +216,15 @@ export class World {
 
   constructor(readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
-    this.db = new MemoryDb(
-      Array.from({ length: opts.slots }, (_, i) => ({ slotId: i, gpuIndex: i, holderTaskId: null })),
-      () => this.clock,
-      opts.lifoQueue ?? false,
-    );
+    this.db = new MemoryDb(simInventory(opts), () => this.clock);
     const transaction: TransactionRunner = opts.forgetIdempotencyKeys
       ? (fn) => this.db.transaction((repo) => fn({ ...repo, findByIdempotencyKey: async () => null }))
       : this.db.transaction;
     this.commands = new TaskCommands(transaction, {
       runnerId: RUNNER,
       maxAttempts: 1,
+      now: () => this.clock,
+      releaseGraceMs: GRACE_MS,
       ...(opts.policy ? { policy: opts.policy } : {}),
       onCommit: (events) => this.onCommit(events),
     });
@@ -378,6 +388,7 @@ export class World {
       datasetPath: '/d.jsonl',
       outputDir: id,
       timeoutMs: this.rng.chance(0.15) ? this.rng.int(500, 4000) : 6 * 3_600_000,
+      resources: this.newRequest(),
       owner: 'sim',
       // A few retried submissions reuse an earlier key: they must get the earlier task back.
       idempotencyKey: this.rng.chance(0.1) && this.nextTask > 2 ? `k${this.rng.int(1, this.nextTask - 1)}` : `k${this.nextTask - 1}`,
@@ -394,6 +405,15 @@ export class World {
       },
     };
     return { id, spec };
+  }
+
+  /** Mostly one exclusive GPU; now and then a gang of two, or a shared task with a memory figure. */
+  private newRequest(): TaskSpec['resources'] {
+    const r = this.rng.next();
+    if (r < 0.1 && this.opts.slots >= 2) return { gpus: 2, memoryMb: null, shared: false, memorySource: null };
+    if (r < 0.35) return { gpus: 1, memoryMb: this.rng.int(4, 30) * 1024, shared: true, memorySource: 'given' };
+    if (r < 0.45) return { gpus: 1, memoryMb: this.rng.int(4, 40) * 1024, shared: false, memorySource: 'given' };
+    return { gpus: 1, memoryMb: null, shared: false, memorySource: null };
   }
 
   private async submit(): Promise<void> {
@@ -789,7 +809,10 @@ export class World {
 
   /** The invariants that hold only once the chaos has stopped and everything has ended. */
   checkEnd(): void {
-    for (const t of this.db.tasks.values()) if (!isTerminal(t.status)) this.violation('stuck', `task ${t.id} stuck in ${t.status}`);
+    // Tasks on devices first: one stuck there is the cause of those stuck in the queue behind it.
+    const open = [...this.db.tasks.values()].filter((t) => !isTerminal(t.status));
+    for (const t of [...open.filter((x) => x.devices.length), ...open.filter((x) => !x.devices.length)])
+      this.violation('stuck', `task ${t.id} stuck in ${t.status}`);
     for (const p of this.procs.values())
       if (p.alive) this.violation('trainer-at-end', `trainer ${p.pid} of ${p.taskId} still running at the end`);
     // Stored output is text the database takes: NUL and lone surrogates became U+FFFD.
@@ -799,8 +822,8 @@ export class World {
     const rebuilt = rebuildReadModels(this.db.events);
     if (JSON.stringify([...rebuilt.tasks.entries()].sort()) !== JSON.stringify([...this.db.tasks.entries()].sort()))
       this.violation('rebuild-tasks', 'read models differ from a full rebuild of the log');
-    if (JSON.stringify([...rebuilt.slotHolders].sort()) !== JSON.stringify([...this.db.holders].sort()))
-      this.violation('rebuild-holders', 'slot holders differ from a full rebuild of the log');
+    if (JSON.stringify(rebuilt.deviceHolders) !== JSON.stringify(this.db.holders))
+      this.violation('rebuild-holders', 'device holders differ from a full rebuild of the log');
   }
 
   // -------------------------------------------------------------------------------------------
@@ -817,16 +840,7 @@ export class World {
       if (e.version !== before.version + 1)
         this.violation('stream-version', `stream ${e.streamId}: version ${e.version} after ${before.version}`);
       const prevStatus = statusOf(before);
-      if (e.type === 'TaskAssigned') {
-        const queued = [...this.shadow.entries()].filter(([id, s]) => id !== e.streamId && statusOf(s) === 'QUEUED');
-        if (prevStatus === 'QUEUED') {
-          const mine = BigInt(before.snapshot.context.queuedPosition!);
-          const earlier = queued.filter(([, s]) => BigInt(s.snapshot.context.queuedPosition!) < mine);
-          if (earlier.length) this.violation('fifo', `FIFO: ${e.streamId} started before ${earlier.map(([id]) => id).join(',')}`);
-        } else if (queued.length) {
-          this.violation('fifo', `FIFO: ${e.streamId} skipped the queue (${queued.map(([id]) => id).join(',')} waiting)`);
-        }
-      }
+      if (e.type === 'TaskAssigned') this.checkPlacement(e, before);
       try {
         this.shadow.set(e.streamId, evolve(before, e));
       } catch (err) {
@@ -840,33 +854,104 @@ export class World {
       if (s && JSON.stringify(toRecord(s)) !== JSON.stringify(db.tasks.get(id)))
         this.violation('read-model', `read model of ${id} differs from the log`);
     }
-    // 1: one holder per slot, holders are running tasks, trainers run only for slot holders.
+    // 1: holders are running tasks on the devices they record; no device over its memory or an
+    // exclusive holder beside another; gangs whole; trainers run only for holders.
     const holderIds = new Set<string>();
-    for (const [slot, id] of db.holders) {
-      const t = db.tasks.get(id);
-      if (!t || t.slotId !== slot || (t.status !== 'PREPARING' && t.status !== 'TRAINING'))
-        this.violation('slot-holder', `slot ${slot} held by ${id} (${t?.status})`);
-      if (holderIds.has(id)) this.violation('two-slots', `task ${id} holds two slots`);
-      holderIds.add(id);
+    const byDevice = new Map<string, DeviceHolderRow[]>();
+    for (const h of db.holders) {
+      const t = db.tasks.get(h.taskId);
+      if (!t || !t.devices.some((g) => g.deviceId === h.deviceId) || (t.status !== 'PREPARING' && t.status !== 'TRAINING'))
+        this.violation('device-holder', `${h.deviceId} held by ${h.taskId} (${t?.status})`);
+      holderIds.add(h.taskId);
+      byDevice.set(h.deviceId, [...(byDevice.get(h.deviceId) ?? []), h]);
     }
-    for (const t of db.tasks.values())
-      if (t.slotId !== null && db.holders.get(t.slotId) !== t.id)
-        this.violation('phantom-slot', `${t.id} thinks it holds slot ${t.slotId}`);
+    for (const d of db.inventory) {
+      const hs = byDevice.get(d.id) ?? [];
+      const used = hs.reduce((n, h) => n + h.memoryMb, 0);
+      if (used > d.memoryMb) this.violation('device-overcommit', `${d.id}: ${used} MB held of ${d.memoryMb}`);
+      if (hs.length > 1 && hs.some((h) => h.exclusive))
+        this.violation('device-overcommit', `${d.id}: exclusive holder beside others (${hs.map((h) => h.taskId).join(', ')})`);
+    }
+    for (const t of db.tasks.values()) {
+      for (const g of t.devices)
+        if (!db.holders.some((h) => h.deviceId === g.deviceId && h.taskId === t.id))
+          this.violation('phantom-device', `${t.id} thinks it holds ${g.deviceId}`);
+      if (t.devices.length && t.devices.length !== t.spec.resources.gpus)
+        this.violation('partial-gang', `${t.id} asked for ${t.spec.resources.gpus} GPUs and holds ${t.devices.length}`);
+    }
     const liveByTask = new Map<string, number>();
     for (const p of this.procs.values()) {
       if (!p.alive) continue;
       liveByTask.set(p.taskId, (liveByTask.get(p.taskId) ?? 0) + 1);
       if (!holderIds.has(p.taskId))
-        this.violation('orphan-trainer', `trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no slot`);
+        this.violation('orphan-trainer', `trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no device`);
     }
     for (const [id, n] of liveByTask) if (n > 1) this.violation('double-trainer', `${n} trainers run for ${id}`);
-    // 6: no stall: with the service up, a free slot and a non-empty queue never coexist.
+    // 6: no stall: with the service up, nothing the policy would start waits in the queue.
     if (this.svc) {
-      const queued = [...db.tasks.values()].filter((t) => t.status === 'QUEUED').length;
-      const free = db.slots.length - db.holders.size;
-      if (queued > 0 && free > 0) this.violation('stall', `stall: ${free} free slot(s) while ${queued} task(s) queue`);
+      const queue = fifoOrder([...db.tasks.values()].filter((t) => t.status === 'QUEUED')).map(queuedView);
+      if (queue.length) {
+        const devices = toDeviceViews(
+          db.inventory.map((d) => ({
+            ...d,
+            present: true,
+            holders: db.holders
+              .filter((h) => h.deviceId === d.id)
+              .map((h) => ({ ...h, endsBy: Date.parse(db.tasks.get(h.taskId)?.deadlineAt ?? '') || null })),
+          })),
+          new Map(),
+        );
+        const could = backfillPolicy.schedule({ devices, queue, now: this.clock, releaseGraceMs: GRACE_MS }).assignments;
+        if (could.length) this.violation('stall', `stall: ${could.map((a) => a.taskId).join(', ')} could start and wait`);
+      }
     }
   }
+
+  /**
+   * 2: FIFO, except a backfill that cannot delay the blocked head. A task that starts while one
+   * queued before it waits must say in its grounds that it passed it (the policy found the earlier
+   * one could not start), and a backfilled task on a device reserved for the head must end by the
+   * reserved start.
+   */
+  private checkPlacement(e: StoredTaskEvent, before: TaskState): void {
+    if (e.type !== 'TaskAssigned') return;
+    const queued = [...this.shadow.entries()].filter(([id, s]) => id !== e.streamId && statusOf(s) === 'QUEUED');
+    const mine = statusOf(before) === 'QUEUED' ? BigInt(before.snapshot.context.queuedPosition!) : null;
+    const earlier = mine === null ? queued : queued.filter(([, s]) => BigInt(s.snapshot.context.queuedPosition!) < mine);
+    const grounds = e.data.grounds;
+    if (earlier.length && (!grounds || grounds.ahead < earlier.length))
+      this.violation(
+        'fifo',
+        `FIFO: ${e.streamId} started before ${earlier.map(([id]) => id).join(',')} (grounds: ${grounds?.ahead ?? 'none'} ahead)`,
+      );
+    const res = grounds?.reservation;
+    if (grounds?.backfilled && res) {
+      const endsBy = Date.parse(e.recordedAt) + before.snapshot.context.spec.timeoutMs + GRACE_MS;
+      const shared = !e.data.devices.some((g) => g.exclusive);
+      const onReserved = e.data.devices.filter((g) => res.deviceIds.includes(g.deviceId));
+      if (onReserved.length && endsBy > res.startAt && !shared)
+        this.violation(
+          'backfill-delays-head',
+          `${e.streamId} backfilled on ${onReserved.map((g) => g.deviceId).join(', ')} reserved for ${res.taskId} and may run past the reserved start`,
+        );
+    }
+  }
+}
+
+/** The simulated host's devices: whole 80 GB GPUs, and a GPU in MIG mode when asked. */
+export function simInventory(opts: Pick<SimOptions, 'slots' | 'mig'>): Device[] {
+  const whole = uniformInventory(opts.slots, 81_920, 'A100 80GB');
+  if (!opts.mig) return whole;
+  const i = opts.slots;
+  const inst = (n: number, profile: string, memoryMb: number): Device => ({
+    id: migDeviceId(i, n),
+    gpuIndex: i,
+    uuid: `MIG-sim-${i}-${n}`,
+    name: 'A100 80GB',
+    memoryMb,
+    migProfile: profile,
+  });
+  return [...whole, inst(0, '3g.40gb', 40_960), inst(1, '1g.10gb', 10_240), inst(2, '1g.10gb', 10_240)];
 }
 
 class ServiceCrashAfterSpawn extends Error {}

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import type { NewTaskEvent } from '@trainyard/domain';
+import { CURRENT_SCHEMA_VERSION, type NewTaskEvent } from '@trainyard/domain';
 import {
   appendToStream,
   ConcurrencyError,
@@ -25,6 +25,7 @@ const submitted = (name = 'a'): NewTaskEvent => ({
       datasetPath: 'd.jsonl',
       outputDir: 'out',
       timeoutMs: 1000,
+      resources: { gpus: 1, memoryMb: null, shared: false, memorySource: null },
       owner: 'o',
       config: {
         epochs: 1,
@@ -76,7 +77,7 @@ for (const backend of backends()) {
         ['TaskQueued', 2],
       ]);
       expect(BigInt(a[1]!.position)).toBeGreaterThan(BigInt(a[0]!.position));
-      expect(a[0]!.metadata).toEqual({ actor: 'spec', schemaVersion: 1 });
+      expect(a[0]!.metadata).toEqual({ actor: 'spec', schemaVersion: CURRENT_SCHEMA_VERSION });
       expect(Number.isNaN(Date.parse(a[0]!.recordedAt))).toBe(false);
       const read = await readStream(t.db, 's1');
       expect(read).toEqual(a);
@@ -102,19 +103,21 @@ for (const backend of backends()) {
       expect((await readStream(t.db, 's1'))[0]!.type).toBe('TaskSubmitted');
     });
 
-    it('the slot table refuses a second holder of one slot', async () => {
-      await t.db.execute(sql`INSERT INTO gpu_slots (slot_id, gpu_index) VALUES (0, 0)`);
-      await t.db.execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (0, 'a', 1)`);
-      const err = await t.db.execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (0, 'b', 2)`).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      expect(pgErrorCode(err)).toBe('23505');
-      const err2 = await t.db.execute(sql`INSERT INTO slot_holders (slot_id, task_id, since_position) VALUES (1, 'a', 3)`).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      expect(pgErrorCode(err2)).toBe('23505');
+    it('the holder table refuses a second exclusive holder of one device, and one task holding a device twice', async () => {
+      const hold = (device: string, task: string, exclusive: boolean, pos: number) =>
+        t.db
+          .execute(
+            sql`INSERT INTO device_holders (device_id, task_id, memory_mb, exclusive, since_position) VALUES (${device}, ${task}, 1024, ${exclusive}, ${pos})`,
+          )
+          .then(
+            () => null,
+            (e: unknown) => e,
+          );
+      expect(await hold('gpu0', 'a', true, 1)).toBeNull();
+      expect(pgErrorCode(await hold('gpu0', 'b', true, 2))).toBe('23505');
+      expect(await hold('gpu1', 'c', false, 3)).toBeNull();
+      expect(await hold('gpu1', 'd', false, 4)).toBeNull();
+      expect(pgErrorCode(await hold('gpu1', 'c', false, 5))).toBe('23505');
     });
 
     it('tails committed events and resumes from a position', async () => {

@@ -4,8 +4,9 @@
 // trainer's last log lines: both commit, or neither.
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { uniformInventory } from '@trainyard/domain';
 import { sql } from 'drizzle-orm';
-import { compareWithLog, configureSlots, listQueue, readLogLines, readStream, rowsOf, TaskStore, type SubmitResult } from '.';
+import { compareWithLog, configureDevices, listQueue, readLogLines, readStream, rowsOf, TaskStore, type SubmitResult } from '.';
 import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
 
 const spec = taskSpec;
@@ -25,7 +26,7 @@ for (const backend of backends()) {
     let t: TestDatabase;
     beforeEach(async () => {
       t = await openTestDatabase(backend);
-      await configureSlots(t.db, [0]);
+      await configureDevices(t.db, uniformInventory(1));
     });
     afterEach(async () => {
       await t?.close();

@@ -3,7 +3,7 @@ export * from './errors';
 export * from './sql/events';
 export * from './sql/tasks';
 export * from './sql/queue';
-export * from './sql/slots';
+export * from './sql/devices';
 export * from './sql/logs';
 export * from './sql/projections';
 export * from './task-store';

@@ -30,7 +30,7 @@ for (const backend of backends()) {
       expect(check).toEqual({
         found: null,
         version: TASK_PROJECTION_VERSION,
-        rebuilt: TASK_PROJECTION_VERSION === 1 ? null : expect.anything(),
+        rebuilt: (TASK_PROJECTION_VERSION as number) === 1 ? null : expect.anything(),
       });
       expect(await recordedVersion()).toEqual([TASK_PROJECTION_VERSION]);
     });

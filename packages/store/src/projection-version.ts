@@ -26,7 +26,7 @@ export async function ensureProjectionCurrent(database: Database): Promise<Proje
     const found = await lockProjectionVersion(tx);
     if (found === null) {
       await markProjectionCurrent(tx, FIRST_VERSION);
-      if (version === FIRST_VERSION) return { found: null, version, rebuilt: null };
+      if ((version as number) === FIRST_VERSION) return { found: null, version, rebuilt: null };
     } else if (found === version) {
       return { found, version, rebuilt: null };
     }

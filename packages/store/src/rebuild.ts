@@ -5,7 +5,7 @@ import { ReadModelFold, type ReadModels, type TaskRecord } from '@trainyard/doma
 import type { Conn, Database, Tx } from './database';
 import { readAll } from './sql/events';
 import { markProjectionCurrent } from './sql/projections';
-import { listSlotHolders } from './sql/slots';
+import { listHolderRows } from './sql/devices';
 import { allTaskRecords, clearReadModels, projectTask } from './sql/tasks';
 
 /** Fold every event in position order. Memory grows with the number of tasks, not events. */
@@ -16,7 +16,7 @@ export async function rebuildFromLog(conn: Conn): Promise<ReadModels & { events:
 }
 
 export interface Difference {
-  kind: 'task-missing-live' | 'task-not-in-log' | 'task-differs' | 'slot-differs';
+  kind: 'task-missing-live' | 'task-not-in-log' | 'task-differs' | 'holders-differ';
   id: string;
   live?: unknown;
   rebuilt?: unknown;
@@ -36,18 +36,9 @@ export async function compareWithLog(conn: Conn): Promise<{ differences: Differe
     }
   }
   for (const [id, l] of live) if (!rebuilt.tasks.has(id)) differences.push({ kind: 'task-not-in-log', id, live: l });
-  const liveHolders = await listSlotHolders(conn);
-  const slots = new Set([...liveHolders.keys(), ...rebuilt.slotHolders.keys()]);
-  for (const s of slots) {
-    if (liveHolders.get(s) !== rebuilt.slotHolders.get(s)) {
-      differences.push({
-        kind: 'slot-differs',
-        id: `slot ${s}`,
-        live: liveHolders.get(s) ?? null,
-        rebuilt: rebuilt.slotHolders.get(s) ?? null,
-      });
-    }
-  }
+  const liveHolders = await listHolderRows(conn);
+  if (!isDeepStrictEqual(liveHolders, rebuilt.deviceHolders))
+    differences.push({ kind: 'holders-differ', id: 'device holders', live: liveHolders, rebuilt: rebuilt.deviceHolders });
   return { differences, events: rebuilt.events, tasks: rebuilt.tasks.size };
 }
 

@@ -72,23 +72,43 @@ export const tasks = pgTable(
   ],
 );
 
-export const gpuSlots = pgTable('gpu_slots', {
-  slotId: integer('slot_id').primaryKey(),
+/**
+ * The schedulable devices (whole GPUs and MIG instances) as configured at start-up. A device
+ * that is no longer seen stays, marked absent, while a task holds it (so the holder is noticed).
+ */
+export const devices = pgTable('devices', {
+  deviceId: text('device_id').primaryKey(),
   gpuIndex: integer('gpu_index').notNull(),
+  uuid: text('uuid'),
+  name: text('name').notNull(),
+  memoryMb: integer('memory_mb').notNull(),
+  migProfile: text('mig_profile'),
+  present: boolean('present').notNull().default(true),
 });
 
 /**
- * Which task holds which slot. The primary key on slot_id is what makes two holders of one
- * slot impossible; the unique task_id stops one task from holding two slots.
+ * Which task holds which device, with the memory it was granted. The primary key stops one task
+ * holding a device twice; the partial unique index makes two exclusive holders of one device
+ * impossible, so a scheduling race ends in a constraint error (and a retry). Exclusive beside
+ * shared and memory over a device's size are the policy's to prevent (it runs under the queue
+ * lock); the simulation and the torture suite check both.
  */
-export const slotHolders = pgTable(
-  'slot_holders',
+export const deviceHolders = pgTable(
+  'device_holders',
   {
-    slotId: integer('slot_id').primaryKey(),
+    deviceId: text('device_id').notNull(),
     taskId: text('task_id').notNull(),
+    memoryMb: integer('memory_mb').notNull(),
+    exclusive: boolean('exclusive').notNull(),
     since: position('since_position').notNull(),
   },
-  (t) => [uniqueIndex('slot_holders_task_uq').on(t.taskId)],
+  (t) => [
+    primaryKey({ columns: [t.deviceId, t.taskId] }),
+    uniqueIndex('device_holders_exclusive_uq')
+      .on(t.deviceId)
+      .where(sql`${t.exclusive}`),
+    index('device_holders_task_idx').on(t.taskId),
+  ],
 );
 
 export const taskLogs = pgTable(

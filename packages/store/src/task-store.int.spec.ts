@@ -4,9 +4,9 @@ import { IllegalCommandError } from '@trainyard/domain';
 import {
   appendToStream,
   compareWithLog,
-  configureSlots,
+  configureDevices,
   listQueue,
-  listSlots,
+  listDevicesWithHolders,
   loadTask,
   projectTask,
   readStream,
@@ -15,7 +15,7 @@ import {
   type Database,
 } from '.';
 import { backendAvailable, backends, openTestDatabase, openTestStore, taskSpec, type TestDatabase } from '../test/support';
-import { evolve, initialState, toRecord, type NewTaskEvent, type TaskRecord } from '@trainyard/domain';
+import { evolve, initialState, toRecord, uniformInventory, type NewTaskEvent, type TaskRecord } from '@trainyard/domain';
 import recorded from '../test/fixtures/recorded-log.json';
 
 const spec = taskSpec;
@@ -50,10 +50,10 @@ for (const backend of backends()) {
 
       expect((await finish(store, 't1')).map((t) => t.id)).toEqual(['t2']);
       expect((await loadTask(t.db, 't1'))!.status).toBe('COMPLETED');
-      expect((await listSlots(t.db))[0]!.holderTaskId).toBe('t2');
+      expect((await listDevicesWithHolders(t.db))[0]!.holders.map((h) => h.taskId)).toEqual(['t2']);
       expect((await finish(store, 't2')).map((t) => t.id)).toEqual(['t3']);
       expect(await finish(store, 't3')).toEqual([]);
-      expect((await listSlots(t.db))[0]!.holderTaskId).toBeNull();
+      expect((await listDevicesWithHolders(t.db))[0]!.holders).toEqual([]);
       expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
 
@@ -82,31 +82,31 @@ for (const backend of backends()) {
       expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
 
-    it('a blocked slot takes no work until unblocked', async () => {
-      const blocks = new Map([[0, 'GPU 0 is 80% used by other programs']]);
-      const blocked = new TaskStore(t, { runnerId: 'r1', slotBlocks: () => blocks });
+    it('a blocked device takes no work until unblocked', async () => {
+      const blocks = new Map([['gpu0', { externalMemoryMb: 60_000, blockedReason: 'GPU 0 is 80% used by other programs' }]]);
+      const blocked = new TaskStore(t, { runnerId: 'r1', deviceConditions: () => blocks });
       expect((await blocked.submit('a', spec('a'), meta)).task.status).toBe('QUEUED');
       expect(await blocked.schedule(meta)).toEqual([]);
       blocks.clear();
       expect((await blocked.schedule(meta)).map((t) => t.id)).toEqual(['a']);
     });
 
-    it('several slots: one task each, FIFO', async () => {
-      await configureSlots(t.db, [0, 1]);
+    it('several GPUs: one task each, FIFO', async () => {
+      await configureDevices(t.db, uniformInventory(2));
       const statuses = [];
       for (const id of ['a', 'b', 'c', 'd']) statuses.push((await store.submit(id, spec(id), meta)).task);
-      expect(statuses.map((s) => [s.status, s.slotId])).toEqual([
-        ['PREPARING', 0],
-        ['PREPARING', 1],
-        ['QUEUED', null],
-        ['QUEUED', null],
+      expect(statuses.map((s) => [s.status, s.devices.map((g) => g.deviceId)])).toEqual([
+        ['PREPARING', ['gpu0']],
+        ['PREPARING', ['gpu1']],
+        ['QUEUED', []],
+        ['QUEUED', []],
       ]);
       await finish(store, 'b');
-      expect((await loadTask(t.db, 'c'))!.slotId).toBe(1);
+      expect((await loadTask(t.db, 'c'))!.devices.map((g) => g.deviceId)).toEqual(['gpu1']);
     });
 
     it('rebuild from the log equals the live read models; tampering is found and repaired', async () => {
-      await configureSlots(t.db, [0, 1]);
+      await configureDevices(t.db, uniformInventory(2));
       for (const id of ['a', 'b', 'c', 'd', 'e']) await store.submit(id, spec(id), meta);
       await finish(store, 'a');
       await store.execute('d', { type: 'cancel' }, meta);
@@ -117,13 +117,12 @@ for (const backend of backends()) {
       expect(clean.tasks).toBe(5);
 
       await t.db.execute(sql`UPDATE tasks SET record = jsonb_set(record, '{status}', '"FAILED"') WHERE id = 'e'`);
-      await t.db.execute(sql`DELETE FROM slot_holders`);
+      await t.db.execute(sql`DELETE FROM device_holders`);
       const dirty = await compareWithLog(t.db);
       expect(dirty.differences.map((d) => [d.kind, d.id])).toEqual(
         expect.arrayContaining([
           ['task-differs', 'e'],
-          ['slot-differs', 'slot 0'],
-          ['slot-differs', 'slot 1'],
+          ['holders-differ', 'device holders'],
         ]),
       );
       await replaceReadModels(t);
@@ -131,7 +130,7 @@ for (const backend of backends()) {
     });
 
     it('replays a recorded log through the live projection; the rebuild equals it', async () => {
-      await configureSlots(t.db, [0, 1]);
+      await configureDevices(t.db, uniformInventory(2));
       const log = recorded as { streamId: string; events: NewTaskEvent[] }[];
       const records = new Map<string, TaskRecord | null>();
       for (const batch of log) {
@@ -160,7 +159,7 @@ describe.skipIf(!pg.url)('two service processes on one Postgres', () => {
   beforeEach(async () => {
     t = await openTestDatabase(pg);
     other = await t.openAnother();
-    await configureSlots(t.db, [0]);
+    await configureDevices(t.db, uniformInventory(1));
   });
   afterEach(async () => {
     await t?.close();
@@ -169,16 +168,16 @@ describe.skipIf(!pg.url)('two service processes on one Postgres', () => {
   it('racing for one free slot: exactly one wins, every time', async () => {
     const a = new TaskStore(t, { runnerId: 'A' });
     const b = new TaskStore(other, { runnerId: 'B' });
-    const blocks = new Map([[0, 'held for the race set-up']]);
-    const setup = new TaskStore(t, { runnerId: 'setup', slotBlocks: () => blocks });
+    const blocks = new Map([['gpu0', { externalMemoryMb: 0, blockedReason: 'held for the race set-up' }]]);
+    const setup = new TaskStore(t, { runnerId: 'setup', deviceConditions: () => blocks });
     for (let round = 0; round < 15; round++) {
       const id = `q${round}`;
       expect((await setup.submit(id, spec(id), meta)).task.status).toBe('QUEUED');
       const [ra, rb] = await Promise.all([a.schedule(meta), b.schedule(meta)]);
       const winners = [...ra, ...rb];
       expect(winners.map((w) => w.id)).toEqual([id]);
-      const slots = await listSlots(t.db);
-      expect(slots[0]!.holderTaskId).toBe(id);
+      const devices = await listDevicesWithHolders(t.db);
+      expect(devices[0]!.holders.map((h) => h.taskId)).toEqual([id]);
       expect((await loadTask(t.db, id))!.runnerId).toBe(ra.length ? 'A' : 'B');
       await a.execute(id, { type: 'fail', reason: 'lost', message: 'round over' }, meta);
     }

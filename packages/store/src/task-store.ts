@@ -1,6 +1,6 @@
 // Commands against the log: each runs in one transaction that reads the task's projected
 // state, decides with the lifecycle machine, appends with optimistic concurrency, updates the
-// read models and, when a slot frees up, runs the scheduling policy, all committing together.
+// read models and, when devices free up, runs the scheduling policy, all committing together.
 // A conflict (another writer got there first) rolls everything back and the command is retried.
 //
 // The command logic (TaskCommands) talks to storage through a small repository port, so the
@@ -11,17 +11,17 @@
 import {
   CURRENT_SCHEMA_VERSION,
   decide,
+  backfillPolicy,
   evolve,
   fifoOrder,
   initialState,
-  localFifoPolicy,
   stateFromRecord,
   TaskNotFoundError,
   toRecord,
-  type Assignment,
+  type DeviceView,
   type NewTaskEvent,
+  type QueuedTaskView,
   type SchedulingPolicy,
-  type SlotView,
   type StoredTaskEvent,
   type TaskCommand,
   type TaskRecord,
@@ -33,7 +33,7 @@ import { isRefusedData, isRetryable } from './errors';
 import { appendNewStreams, appendToStream, type AppendMetadata } from './sql/events';
 import { appendLogLines, type LogLine } from './sql/logs';
 import { countQueued, listQueue, lockQueue } from './sql/queue';
-import { listSlots, type SlotRow } from './sql/slots';
+import { listDevicesWithHolders, type DeviceWithHolders } from './sql/devices';
 import { findByIdempotencyKey, loadTask, projectNewTasks, projectTask } from './sql/tasks';
 
 /** What the command logic needs from storage, inside one transaction. */
@@ -42,7 +42,8 @@ export interface TaskRepository {
   findByIdempotencyKey(owner: string, key: string): Promise<TaskRecord | null>;
   append(streamId: string, expectedVersion: number, events: readonly NewTaskEvent[], meta: AppendMetadata): Promise<StoredTaskEvent[]>;
   project(before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void>;
-  listSlots(): Promise<SlotRow[]>;
+  /** The devices with their holders (and each holder's deadline). */
+  listDevices(): Promise<DeviceWithHolders[]>;
   listQueue(limit: number): Promise<TaskRecord[]>;
   /**
    * Serialise, until the transaction ends, every transaction that queues a task or fills a slot.
@@ -79,7 +80,7 @@ export function sqlRepository(tx: Tx): TaskRepository {
     findByIdempotencyKey: (owner, key) => findByIdempotencyKey(tx, owner, key),
     append: (streamId, expected, events, meta) => appendToStream(tx, streamId, expected, events, meta),
     project: (before, after, pos) => projectTask(tx, before, after, pos),
-    listSlots: () => listSlots(tx),
+    listDevices: () => listDevicesWithHolders(tx),
     listQueue: (limit) => listQueue(tx, limit),
     lockQueue: () => lockQueue(tx),
     countQueued: () => countQueued(tx),
@@ -94,7 +95,7 @@ export type CommandMeta = AppendMetadata;
 export interface CommandResult {
   task: TaskRecord;
   events: StoredTaskEvent[];
-  /** Tasks this transaction moved onto a GPU slot: the runner starts their trainers. */
+  /** Tasks this transaction placed on devices: the runner starts their trainers. */
   started: TaskRecord[];
 }
 
@@ -121,8 +122,19 @@ export interface TaskStoreOptions {
   /** Which service instance runs the trainers of the tasks this store assigns. */
   runnerId: string;
   policy?: SchedulingPolicy;
-  /** Slots that must not take work now, with the reason (e.g. GPU held by another program). */
-  slotBlocks?: () => ReadonlyMap<number, string>;
+  /** What the probe sees on each device now: memory other programs hold, and a block reason. */
+  deviceConditions?: () => ReadonlyMap<string, DeviceCondition>;
+  /** Share of each device's memory never given to shared tasks. */
+  reserveFraction?: number;
+  /** How many queued tasks, from the head, the policy considers (Slurm's bf_max_job_test). */
+  queueDepth?: number;
+  /** The clock the policy's reservations are measured on (the simulation's own). */
+  now?: () => number;
+  /**
+   * How long after its deadline a holder may still hold its devices: the stop's kill grace (it
+   * gets SIGTERM at the deadline and SIGKILL this much later). Reservations count it.
+   */
+  releaseGraceMs?: number;
   maxAttempts?: number;
   /** Called after each commit with the events it appended (to wake local subscribers). */
   onCommit?: (events: StoredTaskEvent[]) => void;
@@ -140,7 +152,7 @@ export class TaskCommands {
     private readonly runTransaction: TransactionRunner,
     private readonly opts: TaskStoreOptions,
   ) {
-    this.policy = opts.policy ?? localFifoPolicy;
+    this.policy = opts.policy ?? backfillPolicy;
   }
 
   /** Run `fn` in a transaction, again from the start when it lost a race. */
@@ -186,9 +198,6 @@ export class TaskCommands {
       return out;
     }
   }
-
-  /** How many slots the last scheduling saw (how much of the queue to read ahead). */
-  private slotCountHint = 1;
 
   private readonly pendingSubmits: { request: SubmitRequest; resolve: (r: SubmitResult) => void; reject: (e: Error) => void }[] = [];
   private submitting = false;
@@ -243,25 +252,25 @@ export class TaskCommands {
       }
       fresh.push(i);
     }
-    // The queue lock, the slots and the queue length in one round trip: statements sent together
-    // on one connection still run in order, so the slots are read under the lock.
-    const [, slotsAtStart, queuedAtStart] = await Promise.all([tx.lockQueue(), this.slotViews(tx), tx.countQueued()]);
-    let slots = slotsAtStart;
+    // The queue lock, the devices and the queue length in one round trip: statements sent together
+    // on one connection still run in order, so the devices are read under the lock.
+    const [, devicesAtStart, queuedAtStart] = await Promise.all([tx.lockQueue(), this.deviceViews(tx), tx.countQueued()]);
+    let devices = devicesAtStart;
     let queuedAhead: number | undefined = queuedAtStart;
     let next = 0;
-    // While a slot is free, one at a time: a submission may start at once (behind the queue).
-    while (next < fresh.length && slots.some(isFree)) {
+    // While a device has room, one at a time: a submission may start at once (behind the queue).
+    while (next < fresh.length && devices.some(hasRoom)) {
       const i = fresh[next++]!;
       const { taskId, spec, meta } = requests[i]!;
       const submitted = await this.applyCommand(tx, appended, null, taskId, { type: 'submit', taskId, spec }, meta);
-      const started = await this.scheduleIn(tx, appended, meta, submitted, slots);
+      const started = await this.scheduleIn(tx, appended, meta, submitted, devices);
       const self = started.find((t) => t.id === taskId);
       const task = self ?? (await this.applyCommand(tx, appended, submitted, taskId, { type: 'enqueue' }, meta));
       results[i] = { task, events: appended.filter((e) => e.streamId === taskId), started, created: true };
-      slots = await this.slotViews(tx);
+      devices = await this.deviceViews(tx);
       queuedAhead = undefined; // the count read at the start no longer holds
     }
-    // No slot can take them (the usual case while work waits): each is submitted and queued,
+    // No device can take them (the usual case while work waits): each is submitted and queued,
     // all in one append and one projection write: the same events and records as the steps above.
     const rest = fresh.slice(next);
     if (rest.length) {
@@ -308,12 +317,15 @@ export class TaskCommands {
       const [before] = await Promise.all([tx.loadTask(taskId), lines.length ? tx.appendLogLines(taskId, lines) : null]);
       if (!before) throw new TaskNotFoundError(taskId);
       const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
-      const started = before.slotId !== null && task.slotId === null ? await this.scheduleIn(tx, appended, meta) : [];
+      // Devices freed, or a queued task gone (a blocked head no longer holds the others back).
+      const freed = before.devices.length > 0 && task.devices.length === 0;
+      const leftQueue = before.status === 'QUEUED' && task.status !== 'QUEUED';
+      const started = freed || leftQueue ? await this.scheduleIn(tx, appended, meta) : [];
       return { task, events: appended.filter((e) => e.streamId === taskId), started };
     });
   }
 
-  /** Fill free slots from the queue (after a restart, an unblocked GPU, or on a timer). */
+  /** Fill free devices from the queue (after a restart, an unblocked GPU, or on a timer). */
   async schedule(meta: CommandMeta): Promise<TaskRecord[]> {
     return this.transact((tx, appended) => this.scheduleIn(tx, appended, meta));
   }
@@ -353,37 +365,41 @@ export class TaskCommands {
 
   /**
    * The scheduling decision and its events in the caller's transaction. `candidate` is a task
-   * just submitted and not yet queued: it may take a free slot only behind everything queued.
+   * just submitted and not yet queued: it comes last, behind everything queued.
    */
   private async scheduleIn(
     tx: TaskRepository,
     appended: StoredTaskEvent[],
     meta: CommandMeta,
     candidate?: TaskRecord,
-    slotsRead?: SlotView[],
+    devicesRead?: DeviceView[],
   ): Promise<TaskRecord[]> {
-    let slots: SlotView[];
-    let head: TaskRecord[] | null = null;
-    const hint = Math.max(1, this.slotCountHint);
-    if (slotsRead) {
+    let devices: DeviceView[];
+    if (devicesRead) {
       await tx.lockQueue();
-      slots = slotsRead;
+      devices = devicesRead;
     } else {
-      // The lock, the slots and the head of the queue in one round trip: statements sent
-      // together on one connection run in order, so both reads happen under the lock. As many
-      // queued tasks as there were slots last time: at most one slot's worth can be short.
-      [, slots, head] = await Promise.all([tx.lockQueue(), this.slotViews(tx), tx.listQueue(hint)]);
-      this.slotCountHint = slots.length;
+      // The lock and the devices in one round trip: statements sent together on one connection
+      // run in order, so the devices are read under the lock.
+      [, devices] = await Promise.all([tx.lockQueue(), this.deviceViews(tx)]);
     }
-    const free = slots.filter(isFree).length;
-    if (free === 0) return [];
-    const queued = head && (head.length < hint || head.length >= free) ? head.slice(0, free) : await tx.listQueue(free);
+    if (!devices.some(hasRoom)) return [];
+    const depth = this.opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+    const queued = await tx.listQueue(depth);
     const byId = new Map(queued.map((t) => [t.id, t]));
-    if (candidate) byId.set(candidate.id, candidate);
-    const queue = fifoOrder([...byId.values()].map((t) => ({ taskId: t.id, queuedPosition: t.queuedPosition })));
-    const assignments: Assignment[] = this.policy.schedule({ slots, queue });
+    // Past the depth read, the queue is not known: a candidate must not pass tasks it did not see.
+    if (candidate && queued.length < depth) byId.set(candidate.id, candidate);
+    if (byId.size === 0) return [];
+    const queue = fifoOrder([...byId.values()].map(queuedView));
+    const decision = this.policy.schedule({
+      devices,
+      queue,
+      now: this.now(),
+      reserveFraction: this.opts.reserveFraction,
+      releaseGraceMs: this.opts.releaseGraceMs,
+    });
     const started: TaskRecord[] = [];
-    for (const a of assignments) {
+    for (const a of decision.assignments) {
       const before = byId.get(a.taskId);
       if (!before) throw new Error(`policy ${this.policy.name} assigned unknown task ${a.taskId}`);
       started.push(
@@ -392,7 +408,7 @@ export class TaskCommands {
           appended,
           before,
           a.taskId,
-          { type: 'assign', slotId: a.slotId, gpuIndex: a.gpuIndex, runnerId: this.opts.runnerId },
+          { type: 'assign', devices: a.devices, runnerId: this.opts.runnerId, grounds: a.grounds },
           { ...meta, actor: meta.actor || 'scheduler' },
         ),
       );
@@ -400,14 +416,58 @@ export class TaskCommands {
     return started;
   }
 
-  /** The GPU slots with their holders and, for free ones that must not take work, why. */
-  private async slotViews(tx: TaskRepository): Promise<SlotView[]> {
-    const blocks = this.opts.slotBlocks?.() ?? new Map<number, string>();
-    return (await tx.listSlots()).map((s) => ({ ...s, blockedReason: blocks.get(s.slotId) ?? null }));
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  /** The devices as the policy sees them: present ones, with their holders and conditions. */
+  async deviceViews(tx: TaskRepository): Promise<DeviceView[]> {
+    const conditions = this.opts.deviceConditions?.() ?? new Map<string, DeviceCondition>();
+    return toDeviceViews(await tx.listDevices(), conditions);
   }
 }
 
-const isFree = (s: SlotView) => s.holderTaskId === null && s.blockedReason === null;
+/** What the probe sees on a device now. */
+export interface DeviceCondition {
+  externalMemoryMb: number;
+  blockedReason: string | null;
+}
+
+/** Queued tasks the policy considers by default, from the head (Slurm's bf_max_job_test is 500). */
+export const DEFAULT_QUEUE_DEPTH = 200;
+
+/** Devices as the policy sees them; an absent device (gone from the inventory) takes no new work. */
+export function toDeviceViews(rows: readonly DeviceWithHolders[], conditions: ReadonlyMap<string, DeviceCondition>): DeviceView[] {
+  return rows.map((d) => {
+    const c = conditions.get(d.id);
+    return {
+      id: d.id,
+      gpuIndex: d.gpuIndex,
+      uuid: d.uuid,
+      name: d.name,
+      memoryMb: d.memoryMb,
+      migProfile: d.migProfile,
+      externalMemoryMb: c?.externalMemoryMb ?? 0,
+      blockedReason: d.present ? (c?.blockedReason ?? null) : `${d.id} is no longer in the inventory.`,
+      holders: d.holders.map((h) => ({ taskId: h.taskId, memoryMb: h.memoryMb, exclusive: h.exclusive, endsBy: h.endsBy })),
+    };
+  });
+}
+
+/** A queued task as the policy sees it. */
+export function queuedView(t: TaskRecord): QueuedTaskView {
+  const r = t.spec.resources;
+  return {
+    taskId: t.id,
+    queuedPosition: t.queuedPosition,
+    request: { gpus: r.gpus, memoryMb: r.memoryMb, shared: r.shared },
+    timeoutMs: t.spec.timeoutMs,
+  };
+}
+
+/** Whether a device could take any new work (a cheap test before reading the queue). */
+const hasRoom = (d: DeviceView) =>
+  d.blockedReason === null && !d.holders.some((h) => h.exclusive) && d.holders.reduce((n, h) => n + h.memoryMb, 0) < d.memoryMb;
 
 /**
  * Decide commands one after another, each on the state the previous one's events lead to.

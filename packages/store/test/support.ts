@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { inject } from 'vitest';
-import type { TaskSpec } from '@trainyard/domain';
-import { configureSlots, openDatabase, TaskStore, type Database, type StorageKind } from '../src';
+import { DEFAULT_RESOURCES, uniformInventory, type TaskSpec } from '@trainyard/domain';
+import { configureDevices, openDatabase, TaskStore, type Database, type StorageKind } from '../src';
 
 /** A task spec for store specs: a small model, owner alice, fields overridable. */
 export const taskSpec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec => ({
@@ -13,6 +13,7 @@ export const taskSpec = (name: string, over: Partial<TaskSpec> = {}): TaskSpec =
   datasetPath: 'data/train.jsonl',
   outputDir: `out/${name}`,
   timeoutMs: 60_000,
+  resources: { ...DEFAULT_RESOURCES },
   owner: 'alice',
   config: {
     epochs: 1,
@@ -112,10 +113,10 @@ export async function openTestDatabase(b: Backend): Promise<TestDatabase> {
   };
 }
 
-/** A fresh test database with one GPU slot, and a store on it: what most store specs start from. */
+/** A fresh test database with one GPU, and a store on it: what most store specs start from. */
 export async function openTestStore(b: Backend): Promise<{ t: TestDatabase; store: TaskStore }> {
   const t = await openTestDatabase(b);
-  await configureSlots(t.db, [0]);
+  await configureDevices(t.db, uniformInventory(1));
   return { t, store: new TaskStore(t, { runnerId: 'r1' }) };
 }
 

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
-import type { Device } from '@trainyard/domain';
-import { storageFromEnv, type OpenOptions } from '@trainyard/store';
+import { DEFAULT_MEMORY_RESERVE, POLICY_NAMES, type Device, type PolicyName } from '@trainyard/domain';
+import { DEFAULT_QUEUE_DEPTH, storageFromEnv, type OpenOptions } from '@trainyard/store';
 import { parseFixedInventory } from './gpu/inventory';
 import { parseAllowedHosts } from './http-guard';
 import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './trainer/defaults.mjs';
@@ -46,8 +46,14 @@ export interface ServiceConfig {
   /** GPU index of each slot; undefined = one slot per detected GPU (at least one). */
   gpuSlots: number[] | undefined;
   queueWarnAt: number;
-  /** A slot whose GPU other programs hold beyond this share of memory takes no work. */
+  /** A device other programs hold beyond this share of memory takes no work. */
   externalGpuShareLimit: number;
+  /** The scheduling policy: strict FIFO, or FIFO with EASY backfill. */
+  schedulerPolicy: PolicyName;
+  /** Share of each device's memory never given to shared tasks. */
+  gpuMemoryReserve: number;
+  /** Queued tasks, from the head, each scheduling pass considers. */
+  schedulerQueueDepth: number;
   defaultTimeoutMs: number;
   killGraceMs: number;
   runnerId: string;
@@ -180,6 +186,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     gpuSlots,
     queueWarnAt: read('TRAINYARD_QUEUE_WARN', intFrom('TRAINYARD_QUEUE_WARN', 0, 1_000_000), 5),
     externalGpuShareLimit: read('TRAINYARD_EXTERNAL_GPU_SHARE', z.coerce.number().min(0).max(1), 0.5),
+    schedulerPolicy: read('TRAINYARD_SCHEDULER', z.enum(POLICY_NAMES), 'backfill'),
+    gpuMemoryReserve: read('TRAINYARD_GPU_MEMORY_RESERVE', z.coerce.number().min(0).max(0.9), DEFAULT_MEMORY_RESERVE),
+    schedulerQueueDepth: read('TRAINYARD_SCHEDULER_DEPTH', intFrom('TRAINYARD_SCHEDULER_DEPTH', 1, 100_000), DEFAULT_QUEUE_DEPTH),
     defaultTimeoutMs: read('TRAINYARD_TIMEOUT_MS', intFrom('TRAINYARD_TIMEOUT_MS', 1000, 30 * 24 * HOUR), 6 * HOUR),
     killGraceMs: read('TRAINYARD_KILL_GRACE_MS', intFrom('TRAINYARD_KILL_GRACE_MS', 0, HOUR), 30_000),
     // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.

@@ -47,11 +47,15 @@ async function main() {
   server.listen(config.port, config.host, () => {
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
-    const gpu = service.slotBlocks();
+    const gpu = service.deviceBlocks();
     log.info(
       `listening on http://${config.host}:${port} (API /trpc, metrics /metrics); ` +
         `storage ${service.database.kind} at ${service.database.location}; trainer ${JSON.stringify(config.trainer)}` +
-        (gpu.size ? `; ${gpu.size} slot(s) blocked by other GPU programs` : ''),
+        `; devices ${service
+          .devices()
+          .devices.map((d) => d.id)
+          .join(', ')}` +
+        (gpu.size ? `; ${gpu.size} device(s) blocked by other GPU programs` : ''),
     );
     // A machine-readable line for tools and tests that start the server on port 0.
     log.line(JSON.stringify({ trainyard: 'listening', port, pid: process.pid }));

@@ -2,7 +2,7 @@
 // time; wait and run durations are observed as the feed sees tasks start and end.
 import client from 'prom-client';
 import { TASK_STATUSES, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
-import { countByStatus, countQueued, listSlots } from '@trainyard/store';
+import { countByStatus, countQueued, listDevicesWithHolders } from '@trainyard/store';
 import { log } from './log';
 import type { TrainyardService } from './service';
 
@@ -33,15 +33,15 @@ export class Metrics {
       },
     });
     new client.Gauge({
-      name: 'trainyard_gpu_slots',
-      help: 'GPU slots by occupancy',
+      name: 'trainyard_gpu_devices',
+      help: 'Schedulable devices (GPUs and MIG instances) by occupancy',
       labelNames: ['state'],
       registers: [this.registry],
       async collect() {
-        const slots = await listSlots(db);
-        const busy = slots.filter((s) => s.holderTaskId).length;
+        const devices = await listDevicesWithHolders(db);
+        const busy = devices.filter((d) => d.holders.length).length;
         this.set({ state: 'busy' }, busy);
-        this.set({ state: 'free' }, slots.length - busy);
+        this.set({ state: 'free' }, devices.length - busy);
       },
     });
     // Live subscriptions: how many, and what they cost the database. Idle subscribers cost

@@ -418,7 +418,7 @@ export class Runner {
     try {
       const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines }));
       if (logLines.length) this.events.emit('logs', taskId);
-      // Tasks this transaction put on a slot (the one this task freed): start them now rather
+      // Tasks this transaction put on devices (those this task freed): start them now rather
       // than when the service's dispatch has loaded them again (observe() claims a task
       // synchronously, so the dispatch's later notification finds it taken).
       for (const t of r.started) this.observe(t);

@@ -68,6 +68,18 @@ const trainingConfig = z
     if (c.load8bit && c.load4bit) ctx.addIssue({ code: 'custom', path: ['load4bit'], message: 'choose 8-bit or 4-bit loading, not both' });
   });
 
+/** What a task asks of the GPUs; checked against the inventory by the service. */
+export const resourcesInput = z.strictObject({
+  gpus: int('resources.gpus', 1, 64).default(1),
+  gpuMemoryGb: z
+    .number({ error: 'resources.gpuMemoryGb must be a number' })
+    .positive('resources.gpuMemoryGb must be more than 0')
+    .max(4096, 'resources.gpuMemoryGb must be at most 4096')
+    .optional(),
+  shared: z.boolean({ error: 'resources.shared must be true or false' }).default(false),
+});
+export type ResourcesInput = z.infer<typeof resourcesInput>;
+
 export const createTaskInput = z.strictObject({
   model: text('model', 200)
     .regex(
@@ -87,6 +99,7 @@ export const createTaskInput = z.strictObject({
   config: trainingConfig.default(() => trainingConfig.parse({})),
   timeoutMs: int('timeoutMs', 1000, 30 * 24 * HOUR).optional(),
   idempotencyKey: text('idempotencyKey', 200).optional(),
+  resources: resourcesInput.optional(),
 });
 export type CreateTaskInput = z.infer<typeof createTaskInput>;
 

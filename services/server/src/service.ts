@@ -4,16 +4,31 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { estimateMemoryGb, oomRisk } from '@trainyard/catalogue';
-import { evolve, initialState, TaskNotFoundError, toRecord, type StoredTaskEvent, type TaskRecord, type TaskSpec } from '@trainyard/domain';
 import {
-  configureSlots,
+  evolve,
+  gb,
+  initialState,
+  policyByName,
+  TaskNotFoundError,
+  toRecord,
+  type StoredTaskEvent,
+  type TaskRecord,
+  type TaskSpec,
+  type WaitReason,
+} from '@trainyard/domain';
+import {
+  configureDevices,
   countQueued,
   databaseErrorMessage,
   ensureProjectionCurrent,
   isConnectionError,
+  lastLogLines,
+  holdersOfAbsentDevices,
+  listDevicesWithHolders,
   listQueue,
-  listSlotsWithTasks,
   listTasks,
+  queuedView,
+  toDeviceViews,
   loadTask,
   loadTasks,
   openDatabase,
@@ -26,11 +41,14 @@ import {
   type LogLine,
 } from '@trainyard/store';
 import type { ServiceConfig } from './config';
+import { FieldError } from './field-error';
 import { EventFeed } from './feed';
 import { LiveUpdates, type TaskUpdate } from './live';
 import { log as processLog } from './log';
-import { externalShare, GpuProbe, type GpuInfo } from './gpu';
+import { devicePicture, resolveResources, type DevicePicture } from './devices';
+import { GpuProbe, type GpuInfo } from './gpu';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
+import { inspectDataset, type DatasetSummary } from './dataset-inspect';
 import { taskOutputDir } from './outputs';
 import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
@@ -40,18 +58,22 @@ import { parseTrainerLine } from './trainer/protocol';
 import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
 
 /** A problem with one input field, reported next to that field. */
-export class FieldError extends Error {
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'FieldError';
-  }
+export { FieldError };
+
+/** What the memory estimate reads from a task. */
+function estimateInputOf(model: string, config: TaskSpec['config']) {
+  return {
+    model,
+    maxLength: config.maxLength,
+    batchSize: config.batchSize,
+    load8bit: config.load8bit,
+    load4bit: config.load4bit,
+    loraRank: config.loraRank,
+  };
 }
 
 export interface Warning {
-  code: 'NO_GPU' | 'OOM_RISK' | 'QUEUE_LONG' | 'GPU_BUSY' | 'UNKNOWN_MODEL_SIZE';
+  code: 'NO_GPU' | 'OOM_RISK' | 'QUEUE_LONG' | 'GPU_BUSY' | 'UNKNOWN_MODEL_SIZE' | 'DATASET_RECORDS';
   level: 'info' | 'medium' | 'high';
   message: string;
 }
@@ -75,6 +97,8 @@ export class TrainyardService {
   /** Live subscriptions, fed by one read per change for all of them. */
   readonly live: LiveUpdates;
   private gpu: GpuInfo | null = null;
+  /** The devices tasks may use and what weighs on each, as of the last probe. */
+  private picture: DevicePicture;
   private gpuTimer: NodeJS.Timeout | null = null;
   private scheduleTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -88,7 +112,12 @@ export class TrainyardService {
   ) {
     this.store = new TaskStore(database, {
       runnerId: config.runnerId,
-      slotBlocks: () => this.slotBlocks(),
+      policy: policyByName(config.schedulerPolicy),
+      deviceConditions: () => this.picture.conditions,
+      reserveFraction: config.gpuMemoryReserve,
+      queueDepth: config.schedulerQueueDepth,
+      // A task past its deadline holds its devices until SIGKILL, the kill grace later.
+      releaseGraceMs: config.killGraceMs,
       onCommit: (events) => this.onCommitted(events),
       // Submissions arriving together commit together: one transaction, one fsync, for a burst.
       groupCommit: true,
@@ -106,6 +135,7 @@ export class TrainyardService {
       isConnectionError,
     });
     this.lockFile = join(config.runsDir, '.instance.lock');
+    this.picture = devicePicture(null, config);
   }
 
   static async start(config: ServiceConfig, log: RunnerLog = processLog): Promise<TrainyardService> {
@@ -135,8 +165,8 @@ export class TrainyardService {
       );
     }
     this.gpu = await this.probe.info();
-    const slots = this.config.gpuSlots ?? (this.gpu.available ? this.gpu.devices.map((d) => d.id) : [0]);
-    await configureSlots(this.database.db, slots);
+    this.picture = devicePicture(this.gpu, this.config);
+    await this.configureDevices();
     this.feed.onEvents((events) => void this.onFeed(events));
     await this.feed.start();
     const report = await this.runner.recover();
@@ -171,10 +201,30 @@ export class TrainyardService {
   }
 
   private async refreshGpu(): Promise<void> {
-    const before = this.slotBlocks();
+    const before = this.picture;
     this.gpu = await this.probe.info();
-    const after = this.slotBlocks();
-    if (after.size < before.size) await this.scheduleNow();
+    this.picture = devicePicture(this.gpu, this.config);
+    if (JSON.stringify(before.devices) !== JSON.stringify(this.picture.devices)) {
+      this.log.warn(
+        `the devices changed: ${before.devices.map((d) => d.id).join(', ') || 'none'} -> ${this.picture.devices.map((d) => d.id).join(', ') || 'none'}`,
+      );
+      await this.configureDevices().catch((err: Error) => this.log.warn(`could not record the new devices: ${err.message}`));
+    }
+    const blocked = (p: DevicePicture) => [...p.conditions.values()].filter((c) => c.blockedReason).length;
+    if (blocked(this.picture) < blocked(before) || this.picture.devices.length > before.devices.length) await this.scheduleNow();
+  }
+
+  /**
+   * Record the devices in the database. A device gone from the inventory stays while a task holds
+   * it, marked absent: its holder is named here and in the queue view, and takes no new work.
+   */
+  private async configureDevices(): Promise<void> {
+    await configureDevices(this.database.db, this.picture.devices);
+    for (const h of await holdersOfAbsentDevices(this.database.db))
+      this.log.warn(
+        `task ${h.taskId} holds ${h.deviceId}, which is no longer in the inventory (GPU gone or MIG layout changed): ` +
+          'its trainer may have lost its GPU; cancel it and submit it again if it does not finish.',
+      );
   }
 
   /** Fill free slots from the queue; failures (database away) are retried on the next tick. */
@@ -191,29 +241,16 @@ export class TrainyardService {
     }
   }
 
-  /** A slot whose GPU other programs hold beyond the configured share takes no work. */
-  slotBlocks(): Map<number, string> {
-    const blocks = new Map<number, string>();
-    if (!this.gpu?.available) return blocks;
-    const slots = this.config.gpuSlots ?? this.gpu.devices.map((d) => d.id);
-    slots.forEach((gpuIndex, slotId) => {
-      const d = this.gpu!.devices.find((x) => x.id === gpuIndex);
-      if (!d) return;
-      const share = externalShare(d);
-      if (share > this.config.externalGpuShareLimit) {
-        const who = d.processes
-          .filter((p) => !p.ours)
-          .map((p) => `${p.name} (pid ${p.pid}, ${p.memoryUsedGb} GB)`)
-          .join(', ');
-        blocks.set(
-          slotId,
-          `GPU ${d.id} (${d.name}): ${d.externalMemoryGb} of ${d.memoryGb} GB held by other programs${who ? `: ${who}` : ''}, ` +
-            `over the ${Math.round(this.config.externalGpuShareLimit * 100)}% limit. Tasks wait until that memory is freed ` +
-            `(stop the other program, e.g. a vLLM server) or TRAINYARD_EXTERNAL_GPU_SHARE is raised.`,
-        );
-      }
-    });
+  /** Devices other programs hold beyond the configured share (they take no work), with why. */
+  deviceBlocks(): Map<string, string> {
+    const blocks = new Map<string, string>();
+    for (const [id, c] of this.picture.conditions) if (c.blockedReason) blocks.set(id, c.blockedReason);
     return blocks;
+  }
+
+  /** The devices tasks may use now (for validation and display). */
+  devices(): DevicePicture {
+    return this.picture;
   }
 
   private onCommitted(events: StoredTaskEvent[]): void {
@@ -246,10 +283,17 @@ export class TrainyardService {
     return this.gpu;
   }
 
-  async createTask(input: CreateTaskInput, actor: Actor): Promise<{ task: TaskRecord; warnings: Warning[]; created: boolean }> {
+  async createTask(
+    input: CreateTaskInput,
+    actor: Actor,
+  ): Promise<{ task: TaskRecord; warnings: Warning[]; created: boolean; dataset: DatasetSummary }> {
     // Stored as its real path: the runner checks at launch that it still is that path.
     const datasetPath = await resolveDataset(input.datasetPath, this.config.datasetsRoots);
     if (!datasetPath) throw new FieldError('datasetPath', datasetNotAllowedMessage(input.datasetPath));
+    const dataset = await inspectDataset(datasetPath);
+    if (!dataset.ok) throw new FieldError('datasetPath', `dataset ${input.datasetPath}: ${dataset.problem}`);
+    const estimate = estimateMemoryGb(estimateInputOf(input.model, input.config));
+    const resources = resolveResources(input.resources, estimate.estimateGb, this.picture.devices, this.config.gpuMemoryReserve);
     const id = newTaskId();
     const outputDir = taskOutputDir(id, input.outputDir);
     const spec: TaskSpec = {
@@ -259,6 +303,7 @@ export class TrainyardService {
       outputDir,
       config: input.config,
       timeoutMs: input.timeoutMs ?? this.config.defaultTimeoutMs,
+      resources,
       owner: actor.user,
       idempotencyKey: input.idempotencyKey ?? null,
     };
@@ -266,7 +311,8 @@ export class TrainyardService {
       this.warningsFor(spec),
       this.store.submit(id, spec, { actor: actor.user, correlationId: actor.correlationId ?? null }),
     ]);
-    if (!result.created) return { task: result.task, warnings: [], created: false };
+    if (!result.created) return { task: result.task, warnings: [], created: false, dataset: dataset.summary };
+    for (const message of dataset.warnings) warnings.push({ code: 'DATASET_RECORDS', level: 'medium', message });
     if (result.task.status === 'QUEUED') {
       // Counted in the submitting transaction when the store could; otherwise now.
       const ahead = result.queuedAhead ?? Math.max(0, (await countQueued(this.database.db)) - 1);
@@ -280,7 +326,7 @@ export class TrainyardService {
               : `${ahead} tasks are already queued: this one waits for all of them.`,
         });
     }
-    return { task: result.task, warnings, created: true };
+    return { task: result.task, warnings, created: true, dataset: dataset.summary };
   }
 
   private async warningsFor(spec: TaskSpec): Promise<Warning[]> {
@@ -292,14 +338,7 @@ export class TrainyardService {
     if (!gpu.available) {
       warnings.push({ code: 'NO_GPU', level: 'high', message: `No GPU detected: ${gpu.recommendation}` });
     }
-    const estimateInput = {
-      model: spec.model,
-      maxLength: spec.config.maxLength,
-      batchSize: spec.config.batchSize,
-      load8bit: spec.config.load8bit,
-      load4bit: spec.config.load4bit,
-      loraRank: spec.config.loraRank,
-    };
+    const estimateInput = estimateInputOf(spec.model, spec.config);
     const { estimateGb, paramsB } = estimateMemoryGb(estimateInput);
     if (paramsB === null || estimateGb === null) {
       warnings.push({
@@ -307,12 +346,14 @@ export class TrainyardService {
         level: 'info',
         message: `Cannot tell the size of ${spec.model} from its name, so its memory need was not estimated.`,
       });
-    } else if (gpu.available && gpu.devices.length) {
-      const smallest = Math.min(...gpu.devices.map((d) => d.memoryGb));
-      const risk = oomRisk(estimateGb, smallest, estimateInput);
+    } else if (this.picture.devices.some((d) => d.memoryMb > 0)) {
+      // Against the memory it is sure to get: the figure asked for, else the smallest device.
+      const known = this.picture.devices.filter((d) => d.memoryMb > 0);
+      const room = spec.resources.memoryMb ?? Math.min(...known.map((d) => d.memoryMb));
+      const risk = oomRisk(estimateGb, gb(room), estimateInput);
       if (risk.level !== 'low') warnings.push({ code: 'OOM_RISK', level: risk.level, message: risk.message });
     }
-    const blocked = this.slotBlocks();
+    const blocked = this.deviceBlocks();
     if (blocked.size) warnings.push({ code: 'GPU_BUSY', level: 'medium', message: [...blocked.values()].join(' ') });
     return warnings;
   }
@@ -356,6 +397,11 @@ export class TrainyardService {
     return { lines, nextSeq: page.length ? page[page.length - 1]!.seq : afterSeq, hasMore: raw.length > limit };
   }
 
+  /** The last `count` stored lines of a task's log, oldest first (protocol lines included). */
+  async lastLogLines(id: string, count: number): Promise<LogLine[]> {
+    return lastLogLines(this.database.db, id, count);
+  }
+
   /** Task changes as they are committed, after `lastEventId` or from now on (see live.ts). */
   taskUpdates(o: {
     taskId?: string | undefined;
@@ -387,20 +433,50 @@ export class TrainyardService {
     }
   }
 
-  /** The slots with their tasks, the first `limit` queued tasks in order, how many wait in all. */
+  /**
+   * The devices with their holders, the first `limit` queued tasks in order with why each waits
+   * (the policy asked now, on the same picture it schedules with), how many wait in all.
+   */
   async queue(limit = 500) {
     const db = this.database.db;
-    const blocks = this.slotBlocks();
-    // Three reads side by side (one round trip of waiting): holders come with their slots.
-    const [slots, queued, count] = await Promise.all([listSlotsWithTasks(db), listQueue(db, limit), countQueued(db)]);
+    // Three reads side by side (one round trip of waiting).
+    const [devices, queued, count] = await Promise.all([listDevicesWithHolders(db), listQueue(db, limit), countQueued(db)]);
+    const holderTasks = await loadTasks(db, [...new Set(devices.flatMap((d) => d.holders.map((h) => h.taskId)))]);
+    const views = toDeviceViews(devices, this.picture.conditions);
+    const decision = this.store.policy.schedule({
+      devices: views,
+      queue: queued.map(queuedView),
+      now: Date.now(),
+      reserveFraction: this.config.gpuMemoryReserve,
+      releaseGraceMs: this.config.killGraceMs,
+    });
+    const starting: WaitReason = {
+      code: 'STARTING',
+      message: 'Its devices are free: it starts with the next scheduling pass.',
+      reservedStart: null,
+    };
     return {
-      slots: slots.map((s) => ({
-        slotId: s.slotId,
-        gpuIndex: s.gpuIndex,
-        task: s.task,
-        blockedReason: blocks.get(s.slotId) ?? null,
+      policy: this.store.policy.name,
+      devices: views.map((v, i) => ({
+        id: v.id,
+        gpuIndex: v.gpuIndex,
+        uuid: v.uuid,
+        name: v.name,
+        migProfile: v.migProfile,
+        memoryGb: gb(v.memoryMb),
+        externalMemoryGb: gb(v.externalMemoryMb),
+        present: devices[i]!.present,
+        blockedReason: v.blockedReason,
+        holders: v.holders.map((h) => ({
+          taskId: h.taskId,
+          memoryGb: gb(h.memoryMb),
+          exclusive: h.exclusive,
+          endsBy: h.endsBy === null ? null : new Date(h.endsBy).toISOString(),
+          task: holderTasks.get(h.taskId) ?? null,
+        })),
       })),
-      queued: queued.map((task, i) => ({ position: i + 1, task })),
+      queued: queued.map((task, i) => ({ position: i + 1, task, reason: decision.waiting.get(task.id) ?? starting })),
+      reservation: decision.reservation ? { ...decision.reservation, startAt: new Date(decision.reservation.startAt).toISOString() } : null,
       queuedCount: count,
       warning:
         count > this.config.queueWarnAt

@@ -176,7 +176,8 @@ for (const backend of backends()) {
       s = await s.restart();
       await eventually(
         async () =>
-          (await s!.client.queue.get.query()).queuedCount === 0 && (await s!.client.queue.get.query()).slots.every((x) => !x.task),
+          (await s!.client.queue.get.query()).queuedCount === 0 &&
+          (await s!.client.queue.get.query()).devices.every((x) => !x.holders.length),
         'all done',
       );
       await s.stop('SIGTERM');

@@ -88,8 +88,8 @@ for (const backend of backends()) {
         expect(waiting).toHaveLength(2);
 
         const q = await c.queue.get.query();
-        expect(q.slots).toHaveLength(1);
-        expect(q.slots[0]!.blockedReason).toBeNull();
+        expect(q.devices).toHaveLength(1);
+        expect(q.devices[0]!.blockedReason).toBeNull();
         expect(q.queuedCount).toBe(2);
         expect(q.queued.map((x) => x.position)).toEqual([1, 2]);
         expect(new Set(q.queued.map((x) => x.task.id))).toEqual(new Set(waiting.map((t) => t.id)));
@@ -119,7 +119,7 @@ for (const backend of backends()) {
         const d = await c.tasks.create.mutate(simulated(sim, { name: 'faq 3' }));
         expect([a.status, b.status, d.status]).toEqual(['PREPARING', 'QUEUED', 'QUEUED']);
         const q = await c.queue.get.query();
-        expect(q.slots[0]!.task?.id).toBe(a.id);
+        expect(q.devices[0]!.holders[0]?.taskId).toBe(a.id);
         expect(q.queued.map((x) => [x.position, x.task.id])).toEqual([
           [1, b.id],
           [2, d.id],
@@ -138,7 +138,7 @@ for (const backend of backends()) {
         expect(typesOf(await eventsOf(c, q.id))).toEqual(['TaskSubmitted', 'TaskQueued', 'TaskCancelled']);
         const queue = await c.queue.get.query();
         expect(queue.queued.map((x) => x.task.id)).not.toContain(q.id);
-        expect(queue.slots[0]!.task?.id).toBe(blocker.id);
+        expect(queue.devices[0]!.holders[0]?.taskId).toBe(blocker.id);
         // Nothing ever ran for it.
         expect(await logText(c, q.id)).toBe('');
       });
@@ -156,7 +156,7 @@ for (const backend of backends()) {
         expect(types).not.toContain('TrainingStarted');
         expect(types.slice(-2)).toEqual(['StopRequested', 'TaskCancelled']);
         expect(await logText(c, t.id)).toContain('received SIGTERM');
-        expect((await c.queue.get.query()).slots[0]!.task).toBeNull();
+        expect((await c.queue.get.query()).devices[0]!.holders).toEqual([]);
       });
 
       it('cancel TRAINING: the trainer exits on SIGTERM, the task is CANCELLED and the next queued one starts', async () => {
@@ -230,7 +230,7 @@ for (const backend of backends()) {
         expect(msg).toContain('Traceback (most recent call last):');
         expect(msg).toContain('RuntimeError: CUDA out of memory (simulated failure at step 2)');
         // The slot is free again.
-        expect((await c.queue.get.query()).slots[0]!.task).toBeNull();
+        expect((await c.queue.get.query()).devices[0]!.holders).toEqual([]);
       });
 
       it('a crashing trainer: FAILED with the signal that killed it', async () => {
@@ -355,7 +355,7 @@ for (const backend of backends()) {
           expect(typesOf(await eventsOf(c, t.id))).not.toContain('TrainerSpawned');
         }
         await expectRanInOrder(c, [a.id, b.id]);
-        expect((await c.queue.get.query()).slots[0]!.task).toBeNull();
+        expect((await c.queue.get.query()).devices[0]!.holders).toEqual([]);
       });
     });
 
@@ -396,10 +396,10 @@ for (const backend of backends()) {
         expect(busy?.message).toContain('/usr/local/bin/vllm (pid 4242');
 
         const q = await c.queue.get.query();
-        expect(q.slots).toHaveLength(1);
-        expect(q.slots[0]!.task).toBeNull();
-        expect(q.slots[0]!.blockedReason).toContain('/usr/local/bin/vllm (pid 4242, 9 GB)');
-        expect(q.slots[0]!.blockedReason).toContain('TRAINYARD_EXTERNAL_GPU_SHARE');
+        expect(q.devices).toHaveLength(1);
+        expect(q.devices[0]!.holders).toEqual([]);
+        expect(q.devices[0]!.blockedReason).toContain('/usr/local/bin/vllm (pid 4242, 9 GB)');
+        expect(q.devices[0]!.blockedReason).toContain('TRAINYARD_EXTERNAL_GPU_SHARE');
         expect(q.queued.map((x) => x.task.id)).toEqual([t.id]);
 
         // A 7B model with 4096 tokens on a 12 GB GPU: warned before it runs out of memory.
@@ -424,13 +424,15 @@ for (const backend of backends()) {
         fake.set(GPU(300), '');
         const done = await waitTerminal(c, t.id);
         expect(done.status).toBe('COMPLETED');
-        expect(done.gpuIndex).toBeNull();
+        expect(done.devices).toEqual([]);
         const assigned = byType(await eventsOf(c, t.id), 'TaskAssigned');
-        expect(assigned?.data).toMatchObject({ slotId: 0, gpuIndex: 0 });
-        // The trainer gets nvidia-smi's index in the order nvidia-smi counts (PCI bus), not CUDA's.
+        expect(assigned?.data).toMatchObject({ devices: [expect.objectContaining({ deviceId: 'gpu0', gpuIndex: 0 })] });
+        // The trainer gets its GPU by UUID, and nvidia-smi's order (PCI bus) for anything counted by index.
         const lines = (await c.tasks.logs.query({ id: t.id })).lines.map((l) => l.line);
-        expect(lines).toEqual(expect.arrayContaining(['CUDA_VISIBLE_DEVICES=0', 'CUDA_DEVICE_ORDER=PCI_BUS_ID']));
-        expect((await c.queue.get.query()).slots[0]!.blockedReason).toBeNull();
+        expect(lines).toEqual(
+          expect.arrayContaining(['CUDA_VISIBLE_DEVICES=GPU-4b1c9f3e-7d2a-5e8b-a1c6-93f0d2e4b7a1', 'CUDA_DEVICE_ORDER=PCI_BUS_ID']),
+        );
+        expect((await c.queue.get.query()).devices[0]!.blockedReason).toBeNull();
       });
     });
   });

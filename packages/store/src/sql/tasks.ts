@@ -2,10 +2,10 @@
 // slot it takes or frees (in the transaction that appends the events it folds), and the reads
 // of single tasks, pages, counts and the whole table.
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import { ACTIVE_STATUSES, slotChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { ACTIVE_STATUSES, deviceChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
 import { ConcurrencyError } from '../errors';
-import { slotHolders, tasks } from '../schema';
+import { deviceHolders, tasks } from '../schema';
 
 export async function loadTask(conn: Conn, id: string): Promise<TaskRecord | null> {
   const [row] = await conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.id, id));
@@ -30,15 +30,15 @@ export async function findByIdempotencyKey(conn: Conn, owner: string, key: strin
 }
 
 /**
- * Write a task's new state and the slot it takes or frees. `before` is the record the command
- * was decided on. The slot_holders primary key refuses a second holder of one slot, so a
+ * Write a task's new state and the devices it takes or frees. `before` is the record the command
+ * was decided on. The device_holders keys refuse a second exclusive holder of one device, so a
  * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
  */
 export async function projectTask(tx: Conn, before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void> {
   const row = taskRow(after, lastPosition);
-  const change = slotChange(before, after);
-  // The task row and its slot change are sent together (one round trip); they run in order, and
-  // a failed version check below rolls the transaction back with the slot change in it.
+  const change = deviceChange(before, after);
+  // The task row and its device changes are sent together (one round trip); they run in order,
+  // and a failed version check below rolls the transaction back with the changes in it.
   const [updated] = await Promise.all([
     before === null
       ? tx.insert(tasks).values(row).returning({ id: tasks.id })
@@ -47,19 +47,39 @@ export async function projectTask(tx: Conn, before: TaskRecord | null, after: Ta
           .set(row)
           .where(and(eq(tasks.id, after.id), eq(tasks.version, before.version)))
           .returning({ id: tasks.id }),
-    change.release !== null
-      ? tx.delete(slotHolders).where(and(eq(slotHolders.slotId, change.release), eq(slotHolders.taskId, after.id)))
+    change.release.length
+      ? tx.delete(deviceHolders).where(
+          and(
+            eq(deviceHolders.taskId, after.id),
+            inArray(
+              deviceHolders.deviceId,
+              change.release.map((g) => g.deviceId),
+            ),
+          ),
+        )
       : null,
-    change.acquire !== null ? tx.insert(slotHolders).values({ slotId: change.acquire, taskId: after.id, since: lastPosition }) : null,
+    change.acquire.length
+      ? tx
+          .insert(deviceHolders)
+          .values(
+            change.acquire.map((g) => ({
+              deviceId: g.deviceId,
+              taskId: after.id,
+              memoryMb: g.memoryMb,
+              exclusive: g.exclusive,
+              since: lastPosition,
+            })),
+          )
+      : null,
   ]);
   if (updated.length !== 1) throw new ConcurrencyError(after.id, before?.version ?? 0, null);
 }
 
-/** The rows of new tasks that hold no slot (just submitted and queued), in one INSERT. */
+/** The rows of new tasks that hold no device (just submitted and queued), in one INSERT. */
 export async function projectNewTasks(tx: Conn, rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void> {
   if (rows.length === 0) return;
   for (const { after } of rows) {
-    if (slotChange(null, after).acquire !== null) throw new Error(`projectNewTasks: task ${after.id} takes a slot; use projectTask`);
+    if (after.devices.length) throw new Error(`projectNewTasks: task ${after.id} takes devices; use projectTask`);
   }
   await tx.insert(tasks).values(rows.map((r) => taskRow(r.after, r.lastPosition)));
 }
@@ -163,6 +183,6 @@ export async function countByStatus(conn: Conn): Promise<Record<string, number>>
 
 /** Empty the read models (before they are folded again from the log). */
 export async function clearReadModels(tx: Conn): Promise<void> {
-  await tx.delete(slotHolders);
+  await tx.delete(deviceHolders);
   await tx.delete(tasks);
 }

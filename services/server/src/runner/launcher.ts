@@ -2,7 +2,7 @@
 // checked copy of its dataset, and says which trainer started or why none did.
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { TaskRecord } from '@trainyard/domain';
+import { cudaVisibleDevices, type TaskRecord } from '@trainyard/domain';
 import type { ServiceConfig } from '../config';
 import { DatasetError, stageDataset } from '../datasets';
 import { trainerEnv } from '../trainer/env';
@@ -54,10 +54,11 @@ export async function launchTrainer(
     cwd: config.trainerCwd,
     env: {
       ...trainerEnv(process.env, config.trainerEnvPassThrough),
-      // The slot's GPU is nvidia-smi's index, which is PCI bus order; CUDA's own default
-      // order (fastest first) differs on a host with mixed GPUs.
+      // The task's devices by UUID where known (a MIG instance has only its UUID); an index is
+      // nvidia-smi's, which is PCI bus order, while CUDA's default order (fastest first) differs
+      // on a host with mixed GPUs.
       CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
-      CUDA_VISIBLE_DEVICES: String(task.gpuIndex ?? 0),
+      CUDA_VISIBLE_DEVICES: task.devices.length ? cudaVisibleDevices(task.devices) : '0',
       TRAINYARD_TASK_SPEC: specFile,
       TRAINYARD_TASK_ID: task.id,
       TRAINYARD_OUTPUT_DIR: outputDir,

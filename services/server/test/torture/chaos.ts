@@ -709,7 +709,7 @@ class Scenario {
       this.v.add(
         '6',
         'settle',
-        `task ${t.id} is still ${t.status} ${Math.round(this.opts.profile.settleMs / 1000)} s after the last action (slot ${t.slotId}, trainer ${t.trainer?.pid ?? 'none'}, runner ${t.runnerId})`,
+        `task ${t.id} is still ${t.status} ${Math.round(this.opts.profile.settleMs / 1000)} s after the last action (devices ${t.devices.map((g) => g.deviceId).join('+') || 'none'}, trainer ${t.trainer?.pid ?? 'none'}, runner ${t.runnerId})`,
         `${t.id}-unsettled`,
       );
     this.log(`settled: ${last.length} task(s) still open`);

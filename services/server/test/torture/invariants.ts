@@ -1,7 +1,7 @@
 // The product's promise as checks: no task lost, doubled or stuck. Each check reads through the
 // public API, the event log, or /proc, and records a violation naming the invariant, the step of
 // the scenario and what was seen. The numbers follow docs/RELIABILITY.md:
-//   1 slots: at most one task per GPU slot; a live trainer only for a task that holds a slot
+//   1 devices: an exclusive holder alone on its GPU, gangs whole; a live trainer only for a task that holds devices
 //   2 FIFO: queued tasks start in the order of their TaskQueued positions
 //   3 one state: each task in exactly one state; an ended task has exactly one terminal event
 //   4 read models == fold of the log
@@ -334,7 +334,7 @@ export async function listAllTasks(url: string, statuses?: TaskStatus[]): Promis
 // Invariant 1 (slots and processes) and 6 (stall), live.
 
 interface QueueView {
-  slots: { slotId: number; gpuIndex: number; task: TaskRecord | null; blockedReason: string | null }[];
+  devices: { id: string; holders: { taskId: string }[]; blockedReason: string | null }[];
   queued: { position: number; task: TaskRecord }[];
   queuedCount: number;
 }
@@ -382,38 +382,46 @@ export class LiveChecker {
     this.checks++;
     const now = Date.now();
 
-    // Slots: one holder each, every active task holds one, never more holders than slots.
-    const holders = active.filter((t) => t.slotId !== null);
-    if (holders.length > this.slots)
+    // Devices: an exclusive holder alone on its device, every active task holds all it asked
+    // for (gangs whole), never more exclusive holders than devices.
+    const holders = active.filter((t) => t.devices.length > 0);
+    const exclusive = holders.filter((t) => t.devices.some((g) => g.exclusive));
+    if (exclusive.length > this.slots)
       this.v.add(
         '1',
         step,
-        `${holders.length} tasks hold a slot with ${this.slots} slot(s): ${holders.map((t) => `${t.id}@${t.slotId}`).join(', ')}`,
+        `${exclusive.length} tasks hold a device exclusively with ${this.slots} device(s): ${exclusive.map((t) => `${t.id}@${t.devices.map((g) => g.deviceId).join('+')}`).join(', ')}`,
       );
-    const bySlot = new Map<number, string[]>();
-    for (const t of holders) bySlot.set(t.slotId!, [...(bySlot.get(t.slotId!) ?? []), t.id]);
-    for (const [slot, ids] of bySlot)
-      if (ids.length > 1) this.v.add('1', step, `slot ${slot} is held by ${ids.length} tasks: ${ids.join(', ')}`);
-    for (const t of active) if (t.slotId === null) this.v.add('1', step, `task ${t.id} is ${t.status} but holds no slot`, `${t.id}-noslot`);
+    const byDevice = new Map<string, { id: string; exclusive: boolean }[]>();
+    for (const t of holders)
+      for (const g of t.devices) byDevice.set(g.deviceId, [...(byDevice.get(g.deviceId) ?? []), { id: t.id, exclusive: g.exclusive }]);
+    for (const [device, hs] of byDevice)
+      if (hs.length > 1 && hs.some((h) => h.exclusive))
+        this.v.add('1', step, `${device} is held by ${hs.length} tasks, one exclusively: ${hs.map((h) => h.id).join(', ')}`);
+    for (const t of active) {
+      if (t.devices.length === 0) this.v.add('1', step, `task ${t.id} is ${t.status} but holds no device`, `${t.id}-noslot`);
+      else if (t.devices.length !== t.spec.resources.gpus)
+        this.v.add('1', step, `task ${t.id} asked for ${t.spec.resources.gpus} GPUs and holds ${t.devices.length}`, `${t.id}-gang`);
+    }
 
-    // Trainers: alive only for a task that holds a slot; never two for one task; never more than slots.
+    // Trainers: alive only for a task that holds devices; never two for one task; never more than devices.
     const activeById = new Map(active.map((t) => [t.id, t]));
     const perTask = new Map<string, OurProcess[]>();
     for (const p of procs1) perTask.set(p.taskId, [...(perTask.get(p.taskId) ?? []), p]);
     for (const [taskId, ps] of perTask) {
       const t = activeById.get(taskId);
-      if (!t || t.slotId === null) {
+      if (!t || t.devices.length === 0) {
         // The trainer ends before its task is recorded as ended: alive after the read is a violation.
         const still = ps.filter(stillAlive);
         if (still.length) {
           const rec = await callApi<TaskRecord>(url, 'tasks.get', { id: taskId });
           const status = rec.ok ? rec.data.status : `unknown (${rec.error.code})`;
-          if (!rec.ok || !isActive(rec.data.status) || rec.data.slotId === null) {
+          if (!rec.ok || !isActive(rec.data.status) || rec.data.devices.length === 0) {
             if (still.some(stillAlive))
               this.v.add(
                 '1',
                 step,
-                `trainer pid ${still.map((p) => p.pid).join(',')} is alive for task ${taskId}, which is ${status} and holds no slot`,
+                `trainer pid ${still.map((p) => p.pid).join(',')} is alive for task ${taskId}, which is ${status} and holds no device`,
                 `${taskId}-orphan`,
               );
           }
@@ -437,23 +445,23 @@ export class LiveChecker {
       this.v.add(
         '1',
         step,
-        `${together.length} trainers alive at once with ${this.slots} slot(s): tasks ${together.map((p) => p.taskId).join(', ')}`,
+        `${together.length} trainers alive at once with ${this.slots} device(s): tasks ${together.map((p) => p.taskId).join(', ')}`,
       );
 
-    // Stall: a free, unblocked slot while tasks wait.
-    const free = queue.slots.filter((s) => !s.task && !s.blockedReason).length;
+    // Stall: a free, unblocked device while tasks wait (every task here asks for one whole GPU).
+    const free = queue.devices.filter((d) => !d.holders.length && !d.blockedReason).length;
     if (free > 0 && queue.queuedCount > 0) {
       this.stallSince ??= now;
       if (now - this.stallSince > this.opts.stallMs)
         this.v.add(
           '6',
           step,
-          `${free} free slot(s) while ${queue.queuedCount} task(s) queued for ${now - this.stallSince} ms (head ${queue.queued[0]?.task.id})`,
+          `${free} free device(s) while ${queue.queuedCount} task(s) queued for ${now - this.stallSince} ms (head ${queue.queued[0]?.task.id})`,
           `stall-${this.stallSince}`,
         );
     } else this.stallSince = null;
 
-    // Stuck: a task assigned a slot whose trainer never gets recorded.
+    // Stuck: a task given devices whose trainer never gets recorded.
     const seen = new Set<string>();
     for (const t of active) {
       if (t.trainer) continue;
@@ -461,7 +469,12 @@ export class LiveChecker {
       const since = this.preparingSince.get(t.id) ?? now;
       this.preparingSince.set(t.id, since);
       if (now - since > this.opts.stuckPreparingMs)
-        this.v.add('6', step, `task ${t.id} has held slot ${t.slotId} for ${now - since} ms without a trainer`, `${t.id}-stuck`);
+        this.v.add(
+          '6',
+          step,
+          `task ${t.id} has held ${t.devices.map((g) => g.deviceId).join('+')} for ${now - since} ms without a trainer`,
+          `${t.id}-stuck`,
+        );
     }
     for (const id of this.preparingSince.keys()) if (!seen.has(id)) this.preparingSince.delete(id);
     return true;

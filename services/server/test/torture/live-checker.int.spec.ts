@@ -15,7 +15,7 @@ import { LiveChecker, Violations } from './invariants';
 /** What the stand-in API answers: tasks (as much of a record as the checker reads) and the queue. */
 interface Doctored {
   tasks: Partial<TaskRecord>[];
-  queue: { slots: { slotId: number; gpuIndex: number; task: null | { id: string }; blockedReason: string | null }[]; queuedCount: number };
+  queue: { devices: { id: string; holders: { taskId: string }[]; blockedReason: string | null }[]; queuedCount: number };
 }
 
 let state: Doctored;
@@ -35,7 +35,7 @@ beforeAll(async () => {
       const statuses: string[] | undefined = input?.status;
       data = { items: state.tasks.filter((t) => !statuses || statuses.includes(t.status!)), nextCursor: null };
     } else if (proc === 'queue.get') {
-      data = { slots: state.queue.slots, queued: [], queuedCount: state.queue.queuedCount };
+      data = { devices: state.queue.devices, queued: [], queuedCount: state.queue.queuedCount };
     } else if (proc === 'tasks.get') {
       data = state.tasks.find((t) => t.id === input.id);
     }
@@ -69,14 +69,16 @@ async function fakeTrainer(taskId: string): Promise<number> {
   return c.pid!;
 }
 
+const grant = (gpuIndex: number) => ({ deviceId: `gpu${gpuIndex}`, gpuIndex, uuid: null, migProfile: null, memoryMb: 0, exclusive: true });
 const task = (id: string, status: TaskRecord['status'], slotId: number | null, trainerPid: number | null = null): Partial<TaskRecord> => ({
   id,
   status,
-  slotId,
+  devices: slotId === null ? [] : [grant(slotId)],
+  spec: { resources: { gpus: 1, memoryMb: null, shared: false, memorySource: null } } as TaskRecord['spec'],
   trainer: trainerPid === null ? null : { pid: trainerPid, startTime: '0', runDir: join(dataDir, 'runs', id) },
 });
-const freeSlot = (slotId: number) => ({ slotId, gpuIndex: slotId, task: null, blockedReason: null });
-const heldSlot = (slotId: number, id: string) => ({ slotId, gpuIndex: slotId, task: { id }, blockedReason: null });
+const freeSlot = (slotId: number) => ({ id: `gpu${slotId}`, holders: [], blockedReason: null });
+const heldSlot = (slotId: number, id: string) => ({ id: `gpu${slotId}`, holders: [{ taskId: id }], blockedReason: null });
 
 async function check(slots: number, times = 1, opts = { stallMs: 60_000, stuckPreparingMs: 60_000 }) {
   const v = new Violations(Date.now(), () => {});
@@ -91,12 +93,12 @@ async function check(slots: number, times = 1, opts = { stallMs: 60_000, stuckPr
 describe('LiveChecker', () => {
   it('given a running task on its slot with its own trainer, nothing fires', async () => {
     const pid = await fakeTrainer('a');
-    state = { tasks: [task('a', 'TRAINING', 0, pid)], queue: { slots: [heldSlot(0, 'a')], queuedCount: 0 } };
+    state = { tasks: [task('a', 'TRAINING', 0, pid)], queue: { devices: [heldSlot(0, 'a')], queuedCount: 0 } };
     expect((await check(1)).fired).toEqual([]);
   });
 
   it('1: two tasks hold the one slot', async () => {
-    state = { tasks: [task('a', 'TRAINING', 0, 1), task('b', 'PREPARING', 0, 2)], queue: { slots: [heldSlot(0, 'a')], queuedCount: 0 } };
+    state = { tasks: [task('a', 'TRAINING', 0, 1), task('b', 'PREPARING', 0, 2)], queue: { devices: [heldSlot(0, 'a')], queuedCount: 0 } };
     const r = await check(1);
     expect(r.fired).toEqual(['1', '1']);
     expect(r.messages).toEqual([
@@ -106,7 +108,7 @@ describe('LiveChecker', () => {
   });
 
   it('1: an active task that holds no slot', async () => {
-    state = { tasks: [task('a', 'TRAINING', null, 1)], queue: { slots: [freeSlot(0)], queuedCount: 0 } };
+    state = { tasks: [task('a', 'TRAINING', null, 1)], queue: { devices: [freeSlot(0)], queuedCount: 0 } };
     const r = await check(1);
     expect(r.fired).toEqual(['1']);
     expect(r.messages[0]).toMatch(/task a is TRAINING but holds no slot/);
@@ -114,7 +116,7 @@ describe('LiveChecker', () => {
 
   it('1: a trainer alive for a task that has ended (an orphan)', async () => {
     const pid = await fakeTrainer('z');
-    state = { tasks: [task('z', 'COMPLETED', null)], queue: { slots: [freeSlot(0)], queuedCount: 0 } };
+    state = { tasks: [task('z', 'COMPLETED', null)], queue: { devices: [freeSlot(0)], queuedCount: 0 } };
     const r = await check(1);
     expect(r.fired).toEqual(['1']);
     expect(r.messages[0]).toMatch(new RegExp(`trainer pid ${pid} is alive for task z, which is COMPLETED and holds no slot`));
@@ -123,7 +125,7 @@ describe('LiveChecker', () => {
   it('1: a trainer that is not the one its task records (a stranger), and two at once', async () => {
     const own = await fakeTrainer('a');
     const stranger = await fakeTrainer('a');
-    state = { tasks: [task('a', 'TRAINING', 0, own)], queue: { slots: [heldSlot(0, 'a')], queuedCount: 0 } };
+    state = { tasks: [task('a', 'TRAINING', 0, own)], queue: { devices: [heldSlot(0, 'a')], queuedCount: 0 } };
     const r = await check(1);
     expect(r.fired).toEqual(['1', '1', '1']);
     expect(r.messages).toEqual([
@@ -134,14 +136,14 @@ describe('LiveChecker', () => {
   });
 
   it('6: a free slot beside a queue for longer than the stall limit', async () => {
-    state = { tasks: [task('q', 'QUEUED', null)], queue: { slots: [freeSlot(0)], queuedCount: 1 } };
+    state = { tasks: [task('q', 'QUEUED', null)], queue: { devices: [freeSlot(0)], queuedCount: 1 } };
     const r = await check(1, 2, { stallMs: 0, stuckPreparingMs: 60_000 });
     expect(r.fired).toEqual(['6']);
     expect(r.messages[0]).toMatch(/1 free slot\(s\) while 1 task\(s\) queued/);
   });
 
   it('6: a task that holds a slot without a trainer for longer than the limit', async () => {
-    state = { tasks: [task('a', 'PREPARING', 0)], queue: { slots: [heldSlot(0, 'a')], queuedCount: 0 } };
+    state = { tasks: [task('a', 'PREPARING', 0)], queue: { devices: [heldSlot(0, 'a')], queuedCount: 0 } };
     const r = await check(1, 2, { stallMs: 60_000, stuckPreparingMs: 0 });
     expect(r.fired).toEqual(['6']);
     expect(r.messages[0]).toMatch(/task a has held slot 0 for \d+ ms without a trainer/);

@@ -2,7 +2,8 @@
 // which invariant failed: over a real schema, its tail delivers each committed event once, and a
 // read model edited behind the log's back is reported as invariant 4 and nothing else.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { configureSlots, openDatabase, TaskStore, type Database } from '@trainyard/store';
+import { uniformInventory } from '@trainyard/domain';
+import { configureDevices, openDatabase, TaskStore, type Database } from '@trainyard/store';
 import { backendAvailable, backends, dropSchema, freshSchemaName, rawClient, taskSpec } from '@trainyard/store/testing';
 import { LogTracker, PostgresLog, reportDifferences, Violations } from './invariants';
 
@@ -16,7 +17,7 @@ describe.skipIf(!backendAvailable(postgres))('PostgresLog', () => {
   beforeEach(async () => {
     schema = freshSchemaName();
     db = await openDatabase({ url: postgres.url!, schema });
-    await configureSlots(db.db, [0]);
+    await configureDevices(db.db, uniformInventory(1));
     store = new TaskStore(db, { runnerId: 'spec' });
     await store.submit('a', taskSpec('a'), meta);
     await store.submit('b', taskSpec('b'), meta);

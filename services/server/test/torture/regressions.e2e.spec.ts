@@ -5,8 +5,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isTerminal, type TaskRecord, type TaskSpec } from '@trainyard/domain';
-import { configureSlots, openDatabase, TaskStore } from '@trainyard/store';
+import { DEFAULT_RESOURCES, isTerminal, uniformInventory, type TaskRecord, type TaskSpec } from '@trainyard/domain';
+import { configureDevices, openDatabase, TaskStore } from '@trainyard/store';
 import { backendAvailable, backends, freshSchemaName, type Backend } from '@trainyard/store/testing';
 import { loadConfig } from '../../src/config';
 import { newTaskId } from '../../src/service';
@@ -20,6 +20,7 @@ const spec = (name: string): TaskSpec => ({
   model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
   datasetPath: DATASET,
   outputDir: name,
+  resources: { ...DEFAULT_RESOURCES },
   config: {
     epochs: 1,
     batchSize: 1,
@@ -53,7 +54,7 @@ async function killedMidLaunch(
   const database = await openDatabase(config.storage);
   let task: TaskRecord;
   try {
-    await configureSlots(database.db, [0]);
+    await configureDevices(database.db, uniformInventory(1));
     const store = new TaskStore(database, { runnerId: config.runnerId });
     const r = await store.submit(newTaskId(), spec('mid-launch'), { actor: 'e2e' });
     task = r.task;

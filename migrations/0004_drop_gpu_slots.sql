@@ -1,0 +1,2 @@
+DROP TABLE "gpu_slots" CASCADE;--> statement-breakpoint
+DROP TABLE "slot_holders" CASCADE;

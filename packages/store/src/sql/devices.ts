@@ -1,0 +1,123 @@
+// Statements on the devices: the inventory configured at start-up and who holds each device.
+// Holders are written only by the task projection (tasks.ts), with the task row that takes or
+// frees them.
+import { and, asc, eq, inArray, notInArray, sql } from 'drizzle-orm';
+import type { Device, DeviceHolderRow, TaskRecord } from '@trainyard/domain';
+import type { Conn } from '../database';
+import { deviceHolders, devices, tasks } from '../schema';
+
+export interface DeviceRow extends Device {
+  /** False when the last inventory did not have it (kept while a task holds it). */
+  present: boolean;
+}
+
+export interface HolderRow extends DeviceHolderRow {
+  /** The holder's deadline (epoch ms), null when it has none yet. */
+  endsBy: number | null;
+}
+
+export interface DeviceWithHolders extends DeviceRow {
+  holders: HolderRow[];
+}
+
+export async function listDevices(conn: Conn): Promise<DeviceRow[]> {
+  const rows = await conn.select().from(devices).orderBy(asc(devices.gpuIndex), asc(devices.deviceId));
+  return rows.map(({ deviceId, ...d }) => ({ id: deviceId, ...d }));
+}
+
+/** Every device with its holders (and each holder's deadline), in device order. */
+export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHolders[]> {
+  const [devs, holders] = await Promise.all([
+    listDevices(conn),
+    conn
+      .select({
+        deviceId: deviceHolders.deviceId,
+        taskId: deviceHolders.taskId,
+        memoryMb: deviceHolders.memoryMb,
+        exclusive: deviceHolders.exclusive,
+        deadlineAt: sql<string | null>`${tasks.record}->>'deadlineAt'`,
+      })
+      .from(deviceHolders)
+      .leftJoin(tasks, eq(tasks.id, deviceHolders.taskId))
+      .orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId)),
+  ]);
+  const byDevice = new Map<string, HolderRow[]>();
+  for (const h of holders) {
+    const list = byDevice.get(h.deviceId) ?? [];
+    list.push({
+      deviceId: h.deviceId,
+      taskId: h.taskId,
+      memoryMb: h.memoryMb,
+      exclusive: h.exclusive,
+      endsBy: h.deadlineAt ? Date.parse(h.deadlineAt) : null,
+    });
+    byDevice.set(h.deviceId, list);
+  }
+  // A holder of a device the table does not have (an inventory change the log predates) still shows.
+  const known = new Set(devs.map((d) => d.id));
+  const orphans: DeviceWithHolders[] = [...byDevice.keys()]
+    .filter((id) => !known.has(id))
+    .map((id) => ({
+      id,
+      gpuIndex: -1,
+      uuid: null,
+      name: 'unknown device',
+      memoryMb: 0,
+      migProfile: null,
+      present: false,
+      holders: byDevice.get(id)!,
+    }));
+  return [...devs.map((d) => ({ ...d, holders: byDevice.get(d.id) ?? [] })), ...orphans];
+}
+
+/** Every holder row, sorted by device then task (to compare with a rebuild). */
+export async function listHolderRows(conn: Conn): Promise<DeviceHolderRow[]> {
+  return conn
+    .select({
+      deviceId: deviceHolders.deviceId,
+      taskId: deviceHolders.taskId,
+      memoryMb: deviceHolders.memoryMb,
+      exclusive: deviceHolders.exclusive,
+    })
+    .from(deviceHolders)
+    .orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId));
+}
+
+/** The tasks holding a device the inventory no longer has. */
+export async function holdersOfAbsentDevices(conn: Conn): Promise<{ taskId: string; deviceId: string; record: TaskRecord | null }[]> {
+  const rows = await conn
+    .select({ taskId: deviceHolders.taskId, deviceId: deviceHolders.deviceId, record: tasks.record })
+    .from(deviceHolders)
+    .leftJoin(devices, eq(devices.deviceId, deviceHolders.deviceId))
+    .leftJoin(tasks, eq(tasks.id, deviceHolders.taskId))
+    .where(sql`${devices.deviceId} IS NULL OR NOT ${devices.present}`);
+  return rows.map((r) => ({ ...r, record: r.record ?? null }));
+}
+
+/**
+ * Make the device table match an inventory: given devices are upserted and present; others go
+ * once nobody holds them, and a held one stays, marked absent, until its holder lets go.
+ */
+export async function configureDevices(conn: Conn, inventory: readonly Device[]): Promise<void> {
+  for (const d of inventory) {
+    const row = {
+      deviceId: d.id,
+      gpuIndex: d.gpuIndex,
+      uuid: d.uuid,
+      name: d.name,
+      memoryMb: d.memoryMb,
+      migProfile: d.migProfile,
+      present: true,
+    };
+    const { deviceId: _key, ...set } = row;
+    await conn.insert(devices).values(row).onConflictDoUpdate({ target: devices.deviceId, set });
+  }
+  const ids = inventory.map((d) => d.id);
+  const gone = ids.length ? notInArray(devices.deviceId, ids) : sql`true`;
+  const held = conn.select({ id: deviceHolders.deviceId }).from(deviceHolders);
+  await conn.delete(devices).where(and(gone, notInArray(devices.deviceId, held)));
+  await conn
+    .update(devices)
+    .set({ present: false })
+    .where(and(gone, inArray(devices.deviceId, held)));
+}
