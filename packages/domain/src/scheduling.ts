@@ -359,7 +359,7 @@ function describeRequest(r: ResourceRequest): string {
 }
 
 function shortage(r: ResourceRequest, caps: readonly Cap[]): string {
-  const free = caps.filter((c) => fitsOn(c, { ...r, gpus: 1 })).length;
+  const free = caps.filter((c) => fitsOn(c, r)).length;
   return `Needs ${describeRequest(r)}, ${free} free.`;
 }
 
