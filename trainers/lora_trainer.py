@@ -228,8 +228,9 @@ def main() -> int:
     lora_alpha = max(1, int(config.get("loraAlpha") or 2 * lora_rank))
 
     cuda = torch.cuda.is_available()
+    n_devices = torch.cuda.device_count() if cuda else 0
     log(f"task {task_id}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
-        f" cuda_available={cuda} devices={torch.cuda.device_count() if cuda else 0}")
+        f" cuda_available={cuda} devices={n_devices}")
     if (load4bit or load8bit) and not cuda:
         log("lora_trainer: 8-bit/4-bit loading needs a CUDA GPU")
         return EXIT_BAD_INPUT
@@ -273,9 +274,17 @@ def main() -> int:
             )
         else:
             model_kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        model_kwargs["device_map"] = {"": 0}
+        model_kwargs["device_map"] = "auto" if n_devices > 1 else {"": 0}
     elif cuda:
         model_kwargs["torch_dtype"] = torch.bfloat16 if bf16 else torch.float16
+        if n_devices > 1:
+            model_kwargs["device_map"] = "auto"
+    if n_devices > 1:
+        # Several GPUs (a gang): the model's layers are spread over all of them (model parallel,
+        # one process), which the Trainer detects from hf_device_map and does not wrap in
+        # DataParallel. It makes a model fit that one GPU cannot hold; it does not speed up a
+        # model that already fits (that is data parallel: torchrun, one process per GPU).
+        log(f"lora_trainer: spreading the model over {n_devices} GPUs (device_map=auto)")
     model = AutoModelForCausalLM.from_pretrained(model_name, **model_kwargs)
     if load4bit or load8bit:
         model = prepare_model_for_kbit_training(model)

@@ -99,6 +99,8 @@ async function main() {
   out(`trainyard simulated trainer, task ${taskId} (${spec.name ?? 'unnamed'})`);
   out(`CUDA_VISIBLE_DEVICES=${process.env.CUDA_VISIBLE_DEVICES ?? '(unset)'}`);
   out(`CUDA_DEVICE_ORDER=${process.env.CUDA_DEVICE_ORDER ?? '(unset)'}`);
+  const visible = (process.env.CUDA_VISIBLE_DEVICES ?? '').split(',').filter(Boolean);
+  out(`devices: ${visible.length} (requested ${spec.resources?.gpus ?? 1})`);
   out(`loading model ${spec.model ?? 'unknown'}${quant} ...`);
   err(`dataset: ${spec.datasetPath ?? '(none)'}`);
   out(
