@@ -1,6 +1,7 @@
 // Smoke test of the benchmark harness (not of the figures): runs `npm run bench -- --quick` for
-// two benchmarks at tiny sizes against the test Postgres and checks the JSON they write has the
-// expected shape. The benchmarks themselves are not part of `npm test` (npm run bench).
+// two benchmarks at tiny sizes against the test Postgres, and the scheduling rows (no database),
+// and checks the JSON they write has the expected shape. The benchmarks themselves are not part
+// of `npm test` (npm run bench).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,5 +104,31 @@ describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
       expect(row.rebuild).toMatchObject({ ok: true, differences: 0, events: row.events });
     }
     expect(restart.targets.length).toBeGreaterThan(0);
+  });
+
+  it('runs the scheduling rows (trace replay and decision time) at tiny sizes, FIFO beside backfill', async () => {
+    const { code, output } = await runBench(['--quick', '--only', 'scheduling', '--out', out]);
+    expect(code, output.slice(-4000)).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'scheduling.json'), 'utf8'));
+    expect(result).toMatchObject({ name: 'scheduling', schemaVersion: 1, quick: true, machine: { postgres: null } });
+    const trace = result.rows.filter((r: { kind: string }) => r.kind === 'trace');
+    expect(trace.map((r: { system: string; load: number }) => `${r.system}@${r.load}`)).toEqual(
+      ['0.7', '0.9', '1.1'].flatMap((l) => [`fifo@${l}`, `backfill@${l}`]),
+    );
+    for (const r of trace) {
+      expect(r).toMatchObject({ backend: 'virtual time', jobs: 1500, skipped: 0 });
+      for (const k of ['gpus', 'utilisation', 'waitMeanS', 'waitP50S', 'waitP99S', 'waitMaxS', 'makespanS'])
+        expect(isNumber(r[k])).toBe(true);
+    }
+    const decision = result.rows.filter((r: { kind: string }) => r.kind === 'decision');
+    expect(decision.map((r: { system: string }) => r.system)).toEqual(['fifo', 'backfill']);
+    for (const r of decision) expect(r).toMatchObject({ devices: 256, queued: 10000, latencyMs: summaryShape });
+    for (const l of ['0.7', '0.9', '1.1']) expect(isNumber(result.ratios[`backfill/fifo wait mean load=${l}`])).toBe(true);
+    expect(result.targets.map((t: { name: string }) => t.name)).toEqual([
+      'backfill/fifo wait mean at load 0.9',
+      'backfill/fifo wait p99 at load 0.9',
+      'backfill/fifo utilisation at load 0.9',
+      'backfill decision p99 at 10000 queued, 256 devices (ms)',
+    ]);
   });
 });

@@ -89,23 +89,25 @@ async function main(): Promise<number> {
   if (values['server-root']) setServerRoot(resolve(values['server-root']));
   if (values['cpu-prof']) setServerNodeArgs(['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])]);
 
-  // Fail early and clearly when there is no Postgres.
-  const probe = adminSql(ctx.url);
+  // Fail early and clearly when there is no Postgres (unless none of those chosen needs one).
+  const selected = benchmarks.filter((x) => names.includes(x.name));
+  const needsDatabase = selected.some((b) => b.needsDatabase !== false);
+  const probe = needsDatabase ? adminSql(ctx.url) : null;
   try {
-    await probe`SELECT 1`;
+    if (probe) await probe`SELECT 1`;
   } catch (err) {
     console.error(
       `[bench] Postgres at ${ctx.url} is not reachable (${(err as Error).message}); set BENCH_DATABASE_URL or start one (bash infra/postgres-up.sh).`,
     );
     return 1;
   } finally {
-    await probe.end({ timeout: 2 }).catch(() => {});
+    await probe?.end({ timeout: 2 }).catch(() => {});
   }
 
   let failed = 0;
-  for (const b of benchmarks.filter((x) => names.includes(x.name))) {
+  for (const b of selected) {
     console.log(`\n=== ${b.name}${ctx.quick ? ' (quick)' : ''}: ${b.description}`);
-    const machine = await machineInfo(ctx.url);
+    const machine = await machineInfo(b.needsDatabase === false ? null : ctx.url);
     const startedAt = new Date();
     const t0 = performance.now();
     try {

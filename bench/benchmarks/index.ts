@@ -4,6 +4,7 @@ import { idleGap } from './idle-gap';
 import { lifecycle } from './lifecycle';
 import { reads } from './reads';
 import { restart } from './restart';
+import { scheduling } from './scheduling';
 import { submit } from './submit';
 
-export const benchmarks: Benchmark[] = [submit, lifecycle, idleGap, restart, reads];
+export const benchmarks: Benchmark[] = [submit, lifecycle, idleGap, restart, reads, scheduling];

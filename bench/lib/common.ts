@@ -283,6 +283,8 @@ export type BenchOutput = Pick<BenchResult, 'params' | 'rows' | 'ratios' | 'targ
 export interface Benchmark {
   name: string;
   description: string;
+  /** False for one that runs in the bench process alone: no Postgres needed when only such run. */
+  needsDatabase?: boolean;
   run(ctx: BenchContext): Promise<BenchOutput>;
 }
 
