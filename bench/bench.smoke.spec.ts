@@ -122,7 +122,7 @@ describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
     }
     const decision = result.rows.filter((r: { kind: string }) => r.kind === 'decision');
     expect(decision.map((r: { system: string }) => r.system)).toEqual(['fifo', 'backfill']);
-    for (const r of decision) expect(r).toMatchObject({ devices: 256, queued: 10000, latencyMs: summaryShape });
+    for (const r of decision) expect(r).toMatchObject({ devices: 256, queued: 10000, latencyMs: summaryShape, cpuMs: summaryShape });
     for (const l of ['0.7', '0.9', '1.1']) expect(isNumber(result.ratios[`backfill/fifo wait mean load=${l}`])).toBe(true);
     expect(result.targets.map((t: { name: string }) => t.name)).toEqual([
       'backfill/fifo wait mean at load 0.9',
