@@ -41,7 +41,7 @@ import {
   type Target,
 } from '../lib/common';
 
-export const TRACE_FILE = 'bench/traces/elasticflow-itp/cluster04.csv';
+const TRACE_FILE = 'bench/traces/elasticflow-itp/cluster04.csv';
 const LOADS = [0.7, 0.9, 1.1];
 const TIMEOUT_FACTOR = 2;
 const POLICIES = [fifoPolicy, backfillPolicy];
