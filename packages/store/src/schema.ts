@@ -69,6 +69,8 @@ export const tasks = pgTable(
       .where(sql`${t.status} = 'QUEUED'`),
     index('tasks_status_created_idx').on(t.status, t.createdAt, t.id),
     index('tasks_created_idx').on(t.createdAt, t.id),
+    // One user's tasks, newest first (tokens mode lists only the caller's own).
+    index('tasks_owner_created_idx').on(t.owner, t.createdAt, t.id),
   ],
 );
 
@@ -134,3 +136,38 @@ export const projectionVersions = pgTable('projection_versions', {
     .notNull()
     .default(sql`now()`),
 });
+
+/**
+ * Who may call the service in tokens mode (TRAINYARD_AUTH=tokens); a task's owner is its user's
+ * name. Managed from the server's machine (`trainyard admin user …`), never through the API.
+ * What the scheduler will weigh per user (a priority class, quotas) belongs on this row.
+ */
+export const users = pgTable('users', {
+  name: text('name').primaryKey(),
+  admin: boolean('admin').notNull().default(false),
+  createdAt: isoTimestamp('created_at')
+    .notNull()
+    .default(sql`now()`),
+});
+
+/**
+ * Bearer tokens. Only a SHA-256 of each token is kept (tokens.ts says why that is enough), with
+ * the first characters to recognise it by; a revoked or expired one stays, for the audit.
+ */
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    id: text('id').primaryKey(),
+    // Not a foreign key: drizzle-kit writes one as "public"."users", and the tables live in
+    // the configured schema. Users are never deleted; a token is created for an existing one.
+    userName: text('user_name').notNull(),
+    hash: text('hash').notNull(),
+    prefix: text('prefix').notNull(),
+    createdAt: isoTimestamp('created_at')
+      .notNull()
+      .default(sql`now()`),
+    expiresAt: isoTimestamp('expires_at'),
+    revokedAt: isoTimestamp('revoked_at'),
+  },
+  (t) => [uniqueIndex('api_tokens_hash_uq').on(t.hash), index('api_tokens_user_idx').on(t.userName)],
+);
