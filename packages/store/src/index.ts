@@ -6,6 +6,8 @@ export * from './sql/queue';
 export * from './sql/devices';
 export * from './sql/logs';
 export * from './sql/projections';
+export * from './sql/users';
+export * from './auth';
 export * from './task-store';
 export * from './rebuild';
 export * from './projection-version';

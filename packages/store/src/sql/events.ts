@@ -5,7 +5,7 @@ import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from 'drizzle-orm';
 import { CURRENT_SCHEMA_VERSION, safeJson, upcast, type EventMetadata, type NewTaskEvent, type StoredTaskEvent } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
 import { ConcurrencyError, pgErrorCode } from '../errors';
-import { events } from '../schema';
+import { events, tasks } from '../schema';
 
 export type AppendMetadata = Omit<EventMetadata, 'schemaVersion'>;
 
@@ -225,6 +225,8 @@ export interface EventQuery {
   streamId?: string | undefined;
   types?: string[] | undefined;
   actor?: string | undefined;
+  /** Only events of this user's tasks (tokens mode: a user who is not an admin reads their own). */
+  owner?: string | undefined;
   /** ISO times, inclusive from, exclusive to. */
   from?: string | undefined;
   to?: string | undefined;
@@ -239,6 +241,7 @@ export async function queryEvents(conn: Conn, q: EventQuery): Promise<StoredTask
   if (q.streamId) conds.push(eq(events.streamId, q.streamId));
   if (q.types?.length) conds.push(inArray(events.type, q.types));
   if (q.actor) conds.push(sql`${events.metadata}->>'actor' = ${q.actor}`);
+  if (q.owner !== undefined) conds.push(inArray(events.streamId, conn.select({ id: tasks.id }).from(tasks).where(eq(tasks.owner, q.owner))));
   if (q.from) conds.push(gte(events.recordedAt, q.from));
   if (q.to) conds.push(lt(events.recordedAt, q.to));
   if (q.afterPosition) conds.push(gt(events.position, BigInt(q.afterPosition)));

@@ -111,6 +111,8 @@ export async function listActive(conn: Conn): Promise<TaskRecord[]> {
 export interface ListTasksQuery {
   statuses?: TaskStatus[] | undefined;
   includeDeleted?: boolean | undefined;
+  /** Only this user's tasks (tokens mode: a user who is not an admin lists their own). */
+  owner?: string | undefined;
   /** Opaque cursor from a previous page. */
   cursor?: string | null | undefined;
   limit: number;
@@ -121,6 +123,7 @@ export async function listTasks(conn: Conn, q: ListTasksQuery): Promise<{ items:
   const conds = [];
   if (q.statuses?.length) conds.push(inArray(tasks.status, q.statuses));
   if (!q.includeDeleted) conds.push(eq(tasks.deleted, false));
+  if (q.owner !== undefined) conds.push(eq(tasks.owner, q.owner));
   if (q.cursor) {
     const c = decodeCursor(q.cursor);
     // A row comparison, not `a < x OR (a = x AND b < y)`: the same order, but Postgres uses it
