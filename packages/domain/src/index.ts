@@ -8,3 +8,4 @@ export * from './recovery';
 export { safeText, safeValue, safeJson } from './safe-text.mjs';
 export * from './run';
 export * from './resources';
+export * from './inventory-change';

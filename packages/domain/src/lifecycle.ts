@@ -248,6 +248,8 @@ export type TaskCommand =
   | { type: 'recordArtifact'; path: string }
   | { type: 'cancel'; reason?: string | null }
   | { type: 'expire' }
+  /** A device the task holds is no longer in the inventory (a GPU vanished, a MIG layout changed). */
+  | { type: 'loseDevices'; message: string }
   | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
   | { type: 'fail'; reason: FailureReason; message: string }
   | { type: 'delete' };
@@ -263,6 +265,7 @@ export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
   'recordArtifact',
   'cancel',
   'expire',
+  'loseDevices',
   'recordExit',
   'fail',
   'delete',
@@ -320,6 +323,8 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
           data: { reason: 'timeout', message: `timed out after ${formatDuration(ctx.spec?.timeoutMs ?? 0)}` },
         },
       ];
+    case 'loseDevices':
+      return [{ type: 'StopRequested', data: { reason: 'device-lost', message: command.message } }];
     case 'recordExit': {
       // The exit decides the one terminal event. A requested stop wins over the exit code: the
       // user asked for it, and the code of a signalled trainer says nothing about the training.
@@ -330,6 +335,11 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
             type: 'TaskFailed',
             data: { reason: 'timeout', message: ctx.stop.message, exitCode: command.exitCode, signal: command.signal },
           },
+        ];
+      // Whatever the code: a trainer whose GPU went away did not finish its training there.
+      if (ctx.stop?.reason === 'device-lost')
+        return [
+          { type: 'TaskFailed', data: { reason: 'lost', message: ctx.stop.message, exitCode: command.exitCode, signal: command.signal } },
         ];
       if (command.exitCode === 0) return [{ type: 'TaskCompleted', data: { exitCode: 0 } }];
       const how = command.signal ? `killed by ${command.signal}` : `exited with code ${command.exitCode}`;

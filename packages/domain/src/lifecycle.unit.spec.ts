@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   decide,
+  decideLostDevices,
   evolve,
   fold,
   IllegalCommandError,
@@ -28,6 +29,7 @@ const commands: Record<TaskCommandType, TaskCommand> = {
   recordArtifact: { type: 'recordArtifact', path: 'out/adapter' },
   cancel: { type: 'cancel', reason: 'changed my mind' },
   expire: { type: 'expire' },
+  loseDevices: { type: 'loseDevices', message: 'gpu1 is no longer in the inventory' },
   recordExit: { type: 'recordExit', exitCode: 0, signal: null },
   fail: { type: 'fail', reason: 'lost', message: 'trainer gone' },
   delete: { type: 'delete' },
@@ -44,6 +46,7 @@ const states: Record<string, TaskState> = {
   TRAINING: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training()),
   'TRAINING+cancelling': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('cancel')),
   'TRAINING+timing-out': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('timeout')),
+  'TRAINING+device-lost': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('device-lost')),
   COMPLETED: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.completed()),
   FAILED: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.failed()),
   CANCELLED: given(ev.submitted(), ev.queued(), ev.cancelled()),
@@ -62,6 +65,7 @@ const running = (o: Partial<Row>): Row => ({
   recordArtifact: 'ArtifactRecorded',
   cancel: 'StopRequested',
   expire: 'StopRequested',
+  loseDevices: 'StopRequested',
   recordExit: 'TaskCompleted',
   'recordExit(1)': 'TaskFailed',
   fail: 'TaskFailed',
@@ -78,6 +82,7 @@ const only = (o: Partial<Row>): Row => ({
   recordArtifact: X,
   cancel: X,
   expire: X,
+  loseDevices: X,
   recordExit: X,
   'recordExit(1)': X,
   fail: X,
@@ -98,6 +103,7 @@ const table: Record<keyof typeof states, Row> = {
     startTraining: X,
     cancel: X,
     expire: X,
+    loseDevices: X,
     recordExit: 'TaskCancelled',
     'recordExit(1)': 'TaskCancelled',
   }),
@@ -106,6 +112,16 @@ const table: Record<keyof typeof states, Row> = {
     startTraining: X,
     cancel: X,
     expire: X,
+    loseDevices: X,
+    recordExit: 'TaskFailed',
+    'recordExit(1)': 'TaskFailed',
+  }),
+  'TRAINING+device-lost': running({
+    recordSpawn: X,
+    startTraining: X,
+    cancel: X,
+    expire: X,
+    loseDevices: X,
     recordExit: 'TaskFailed',
     'recordExit(1)': 'TaskFailed',
   }),
@@ -275,5 +291,29 @@ describe('events written before schema 2 (upcast)', () => {
   it('a v2 event passes unchanged', () => {
     const [e] = stored([ev.assigned(2)]);
     expect(upcast(e!)).toBe(e);
+  });
+});
+
+describe('a device leaves the inventory (decideLostDevices)', () => {
+  const running = (id: string, gpu: number, stop?: 'cancel') =>
+    toRecord(given(ev.submitted(), ev.assigned(gpu), ev.spawned(), ev.training(), ...(stop ? [ev.stop(stop)] : [])));
+  it('given a running task on a device no longer present, then it is stopped, naming the device; others are left alone', () => {
+    const a = { ...running('a', 0), id: 'a' };
+    const b = { ...running('b', 1), id: 'b' };
+    const out = decideLostDevices(new Set(['gpu0']), [a, b]);
+    expect(out).toEqual([
+      { taskId: 'b', command: { type: 'loseDevices', message: expect.stringMatching(/^gpu1 is no longer in the inventory/) } },
+    ]);
+  });
+  it('a task already stopping is left to end as it is', () => {
+    expect(decideLostDevices(new Set(), [running('a', 0, 'cancel')])).toEqual([]);
+  });
+  it('when its trainer exits, even with code 0, it fails as lost with the reason', () => {
+    const s = given(ev.submitted(), ev.assigned(1), ev.spawned(), ev.training());
+    const [stop] = decide(s, { type: 'loseDevices', message: 'gpu1 is no longer in the inventory' });
+    const after = given(ev.submitted(), ev.assigned(1), ev.spawned(), ev.training(), stop!);
+    expect(decide(after, { type: 'recordExit', exitCode: 0, signal: null })).toEqual([
+      { type: 'TaskFailed', data: { reason: 'lost', message: 'gpu1 is no longer in the inventory', exitCode: 0, signal: null } },
+    ]);
   });
 });

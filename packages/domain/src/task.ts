@@ -70,7 +70,8 @@ export interface TaskError {
   signal: string | null;
 }
 
-export type StopReason = 'cancel' | 'timeout';
+/** cancel: asked by a user; timeout: past its deadline; device-lost: a device it holds left the inventory. */
+export type StopReason = 'cancel' | 'timeout' | 'device-lost';
 
 export interface StopRequest {
   reason: StopReason;

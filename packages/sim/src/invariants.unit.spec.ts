@@ -153,6 +153,10 @@ describe('simulation invariants, after every step (World.check)', () => {
     expect((await firstViolation({ steps: 150, slots: 1, policy: idle }))?.invariant).toBe('stall');
   });
 
+  it('lost-device: a service that leaves tasks running on devices that left the inventory', async () => {
+    expect((await firstViolation({ steps: 200, slots: 2, ignoreLostDevices: true }))?.invariant).toBe('lost-device');
+  });
+
   it('idempotency: a store that never finds a task by its key', async () => {
     const found = await firstViolation({ steps: 150, slots: 1, forgetIdempotencyKeys: true });
     expect(found?.invariant).toBe('idempotency');

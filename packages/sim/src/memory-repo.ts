@@ -66,9 +66,39 @@ export class MemoryDb {
   crashAtWrite: number | null = null;
 
   constructor(
-    readonly inventory: Device[],
+    /** The devices present now (configure() changes them, as configureDevices does). */
+    public inventory: Device[],
     private readonly now: () => number,
   ) {}
+
+  /** Devices that left the inventory while held: kept, absent, until their holders let go (as the store does). */
+  private absent: Device[] = [];
+
+  /** The store's configureDevices: the new inventory present, a device that left kept absent while held. */
+  configure(inventory: Device[]): void {
+    const ids = new Set(inventory.map((d) => d.id));
+    const held = new Set(this.holders.map((h) => h.deviceId));
+    this.absent = [...this.inventory, ...this.absent].filter((d) => !ids.has(d.id) && held.has(d.id));
+    this.inventory = inventory;
+  }
+
+  /** As listDevicesWithHolders: present devices, and absent ones only while held. */
+  devicesWithHolders(holders: readonly DeviceHolderRow[] = this.holders, tasks: ReadonlyMap<string, TaskRecord> = this.tasks) {
+    const withHolders = (d: Device, present: boolean) => ({
+      ...d,
+      present,
+      holders: holders
+        .filter((h) => h.deviceId === d.id)
+        .map((h) => {
+          const deadline = tasks.get(h.taskId)?.deadlineAt;
+          return { ...h, endsBy: deadline ? Date.parse(deadline) : null };
+        }),
+    });
+    return [
+      ...this.inventory.map((d) => withHolders(d, true)),
+      ...this.absent.map((d) => withHolders(d, false)).filter((d) => d.holders.length),
+    ];
+  }
 
   readonly transaction: TransactionRunner = async (fn) => {
     const work: State = {
@@ -177,17 +207,7 @@ export class MemoryDb {
         // What the store does before its INSERT (sql/logs.ts): NUL and lone surrogates as U+FFFD.
         for (const l of lines) w.logs.push({ taskId, line: { ...l, line: safeText(l.line) } });
       },
-      listDevices: async () =>
-        this.inventory.map((d) => ({
-          ...d,
-          present: true,
-          holders: w.holders
-            .filter((h) => h.deviceId === d.id)
-            .map((h) => {
-              const deadline = w.tasks.get(h.taskId)?.deadlineAt;
-              return { ...h, endsBy: deadline ? Date.parse(deadline) : null };
-            }),
-        })),
+      listDevices: async () => this.devicesWithHolders(w.holders, w.tasks),
       // A commit replaces the whole state, so transactions here run one after another: each
       // already has the queue to itself, as the store's advisory lock gives it.
       lockQueue: async () => {},

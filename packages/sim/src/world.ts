@@ -7,6 +7,7 @@
 // invariants are checked; a failing seed replays exactly.
 import {
   backfillPolicy,
+  decideLostDevices,
   decideRecovery,
   decideRun,
   evolve,
@@ -18,6 +19,7 @@ import {
   IllegalCommandError,
   initialState,
   TaskNotFoundError,
+  isActive,
   isTerminal,
   rebuildReadModels,
   statusOf,
@@ -127,6 +129,8 @@ export interface SimOptions {
   exitLostWithRefusedLines?: boolean;
   /** A store that never finds a task by its idempotency key. */
   forgetIdempotencyKeys?: boolean;
+  /** A service that does not stop tasks on devices that left the inventory. */
+  ignoreLostDevices?: boolean;
 }
 
 /**
@@ -156,6 +160,8 @@ export type SimInvariant =
   | 'partial-gang'
   /** 2: a task started on a device reserved for the blocked head and could outlive the reservation. */
   | 'backfill-delays-head'
+  /** 1: with the service up, a task runs on a device that left the inventory and nobody stopped it. */
+  | 'lost-device'
   /** 1: a live trainer for a task that holds no device. */
   | 'orphan-trainer'
   /** 1: two live trainers for one task. */
@@ -306,6 +312,7 @@ export class World {
       armCrash: up ? 4 : 0,
       armSpawnCrash: up ? 2 : 0,
       refuseLogLines: up ? 3 : 0,
+      inventory: 1.5,
       restart: up ? 0 : 25,
     });
     switch (action) {
@@ -365,6 +372,8 @@ export class World {
         // The next lines stored are refused (some text the database will not take).
         this.db.refuseNextLogLines = true;
         return;
+      case 'inventory':
+        return this.changeInventory();
       case 'restart':
         return this.restart();
     }
@@ -463,9 +472,41 @@ export class World {
       for (const t of [...this.db.tasks.values()].filter((x) => x.status === 'PREPARING' || x.status === 'TRAINING')) {
         if (t.runnerId === RUNNER) await this.settle(t);
       }
+      await this.noticeLostDevices();
       await this.commands.schedule({ actor: 'scheduler' });
       await this.work();
     });
+  }
+
+  /** A device leaves (a GPU falls off the bus, a MIG layout is redone), or all come back. */
+  private async changeInventory(): Promise<void> {
+    const full = simInventory(this.opts);
+    if (this.db.inventory.length < full.length) {
+      this.db.configure(full);
+      this.log('inventory: every device is back');
+    } else {
+      const gone = this.rng.pick(full)!;
+      this.db.configure(full.filter((d) => d.id !== gone.id));
+      this.log(`inventory: ${gone.id} left`);
+    }
+    if (this.svc) {
+      await this.guard(async () => {
+        await this.noticeLostDevices();
+        await this.commands.schedule({ actor: 'scheduler' });
+        await this.work();
+      });
+    }
+  }
+
+  /** As the service after configuring its devices: stop our tasks on devices that left. */
+  private async noticeLostDevices(): Promise<void> {
+    if (this.opts.ignoreLostDevices) return;
+    const present = new Set(this.db.inventory.map((d) => d.id));
+    const ours = [...this.db.tasks.values()].filter((t) => t.runnerId === RUNNER);
+    for (const { taskId, command } of decideLostDevices(present, ours)) {
+      this.log(`task ${taskId}: ${command.message}`);
+      await this.command(taskId, command, 'inventory');
+    }
   }
 
   /** Let simulated time pass: trainers progress and end; the service notices. */
@@ -795,6 +836,11 @@ export class World {
   /** At the end: no more chaos; the service runs until every task has ended. */
   private async drain(): Promise<void> {
     this.db.crashAtWrite = null;
+    // The devices come back: a request that fits the host only whole must be able to finish.
+    if (this.db.inventory.length < simInventory(this.opts).length) {
+      this.db.configure(simInventory(this.opts));
+      if (this.svc) await this.guard(() => this.commands.schedule({ actor: 'scheduler' }).then(() => this.work()));
+    }
     for (let i = 0; i < 400; i++) {
       if (!this.svc) await this.restart();
       if (this.svc) this.svc.crashAfterSpawn = false;
@@ -865,7 +911,7 @@ export class World {
       holderIds.add(h.taskId);
       byDevice.set(h.deviceId, [...(byDevice.get(h.deviceId) ?? []), h]);
     }
-    for (const d of db.inventory) {
+    for (const d of db.devicesWithHolders()) {
       const hs = byDevice.get(d.id) ?? [];
       const used = hs.reduce((n, h) => n + h.memoryMb, 0);
       if (used > d.memoryMb) this.violation('device-overcommit', `${d.id}: ${used} MB held of ${d.memoryMb}`);
@@ -887,20 +933,21 @@ export class World {
         this.violation('orphan-trainer', `trainer ${p.pid} runs for ${p.taskId} (${db.tasks.get(p.taskId)?.status}) which holds no device`);
     }
     for (const [id, n] of liveByTask) if (n > 1) this.violation('double-trainer', `${n} trainers run for ${id}`);
+    // 1: a task on a device that left the inventory is stopped by the service that runs it.
+    if (this.svc) {
+      const present = new Set(db.inventory.map((d) => d.id));
+      for (const t of db.tasks.values())
+        if (isActive(t.status) && !t.stop && t.runnerId === RUNNER && t.devices.some((g) => !present.has(g.deviceId)))
+          this.violation(
+            'lost-device',
+            `${t.id} runs on ${t.devices.map((g) => g.deviceId).join('+')}, which left the inventory, and was not stopped`,
+          );
+    }
     // 6: no stall: with the service up, nothing the policy would start waits in the queue.
     if (this.svc) {
       const queue = fifoOrder([...db.tasks.values()].filter((t) => t.status === 'QUEUED')).map(queuedView);
       if (queue.length) {
-        const devices = toDeviceViews(
-          db.inventory.map((d) => ({
-            ...d,
-            present: true,
-            holders: db.holders
-              .filter((h) => h.deviceId === d.id)
-              .map((h) => ({ ...h, endsBy: Date.parse(db.tasks.get(h.taskId)?.deadlineAt ?? '') || null })),
-          })),
-          new Map(),
-        );
+        const devices = toDeviceViews(db.devicesWithHolders(), new Map());
         const could = backfillPolicy.schedule({ devices, queue, now: this.clock, releaseGraceMs: GRACE_MS }).assignments;
         if (could.length) this.violation('stall', `stall: ${could.map((a) => a.taskId).join(', ')} could start and wait`);
       }

@@ -6,6 +6,7 @@ import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MEMORY_RESERVE, POLICY_NAMES, type Device, type PolicyName } from '@trainyard/domain';
 import { DEFAULT_QUEUE_DEPTH, storageFromEnv, type OpenOptions } from '@trainyard/store';
+import { AUTH_MODES, isLoopbackHost, type AuthMode } from './auth';
 import { parseFixedInventory } from './gpu/inventory';
 import { parseAllowedHosts } from './http-guard';
 import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './trainer/defaults.mjs';
@@ -29,6 +30,8 @@ export interface ServiceConfig {
   port: number;
   /** Host names (or host:port) the API answers to besides loopback and the bound address. */
   allowedHosts: string[];
+  /** Who may call: local mode's one implicit operator (loopback only), or bearer tokens of users. */
+  auth: AuthMode;
   storage: OpenOptions & { dataRoot: string };
   /** Where run directories (spec, output, exit status of each trainer) live. */
   runsDir: string;
@@ -54,6 +57,8 @@ export interface ServiceConfig {
   gpuMemoryReserve: number;
   /** Queued tasks, from the head, each scheduling pass considers. */
   schedulerQueueDepth: number;
+  /** How often nvidia-smi is asked again (other programs come and go; devices may change). */
+  gpuRefreshMs: number;
   defaultTimeoutMs: number;
   killGraceMs: number;
   runnerId: string;
@@ -115,6 +120,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
   };
   const port = read('PORT', intFrom('PORT', 0, 65535), 8080);
   const host = read('HOST', z.string().min(1), '127.0.0.1');
+  const auth = read('TRAINYARD_AUTH', z.enum(AUTH_MODES, { error: 'TRAINYARD_AUTH must be local or tokens' }), 'local');
+  // Local mode trusts whoever reaches the port: only this machine may.
+  if (auth === 'local' && !isLoopbackHost(host))
+    problems.push(
+      `HOST=${JSON.stringify(host)} is not a loopback address, and without authentication anyone who reaches the port could do anything: ` +
+        'set TRAINYARD_AUTH=tokens to require a bearer token on every call (create the first admin and a token with ' +
+        '`trainyard admin user add NAME --admin` and `trainyard admin token create --user NAME`; see docs/SECURITY.md), or set HOST=127.0.0.1',
+    );
   const allowedHosts = parseAllowedHosts(env.TRAINYARD_ALLOWED_HOSTS ?? '');
   if (allowedHosts.invalid.length)
     problems.push(
@@ -175,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     host,
     port,
     allowedHosts: allowedHosts.hosts,
+    auth,
     storage,
     runsDir: resolve(storage.dataRoot, 'runs'),
     trainer,
@@ -189,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     schedulerPolicy: read('TRAINYARD_SCHEDULER', z.enum(POLICY_NAMES), 'backfill'),
     gpuMemoryReserve: read('TRAINYARD_GPU_MEMORY_RESERVE', z.coerce.number().min(0).max(0.9), DEFAULT_MEMORY_RESERVE),
     schedulerQueueDepth: read('TRAINYARD_SCHEDULER_DEPTH', intFrom('TRAINYARD_SCHEDULER_DEPTH', 1, 100_000), DEFAULT_QUEUE_DEPTH),
+    gpuRefreshMs: read('TRAINYARD_GPU_REFRESH_MS', intFrom('TRAINYARD_GPU_REFRESH_MS', 100, HOUR), 5000),
     defaultTimeoutMs: read('TRAINYARD_TIMEOUT_MS', intFrom('TRAINYARD_TIMEOUT_MS', 1000, 30 * 24 * HOUR), 6 * HOUR),
     killGraceMs: read('TRAINYARD_KILL_GRACE_MS', intFrom('TRAINYARD_KILL_GRACE_MS', 0, HOUR), 30_000),
     // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.

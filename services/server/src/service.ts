@@ -5,6 +5,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { estimateMemoryGb, oomRisk } from '@trainyard/catalogue';
 import {
+  decideLostDevices,
   evolve,
   gb,
   initialState,
@@ -56,6 +57,7 @@ import type { CreateTaskInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
 import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
+import { mayRead, ownerScope, queueFor } from './visibility';
 
 /** A problem with one input field, reported next to that field. */
 export { FieldError };
@@ -81,8 +83,10 @@ export interface Warning {
 export interface Actor {
   user: string;
   correlationId?: string | undefined;
-  /** May see the service's internals: paths, host name, database user, trainer argv. */
+  /** May see the service's internals (paths, host name, database user, trainer argv) and every user's tasks. */
   admin: boolean;
+  /** The bearer token the caller came with (tokens mode); null or absent in local mode. */
+  token?: { id: string; expiresAt: string | null } | null;
 }
 
 const DAY_MS = 86_400_000;
@@ -99,6 +103,8 @@ export class TrainyardService {
   private gpu: GpuInfo | null = null;
   /** The devices tasks may use and what weighs on each, as of the last probe. */
   private picture: DevicePicture;
+  /** A changed device list seen once, applied when the next probe agrees. */
+  private pendingDevices: DevicePicture['devices'] | null = null;
   private gpuTimer: NodeJS.Timeout | null = null;
   private scheduleTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -176,7 +182,7 @@ export class TrainyardService {
     if (parts.length) this.log.info(`recovery: ${parts.join('; ')}`);
     await this.scheduleNow();
     // Keep the GPU picture fresh (external processes come and go) and retry the queue.
-    this.gpuTimer = setInterval(() => void this.refreshGpu(), 5000);
+    this.gpuTimer = setInterval(() => void this.refreshGpu(), this.config.gpuRefreshMs);
     this.gpuTimer.unref();
     this.scheduleTimer = setInterval(() => void this.scheduleNow(), Math.max(1000, this.config.pollMs * 4));
     this.scheduleTimer.unref();
@@ -200,13 +206,37 @@ export class TrainyardService {
     }
   }
 
+  private refreshing = false;
+
   private async refreshGpu(): Promise<void> {
+    if (this.refreshing) return; // one at a time: a slow nvidia-smi must not pile refreshes up
+    this.refreshing = true;
+    try {
+      await this.refreshDevices();
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private async refreshDevices(): Promise<void> {
     const before = this.picture;
     this.gpu = await this.probe.info();
-    this.picture = devicePicture(this.gpu, this.config);
-    if (JSON.stringify(before.devices) !== JSON.stringify(this.picture.devices)) {
+    const next = devicePicture(this.gpu, this.config);
+    const changed = JSON.stringify(before.devices) !== JSON.stringify(next.devices);
+    // A changed device list stops the tasks on devices that left, so it must be real: a probe
+    // that failed or read only part (nvidia-smi timing out, a MIG query unreadable) keeps the devices as they were,
+    // and a change counts once two probes in a row agree on it.
+    const unsure = next.source !== before.source || Boolean(this.gpu.error);
+    if (changed && (unsure || JSON.stringify(this.pendingDevices) !== JSON.stringify(next.devices))) {
+      this.pendingDevices = unsure ? null : next.devices;
+      this.picture = { ...before, conditions: next.source === before.source ? next.conditions : before.conditions };
+      return;
+    }
+    this.pendingDevices = null;
+    this.picture = next;
+    if (changed) {
       this.log.warn(
-        `the devices changed: ${before.devices.map((d) => d.id).join(', ') || 'none'} -> ${this.picture.devices.map((d) => d.id).join(', ') || 'none'}`,
+        `the devices changed: ${before.devices.map((d) => d.id).join(', ') || 'none'} -> ${next.devices.map((d) => d.id).join(', ') || 'none'}`,
       );
       await this.configureDevices().catch((err: Error) => this.log.warn(`could not record the new devices: ${err.message}`));
     }
@@ -216,15 +246,20 @@ export class TrainyardService {
 
   /**
    * Record the devices in the database. A device gone from the inventory stays while a task holds
-   * it, marked absent: its holder is named here and in the queue view, and takes no new work.
+   * it, marked absent (it takes no new work); a task of ours on it is stopped and fails as lost
+   * (decideLostDevices), and the queue view shows the device absent until then.
    */
   private async configureDevices(): Promise<void> {
     await configureDevices(this.database.db, this.picture.devices);
-    for (const h of await holdersOfAbsentDevices(this.database.db))
-      this.log.warn(
-        `task ${h.taskId} holds ${h.deviceId}, which is no longer in the inventory (GPU gone or MIG layout changed): ` +
-          'its trainer may have lost its GPU; cancel it and submit it again if it does not finish.',
-      );
+    const absent = await holdersOfAbsentDevices(this.database.db);
+    const present = new Set(this.picture.devices.map((d) => d.id));
+    const ours = absent.flatMap((h) => (h.record && h.record.runnerId === this.config.runnerId ? [h.record] : []));
+    for (const { taskId, command } of decideLostDevices(present, new Map(ours.map((t) => [t.id, t])).values())) {
+      this.log.warn(`task ${taskId}: ${command.message}`);
+      await this.store
+        .execute(taskId, command, { actor: 'inventory' })
+        .catch((err: Error) => this.log.warn(`task ${taskId}: ${err.message}`));
+    }
   }
 
   /** Fill free slots from the queue; failures (database away) are retried on the next tick. */
@@ -358,18 +393,25 @@ export class TrainyardService {
     return warnings;
   }
 
-  async getTask(id: string): Promise<TaskRecord> {
+  /** A task the caller may see: another user's reads as not found (no existence leak). */
+  async getTask(id: string, actor: Actor): Promise<TaskRecord> {
     const task = await loadTask(this.database.db, id);
-    if (!task || task.deleted) throw new TaskNotFoundError(id);
+    if (!task || task.deleted || !mayRead(actor, task)) throw new TaskNotFoundError(id);
     return task;
   }
 
-  listTasks(q: Parameters<typeof listTasks>[1]) {
-    return listTasks(this.database.db, q);
+  /** The tasks the caller may see: their own, or every task for an admin. */
+  listTasks(q: Omit<Parameters<typeof listTasks>[1], 'owner'>, actor: Actor) {
+    return listTasks(this.database.db, { ...q, owner: ownerScope(actor) });
+  }
+
+  /** Who the caller is, as the API reports it (users.me). */
+  me(actor: Actor) {
+    return { name: actor.user, admin: actor.admin, auth: this.config.auth, token: actor.token ?? null };
   }
 
   async cancelTask(id: string, reason: string | undefined, actor: Actor): Promise<TaskRecord> {
-    await this.getTask(id);
+    await this.getTask(id, actor);
     const r = await this.store.execute(
       id,
       { type: 'cancel', reason: reason ?? null },
@@ -379,7 +421,7 @@ export class TrainyardService {
   }
 
   async deleteTask(id: string, actor: Actor): Promise<{ id: string; deleted: true }> {
-    await this.getTask(id);
+    await this.getTask(id, actor);
     await this.store.execute(id, { type: 'delete' }, { actor: actor.user, correlationId: actor.correlationId ?? null });
     return { id, deleted: true };
   }
@@ -389,8 +431,9 @@ export class TrainyardService {
     afterSeq: number,
     limit: number,
     includeProtocol: boolean,
+    actor: Actor,
   ): Promise<{ lines: LogLine[]; nextSeq: number; hasMore: boolean }> {
-    await this.getTask(id);
+    await this.getTask(id, actor);
     const raw = await readLogLines(this.database.db, id, afterSeq, limit + 1);
     const page = raw.slice(0, limit);
     const lines = includeProtocol ? page : page.filter((l) => l.stream === 'stderr' || parseTrainerLine(l.line).kind === 'log');
@@ -402,14 +445,21 @@ export class TrainyardService {
     return lastLogLines(this.database.db, id, count);
   }
 
-  /** Task changes as they are committed, after `lastEventId` or from now on (see live.ts). */
-  taskUpdates(o: {
+  /**
+   * Task changes as they are committed, after `lastEventId` or from now on (see live.ts): of the
+   * caller's tasks only, unless an admin. A user following one task must be able to see it.
+   */
+  async *taskUpdates(o: {
     taskId?: string | undefined;
     lastEventId?: string | null | undefined;
     client: string;
     signal: AbortSignal | undefined;
+    actor: Actor;
   }): AsyncGenerator<TaskUpdate> {
-    return this.live.taskUpdates({ taskId: o.taskId, lastEventId: o.lastEventId, client: o.client, signal: o.signal });
+    if (o.taskId !== undefined && !o.actor.admin) await this.getTask(o.taskId, o.actor);
+    for await (const u of this.live.taskUpdates({ taskId: o.taskId, lastEventId: o.lastEventId, client: o.client, signal: o.signal })) {
+      if (o.actor.admin || (u.task !== null && mayRead(o.actor, u.task))) yield u;
+    }
   }
 
   /** A task's log lines after `afterSeq` as they are stored; protocol lines only if asked for. */
@@ -419,8 +469,9 @@ export class TrainyardService {
     includeProtocol: boolean;
     client: string;
     signal: AbortSignal | undefined;
+    actor: Actor;
   }): AsyncGenerator<LogLine> {
-    const task = await this.getTask(o.id);
+    const task = await this.getTask(o.id, o.actor);
     for await (const line of this.live.logLines({
       taskId: o.id,
       after: o.afterSeq,
@@ -435,9 +486,10 @@ export class TrainyardService {
 
   /**
    * The devices with their holders, the first `limit` queued tasks in order with why each waits
-   * (the policy asked now, on the same picture it schedules with), how many wait in all.
+   * (the policy asked now, on the same picture it schedules with), how many wait in all. Other
+   * users' tasks are only places and memory to a caller who is not an admin (visibility.ts).
    */
-  async queue(limit = 500) {
+  async queue(actor: Actor, limit = 500) {
     const db = this.database.db;
     // Three reads side by side (one round trip of waiting).
     const [devices, queued, count] = await Promise.all([listDevicesWithHolders(db), listQueue(db, limit), countQueued(db)]);
@@ -455,7 +507,7 @@ export class TrainyardService {
       message: 'Its devices are free: it starts with the next scheduling pass.',
       reservedStart: null,
     };
-    return {
+    return queueFor(actor, {
       policy: this.store.policy.name,
       devices: views.map((v, i) => ({
         id: v.id,
@@ -482,11 +534,12 @@ export class TrainyardService {
         count > this.config.queueWarnAt
           ? `${count} tasks are queued (more than ${this.config.queueWarnAt}): each waits for the ones before it. Consider cancelling some or adding GPUs.`
           : null,
-    };
+    });
   }
 
-  listEvents(q: Parameters<typeof queryEvents>[1]) {
-    return queryEvents(this.database.db, q);
+  /** The audit log of the tasks the caller may see. */
+  listEvents(q: Omit<Parameters<typeof queryEvents>[1], 'owner'>, actor: Actor) {
+    return queryEvents(this.database.db, { ...q, owner: ownerScope(actor) });
   }
 
   /**
@@ -498,7 +551,13 @@ export class TrainyardService {
     taskId: string,
     at: { position?: string | undefined; time?: string | undefined },
     page: { afterPosition?: string | undefined; limit: number; maxBytes: number },
+    actor: Actor,
   ) {
+    // A deleted task replays too (its history stays), but only to whoever may see it.
+    if (!actor.admin) {
+      const task = await loadTask(this.database.db, taskId);
+      if (!task || !mayRead(actor, task)) throw new TaskNotFoundError(taskId);
+    }
     const events = await readStream(this.database.db, taskId);
     if (!events.length) throw new TaskNotFoundError(taskId);
     let state = initialState();

@@ -5,13 +5,21 @@
 // one backfills, a long one waits reserved for the head, two small shared tasks share one
 // device, and a task fits a MIG instance by its memory. A 3-GPU gang stands for "all the whole
 // GPUs of the host": a gang cannot use MIG instances (CUDA shows a process one of them).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import { byType, eventsOf, waitTerminal } from './lifecycle-support';
-import { eventually, installFakeNvidiaSmi, simulated, startServer, type RunningServer } from './harness';
+import {
+  eventually,
+  installFakeNvidiaSmi,
+  NVIDIA_SMI_FIXTURES,
+  simulated,
+  startServer,
+  type FakeNvidiaSmi,
+  type RunningServer,
+} from './harness';
 
 const UUID = {
   gpu0: 'GPU-2f6c0a8e-91d4-7b35-c0e2-58a1f4d93b17',
@@ -130,6 +138,58 @@ for (const backend of backends()) {
       for (const t of [head, patient, a, b, small]) expect((await waitTerminal(s.client, t.id)).status).toBe('CANCELLED');
       q = await s.client.queue.get.query();
       expect(q.devices.every((d) => d.holders.length === 0)).toBe(true);
+    });
+  });
+}
+
+for (const backend of backends()) {
+  describe.skipIf(!backendAvailable(backend))(`a GPU leaves the inventory on ${backend.kind}`, () => {
+    let s: RunningServer;
+    let dir: string;
+    let smi: FakeNvidiaSmi;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'trainyard-vanish-'));
+      smi = installFakeNvidiaSmi(dir, 'four-gpus-mig');
+      s = await startServer({
+        backend,
+        env: { TRAINYARD_NVIDIA_SMI: smi.path, TRAINYARD_KILL_GRACE_MS: '1000', TRAINYARD_GPU_REFRESH_MS: '200' },
+      });
+    });
+    afterAll(async () => {
+      await s?.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('a task on a GPU that vanished is stopped and fails as lost, naming the device; the device takes no new work', async () => {
+      const first = await s.client.tasks.create.mutate(simulated(long, { name: 'on gpu2', timeoutMs: 10 * MIN }));
+      const onGpu0 = await s.client.tasks.create.mutate(simulated(long, { name: 'on gpu0', timeoutMs: 10 * MIN }));
+      await eventually(async () => (await s.client.tasks.get.query({ id: onGpu0.id })).status === 'TRAINING', 'training');
+      expect((await s.client.tasks.get.query({ id: first.id })).devices.map((g) => g.deviceId)).toEqual(['gpu2']);
+      expect((await s.client.tasks.get.query({ id: onGpu0.id })).devices.map((g) => g.deviceId)).toEqual(['gpu0']);
+      // GPU 0 falls off the bus: nvidia-smi lists three GPUs.
+      const gpus = readFileSync(join(NVIDIA_SMI_FIXTURES, 'four-gpus-mig/gpus.csv'), 'utf8');
+      const list = readFileSync(join(NVIDIA_SMI_FIXTURES, 'four-gpus-mig/list.txt'), 'utf8');
+      smi.set({
+        'gpus.csv': gpus
+          .split('\n')
+          .filter((l) => !l.startsWith('0,'))
+          .join('\n'),
+        'list.txt': list
+          .split('\n')
+          .filter((l) => !l.startsWith('GPU 0:'))
+          .join('\n'),
+      });
+      const lost = await waitTerminal(s.client, onGpu0.id);
+      expect(lost.status).toBe('FAILED');
+      expect(lost.error).toMatchObject({ reason: 'lost', message: expect.stringMatching(/^gpu0 is no longer in the inventory/) });
+      expect((await s.client.tasks.get.query({ id: first.id })).status).toBe('TRAINING');
+      const q = await s.client.queue.get.query();
+      expect(q.devices.map((d) => d.id)).toEqual(['gpu1', 'gpu2', 'gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
+      // A new whole-GPU task goes to gpu1, never to the GPU that left.
+      const next = await s.client.tasks.create.mutate(simulated(long, { name: 'after', timeoutMs: 10 * MIN }));
+      expect((await s.client.tasks.get.query({ id: next.id })).devices.map((g) => g.deviceId)).toEqual(['gpu1']);
+      for (const t of [first, next]) await s.client.tasks.cancel.mutate({ id: t.id });
+      for (const t of [first, next]) expect((await waitTerminal(s.client, t.id)).status).toBe('CANCELLED');
     });
   });
 }

@@ -25,7 +25,7 @@ export async function listDevices(conn: Conn): Promise<DeviceRow[]> {
   return rows.map(({ deviceId, ...d }) => ({ id: deviceId, ...d }));
 }
 
-/** Every device with its holders (and each holder's deadline), in device order. */
+/** Every device with its holders (and each holder's deadline), in device order; absent ones only while held. */
 export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHolders[]> {
   const [devs, holders] = await Promise.all([
     listDevices(conn),
@@ -67,7 +67,9 @@ export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHold
       present: false,
       holders: byDevice.get(id)!,
     }));
-  return [...devs.map((d) => ({ ...d, holders: byDevice.get(d.id) ?? [] })), ...orphans];
+  // An absent device nobody holds any more is gone for good (the row goes at the next configure).
+  const listed = devs.map((d) => ({ ...d, holders: byDevice.get(d.id) ?? [] })).filter((d) => d.present || d.holders.length);
+  return [...listed, ...orphans];
 }
 
 /** Every holder row, sorted by device then task (to compare with a rebuild). */
