@@ -4,6 +4,7 @@ import { existsSync, createReadStream, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { createAuthenticator, isRefusal, trpcActor, type Authenticate } from './auth';
 import { guardRequest, hostPolicy, isApiPath, SECURITY_HEADERS, type HostPolicy } from './http-guard';
 import { subscriptionClientKey } from './live';
 import { checkRequestCost } from './request-cost';
@@ -12,8 +13,7 @@ import { handleDatasetUpload, UPLOAD_DATASET_PATH } from './upload';
 import type { Metrics } from './metrics';
 import type { Actor, TrainyardService } from './service';
 
-const USER_RE = /^[A-Za-z0-9._@-]{1,100}$/;
-const CORRELATION_RE = /^[A-Za-z0-9._:-]{1,100}$/;
+const JSON_TYPE = 'application/json; charset=utf-8';
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript',
@@ -27,15 +27,18 @@ const MIME: Record<string, string> = {
 
 export function createApiServer(service: TrainyardService, metrics: Metrics, panelDir?: string): Server {
   configureSubscriptions({ maxDurationMs: service.config.subscriptionMaxMs });
+  const authenticate = createAuthenticator({ mode: service.config.auth, db: service.database.db });
   const trpc = createHTTPHandler({
     router: appRouter,
     basePath: '/trpc/',
     maxBodySize: 1_000_000,
     maxBatchSize: 50,
     createContext: async ({ req, info }) => {
-      // A batch of expensive calls is refused as a whole before any of them runs.
+      // A caller without a valid token (tokens mode) gets UNAUTHORIZED for every call, and none
+      // runs; a batch of expensive calls is refused as a whole before any of them runs.
+      const actor = await trpcActor(authenticate, req);
       await checkRequestCost(info.calls);
-      return { service, actor: requestActor(req), client: subscriptionClientKey(req) };
+      return { service, actor, client: subscriptionClientKey(req) };
     },
     // Unexpected errors are logged by the router's error formatter, with the correlation id the
     // client is given.
@@ -53,8 +56,15 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
         return;
       }
       if (isApiPath(url)) return void trpc(req, res);
-      if (url === UPLOAD_DATASET_PATH || url.startsWith(`${UPLOAD_DATASET_PATH}?`))
-        return handleDatasetUpload(req, res, { uploadsDir: service.config.uploadsDir, maxBytes: service.config.uploadMaxBytes });
+      if (url === UPLOAD_DATASET_PATH || url.startsWith(`${UPLOAD_DATASET_PATH}?`) || isV1Path(url))
+        return void withCaller(authenticate, req, res, () =>
+          isV1Path(url)
+            ? void res.writeHead(404, { 'content-type': JSON_TYPE }).end(JSON.stringify({ detail: 'Not Found' }))
+            : handleDatasetUpload(req, res, { uploadsDir: service.config.uploadsDir, maxBytes: service.config.uploadMaxBytes }),
+        ).catch((err: Error) => {
+          service.log.error(`http: ${err.stack ?? err.message}`);
+          if (!res.headersSent) res.writeHead(500).end();
+        });
       if (url === '/metrics' && req.method === 'GET') return void serveMetrics(metrics, res);
       if (panel && (req.method === 'GET' || req.method === 'HEAD')) return servePanel(panel, url, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the API is at /trpc, metrics at /metrics\n');
@@ -77,23 +87,30 @@ function listeningPolicy(server: Server, service: TrainyardService): HostPolicy 
   return hostPolicy({ port, bindHost: service.config.host, allowedHosts: service.config.allowedHosts, localAddresses });
 }
 
-/**
- * Who is calling. Local mode has one implicit operator, trusted with the service's internals
- * (paths, host, database user): admin. Tenancy decides this per authenticated user instead.
- */
-export function requestActor(req: IncomingMessage): Actor {
-  const user = header(req, 'x-trainyard-user');
-  const correlationId = header(req, 'x-correlation-id');
-  return {
-    user: user && USER_RE.test(user) ? user : 'local',
-    correlationId: correlationId && CORRELATION_RE.test(correlationId) ? correlationId : undefined,
-    admin: true,
-  };
-}
+/** REST paths beside Studio's (an OpenAI-style /v1): a caller must be let in there too. */
+const isV1Path = (url: string): boolean => url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?');
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
+/**
+ * Hands a REST request to `route` with its caller, or answers 401 (no valid token, in tokens
+ * mode) or 503 (the token could not be checked) without reading the body or doing anything.
+ */
+async function withCaller(
+  authenticate: Authenticate,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: (actor: Actor) => Promise<void> | void,
+): Promise<void> {
+  const caller = await authenticate(req);
+  if (!isRefusal(caller)) return route(caller);
+  res
+    .writeHead(caller.status, {
+      'content-type': JSON_TYPE,
+      'cache-control': 'no-store',
+      ...(caller.status === 401 ? { 'www-authenticate': 'Bearer realm="trainyard"' } : {}),
+      // The body (an upload, say) is not read: the connection cannot be reused.
+      connection: 'close',
+    })
+    .end(JSON.stringify({ detail: caller.message }));
 }
 
 async function serveMetrics(metrics: Metrics, res: ServerResponse): Promise<void> {

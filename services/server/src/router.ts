@@ -164,19 +164,22 @@ const tasksRouter = t.router({
     const { task, warnings, created } = await ctx.service.createTask(input, ctx.actor);
     return { ...task, warnings, created };
   }),
-  get: procedure.input(idInput).query(({ ctx, input }) => ctx.service.getTask(input.id)),
+  get: procedure.input(idInput).query(({ ctx, input }) => ctx.service.getTask(input.id, ctx.actor)),
   list: procedure.input(listTasksInput).query(({ ctx, input }) =>
-    ctx.service.listTasks({
-      statuses: input.status === undefined ? undefined : Array.isArray(input.status) ? input.status : [input.status],
-      cursor: input.cursor ?? null,
-      limit: input.limit,
-    }),
+    ctx.service.listTasks(
+      {
+        statuses: input.status === undefined ? undefined : Array.isArray(input.status) ? input.status : [input.status],
+        cursor: input.cursor ?? null,
+        limit: input.limit,
+      },
+      ctx.actor,
+    ),
   ),
   cancel: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.cancelTask(input.id, input.reason, ctx.actor)),
   delete: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.deleteTask(input.id, ctx.actor)),
   logs: procedure
     .input(logsInput)
-    .query(({ ctx, input }) => ctx.service.logs(input.id, input.afterSeq, input.limit, input.includeProtocol)),
+    .query(({ ctx, input }) => ctx.service.logs(input.id, input.afterSeq, input.limit, input.includeProtocol, ctx.actor)),
 
   /**
    * Task changes as they are committed. Ids are log positions: reconnect with the last id
@@ -187,7 +190,13 @@ const tasksRouter = t.router({
     // Subscriptions fail while iterated, past the middleware: translate their errors here
     // (an unknown task was an INTERNAL_SERVER_ERROR).
     try {
-      const updates = ctx.service.taskUpdates({ taskId: input.taskId, lastEventId: input.lastEventId, client: ctx.client, signal });
+      const updates = ctx.service.taskUpdates({
+        taskId: input.taskId,
+        lastEventId: input.lastEventId,
+        client: ctx.client,
+        signal,
+        actor: ctx.actor,
+      });
       for await (const u of updates) yield tracked(u.event.position, u);
     } catch (err) {
       throw translate(err) ?? err;
@@ -203,6 +212,7 @@ const tasksRouter = t.router({
         includeProtocol: input.includeProtocol,
         client: ctx.client,
         signal,
+        actor: ctx.actor,
       });
       for await (const l of lines) yield tracked(String(l.seq), l);
     } catch (err) {
@@ -211,21 +221,29 @@ const tasksRouter = t.router({
   }),
 });
 
+const usersRouter = t.router({
+  /** Who the caller is: their name, whether an admin, the auth mode, and their token's id and expiry. */
+  me: procedure.query(({ ctx }) => ctx.service.me(ctx.actor)),
+});
+
 const queueRouter = t.router({
-  get: procedure.input(queueGetInput).query(({ ctx, input }) => ctx.service.queue(input?.limit ?? QUEUE_PAGE_DEFAULT)),
+  get: procedure.input(queueGetInput).query(({ ctx, input }) => ctx.service.queue(ctx.actor, input?.limit ?? QUEUE_PAGE_DEFAULT)),
 });
 
 const eventsRouter = t.router({
   list: procedure.input(eventsListInput).query(async ({ ctx, input }) => {
-    const events = await ctx.service.listEvents({
-      streamId: input.taskId,
-      types: input.type === undefined ? undefined : Array.isArray(input.type) ? input.type : [input.type],
-      actor: input.actor,
-      from: input.from,
-      to: input.to,
-      afterPosition: input.cursor ?? undefined,
-      limit: input.limit,
-    });
+    const events = await ctx.service.listEvents(
+      {
+        streamId: input.taskId,
+        types: input.type === undefined ? undefined : Array.isArray(input.type) ? input.type : [input.type],
+        actor: input.actor,
+        from: input.from,
+        to: input.to,
+        afterPosition: input.cursor ?? undefined,
+        limit: input.limit,
+      },
+      ctx.actor,
+    );
     return {
       events,
       nextCursor: events.length === input.limit ? events[events.length - 1]!.position : null,
@@ -238,6 +256,7 @@ const eventsRouter = t.router({
         input.taskId,
         { position: input.atPosition, time: input.atTime },
         { afterPosition: input.afterPosition ?? undefined, limit: input.limit, maxBytes: REPLAY_PAGE_MAX_BYTES },
+        ctx.actor,
       ),
     ),
 });
@@ -245,6 +264,7 @@ const eventsRouter = t.router({
 export const appRouter = t.router({
   system: systemRouter,
   tasks: tasksRouter,
+  users: usersRouter,
   queue: queueRouter,
   events: eventsRouter,
 });
