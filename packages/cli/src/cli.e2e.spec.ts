@@ -1,5 +1,6 @@
 // The CLI end to end: the real server (PGlite), the real `trainyard` bin as a child process,
-// every verb, its --json output and its exit codes.
+// every verb, its --json output and its exit codes. The service has two 80 GB GPUs from a fixed
+// inventory (no nvidia-smi needed), so gangs, shared tasks and waiting reasons can be seen.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,6 +14,9 @@ import { DATASET, eventually, REPO_ROOT, startServer, type RunningServer } from 
 const BIN = join(REPO_ROOT, 'packages/cli/bin/trainyard.mjs');
 const MODEL = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
 const QUICK = '{"steps":3,"stepMs":30}';
+/** A trainer that runs until cancelled (well past each spec). */
+const LONG = '{"steps":2000,"stepMs":100}';
+const INVENTORY = '[{"name":"A100","memoryGb":80},{"name":"A100","memoryGb":80}]';
 const USER = 'cli-e2e';
 
 interface Run {
@@ -91,17 +95,34 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     ...extra,
   ];
 
-  /** No task holds a slot or waits in the queue. */
+  /** No task holds a device or waits in the queue. */
   const idle = () =>
     eventually(
       async () => {
         const q = await s.client.queue.get.query();
-        return q.queued.length === 0 && q.slots.every((x) => x.task === null);
+        return q.queued.length === 0 && q.devices.every((d) => d.holders.length === 0);
       },
       'the queue to drain',
       120_000,
       200,
     );
+  /** The task once it holds its devices. */
+  const placed = (id: string) =>
+    eventually(
+      async () => {
+        const t = await s.client.tasks.get.query({ id });
+        return t.devices.length ? t : null;
+      },
+      `task ${id} to take its devices`,
+      120_000,
+      200,
+    );
+  /** Cancels every task not yet ended, and waits for them to end (so a failed spec leaves none behind). */
+  const cancelOpen = async () => {
+    const open = (await s.client.tasks.list.query({ status: ['QUEUED', 'PREPARING', 'TRAINING'], limit: 200 })).items;
+    for (const t of open) await s.client.tasks.cancel.mutate({ id: t.id }).catch(() => {});
+    for (const t of open) await settled(t.id);
+  };
   const settled = (id: string) =>
     eventually(async () => isTerminal((await s.client.tasks.get.query({ id })).status), `task ${id} to end`, 120_000, 200);
 
@@ -111,7 +132,7 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
   beforeAll(async () => {
     // A service with the default datasets folder only (as `npm start` runs): the CLI uploads its
     // local dataset files, as README's quick start does.
-    s = await startServer({ backend, env: { TRAINYARD_DATASETS_ROOT: '' } });
+    s = await startServer({ backend, env: { TRAINYARD_DATASETS_ROOT: '', TRAINYARD_GPU_INVENTORY: INVENTORY } });
   }, 120_000);
   afterAll(async () => {
     await s?.dispose();
@@ -235,8 +256,9 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
 
     const table = await run(['ls', '--limit', '200']);
     const header = table.stdout.split('\n')[0]!;
-    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS\s+QUEUE\/SLOT\s+CREATED\s+FINISHED$/);
-    expect(table.stdout).toMatch(new RegExp(`^${completed.id}\\s+cli-complete\\s+COMPLETED\\s+100%`, 'm'));
+    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS\s+QUEUE\/DEVICES\s+REQUEST\s+CREATED\s+FINISHED$/);
+    // A finished task holds no device any more.
+    expect(table.stdout).toMatch(new RegExp(`^${completed.id}\\s+cli-complete\\s+COMPLETED\\s+100%.*\\s+-\\s+1 GPU\\s+\\d`, 'm'));
   });
 
   it('show: all fields, the multi-line error, artifacts', async () => {
@@ -244,6 +266,8 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     expect(t).toMatchObject({ id: completed.id, status: 'COMPLETED', artifacts: completed.artifacts });
     const human = await run(['show', completed.id]);
     expect(human.stdout).toMatch(/^status:\s+COMPLETED$/m);
+    expect(human.stdout).toMatch(/^request:\s+1 GPU$/m);
+    expect(human.stdout).toMatch(/^devices:\s+-$/m);
     expect(human.stdout).toMatch(/^artifacts:$/m);
     expect(human.stdout).toContain(`    ${completed.artifacts[0]}`);
     const f = await run(['show', failed.id]);
@@ -323,35 +347,150 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     expect(human.stdout).toContain(`deleted task ${completed.id}`);
   });
 
-  it('queue: slots with their task, queued tasks in order, the warning', async () => {
-    // Fill the one slot, then queue two behind it.
-    await idle();
-    const running = await json(submitArgs('{"steps":2000,"stepMs":100}', ['--name', 'cli-q-running']));
-    await eventually(
-      async () => (await s.client.tasks.get.query({ id: running.id })).slotId !== null,
-      'the task to take the slot',
-      120_000,
-      200,
-    );
-    const q1 = await json(submitArgs(QUICK, ['--name', 'cli-q-1']));
-    const q2 = await json(submitArgs(QUICK, ['--name', 'cli-q-2']));
-    const q = await json(['queue']);
-    expect(q.slots.length).toBeGreaterThanOrEqual(1);
-    expect(q.slots[0]).toHaveProperty('blockedReason');
-    expect(q.slots.map((x: any) => x.task?.id)).toContain(running.id);
-    expect(q.queued.map((e: any) => e.task.id)).toEqual([q1.id, q2.id]);
-    expect(q.queued.map((e: any) => e.position)).toEqual([1, 2]);
-    expect(q).toHaveProperty('warning');
-    expect(q2.queuePosition).toBe(2);
-    const human = await run(['queue']);
-    expect(human.stdout).toMatch(new RegExp(`^\\s*1\\s+${q1.id}\\s+cli-q-1\\s+${USER}`, 'm'));
-    expect(human.stdout).toMatch(new RegExp(`^\\s*0\\s+0\\s+${running.id}\\s+cli-q-running`, 'm'));
-    const ls = await run(['ls', '--status', 'QUEUED']);
-    expect(ls.stdout).toMatch(new RegExp(`^${q2.id}\\s+cli-q-2\\s+QUEUED\\s+0%\\s+queue #2`, 'm'));
-    await run(['cancel', q2.id]);
-    await run(['cancel', q1.id]);
-    await run(['cancel', running.id]);
-    await settled(running.id);
+  it("queue: devices with their holders, queued tasks with why each waits, the head's reservation; a short task backfills", async () => {
+    try {
+      await idle();
+      // One GPU busy for at most 10 minutes; a 2-GPU task waits for it, first in the queue.
+      const running = await json(submitArgs(LONG, ['--name', 'cli-q-running', '--timeout', '10m']));
+      expect((await placed(running.id)).devices.map((d) => d.deviceId)).toEqual(['gpu0']);
+      const head = await json(submitArgs(LONG, ['--name', 'cli-q-head', '--gpus', '2', '--timeout', '30m']));
+      expect(head).toMatchObject({ status: 'QUEUED', queuePosition: 1, spec: { resources: { gpus: 2, shared: false } } });
+      // A task whose timeout runs past the head's reserved start could delay it: it waits though GPU 1 is free.
+      const patient = await json(submitArgs(QUICK, ['--name', 'cli-q-patient', '--timeout', '1h']));
+      expect(patient.queuePosition).toBe(2);
+
+      const q = await json(['queue']);
+      expect(q.policy).toBe('backfill');
+      expect(q.devices.map((d: any) => [d.id, d.name, d.memoryGb, d.present, d.blockedReason])).toEqual([
+        ['gpu0', 'A100', 80, true, null],
+        ['gpu1', 'A100', 80, true, null],
+      ]);
+      expect(q.devices[0].holders).toEqual([expect.objectContaining({ taskId: running.id, memoryGb: 80, exclusive: true })]);
+      expect(q.devices[0].holders[0].task.spec.name).toBe('cli-q-running');
+      expect(q.devices[1].holders).toEqual([]);
+      expect(q.queued.map((e: any) => [e.position, e.task.id, e.reason.code])).toEqual([
+        [1, head.id, 'WAITING_FOR_DEVICES'],
+        [2, patient.id, 'RESERVED_FOR_HEAD'],
+      ]);
+      expect(q.queued[0].reason.message).toMatch(
+        /^Needs 2 GPUs, 1 free\. First in the queue: reserved gpu0, gpu1 from \d\d:\d\d UTC at the latest\.$/,
+      );
+      expect(q.queued[1].reason.message).toMatch(
+        new RegExp(
+          `^GPU 0, GPU 1 are reserved for task ${head.id} from \\d\\d:\\d\\d UTC; with a timeout of 60 min this task could delay it\\.$`,
+        ),
+      );
+      expect(q.reservation).toMatchObject({ taskId: head.id, deviceIds: ['gpu0', 'gpu1'] });
+      expect(q).toHaveProperty('warning');
+
+      const human = await run(['queue']);
+      expect(human.stdout).toMatch(/^devices \(2, policy backfill\):$/m);
+      expect(human.stdout).toMatch(/^DEVICE\s+NAME\s+MEMORY\s+OTHER PROGRAMS\s+TASK\s+HOLDS\s+TASK NAME\s+STATUS\s+PROGRESS$/m);
+      expect(human.stdout).toMatch(
+        new RegExp(`^gpu0\\s+A100\\s+80 GB\\s+0 GB\\s+${running.id}\\s+whole \\(80 GB\\)\\s+cli-q-running\\s+(PREPARING|TRAINING)`, 'm'),
+      );
+      expect(human.stdout).toMatch(/^gpu1\s+A100\s+80 GB\s+0 GB\s+\(free\)\s+-\s+-\s+-\s+-$/m);
+      expect(human.stdout).toMatch(
+        new RegExp(`^\\s*1\\s+${head.id}\\s+cli-q-head\\s+${USER}\\s+2 GPUs\\s+.+\\s+WAITING_FOR_DEVICES: Needs 2 GPUs, 1 free\\.`, 'm'),
+      );
+      expect(human.stdout).toMatch(
+        new RegExp(
+          `^\\s*2\\s+${patient.id}\\s+cli-q-patient\\s+${USER}\\s+1 GPU\\s+.+\\s+RESERVED_FOR_HEAD: GPU 0, GPU 1 are reserved for task ${head.id}`,
+          'm',
+        ),
+      );
+      expect(human.stdout).toMatch(new RegExp(`^reservation: task ${head.id} starts on gpu0, gpu1 by .+ at the latest`, 'm'));
+      // show and ls of queued tasks: the request, the place in the queue and why it waits.
+      const shown = await run(['show', patient.id]);
+      expect(shown.stdout).toMatch(/^queue position:\s+2$/m);
+      expect(shown.stdout).toMatch(new RegExp(`^waits:\\s+RESERVED_FOR_HEAD: GPU 0, GPU 1 are reserved for task ${head.id}`, 'm'));
+      const ls = await run(['ls', '--status', 'QUEUED']);
+      expect(ls.stdout).toMatch(new RegExp(`^${head.id}\\s+cli-q-head\\s+QUEUED\\s+0%\\s+queue #1\\s+2 GPUs`, 'm'));
+      expect(ls.stdout).toMatch(new RegExp(`^${patient.id}\\s+cli-q-patient\\s+QUEUED\\s+0%\\s+queue #2\\s+1 GPU`, 'm'));
+
+      // A task that ends (by its timeout) before the head's reserved start backfills on GPU 1,
+      // ahead of both; its assignment records why.
+      const short = await json(submitArgs(QUICK, ['--name', 'cli-q-short', '--timeout', '2m', '--follow']));
+      expect(short.status).toBe('COMPLETED');
+      const { events } = await json<{ events: any[] }>(['events', '--task', short.id, '--type', 'TaskAssigned']);
+      expect(events[0].data).toMatchObject({
+        devices: [{ deviceId: 'gpu1', exclusive: true }],
+        grounds: { policy: 'backfill', backfilled: true, ahead: 2, reservation: { taskId: head.id, deviceIds: ['gpu0', 'gpu1'] } },
+      });
+      const assigned = await run(['events', '--task', short.id, '--type', 'TaskAssigned']);
+      expect(assigned.stdout).toContain(
+        `gpu1, attempt 1; backfilled ahead of 2 tasks without delaying task ${head.id} (reserved gpu0, gpu1 from `,
+      );
+      expect(assigned.stdout).toMatch(/\) \(backfill\)$/m);
+
+      // The GPU frees: the gang starts on both GPUs, ahead of the patient one.
+      await run(['cancel', running.id]);
+      expect((await placed(head.id)).devices.map((d) => d.deviceId)).toEqual(['gpu0', 'gpu1']);
+      const gang = await run(['show', head.id]);
+      expect(gang.stdout).toMatch(/^devices:\s+gpu0\+gpu1$/m);
+      expect(gang.stdout).toMatch(/^request:\s+2 GPUs$/m);
+      const lsGang = await run(['ls', '--status', 'PREPARING,TRAINING']);
+      expect(lsGang.stdout).toMatch(new RegExp(`^${head.id}\\s+cli-q-head\\s+(PREPARING|TRAINING)\\s+.*\\s+gpu0\\+gpu1\\s+2 GPUs\\s`, 'm'));
+      const gangEvents = await run(['events', '--task', head.id, '--type', 'TaskAssigned']);
+      expect(gangEvents.stdout).toMatch(/gpu0\+gpu1, attempt 1; nothing waiting ahead of it \(backfill\)$/m);
+      expect((await s.client.tasks.get.query({ id: patient.id })).status).toBe('QUEUED');
+      await run(['cancel', patient.id]);
+      await run(['cancel', head.id]);
+      await settled(running.id);
+      await settled(head.id);
+    } finally {
+      await cancelOpen();
+    }
+  });
+
+  it('submit --gpus, --gpu-memory, --shared: the request, two shared tasks on one GPU, field errors', async () => {
+    try {
+      await idle();
+      const a = await json(submitArgs(LONG, ['--name', 'cli-shared-a', '--shared', '--gpu-memory', '12']));
+      expect(a.spec.resources).toEqual({ gpus: 1, memoryMb: 12_288, shared: true, memorySource: 'given' });
+      // Without a figure, a shared task's memory is the service's estimate for the model.
+      const b = await run(submitArgs(LONG, ['--name', 'cli-shared-b', '--shared']));
+      expect(b.stdout).toMatch(/^request: 1 GPU, shared \d+(\.\d)? GB \(estimated\)$/m);
+      const bId = /^submitted task (\S+)/m.exec(b.stdout)![1]!;
+      // Both fit on one GPU (best fit: the one already partly taken).
+      expect((await placed(a.id)).devices).toEqual([expect.objectContaining({ deviceId: 'gpu0', memoryMb: 12_288, exclusive: false })]);
+      expect((await placed(bId)).devices.map((d) => [d.deviceId, d.exclusive])).toEqual([['gpu0', false]]);
+
+      const q = await json(['queue']);
+      expect(q.devices[0].holders.map((h: any) => [h.taskId, h.exclusive]).sort()).toEqual(
+        [
+          [a.id, false],
+          [bId, false],
+        ].sort(),
+      );
+      const human = await run(['queue']);
+      expect(human.stdout).toMatch(new RegExp(`^(gpu0\\s+A100\\s+80 GB\\s+0 GB)?\\s+${a.id}\\s+12 GB shared\\s+cli-shared-a`, 'm'));
+      expect(human.stdout).toMatch(
+        new RegExp(`^(gpu0\\s+A100\\s+80 GB\\s+0 GB)?\\s+${bId}\\s+\\d+(\\.\\d)? GB shared\\s+cli-shared-b`, 'm'),
+      );
+      expect(human.stdout).toMatch(/^gpu1\s+A100\s+80 GB\s+0 GB\s+\(free\)/m);
+      const shown = await run(['show', a.id]);
+      expect(shown.stdout).toMatch(/^request:\s+1 GPU, shared 12 GB$/m);
+      expect(shown.stdout).toMatch(/^devices:\s+gpu0$/m);
+      const assigned = await run(['events', '--task', bId, '--type', 'TaskAssigned']);
+      expect(assigned.stdout).toMatch(/gpu0, attempt 1; nothing waiting ahead of it, beside 1 task on gpu0 \(backfill\)$/m);
+
+      // Requests this host cannot meet are refused, naming the field.
+      const many = await run(submitArgs(QUICK, ['--gpus', '3']), 2);
+      expect(many.stderr).toMatch(/^ {2}resources\.gpus: asks for 3 GPUs but this host has 2 whole GPU\(s\)/m);
+      const big = await run(submitArgs(QUICK, ['--gpu-memory', '100']), 2);
+      expect(big.stderr).toMatch(/^ {2}resources\.gpuMemoryGb: 100 GB per GPU does not fit any device of this host \(largest 80 GB\)/m);
+      const none = await run(submitArgs(QUICK, ['--gpus', '0']), 2);
+      expect(none.stderr).toMatch(/^ {2}resources\.gpus: resources\.gpus must be at least 1 \(--gpus\)$/m);
+      expect((await run(submitArgs(QUICK, ['--gpu-memory', 'lots']), 2)).stderr).toContain('"lots" is not a number');
+
+      await run(['cancel', a.id]);
+      await run(['cancel', bId]);
+      await settled(a.id);
+      await settled(bId);
+    } finally {
+      await cancelOpen();
+    }
   });
 
   it('gpu: the probe report and the recommendation', async () => {
@@ -401,6 +540,8 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
 
     const table = await run(['events', '--task', completed.id]);
     expect(table.stdout.split('\n')[0]).toMatch(/^POSITION\s+TIME\s+TASK\s+TYPE\s+ACTOR\s+DETAIL$/);
+    // The assignment: its device and why it started then.
+    expect(table.stdout).toMatch(/\sTaskAssigned\s+\S+\s+gpu[01], attempt 1; nothing waiting ahead of it \(backfill\)$/m);
     expect(table.stdout).toMatch(new RegExp(`^\\s*${events[0].position}\\s+\\S+ \\S+\\s+${completed.id}\\s+TaskSubmitted\\s+${USER}`, 'm'));
   });
 

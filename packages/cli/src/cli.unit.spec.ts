@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from 'commander';
 import { PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
-import { duration, table } from './format';
+import { devicesText, duration, groundsText, requestText, table } from './format';
 import { buildCreateInput, intArg, listArg, normalizeUrl, numberArg, parseDuration } from './parse';
 import { UsageError } from './errors';
 
@@ -112,6 +112,11 @@ describe('buildCreateInput', () => {
       },
     });
   });
+  it('sends --gpus, --gpu-memory and --shared as resources, only those given', () => {
+    expect(buildCreateInput({ ...base, gpus: 2 }, '/').resources).toEqual({ gpus: 2 });
+    expect(buildCreateInput({ ...base, gpuMemory: 12.5, shared: true }, '/').resources).toEqual({ gpuMemoryGb: 12.5, shared: true });
+    expect(buildCreateInput(base, '/')).not.toHaveProperty('resources');
+  });
   it('refuses --simulate that is not a JSON object', () => {
     for (const bad of ['{x', '[1]', '3', 'null']) expect(() => buildCreateInput({ ...base, simulate: bad }, '/'), bad).toThrow(UsageError);
   });
@@ -143,5 +148,43 @@ describe('table and duration', () => {
     expect(duration(1500)).toBe('1.5s');
     expect(duration(95_000)).toBe('1m35s');
     expect(duration(6 * 3_600_000)).toBe('6h');
+  });
+});
+
+describe('devices, requests and placement grounds', () => {
+  const grant = (deviceId: string, migProfile: string | null = null) => ({ deviceId, migProfile });
+  it("names a task's devices: a gang joined by +, a MIG instance with its profile", () => {
+    expect(devicesText([grant('gpu0'), grant('gpu1')])).toBe('gpu0+gpu1');
+    expect(devicesText([grant('gpu3/mig1', '1g.10gb')])).toBe('gpu3/mig1 (1g.10gb)');
+    expect(devicesText([])).toBe('-');
+  });
+  it('says what a task asks for, the memory per device and where the figure came from', () => {
+    const r = (o: Partial<Parameters<typeof requestText>[0]>) =>
+      requestText({ gpus: 1, memoryMb: null, shared: false, memorySource: null, ...o });
+    expect(r({})).toBe('1 GPU');
+    expect(r({ gpus: 2 })).toBe('2 GPUs');
+    expect(r({ memoryMb: 30_720, memorySource: 'given' })).toBe('1 GPU, 30 GB');
+    expect(r({ gpus: 2, memoryMb: 30_720, memorySource: 'given' })).toBe('2 GPUs, 30 GB each');
+    expect(r({ shared: true, memoryMb: 12_288, memorySource: 'estimate' })).toBe('1 GPU, shared 12 GB (estimated)');
+    expect(r({ shared: true, memoryMb: 3_226, memorySource: 'given' })).toBe('1 GPU, shared 3.2 GB');
+  });
+  it('says why a task started when it did', () => {
+    const g = {
+      policy: 'backfill',
+      ahead: 0,
+      backfilled: false,
+      reservation: null,
+      reserveFraction: 0.2,
+      devices: [{ deviceId: 'gpu1', memoryMb: 81_920, externalMemoryMb: 0, heldMb: 0, holders: 0 }],
+    };
+    expect(groundsText(null)).toBe('');
+    expect(groundsText(g)).toBe('nothing waiting ahead of it (backfill)');
+    expect(groundsText({ ...g, policy: 'fifo', ahead: 1 })).toBe('started ahead of 1 task that could not start (fifo)');
+    const startAt = new Date(2026, 0, 31, 14, 5).getTime();
+    expect(groundsText({ ...g, ahead: 2, backfilled: true, reservation: { taskId: 'tH', startAt, deviceIds: ['gpu0', 'gpu1'] } })).toBe(
+      'backfilled ahead of 2 tasks without delaying task tH (reserved gpu0, gpu1 from 2026-01-31 14:05:00) (backfill)',
+    );
+    const shared = { ...g.devices[0]!, deviceId: 'gpu3/mig1', heldMb: 3072, holders: 2 };
+    expect(groundsText({ ...g, devices: [shared] })).toBe('nothing waiting ahead of it, beside 2 tasks on gpu3/mig1 (backfill)');
   });
 });

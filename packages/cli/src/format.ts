@@ -73,20 +73,74 @@ export function progressText(p: Progress, opts: { percent?: boolean } = {}): str
   return parts.join(' ');
 }
 
-/** Where a task is: "queue #2", "slot 0 (GPU 1)", or "-". */
+/** Memory in GB as shown to people (one decimal), from MiB. */
+export function gbText(mb: number): string {
+  return `${Math.round((mb / 1024) * 10) / 10} GB`;
+}
+
+type Grant = TaskView['devices'][number];
+
+/** The devices a task holds: `gpu0+gpu1`, `gpu3/mig1 (1g.10gb)`; "-" for none. */
+export function devicesText(devices: readonly Pick<Grant, 'deviceId' | 'migProfile'>[]): string {
+  if (!devices.length) return '-';
+  return devices.map((d) => (d.migProfile ? `${d.deviceId} (${d.migProfile})` : d.deviceId)).join('+');
+}
+
+/**
+ * What a task asks for: `1 GPU`, `2 GPUs`, `1 GPU, 30 GB`, `1 GPU, shared 12 GB (estimated)`.
+ * The memory is per device; "(estimated)" when the service estimated it from the model.
+ */
+export function requestText(r: TaskView['spec']['resources']): string {
+  const parts = [r.gpus === 1 ? '1 GPU' : `${r.gpus} GPUs`];
+  const mem =
+    r.memoryMb !== null ? `${gbText(r.memoryMb)}${r.gpus > 1 ? ' each' : ''}${r.memorySource === 'estimate' ? ' (estimated)' : ''}` : null;
+  if (r.shared) parts.push(mem ? `shared ${mem}` : 'shared');
+  else if (mem) parts.push(mem);
+  return parts.join(', ');
+}
+
+/** What the policy saw when it placed a task (TaskAssigned's `grounds`; null before they were recorded). */
+export type PlacementGrounds = Extract<RouterOutputs['events']['list']['events'][number], { type: 'TaskAssigned' }>['data']['grounds'];
+
+/**
+ * Why the policy started a task when it did: with nothing waiting ahead of it, ahead of tasks
+ * that could not start, or backfilled ahead of a blocked head without delaying its reservation;
+ * and beside which tasks on a shared device. Empty without grounds.
+ */
+export function groundsText(g: PlacementGrounds): string {
+  if (!g) return '';
+  const tasks = (n: number) => `${n} task${n === 1 ? '' : 's'}`;
+  const r = g.reservation;
+  let why: string;
+  if (g.backfilled)
+    why = `backfilled ahead of ${tasks(g.ahead)}${r ? ` without delaying task ${r.taskId} (reserved ${r.deviceIds.join(', ')} from ${time(new Date(r.startAt).toISOString())})` : ''}`;
+  else if (g.ahead > 0) why = `started ahead of ${tasks(g.ahead)} that could not start`;
+  else why = 'nothing waiting ahead of it';
+  const beside = g.devices.filter((d) => d.holders > 0).map((d) => `${tasks(d.holders)} on ${d.deviceId}`);
+  return `${why}${beside.length ? `, beside ${beside.join(', ')}` : ''} (${g.policy})`;
+}
+
+/** Where a task is: "queue #2", its devices ("gpu0+gpu1") while it holds them, or "-". */
 export function whereText(t: TaskView, queuePositions: ReadonlyMap<string, number>): string {
   if (t.status === 'QUEUED') {
     const pos = queuePositions.get(t.id);
     return pos ? `queue #${pos}` : 'queued';
   }
-  if (t.slotId !== null) return `slot ${t.slotId}${t.gpuIndex !== null ? ` (GPU ${t.gpuIndex})` : ''}`;
-  return '-';
+  return devicesText(t.devices);
 }
 
 export type QueueView = RouterOutputs['queue']['get'];
 
 export function queuePositions(q: QueueView): Map<string, number> {
   return new Map(q.queued.map((e) => [e.task.id, e.position]));
+}
+
+/** A queued task's place in the queue and why it waits. */
+export type QueueEntry = Pick<QueueView['queued'][number], 'position' | 'reason'>;
+
+/** `WAITING_FOR_DEVICES: Needs 2 GPUs, 1 free.` */
+export function reasonText(r: QueueEntry['reason']): string {
+  return `${r.code}: ${r.message}`;
 }
 
 function indent(text: string, by = '    '): string {
@@ -97,7 +151,7 @@ function indent(text: string, by = '    '): string {
 }
 
 /** Every field of a task, labelled; the error message keeps its lines. */
-export function taskDetails(t: TaskView, queuePosition: number | null): string {
+export function taskDetails(t: TaskView, queued: QueueEntry | null): string {
   const rows: [string, string][] = [];
   const add = (k: string, v: string | number | null | undefined) =>
     rows.push([k, v === null || v === undefined || v === '' ? '-' : String(v)]);
@@ -110,8 +164,12 @@ export function taskDetails(t: TaskView, queuePosition: number | null): string {
   add('dataset', t.spec.datasetPath);
   add('output dir', t.spec.outputDir);
   add('progress', progressText(t.progress));
-  if (t.status === 'QUEUED') add('queue position', queuePosition);
-  add('slot', t.slotId === null ? null : `${t.slotId} (GPU ${t.gpuIndex ?? '?'})`);
+  if (t.status === 'QUEUED') {
+    add('queue position', queued?.position);
+    add('waits', queued ? reasonText(queued.reason) : null);
+  }
+  add('request', requestText(t.spec.resources));
+  add('devices', t.devices.length ? devicesText(t.devices) : null);
   add('attempt', t.attempt);
   add('created', time(t.createdAt));
   add('queued', time(t.queuedAt));

@@ -68,13 +68,17 @@ export interface SubmitFlags {
   timeout?: number;
   idempotencyKey?: string;
   simulate?: string;
+  gpus?: number;
+  gpuMemory?: number;
+  shared?: boolean;
 }
 
 /**
  * tasks.create's input from submit's flags: the preset first, explicit flags over it; fields
  * left unset take the server's defaults. --4bit over a preset that loads in 8-bit turns the
  * 8-bit off (as the panel's checkbox does); --8bit and --4bit together still reach the server,
- * which refuses them. The dataset path is resolved against the current folder (the service
+ * which refuses them. --gpus, --gpu-memory and --shared go as `resources` (the service checks
+ * them against its devices). The dataset path is resolved against the current folder (the service
  * reads it on its machine, normally this one).
  */
 export function buildCreateInput(f: SubmitFlags, cwd = process.cwd()): CreateInput {
@@ -113,6 +117,11 @@ export function buildCreateInput(f: SubmitFlags, cwd = process.cwd()): CreateInp
   if (Object.keys(config).length) input.config = config as TrainingConfigInput;
   if (f.timeout !== undefined) input.timeoutMs = f.timeout;
   if (f.idempotencyKey !== undefined) input.idempotencyKey = f.idempotencyKey;
+  const resources: NonNullable<CreateInput['resources']> = {};
+  if (f.gpus !== undefined) resources.gpus = f.gpus;
+  if (f.gpuMemory !== undefined) resources.gpuMemoryGb = f.gpuMemory;
+  if (f.shared !== undefined) resources.shared = f.shared;
+  if (Object.keys(resources).length) input.resources = resources;
   return input;
 }
 

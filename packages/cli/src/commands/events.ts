@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { RouterInputs, RouterOutputs } from '@trainyard/client';
 import type { Ctx } from '../cli';
-import { progressText, table, taskDetails, time } from '../format';
+import { devicesText, groundsText, progressText, table, taskDetails, time } from '../format';
 import { out, printJson, printJsonLine } from '../io';
 import { intArg, listArg, parseDuration } from '../parse';
 
@@ -16,8 +16,10 @@ function eventDetail(e: EventView): string {
   switch (e.type) {
     case 'TaskSubmitted':
       return `${e.data.spec.name} (model ${e.data.spec.model})`;
-    case 'TaskAssigned':
-      return `slot ${e.data.slotId} (GPU ${e.data.gpuIndex}), attempt ${e.data.attempt}`;
+    case 'TaskAssigned': {
+      const why = groundsText(e.data.grounds);
+      return `${devicesText(e.data.devices)}, attempt ${e.data.attempt}${why ? `; ${why}` : ''}`;
+    }
     case 'TrainerSpawned':
       return `pid ${e.data.pid}`;
     case 'ProgressRecorded':
@@ -96,7 +98,7 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
             { header: 'TASK', get: (e) => e.streamId },
             { header: 'TYPE', get: (e) => e.type },
             { header: 'ACTOR', get: (e) => e.metadata.actor },
-            { header: 'DETAIL', get: (e) => eventDetail(e), max: 80 },
+            { header: 'DETAIL', get: (e) => eventDetail(e), max: 160 },
           ]),
         );
         if (cursor) process.stderr.write(`more events: add --all, or --cursor ${cursor} for the next page\n`);
@@ -147,7 +149,7 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
           { header: 'EVENT', get: (s) => s.event.type },
           { header: 'STATUS', get: (s) => s.state.status },
           { header: 'PROGRESS', get: (s) => progressText(s.state.progress) },
-          { header: 'DETAIL', get: (s) => eventDetail(s.event), max: 60 },
+          { header: 'DETAIL', get: (s) => eventDetail(s.event), max: 120 },
         ]),
       );
     });

@@ -2,32 +2,64 @@
 import type { Command } from 'commander';
 import type { Ctx } from '../cli';
 import { EXIT } from '../errors';
-import { progressText, table, time } from '../format';
+import { progressText, reasonText, requestText, table, time, type Column, type QueueView } from '../format';
 import { out, printJson } from '../io';
 
 type Json = { json?: boolean };
 
+type Device = QueueView['devices'][number];
+type Holder = Device['holders'][number];
+/** One line of the devices table: a device with one of its holders (none when free), the device's cells on its first line only. */
+type DeviceRow = { device: Device; holder: Holder | null; first: boolean };
+
+function deviceRows(q: QueueView): DeviceRow[] {
+  return q.devices.flatMap((device): DeviceRow[] =>
+    device.holders.length
+      ? device.holders.map((holder, i) => ({ device, holder, first: i === 0 }))
+      : [{ device, holder: null, first: true }],
+  );
+}
+
+const gbOrUnknown = (x: number) => (x > 0 ? `${x} GB` : '?');
+
+const DEVICE_COLUMNS: Column<DeviceRow>[] = [
+  { header: 'DEVICE', get: (r) => (r.first ? r.device.id + (r.device.migProfile ? ` (${r.device.migProfile})` : '') : '') },
+  { header: 'NAME', get: (r) => (r.first ? r.device.name : ''), max: 32 },
+  { header: 'MEMORY', get: (r) => (r.first ? gbOrUnknown(r.device.memoryGb) : ''), align: 'right' },
+  { header: 'OTHER PROGRAMS', get: (r) => (r.first ? `${r.device.externalMemoryGb} GB` : ''), align: 'right' },
+  {
+    header: 'TASK',
+    get: (r) => r.holder?.taskId ?? (!r.device.present ? '(absent)' : r.device.blockedReason ? '(blocked)' : '(free)'),
+  },
+  {
+    header: 'HOLDS',
+    get: (r) =>
+      !r.holder
+        ? '-'
+        : r.holder.exclusive
+          ? `whole${r.holder.memoryGb > 0 ? ` (${r.holder.memoryGb} GB)` : ''}`
+          : `${r.holder.memoryGb} GB shared`,
+  },
+  { header: 'TASK NAME', get: (r) => r.holder?.task?.spec.name ?? '-', max: 30 },
+  { header: 'STATUS', get: (r) => r.holder?.task?.status ?? '-' },
+  { header: 'PROGRESS', get: (r) => (r.holder?.task ? progressText(r.holder.task.progress) : '-') },
+];
+
 export function registerInfoCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('queue')
-    .description('GPU slots with their task, and the queued tasks in order')
-    .option('--json', 'print { slots, queued, queuedCount, warning } as JSON')
+    .description('the devices with the tasks holding them, and the queued tasks in order with why each waits')
+    .option('--json', 'print { policy, devices, queued, reservation, queuedCount, warning } as JSON')
     .action(async (opts: Json) => {
       const q = await (await ctx().client()).queue.get.query();
       if (opts.json) return printJson(q);
-      out(`slots (${q.slots.length}):`);
-      out(
-        table(q.slots, [
-          { header: 'SLOT', get: (s) => String(s.slotId), align: 'right' },
-          { header: 'GPU', get: (s) => String(s.gpuIndex), align: 'right' },
-          { header: 'TASK', get: (s) => s.task?.id ?? (s.blockedReason ? '(blocked)' : '(free)') },
-          { header: 'NAME', get: (s) => s.task?.spec.name ?? '-', max: 40 },
-          { header: 'STATUS', get: (s) => s.task?.status ?? '-' },
-          { header: 'PROGRESS', get: (s) => (s.task ? progressText(s.task.progress) : '-') },
-          { header: 'OWNER', get: (s) => s.task?.spec.owner ?? '-' },
-        ]),
-      );
-      for (const s of q.slots) if (s.blockedReason) out(`slot ${s.slotId} blocked: ${s.blockedReason}`);
+      out(`devices (${q.devices.length}, policy ${q.policy}):`);
+      out(table(deviceRows(q), DEVICE_COLUMNS));
+      for (const d of q.devices) {
+        if (!d.present)
+          out(`${d.id} absent: ${d.blockedReason ?? 'no longer in the inventory'} It takes no new work; its tasks keep it until they end.`);
+        else if (d.blockedReason) out(`${d.id} blocked: ${d.blockedReason}`);
+      }
       out('');
       if (!q.queued.length) out('queue: empty');
       else {
@@ -38,10 +70,18 @@ export function registerInfoCommands(program: Command, ctx: () => Ctx): void {
             { header: 'ID', get: (e) => e.task.id },
             { header: 'NAME', get: (e) => e.task.spec.name, max: 40 },
             { header: 'OWNER', get: (e) => e.task.spec.owner },
+            { header: 'REQUEST', get: (e) => requestText(e.task.spec.resources) },
             { header: 'QUEUED', get: (e) => time(e.task.queuedAt) },
+            { header: 'WHY IT WAITS', get: (e) => reasonText(e.reason) },
           ]),
         );
         if (q.queuedCount > q.queued.length) out(`… and ${q.queuedCount - q.queued.length} more`);
+      }
+      if (q.reservation) {
+        const r = q.reservation;
+        out(
+          `\nreservation: task ${r.taskId} starts on ${r.deviceIds.join(', ')} by ${time(r.startAt)} at the latest (when running tasks reach their timeouts)`,
+        );
       }
       if (q.warning) out(`\nwarning: ${q.warning}`);
     });
@@ -59,23 +99,28 @@ export function registerInfoCommands(program: Command, ctx: () => Ctx): void {
         if (g.error) out(`detail: ${g.error}`);
         return;
       }
+      // A GPU in MIG mode, then its instances (each a device of its own) under it.
+      const rows = g.devices.flatMap((d) => [
+        { ...d, gpu: String(d.id), name: d.migMode ? `${d.name} (MIG mode)` : d.name },
+        ...d.instances.map((i) => ({ ...i, gpu: `${d.id}/mig${i.id}`, name: `  MIG ${i.profile}`, utilization: null })),
+      ]);
       out(
-        table(g.devices, [
-          { header: 'GPU', get: (d) => String(d.id), align: 'right' },
+        table(rows, [
+          { header: 'GPU', get: (d) => d.gpu, align: 'right' },
           { header: 'NAME', get: (d) => d.name },
           { header: 'MEMORY USED/TOTAL', get: (d) => `${d.memoryUsedGb}/${d.memoryGb} GB` },
           { header: 'EXTERNAL', get: (d) => `${d.externalMemoryGb} GB` },
           { header: 'UTIL', get: (d) => (d.utilization === null ? '-' : `${d.utilization}%`), align: 'right' },
         ]),
       );
-      const procs = g.devices.flatMap((d) => d.processes.map((p) => ({ gpu: d.id, ...p })));
+      const procs = rows.flatMap((d) => d.processes.map((p) => ({ ...p, gpu: d.gpu })));
       out('');
       if (!procs.length) out('processes: none');
       else {
         out('processes:');
         out(
           table(procs, [
-            { header: 'GPU', get: (p) => String(p.gpu), align: 'right' },
+            { header: 'GPU', get: (p) => p.gpu, align: 'right' },
             { header: 'PID', get: (p) => String(p.pid), align: 'right' },
             { header: 'NAME', get: (p) => p.name, max: 50 },
             { header: 'MEMORY', get: (p) => `${p.memoryUsedGb} GB`, align: 'right' },

@@ -7,7 +7,20 @@ import { uploadDataset, type TaskView, type TrainyardClient } from '@trainyard/c
 import type { Ctx } from '../cli';
 import { EXIT, type ExitCode } from '../errors';
 import { forTerminal, stripControls } from '../terminal-text';
-import { isTerminal, outcomeText, progressText, queuePositions, table, taskDetails, time, whereText } from '../format';
+import {
+  devicesText,
+  isTerminal,
+  outcomeText,
+  progressText,
+  queuePositions,
+  reasonText,
+  requestText,
+  table,
+  taskDetails,
+  time,
+  whereText,
+  type QueueEntry,
+} from '../format';
 import { err, out, printJson, printJsonLine } from '../io';
 import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
 import { buildCreateInput, intArg, listArg, numberArg, parseDuration, type SubmitFlags } from '../parse';
@@ -19,16 +32,21 @@ function outcomeExit(t: TaskView): ExitCode {
   return t.status === 'COMPLETED' ? EXIT.OK : t.status === 'CANCELLED' ? EXIT.CANCELLED : EXIT.FAILED;
 }
 
-async function queuePositionOf(client: TrainyardClient, t: TaskView): Promise<number | null> {
+/** A queued task's position and why it waits (null when it is not queued, or no longer). */
+async function queueEntryOf(client: TrainyardClient, t: TaskView): Promise<QueueEntry | null> {
   if (t.status !== 'QUEUED') return null;
   const q = await client.queue.get.query();
-  return queuePositions(q).get(t.id) ?? null;
+  return q.queued.find((e) => e.task.id === t.id) ?? null;
 }
 
-function statusLine(t: TaskView, queuePosition: number | null): string {
-  if (t.status === 'QUEUED') return `status: QUEUED${queuePosition ? ` (queue position ${queuePosition})` : ''}`;
-  if (t.slotId !== null && !isTerminal(t.status)) return `status: ${t.status} on slot ${t.slotId} (GPU ${t.gpuIndex ?? '?'})`;
-  return `status: ${t.status}`;
+function statusLines(t: TaskView, queued: QueueEntry | null): string[] {
+  if (t.status === 'QUEUED')
+    return [
+      `status: QUEUED${queued ? ` (queue position ${queued.position})` : ''}`,
+      ...(queued ? [`waits: ${reasonText(queued.reason)}`] : []),
+    ];
+  if (t.devices.length && !isTerminal(t.status)) return [`status: ${t.status} on ${devicesText(t.devices)}`];
+  return [`status: ${t.status}`];
 }
 
 /** Stop following on Ctrl-C, say that the task goes on. */
@@ -95,6 +113,16 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--lora-rank <n>', 'LoRA rank (default 8)', intArg)
     .option('--lora-alpha <n>', 'LoRA alpha (default 16)', intArg)
     .option('--timeout <duration>', "stop the task after this long, e.g. 6h, 30m, 90s (default: the service's, 6h)", parseDuration)
+    .option('--gpus <n>', 'GPUs the task runs on at once (a gang: all start together or none; default 1)', intArg)
+    .option(
+      '--gpu-memory <gb>',
+      'GPU memory the task needs on each device, in GB: it is placed on a device with that much (default: a whole device; with --shared, the estimate)',
+      numberArg,
+    )
+    .option(
+      '--shared',
+      'may share a device with other shared tasks while their memory fits (needs --gpu-memory or a model whose size is known)',
+    )
     .option('--idempotency-key <key>', 'submitting again with the same key returns the first task instead of a new one')
     .option('--simulate <json>', 'knobs of the simulated trainer, e.g. \'{"steps":3,"stepMs":30,"failAtStep":2}\'')
     .option('-f, --follow', 'show live progress until the task ends; exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
@@ -106,7 +134,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const client = await ctx().client();
       const created = await client.tasks.create.mutate(input);
       const { warnings, created: isNew, ...task } = created;
-      const queuePosition = await queuePositionOf(client, task);
+      const queued = await queueEntryOf(client, task);
       if (!opts.json) {
         if (opts.quiet) out(task.id);
         else {
@@ -115,12 +143,13 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
               ? `submitted task ${task.id} (${task.spec.name})`
               : `task ${task.id} already exists for idempotency key "${task.spec.idempotencyKey}": nothing new was submitted`,
           );
-          out(statusLine(task, queuePosition));
+          out(`request: ${requestText(task.spec.resources)}`);
+          for (const l of statusLines(task, queued)) out(l);
         }
         for (const w of warnings) err(`warning [${w.level}] ${w.code}: ${w.message}`);
       }
       if (!opts.follow) {
-        if (opts.json) printJson({ ...created, queuePosition });
+        if (opts.json) printJson({ ...created, queuePosition: queued?.position ?? null });
         else if (!opts.quiet && !isTerminal(task.status)) out(`follow it with \`trainyard logs -f ${task.id}\``);
         return;
       }
@@ -181,7 +210,8 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
           { header: 'NAME', get: (t) => t.spec.name, max: 40 },
           { header: 'STATUS', get: (t) => t.status + (t.stop && !isTerminal(t.status) ? ' (stopping)' : '') },
           { header: 'PROGRESS', get: (t) => progressText(t.progress) },
-          { header: 'QUEUE/SLOT', get: (t) => whereText(t, positions) },
+          { header: 'QUEUE/DEVICES', get: (t) => whereText(t, positions) },
+          { header: 'REQUEST', get: (t) => requestText(t.spec.resources) },
           { header: 'CREATED', get: (t) => time(t.createdAt) },
           { header: 'FINISHED', get: (t) => time(t.finishedAt) },
         ]),
@@ -199,7 +229,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const task = await client.tasks.get.query({ id });
       if (opts.json) return printJson(task);
       // The error message quotes the trainer's last output lines, artifacts are its paths.
-      out(terminalLines(taskDetails(task, await queuePositionOf(client, task))));
+      out(terminalLines(taskDetails(task, await queueEntryOf(client, task))));
     });
 
   program
