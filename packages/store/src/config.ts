@@ -15,6 +15,14 @@ export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): OpenOption
   };
 }
 
+/**
+ * The file a running service holds in its data folder (its pid and start time): one service per
+ * folder, and, on PGlite, the sign that another process must not open the database now.
+ */
+export function instanceLockFile(dataRoot: string): string {
+  return join(dataRoot, 'runs', '.instance.lock');
+}
+
 function migrateFromEnv(raw: string | undefined): boolean {
   if (raw === undefined || raw === '' || raw === '1') return true;
   if (raw === '0') return false;

@@ -2,7 +2,7 @@
 // operations the API exposes. Procedures in router.ts only validate and translate errors.
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { sep } from 'node:path';
 import { estimateMemoryGb, oomRisk } from '@trainyard/catalogue';
 import {
   decideLostDevices,
@@ -25,6 +25,7 @@ import {
   isConnectionError,
   lastLogLines,
   holdersOfAbsentDevices,
+  instanceLockFile,
   listDevicesWithHolders,
   listQueue,
   listTasks,
@@ -140,7 +141,7 @@ export class TrainyardService {
       logFallbackMs: Math.max(1000, config.pollMs * 4),
       isConnectionError,
     });
-    this.lockFile = join(config.runsDir, '.instance.lock');
+    this.lockFile = instanceLockFile(config.storage.dataRoot);
     this.picture = devicePicture(null, config);
   }
 
@@ -648,7 +649,7 @@ export function newTaskId(): string {
  */
 function takeInstanceLock(config: ServiceConfig): string {
   ensurePrivateDir(config.runsDir, config.runsDir);
-  const file = join(config.runsDir, '.instance.lock');
+  const file = instanceLockFile(config.storage.dataRoot);
   if (existsSync(file)) {
     // "<pid> <start time>": after a crash the pid alone may name another process by now (pids
     // wrap at 32768 on many machines), and the service refused to start over a stranger.
