@@ -9,12 +9,16 @@ import { checkUser, normalizeUrl } from './parse';
 import { registerTaskCommands } from './commands/tasks';
 import { registerInfoCommands } from './commands/info';
 import { registerEventCommands } from './commands/events';
+import { registerAdminCommands } from './commands/admin';
+import { registerWhoamiCommand } from './commands/whoami';
 
 /** What every verb gets: the connection (made on first use) and a way to set the exit code. */
 export interface Ctx {
   readonly url: string;
-  /** Who is acting (x-trainyard-user), when known. */
+  /** Who is acting (x-trainyard-user), when known; in tokens mode the token says it. */
   readonly user: string | undefined;
+  /** The bearer token (--token, TRAINYARD_TOKEN), for a service in tokens mode. */
+  readonly token: string | undefined;
   client(): Promise<TrainyardClient>;
   exit(code: ExitCode): void;
 }
@@ -35,7 +39,8 @@ function defaultUser(): string | undefined {
 const HELP_AFTER = `
 Environment:
   TRAINYARD_URL   the service's URL (default ${DEFAULT_URL}); --url overrides it
-  TRAINYARD_USER  who you are in the audit log (default: your login name); --user overrides it
+  TRAINYARD_USER  who you are in the audit log in local mode (default: your login name); --user overrides it
+  TRAINYARD_TOKEN your token, for a service in tokens mode; --token overrides it
 
 ${EXIT_CODES_HELP}
 
@@ -52,21 +57,24 @@ export function buildProgram(state: { ctx: Ctx | null; exitCode: ExitCode; url: 
     .version(VERSION, '-V, --version')
     .addOption(new Option('--url <url>', 'URL of the Trainyard service').env('TRAINYARD_URL').default(DEFAULT_URL))
     .addOption(new Option('--user <name>', 'who is acting (recorded in the audit log)').env('TRAINYARD_USER'))
+    .addOption(new Option('--token <token>', 'your token, for a service in tokens mode (see `trainyard whoami`)').env('TRAINYARD_TOKEN'))
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .showHelpAfterError('(add --help to see the flags)')
     .exitOverride()
     .addHelpText('after', HELP_AFTER);
 
   program.hook('preAction', (_program, action) => {
-    const opts = action.optsWithGlobals<{ url: string; user?: string }>();
+    const opts = action.optsWithGlobals<{ url: string; user?: string; token?: string }>();
     const url = normalizeUrl(opts.url);
     state.url = url;
     const user = opts.user !== undefined ? checkUser(opts.user) : defaultUser();
+    const token = opts.token?.trim() || undefined;
     let client: Promise<TrainyardClient> | null = null;
     state.ctx = {
       url,
       user,
-      client: () => (client ??= connect({ url, ...(user ? { user } : {}) })),
+      token,
+      client: () => (client ??= connect({ url, ...(user ? { user } : {}), ...(token ? { token } : {}) })),
       exit: (code) => {
         state.exitCode = code;
       },
@@ -80,6 +88,8 @@ export function buildProgram(state: { ctx: Ctx | null; exitCode: ExitCode; url: 
   registerTaskCommands(program, ctx);
   registerInfoCommands(program, ctx);
   registerEventCommands(program, ctx);
+  registerWhoamiCommand(program, ctx);
+  registerAdminCommands(program);
   return program;
 }
 

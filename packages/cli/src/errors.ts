@@ -15,6 +15,8 @@ export const EXIT = {
   CONFLICT: 5,
   /** Nothing answered at the URL. */
   UNREACHABLE: 6,
+  /** The service requires a token and got none, or refused the one given. */
+  UNAUTHORIZED: 7,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
@@ -25,10 +27,11 @@ export const EXIT_CODES_HELP = `Exit codes:
   3  the followed task was CANCELLED
   4  not found (no such task)
   5  conflict: not allowed in the task's state (e.g. cancel a finished task)
-  6  server unreachable at --url / TRAINYARD_URL`;
+  6  server unreachable at --url / TRAINYARD_URL
+  7  unauthorized: the service requires a token (--token / TRAINYARD_TOKEN), or refused the one given`;
 
 /** An error the CLI itself raises: the message goes to stderr, the process exits with `exitCode`. */
-class CliError extends Error {
+export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode: ExitCode = EXIT.FAILED,
@@ -147,6 +150,7 @@ export function describeError(err: unknown, url: string): Described {
           `(the URL comes from --url or TRAINYARD_URL)`,
         ],
       };
+    if (err.status === 401) return { exitCode: EXIT.UNAUTHORIZED, lines: [`the server refused the dataset upload: ${err.message}`] };
     if (err.status === 400 || err.status === 413 || err.status === 415)
       return { exitCode: EXIT.USAGE, lines: ['the server refused the dataset upload:', `  datasetPath: ${err.message} (--dataset)`] };
     return { exitCode: EXIT.FAILED, lines: [`the server refused the dataset upload (HTTP ${err.status}): ${err.message.trim()}`] };
@@ -189,6 +193,8 @@ export function describeError(err: unknown, url: string): Described {
       }
       case 'SERVICE_UNAVAILABLE':
         return { exitCode: EXIT.FAILED, lines: [info.message] };
+      case 'UNAUTHORIZED':
+        return { exitCode: EXIT.UNAUTHORIZED, lines: [info.message] };
       default:
         return {
           exitCode: EXIT.FAILED,

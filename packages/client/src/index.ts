@@ -3,6 +3,7 @@
 import { createTRPCClient, httpBatchLink, httpLink, httpSubscriptionLink, splitLink, TRPCClientError, type TRPCClient } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '@trainyard/server/router';
+import { authHeaders } from './auth';
 
 export type { AppRouter };
 export {
@@ -24,8 +25,10 @@ export const DEFAULT_URL = 'http://127.0.0.1:8080';
 export interface ClientOptions {
   /** Base URL of the service (no /trpc); default TRAINYARD_URL or http://127.0.0.1:8080. */
   url?: string;
-  /** Who is acting (recorded in the audit log as the event's actor). */
+  /** Who is acting in local mode (recorded in the audit log as the event's actor). */
   user?: string;
+  /** A bearer token (the service in tokens mode requires one; it then says who is acting). */
+  token?: string;
   /** EventSource implementation; defaults to the global one, or the `eventsource` package in Node. */
   EventSource?: typeof globalThis.EventSource;
   headers?: Record<string, string>;
@@ -48,7 +51,7 @@ export function createClient(opts: ClientOptions & { EventSource: typeof globalT
     (globalThis as { location?: { origin: string } }).location?.origin ??
     DEFAULT_URL;
   const url = trpcUrl(base);
-  const headers = { ...(opts.user ? { 'x-trainyard-user': opts.user } : {}), ...opts.headers };
+  const headers = { ...authHeaders(opts), ...opts.headers };
   const EventSourceImpl = opts.EventSource;
   return createTRPCClient<AppRouter>({
     links: [
@@ -57,7 +60,8 @@ export function createClient(opts: ClientOptions & { EventSource: typeof globalT
         true: httpSubscriptionLink({
           url,
           EventSource: EventSourceImpl,
-          // Browsers' EventSource cannot send headers; the `eventsource` package can, via fetch.
+          // Browsers' EventSource cannot send headers; the `eventsource` package can, via fetch
+          // (a page with a token passes it: FetchEventSource).
           eventSourceOptions: () =>
             ({
               fetch: (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) =>
@@ -76,6 +80,9 @@ export function createClient(opts: ClientOptions & { EventSource: typeof globalT
     ],
   });
 }
+
+/** An EventSource that sends headers (over fetch): what a browser needs to subscribe with a token. */
+export { EventSource as FetchEventSource } from 'eventsource';
 
 /** A client for Node: resolves the EventSource implementation first. */
 export async function connect(opts: ClientOptions = {}): Promise<TrainyardClient> {

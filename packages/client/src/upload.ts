@@ -1,5 +1,6 @@
 // Uploading a dataset file to the service (POST /api/finetune/upload-dataset, a multipart form):
 // the answer's file_path is what tasks.create takes as datasetPath. Works in Node and browsers.
+import { authHeaders } from './auth';
 
 /** The service's upload route (services/server/src/upload.ts). */
 export const UPLOAD_DATASET_PATH = '/api/finetune/upload-dataset';
@@ -27,6 +28,8 @@ export interface UploadOptions {
   /** Base URL of the service; default the page's origin in a browser, else TRAINYARD_URL. */
   url?: string;
   user?: string;
+  /** A bearer token (tokens mode). */
+  token?: string;
   signal?: AbortSignal;
 }
 
@@ -43,7 +46,7 @@ export async function uploadDataset(file: Blob, filename: string, opts: UploadOp
     res = await fetch(`${base.replace(/\/+$/, '')}${UPLOAD_DATASET_PATH}`, {
       method: 'POST',
       body: form,
-      headers: opts.user ? { 'x-trainyard-user': opts.user } : {},
+      headers: authHeaders(opts),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
   } catch (err) {
@@ -51,7 +54,7 @@ export async function uploadDataset(file: Blob, filename: string, opts: UploadOp
     throw new DatasetUploadError(`could not upload ${filename}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, null);
   }
   const text = await res.text();
-  let body: { file_path?: unknown; filename?: unknown; error?: { message?: string; field?: string } } | null = null;
+  let body: { file_path?: unknown; filename?: unknown; detail?: string; error?: { message?: string; field?: string } } | null = null;
   try {
     body = JSON.parse(text);
   } catch {
@@ -59,5 +62,9 @@ export async function uploadDataset(file: Blob, filename: string, opts: UploadOp
   }
   if (res.ok && body && typeof body.file_path === 'string')
     return { file_path: body.file_path, filename: String(body.filename ?? filename) };
-  throw new DatasetUploadError(body?.error?.message ?? (text.trim() || `HTTP ${res.status}`), res.status, body?.error?.field ?? 'file');
+  throw new DatasetUploadError(
+    body?.error?.message ?? body?.detail ?? (text.trim() || `HTTP ${res.status}`),
+    res.status,
+    body?.error?.field ?? 'file',
+  );
 }

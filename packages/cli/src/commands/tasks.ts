@@ -79,7 +79,11 @@ function liveStatus(forceLines: boolean): LiveStatus {
 async function uploadIfLocalFile(path: string, ctx: Ctx, say: boolean): Promise<string> {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st?.isFile()) return path;
-  const stored = await uploadDataset(await openAsBlob(path), basename(path), { url: ctx.url, ...(ctx.user ? { user: ctx.user } : {}) });
+  const stored = await uploadDataset(await openAsBlob(path), basename(path), {
+    url: ctx.url,
+    ...(ctx.user ? { user: ctx.user } : {}),
+    ...(ctx.token ? { token: ctx.token } : {}),
+  });
   if (say) err(`uploaded ${path} as ${stored.file_path}`);
   return stored.file_path;
 }
