@@ -19,7 +19,9 @@ export function App() {
   );
   const gpu = useQuery(trpc.system.gpuInfo.queryOptions(undefined, { refetchInterval: 10_000 }));
   const tasks = useQuery(trpc.tasks.list.queryOptions(TASK_LIST_INPUT));
-  const queue = useQuery(trpc.queue.get.queryOptions());
+  // Task changes refresh the queue at once (live.ts); this catches what changes without a task
+  // event: devices coming and going, memory other programs take or free.
+  const queue = useQuery(trpc.queue.get.queryOptions(undefined, { refetchInterval: 10_000 }));
 
   useEffect(() => {
     if (health.isError) markDown('health');

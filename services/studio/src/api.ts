@@ -24,6 +24,10 @@ export type CreateResult = RouterOutputs['tasks']['create'];
 export type CreateInput = RouterInputs['tasks']['create'];
 export type StoredEvent = RouterOutputs['events']['list']['events'][number];
 export type ReplayResult = RouterOutputs['events']['replay'];
+/** What the scheduler saw when it placed a task (TaskAssigned's `grounds`; null before they were recorded). */
+export type PlacementGrounds = Extract<StoredEvent, { type: 'TaskAssigned' }>['data']['grounds'];
+export type QueuedEntry = QueueView['queued'][number];
+export type QueueDevice = QueueView['devices'][number];
 
 /** Who acts from this panel (recorded as the actor of the events it causes). */
 const STUDIO_USER = 'studio';

@@ -1,4 +1,5 @@
 // Small pure helpers for display.
+import type { PlacementGrounds, Task } from './api';
 
 export function shortTime(iso: string | null | undefined, now: Date = new Date()): string {
   if (!iso) return '—';
@@ -54,7 +55,7 @@ export const STATUS_LABEL: Record<string, string> = {
 export const EVENT_LABEL: Record<string, string> = {
   TaskSubmitted: 'Submitted',
   TaskQueued: 'Queued',
-  TaskAssigned: 'Assigned a GPU slot',
+  TaskAssigned: 'Assigned devices',
   TrainerSpawned: 'Trainer started',
   TrainingStarted: 'Training started',
   ProgressRecorded: 'Progress',
@@ -64,4 +65,52 @@ export const EVENT_LABEL: Record<string, string> = {
   TaskFailed: 'Failed',
   TaskCancelled: 'Cancelled',
   TaskDeleted: 'Deleted',
+};
+
+/** MiB → "12 GB" (one decimal). */
+export function gbOfMb(mb: number): string {
+  return gb(Math.round((mb / 1024) * 10) / 10);
+}
+
+/** The devices a task holds: "gpu0+gpu1", "gpu3/mig1 (1g.10gb)"; "" for none. */
+export function devicesText(devices: readonly Pick<Task['devices'][number], 'deviceId' | 'migProfile'>[]): string {
+  return devices.map((d) => (d.migProfile ? `${d.deviceId} (${d.migProfile})` : d.deviceId)).join('+');
+}
+
+/** What a task asks for: "1 GPU", "2 GPUs", "1 GPU · 30 GB", "1 GPU · shared 12 GB (estimated)"; memory is per device. */
+export function requestText(r: Task['spec']['resources']): string {
+  const parts = [r.gpus === 1 ? '1 GPU' : `${r.gpus} GPUs`];
+  const mem =
+    r.memoryMb !== null ? `${gbOfMb(r.memoryMb)}${r.gpus > 1 ? ' each' : ''}${r.memorySource === 'estimate' ? ' (estimated)' : ''}` : null;
+  if (r.shared) parts.push(mem ? `shared ${mem}` : 'shared');
+  else if (mem) parts.push(mem);
+  return parts.join(' · ');
+}
+
+/**
+ * Why the scheduler started a task when it did, from the grounds recorded with its assignment:
+ * with nothing waiting ahead, ahead of tasks that could not start, or backfilled around the
+ * blocked head's reservation; and beside which tasks on a shared device. "" without grounds.
+ */
+export function groundsText(g: PlacementGrounds): string {
+  if (!g) return '';
+  const tasks = (n: number) => `${n} task${n === 1 ? '' : 's'}`;
+  const r = g.reservation;
+  let why: string;
+  if (g.backfilled)
+    why = `Backfilled ahead of ${tasks(g.ahead)}${r ? ` without delaying task ${r.taskId} (reserved ${r.deviceIds.join(', ')} from ${shortTime(new Date(r.startAt).toISOString())})` : ''}`;
+  else if (g.ahead > 0) why = `Started ahead of ${tasks(g.ahead)} that could not start`;
+  else why = 'Started with nothing waiting ahead of it';
+  const beside = g.devices.filter((d) => d.holders > 0).map((d) => `${tasks(d.holders)} on ${d.deviceId}`);
+  return `${why}${beside.length ? `, beside ${beside.join(', ')}` : ''} (${g.policy} policy).`;
+}
+
+/** Wait codes as a short badge label. */
+export const WAIT_LABEL: Record<string, string> = {
+  WAITING_FOR_DEVICES: 'Waiting for devices',
+  RESERVED_FOR_HEAD: 'Reserved for the head',
+  EXTERNAL_MEMORY: 'Other programs',
+  BEHIND_HEAD: 'Behind the head',
+  NEVER_FITS: 'Never fits',
+  STARTING: 'Starting',
 };

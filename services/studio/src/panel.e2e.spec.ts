@@ -1,6 +1,6 @@
 // The Studio panel in a real headless Chromium (playwright-core, the system's /usr/bin/chromium)
 // against the real server (started by the server's e2e harness, PGlite, simulated trainer, a fake
-// nvidia-smi that reports one 12 GB GPU). One server and one page for the whole file: the
+// nvidia-smi that reports one 12 GB GPU, partly held by another program). One server and one page for the whole file: the
 // scenarios follow each other like a user's session. Screenshots of each main view go to
 // services/studio/test-results/.
 //
@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
-import { DATASET, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
+import { DATASET, installFakeNvidiaSmi, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
 
 const STUDIO = resolve(import.meta.dirname, '..');
 const DIST = join(STUDIO, 'dist');
@@ -188,6 +188,18 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     // Editing the field clears its error.
     await page.getByTestId('field-dataset').fill(DATASET);
     await expect.poll(() => error.count()).toBe(0);
+
+    // The Resources group: more GPUs than this host has is refused by the server, under that field.
+    await page.getByTestId('field-gpus').fill('2');
+    await page.getByTestId('submit-task').click();
+    const gpusError = page.locator('.field', { has: page.getByTestId('field-gpus') }).getByTestId('field-error-resources.gpus');
+    await gpusError.waitFor();
+    expect(await gpusError.textContent()).toContain('asks for 2 GPUs but this host has 1 whole GPU(s)');
+    expect(await page.getByTestId('field-gpus').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.getByTestId('task-row').count()).toBe(0);
+    await shot('02b-resources-field-error.png', page.getByTestId('resources'));
+    await page.getByTestId('field-gpus').fill('1');
+    await expect.poll(() => gpusError.count()).toBe(0);
   });
 
   it('uploads a dataset file picked in the form, and shows why a bad one is refused', async () => {
@@ -219,14 +231,31 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await expect.poll(() => row('beta').getByTestId('queue-pos').textContent()).toBe('#1');
     await expect.poll(() => row('gamma').getByTestId('queue-pos').textContent()).toBe('#2');
 
-    // The queue view: alpha holds the slot, then beta, then gamma; the too-many-queued warning.
+    // The queue view: alpha holds the GPU, then beta, then gamma; the too-many-queued warning.
     const [alpha, beta, gamma] = [await idOf('alpha'), await idOf('beta'), await idOf('gamma')];
     const queue = page.getByTestId('queue-view');
-    await expect.poll(() => queue.getByTestId('queue-slot').first().getAttribute('data-task-id')).toBe(alpha);
+    const gpu0 = queue.locator('[data-testid=queue-device][data-device-id=gpu0]');
+    await expect.poll(() => gpu0.getByTestId('queue-holder').first().getAttribute('data-task-id')).toBe(alpha);
+    expect(await gpu0.getAttribute('data-state')).toBe('busy');
+    expect(await gpu0.getByTestId('queue-holder').getAttribute('data-exclusive')).toBe('true');
+    // Its memory bar: the python process that is not ours, and alpha's whole device.
+    expect(await gpu0.getByTestId('device-external').textContent()).toMatch(/other programs \d+(\.\d)? GB/);
+    expect(await gpu0.getByTestId('device-memory').locator('.mem-holder').count()).toBe(1);
     await expect
       .poll(async () => Promise.all((await queue.getByTestId('queue-item').all()).map((i) => i.getAttribute('data-task-id'))))
       .toEqual([beta, gamma]);
     expect(await queue.getByTestId('queue-warning').textContent()).toContain('2 tasks are queued');
+    // Why each waits: the head for the GPU, with its reservation; the next one for a device too.
+    const waiting = (id: string) => queue.locator(`[data-testid=queue-item][data-task-id="${id}"]`);
+    await expect.poll(() => waiting(beta).getAttribute('data-reason')).toBe('WAITING_FOR_DEVICES');
+    expect(await waiting(beta).getByTestId('queue-reason-code').textContent()).toBe('Waiting for devices');
+    expect(await waiting(beta).getByTestId('queue-reason').textContent()).toMatch(
+      /^Needs 1 GPU, 0 free\. First in the queue: reserved gpu0 from \d\d:\d\d UTC at the latest\.$/,
+    );
+    expect(await waiting(beta).getByTestId('queue-reservation').textContent()).toMatch(/^Reserved gpu0: starts by /);
+    expect(await waiting(gamma).getAttribute('data-reason')).toBe('WAITING_FOR_DEVICES');
+    expect(await waiting(gamma).getByTestId('queue-reason').textContent()).toBe('Needs 1 GPU, 0 free.');
+    expect(await waiting(gamma).getByTestId('queue-reservation').count()).toBe(0);
     await shot('05a-queue-two-waiting.png', queue);
   });
 
@@ -245,6 +274,12 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await expect.poll(() => stepOf(row('alpha')), { timeout: WAIT }).toBeGreaterThan(Math.max(step, 0));
 
     // Timeline: who did what.
+    // What it asked for, the device it holds, and why it started then.
+    expect(await d.getByTestId('task-request').textContent()).toBe('1 GPU');
+    expect(await d.getByTestId('task-devices-detail').textContent()).toBe('gpu0 whole');
+    await expect.poll(() => d.getByTestId('placement-grounds').textContent()).toContain('Placed on gpu0');
+    expect(await d.getByTestId('placement-grounds').textContent()).toContain('Started with nothing waiting ahead of it (backfill policy).');
+    expect(await d.getByTestId('placement-grounds').getAttribute('data-backfilled')).toBe('false');
     const timeline = d.getByTestId('timeline');
     await expect.poll(() => timeline.getByTestId('timeline-event').first().getAttribute('data-type')).toBe('TaskSubmitted');
     await expect.poll(() => timeline.textContent()).toContain('by studio');
@@ -290,11 +325,14 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await expect.poll(() => row('gamma').getByTestId('queue-pos').textContent()).toBe('#1');
     const beta = await idOf('beta');
     const queue = page.getByTestId('queue-view');
-    await expect.poll(() => queue.getByTestId('queue-slot').first().getAttribute('data-task-id')).toBe(beta);
+    const holder = queue.locator('[data-testid=queue-device][data-device-id=gpu0]').getByTestId('queue-holder');
+    await expect.poll(() => holder.first().getAttribute('data-task-id')).toBe(beta);
     await expect.poll(() => queue.getByTestId('queue-item').count()).toBe(1);
+    // gamma is the head now: it waits with the reservation.
+    await expect.poll(() => queue.getByTestId('queue-reservation').count()).toBe(1);
     // One queued task is not "too many" any more.
     await expect.poll(() => queue.getByTestId('queue-warning').count()).toBe(0);
-    await expect.poll(() => stepOf(queue.getByTestId('queue-slot').first()), { timeout: WAIT }).toBeGreaterThan(0);
+    await expect.poll(() => stepOf(holder.first()), { timeout: WAIT }).toBeGreaterThan(0);
     await shot('05b-queue-after-cancel.png', queue);
 
     // The cancelled task's log keeps its last lines (the trainer's reaction to SIGTERM).
@@ -357,11 +395,50 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await submit('delta');
     await expect.poll(() => statusOf('delta'), { timeout: WAIT }).toBe('QUEUED');
     await expect.poll(() => row('delta').getByTestId('queue-pos').textContent(), { timeout: WAIT }).toBe('#2');
+    // Its detail says why it waits.
+    await row('delta').getByTestId('expand').click();
+    const waits = detail(await idOf('delta')).getByTestId('task-waits');
+    await expect.poll(() => waits.getAttribute('data-reason'), { timeout: WAIT }).toBe('WAITING_FOR_DEVICES');
+    expect(await waits.textContent()).toContain('#2 in the queue: Needs 1 GPU, 0 free.');
     await shot('08-full-page.png', page.locator('.app'));
     // A narrower window stacks the columns.
     await page.setViewportSize({ width: 1024, height: 900 });
     await shot('09-narrow-window.png', page.locator('.app'));
     await page.setViewportSize({ width: 1480, height: 1000 });
+    expect(pageErrors).toEqual([]);
+    expect(cspViolations).toEqual([]);
+  });
+
+  it('shows a GPU in MIG mode with its instances under it, in the GPU card and the queue', async () => {
+    // The same service again, on a host with four GPUs, the last in MIG mode with three instances.
+    const smi = installFakeNvidiaSmi(join(tmp, 'four-gpus-mig'), 'four-gpus-mig');
+    s = await s.restart({ TRAINYARD_NVIDIA_SMI: smi.path });
+    const card = page.getByTestId('gpu-card');
+    await expect.poll(() => card.getByTestId('gpu-device').count(), { timeout: WAIT }).toBe(4);
+    const instances = card.getByTestId('gpu-instance');
+    await expect
+      .poll(() => instances.evaluateAll((els) => els.map((e) => [e.getAttribute('data-device-id'), e.getAttribute('data-profile')])))
+      .toEqual([
+        ['gpu3/mig0', '3g.40gb'],
+        ['gpu3/mig1', '1g.10gb'],
+        ['gpu3/mig2', '1g.10gb'],
+      ]);
+    // Each with its own memory; another program holds some of the first.
+    expect(await instances.first().textContent()).toMatch(/11\.9 GB of 39\.3 GB$/);
+    const queue = page.getByTestId('queue-view');
+    const deviceIds = (loc: Locator) =>
+      loc.getByTestId('queue-device').evaluateAll((els) => els.map((e) => e.getAttribute('data-device-id')));
+    await expect.poll(() => deviceIds(queue), { timeout: WAIT }).toEqual(['gpu0', 'gpu1', 'gpu2', 'gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
+    // The instances sit under their GPU; the whole GPUs stand alone.
+    const gpu3 = queue.locator('[data-testid=queue-gpu][data-gpu-index="3"]');
+    expect(await deviceIds(gpu3)).toEqual(['gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
+    expect(await gpu3.textContent()).toContain('MIG mode, 3 instances');
+    expect(await queue.getByTestId('queue-gpu').count()).toBe(1);
+    // With devices free, the queued tasks start.
+    await expect.poll(() => queue.getByTestId('queue-item').count(), { timeout: WAIT }).toBe(0);
+    await expect.poll(() => statusOf('delta'), { timeout: WAIT }).toBe('TRAINING');
+    await shot('10-mig-gpu-card.png', card);
+    await shot('11-mig-queue.png', queue);
     expect(pageErrors).toEqual([]);
     expect(cspViolations).toEqual([]);
   });

@@ -1,5 +1,6 @@
-// The GPU card: each device's memory (ours and other programs'), the processes that are not
-// ours, and the model recommendation; "Detecting GPU…" until the first probe answers.
+// The GPU card: each device's memory (ours and other programs'), a GPU in MIG mode with its
+// instances under it, the processes that are not ours, and the model recommendation;
+// "Detecting GPU…" until the first probe answers.
 import type { GpuDevice, GpuInfo } from '../api';
 import { gb, shortTime } from '../format';
 import { Card } from './ui';
@@ -105,6 +106,15 @@ function Device({ d }: { d: GpuDevice }) {
           ) : null}
         </div>
       ) : null}
+      {d.migMode ? (
+        <ul className="gpu-instances" data-testid="gpu-instances">
+          {d.instances.length ? (
+            d.instances.map((i) => <Instance key={i.uuid} gpu={d.id} i={i} />)
+          ) : (
+            <li className="muted small">MIG mode, but its instances could not be read.</li>
+          )}
+        </ul>
+      ) : null}
       {externalProcs.length ? (
         <div className="procs" data-testid="gpu-external">
           <div className="procs-title">Other programs on this GPU</div>
@@ -124,6 +134,30 @@ function Device({ d }: { d: GpuDevice }) {
         <div className="muted small">No other programs are using this GPU.</div>
       )}
       {ourProcs.length ? <div className="muted small">{ourProcs.length} Trainyard trainer(s) running here.</div> : null}
+    </li>
+  );
+}
+
+/** One MIG instance: a device of its own, with its memory. */
+function Instance({ gpu, i }: { gpu: number; i: GpuDevice['instances'][number] }) {
+  const total = i.memoryGb || 1;
+  const external = Math.min(i.externalMemoryGb, i.memoryUsedGb);
+  const ours = Math.max(0, i.memoryUsedGb - external);
+  return (
+    <li className="gpu-instance" data-testid="gpu-instance" data-device-id={`gpu${gpu}/mig${i.id}`} data-profile={i.profile} title={i.uuid}>
+      <div className="gpu-device-head">
+        <span className="gpu-index" title={`gpu${gpu}/mig${i.id}`}>
+          MIG {i.id}
+        </span>
+        <span className="gpu-name">{i.profile}</span>
+        <span className="muted small">
+          {gb(i.memoryUsedGb)} of {gb(i.memoryGb)}
+        </span>
+      </div>
+      <div className="mem-track">
+        <div className="mem-external" style={{ width: `${(external / total) * 100}%` }} />
+        <div className="mem-ours" style={{ width: `${(ours / total) * 100}%` }} />
+      </div>
     </li>
   );
 }

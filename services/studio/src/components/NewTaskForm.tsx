@@ -1,7 +1,8 @@
 // The new-task form. Before anything is committed it shows the memory estimate, computed here
 // with the estimate the server warns with (@trainyard/catalogue) against the GPU info, and
-// where the task will run (a free slot or behind the queue). After submitting it shows the
-// server's warnings; the server's field errors appear under their fields.
+// where the task will run (free devices or behind the queue). Its Resources group asks for GPUs,
+// memory per GPU and sharing (sent as `resources`). After submitting it shows the server's
+// warnings; the server's field errors appear under their fields.
 import { useMutation } from '@tanstack/react-query';
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import {
@@ -37,6 +38,9 @@ interface FormState {
   load4bit: boolean;
   timeoutHours: string;
   simulate: string;
+  gpus: string;
+  gpuMemoryGb: string;
+  shared: boolean;
 }
 
 /** The preset's fields as the form holds them. */
@@ -67,6 +71,9 @@ const INITIAL: FormState = {
   loraAlpha: '16',
   timeoutHours: '6',
   simulate: '',
+  gpus: '1',
+  gpuMemoryGb: '',
+  shared: false,
 };
 
 type Errors = Record<string, string[]>;
@@ -88,6 +95,9 @@ function fieldFor(key: string): string | null {
     'config.loraAlpha',
     'config.load8bit',
     'config.load4bit',
+    'resources.gpus',
+    'resources.gpuMemoryGb',
+    'resources.shared',
   ];
   return known.includes(key) ? key : null;
 }
@@ -106,6 +116,9 @@ const ERROR_KEY: Partial<Record<keyof FormState, string>> = {
   loraAlpha: 'config.loraAlpha',
   timeoutHours: 'timeoutMs',
   simulate: 'config.simulate',
+  gpus: 'resources.gpus',
+  gpuMemoryGb: 'resources.gpuMemoryGb',
+  shared: 'resources.shared',
 };
 const ADVANCED_FIELDS = new Set([
   'config.epochs',
@@ -256,6 +269,9 @@ export function NewTaskForm({
     }
     const hours = num(f.timeoutHours);
     if (f.timeoutHours.trim() && hours === null) local.timeoutMs = ['Timeout must be a number of hours'];
+    const gpus = need('resources.gpus', 'GPUs', f.gpus);
+    const memoryGb = num(f.gpuMemoryGb);
+    if (f.gpuMemoryGb.trim() && memoryGb === null) local['resources.gpuMemoryGb'] = ['Memory must be a number of GB'];
     if (Object.keys(local).length) {
       setErrors(local);
       setFormError(null);
@@ -268,6 +284,7 @@ export function NewTaskForm({
       config,
       ...(f.name.trim() ? { name: f.name.trim() } : {}),
       ...(hours !== null ? { timeoutMs: Math.round(hours * 3_600_000) } : {}),
+      resources: { gpus, shared: f.shared, ...(memoryGb !== null ? { gpuMemoryGb: memoryGb } : {}) },
     };
     create.mutate(input);
   }
@@ -285,6 +302,7 @@ export function NewTaskForm({
       : null;
 
   const e = (key: string) => errors[key];
+  const estimateGb = estimateInput ? estimateMemoryGb(estimateInput).estimateGb : null;
   const effectiveBatch = (num(f.batchSize) ?? 0) * (num(f.gradientAccumulation) ?? 0);
 
   return (
@@ -449,6 +467,59 @@ export function NewTaskForm({
           Effective batch {effectiveBatch || '—'} · {f.load4bit ? '4-bit' : f.load8bit ? '8-bit' : '16-bit'} weights
         </div>
 
+        <fieldset className="resources" data-testid="resources">
+          <legend className="label">Resources</legend>
+          <div className="grid-3">
+            <Field label="GPUs" htmlFor="f-gpus" errorKey="resources.gpus" errors={e('resources.gpus')} hint="All start together">
+              <input
+                id="f-gpus"
+                data-testid="field-gpus"
+                type="number"
+                min={1}
+                max={64}
+                step={1}
+                inputMode="numeric"
+                value={f.gpus}
+                aria-invalid={!!e('resources.gpus')}
+                onChange={(ev) => set('gpus', ev.target.value)}
+              />
+            </Field>
+            <Field
+              label="GB per GPU"
+              htmlFor="f-gpu-memory"
+              errorKey="resources.gpuMemoryGb"
+              errors={e('resources.gpuMemoryGb')}
+              hint={f.shared && estimateGb !== null ? `Empty: the estimate, ≈ ${gb(estimateGb)}` : 'Empty: a whole device'}
+            >
+              <input
+                id="f-gpu-memory"
+                data-testid="field-gpu-memory"
+                type="number"
+                min={0}
+                step="any"
+                placeholder={f.shared && estimateGb !== null ? String(estimateGb) : 'whole'}
+                value={f.gpuMemoryGb}
+                aria-invalid={!!e('resources.gpuMemoryGb')}
+                onChange={(ev) => set('gpuMemoryGb', ev.target.value)}
+              />
+            </Field>
+            <div className={`field ${e('resources.shared') ? 'field-invalid' : ''}`}>
+              <span className="label">Sharing</span>
+              <label className="check">
+                <input type="checkbox" data-testid="field-shared" checked={f.shared} onChange={(ev) => set('shared', ev.target.checked)} />
+                Shared
+              </label>
+              {e('resources.shared') ? (
+                <div className="field-error" role="alert" data-testid="field-error-resources.shared">
+                  {e('resources.shared')!.join(' ')}
+                </div>
+              ) : (
+                <div className="field-hint">Runs beside other shared tasks while their memory fits</div>
+              )}
+            </div>
+          </div>
+        </fieldset>
+
         <details className="advanced" open={advancedOpen} onToggle={(ev) => setAdvancedOpen((ev.target as HTMLDetailsElement).open)}>
           <summary data-testid="advanced-toggle">Advanced settings</summary>
           <div className="grid-2">
@@ -571,7 +642,7 @@ export function NewTaskForm({
         </details>
 
         <Estimate gpu={gpu} input={estimateInput} />
-        <Placement queue={queue} />
+        <Placement queue={queue} gpus={num(f.gpus) ?? 1} />
 
         {formError ? (
           <div className="alert alert-error" role="alert" data-testid="form-error">
@@ -659,19 +730,22 @@ function advice(message: string): string {
   return `To fit: ${rest}`;
 }
 
-/** Where a task submitted now would go: a free slot, or behind the queue. */
-function Placement({ queue }: { queue: QueueView | undefined }) {
+/** Where a task submitted now would go: on free devices, or behind the queue. */
+function Placement({ queue, gpus }: { queue: QueueView | undefined; gpus: number }) {
   if (!queue) return null;
-  const free = queue.slots.filter((s) => !s.task && !s.blockedReason);
-  const blocked = queue.slots.filter((s) => s.blockedReason);
+  const usable = queue.devices.filter((d) => d.present && !d.blockedReason);
+  const free = usable.filter((d) => d.holders.length === 0 && (gpus === 1 || d.migProfile === null));
+  const blocked = queue.devices.filter((d) => d.blockedReason);
+  const n = (k: number, what: string) => `${k} ${what}${k === 1 ? '' : 's'}`;
   let text: string;
-  if (queue.queuedCount === 0 && free.length) text = `Starts right away on GPU slot ${free[0]!.slotId}.`;
-  else if (queue.queuedCount === 0) text = 'Waits for the running task to finish.';
-  else text = `Waits behind ${queue.queuedCount} queued task${queue.queuedCount === 1 ? '' : 's'}.`;
+  if (queue.queuedCount === 0 && free.length >= gpus)
+    text = `Starts right away: ${n(free.length, 'free device')} (${free.map((d) => d.id).join(', ')}).`;
+  else if (queue.queuedCount === 0) text = `Waits for running tasks: ${n(gpus, 'device')} needed, ${free.length} free.`;
+  else text = `Waits behind ${n(queue.queuedCount, 'queued task')} (a shorter task may start sooner, when it cannot delay them).`;
   return (
     <div className="placement" data-testid="placement">
       {text}
-      {blocked.length ? <span className="placement-warn"> {blocked.length} slot(s) blocked by other programs on the GPU.</span> : null}
+      {blocked.length ? <span className="placement-warn"> {n(blocked.length, 'device')} blocked by other programs on the GPU.</span> : null}
     </div>
   );
 }

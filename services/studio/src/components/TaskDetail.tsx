@@ -1,15 +1,18 @@
-// An expanded task: its settings, its live log (tasks.onLogs, resumed from the last line seen)
-// and its event timeline (events.list) with a replay slider (events.replay) that shows the
-// task's state after each event.
+// An expanded task: its settings, what it asks for and the devices it holds, why it waits (a
+// queued task) or why it started when it did (the grounds recorded with its assignment), its live
+// log (tasks.onLogs, resumed from the last line seen) and its event timeline (events.list) with a
+// replay slider (events.replay) that shows the task's state after each event.
 import { keepPreviousData, skipToken, useQuery } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
-import { isActive, isTerminal, useTRPC, useTRPCClient, type ReplayResult, type StoredEvent, type Task } from '../api';
-import { duration, EVENT_LABEL, fullTime, shortTime } from '../format';
+import { isActive, isTerminal, useTRPC, useTRPCClient, type QueuedEntry, type ReplayResult, type StoredEvent, type Task } from '../api';
+import { devicesText, duration, EVENT_LABEL, fullTime, gbOfMb, groundsText, requestText, shortTime, WAIT_LABEL } from '../format';
 import { ProgressBar, StatusBadge } from './ui';
 
-export function TaskDetail({ task }: { task: Task }) {
+export function TaskDetail({ task, queued = null }: { task: Task; queued?: QueuedEntry | null }) {
   const c = task.spec.config;
+  const taskEvents = useTaskEvents(task.id, task.version);
+  const assigned = lastAssignment(taskEvents.events);
   const quant = c.load4bit ? '4-bit' : c.load8bit ? '8-bit' : '16-bit';
   return (
     <div className="detail" data-testid="task-detail" data-task-id={task.id}>
@@ -52,7 +55,40 @@ export function TaskDetail({ task }: { task: Task }) {
             {task.startedAt ? duration(task.startedAt, task.finishedAt) : 'not started'} · timeout {formatHours(task.spec.timeoutMs)}
           </dd>
         </div>
+        <div>
+          <dt>Resources</dt>
+          <dd data-testid="task-request">{requestText(task.spec.resources)}</dd>
+        </div>
+        <div>
+          <dt>Devices</dt>
+          <dd className="mono" data-testid="task-devices-detail">
+            {task.devices.length
+              ? task.devices.map((d) => `${devicesText([d])} ${d.exclusive ? 'whole' : `${gbOfMb(d.memoryMb)} shared`}`).join(' + ')
+              : isTerminal(task.status)
+                ? 'none (ended)'
+                : 'none yet'}
+          </dd>
+        </div>
       </dl>
+      {queued ? (
+        <div className="alert alert-muted task-waits" data-testid="task-waits" data-reason={queued.reason.code}>
+          <span className={`reason-badge reason-${queued.reason.code.toLowerCase()}`}>
+            {WAIT_LABEL[queued.reason.code] ?? queued.reason.code}
+          </span>{' '}
+          #{queued.position} in the queue: {queued.reason.message}
+        </div>
+      ) : null}
+      {assigned ? (
+        <div className="placement-grounds" data-testid="placement-grounds" data-backfilled={assigned.data.grounds?.backfilled ?? false}>
+          <strong>Placed on {devicesText(assigned.data.devices)}</strong> at {shortTime(assigned.recordedAt)}
+          {assigned.data.grounds ? (
+            <>
+              {' '}
+              · {groundsText(assigned.data.grounds)} <GroundsDevices grounds={assigned.data.grounds} />
+            </>
+          ) : null}
+        </div>
+      ) : null}
       {task.error ? (
         <div className="alert alert-error" data-testid="task-error">
           <strong>{task.error.reason === 'timeout' ? 'Timed out' : 'Failed'}:</strong> {task.error.message}
@@ -66,9 +102,33 @@ export function TaskDetail({ task }: { task: Task }) {
       {task.cancelReason ? <div className="alert alert-muted">Cancelled: {task.cancelReason}</div> : null}
       <div className="detail-grid">
         <LogView taskId={task.id} status={task.status} />
-        <Timeline task={task} />
+        <Timeline task={task} taskEvents={taskEvents} />
       </div>
     </div>
+  );
+}
+
+type Assignment = Extract<StoredEvent, { type: 'TaskAssigned' }>;
+
+/** The task's latest assignment (a retried task has one per attempt). */
+function lastAssignment(events: readonly StoredEvent[]): Assignment | null {
+  for (let i = events.length - 1; i >= 0; i--) if (events[i]!.type === 'TaskAssigned') return events[i] as Assignment;
+  return null;
+}
+
+/** The devices as the scheduler saw them when it placed the task: memory, other programs, our tasks. */
+function GroundsDevices({ grounds }: { grounds: NonNullable<Assignment['data']['grounds']> }) {
+  return (
+    <span className="muted small" data-testid="grounds-devices">
+      {grounds.devices
+        .map(
+          (d) =>
+            `${d.deviceId}: ${d.memoryMb ? gbOfMb(d.memoryMb) : 'memory unknown'}` +
+            `${d.externalMemoryMb ? `, ${gbOfMb(d.externalMemoryMb)} other programs` : ''}` +
+            `${d.holders ? `, ${d.holders} task${d.holders === 1 ? '' : 's'} holding ${gbOfMb(d.heldMb)}` : ', free'}`,
+        )
+        .join('; ')}
+    </span>
   );
 }
 
@@ -254,8 +314,10 @@ function describe(g: Group): string {
   switch (e.type) {
     case 'TaskSubmitted':
       return `${e.data.spec.model.split('/').pop()} on ${e.data.spec.datasetPath.split('/').pop()}`;
-    case 'TaskAssigned':
-      return `GPU ${e.data.gpuIndex}, slot ${e.data.slotId}, attempt ${e.data.attempt}`;
+    case 'TaskAssigned': {
+      const why = groundsText(e.data.grounds);
+      return `${devicesText(e.data.devices)} · attempt ${e.data.attempt}${why ? ` · ${why}` : ''}`;
+    }
     case 'TrainerSpawned':
       return `pid ${e.data.pid}`;
     case 'ProgressRecorded': {
@@ -333,10 +395,10 @@ function useTaskEvents(taskId: string, version: number) {
   return { events, loaded, error };
 }
 
-function Timeline({ task }: { task: Task }) {
+function Timeline({ task, taskEvents }: { task: Task; taskEvents: ReturnType<typeof useTaskEvents> }) {
   const taskId = task.id;
   const trpc = useTRPC();
-  const { events, loaded, error } = useTaskEvents(taskId, task.version);
+  const { events, loaded, error } = taskEvents;
   // null: follow the latest event; a number: the event the user picked.
   const [picked, setPicked] = useState<number | null>(null);
   const index = picked === null ? events.length - 1 : Math.min(picked, events.length - 1);
@@ -442,7 +504,7 @@ function ReplayState({ state: s, event, stale }: { state: NonNullable<ReplayResu
       </div>
       <ProgressBar task={s} compact />
       <div className="muted small">
-        {s.slotId != null ? `slot ${s.slotId} (GPU ${s.gpuIndex}) · ` : ''}attempt {s.attempt} · version {s.version}
+        {s.devices.length ? `${devicesText(s.devices)} · ` : ''}attempt {s.attempt} · version {s.version}
         {s.error ? ` · ${s.error.message}` : ''}
       </div>
     </div>

@@ -4,7 +4,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Fragment, useState } from 'react';
 import { canCancel, canDelete, errorInfo, isActive, isTerminal, TASK_LIST_INPUT, useTRPC, type QueueView, type Task } from '../api';
-import { fullTime, modelShort, shortTime } from '../format';
+import { devicesText, fullTime, modelShort, requestText, shortTime, WAIT_LABEL } from '../format';
 import { upsertTask } from '../live';
 import { ConfirmDialog } from './ConfirmDialog';
 import { TaskDetail } from './TaskDetail';
@@ -28,7 +28,7 @@ export function TaskTable(props: {
   const [actionError, setActionError] = useState<string | null>(null);
   const [filter, setFilter] = useState<'all' | 'active' | 'done'>('all');
 
-  const positions = new Map(queue?.queued.map((q) => [q.task.id, q.position]) ?? []);
+  const waiting = new Map(queue?.queued.map((q) => [q.task.id, q]) ?? []);
   const listKey = trpc.tasks.list.queryKey(TASK_LIST_INPUT);
 
   const close = () => {
@@ -108,7 +108,7 @@ export function TaskTable(props: {
                 <th className="col-task">Task</th>
                 <th className="col-status">Status</th>
                 <th className="col-progress">Progress</th>
-                <th className="col-queue">Queue</th>
+                <th className="col-queue">Queue / devices</th>
                 <th className="col-time">Created</th>
                 <th className="col-time">Started</th>
                 <th className="col-time">Finished</th>
@@ -118,7 +118,7 @@ export function TaskTable(props: {
             <tbody>
               {shown.map((t) => {
                 const open = expanded.has(t.id);
-                const pos = positions.get(t.id);
+                const queued = waiting.get(t.id);
                 return (
                   <Fragment key={t.id}>
                     <tr
@@ -167,11 +167,18 @@ export function TaskTable(props: {
                       <td className="col-progress">
                         <ProgressBar task={t} compact />
                       </td>
-                      <td data-testid="queue-pos">
-                        {t.status === 'QUEUED' && pos ? (
-                          <span className="queue-pos">#{pos}</span>
-                        ) : t.slotId != null && ['PREPARING', 'TRAINING'].includes(t.status) ? (
-                          <span className="muted">GPU {t.gpuIndex ?? t.slotId}</span>
+                      <td data-testid="queue-pos" title={requestText(t.spec.resources)}>
+                        {t.status === 'QUEUED' && queued ? (
+                          <span
+                            className="queue-pos"
+                            title={`${WAIT_LABEL[queued.reason.code] ?? queued.reason.code}: ${queued.reason.message}`}
+                          >
+                            #{queued.position}
+                          </span>
+                        ) : t.devices.length && ['PREPARING', 'TRAINING'].includes(t.status) ? (
+                          <span className="muted mono" data-testid="task-devices">
+                            {devicesText(t.devices)}
+                          </span>
                         ) : (
                           <span className="muted">—</span>
                         )}
@@ -211,7 +218,7 @@ export function TaskTable(props: {
                     {open ? (
                       <tr className="detail-row">
                         <td colSpan={9}>
-                          <TaskDetail task={t} />
+                          <TaskDetail task={t} queued={t.status === 'QUEUED' ? (queued ?? null) : null} />
                         </td>
                       </tr>
                     ) : null}
