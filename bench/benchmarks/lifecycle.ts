@@ -38,7 +38,7 @@ export async function waitUntilIdle(client: TrainyardClient, ids: string[], time
   const until = Date.now() + timeoutMs;
   for (;;) {
     const q = await client.queue.get.query();
-    if (q.queuedCount === 0 && q.slots.every((s) => s.task === null)) break;
+    if (q.queuedCount === 0 && q.devices.every((d) => d.holders.length === 0)) break;
     if (Date.now() > until) throw new Error(`still busy after ${timeoutMs} ms: ${q.queuedCount} queued`);
     await sleep(100);
   }

@@ -13,8 +13,8 @@ import { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
 import { createTRPCClient, httpLink } from '@trpc/client';
 import { connect, trpcUrl, type AppRouter, type TrainyardClient } from '@trainyard/client';
-import type { TaskSpec } from '@trainyard/domain';
-import { configureSlots, openDatabase, TaskStore } from '@trainyard/store';
+import { DEFAULT_RESOURCES, uniformInventory, type TaskSpec } from '@trainyard/domain';
+import { configureDevices, openDatabase, TaskStore } from '@trainyard/store';
 import {
   DATASET,
   drive,
@@ -72,6 +72,7 @@ const storeSpec = (i: number): TaskSpec => ({
     simulate: { steps: 1, stepMs: 0, startupMs: 0 },
   },
   timeoutMs: 6 * 3_600_000,
+  resources: { ...DEFAULT_RESOURCES },
   owner: 'bench',
   idempotencyKey: null,
 });
@@ -158,7 +159,7 @@ export const submit: Benchmark = {
     const store = new TaskStore(storeDb, { runnerId: 'bench', groupCommit: true });
     let pgbossVersion = '';
     try {
-      await configureSlots(storeDb.db, [0]);
+      await configureDevices(storeDb.db, uniformInventory(1));
       await store.submit(newTaskId(), storeSpec(-1), { actor: 'bench' });
       await blockedServer(server);
       const clients = await clientsFor(server);

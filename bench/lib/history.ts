@@ -9,7 +9,9 @@
 // difference: the restart benchmark checks that at every size.
 import { sql } from 'drizzle-orm';
 import {
+  CURRENT_SCHEMA_VERSION,
   decide,
+  DEFAULT_RESOURCES,
   evolve,
   initialState,
   toRecord,
@@ -58,13 +60,19 @@ function buildTemplate(): Template {
       simulate: { steps: 1, stepMs: 0, startupMs: 0 },
     },
     timeoutMs: TIMEOUT_MS,
+    resources: { ...DEFAULT_RESOURCES },
     owner: 'bench',
     idempotencyKey: null,
   };
   const commands: TaskCommand[] = [
     { type: 'submit', taskId: TEMPLATE_ID, spec },
     { type: 'enqueue' },
-    { type: 'assign', slotId: 0, gpuIndex: 0, runnerId: 'bench-history' },
+    {
+      type: 'assign',
+      devices: [{ deviceId: 'gpu0', gpuIndex: 0, uuid: null, migProfile: null, memoryMb: 0, exclusive: true }],
+      runnerId: 'bench-history',
+      grounds: null,
+    },
     { type: 'recordSpawn', pid: 4_000_000, startTime: '1', runDir: `/bench/history/runs/${TEMPLATE_ID}/attempt-1` },
     { type: 'startTraining' },
     { type: 'recordProgress', epoch: 1, totalEpochs: 1, step: 1, totalSteps: 1, loss: 0.5 },
@@ -72,7 +80,7 @@ function buildTemplate(): Template {
     { type: 'recordExit', exitCode: 0, signal: null },
   ];
   let state: TaskState = initialState();
-  const metadata = { actor: 'bench', correlationId: null, schemaVersion: 1 };
+  const metadata = { actor: 'bench', correlationId: null, schemaVersion: CURRENT_SCHEMA_VERSION };
   const events: Template['events'] = [];
   for (const command of commands) {
     for (const e of decide(state, command, TEMPLATE_ID)) {

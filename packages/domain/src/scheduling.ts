@@ -83,8 +83,8 @@ export interface SchedulingInput {
 
 export interface SchedulingDecision {
   assignments: Placement[];
-  /** Why each task that does not start waits, by task id. */
-  waiting: Map<string, WaitReason>;
+  /** Why each task that does not start waits, by task id (built when first read). */
+  readonly waiting: ReadonlyMap<string, WaitReason>;
   reservation: Reservation | null;
 }
 
@@ -249,13 +249,16 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
       if (h.endsBy !== null) releases.push({ at: h.endsBy + grace, deviceId: d.id, memoryMb: h.memoryMb, exclusive: h.exclusive });
 
   const assignments: Placement[] = [];
-  const waiting = new Map<string, WaitReason>();
+  // Why each queued task waits, by its place in the queue: one array slot a task (a shared
+  // reason object per shape), turned into a map only if someone reads it.
+  const reasons: (WaitReason | undefined)[] = new Array(input.queue.length);
+  let qi = -1;
   let reservation: Reservation | null = null;
   let spare = new Map<string, number>();
   let headId: string | null = null;
   // Shapes that found no room in this pass: capacity only shrinks as the pass goes on, so the
   // same shape fails again (this keeps a long queue of look-alike tasks cheap).
-  const failed = new Map<string, WaitReason>();
+  const failed = new Map<number, WaitReason>();
   let ahead = 0;
 
   const grounds = (chosen: readonly Cap[], backfilled: boolean): PlacementGrounds => ({
@@ -273,14 +276,19 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
     })),
   });
 
-  const fitsEver = new Map<string, boolean>();
+  // Per request shape (a number: cheap to build and to look up for every queued task): whether
+  // it can ever fit this host, and the reason it waits once it found no room in this pass.
+  const never = new Map<number, WaitReason | null>();
+  let behindHead: WaitReason | null = null;
   for (const t of input.queue) {
+    qi++;
     const r = t.request;
-    const shape = `${r.gpus}|${r.memoryMb}|${isShared(r)}`;
-    let ever = fitsEver.get(shape);
-    if (ever === undefined) fitsEver.set(shape, (ever = requestFits(input.devices, r, reserveFraction)));
-    if (!ever) {
-      waiting.set(t.taskId, neverFits(r, input.devices));
+    const shape = shapeKey(r);
+    let cannot = never.get(shape);
+    if (cannot === undefined)
+      never.set(shape, (cannot = requestFits(input.devices, r, reserveFraction) ? null : neverFits(r, input.devices)));
+    if (cannot) {
+      reasons[qi] = cannot;
       ahead++;
       continue;
     }
@@ -298,32 +306,34 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
       const res = reserve(caps, releases, t, input.now);
       reservation = res?.reservation ?? null;
       spare = res?.spare ?? new Map();
-      waiting.set(t.taskId, headReason(t, caps, reservation));
+      reasons[qi] = headReason(t, caps, reservation);
       ahead++;
       if (!reservation) headId = null; // nothing to protect: the ones behind go on as if it were not there
       continue;
     }
     if (!backfill) {
-      waiting.set(t.taskId, {
+      behindHead ??= {
         code: 'BEHIND_HEAD',
         message: `Waits behind task ${headId}, first in the queue (strict FIFO).`,
         reservedStart: null,
-      });
+      };
+      reasons[qi] = behindHead;
       ahead++;
       continue;
     }
     const endsBy = input.now + t.timeoutMs + grace;
-    const key = `${r.gpus}|${r.memoryMb}|${isShared(r)}|${reservation && endsBy <= reservation.startAt}`;
+    const endsInTime = reservation !== null && endsBy <= reservation.startAt;
+    const key = shape * 2 + (endsInTime ? 1 : 0);
     const known = failed.get(key);
     if (known) {
-      waiting.set(t.taskId, known);
+      reasons[qi] = known;
       ahead++;
       continue;
     }
     // Never delays the head: a device the head is reserved may be used only by a task that ends
     // before the reserved start, or by a shared task that leaves the head's share free then.
     const harmless = (c: Cap) => {
-      if (!reservation || !spare.has(c.view.id) || endsBy <= reservation.startAt) return true;
+      if (!reservation || endsInTime || !spare.has(c.view.id)) return true;
       return isShared(r) && spare.get(c.view.id)! >= r.memoryMb!;
     };
     const chosen = pick(caps, r, harmless);
@@ -332,18 +342,43 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
       assignments.push({ taskId: t.taskId, devices: chosen.map((c) => take(c, r)), grounds: g });
       for (const c of chosen) {
         releases.push({ at: endsBy, deviceId: c.view.id, memoryMb: grantMemory(c, r), exclusive: !isShared(r) });
-        if (spare.has(c.view.id) && reservation && endsBy > reservation.startAt) spare.set(c.view.id, spare.get(c.view.id)! - r.memoryMb!);
+        if (spare.has(c.view.id) && reservation && !endsInTime) spare.set(c.view.id, spare.get(c.view.id)! - r.memoryMb!);
       }
       continue;
     }
     const reason = pick(caps, r, () => true)
-      ? reservedReason(t, reservation!, capById)
+      ? reservedReason(reservation!, capById)
       : ({ code: 'WAITING_FOR_DEVICES', message: shortage(r, caps), reservedStart: null } satisfies WaitReason);
     failed.set(key, reason);
-    waiting.set(t.taskId, reason);
+    reasons[qi] = reason;
     ahead++;
   }
-  return { assignments, waiting, reservation };
+  return lazyDecision(assignments, reservation, input.queue, reasons);
+}
+
+function lazyDecision(
+  assignments: Placement[],
+  reservation: Reservation | null,
+  queue: readonly QueuedTaskView[],
+  reasons: readonly (WaitReason | undefined)[],
+): SchedulingDecision {
+  let waiting: Map<string, WaitReason> | null = null;
+  return {
+    assignments,
+    reservation,
+    get waiting() {
+      if (!waiting) {
+        waiting = new Map();
+        for (let i = 0; i < queue.length; i++) if (reasons[i]) waiting.set(queue[i]!.taskId, reasons[i]!);
+      }
+      return waiting;
+    },
+  };
+}
+
+/** A request's shape as one number: GPUs, memory (0 = none given) and sharing. */
+function shapeKey(r: ResourceRequest): number {
+  return (r.gpus * 8_388_608 + (r.memoryMb === null ? 0 : r.memoryMb + 1)) * 2 + (isShared(r) ? 1 : 0);
 }
 
 function grantMemory(c: Cap, r: ResourceRequest): number {
@@ -379,13 +414,13 @@ function headReason(t: QueuedTaskView, caps: readonly Cap[], reservation: Reserv
   };
 }
 
-function reservedReason(t: QueuedTaskView, reservation: Reservation, capById: Map<string, Cap>): WaitReason {
+function reservedReason(reservation: Reservation, capById: Map<string, Cap>): WaitReason {
   const devices = reservation.deviceIds.map((id) => (capById.get(id) ? deviceLabel(capById.get(id)!.view) : id));
   return {
     code: 'RESERVED_FOR_HEAD',
     message:
       `${devices.join(', ')} ${devices.length === 1 ? 'is' : 'are'} reserved for task ${reservation.taskId} from ${at(reservation.startAt)}; ` +
-      `with a timeout of ${Math.round(t.timeoutMs / 60_000)} min this task could delay it.`,
+      'this task could still be running then (its timeout ends later), so it waits rather than delay that task.',
     reservedStart: null,
   };
 }

@@ -467,7 +467,8 @@ export function queuedView(t: TaskRecord): QueuedTaskView {
 
 /** Whether a device could take any new work (a cheap test before reading the queue). */
 const hasRoom = (d: DeviceView) =>
-  d.blockedReason === null && !d.holders.some((h) => h.exclusive) && d.holders.reduce((n, h) => n + h.memoryMb, 0) < d.memoryMb;
+  d.blockedReason === null &&
+  (d.holders.length === 0 || (!d.holders.some((h) => h.exclusive) && d.holders.reduce((n, h) => n + h.memoryMb, 0) < d.memoryMb));
 
 /**
  * Decide commands one after another, each on the state the previous one's events lead to.

@@ -151,7 +151,7 @@ for (const backend of backends()) {
         expect(asked.status).toBe('PREPARING');
         expect(asked.stop).toMatchObject({ reason: 'cancel', by: 'e2e' });
         const done = await waitTerminal(c, t.id);
-        expect(done).toMatchObject({ status: 'CANCELLED', trainingAt: null, error: null, slotId: null });
+        expect(done).toMatchObject({ status: 'CANCELLED', trainingAt: null, error: null, devices: [] });
         const types = typesOf(await eventsOf(c, t.id));
         expect(types).not.toContain('TrainingStarted');
         expect(types.slice(-2)).toEqual(['StopRequested', 'TaskCancelled']);

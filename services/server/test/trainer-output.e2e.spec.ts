@@ -57,7 +57,7 @@ for (const backend of backends()) {
       const first = await submit('nul-last');
       const next = await submit('ordinary');
       const done = await ended(first.id, 'the NUL trainer to end');
-      expect(done).toMatchObject({ status: 'COMPLETED', slotId: null });
+      expect(done).toMatchObject({ status: 'COMPLETED', devices: [] });
       const lines = await allLines(first.id);
       expect(lines.at(-1)).toMatchObject({ stream: 'stdout', line: `last${R}line` });
       expect(await ended(next.id, 'the queued task to run and end')).toMatchObject({ status: 'COMPLETED' });
@@ -77,7 +77,7 @@ for (const backend of backends()) {
           CREATE TRIGGER refuse_line BEFORE INSERT ON task_logs FOR EACH ROW EXECUTE FUNCTION refuse_line();`);
           const first = await submit('refused-last');
           const next = await submit('ordinary');
-          expect(await ended(first.id, 'the trainer to end')).toMatchObject({ status: 'COMPLETED', slotId: null });
+          expect(await ended(first.id, 'the trainer to end')).toMatchObject({ status: 'COMPLETED', devices: [] });
           const text = (await allLines(first.id)).map((l) => l.line);
           expect(text).toContain('kept');
           expect(text).not.toContain('refuse me');
