@@ -12,12 +12,17 @@ type Holder = Device['holders'][number];
 /** One line of the devices table: a device with one of its holders (none when free), the device's cells on its first line only. */
 type DeviceRow = { device: Device; holder: Holder | null; first: boolean };
 
+const OTHERS = "(another user's task)";
+
+/** The devices' lines; other users' tasks (hidden from a caller who is not an admin) by their memory only. */
 function deviceRows(q: QueueView): DeviceRow[] {
-  return q.devices.flatMap((device): DeviceRow[] =>
-    device.holders.length
-      ? device.holders.map((holder, i) => ({ device, holder, first: i === 0 }))
-      : [{ device, holder: null, first: true }],
-  );
+  return q.devices.flatMap((device): DeviceRow[] => {
+    const others = (q.hidden?.holders ?? [])
+      .filter((h) => h.deviceId === device.id)
+      .map((h): Holder => ({ taskId: OTHERS, memoryGb: h.memoryGb, exclusive: h.exclusive, endsBy: h.endsBy, task: null }));
+    const holders = [...device.holders, ...others];
+    return holders.length ? holders.map((holder, i) => ({ device, holder, first: i === 0 })) : [{ device, holder: null, first: true }];
+  });
 }
 
 const gbOrUnknown = (x: number) => (x > 0 ? `${x} GB` : '?');
@@ -56,31 +61,35 @@ export function registerInfoCommands(program: Command, ctx: () => Ctx): void {
       out(`devices (${q.devices.length}, policy ${q.policy}):`);
       out(table(deviceRows(q), DEVICE_COLUMNS));
       for (const d of q.devices) {
-        if (!d.present)
-          out(`${d.id} absent: ${d.blockedReason ?? 'no longer in the inventory'} It takes no new work; its tasks keep it until they end.`);
+        if (!d.present) out(`${d.id} absent: ${d.blockedReason ?? 'no longer in the inventory.'} It takes no new work.`);
         else if (d.blockedReason) out(`${d.id} blocked: ${d.blockedReason}`);
       }
       out('');
-      if (!q.queued.length) out('queue: empty');
+      const othersQueued = q.hidden?.queuedPositions ?? [];
+      if (!q.queuedCount) out('queue: empty');
       else {
         out(`queue (${q.queuedCount}):`);
-        out(
-          table(q.queued, [
-            { header: 'POS', get: (e) => String(e.position), align: 'right' },
-            { header: 'ID', get: (e) => e.task.id },
-            { header: 'NAME', get: (e) => e.task.spec.name, max: 40 },
-            { header: 'OWNER', get: (e) => e.task.spec.owner },
-            { header: 'REQUEST', get: (e) => requestText(e.task.spec.resources) },
-            { header: 'QUEUED', get: (e) => time(e.task.queuedAt) },
-            { header: 'WHY IT WAITS', get: (e) => reasonText(e.reason) },
-          ]),
-        );
-        if (q.queuedCount > q.queued.length) out(`… and ${q.queuedCount - q.queued.length} more`);
+        if (othersQueued.length) out(`places ${othersQueued.join(', ')}: other users' tasks`);
+        if (q.queued.length)
+          out(
+            table(q.queued, [
+              { header: 'POS', get: (e) => String(e.position), align: 'right' },
+              { header: 'ID', get: (e) => e.task.id },
+              { header: 'NAME', get: (e) => e.task.spec.name, max: 40 },
+              { header: 'OWNER', get: (e) => e.task.spec.owner },
+              { header: 'REQUEST', get: (e) => requestText(e.task.spec.resources) },
+              { header: 'QUEUED', get: (e) => time(e.task.queuedAt) },
+              { header: 'WHY IT WAITS', get: (e) => reasonText(e.reason) },
+            ]),
+          );
+        const more = q.queuedCount - q.queued.length - othersQueued.length;
+        if (more > 0) out(`… and ${more} more`);
       }
-      if (q.reservation) {
-        const r = q.reservation;
+      const reservation = q.reservation ?? (q.hidden?.reservation ? { ...q.hidden.reservation, taskId: null } : null);
+      if (reservation) {
+        const r = reservation;
         out(
-          `\nreservation: task ${r.taskId} starts on ${r.deviceIds.join(', ')} by ${time(r.startAt)} at the latest (when running tasks reach their timeouts)`,
+          `\nreservation: ${r.taskId ? `task ${r.taskId}` : "another user's task"} starts on ${r.deviceIds.join(', ')} by ${time(r.startAt)} at the latest (when running tasks reach their timeouts)`,
         );
       }
       if (q.warning) out(`\nwarning: ${q.warning}`);
