@@ -2,7 +2,7 @@
 // operator, trusted with everything. Tokens mode: the user a bearer token belongs to, looked up
 // by the token's hash on every request (a revocation holds from the next request on). http.ts asks
 // here before any procedure or REST route runs; a refusal runs nothing.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TRPCError } from '@trpc/server';
 import { findTokenHolder, isConnectionError, USER_NAME_RE, type Db } from '@trainyard/store';
 import { normaliseHost } from './http-guard';
@@ -88,6 +88,30 @@ export function createAuthenticator(o: { mode: AuthMode; db: Db; now?: () => Dat
       token: { id: holder.tokenId, expiresAt: holder.expiresAt },
     };
   };
+}
+
+/** A refused request's body is read and dropped up to this much (past it, the connection is cut). */
+const DROP_BODY_MAX = 1_000_000;
+
+/**
+ * Answers a refused REST request ({ detail }, as its routes answer errors). What the client still
+ * sends is read and dropped, up to DROP_BODY_MAX, so that it gets this answer rather than a reset
+ * connection halfway through writing its body; an upload larger than that is cut off.
+ */
+export function refuse(req: IncomingMessage, res: ServerResponse, refusal: AuthRefusal): void {
+  let dropped = 0;
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > DROP_BODY_MAX) req.destroy();
+  });
+  req.resume();
+  res
+    .writeHead(refusal.status, {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      ...(refusal.status === 401 ? { 'www-authenticate': 'Bearer realm="trainyard"' } : {}),
+    })
+    .end(JSON.stringify({ detail: refusal.message }));
 }
 
 /** The caller of a tRPC request, or the error every call in it answers with (none of them runs). */

@@ -4,7 +4,7 @@ import { existsSync, createReadStream, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { createAuthenticator, isRefusal, trpcActor, type Authenticate } from './auth';
+import { createAuthenticator, isRefusal, refuse, trpcActor, type Authenticate } from './auth';
 import { guardRequest, hostPolicy, isApiPath, SECURITY_HEADERS, type HostPolicy } from './http-guard';
 import { subscriptionClientKey } from './live';
 import { checkRequestCost } from './request-cost';
@@ -92,7 +92,7 @@ const isV1Path = (url: string): boolean => url === '/v1' || url.startsWith('/v1/
 
 /**
  * Hands a REST request to `route` with its caller, or answers 401 (no valid token, in tokens
- * mode) or 503 (the token could not be checked) without reading the body or doing anything.
+ * mode) or 503 (the token could not be checked) without doing anything (auth.ts refuse).
  */
 async function withCaller(
   authenticate: Authenticate,
@@ -102,15 +102,7 @@ async function withCaller(
 ): Promise<void> {
   const caller = await authenticate(req);
   if (!isRefusal(caller)) return route(caller);
-  res
-    .writeHead(caller.status, {
-      'content-type': JSON_TYPE,
-      'cache-control': 'no-store',
-      ...(caller.status === 401 ? { 'www-authenticate': 'Bearer realm="trainyard"' } : {}),
-      // The body (an upload, say) is not read: the connection cannot be reused.
-      connection: 'close',
-    })
-    .end(JSON.stringify({ detail: caller.message }));
+  refuse(req, res, caller);
 }
 
 async function serveMetrics(metrics: Metrics, res: ServerResponse): Promise<void> {
