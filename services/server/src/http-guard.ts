@@ -7,6 +7,7 @@
 // A page that only posts to the service (no rebinding) sends its own Origin, or
 // `Sec-Fetch-Site: cross-site`, and can only send "simple" bodies without a preflight: a form
 // (multipart/form-data, urlencoded) or text/plain, never application/json.
+import { UPLOAD_DATASET_PATH } from './upload';
 
 /** The names a request may address the service by: `host:port`, or `host` for any port. */
 export interface HostPolicy {
@@ -180,23 +181,44 @@ function checkJsonBody(req: RequestHead): Refusal | null {
   };
 }
 
+/**
+ * A REST request without a body passes (Studio posts cancel and switch-model with none: a form
+ * always sends a content type); one with a body must say JSON, as on the typed API.
+ */
+function checkRestBody(req: RequestHead): Refusal | null {
+  const length = one(req.headers, 'content-length');
+  const bodiless =
+    one(req.headers, 'content-type') === undefined &&
+    one(req.headers, 'transfer-encoding') === undefined &&
+    (length === undefined || length.trim() === '0');
+  return bodiless ? null : checkJsonBody(req);
+}
+
 export const isApiPath = (url: string): boolean => url === '/trpc' || url.startsWith('/trpc/') || url.startsWith('/trpc?');
+/** SAGE Studio's REST routes (studio/routes.ts). */
+const isRestPath = (url: string): boolean => url === '/api' || url.startsWith('/api/') || url.startsWith('/api?');
+/** The one REST route whose body is a multipart form (upload.ts checks that it is). */
+const isUploadPath = (url: string): boolean => url.split('?', 1)[0] === UPLOAD_DATASET_PATH;
 const READS = new Set(['GET', 'HEAD']);
 
 /**
  * Every check a request gets before routing: Host on all routes; Origin and Sec-Fetch-Site on the
- * API (its queries and subscriptions read data too) and on every method that may change state;
- * a JSON body for anything but a read on the API. The panel's own GETs stay open to links
- * from other sites (Sec-Fetch-Site: cross-site on a navigation).
+ * APIs (their reads return data too) and on every method that may change state; a JSON body for
+ * anything but a read on the APIs (none at all passes on the REST routes; the upload's is a
+ * form). The panel's own GETs stay open to links from other sites (Sec-Fetch-Site: cross-site
+ * on a navigation).
  */
 export function guardRequest(policy: HostPolicy, req: RequestHead): Refusal | null {
   const url = req.url ?? '/';
   const method = (req.method ?? 'GET').toUpperCase();
-  const api = isApiPath(url);
+  const trpc = isApiPath(url);
+  const rest = isRestPath(url);
+  const write = !READS.has(method);
   return (
     checkHost(policy, req) ??
-    (api || !READS.has(method) ? checkOrigin(policy, req) : null) ??
-    (api && !READS.has(method) ? checkJsonBody(req) : null)
+    (trpc || rest || write ? checkOrigin(policy, req) : null) ??
+    (trpc && write ? checkJsonBody(req) : null) ??
+    (rest && write && !isUploadPath(url) ? checkRestBody(req) : null)
   );
 }
 

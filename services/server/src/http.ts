@@ -1,4 +1,5 @@
-// The HTTP server: tRPC at /trpc, Prometheus at /metrics, the Studio panel (when built) at /.
+// The HTTP server: tRPC at /trpc, SAGE Studio's REST routes at /api (studio/), Prometheus at
+// /metrics, the Studio panel (when built) at /.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, createReadStream, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -9,7 +10,7 @@ import { guardRequest, hostPolicy, isApiPath, SECURITY_HEADERS, type HostPolicy 
 import { subscriptionClientKey } from './live';
 import { checkRequestCost } from './request-cost';
 import { appRouter, configureSubscriptions } from './router';
-import { handleDatasetUpload, UPLOAD_DATASET_PATH } from './upload';
+import { createRestApi, isStudioPath } from './studio';
 import type { Metrics } from './metrics';
 import type { Actor, TrainyardService } from './service';
 
@@ -43,6 +44,7 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
     // Unexpected errors are logged by the router's error formatter, with the correlation id the
     // client is given.
   });
+  const rest = createRestApi(service);
   const panel = panelDir && existsSync(join(panelDir, 'index.html')) ? resolve(panelDir) : null;
   // Known once the server listens (the port may be 0 until then).
   let policy: HostPolicy | null = null;
@@ -52,16 +54,16 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
       const refusal = guardRequest(policy ?? listeningPolicy(server, service), req);
       if (refusal) {
-        res.writeHead(refusal.status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end(refusal.message);
+        // The REST API's clients read { detail } (FastAPI's error shape).
+        const json = isStudioPath(url);
+        res
+          .writeHead(refusal.status, { 'content-type': json ? JSON_TYPE : 'text/plain; charset=utf-8', connection: 'close' })
+          .end(json ? JSON.stringify({ detail: refusal.message.trim() }) : refusal.message);
         return;
       }
       if (isApiPath(url)) return void trpc(req, res);
-      if (url === UPLOAD_DATASET_PATH || url.startsWith(`${UPLOAD_DATASET_PATH}?`) || isV1Path(url))
-        return void withCaller(authenticate, req, res, () =>
-          isV1Path(url)
-            ? void res.writeHead(404, { 'content-type': JSON_TYPE }).end(JSON.stringify({ detail: 'Not Found' }))
-            : handleDatasetUpload(req, res, { uploadsDir: service.config.uploadsDir, maxBytes: service.config.uploadMaxBytes }),
-        ).catch((err: Error) => {
+      if (isStudioPath(url) || isV1Path(url))
+        return void withCaller(authenticate, req, res, (actor) => rest(req, res, actor)).catch((err: Error) => {
           service.log.error(`http: ${err.stack ?? err.message}`);
           if (!res.headersSent) res.writeHead(500).end();
         });

@@ -161,8 +161,8 @@ const systemRouter = t.router({
 
 const tasksRouter = t.router({
   create: procedure.input(createTaskInput).mutation(async ({ ctx, input }) => {
-    const { task, warnings, created } = await ctx.service.createTask(input, ctx.actor);
-    return { ...task, warnings, created };
+    const { task, warnings, created, dataset } = await ctx.service.createTask(input, ctx.actor);
+    return { ...task, warnings, created, dataset };
   }),
   get: procedure.input(idInput).query(({ ctx, input }) => ctx.service.getTask(input.id, ctx.actor)),
   list: procedure.input(listTasksInput).query(({ ctx, input }) =>

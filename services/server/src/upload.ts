@@ -118,8 +118,9 @@ function answer(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
 }
 
+/** `detail` for Studio and any FastAPI-style client; `error` for the typed client (uploadDataset). */
 function refuse(res: ServerResponse, e: UploadError): void {
-  answer(res, e.status, { error: { message: e.message, field: FIELD } });
+  answer(res, e.status, { detail: e.message, field: FIELD, error: { message: e.message, field: FIELD } });
 }
 
 /** Handles the upload route (Host and Origin were checked by the caller). */
