@@ -250,11 +250,11 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await expect.poll(() => waiting(beta).getAttribute('data-reason')).toBe('WAITING_FOR_DEVICES');
     expect(await waiting(beta).getByTestId('queue-reason-code').textContent()).toBe('Waiting for devices');
     expect(await waiting(beta).getByTestId('queue-reason').textContent()).toMatch(
-      /^Needs 1 GPU, 0 free\. First in the queue: reserved gpu0 from \d\d:\d\d UTC at the latest\.$/,
+      /^Needs 1 GPU, 0 free\. First in the queue: reserved gpu0 from \d\d:\d\d UTC/,
     );
     expect(await waiting(beta).getByTestId('queue-reservation').textContent()).toMatch(/^Reserved gpu0: starts by /);
     expect(await waiting(gamma).getAttribute('data-reason')).toBe('WAITING_FOR_DEVICES');
-    expect(await waiting(gamma).getByTestId('queue-reason').textContent()).toBe('Needs 1 GPU, 0 free.');
+    expect(await waiting(gamma).getByTestId('queue-reason').textContent()).toMatch(/^Needs 1 GPU, 0 free\./);
     expect(await waiting(gamma).getByTestId('queue-reservation').count()).toBe(0);
     await shot('05a-queue-two-waiting.png', queue);
   });
