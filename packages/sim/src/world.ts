@@ -885,7 +885,6 @@ export class World {
       const before = this.shadow.get(e.streamId) ?? initialState();
       if (e.version !== before.version + 1)
         this.violation('stream-version', `stream ${e.streamId}: version ${e.version} after ${before.version}`);
-      const prevStatus = statusOf(before);
       if (e.type === 'TaskAssigned') this.checkPlacement(e, before);
       try {
         this.shadow.set(e.streamId, evolve(before, e));

@@ -241,7 +241,8 @@ export async function queryEvents(conn: Conn, q: EventQuery): Promise<StoredTask
   if (q.streamId) conds.push(eq(events.streamId, q.streamId));
   if (q.types?.length) conds.push(inArray(events.type, q.types));
   if (q.actor) conds.push(sql`${events.metadata}->>'actor' = ${q.actor}`);
-  if (q.owner !== undefined) conds.push(inArray(events.streamId, conn.select({ id: tasks.id }).from(tasks).where(eq(tasks.owner, q.owner))));
+  if (q.owner !== undefined)
+    conds.push(inArray(events.streamId, conn.select({ id: tasks.id }).from(tasks).where(eq(tasks.owner, q.owner))));
   if (q.from) conds.push(gte(events.recordedAt, q.from));
   if (q.to) conds.push(lt(events.recordedAt, q.to));
   if (q.afterPosition) conds.push(gt(events.position, BigInt(q.afterPosition)));

@@ -59,17 +59,15 @@ export async function projectTask(tx: Conn, before: TaskRecord | null, after: Ta
         )
       : null,
     change.acquire.length
-      ? tx
-          .insert(deviceHolders)
-          .values(
-            change.acquire.map((g) => ({
-              deviceId: g.deviceId,
-              taskId: after.id,
-              memoryMb: g.memoryMb,
-              exclusive: g.exclusive,
-              since: lastPosition,
-            })),
-          )
+      ? tx.insert(deviceHolders).values(
+          change.acquire.map((g) => ({
+            deviceId: g.deviceId,
+            taskId: after.id,
+            memoryMb: g.memoryMb,
+            exclusive: g.exclusive,
+            since: lastPosition,
+          })),
+        )
       : null,
   ]);
   if (updated.length !== 1) throw new ConcurrencyError(after.id, before?.version ?? 0, null);
