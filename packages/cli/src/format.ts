@@ -74,7 +74,7 @@ export function progressText(p: Progress, opts: { percent?: boolean } = {}): str
 }
 
 /** Memory in GB as shown to people (one decimal), from MiB. */
-export function gbText(mb: number): string {
+function gbText(mb: number): string {
   return `${Math.round((mb / 1024) * 10) / 10} GB`;
 }
 
