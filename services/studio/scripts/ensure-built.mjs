@@ -23,6 +23,8 @@ const SOURCES = [
   join(STUDIO, 'package.json'),
   // The shared catalogue (models, presets, memory estimate) the panel bundles.
   join(REPO, 'packages/catalogue/src'),
+  // The typed client (links, upload, the fetch-based EventSource) the panel bundles too.
+  join(REPO, 'packages/client/src'),
 ];
 
 function newest(path) {

@@ -1,15 +1,36 @@
-// The Studio panel: GPU and new-task form on the left, queue and live task table on the right.
+// The Studio panel: GPU and new-task form on the left, queue and live task table on the right;
+// on a service in tokens mode, a login box first, and who is signed in at the top.
 import { useQuery } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
-import { errorInfo, TASK_LIST_INPUT, useTRPC } from './api';
+import { errorInfo, TASK_LIST_INPUT, useTRPC, type Me } from './api';
+import { LoginBox } from './components/LoginBox';
 import { GpuCard } from './components/GpuCard';
 import { NewTaskForm } from './components/NewTaskForm';
 import { QueueView } from './components/QueueView';
 import { TaskTable } from './components/TaskTable';
 import { markDown, markUp, useConnection, type ConnectionStatus } from './connection';
 import { useLiveUpdates } from './live';
+import { signOut, useSession } from './session';
 
+/** Who is calling decides what shows: the login box while the service refuses, else the panel. */
 export function App() {
+  const trpc = useTRPC();
+  const session = useSession();
+  const me = useQuery(trpc.users.me.queryOptions(undefined, { retry: false, staleTime: Infinity }));
+  if (me.error && errorInfo(me.error).code === 'UNAUTHORIZED')
+    return (
+      <div className="app">
+        <header className="topbar">
+          <Brand />
+        </header>
+        <LoginBox notice={session.notice} checking={me.isFetching} />
+      </div>
+    );
+  // Unreachable or still asking: the panel, which says when the connection is lost.
+  return <Panel me={me.data ?? null} />;
+}
+
+function Panel({ me }: { me: Me | null }) {
   const trpc = useTRPC();
   const live = useLiveUpdates();
   const conn = useConnection();
@@ -42,11 +63,7 @@ export function App() {
       <div className="sticky-top">
         <ConnectionBanner status={conn} />
         <header className="topbar">
-          <div className="brand">
-            <Logo />
-            <span className="brand-name">Trainyard</span>
-            <span className="brand-sub">Studio</span>
-          </div>
+          <Brand />
           <div className="topbar-right">
             {health.data ? (
               <span className="muted small" data-testid="server-info" title={health.data.detail?.location}>
@@ -56,6 +73,7 @@ export function App() {
             ) : null}
             {health.data && !health.data.ok ? <span className="pill pill-high">{health.data.error ?? 'database down'}</span> : null}
             <ConnectionPill status={conn} events={live.received} />
+            {me?.auth === 'tokens' ? <SignedIn me={me} /> : null}
           </div>
         </header>
       </div>
@@ -102,6 +120,30 @@ function ConnectionPill({ status, events }: { status: ConnectionStatus; events: 
     <span className={`conn-pill conn-pill-${status}`} data-testid="conn-pill" data-state={status} title={`${events} live updates received`}>
       <i aria-hidden />
       {label}
+    </span>
+  );
+}
+
+function Brand() {
+  return (
+    <div className="brand">
+      <Logo />
+      <span className="brand-name">Trainyard</span>
+      <span className="brand-sub">Studio</span>
+    </div>
+  );
+}
+
+/** Who this tab is signed in as (tokens mode), and the way out. */
+function SignedIn({ me }: { me: Me }) {
+  const expires = me.token?.expiresAt ? `token expires ${new Date(me.token.expiresAt).toLocaleString()}` : 'token without expiry';
+  return (
+    <span className="signed-in small" data-testid="signed-in" data-user={me.name} title={expires}>
+      Signed in as <strong>{me.name}</strong>
+      {me.admin ? <span className="pill pill-low">admin</span> : null}
+      <button type="button" className="btn btn-ghost btn-small" onClick={signOut} data-testid="sign-out">
+        Sign out
+      </button>
     </span>
   );
 }

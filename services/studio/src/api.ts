@@ -5,6 +5,7 @@ import { createTRPCContext } from '@trpc/tanstack-react-query';
 import {
   createClient,
   errorInfo,
+  FetchEventSource,
   isActive,
   isTerminal,
   uploadDataset,
@@ -12,6 +13,7 @@ import {
   type RouterInputs,
   type RouterOutputs,
 } from '@trainyard/client';
+import { currentToken } from './session';
 
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
@@ -29,14 +31,20 @@ export type PlacementGrounds = Extract<StoredEvent, { type: 'TaskAssigned' }>['d
 export type QueuedEntry = QueueView['queued'][number];
 export type QueueDevice = QueueView['devices'][number];
 
-/** Who acts from this panel (recorded as the actor of the events it causes). */
+/** Who acts from this panel in local mode (recorded as the actor of the events it causes); in tokens mode the token says. */
 const STUDIO_USER = 'studio';
+export type Me = RouterOutputs['users']['me'];
 
-export function createStudioClient() {
+/**
+ * The client for this page, signed in with `token` when there is one. The browser's EventSource
+ * cannot send an Authorization header: with a token, subscriptions go over fetch instead.
+ */
+export function createStudioClient(token: string | null) {
   return createClient({
     url: globalThis.location.origin,
     user: STUDIO_USER,
-    EventSource: globalThis.EventSource,
+    ...(token ? { token } : {}),
+    EventSource: token ? (FetchEventSource as unknown as typeof globalThis.EventSource) : globalThis.EventSource,
   });
 }
 
@@ -44,7 +52,8 @@ export { errorInfo, isActive, isTerminal };
 
 /** Uploads a dataset file from this browser; the answer's file_path is the task's datasetPath. */
 export function uploadStudioDataset(file: File) {
-  return uploadDataset(file, file.name, { url: globalThis.location.origin, user: STUDIO_USER });
+  const token = currentToken();
+  return uploadDataset(file, file.name, { url: globalThis.location.origin, user: STUDIO_USER, ...(token ? { token } : {}) });
 }
 
 /** The list query the task table shows and the live feed keeps current. */
