@@ -2,7 +2,7 @@
 // The event log is the truth; every other table is a projection of it, except task_logs, which
 // holds trainer output lines (data, not state transitions).
 import { sql } from 'drizzle-orm';
-import { bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, customType, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { EventMetadata, TaskRecord } from '@trainyard/domain';
 
 /** bigint positions travel as decimal strings: JS numbers lose precision past 2^53. */
@@ -58,6 +58,8 @@ export const tasks = pgTable(
     createdAt: isoTimestamp('created_at').notNull(),
     /** FIFO key of the queue: position of the TaskQueued event, set while QUEUED. */
     queuedPosition: position('queued_position'),
+    /** Priority value (higher first): the queue's first key. */
+    priority: integer('priority').notNull().default(0),
     deleted: boolean('deleted').notNull().default(false),
     lastPosition: position('last_position').notNull(),
     record: jsonb('record').$type<TaskRecord>().notNull(),
@@ -66,6 +68,9 @@ export const tasks = pgTable(
     uniqueIndex('tasks_idempotency_uq').on(t.owner, t.idempotencyKey),
     index('tasks_queue_idx')
       .on(t.queuedPosition)
+      .where(sql`${t.status} = 'QUEUED'`),
+    index('tasks_priority_queue_idx')
+      .on(t.priority.desc(), t.queuedPosition)
       .where(sql`${t.status} = 'QUEUED'`),
     index('tasks_status_created_idx').on(t.status, t.createdAt, t.id),
     index('tasks_created_idx').on(t.createdAt, t.id),
@@ -145,6 +150,14 @@ export const projectionVersions = pgTable('projection_versions', {
 export const users = pgTable('users', {
   name: text('name').primaryKey(),
   admin: boolean('admin').notNull().default(false),
+  /** Quota: devices at once, and GPU-hours per rolling window (null: no cap). */
+  maxGpus: integer('max_gpus'),
+  gpuHours: doublePrecision('gpu_hours'),
+  gpuHoursWindowHours: integer('gpu_hours_window_hours'),
+  /** The highest priority class the user may submit with (null: any). */
+  maxPriority: text('max_priority'),
+  /** Fair-share weight. */
+  weight: doublePrecision('weight').notNull().default(1),
   createdAt: isoTimestamp('created_at')
     .notNull()
     .default(sql`now()`),
