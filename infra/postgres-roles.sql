@@ -26,11 +26,15 @@ GRANT USAGE ON SEQUENCE :"schema".events_position_seq TO :"role";
 -- refolded from the log when their fold changes, and old logs are pruned.
 GRANT SELECT, INSERT, UPDATE, DELETE ON
   :"schema".tasks,
-  :"schema".slot_holders,
-  :"schema".gpu_slots,
+  :"schema".device_holders,
+  :"schema".devices,
   :"schema".task_logs,
   :"schema".projection_versions
   TO :"role";
+
+-- Users and their tokens (tokens mode): read only. The service checks a token; only the owner
+-- makes users and tokens (`trainyard admin`), so the service's role cannot mint a token.
+GRANT SELECT ON :"schema".users, :"schema".api_tokens TO :"role";
 
 -- Migrations bookkeeping: read only, so start-up can check the schema is current.
 GRANT SELECT ON :"schema".__drizzle_migrations TO :"role";

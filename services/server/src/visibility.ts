@@ -72,7 +72,9 @@ export function queueFor<Q extends QueueShape>(viewer: Viewer, q: Q): Q & { hidd
     hidden.reservation = { startAt: reservation.startAt, deviceIds: reservation.deviceIds };
     reservation = null;
   }
-  const scrub = (text: string) => [...foreignIds].reduce((t, id) => t.split(id).join(OTHERS_TASK), text);
+  // "task <id>" and a bare id alike read "another user's task".
+  const scrub = (text: string) =>
+    [...foreignIds].reduce((t, id) => t.split(`task ${id}`).join(OTHERS_TASK).split(id).join(OTHERS_TASK), text);
   return {
     ...q,
     devices,
