@@ -5,11 +5,10 @@
 // memory as JSON lines), a report out; dataset-inspect.ts reads the file.
 
 /** The record formats a dataset may use (one per record; a dataset may mix them). */
-export const RECORD_FORMATS = ['alpaca', 'conversations', 'messages', 'question_answer', 'text'] as const;
-export type RecordFormat = (typeof RECORD_FORMATS)[number];
+export type RecordFormat = 'alpaca' | 'conversations' | 'messages' | 'question_answer' | 'text';
 
 /** What each format looks like, for messages that list them. */
-export const FORMAT_SHAPES: Readonly<Record<RecordFormat, string>> = {
+const FORMAT_SHAPES: Readonly<Record<RecordFormat, string>> = {
   alpaca: '{"instruction", "input", "output"}',
   conversations: '{"conversations": [{"role", "content"}, …]}',
   messages: '{"messages": [{"role", "content"}, …]} (OpenAI chat)',
@@ -289,7 +288,7 @@ export class DatasetChecker {
 }
 
 /** Where a malformed record is, in words: "line 3" or "record 3". */
-export function whereIs(m: MalformedRecord): string {
+function whereIs(m: MalformedRecord): string {
   return m.line !== null ? `line ${m.line}` : m.record > 0 ? `record ${m.record}` : 'the file';
 }
 

@@ -48,7 +48,7 @@ export function raw(
 }
 
 /** The fields of a task in Studio's panel (FinetuneTask), exactly these. */
-export const STUDIO_TASK_FIELDS = [
+const STUDIO_TASK_FIELDS = [
   'task_id',
   'model_name',
   'dataset_path',
@@ -67,7 +67,7 @@ export const STUDIO_TASK_FIELDS = [
 ];
 
 /** Studio's status words, as its panel spells them (its statusConfig). */
-export const STUDIO_STATUS_WORDS = ['pending', 'queued', 'preparing', 'training', 'completed', 'failed', 'cancelled'];
+const STUDIO_STATUS_WORDS = ['pending', 'queued', 'preparing', 'training', 'completed', 'failed', 'cancelled'];
 
 /**
  * A task as Studio's panel reads it: the wrong type in status, loss, progress, logs or

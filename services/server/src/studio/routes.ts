@@ -43,7 +43,7 @@ export const OPENAPI_PATH = '/openapi.json';
 /** A JSON body larger than this is refused (413), as tRPC's are. */
 const MAX_JSON_BODY = 1_000_000;
 /** GET /api/finetune/tasks and /models answer at most this many tasks, newest first. */
-export const STUDIO_TASKS_MAX = 1000;
+const STUDIO_TASKS_MAX = 1000;
 /** Stored lines read to find the last STUDIO_LOG_LINES people read (protocol lines are left out). */
 const LOG_WINDOW = 500;
 /** Log reads at once while building a task list. */
@@ -52,7 +52,7 @@ const LOG_READS_AT_ONCE = 8;
 const ENDED_LOGS_KEPT = 2000;
 
 /** A refusal with its HTTP status and, where one field is at fault, that field. */
-export class HttpError extends Error {
+class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -74,7 +74,7 @@ interface Call {
 }
 
 /** What /openapi.json says of a route (openapi.ts builds the document from it). */
-export interface RouteDoc {
+interface RouteDoc {
   summary: string;
   description?: string;
   query?: { name: string; required: boolean; description: string }[];
@@ -536,8 +536,6 @@ export function createStudioApi(service: TrainyardService) {
 
   return { routes, handle };
 }
-
-export type StudioApi = ReturnType<typeof createStudioApi>;
 
 /** The answer for an error a route threw: the domain's and the store's errors as Studio expects them. */
 function answerError(res: ServerResponse, err: unknown, service: TrainyardService, actor: Actor): void {

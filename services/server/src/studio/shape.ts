@@ -27,7 +27,7 @@ export const STUDIO_DEFAULTS = {
 } as const;
 
 /** Studio's field names for tasks.create's, for error messages that name what Studio sent. */
-export const STUDIO_FIELDS: Readonly<Record<string, string>> = {
+const STUDIO_FIELDS: Readonly<Record<string, string>> = {
   model: 'model_name',
   datasetPath: 'dataset_file',
   'config.epochs': 'num_epochs',
@@ -59,7 +59,6 @@ export const studioCreateBody = z
     load_in_8bit: z.boolean({ error: 'load_in_8bit must be true or false' }).default(STUDIO_DEFAULTS.load_in_8bit),
   })
   .describe("Studio's create form; absent fields take Studio's defaults.");
-export type StudioCreateBody = z.infer<typeof studioCreateBody>;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
 
