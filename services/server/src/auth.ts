@@ -26,11 +26,11 @@ export function bearerToken(header: string | undefined): string | null {
   return m ? m[1]! : null;
 }
 
-export const TOKEN_REQUIRED =
+const TOKEN_REQUIRED =
   'this service requires a token (TRAINYARD_AUTH=tokens): send the header "Authorization: Bearer <token>" ' +
   '(the CLI takes --token or TRAINYARD_TOKEN; the panel asks for one). An admin creates tokens on the ' +
   "service's machine with `trainyard admin token create --user NAME`.";
-export const TOKEN_REFUSED =
+const TOKEN_REFUSED =
   'the token was refused: it is unknown, has expired or was revoked. Ask an admin for a new one ' +
   "(`trainyard admin token create --user NAME` on the service's machine).";
 
@@ -58,7 +58,7 @@ function correlationIdOf(req: IncomingMessage): string | undefined {
  * Local mode's caller: the one operator, trusted with the service's internals (paths, host,
  * database user): an admin. `x-trainyard-user` only names them in the audit log.
  */
-export function localActor(req: IncomingMessage): Actor {
+function localActor(req: IncomingMessage): Actor {
   const user = header(req, 'x-trainyard-user');
   return { user: user && USER_NAME_RE.test(user) ? user : 'local', correlationId: correlationIdOf(req), admin: true, token: null };
 }
