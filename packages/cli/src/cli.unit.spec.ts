@@ -172,6 +172,8 @@ describe('devices, requests and placement grounds', () => {
     const g = {
       policy: 'backfill',
       ahead: 0,
+      priority: 0,
+      share: 0,
       backfilled: false,
       reservation: null,
       reserveFraction: 0.2,

@@ -17,6 +17,8 @@ export interface TaskEventMap {
     step: number | null;
     totalSteps: number | null;
     loss: number | null;
+    /** The optimizer's learning rate when the trainer reports it (absent in events written before it was). */
+    learningRate?: number | null;
   };
   ArtifactRecorded: { path: string };
   StopRequested: { reason: StopReason; message: string };

@@ -9,3 +9,4 @@ export { safeText, safeValue, safeJson } from './safe-text.mjs';
 export * from './run';
 export * from './resources';
 export * from './inventory-change';
+export * from './usage';

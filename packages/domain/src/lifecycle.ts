@@ -84,7 +84,8 @@ export const taskMachine = setup({
     }),
     trainingStarted: assign(({ event }) => ({ trainingAt: event.at })),
     progressed: assign(({ event }) => {
-      const d = (event as Ev<'ProgressRecorded'>).data;
+      // The learning rate is the series' (tasks.metrics), not the record's.
+      const { learningRate: _lr, ...d } = (event as Ev<'ProgressRecorded'>).data;
       return { progress: { ...d, percent: progressPercent(d) } };
     }),
     artifact: assign(({ context, event }) => ({
@@ -244,6 +245,7 @@ export type TaskCommand =
       step?: number | null;
       totalSteps?: number | null;
       loss?: number | null;
+      learningRate?: number | null;
     }
   | { type: 'recordArtifact'; path: string }
   | { type: 'cancel'; reason?: string | null }
@@ -304,6 +306,7 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
             step: command.step ?? null,
             totalSteps: command.totalSteps ?? null,
             loss: command.loss ?? null,
+            learningRate: command.learningRate ?? null,
           },
         },
       ];

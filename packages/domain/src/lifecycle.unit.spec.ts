@@ -228,11 +228,12 @@ describe('the task record', () => {
       ev.assigned(),
       ev.spawned(),
       ev.training(),
-      { type: 'ProgressRecorded', data: { epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9 } },
+      { type: 'ProgressRecorded', data: { epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9, learningRate: 1e-4 } },
       { type: 'ArtifactRecorded', data: { path: 'out/a' } },
       ev.stop('cancel'),
     ]);
     const r = toRecord(fold(events));
+    // The learning rate belongs to the series (tasks.metrics), not to the record.
     expect(r.progress).toEqual({ percent: 25, epoch: 1, totalEpochs: 3, step: 10, totalSteps: 40, loss: 0.9 });
     expect(r.artifacts).toEqual(['out/a']);
     expect(r.stop).toMatchObject({ reason: 'cancel', by: 'alice' });

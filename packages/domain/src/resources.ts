@@ -39,6 +39,8 @@ export interface DeviceHolder {
   exclusive: boolean;
   /** When the holder is sure to have let go: its deadline (assignment + timeout), epoch ms; null = unknown. */
   endsBy: number | null;
+  /** The user whose task it is (quotas and fair share); absent: not counted for anyone. */
+  owner?: string;
 }
 
 /** What a task asks for. */

@@ -65,7 +65,7 @@ export interface RunOutputLine {
 /** A protocol message of a trainer (the parse lives with the protocol, in the server). */
 export type RunMessage =
   | { type: 'phase'; phase: 'training' }
-  | { type: 'progress'; epoch?: number; totalEpochs?: number; step?: number; totalSteps?: number; loss?: number }
+  | { type: 'progress'; epoch?: number; totalEpochs?: number; step?: number; totalSteps?: number; loss?: number; learningRate?: number }
   | { type: 'artifact'; path: string };
 
 /** Whether a reported artifact may be recorded, and as which path (checked by the runner against its output folder and limits). */
@@ -345,13 +345,14 @@ function decideLine(run: RunState, obs: Extract<RunObservation, { type: 'line' }
   if (m?.type === 'phase' && run.status === 'PREPARING')
     return { run, commands: [{ command: { type: 'startTraining' }, actor: 'trainer', flushFirst: true }], effects: [store] };
   if (m?.type === 'progress' && obs.progressDue) {
-    const { epoch, totalEpochs, step, totalSteps, loss } = m;
+    const { epoch, totalEpochs, step, totalSteps, loss, learningRate } = m;
     const progress = {
       epoch: epoch ?? null,
       totalEpochs: totalEpochs ?? null,
       step: step ?? null,
       totalSteps: totalSteps ?? null,
       loss: loss ?? null,
+      learningRate: learningRate ?? null,
     };
     return { run, commands: [{ command: { type: 'recordProgress', ...progress }, actor: 'trainer' }], effects: [store] };
   }

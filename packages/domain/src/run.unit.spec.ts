@@ -152,7 +152,10 @@ describe('decideRun: output lines', () => {
     const m = { type: 'progress' as const, epoch: 1, step: 5, totalSteps: 10 };
     const d = whenRun(following, line('p', { message: m, progressDue: true }));
     expect(d.commands).toEqual([
-      { command: { type: 'recordProgress', epoch: 1, totalEpochs: null, step: 5, totalSteps: 10, loss: null }, actor: 'trainer' },
+      {
+        command: { type: 'recordProgress', epoch: 1, totalEpochs: null, step: 5, totalSteps: 10, loss: null, learningRate: null },
+        actor: 'trainer',
+      },
     ]);
     expect(commandsOf(whenRun(following, line('p', { message: m, progressDue: false })))).toEqual([]);
   });

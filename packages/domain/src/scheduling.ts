@@ -23,13 +23,42 @@ export interface QueuedTaskView {
   request: ResourceRequest;
   /** Upper bound on the run time once started: the task's timeout. */
   timeoutMs: number;
+  /** Who submitted it (fair share and quotas are per user); default: one anonymous user. */
+  owner?: string;
+  /** Its priority class's value: higher goes first. Default 0. */
+  priority?: number;
 }
+
+/** What the policy knows of a user: their quota and their recent use. */
+export interface Account {
+  /** At most this many devices at once (null: no cap). */
+  maxGpus: number | null;
+  /** At most this many GPU-hours in the rolling window (null: no cap)… */
+  gpuHoursCap: number | null;
+  /** …of which this many are used. */
+  gpuHoursUsed: number;
+  /** Decayed GPU-seconds of past use (fair share; see docs/SCHEDULING.md). */
+  usageGpuSeconds: number;
+  /** Fair-share weight (default 1): a user of weight 2 is due twice the share. */
+  weight: number;
+}
+
+/** Running devices count as this many seconds of use each in the fair-share order. */
+export const FAIR_SHARE_HORIZON_S = 3600;
 
 /**
  * Why a queued task waits. STARTING is never a policy's answer: a reader asking between two
  * passes is told so for a task the next pass starts.
  */
-export const WAIT_CODES = ['WAITING_FOR_DEVICES', 'RESERVED_FOR_HEAD', 'EXTERNAL_MEMORY', 'BEHIND_HEAD', 'NEVER_FITS', 'STARTING'] as const;
+export const WAIT_CODES = [
+  'WAITING_FOR_DEVICES',
+  'RESERVED_FOR_HEAD',
+  'EXTERNAL_MEMORY',
+  'BEHIND_HEAD',
+  'NEVER_FITS',
+  'QUOTA',
+  'STARTING',
+] as const;
 export type WaitCode = (typeof WAIT_CODES)[number];
 
 export interface WaitReason {
@@ -49,6 +78,9 @@ export interface PlacementGrounds {
   backfilled: boolean;
   /** The blocked head's reservation at the time, if any. */
   reservation: Reservation | null;
+  /** Its priority value, and its owner's fair-share standing then (use / weight; lower goes first). */
+  priority: number;
+  share: number;
   /** Its granted devices as they were: total memory, held by other programs, held by our tasks. */
   devices: { deviceId: string; memoryMb: number; externalMemoryMb: number; heldMb: number; holders: number }[];
   reserveFraction: number;
@@ -79,6 +111,8 @@ export interface SchedulingInput {
    * and SIGKILL this much later): every release time counts it. Default 0.
    */
   releaseGraceMs?: number;
+  /** Users' quotas and use, by name; a user not here has no quota and no past use. */
+  accounts?: ReadonlyMap<string, Account>;
 }
 
 export interface SchedulingDecision {
@@ -252,7 +286,6 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
   // Why each queued task waits, by its place in the queue: one array slot a task (a shared
   // reason object per shape), turned into a map only if someone reads it.
   const reasons: (WaitReason | undefined)[] = new Array(input.queue.length);
-  let qi = -1;
   let reservation: Reservation | null = null;
   let spare = new Map<string, number>();
   let headId: string | null = null;
@@ -261,10 +294,15 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
   const failed = new Map<number, WaitReason>();
   let ahead = 0;
 
-  const grounds = (chosen: readonly Cap[], backfilled: boolean): PlacementGrounds => ({
+  const order = new AdmissionOrder(input.queue, input.devices, input.accounts);
+  const quotaReasons = new Map<string, WaitReason>();
+
+  const grounds = (chosen: readonly Cap[], backfilled: boolean, t: QueuedTaskView): PlacementGrounds => ({
     policy,
     ahead,
     backfilled,
+    priority: t.priority ?? 0,
+    share: order.share(t.owner ?? ''),
     reservation,
     reserveFraction,
     devices: chosen.map((c) => ({
@@ -280,8 +318,9 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
   // it can ever fit this host, and the reason it waits once it found no room in this pass.
   const never = new Map<number, WaitReason | null>();
   let behindHead: WaitReason | null = null;
-  for (const t of input.queue) {
-    qi++;
+  for (let next = order.next(); next !== null; next = order.next()) {
+    const qi = next;
+    const t = input.queue[qi]!;
     const r = t.request;
     const shape = shapeKey(r);
     let cannot = never.get(shape);
@@ -292,11 +331,21 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
       ahead++;
       continue;
     }
+    // Over quota: waits, and holds nobody up (it is not the head).
+    const over = order.overQuota(t);
+    if (over) {
+      let reason = quotaReasons.get(over);
+      if (!reason) quotaReasons.set(over, (reason = { code: 'QUOTA', message: over, reservedStart: null }));
+      reasons[qi] = reason;
+      ahead++;
+      continue;
+    }
     if (headId === null) {
       const chosen = pick(caps, r, () => true);
       if (chosen) {
-        const g = grounds(chosen, false);
+        const g = grounds(chosen, false, t);
         assignments.push({ taskId: t.taskId, devices: chosen.map((c) => take(c, r)), grounds: g });
+        order.placed(t);
         for (const c of chosen)
           releases.push({ at: input.now + t.timeoutMs + grace, deviceId: c.view.id, memoryMb: grantMemory(c, r), exclusive: !isShared(r) });
         continue;
@@ -338,8 +387,9 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
     };
     const chosen = pick(caps, r, harmless);
     if (chosen) {
-      const g = grounds(chosen, true);
+      const g = grounds(chosen, true, t);
       assignments.push({ taskId: t.taskId, devices: chosen.map((c) => take(c, r)), grounds: g });
+      order.placed(t);
       for (const c of chosen) {
         releases.push({ at: endsBy, deviceId: c.view.id, memoryMb: grantMemory(c, r), exclusive: !isShared(r) });
         if (spare.has(c.view.id) && reservation && !endsInTime) spare.set(c.view.id, spare.get(c.view.id)! - r.memoryMb!);
@@ -374,6 +424,99 @@ function lazyDecision(
       return waiting;
     },
   };
+}
+
+/**
+ * The order tasks are considered in: priority (higher first), then, among equal priority, the
+ * user furthest below their fair share (decayed past use plus running devices, per weight;
+ * recomputed as this pass places tasks), then queue position. Each user's own tasks keep FIFO.
+ * With one user and one priority it is the queue's order, at no cost.
+ */
+class AdmissionOrder {
+  private readonly simple: boolean;
+  private i = 0;
+  /** By priority (highest first): each user's queue indices in FIFO order. */
+  private readonly levels: { users: Map<string, number[]>; heads: Map<string, number> }[] = [];
+  private level = 0;
+  private readonly running = new Map<string, number>();
+
+  constructor(
+    private readonly queue: readonly QueuedTaskView[],
+    devices: readonly DeviceView[],
+    private readonly accounts: ReadonlyMap<string, Account> | undefined,
+  ) {
+    for (const d of devices)
+      for (const h of d.holders) if (h.owner !== undefined) this.running.set(h.owner, (this.running.get(h.owner) ?? 0) + 1);
+    const owners = new Set<string>();
+    const priorities = new Set<number>();
+    for (const t of queue) {
+      owners.add(t.owner ?? '');
+      priorities.add(t.priority ?? 0);
+    }
+    this.simple = owners.size <= 1 && priorities.size <= 1;
+    if (this.simple) return;
+    const byPriority = new Map<number, Map<string, number[]>>();
+    queue.forEach((t, i) => {
+      const p = t.priority ?? 0;
+      const users = byPriority.get(p) ?? new Map<string, number[]>();
+      byPriority.set(p, users);
+      const list = users.get(t.owner ?? '') ?? [];
+      users.set(t.owner ?? '', list);
+      list.push(i);
+    });
+    for (const p of [...byPriority.keys()].sort((a, b) => b - a)) this.levels.push({ users: byPriority.get(p)!, heads: new Map() });
+  }
+
+  /** The next queue index to consider, or null when every task has been. */
+  next(): number | null {
+    if (this.simple) return this.i < this.queue.length ? this.i++ : null;
+    while (this.level < this.levels.length) {
+      const { users, heads } = this.levels[this.level]!;
+      let best: string | null = null;
+      let bestShare = Infinity;
+      for (const [user, list] of users) {
+        if ((heads.get(user) ?? 0) >= list.length) continue;
+        const s = this.share(user);
+        // Ties go to the user whose next task queued first.
+        if (s < bestShare || (s === bestShare && list[heads.get(user) ?? 0]! < users.get(best!)![heads.get(best!) ?? 0]!)) {
+          best = user;
+          bestShare = s;
+        }
+      }
+      if (best === null) {
+        this.level++;
+        continue;
+      }
+      const at = heads.get(best) ?? 0;
+      heads.set(best, at + 1);
+      return users.get(best)![at]!;
+    }
+    return null;
+  }
+
+  /** A user's fair-share standing: use per weight, running devices counted over the horizon. */
+  share(user: string): number {
+    const a = this.accounts?.get(user);
+    return ((a?.usageGpuSeconds ?? 0) + (this.running.get(user) ?? 0) * FAIR_SHARE_HORIZON_S) / (a?.weight || 1);
+  }
+
+  placed(t: QueuedTaskView): void {
+    const user = t.owner ?? '';
+    this.running.set(user, (this.running.get(user) ?? 0) + t.request.gpus);
+  }
+
+  /** Why the task is over its owner's quota (one sentence), or null. */
+  overQuota(t: QueuedTaskView): string | null {
+    const user = t.owner ?? '';
+    const a = this.accounts?.get(user);
+    if (!a) return null;
+    const running = this.running.get(user) ?? 0;
+    if (a.maxGpus !== null && running + t.request.gpus > a.maxGpus)
+      return `${user} may use ${a.maxGpus} GPU(s) at once and uses ${running}; this task (${t.request.gpus}) waits until some of theirs end.`;
+    if (a.gpuHoursCap !== null && a.gpuHoursUsed >= a.gpuHoursCap)
+      return `${user} has used ${Math.round(a.gpuHoursUsed * 10) / 10} of ${a.gpuHoursCap} GPU-hours in the quota window; this task waits until older use leaves the window.`;
+    return null;
+  }
 }
 
 /** A request's shape as one number: GPUs, memory (0 = none given) and sharing. */

@@ -2,7 +2,16 @@
 // when the policy runs at `now`, then these tasks start on these devices and the rest wait for
 // these reasons.
 import { describe, expect, it } from 'vitest';
-import { backfillPolicy, fifoOrder, fifoPolicy, type DeviceHolder, type DeviceView, type QueuedTaskView, type SchedulingInput } from '.';
+import {
+  backfillPolicy,
+  fifoOrder,
+  fifoPolicy,
+  type Account,
+  type DeviceHolder,
+  type DeviceView,
+  type QueuedTaskView,
+  type SchedulingInput,
+} from '.';
 
 const GB = 1024;
 const MIN = 60_000;
@@ -32,11 +41,16 @@ const held = (taskId: string, endsInMin: number | null, memoryGb = 80, exclusive
   exclusive,
   endsBy: endsInMin === null ? null : NOW + endsInMin * MIN,
 });
-const task = (taskId: string, over: { gpus?: number; memoryGb?: number; shared?: boolean; timeoutMin?: number } = {}): QueuedTaskView => ({
+const task = (
+  taskId: string,
+  over: { gpus?: number; memoryGb?: number; shared?: boolean; timeoutMin?: number; owner?: string; priority?: number } = {},
+): QueuedTaskView => ({
   taskId,
   queuedPosition: null,
   request: { gpus: over.gpus ?? 1, memoryMb: over.memoryGb === undefined ? null : over.memoryGb * GB, shared: over.shared ?? false },
   timeoutMs: (over.timeoutMin ?? 60) * MIN,
+  ...(over.owner ? { owner: over.owner } : {}),
+  ...(over.priority !== undefined ? { priority: over.priority } : {}),
 });
 const when = (given: Omit<SchedulingInput, 'now'>, policy = backfillPolicy) => {
   const d = policy.schedule({ ...given, now: NOW });
@@ -196,6 +210,67 @@ describe('order: FIFO and EASY backfill', () => {
     const { waiting } = when({ devices: busy(30), queue });
     expect(new Set(Object.values(waiting))).toEqual(new Set(['WAITING_FOR_DEVICES', 'RESERVED_FOR_HEAD']));
     expect(Object.keys(waiting)).toHaveLength(51);
+  });
+});
+
+describe('priorities, fair share and quotas', () => {
+  const account = (over: Partial<Account> = {}): Account => ({
+    maxGpus: null,
+    gpuHoursCap: null,
+    gpuHoursUsed: 0,
+    usageGpuSeconds: 0,
+    weight: 1,
+    ...over,
+  });
+
+  it('a higher priority goes first, whatever its place in the queue', () => {
+    const queue = [task('low', { priority: 10 }), task('urgent', { priority: 40 })];
+    expect(when({ devices: [gpu(0)], queue }).started).toEqual({ urgent: ['gpu0'] });
+  });
+  it('among equal priority, the user furthest below their share goes first; each user keeps FIFO', () => {
+    const accounts = new Map([
+      ['alice', account({ usageGpuSeconds: 50_000 })],
+      ['bob', account({ usageGpuSeconds: 1_000 })],
+    ]);
+    const queue = [
+      task('a1', { owner: 'alice' }),
+      task('a2', { owner: 'alice' }),
+      task('b1', { owner: 'bob' }),
+      task('b2', { owner: 'bob' }),
+    ];
+    const { decision } = when({ devices: [gpu(0), gpu(1)], queue, accounts });
+    expect(decision.assignments.map((a) => a.taskId)).toEqual(['b1', 'b2']);
+    expect(decision.assignments[0]!.grounds).toMatchObject({ priority: 0, share: 1_000 });
+  });
+  it('the share counts running devices and is recomputed as the pass places tasks: two free GPUs go one to each user', () => {
+    const queue = [task('a1', { owner: 'alice' }), task('a2', { owner: 'alice' }), task('b1', { owner: 'bob' })];
+    expect(Object.keys(when({ devices: [gpu(0), gpu(1)], queue, accounts: new Map() }).started).sort()).toEqual(['a1', 'b1']);
+  });
+  it('weight: a user of weight 2 is due twice the use of one of weight 1', () => {
+    const accounts = new Map([
+      ['alice', account({ usageGpuSeconds: 3_000, weight: 2 })],
+      ['bob', account({ usageGpuSeconds: 2_000 })],
+    ]);
+    const queue = [task('b1', { owner: 'bob' }), task('a1', { owner: 'alice' })];
+    expect(when({ devices: [gpu(0)], queue, accounts }).started).toEqual({ a1: ['gpu0'] });
+  });
+  it('a task over its owner’s GPU quota waits with QUOTA and holds nobody up', () => {
+    const accounts = new Map([['alice', account({ maxGpus: 1 })]]);
+    const devices = [gpu(0, 80, [{ ...held('x', 30), owner: 'alice' }]), gpu(1)];
+    const queue = [task('a2', { owner: 'alice' }), task('b1', { owner: 'bob' })];
+    const { started, waiting, decision } = when({ devices, queue, accounts });
+    expect([started, waiting]).toEqual([{ b1: ['gpu1'] }, { a2: 'QUOTA' }]);
+    expect(decision.waiting.get('a2')!.message).toMatch(/^alice may use 1 GPU\(s\) at once and uses 1/);
+  });
+  it('a user past their GPU-hours in the window waits with QUOTA', () => {
+    const accounts = new Map([['alice', account({ gpuHoursCap: 10, gpuHoursUsed: 12 })]]);
+    expect(when({ devices: [gpu(0)], queue: [task('a', { owner: 'alice' })], accounts }).waiting).toEqual({ a: 'QUOTA' });
+  });
+  it('the backfill reservation still holds for a high-priority head', () => {
+    const devices = [gpu(0, 80, [held('x', 30)]), gpu(1)];
+    const queue = [task('low-long', { priority: 10, timeoutMin: 600 }), task('head', { priority: 40, gpus: 2 })];
+    const { started, waiting } = when({ devices, queue });
+    expect([started, waiting]).toEqual([{}, { head: 'WAITING_FOR_DEVICES', 'low-long': 'RESERVED_FOR_HEAD' }]);
   });
 });
 

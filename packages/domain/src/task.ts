@@ -36,6 +36,15 @@ export interface TaskResources extends ResourceRequest {
   memorySource: MemorySource;
 }
 
+export interface TaskPriority {
+  name: string;
+  value: number;
+}
+
+/** The priority classes unless configured (TRAINYARD_PRIORITY_CLASSES). */
+export const DEFAULT_PRIORITY_CLASSES: Readonly<Record<string, number>> = { low: -10, normal: 0, high: 10, urgent: 20 };
+export const DEFAULT_PRIORITY: TaskPriority = { name: 'normal', value: 0 };
+
 export const DEFAULT_RESOURCES: TaskResources = { gpus: 1, memoryMb: null, shared: false, memorySource: null };
 
 /** What the user asked for; fixed at submission. */
@@ -48,6 +57,8 @@ export interface TaskSpec {
   /** Wall-clock budget from assignment to exit, after which the trainer is stopped. */
   timeoutMs: number;
   resources: TaskResources;
+  /** Its priority class, with the class's value when submitted (higher goes first); absent: normal. */
+  priority?: TaskPriority;
   owner: string;
   idempotencyKey?: string | null;
 }

@@ -157,6 +157,15 @@ describe('simulation invariants, after every step (World.check)', () => {
     expect((await firstViolation({ steps: 200, slots: 2, ignoreLostDevices: true }))?.invariant).toBe('lost-device');
   });
 
+  it('quota: a policy that forgets the users’ quotas lets alice hold more devices than she may', async () => {
+    const careless: SchedulingPolicy = {
+      name: 'ignores quotas (planted bug)',
+      schedule: (input) => backfillPolicy.schedule({ ...input, accounts: new Map() }),
+    };
+    const limits = [{ name: 'alice', maxGpus: 1, gpuHours: null, gpuHoursWindowHours: null, weight: 1 }];
+    expect((await firstViolation({ steps: 150, slots: 2, policy: careless, limits }))?.invariant).toBe('quota');
+  });
+
   it('idempotency: a store that never finds a task by its key', async () => {
     const found = await firstViolation({ steps: 150, slots: 1, forgetIdempotencyKeys: true });
     expect(found?.invariant).toBe('idempotency');

@@ -90,8 +90,8 @@ export class MemoryDb {
       holders: holders
         .filter((h) => h.deviceId === d.id)
         .map((h) => {
-          const deadline = tasks.get(h.taskId)?.deadlineAt;
-          return { ...h, endsBy: deadline ? Date.parse(deadline) : null };
+          const t = tasks.get(h.taskId);
+          return { ...h, endsBy: t?.deadlineAt ? Date.parse(t.deadlineAt) : null, ...(t ? { owner: t.spec.owner } : {}) };
         }),
     });
     return [
@@ -215,7 +215,11 @@ export class MemoryDb {
       listQueue: async (limit) =>
         [...w.tasks.values()]
           .filter((t) => t.status === 'QUEUED')
-          .sort((a, b) => Number(BigInt(a.queuedPosition!) - BigInt(b.queuedPosition!)))
+          .sort(
+            (a, b) =>
+              (b.spec.priority?.value ?? 0) - (a.spec.priority?.value ?? 0) ||
+              Number(BigInt(a.queuedPosition!) - BigInt(b.queuedPosition!)),
+          )
           .slice(0, limit),
     };
   }

@@ -12,7 +12,9 @@ describe('deterministic simulation', () => {
     let crashes = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
       // One or two whole GPUs; every third seed also a GPU in MIG mode (a mixed fleet).
-      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2), mig: seed % 3 === 0 });
+      // Every fourth seed alice may hold one device at a time.
+      const limits = seed % 4 === 1 ? [{ name: 'alice', maxGpus: 1, gpuHours: null, gpuHoursWindowHours: null, weight: 1 }] : [];
+      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2), mig: seed % 3 === 0, limits });
       crashes += r.crashes;
       if (r.violations.length)
         failures.push(

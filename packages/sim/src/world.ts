@@ -6,7 +6,10 @@
 // transaction) and between "process spawned" and "event appended". After every step the
 // invariants are checked; a failing seed replays exactly.
 import {
+  accountsFrom,
   backfillPolicy,
+  DEFAULT_FAIR_SHARE_HALF_LIFE_MS,
+  DEFAULT_PRIORITY,
   decideLostDevices,
   decideRecovery,
   decideRun,
@@ -34,6 +37,8 @@ import {
   type TaskRecord,
   type TaskSpec,
   type TaskState,
+  type UserLimits,
+  type Account,
   type TrainingConfig,
   type SchedulingPolicy,
 } from '@trainyard/domain';
@@ -131,6 +136,8 @@ export interface SimOptions {
   forgetIdempotencyKeys?: boolean;
   /** A service that does not stop tasks on devices that left the inventory. */
   ignoreLostDevices?: boolean;
+  /** Users' quotas and fair-share weights (alice and bob submit). */
+  limits?: UserLimits[];
 }
 
 /**
@@ -160,6 +167,8 @@ export type SimInvariant =
   | 'partial-gang'
   /** 2: a task started on a device reserved for the blocked head and could outlive the reservation. */
   | 'backfill-delays-head'
+  /** 1: a user holds more devices than their quota allows. */
+  | 'quota'
   /** 1: with the service up, a task runs on a device that left the inventory and nobody stopped it. */
   | 'lost-device'
   /** 1: a live trainer for a task that holds no device. */
@@ -231,6 +240,7 @@ export class World {
       maxAttempts: 1,
       now: () => this.clock,
       releaseGraceMs: GRACE_MS,
+      accounts: () => (this.lastAccounts = this.accounts()),
       ...(opts.policy ? { policy: opts.policy } : {}),
       onCommit: (events) => this.onCommit(events),
     });
@@ -391,6 +401,8 @@ export class World {
           : r < 0.92
             ? { code: null, signal: 'SIGSEGV' }
             : { code: 137, signal: null };
+    // A few retried submissions reuse an earlier key: they must get the earlier task back.
+    const key = this.rng.chance(0.1) && this.nextTask > 2 ? `k${this.rng.int(1, this.nextTask - 1)}` : `k${this.nextTask - 1}`;
     const spec: TaskSpec = {
       name: id,
       model: 'm-0.5B',
@@ -398,9 +410,11 @@ export class World {
       outputDir: id,
       timeoutMs: this.rng.chance(0.15) ? this.rng.int(500, 4000) : 6 * 3_600_000,
       resources: this.newRequest(),
-      owner: 'sim',
-      // A few retried submissions reuse an earlier key: they must get the earlier task back.
-      idempotencyKey: this.rng.chance(0.1) && this.nextTask > 2 ? `k${this.rng.int(1, this.nextTask - 1)}` : `k${this.nextTask - 1}`,
+      // Two users, one submitting most of the work (the owner follows the key, so a retried
+      // submission is the same user's); now and then a task of another priority.
+      owner: Number(key.slice(1)) % 10 < 7 ? 'alice' : 'bob',
+      priority: this.rng.chance(0.85) ? DEFAULT_PRIORITY : this.rng.chance(0.6) ? { name: 'high', value: 10 } : { name: 'low', value: -10 },
+      idempotencyKey: key,
       config: {
         ...SIM_TRAINING_CONFIG,
         simulate: {
@@ -413,6 +427,9 @@ export class World {
         },
       },
     };
+    // What the service refuses at submission (more GPUs than the user may ever hold) is not sent.
+    const cap = this.opts.limits?.find((l) => l.name === spec.owner)?.maxGpus ?? null;
+    if (cap !== null && spec.resources.gpus > cap) spec.resources = { ...spec.resources, gpus: cap };
     return { id, spec };
   }
 
@@ -496,6 +513,13 @@ export class World {
         await this.work();
       });
     }
+  }
+
+  private lastAccounts: ReadonlyMap<string, Account> = new Map();
+
+  /** Users' standing as the service computes it (accountsFrom over the tasks, on the simulated clock). */
+  private accounts() {
+    return accountsFrom(this.db.tasks.values(), this.opts.limits ?? [], this.clock, DEFAULT_FAIR_SHARE_HALF_LIFE_MS);
   }
 
   /** As the service after configuring its devices: stop our tasks on devices that left. */
@@ -942,12 +966,26 @@ export class World {
             `${t.id} runs on ${t.devices.map((g) => g.deviceId).join('+')}, which left the inventory, and was not stopped`,
           );
     }
+    // 1: no user over their quota of devices at once.
+    for (const l of this.opts.limits ?? []) {
+      if (l.maxGpus === null) continue;
+      const held = db.holders.filter((h) => db.tasks.get(h.taskId)?.spec.owner === l.name).length;
+      if (held > l.maxGpus) this.violation('quota', `${l.name} holds ${held} devices with a quota of ${l.maxGpus}`);
+    }
     // 6: no stall: with the service up, nothing the policy would start waits in the queue.
     if (this.svc) {
       const queue = fifoOrder([...db.tasks.values()].filter((t) => t.status === 'QUEUED')).map(queuedView);
       if (queue.length) {
         const devices = toDeviceViews(db.devicesWithHolders(), new Map());
-        const could = backfillPolicy.schedule({ devices, queue, now: this.clock, releaseGraceMs: GRACE_MS }).assignments;
+        // With the users' standing the last pass used: a task that ended since changes the
+        // fair-share order only for the next pass (the service's timer makes one within a second).
+        const could = backfillPolicy.schedule({
+          devices,
+          queue,
+          now: this.clock,
+          releaseGraceMs: GRACE_MS,
+          accounts: this.lastAccounts,
+        }).assignments;
         if (could.length) this.violation('stall', `stall: ${could.map((a) => a.taskId).join(', ')} could start and wait`);
       }
     }
@@ -961,9 +999,19 @@ export class World {
    */
   private checkPlacement(e: StoredTaskEvent, before: TaskState): void {
     if (e.type !== 'TaskAssigned') return;
-    const queued = [...this.shadow.entries()].filter(([id, s]) => id !== e.streamId && statusOf(s) === 'QUEUED');
+    // The tasks the policy must have looked at first: a higher priority (anyone's), or the same
+    // priority, the same user and queued earlier. Other users' at the same priority may follow
+    // by fair share.
+    const me = before.snapshot.context.spec;
+    const myPriority = me.priority?.value ?? 0;
     const mine = statusOf(before) === 'QUEUED' ? BigInt(before.snapshot.context.queuedPosition!) : null;
-    const earlier = mine === null ? queued : queued.filter(([, s]) => BigInt(s.snapshot.context.queuedPosition!) < mine);
+    const earlier = [...this.shadow.entries()].filter(([id, s]) => {
+      if (id === e.streamId || statusOf(s) !== 'QUEUED') return false;
+      const other = s.snapshot.context.spec;
+      const p = other.priority?.value ?? 0;
+      if (p !== myPriority) return p > myPriority;
+      return other.owner === me.owner && (mine === null || BigInt(s.snapshot.context.queuedPosition!) < mine);
+    });
     const grounds = e.data.grounds;
     if (earlier.length && (!grounds || grounds.ahead < earlier.length))
       this.violation(

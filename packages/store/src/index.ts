@@ -13,3 +13,4 @@ export * from './rebuild';
 export * from './projection-version';
 export * from './config';
 export * as tables from './schema';
+export * from './sql/quotas';

@@ -2,7 +2,20 @@
 // The event log is the truth; every other table is a projection of it, except task_logs, which
 // holds trainer output lines (data, not state transitions).
 import { sql } from 'drizzle-orm';
-import { bigserial, boolean, customType, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  customType,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
 import type { EventMetadata, TaskRecord } from '@trainyard/domain';
 
 /** bigint positions travel as decimal strings: JS numbers lose precision past 2^53. */
@@ -183,4 +196,55 @@ export const apiTokens = pgTable(
     revokedAt: isoTimestamp('revoked_at'),
   },
   (t) => [uniqueIndex('api_tokens_hash_uq').on(t.hash), index('api_tokens_user_idx').on(t.userName)],
+);
+
+/**
+ * Files uploaded through the OpenAI-compatible API (`/v1/files`): what OpenAI's file object says
+ * of each, who uploaded it, where its bytes are (the uploads folder) and what the dataset check
+ * found. Request data, not task state: a task names the file's path in its own spec.
+ */
+export const openaiFiles = pgTable(
+  'openai_files',
+  {
+    id: text('id').primaryKey(),
+    owner: text('owner').notNull(),
+    filename: text('filename').notNull(),
+    purpose: text('purpose').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    path: text('path').notNull(),
+    records: integer('records').notNull(),
+    estimatedTokens: bigint('estimated_tokens', { mode: 'number' }).notNull(),
+    createdAt: isoTimestamp('created_at')
+      .notNull()
+      .default(sql`now()`),
+  },
+  (t) => [index('openai_files_created_idx').on(t.createdAt, t.id), index('openai_files_owner_created_idx').on(t.owner, t.createdAt, t.id)],
+);
+
+/**
+ * Fine-tuning jobs made through the OpenAI-compatible API (`/v1/fine_tuning/jobs`): the task each
+ * one is, and what the request said that a task does not keep (the file ids, suffix, seed,
+ * metadata). The job's state is its task's, read from the task.
+ */
+export const openaiJobs = pgTable(
+  'openai_jobs',
+  {
+    taskId: text('task_id').primaryKey(),
+    owner: text('owner').notNull(),
+    model: text('model').notNull(),
+    trainingFile: text('training_file').notNull(),
+    validationFile: text('validation_file'),
+    suffix: text('suffix'),
+    seed: integer('seed').notNull(),
+    metadata: jsonb('metadata').$type<Record<string, string>>(),
+    method: text('method').notNull(),
+    createdAt: isoTimestamp('created_at')
+      .notNull()
+      .default(sql`now()`),
+  },
+  (t) => [
+    index('openai_jobs_created_idx').on(t.createdAt, t.taskId),
+    index('openai_jobs_owner_created_idx').on(t.owner, t.createdAt, t.taskId),
+    index('openai_jobs_training_file_idx').on(t.trainingFile),
+  ],
 );

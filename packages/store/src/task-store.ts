@@ -18,6 +18,7 @@ import {
   stateFromRecord,
   TaskNotFoundError,
   toRecord,
+  type Account,
   type DeviceView,
   type NewTaskEvent,
   type QueuedTaskView,
@@ -135,6 +136,8 @@ export interface TaskStoreOptions {
    * gets SIGTERM at the deadline and SIGKILL this much later). Reservations count it.
    */
   releaseGraceMs?: number;
+  /** Users' quotas and recent use (fair share), as the service last read them. */
+  accounts?: () => ReadonlyMap<string, Account>;
   maxAttempts?: number;
   /** Called after each commit with the events it appended (to wake local subscribers). */
   onCommit?: (events: StoredTaskEvent[]) => void;
@@ -383,6 +386,31 @@ export class TaskCommands {
       // run in order, so the devices are read under the lock.
       [, devices] = await Promise.all([tx.lockQueue(), this.deviceViews(tx)]);
     }
+    const started: TaskRecord[] = [];
+    // Until a pass places nothing: fair share reorders users as a pass places their tasks, so
+    // the order a fresh pass sees can start one more (bounded; one pass is the usual case).
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      if (pass > 0) devices = await this.deviceViews(tx);
+      const placed = await this.schedulePass(
+        tx,
+        appended,
+        meta,
+        devices,
+        started.some((t) => t.id === candidate?.id) ? undefined : candidate,
+      );
+      started.push(...placed);
+      if (!placed.length) break;
+    }
+    return started;
+  }
+
+  private async schedulePass(
+    tx: TaskRepository,
+    appended: StoredTaskEvent[],
+    meta: CommandMeta,
+    devices: DeviceView[],
+    candidate: TaskRecord | undefined,
+  ): Promise<TaskRecord[]> {
     if (!devices.some(hasRoom)) return [];
     const depth = this.opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
     const queued = await tx.listQueue(depth);
@@ -390,6 +418,7 @@ export class TaskCommands {
     // Past the depth read, the queue is not known: a candidate must not pass tasks it did not see.
     if (candidate && queued.length < depth) byId.set(candidate.id, candidate);
     if (byId.size === 0) return [];
+    // FIFO; the policy puts priority and fair share first. A candidate not yet queued comes last.
     const queue = fifoOrder([...byId.values()].map(queuedView));
     const decision = this.policy.schedule({
       devices,
@@ -397,6 +426,7 @@ export class TaskCommands {
       now: this.now(),
       reserveFraction: this.opts.reserveFraction,
       releaseGraceMs: this.opts.releaseGraceMs,
+      accounts: this.opts.accounts?.(),
     });
     const started: TaskRecord[] = [];
     for (const a of decision.assignments) {
@@ -433,6 +463,9 @@ export interface DeviceCondition {
   blockedReason: string | null;
 }
 
+/** Scheduling passes one transaction runs at most (each after one that placed something). */
+const MAX_PASSES = 4;
+
 /** Queued tasks the policy considers by default, from the head (Slurm's bf_max_job_test is 500). */
 export const DEFAULT_QUEUE_DEPTH = 200;
 
@@ -449,7 +482,13 @@ export function toDeviceViews(rows: readonly DeviceWithHolders[], conditions: Re
       migProfile: d.migProfile,
       externalMemoryMb: c?.externalMemoryMb ?? 0,
       blockedReason: d.present ? (c?.blockedReason ?? null) : `${d.id} is no longer in the inventory.`,
-      holders: d.holders.map((h) => ({ taskId: h.taskId, memoryMb: h.memoryMb, exclusive: h.exclusive, endsBy: h.endsBy })),
+      holders: d.holders.map((h) => ({
+        taskId: h.taskId,
+        memoryMb: h.memoryMb,
+        exclusive: h.exclusive,
+        endsBy: h.endsBy,
+        ...(h.owner !== undefined ? { owner: h.owner } : {}),
+      })),
     };
   });
 }
@@ -462,6 +501,8 @@ export function queuedView(t: TaskRecord): QueuedTaskView {
     queuedPosition: t.queuedPosition,
     request: { gpus: r.gpus, memoryMb: r.memoryMb, shared: r.shared },
     timeoutMs: t.spec.timeoutMs,
+    owner: t.spec.owner,
+    priority: t.spec.priority?.value ?? 0,
   };
 }
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_MEMORY_RESERVE, POLICY_NAMES, type Device, type PolicyName } from '@trainyard/domain';
+import { DEFAULT_MEMORY_RESERVE, DEFAULT_PRIORITY_CLASSES, POLICY_NAMES, type Device, type PolicyName } from '@trainyard/domain';
 import { DEFAULT_QUEUE_DEPTH, storageFromEnv, type OpenOptions } from '@trainyard/store';
 import { AUTH_MODES, isLoopbackHost, type AuthMode } from './auth';
 import { parseFixedInventory } from './gpu/inventory';
@@ -59,6 +59,10 @@ export interface ServiceConfig {
   schedulerQueueDepth: number;
   /** How often nvidia-smi is asked again (other programs come and go; devices may change). */
   gpuRefreshMs: number;
+  /** Priority classes by name, with their values (higher goes first). */
+  priorityClasses: Record<string, number>;
+  /** Past use loses half its weight in fair share in this long. */
+  fairShareHalfLifeMs: number;
   defaultTimeoutMs: number;
   killGraceMs: number;
   runnerId: string;
@@ -204,6 +208,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     gpuMemoryReserve: read('TRAINYARD_GPU_MEMORY_RESERVE', z.coerce.number().min(0).max(0.9), DEFAULT_MEMORY_RESERVE),
     schedulerQueueDepth: read('TRAINYARD_SCHEDULER_DEPTH', intFrom('TRAINYARD_SCHEDULER_DEPTH', 1, 100_000), DEFAULT_QUEUE_DEPTH),
     gpuRefreshMs: read('TRAINYARD_GPU_REFRESH_MS', intFrom('TRAINYARD_GPU_REFRESH_MS', 100, HOUR), 5000),
+    priorityClasses: read(
+      'TRAINYARD_PRIORITY_CLASSES',
+      z
+        .string()
+        .transform((s, ctx) => {
+          try {
+            return JSON.parse(s) as unknown;
+          } catch {
+            ctx.addIssue({ code: 'custom', message: 'must be JSON, e.g. {"low":-10,"normal":0,"high":10}' });
+            return z.NEVER;
+          }
+        })
+        .pipe(
+          z
+            .record(z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'class names are lower-case words'), z.number().int().min(-1000).max(1000))
+            .refine((r) => 'normal' in r, 'a class named normal is required (the default)'),
+        ),
+      { ...DEFAULT_PRIORITY_CLASSES },
+    ),
+    fairShareHalfLifeMs:
+      read(
+        'TRAINYARD_FAIR_SHARE_HALF_LIFE_HOURS',
+        z.coerce
+          .number()
+          .positive()
+          .max(24 * 365),
+        24,
+      ) * HOUR,
     defaultTimeoutMs: read('TRAINYARD_TIMEOUT_MS', intFrom('TRAINYARD_TIMEOUT_MS', 1000, 30 * 24 * HOUR), 6 * HOUR),
     killGraceMs: read('TRAINYARD_KILL_GRACE_MS', intFrom('TRAINYARD_KILL_GRACE_MS', 0, HOUR), 30_000),
     // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.

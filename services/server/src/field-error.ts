@@ -8,3 +8,15 @@ export class FieldError extends Error {
     this.name = 'FieldError';
   }
 }
+
+/** The caller may not do this (an admin's operation): the API answers FORBIDDEN. */
+export class ForbiddenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ForbiddenError';
+  }
+}
+
+export function requireAdmin(actor: { admin: boolean; user: string }): void {
+  if (!actor.admin) throw new ForbiddenError(`${actor.user} is not an admin; this needs an admin's token.`);
+}

@@ -8,6 +8,7 @@ import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
 import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, isConnectionError } from '@trainyard/store';
 import { log } from './log';
 import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
+import { ForbiddenError } from './field-error';
 import { FieldError, type Actor, type TrainyardService } from './service';
 import {
   cancelInput,
@@ -16,10 +17,12 @@ import {
   idInput,
   listTasksInput,
   logsInput,
+  metricsInput,
   onLogsInput,
   onUpdateInput,
   QUEUE_PAGE_DEFAULT,
   queueGetInput,
+  quotaSetInput,
   REPLAY_PAGE_MAX_BYTES,
   replayInput,
 } from './schemas';
@@ -122,6 +125,7 @@ function translate(err: unknown): TRPCError | null {
   if (err instanceof TaskNotFoundError) return wrap('NOT_FOUND', err.message);
   if (err instanceof IllegalCommandError) return wrap('CONFLICT', err.message);
   if (err instanceof FieldError) return wrap('BAD_REQUEST', `${err.field}: ${err.message}`);
+  if (err instanceof ForbiddenError) return wrap('FORBIDDEN', err.message);
   if (err instanceof InvalidCursorError)
     return new TRPCError({ code: 'BAD_REQUEST', message: `cursor: ${err.message}`, cause: new FieldError('cursor', err.message) });
   if (err instanceof ConcurrencyError) return wrap('CONFLICT', `${err.message}; please retry`);
@@ -157,6 +161,8 @@ const systemRouter = t.router({
   /** The process answers (no database involved): a liveness probe, and the API's own floor in benchmarks. */
   ping: procedure.query(() => ({ ok: true as const, at: new Date().toISOString() })),
   gpuInfo: procedure.query(({ ctx }) => ctx.service.gpuInfo()),
+  /** Each GPU's memory in use and utilisation at each probe of the last hour (since the service started, if later). */
+  gpuHistory: procedure.query(({ ctx }) => ctx.service.gpuHistory()),
 });
 
 const tasksRouter = t.router({
@@ -177,6 +183,10 @@ const tasksRouter = t.router({
   ),
   cancel: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.cancelTask(input.id, input.reason, ctx.actor)),
   delete: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.deleteTask(input.id, ctx.actor)),
+  /** Its recorded progress reports (loss, learning rate, steps over time) and the most GPU memory it was seen holding. */
+  metrics: procedure
+    .input(metricsInput)
+    .query(({ ctx, input }) => ctx.service.metrics(input.id, input.after ?? null, input.limit, ctx.actor)),
   logs: procedure
     .input(logsInput)
     .query(({ ctx, input }) => ctx.service.logs(input.id, input.afterSeq, input.limit, input.includeProtocol, ctx.actor)),
@@ -226,6 +236,13 @@ const usersRouter = t.router({
   me: procedure.query(({ ctx }) => ctx.service.me(ctx.actor)),
 });
 
+const quotasRouter = t.router({
+  /** Every user's limits and standing (GPU-hours used in their window, decayed use): admins. */
+  get: procedure.query(({ ctx }) => ctx.service.quotaList(ctx.actor)),
+  /** Set a user's limits: devices at once, GPU-hours per window, highest priority class, fair-share weight (admins). */
+  set: procedure.input(quotaSetInput).mutation(({ ctx, input }) => ctx.service.setQuota(input, ctx.actor)),
+});
+
 const queueRouter = t.router({
   get: procedure.input(queueGetInput).query(({ ctx, input }) => ctx.service.queue(ctx.actor, input?.limit ?? QUEUE_PAGE_DEFAULT)),
 });
@@ -265,6 +282,7 @@ export const appRouter = t.router({
   system: systemRouter,
   tasks: tasksRouter,
   users: usersRouter,
+  quotas: quotasRouter,
   queue: queueRouter,
   events: eventsRouter,
 });

@@ -100,6 +100,11 @@ export const createTaskInput = z.strictObject({
   timeoutMs: int('timeoutMs', 1000, 30 * 24 * HOUR).optional(),
   idempotencyKey: text('idempotencyKey', 200).optional(),
   resources: resourcesInput.optional(),
+  /** A priority class name (TRAINYARD_PRIORITY_CLASSES; default normal); checked by the service. */
+  priority: z
+    .string({ error: 'priority must be a class name such as normal or high' })
+    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'priority must be a class name such as normal or high')
+    .optional(),
 });
 export type CreateTaskInput = z.infer<typeof createTaskInput>;
 
@@ -114,6 +119,10 @@ export const listTasksInput = z
   .default({ limit: 50 });
 
 export const cancelInput = z.strictObject({ id: taskId, reason: text('reason', 500).optional() });
+
+/** Progress reports per page of tasks.metrics: by default, and at most. */
+const METRICS_PAGE_DEFAULT = 2000;
+const METRICS_PAGE_MAX = 5000;
 export const idInput = z.strictObject({ id: taskId });
 
 /** How many queued tasks queue.get returns, first to start first (queuedCount says how many in all). */
@@ -141,6 +150,13 @@ const isoTime = (field: string) =>
     // and years past 9999 in this form; each reached SQL and failed there (a 500).
     .transform((s) => new Date(s).toISOString())
     .refine((s) => /^\d{4}-/.test(s) && !s.startsWith('0000'), `${field} must be a time between the years 0001 and 9999 (UTC)`);
+
+/** A task's progress series (tasks.metrics), a page at a time after `after` (the previous page's nextCursor). */
+export const metricsInput = z.strictObject({
+  id: taskId,
+  after: position.nullish(),
+  limit: int('limit', 1, METRICS_PAGE_MAX).default(METRICS_PAGE_DEFAULT),
+});
 
 export const onUpdateInput = z.strictObject({ taskId: taskId.optional(), lastEventId: position.nullish() }).default({});
 
@@ -186,3 +202,20 @@ export const replayInput = z
     message: 'afterPosition pages the full replay; it does not go with atPosition or atTime',
     path: ['afterPosition'],
   });
+
+/** An admin sets some of a user's limits; null removes a cap, an absent field stays as it is. */
+export const quotaSetInput = z.strictObject({
+  user: text('user', 64),
+  maxGpus: int('maxGpus', 0, 4096).nullable().optional(),
+  gpuHours: z.number({ error: 'gpuHours must be a number' }).min(0, 'gpuHours must be at least 0').max(1e9).nullable().optional(),
+  gpuHoursWindowHours: int('gpuHoursWindowHours', 1, 24 * 366)
+    .nullable()
+    .optional(),
+  maxPriority: z
+    .string({ error: 'maxPriority must be a class name' })
+    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'maxPriority must be a class name')
+    .nullable()
+    .optional(),
+  weight: z.number({ error: 'weight must be a number' }).positive('weight must be more than 0').max(1000).optional(),
+});
+export type QuotaSetInput = z.infer<typeof quotaSetInput>;

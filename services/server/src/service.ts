@@ -4,7 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { sep } from 'node:path';
 import { estimateMemoryGb, oomRisk } from '@trainyard/catalogue';
+import { expectedStarts } from '@trainyard/domain/expected-start';
 import {
+  accountsFrom,
+  DEFAULT_QUOTA_WINDOW_HOURS,
+  type Account,
   decideLostDevices,
   evolve,
   gb,
@@ -28,7 +32,11 @@ import {
   instanceLockFile,
   listDevicesWithHolders,
   listQueue,
+  listQuotas,
   listTasks,
+  recentRuns,
+  setQuota,
+  type UserQuota,
   queuedView,
   toDeviceViews,
   loadTask,
@@ -43,18 +51,20 @@ import {
   type LogLine,
 } from '@trainyard/store';
 import type { ServiceConfig } from './config';
-import { FieldError } from './field-error';
+import { FieldError, requireAdmin } from './field-error';
 import { EventFeed } from './feed';
 import { LiveUpdates, type TaskUpdate } from './live';
 import { log as processLog } from './log';
 import { devicePicture, resolveResources, type DevicePicture } from './devices';
+import { checkGangAgainstQuota, resolvePriority } from './priorities';
 import { GpuProbe, type GpuInfo } from './gpu';
+import { GpuHistory } from './gpu/history';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { inspectDataset, type DatasetSummary } from './dataset-inspect';
 import { taskOutputDir } from './outputs';
 import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
-import type { CreateTaskInput } from './schemas';
+import type { CreateTaskInput, QuotaSetInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
 import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
@@ -102,8 +112,13 @@ export class TrainyardService {
   /** Live subscriptions, fed by one read per change for all of them. */
   readonly live: LiveUpdates;
   private gpu: GpuInfo | null = null;
+  /** What the probes saw over the last hour, and each task's peak GPU memory. */
+  private readonly gpuSeen = new GpuHistory();
   /** The devices tasks may use and what weighs on each, as of the last probe. */
   private picture: DevicePicture;
+  /** Users' limits and recent use (quotas, fair share), as of the last refresh. */
+  private accounts: ReadonlyMap<string, Account> = new Map();
+  private quotas = new Map<string, UserQuota>();
   /** A changed device list seen once, applied when the next probe agrees. */
   private pendingDevices: DevicePicture['devices'] | null = null;
   private gpuTimer: NodeJS.Timeout | null = null;
@@ -121,6 +136,7 @@ export class TrainyardService {
       runnerId: config.runnerId,
       policy: policyByName(config.schedulerPolicy),
       deviceConditions: () => this.picture.conditions,
+      accounts: () => this.accounts,
       reserveFraction: config.gpuMemoryReserve,
       queueDepth: config.schedulerQueueDepth,
       // A task past its deadline holds its devices until SIGKILL, the kill grace later.
@@ -171,9 +187,10 @@ export class TrainyardService {
           `${projection.rebuilt.events} events, ${projection.rebuilt.tasks} tasks`,
       );
     }
-    this.gpu = await this.probe.info();
+    this.gpu = await this.probeGpu();
     this.picture = devicePicture(this.gpu, this.config);
     await this.configureDevices();
+    await this.refreshAccounts();
     this.feed.onEvents((events) => void this.onFeed(events));
     await this.feed.start();
     const report = await this.runner.recover();
@@ -214,14 +231,56 @@ export class TrainyardService {
     this.refreshing = true;
     try {
       await this.refreshDevices();
+      await this.refreshAccounts();
     } finally {
       this.refreshing = false;
     }
   }
 
+  /** Read users' limits and the recent runs, and compute each user's standing (accountsFrom). */
+  private async refreshAccounts(): Promise<void> {
+    try {
+      const now = Date.now();
+      const windowMs = Math.max(4 * this.config.fairShareHalfLifeMs, DEFAULT_QUOTA_WINDOW_HOURS * 3_600_000);
+      const [limits, runs] = await Promise.all([listQuotas(this.database.db), recentRuns(this.database.db, new Date(now - windowMs))]);
+      this.quotas = new Map(limits.map((q) => [q.name, q]));
+      this.accounts = accountsFrom(runs, limits, now, this.config.fairShareHalfLifeMs);
+    } catch (err) {
+      this.log.warn(`could not read users' quotas and use (kept the last ones): ${(err as Error).message}`);
+    }
+  }
+
+  /** Every user's limits and current standing (admins). */
+  async quotaList(actor: Actor) {
+    requireAdmin(actor);
+    await this.refreshAccounts();
+    return [...this.quotas.values()].map((q) => ({ ...q, ...this.standing(q.name) }));
+  }
+
+  /** Set a user's limits (admins); the scheduler uses them from its next pass. */
+  async setQuota(input: QuotaSetInput, actor: Actor) {
+    requireAdmin(actor);
+    if (input.maxPriority && this.config.priorityClasses[input.maxPriority] === undefined)
+      throw new FieldError('maxPriority', `no priority class named ${input.maxPriority}`);
+    const { user, ...set } = input;
+    const q = await setQuota(this.database.db, user, set);
+    if (!q) throw new FieldError('user', `no user named ${user} (add one with trainyard admin user add)`);
+    await this.refreshAccounts();
+    await this.scheduleNow();
+    return { ...q, ...this.standing(q.name) };
+  }
+
+  private standing(user: string) {
+    const a = this.accounts.get(user);
+    return {
+      gpuHoursUsed: Math.round((a?.gpuHoursUsed ?? 0) * 100) / 100,
+      usageGpuHours: Math.round(((a?.usageGpuSeconds ?? 0) / 3600) * 100) / 100,
+    };
+  }
+
   private async refreshDevices(): Promise<void> {
     const before = this.picture;
-    this.gpu = await this.probe.info();
+    this.gpu = await this.probeGpu();
     const next = devicePicture(this.gpu, this.config);
     const changed = JSON.stringify(before.devices) !== JSON.stringify(next.devices);
     // A changed device list stops the tasks on devices that left, so it must be real: a probe
@@ -314,8 +373,55 @@ export class TrainyardService {
   // ---------------------------------------------------------------------------------------
   // Operations
 
+  /** Asks nvidia-smi, and keeps what it saw for the history and our tasks' peak memory. */
+  private async probeGpu(): Promise<GpuInfo> {
+    const info = await this.probe.info();
+    this.gpuSeen.record(info, this.runner.taskOfPid(), Date.now());
+    return info;
+  }
+
+  /** Each GPU's memory in use and utilisation over the last hour, as the probes saw them. */
+  gpuHistory() {
+    const now = Date.now();
+    return { now: new Date(now).toISOString(), devices: this.gpuSeen.devices(now) };
+  }
+
+  /**
+   * A task's recorded progress reports after `after` (a log position), `limit` of them, as a
+   * series; and the most GPU memory its trainer was seen holding (while this service ran it).
+   */
+  async metrics(id: string, after: string | null, limit: number, actor: Actor) {
+    await this.getTask(id, actor);
+    const events = await queryEvents(this.database.db, {
+      streamId: id,
+      types: ['ProgressRecorded'],
+      afterPosition: after ?? undefined,
+      limit,
+    });
+    const points = events.flatMap((e) =>
+      e.type === 'ProgressRecorded'
+        ? [
+            {
+              position: e.position,
+              at: Date.parse(e.recordedAt),
+              step: e.data.step,
+              totalSteps: e.data.totalSteps,
+              epoch: e.data.epoch,
+              loss: e.data.loss,
+              learningRate: e.data.learningRate ?? null,
+            },
+          ]
+        : [],
+    );
+    return {
+      points,
+      nextCursor: events.length === limit ? events[events.length - 1]!.position : null,
+      peakMemoryGb: this.gpuSeen.peakOf(id),
+    };
+  }
+
   async gpuInfo(): Promise<GpuInfo> {
-    this.gpu = await this.probe.info();
+    this.gpu = await this.probeGpu();
     return this.gpu;
   }
 
@@ -330,6 +436,9 @@ export class TrainyardService {
     if (!dataset.ok) throw new FieldError('datasetPath', `dataset ${input.datasetPath}: ${dataset.problem}`);
     const estimate = estimateMemoryGb(estimateInputOf(input.model, input.config));
     const resources = resolveResources(input.resources, estimate.estimateGb, this.picture.devices, this.config.gpuMemoryReserve);
+    const quota = this.quotas.get(actor.user) ?? null;
+    checkGangAgainstQuota(resources.gpus, quota);
+    const priority = resolvePriority(input.priority, this.config.priorityClasses, quota);
     const id = newTaskId();
     const outputDir = taskOutputDir(id, input.outputDir);
     const spec: TaskSpec = {
@@ -340,6 +449,7 @@ export class TrainyardService {
       config: input.config,
       timeoutMs: input.timeoutMs ?? this.config.defaultTimeoutMs,
       resources,
+      priority,
       owner: actor.user,
       idempotencyKey: input.idempotencyKey ?? null,
     };
@@ -496,13 +606,18 @@ export class TrainyardService {
     const [devices, queued, count] = await Promise.all([listDevicesWithHolders(db), listQueue(db, limit), countQueued(db)]);
     const holderTasks = await loadTasks(db, [...new Set(devices.flatMap((d) => d.holders.map((h) => h.taskId)))]);
     const views = toDeviceViews(devices, this.picture.conditions);
-    const decision = this.store.policy.schedule({
+    // The policy asked now, on the same picture it schedules with.
+    const input = {
       devices: views,
       queue: queued.map(queuedView),
       now: Date.now(),
       reserveFraction: this.config.gpuMemoryReserve,
       releaseGraceMs: this.config.killGraceMs,
-    });
+      accounts: this.accounts,
+    };
+    const decision = this.store.policy.schedule(input);
+    // When each should have started at the latest, from the timeouts of those running and ahead.
+    const starts = expectedStarts(this.store.policy, input);
     const starting: WaitReason = {
       code: 'STARTING',
       message: 'Its devices are free: it starts with the next scheduling pass.',
@@ -528,7 +643,15 @@ export class TrainyardService {
           task: holderTasks.get(h.taskId) ?? null,
         })),
       })),
-      queued: queued.map((task, i) => ({ position: i + 1, task, reason: decision.waiting.get(task.id) ?? starting })),
+      queued: queued.map((task, i) => {
+        const at = starts.get(task.id);
+        return {
+          position: i + 1,
+          task,
+          reason: decision.waiting.get(task.id) ?? starting,
+          expectedStart: at === undefined || at === null ? null : new Date(at).toISOString(),
+        };
+      }),
       reservation: decision.reservation ? { ...decision.reservation, startAt: new Date(decision.reservation.startAt).toISOString() } : null,
       queuedCount: count,
       warning:

@@ -14,6 +14,8 @@ export interface DeviceRow extends Device {
 export interface HolderRow extends DeviceHolderRow {
   /** The holder's deadline (epoch ms), null when it has none yet. */
   endsBy: number | null;
+  /** Whose task it is. */
+  owner?: string;
 }
 
 export interface DeviceWithHolders extends DeviceRow {
@@ -36,6 +38,7 @@ export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHold
         memoryMb: deviceHolders.memoryMb,
         exclusive: deviceHolders.exclusive,
         deadlineAt: sql<string | null>`${tasks.record}->>'deadlineAt'`,
+        owner: tasks.owner,
       })
       .from(deviceHolders)
       .leftJoin(tasks, eq(tasks.id, deviceHolders.taskId))
@@ -50,6 +53,7 @@ export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHold
       memoryMb: h.memoryMb,
       exclusive: h.exclusive,
       endsBy: h.deadlineAt ? Date.parse(h.deadlineAt) : null,
+      ...(h.owner !== null ? { owner: h.owner } : {}),
     });
     byDevice.set(h.deviceId, list);
   }

@@ -235,6 +235,27 @@ export interface EventQuery {
   limit: number;
 }
 
+/**
+ * One stream's events newest first, `limit` of them before `beforePosition` (all when absent),
+ * of the given types when named: a task's history read from its end, a page at a time.
+ */
+export async function readStreamNewestFirst(
+  conn: Conn,
+  streamId: string,
+  q: { beforePosition?: string | undefined; types?: string[] | undefined; limit: number },
+): Promise<StoredTaskEvent[]> {
+  const conds = [eq(events.streamId, streamId)];
+  if (q.types?.length) conds.push(inArray(events.type, q.types));
+  if (q.beforePosition) conds.push(lt(events.position, BigInt(q.beforePosition)));
+  const rows = await conn
+    .select()
+    .from(events)
+    .where(and(...conds))
+    .orderBy(desc(events.position))
+    .limit(q.limit);
+  return rows.map(toStored);
+}
+
 /** Audit queries over the log, oldest first, paged by position. */
 export async function queryEvents(conn: Conn, q: EventQuery): Promise<StoredTaskEvent[]> {
   const conds = [];

@@ -1,6 +1,6 @@
 // Statements on the queue: the lock that serialises whoever queues a task or fills a slot, and
 // the queue's reads, in FIFO order of each task's TaskQueued position.
-import { asc, eq, sql } from 'drizzle-orm';
+import { asc, desc, eq, sql } from 'drizzle-orm';
 import type { TaskRecord } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
 import { tasks } from '../schema';
@@ -15,9 +15,13 @@ export async function lockQueue(tx: Conn): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || current_schema()))`);
 }
 
-/** The queue, in FIFO order of each task's TaskQueued position. */
+/** The queue: higher priority first, then FIFO by each task's TaskQueued position. */
 export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[]> {
-  const q = conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.status, 'QUEUED')).orderBy(asc(tasks.queuedPosition));
+  const q = conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(eq(tasks.status, 'QUEUED'))
+    .orderBy(desc(tasks.priority), asc(tasks.queuedPosition));
   const rows = limit === undefined ? await q : await q.limit(limit);
   return rows.map((r) => r.record);
 }

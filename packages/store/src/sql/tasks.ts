@@ -92,6 +92,7 @@ function taskRow(after: TaskRecord, lastPosition: string) {
     idempotencyKey: after.spec.idempotencyKey ?? null,
     createdAt: after.createdAt,
     queuedPosition: after.status === 'QUEUED' ? after.queuedPosition : null,
+    priority: after.spec.priority?.value ?? 0,
     deleted: after.deleted,
     lastPosition,
     record: after,

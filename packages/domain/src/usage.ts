@@ -1,0 +1,62 @@
+// Users' standing for quotas and fair share, as a function of their tasks and limits at a time.
+// Pure: the service reads the tasks and limits and calls it; the simulation calls it on its own.
+//
+// Fair share, as Slurm's and Kueue's: past use decays with a half-life, so what a user ran last
+// month weighs little against what they ran this morning. A task's use is its devices × its run
+// time; finished tasks count here, running ones count in the policy (their devices now).
+import type { Account } from './scheduling';
+import type { TaskRecord } from './task';
+
+export interface UserLimits {
+  name: string;
+  maxGpus: number | null;
+  gpuHours: number | null;
+  gpuHoursWindowHours: number | null;
+  weight: number;
+}
+
+/** Past use loses half its weight in this long unless configured (TRAINYARD_FAIR_SHARE_HALF_LIFE_HOURS). */
+export const DEFAULT_FAIR_SHARE_HALF_LIFE_MS = 24 * 3_600_000;
+/** The GPU-hours quota window when a user's limits give none. */
+export const DEFAULT_QUOTA_WINDOW_HOURS = 24 * 7;
+
+type UsageTask = Pick<TaskRecord, 'spec' | 'startedAt' | 'finishedAt'>;
+
+/** Each user with tasks or limits: their quota, GPU-hours used in their window, decayed use. */
+export function accountsFrom(
+  tasks: Iterable<UsageTask>,
+  limits: Iterable<UserLimits>,
+  now: number,
+  halfLifeMs: number,
+): Map<string, Account> {
+  const out = new Map<string, Account>();
+  const windows = new Map<string, number>();
+  for (const l of limits) {
+    out.set(l.name, {
+      maxGpus: l.maxGpus,
+      gpuHoursCap: l.gpuHours,
+      gpuHoursUsed: 0,
+      usageGpuSeconds: 0,
+      weight: l.weight > 0 ? l.weight : 1,
+    });
+    windows.set(l.name, (l.gpuHoursWindowHours ?? DEFAULT_QUOTA_WINDOW_HOURS) * 3_600_000);
+  }
+  const decayRate = Math.LN2 / halfLifeMs;
+  for (const t of tasks) {
+    if (!t.startedAt) continue;
+    const start = Date.parse(t.startedAt);
+    const end = t.finishedAt ? Date.parse(t.finishedAt) : now;
+    if (!(end > start)) continue;
+    const user = t.spec.owner;
+    let a = out.get(user);
+    if (!a) out.set(user, (a = { maxGpus: null, gpuHoursCap: null, gpuHoursUsed: 0, usageGpuSeconds: 0, weight: 1 }));
+    const gpus = t.spec.resources.gpus;
+    const window = windows.get(user) ?? DEFAULT_QUOTA_WINDOW_HOURS * 3_600_000;
+    const from = Math.max(start, now - window);
+    if (end > from) a.gpuHoursUsed += (gpus * (end - from)) / 3_600_000;
+    // ∫ gpus · 2^(−(now − s)/H) ds over the run, in GPU-seconds.
+    if (t.finishedAt)
+      a.usageGpuSeconds += (gpus * (Math.exp(-decayRate * (now - end)) - Math.exp(-decayRate * (now - start)))) / decayRate / 1000;
+  }
+  return out;
+}
