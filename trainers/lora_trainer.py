@@ -320,6 +320,7 @@ def main() -> int:
 
         def __init__(self) -> None:
             self.last_loss: Optional[float] = None
+            self.last_lr: Optional[float] = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             stop_requested["training"] = True
@@ -329,6 +330,9 @@ def main() -> int:
             loss = (logs or {}).get("loss")
             if isinstance(loss, (int, float)) and math.isfinite(loss) and loss >= 0:
                 self.last_loss = float(loss)
+            lr = (logs or {}).get("learning_rate")
+            if isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0:
+                self.last_lr = float(lr)
             if logs and "loss" in logs:
                 self._progress(state)
 
@@ -350,6 +354,8 @@ def main() -> int:
                 message["totalSteps"] = total_steps
             if self.last_loss is not None:
                 message["loss"] = round(self.last_loss, 6)
+            if self.last_lr is not None:
+                message["learningRate"] = self.last_lr
             emit(message)
 
     training_args = TrainingArguments(

@@ -48,6 +48,15 @@ const crashSignal = typeof sim.crashSignal === 'string' && sim.crashSignal ? sim
 const crashAtStep = failAtStep ?? (crashSignal ? Math.max(1, Math.ceil(totalSteps / 2)) : null);
 
 let stopping = false;
+/** The LoRA trainer's schedule: linear warm-up over the first 3% of steps, then cosine decay to 0. */
+function learningRateAt(step) {
+  const base = typeof config.learningRate === 'number' ? config.learningRate : 2e-4;
+  const warmup = Math.max(1, Math.ceil(totalSteps * 0.03));
+  const lr =
+    step <= warmup ? (base * step) / warmup : base * 0.5 * (1 + Math.cos((Math.PI * (step - warmup)) / Math.max(1, totalSteps - warmup)));
+  return Number(lr.toPrecision(6));
+}
+
 function onSigterm() {
   out('received SIGTERM, saving checkpoint');
   if (sim.ignoreSigterm) {
@@ -121,7 +130,7 @@ async function main() {
         (j % 2 === 0 ? out : err)(`step ${step} log ${j + 1}/${logLinesPerStep}`);
       }
       const loss = Math.round((0.4 + 2.2 * Math.exp((-3 * step) / totalSteps)) * 1e4) / 1e4;
-      emit({ type: 'progress', epoch, totalEpochs: epochs, step, totalSteps, loss });
+      emit({ type: 'progress', epoch, totalEpochs: epochs, step, totalSteps, loss, learningRate: learningRateAt(step) });
     }
   }
 

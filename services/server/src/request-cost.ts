@@ -5,7 +5,7 @@
 // ordinary calls never comes near it (50 calls cost 50), the panel's heaviest refresh neither,
 // but five replays in one batch are refused as a whole, before any of them runs.
 import { TRPCError } from '@trpc/server';
-import { eventsListInput, logsInput } from './schemas';
+import { eventsListInput, logsInput, metricsInput } from './schemas';
 
 export const REQUEST_BUDGET = 100;
 export const REPLAY_COST = 25;
@@ -13,6 +13,8 @@ export const REPLAY_COST = 25;
 const EVENTS_PER_UNIT = 250;
 /** tasks.logs: one unit per this many lines asked for (its default 500 costs 1, its most, 5000, costs 5). */
 const LINES_PER_UNIT = 1000;
+/** tasks.metrics: one unit per this many progress reports asked for (its default 2000 costs 2, its most, 5000, costs 4). */
+const POINTS_PER_UNIT = 1250;
 
 /**
  * The cost of one call, from its procedure and the limit it asks for. The limit is read with the
@@ -30,6 +32,10 @@ export function callCost(path: string, input: unknown): number {
     case 'tasks.logs': {
       const parsed = logsInput.safeParse(input);
       return parsed.success ? Math.ceil(parsed.data.limit / LINES_PER_UNIT) : 1;
+    }
+    case 'tasks.metrics': {
+      const parsed = metricsInput.safeParse(input);
+      return parsed.success ? Math.ceil(parsed.data.limit / POINTS_PER_UNIT) : 1;
     }
     default:
       return 1;
@@ -57,12 +63,13 @@ export function overBudget(calls: readonly { path: string; input: unknown }[], b
   );
 }
 
+/** The procedures whose cost depends on their input. */
+const INPUT_PRICED = new Set(['events.list', 'tasks.logs', 'tasks.metrics']);
+
 /** Refuse the whole request (every call in it gets this error) when it is over budget. */
 export async function checkRequestCost(calls: readonly { path: string; getRawInput: () => Promise<unknown> }[]): Promise<void> {
   // Only the calls whose cost depends on their input have it read (tRPC reads it once for all).
-  const inputs = await Promise.all(
-    calls.map((c) => (c.path === 'events.list' || c.path === 'tasks.logs' ? c.getRawInput().catch(() => undefined) : undefined)),
-  );
+  const inputs = await Promise.all(calls.map((c) => (INPUT_PRICED.has(c.path) ? c.getRawInput().catch(() => undefined) : undefined)));
   const problem = overBudget(calls.map((c, i) => ({ path: c.path, input: inputs[i] })));
   if (problem) throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: problem });
 }

@@ -10,6 +10,9 @@ describe('request cost', () => {
     expect(callCost('events.list', { limit: 1000 })).toBe(4);
     expect(callCost('tasks.logs', { id: 't' })).toBe(1);
     expect(callCost('tasks.logs', { id: 't', limit: 5000 })).toBe(5);
+    expect(callCost('tasks.metrics', { id: 't' })).toBe(2);
+    expect(callCost('tasks.metrics', { id: 't', limit: 5000 })).toBe(4);
+    expect(callCost('tasks.metrics', { id: 't', limit: 0 })).toBe(1);
     // Input the procedure refuses costs 1, so its caller gets the field error, not a refused batch.
     expect(callCost('tasks.logs', { id: 't', limit: 'lots' })).toBe(1);
     expect(callCost('events.list', { limit: -5 })).toBe(1);

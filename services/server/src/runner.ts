@@ -96,6 +96,11 @@ export class Runner {
     return new Set([...this.runs.values()].flatMap((r) => (r.state.pid ? [r.state.pid] : [])));
   }
 
+  /** Which task each of those trainer pids runs. */
+  taskOfPid(): Map<number, string> {
+    return new Map([...this.runs].flatMap(([taskId, r]) => (r.state.pid ? [[r.state.pid, taskId] as const] : [])));
+  }
+
   get activeCount(): number {
     return this.runs.size;
   }

@@ -12,6 +12,8 @@ export interface ProgressMessage {
   step?: number;
   totalSteps?: number;
   loss?: number;
+  /** The optimizer's learning rate at this step (schedulers change it). */
+  learningRate?: number;
 }
 
 export interface ArtifactMessage {

@@ -6,7 +6,7 @@
 //
 // A trainer prints one JSON object per stdout line; every other line is a plain log line.
 //   {"type":"phase","phase":"training"}
-//   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23}
+//   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"learningRate":0.0002}
 //   {"type":"artifact","path":"/abs/path/to/adapter"}
 
 /** @typedef {import('./protocol-parse.d.mts').ParsedLine} ParsedLine */
@@ -15,7 +15,7 @@
 /** @type {ParsedLine} */
 const LOG = Object.freeze({ kind: 'log' });
 
-const PROGRESS_FIELDS = /** @type {const} */ (['epoch', 'totalEpochs', 'step', 'totalSteps', 'loss']);
+const PROGRESS_FIELDS = /** @type {const} */ (['epoch', 'totalEpochs', 'step', 'totalSteps', 'loss', 'learningRate']);
 
 /** Longest line even tried as JSON; protocol lines are tiny (artifact paths aside). */
 const MAX_MESSAGE_CHARS = 64 * 1024;

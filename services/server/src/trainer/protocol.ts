@@ -2,7 +2,7 @@
 //
 // A trainer prints one JSON object per stdout line; every other line is a plain log line.
 //   {"type":"phase","phase":"training"}
-//   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23}
+//   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"learningRate":0.0002}
 //   {"type":"artifact","path":"/abs/path/to/adapter"}
 // `epoch` is the 1-based index of the current epoch, `step` the global optimizer step.
 // The parse itself lives in protocol-parse.mjs, shared with the shepherd (plain Node).
@@ -59,6 +59,7 @@ export function progressRecord(p: Omit<ProgressMessage, 'type'>): {
   step: number | null;
   totalSteps: number | null;
   loss: number | null;
+  learningRate: number | null;
 } {
   return {
     epoch: p.epoch ?? null,
@@ -66,6 +67,7 @@ export function progressRecord(p: Omit<ProgressMessage, 'type'>): {
     step: p.step ?? null,
     totalSteps: p.totalSteps ?? null,
     loss: p.loss ?? null,
+    learningRate: p.learningRate ?? null,
   };
 }
 

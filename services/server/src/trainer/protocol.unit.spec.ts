@@ -26,13 +26,16 @@ describe('parseTrainerLine', () => {
   });
 
   it('parses full and partial progress, dropping unknown fields', () => {
-    expect(message('{"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"lr":0.1}')).toEqual({
+    expect(
+      message('{"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"learningRate":0.0002,"lr":0.1}'),
+    ).toEqual({
       type: 'progress',
       epoch: 1,
       totalEpochs: 3,
       step: 10,
       totalSteps: 300,
       loss: 1.23,
+      learningRate: 0.0002,
     });
     expect(message('{"type":"progress"}')).toEqual({ type: 'progress' });
     expect(message('{"type":"progress","loss":0}')).toEqual({ type: 'progress', loss: 0 });
@@ -50,6 +53,7 @@ describe('parseTrainerLine', () => {
     ['step beyond total', '{"type":"progress","step":301,"totalSteps":300}'],
     ['huge exponent (Infinity)', '{"type":"progress","loss":1e999}'],
     ['boolean', '{"type":"progress","epoch":true}'],
+    ['negative learning rate', '{"type":"progress","step":1,"learningRate":-0.1}'],
   ])('treats invalid progress (%s) as a log line', (_name, line) => {
     expect(parseTrainerLine(line)).toEqual({ kind: 'log' });
   });
@@ -154,7 +158,9 @@ describe('progressPercent', () => {
       step: 1,
       totalSteps: null,
       loss: 2,
+      learningRate: null,
     });
+    expect(progressRecord({ step: 2, learningRate: 1e-4 }).learningRate).toBe(1e-4);
   });
 });
 
