@@ -11,6 +11,7 @@ import { registerInfoCommands } from './commands/info';
 import { registerEventCommands } from './commands/events';
 import { registerAdminCommands } from './commands/admin';
 import { registerWhoamiCommand } from './commands/whoami';
+import { registerQuotaCommands } from './commands/quota';
 
 /** What every verb gets: the connection (made on first use) and a way to set the exit code. */
 export interface Ctx {
@@ -89,6 +90,7 @@ export function buildProgram(state: { ctx: Ctx | null; exitCode: ExitCode; url: 
   registerInfoCommands(program, ctx);
   registerEventCommands(program, ctx);
   registerWhoamiCommand(program, ctx);
+  registerQuotaCommands(program, ctx);
   registerAdminCommands(program);
   return program;
 }

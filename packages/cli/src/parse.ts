@@ -71,6 +71,7 @@ export interface SubmitFlags {
   gpus?: number;
   gpuMemory?: number;
   shared?: boolean;
+  priority?: string;
 }
 
 /**
@@ -122,6 +123,7 @@ export function buildCreateInput(f: SubmitFlags, cwd = process.cwd()): CreateInp
   if (f.gpuMemory !== undefined) resources.gpuMemoryGb = f.gpuMemory;
   if (f.shared !== undefined) resources.shared = f.shared;
   if (Object.keys(resources).length) input.resources = resources;
+  if (f.priority !== undefined) input.priority = f.priority;
   return input;
 }
 

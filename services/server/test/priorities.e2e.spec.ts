@@ -4,6 +4,7 @@
 // reason QUOTA while another user's starts; an urgent task starts before a low one queued
 // earlier; a class above the user's cap, an unknown class, and a gang bigger than the quota are
 // refused naming the field.
+import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +13,19 @@ import { connect, type TrainyardClient } from '@trainyard/client';
 import { addUser, openDatabase, storageFromEnv } from '@trainyard/store';
 import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
 import { waitTerminal } from './lifecycle-support';
-import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { DATASET, eventually, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
 
 const MIN = 60_000;
+const CLI = join(REPO_ROOT, 'packages/cli/bin/trainyard.mjs');
+
+/** `trainyard ...args` as a child process against `url` (exit code and stdout). */
+function trainyard(url: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...process.env, TRAINYARD_URL: url } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
 const long = { steps: 100_000, stepMs: 100 };
 const TWO_GPUS = JSON.stringify([
   { name: 'A100', memoryGb: 80 },
@@ -83,6 +94,30 @@ for (const backend of backends()) {
       expect((await admin.tasks.get.query({ id: low.id })).status).toBe('QUEUED');
       for (const t of [fill[1]!, low, urgent]) await admin.tasks.cancel.mutate({ id: t.id });
       for (const t of [fill[1]!, low, urgent]) await waitTerminal(admin, t.id);
+    });
+
+    it('the CLI sets and lists quotas, and submits with a priority', async () => {
+      const set = await trainyard(s.url, ['quota', 'set', 'alice', '--max-gpus', '2', '--max-priority', 'high', '--weight', '2', '--json']);
+      expect(set.code, set.stderr).toBe(0);
+      expect(JSON.parse(set.stdout)).toMatchObject({ name: 'alice', maxGpus: 2, maxPriority: 'high', weight: 2 });
+      const list = await trainyard(s.url, ['quota', 'list']);
+      expect(list.stdout).toMatch(/^alice\s+2\s+.*high\s+2\s/m);
+      const high = await trainyard(s.url, [
+        '--user',
+        'alice',
+        'submit',
+        '--model',
+        'Qwen/Qwen2.5-Coder-0.5B-Instruct',
+        '--dataset',
+        DATASET,
+        '--priority',
+        'urgent',
+        '--simulate',
+        '{"steps":1}',
+      ]);
+      expect(high.code).not.toBe(0);
+      expect(high.stderr).toMatch(/priority: alice may submit up to priority high/);
+      await trainyard(s.url, ['quota', 'set', 'alice', '--max-gpus', 'none', '--max-priority', 'none', '--weight', '1']);
     });
 
     it('refuses a class above the user’s cap, an unknown class, and a gang bigger than the quota, naming the field', async () => {

@@ -127,6 +127,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       '--shared',
       'may share a device with other shared tasks while their memory fits (needs --gpu-memory or a model whose size is known)',
     )
+    .option('--priority <class>', "priority class: low, normal (default), high, urgent, or the service's own (TRAINYARD_PRIORITY_CLASSES)")
     .option('--idempotency-key <key>', 'submitting again with the same key returns the first task instead of a new one')
     .option('--simulate <json>', 'knobs of the simulated trainer, e.g. \'{"steps":3,"stepMs":30,"failAtStep":2}\'')
     .option('-f, --follow', 'show live progress until the task ends; exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
