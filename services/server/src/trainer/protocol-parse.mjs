@@ -8,6 +8,7 @@
 //   {"type":"phase","phase":"training"}
 //   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"learningRate":0.0002}
 //   {"type":"artifact","path":"/abs/path/to/adapter"}
+//   {"type":"checkpoint","path":"/abs/path/to/checkpoints/step-50","step":50}
 
 /** @typedef {import('./protocol-parse.d.mts').ParsedLine} ParsedLine */
 /** @typedef {import('./protocol-parse.d.mts').ProgressMessage} ProgressMessage */
@@ -19,6 +20,9 @@ const PROGRESS_FIELDS = /** @type {const} */ (['epoch', 'totalEpochs', 'step', '
 
 /** Longest line even tried as JSON; protocol lines are tiny (artifact paths aside). */
 const MAX_MESSAGE_CHARS = 64 * 1024;
+
+/** Longest checkpoint path: Linux's PATH_MAX, so any path a trainer could have written fits. */
+export const MAX_CHECKPOINT_PATH_CHARS = 4096;
 
 /**
  * Classifies one line of trainer stdout. Anything that is not a well-formed protocol message
@@ -55,6 +59,13 @@ export function parseTrainerLine(line) {
     }
     case 'artifact':
       return typeof obj.path === 'string' && obj.path.length > 0 ? { kind: 'message', message: { type: 'artifact', path: obj.path } } : LOG;
+    case 'checkpoint': {
+      // Absolute: the service keeps it for a later attempt, which may run in another folder.
+      const { path, step } = obj;
+      if (typeof path !== 'string' || path.length > MAX_CHECKPOINT_PATH_CHARS || path[0] !== '/') return LOG;
+      if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 0) return LOG;
+      return { kind: 'message', message: { type: 'checkpoint', path, step } };
+    }
     default:
       return LOG;
   }

@@ -4,14 +4,16 @@
 //   {"type":"phase","phase":"training"}
 //   {"type":"progress","epoch":1,"totalEpochs":3,"step":10,"totalSteps":300,"loss":1.23,"learningRate":0.0002}
 //   {"type":"artifact","path":"/abs/path/to/adapter"}
+//   {"type":"checkpoint","path":"/abs/path/to/checkpoints/step-50","step":50}
 // `epoch` is the 1-based index of the current epoch, `step` the global optimizer step.
 // The parse itself lives in protocol-parse.mjs, shared with the shepherd (plain Node).
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { DEFAULT_PROGRESS_INTERVAL_MS } from './defaults.mjs';
 
 export { parseTrainerLine } from './protocol-parse.mjs';
-export type { ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
-import type { ProgressMessage } from './protocol-parse.mjs';
+export type { CheckpointMessage, ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
+import { MAX_CHECKPOINT_PATH_CHARS } from './protocol-parse.mjs';
+import type { CheckpointMessage, ProgressMessage } from './protocol-parse.mjs';
 
 export interface ArtifactLimits {
   /** Artifacts one task may record. */
@@ -37,16 +39,44 @@ export function checkArtifact(path: string, outputDir: string, recordedCount: nu
       ok: false,
       reason: `its path is ${path.length} characters long, over the limit of ${limits.maxPathChars} (TRAINYARD_ARTIFACT_PATH_MAX)`,
     };
-  if (/[\u0000-\u001f\u007f]|\p{Cs}/u.test(path))
-    return { ok: false, reason: 'its path contains control characters or is not valid Unicode' };
+  if (unsafeChars(path)) return { ok: false, reason: 'its path contains control characters or is not valid Unicode' };
   const root = resolve(outputDir);
   const resolved = resolve(root, path);
   if (resolved.length > limits.maxPathChars)
     return { ok: false, reason: `its resolved path is over the limit of ${limits.maxPathChars} characters (TRAINYARD_ARTIFACT_PATH_MAX)` };
-  const rel = relative(root, resolved);
-  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))
-    return { ok: false, reason: `it is outside the task's output folder ${root}` };
+  if (!inside(root, resolved)) return { ok: false, reason: `it is outside the task's output folder ${root}` };
   return { ok: true, path: resolved };
+}
+
+export type CheckpointVerdict = { ok: true; path: string; step: number } | { ok: false; reason: string };
+
+/**
+ * Whether a checkpoint a trainer reported may be kept for the task's next attempt
+ * (`TRAINYARD_RESUME_FROM`), and as which path. The artifact rules: the parse already made the
+ * path absolute and at most MAX_CHECKPOINT_PATH_CHARS long; here it must be free of control
+ * characters and, `..` resolved, be the task's output folder or inside it, so what a later attempt
+ * is handed is the task's own. Lexical: the service never opens it.
+ */
+export function checkCheckpoint(message: CheckpointMessage, outputDir: string): CheckpointVerdict {
+  const { path, step } = message;
+  if (path.length > MAX_CHECKPOINT_PATH_CHARS)
+    return { ok: false, reason: `its path is ${path.length} characters long, over the limit of ${MAX_CHECKPOINT_PATH_CHARS}` };
+  if (!isAbsolute(path)) return { ok: false, reason: 'its path is not absolute' };
+  if (unsafeChars(path)) return { ok: false, reason: 'its path contains control characters or is not valid Unicode' };
+  const root = resolve(outputDir);
+  const resolved = resolve(path);
+  if (!inside(root, resolved)) return { ok: false, reason: `it is outside the task's output folder ${root}` };
+  return { ok: true, path: resolved, step };
+}
+
+function unsafeChars(path: string): boolean {
+  return /[\u0000-\u001f\u007f]|\p{Cs}/u.test(path);
+}
+
+/** Whether `resolved` is `root` or below it (both resolved, lexically). */
+function inside(root: string, resolved: string): boolean {
+  const rel = relative(root, resolved);
+  return !(rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel));
 }
 
 /** Percent done from a progress report: the domain's rule, so the bar and the record agree. */

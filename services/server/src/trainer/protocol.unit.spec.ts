@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { checkArtifact, ProgressThrottle, parseTrainerLine, progressPercent, progressRecord, type TrainerMessage } from './protocol';
+import {
+  checkArtifact,
+  checkCheckpoint,
+  ProgressThrottle,
+  parseTrainerLine,
+  progressPercent,
+  progressRecord,
+  type TrainerMessage,
+} from './protocol';
 import { parseProcStat } from './proc';
 
 function message(line: string): TrainerMessage {
@@ -68,6 +76,36 @@ describe('parseTrainerLine', () => {
     expect(parseTrainerLine('{"type":"artifact"}')).toEqual({ kind: 'log' });
   });
 
+  it('parses checkpoints: an absolute path and a whole step', () => {
+    expect(message('{"type":"checkpoint","path":"/out/t1/checkpoints/step-50","step":50}')).toEqual({
+      type: 'checkpoint',
+      path: '/out/t1/checkpoints/step-50',
+      step: 50,
+    });
+    expect(message('{"step":0,"type":"checkpoint","path":"/c","extra":true}')).toEqual({ type: 'checkpoint', path: '/c', step: 0 });
+    expect(message(JSON.stringify({ type: 'checkpoint', path: `/${'x'.repeat(4095)}`, step: 1 }))).toMatchObject({ type: 'checkpoint' });
+    expect(message(`{"type":"checkpoint","path":"/c","step":${Number.MAX_SAFE_INTEGER}}`)).toMatchObject({ step: Number.MAX_SAFE_INTEGER });
+  });
+
+  it.each([
+    ['no path', '{"type":"checkpoint","step":1}'],
+    ['an empty path', '{"type":"checkpoint","path":"","step":1}'],
+    ['a relative path', '{"type":"checkpoint","path":"checkpoints/step-1","step":1}'],
+    ['a dot path', '{"type":"checkpoint","path":"./step-1","step":1}'],
+    ['a non-string path', '{"type":"checkpoint","path":["/c"],"step":1}'],
+    ['a path over 4096 characters', JSON.stringify({ type: 'checkpoint', path: `/${'x'.repeat(4096)}`, step: 1 })],
+    ['no step', '{"type":"checkpoint","path":"/c"}'],
+    ['a negative step', '{"type":"checkpoint","path":"/c","step":-1}'],
+    ['a fractional step', '{"type":"checkpoint","path":"/c","step":1.5}'],
+    ['a string step', '{"type":"checkpoint","path":"/c","step":"1"}'],
+    ['a null step', '{"type":"checkpoint","path":"/c","step":null}'],
+    ['an infinite step', '{"type":"checkpoint","path":"/c","step":1e999}'],
+    ['an unsafe integer step', '{"type":"checkpoint","path":"/c","step":9007199254740993}'],
+    ['a truncated line', '{"type":"checkpoint","path":"/c","step":1'],
+  ])('treats a checkpoint with %s as a log line', (_name, line) => {
+    expect(parseTrainerLine(line)).toEqual({ kind: 'log' });
+  });
+
   it.each([
     '',
     'loading model llama ...',
@@ -133,6 +171,41 @@ describe('checkArtifact', () => {
 
   it('refuses artifacts past the count per task', () => {
     expect(checkArtifact(out, out, 3, limits)).toMatchObject({ ok: false, reason: expect.stringMatching(/already has 3 artifacts/) });
+  });
+});
+
+describe('checkCheckpoint', () => {
+  const out = '/data/outputs/t1';
+  const check = (path: string, step = 7) => checkCheckpoint({ type: 'checkpoint', path, step }, out);
+
+  it('accepts paths inside the output folder, normalised, with their step', () => {
+    expect(check(`${out}/checkpoints/step-7`)).toEqual({ ok: true, path: `${out}/checkpoints/step-7`, step: 7 });
+    expect(check(`${out}/checkpoints/../checkpoints/step-7/`, 0)).toEqual({ ok: true, path: `${out}/checkpoints/step-7`, step: 0 });
+    expect(check(out)).toEqual({ ok: true, path: out, step: 7 });
+    expect(check(`${out}/🦜`).ok).toBe(true);
+  });
+
+  it.each([
+    ['an absolute path elsewhere', '/etc/passwd'],
+    ['a sibling task', '/data/outputs/t2/checkpoints/step-7'],
+    ['a prefix that is not the folder', '/data/outputs/t1-other/step-7'],
+    ['a .. escape', `${out}/checkpoints/../../t2/step-7`],
+    ['the parent', '/data/outputs'],
+  ])('refuses %s', (_name, path) => {
+    expect(check(path)).toMatchObject({ ok: false, reason: expect.stringMatching(/outside the task's output folder/) });
+  });
+
+  it('refuses relative paths, control characters, lone surrogates and overlong paths (messages not from the parse)', () => {
+    expect(check('checkpoints/step-7')).toMatchObject({ ok: false, reason: 'its path is not absolute' });
+    expect(check(`${out}/a\u0000b`)).toMatchObject({ ok: false, reason: expect.stringMatching(/control characters/) });
+    expect(check(`${out}/a\nb`).ok).toBe(false);
+    expect(check(`${out}/a\uD800`).ok).toBe(false);
+    expect(check(`${out}/${'x'.repeat(4096)}`)).toMatchObject({ ok: false, reason: expect.stringMatching(/over the limit of 4096/) });
+  });
+
+  it('agrees with the parse on a line a trainer printed', () => {
+    const parsed = message(JSON.stringify({ type: 'checkpoint', path: `${out}/checkpoints/step-3`, step: 3 }));
+    expect(parsed.type === 'checkpoint' && checkCheckpoint(parsed, out)).toEqual({ ok: true, path: `${out}/checkpoints/step-3`, step: 3 });
   });
 });
 
