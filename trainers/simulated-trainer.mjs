@@ -8,8 +8,13 @@
 //   logLinesPerStep (extra log lines per step, every other one on stderr),
 //   hostileOutput (each step also prints lines a careless service chokes on: NUL, a UTF-16
 //   surrogate as UTF-8, escape sequences, junk that starts like a protocol message, an artifact
-//   outside the output folder; and the very last line is `last\u0000line`).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+//   outside the output folder; and the very last line is `last\u0000line`),
+//   checkpointEvery (write a checkpoint every N steps; else config.checkpointEverySteps; else none).
+// Checkpoints: on SIGUSR1, and every checkpointEvery steps, it writes {step, loss} as JSON to
+// $TRAINYARD_OUTPUT_DIR/checkpoints/step-<N> and prints a checkpoint message; started with
+// TRAINYARD_RESUME_FROM=<such a file> it continues after that step (the loss is a function of the
+// step, so a resumed run ends as an uninterrupted one does).
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const out = (line) => process.stdout.write(`${line}\n`);
@@ -17,6 +22,7 @@ const err = (line) => process.stderr.write(`${line}\n`);
 const emit = (message) => out(JSON.stringify(message));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const num = (v, dflt) => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
+const positiveInt = (v) => (Number.isSafeInteger(v) && v >= 1 ? v : null);
 
 function loadSpec() {
   const file = process.env.TRAINYARD_TASK_SPEC;
@@ -46,8 +52,50 @@ const totalSteps = epochs * stepsPerEpoch;
 const failAtStep = typeof sim.failAtStep === 'number' ? sim.failAtStep : null;
 const crashSignal = typeof sim.crashSignal === 'string' && sim.crashSignal ? sim.crashSignal : null;
 const crashAtStep = failAtStep ?? (crashSignal ? Math.max(1, Math.ceil(totalSteps / 2)) : null);
+const checkpointEvery = positiveInt(sim.checkpointEvery) ?? positiveInt(config.checkpointEverySteps);
+const checkpointDir = join(outputDir, 'checkpoints');
 
+/** The last completed global step and its loss: what a checkpoint saves. */
+let step = 0;
+let loss = null;
 let stopping = false;
+
+/** Loss as a function of the step alone, so a resumed run reports what an uninterrupted one does. */
+function lossAt(s) {
+  return Math.round((0.4 + 2.2 * Math.exp((-3 * s) / totalSteps)) * 1e4) / 1e4;
+}
+
+/** Writes {step, loss} to checkpoints/step-<step> (complete or absent: written aside, then renamed) and reports it. */
+function writeCheckpoint() {
+  const path = join(checkpointDir, `step-${step}`);
+  mkdirSync(checkpointDir, { recursive: true });
+  const partial = `${path}.partial-${process.pid}`;
+  writeFileSync(partial, `${JSON.stringify({ step, loss })}\n`);
+  renameSync(partial, path);
+  out(`saved checkpoint at step ${step} to ${path}`);
+  emit({ type: 'checkpoint', path, step });
+}
+
+/** The step and loss to continue after, from TRAINYARD_RESUME_FROM (step 0 without one); a bad checkpoint exits 2. */
+function resumePoint() {
+  const path = process.env.TRAINYARD_RESUME_FROM;
+  if (!path) return { resumed: false, step: 0, loss: null };
+  let saved;
+  try {
+    saved = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    err(`error: cannot read checkpoint ${path}: ${e instanceof Error ? e.message : e}`);
+    process.exit(2);
+  }
+  const s = saved?.step;
+  if (!Number.isSafeInteger(s) || s < 0 || s > totalSteps) {
+    err(`error: checkpoint ${path} has no step between 0 and ${totalSteps} (it has ${JSON.stringify(s)})`);
+    process.exit(2);
+  }
+  out(`resuming from step ${s} (${path})`);
+  return { resumed: true, step: s, loss: typeof saved.loss === 'number' && saved.loss >= 0 ? saved.loss : null };
+}
+
 /** The LoRA trainer's schedule: linear warm-up over the first 3% of steps, then cosine decay to 0. */
 function learningRateAt(step) {
   const base = typeof config.learningRate === 'number' ? config.learningRate : 2e-4;
@@ -68,6 +116,15 @@ function onSigterm() {
   setTimeout(() => process.exit(143), 50);
 }
 process.on('SIGTERM', onSigterm);
+// Between steps (handlers run on the event loop): step and loss are those of a completed step.
+process.on('SIGUSR1', () => {
+  out('received SIGUSR1, writing a checkpoint');
+  try {
+    writeCheckpoint();
+  } catch (e) {
+    err(`warning: cannot write a checkpoint: ${e instanceof Error ? e.message : e}`);
+  }
+});
 process.on('SIGINT', () => {
   out('received SIGINT, stopping');
   setTimeout(() => process.exit(130), 50);
@@ -116,23 +173,36 @@ async function main() {
     `lora r=${config.loraRank ?? '?'} alpha=${config.loraAlpha ?? '?'} lr=${config.learningRate ?? '?'}` +
       ` batch=${config.batchSize ?? '?'}x${config.gradientAccumulation ?? 1} max_length=${config.maxLength ?? '?'}`,
   );
+  const resumed = resumePoint();
+  const firstStep = resumed.step;
+  step = resumed.step;
+  loss = resumed.loss;
   await sleep(startupMs);
   emit({ type: 'phase', phase: 'training' });
-
-  let step = 0;
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    for (let i = 0; i < stepsPerEpoch; i++) {
-      await sleep(stepMs);
-      step += 1;
-      if (crashAtStep !== null && step === crashAtStep) await crash(step);
-      if (sim.hostileOutput) hostileLines(step);
-      for (let j = 0; j < logLinesPerStep; j++) {
-        (j % 2 === 0 ? out : err)(`step ${step} log ${j + 1}/${logLinesPerStep}`);
-      }
-      const loss = Math.round((0.4 + 2.2 * Math.exp((-3 * step) / totalSteps)) * 1e4) / 1e4;
-      emit({ type: 'progress', epoch, totalEpochs: epochs, step, totalSteps, loss, learningRate: learningRateAt(step) });
-    }
+  const epochOf = (s) => Math.max(1, Math.floor((s - 1) / stepsPerEpoch) + 1);
+  if (resumed.resumed) {
+    // Where the checkpoint left off, so the progress a resumed run shows starts at its step.
+    const at = { type: 'progress', epoch: epochOf(step), totalEpochs: epochs, step, totalSteps };
+    emit({ ...at, ...(loss === null ? {} : { loss }), ...(step > 0 ? { learningRate: learningRateAt(step) } : {}) });
   }
+
+  while (step < totalSteps) {
+    await sleep(stepMs);
+    const next = step + 1;
+    const epoch = epochOf(next);
+    if (crashAtStep !== null && next === crashAtStep) await crash(next);
+    if (sim.hostileOutput) hostileLines(next);
+    for (let j = 0; j < logLinesPerStep; j++) {
+      (j % 2 === 0 ? out : err)(`step ${next} log ${j + 1}/${logLinesPerStep}`);
+    }
+    step = next;
+    loss = lossAt(step);
+    emit({ type: 'progress', epoch, totalEpochs: epochs, step, totalSteps, loss, learningRate: learningRateAt(step) });
+    if (checkpointEvery !== null && step % checkpointEvery === 0 && step < totalSteps) writeCheckpoint();
+  }
+  out(
+    `trained ${totalSteps - firstStep} steps in this attempt (of ${totalSteps}${firstStep > 0 ? `, resumed after step ${firstStep}` : ''})`,
+  );
 
   mkdirSync(outputDir, { recursive: true });
   writeFileSync(

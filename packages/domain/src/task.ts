@@ -16,6 +16,8 @@ export interface SimulateConfig {
   startupMs?: number;
   /** Print hostile lines (NUL, lone surrogates, escapes, junk protocol, a NUL last line). */
   hostileOutput?: boolean;
+  /** Write a checkpoint every this many steps (it also writes one on SIGUSR1). */
+  checkpointEvery?: number;
 }
 
 export interface TrainingConfig {

@@ -44,6 +44,7 @@ const simulateConfig = z
     logLinesPerStep: int('logLinesPerStep', 0, 10_000).optional(),
     startupMs: int('startupMs', 0, 600_000).optional(),
     hostileOutput: z.boolean({ error: 'hostileOutput must be true or false' }).optional(),
+    checkpointEvery: int('checkpointEvery', 1, 100_000).optional(),
   })
   .describe('knobs of the simulated trainer');
 
