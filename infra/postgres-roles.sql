@@ -32,6 +32,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
   :"schema".projection_versions
   TO :"role";
 
+-- What the OpenAI-compatible API keeps beside the tasks (/v1/files and /v1/fine_tuning/jobs):
+-- uploaded files are added and deleted, a job's request is recorded once.
+GRANT SELECT, INSERT, DELETE ON :"schema".openai_files TO :"role";
+GRANT SELECT, INSERT ON :"schema".openai_jobs TO :"role";
+
 -- Users and their tokens (tokens mode): read only. The service checks a token; only the owner
 -- makes users and tokens (`trainyard admin`), so the service's role cannot mint a token.
 GRANT SELECT ON :"schema".users, :"schema".api_tokens TO :"role";
