@@ -7,6 +7,7 @@
 // A page that only posts to the service (no rebinding) sends its own Origin, or
 // `Sec-Fetch-Site: cross-site`, and can only send "simple" bodies without a preflight: a form
 // (multipart/form-data, urlencoded) or text/plain, never application/json.
+import { OPENAI_FILES_PATH } from './openai/objects';
 import { UPLOAD_DATASET_PATH } from './upload';
 
 /** The names a request may address the service by: `host:port`, or `host` for any port. */
@@ -195,10 +196,10 @@ function checkRestBody(req: RequestHead): Refusal | null {
 }
 
 export const isApiPath = (url: string): boolean => url === '/trpc' || url.startsWith('/trpc/') || url.startsWith('/trpc?');
-/** SAGE Studio's REST routes (studio/routes.ts). */
-const isRestPath = (url: string): boolean => url === '/api' || url.startsWith('/api/') || url.startsWith('/api?');
-/** The one REST route whose body is a multipart form (upload.ts checks that it is). */
-const isUploadPath = (url: string): boolean => url.split('?', 1)[0] === UPLOAD_DATASET_PATH;
+/** SAGE Studio's REST routes (studio/routes.ts) and OpenAI's fine-tuning API (openai/). */
+const isRestPath = (url: string): boolean => /^\/(api|v1)([/?]|$)/.test(url);
+/** The REST routes whose body is a multipart form (upload.ts checks that it is). */
+const isUploadPath = (url: string): boolean => [UPLOAD_DATASET_PATH, OPENAI_FILES_PATH].includes(url.split('?', 1)[0]!);
 const READS = new Set(['GET', 'HEAD']);
 
 /**

@@ -1,15 +1,16 @@
-// The HTTP server: tRPC at /trpc, SAGE Studio's REST routes at /api (studio/), Prometheus at
-// /metrics, the Studio panel (when built) at /.
+// The HTTP server: tRPC at /trpc, SAGE Studio's REST routes at /api (studio/), OpenAI's
+// fine-tuning API at /v1 (openai/), Prometheus at /metrics, the Studio panel (when built) at /.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, createReadStream, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { createAuthenticator, isRefusal, refuse, trpcActor, type Authenticate } from './auth';
+import { createAuthenticator, isRefusal, refuse, trpcActor, type Authenticate, type AuthRefusal } from './auth';
 import { guardRequest, hostPolicy, isApiPath, SECURITY_HEADERS, type HostPolicy } from './http-guard';
 import { subscriptionClientKey } from './live';
 import { checkRequestCost } from './request-cost';
 import { appRouter, configureSubscriptions } from './router';
+import { createOpenAiApi, errorBody, isOpenAiPath, refuseCaller } from './openai';
 import { createRestApi, isStudioPath } from './studio';
 import type { Metrics } from './metrics';
 import type { Actor, TrainyardService } from './service';
@@ -45,6 +46,7 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
     // client is given.
   });
   const rest = createRestApi(service);
+  const openai = createOpenAiApi(service);
   const panel = panelDir && existsSync(join(panelDir, 'index.html')) ? resolve(panelDir) : null;
   // Known once the server listens (the port may be 0 until then).
   let policy: HostPolicy | null = null;
@@ -54,19 +56,25 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
       const refusal = guardRequest(policy ?? listeningPolicy(server, service), req);
       if (refusal) {
-        // The REST API's clients read { detail } (FastAPI's error shape).
-        const json = isStudioPath(url);
+        // The REST API's clients read { detail } (FastAPI's error shape); OpenAI's read { error }.
+        const body = isStudioPath(url)
+          ? JSON.stringify({ detail: refusal.message.trim() })
+          : isOpenAiPath(url)
+            ? JSON.stringify(errorBody(refusal.status, refusal.message.trim()))
+            : null;
         res
-          .writeHead(refusal.status, { 'content-type': json ? JSON_TYPE : 'text/plain; charset=utf-8', connection: 'close' })
-          .end(json ? JSON.stringify({ detail: refusal.message.trim() }) : refusal.message);
+          .writeHead(refusal.status, { 'content-type': body ? JSON_TYPE : 'text/plain; charset=utf-8', connection: 'close' })
+          .end(body ?? refusal.message);
         return;
       }
       if (isApiPath(url)) return void trpc(req, res);
-      if (isStudioPath(url) || isV1Path(url))
-        return void withCaller(authenticate, req, res, (actor) => rest(req, res, actor)).catch((err: Error) => {
+      if (isStudioPath(url) || isOpenAiPath(url)) {
+        const [route, refusal] = isStudioPath(url) ? [rest, refuse] : [openai, refuseCaller];
+        return void withCaller(authenticate, req, res, (actor) => route(req, res, actor), refusal).catch((err: Error) => {
           service.log.error(`http: ${err.stack ?? err.message}`);
           if (!res.headersSent) res.writeHead(500).end();
         });
+      }
       if (url === '/metrics' && req.method === 'GET') return void serveMetrics(metrics, res);
       if (panel && (req.method === 'GET' || req.method === 'HEAD')) return servePanel(panel, url, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the API is at /trpc, metrics at /metrics\n');
@@ -89,22 +97,20 @@ function listeningPolicy(server: Server, service: TrainyardService): HostPolicy 
   return hostPolicy({ port, bindHost: service.config.host, allowedHosts: service.config.allowedHosts, localAddresses });
 }
 
-/** REST paths beside Studio's (an OpenAI-style /v1): a caller must be let in there too. */
-const isV1Path = (url: string): boolean => url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?');
-
 /**
  * Hands a REST request to `route` with its caller, or answers 401 (no valid token, in tokens
- * mode) or 503 (the token could not be checked) without doing anything (auth.ts refuse).
+ * mode) or 503 (the token could not be checked) in that API's error shape without doing anything.
  */
 async function withCaller(
   authenticate: Authenticate,
   req: IncomingMessage,
   res: ServerResponse,
   route: (actor: Actor) => Promise<void> | void,
+  refusal: (req: IncomingMessage, res: ServerResponse, refusal: AuthRefusal) => void,
 ): Promise<void> {
   const caller = await authenticate(req);
   if (!isRefusal(caller)) return route(caller);
-  refuse(req, res, caller);
+  refusal(req, res, caller);
 }
 
 async function serveMetrics(metrics: Metrics, res: ServerResponse): Promise<void> {

@@ -3,6 +3,7 @@
 // file in the uploads folder (a datasets root). Answers { file_path, filename }; file_path is what
 // tasks.create takes as datasetPath. A page of another site cannot post here: http.ts refuses a
 // foreign Origin and Sec-Fetch-Site: cross-site for every method that may change state.
+// POST /v1/files (openai/) receives its files through the same code (receiveDatasetUpload).
 import { randomUUID } from 'node:crypto';
 import { closeSync, fchmodSync, mkdirSync, chmodSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -108,9 +109,17 @@ export class DatasetValidator {
   }
 }
 
-interface UploadError {
+export interface UploadError {
   status: 400 | 405 | 413 | 415;
   message: string;
+}
+
+/** A file received whole, checked and stored in the uploads folder under a unique name. */
+export interface StoredUpload {
+  path: string;
+  /** The name it was sent with, made safe (safeFileName). */
+  filename: string;
+  bytes: number;
 }
 
 function answer(res: ServerResponse, status: number, body: unknown): void {
@@ -129,9 +138,32 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
     res.setHeader('allow', 'POST');
     return refuse(res, { status: 405, message: `${UPLOAD_DATASET_PATH} takes POST (multipart/form-data with a file field "${FIELD}")` });
   }
+  receiveDatasetUpload(req, res, opts, {
+    refuse: (e) => refuse(res, e),
+    stored: (file) => answer(res, 201, { file_path: file.path, filename: file.filename }),
+  });
+}
+
+/**
+ * Reads a multipart form with one file field `file` (.json or .jsonl) and, when `fields` names
+ * them, those text fields (each at most once), checking the file as it streams to a private file
+ * in the uploads folder. Calls `done.stored` with the stored file and the fields, or
+ * `done.refuse` once with why not (nothing stays on disk then). A declared body over the limit is
+ * refused before it is read, and the connection closed.
+ */
+export function receiveDatasetUpload(
+  req: IncomingMessage,
+  res: ServerResponse,
+  opts: { uploadsDir: string; maxBytes: number; fields?: readonly string[] },
+  done: { refuse(e: UploadError): void; stored(file: StoredUpload, fields: Record<string, string>): void },
+): void {
+  const allowed = opts.fields ?? [];
+  const only = allowed.length
+    ? `send one file field "${FIELD}" and the fields ${allowed.map((f) => JSON.stringify(f)).join(', ')}, each once`
+    : `send one file field "${FIELD}" and nothing else`;
   const type = req.headers['content-type'] ?? '';
   if (!/^multipart\/form-data\s*;/i.test(type))
-    return refuse(res, {
+    return done.refuse({
       status: 415,
       message: `send multipart/form-data with a file field "${FIELD}" (.json or .jsonl), not ${JSON.stringify(type || '(none)')}`,
     });
@@ -139,7 +171,7 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
   // A form adds a few hundred bytes of headers and boundaries around the file.
   if (Number.isFinite(declared) && declared > opts.maxBytes + 64 * 1024) {
     res.setHeader('connection', 'close');
-    refuse(res, { status: 413, message: tooLarge(opts.maxBytes) });
+    done.refuse({ status: 413, message: tooLarge(opts.maxBytes) });
     req.destroy();
     return;
   }
@@ -148,14 +180,15 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
   try {
     busboy = Busboy({
       headers: req.headers as { 'content-type': string },
-      limits: { files: 1, fields: 0, parts: 1, fileSize: opts.maxBytes, headerPairs: 20 },
+      limits: { files: 1, fields: allowed.length, parts: 1 + allowed.length, fileSize: opts.maxBytes, headerPairs: 20 },
     });
   } catch (err) {
-    return refuse(res, { status: 400, message: `not a readable multipart form: ${(err as Error).message}` });
+    return done.refuse({ status: 400, message: `not a readable multipart form: ${(err as Error).message}` });
   }
 
   let failure: UploadError | null = null;
-  let stored: { file_path: string; filename: string } | null = null;
+  let stored: StoredUpload | null = null;
+  const fields: Record<string, string> = {};
   let tmp: string | null = null;
   let fd: number | null = null;
   const fail = (e: UploadError) => {
@@ -168,6 +201,10 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
     tmp = null;
   };
 
+  busboy.on('field', (name: string, value: string) => {
+    if (!allowed.includes(name) || name in fields) return fail({ status: 400, message: only });
+    fields[name] = value;
+  });
   // Settled when the file part has been read to its end (busboy may say 'finish' first).
   let fileRead: Promise<void> = Promise.resolve();
   busboy.on('file', (field, stream, filename) => {
@@ -182,6 +219,7 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
     else if (!format) fail({ status: 400, message: `${JSON.stringify(filename)} is not a .json or .jsonl file` });
     if (failure || !format) return void stream.resume();
     const validator = new DatasetValidator(format);
+    let bytes = 0;
     try {
       mkdirSync(opts.uploadsDir, { recursive: true, mode: 0o700 });
       chmodSync(opts.uploadsDir, 0o700);
@@ -197,6 +235,7 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
       const problem = validator.push(chunk);
       if (problem) return fail({ status: 400, message: `${name}: ${problem}` });
       for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off, chunk.length - off);
+      bytes += chunk.length;
     });
     stream.on('limit', () => fail({ status: 413, message: tooLarge(opts.maxBytes) }));
     stream.on('end', () => {
@@ -208,25 +247,28 @@ export function handleDatasetUpload(req: IncomingMessage, res: ServerResponse, o
       const dest = join(opts.uploadsDir, storedUploadName(name));
       renameSync(tmp, dest);
       tmp = null;
-      stored = { file_path: dest, filename: name };
+      stored = { path: dest, filename: name, bytes };
     });
   });
-  busboy.on('partsLimit', () => fail({ status: 400, message: `send one file field "${FIELD}" and nothing else` }));
-  busboy.on('filesLimit', () => fail({ status: 400, message: `send one file field "${FIELD}" and nothing else` }));
-  busboy.on('fieldsLimit', () => fail({ status: 400, message: `send one file field "${FIELD}" and nothing else` }));
+  busboy.on('partsLimit', () => fail({ status: 400, message: only }));
+  busboy.on('filesLimit', () => fail({ status: 400, message: only }));
+  busboy.on('fieldsLimit', () => fail({ status: 400, message: only }));
   busboy.on('error', (err: unknown) => {
     fail({ status: 400, message: `not a readable multipart form: ${(err as Error).message}` });
     cleanUp();
-    refuse(res, failure!);
+    if (stored) rmSync((stored as StoredUpload).path, { force: true });
+    stored = null;
+    done.refuse(failure!);
   });
   busboy.on('finish', () => {
     void fileRead.then(() => {
       if (!failure && !stored) fail({ status: 400, message: `the form has no file field "${FIELD}"` });
       if (failure) {
         cleanUp();
-        return refuse(res, failure);
+        if (stored) rmSync((stored as StoredUpload).path, { force: true });
+        return done.refuse(failure);
       }
-      answer(res, 201, stored);
+      done.stored(stored!, fields);
     });
   });
   req.on('aborted', cleanUp);
