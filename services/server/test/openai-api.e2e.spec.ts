@@ -7,10 +7,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import OpenAI, { APIError, toFile } from 'openai';
+import OpenAI, { APIError, AuthenticationError, toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS } from '@trainyard/catalogue';
-import { backendAvailable, backends } from '@trainyard/store/testing';
+import { connect as connectTyped } from '@trainyard/client';
+import { addUser, createToken, openDatabase, storageFromEnv } from '@trainyard/store';
+import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
 import { eventually, installFakeNvidiaSmi, startServer, type RunningServer } from './harness';
 
 const MODEL = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
@@ -331,6 +333,77 @@ for (const backend of backends()) {
       expect((await refusal(client.files.retrieve(fileId))).status).toBe(404);
       // The job keeps naming the file it trained on.
       expect((await client.fineTuning.jobs.retrieve(done.id)).training_file).toBe(fileId);
+    });
+  });
+
+  describe.skipIf(!backendAvailable(backend))(`the OpenAI API in tokens mode on ${backend.kind}`, () => {
+    let s: RunningServer;
+    let dataDir: string;
+    const tokens: Record<string, string> = {};
+    const as = (user: string) => new OpenAI({ apiKey: tokens[user]!, baseURL: `${s.url}/v1` });
+
+    beforeAll(async () => {
+      dataDir = mkdtempSync(join(tmpdir(), 'trainyard-openai-tokens-'));
+      const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
+      const database = await openDatabase(
+        storageFromEnv({ TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) }),
+      );
+      for (const [name, admin] of [
+        ['root', true],
+        ['alice', false],
+        ['bob', false],
+      ] as const) {
+        await addUser(database.db, { name, admin });
+        tokens[name] = (await createToken(database.db, { userName: name, expiresAt: null })).token;
+      }
+      await database.close();
+      s = await startServer({ backend, dataDir, schema, env: { TRAINYARD_AUTH: 'tokens' } });
+    });
+
+    afterAll(async () => {
+      await s?.dispose();
+    });
+
+    it('the API key is the bearer token: none or a wrong one is a 401 in OpenAI’s shape; each user sees their own files and jobs; events name who acted', async () => {
+      const anonymous = await fetch(`${s.url}/v1/fine_tuning/jobs`);
+      expect(anonymous.status).toBe(401);
+      const body = (await anonymous.json()) as unknown;
+      expectShape(body);
+      expect(body.error.code).toBe('invalid_api_key');
+      const wrong = await refusal(new OpenAI({ apiKey: 'ty_not_a_token', baseURL: `${s.url}/v1` }).files.list());
+      expect(wrong).toBeInstanceOf(AuthenticationError);
+      expect(wrong.status).toBe(401);
+
+      const alice = as('alice');
+      const file = await alice.files.create({ file: await toFile(Buffer.from(TRAINING), 'alice.jsonl'), purpose: 'fine-tune' });
+      const job = await alice.fineTuning.jobs.create({
+        model: MODEL,
+        training_file: file.id,
+        suffix: 'alice',
+        hyperparameters: { n_epochs: 1 },
+      });
+      const done = await eventually(async () => {
+        const j = await alice.fineTuning.jobs.retrieve(job.id);
+        return j.status === 'succeeded' ? j : null;
+      }, 'alice’s job to succeed');
+      expect(done.organization_id).toBe('org-alice');
+
+      // Bob sees none of it: another user's file, job and model read as not there.
+      const bob = as('bob');
+      expect((await refusal(bob.files.retrieve(file.id))).status).toBe(404);
+      expect((await refusal(bob.fineTuning.jobs.retrieve(job.id))).status).toBe(404);
+      expect((await refusal(bob.fineTuning.jobs.cancel(job.id))).status).toBe(404);
+      expect((await refusal(bob.fineTuning.jobs.create({ model: MODEL, training_file: file.id }))).param).toBe('training_file');
+      expect((await bob.files.list()).data).toEqual([]);
+      expect((await bob.fineTuning.jobs.list()).data).toEqual([]);
+      expect((await bob.models.list()).data.map((m) => m.id)).not.toContain(done.fine_tuned_model);
+      // An admin sees everyone's.
+      expect((await as('root').fineTuning.jobs.list()).data.map((j) => j.id)).toEqual([job.id]);
+
+      // The audit log names the token's user as the actor of the job's submission.
+      const typed = await connectTyped({ url: s.url, token: tokens.root! });
+      const audit = await typed.events.list.query({ taskId: job.id.slice('ftjob-'.length), type: 'TaskSubmitted' });
+      expect(audit.events.map((e) => e.metadata.actor)).toEqual(['alice']);
     });
   });
 }
