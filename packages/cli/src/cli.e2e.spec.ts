@@ -256,7 +256,7 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
 
     const table = await run(['ls', '--limit', '200']);
     const header = table.stdout.split('\n')[0]!;
-    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS\s+QUEUE\/DEVICES\s+REQUEST\s+CREATED\s+FINISHED$/);
+    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS\s+QUEUE\/DEVICES\s+REQUEST\s+CREATED\s+FINISHED\s+RAN\s+GPU-H\s+ETA$/);
     // A finished task holds no device any more.
     expect(table.stdout).toMatch(new RegExp(`^${completed.id}\\s+cli-complete\\s+COMPLETED\\s+100%.*\\s+-\\s+1 GPU\\s+\\d`, 'm'));
   });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from 'commander';
 import { PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
-import { devicesText, duration, groundsText, requestText, table } from './format';
+import { devicesText, duration, gpuHoursText, groundsText, requestText, sparkline, speedText, table } from './format';
 import { buildCreateInput, intArg, listArg, normalizeUrl, numberArg, parseDuration } from './parse';
 import { UsageError } from './errors';
 
@@ -188,5 +188,31 @@ describe('devices, requests and placement grounds', () => {
     );
     const shared = { ...g.devices[0]!, deviceId: 'gpu3/mig1', heldMb: 3072, holders: 2 };
     expect(groundsText({ ...g, devices: [shared] })).toBe('nothing waiting ahead of it, beside 2 tasks on gpu3/mig1 (backfill)');
+  });
+});
+
+describe('training figures', () => {
+  it('draws a sparkline: block heights between the least and the most, means of buckets when narrower', () => {
+    expect(sparkline([3, 2, 1, 0], 10)).toBe('█▆▃▁');
+    expect(sparkline([0, 0, 8, 8], 2)).toBe('▁█');
+    expect(sparkline([5, 5, 5], 3)).toBe('▁▁▁');
+    expect(sparkline([], 5)).toBe('');
+    expect(
+      sparkline(
+        Array.from({ length: 1000 }, (_, i) => 1000 - i),
+        40,
+      ),
+    ).toHaveLength(40);
+  });
+  it('says speed in steps per second, or seconds per step when slow', () => {
+    expect(speedText(12.4)).toBe('12 steps/s');
+    expect(speedText(2.44)).toBe('2.4 steps/s');
+    expect(speedText(0.2)).toBe('5.0 s/step');
+  });
+  it('rounds GPU-hours for people', () => {
+    expect(gpuHoursText(0.001)).toBe('<0.01');
+    expect(gpuHoursText(0)).toBe('0.00');
+    expect(gpuHoursText(0.4249)).toBe('0.42');
+    expect(gpuHoursText(12.34)).toBe('12.3');
   });
 });

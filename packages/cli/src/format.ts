@@ -1,5 +1,5 @@
 // Plain-text rendering: padded tables, times, durations, progress, a task's details.
-import { isTerminal, type RouterOutputs, type TaskView } from '@trainyard/client';
+import { accounting, isTerminal, taskSpeed, type ProgressPoint, type RouterOutputs, type TaskView } from '@trainyard/client';
 
 export { isTerminal };
 
@@ -135,8 +135,91 @@ export function queuePositions(q: QueueView): Map<string, number> {
   return new Map(q.queued.map((e) => [e.task.id, e.position]));
 }
 
-/** A queued task's place in the queue and why it waits. */
-export type QueueEntry = Pick<QueueView['queued'][number], 'position' | 'reason'>;
+/** A queued task's place in the queue, why it waits and when it starts at the latest. */
+export type QueueEntry = Pick<QueueView['queued'][number], 'position' | 'reason'> &
+  Partial<Pick<QueueView['queued'][number], 'expectedStart'>>;
+
+/** Each queued task's latest start, by id (the tasks the queue page holds). */
+export function expectedStarts(q: QueueView): Map<string, string | null> {
+  return new Map(q.queued.map((e) => [e.task.id, e.expectedStart]));
+}
+
+/** "12 steps/s", "2.4 steps/s", or "6.2 s/step" when slower than a step a second. */
+export function speedText(stepsPerSecond: number): string {
+  if (stepsPerSecond >= 1) return `${stepsPerSecond >= 10 ? Math.round(stepsPerSecond) : stepsPerSecond.toFixed(1)} steps/s`;
+  return `${(1 / stepsPerSecond).toFixed(1)} s/step`;
+}
+
+/** "0.42", "12.5", "<0.01" (GPU-hours). */
+export function gpuHoursText(h: number): string {
+  if (h > 0 && h < 0.01) return '<0.01';
+  return h >= 10 ? h.toFixed(1) : h.toFixed(2);
+}
+
+const EXPECTED_START_NOTE = 'an upper bound: the tasks running and ahead run to their timeouts';
+
+/** How long a task has held its devices: "4m10s", "-" before it was assigned. */
+export function ranText(t: TaskView, now = Date.now()): string {
+  const a = accounting(t, now);
+  return a.elapsedMs === null ? '-' : duration(a.elapsedMs);
+}
+
+/** Its GPU-hours (devices × run time): "0.07", "-" before it was assigned. */
+export function gpuHoursOf(t: TaskView, now = Date.now()): string {
+  const a = accounting(t, now);
+  return a.gpuHours === null ? '-' : gpuHoursText(a.gpuHours);
+}
+
+/** What comes next: a training task's time left ("6m10s left"), a queued one's latest start ("by 14:05:00"). */
+export function etaText(
+  t: TaskView,
+  expectedStart: string | null | undefined,
+  now = Date.now(),
+  points?: readonly ProgressPoint[],
+): string {
+  if (t.status === 'QUEUED') return expectedStart ? `by ${time(expectedStart).slice(11)}` : '-';
+  const speed = taskSpeed(t, now, points);
+  return speed?.secondsLeft != null ? `${duration(speed.secondsLeft * 1000)} left` : '-';
+}
+
+const BLOCKS = '▁▂▃▄▅▆▇█';
+
+/**
+ * The values as a line of block characters, at most `width` wide: each block is the mean of its
+ * share of the values, its height their place between the smallest and the largest.
+ */
+export function sparkline(values: readonly number[], width: number): string {
+  if (!values.length || width < 1) return '';
+  const n = Math.min(width, values.length);
+  const means: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const from = Math.floor((i * values.length) / n);
+    const to = Math.max(from + 1, Math.floor(((i + 1) * values.length) / n));
+    let sum = 0;
+    for (let j = from; j < to; j++) sum += values[j]!;
+    means.push(sum / (to - from));
+  }
+  const lo = Math.min(...means);
+  const hi = Math.max(...means);
+  return means.map((v) => BLOCKS[hi > lo ? Math.round(((v - lo) / (hi - lo)) * (BLOCKS.length - 1)) : 0]).join('');
+}
+
+/** "loss 2.61 ▇▆▅▄▃▂▂▁▁ 0.52 (412 reports)"; null without a loss. */
+export function lossLine(points: readonly ProgressPoint[], width: number): string | null {
+  const losses = points.flatMap((p) => (p.loss === null ? [] : [p.loss]));
+  if (!losses.length) return null;
+  const first = losses[0]!;
+  const last = losses[losses.length - 1]!;
+  return `${first} ${sparkline(losses, width)} ${last} (${losses.length} report${losses.length === 1 ? '' : 's'})`;
+}
+
+/** What `show` adds to a task's record: its progress series and peak memory (tasks.metrics). */
+export interface TaskFigures {
+  points: readonly ProgressPoint[];
+  peakMemoryGb: number | null;
+  /** Columns the loss sparkline may take. */
+  width: number;
+}
 
 /** `WAITING_FOR_DEVICES: Needs 2 GPUs, 1 free.` */
 export function reasonText(r: QueueEntry['reason']): string {
@@ -151,7 +234,7 @@ function indent(text: string, by = '    '): string {
 }
 
 /** Every field of a task, labelled; the error message keeps its lines. */
-export function taskDetails(t: TaskView, queued: QueueEntry | null): string {
+export function taskDetails(t: TaskView, queued: QueueEntry | null, figures?: TaskFigures, now = Date.now()): string {
   const rows: [string, string][] = [];
   const add = (k: string, v: string | number | null | undefined) =>
     rows.push([k, v === null || v === undefined || v === '' ? '-' : String(v)]);
@@ -164,9 +247,19 @@ export function taskDetails(t: TaskView, queued: QueueEntry | null): string {
   add('dataset', t.spec.datasetPath);
   add('output dir', t.spec.outputDir);
   add('progress', progressText(t.progress));
+  if (figures) {
+    add('loss', lossLine(figures.points, figures.width));
+    const speed = taskSpeed(t, now, figures.points);
+    if (speed) {
+      add('speed', `${speedText(speed.stepsPerSecond)}${speed.basis === 'average' ? ' (average since training began)' : ''}`);
+      add('time left', speed.secondsLeft !== null ? duration(speed.secondsLeft * 1000) : null);
+    }
+  }
   if (t.status === 'QUEUED') {
     add('queue position', queued?.position);
     add('waits', queued ? reasonText(queued.reason) : null);
+    if (queued?.expectedStart !== undefined)
+      add('starts by', queued.expectedStart ? `${time(queued.expectedStart)} (${EXPECTED_START_NOTE})` : 'unknown (no time can be told)');
   }
   add('request', requestText(t.spec.resources));
   add('devices', t.devices.length ? devicesText(t.devices) : null);
@@ -177,6 +270,13 @@ export function taskDetails(t: TaskView, queued: QueueEntry | null): string {
   add('training', time(t.trainingAt));
   add('finished', time(t.finishedAt));
   add('ran for', between(t.startedAt, t.finishedAt));
+  const cost = accounting(t, now);
+  if (cost.elapsedMs !== null && !t.finishedAt) add('running for', duration(cost.elapsedMs));
+  add(
+    'gpu hours',
+    cost.gpuHours === null ? null : `${gpuHoursText(cost.gpuHours)} (${cost.devices} device${cost.devices === 1 ? '' : 's'})`,
+  );
+  if (figures) add('peak gpu memory', figures.peakMemoryGb === null ? null : `${figures.peakMemoryGb} GB (as the probe saw it)`);
   add('deadline', time(t.deadlineAt));
   add('timeout', duration(t.spec.timeoutMs));
   add('idempotency key', t.spec.idempotencyKey ?? null);

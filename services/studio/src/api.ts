@@ -8,8 +8,12 @@ import {
   FetchEventSource,
   isActive,
   isTerminal,
+  accounting,
+  taskSpeed,
+  throughputSeries,
   uploadDataset,
   type AppRouter,
+  type ProgressPoint,
   type RouterInputs,
   type RouterOutputs,
 } from '@trainyard/client';
@@ -48,7 +52,7 @@ export function createStudioClient(token: string | null) {
   });
 }
 
-export { errorInfo, isActive, isTerminal };
+export { accounting, errorInfo, isActive, isTerminal, taskSpeed, throughputSeries, type ProgressPoint };
 
 /** Uploads a dataset file from this browser; the answer's file_path is the task's datasetPath. */
 export function uploadStudioDataset(file: File) {

@@ -114,3 +114,25 @@ export const WAIT_LABEL: Record<string, string> = {
   NEVER_FITS: 'Never fits',
   STARTING: 'Starting',
 };
+
+/** 3_725_000 → "1h 02m", 95_000 → "1m 35s", 4_000 → "4s". */
+export function span(ms: number): string {
+  return duration(new Date(0).toISOString(), new Date(Math.max(0, ms)).toISOString());
+}
+
+/** "12 steps/s", "2.4 steps/s", or "6.2 s/step" when slower than a step a second. */
+export function speedText(stepsPerSecond: number): string {
+  if (stepsPerSecond >= 1) return `${stepsPerSecond >= 10 ? Math.round(stepsPerSecond) : stepsPerSecond.toFixed(1)} steps/s`;
+  return `${(1 / stepsPerSecond).toFixed(1)} s/step`;
+}
+
+/** "0.42 GPU-h", "12.5 GPU-h", "<0.01 GPU-h". */
+export function gpuHoursText(h: number): string {
+  if (h > 0 && h < 0.01) return '<0.01 GPU-h';
+  return `${h >= 10 ? h.toFixed(1) : h.toFixed(2)} GPU-h`;
+}
+
+/** Why an expected start is a bound, and on what it rests. */
+export const EXPECTED_START_NOTE =
+  'An upper bound: every running task and every task ahead is counted as running to its timeout. ' +
+  'Tasks submitted later may start in gaps (backfill); only the first in the queue is sure not to be delayed by them.';

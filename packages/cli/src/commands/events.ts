@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { RouterInputs, RouterOutputs } from '@trainyard/client';
 import type { Ctx } from '../cli';
-import { devicesText, groundsText, progressText, table, taskDetails, time } from '../format';
+import { devicesText, duration, gpuHoursText, groundsText, progressText, table, taskDetails, time } from '../format';
 import { out, printJson, printJsonLine } from '../io';
 import { intArg, listArg, parseDuration } from '../parse';
 
@@ -37,6 +37,26 @@ function eventDetail(e: EventView): string {
     default:
       return '';
   }
+}
+
+/**
+ * What each ending in the listing cost, by its position: "ran 4m10s, 0.07 GPU-h", from the
+ * assignment of the same task earlier in the listing (its devices × the time until the end).
+ */
+function endingCosts(events: readonly EventView[]): Map<string, string> {
+  const assigned = new Map<string, { at: number; devices: number }>();
+  const out = new Map<string, string>();
+  for (const e of events) {
+    if (e.type === 'TaskAssigned') assigned.set(e.streamId, { at: Date.parse(e.recordedAt), devices: e.data.devices.length });
+    else if (e.type === 'TaskCompleted' || e.type === 'TaskFailed' || e.type === 'TaskCancelled') {
+      const a = assigned.get(e.streamId);
+      if (!a) continue;
+      const ms = Math.max(0, Date.parse(e.recordedAt) - a.at);
+      out.set(e.position, `ran ${duration(ms)}, ${gpuHoursText((a.devices * ms) / 3_600_000)} GPU-h`);
+      assigned.delete(e.streamId);
+    }
+  }
+  return out;
 }
 
 /** --from/--to: an ISO time, or a duration meaning that long ago ("1h" = an hour ago). */
@@ -91,6 +111,7 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
         if (opts.jsonl) return;
         if (opts.json) return printJson({ events, nextCursor: cursor });
         if (!events.length) return out('no events match');
+        const costs = endingCosts(events);
         out(
           table(events, [
             { header: 'POSITION', get: (e) => e.position, align: 'right' },
@@ -98,7 +119,11 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
             { header: 'TASK', get: (e) => e.streamId },
             { header: 'TYPE', get: (e) => e.type },
             { header: 'ACTOR', get: (e) => e.metadata.actor },
-            { header: 'DETAIL', get: (e) => eventDetail(e), max: 160 },
+            {
+              header: 'DETAIL',
+              get: (e) => [eventDetail(e), costs.get(e.position)].filter(Boolean).join('; '),
+              max: 160,
+            },
           ]),
         );
         if (cursor) process.stderr.write(`more events: add --all, or --cursor ${cursor} for the next page\n`);

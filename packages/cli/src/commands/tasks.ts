@@ -3,16 +3,20 @@ import { openAsBlob, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
 import { describePresets, PRESET_NAMES } from '@trainyard/catalogue';
-import { uploadDataset, type TaskView, type TrainyardClient } from '@trainyard/client';
+import { uploadDataset, type ProgressPoint, type TaskView, type TrainyardClient } from '@trainyard/client';
 import type { Ctx } from '../cli';
 import { EXIT, type ExitCode } from '../errors';
 import { forTerminal, stripControls } from '../terminal-text';
 import {
   devicesText,
+  etaText,
+  expectedStarts,
+  gpuHoursOf,
   isTerminal,
   outcomeText,
   progressText,
   queuePositions,
+  ranText,
   reasonText,
   requestText,
   table,
@@ -206,9 +210,10 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
         );
         return;
       }
-      const positions = items.some((t) => t.status === 'QUEUED')
-        ? queuePositions(await client.queue.get.query())
-        : new Map<string, number>();
+      const queue = items.some((t) => t.status === 'QUEUED') ? await client.queue.get.query() : null;
+      const positions = queue ? queuePositions(queue) : new Map<string, number>();
+      const starts = queue ? expectedStarts(queue) : new Map<string, string | null>();
+      const now = Date.now();
       out(
         table(items, [
           { header: 'ID', get: (t) => t.id },
@@ -219,6 +224,9 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
           { header: 'REQUEST', get: (t) => requestText(t.spec.resources) },
           { header: 'CREATED', get: (t) => time(t.createdAt) },
           { header: 'FINISHED', get: (t) => time(t.finishedAt) },
+          { header: 'RAN', get: (t) => ranText(t, now) },
+          { header: 'GPU-H', get: (t) => gpuHoursOf(t, now), align: 'right' },
+          { header: 'ETA', get: (t) => etaText(t, starts.get(t.id), now) },
         ]),
       );
       if (cursor) err(`more tasks: add --all, or --cursor ${cursor} for the next page`);
@@ -233,8 +241,9 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const client = await ctx().client();
       const task = await client.tasks.get.query({ id });
       if (opts.json) return printJson(task);
+      const [queued, metrics] = await Promise.all([queueEntryOf(client, task), allMetrics(client, id)]);
       // The error message quotes the trainer's last output lines, artifacts are its paths.
-      out(terminalLines(taskDetails(task, await queueEntryOf(client, task))));
+      out(terminalLines(taskDetails(task, queued, { ...metrics, width: sparklineWidth() })));
     });
 
   program
@@ -312,6 +321,31 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
 }
 
 const stdoutIsTTY = () => process.stdout.isTTY === true;
+
+/** A task's whole progress series and peak memory (tasks.metrics, every page). */
+async function allMetrics(client: TrainyardClient, id: string) {
+  const points: ProgressPoint[] = [];
+  let after: string | null = null;
+  let peakMemoryGb: number | null = null;
+  for (;;) {
+    const page: Awaited<ReturnType<TrainyardClient['tasks']['metrics']['query']>> = await client.tasks.metrics.query({
+      id,
+      after,
+      limit: 5000,
+    });
+    points.push(...page.points);
+    peakMemoryGb = page.peakMemoryGb;
+    if (!page.nextCursor) break;
+    after = page.nextCursor;
+  }
+  return { points, peakMemoryGb };
+}
+
+/** Columns the loss sparkline may take: the terminal's width less its label and numbers, 40 when not a terminal. */
+function sparklineWidth(): number {
+  const columns = process.stdout.isTTY ? process.stdout.columns : undefined;
+  return Math.max(8, Math.min(60, (columns ?? 80) - 40));
+}
 
 /** Formatted text with trainer-originated parts in it: each line stripped of control sequences on a terminal. */
 function terminalLines(text: string): string {

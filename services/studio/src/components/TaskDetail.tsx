@@ -6,7 +6,19 @@ import { keepPreviousData, skipToken, useQuery } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { isActive, isTerminal, useTRPC, useTRPCClient, type QueuedEntry, type ReplayResult, type StoredEvent, type Task } from '../api';
-import { devicesText, duration, EVENT_LABEL, fullTime, gbOfMb, groundsText, requestText, shortTime, WAIT_LABEL } from '../format';
+import {
+  devicesText,
+  duration,
+  EVENT_LABEL,
+  EXPECTED_START_NOTE,
+  fullTime,
+  gbOfMb,
+  groundsText,
+  requestText,
+  shortTime,
+  WAIT_LABEL,
+} from '../format';
+import { TrainingCharts } from './Training';
 import { ProgressBar, StatusBadge } from './ui';
 
 export function TaskDetail({ task, queued = null }: { task: Task; queued?: QueuedEntry | null }) {
@@ -76,6 +88,12 @@ export function TaskDetail({ task, queued = null }: { task: Task; queued?: Queue
             {WAIT_LABEL[queued.reason.code] ?? queued.reason.code}
           </span>{' '}
           #{queued.position} in the queue: {queued.reason.message}
+          {queued.expectedStart ? (
+            <div className="expected-start" data-testid="expected-start" title={EXPECTED_START_NOTE}>
+              Starts by <strong>{shortTime(queued.expectedStart)}</strong> at the latest (from the timeouts of the tasks running and ahead
+              of it).
+            </div>
+          ) : null}
         </div>
       ) : null}
       {assigned ? (
@@ -100,6 +118,7 @@ export function TaskDetail({ task, queued = null }: { task: Task; queued?: Queue
         </div>
       ) : null}
       {task.cancelReason ? <div className="alert alert-muted">Cancelled: {task.cancelReason}</div> : null}
+      {task.startedAt ? <TrainingCharts task={task} /> : null}
       <div className="detail-grid">
         <LogView taskId={task.id} status={task.status} />
         <Timeline task={task} taskEvents={taskEvents} />

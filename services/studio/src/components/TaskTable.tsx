@@ -3,11 +3,35 @@
 // and delete ask for confirmation first.
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Fragment, useState } from 'react';
-import { canCancel, canDelete, errorInfo, isActive, isTerminal, TASK_LIST_INPUT, useTRPC, type QueueView, type Task } from '../api';
-import { devicesText, fullTime, modelShort, requestText, shortTime, WAIT_LABEL } from '../format';
+import {
+  accounting,
+  canCancel,
+  canDelete,
+  errorInfo,
+  isActive,
+  isTerminal,
+  TASK_LIST_INPUT,
+  taskSpeed,
+  useTRPC,
+  type QueueView,
+  type Task,
+} from '../api';
+import {
+  devicesText,
+  EXPECTED_START_NOTE,
+  fullTime,
+  gpuHoursText,
+  modelShort,
+  requestText,
+  shortTime,
+  span,
+  speedText,
+  WAIT_LABEL,
+} from '../format';
 import { upsertTask } from '../live';
 import { ConfirmDialog } from './ConfirmDialog';
 import { TaskDetail } from './TaskDetail';
+import { COMPARE_COLORS, CompareCard } from './Training';
 import { Card, ProgressBar, StatusBadge } from './ui';
 
 type Pending = { kind: 'cancel' | 'delete'; task: Task } | null;
@@ -27,6 +51,10 @@ export function TaskTable(props: {
   const [reason, setReason] = useState('');
   const [actionError, setActionError] = useState<string | null>(null);
   const [filter, setFilter] = useState<'all' | 'active' | 'done'>('all');
+  /** Tasks whose loss is compared, in the order they were picked. */
+  const [compare, setCompare] = useState<string[]>([]);
+  const toggleCompare = (id: string) => setCompare((c) => (c.includes(id) ? c.filter((x) => x !== id) : [...c, id]));
+  const compared = compare.flatMap((id) => tasks?.find((t) => t.id === id) ?? []);
 
   const waiting = new Map(queue?.queued.map((q) => [q.task.id, q]) ?? []);
   const listKey = trpc.tasks.list.queryKey(TASK_LIST_INPUT);
@@ -70,208 +98,262 @@ export function TaskTable(props: {
   };
 
   return (
-    <Card
-      title="Tasks"
-      testId="task-table"
-      aside={
-        <div className="segmented segmented-small" role="tablist" aria-label="Filter tasks">
-          {(['all', 'active', 'done'] as const).map((k) => (
-            <button
-              key={k}
-              type="button"
-              role="tab"
-              aria-selected={filter === k}
-              className={filter === k ? 'active' : ''}
-              onClick={() => setFilter(k)}
-              data-testid={`filter-${k}`}
-            >
-              {k === 'all' ? `All ${counts.all}` : k === 'active' ? `Active ${counts.active}` : `Finished ${counts.all - counts.active}`}
-            </button>
-          ))}
-        </div>
-      }
-    >
-      {props.error && !tasks ? <div className="alert alert-error">{props.error}</div> : null}
-      {!tasks && props.loading ? <div className="detecting">Loading tasks…</div> : null}
-      {tasks && shown.length === 0 ? (
-        <div className="empty-state" data-testid="tasks-empty">
-          <p className="empty-title">{tasks.length ? 'No tasks match this filter' : 'No tasks yet'}</p>
-          <p className="muted">{tasks.length ? '' : 'Submit one with the form; it appears here and updates live.'}</p>
-        </div>
-      ) : null}
-      {shown.length ? (
-        <div className="table-wrap">
-          <table className="tasks">
-            <thead>
-              <tr>
-                <th className="col-expand" aria-label="Expand" />
-                <th className="col-task">Task</th>
-                <th className="col-status">Status</th>
-                <th className="col-progress">Progress</th>
-                <th className="col-queue">Queue / devices</th>
-                <th className="col-time">Created</th>
-                <th className="col-time">Started</th>
-                <th className="col-time">Finished</th>
-                <th className="col-actions" aria-label="Actions" />
-              </tr>
-            </thead>
-            <tbody>
-              {shown.map((t) => {
-                const open = expanded.has(t.id);
-                const queued = waiting.get(t.id);
-                return (
-                  <Fragment key={t.id}>
-                    <tr
-                      className={`task-row ${open ? 'open' : ''}`}
-                      data-testid="task-row"
-                      data-task-id={t.id}
-                      data-status={t.status}
-                      data-name={t.spec.name}
-                      onClick={() => toggle(t.id)}
-                    >
-                      <td className="col-expand">
-                        <button
-                          type="button"
-                          className="chevron"
-                          aria-expanded={open}
-                          aria-label={open ? 'Collapse' : 'Expand'}
-                          data-testid="expand"
-                          onClick={(e) => {
-                            e.stopPropagation();
-                            toggle(t.id);
-                          }}
-                        >
-                          <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden>
-                            <path
-                              d="M6 4l4 4-4 4"
-                              fill="none"
-                              stroke="currentColor"
-                              strokeWidth="1.8"
-                              strokeLinecap="round"
-                              strokeLinejoin="round"
+    <>
+      {compared.length ? <CompareCard tasks={compared} onRemove={toggleCompare} onClear={() => setCompare([])} /> : null}
+      <Card
+        title="Tasks"
+        testId="task-table"
+        aside={
+          <div className="segmented segmented-small" role="tablist" aria-label="Filter tasks">
+            {(['all', 'active', 'done'] as const).map((k) => (
+              <button
+                key={k}
+                type="button"
+                role="tab"
+                aria-selected={filter === k}
+                className={filter === k ? 'active' : ''}
+                onClick={() => setFilter(k)}
+                data-testid={`filter-${k}`}
+              >
+                {k === 'all' ? `All ${counts.all}` : k === 'active' ? `Active ${counts.active}` : `Finished ${counts.all - counts.active}`}
+              </button>
+            ))}
+          </div>
+        }
+      >
+        {props.error && !tasks ? <div className="alert alert-error">{props.error}</div> : null}
+        {!tasks && props.loading ? <div className="detecting">Loading tasks…</div> : null}
+        {tasks && shown.length === 0 ? (
+          <div className="empty-state" data-testid="tasks-empty">
+            <p className="empty-title">{tasks.length ? 'No tasks match this filter' : 'No tasks yet'}</p>
+            <p className="muted">{tasks.length ? '' : 'Submit one with the form; it appears here and updates live.'}</p>
+          </div>
+        ) : null}
+        {shown.length ? (
+          <div className="table-wrap">
+            <table className="tasks">
+              <thead>
+                <tr>
+                  <th className="col-expand" aria-label="Expand" />
+                  <th className="col-task">Task</th>
+                  <th className="col-status">Status</th>
+                  <th className="col-progress">Progress</th>
+                  <th className="col-queue">Queue / devices</th>
+                  <th className="col-time">Created</th>
+                  <th className="col-time">Started</th>
+                  <th className="col-time">Finished</th>
+                  <th className="col-actions" aria-label="Actions" />
+                </tr>
+              </thead>
+              <tbody>
+                {shown.map((t) => {
+                  const open = expanded.has(t.id);
+                  const queued = waiting.get(t.id);
+                  return (
+                    <Fragment key={t.id}>
+                      <tr
+                        className={`task-row ${open ? 'open' : ''}`}
+                        data-testid="task-row"
+                        data-task-id={t.id}
+                        data-status={t.status}
+                        data-name={t.spec.name}
+                        onClick={() => toggle(t.id)}
+                      >
+                        <td className="col-expand">
+                          <button
+                            type="button"
+                            className="chevron"
+                            aria-expanded={open}
+                            aria-label={open ? 'Collapse' : 'Expand'}
+                            data-testid="expand"
+                            onClick={(e) => {
+                              e.stopPropagation();
+                              toggle(t.id);
+                            }}
+                          >
+                            <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden>
+                              <path
+                                d="M6 4l4 4-4 4"
+                                fill="none"
+                                stroke="currentColor"
+                                strokeWidth="1.8"
+                                strokeLinecap="round"
+                                strokeLinejoin="round"
+                              />
+                            </svg>
+                          </button>
+                        </td>
+                        <td className="col-task">
+                          <div className="task-name" data-testid="task-name">
+                            {t.spec.name}
+                          </div>
+                          <div className="task-sub">
+                            {modelShort(t.spec.model)} · <span className="mono">{t.id}</span>
+                          </div>
+                          <label className="compare-toggle" onClick={(e) => e.stopPropagation()}>
+                            <input
+                              type="checkbox"
+                              checked={compare.includes(t.id)}
+                              onChange={() => toggleCompare(t.id)}
+                              data-testid="compare-toggle"
+                              aria-label={`Compare the loss of ${t.spec.name}`}
                             />
-                          </svg>
-                        </button>
-                      </td>
-                      <td className="col-task">
-                        <div className="task-name" data-testid="task-name">
-                          {t.spec.name}
-                        </div>
-                        <div className="task-sub">
-                          {modelShort(t.spec.model)} · <span className="mono">{t.id}</span>
-                        </div>
-                      </td>
-                      <td>
-                        <StatusBadge status={t.status} stopping={!!t.stop} />
-                      </td>
-                      <td className="col-progress">
-                        <ProgressBar task={t} compact />
-                      </td>
-                      <td data-testid="queue-pos" title={requestText(t.spec.resources)}>
-                        {t.status === 'QUEUED' && queued ? (
-                          <span
-                            className="queue-pos"
-                            title={`${WAIT_LABEL[queued.reason.code] ?? queued.reason.code}: ${queued.reason.message}`}
-                          >
-                            #{queued.position}
-                          </span>
-                        ) : t.devices.length && ['PREPARING', 'TRAINING'].includes(t.status) ? (
-                          <span className="muted mono" data-testid="task-devices">
-                            {devicesText(t.devices)}
-                          </span>
-                        ) : (
-                          <span className="muted">—</span>
-                        )}
-                      </td>
-                      <td title={fullTime(t.createdAt)} className="time">
-                        {shortTime(t.createdAt)}
-                      </td>
-                      <td title={fullTime(t.startedAt)} className="time">
-                        {shortTime(t.startedAt)}
-                      </td>
-                      <td title={fullTime(t.finishedAt)} className="time">
-                        {shortTime(t.finishedAt)}
-                      </td>
-                      <td className="col-actions" onClick={(e) => e.stopPropagation()}>
-                        {canCancel(t) ? (
-                          <button
-                            type="button"
-                            className="btn btn-small btn-ghost-danger"
-                            data-testid="cancel-btn"
-                            onClick={() => setPending({ kind: 'cancel', task: t })}
-                          >
-                            Cancel
-                          </button>
-                        ) : null}
-                        {canDelete(t) ? (
-                          <button
-                            type="button"
-                            className="btn btn-small btn-ghost"
-                            data-testid="delete-btn"
-                            onClick={() => setPending({ kind: 'delete', task: t })}
-                          >
-                            Delete
-                          </button>
-                        ) : null}
-                      </td>
-                    </tr>
-                    {open ? (
-                      <tr className="detail-row">
-                        <td colSpan={9}>
-                          <TaskDetail task={t} queued={t.status === 'QUEUED' ? (queued ?? null) : null} />
+                            {compare.includes(t.id) ? (
+                              <i
+                                className="swatch"
+                                style={{ background: COMPARE_COLORS[compare.indexOf(t.id) % COMPARE_COLORS.length] }}
+                                aria-hidden
+                              />
+                            ) : null}
+                            compare
+                          </label>
+                        </td>
+                        <td>
+                          <StatusBadge status={t.status} stopping={!!t.stop} />
+                        </td>
+                        <td className="col-progress">
+                          <ProgressBar task={t} compact />
+                          <SpeedLine task={t} />
+                          {t.status === 'QUEUED' && queued?.expectedStart ? (
+                            <div className="sub-line" data-testid="expected-start-short" title={EXPECTED_START_NOTE}>
+                              starts by {shortTime(queued.expectedStart)}
+                            </div>
+                          ) : null}
+                        </td>
+                        <td data-testid="queue-pos" title={requestText(t.spec.resources)}>
+                          {t.status === 'QUEUED' && queued ? (
+                            <span
+                              className="queue-pos"
+                              title={`${WAIT_LABEL[queued.reason.code] ?? queued.reason.code}: ${queued.reason.message}`}
+                            >
+                              #{queued.position}
+                            </span>
+                          ) : t.devices.length && ['PREPARING', 'TRAINING'].includes(t.status) ? (
+                            <span className="muted mono" data-testid="task-devices">
+                              {devicesText(t.devices)}
+                            </span>
+                          ) : (
+                            <span className="muted">—</span>
+                          )}
+                        </td>
+                        <td title={fullTime(t.createdAt)} className="time">
+                          {shortTime(t.createdAt)}
+                        </td>
+                        <td title={fullTime(t.startedAt)} className="time">
+                          {shortTime(t.startedAt)}
+                          <CostLine task={t} />
+                        </td>
+                        <td title={fullTime(t.finishedAt)} className="time">
+                          {shortTime(t.finishedAt)}
+                        </td>
+                        <td className="col-actions" onClick={(e) => e.stopPropagation()}>
+                          {canCancel(t) ? (
+                            <button
+                              type="button"
+                              className="btn btn-small btn-ghost-danger"
+                              data-testid="cancel-btn"
+                              onClick={() => setPending({ kind: 'cancel', task: t })}
+                            >
+                              Cancel
+                            </button>
+                          ) : null}
+                          {canDelete(t) ? (
+                            <button
+                              type="button"
+                              className="btn btn-small btn-ghost"
+                              data-testid="delete-btn"
+                              onClick={() => setPending({ kind: 'delete', task: t })}
+                            >
+                              Delete
+                            </button>
+                          ) : null}
                         </td>
                       </tr>
-                    ) : null}
-                  </Fragment>
-                );
-              })}
-            </tbody>
-          </table>
-          {props.more ? (
-            <div className="table-foot muted small" data-testid="tasks-more">
-              Showing the newest {TASK_LIST_INPUT.limit} tasks.
-            </div>
-          ) : null}
-        </div>
-      ) : null}
-
-      <ConfirmDialog
-        open={pending !== null}
-        title={pending?.kind === 'cancel' ? `Cancel “${pending.task.spec.name}”?` : `Delete “${pending?.task.spec.name ?? ''}”?`}
-        confirmLabel={pending?.kind === 'cancel' ? 'Cancel task' : 'Delete task'}
-        cancelLabel={pending?.kind === 'cancel' ? 'Keep running' : 'Keep'}
-        danger
-        busy={cancel.isPending || del.isPending}
-        error={actionError}
-        onClose={close}
-        onConfirm={() => {
-          if (!pending) return;
-          if (pending.kind === 'cancel') cancel.mutate({ id: pending.task.id, ...(reason.trim() ? { reason: reason.trim() } : {}) });
-          else del.mutate({ id: pending.task.id });
-        }}
-      >
-        {pending?.kind === 'cancel' ? (
-          <>
-            <p>
-              {isActive(pending.task.status)
-                ? 'The trainer is asked to stop (SIGTERM, then killed if it does not exit). Progress so far is not kept as a finished model.'
-                : 'The task leaves the queue and will not run.'}
-            </p>
-            <label className="dialog-label" htmlFor="cancel-reason">
-              Reason <span className="muted">(optional, kept in the task’s history)</span>
-            </label>
-            <input
-              id="cancel-reason"
-              data-testid="cancel-reason"
-              value={reason}
-              onChange={(e) => setReason(e.target.value)}
-              placeholder="e.g. wrong dataset"
-            />
-          </>
-        ) : pending ? (
-          <p>The task disappears from the list. Its history stays in the event log; its output files are not removed.</p>
+                      {open ? (
+                        <tr className="detail-row">
+                          <td colSpan={9}>
+                            <TaskDetail task={t} queued={t.status === 'QUEUED' ? (queued ?? null) : null} />
+                          </td>
+                        </tr>
+                      ) : null}
+                    </Fragment>
+                  );
+                })}
+              </tbody>
+            </table>
+            {props.more ? (
+              <div className="table-foot muted small" data-testid="tasks-more">
+                Showing the newest {TASK_LIST_INPUT.limit} tasks.
+              </div>
+            ) : null}
+          </div>
         ) : null}
-      </ConfirmDialog>
-    </Card>
+
+        <ConfirmDialog
+          open={pending !== null}
+          title={pending?.kind === 'cancel' ? `Cancel “${pending.task.spec.name}”?` : `Delete “${pending?.task.spec.name ?? ''}”?`}
+          confirmLabel={pending?.kind === 'cancel' ? 'Cancel task' : 'Delete task'}
+          cancelLabel={pending?.kind === 'cancel' ? (isActive(pending.task.status) ? 'Keep running' : 'Keep it queued') : 'Keep'}
+          danger
+          busy={cancel.isPending || del.isPending}
+          error={actionError}
+          onClose={close}
+          onConfirm={() => {
+            if (!pending) return;
+            if (pending.kind === 'cancel') cancel.mutate({ id: pending.task.id, ...(reason.trim() ? { reason: reason.trim() } : {}) });
+            else del.mutate({ id: pending.task.id });
+          }}
+        >
+          {pending?.kind === 'cancel' ? (
+            <>
+              <p>
+                {isActive(pending.task.status)
+                  ? 'The trainer is asked to stop (SIGTERM, then killed if it does not exit). Progress so far is not kept as a finished model.'
+                  : 'The task leaves the queue and will not run.'}
+              </p>
+              <label className="dialog-label" htmlFor="cancel-reason">
+                Reason <span className="muted">(optional, kept in the task’s history)</span>
+              </label>
+              <input
+                id="cancel-reason"
+                data-testid="cancel-reason"
+                value={reason}
+                onChange={(e) => setReason(e.target.value)}
+                placeholder="e.g. wrong dataset"
+              />
+            </>
+          ) : pending ? (
+            <p>The task disappears from the list. Its history stays in the event log; its output files are not removed.</p>
+          ) : null}
+        </ConfirmDialog>
+      </Card>
+    </>
+  );
+}
+
+/** A training task's speed and time left, under its progress bar. */
+function SpeedLine({ task }: { task: Task }) {
+  const speed = taskSpeed(task, Date.now());
+  if (!speed) return null;
+  return (
+    <div className="sub-line" data-testid="speed-line">
+      {speedText(speed.stepsPerSecond)}
+      {speed.secondsLeft !== null ? ` · ${span(speed.secondsLeft * 1000)} left` : ''}
+    </div>
+  );
+}
+
+/** How long a task has held its devices, and the GPU-hours that makes. */
+function CostLine({ task }: { task: Task }) {
+  const cost = accounting(task, Date.now());
+  if (cost.elapsedMs === null) return null;
+  return (
+    <div
+      className="sub-line"
+      data-testid="cost-line"
+      title={`${cost.devices} device${cost.devices === 1 ? '' : 's'} × ${span(cost.elapsedMs)}`}
+    >
+      {span(cost.elapsedMs)} · {gpuHoursText(cost.gpuHours!)}
+    </div>
   );
 }
