@@ -205,7 +205,7 @@ export function sparkline(values: readonly number[], width: number): string {
 }
 
 /** "loss 2.61 ▇▆▅▄▃▂▂▁▁ 0.52 (412 reports)"; null without a loss. */
-export function lossLine(points: readonly ProgressPoint[], width: number): string | null {
+function lossLine(points: readonly ProgressPoint[], width: number): string | null {
   const losses = points.flatMap((p) => (p.loss === null ? [] : [p.loss]));
   if (!losses.length) return null;
   const first = losses[0]!;

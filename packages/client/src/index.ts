@@ -15,15 +15,7 @@ export {
   TERMINAL_STATUSES,
   type TaskStatus,
 } from '@trainyard/domain/status';
-export {
-  accounting,
-  recentSpeed,
-  taskSpeed,
-  throughputSeries,
-  type Accounting,
-  type ProgressPoint,
-  type Speed,
-} from '@trainyard/domain/metrics';
+export { accounting, taskSpeed, throughputSeries, type ProgressPoint } from '@trainyard/domain/metrics';
 export type RouterInputs = inferRouterInputs<AppRouter>;
 export type RouterOutputs = inferRouterOutputs<AppRouter>;
 export type TaskView = RouterOutputs['tasks']['get'];

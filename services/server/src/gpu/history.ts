@@ -5,13 +5,13 @@
 // which pid is which task's, and the time come in.
 import type { GpuInfo } from './types';
 
-export const GPU_HISTORY_WINDOW_MS = 3_600_000;
+const GPU_HISTORY_WINDOW_MS = 3_600_000;
 /** Samples closer together than this are one (the panel's polls probe too). */
 const MIN_SPACING_MS = 4_000;
 /** Tasks whose peak is kept; the oldest seen go first. */
 const MAX_TASKS = 10_000;
 
-export interface GpuSample {
+interface GpuSample {
   /** Epoch ms. */
   at: number;
   memoryUsedGb: number;

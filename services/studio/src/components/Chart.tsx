@@ -33,7 +33,7 @@ export interface ChartProps {
 }
 
 /** The series aligned on the union of their x values (uPlot's AlignedData), nulls where one has no point. */
-export function alignSeries(series: readonly ChartSeries[], time: boolean): uPlot.AlignedData {
+function alignSeries(series: readonly ChartSeries[], time: boolean): uPlot.AlignedData {
   const xs = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
   const index = new Map(xs.map((x, i) => [x, i]));
   const columns = series.map((s) => {

@@ -14,7 +14,7 @@ const SPEED = '#039855';
 export const COMPARE_COLORS = ['#4f46e5', '#d92d20', '#039855', '#b54708', '#0086c9', '#7a5af8', '#c11574', '#344054'];
 
 /** The figures of one task: speed and time left while it trains; run time, GPU-hours and peak memory. */
-export function TrainingStats({ task, series, now = Date.now() }: { task: Task; series?: Series; now?: number }) {
+function TrainingStats({ task, series, now = Date.now() }: { task: Task; series?: Series; now?: number }) {
   const speed = taskSpeed(task, now, series?.points);
   const cost = accounting(task, now);
   const items: [string, string, string][] = [];
