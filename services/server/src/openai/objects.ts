@@ -239,18 +239,24 @@ export function toEvent(e: StoredTaskEvent, job: OpenAiJobRow) {
       return message('info', e.data.reason ? `The job was cancelled: ${e.data.reason}` : 'The job was cancelled');
     case 'TaskDeleted':
       return null;
+    default:
+      // An event this API has no words for yet: shown under its own name, never dropped.
+      return message('info', `Job event: ${(e as { type: string }).type}`);
   }
 }
 
-/** A `fine_tuning.job.checkpoint`: a result the trainer saved, with the last progress before it. */
-export function toCheckpoint(artifact: StoredTaskEvent, lastProgress: StoredTaskEvent | null, job: OpenAiJobRow) {
+/**
+ * A `fine_tuning.job.checkpoint`: a checkpoint or a result the trainer saved, at the step it
+ * names (else that of the last progress before it), with the last training loss before it.
+ */
+export function toCheckpoint(saved: StoredTaskEvent, lastProgress: StoredTaskEvent | null, job: OpenAiJobRow) {
   const p = lastProgress?.type === 'ProgressRecorded' ? lastProgress.data : null;
-  const step = numberOrNull(p?.step) ?? 0;
+  const step = numberOrNull((saved.data as { step?: number }).step) ?? numberOrNull(p?.step) ?? 0;
   const loss = numberOrNull(p?.loss);
   return {
     object: 'fine_tuning.job.checkpoint' as const,
-    id: `${CHECKPOINT_PREFIX}${artifact.position}`,
-    created_at: unixSeconds(artifact.recordedAt),
+    id: `${CHECKPOINT_PREFIX}${saved.position}`,
+    created_at: unixSeconds(saved.recordedAt),
     fine_tuned_model_checkpoint: `${fineTunedModelName(job)}:ckpt-step-${step}`,
     fine_tuning_job_id: jobId(job.taskId),
     metrics: loss === null ? { step } : { step, train_loss: loss },

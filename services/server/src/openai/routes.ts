@@ -57,6 +57,8 @@ const MODELS_LISTED = 10_000;
 /** Progress reports a results file is made of at most. */
 const RESULT_ROWS = 100_000;
 const FINE_TUNE = 'fine-tune';
+/** The events a checkpoint is made from. */
+const SAVED = ['CheckpointRecorded', 'ArtifactRecorded'];
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
@@ -476,8 +478,9 @@ export function createOpenAiRoutes(service: TrainyardService) {
         const { task, job } = await jobOf(params.job_id!, actor);
         const before = afterPosition(query, CHECKPOINT_PREFIX, 'a checkpoint id');
         const limit = limitOf(query, 10, 100);
+        // A trainer's checkpoints where it reports them, and its results (the adapter it saved) either way.
         const artifacts = await readStreamNewestFirst(db, task.id, {
-          types: ['ArtifactRecorded'],
+          types: SAVED,
           beforePosition: before,
           limit: limit + 1,
         });
