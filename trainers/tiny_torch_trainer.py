@@ -38,6 +38,7 @@ import signal
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the trainers folder
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Standard library only at import time: the dataset rules live there, in one place.
 from lora_trainer import emit, format_record, load_spec, log, read_records  # noqa: E402
