@@ -9,11 +9,11 @@ import { createTaskInput, type CreateTaskInput } from '../schemas';
 
 /** The upload route: its body is a multipart form (http-guard.ts lets it through as one). */
 export const OPENAI_FILES_PATH = '/v1/files';
-export const JOB_PREFIX = 'ftjob-';
+const JOB_PREFIX = 'ftjob-';
 export const EVENT_PREFIX = 'ftevent-';
 export const CHECKPOINT_PREFIX = 'ftckpt-';
 /** A finished job's metrics file (one per succeeded job; not an upload). */
-export const RESULT_FILE_PREFIX = 'file-ftresult-';
+const RESULT_FILE_PREFIX = 'file-ftresult-';
 
 export type JobStatus = 'validating_files' | 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -38,7 +38,7 @@ const FAILURE_CODE: Readonly<Record<FailureReason, string>> = {
 };
 
 /** Unix seconds, as OpenAI's objects give times. */
-export const unixSeconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);
+const unixSeconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);
 
 export const jobId = (taskId: string): string => `${JOB_PREFIX}${taskId}`;
 
@@ -48,7 +48,7 @@ export function taskIdOfJob(id: string): string | null {
   return m ? m[1]! : null;
 }
 
-export const resultFileId = (taskId: string): string => `${RESULT_FILE_PREFIX}${taskId}`;
+const resultFileId = (taskId: string): string => `${RESULT_FILE_PREFIX}${taskId}`;
 
 /** The task whose metrics file this id names, or null. */
 export function taskIdOfResultFile(id: string): string | null {
@@ -77,7 +77,7 @@ export interface Hyperparameters {
 }
 
 /** The hyperparameters a task trains with, in OpenAI's terms ("auto" resolved). */
-export function hyperparametersOf(task: TaskRecord): Hyperparameters {
+function hyperparametersOf(task: TaskRecord): Hyperparameters {
   const c = task.spec.config;
   return {
     n_epochs: c.epochs,
