@@ -2,7 +2,7 @@
 // events stay readable when a shape changes (add an upcaster in `upcast`, never edit history).
 import type { DeviceGrant } from './resources';
 import type { PlacementGrounds } from './scheduling';
-import { DEFAULT_RESOURCES, type FailureReason, type StopReason, type TaskSpec } from './task';
+import { DEFAULT_RESOURCES, type Checkpoint, type FailureReason, type StopReason, type TaskSpec } from './task';
 
 export interface TaskEventMap {
   TaskSubmitted: { spec: TaskSpec };
@@ -21,6 +21,9 @@ export interface TaskEventMap {
     learningRate?: number | null;
   };
   ArtifactRecorded: { path: string };
+  CheckpointRecorded: { path: string; step: number };
+  /** Its trainer ended after a preemption: back to the queue, in its place, to resume from its checkpoint. */
+  TaskPreempted: { exitCode: number | null; signal: string | null; checkpoint: Checkpoint | null };
   StopRequested: { reason: StopReason; message: string };
   TaskCompleted: { exitCode: number };
   TaskFailed: {
@@ -42,6 +45,8 @@ export const TASK_EVENT_TYPES = [
   'TrainingStarted',
   'ProgressRecorded',
   'ArtifactRecorded',
+  'CheckpointRecorded',
+  'TaskPreempted',
   'StopRequested',
   'TaskCompleted',
   'TaskFailed',

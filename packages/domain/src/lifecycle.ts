@@ -36,6 +36,9 @@ const emptyContext = (): Ctx => ({
   runnerId: null,
   stop: null,
   artifacts: [],
+  checkpoint: null,
+  preemptions: 0,
+  submittedPosition: null,
   cancelReason: null,
   deleted: false,
 });
@@ -51,6 +54,7 @@ const guards = {
   notSpawned: ({ context }: GuardArgs) => context.trainer === null,
   notStopping: ({ context }: GuardArgs) => context.stop === null,
   stoppingForCancel: ({ context }: GuardArgs) => context.stop?.reason === 'cancel',
+  stoppingForPreempt: ({ context }: GuardArgs) => context.stop?.reason === 'preempt',
   failureAllowed: ({ context, event }: GuardArgs) =>
     (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
   notDeleted: ({ context }: GuardArgs) => !context.deleted,
@@ -65,7 +69,7 @@ export const taskMachine = setup({
   actions: {
     submitted: assign(({ event }) => {
       const e = event as Ev<'TaskSubmitted'>;
-      return { ...emptyContext(), id: e.streamId, spec: e.data.spec, createdAt: e.at };
+      return { ...emptyContext(), id: e.streamId, spec: e.data.spec, createdAt: e.at, submittedPosition: e.position };
     }),
     queued: assign(({ event }) => ({ queuedAt: event.at, queuedPosition: event.position })),
     assigned: assign(({ context, event }) => {
@@ -90,6 +94,23 @@ export const taskMachine = setup({
     }),
     artifact: assign(({ context, event }) => ({
       artifacts: [...context.artifacts, (event as Ev<'ArtifactRecorded'>).data.path],
+    })),
+    checkpointed: assign(({ event }) => {
+      const d = (event as Ev<'CheckpointRecorded'>).data;
+      return { checkpoint: { path: d.path, step: d.step } };
+    }),
+    // Back in the queue in its place (its first TaskQueued, or its submission if it never
+    // queued), holding nothing, to start again from its checkpoint.
+    preempted: assign(({ context }) => ({
+      ...released,
+      trainer: null,
+      stop: null,
+      startedAt: null,
+      trainingAt: null,
+      deadlineAt: null,
+      runnerId: null,
+      preemptions: context.preemptions + 1,
+      queuedPosition: context.queuedPosition ?? context.submittedPosition,
     })),
     stopRequested: assign(({ event }) => {
       const e = event as Ev<'StopRequested'>;
@@ -141,6 +162,8 @@ export const taskMachine = setup({
         TrainingStarted: { target: 'TRAINING', actions: 'trainingStarted' },
         ProgressRecorded: { actions: 'progressed' },
         ArtifactRecorded: { actions: 'artifact' },
+        CheckpointRecorded: { actions: 'checkpointed' },
+        TaskPreempted: { guard: 'stoppingForPreempt', target: 'QUEUED', actions: 'preempted' },
         StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
         TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
@@ -151,6 +174,8 @@ export const taskMachine = setup({
       on: {
         ProgressRecorded: { actions: 'progressed' },
         ArtifactRecorded: { actions: 'artifact' },
+        CheckpointRecorded: { actions: 'checkpointed' },
+        TaskPreempted: { guard: 'stoppingForPreempt', target: 'QUEUED', actions: 'preempted' },
         StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
         TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
@@ -173,6 +198,7 @@ const guardRefusals: Record<GuardName, ((ctx: Ctx) => string) | null> = {
   notStopping: (ctx) => `a stop (${ctx.stop?.reason}) was already requested; the task ends when its trainer exits`,
   notDeleted: () => 'the task was already deleted',
   stoppingForCancel: null,
+  stoppingForPreempt: null,
   failureAllowed: null,
 };
 
@@ -252,6 +278,9 @@ export type TaskCommand =
   | { type: 'expire' }
   /** A device the task holds is no longer in the inventory (a GPU vanished, a MIG layout changed). */
   | { type: 'loseDevices'; message: string }
+  /** A task of a higher class needs its devices: checkpoint, stop, requeue. */
+  | { type: 'preempt'; message: string }
+  | { type: 'recordCheckpoint'; path: string; step: number }
   | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
   | { type: 'fail'; reason: FailureReason; message: string }
   | { type: 'delete' };
@@ -268,6 +297,8 @@ export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
   'cancel',
   'expire',
   'loseDevices',
+  'preempt',
+  'recordCheckpoint',
   'recordExit',
   'fail',
   'delete',
@@ -326,6 +357,10 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
           data: { reason: 'timeout', message: `timed out after ${formatDuration(ctx.spec?.timeoutMs ?? 0)}` },
         },
       ];
+    case 'preempt':
+      return [{ type: 'StopRequested', data: { reason: 'preempt', message: command.message } }];
+    case 'recordCheckpoint':
+      return [{ type: 'CheckpointRecorded', data: { path: command.path, step: command.step } }];
     case 'loseDevices':
       return [{ type: 'StopRequested', data: { reason: 'device-lost', message: command.message } }];
     case 'recordExit': {
@@ -339,6 +374,9 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
             data: { reason: 'timeout', message: ctx.stop.message, exitCode: command.exitCode, signal: command.signal },
           },
         ];
+      // Preempted: back to the queue whatever the code (the checkpoint says where to resume).
+      if (ctx.stop?.reason === 'preempt')
+        return [{ type: 'TaskPreempted', data: { exitCode: command.exitCode, signal: command.signal, checkpoint: ctx.checkpoint } }];
       // Whatever the code: a trainer whose GPU went away did not finish its training there.
       if (ctx.stop?.reason === 'device-lost')
         return [

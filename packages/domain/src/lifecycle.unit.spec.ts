@@ -30,6 +30,8 @@ const commands: Record<TaskCommandType, TaskCommand> = {
   cancel: { type: 'cancel', reason: 'changed my mind' },
   expire: { type: 'expire' },
   loseDevices: { type: 'loseDevices', message: 'gpu1 is no longer in the inventory' },
+  preempt: { type: 'preempt', message: 'preempted for task t9 (urgent)' },
+  recordCheckpoint: { type: 'recordCheckpoint', path: '/out/checkpoints/step-5', step: 5 },
   recordExit: { type: 'recordExit', exitCode: 0, signal: null },
   fail: { type: 'fail', reason: 'lost', message: 'trainer gone' },
   delete: { type: 'delete' },
@@ -47,6 +49,7 @@ const states: Record<string, TaskState> = {
   'TRAINING+cancelling': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('cancel')),
   'TRAINING+timing-out': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('timeout')),
   'TRAINING+device-lost': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('device-lost')),
+  'TRAINING+preempting': given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('preempt')),
   COMPLETED: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.completed()),
   FAILED: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.failed()),
   CANCELLED: given(ev.submitted(), ev.queued(), ev.cancelled()),
@@ -66,6 +69,8 @@ const running = (o: Partial<Row>): Row => ({
   cancel: 'StopRequested',
   expire: 'StopRequested',
   loseDevices: 'StopRequested',
+  preempt: 'StopRequested',
+  recordCheckpoint: 'CheckpointRecorded',
   recordExit: 'TaskCompleted',
   'recordExit(1)': 'TaskFailed',
   fail: 'TaskFailed',
@@ -83,6 +88,8 @@ const only = (o: Partial<Row>): Row => ({
   cancel: X,
   expire: X,
   loseDevices: X,
+  preempt: X,
+  recordCheckpoint: X,
   recordExit: X,
   'recordExit(1)': X,
   fail: X,
@@ -104,6 +111,7 @@ const table: Record<keyof typeof states, Row> = {
     cancel: X,
     expire: X,
     loseDevices: X,
+    preempt: X,
     recordExit: 'TaskCancelled',
     'recordExit(1)': 'TaskCancelled',
   }),
@@ -113,6 +121,7 @@ const table: Record<keyof typeof states, Row> = {
     cancel: X,
     expire: X,
     loseDevices: X,
+    preempt: X,
     recordExit: 'TaskFailed',
     'recordExit(1)': 'TaskFailed',
   }),
@@ -122,8 +131,19 @@ const table: Record<keyof typeof states, Row> = {
     cancel: X,
     expire: X,
     loseDevices: X,
+    preempt: X,
     recordExit: 'TaskFailed',
     'recordExit(1)': 'TaskFailed',
+  }),
+  'TRAINING+preempting': running({
+    recordSpawn: X,
+    startTraining: X,
+    cancel: X,
+    expire: X,
+    loseDevices: X,
+    preempt: X,
+    recordExit: 'TaskPreempted',
+    'recordExit(1)': 'TaskPreempted',
   }),
   COMPLETED: only({ delete: 'TaskDeleted' }),
   FAILED: only({ delete: 'TaskDeleted' }),
@@ -316,5 +336,49 @@ describe('a device leaves the inventory (decideLostDevices)', () => {
     expect(decide(after, { type: 'recordExit', exitCode: 0, signal: null })).toEqual([
       { type: 'TaskFailed', data: { reason: 'lost', message: 'gpu1 is no longer in the inventory', exitCode: 0, signal: null } },
     ]);
+  });
+});
+
+describe('preemption: checkpoint, stop, requeue in its place', () => {
+  it('given a running task that reported a checkpoint and was asked to preempt, when its trainer exits, then it is QUEUED again in its place, holding nothing, with its checkpoint', () => {
+    const log = stored(
+      [
+        ev.submitted(),
+        ev.queued(),
+        ev.assigned(1),
+        ev.spawned(),
+        ev.training(),
+        { type: 'CheckpointRecorded', data: { path: '/out/checkpoints/step-40', step: 40 } },
+        ev.stop('preempt'),
+      ],
+      't1',
+    );
+    const s = fold(log);
+    const [preempted] = decide(s, { type: 'recordExit', exitCode: 143, signal: null });
+    expect(preempted).toEqual({
+      type: 'TaskPreempted',
+      data: { exitCode: 143, signal: null, checkpoint: { path: '/out/checkpoints/step-40', step: 40 } },
+    });
+    const r = toRecord(fold(stored([preempted!], 't1', log.length, log.length + 10), s));
+    expect(r).toMatchObject({
+      status: 'QUEUED',
+      devices: [],
+      trainer: null,
+      stop: null,
+      preemptions: 1,
+      queuedPosition: log[1]!.position,
+      checkpoint: { path: '/out/checkpoints/step-40', step: 40 },
+    });
+    // Its next attempt is assigned as any queued task.
+    expect(decide(fold(stored([preempted!], 't1', log.length, log.length + 10), s), commands.assign).map((e) => e.type)).toEqual([
+      'TaskAssigned',
+    ]);
+  });
+  it('a task that never queued goes back in the place of its submission', () => {
+    const log = stored([ev.submitted(), ev.assigned(0), ev.spawned(), ev.stop('preempt')], 't2');
+    const s = fold(log);
+    const [preempted] = decide(s, { type: 'recordExit', exitCode: null, signal: 'SIGTERM' });
+    const r = toRecord(fold(stored([preempted!], 't2', log.length, log.length + 10), s));
+    expect([r.status, r.queuedPosition, r.checkpoint]).toEqual(['QUEUED', log[0]!.position, null]);
   });
 });

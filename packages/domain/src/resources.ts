@@ -41,6 +41,12 @@ export interface DeviceHolder {
   endsBy: number | null;
   /** The user whose task it is (quotas and fair share); absent: not counted for anyone. */
   owner?: string;
+  /** Its priority value (preemption picks lower ones), when it started (epoch ms), */
+  priority?: number;
+  startedAt?: number;
+  /** whether it may be preempted (not too often already), and whether it is stopping now. */
+  preemptible?: boolean;
+  stopping?: boolean;
 }
 
 /** What a task asks for. */

@@ -13,7 +13,7 @@
 //      as `{ type: 'committed' }`, and that decision carried out in turn (a command whose lines
 //      made it fail is observed as `{ type: 'refused' }` once the lines are stored apart);
 //   3. `effects` are performed, in order.
-import type { FailureReason, TaskRecord, TaskStatus } from './task';
+import type { FailureReason, StopReason, TaskRecord, TaskStatus } from './task';
 import type { TaskCommand, TaskCommandType } from './lifecycle';
 import { decideRecovery, type RecoveryAction, type RunFacts } from './recovery';
 
@@ -31,6 +31,8 @@ export interface RunState {
   stopRequested: boolean;
   /** SIGTERM was sent and SIGKILL follows after the grace period. */
   killArmed: boolean;
+  /** Preempting: SIGUSR1 was sent; SIGTERM follows its checkpoint line, or the preempt grace. */
+  checkpointAsked: boolean;
   /** Artifacts recorded for the task (a repeated report is not recorded again). */
   artifacts: readonly string[];
   /** A refused artifact was reported to the service log already (once per run). */
@@ -49,6 +51,7 @@ export function startRun(task: RunTask, runDir: string): RunState {
     pid: task.trainer?.pid ?? null,
     stopRequested: false,
     killArmed: false,
+    checkpointAsked: false,
     artifacts: [...task.artifacts],
     artifactWarned: false,
   };
@@ -66,7 +69,8 @@ export interface RunOutputLine {
 export type RunMessage =
   | { type: 'phase'; phase: 'training' }
   | { type: 'progress'; epoch?: number; totalEpochs?: number; step?: number; totalSteps?: number; loss?: number; learningRate?: number }
-  | { type: 'artifact'; path: string };
+  | { type: 'artifact'; path: string }
+  | { type: 'checkpoint'; path: string; step: number };
 
 /** Whether a reported artifact may be recorded, and as which path (checked by the runner against its output folder and limits). */
 export type ArtifactCheck = { ok: true; path: string } | { ok: false; reason: string };
@@ -104,8 +108,10 @@ export type RunObservation =
   | { type: 'vanished' }
   /** The task's deadline passed. */
   | { type: 'deadline' }
-  /** Someone asked the task to stop (cancel, timeout). */
-  | { type: 'stop' }
+  /** Someone asked the task to stop (cancel, timeout, preempt: then it may checkpoint first). */
+  | { type: 'stop'; reason?: StopReason }
+  /** The preempt grace (after SIGUSR1) is over without a checkpoint line. */
+  | { type: 'preemptGraceOver' }
   /** The kill grace period (graceMs) after SIGTERM is over. */
   | { type: 'graceOver'; graceMs: number };
 
@@ -138,7 +144,9 @@ export type RunEffect =
   /** Store one output line (in order with the others). */
   | { kind: 'storeLine'; line: RunOutputLine }
   /** Send a signal to the trainer's process group. */
-  | { kind: 'signal'; signal: 'SIGTERM' | 'SIGKILL' }
+  | { kind: 'signal'; signal: 'SIGTERM' | 'SIGKILL' | 'SIGUSR1' }
+  /** Observe `preemptGraceOver` after the preempt grace period. */
+  | { kind: 'armPreempt' }
   /** Observe `graceOver` after the kill grace period. */
   | { kind: 'armKill' }
   /** The runner no longer holds the run (another notification may take the task again). */
@@ -240,6 +248,10 @@ export function decideRun(run: RunState, obs: RunObservation, options: RunDecide
       return { run, commands: [{ command: { type: 'expire' }, actor: 'timeout' }], effects: [] };
 
     case 'stop':
+      return obs.reason === 'preempt' ? decidePreempt(run) : decideStop(run);
+
+    case 'preemptGraceOver':
+      if (run.phase === 'ended' || run.killArmed) return none(run);
       return decideStop(run);
 
     case 'graceOver':
@@ -356,6 +368,15 @@ function decideLine(run: RunState, obs: Extract<RunObservation, { type: 'line' }
     };
     return { run, commands: [{ command: { type: 'recordProgress', ...progress }, actor: 'trainer' }], effects: [store] };
   }
+  if (m?.type === 'checkpoint') {
+    const record: RunCommand = { command: { type: 'recordCheckpoint', path: m.path, step: m.step }, actor: 'trainer' };
+    // Preempting: the checkpoint it was asked for is written, so stop it now.
+    if (run.checkpointAsked && !run.killArmed) {
+      const stop = decideStop(run);
+      return { run: stop.run, commands: [record], effects: [store, ...stop.effects] };
+    }
+    return { run, commands: [record], effects: [store] };
+  }
   if (m?.type === 'artifact' && obs.artifact) {
     const verdict = obs.artifact;
     if (!verdict.ok) {
@@ -378,6 +399,24 @@ function decideLine(run: RunState, obs: Extract<RunObservation, { type: 'line' }
       };
   }
   return { run, commands: [], effects: [store] };
+}
+
+/**
+ * Preempt: SIGUSR1 asks the trainer for a checkpoint; SIGTERM follows its checkpoint line or the
+ * preempt grace. Without a pid yet it is a plain stop (nothing trained, nothing to save).
+ */
+function decidePreempt(run: RunState): RunDecision {
+  if (run.phase === 'ended' || run.checkpointAsked || run.killArmed) return none(run);
+  if (run.pid === null) return decideStop(run);
+  return {
+    run: { ...run, stopRequested: true, checkpointAsked: true },
+    commands: [],
+    effects: [
+      { kind: 'log', level: 'info', message: `preempting task ${run.taskId}: SIGUSR1 (checkpoint now) to process group ${run.pid}` },
+      { kind: 'signal', signal: 'SIGUSR1' },
+      { kind: 'armPreempt' },
+    ],
+  };
 }
 
 /** SIGTERM to the trainer's process group, SIGKILL after the grace period. Idempotent. */

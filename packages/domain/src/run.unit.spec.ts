@@ -280,3 +280,35 @@ describe('withLastOutput', () => {
     expect(withLastOutput('gone', [])).toBe('gone');
   });
 });
+
+describe('decideRun: preemption (checkpoint, then stop)', () => {
+  const following = givenRun(preparing, ...launchedAndRecorded);
+  const checkpointLine = (step: number): RunObservation => ({
+    type: 'line',
+    line: { seq: 9, stream: 'stdout', line: `{"type":"checkpoint","path":"/out/checkpoints/step-${step}","step":${step}}`, t: 2000 },
+    message: { type: 'checkpoint', path: `/out/checkpoints/step-${step}`, step },
+  });
+  it('asked to preempt: SIGUSR1 (checkpoint now) and arm the preempt grace; nothing appended; a second ask does nothing', () => {
+    const d = whenRun(following, { type: 'stop', reason: 'preempt' });
+    expect([commandsOf(d), effectsOf(d)]).toEqual([[], ['log info', 'SIGUSR1', 'armPreempt']]);
+    expect(whenRun(d.run, { type: 'stop', reason: 'preempt' }).effects).toEqual([]);
+  });
+  it('its checkpoint line: recorded, stored, and the trainer stopped at once (SIGTERM, kill armed)', () => {
+    const asked = whenRun(following, { type: 'stop', reason: 'preempt' }).run;
+    const d = whenRun(asked, checkpointLine(40));
+    expect([commandsOf(d), effectsOf(d)]).toEqual([['recordCheckpoint by trainer'], ['storeLine', 'log info', 'SIGTERM', 'armKill']]);
+    expect(d.commands[0]!.command).toEqual({ type: 'recordCheckpoint', path: '/out/checkpoints/step-40', step: 40 });
+  });
+  it('no checkpoint within the preempt grace: SIGTERM anyway', () => {
+    const asked = whenRun(following, { type: 'stop', reason: 'preempt' }).run;
+    expect(effectsOf(whenRun(asked, { type: 'preemptGraceOver' }))).toEqual(['log info', 'SIGTERM', 'armKill']);
+  });
+  it('a checkpoint reported on its own (not preempting): recorded, the trainer goes on', () => {
+    const d = whenRun(following, checkpointLine(50));
+    expect([commandsOf(d), effectsOf(d)]).toEqual([['recordCheckpoint by trainer'], ['storeLine']]);
+  });
+  it('preempted before its trainer is known: a plain stop once it is', () => {
+    const d = whenRun(givenRun(preparing), { type: 'stop', reason: 'preempt' });
+    expect([effectsOf(d), d.run.stopRequested]).toEqual([[], true]);
+  });
+});

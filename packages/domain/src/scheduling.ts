@@ -113,6 +113,16 @@ export interface SchedulingInput {
   releaseGraceMs?: number;
   /** Users' quotas and use, by name; a user not here has no quota and no past use. */
   accounts?: ReadonlyMap<string, Account>;
+  /** Preempt running tasks of a lower priority for a head that cannot otherwise start. */
+  preemption?: boolean;
+}
+
+/** A running task to stop (checkpoint and requeue) so that a higher-priority head can start. */
+export interface Preemption {
+  taskId: string;
+  /** The head it makes room for. */
+  forTaskId: string;
+  message: string;
 }
 
 export interface SchedulingDecision {
@@ -120,6 +130,8 @@ export interface SchedulingDecision {
   /** Why each task that does not start waits, by task id (built when first read). */
   readonly waiting: ReadonlyMap<string, WaitReason>;
   reservation: Reservation | null;
+  /** Running tasks to preempt for the head (none unless `preemption`). */
+  preemptions: Preemption[];
 }
 
 export interface SchedulingPolicy {
@@ -283,6 +295,7 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
       if (h.endsBy !== null) releases.push({ at: h.endsBy + grace, deviceId: d.id, memoryMb: h.memoryMb, exclusive: h.exclusive });
 
   const assignments: Placement[] = [];
+  const preemptions: Preemption[] = [];
   // Why each queued task waits, by its place in the queue: one array slot a task (a shared
   // reason object per shape), turned into a map only if someone reads it.
   const reasons: (WaitReason | undefined)[] = new Array(input.queue.length);
@@ -350,8 +363,10 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
           releases.push({ at: input.now + t.timeoutMs + grace, deviceId: c.view.id, memoryMb: grantMemory(c, r), exclusive: !isShared(r) });
         continue;
       }
-      // The head is blocked: it waits with a reservation when it can have one.
+      // The head is blocked: it waits with a reservation when it can have one, and, with
+      // preemption, running tasks of a lower priority are stopped to make room for it.
       headId = t.taskId;
+      if (input.preemption && preemptions.length === 0) preemptions.push(...choosePreemptions(caps, input.devices, t));
       const res = reserve(caps, releases, t, input.now);
       reservation = res?.reservation ?? null;
       spare = res?.spare ?? new Map();
@@ -403,12 +418,13 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
     reasons[qi] = reason;
     ahead++;
   }
-  return lazyDecision(assignments, reservation, input.queue, reasons);
+  return lazyDecision(assignments, reservation, preemptions, input.queue, reasons);
 }
 
 function lazyDecision(
   assignments: Placement[],
   reservation: Reservation | null,
+  preemptions: Preemption[],
   queue: readonly QueuedTaskView[],
   reasons: readonly (WaitReason | undefined)[],
 ): SchedulingDecision {
@@ -416,6 +432,7 @@ function lazyDecision(
   return {
     assignments,
     reservation,
+    preemptions,
     get waiting() {
       if (!waiting) {
         waiting = new Map();
@@ -517,6 +534,66 @@ class AdmissionOrder {
       return `${user} has used ${Math.round(a.gpuHoursUsed * 10) / 10} of ${a.gpuHoursCap} GPU-hours in the quota window; this task waits until older use leaves the window.`;
     return null;
   }
+}
+
+/**
+ * The fewest running tasks of a lower priority than `head` whose devices, freed, let it start:
+ * lowest priority first, then most recently started; never one that was preempted too often; and
+ * none at all when tasks already stopping will free enough.
+ */
+function choosePreemptions(caps: readonly Cap[], devices: readonly DeviceView[], head: QueuedTaskView): Preemption[] {
+  const headPriority = head.priority ?? 0;
+  const tasks = new Map<string, { priority: number; startedAt: number; preemptible: boolean; stopping: boolean }>();
+  for (const d of devices)
+    for (const h of d.holders)
+      tasks.set(h.taskId, {
+        priority: h.priority ?? 0,
+        startedAt: h.startedAt ?? 0,
+        preemptible: h.preemptible ?? true,
+        stopping: h.stopping ?? false,
+      });
+  const stopping = [...tasks].filter(([, t]) => t.stopping).map(([id]) => id);
+  const candidates = [...tasks]
+    .filter(([, t]) => !t.stopping && t.preemptible && t.priority < headPriority)
+    .sort(([, a], [, b]) => a.priority - b.priority || b.startedAt - a.startedAt)
+    .map(([id]) => id);
+  if (!candidates.length) return [];
+  const fitsWithout = (gone: readonly string[]) => {
+    const set = new Set(gone);
+    const freed = caps.map((c) => {
+      const copy = { ...c };
+      for (const h of c.view.holders) {
+        if (!set.has(h.taskId)) continue;
+        copy.holders--;
+        if (h.exclusive) {
+          copy.exclusive--;
+          copy.wholeFree = c.view.memoryMb - c.view.externalMemoryMb;
+        } else {
+          copy.sharedFree += h.memoryMb;
+          copy.wholeFree += h.memoryMb;
+        }
+      }
+      return copy;
+    });
+    return pick(freed, head.request, () => true) !== null;
+  };
+  if (fitsWithout(stopping)) return [];
+  const victims: string[] = [];
+  for (const id of candidates) {
+    victims.push(id);
+    if (fitsWithout([...stopping, ...victims])) break;
+  }
+  if (!fitsWithout([...stopping, ...victims])) return [];
+  // Never more than needed: drop any victim the head can do without.
+  for (let i = victims.length - 1; i >= 0; i--) {
+    const without = victims.filter((_, k) => k !== i);
+    if (fitsWithout([...stopping, ...without])) victims.splice(i, 1);
+  }
+  return victims.map((taskId) => ({
+    taskId,
+    forTaskId: head.taskId,
+    message: `preempted for task ${head.taskId} (priority ${headPriority}): it goes back to the queue and resumes from its last checkpoint`,
+  }));
 }
 
 /** A request's shape as one number: GPUs, memory (0 = none given) and sharing. */

@@ -274,6 +274,55 @@ describe('priorities, fair share and quotas', () => {
   });
 });
 
+describe('preemption (priority)', () => {
+  const running = (taskId: string, priority: number, startedMin: number, over: Partial<DeviceHolder> = {}): DeviceHolder => ({
+    ...held(taskId, 300),
+    priority,
+    startedAt: NOW - (60 - startedMin) * MIN,
+    preemptible: true,
+    stopping: false,
+    ...over,
+  });
+  const schedule = (devices: DeviceView[], queue: QueuedTaskView[]) =>
+    backfillPolicy.schedule({ devices, queue, now: NOW, preemption: true });
+
+  it('an urgent head that cannot start preempts the lowest-priority, most recently started task; it waits for it to stop', () => {
+    const devices = [
+      gpu(0, 80, [running('old-low', -10, 0)]),
+      gpu(1, 80, [running('new-low', -10, 30)]),
+      gpu(2, 80, [running('normal', 0, 50)]),
+    ];
+    const d = schedule(devices, [task('urgent', { priority: 20 })]);
+    expect(d.assignments).toEqual([]);
+    expect(d.preemptions).toEqual([
+      { taskId: 'new-low', forTaskId: 'urgent', message: expect.stringMatching(/^preempted for task urgent/) },
+    ]);
+  });
+  it('never more than needed: a 2-GPU head takes the two lowest, not the third', () => {
+    const devices = [gpu(0, 80, [running('a', -10, 0)]), gpu(1, 80, [running('b', 0, 10)]), gpu(2, 80, [running('c', -10, 20)])];
+    expect(
+      schedule(devices, [task('urgent', { priority: 20, gpus: 2 })])
+        .preemptions.map((p) => p.taskId)
+        .sort(),
+    ).toEqual(['a', 'c']);
+  });
+  it('none while tasks already stopping will free enough; none of an equal or higher priority; none preempted too often', () => {
+    expect(schedule([gpu(0, 80, [running('low', -10, 0, { stopping: true })])], [task('urgent', { priority: 20 })]).preemptions).toEqual(
+      [],
+    );
+    expect(schedule([gpu(0, 80, [running('peer', 20, 0)])], [task('urgent', { priority: 20 })]).preemptions).toEqual([]);
+    expect(
+      schedule([gpu(0, 80, [running('low', -10, 0, { preemptible: false })])], [task('urgent', { priority: 20 })]).preemptions,
+    ).toEqual([]);
+  });
+  it('off unless asked for', () => {
+    expect(
+      backfillPolicy.schedule({ devices: [gpu(0, 80, [running('low', -10, 0)])], queue: [task('urgent', { priority: 20 })], now: NOW })
+        .preemptions,
+    ).toEqual([]);
+  });
+});
+
 describe('fifoOrder', () => {
   const q = (taskId: string, queuedPosition: string | null) => ({ taskId, queuedPosition });
   it('orders by queue position (as big integers), tasks not yet queued last in the given order', () => {

@@ -83,8 +83,17 @@ export interface TaskError {
   signal: string | null;
 }
 
-/** cancel: asked by a user; timeout: past its deadline; device-lost: a device it holds left the inventory. */
-export type StopReason = 'cancel' | 'timeout' | 'device-lost';
+/**
+ * cancel: asked by a user; timeout: past its deadline; device-lost: a device it holds left the
+ * inventory; preempt: a task of a higher class needs its devices (it checkpoints and requeues).
+ */
+export type StopReason = 'cancel' | 'timeout' | 'device-lost' | 'preempt';
+
+/** A checkpoint a trainer reported: where it is and the step it resumes from. */
+export interface Checkpoint {
+  path: string;
+  step: number;
+}
 
 export interface StopRequest {
   reason: StopReason;
@@ -122,6 +131,12 @@ export interface TaskRecord {
   runnerId: string | null;
   stop: StopRequest | null;
   artifacts: string[];
+  /** The last checkpoint its trainer reported (the next attempt resumes from it). */
+  checkpoint: Checkpoint | null;
+  /** How many times it was preempted. */
+  preemptions: number;
+  /** Log position of its TaskSubmitted: its place in the queue if it is requeued without having queued. */
+  submittedPosition: string | null;
   cancelReason: string | null;
   deleted: boolean;
   /** Stream version of the last event folded in. */

@@ -76,7 +76,10 @@ export const ev = {
   }),
   spawned: (): NewTaskEvent => ({ type: 'TrainerSpawned', data: { pid: 4242, startTime: '1234', runDir: '/tmp/run' } }),
   training: (): NewTaskEvent => ({ type: 'TrainingStarted', data: {} }),
-  stop: (reason: 'cancel' | 'timeout' | 'device-lost'): NewTaskEvent => ({ type: 'StopRequested', data: { reason, message: reason } }),
+  stop: (reason: 'cancel' | 'timeout' | 'device-lost' | 'preempt'): NewTaskEvent => ({
+    type: 'StopRequested',
+    data: { reason, message: reason },
+  }),
   completed: (): NewTaskEvent => ({ type: 'TaskCompleted', data: { exitCode: 0 } }),
   failed: (): NewTaskEvent => ({
     type: 'TaskFailed',

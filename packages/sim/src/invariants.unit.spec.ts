@@ -148,7 +148,7 @@ describe('simulation invariants, after every step (World.check)', () => {
   it('stall: a scheduling policy that never assigns', async () => {
     const idle: SchedulingPolicy = {
       name: 'never assigns (planted bug)',
-      schedule: () => ({ assignments: [], waiting: new Map(), reservation: null }),
+      schedule: () => ({ assignments: [], waiting: new Map(), reservation: null, preemptions: [] }),
     };
     expect((await firstViolation({ steps: 150, slots: 1, policy: idle }))?.invariant).toBe('stall');
   });
@@ -164,6 +164,10 @@ describe('simulation invariants, after every step (World.check)', () => {
     };
     const limits = [{ name: 'alice', maxGpus: 1, gpuHours: null, gpuHoursWindowHours: null, weight: 1 }];
     expect((await firstViolation({ steps: 150, slots: 2, policy: careless, limits }))?.invariant).toBe('quota');
+  });
+
+  it('resume: a launcher that starts a preempted task from zero instead of its checkpoint', async () => {
+    expect((await firstViolation({ steps: 150, slots: 1, forgetCheckpoints: true }))?.invariant).toBe('resume');
   });
 
   it('idempotency: a store that never finds a task by its key', async () => {

@@ -91,7 +91,19 @@ export class MemoryDb {
         .filter((h) => h.deviceId === d.id)
         .map((h) => {
           const t = tasks.get(h.taskId);
-          return { ...h, endsBy: t?.deadlineAt ? Date.parse(t.deadlineAt) : null, ...(t ? { owner: t.spec.owner } : {}) };
+          return {
+            ...h,
+            endsBy: t?.deadlineAt ? Date.parse(t.deadlineAt) : null,
+            ...(t
+              ? {
+                  owner: t.spec.owner,
+                  priority: t.spec.priority?.value ?? 0,
+                  startedAt: t.startedAt ? Date.parse(t.startedAt) : null,
+                  preemptions: t.preemptions,
+                  stopping: t.stop !== null,
+                }
+              : {}),
+          };
         }),
     });
     return [
@@ -212,6 +224,10 @@ export class MemoryDb {
       // already has the queue to itself, as the store's advisory lock gives it.
       lockQueue: async () => {},
       countQueued: async () => [...w.tasks.values()].filter((t) => t.status === 'QUEUED').length,
+      topQueuedPriority: async () => {
+        const queued = [...w.tasks.values()].filter((t) => t.status === 'QUEUED');
+        return queued.length ? Math.max(...queued.map((t) => t.spec.priority?.value ?? 0)) : null;
+      },
       listQueue: async (limit) =>
         [...w.tasks.values()]
           .filter((t) => t.status === 'QUEUED')

@@ -154,7 +154,10 @@ describe('replay: a policy that breaks the model fails the replay', () => {
     expect(() => replay([job('a', 0, 1, 10), job('b', 1, 1, 10)], greedy, { gpus: 2 })).toThrow(/placed b on gpu0, held by a/);
   });
   it('a policy that starts nothing with an idle pool is caught stalling', () => {
-    const idle: SchedulingPolicy = { name: 'idle', schedule: () => ({ assignments: [], waiting: new Map(), reservation: null }) };
+    const idle: SchedulingPolicy = {
+      name: 'idle',
+      schedule: () => ({ assignments: [], waiting: new Map(), reservation: null, preemptions: [] }),
+    };
     expect(() => replay([job('a', 0, 1, 10)], idle, { gpus: 1 })).toThrow(/stalled/);
   });
 });

@@ -61,6 +61,8 @@ export const SIM_TRAINING_CONFIG: TrainingConfig = {
 
 const RUNNER = 'sim';
 const GRACE_MS = 5000;
+/** How long a preempted trainer has to checkpoint after SIGUSR1. */
+const PREEMPT_GRACE_MS = 2000;
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
 interface Proc {
@@ -74,6 +76,10 @@ interface Proc {
   outcome: { code: number | null; signal: string | null };
   ignoreSigterm: boolean;
   termAt: number | null;
+  /** Checkpoints: whether it answers SIGUSR1, the step it started from, when it prints the checkpoint asked for. */
+  checkpoints: boolean;
+  startStep: number;
+  checkpointAt: number | null;
   /** What the trainer printed last: the runner stores it with the exit. Sometimes NUL-laden. */
   lastLines: string[];
 }
@@ -97,6 +103,8 @@ interface Run {
   state: RunState;
   /** When the kill grace ends (the runner's kill timer). */
   killAt: number | null;
+  /** When the preempt grace after SIGUSR1 is over. */
+  preemptAt: number | null;
   /** The trainer's training phase line was read since this run was taken in charge. */
   phaseRead: boolean;
 }
@@ -138,6 +146,8 @@ export interface SimOptions {
   ignoreLostDevices?: boolean;
   /** Users' quotas and fair-share weights (alice and bob submit). */
   limits?: UserLimits[];
+  /** A launcher that starts a preempted task from zero instead of its checkpoint. */
+  forgetCheckpoints?: boolean;
 }
 
 /**
@@ -167,6 +177,8 @@ export type SimInvariant =
   | 'partial-gang'
   /** 2: a task started on a device reserved for the blocked head and could outlive the reservation. */
   | 'backfill-delays-head'
+  /** A preempted task's next attempt starts before its checkpoint. */
+  | 'resume'
   /** 1: a user holds more devices than their quota allows. */
   | 'quota'
   /** 1: with the service up, a task runs on a device that left the inventory and nobody stopped it. */
@@ -241,6 +253,7 @@ export class World {
       now: () => this.clock,
       releaseGraceMs: GRACE_MS,
       accounts: () => (this.lastAccounts = this.accounts()),
+      preemption: { maxPreemptions: 3 },
       ...(opts.policy ? { policy: opts.policy } : {}),
       onCommit: (events) => this.onCommit(events),
     });
@@ -560,10 +573,12 @@ export class World {
       consider(p.trainingAt);
       consider(p.endAt);
       if (p.termAt !== null && !p.ignoreSigterm) consider(p.termAt + 50);
+      consider(p.checkpointAt);
     }
     if (this.svc) {
       for (const [id, run] of this.svc.runs) {
         consider(run.killAt);
+        consider(run.preemptAt);
         const dl = this.db.tasks.get(id)?.deadlineAt;
         if (dl) consider(Date.parse(dl));
       }
@@ -594,6 +609,9 @@ export class World {
       outcome: { code: 0, signal: null },
       ignoreSigterm: true,
       termAt: null,
+      checkpoints: false,
+      startStep: 0,
+      checkpointAt: null,
       lastLines: [],
     });
     return pid;
@@ -641,7 +659,7 @@ export class World {
   /** Take charge of an active task: look at its run folder until the decider launches, follows or fails it. */
   private async settle(task: TaskRecord): Promise<void> {
     const svc = this.svc!;
-    const run: Run = { state: startRun(task, `/runs/${task.id}/${task.attempt}`), killAt: null, phaseRead: false };
+    const run: Run = { state: startRun(task, `/runs/${task.id}/${task.attempt}`), killAt: null, preemptAt: null, phaseRead: false };
     svc.runs.set(task.id, run);
     for (let current = task; ;) {
       const files = this.files.get(run.state.runDir) ?? {};
@@ -672,6 +690,13 @@ export class World {
       return;
     }
     const pid = this.nextPid++;
+    // As the launcher does (TRAINYARD_RESUME_FROM): the next attempt starts from its checkpoint.
+    const startStep = this.opts.forgetCheckpoints ? 0 : (task.checkpoint?.step ?? 0);
+    if (task.checkpoint && startStep < task.checkpoint.step)
+      this.violation(
+        'resume',
+        `${task.id} attempt ${task.attempt} starts from step ${startStep}, its checkpoint is at step ${task.checkpoint.step}`,
+      );
     const p: Proc = {
       pid,
       startTime: String(this.clock * 10 + pid),
@@ -679,10 +704,13 @@ export class World {
       runDir: run.state.runDir,
       alive: true,
       trainingAt: this.clock + (sim.startupMs ?? 0),
-      endAt: this.clock + (sim.startupMs ?? 0) + (sim.steps ?? 1000),
+      endAt: this.clock + (sim.startupMs ?? 0) + Math.max(1, (sim.steps ?? 1000) - startStep),
       outcome: { code: sim.crashSignal ? null : (sim.exitCode ?? 0), signal: sim.crashSignal ?? null },
       ignoreSigterm: sim.ignoreSigterm ?? false,
       termAt: null,
+      checkpoints: (task.spec.config.simulate?.checkpointEvery ?? 0) > 0 || pid % 3 !== 0,
+      startStep,
+      checkpointAt: null,
       lastLines: this.rng.pick([...LAST_OUTPUTS]) ?? [],
     };
     this.procs.set(pid, p);
@@ -697,7 +725,7 @@ export class World {
 
   private async stop(taskId: string): Promise<void> {
     const run = this.svc?.runs.get(taskId);
-    if (run) await this.observe(taskId, run, { type: 'stop' });
+    if (run) await this.observe(taskId, run, { type: 'stop', reason: this.db.tasks.get(taskId)?.stop?.reason });
   }
 
   /** One pass over followed runs: what the tailer, the exit watch and the timers notice; true when it did something. */
@@ -716,6 +744,22 @@ export class World {
           line: { seq: 0, stream: 'stdout', line: JSON.stringify(message), t: this.clock },
           message,
         });
+        return true;
+      }
+      if (p.alive && p.checkpointAt !== null && this.clock >= p.checkpointAt) {
+        p.checkpointAt = null;
+        const step = Math.max(p.startStep, Math.min(p.startStep + (this.clock - p.trainingAt), p.startStep + (p.endAt - p.trainingAt)));
+        const message = { type: 'checkpoint', path: `/out/${id}/checkpoints/step-${step}`, step } as const;
+        await this.observe(id, run, {
+          type: 'line',
+          line: { seq: 1, stream: 'stdout', line: JSON.stringify(message), t: this.clock },
+          message,
+        });
+        return true;
+      }
+      if (p.alive && run.preemptAt !== null && this.clock >= run.preemptAt) {
+        run.preemptAt = null;
+        await this.observe(id, run, { type: 'preemptGraceOver' });
         return true;
       }
       if (p.alive && run.killAt !== null && this.clock >= run.killAt) {
@@ -774,11 +818,16 @@ export class World {
           const p = run.state.pid !== null ? this.procs.get(run.state.pid) : undefined;
           this.log(`${e.signal} ${run.state.pid} (${taskId})`);
           if (e.signal === 'SIGTERM' && p) p.termAt = this.clock;
+          // A trainer that checkpoints writes one and says so a little later; one that does not ignores it.
+          if (e.signal === 'SIGUSR1' && p?.alive && p.checkpoints) p.checkpointAt = this.clock + 100;
           if (e.signal === 'SIGKILL' && p?.alive) this.exitProc(p, { code: null, signal: 'SIGKILL' });
           break;
         }
         case 'armKill':
           run.killAt = this.clock + GRACE_MS;
+          break;
+        case 'armPreempt':
+          run.preemptAt = this.clock + PREEMPT_GRACE_MS;
           break;
         case 'recover':
           next.recover = e.task;

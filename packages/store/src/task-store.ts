@@ -33,7 +33,7 @@ import { type Conn, type Database, type Tx } from './database';
 import { isRefusedData, isRetryable } from './errors';
 import { appendNewStreams, appendToStream, type AppendMetadata } from './sql/events';
 import { appendLogLines, type LogLine } from './sql/logs';
-import { countQueued, listQueue, lockQueue } from './sql/queue';
+import { countQueued, listQueue, lockQueue, topQueuedPriority } from './sql/queue';
 import { listDevicesWithHolders, type DeviceWithHolders } from './sql/devices';
 import { findByIdempotencyKey, loadTask, projectNewTasks, projectTask } from './sql/tasks';
 
@@ -56,6 +56,8 @@ export interface TaskRepository {
   appendLogLines(taskId: string, lines: readonly LogLine[]): Promise<void>;
   /** Tasks queued now (for the "queue is long" warning a submission gets). */
   countQueued(): Promise<number>;
+  /** The highest priority queued (null: none), to tell whether a full pool should look at preempting. */
+  topQueuedPriority(): Promise<number | null>;
   /**
    * Append the first events of several new streams at once, in the order given (so positions,
    * and with them queue order, follow it). A stream that already exists is a conflict, and
@@ -85,6 +87,7 @@ export function sqlRepository(tx: Tx): TaskRepository {
     listQueue: (limit) => listQueue(tx, limit),
     lockQueue: () => lockQueue(tx),
     countQueued: () => countQueued(tx),
+    topQueuedPriority: () => topQueuedPriority(tx),
     appendLogLines: (taskId, lines) => appendLogLines(tx, taskId, lines),
     appendNewStreams: (streams) => appendNewStreams(tx, streams),
     projectNew: (rows) => projectNewTasks(tx, rows),
@@ -138,6 +141,8 @@ export interface TaskStoreOptions {
   releaseGraceMs?: number;
   /** Users' quotas and recent use (fair share), as the service last read them. */
   accounts?: () => ReadonlyMap<string, Account>;
+  /** Preempt lower-priority running tasks for a head that cannot otherwise start; a task preempted this often is spared. */
+  preemption?: { maxPreemptions: number };
   maxAttempts?: number;
   /** Called after each commit with the events it appended (to wake local subscribers). */
   onCommit?: (events: StoredTaskEvent[]) => void;
@@ -411,7 +416,7 @@ export class TaskCommands {
     devices: DeviceView[],
     candidate: TaskRecord | undefined,
   ): Promise<TaskRecord[]> {
-    if (!devices.some(hasRoom)) return [];
+    if (!devices.some(hasRoom) && !(await this.mayPreempt(tx, devices))) return [];
     const depth = this.opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
     const queued = await tx.listQueue(depth);
     const byId = new Map(queued.map((t) => [t.id, t]));
@@ -427,7 +432,13 @@ export class TaskCommands {
       reserveFraction: this.opts.reserveFraction,
       releaseGraceMs: this.opts.releaseGraceMs,
       accounts: this.opts.accounts?.(),
+      preemption: this.opts.preemption !== undefined,
     });
+    for (const p of decision.preemptions) {
+      const victim = await tx.loadTask(p.taskId);
+      if (victim && !victim.stop)
+        await this.applyCommand(tx, appended, victim, p.taskId, { type: 'preempt', message: p.message }, { ...meta, actor: 'scheduler' });
+    }
     const started: TaskRecord[] = [];
     for (const a of decision.assignments) {
       const before = byId.get(a.taskId);
@@ -446,6 +457,16 @@ export class TaskCommands {
     return started;
   }
 
+  /** With no room anywhere: whether a queued task outranks a running one that may be preempted. */
+  private async mayPreempt(tx: TaskRepository, devices: readonly DeviceView[]): Promise<boolean> {
+    if (!this.opts.preemption) return false;
+    let lowest = Infinity;
+    for (const d of devices) for (const h of d.holders) if (h.preemptible && !h.stopping) lowest = Math.min(lowest, h.priority ?? 0);
+    if (lowest === Infinity) return false;
+    const top = await tx.topQueuedPriority();
+    return top !== null && top > lowest;
+  }
+
   private now(): number {
     return this.opts.now?.() ?? Date.now();
   }
@@ -453,7 +474,7 @@ export class TaskCommands {
   /** The devices as the policy sees them: present ones, with their holders and conditions. */
   async deviceViews(tx: TaskRepository): Promise<DeviceView[]> {
     const conditions = this.opts.deviceConditions?.() ?? new Map<string, DeviceCondition>();
-    return toDeviceViews(await tx.listDevices(), conditions);
+    return toDeviceViews(await tx.listDevices(), conditions, this.opts.preemption?.maxPreemptions);
   }
 }
 
@@ -470,7 +491,11 @@ const MAX_PASSES = 4;
 export const DEFAULT_QUEUE_DEPTH = 200;
 
 /** Devices as the policy sees them; an absent device (gone from the inventory) takes no new work. */
-export function toDeviceViews(rows: readonly DeviceWithHolders[], conditions: ReadonlyMap<string, DeviceCondition>): DeviceView[] {
+export function toDeviceViews(
+  rows: readonly DeviceWithHolders[],
+  conditions: ReadonlyMap<string, DeviceCondition>,
+  maxPreemptions = Infinity,
+): DeviceView[] {
   return rows.map((d) => {
     const c = conditions.get(d.id);
     return {
@@ -488,6 +513,10 @@ export function toDeviceViews(rows: readonly DeviceWithHolders[], conditions: Re
         exclusive: h.exclusive,
         endsBy: h.endsBy,
         ...(h.owner !== undefined ? { owner: h.owner } : {}),
+        ...(h.priority !== undefined ? { priority: h.priority } : {}),
+        ...(h.startedAt != null ? { startedAt: h.startedAt } : {}),
+        preemptible: (h.preemptions ?? 0) < maxPreemptions,
+        stopping: h.stopping ?? false,
       })),
     };
   });

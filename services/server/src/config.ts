@@ -63,6 +63,12 @@ export interface ServiceConfig {
   priorityClasses: Record<string, number>;
   /** Past use loses half its weight in fair share in this long. */
   fairShareHalfLifeMs: number;
+  /** Preempt lower-priority running tasks for a higher-priority head: off, or by priority. */
+  preemption: 'off' | 'priority';
+  /** A preempted trainer's time to checkpoint after SIGUSR1, before SIGTERM. */
+  preemptGraceMs: number;
+  /** A task preempted this often is no longer chosen as a victim. */
+  maxPreemptions: number;
   defaultTimeoutMs: number;
   killGraceMs: number;
   runnerId: string;
@@ -227,6 +233,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
         ),
       { ...DEFAULT_PRIORITY_CLASSES },
     ),
+    preemption: read('TRAINYARD_PREEMPTION', z.enum(['off', 'priority']), 'priority'),
+    preemptGraceMs: read('TRAINYARD_PREEMPT_GRACE_MS', intFrom('TRAINYARD_PREEMPT_GRACE_MS', 0, HOUR), 120_000),
+    maxPreemptions: read('TRAINYARD_MAX_PREEMPTIONS', intFrom('TRAINYARD_MAX_PREEMPTIONS', 0, 1000), 3),
     fairShareHalfLifeMs:
       read(
         'TRAINYARD_FAIR_SHARE_HALF_LIFE_HOURS',

@@ -22,6 +22,7 @@ import {
   type RunObservation,
   type RunOutcome,
   type RunState,
+  type StopReason,
   type TaskCommand,
   type TaskRecord,
 } from '@trainyard/domain';
@@ -37,7 +38,7 @@ import {
 } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
-import { checkArtifact, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
+import { checkArtifact, checkCheckpoint, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
 import { readExit, readTrainerInfo, FILES, type ExitInfo, type OutputLine } from './trainer/run-folder';
 import { RunTailer } from './trainer/tailer';
 import { Deadlines } from './runner/deadlines';
@@ -52,6 +53,8 @@ interface Run {
   task: TaskRecord;
   tailer: RunTailer | null;
   killTimer: NodeJS.Timeout | null;
+  /** The preempt grace (after SIGUSR1), when preempting. */
+  preemptTimer: NodeJS.Timeout | null;
   /** The trainer's output not stored yet (while it is followed). */
   output: OutputBuffer | null;
 }
@@ -63,6 +66,8 @@ interface Next {
   outcome?: RunOutcome;
 }
 
+/** Stored line numbers of attempt n start after (n − 1) × this (an attempt stores far fewer lines: TRAINYARD_LOG_MAX_BYTES_PER_TASK). */
+const ATTEMPT_SEQ_STRIDE = 10_000_000;
 export interface RunnerLog {
   info(msg: string): void;
   warn(msg: string): void;
@@ -115,7 +120,7 @@ export class Runner {
     if (!isActive(task.status)) return;
     if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
     this.deadlines.arm(task);
-    if (task.stop) this.stop(task.id);
+    if (task.stop) this.stop(task.id, task.stop.reason);
   }
 
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */
@@ -126,14 +131,14 @@ export class Runner {
       if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
       report[await this.settle(task, this.claim(task))].push(task.id);
       this.deadlines.arm(task);
-      if (task.stop) this.stop(task.id);
+      if (task.stop) this.stop(task.id, task.stop.reason);
     }
     return report;
   }
 
   /** Take charge of a task synchronously, so two notifications never start two trainers. */
   private claim(task: TaskRecord): Run {
-    const run: Run = { state: startRun(task, this.runDirOf(task)), task, tailer: null, killTimer: null, output: null };
+    const run: Run = { state: startRun(task, this.runDirOf(task)), task, tailer: null, killTimer: null, preemptTimer: null, output: null };
     this.runs.set(task.id, run);
     return run;
   }
@@ -172,6 +177,7 @@ export class Runner {
     run.state = d.run;
     if (ending) {
       if (run.killTimer) clearTimeout(run.killTimer);
+      if (run.preemptTimer) clearTimeout(run.preemptTimer);
       this.deadlines.clear(taskId);
     }
     const next: Next = d.outcome ? { outcome: d.outcome } : {};
@@ -227,6 +233,10 @@ export class Runner {
             this.config.killGraceMs,
           );
           run.killTimer.unref();
+          break;
+        case 'armPreempt':
+          run.preemptTimer = setTimeout(() => void this.decide(run, { type: 'preemptGraceOver' }), this.config.preemptGraceMs);
+          run.preemptTimer.unref();
           break;
         case 'release':
           if (this.runs.get(taskId) === run) this.runs.delete(taskId);
@@ -312,7 +322,10 @@ export class Runner {
   /** Tail the trainer's output to the end and tell the run decider each line and the exit. */
   private async follow(run: Run): Promise<void> {
     const task = run.task;
-    const fromSeq = await this.retry(() => lastLogSeq(this.store.db, task.id));
+    // Each attempt numbers its lines from 1 in its own run folder; stored, they follow the
+    // earlier attempts' (a preempted task's next attempt must not overwrite or skip its lines).
+    const base = (task.attempt - 1) * ATTEMPT_SEQ_STRIDE;
+    const fromSeq = Math.max(0, (await this.retry(() => lastLogSeq(this.store.db, task.id))) - base);
     const outputDir = resolveOutputDir(this.config, task);
     const artifactLimits = { maxPerTask: this.config.artifactsMaxPerTask, maxPathChars: this.config.artifactPathMaxChars };
     const throttle = new ProgressThrottle();
@@ -322,7 +335,8 @@ export class Runner {
     });
     run.output = output;
     const flushTimer = setInterval(() => void output.flush(), LOG_FLUSH_MS);
-    const onLine = async (l: OutputLine) => {
+    const onLine = async (local: OutputLine) => {
+      const l = { ...local, seq: local.seq + base };
       const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
       const obs: Extract<RunObservation, { type: 'line' }> = { type: 'line', line: l };
       if (parsed.kind === 'message') {
@@ -330,6 +344,15 @@ export class Runner {
         obs.message = m;
         if (m.type === 'progress') obs.progressDue = throttle.offer(m, l.t);
         if (m.type === 'artifact') obs.artifact = checkArtifact(m.path, outputDir, run.state.artifacts.length, artifactLimits);
+        if (m.type === 'checkpoint') {
+          // Only a checkpoint inside the task's own output folder is handed to a later attempt.
+          const verdict = checkCheckpoint(m, outputDir);
+          if (verdict.ok) obs.message = { type: 'checkpoint', path: verdict.path, step: verdict.step };
+          else {
+            delete obs.message;
+            this.log.warn(`task ${task.id}: refused a checkpoint its trainer reported: ${verdict.reason}`);
+          }
+        }
       }
       await this.decide(run, obs);
     };
@@ -386,10 +409,10 @@ export class Runner {
   }
 
   /** SIGTERM the trainer's process group; SIGKILL after the grace period (the run decider decides). Idempotent. */
-  stop(taskId: string): void {
+  stop(taskId: string, reason?: StopReason): void {
     const run = this.runs.get(taskId);
     // Synchronous: a stop decision appends nothing, so its signal is sent before this returns.
-    if (run) void this.decide(run, { type: 'stop' });
+    if (run) void this.decide(run, { type: 'stop', ...(reason ? { reason } : {}) });
   }
 
   /** A held task's deadline passed: the run decider says what follows (expire, then stop). */
@@ -479,6 +502,7 @@ export class Runner {
     for (const run of this.runs.values()) {
       run.tailer?.stop();
       if (run.killTimer) clearTimeout(run.killTimer);
+      if (run.preemptTimer) clearTimeout(run.preemptTimer);
     }
     this.deadlines.close();
     this.runs.clear();

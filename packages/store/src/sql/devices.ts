@@ -14,8 +14,12 @@ export interface DeviceRow extends Device {
 export interface HolderRow extends DeviceHolderRow {
   /** The holder's deadline (epoch ms), null when it has none yet. */
   endsBy: number | null;
-  /** Whose task it is. */
+  /** Whose task it is, its priority, when it started, how often it was preempted, whether it is stopping. */
   owner?: string;
+  priority?: number;
+  startedAt?: number | null;
+  preemptions?: number;
+  stopping?: boolean;
 }
 
 export interface DeviceWithHolders extends DeviceRow {
@@ -39,6 +43,10 @@ export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHold
         exclusive: deviceHolders.exclusive,
         deadlineAt: sql<string | null>`${tasks.record}->>'deadlineAt'`,
         owner: tasks.owner,
+        priority: tasks.priority,
+        startedAt: sql<string | null>`${tasks.record}->>'startedAt'`,
+        preemptions: sql<number | null>`(${tasks.record}->>'preemptions')::int`,
+        stopping: sql<boolean>`${tasks.record}->'stop' IS NOT NULL AND ${tasks.record}->'stop' <> 'null'::jsonb`,
       })
       .from(deviceHolders)
       .leftJoin(tasks, eq(tasks.id, deviceHolders.taskId))
@@ -54,6 +62,10 @@ export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHold
       exclusive: h.exclusive,
       endsBy: h.deadlineAt ? Date.parse(h.deadlineAt) : null,
       ...(h.owner !== null ? { owner: h.owner } : {}),
+      priority: h.priority ?? 0,
+      startedAt: h.startedAt ? Date.parse(h.startedAt) : null,
+      preemptions: Number(h.preemptions ?? 0),
+      stopping: Boolean(h.stopping),
     });
     byDevice.set(h.deviceId, list);
   }

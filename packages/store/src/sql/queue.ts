@@ -26,6 +26,13 @@ export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[
   return rows.map((r) => r.record);
 }
 
+/** The highest priority among queued tasks (null: none queued): whether preempting could matter. */
+export async function topQueuedPriority(conn: Conn): Promise<number | null> {
+  const rows = rowsOf<{ p: number | string | null }>(await conn.execute(sql`SELECT max(priority) AS p FROM tasks WHERE status = 'QUEUED'`));
+  const p = rows[0]?.p;
+  return p === null || p === undefined ? null : Number(p);
+}
+
 export async function countQueued(conn: Conn): Promise<number> {
   const rows = rowsOf<{ n: number | string }>(await conn.execute(sql`SELECT count(*) AS n FROM tasks WHERE status = 'QUEUED'`));
   return Number(rows[0]?.n ?? 0);

@@ -61,6 +61,8 @@ export async function launchTrainer(
       CUDA_VISIBLE_DEVICES: task.devices.length ? cudaVisibleDevices(task.devices) : '0',
       TRAINYARD_TASK_SPEC: specFile,
       TRAINYARD_TASK_ID: task.id,
+      // A preempted task's next attempt continues from its last checkpoint (the trainer's choice how).
+      ...(task.checkpoint ? { TRAINYARD_RESUME_FROM: task.checkpoint.path } : {}),
       TRAINYARD_OUTPUT_DIR: outputDir,
     },
     maxLineBytes: config.logMaxLineBytes,
