@@ -137,6 +137,7 @@ export class TrainyardService {
       policy: policyByName(config.schedulerPolicy),
       deviceConditions: () => this.picture.conditions,
       accounts: () => this.accounts,
+      ...(config.preemption === 'priority' ? { preemption: { maxPreemptions: config.maxPreemptions } } : {}),
       reserveFraction: config.gpuMemoryReserve,
       queueDepth: config.schedulerQueueDepth,
       // A task past its deadline holds its devices until SIGKILL, the kill grace later.
