@@ -205,6 +205,16 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
 
+    # SIGUSR1 (the service preempts the task): save a checkpoint at the end of the current step,
+    # report it, and keep training until SIGTERM. Without this handler SIGUSR1 would end the process.
+    checkpoint_requested = {"flag": False}
+
+    def on_sigusr1(signum: int, frame: Any) -> None:
+        checkpoint_requested["flag"] = True
+        os.write(1, b"received SIGUSR1, saving a checkpoint\n")
+
+    signal.signal(signal.SIGUSR1, on_sigusr1)
+
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -226,6 +236,7 @@ def main() -> int:
     max_length = max(8, int(config.get("maxLength") or 512))
     lora_rank = max(1, int(config.get("loraRank") or 8))
     lora_alpha = max(1, int(config.get("loraAlpha") or 2 * lora_rank))
+    checkpoint_every = max(0, int(config.get("checkpointEverySteps") or 0))
 
     cuda = torch.cuda.is_available()
     n_devices = torch.cuda.device_count() if cuda else 0
@@ -337,9 +348,18 @@ def main() -> int:
                 self._progress(state)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if checkpoint_requested["flag"]:
+                checkpoint_requested["flag"] = False
+                control.should_save = True
             if stop_requested["flag"]:
                 control.should_training_stop = True
             return control
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # The Trainer's own checkpoint (model, optimizer, scheduler, RNG, step): a later attempt
+            # resumes from it with resume_from_checkpoint.
+            step = int(state.global_step or 0)
+            emit({"type": "checkpoint", "path": os.path.join(args.output_dir, f"checkpoint-{step}"), "step": step})
 
         def _progress(self, state: Any) -> None:
             total_steps = int(state.max_steps or 0)
@@ -367,7 +387,8 @@ def main() -> int:
         lr_scheduler_type="cosine",
         warmup_ratio=0.03,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if checkpoint_every else "no",
+        save_steps=checkpoint_every or 500,
         report_to=[],
         disable_tqdm=True,  # tqdm's \r progress bars would only flood the log
         bf16=bf16,
@@ -384,7 +405,13 @@ def main() -> int:
         },
         callbacks=[ProtocolCallback()],
     )
-    trainer.train()
+    resume_from = os.environ.get("TRAINYARD_RESUME_FROM") or None
+    if resume_from and not os.path.isdir(resume_from):
+        log(f"lora_trainer: checkpoint {resume_from} is not a folder; starting from the beginning")
+        resume_from = None
+    if resume_from:
+        log(f"resuming from {resume_from}")
+    trainer.train(resume_from_checkpoint=resume_from)
 
     # ---- save ----
     save_dir = os.path.join(output_dir, "interrupted") if stop_requested["flag"] else output_dir

@@ -30,6 +30,8 @@ export interface TrainingConfig {
   load4bit: boolean;
   loraRank: number;
   loraAlpha: number;
+  /** Save a checkpoint every this many steps (trainers that support it; a preemption saves one too). */
+  checkpointEverySteps?: number;
   simulate?: SimulateConfig;
 }
 

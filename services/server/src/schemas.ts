@@ -63,6 +63,8 @@ const trainingConfig = z
     load4bit: z.boolean({ error: 'load4bit must be true or false' }).default(false),
     loraRank: int('loraRank', 1, 1024).default(8),
     loraAlpha: int('loraAlpha', 1, 4096).default(16),
+    /** The trainer saves a checkpoint every this many steps (it also does when preempted). */
+    checkpointEverySteps: int('checkpointEverySteps', 1, 10_000_000).optional(),
     simulate: simulateConfig.optional(),
   })
   .superRefine((c, ctx) => {
