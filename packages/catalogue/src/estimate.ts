@@ -110,3 +110,59 @@ function smallerModel(paramsB: number | null, deviceMemoryGb: number): number | 
   if (recommended !== null && recommended < paramsB) return recommended;
   return MODEL_SIZES_B.find((size) => size < paramsB) ?? null;
 }
+
+/** What to change so that a run fits a GPU (fittingSettings). */
+export interface FittingSettings {
+  /** The settings with the change made. */
+  input: EstimateInput;
+  estimateGb: number;
+  /** Each change in words: "batch size 4 → 1", "max length 2048 → 1024", "4-bit loading". */
+  changes: string[];
+}
+
+/** Shortest max length fittingSettings goes down to. */
+const FIT_MIN_LENGTH = 256;
+
+/**
+ * The fewest changes after which the estimate is low risk on a GPU with `memoryGb` free (oomRisk's
+ * "should fit"), of these three: batch size to 1, max length halved (as few times as it takes, not
+ * below 256), 4-bit loading. Among as many changes, in that order of preference. Null when the
+ * model's size is unknown, when the settings fit already, or when even all three do not fit (a
+ * smaller model or GPU is the answer then: oomRisk says so).
+ */
+export function fittingSettings(input: EstimateInput, memoryGb: number): FittingSettings | null {
+  const fits = (i: EstimateInput) => {
+    const e = estimateMemoryGb(i).estimateGb;
+    return e !== null && oomRisk(e, memoryGb).level === 'low' ? e : null;
+  };
+  if (estimateMemoryGb(input).estimateGb === null || fits(input) !== null) return null;
+  const batch = (i: EstimateInput) => (i.batchSize > 1 ? [{ ...i, batchSize: 1 }] : []);
+  const quant = (i: EstimateInput) => (i.load4bit ? [] : [{ ...i, load4bit: true, load8bit: false }]);
+  const lengths = (i: EstimateInput) => {
+    const out: EstimateInput[] = [];
+    for (let n = Math.floor(i.maxLength / 2); i.maxLength > FIT_MIN_LENGTH; n = Math.floor(n / 2)) {
+      out.push({ ...i, maxLength: Math.max(FIT_MIN_LENGTH, n) });
+      if (n <= FIT_MIN_LENGTH) break;
+    }
+    return out;
+  };
+  type Change = (i: EstimateInput) => EstimateInput[];
+  const tiers: Change[][] = [[batch], [lengths], [quant], [batch, lengths], [batch, quant], [quant, lengths], [batch, quant, lengths]];
+  for (const tier of tiers) {
+    let candidates = [input];
+    for (const change of tier) candidates = candidates.flatMap(change);
+    for (const c of candidates) {
+      const e = fits(c);
+      if (e !== null) return { input: c, estimateGb: e, changes: describeChanges(input, c) };
+    }
+  }
+  return null;
+}
+
+function describeChanges(from: EstimateInput, to: EstimateInput): string[] {
+  const out: string[] = [];
+  if (to.batchSize !== from.batchSize) out.push(`batch size ${from.batchSize} → ${to.batchSize}`);
+  if (to.maxLength !== from.maxLength) out.push(`max length ${from.maxLength} → ${to.maxLength}`);
+  if (to.load4bit && !from.load4bit) out.push('4-bit loading');
+  return out;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { estimateMemoryGb, oomRisk, parseParamsB, type EstimateInput } from './index';
+import { estimateMemoryGb, fittingSettings, oomRisk, parseParamsB, type EstimateInput } from './index';
 
 describe('estimateMemoryGb', () => {
   const base: EstimateInput = {
@@ -94,5 +94,31 @@ describe('oomRisk', () => {
 
   it('generic advice without the configuration', () => {
     expect(oomRisk(11, 12).message).toContain('lower max length, lower batch size to 1, enable 4-bit loading, or pick a smaller model');
+  });
+});
+
+describe('fittingSettings', () => {
+  const seven = { model: 'Qwen/Qwen2.5-Coder-7B-Instruct', maxLength: 2048, batchSize: 4, load8bit: false, load4bit: false, loraRank: 8 };
+
+  it('finds the fewest changes that make the estimate low risk, preferring batch size, then max length, then 4-bit', () => {
+    const one = fittingSettings(seven, 24)!;
+    expect(one.changes).toEqual(['batch size 4 → 1']);
+    expect(one.input).toEqual({ ...seven, batchSize: 1 });
+    expect(oomRisk(one.estimateGb, 24).level).toBe('low');
+    const two = fittingSettings(seven, 12)!;
+    expect(two.changes).toEqual(['batch size 4 → 1', '4-bit loading']);
+    expect(oomRisk(estimateMemoryGb(two.input).estimateGb!, 12).level).toBe('low');
+    // Max length is halved no more than it takes.
+    const shorter = fittingSettings({ ...seven, model: 'Qwen/Qwen2.5-Coder-1.5B', batchSize: 1, maxLength: 16384 }, 12)!;
+    expect(shorter.changes).toHaveLength(1);
+    expect(shorter.changes[0]).toMatch(/^max length 16384 → (8192|4096|2048|1024|512|256)$/);
+    const halved = shorter.input.maxLength;
+    expect(oomRisk(estimateMemoryGb({ ...shorter.input, maxLength: halved * 2 }).estimateGb!, 12).level).not.toBe('low');
+  });
+
+  it('says nothing when the settings fit already, the size is unknown, or nothing fits', () => {
+    expect(fittingSettings(seven, 80)).toBeNull();
+    expect(fittingSettings({ ...seven, model: 'my-org/coder' }, 12)).toBeNull();
+    expect(fittingSettings(seven, 3)).toBeNull();
   });
 });

@@ -182,6 +182,18 @@ export function etaText(
   return speed?.secondsLeft != null ? `${duration(speed.secondsLeft * 1000)} left` : '-';
 }
 
+/** 1536 → "1.5 KB", 12_345_678 → "11.8 MB". */
+export function sizeText(bytes: number): string {
+  const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${bytes} bytes` : `${v.toFixed(1)} ${units[i]}`;
+}
+
 const BLOCKS = '▁▂▃▄▅▆▇█';
 
 /**
@@ -219,6 +231,15 @@ export interface TaskFigures {
   peakMemoryGb: number | null;
   /** Columns the loss sparkline may take. */
   width: number;
+  /** The output folder and artifacts with their sizes (tasks.outputs); null for a task never started. */
+  outputs?: RouterOutputs['tasks']['outputs'] | null;
+}
+
+/** "12.3 MB", "12.3 MB in 7 files", "at least …", "missing". */
+function entrySize(e: RouterOutputs['tasks']['outputs']['folder']): string {
+  if (e.kind === 'missing' || e.bytes === null) return 'missing';
+  const size = `${e.partial ? 'at least ' : ''}${sizeText(e.bytes)}`;
+  return e.kind === 'folder' ? `${size} in ${e.files} file${e.files === 1 ? '' : 's'}` : size;
 }
 
 /** `WAITING_FOR_DEVICES: Needs 2 GPUs, 1 free.` */
@@ -245,7 +266,7 @@ export function taskDetails(t: TaskView, queued: QueueEntry | null, figures?: Ta
   add('owner', t.spec.owner);
   add('model', t.spec.model);
   add('dataset', t.spec.datasetPath);
-  add('output dir', t.spec.outputDir);
+  add('output dir', figures?.outputs ? `${figures.outputs.folder.path} (${entrySize(figures.outputs.folder)})` : t.spec.outputDir);
   add('progress', progressText(t.progress));
   if (figures) {
     add('loss', lossLine(figures.points, figures.width));
@@ -299,7 +320,8 @@ export function taskDetails(t: TaskView, queued: QueueEntry | null, figures?: Ta
     out.push(`${'error:'.padEnd(width + 2)}${errorHow(e)}`, indent(e.message));
   }
   out.push(`${'artifacts:'.padEnd(width + 2)}${t.artifacts.length ? '' : '-'}`.trimEnd());
-  for (const a of t.artifacts) out.push(`    ${a}`);
+  const sizes = new Map(figures?.outputs?.artifacts.map((a) => [a.path, entrySize(a)]) ?? []);
+  for (const a of t.artifacts) out.push(`    ${a}${sizes.has(a) ? `  (${sizes.get(a)})` : ''}`);
   return out.join('\n');
 }
 

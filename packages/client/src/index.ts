@@ -113,3 +113,4 @@ export function errorInfo(err: unknown): ApiErrorInfo {
 
 export { TRPCClientError };
 export { DatasetUploadError, UPLOAD_DATASET_PATH, uploadDataset, type UploadedDataset, type UploadOptions } from './upload';
+export { DownloadError, downloadOutputs, downloadPath, type OutputsDownload } from './download';

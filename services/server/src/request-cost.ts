@@ -9,6 +9,8 @@ import { eventsListInput, logsInput, metricsInput } from './schemas';
 
 export const REQUEST_BUDGET = 100;
 export const REPLAY_COST = 25;
+/** tasks.outputs walks a task's output folder (up to 20,000 entries). */
+const OUTPUTS_COST = 4;
 /** events.list: one unit per this many events asked for (its default 100 costs 1, its most, 1000, costs 4). */
 const EVENTS_PER_UNIT = 250;
 /** tasks.logs: one unit per this many lines asked for (its default 500 costs 1, its most, 5000, costs 5). */
@@ -25,6 +27,8 @@ export function callCost(path: string, input: unknown): number {
   switch (path) {
     case 'events.replay':
       return REPLAY_COST;
+    case 'tasks.outputs':
+      return OUTPUTS_COST;
     case 'events.list': {
       const parsed = eventsListInput.safeParse(input);
       return parsed.success ? Math.ceil(parsed.data.limit / EVENTS_PER_UNIT) : 1;

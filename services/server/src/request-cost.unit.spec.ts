@@ -11,6 +11,7 @@ describe('request cost', () => {
     expect(callCost('tasks.logs', { id: 't' })).toBe(1);
     expect(callCost('tasks.logs', { id: 't', limit: 5000 })).toBe(5);
     expect(callCost('tasks.metrics', { id: 't' })).toBe(2);
+    expect(callCost('tasks.outputs', { id: 't' })).toBe(4);
     expect(callCost('tasks.metrics', { id: 't', limit: 5000 })).toBe(4);
     expect(callCost('tasks.metrics', { id: 't', limit: 0 })).toBe(1);
     // Input the procedure refuses costs 1, so its caller gets the field error, not a refused batch.

@@ -187,6 +187,8 @@ const tasksRouter = t.router({
   metrics: procedure
     .input(metricsInput)
     .query(({ ctx, input }) => ctx.service.metrics(input.id, input.after ?? null, input.limit, ctx.actor)),
+  /** Its output folder and artifacts: absolute paths and sizes (a folder's is the sum of its files). */
+  outputs: procedure.input(idInput).query(({ ctx, input }) => ctx.service.outputs(input.id, ctx.actor)),
   logs: procedure
     .input(logsInput)
     .query(({ ctx, input }) => ctx.service.logs(input.id, input.afterSeq, input.limit, input.includeProtocol, ctx.actor)),

@@ -62,6 +62,8 @@ import { GpuHistory } from './gpu/history';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { inspectDataset, type DatasetSummary } from './dataset-inspect';
 import { taskOutputDir } from './outputs';
+import { resolveOutputDir } from './runner/launcher';
+import { describeOutputs } from './task-outputs';
 import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
 import type { CreateTaskInput, QuotaSetInput } from './schemas';
@@ -419,6 +421,12 @@ export class TrainyardService {
       nextCursor: events.length === limit ? events[events.length - 1]!.position : null,
       peakMemoryGb: this.gpuSeen.peakOf(id),
     };
+  }
+
+  /** Where a task's outputs are (absolute), how big its output folder and each of its artifacts are. */
+  async outputs(id: string, actor: Actor) {
+    const task = await this.getTask(id, actor);
+    return describeOutputs(resolveOutputDir(this.config, task), task.artifacts);
   }
 
   async gpuInfo(): Promise<GpuInfo> {

@@ -4,6 +4,8 @@
 import { createTRPCContext } from '@trpc/tanstack-react-query';
 import {
   createClient,
+  downloadOutputs,
+  downloadPath,
   errorInfo,
   FetchEventSource,
   isActive,
@@ -58,6 +60,15 @@ export { accounting, errorInfo, isActive, isTerminal, taskSpeed, throughputSerie
 export function uploadStudioDataset(file: File) {
   const token = currentToken();
   return uploadDataset(file, file.name, { url: globalThis.location.origin, user: STUDIO_USER, ...(token ? { token } : {}) });
+}
+
+export { downloadPath };
+
+/** A completed task's output folder (.tar.gz) fetched with this tab's token, whole, to save from memory. */
+export async function downloadStudioOutputs(taskId: string): Promise<{ blob: Blob; filename: string }> {
+  const token = currentToken();
+  const got = await downloadOutputs(taskId, { url: globalThis.location.origin, user: STUDIO_USER, ...(token ? { token } : {}) });
+  return { blob: await new Response(got.body).blob(), filename: got.filename };
 }
 
 /** The list query the task table shows and the live feed keeps current. */

@@ -217,6 +217,9 @@ describe.skipIf(!hasChromium)('Studio: seeing training', () => {
     await shot('22-training-chart-420.png', training);
     await shot('23-compare-420.png', page.getByTestId('compare-card'));
     expect(await page.getByTestId('compare-card').evaluate((e) => e.getBoundingClientRect().right)).toBeLessThanOrEqual(420);
+    // Nothing runs off the side: the table is cards, the details one column.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+    expect(await page.locator('.tasks thead').isVisible()).toBe(false);
     await page.setViewportSize({ width: 1400, height: 1000 });
     expect(pageErrors).toEqual([]);
     expect(cspViolations).toEqual([]);

@@ -1,11 +1,13 @@
 // Task verbs: submit, ls, show, logs, cancel, delete.
-import { openAsBlob, statSync } from 'node:fs';
+import { createWriteStream, existsSync, openAsBlob, renameSync, rmSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Option, type Command } from 'commander';
 import { describePresets, PRESET_NAMES } from '@trainyard/catalogue';
-import { uploadDataset, type ProgressPoint, type TaskView, type TrainyardClient } from '@trainyard/client';
+import { DownloadError, downloadOutputs, uploadDataset, type ProgressPoint, type TaskView, type TrainyardClient } from '@trainyard/client';
 import type { Ctx } from '../cli';
-import { EXIT, type ExitCode } from '../errors';
+import { CliError, EXIT, type ExitCode } from '../errors';
 import { forTerminal, stripControls } from '../terminal-text';
 import {
   devicesText,
@@ -18,6 +20,7 @@ import {
   queuePositions,
   ranText,
   reasonText,
+  sizeText,
   requestText,
   table,
   taskDetails,
@@ -241,9 +244,13 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const client = await ctx().client();
       const task = await client.tasks.get.query({ id });
       if (opts.json) return printJson(task);
-      const [queued, metrics] = await Promise.all([queueEntryOf(client, task), allMetrics(client, id)]);
+      const [queued, metrics, outputs] = await Promise.all([
+        queueEntryOf(client, task),
+        allMetrics(client, id),
+        task.startedAt ? client.tasks.outputs.query({ id }) : null,
+      ]);
       // The error message quotes the trainer's last output lines, artifacts are its paths.
-      out(terminalLines(taskDetails(task, queued, { ...metrics, width: sparklineWidth() })));
+      out(terminalLines(taskDetails(task, queued, { ...metrics, width: sparklineWidth(), outputs })));
     });
 
   program
@@ -290,6 +297,50 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     });
 
   program
+    .command('download')
+    .description("a completed task's output folder (the adapter) as a .tar.gz, streamed as the service packs it")
+    .argument('<id>', 'task id')
+    .option('-o, --output <file>', 'where to write it ("-": standard output; default: <id>_finetuned_model.tar.gz here)')
+    .option('--force', 'replace the file if it exists')
+    .action(async (id: string, opts: { output?: string; force?: boolean }) => {
+      const c = ctx();
+      const got = await downloadOutputs(id, {
+        url: c.url,
+        ...(c.user ? { user: c.user } : {}),
+        ...(c.token ? { token: c.token } : {}),
+      }).catch((e: unknown) => {
+        throw downloadFailure(e, id, c.url);
+      });
+      const body = Readable.fromWeb(got.body as Parameters<typeof Readable.fromWeb>[0]);
+      if (opts.output === '-') {
+        await pipeline(body, process.stdout);
+        return;
+      }
+      const file = opts.output ?? got.filename;
+      if (existsSync(file) && !opts.force) {
+        await got.body.cancel().catch(() => {});
+        throw new CliError(`${file} exists: add --force to replace it, or -o another file`, EXIT.USAGE);
+      }
+      // Written beside it first: an interrupted download never leaves a file that looks whole.
+      const part = `${file}.part`;
+      let bytes = 0;
+      const count = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          bytes += chunk.length;
+          done(null, chunk);
+        },
+      });
+      try {
+        await pipeline(body, count, createWriteStream(part, { mode: 0o644 }));
+        renameSync(part, file);
+      } catch (e) {
+        rmSync(part, { force: true });
+        throw new CliError(`the download of task ${id} broke off after ${bytes} bytes: ${(e as Error).message}`);
+      }
+      out(`saved ${file} (${sizeText(bytes)}): the outputs of task ${id}; unpack with \`tar -xzf ${file}\``);
+    });
+
+  program
     .command('cancel')
     .description('cancel a task: a queued one at once, a running one is asked to stop')
     .argument('<id>', 'task id')
@@ -321,6 +372,16 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
 }
 
 const stdoutIsTTY = () => process.stdout.isTTY === true;
+
+/** A refused or failed download as the CLI reports it, with the exit code scripts rely on. */
+function downloadFailure(e: unknown, id: string, url: string): CliError {
+  if (!(e instanceof DownloadError)) return new CliError((e as Error).message);
+  if (e.status === null) return new CliError(`cannot reach Trainyard at ${url}: is it running? (${e.message})`, EXIT.UNREACHABLE);
+  if (e.status === 401) return new CliError(e.message, EXIT.UNAUTHORIZED);
+  if (e.status === 404) return new CliError(`task ${id}: ${e.message}`, EXIT.NOT_FOUND);
+  if (e.status === 400) return new CliError(`task ${id}: ${e.message}; only a COMPLETED task's outputs can be downloaded`, EXIT.CONFLICT);
+  return new CliError(`the service refused the download of task ${id} (HTTP ${e.status}): ${e.message}`);
+}
 
 /** A task's whole progress series and peak memory (tasks.metrics, every page). */
 async function allMetrics(client: TrainyardClient, id: string) {

@@ -4,7 +4,7 @@
 // memory per GPU and sharing (sent as `resources`). After submitting it shows the server's
 // warnings; the server's field errors appear under their fields.
 import { useMutation } from '@tanstack/react-query';
-import { useEffect, useMemo, useState, type FormEvent } from 'react';
+import { useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import {
   estimateMemoryGb,
   MODELS,
@@ -15,7 +15,17 @@ import {
   type EstimateInput,
   type PresetName,
 } from '@trainyard/catalogue';
-import { errorInfo, uploadStudioDataset, useTRPC, type CreateInput, type CreateResult, type GpuInfo, type QueueView } from '../api';
+import {
+  errorInfo,
+  uploadStudioDataset,
+  useTRPC,
+  type CreateInput,
+  type CreateResult,
+  type GpuInfo,
+  type QueueView,
+  type Task,
+} from '../api';
+import { usePrefill, type Prefill } from '../prefill';
 import { gb, modelShort, STATUS_LABEL } from '../format';
 import { Card, Field } from './ui';
 
@@ -75,6 +85,45 @@ const INITIAL: FormState = {
   gpuMemoryGb: '',
   shared: false,
 };
+
+/** A task's settings as the form holds them, with `changes` made (clone, retry with changes). */
+function fieldsFromTask(task: Task, changes: Prefill['changes'] = {}, kind: Prefill['kind']): FormState {
+  const c = { ...task.spec.config, ...changes };
+  const r = task.spec.resources;
+  const known = (MODELS as readonly string[]).includes(task.spec.model);
+  const preset =
+    PRESET_NAMES.find((p) => {
+      const pc = PRESETS[p].config;
+      return (
+        pc.batchSize === c.batchSize &&
+        pc.gradientAccumulation === c.gradientAccumulation &&
+        pc.maxLength === c.maxLength &&
+        pc.load8bit === c.load8bit &&
+        !c.load4bit
+      );
+    }) ?? 'custom';
+  return {
+    modelChoice: known ? task.spec.model : OTHER,
+    customModel: known ? '' : task.spec.model,
+    datasetPath: task.spec.datasetPath,
+    name: `${task.spec.name} (${kind === 'clone' ? 'copy' : 'retry'})`.slice(0, 120),
+    preset,
+    batchSize: String(c.batchSize),
+    gradientAccumulation: String(c.gradientAccumulation),
+    maxLength: String(c.maxLength),
+    load8bit: c.load8bit,
+    load4bit: c.load4bit,
+    epochs: String(c.epochs),
+    learningRate: String(c.learningRate),
+    loraRank: String(c.loraRank),
+    loraAlpha: String(c.loraAlpha),
+    timeoutHours: String(Math.round((task.spec.timeoutMs / 3_600_000) * 1000) / 1000),
+    simulate: c.simulate ? JSON.stringify(c.simulate) : '',
+    gpus: String(r.gpus),
+    gpuMemoryGb: r.memorySource === 'given' && r.memoryMb !== null ? String(Math.round((r.memoryMb / 1024) * 10) / 10) : '',
+    shared: r.shared,
+  };
+}
 
 type Errors = Record<string, string[]>;
 
@@ -155,6 +204,26 @@ export function NewTaskForm({
   const [result, setResult] = useState<CreateResult | null>(null);
   /** The file being uploaded, or the one uploaded (its stored path is in datasetPath). */
   const [upload, setUpload] = useState<{ name: string; state: 'uploading' | 'done' } | null>(null);
+  /** The task the form was filled in from (clone, retry with changes), until the next submission. */
+  const [filledFrom, setFilledFrom] = useState<Prefill | null>(null);
+  const prefill = usePrefill();
+  const card = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!prefill) return;
+    const next = fieldsFromTask(prefill.task, prefill.changes, prefill.kind);
+    setF(next);
+    setModelTouched(true);
+    setErrors({});
+    setFormError(null);
+    setResult(null);
+    setUpload(null);
+    setFilledFrom(prefill);
+    const plain = (k: keyof FormState) => next[k] === INITIAL[k];
+    if (!(['epochs', 'learningRate', 'loraRank', 'loraAlpha', 'timeoutHours', 'simulate'] as const).every(plain) || next.load4bit)
+      setAdvancedOpen(true);
+    card.current?.scrollIntoView({ block: 'start' });
+    document.getElementById('f-name')?.focus({ preventScroll: true });
+  }, [prefill]);
 
   const largestGb = gpu?.available && gpu.devices.length ? Math.max(...gpu.devices.map((d) => d.memoryGb)) : null;
   const recommended = useMemo(() => (largestGb === null ? [] : recommendedModels(largestGb)), [largestGb]);
@@ -193,6 +262,7 @@ export function NewTaskForm({
     trpc.tasks.create.mutationOptions({
       onSuccess(r) {
         setResult(r);
+        setFilledFrom(null);
         setErrors({});
         setFormError(null);
         setF((s) => ({ ...s, name: '' }));
@@ -306,364 +376,389 @@ export function NewTaskForm({
   const effectiveBatch = (num(f.batchSize) ?? 0) * (num(f.gradientAccumulation) ?? 0);
 
   return (
-    <Card title="New fine-tuning task" testId="new-task-card">
-      <form className="task-form" onSubmit={submit} noValidate data-testid="new-task-form">
-        <Field
-          label="Base model"
-          htmlFor="f-model"
-          errorKey="model"
-          errors={e('model')}
-          hint={
-            recommended.length && largestGb !== null ? (
-              <>
-                ★ recommended for a {gb(largestGb)} GPU
-                {recommended[0] ? `; ${modelShort(recommended[0]).replace('-Instruct', '')} is the best fit` : ''}
-              </>
-            ) : gpu && !gpu.available ? (
-              'No GPU detected: the smallest model is the safest choice.'
-            ) : null
-          }
-        >
-          <select
-            id="f-model"
-            data-testid="field-model"
-            value={f.modelChoice}
-            onChange={(ev) => {
-              setModelTouched(true);
-              set('modelChoice', ev.target.value);
-            }}
+    <div ref={card} className="scroll-target">
+      <Card title="New fine-tuning task" testId="new-task-card">
+        <form className="task-form" onSubmit={submit} noValidate data-testid="new-task-form">
+          {filledFrom ? (
+            <div className="alert alert-info prefill-note" data-testid="prefill-note" data-kind={filledFrom.kind} role="status">
+              <span>
+                Filled in from <strong>{filledFrom.task.spec.name}</strong> ({filledFrom.kind === 'clone' ? 'a copy' : 'a retry'} of task{' '}
+                <span className="mono">{filledFrom.task.id}</span>){filledFrom.note ? `: ${filledFrom.note}` : ''}. Change what you need,
+                then submit.
+              </span>
+              <button type="button" className="btn-icon" onClick={() => setFilledFrom(null)} aria-label="Dismiss">
+                ×
+              </button>
+            </div>
+          ) : null}
+          <Field
+            label="Base model"
+            htmlFor="f-model"
+            errorKey="model"
+            errors={e('model')}
+            hint={
+              recommended.length && largestGb !== null ? (
+                <>
+                  ★ recommended for a {gb(largestGb)} GPU
+                  {recommended[0] ? `; ${modelShort(recommended[0]).replace('-Instruct', '')} is the best fit` : ''}
+                </>
+              ) : gpu && !gpu.available ? (
+                'No GPU detected: the smallest model is the safest choice.'
+              ) : null
+            }
           >
-            {MODELS.map((m) => (
-              <option key={m} value={m}>
-                {recommended.includes(m) ? '★ ' : ''}
-                {modelShort(m)}
-              </option>
-            ))}
-            <option value={OTHER}>Other model…</option>
-          </select>
-          {f.modelChoice === OTHER ? (
+            <select
+              id="f-model"
+              data-testid="field-model"
+              value={f.modelChoice}
+              onChange={(ev) => {
+                setModelTouched(true);
+                set('modelChoice', ev.target.value);
+              }}
+            >
+              {MODELS.map((m) => (
+                <option key={m} value={m}>
+                  {recommended.includes(m) ? '★ ' : ''}
+                  {modelShort(m)}
+                </option>
+              ))}
+              <option value={OTHER}>Other model…</option>
+            </select>
+            {f.modelChoice === OTHER ? (
+              <input
+                className="mt-6"
+                data-testid="field-model-custom"
+                placeholder="Hugging Face id or local path, e.g. Qwen/Qwen2.5-Coder-1.5B"
+                value={f.customModel}
+                onChange={(ev) => set('customModel', ev.target.value)}
+                aria-label="Model id"
+                autoFocus
+              />
+            ) : null}
+          </Field>
+
+          <Field
+            label="Dataset"
+            htmlFor="f-dataset"
+            errorKey="datasetPath"
+            errors={e('datasetPath')}
+            hint={
+              upload?.state === 'uploading'
+                ? `Uploading ${upload.name}…`
+                : upload?.state === 'done'
+                  ? `Uploaded ${upload.name}.`
+                  : 'Upload a .json or .jsonl file, or give the path of a file or folder in the server’s datasets folders.'
+            }
+          >
+            <input
+              id="f-dataset"
+              data-testid="field-dataset"
+              placeholder="/data/datasets/my-code.jsonl"
+              value={f.datasetPath}
+              onChange={(ev) => {
+                setUpload(null);
+                set('datasetPath', ev.target.value);
+              }}
+              aria-invalid={!!e('datasetPath')}
+              spellCheck={false}
+            />
             <input
               className="mt-6"
-              data-testid="field-model-custom"
-              placeholder="Hugging Face id or local path, e.g. Qwen/Qwen2.5-Coder-1.5B"
-              value={f.customModel}
-              onChange={(ev) => set('customModel', ev.target.value)}
-              aria-label="Model id"
-              autoFocus
+              type="file"
+              accept=".json,.jsonl"
+              aria-label="Upload a dataset file"
+              data-testid="field-dataset-file"
+              disabled={upload?.state === 'uploading'}
+              onChange={(ev) => {
+                void uploadFile(ev.target.files?.[0]);
+                ev.target.value = '';
+              }}
             />
-          ) : null}
-        </Field>
+          </Field>
 
-        <Field
-          label="Dataset"
-          htmlFor="f-dataset"
-          errorKey="datasetPath"
-          errors={e('datasetPath')}
-          hint={
-            upload?.state === 'uploading'
-              ? `Uploading ${upload.name}…`
-              : upload?.state === 'done'
-                ? `Uploaded ${upload.name}.`
-                : 'Upload a .json or .jsonl file, or give the path of a file or folder in the server’s datasets folders.'
-          }
-        >
-          <input
-            id="f-dataset"
-            data-testid="field-dataset"
-            placeholder="/data/datasets/my-code.jsonl"
-            value={f.datasetPath}
-            onChange={(ev) => {
-              setUpload(null);
-              set('datasetPath', ev.target.value);
-            }}
-            aria-invalid={!!e('datasetPath')}
-            spellCheck={false}
-          />
-          <input
-            className="mt-6"
-            type="file"
-            accept=".json,.jsonl"
-            aria-label="Upload a dataset file"
-            data-testid="field-dataset-file"
-            disabled={upload?.state === 'uploading'}
-            onChange={(ev) => {
-              void uploadFile(ev.target.files?.[0]);
-              ev.target.value = '';
-            }}
-          />
-        </Field>
+          <Field label="Name" htmlFor="f-name" errorKey="name" errors={e('name')} hint="Optional; defaults to “model on dataset”.">
+            <input
+              id="f-name"
+              data-testid="field-name"
+              placeholder="e.g. coder-1.5b-docstrings"
+              value={f.name}
+              onChange={(ev) => set('name', ev.target.value)}
+            />
+          </Field>
 
-        <Field label="Name" htmlFor="f-name" errorKey="name" errors={e('name')} hint="Optional; defaults to “model on dataset”.">
-          <input
-            id="f-name"
-            data-testid="field-name"
-            placeholder="e.g. coder-1.5b-docstrings"
-            value={f.name}
-            onChange={(ev) => set('name', ev.target.value)}
-          />
-        </Field>
-
-        <div className="field">
-          <span className="label">Preset</span>
-          <div className="segmented" role="radiogroup" aria-label="Preset">
-            {PRESET_NAMES.map((p) => (
-              <button
-                type="button"
-                key={p}
-                role="radio"
-                aria-checked={f.preset === p}
-                className={f.preset === p ? 'active' : ''}
-                data-testid={`preset-${p}`}
-                onClick={() => applyPreset(p)}
-              >
-                <span>{PRESETS[p].label}</span>
-                <small>{PRESETS[p].blurb}</small>
-              </button>
-            ))}
+          <div className="field">
+            <span className="label">Preset</span>
+            <div className="segmented" role="radiogroup" aria-label="Preset">
+              {PRESET_NAMES.map((p) => (
+                <button
+                  type="button"
+                  key={p}
+                  role="radio"
+                  aria-checked={f.preset === p}
+                  className={f.preset === p ? 'active' : ''}
+                  data-testid={`preset-${p}`}
+                  onClick={() => applyPreset(p)}
+                >
+                  <span>{PRESETS[p].label}</span>
+                  <small>{PRESETS[p].blurb}</small>
+                </button>
+              ))}
+            </div>
+            {f.preset === 'custom' ? <div className="field-hint">Custom settings</div> : null}
           </div>
-          {f.preset === 'custom' ? <div className="field-hint">Custom settings</div> : null}
-        </div>
 
-        <div className="grid-3">
-          <Field label="Batch size" htmlFor="f-batch" errorKey="config.batchSize" errors={e('config.batchSize')}>
-            <input
-              id="f-batch"
-              data-testid="field-batch"
-              type="number"
-              min={1}
-              max={256}
-              step={1}
-              inputMode="numeric"
-              value={f.batchSize}
-              onChange={(ev) => setPresetField('batchSize', ev.target.value)}
-            />
-          </Field>
-          <Field label="Grad. accum." htmlFor="f-grad" errorKey="config.gradientAccumulation" errors={e('config.gradientAccumulation')}>
-            <input
-              id="f-grad"
-              data-testid="field-grad"
-              type="number"
-              min={1}
-              max={1024}
-              step={1}
-              value={f.gradientAccumulation}
-              onChange={(ev) => setPresetField('gradientAccumulation', ev.target.value)}
-            />
-          </Field>
-          <Field label="Max length" htmlFor="f-maxlen" errorKey="config.maxLength" errors={e('config.maxLength')}>
-            <input
-              id="f-maxlen"
-              data-testid="field-maxlen"
-              type="number"
-              min={16}
-              max={32768}
-              step={64}
-              value={f.maxLength}
-              onChange={(ev) => setPresetField('maxLength', ev.target.value)}
-            />
-          </Field>
-        </div>
-        <div className="field-hint tight">
-          Effective batch {effectiveBatch || '—'} · {f.load4bit ? '4-bit' : f.load8bit ? '8-bit' : '16-bit'} weights
-        </div>
-
-        <fieldset className="resources" data-testid="resources">
-          <legend className="label">Resources</legend>
           <div className="grid-3">
-            <Field label="GPUs" htmlFor="f-gpus" errorKey="resources.gpus" errors={e('resources.gpus')} hint="All start together">
+            <Field label="Batch size" htmlFor="f-batch" errorKey="config.batchSize" errors={e('config.batchSize')}>
               <input
-                id="f-gpus"
-                data-testid="field-gpus"
+                id="f-batch"
+                data-testid="field-batch"
                 type="number"
                 min={1}
-                max={64}
+                max={256}
                 step={1}
                 inputMode="numeric"
-                value={f.gpus}
-                aria-invalid={!!e('resources.gpus')}
-                onChange={(ev) => set('gpus', ev.target.value)}
+                value={f.batchSize}
+                onChange={(ev) => setPresetField('batchSize', ev.target.value)}
               />
             </Field>
-            <Field
-              label="GB per GPU"
-              htmlFor="f-gpu-memory"
-              errorKey="resources.gpuMemoryGb"
-              errors={e('resources.gpuMemoryGb')}
-              hint={f.shared && estimateGb !== null ? `Empty: the estimate, ≈ ${gb(estimateGb)}` : 'Empty: a whole device'}
-            >
+            <Field label="Grad. accum." htmlFor="f-grad" errorKey="config.gradientAccumulation" errors={e('config.gradientAccumulation')}>
               <input
-                id="f-gpu-memory"
-                data-testid="field-gpu-memory"
-                type="number"
-                min={0}
-                step="any"
-                placeholder={f.shared && estimateGb !== null ? String(estimateGb) : 'whole'}
-                value={f.gpuMemoryGb}
-                aria-invalid={!!e('resources.gpuMemoryGb')}
-                onChange={(ev) => set('gpuMemoryGb', ev.target.value)}
-              />
-            </Field>
-            <div className={`field ${e('resources.shared') ? 'field-invalid' : ''}`}>
-              <span className="label">Sharing</span>
-              <label className="check">
-                <input type="checkbox" data-testid="field-shared" checked={f.shared} onChange={(ev) => set('shared', ev.target.checked)} />
-                Shared
-              </label>
-              {e('resources.shared') ? (
-                <div className="field-error" role="alert" data-testid="field-error-resources.shared">
-                  {e('resources.shared')!.join(' ')}
-                </div>
-              ) : (
-                <div className="field-hint">Runs beside other shared tasks while their memory fits</div>
-              )}
-            </div>
-          </div>
-        </fieldset>
-
-        <details className="advanced" open={advancedOpen} onToggle={(ev) => setAdvancedOpen((ev.target as HTMLDetailsElement).open)}>
-          <summary data-testid="advanced-toggle">Advanced settings</summary>
-          <div className="grid-2">
-            <Field label="Epochs" htmlFor="f-epochs" errorKey="config.epochs" errors={e('config.epochs')} hint="1–100">
-              <input
-                id="f-epochs"
-                data-testid="field-epochs"
-                type="number"
-                min={1}
-                max={100}
-                step={1}
-                value={f.epochs}
-                onChange={(ev) => set('epochs', ev.target.value)}
-              />
-            </Field>
-            <Field
-              label="Learning rate"
-              htmlFor="f-lr"
-              errorKey="config.learningRate"
-              errors={e('config.learningRate')}
-              hint="e.g. 0.0002 (0 < lr ≤ 1)"
-            >
-              <input
-                id="f-lr"
-                data-testid="field-lr"
-                type="number"
-                min={0}
-                max={1}
-                step="any"
-                value={f.learningRate}
-                onChange={(ev) => set('learningRate', ev.target.value)}
-              />
-            </Field>
-            <Field
-              label="LoRA rank"
-              htmlFor="f-rank"
-              errorKey="config.loraRank"
-              errors={e('config.loraRank')}
-              hint="1–1024; 8–64 is typical"
-            >
-              <input
-                id="f-rank"
-                data-testid="field-lora-rank"
+                id="f-grad"
+                data-testid="field-grad"
                 type="number"
                 min={1}
                 max={1024}
                 step={1}
-                value={f.loraRank}
-                onChange={(ev) => set('loraRank', ev.target.value)}
+                value={f.gradientAccumulation}
+                onChange={(ev) => setPresetField('gradientAccumulation', ev.target.value)}
               />
             </Field>
-            <Field label="LoRA alpha" htmlFor="f-alpha" errorKey="config.loraAlpha" errors={e('config.loraAlpha')} hint="usually 2 × rank">
+            <Field label="Max length" htmlFor="f-maxlen" errorKey="config.maxLength" errors={e('config.maxLength')}>
               <input
-                id="f-alpha"
-                data-testid="field-lora-alpha"
+                id="f-maxlen"
+                data-testid="field-maxlen"
                 type="number"
-                min={1}
-                max={4096}
-                step={1}
-                value={f.loraAlpha}
-                onChange={(ev) => set('loraAlpha', ev.target.value)}
+                min={16}
+                max={32768}
+                step={64}
+                value={f.maxLength}
+                onChange={(ev) => setPresetField('maxLength', ev.target.value)}
               />
             </Field>
-            <Field
-              label="Timeout (hours)"
-              htmlFor="f-timeout"
-              errorKey="timeoutMs"
-              errors={e('timeoutMs')}
-              hint="The trainer is stopped after this long."
-            >
-              <input
-                id="f-timeout"
-                data-testid="field-timeout"
-                type="number"
-                min={0.01}
-                max={720}
-                step="any"
-                value={f.timeoutHours}
-                onChange={(ev) => set('timeoutHours', ev.target.value)}
-              />
-            </Field>
-            <div className="field">
-              <span className="label">Quantized loading</span>
-              <label className="check">
-                <input type="checkbox" data-testid="field-8bit" checked={f.load8bit} onChange={(ev) => setQuant(8, ev.target.checked)} />
-                8-bit
-              </label>
-              <label className="check">
-                <input type="checkbox" data-testid="field-4bit" checked={f.load4bit} onChange={(ev) => setQuant(4, ev.target.checked)} />
-                4-bit
-              </label>
-              {e('config.load8bit') || e('config.load4bit') ? (
-                <div className="field-error" role="alert" data-testid="field-error-config.load4bit">
-                  {[...(e('config.load8bit') ?? []), ...(e('config.load4bit') ?? [])].join(' ')}
-                </div>
-              ) : null}
+          </div>
+          <div className="field-hint tight">
+            Effective batch {effectiveBatch || '—'} · {f.load4bit ? '4-bit' : f.load8bit ? '8-bit' : '16-bit'} weights
+          </div>
+
+          <fieldset className="resources" data-testid="resources">
+            <legend className="label">Resources</legend>
+            <div className="grid-3">
+              <Field label="GPUs" htmlFor="f-gpus" errorKey="resources.gpus" errors={e('resources.gpus')} hint="All start together">
+                <input
+                  id="f-gpus"
+                  data-testid="field-gpus"
+                  type="number"
+                  min={1}
+                  max={64}
+                  step={1}
+                  inputMode="numeric"
+                  value={f.gpus}
+                  aria-invalid={!!e('resources.gpus')}
+                  onChange={(ev) => set('gpus', ev.target.value)}
+                />
+              </Field>
+              <Field
+                label="GB per GPU"
+                htmlFor="f-gpu-memory"
+                errorKey="resources.gpuMemoryGb"
+                errors={e('resources.gpuMemoryGb')}
+                hint={f.shared && estimateGb !== null ? `Empty: the estimate, ≈ ${gb(estimateGb)}` : 'Empty: a whole device'}
+              >
+                <input
+                  id="f-gpu-memory"
+                  data-testid="field-gpu-memory"
+                  type="number"
+                  min={0}
+                  step="any"
+                  placeholder={f.shared && estimateGb !== null ? String(estimateGb) : 'whole'}
+                  value={f.gpuMemoryGb}
+                  aria-invalid={!!e('resources.gpuMemoryGb')}
+                  onChange={(ev) => set('gpuMemoryGb', ev.target.value)}
+                />
+              </Field>
+              <div className={`field ${e('resources.shared') ? 'field-invalid' : ''}`}>
+                <span className="label">Sharing</span>
+                <label className="check">
+                  <input
+                    type="checkbox"
+                    data-testid="field-shared"
+                    checked={f.shared}
+                    onChange={(ev) => set('shared', ev.target.checked)}
+                  />
+                  Shared
+                </label>
+                {e('resources.shared') ? (
+                  <div className="field-error" role="alert" data-testid="field-error-resources.shared">
+                    {e('resources.shared')!.join(' ')}
+                  </div>
+                ) : (
+                  <div className="field-hint">Runs beside other shared tasks while their memory fits</div>
+                )}
+              </div>
             </div>
+          </fieldset>
+
+          <details className="advanced" open={advancedOpen} onToggle={(ev) => setAdvancedOpen((ev.target as HTMLDetailsElement).open)}>
+            <summary data-testid="advanced-toggle">Advanced settings</summary>
+            <div className="grid-2">
+              <Field label="Epochs" htmlFor="f-epochs" errorKey="config.epochs" errors={e('config.epochs')} hint="1–100">
+                <input
+                  id="f-epochs"
+                  data-testid="field-epochs"
+                  type="number"
+                  min={1}
+                  max={100}
+                  step={1}
+                  value={f.epochs}
+                  onChange={(ev) => set('epochs', ev.target.value)}
+                />
+              </Field>
+              <Field
+                label="Learning rate"
+                htmlFor="f-lr"
+                errorKey="config.learningRate"
+                errors={e('config.learningRate')}
+                hint="e.g. 0.0002 (0 < lr ≤ 1)"
+              >
+                <input
+                  id="f-lr"
+                  data-testid="field-lr"
+                  type="number"
+                  min={0}
+                  max={1}
+                  step="any"
+                  value={f.learningRate}
+                  onChange={(ev) => set('learningRate', ev.target.value)}
+                />
+              </Field>
+              <Field
+                label="LoRA rank"
+                htmlFor="f-rank"
+                errorKey="config.loraRank"
+                errors={e('config.loraRank')}
+                hint="1–1024; 8–64 is typical"
+              >
+                <input
+                  id="f-rank"
+                  data-testid="field-lora-rank"
+                  type="number"
+                  min={1}
+                  max={1024}
+                  step={1}
+                  value={f.loraRank}
+                  onChange={(ev) => set('loraRank', ev.target.value)}
+                />
+              </Field>
+              <Field
+                label="LoRA alpha"
+                htmlFor="f-alpha"
+                errorKey="config.loraAlpha"
+                errors={e('config.loraAlpha')}
+                hint="usually 2 × rank"
+              >
+                <input
+                  id="f-alpha"
+                  data-testid="field-lora-alpha"
+                  type="number"
+                  min={1}
+                  max={4096}
+                  step={1}
+                  value={f.loraAlpha}
+                  onChange={(ev) => set('loraAlpha', ev.target.value)}
+                />
+              </Field>
+              <Field
+                label="Timeout (hours)"
+                htmlFor="f-timeout"
+                errorKey="timeoutMs"
+                errors={e('timeoutMs')}
+                hint="The trainer is stopped after this long."
+              >
+                <input
+                  id="f-timeout"
+                  data-testid="field-timeout"
+                  type="number"
+                  min={0.01}
+                  max={720}
+                  step="any"
+                  value={f.timeoutHours}
+                  onChange={(ev) => set('timeoutHours', ev.target.value)}
+                />
+              </Field>
+              <div className="field">
+                <span className="label">Quantized loading</span>
+                <label className="check">
+                  <input type="checkbox" data-testid="field-8bit" checked={f.load8bit} onChange={(ev) => setQuant(8, ev.target.checked)} />
+                  8-bit
+                </label>
+                <label className="check">
+                  <input type="checkbox" data-testid="field-4bit" checked={f.load4bit} onChange={(ev) => setQuant(4, ev.target.checked)} />
+                  4-bit
+                </label>
+                {e('config.load8bit') || e('config.load4bit') ? (
+                  <div className="field-error" role="alert" data-testid="field-error-config.load4bit">
+                    {[...(e('config.load8bit') ?? []), ...(e('config.load4bit') ?? [])].join(' ')}
+                  </div>
+                ) : null}
+              </div>
+            </div>
+            <Field
+              label="Simulated trainer (JSON)"
+              htmlFor="f-sim"
+              errorKey="config.simulate"
+              errors={e('config.simulate')}
+              hint={
+                <>
+                  Only for the simulated trainer, e.g. <code>{'{"steps":20,"stepMs":200}'}</code>
+                </>
+              }
+            >
+              <textarea
+                id="f-sim"
+                data-testid="field-simulate"
+                rows={2}
+                spellCheck={false}
+                placeholder='{"steps": 20, "stepMs": 200}'
+                value={f.simulate}
+                onChange={(ev) => set('simulate', ev.target.value)}
+              />
+            </Field>
+          </details>
+
+          <Estimate gpu={gpu} input={estimateInput} />
+          <Placement queue={queue} gpus={num(f.gpus) ?? 1} />
+
+          {formError ? (
+            <div className="alert alert-error" role="alert" data-testid="form-error">
+              {formError}
+            </div>
+          ) : null}
+
+          <div className="form-actions">
+            <button
+              type="submit"
+              className="btn btn-primary"
+              disabled={create.isPending || upload?.state === 'uploading'}
+              data-testid="submit-task"
+            >
+              {create.isPending ? 'Submitting…' : 'Submit task'}
+            </button>
           </div>
-          <Field
-            label="Simulated trainer (JSON)"
-            htmlFor="f-sim"
-            errorKey="config.simulate"
-            errors={e('config.simulate')}
-            hint={
-              <>
-                Only for the simulated trainer, e.g. <code>{'{"steps":20,"stepMs":200}'}</code>
-              </>
-            }
-          >
-            <textarea
-              id="f-sim"
-              data-testid="field-simulate"
-              rows={2}
-              spellCheck={false}
-              placeholder='{"steps": 20, "stepMs": 200}'
-              value={f.simulate}
-              onChange={(ev) => set('simulate', ev.target.value)}
-            />
-          </Field>
-        </details>
 
-        <Estimate gpu={gpu} input={estimateInput} />
-        <Placement queue={queue} gpus={num(f.gpus) ?? 1} />
-
-        {formError ? (
-          <div className="alert alert-error" role="alert" data-testid="form-error">
-            {formError}
-          </div>
-        ) : null}
-
-        <div className="form-actions">
-          <button
-            type="submit"
-            className="btn btn-primary"
-            disabled={create.isPending || upload?.state === 'uploading'}
-            data-testid="submit-task"
-          >
-            {create.isPending ? 'Submitting…' : 'Submit task'}
-          </button>
-        </div>
-
-        {result ? <SubmitResult r={result} onClose={() => setResult(null)} /> : null}
-      </form>
-    </Card>
+          {result ? <SubmitResult r={result} onClose={() => setResult(null)} /> : null}
+        </form>
+      </Card>
+    </div>
   );
 }
 

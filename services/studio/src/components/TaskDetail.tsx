@@ -18,6 +18,7 @@ import {
   shortTime,
   WAIT_LABEL,
 } from '../format';
+import { FailureCard, TaskActions, TaskResults } from './Results';
 import { TrainingCharts } from './Training';
 import { ProgressBar, StatusBadge } from './ui';
 
@@ -28,6 +29,7 @@ export function TaskDetail({ task, queued = null }: { task: Task; queued?: Queue
   const quant = c.load4bit ? '4-bit' : c.load8bit ? '8-bit' : '16-bit';
   return (
     <div className="detail" data-testid="task-detail" data-task-id={task.id}>
+      <TaskActions task={task} />
       <dl className="spec">
         <div className="spec-half">
           <dt>Model</dt>
@@ -107,17 +109,14 @@ export function TaskDetail({ task, queued = null }: { task: Task; queued?: Queue
           ) : null}
         </div>
       ) : null}
-      {task.error ? (
-        <div className="alert alert-error" data-testid="task-error">
-          <strong>{task.error.reason === 'timeout' ? 'Timed out' : 'Failed'}:</strong> {task.error.message}
-        </div>
-      ) : null}
+      {task.error ? <FailureCard task={task} assigned={assigned} /> : null}
       {task.stop && task.status !== 'CANCELLED' ? (
         <div className="alert alert-warn">
           Stopping: {task.stop.message} (by {task.stop.by})
         </div>
       ) : null}
       {task.cancelReason ? <div className="alert alert-muted">Cancelled: {task.cancelReason}</div> : null}
+      <TaskResults task={task} />
       {task.startedAt ? <TrainingCharts task={task} /> : null}
       <div className="detail-grid">
         <LogView taskId={task.id} status={task.status} />

@@ -208,7 +208,7 @@ export function TaskTable(props: {
                             compare
                           </label>
                         </td>
-                        <td>
+                        <td className="col-status">
                           <StatusBadge status={t.status} stopping={!!t.stop} />
                         </td>
                         <td className="col-progress">
@@ -220,7 +220,12 @@ export function TaskTable(props: {
                             </div>
                           ) : null}
                         </td>
-                        <td data-testid="queue-pos" title={requestText(t.spec.resources)}>
+                        <td
+                          className="col-queue"
+                          data-testid="queue-pos"
+                          data-label="Queue / devices"
+                          title={requestText(t.spec.resources)}
+                        >
                           {t.status === 'QUEUED' && queued ? (
                             <span
                               className="queue-pos"
@@ -236,14 +241,14 @@ export function TaskTable(props: {
                             <span className="muted">—</span>
                           )}
                         </td>
-                        <td title={fullTime(t.createdAt)} className="time">
+                        <td title={fullTime(t.createdAt)} className="time col-created" data-label="Created">
                           {shortTime(t.createdAt)}
                         </td>
-                        <td title={fullTime(t.startedAt)} className="time">
+                        <td title={fullTime(t.startedAt)} className="time col-started" data-label="Started">
                           {shortTime(t.startedAt)}
                           <CostLine task={t} />
                         </td>
-                        <td title={fullTime(t.finishedAt)} className="time">
+                        <td title={fullTime(t.finishedAt)} className="time col-finished" data-label="Finished">
                           {shortTime(t.finishedAt)}
                         </td>
                         <td className="col-actions" onClick={(e) => e.stopPropagation()}>
