@@ -4,6 +4,12 @@ import type { DeviceGrant } from './resources';
 import type { PlacementGrounds } from './scheduling';
 import { DEFAULT_RESOURCES, type Checkpoint, type FailureReason, type StopReason, type TaskSpec } from './task';
 
+/** The instance a task was taken back from, and why (its lease expired). */
+export interface LostRunner {
+  runnerId: string;
+  message: string;
+}
+
 export interface TaskEventMap {
   TaskSubmitted: { spec: TaskSpec };
   TaskQueued: Record<string, never>;
@@ -22,8 +28,11 @@ export interface TaskEventMap {
   };
   ArtifactRecorded: { path: string };
   CheckpointRecorded: { path: string; step: number };
-  /** Its trainer ended after a preemption: back to the queue, in its place, to resume from its checkpoint. */
-  TaskPreempted: { exitCode: number | null; signal: string | null; checkpoint: Checkpoint | null };
+  /**
+   * Back to the queue, in its place, to resume from its checkpoint: its trainer ended after a
+   * preemption, or (`lost`) the instance that ran it stopped renewing its lease.
+   */
+  TaskPreempted: { exitCode: number | null; signal: string | null; checkpoint: Checkpoint | null; lost?: LostRunner };
   StopRequested: { reason: StopReason; message: string };
   TaskCompleted: { exitCode: number };
   TaskFailed: {

@@ -10,3 +10,4 @@ export * from './run';
 export * from './resources';
 export * from './inventory-change';
 export * from './usage';
+export * from './leases';

@@ -6,7 +6,16 @@
 // Nothing here reads a clock or touches IO: times come from the events.
 import { assign, initialTransition, setup, transition, type SnapshotFrom } from 'xstate';
 import type { NewTaskEvent, StoredTaskEvent, TaskEventMap, TaskEventType } from './events';
-import { EMPTY_PROGRESS, isTerminal, progressPercent, type FailureReason, type TaskRecord, type TaskSpec, type TaskStatus } from './task';
+import {
+  EMPTY_PROGRESS,
+  isActive,
+  isTerminal,
+  progressPercent,
+  type FailureReason,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStatus,
+} from './task';
 import { IllegalCommandError } from './errors';
 import type { DeviceGrant } from './resources';
 import type { PlacementGrounds } from './scheduling';
@@ -54,7 +63,9 @@ const guards = {
   notSpawned: ({ context }: GuardArgs) => context.trainer === null,
   notStopping: ({ context }: GuardArgs) => context.stop === null,
   stoppingForCancel: ({ context }: GuardArgs) => context.stop?.reason === 'cancel',
-  stoppingForPreempt: ({ context }: GuardArgs) => context.stop?.reason === 'preempt',
+  /** Requeued: after a preemption's stop, or taken back from an instance whose lease expired. */
+  requeueAllowed: ({ context, event }: GuardArgs) =>
+    context.stop?.reason === 'preempt' || (event as Ev<'TaskPreempted'>).data.lost?.runnerId === context.runnerId,
   failureAllowed: ({ context, event }: GuardArgs) =>
     (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
   notDeleted: ({ context }: GuardArgs) => !context.deleted,
@@ -101,7 +112,7 @@ export const taskMachine = setup({
     }),
     // Back in the queue in its place (its first TaskQueued, or its submission if it never
     // queued), holding nothing, to start again from its checkpoint.
-    preempted: assign(({ context }) => ({
+    preempted: assign(({ context, event }) => ({
       ...released,
       trainer: null,
       stop: null,
@@ -109,7 +120,8 @@ export const taskMachine = setup({
       trainingAt: null,
       deadlineAt: null,
       runnerId: null,
-      preemptions: context.preemptions + 1,
+      // Taken back from a lost instance is not a preemption (it does not spare it from being a victim).
+      preemptions: context.preemptions + ((event as Ev<'TaskPreempted'>).data.lost ? 0 : 1),
       queuedPosition: context.queuedPosition ?? context.submittedPosition,
     })),
     stopRequested: assign(({ event }) => {
@@ -163,7 +175,7 @@ export const taskMachine = setup({
         ProgressRecorded: { actions: 'progressed' },
         ArtifactRecorded: { actions: 'artifact' },
         CheckpointRecorded: { actions: 'checkpointed' },
-        TaskPreempted: { guard: 'stoppingForPreempt', target: 'QUEUED', actions: 'preempted' },
+        TaskPreempted: { guard: 'requeueAllowed', target: 'QUEUED', actions: 'preempted' },
         StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
         TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
@@ -175,7 +187,7 @@ export const taskMachine = setup({
         ProgressRecorded: { actions: 'progressed' },
         ArtifactRecorded: { actions: 'artifact' },
         CheckpointRecorded: { actions: 'checkpointed' },
-        TaskPreempted: { guard: 'stoppingForPreempt', target: 'QUEUED', actions: 'preempted' },
+        TaskPreempted: { guard: 'requeueAllowed', target: 'QUEUED', actions: 'preempted' },
         StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
         TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
@@ -198,7 +210,7 @@ const guardRefusals: Record<GuardName, ((ctx: Ctx) => string) | null> = {
   notStopping: (ctx) => `a stop (${ctx.stop?.reason}) was already requested; the task ends when its trainer exits`,
   notDeleted: () => 'the task was already deleted',
   stoppingForCancel: null,
-  stoppingForPreempt: null,
+  requeueAllowed: (ctx) => `it is held by ${ctx.runnerId ?? 'no instance'}, not by the instance named`,
   failureAllowed: null,
 };
 
@@ -281,6 +293,12 @@ export type TaskCommand =
   /** A task of a higher class needs its devices: checkpoint, stop, requeue. */
   | { type: 'preempt'; message: string }
   | { type: 'recordCheckpoint'; path: string; step: number }
+  /**
+   * The instance `runnerId` that held it stopped renewing its lease: end the attempt as its exit
+   * would have (a requested stop decides), else requeue it from its checkpoint, or fail it as
+   * lost when it has none and `requeue` is off.
+   */
+  | { type: 'abandon'; runnerId: string; message: string; requeue: boolean }
   | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
   | { type: 'fail'; reason: FailureReason; message: string }
   | { type: 'delete' };
@@ -299,6 +317,7 @@ export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
   'loseDevices',
   'preempt',
   'recordCheckpoint',
+  'abandon',
   'recordExit',
   'fail',
   'delete',
@@ -363,6 +382,42 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
       return [{ type: 'CheckpointRecorded', data: { path: command.path, step: command.step } }];
     case 'loseDevices':
       return [{ type: 'StopRequested', data: { reason: 'device-lost', message: command.message } }];
+    case 'abandon': {
+      const status = statusOf(state);
+      if (status && isActive(status) && ctx.runnerId !== command.runnerId)
+        throw new IllegalCommandError(
+          ctx.id,
+          status,
+          'abandon',
+          `it is held by ${ctx.runnerId ?? 'no instance'}, not by ${command.runnerId}`,
+        );
+      // Its trainer is out of reach (no exit status will come): a stop already asked for decides
+      // as the exit would have; otherwise back to the queue from the last checkpoint.
+      const stop = ctx.stop;
+      if (stop?.reason === 'cancel') return [{ type: 'TaskCancelled', data: { reason: stop.message } }];
+      if (stop?.reason === 'timeout' || stop?.reason === 'device-lost')
+        return [
+          {
+            type: 'TaskFailed',
+            data: { reason: stop.reason === 'timeout' ? 'timeout' : 'lost', message: stop.message, exitCode: null, signal: null },
+          },
+        ];
+      const lost = { runnerId: command.runnerId, message: command.message };
+      // A trainer never started, a preemption under way, or a checkpoint to resume from: nothing is lost by requeueing.
+      if (command.requeue || ctx.checkpoint || !ctx.trainer || stop?.reason === 'preempt')
+        return [{ type: 'TaskPreempted', data: { exitCode: null, signal: null, checkpoint: ctx.checkpoint, lost } }];
+      return [
+        {
+          type: 'TaskFailed',
+          data: {
+            reason: 'lost',
+            message: `${command.message}; it has no checkpoint to resume from and requeueing lost tasks is off (TRAINYARD_REQUEUE_LOST)`,
+            exitCode: null,
+            signal: null,
+          },
+        },
+      ];
+    }
     case 'recordExit': {
       // The exit decides the one terminal event. A requested stop wins over the exit code: the
       // user asked for it, and the code of a signalled trainer says nothing about the training.

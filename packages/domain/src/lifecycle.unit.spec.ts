@@ -32,6 +32,7 @@ const commands: Record<TaskCommandType, TaskCommand> = {
   loseDevices: { type: 'loseDevices', message: 'gpu1 is no longer in the inventory' },
   preempt: { type: 'preempt', message: 'preempted for task t9 (urgent)' },
   recordCheckpoint: { type: 'recordCheckpoint', path: '/out/checkpoints/step-5', step: 5 },
+  abandon: { type: 'abandon', runnerId: 'r1', message: 'instance r1 stopped renewing its lease', requeue: true },
   recordExit: { type: 'recordExit', exitCode: 0, signal: null },
   fail: { type: 'fail', reason: 'lost', message: 'trainer gone' },
   delete: { type: 'delete' },
@@ -71,6 +72,7 @@ const running = (o: Partial<Row>): Row => ({
   loseDevices: 'StopRequested',
   preempt: 'StopRequested',
   recordCheckpoint: 'CheckpointRecorded',
+  abandon: 'TaskPreempted',
   recordExit: 'TaskCompleted',
   'recordExit(1)': 'TaskFailed',
   fail: 'TaskFailed',
@@ -90,6 +92,7 @@ const only = (o: Partial<Row>): Row => ({
   loseDevices: X,
   preempt: X,
   recordCheckpoint: X,
+  abandon: X,
   recordExit: X,
   'recordExit(1)': X,
   fail: X,
@@ -106,6 +109,7 @@ const table: Record<keyof typeof states, Row> = {
   'PREPARING+spawned': running({ recordSpawn: X }),
   TRAINING: running({ recordSpawn: X, startTraining: X }),
   'TRAINING+cancelling': running({
+    abandon: 'TaskCancelled',
     recordSpawn: X,
     startTraining: X,
     cancel: X,
@@ -116,6 +120,7 @@ const table: Record<keyof typeof states, Row> = {
     'recordExit(1)': 'TaskCancelled',
   }),
   'TRAINING+timing-out': running({
+    abandon: 'TaskFailed',
     recordSpawn: X,
     startTraining: X,
     cancel: X,
@@ -126,6 +131,7 @@ const table: Record<keyof typeof states, Row> = {
     'recordExit(1)': 'TaskFailed',
   }),
   'TRAINING+device-lost': running({
+    abandon: 'TaskFailed',
     recordSpawn: X,
     startTraining: X,
     cancel: X,
