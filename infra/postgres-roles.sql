@@ -37,6 +37,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 GRANT SELECT, INSERT, DELETE ON :"schema".openai_files TO :"role";
 GRANT SELECT, INSERT ON :"schema".openai_jobs TO :"role";
 
+-- Instances' leases: each renews its own and marks an expired one taken over.
+GRANT SELECT, INSERT, UPDATE ON :"schema".instance_leases TO :"role";
+
 -- Users and their tokens (tokens mode): read only. The service checks a token; only the owner
 -- makes users and tokens (`trainyard admin`), so the service's role cannot mint a token.
 GRANT SELECT ON :"schema".users, :"schema".api_tokens TO :"role";

@@ -14,3 +14,4 @@ export * from './projection-version';
 export * from './config';
 export * as tables from './schema';
 export * from './sql/quotas';
+export * from './sql/leases';

@@ -248,3 +248,17 @@ export const openaiJobs = pgTable(
     index('openai_jobs_training_file_idx').on(t.trainingFile),
   ],
 );
+
+/**
+ * Each service instance's lease (see packages/domain/src/leases.ts): renewed by its heartbeat,
+ * judged by the database's clock. `renewed_since`: when its heartbeats began without a break;
+ * `taken_by`: the instance that took it over after it expired (its tasks went back to the queue).
+ */
+export const instanceLeases = pgTable('instance_leases', {
+  runnerId: text('runner_id').primaryKey(),
+  heartbeatAt: isoTimestamp('heartbeat_at').notNull(),
+  renewedSince: isoTimestamp('renewed_since').notNull(),
+  startedAt: isoTimestamp('started_at').notNull(),
+  takenBy: text('taken_by'),
+  takenAt: isoTimestamp('taken_at'),
+});
