@@ -11,3 +11,4 @@ export * from './resources';
 export * from './inventory-change';
 export * from './usage';
 export * from './leases';
+export * from './deployment';

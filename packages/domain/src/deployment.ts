@@ -1,0 +1,350 @@
+// The deployment lifecycle: a vLLM server serving a base model, optionally with LoRA adapters of
+// completed tasks. Its events live in the same log as tasks', on streams of their own (`dep-…`).
+// As for tasks, an XState machine is the one authority on legal transitions; `decideDeployment`
+// turns a command into events (refused with the machine's reason), `evolveDeployment` folds a
+// stored event into the record. Pure: times come from the events.
+//
+//   STARTING ── DeploymentServing ──▶ SERVING ⇄ SLEEPING
+//      │                                 │          │
+//      └──── DeploymentStopped | DeploymentFailed ──┴──▶ STOPPED | FAILED
+import { assign, initialTransition, setup, transition, type SnapshotFrom } from 'xstate';
+
+export const DEPLOYMENT_ID_PREFIX = 'dep-';
+export const isDeploymentStream = (streamId: string): boolean => streamId.startsWith(DEPLOYMENT_ID_PREFIX);
+
+export type TrainingDemandPolicy = 'wait' | 'sleep' | 'stop';
+
+export interface DeploymentAdapter {
+  /** The model name clients ask for (a task's adapter is named after the task). */
+  name: string;
+  /** The adapter's folder. */
+  path: string;
+  /** The task it came from, if any. */
+  taskId: string | null;
+}
+
+export interface DeploymentSpec {
+  /** The base model served. */
+  model: string;
+  /** Set when the deployment serves a completed task's adapter (Studio's "use as backend"). */
+  taskId: string | null;
+  adapters: DeploymentAdapter[];
+  /** Devices, tensor parallel across them. */
+  gpus: number;
+  gpuMemoryUtilization: number;
+  maxModelLen: number | null;
+  /** Loopback port asked for (null: the service picks a free one). */
+  port: number | null;
+  onTrainingDemand: TrainingDemandPolicy;
+}
+
+export type DeploymentStatus = 'STARTING' | 'SERVING' | 'SLEEPING' | 'STOPPED' | 'FAILED';
+export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = ['STARTING', 'SERVING', 'SLEEPING', 'STOPPED', 'FAILED'];
+export const isDeploymentEnded = (s: DeploymentStatus): boolean => s === 'STOPPED' || s === 'FAILED';
+
+export interface DeploymentServer {
+  pid: number;
+  startTime: string;
+  runDir: string;
+  port: number;
+  /** GPU indices it runs on. */
+  devices: number[];
+}
+
+export interface DeploymentEventMap {
+  DeploymentCreated: { spec: DeploymentSpec };
+  DeploymentLaunched: DeploymentServer;
+  /** Health (`/health`) and the served models (`/v1/models`) were confirmed. */
+  DeploymentServing: { endpoint: string; servedModels: string[] };
+  /** vLLM confirmed it sleeps (`/is_sleeping`): weights in CPU memory, KV cache dropped. */
+  DeploymentSlept: { level: number };
+  DeploymentWoken: Record<string, never>;
+  DeploymentStopRequested: { reason: string };
+  DeploymentStopped: { exitCode: number | null; signal: string | null };
+  DeploymentFailed: { message: string; exitCode: number | null; signal: string | null };
+  DeploymentDeleted: Record<string, never>;
+}
+export type DeploymentEventType = keyof DeploymentEventMap;
+export const DEPLOYMENT_EVENT_TYPES = [
+  'DeploymentCreated',
+  'DeploymentLaunched',
+  'DeploymentServing',
+  'DeploymentSlept',
+  'DeploymentWoken',
+  'DeploymentStopRequested',
+  'DeploymentStopped',
+  'DeploymentFailed',
+  'DeploymentDeleted',
+] as const satisfies readonly DeploymentEventType[];
+
+export type NewDeploymentEvent = { [K in DeploymentEventType]: { type: K; data: DeploymentEventMap[K] } }[DeploymentEventType];
+
+/** A deployment event as stored in the log (the fields the fold reads). */
+export type StoredDeploymentEvent = NewDeploymentEvent & { streamId: string; version: number; recordedAt: string; position: string };
+
+export interface DeploymentRecord {
+  id: string;
+  spec: DeploymentSpec;
+  status: DeploymentStatus;
+  createdAt: string;
+  servingAt: string | null;
+  finishedAt: string | null;
+  server: DeploymentServer | null;
+  /** Base URL of the OpenAI-compatible API (`…/v1`), once SERVING. */
+  endpoint: string | null;
+  servedModels: string[];
+  stopReason: string | null;
+  error: string | null;
+  exitCode: number | null;
+  signal: string | null;
+  deleted: boolean;
+  version: number;
+}
+
+type Ctx = Omit<DeploymentRecord, 'status' | 'version'>;
+type MachineEvent = {
+  [K in DeploymentEventType]: { type: K; data: DeploymentEventMap[K]; at: string; streamId: string };
+}[DeploymentEventType];
+type Ev<K extends DeploymentEventType> = Extract<MachineEvent, { type: K }>;
+
+const emptyContext = (): Ctx => ({
+  id: '',
+  spec: null as unknown as DeploymentSpec,
+  createdAt: '',
+  servingAt: null,
+  finishedAt: null,
+  server: null,
+  endpoint: null,
+  servedModels: [],
+  stopReason: null,
+  error: null,
+  exitCode: null,
+  signal: null,
+  deleted: false,
+});
+
+const guards = {
+  notLaunched: ({ context }: { context: Ctx }) => context.server === null,
+  launched: ({ context }: { context: Ctx }) => context.server !== null,
+  notStopping: ({ context }: { context: Ctx }) => context.stopReason === null,
+  notDeleted: ({ context }: { context: Ctx }) => !context.deleted,
+};
+
+const ended = (at: string) => ({ finishedAt: at, endpoint: null });
+
+export const deploymentMachine = setup({
+  types: { context: {} as Ctx, events: {} as MachineEvent },
+  guards,
+  actions: {
+    created: assign(({ event }) => ({
+      ...emptyContext(),
+      id: event.streamId,
+      spec: (event as Ev<'DeploymentCreated'>).data.spec,
+      createdAt: event.at,
+    })),
+    launched: assign(({ event }) => ({ server: { ...(event as Ev<'DeploymentLaunched'>).data } })),
+    serving: assign(({ event }) => {
+      const e = event as Ev<'DeploymentServing'>;
+      return { endpoint: e.data.endpoint, servedModels: [...e.data.servedModels], servingAt: e.at };
+    }),
+    stopRequested: assign(({ event }) => ({ stopReason: (event as Ev<'DeploymentStopRequested'>).data.reason })),
+    stopped: assign(({ event }) => {
+      const e = event as Ev<'DeploymentStopped'>;
+      return { ...ended(e.at), exitCode: e.data.exitCode, signal: e.data.signal };
+    }),
+    failed: assign(({ event }) => {
+      const e = event as Ev<'DeploymentFailed'>;
+      return { ...ended(e.at), error: e.data.message, exitCode: e.data.exitCode, signal: e.data.signal };
+    }),
+    deleted: assign({ deleted: true }),
+  },
+}).createMachine({
+  id: 'deployment',
+  initial: 'NEW',
+  context: emptyContext,
+  states: {
+    NEW: { on: { DeploymentCreated: { target: 'STARTING', actions: 'created' } } },
+    STARTING: {
+      on: {
+        DeploymentLaunched: { guard: 'notLaunched', actions: 'launched' },
+        DeploymentServing: { guard: 'launched', target: 'SERVING', actions: 'serving' },
+        DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        DeploymentStopped: { target: 'STOPPED', actions: 'stopped' },
+        DeploymentFailed: { target: 'FAILED', actions: 'failed' },
+      },
+    },
+    SERVING: {
+      on: {
+        DeploymentSlept: { target: 'SLEEPING' },
+        DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        DeploymentStopped: { target: 'STOPPED', actions: 'stopped' },
+        DeploymentFailed: { target: 'FAILED', actions: 'failed' },
+      },
+    },
+    SLEEPING: {
+      on: {
+        DeploymentWoken: { target: 'SERVING' },
+        DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        DeploymentStopped: { target: 'STOPPED', actions: 'stopped' },
+        DeploymentFailed: { target: 'FAILED', actions: 'failed' },
+      },
+    },
+    STOPPED: { on: { DeploymentDeleted: { guard: 'notDeleted', actions: 'deleted' } } },
+    FAILED: { on: { DeploymentDeleted: { guard: 'notDeleted', actions: 'deleted' } } },
+  },
+});
+
+type DeploymentSnapshot = SnapshotFrom<typeof deploymentMachine>;
+
+export interface DeploymentState {
+  snapshot: DeploymentSnapshot;
+  version: number;
+}
+
+export function initialDeploymentState(): DeploymentState {
+  const [snapshot] = initialTransition(deploymentMachine);
+  return { snapshot, version: 0 };
+}
+
+export function deploymentStatusOf(state: DeploymentState): DeploymentStatus | null {
+  const v = state.snapshot.value as string;
+  return v === 'NEW' ? null : (v as DeploymentStatus);
+}
+
+export function toDeploymentRecord(state: DeploymentState): DeploymentRecord {
+  const status = deploymentStatusOf(state);
+  if (!status) throw new Error('deployment has no events yet');
+  const c = state.snapshot.context;
+  return { ...c, servedModels: [...c.servedModels], status, version: state.version };
+}
+
+export function deploymentStateFromRecord(record: DeploymentRecord): DeploymentState {
+  const { status, version, ...context } = record;
+  return { snapshot: deploymentMachine.resolveState({ value: status, context }), version };
+}
+
+function machineEvent(event: StoredDeploymentEvent | (NewDeploymentEvent & { streamId: string; recordedAt: string })): MachineEvent {
+  return { type: event.type, data: event.data, at: event.recordedAt, streamId: event.streamId } as MachineEvent;
+}
+
+export function evolveDeployment(state: DeploymentState, event: StoredDeploymentEvent): DeploymentState {
+  const e = machineEvent(event);
+  if (!state.snapshot.can(e)) {
+    throw new Error(
+      `event ${event.type} at position ${event.position} is not legal in state ${String(state.snapshot.value)} of deployment ${event.streamId}`,
+    );
+  }
+  const [snapshot] = transition(deploymentMachine, state.snapshot, e);
+  return { snapshot, version: event.version };
+}
+
+export function foldDeployment(events: readonly StoredDeploymentEvent[], from = initialDeploymentState()): DeploymentState {
+  return events.reduce(evolveDeployment, from);
+}
+
+export type DeploymentCommand =
+  | { type: 'create'; deploymentId: string; spec: DeploymentSpec }
+  | { type: 'recordLaunch'; server: DeploymentServer }
+  | { type: 'markServing'; endpoint: string; servedModels: string[] }
+  | { type: 'recordSleep'; level: number }
+  | { type: 'recordWake' }
+  | { type: 'stop'; reason: string }
+  /** Its server process ended: stopped when a stop was asked for, else failed. */
+  | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
+  | { type: 'fail'; message: string }
+  | { type: 'delete' };
+
+/** A command the deployment lifecycle does not allow in the deployment's current state. */
+export class DeploymentCommandError extends Error {
+  readonly code = 'ILLEGAL_DEPLOYMENT_COMMAND' as const;
+  constructor(
+    readonly deploymentId: string,
+    readonly status: DeploymentStatus | null,
+    readonly command: string,
+    readonly detail: string,
+  ) {
+    super(
+      status !== null
+        ? `cannot ${command} deployment ${deploymentId}: it is ${status}; ${detail}`
+        : detail
+          ? `cannot ${command} deployment ${deploymentId}: ${detail}`
+          : `deployment ${deploymentId} does not exist (command ${command})`,
+    );
+    this.name = 'DeploymentCommandError';
+  }
+}
+
+const guardRefusals: Record<keyof typeof guards, string> = {
+  notLaunched: 'its server was already launched',
+  launched: 'its server has not been launched',
+  notStopping: 'a stop was already requested; it ends when its server exits',
+  notDeleted: 'it was already deleted',
+};
+
+function eventsFor(state: DeploymentState, command: DeploymentCommand): NewDeploymentEvent[] {
+  switch (command.type) {
+    case 'create':
+      return [{ type: 'DeploymentCreated', data: { spec: command.spec } }];
+    case 'recordLaunch':
+      return [{ type: 'DeploymentLaunched', data: { ...command.server, devices: [...command.server.devices] } }];
+    case 'markServing':
+      return [{ type: 'DeploymentServing', data: { endpoint: command.endpoint, servedModels: [...command.servedModels] } }];
+    case 'recordSleep':
+      return [{ type: 'DeploymentSlept', data: { level: command.level } }];
+    case 'recordWake':
+      return [{ type: 'DeploymentWoken', data: {} }];
+    case 'stop':
+      // Not launched yet: nothing runs, so it is stopped at once.
+      return state.snapshot.context.server === null
+        ? [{ type: 'DeploymentStopped', data: { exitCode: null, signal: null } }]
+        : [{ type: 'DeploymentStopRequested', data: { reason: command.reason } }];
+    case 'recordExit': {
+      const { exitCode, signal } = command;
+      if (state.snapshot.context.stopReason !== null) return [{ type: 'DeploymentStopped', data: { exitCode, signal } }];
+      const how = signal ? `signal ${signal}` : `exit code ${String(exitCode)}`;
+      const message = `the vLLM server ended on its own (${how})${command.detail ? `: ${command.detail}` : ''}`;
+      return [{ type: 'DeploymentFailed', data: { message, exitCode, signal } }];
+    }
+    case 'fail':
+      return [{ type: 'DeploymentFailed', data: { message: command.message, exitCode: null, signal: null } }];
+    case 'delete':
+      return [{ type: 'DeploymentDeleted', data: {} }];
+  }
+}
+
+/** The events `command` produces, checked against the machine; refused with the machine's reason. */
+export function decideDeployment(state: DeploymentState, command: DeploymentCommand, streamId: string): NewDeploymentEvent[] {
+  const status = deploymentStatusOf(state);
+  if (command.type !== 'create' && status === null) throw new DeploymentCommandError(streamId, null, command.type, '');
+  if (command.type === 'create' && !isDeploymentStream(streamId)) {
+    throw new DeploymentCommandError(streamId, status, 'create', `a deployment id starts with ${DEPLOYMENT_ID_PREFIX}`);
+  }
+  const out = eventsFor(state, command);
+  let snapshot = state.snapshot;
+  for (const ev of out) {
+    const e = machineEvent({ ...ev, streamId, recordedAt: '' });
+    if (!snapshot.can(e)) {
+      const node = deploymentMachine.states[String(snapshot.value) as keyof typeof deploymentMachine.states];
+      const candidates = node?.config.on?.[ev.type as keyof typeof node.config.on] as { guard?: keyof typeof guards } | undefined;
+      const detail = candidates?.guard
+        ? guardRefusals[candidates.guard]
+        : `${command.type} is not allowed while it is ${String(snapshot.value)}`;
+      throw new DeploymentCommandError(streamId, status, command.type, detail);
+    }
+    [snapshot] = transition(deploymentMachine, snapshot, e);
+  }
+  return out;
+}
+
+/**
+ * The memory fraction vLLM takes by default, by model size (the seed's table: ≤ 0.5B: 0.3,
+ * 1.5–3B: 0.5–0.6, 7B+: 0.8–0.9), between its rows the nearer smaller row.
+ */
+export function defaultGpuMemoryUtilization(paramsBillions: number | null): number {
+  if (paramsBillions === null) return 0.8;
+  if (paramsBillions <= 0.5) return 0.3;
+  if (paramsBillions <= 1) return 0.4;
+  if (paramsBillions <= 3) return 0.55;
+  if (paramsBillions < 7) return 0.7;
+  return 0.85;
+}

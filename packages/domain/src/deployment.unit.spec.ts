@@ -1,0 +1,193 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decideDeployment,
+  defaultGpuMemoryUtilization,
+  DeploymentCommandError,
+  deploymentStateFromRecord,
+  deploymentStatusOf,
+  evolveDeployment,
+  foldDeployment,
+  initialDeploymentState,
+  toDeploymentRecord,
+  type DeploymentCommand,
+  type DeploymentSpec,
+  type DeploymentState,
+  type NewDeploymentEvent,
+  type StoredDeploymentEvent,
+} from '.';
+
+const ID = 'dep-a1';
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+const spec = (over: Partial<DeploymentSpec> = {}): DeploymentSpec => ({
+  model: 'Qwen/Qwen2.5-0.5B-Instruct',
+  taskId: 'task-1',
+  adapters: [{ name: 'task-1', path: '/out/task-1/adapter', taskId: 'task-1' }],
+  gpus: 1,
+  gpuMemoryUtilization: 0.3,
+  maxModelLen: null,
+  port: null,
+  onTrainingDemand: 'sleep',
+  ...over,
+});
+const server = { pid: 4242, startTime: '99', runDir: '/runs/dep-a1', port: 18001, devices: [0] };
+
+/** Stores decided events as the log would, one version and one second apart. */
+function apply(state: DeploymentState, events: NewDeploymentEvent[]): DeploymentState {
+  return events.reduce((s, e, i) => {
+    const version = s.version + 1;
+    const stored = {
+      ...e,
+      streamId: ID,
+      version,
+      position: String(version),
+      recordedAt: new Date(T0 + (version + i * 0) * 1000).toISOString(),
+    };
+    return evolveDeployment(s, stored as StoredDeploymentEvent);
+  }, state);
+}
+/** Given these commands have happened … */
+const given = (...commands: DeploymentCommand[]): DeploymentState =>
+  commands.reduce((s, c) => apply(s, decideDeployment(s, c, ID)), initialDeploymentState());
+const when = (state: DeploymentState, command: DeploymentCommand) => decideDeployment(state, command, ID);
+
+const create: DeploymentCommand = { type: 'create', deploymentId: ID, spec: spec() };
+const launch: DeploymentCommand = { type: 'recordLaunch', server };
+const serve: DeploymentCommand = {
+  type: 'markServing',
+  endpoint: 'http://127.0.0.1:18001/v1',
+  servedModels: ['Qwen/Qwen2.5-0.5B-Instruct', 'task-1'],
+};
+
+describe('deployment lifecycle', () => {
+  it('given nothing, when created, then it is STARTING with its spec', () => {
+    const s = given(create);
+    expect(deploymentStatusOf(s)).toBe('STARTING');
+    expect(toDeploymentRecord(s)).toMatchObject({ id: ID, spec: spec(), server: null, endpoint: null, version: 1 });
+  });
+
+  it('given a stream id without the dep- prefix, when created, then it is refused', () => {
+    expect(() => decideDeployment(initialDeploymentState(), create, 'task-1')).toThrow(/starts with dep-/);
+  });
+
+  it('given STARTING and launched, when health is confirmed, then it is SERVING with its endpoint and served models', () => {
+    const s = given(create, launch, serve);
+    const r = toDeploymentRecord(s);
+    expect(r.status).toBe('SERVING');
+    expect(r.endpoint).toBe('http://127.0.0.1:18001/v1');
+    expect(r.servedModels).toEqual(['Qwen/Qwen2.5-0.5B-Instruct', 'task-1']);
+    expect(r.server).toEqual(server);
+    expect(r.servingAt).not.toBeNull();
+  });
+
+  it('given STARTING but not launched, when marked serving, then it is refused naming why', () => {
+    expect(() => when(given(create), serve)).toThrow(/its server has not been launched/);
+  });
+
+  it('given launched once, when launched again, then it is refused', () => {
+    expect(() => when(given(create, launch), launch)).toThrow(DeploymentCommandError);
+  });
+
+  it('given SERVING, when it sleeps and wakes, then SERVING ⇄ SLEEPING', () => {
+    const asleep = given(create, launch, serve, { type: 'recordSleep', level: 1 });
+    expect(deploymentStatusOf(asleep)).toBe('SLEEPING');
+    expect(() => when(asleep, { type: 'recordSleep', level: 1 })).toThrow(/not allowed while it is SLEEPING/);
+    const awake = apply(asleep, when(asleep, { type: 'recordWake' }));
+    expect(deploymentStatusOf(awake)).toBe('SERVING');
+  });
+
+  it('given STARTING, when asked to sleep, then it is refused', () => {
+    expect(() => when(given(create, launch), { type: 'recordSleep', level: 1 })).toThrow(
+      /cannot recordSleep deployment dep-a1: it is STARTING/,
+    );
+  });
+
+  it('given SERVING, when stopped, then a stop is requested and its exit makes it STOPPED (not FAILED), without an endpoint', () => {
+    const stopping = given(create, launch, serve, { type: 'stop', reason: 'asked by operator' });
+    expect(deploymentStatusOf(stopping)).toBe('SERVING');
+    expect(toDeploymentRecord(stopping).stopReason).toBe('asked by operator');
+    expect(() => when(stopping, { type: 'stop', reason: 'again' })).toThrow(/a stop was already requested/);
+    const done = apply(stopping, when(stopping, { type: 'recordExit', exitCode: 0, signal: null }));
+    const r = toDeploymentRecord(done);
+    expect(r.status).toBe('STOPPED');
+    expect(r.endpoint).toBeNull();
+    expect(r.finishedAt).not.toBeNull();
+  });
+
+  it('given STARTING and never launched, when stopped, then it is STOPPED at once', () => {
+    const events = when(given(create), { type: 'stop', reason: 'x' });
+    expect(events.map((e) => e.type)).toEqual(['DeploymentStopped']);
+  });
+
+  it('given SERVING and no stop asked, when its server exits, then it is FAILED saying how it ended', () => {
+    const s = given(create, launch, serve, { type: 'recordExit', exitCode: null, signal: 'SIGKILL', detail: 'out of memory' });
+    const r = toDeploymentRecord(s);
+    expect(r.status).toBe('FAILED');
+    expect(r.error).toBe('the vLLM server ended on its own (signal SIGKILL): out of memory');
+    expect(r.signal).toBe('SIGKILL');
+  });
+
+  it('given SLEEPING, when its server exits, then it is FAILED', () => {
+    const s = given(create, launch, serve, { type: 'recordSleep', level: 1 }, { type: 'recordExit', exitCode: 1, signal: null });
+    expect(toDeploymentRecord(s)).toMatchObject({ status: 'FAILED', exitCode: 1 });
+  });
+
+  it('given STARTING, when health never comes, then fail makes it FAILED with the message', () => {
+    const s = given(create, launch, { type: 'fail', message: '/health did not answer within 600 s' });
+    expect(toDeploymentRecord(s)).toMatchObject({ status: 'FAILED', error: '/health did not answer within 600 s' });
+  });
+
+  it('given an ended deployment, when deleted, then it is marked deleted once; a live one cannot be deleted', () => {
+    expect(() => when(given(create, launch, serve), { type: 'delete' })).toThrow(/not allowed while it is SERVING/);
+    const gone = given(create, { type: 'stop', reason: 'x' }, { type: 'delete' });
+    expect(toDeploymentRecord(gone).deleted).toBe(true);
+    expect(() => when(gone, { type: 'delete' })).toThrow(/already deleted/);
+  });
+
+  it('given an ended deployment, when it would serve, sleep or fail again, then each is refused', () => {
+    const stopped = given(create, { type: 'stop', reason: 'x' });
+    for (const c of [serve, launch, { type: 'recordSleep', level: 1 }, { type: 'fail', message: 'x' }] as DeploymentCommand[]) {
+      expect(() => when(stopped, c)).toThrow(DeploymentCommandError);
+    }
+  });
+
+  it('given no events, when any command but create, then it does not exist', () => {
+    expect(() => when(initialDeploymentState(), launch)).toThrow(/deployment dep-a1 does not exist/);
+  });
+
+  it('a record read back gives the same decisions as the fold it came from', () => {
+    const s = given(create, launch, serve);
+    const back = deploymentStateFromRecord(toDeploymentRecord(s));
+    expect(toDeploymentRecord(back)).toEqual(toDeploymentRecord(s));
+    expect(when(back, { type: 'recordSleep', level: 1 })).toEqual(when(s, { type: 'recordSleep', level: 1 }));
+  });
+
+  it('folding a stored log is the same as applying decisions', () => {
+    const log: StoredDeploymentEvent[] = [];
+    let s = initialDeploymentState();
+    for (const c of [create, launch, serve]) {
+      for (const e of decideDeployment(s, c, ID)) {
+        const stored = {
+          ...e,
+          streamId: ID,
+          version: log.length + 1,
+          position: String(log.length + 1),
+          recordedAt: new Date(T0).toISOString(),
+        } as StoredDeploymentEvent;
+        log.push(stored);
+        s = evolveDeployment(s, stored);
+      }
+    }
+    expect(toDeploymentRecord(foldDeployment(log))).toEqual(toDeploymentRecord(s));
+    expect(() => foldDeployment([log[0]!, log[2]!])).toThrow(/not legal in state STARTING/);
+  });
+});
+
+describe('defaultGpuMemoryUtilization', () => {
+  it('follows the table by model size', () => {
+    expect(defaultGpuMemoryUtilization(0.5)).toBe(0.3);
+    expect(defaultGpuMemoryUtilization(1.5)).toBe(0.55);
+    expect(defaultGpuMemoryUtilization(3)).toBe(0.55);
+    expect(defaultGpuMemoryUtilization(7)).toBe(0.85);
+    expect(defaultGpuMemoryUtilization(null)).toBe(0.8);
+  });
+});
