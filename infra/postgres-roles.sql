@@ -39,6 +39,8 @@ GRANT SELECT, INSERT ON :"schema".openai_jobs TO :"role";
 
 -- Instances' leases: each renews its own and marks an expired one taken over.
 GRANT SELECT, INSERT, UPDATE ON :"schema".instance_leases TO :"role";
+-- Deployments: a projection of their streams in the log, written as the events are appended.
+GRANT SELECT, INSERT, UPDATE ON :"schema".deployments TO :"role";
 
 -- Users and their tokens (tokens mode): read only. The service checks a token; only the owner
 -- makes users and tokens (`trainyard admin`), so the service's role cannot mint a token.

@@ -1,6 +1,7 @@
 // The read models as pure functions of the log. The store applies `deviceChange` in the same
 // transaction as each append; `rebuildReadModels` folds a whole log to compare against that.
 import type { StoredTaskEvent } from './events';
+import { isDeploymentStream } from './deployment';
 import { evolve, initialState, toRecord, type TaskState } from './lifecycle';
 import type { DeviceGrant } from './resources';
 import type { TaskRecord } from './task';
@@ -53,6 +54,8 @@ export class ReadModelFold {
   events = 0;
 
   add(ev: StoredTaskEvent): void {
+    // Deployments share the log on streams of their own; they are not tasks.
+    if (isDeploymentStream(ev.streamId)) return;
     this.states.set(ev.streamId, evolve(this.states.get(ev.streamId) ?? initialState(), ev));
     this.lastPositions.set(ev.streamId, ev.position);
     this.events++;

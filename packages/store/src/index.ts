@@ -15,3 +15,4 @@ export * from './config';
 export * as tables from './schema';
 export * from './sql/quotas';
 export * from './sql/leases';
+export * from './deployment-store';

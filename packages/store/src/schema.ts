@@ -16,7 +16,7 @@ import {
   text,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
-import type { EventMetadata, TaskRecord } from '@trainyard/domain';
+import type { DeploymentRecord, EventMetadata, TaskRecord } from '@trainyard/domain';
 
 /** bigint positions travel as decimal strings: JS numbers lose precision past 2^53. */
 const position = customType<{ data: string; driverData: string | number | bigint }>({
@@ -262,3 +262,24 @@ export const instanceLeases = pgTable('instance_leases', {
   takenBy: text('taken_by'),
   takenAt: isoTimestamp('taken_at'),
 });
+
+/**
+ * Deployments (vLLM servers, packages/domain/src/deployment.ts): a projection of their dep-
+ * streams in the event log, one row each, written in the transaction that appends.
+ */
+export const deployments = pgTable(
+  'deployments',
+  {
+    id: text('id').primaryKey(),
+    status: text('status').notNull(),
+    version: integer('version').notNull(),
+    owner: text('owner').notNull(),
+    /** The completed task whose adapter it serves, if any. */
+    taskId: text('task_id'),
+    createdAt: isoTimestamp('created_at').notNull(),
+    deleted: boolean('deleted').notNull().default(false),
+    lastPosition: position('last_position').notNull(),
+    record: jsonb('record').$type<DeploymentRecord>().notNull(),
+  },
+  (t) => [index('deployments_created_idx').on(t.createdAt, t.id), index('deployments_task_idx').on(t.taskId)],
+);
