@@ -39,6 +39,20 @@ export interface LaunchedShepherd {
   gone(): boolean;
 }
 
+/** What launch.json holds for `spec` (a shepherd reads it: spawned here, or as a Slurm job). */
+export function launchFileOf(spec: LaunchSpec): LaunchFile {
+  return {
+    argv: spec.argv,
+    env: spec.env,
+    cwd: spec.cwd,
+    maxLineBytes: spec.maxLineBytes ?? DEFAULT_LOG_LINE_BYTES,
+    maxLinesPerSecond: spec.maxLinesPerSecond ?? DEFAULT_LOG_LINES_PER_SECOND,
+    ...(spec.maxProtocolLinesPerSecond ? { maxProtocolLinesPerSecond: spec.maxProtocolLinesPerSecond } : {}),
+    ...(spec.maxProtocolLinesPerTask ? { maxProtocolLinesPerTask: spec.maxProtocolLinesPerTask } : {}),
+    ...(spec.maxBytesPerTask ? { maxBytesPerTask: spec.maxBytesPerTask } : {}),
+  };
+}
+
 /**
  * Writes launch.json into a fresh run directory (created if missing; refused if it already
  * holds a run) and hands the run to `standby` when one is given and ready, or else starts a
@@ -62,16 +76,7 @@ export async function launchShepherd(spec: LaunchSpec, standby?: StandbyShepherd
       throw new Error(`launchShepherd: run directory ${spec.runDir} was already used (${name})`);
     }
   }
-  const launch: LaunchFile = {
-    argv: spec.argv,
-    env: spec.env,
-    cwd: spec.cwd,
-    maxLineBytes: spec.maxLineBytes ?? DEFAULT_LOG_LINE_BYTES,
-    maxLinesPerSecond: spec.maxLinesPerSecond ?? DEFAULT_LOG_LINES_PER_SECOND,
-    ...(spec.maxProtocolLinesPerSecond ? { maxProtocolLinesPerSecond: spec.maxProtocolLinesPerSecond } : {}),
-    ...(spec.maxProtocolLinesPerTask ? { maxProtocolLinesPerTask: spec.maxProtocolLinesPerTask } : {}),
-    ...(spec.maxBytesPerTask ? { maxBytesPerTask: spec.maxBytesPerTask } : {}),
-  };
+  const launch = launchFileOf(spec);
 
   if (standby?.ready) {
     // Not fsynced: it only matters while processes survive, i.e. across a crash of this
