@@ -7,10 +7,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { judgeSlurmPoll, viewSlurmJob } from '@trainyard/domain/slurm';
+import { judgeSlurmPoll, viewSlurmJob, type SlurmVerdict } from '@trainyard/domain/slurm';
 import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { readExit } from '../trainer/run-folder';
-import { JOB_SCRIPT, prepareSlurmRun, SlurmCli, type SlurmOptions } from './slurm';
+import { JOB_SCRIPT, prepareSlurmRun, SlurmCli, SlurmWatcher, type SlurmOptions } from './slurm';
 
 function slurmMissing(): string | null {
   try {
@@ -25,6 +25,7 @@ const missing = slurmMissing();
 if (missing) skipLoudlyOrFail(`${missing}: the Slurm executor's specs cannot run`, 'bash infra/slurm-up.sh');
 
 const cli = new SlurmCli();
+const SLURM_UP = join(import.meta.dirname, '../../../../infra/slurm-up.sh');
 const opts: SlurmOptions = { extraArgs: [] };
 
 describe.skipIf(missing !== null)('Slurm executor edge, live cluster', () => {
@@ -147,6 +148,44 @@ describe.skipIf(missing !== null)('Slurm executor edge, live cluster', () => {
     expect(await readExit(runDir)).toMatchObject({ code: 3 });
   });
 
+  it('slurmctld stopped and started again mid-run: nothing is concluded while it is away, and the job’s end is seen after', async () => {
+    const release = join(root, 'release-restart');
+    const { jobId, runDir } = await submit(
+      'restart',
+      `const fs = require('node:fs'); const t = setInterval(() => { if (fs.existsSync(${JSON.stringify(release)})) { clearInterval(t); console.log('done'); } }, 100);`,
+    );
+    const verdicts: SlurmVerdict[] = [];
+    let unanswered = 0;
+    const watcher = new SlurmWatcher(new SlurmCli({ timeoutMs: 1500 }), (v) => void verdicts.push(...v), {
+      baseMs: 200,
+      maxMs: 1000,
+      unreachable: () => unanswered++,
+    });
+    try {
+      watcher.watch(jobId);
+      await until('the job to run', async () =>
+        verdicts.some((v) => v.view.phase === 'running') && trainerStarted(runDir) ? true : undefined,
+      );
+      const pid = Number(readFileSync('/run/slurm/slurmctld.pid', 'utf8'));
+      process.kill(pid, 'SIGTERM');
+      await until('slurmctld to stop', async () => (isAlive(pid) ? undefined : true));
+      await until('two unanswered rounds', async () => (unanswered >= 2 ? true : undefined));
+      // The trainer ends while the controller is away.
+      writeFileSync(release, '');
+      await until('exit.json', () => readExit(runDir).then((e) => e ?? undefined));
+      const before = unanswered;
+      await until('another unanswered round', async () => (unanswered > before ? true : undefined));
+      expect(verdicts.filter((v) => v.view.phase === 'ended')).toEqual([]);
+      execFileSync('bash', [SLURM_UP], { stdio: 'pipe' });
+      const end = await until('the end, seen once slurmctld is back', async () => verdicts.find((v) => v.view.phase === 'ended'));
+      expect(end.view).toMatchObject({ end: 'completed' });
+      expect(await readExit(runDir)).toMatchObject({ code: 0 });
+    } finally {
+      watcher.close();
+      execFileSync('bash', [SLURM_UP], { stdio: 'pipe' });
+    }
+  });
+
   it('a controller that does not answer is an unanswered poll, not dead jobs', async () => {
     const conf = join(root, 'unreachable.conf');
     // The cluster's configuration with the controller at a port nobody listens on.
@@ -167,6 +206,15 @@ describe.skipIf(missing !== null)('Slurm executor edge, live cluster', () => {
 function trainerStarted(runDir: string): boolean {
   try {
     readFileSync(join(runDir, 'trainer.json'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
     return true;
   } catch {
     return false;

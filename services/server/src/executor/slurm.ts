@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { slurmTimeLimit, type SlurmPoll } from '@trainyard/domain/slurm';
+import { judgeSlurmPoll, slurmPollDelay, slurmTimeLimit, type SlurmPoll, type SlurmVerdict } from '@trainyard/domain/slurm';
 import { launchFileOf, type LaunchSpec } from '../trainer/launch';
 import { PRIVATE_DIR_MODE } from '../trainer/run-files.mjs';
 import { FILES, writeJsonAtomic, writePrivateFile } from '../trainer/run-folder';
@@ -180,5 +180,56 @@ export class SlurmCli {
     } catch (err) {
       return { reachable: false, detail: (err as Error).message };
     }
+  }
+}
+
+/**
+ * Reads the states of all watched jobs in one call per round, and hands what the domain makes of
+ * them to `report`. While the controller does not answer, rounds back off (slurmPollDelay) and
+ * nothing is concluded about any job; `unreachable` is told each failed round.
+ */
+export class SlurmWatcher {
+  private readonly jobs = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private failures = 0;
+  private closed = false;
+
+  constructor(
+    private readonly cli: SlurmCli,
+    private readonly report: (verdicts: SlurmVerdict[]) => void | Promise<void>,
+    private readonly opts: { baseMs: number; maxMs: number; unreachable?: (error: string, failuresInARow: number) => void },
+  ) {}
+
+  watch(jobId: string): void {
+    this.jobs.add(jobId);
+    if (!this.timer && !this.closed) this.next();
+  }
+
+  unwatch(jobId: string): void {
+    this.jobs.delete(jobId);
+  }
+
+  private next(): void {
+    this.timer = setTimeout(() => void this.round(), slurmPollDelay(this.failures, this.opts.baseMs, this.opts.maxMs));
+    this.timer.unref();
+  }
+
+  private async round(): Promise<void> {
+    const ids = [...this.jobs];
+    if (ids.length) {
+      const poll = await this.cli.poll(ids);
+      if (this.closed) return;
+      if (poll.ok) this.failures = 0;
+      else this.opts.unreachable?.(poll.error, ++this.failures);
+      await this.report(judgeSlurmPoll(ids, poll));
+    }
+    if (this.closed) return;
+    if (this.jobs.size) this.next();
+    else this.timer = null;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
   }
 }
