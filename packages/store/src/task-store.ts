@@ -14,6 +14,7 @@ import {
   backfillPolicy,
   evolve,
   fifoOrder,
+  IllegalCommandError,
   initialState,
   stateFromRecord,
   TaskNotFoundError,
@@ -317,13 +318,23 @@ export class TaskCommands {
     taskId: string,
     command: TaskCommand,
     meta: CommandMeta,
-    opts: { logLines?: readonly LogLine[] } = {},
+    opts: { logLines?: readonly LogLine[]; holder?: { runnerId: string; attempt: number } } = {},
   ): Promise<CommandResult> {
     const lines = opts.logLines ?? [];
     return this.transact(async (tx, appended) => {
       // The trainer's last lines (if any) go with the command: same round trip, same commit.
       const [before] = await Promise.all([tx.loadTask(taskId), lines.length ? tx.appendLogLines(taskId, lines) : null]);
       if (!before) throw new TaskNotFoundError(taskId);
+      // A runner's command holds only for the attempt it runs: once the task was taken back from
+      // it (its lease expired) or given to another instance, what it reports belongs to nobody.
+      const h = opts.holder;
+      if (h && (before.runnerId !== h.runnerId || before.attempt !== h.attempt))
+        throw new IllegalCommandError(
+          taskId,
+          before.status,
+          command.type,
+          `attempt ${h.attempt} on ${h.runnerId} no longer holds it (it is attempt ${before.attempt} on ${before.runnerId ?? 'no instance'})`,
+        );
       const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
       // Devices freed, or a queued task gone (a blocked head no longer holds the others back).
       const freed = before.devices.length > 0 && task.devices.length === 0;

@@ -72,6 +72,10 @@ export interface ServiceConfig {
   defaultTimeoutMs: number;
   killGraceMs: number;
   runnerId: string;
+  /** An instance whose lease was not renewed this long is taken over: its tasks go back to the queue. */
+  leaseMs: number;
+  /** Requeue a lost instance's task that has no checkpoint (else it fails as lost). */
+  requeueLost: boolean;
   /** Poll interval for changes made by other instances on the same database. */
   pollMs: number;
   logMaxLineBytes: number;
@@ -249,6 +253,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     killGraceMs: read('TRAINYARD_KILL_GRACE_MS', intFrom('TRAINYARD_KILL_GRACE_MS', 0, HOUR), 30_000),
     // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.
     runnerId: env.TRAINYARD_INSTANCE || `${hostname()}:${resolve(storage.dataRoot, 'runs')}`,
+    leaseMs: read('TRAINYARD_LEASE_MS', intFrom('TRAINYARD_LEASE_MS', 1000, 24 * HOUR), 120_000),
+    requeueLost: read('TRAINYARD_REQUEUE_LOST', z.enum(['true', 'false']), 'true') === 'true',
     pollMs: read('TRAINYARD_POLL_MS', intFrom('TRAINYARD_POLL_MS', 10, 60_000), 250),
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), DEFAULT_LOG_LINE_BYTES),
     logMaxLinesPerSecond: read(

@@ -57,6 +57,8 @@ interface Run {
   preemptTimer: NodeJS.Timeout | null;
   /** The trainer's output not stored yet (while it is followed). */
   output: OutputBuffer | null;
+  /** The task was taken from this instance (its lease expired): nothing more is recorded for it. */
+  disowned?: boolean;
 }
 
 /** What the caller of decide() goes on with (a recovery step). */
@@ -116,7 +118,13 @@ export class Runner {
 
   /** React to a task's new state, whoever committed it (this instance or another). */
   observe(task: TaskRecord): void {
-    if (this.closed || task.runnerId !== this.config.runnerId) return;
+    if (this.closed) return;
+    if (task.runnerId !== this.config.runnerId) {
+      // Another instance holds it now (this one's lease was taken over): our trainer must go.
+      const run = this.runs.get(task.id);
+      if (run && run.task.attempt <= task.attempt) this.disown(task.id, `task ${task.id} is now held by ${task.runnerId ?? 'the queue'}`);
+      return;
+    }
     if (!isActive(task.status)) return;
     if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
     this.deadlines.arm(task);
@@ -171,6 +179,7 @@ export class Runner {
    * (each one's record observed back), then the effects.
    */
   private async decide(run: Run, obs: RunObservation): Promise<Next> {
+    if (run.disowned) return {};
     const d = decideRun(run.state, obs);
     const taskId = run.state.taskId;
     const ending = run.state.phase !== 'ended' && d.run.phase === 'ended';
@@ -199,7 +208,7 @@ export class Runner {
         if (detail) command = { ...command, detail };
       }
       const lines = c.withLines ? (run.output?.take() ?? []) : [];
-      const appended = await this.append(taskId, command, c.actor, lines);
+      const appended = await this.append(taskId, command, c.actor, lines, run.task.attempt);
       if ('refused' in appended) {
         Object.assign(next, await this.decide(run, { type: 'refused', command: { ...c, command }, reason: appended.refused }));
         continue;
@@ -315,6 +324,8 @@ export class Runner {
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
       launched = { failed: `could not start the trainer: ${(err as Error).message}` };
     }
+    // Taken from this instance while it started: the trainer belongs to nobody, so it goes.
+    if (run.disowned && 'pid' in launched) signalGroup(launched.pid, 'SIGKILL');
     // Its spawn is recorded, then it is followed (and stopped, if that was asked meanwhile).
     await this.decide(run, 'failed' in launched ? { type: 'launchFailed', message: launched.failed } : { type: 'launched', ...launched });
   }
@@ -374,7 +385,7 @@ export class Runner {
     // the next); either way every line is stored no later than the task's final event.
     if (exit === 'vanished' || exit.code !== 0) await output.flush();
     else await output.settled();
-    if (this.closed) return; // lines not stored yet are read again from output.jsonl on re-attach
+    if (this.closed || run.disowned) return; // lines not stored yet are read again from output.jsonl on re-attach
     await this.decide(run, exit === 'vanished' ? { type: 'vanished' } : { type: 'exited', exit });
   }
 
@@ -415,6 +426,35 @@ export class Runner {
     if (run) void this.decide(run, { type: 'stop', ...(reason ? { reason } : {}) });
   }
 
+  /**
+   * Give up a run whose task this instance no longer holds (its lease was taken over; the task
+   * went back to the queue or to another instance): its trainer is stopped (SIGTERM, SIGKILL
+   * after the kill grace) and nothing of it is recorded any more, since the task's stream now
+   * belongs to its next attempt. Every run, when `taskId` is null.
+   */
+  disown(taskId: string | null, why: string): string[] {
+    const out: string[] = [];
+    for (const [id, run] of [...this.runs]) {
+      if (taskId !== null && id !== taskId) continue;
+      run.disowned = true;
+      this.runs.delete(id);
+      this.deadlines.clear(id);
+      run.tailer?.stop();
+      if (run.killTimer) clearTimeout(run.killTimer);
+      if (run.preemptTimer) clearTimeout(run.preemptTimer);
+      out.push(id);
+      const pid = run.state.pid;
+      const startTime = run.task.trainer?.startTime;
+      this.log.warn(`${why}: stopping its trainer${pid ? ` (process group ${pid})` : ''} here`);
+      if (!pid) continue;
+      signalGroup(pid, 'SIGTERM');
+      setTimeout(() => {
+        if (startTime ? isSameProcessAlive(pid, startTime) : processExists(pid)) signalGroup(pid, 'SIGKILL');
+      }, this.config.killGraceMs).unref();
+    }
+    return out;
+  }
+
   /** A held task's deadline passed: the run decider says what follows (expire, then stop). */
   private deadlinePassed(task: TaskRecord): void {
     const run = this.runs.get(task.id);
@@ -442,9 +482,11 @@ export class Runner {
     command: TaskCommand,
     actor: string,
     logLines: LogLine[],
+    attempt?: number,
   ): Promise<{ task: TaskRecord | null } | { refused: string }> {
+    const holder = attempt === undefined ? {} : { holder: { runnerId: this.config.runnerId, attempt } };
     try {
-      const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines }));
+      const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines, ...holder }));
       if (logLines.length) this.events.emit('logs', taskId);
       // Tasks this transaction put on devices (those this task freed): start them now rather
       // than when the service's dispatch has loaded them again (observe() claims a task
@@ -458,7 +500,15 @@ export class Runner {
         if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed)
           return { refused: (err as Error).message };
       }
-      if (err instanceof IllegalCommandError) return { task: (await loadTask(this.store.db, taskId).catch(() => null)) ?? null };
+      if (err instanceof IllegalCommandError) {
+        const now = (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
+        // Taken from this instance meanwhile: its trainer goes, and nothing more is recorded.
+        if (now && attempt !== undefined && (now.runnerId !== this.config.runnerId || now.attempt !== attempt)) {
+          this.disown(taskId, `task ${taskId}: ${err.message}`);
+          return { task: null };
+        }
+        return { task: now };
+      }
       this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
       return { task: null };
     }

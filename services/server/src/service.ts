@@ -66,6 +66,7 @@ import { resolveOutputDir } from './runner/launcher';
 import { describeOutputs } from './task-outputs';
 import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
+import { LeaseKeeper } from './lease';
 import type { CreateTaskInput, QuotaSetInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
@@ -110,6 +111,8 @@ export class TrainyardService {
   readonly probe: GpuProbe;
   readonly store: TaskStore;
   readonly runner: Runner;
+  /** This instance's lease, and taking over those of instances that stopped renewing theirs. */
+  readonly lease: LeaseKeeper;
   readonly feed: EventFeed;
   /** Live subscriptions, fed by one read per change for all of them. */
   readonly live: LiveUpdates;
@@ -149,6 +152,7 @@ export class TrainyardService {
       groupCommit: true,
     });
     this.runner = new Runner(this.store, config, log);
+    this.lease = new LeaseKeeper(this.store, this.runner, config, log);
     this.probe = new GpuProbe({ nvidiaSmiPath: config.nvidiaSmiPath, ourPids: () => this.runner.ourPids() });
     this.feed = new EventFeed(database.db, config.pollMs);
     this.live = new LiveUpdates({
@@ -196,12 +200,14 @@ export class TrainyardService {
     await this.refreshAccounts();
     this.feed.onEvents((events) => void this.onFeed(events));
     await this.feed.start();
+    await this.lease.claim();
     const report = await this.runner.recover();
     const parts = Object.entries(report)
       .filter(([, v]) => v.length)
       .map(([k, v]) => `${k} ${v.join(', ')}`);
     if (parts.length) this.log.info(`recovery: ${parts.join('; ')}`);
     await this.scheduleNow();
+    this.lease.start();
     // Keep the GPU picture fresh (external processes come and go) and retry the queue.
     this.gpuTimer = setInterval(() => void this.refreshGpu(), this.config.gpuRefreshMs);
     this.gpuTimer.unref();
@@ -762,6 +768,7 @@ export class TrainyardService {
     if (this.gpuTimer) clearInterval(this.gpuTimer);
     if (this.scheduleTimer) clearInterval(this.scheduleTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.lease.close();
     this.live.close();
     this.feed.close();
     this.runner.close();
