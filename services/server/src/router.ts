@@ -183,6 +183,9 @@ const tasksRouter = t.router({
   ),
   cancel: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.cancelTask(input.id, input.reason, ctx.actor)),
   delete: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.deleteTask(input.id, ctx.actor)),
+        search: input.search,
+        idPrefix: input.idPrefix,
+        ownerFilter: input.owner,
   /** Its recorded progress reports (loss, learning rate, steps over time) and the most GPU memory it was seen holding. */
   metrics: procedure
     .input(metricsInput)

@@ -118,6 +118,15 @@ export const listTasksInput = z
     status: z.union([status, z.array(status).max(7)]).optional(),
     cursor: z.string().max(500).nullish(),
     limit: int('limit', 1, 200).default(50),
+    /** Only tasks whose name, model or id holds this text (any case). */
+    search: text('search', 200).optional(),
+    /** Only tasks whose id starts with this (the CLI takes a unique start of an id). */
+    idPrefix: z
+      .string({ error: 'idPrefix must be text' })
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, 'idPrefix is not the start of a task id (letters, digits, - and _ only)')
+      .optional(),
+    /** Only this user's tasks (a user who is not an admin sees only their own whatever this says). */
+    owner: text('owner', 100).optional(),
   })
   .default({ limit: 50 });
 

@@ -527,8 +527,12 @@ export class TrainyardService {
   }
 
   /** The tasks the caller may see: their own, or every task for an admin. */
-  listTasks(q: Omit<Parameters<typeof listTasks>[1], 'owner'>, actor: Actor) {
-    return listTasks(this.database.db, { ...q, owner: ownerScope(actor) });
+  listTasks(q: Omit<Parameters<typeof listTasks>[1], 'owner'> & { ownerFilter?: string | undefined }, actor: Actor) {
+    const { ownerFilter, ...rest } = q;
+    const scope = ownerScope(actor);
+    // Another user's tasks are not there for a caller who may not see them.
+    if (scope !== undefined && ownerFilter !== undefined && ownerFilter !== scope) return Promise.resolve({ items: [], nextCursor: null });
+    return listTasks(this.database.db, { ...rest, owner: scope ?? ownerFilter });
   }
 
   /** Who the caller is, as the API reports it (users.me). */

@@ -29,6 +29,7 @@ import {
   type QueueEntry,
 } from '../format';
 import { err, out, printJson, printJsonLine } from '../io';
+import { resolveTaskId } from '../resolve-id';
 import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
 import { buildCreateInput, intArg, listArg, numberArg, parseDuration, type SubmitFlags } from '../parse';
 
@@ -188,17 +189,21 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       'only tasks in these statuses (repeat or comma-separate): PENDING QUEUED PREPARING TRAINING COMPLETED FAILED CANCELLED',
       listArg,
     )
+    .option('--search <text>', 'only tasks whose name, model or id holds this text (any case)')
+    .option('--owner <user>', "only this user's tasks")
     .option('--limit <n>', 'tasks per page (1-200)', intArg, 50)
     .option('--cursor <cursor>', 'start after this cursor (the nextCursor of a previous page)')
     .option('--all', 'follow the cursors to list every matching task')
     .option('--json', 'print { items, nextCursor } as JSON')
-    .action(async (opts: Json & { status?: string[]; limit: number; cursor?: string; all?: boolean }) => {
+    .action(async (opts: Json & { status?: string[]; search?: string; owner?: string; limit: number; cursor?: string; all?: boolean }) => {
       const client = await ctx().client();
       const items: TaskView[] = [];
       let cursor: string | null = opts.cursor ?? null;
       for (;;) {
         const page = await client.tasks.list.query({
           ...(opts.status ? { status: opts.status.map((s) => s.toUpperCase()) as never } : {}),
+          ...(opts.search !== undefined ? { search: opts.search } : {}),
+          ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
           limit: opts.limit,
           cursor,
         });
@@ -208,9 +213,12 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       }
       if (opts.json) return printJson({ items, nextCursor: cursor });
       if (!items.length) {
-        out(
-          opts.status ? `no tasks with status ${opts.status.join(', ').toUpperCase()}` : 'no tasks yet: submit one with `trainyard submit`',
-        );
+        const filters = [
+          opts.status ? `status ${opts.status.join(', ').toUpperCase()}` : null,
+          opts.search !== undefined ? `"${opts.search}" in their name, model or id` : null,
+          opts.owner !== undefined ? `owner ${opts.owner}` : null,
+        ].filter(Boolean);
+        out(filters.length ? `no tasks with ${filters.join(', ')}` : 'no tasks yet: submit one with `trainyard submit`');
         return;
       }
       const queue = items.some((t) => t.status === 'QUEUED') ? await client.queue.get.query() : null;
@@ -238,10 +246,11 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('show')
     .description("a task's details: spec, progress, times, error, artifacts")
-    .argument('<id>', 'task id')
+    .argument('<id>', 'task id, or a start of one that no other task id has')
     .option('--json', 'print the task as JSON')
     .action(async (id: string, opts: Json) => {
       const client = await ctx().client();
+      id = await resolveTaskId(client, id);
       const task = await client.tasks.get.query({ id });
       if (opts.json) return printJson(task);
       const [queued, metrics, outputs] = await Promise.all([
@@ -256,7 +265,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('logs')
     .description("a task's output; with -f, follow it live until the task ends")
-    .argument('<id>', 'task id')
+    .argument('<id>', 'task id, or a start of one that no other task id has')
     .option(
       '-f, --follow',
       'keep printing new lines until the task ends (progress on stderr when it is a terminal); exit 0 COMPLETED, 1 FAILED, 3 CANCELLED',
@@ -264,6 +273,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--json', 'print { id, lines } as JSON; with -f, one line object per line (JSON Lines)')
     .action(async (id: string, opts: Json & { follow?: boolean }) => {
       const client = await ctx().client();
+      id = await resolveTaskId(client, id);
       const task = await client.tasks.get.query({ id });
       if (!opts.follow) {
         const lines: LogLineView[] = [];
@@ -299,11 +309,12 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('download')
     .description("a completed task's output folder (the adapter) as a .tar.gz, streamed as the service packs it")
-    .argument('<id>', 'task id')
+    .argument('<id>', 'task id, or a start of one that no other task id has')
     .option('-o, --output <file>', 'where to write it ("-": standard output; default: <id>_finetuned_model.tar.gz here)')
     .option('--force', 'replace the file if it exists')
     .action(async (id: string, opts: { output?: string; force?: boolean }) => {
       const c = ctx();
+      id = await resolveTaskId(await c.client(), id);
       const got = await downloadOutputs(id, {
         url: c.url,
         ...(c.user ? { user: c.user } : {}),
@@ -343,11 +354,12 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('cancel')
     .description('cancel a task: a queued one at once, a running one is asked to stop')
-    .argument('<id>', 'task id')
+    .argument('<id>', 'task id, or a start of one that no other task id has')
     .option('--reason <reason>', 'why (recorded in the audit log)')
     .option('--json', 'print the task as JSON')
     .action(async (id: string, opts: Json & { reason?: string }) => {
       const client = await ctx().client();
+      id = await resolveTaskId(client, id);
       const task = await client.tasks.cancel.mutate({ id, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) });
       if (opts.json) return printJson(task);
       if (task.status === 'CANCELLED') out(`cancelled task ${id}`);
@@ -361,10 +373,11 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('delete')
     .description('delete a finished task (its events stay in the audit log)')
-    .argument('<id>', 'task id')
+    .argument('<id>', 'task id, or a start of one that no other task id has')
     .option('--json', 'print { id, deleted } as JSON')
     .action(async (id: string, opts: Json) => {
       const client = await ctx().client();
+      id = await resolveTaskId(client, id);
       const result = await client.tasks.delete.mutate({ id });
       if (opts.json) return printJson(result);
       out(`deleted task ${id} (its history stays: \`trainyard events --task ${id}\`)`);

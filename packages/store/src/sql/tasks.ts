@@ -115,6 +115,15 @@ export interface ListTasksQuery {
   /** Opaque cursor from a previous page. */
   cursor?: string | null | undefined;
   limit: number;
+  /** Only tasks whose name, model or id holds this text (any case). */
+  search?: string | undefined;
+  /** Only tasks whose id starts with this (a short id, as git takes a commit's). */
+  idPrefix?: string | undefined;
+}
+
+/** A LIKE pattern that matches `text` literally (its %, _ and backslash escaped). */
+function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 /** Newest first, keyset-paginated on (created_at, id). */
@@ -123,6 +132,11 @@ export async function listTasks(conn: Conn, q: ListTasksQuery): Promise<{ items:
   if (q.statuses?.length) conds.push(inArray(tasks.status, q.statuses));
   if (!q.includeDeleted) conds.push(eq(tasks.deleted, false));
   if (q.owner !== undefined) conds.push(eq(tasks.owner, q.owner));
+  if (q.idPrefix) conds.push(sql`${tasks.id} LIKE ${`${likeLiteral(q.idPrefix)}%`}`);
+  if (q.search) {
+    const pattern = `%${likeLiteral(q.search)}%`;
+    conds.push(sql`(${tasks.name} ILIKE ${pattern} OR ${tasks.id} ILIKE ${pattern} OR ${tasks.record}->'spec'->>'model' ILIKE ${pattern})`);
+  }
   if (q.cursor) {
     const c = decodeCursor(q.cursor);
     // A row comparison, not `a < x OR (a = x AND b < y)`: the same order, but Postgres uses it

@@ -1,8 +1,10 @@
 // The GPU card: each device's memory (ours and other programs'), a GPU in MIG mode with its
 // instances under it, the processes that are not ours, and the model recommendation;
 // "Detecting GPU…" until the first probe answers.
-import type { GpuDevice, GpuInfo } from '../api';
+import { useQuery } from '@tanstack/react-query';
+import { useTRPC, type GpuDevice, type GpuInfo } from '../api';
 import { gb, shortTime } from '../format';
+import { Chart } from './Chart';
 import { Card } from './ui';
 
 export function GpuCard({ gpu, error }: { gpu: GpuInfo | undefined; error: string | null }) {
@@ -56,6 +58,7 @@ export function GpuCard({ gpu, error }: { gpu: GpuInfo | undefined; error: strin
               <Device key={d.uuid} d={d} />
             ))}
           </ul>
+          <GpuHistory />
           <p className="recommendation" data-testid="gpu-recommendation">
             <span className="recommendation-label">Recommendation</span>
             {gpu.recommendation}
@@ -169,5 +172,40 @@ function ChipIcon() {
       <path d="M9 3v3M15 3v3M9 18v3M15 18v3M3 9h3M3 15h3M18 9h3M18 15h3" stroke="currentColor" strokeWidth="1.6" />
       <path d="M5 19L19 5" stroke="currentColor" strokeWidth="1.6" />
     </svg>
+  );
+}
+
+/** Each GPU's memory in use and utilisation over the last hour (system.gpuHistory, as the probes saw them). */
+function GpuHistory() {
+  const trpc = useTRPC();
+  const history = useQuery(trpc.system.gpuHistory.queryOptions(undefined, { refetchInterval: 10_000 }));
+  const devices = history.data?.devices.filter((d) => d.samples.length > 1) ?? [];
+  if (!devices.length) return null;
+  return (
+    <details className="gpu-history" data-testid="gpu-history" open>
+      <summary>Last hour</summary>
+      {devices.map((d) => {
+        const last = d.samples[d.samples.length - 1]!;
+        const util = d.samples.filter((x) => x.utilization !== null);
+        const minutes = Math.max(1, Math.round((last.at - d.samples[0]!.at) / 60_000));
+        return (
+          <Chart
+            key={d.uuid}
+            testId="gpu-history-chart"
+            series={[
+              { label: 'memory GB', color: '#4f46e5', points: d.samples.map((x) => [x.at, x.memoryUsedGb] as const) },
+              ...(util.length
+                ? [{ label: 'util %', color: '#039855', right: true, points: util.map((x) => [x.at, x.utilization!] as const) }]
+                : []),
+            ]}
+            x={{ label: `GPU ${d.index}`, time: true }}
+            left="GB"
+            {...(util.length ? { right: '%' } : {})}
+            height={130}
+            summary={`GPU ${d.index} (${d.name}) over the last ${minutes} min: ${gb(last.memoryUsedGb)} of ${gb(d.memoryGb)} in use now${last.utilization !== null ? `, ${last.utilization}% utilisation` : ''}.`}
+          />
+        );
+      })}
+    </details>
   );
 }

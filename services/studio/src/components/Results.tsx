@@ -162,7 +162,7 @@ function LoadSnippet({ model, adapter }: { model: string; adapter: string }) {
         <span className="small">Load the adapter (Python, with peft and transformers)</span>
         <CopyButton text={code} label="Copy the Python that loads the adapter" />
       </div>
-      <pre>
+      <pre tabIndex={0} aria-label="Python that loads the adapter">
         <code>{code}</code>
       </pre>
     </div>
@@ -250,7 +250,7 @@ export function FailureCard({ task, assigned }: { task: Task; assigned: Assignme
       {rest.length ? (
         <>
           <div className="muted small">Its last lines:</div>
-          <pre className="failure-lines" data-testid="failure-lines">
+          <pre className="failure-lines" data-testid="failure-lines" tabIndex={0} aria-label="The trainer's last lines">
             {rest.join('\n')}
           </pre>
         </>

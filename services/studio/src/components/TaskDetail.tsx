@@ -278,6 +278,9 @@ function LogView({ taskId, status }: { taskId: string; status: Task['status'] })
       <div
         className="log"
         ref={box}
+        tabIndex={0}
+        role="region"
+        aria-label="Log"
         data-testid="task-logs"
         onScroll={(e) => {
           const el = e.currentTarget;
@@ -438,7 +441,7 @@ function Timeline({ task, taskEvents }: { task: Task; taskEvents: ReturnType<typ
         <h3>Timeline</h3>
         <span className="muted small">{loaded ? `${events.length} events` : ''}</span>
       </div>
-      <ol className="timeline" data-testid="timeline">
+      <ol className="timeline" data-testid="timeline" tabIndex={0} aria-label={`Events of ${task.spec.name}`}>
         {!loaded && !error ? <li className="tl-note muted">Loading…</li> : null}
         {error ? <li className="tl-note field-error">Could not load the events: {error}</li> : null}
         {groups.map((g) => {

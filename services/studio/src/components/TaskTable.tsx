@@ -91,7 +91,20 @@ export function TaskTable(props: {
       return n;
     });
 
-  const shown = (tasks ?? []).filter((t) => (filter === 'all' ? true : filter === 'active' ? !isTerminal(t.status) : isTerminal(t.status)));
+  const [search, setSearch] = useState('');
+  const [owner, setOwner] = useState('');
+  const [sort, setSort] = useState<SortKey>('newest');
+  const owners = [...new Set((tasks ?? []).map((t) => t.spec.owner))].sort();
+  const needle = search.trim().toLowerCase();
+  const shown = sortTasks(
+    (tasks ?? []).filter(
+      (t) =>
+        (filter === 'all' ? true : filter === 'active' ? !isTerminal(t.status) : isTerminal(t.status)) &&
+        (!owner || t.spec.owner === owner) &&
+        (!needle || [t.spec.name, t.spec.model, t.id, t.status].some((v) => v.toLowerCase().includes(needle))),
+    ),
+    sort,
+  );
   const counts = {
     all: tasks?.length ?? 0,
     active: tasks?.filter((t) => !isTerminal(t.status)).length ?? 0,
@@ -121,6 +134,39 @@ export function TaskTable(props: {
           </div>
         }
       >
+        <div className="task-filters" role="search">
+          <input
+            type="search"
+            className="task-search"
+            placeholder="Search name, model, id or status"
+            aria-label="Search tasks by name, model, id or status"
+            value={search}
+            onChange={(e) => setSearch(e.target.value)}
+            data-testid="task-search"
+          />
+          {owners.length > 1 ? (
+            <select aria-label="Owner" value={owner} onChange={(e) => setOwner(e.target.value)} data-testid="task-owner">
+              <option value="">Everyone</option>
+              {owners.map((o) => (
+                <option key={o} value={o}>
+                  {o}
+                </option>
+              ))}
+            </select>
+          ) : null}
+          <select aria-label="Sort tasks" value={sort} onChange={(e) => setSort(e.target.value as SortKey)} data-testid="task-sort">
+            {Object.entries(SORTS).map(([k, label]) => (
+              <option key={k} value={k}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </div>
+        {props.more && (needle || owner) ? (
+          <p className="muted small" data-testid="search-scope">
+            Searching the newest {TASK_LIST_INPUT.limit} tasks; <code>trainyard ls --search</code> searches them all.
+          </p>
+        ) : null}
         {props.error && !tasks ? <div className="alert alert-error">{props.error}</div> : null}
         {!tasks && props.loading ? <div className="detecting">Loading tasks…</div> : null}
         {tasks && shown.length === 0 ? (
@@ -184,10 +230,10 @@ export function TaskTable(props: {
                           </button>
                         </td>
                         <td className="col-task">
-                          <div className="task-name" data-testid="task-name">
+                          <div className="task-name" data-testid="task-name" title={t.spec.name}>
                             {t.spec.name}
                           </div>
-                          <div className="task-sub">
+                          <div className="task-sub" title={`${t.spec.model} · ${t.id}`}>
                             {modelShort(t.spec.model)} · <span className="mono">{t.id}</span>
                           </div>
                           <label className="compare-toggle" onClick={(e) => e.stopPropagation()}>
@@ -361,4 +407,28 @@ function CostLine({ task }: { task: Task }) {
       {span(cost.elapsedMs)} · {gpuHoursText(cost.gpuHours!)}
     </div>
   );
+}
+
+type SortKey = keyof typeof SORTS;
+const SORTS = {
+  newest: 'Newest first',
+  oldest: 'Oldest first',
+  name: 'Name A–Z',
+  status: 'Status',
+  progress: 'Most progress',
+} as const;
+const STATUS_ORDER = ['TRAINING', 'PREPARING', 'QUEUED', 'PENDING', 'FAILED', 'CANCELLED', 'COMPLETED'];
+
+/** The tasks in the chosen order; ties keep the newest first. */
+function sortTasks(tasks: Task[], key: SortKey): Task[] {
+  const out = tasks.slice();
+  const byNewest = (a: Task, b: Task) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1);
+  const cmp: Record<SortKey, (a: Task, b: Task) => number> = {
+    newest: byNewest,
+    oldest: (a, b) => -byNewest(a, b),
+    name: (a, b) => a.spec.name.localeCompare(b.spec.name) || byNewest(a, b),
+    status: (a, b) => STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status) || byNewest(a, b),
+    progress: (a, b) => b.progress.percent - a.progress.percent || byNewest(a, b),
+  };
+  return out.sort(cmp[key]);
 }

@@ -29,11 +29,19 @@ export function ProgressBar({ task, compact }: { task: Task; compact?: boolean }
     <div className={`progress ${compact ? 'progress-compact' : ''}`} data-testid="progress" data-percent={pct}>
       <div className="progress-head">
         <span className="progress-pct">{pct.toFixed(pct % 1 ? 1 : 0)}%</span>
-        <span className="progress-detail" data-testid="progress-detail">
+        <span className="progress-detail" data-testid="progress-detail" title={parts.join(' · ')}>
           {parts.length ? parts.join(' · ') : task.status === 'QUEUED' || task.status === 'PENDING' ? 'waiting' : ''}
         </span>
       </div>
-      <div className="progress-track" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct}>
+      <div
+        className="progress-track"
+        role="progressbar"
+        aria-label={`Progress of ${task.spec.name}`}
+        aria-valuetext={`${pct}%${parts.length ? `, ${parts.join(', ')}` : ''}`}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={pct}
+      >
         <div className={`progress-fill progress-${tone}`} style={{ width: `${pct}%` }} />
       </div>
     </div>
