@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
-import { IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
+import { DeploymentCommandError, IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
+import { DeploymentNotFoundError } from './deployments/deployments';
 import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, isConnectionError } from '@trainyard/store';
 import { log } from './log';
 import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
@@ -25,6 +26,9 @@ import {
   quotaSetInput,
   REPLAY_PAGE_MAX_BYTES,
   replayInput,
+  createDeploymentInput,
+  deploymentIdInput,
+  listDeploymentsInput,
 } from './schemas';
 
 export interface Context {
@@ -124,6 +128,8 @@ function translate(err: unknown): TRPCError | null {
   const wrap = (code: TRPCError['code'], message: string) => new TRPCError({ code, message, cause: err });
   if (err instanceof TaskNotFoundError) return wrap('NOT_FOUND', err.message);
   if (err instanceof IllegalCommandError) return wrap('CONFLICT', err.message);
+  if (err instanceof DeploymentNotFoundError) return wrap('NOT_FOUND', err.message);
+  if (err instanceof DeploymentCommandError) return wrap('CONFLICT', err.message);
   if (err instanceof FieldError) return wrap('BAD_REQUEST', `${err.field}: ${err.message}`);
   if (err instanceof ForbiddenError) return wrap('FORBIDDEN', err.message);
   if (err instanceof InvalidCursorError)
@@ -177,15 +183,15 @@ const tasksRouter = t.router({
         statuses: input.status === undefined ? undefined : Array.isArray(input.status) ? input.status : [input.status],
         cursor: input.cursor ?? null,
         limit: input.limit,
+        search: input.search,
+        idPrefix: input.idPrefix,
+        ownerFilter: input.owner,
       },
       ctx.actor,
     ),
   ),
   cancel: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.cancelTask(input.id, input.reason, ctx.actor)),
   delete: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.deleteTask(input.id, ctx.actor)),
-        search: input.search,
-        idPrefix: input.idPrefix,
-        ownerFilter: input.owner,
   /** Its recorded progress reports (loss, learning rate, steps over time) and the most GPU memory it was seen holding. */
   metrics: procedure
     .input(metricsInput)
@@ -283,6 +289,14 @@ const eventsRouter = t.router({
     ),
 });
 
+const deploymentsRouter = t.router({
+  create: procedure.input(createDeploymentInput).mutation(({ ctx, input }) => ctx.service.deployments.create(input, ctx.actor)),
+  get: procedure.input(deploymentIdInput).query(({ ctx, input }) => ctx.service.deployments.get(input.id, ctx.actor)),
+  list: procedure.input(listDeploymentsInput).query(({ ctx, input }) => ctx.service.deployments.list(ctx.actor, input?.limit ?? 100)),
+  stop: procedure.input(deploymentIdInput).mutation(({ ctx, input }) => ctx.service.deployments.stop(input.id, ctx.actor)),
+  delete: procedure.input(deploymentIdInput).mutation(({ ctx, input }) => ctx.service.deployments.delete(input.id, ctx.actor)),
+});
+
 export const appRouter = t.router({
   system: systemRouter,
   tasks: tasksRouter,
@@ -290,6 +304,7 @@ export const appRouter = t.router({
   quotas: quotasRouter,
   queue: queueRouter,
   events: eventsRouter,
+  deployments: deploymentsRouter,
 });
 
 export type AppRouter = typeof appRouter;

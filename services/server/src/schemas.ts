@@ -231,3 +231,29 @@ export const quotaSetInput = z.strictObject({
   weight: z.number({ error: 'weight must be a number' }).positive('weight must be more than 0').max(1000).optional(),
 });
 export type QuotaSetInput = z.infer<typeof quotaSetInput>;
+
+const deploymentId = z
+  .string({ error: 'id must be text' })
+  .regex(/^dep-[A-Za-z0-9_-]{1,60}$/, 'id is not a deployment id (dep- then letters, digits, - and _)');
+/** deployments.create: a completed task's adapter (`taskId`) or a base model (`model`), not both. */
+export const createDeploymentInput = z
+  .strictObject({
+    taskId: taskId.optional(),
+    model: text('model', 200).min(1, 'model must not be empty').optional(),
+    adapters: z.array(taskId).max(16, 'adapters: at most 16').optional(),
+    gpus: int('gpus', 1, 64).optional(),
+    gpuMemoryUtilization: z
+      .number({ error: 'gpuMemoryUtilization must be a number' })
+      .gt(0, 'gpuMemoryUtilization must be more than 0')
+      .max(1, 'gpuMemoryUtilization must be at most 1')
+      .optional(),
+    maxModelLen: int('maxModelLen', 16, 10_000_000).optional(),
+    port: int('port', 1024, 65535).optional(),
+    onTrainingDemand: z.enum(['wait', 'sleep', 'stop'], { error: 'onTrainingDemand must be wait, sleep or stop' }).optional(),
+  })
+  .refine((v) => (v.taskId === undefined) !== (v.model === undefined), {
+    message: 'give either taskId or model, not both',
+    path: ['taskId'],
+  });
+export const deploymentIdInput = z.strictObject({ id: deploymentId });
+export const listDeploymentsInput = z.strictObject({ limit: int('limit', 1, 500).optional() }).optional();

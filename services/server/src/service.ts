@@ -66,6 +66,8 @@ import { resolveOutputDir } from './runner/launcher';
 import { describeOutputs } from './task-outputs';
 import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
+import { Deployments } from './deployments/deployments';
+import { trainerEnv } from './trainer/env';
 import { LeaseKeeper } from './lease';
 import type { CreateTaskInput, QuotaSetInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
@@ -116,6 +118,8 @@ export class TrainyardService {
   readonly feed: EventFeed;
   /** Live subscriptions, fed by one read per change for all of them. */
   readonly live: LiveUpdates;
+  /** vLLM servers serving base models and completed tasks' adapters. */
+  readonly deployments: Deployments;
   private gpu: GpuInfo | null = null;
   /** What the probes saw over the last hour, and each task's peak GPU memory. */
   private readonly gpuSeen = new GpuHistory();
@@ -166,6 +170,15 @@ export class TrainyardService {
     });
     this.lockFile = instanceLockFile(config.storage.dataRoot);
     this.picture = devicePicture(null, config);
+    this.deployments = new Deployments({
+      database,
+      runsDir: config.runsDir,
+      env: () => trainerEnv(process.env, config.trainerEnvPassThrough),
+      getTask: (id, viewer) => this.getTask(id, { ...viewer }),
+      pollMs: config.pollMs,
+      killGraceMs: config.killGraceMs,
+      log,
+    });
   }
 
   static async start(config: ServiceConfig, log: RunnerLog = processLog): Promise<TrainyardService> {
@@ -202,6 +215,7 @@ export class TrainyardService {
     await this.feed.start();
     await this.lease.claim();
     const report = await this.runner.recover();
+    await this.deployments.recover();
     const parts = Object.entries(report)
       .filter(([, v]) => v.length)
       .map(([k, v]) => `${k} ${v.join(', ')}`);
@@ -776,6 +790,7 @@ export class TrainyardService {
     this.live.close();
     this.feed.close();
     this.runner.close();
+    this.deployments.close();
     await this.database.close();
     rmSync(this.lockFile, { force: true });
   }

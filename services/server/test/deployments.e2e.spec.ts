@@ -1,0 +1,101 @@
+// Deployments over HTTP with the scripted vllm on PATH (the true edge: vLLM needs a GPU): a
+// completed task (simulated trainer) is served as a LoRA module named after the task, the
+// endpoint lists it and answers a chat completion; stop ends it STOPPED; a server that dies is
+// marked FAILED; bad input names its field.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendAvailable, backends } from '@trainyard/store/testing';
+import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { pathWithFakeVllm } from './fake-vllm';
+
+for (const backend of backends()) {
+  describe.skipIf(!backendAvailable(backend))(`deployments on ${backend.kind}`, () => {
+    let s: RunningServer;
+    const pids: number[] = [];
+    beforeAll(async () => {
+      s = await startServer({ backend, env: { PATH: pathWithFakeVllm() } });
+    });
+    afterAll(async () => {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await s?.dispose();
+    });
+
+    const completedTask = async () => {
+      const t = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }));
+      return eventually(async () => {
+        const x = await s.client.tasks.get.query({ id: t.id });
+        return x.status === 'COMPLETED' ? x : null;
+      }, 'task to complete');
+    };
+    const serving = (id: string) =>
+      eventually(async () => {
+        const d = await s.client.deployments.get.query({ id });
+        if (d.status === 'FAILED') throw new Error(`deployment failed: ${d.error}`);
+        return d.status === 'SERVING' ? d : null;
+      }, 'deployment to serve');
+
+    it('serves a completed task’s adapter by the task’s name, answers a chat completion, and stops', async () => {
+      const task = await completedTask();
+      const created = await s.client.deployments.create.mutate({ taskId: task.id });
+      expect(created).toMatchObject({
+        status: 'STARTING',
+        spec: { model: task.spec.model, taskId: task.id, gpus: 1, gpuMemoryUtilization: 0.3 },
+      });
+      expect(created.spec.adapters).toEqual([{ name: task.id, path: task.artifacts.at(-1), taskId: task.id }]);
+
+      const d = await serving(created.id);
+      pids.push(d.server!.pid);
+      expect(d.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+      expect(d.servedModels).toEqual([task.spec.model, task.id]);
+      const models = (await (await fetch(`${d.endpoint}/models`)).json()) as { data: { id: string }[] };
+      expect(models.data.map((m) => m.id)).toContain(task.id);
+      const chat = await fetch(`${d.endpoint}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: task.id, messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      expect(chat.status).toBe(200);
+      expect(((await chat.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe('echo: hello');
+      expect((await s.client.deployments.list.query()).map((x) => x.id)).toContain(d.id);
+
+      const stopping = await s.client.deployments.stop.mutate({ id: d.id });
+      expect(stopping.stopReason).toMatch(/stopped by/);
+      const stopped = await eventually(async () => {
+        const x = await s.client.deployments.get.query({ id: d.id });
+        return x.status === 'STOPPED' ? x : null;
+      }, 'deployment to stop');
+      expect(stopped.endpoint).toBeNull();
+      await expect(fetch(`${d.endpoint}/models`)).rejects.toThrow();
+      await s.client.deployments.delete.mutate({ id: d.id });
+      await expect(s.client.deployments.get.query({ id: d.id })).rejects.toThrow(/not found/);
+    });
+
+    it('a deployment whose server dies is marked FAILED, saying how it ended', async () => {
+      const d = await serving((await s.client.deployments.create.mutate({ model: 'Qwen/Qwen2.5-Coder-1.5B-Instruct' })).id);
+      expect(d.spec.gpuMemoryUtilization).toBe(0.55);
+      process.kill(d.server!.pid, 'SIGKILL');
+      const failed = await eventually(async () => {
+        const x = await s.client.deployments.get.query({ id: d.id });
+        return x.status === 'FAILED' ? x : null;
+      }, 'deployment to be marked FAILED');
+      expect(failed.error).toMatch(/ended on its own \(signal SIGKILL\)/);
+      expect(failed.endpoint).toBeNull();
+    });
+
+    it('refuses what cannot be served, naming the field', async () => {
+      const running = await s.client.tasks.create.mutate(simulated({ steps: 1000, stepMs: 1000 }));
+      await expect(s.client.deployments.create.mutate({ taskId: running.id })).rejects.toThrow(/taskId: task .* only a COMPLETED task/);
+      await expect(s.client.deployments.create.mutate({ model: 'm', taskId: running.id })).rejects.toThrow(/give either taskId or model/);
+      await expect(s.client.deployments.create.mutate({ model: 'm', gpuMemoryUtilization: 1.5 })).rejects.toThrow(
+        /gpuMemoryUtilization must be at most 1/,
+      );
+      await expect(s.client.deployments.get.query({ id: 'dep-nope' })).rejects.toThrow(/not found/);
+      await s.client.tasks.cancel.mutate({ id: running.id });
+    });
+  });
+}
