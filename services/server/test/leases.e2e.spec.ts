@@ -8,7 +8,7 @@
 //   its late heartbeat finds its lease taken and it stops its own trainer of attempt 1, recording
 //   nothing more for the task.
 import { afterEach, describe, expect, it } from 'vitest';
-import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
+import { backendAvailable, backends, freshSchemaName, rawClient } from '@trainyard/store/testing';
 import { isSameProcessAlive } from '../src/trainer/proc';
 import { eventsOf, waitTerminal } from './lifecycle-support';
 import { eventually, killRunsUnder, simulated, startServer, type RunningServer } from './harness';
@@ -66,8 +66,18 @@ describe.skipIf(!backendAvailable(postgres))('instance leases on postgres (two s
     const events = await eventsOf(b.client, created.id);
     const requeued = events.find((e) => e.type === 'TaskPreempted')!;
     expect(requeued.data).toMatchObject({ lost: { runnerId: 'lease-A' }, checkpoint: { step: expect.any(Number) } });
-    // Not before the lease expired: A's last heartbeat was at most a sixth of a term before the kill.
-    expect(Date.parse(requeued.recordedAt) - killedAt).toBeGreaterThanOrEqual(TERM_MS - TERM_MS / 6 - 250);
+    // Not before the lease expired, by the database's clock: taken a whole term after A's last heartbeat.
+    const pg = rawClient(postgres.url!, b.schema!);
+    try {
+      const [lease] = await pg<{ heartbeat_at: Date; taken_at: Date; taken_by: string }[]>`
+        SELECT heartbeat_at, taken_at, taken_by FROM instance_leases WHERE runner_id = 'lease-A'`;
+      expect(lease!.taken_by).toBe('lease-B');
+      expect(lease!.taken_at.getTime() - lease!.heartbeat_at.getTime()).toBeGreaterThanOrEqual(TERM_MS);
+      expect(Date.parse(requeued.recordedAt)).toBeGreaterThanOrEqual(lease!.taken_at.getTime());
+      expect(lease!.heartbeat_at.getTime()).toBeLessThanOrEqual(killedAt + 1000);
+    } finally {
+      await pg.end({ timeout: 1 });
+    }
     const assigned = events.filter((e) => e.type === 'TaskAssigned');
     expect(assigned.map((e) => (e.data as { runnerId: string }).runnerId)).toEqual(['lease-A', 'lease-B']);
     const savedStep = (requeued.data as { checkpoint: { step: number } }).checkpoint.step;
