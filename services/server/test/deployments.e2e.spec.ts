@@ -12,7 +12,11 @@ for (const backend of backends()) {
     let s: RunningServer;
     const pids: number[] = [];
     beforeAll(async () => {
-      s = await startServer({ backend, env: { PATH: pathWithFakeVllm() } });
+      // Each scripted server listens only after 1 s (a model loading), so a request while STARTING is seen.
+      s = await startServer({
+        backend,
+        env: { PATH: pathWithFakeVllm(), TRAINYARD_TRAINER_ENV: 'FAKE_VLLM_*', FAKE_VLLM_READY_MS: '1000' },
+      });
     });
     afterAll(async () => {
       for (const pid of pids) {
@@ -48,7 +52,25 @@ for (const backend of backends()) {
       });
       expect(created.spec.adapters).toEqual([{ name: task.id, path: task.artifacts.at(-1), taskId: task.id }]);
 
+      const proxied = (model: string) =>
+        fetch(`${s.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model, messages: [{ role: 'user', content: 'through the service' }] }),
+        });
+      const early = await proxied(task.id);
+      expect(early.status).toBe(503);
+      expect(((await early.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+        code: 'deployment_not_serving',
+        message: expect.stringMatching(/is STARTING, not SERVING/),
+      });
+
       const d = await serving(created.id);
+      const through = await proxied(task.id);
+      expect(through.status).toBe(200);
+      expect(((await through.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe(
+        'echo: through the service',
+      );
       pids.push(d.server!.pid);
       expect(d.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
       expect(d.servedModels).toEqual([task.spec.model, task.id]);
@@ -71,6 +93,8 @@ for (const backend of backends()) {
       }, 'deployment to stop');
       expect(stopped.endpoint).toBeNull();
       await expect(fetch(`${d.endpoint}/models`)).rejects.toThrow();
+      const after = await proxied(task.id);
+      expect(after.status).toBe(404);
       await s.client.deployments.delete.mutate({ id: d.id });
       await expect(s.client.deployments.get.query({ id: d.id })).rejects.toThrow(/not found/);
     });

@@ -179,15 +179,15 @@ for (const backend of backends()) {
       expect(csv).toContain(`\n10,${last.train_loss},,,\n`);
       expect(Buffer.byteLength(csv)).toBe(results.bytes);
 
-      // The fine-tuned model is listed with the base models; serving it needs deployments.
+      // The fine-tuned model is listed with the base models; chatting with it needs a deployment.
       const models = (await client.models.list()).data.map((m) => m.id);
       expect(models).toEqual(expect.arrayContaining([...MODELS, done.fine_tuned_model!]));
       expect(await client.models.retrieve(done.fine_tuned_model!)).toMatchObject({ id: done.fine_tuned_model, object: 'model' });
       const chatRefusal = await refusal(
         client.chat.completions.create({ model: done.fine_tuned_model!, messages: [{ role: 'user', content: 'hi' }] }),
       );
-      expect(chatRefusal.status).toBe(501);
-      expect(chatRefusal.code).toBe('deployments_not_available');
+      expect(chatRefusal.status).toBe(503);
+      expect(chatRefusal.code).toBe('model_not_deployed');
       expect((await refusal(client.models.retrieve('ft:nothing::t0'))).status).toBe(404);
     });
 

@@ -345,13 +345,16 @@ for (const backend of backends()) {
       expect((await rest(url(), 'GET', '/api/finetune/current-model')).body).toEqual({ current_model: done.output_dir });
     });
 
-    it('use-as-backend is a clear 501 for a completed task (after the task is checked); prepare-sage-docs a clear 501', async () => {
+    it('use-as-backend starts a deployment of a completed task (after the task is checked); prepare-sage-docs a clear 501', async () => {
       const use = (json: unknown) => rest(url(), 'POST', '/api/finetune/use-as-backend', { json });
       expectDetail(await use({}), 400, /^task_id is required/, 'task_id');
       expectDetail(await use({ task_id: 'tnosuchtask' }), 404, /^Task not found/);
       const cancelled = (await tasks()).find((t) => t.status === 'cancelled')!;
       expectDetail(await use({ task_id: cancelled.task_id }), 400, /^Task is not completed yet/);
-      expectDetail(await use({ task_id: done.task_id }), 501, /deployments do not exist in this release/);
+      const started = await use({ task_id: done.task_id });
+      expect(started.status, started.text).toBe(200);
+      expect(started.body).toMatchObject({ status: 'success', deployment_id: expect.stringMatching(/^dep-/) });
+      expect((started.body as { message: string }).message).toContain(`served as the model "${done.task_id}"`);
       expectDetail(await rest(url(), 'POST', '/api/finetune/prepare-sage-docs', { json: {} }), 501, /works offline.*upload-dataset/);
     });
 

@@ -144,8 +144,11 @@ export class Deployments {
   /** The SERVING or SLEEPING deployment that serves `model` (a served model name), newest first. */
   async serving(model: string, viewer: Viewer): Promise<DeploymentRecord | null> {
     const live = (await listLiveDeployments(this.opts.database.db)).filter((r) => viewer.admin || r.owner === viewer.user);
-    const named = live.map((r) => r.record).filter((r) => r.servedModels.includes(model) || r.spec.adapters.some((a) => a.name === model));
-    return named.reverse()[0] ?? null;
+    const named = live
+      .map((r) => r.record)
+      .filter((r) => r.servedModels.includes(model) || r.spec.model === model || r.spec.adapters.some((a) => a.name === model))
+      .reverse();
+    return named.find((r) => r.status === 'SERVING') ?? named[0] ?? null;
   }
 
   async stop(id: string, viewer: Viewer): Promise<DeploymentRecord> {

@@ -8,6 +8,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MODELS } from '@trainyard/catalogue';
 import { readStreamNewestFirst } from '@trainyard/store';
@@ -533,19 +534,44 @@ export function createOpenAiRoutes(service: TrainyardService) {
     {
       method: 'POST',
       path: '/v1/chat/completions',
-      async handle({ req, actor }) {
+      async handle({ req, res, actor }) {
         const body = await readJson(req);
         const model = typeof body === 'object' && body !== null && 'model' in body && typeof body.model === 'string' ? body.model : null;
         if (model === null)
           throw new OpenAiError(400, "Missing required parameter: 'model'.", { param: 'model', code: 'missing_required_parameter' });
-        const known = MODELS.includes(model) || (await fineTunedModel(model, actor)) !== null;
-        if (!known) throw noSuchModel(model);
-        throw new OpenAiError(
-          501,
-          `Trainyard cannot serve ${model} yet: it trains models, and serving them (deployments behind a vLLM server) is not built. ` +
-            `Download the adapter (GET /api/finetune/tasks/{task_id}/download) and serve it with vLLM's OpenAI-compatible server.`,
-          { param: 'model', code: 'deployments_not_available', retry: false },
-        );
+        // A fine-tuned model is served as its task's adapter, named after the task.
+        const tuned = MODELS.includes(model) ? null : await fineTunedModel(model, actor);
+        const served = tuned ? tuned.task.id : model;
+        const deployment = await service.deployments.serving(served, actor);
+        if (!deployment) {
+          if (!MODELS.includes(model) && !tuned) throw noSuchModel(model);
+          throw new OpenAiError(
+            503,
+            `No deployment serves ${model}. Start one (deployments.create, or POST /api/finetune/use-as-backend for a fine-tuned model) and ask again once it is SERVING.`,
+            { param: 'model', code: 'model_not_deployed', retry: false },
+          );
+        }
+        if (deployment.status !== 'SERVING' || !deployment.endpoint)
+          throw new OpenAiError(
+            503,
+            `Deployment ${deployment.id} serving ${model} is ${deployment.status}, not SERVING; ask again once it serves.`,
+            { param: 'model', code: 'deployment_not_serving' },
+          );
+        let upstream: Response;
+        try {
+          upstream = await fetch(`${deployment.endpoint}/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ ...(body as object), model: served }),
+          });
+        } catch (err) {
+          throw new OpenAiError(503, `Deployment ${deployment.id} did not answer: ${(err as Error).message}`, {
+            code: 'deployment_unreachable',
+          });
+        }
+        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+        if (upstream.body) await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res);
+        else res.end();
       },
     },
   ];

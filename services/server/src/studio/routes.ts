@@ -436,23 +436,28 @@ export function createStudioApi(service: TrainyardService) {
       method: 'POST',
       path: '/api/finetune/use-as-backend',
       doc: {
-        summary: 'Serve a completed task’s model as Studio’s chat backend (not available yet: 501)',
-        description: 'Needs deployments, which this release does not have. The task is checked first (404, 400 unless completed).',
+        summary: 'Serve a completed task’s model as Studio’s chat backend',
+        description:
+          'Starts a deployment (a vLLM server) of the task’s base model with its adapter, served under the task’s id; ' +
+          'the answer names the deployment (`deployment_id`), whose state, endpoint and model names deployments.get tells. ' +
+          'The task is checked first (404, 400 unless completed).',
         body: useAsBackendBody,
-        answer: { status: 200, schema: statusAnswer, description: 'Never answered in this release' },
-        errors: [400, 404, 501],
+        answer: { status: 200, schema: statusAnswer, description: 'The deployment was created (STARTING); also `deployment_id`' },
+        errors: [400, 404],
       },
-      async handle({ req, actor }) {
+      async handle({ req, res, actor }) {
         const body = useAsBackendBody.safeParse(await readJson(req));
         if (!body.success) throw new HttpError(400, body.error.issues[0]!.message, 'task_id');
         const task = await service.getTask(body.data.task_id, actor);
         if (task.status !== 'COMPLETED') throw new HttpError(400, `Task is not completed yet (it is ${studioStatus(task.status)})`);
-        throw new HttpError(
-          501,
-          `Trainyard cannot serve a model as Studio's chat backend yet (deployments do not exist in this release). ` +
-            `Download the adapter (GET /api/finetune/tasks/${task.id}/download) and load it in Studio's LLM service, ` +
-            `or record it with POST /api/finetune/switch-model?model_path=<its output folder>.`,
-        );
+        const deployment = await service.deployments.create({ taskId: task.id }, actor);
+        send(res, 200, {
+          status: 'success',
+          message:
+            `deployment ${deployment.id} is starting: ${deployment.spec.model} with the adapter of ${task.id}, served as the model "${task.id}". ` +
+            `Its endpoint appears in deployments.get once it is SERVING.`,
+          deployment_id: deployment.id,
+        });
       },
     },
     {
