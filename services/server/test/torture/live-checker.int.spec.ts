@@ -102,8 +102,8 @@ describe('LiveChecker', () => {
     const r = await check(1);
     expect(r.fired).toEqual(['1', '1']);
     expect(r.messages).toEqual([
-      expect.stringMatching(/2 tasks hold a slot with 1 slot/),
-      expect.stringMatching(/slot 0 is held by 2 tasks: a, b/),
+      expect.stringMatching(/2 tasks hold a device exclusively with 1 device/),
+      expect.stringMatching(/gpu0 is held by 2 tasks, one exclusively: a, b/),
     ]);
   });
 
@@ -111,7 +111,7 @@ describe('LiveChecker', () => {
     state = { tasks: [task('a', 'TRAINING', null, 1)], queue: { devices: [freeSlot(0)], queuedCount: 0 } };
     const r = await check(1);
     expect(r.fired).toEqual(['1']);
-    expect(r.messages[0]).toMatch(/task a is TRAINING but holds no slot/);
+    expect(r.messages[0]).toMatch(/task a is TRAINING but holds no device/);
   });
 
   it('1: a trainer alive for a task that has ended (an orphan)', async () => {
@@ -119,7 +119,7 @@ describe('LiveChecker', () => {
     state = { tasks: [task('z', 'COMPLETED', null)], queue: { devices: [freeSlot(0)], queuedCount: 0 } };
     const r = await check(1);
     expect(r.fired).toEqual(['1']);
-    expect(r.messages[0]).toMatch(new RegExp(`trainer pid ${pid} is alive for task z, which is COMPLETED and holds no slot`));
+    expect(r.messages[0]).toMatch(new RegExp(`trainer pid ${pid} is alive for task z, which is COMPLETED and holds no device`));
   });
 
   it('1: a trainer that is not the one its task records (a stranger), and two at once', async () => {
@@ -131,7 +131,7 @@ describe('LiveChecker', () => {
     expect(r.messages).toEqual([
       expect.stringMatching(new RegExp(`records trainer pid ${own} but pid ${stranger} also trains it`)),
       expect.stringMatching(/2 live trainers for task a/),
-      expect.stringMatching(/2 trainers alive at once with 1 slot/),
+      expect.stringMatching(/2 trainers alive at once with 1 device/),
     ]);
   });
 
@@ -139,14 +139,14 @@ describe('LiveChecker', () => {
     state = { tasks: [task('q', 'QUEUED', null)], queue: { devices: [freeSlot(0)], queuedCount: 1 } };
     const r = await check(1, 2, { stallMs: 0, stuckPreparingMs: 60_000 });
     expect(r.fired).toEqual(['6']);
-    expect(r.messages[0]).toMatch(/1 free slot\(s\) while 1 task\(s\) queued/);
+    expect(r.messages[0]).toMatch(/1 free device\(s\) while 1 task\(s\) queued/);
   });
 
   it('6: a task that holds a slot without a trainer for longer than the limit', async () => {
     state = { tasks: [task('a', 'PREPARING', 0)], queue: { devices: [heldSlot(0, 'a')], queuedCount: 0 } };
     const r = await check(1, 2, { stallMs: 60_000, stuckPreparingMs: 0 });
     expect(r.fired).toEqual(['6']);
-    expect(r.messages[0]).toMatch(/task a has held slot 0 for \d+ ms without a trainer/);
+    expect(r.messages[0]).toMatch(/task a has held gpu0 for \d+ ms without a trainer/);
   });
 
   it('given no instance answers, nothing is checked and nothing fires', async () => {
