@@ -18,7 +18,7 @@
 // an error the client reconnects through (it resumes from the last id it got): memory per
 // subscriber is bounded. The number of subscriptions is capped in total and per client.
 import type { IncomingMessage } from 'node:http';
-import { isTerminal, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { isDeploymentStream, isTerminal, type StoredTaskEvent, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import {
   compareTailCursors,
   cursorAt,
@@ -289,7 +289,9 @@ export class LiveUpdates {
         // The floor was read from the same safe tail, so the log holds it: a page is never empty
         // before it. Should it be, the mailbox still has everything after the floor.
         if (!page.events.length) break;
-        const mine = page.events.map((e, i) => ({ e, c: page.cursors[i]! })).filter(({ e }) => !sub.taskId || e.streamId === sub.taskId);
+        const mine = page.events
+          .map((e, i) => ({ e, c: page.cursors[i]! }))
+          .filter(({ e }) => (!sub.taskId || e.streamId === sub.taskId) && !isDeploymentStream(e.streamId));
         const tasks = mine.length
           ? await this.whileDatabaseAway(() => loadTasks(this.opts.db, [...new Set(mine.map(({ e }) => e.streamId))]), o.signal)
           : new Map<string, TaskRecord>();
@@ -303,6 +305,8 @@ export class LiveUpdates {
         for (const item of items) {
           if (compareTailCursors(item.cursor, at) <= 0) continue;
           at = item.cursor;
+          // Deployments share the log; their changes are not task changes.
+          if (isDeploymentStream(item.event.streamId)) continue;
           yield { event: item.event, task: item.task };
         }
       }

@@ -111,6 +111,30 @@ for (const backend of backends()) {
       expect(failed.endpoint).toBeNull();
     });
 
+    it('a service SIGKILLed while SERVING re-attaches the server at its next start; task subscriptions see no deployment events', async () => {
+      const updates: string[] = [];
+      const sub = s.client.tasks.onUpdate.subscribe({}, { onData: (u) => updates.push(u.data.event.streamId) });
+      const d = await serving((await s.client.deployments.create.mutate({ model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct' })).id);
+      pids.push(d.server!.pid);
+      // A task created after the deployment serves: once its change arrives, the deployment's came before it, if at all.
+      const marker = await s.client.tasks.create.mutate(simulated({ steps: 1, stepMs: 1 }));
+      await eventually(async () => (updates.includes(marker.id) ? true : null), 'the task change on the subscription');
+      sub.unsubscribe();
+      expect(updates.filter((id) => id.startsWith('dep-'))).toEqual([]);
+      await s.stop('SIGKILL');
+      s = await s.restart();
+      const again = await s.client.deployments.get.query({ id: d.id });
+      expect(again).toMatchObject({ status: 'SERVING', server: { pid: d.server!.pid } });
+      const models = (await (await fetch(`${again.endpoint}/models`)).json()) as { data: { id: string }[] };
+      expect(models.data.map((m) => m.id)).toEqual(['Qwen/Qwen2.5-Coder-0.5B-Instruct']);
+      // Watched again: a stop ends it STOPPED.
+      await s.client.deployments.stop.mutate({ id: d.id });
+      await eventually(
+        async () => ((await s.client.deployments.get.query({ id: d.id })).status === 'STOPPED' ? true : null),
+        'stopped after re-attach',
+      );
+    });
+
     it('refuses what cannot be served, naming the field', async () => {
       const running = await s.client.tasks.create.mutate(simulated({ steps: 1000, stepMs: 1000 }));
       await expect(s.client.deployments.create.mutate({ taskId: running.id })).rejects.toThrow(/taskId: task .* only a COMPLETED task/);

@@ -3,7 +3,7 @@
 // that the scheduler can ask a serving deployment to give its GPU memory back; vLLM exposes
 // /sleep, /wake_up and /is_sleeping only with VLLM_SERVER_DEV_MODE=1, on the loopback port only.
 
-export interface LoraModule {
+interface LoraModule {
   /** The model name clients ask for (a task's adapter: the task id). */
   name: string;
   /** The adapter's folder (a completed task's artifact). */
