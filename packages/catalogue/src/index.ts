@@ -4,3 +4,4 @@
 export * from './models';
 export * from './presets';
 export * from './estimate';
+export * from './limits';

@@ -337,7 +337,9 @@ describe('trainyard CLI (PGlite)', { timeout: 240_000 }, () => {
     const d = await json(['delete', failed.id]);
     expect(d).toEqual({ id: failed.id, deleted: true });
     const gone = await run(['show', failed.id], 4);
-    expect(gone.stderr).toContain(`task ${failed.id} was not found`);
+    // Said to be deleted, when and by whom (its history stays in the log).
+    expect(gone.stderr).toContain(`task ${failed.id} was deleted at `);
+    expect(gone.stderr).toContain(`by ${USER}; its history stays: \`trainyard events --task ${failed.id}\``);
     const t = await json(submitArgs('{"steps":2000,"stepMs":100}', ['--name', 'cli-running']));
     const r = await run(['delete', t.id], 5);
     expect(r.stderr).toContain('only finished tasks');

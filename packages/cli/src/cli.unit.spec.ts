@@ -5,6 +5,7 @@ import { PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
 import { devicesText, duration, gpuHoursText, groundsText, requestText, sparkline, speedText, table } from './format';
 import { buildCreateInput, intArg, listArg, normalizeUrl, numberArg, parseDuration } from './parse';
 import { UsageError } from './errors';
+import { timeArg } from './commands/events';
 
 describe('parseDuration', () => {
   it('reads units and combinations', () => {
@@ -214,5 +215,16 @@ describe('training figures', () => {
     expect(gpuHoursText(0)).toBe('0.00');
     expect(gpuHoursText(0.4249)).toBe('0.42');
     expect(gpuHoursText(12.34)).toBe('12.3');
+  });
+});
+
+describe('--from / --to', () => {
+  it('takes a date alone as the start of that day, local time; a duration as that long ago; other text as it is', () => {
+    expect(timeArg('2026-01-31')).toBe(new Date(2026, 0, 31).toISOString());
+    expect(timeArg(' 2024-02-29 ')).toBe(new Date(2024, 1, 29).toISOString());
+    expect(() => timeArg('2025-02-29')).toThrow(InvalidArgumentError);
+    expect(() => timeArg('2026-13-01')).toThrow(/is not a date/);
+    expect(Math.abs(Date.parse(timeArg('1h')) - (Date.now() - 3_600_000))).toBeLessThan(60_000);
+    expect(timeArg('2026-01-31T12:00:00Z')).toBe('2026-01-31T12:00:00Z');
   });
 });

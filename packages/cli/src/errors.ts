@@ -1,6 +1,6 @@
 // Exit codes scripts can rely on, and the translation of API errors into a message that says
 // what to do next plus the exit code. Documented in `trainyard --help` and README.md.
-import { DatasetUploadError, errorInfo, isTerminal, TRPCClientError } from '@trainyard/client';
+import { DatasetUploadError, DEFAULT_URL, errorInfo, isTerminal, TRPCClientError } from '@trainyard/client';
 
 export const EXIT = {
   OK: 0,
@@ -88,10 +88,20 @@ function innermostMessage(err: unknown): string | null {
   return message;
 }
 
-/** True when the request never got an answer from a server (as opposed to an API error). */
+/** An answer that was not the API's JSON (a web page, a proxy's error): the cause the client's parse gave. */
+function notTheApi(err: unknown): SyntaxError | null {
+  let e: unknown = err;
+  for (let depth = 0; e && depth < 8; depth++) {
+    if (e instanceof SyntaxError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return null;
+}
+
+/** True when the request never got an answer from a server (as opposed to an API error, or an answer from something else). */
 export function isUnreachable(err: unknown): boolean {
   if (networkErrorCode(err)) return true;
-  return err instanceof TRPCClientError && errorInfo(err).code === 'NETWORK_ERROR';
+  return err instanceof TRPCClientError && errorInfo(err).code === 'NETWORK_ERROR' && !notTheApi(err);
 }
 
 /** Field names of tasks.create's input → the flag that sets them. */
@@ -169,6 +179,15 @@ export function describeError(err: unknown, url: string): Described {
       ],
     };
   }
+  const parse = err instanceof TRPCClientError ? notTheApi(err) : null;
+  if (parse)
+    return {
+      exitCode: EXIT.FAILED,
+      lines: [
+        `something answered at ${url}, but not Trainyard's API (${parse.message})`,
+        `is ${url} a Trainyard service? check --url / TRAINYARD_URL: the service's own address, e.g. ${DEFAULT_URL}`,
+      ],
+    };
   if (err instanceof TRPCClientError) {
     const info = errorInfo(err);
     switch (info.code) {

@@ -99,7 +99,7 @@ describe('trainyard CLI: results (PGlite)', { timeout: 240_000 }, () => {
     const notYet = await run(['download', running.id, '-o', 'x.tar.gz'], 5);
     expect(notYet.stderr).toMatch(/^error: task \S+: Task is not completed yet .*; only a COMPLETED task's outputs can be downloaded\n$/);
     expect(existsSync(join(dir, 'x.tar.gz'))).toBe(false);
-    expect((await run(['download', 'tnosuchtask'], 4)).stderr).toMatch(/^error: task tnosuchtask: Task not found/);
+    expect((await run(['download', 'tnosuchtask'], 4)).stderr).toMatch(/^error: task tnosuchtask was not found/);
     const dead = await cli('http://127.0.0.1:9', ['download', done.id], dir);
     expect(dead.code).toBe(6);
     expect(dead.stderr).toContain('cannot reach Trainyard at http://127.0.0.1:9');

@@ -1,6 +1,7 @@
 // Input validation for every procedure. Each field says what is wrong with it in words a user
 // can act on; the error formatter turns these into { fieldErrors: { "config.batchSize": [...] } }.
 import { z } from 'zod';
+import { TRAINING_LIMITS, type LimitedField } from '@trainyard/catalogue';
 import { TASK_EVENT_TYPES, TASK_STATUSES } from '@trainyard/domain';
 
 const HOUR = 3_600_000;
@@ -33,6 +34,9 @@ const int = (field: string, min: number, max: number) =>
     .min(min, `${field} must be at least ${min}`)
     .max(max, `${field} must be at most ${max}`);
 
+/** A training setting within the limits the panel checks too (@trainyard/catalogue). */
+const limited = (field: LimitedField) => int(field, TRAINING_LIMITS[field].min, TRAINING_LIMITS[field].max);
+
 const simulateConfig = z
   .strictObject({
     steps: int('steps', 1, 100_000).optional(),
@@ -50,19 +54,19 @@ const simulateConfig = z
 
 const trainingConfig = z
   .strictObject({
-    epochs: int('epochs', 1, 100).default(3),
-    batchSize: int('batchSize', 1, 256).default(1),
-    gradientAccumulation: int('gradientAccumulation', 1, 1024).default(16),
+    epochs: limited('epochs').default(3),
+    batchSize: limited('batchSize').default(1),
+    gradientAccumulation: limited('gradientAccumulation').default(16),
     learningRate: z
       .number({ error: 'learningRate must be a number' })
       .gt(0, 'learningRate must be greater than 0')
       .max(1, 'learningRate must be at most 1')
       .default(2e-4),
-    maxLength: int('maxLength', 16, 32_768).default(512),
+    maxLength: limited('maxLength').default(512),
     load8bit: z.boolean({ error: 'load8bit must be true or false' }).default(false),
     load4bit: z.boolean({ error: 'load4bit must be true or false' }).default(false),
-    loraRank: int('loraRank', 1, 1024).default(8),
-    loraAlpha: int('loraAlpha', 1, 4096).default(16),
+    loraRank: limited('loraRank').default(8),
+    loraAlpha: limited('loraAlpha').default(16),
     /** The trainer saves a checkpoint every this many steps (it also does when preempted). */
     checkpointEverySteps: int('checkpointEverySteps', 1, 10_000_000).optional(),
     simulate: simulateConfig.optional(),

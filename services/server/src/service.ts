@@ -471,7 +471,7 @@ export class TrainyardService {
     const id = newTaskId();
     const outputDir = taskOutputDir(id, input.outputDir);
     const spec: TaskSpec = {
-      name: input.name ?? `${input.model.split('/').pop()} on ${uploadedFileName(datasetPath.split(sep).pop() ?? datasetPath)}`,
+      name: input.name ?? defaultTaskName(id, input.model, uploadedFileName(datasetPath.split(sep).pop() ?? datasetPath)),
       model: input.model,
       datasetPath,
       outputDir,
@@ -794,6 +794,12 @@ export class TrainyardService {
     await this.database.close();
     rmSync(this.lockFile, { force: true });
   }
+}
+
+/** "Qwen2.5-Coder-1.5B-Instruct on docstrings · 3f9a1c": the model, the dataset file without its extension, the id's last characters. */
+function defaultTaskName(id: string, model: string, datasetFile: string): string {
+  const dataset = datasetFile.replace(/\.(jsonl|json)$/i, '') || datasetFile;
+  return `${model.split('/').pop() || model} on ${dataset} · ${id.slice(-6)}`.slice(0, 120);
 }
 
 export function newTaskId(): string {

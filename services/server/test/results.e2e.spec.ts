@@ -60,6 +60,12 @@ for (const backend of backends()) {
       expect(gone.folder).toEqual({ path: folder, kind: 'missing', bytes: null, files: null, partial: false });
     });
 
+    it('names a task without a name by its model, its dataset and the end of its id', async () => {
+      const t = await s.client.tasks.create.mutate({ ...simulated({ steps: 1 }), name: undefined });
+      expect(t.spec.name).toBe(`Qwen2.5-Coder-0.5B-Instruct on tiny-dataset · ${t.id.slice(-6)}`);
+      await waitTerminal(s.client, t.id);
+    });
+
     it('answers for a task that has not run yet, and refuses an unknown one', async () => {
       const blocker = await s.client.tasks.create.mutate(simulated({ steps: 100_000, stepMs: 100 }, { name: 'blocker' }));
       const waiting = await s.client.tasks.create.mutate(simulated({ steps: 3 }, { name: 'waiting' }));

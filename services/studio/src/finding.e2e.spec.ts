@@ -148,6 +148,43 @@ describe.skipIf(!hasChromium)('Studio: finding tasks, the GPU card, accessibilit
     await page.getByTestId('gpu-card').screenshot({ path: join(SHOTS, '40-gpu-history-1400.png') });
   });
 
+  it('names a field in error by its label, marks it for assistive technology and moves the focus to it', async () => {
+    await page.getByTestId('field-dataset').fill('/nowhere.jsonl');
+    await page.getByTestId('field-batch').fill('0');
+    await page.getByTestId('field-maxlen').fill('40000');
+    await page.getByTestId('submit-task').click();
+    const batch = page.getByTestId('field-error-config.batchSize');
+    await batch.waitFor();
+    expect(await batch.textContent()).toBe('Batch size must be a whole number from 1 to 256');
+    expect(await page.getByTestId('field-error-config.maxLength').textContent()).toBe('Max length must be a whole number from 16 to 32768');
+    const input = page.getByTestId('field-batch');
+    expect(await input.getAttribute('aria-invalid')).toBe('true');
+    expect(await input.getAttribute('aria-describedby')).toBe('f-batch-error');
+    expect(await page.locator('#f-batch-error').textContent()).toBe('Batch size must be a whole number from 1 to 256');
+    // The first field in error has the focus.
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('f-batch');
+    // A field without an error is described by its hint.
+    expect(await page.getByTestId('field-name').getAttribute('aria-invalid')).toBe('false');
+    expect(await page.getByTestId('field-name').getAttribute('aria-describedby')).toBe('f-name-hint');
+    const withErrors = await axe();
+    expect(withErrors, described(withErrors)).toEqual([]);
+    await page.getByTestId('preset-safe').click();
+    await page.getByTestId('field-maxlen').fill('512');
+  });
+
+  it('names row buttons with their task, and Enter in the cancel dialog confirms it', async () => {
+    const t = await s.client.tasks.create.mutate(simulated({ steps: 100_000, stepMs: 100 }, { name: 'long-one' }));
+    const r = page.locator(`[data-testid=task-row][data-task-id="${t.id}"]`);
+    await r.waitFor();
+    expect(await r.getByTestId('cancel-btn').getAttribute('aria-label')).toBe('Cancel long-one');
+    expect(await r.getByTestId('expand').getAttribute('aria-label')).toBe('Expand long-one');
+    await r.getByTestId('cancel-btn').click();
+    await page.getByTestId('cancel-reason').fill('by keyboard');
+    await page.getByTestId('cancel-reason').press('Enter');
+    await expect.poll(() => r.getAttribute('data-status'), { timeout: WAIT }).toBe('CANCELLED');
+    expect((await s.client.tasks.get.query({ id: t.id })).cancelReason).toBe('by keyboard');
+  });
+
   it('has no WCAG 2 A/AA violation by axe-core, with a task open, at 1400 and 420 px', async () => {
     await page.locator(`[data-testid=task-row][data-name="sql-helper"]`).getByTestId('expand').click();
     await page.getByTestId('task-detail').getByTestId('results').waitFor();

@@ -148,10 +148,14 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     expect(await card.getByTestId('gpu-recommendation').textContent()).toContain('3B recommended');
     // The external python process is listed as not ours.
     expect(await card.getByTestId('gpu-external').textContent()).toContain('python3');
-    // The model picker follows the recommendation tier.
-    await expect.poll(() => page.getByTestId('field-model').inputValue()).toBe('Qwen/Qwen2.5-Coder-3B-Instruct');
+    // The model picker follows the recommendation tier of the memory a task can have: 12 GB less
+    // the 1 GB another program holds.
+    await expect.poll(() => page.getByTestId('field-model').inputValue()).toBe('Qwen/Qwen2.5-Coder-1.5B-Instruct');
     const options = await page.getByTestId('field-model').locator('option').allTextContents();
-    expect(options.filter((o) => o.startsWith('★'))).toEqual(['★ Qwen2.5-Coder-3B-Instruct', '★ Qwen2.5-Coder-1.5B-Instruct']);
+    expect(options.filter((o) => o.startsWith('★'))).toEqual(['★ Qwen2.5-Coder-1.5B-Instruct', '★ Qwen2.5-Coder-0.5B-Instruct']);
+    expect(await page.locator('.field', { has: page.getByTestId('field-model') }).textContent()).toContain(
+      '★ recommended for 11 GB of free GPU memory',
+    );
 
     // Client-side estimate with the server's own function: the safe preset fits a 12 GB GPU…
     await page.getByTestId('preset-safe').click();
@@ -161,6 +165,14 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     await page.getByTestId('preset-performance').click();
     await expect.poll(() => page.getByTestId('estimate').getAttribute('data-level')).toBe('high');
     expect(await page.getByTestId('estimate').textContent()).toContain('Likely out of memory');
+    expect(await page.getByTestId('estimate').textContent()).toMatch(/^≈ [\d.]+ GB of 11 GB free/);
+    expect(await page.getByTestId('estimate-held').textContent()).toBe(
+      'Other programs hold 1 GB of the GPU: the estimate counts only what is left.',
+    );
+    // A batch size the server would refuse is not estimated at all (batch 0 needs no less than batch 1).
+    await page.getByTestId('field-batch').fill('0');
+    await expect.poll(() => page.getByTestId('estimate').count()).toBe(0);
+    await page.getByTestId('preset-performance').click();
     expect(await page.getByTestId('estimate-message').textContent()).toMatch(
       /^To fit: lower max length from 2048 to 1024, batch size to 1/,
     );

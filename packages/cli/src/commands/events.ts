@@ -1,5 +1,5 @@
 // Audit-log verbs: events, replay.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { RouterInputs, RouterOutputs } from '@trainyard/client';
 import type { Ctx } from '../cli';
 import { devicesText, duration, gpuHoursText, groundsText, progressText, table, taskDetails, time } from '../format';
@@ -59,9 +59,19 @@ function endingCosts(events: readonly EventView[]): Map<string, string> {
   return out;
 }
 
-/** --from/--to: an ISO time, or a duration meaning that long ago ("1h" = an hour ago). */
-function timeArg(text: string): string {
-  if (/^\d+(?:\.\d+)?(ms|s|m|h|d)/.test(text.trim())) return new Date(Date.now() - parseDuration(text)).toISOString();
+/**
+ * --from/--to: an ISO time, a date alone (the start of that day, local time), or a duration
+ * meaning that long ago ("1h" = an hour ago).
+ */
+export function timeArg(text: string): string {
+  const t = text.trim();
+  if (/^\d+(?:\.\d+)?(ms|s|m|h|d)/.test(t)) return new Date(Date.now() - parseDuration(t)).toISOString();
+  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(t);
+  if (day) {
+    const d = new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3]));
+    if (d.getFullYear() === Number(day[1]) && d.getMonth() === Number(day[2]) - 1 && d.getDate() === Number(day[3])) return d.toISOString();
+    throw new InvalidArgumentError(`"${text}" is not a date: give YYYY-MM-DD, an ISO 8601 time or a duration ago like 1h`);
+  }
   return text;
 }
 

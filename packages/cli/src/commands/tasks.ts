@@ -5,9 +5,17 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Option, type Command } from 'commander';
 import { describePresets, PRESET_NAMES } from '@trainyard/catalogue';
-import { DownloadError, downloadOutputs, uploadDataset, type ProgressPoint, type TaskView, type TrainyardClient } from '@trainyard/client';
+import {
+  DownloadError,
+  downloadOutputs,
+  TASK_STATUSES,
+  uploadDataset,
+  type ProgressPoint,
+  type TaskView,
+  type TrainyardClient,
+} from '@trainyard/client';
 import type { Ctx } from '../cli';
-import { CliError, EXIT, type ExitCode } from '../errors';
+import { CliError, EXIT, UsageError, type ExitCode } from '../errors';
 import { forTerminal, stripControls } from '../terminal-text';
 import {
   devicesText,
@@ -106,7 +114,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       "dataset: a local .json/.jsonl file is uploaded to the service; a folder, or with --no-upload any path, must be inside the service's datasets folders",
     )
     .option('--no-upload', "submit --dataset as a path on the service's machine instead of uploading a local file")
-    .option('--name <name>', 'a name for the task (default: "<model> on <dataset>")')
+    .option('--name <name>', 'a name for the task (default: "<model> on <dataset> · <end of its id>")')
     .option(
       '--output-dir <dir>',
       "a folder for the adapter inside the task's own output folder (<outputs>/<task id>/<dir>; default: that folder itself)",
@@ -196,6 +204,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--all', 'follow the cursors to list every matching task')
     .option('--json', 'print { items, nextCursor } as JSON')
     .action(async (opts: Json & { status?: string[]; search?: string; owner?: string; limit: number; cursor?: string; all?: boolean }) => {
+      if (opts.status) checkStatuses(opts.status);
       const client = await ctx().client();
       const items: TaskView[] = [];
       let cursor: string | null = opts.cursor ?? null;
@@ -385,6 +394,17 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
 }
 
 const stdoutIsTTY = () => process.stdout.isTTY === true;
+
+/** --status values the service knows (any case); refuses others, naming the statuses there are. */
+function checkStatuses(given: readonly string[]): void {
+  const known = TASK_STATUSES as readonly string[];
+  const bad = given.filter((s) => !known.includes(s.toUpperCase()));
+  if (!bad.length) return;
+  const running = bad.some((s) => s.toUpperCase() === 'RUNNING') ? ' (a running task is PREPARING or TRAINING)' : '';
+  throw new UsageError(
+    `--status: ${bad.join(', ')} ${bad.length === 1 ? 'is not a status' : 'are not statuses'}${running}; the statuses are ${known.join(', ')}`,
+  );
+}
 
 /** A refused or failed download as the CLI reports it, with the exit code scripts rely on. */
 function downloadFailure(e: unknown, id: string, url: string): CliError {

@@ -1,4 +1,5 @@
-// A modal confirmation (native <dialog>): Escape or "Keep" closes it, the action button confirms.
+// A modal confirmation (native <dialog>): Escape or "Keep" closes it, the action button (or Enter
+// in a field of it) confirms.
 import { useEffect, useRef, type ReactNode } from 'react';
 
 export function ConfirmDialog(props: {
@@ -32,7 +33,13 @@ export function ConfirmDialog(props: {
       }}
     >
       {props.open ? (
-        <div className="dialog-body">
+        <form
+          className="dialog-body"
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (!props.busy) props.onConfirm();
+          }}
+        >
           <h3>{props.title}</h3>
           {props.children}
           {props.error ? (
@@ -45,9 +52,8 @@ export function ConfirmDialog(props: {
               {props.cancelLabel ?? 'Keep'}
             </button>
             <button
-              type="button"
+              type="submit"
               className={`btn ${props.danger ? 'btn-danger' : 'btn-primary'}`}
-              onClick={props.onConfirm}
               disabled={props.busy}
               data-testid="confirm-ok"
               autoFocus
@@ -55,7 +61,7 @@ export function ConfirmDialog(props: {
               {props.busy ? 'Working…' : props.confirmLabel}
             </button>
           </div>
-        </div>
+        </form>
       ) : null}
     </dialog>
   );

@@ -7,12 +7,15 @@ import { useMutation } from '@tanstack/react-query';
 import { useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import {
   estimateMemoryGb,
+  limitProblem,
   MODELS,
   oomRisk,
   PRESET_NAMES,
   PRESETS,
   recommendedModels,
+  TRAINING_LIMITS,
   type EstimateInput,
+  type LimitedField,
   type PresetName,
 } from '@trainyard/catalogue';
 import {
@@ -207,6 +210,13 @@ export function NewTaskForm({
   /** The task the form was filled in from (clone, retry with changes), until the next submission. */
   const [filledFrom, setFilledFrom] = useState<Prefill | null>(null);
   const prefill = usePrefill();
+  /** After a refused submission, the first field in error takes the focus. */
+  const focusError = useRef(false);
+  useEffect(() => {
+    if (!focusError.current) return;
+    focusError.current = false;
+    card.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+  }, [errors]);
   const card = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!prefill) return;
@@ -225,7 +235,8 @@ export function NewTaskForm({
     document.getElementById('f-name')?.focus({ preventScroll: true });
   }, [prefill]);
 
-  const largestGb = gpu?.available && gpu.devices.length ? Math.max(...gpu.devices.map((d) => d.memoryGb)) : null;
+  // What a task can have: each GPU's memory less what other programs hold on it.
+  const largestGb = gpu?.available && gpu.devices.length ? Math.max(...gpu.devices.map(freeGb)) : null;
   const recommended = useMemo(() => (largestGb === null ? [] : recommendedModels(largestGb)), [largestGb]);
 
   // Pick the recommended model once the GPU is known, unless the user already chose one.
@@ -279,6 +290,7 @@ export function NewTaskForm({
             if (field) (mine[field] ??= []).push(...v);
             else rest.push(`${k}: ${v.join('; ')}`);
           }
+          focusError.current = true;
           setErrors(mine);
           setFormError(rest.length ? rest.join('\n') : null);
           if (Object.keys(mine).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
@@ -314,7 +326,10 @@ export function NewTaskForm({
     const local: Errors = {};
     const need = (key: string, label: string, v: string) => {
       const n = num(v);
+      const field = key.replace(/^config\./, '');
+      const problem = field in TRAINING_LIMITS ? limitProblem(field as LimitedField, n) : null;
       if (n === null) local[key] = [`${label} must be a number`];
+      else if (problem) local[key] = [problem];
       return n ?? 0;
     };
     if (!model) local.model = ['Choose a model or enter a model id'];
@@ -343,6 +358,7 @@ export function NewTaskForm({
     const memoryGb = num(f.gpuMemoryGb);
     if (f.gpuMemoryGb.trim() && memoryGb === null) local['resources.gpuMemoryGb'] = ['Memory must be a number of GB'];
     if (Object.keys(local).length) {
+      focusError.current = true;
       setErrors(local);
       setFormError(null);
       if (Object.keys(local).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
@@ -359,8 +375,10 @@ export function NewTaskForm({
     create.mutate(input);
   }
 
+  // Only settings the server would take are estimated: batch 0 needs no less memory than batch 1.
+  const valid = (field: LimitedField, v: string) => limitProblem(field, num(v)) === null;
   const estimateInput: EstimateInput | null =
-    model && num(f.batchSize) !== null && num(f.maxLength) !== null && num(f.loraRank) !== null
+    model && valid('batchSize', f.batchSize) && valid('maxLength', f.maxLength) && valid('loraRank', f.loraRank)
       ? {
           model,
           batchSize: num(f.batchSize)!,
@@ -399,7 +417,7 @@ export function NewTaskForm({
             hint={
               recommended.length && largestGb !== null ? (
                 <>
-                  ★ recommended for a {gb(largestGb)} GPU
+                  ★ recommended for {gb(largestGb)} of free GPU memory
                   {recommended[0] ? `; ${modelShort(recommended[0]).replace('-Instruct', '')} is the best fit` : ''}
                 </>
               ) : gpu && !gpu.available ? (
@@ -459,7 +477,6 @@ export function NewTaskForm({
                 setUpload(null);
                 set('datasetPath', ev.target.value);
               }}
-              aria-invalid={!!e('datasetPath')}
               spellCheck={false}
             />
             <input
@@ -476,7 +493,13 @@ export function NewTaskForm({
             />
           </Field>
 
-          <Field label="Name" htmlFor="f-name" errorKey="name" errors={e('name')} hint="Optional; defaults to “model on dataset”.">
+          <Field
+            label="Name"
+            htmlFor="f-name"
+            errorKey="name"
+            errors={e('name')}
+            hint="Optional; defaults to “model on dataset · end of its id”."
+          >
             <input
               id="f-name"
               data-testid="field-name"
@@ -513,8 +536,8 @@ export function NewTaskForm({
                 id="f-batch"
                 data-testid="field-batch"
                 type="number"
-                min={1}
-                max={256}
+                min={TRAINING_LIMITS.batchSize.min}
+                max={TRAINING_LIMITS.batchSize.max}
                 step={1}
                 inputMode="numeric"
                 value={f.batchSize}
@@ -526,8 +549,8 @@ export function NewTaskForm({
                 id="f-grad"
                 data-testid="field-grad"
                 type="number"
-                min={1}
-                max={1024}
+                min={TRAINING_LIMITS.gradientAccumulation.min}
+                max={TRAINING_LIMITS.gradientAccumulation.max}
                 step={1}
                 value={f.gradientAccumulation}
                 onChange={(ev) => setPresetField('gradientAccumulation', ev.target.value)}
@@ -538,8 +561,8 @@ export function NewTaskForm({
                 id="f-maxlen"
                 data-testid="field-maxlen"
                 type="number"
-                min={16}
-                max={32768}
+                min={TRAINING_LIMITS.maxLength.min}
+                max={TRAINING_LIMITS.maxLength.max}
                 step={64}
                 value={f.maxLength}
                 onChange={(ev) => setPresetField('maxLength', ev.target.value)}
@@ -563,7 +586,6 @@ export function NewTaskForm({
                   step={1}
                   inputMode="numeric"
                   value={f.gpus}
-                  aria-invalid={!!e('resources.gpus')}
                   onChange={(ev) => set('gpus', ev.target.value)}
                 />
               </Field>
@@ -582,7 +604,6 @@ export function NewTaskForm({
                   step="any"
                   placeholder={f.shared && estimateGb !== null ? String(estimateGb) : 'whole'}
                   value={f.gpuMemoryGb}
-                  aria-invalid={!!e('resources.gpuMemoryGb')}
                   onChange={(ev) => set('gpuMemoryGb', ev.target.value)}
                 />
               </Field>
@@ -616,8 +637,8 @@ export function NewTaskForm({
                   id="f-epochs"
                   data-testid="field-epochs"
                   type="number"
-                  min={1}
-                  max={100}
+                  min={TRAINING_LIMITS.epochs.min}
+                  max={TRAINING_LIMITS.epochs.max}
                   step={1}
                   value={f.epochs}
                   onChange={(ev) => set('epochs', ev.target.value)}
@@ -652,8 +673,8 @@ export function NewTaskForm({
                   id="f-rank"
                   data-testid="field-lora-rank"
                   type="number"
-                  min={1}
-                  max={1024}
+                  min={TRAINING_LIMITS.loraRank.min}
+                  max={TRAINING_LIMITS.loraRank.max}
                   step={1}
                   value={f.loraRank}
                   onChange={(ev) => set('loraRank', ev.target.value)}
@@ -670,8 +691,8 @@ export function NewTaskForm({
                   id="f-alpha"
                   data-testid="field-lora-alpha"
                   type="number"
-                  min={1}
-                  max={4096}
+                  min={TRAINING_LIMITS.loraAlpha.min}
+                  max={TRAINING_LIMITS.loraAlpha.max}
                   step={1}
                   value={f.loraAlpha}
                   onChange={(ev) => set('loraAlpha', ev.target.value)}
@@ -762,7 +783,12 @@ export function NewTaskForm({
   );
 }
 
-/** The memory estimate against the smallest GPU (as the server checks), before submitting. */
+/** A GPU's memory a task can have: its total less what other programs hold. */
+function freeGb(d: GpuInfo['devices'][number]): number {
+  return Math.max(0, Math.round((d.memoryGb - Math.min(d.externalMemoryGb, d.memoryGb)) * 10) / 10);
+}
+
+/** The memory estimate against the smallest GPU's free memory, before submitting. */
 function Estimate({ gpu, input }: { gpu: GpuInfo | undefined; input: EstimateInput | null }) {
   if (!input) return null;
   const { estimateGb, paramsB } = estimateMemoryGb(input);
@@ -791,7 +817,9 @@ function Estimate({ gpu, input }: { gpu: GpuInfo | undefined; input: EstimateInp
       </div>
     );
   }
-  const smallest = Math.min(...gpu.devices.map((d) => d.memoryGb));
+  // Against the memory a task can have on the smallest GPU: its total less other programs'.
+  const smallest = Math.min(...gpu.devices.map(freeGb));
+  const held = gpu.devices.reduce((n, d) => Math.max(n, d.externalMemoryGb), 0);
   const risk = oomRisk(estimateGb, smallest, input);
   const ratio = Math.min(1, estimateGb / smallest);
   const label = risk.level === 'low' ? 'Should fit' : risk.level === 'medium' ? 'May run out of memory' : 'Likely out of memory';
@@ -799,10 +827,15 @@ function Estimate({ gpu, input }: { gpu: GpuInfo | undefined; input: EstimateInp
     <div className={`estimate estimate-${risk.level}`} data-testid="estimate" data-level={risk.level}>
       <div className="estimate-head">
         <strong>
-          ≈ {gb(estimateGb)} of {gb(smallest)}
+          ≈ {gb(estimateGb)} of {gb(smallest)} free
         </strong>
         <span className={`pill pill-${risk.level}`}>{label}</span>
       </div>
+      {held > 0 ? (
+        <div className="muted small" data-testid="estimate-held">
+          Other programs hold {gb(held)} of the GPU: the estimate counts only what is left.
+        </div>
+      ) : null}
       <div className="estimate-track">
         <div className="estimate-fill" style={{ width: `${ratio * 100}%` }} />
         <div className="estimate-mark" style={{ left: '70%' }} title="70%" />

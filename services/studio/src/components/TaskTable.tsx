@@ -210,7 +210,7 @@ export function TaskTable(props: {
                             type="button"
                             className="chevron"
                             aria-expanded={open}
-                            aria-label={open ? 'Collapse' : 'Expand'}
+                            aria-label={`${open ? 'Collapse' : 'Expand'} ${t.spec.name}`}
                             data-testid="expand"
                             onClick={(e) => {
                               e.stopPropagation();
@@ -303,6 +303,7 @@ export function TaskTable(props: {
                               type="button"
                               className="btn btn-small btn-ghost-danger"
                               data-testid="cancel-btn"
+                              aria-label={`Cancel ${t.spec.name}`}
                               onClick={() => setPending({ kind: 'cancel', task: t })}
                             >
                               Cancel
@@ -313,6 +314,7 @@ export function TaskTable(props: {
                               type="button"
                               className="btn btn-small btn-ghost"
                               data-testid="delete-btn"
+                              aria-label={`Delete ${t.spec.name}`}
                               onClick={() => setPending({ kind: 'delete', task: t })}
                             >
                               Delete

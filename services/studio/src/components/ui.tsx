@@ -1,5 +1,5 @@
 // Small shared pieces: status badge, progress bar, form field with its error.
-import type { ReactNode } from 'react';
+import { Children, cloneElement, isValidElement, type ReactElement, type ReactNode } from 'react';
 import { isTerminal, type Task, type TaskStatus } from '../api';
 import { STATUS_LABEL } from '../format';
 
@@ -58,16 +58,26 @@ export function Field(props: {
   className?: string;
 }) {
   const { label, htmlFor, errors, errorKey, hint, children, className } = props;
+  const invalid = !!errors?.length;
+  // The control the label names says whether it is in error, and what describes it.
+  const described = invalid ? `${htmlFor}-error` : hint ? `${htmlFor}-hint` : undefined;
+  const controls = Children.map(children, (child) =>
+    isValidElement<{ id?: string }>(child) && child.props.id === htmlFor
+      ? cloneElement(child as ReactElement<Record<string, unknown>>, { 'aria-invalid': invalid, 'aria-describedby': described })
+      : child,
+  );
   return (
-    <div className={`field ${errors?.length ? 'field-invalid' : ''} ${className ?? ''}`}>
+    <div className={`field ${invalid ? 'field-invalid' : ''} ${className ?? ''}`}>
       <label htmlFor={htmlFor}>{label}</label>
-      {children}
+      {controls}
       {errors?.length ? (
         <div className="field-error" role="alert" data-testid={`field-error-${errorKey}`} id={`${htmlFor}-error`}>
           {errors.join(' ')}
         </div>
       ) : hint ? (
-        <div className="field-hint">{hint}</div>
+        <div className="field-hint" id={`${htmlFor}-hint`}>
+          {hint}
+        </div>
       ) : null}
     </div>
   );
