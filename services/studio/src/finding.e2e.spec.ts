@@ -145,6 +145,10 @@ describe.skipIf(!hasChromium)('Studio: finding tasks, the GPU card, accessibilit
     expect(await chart.locator('[role=img]').getAttribute('aria-label')).toMatch(
       /^GPU 0 \(NVIDIA GeForce RTX 3060\) over the last \d+ min: 1 GB of 12 GB in use now, 7% utilisation\.$/,
     );
+    // The recommendation is for the whole GPU; the form's is for what other programs leave, and the card says so.
+    expect(await page.getByTestId('gpu-held-note').textContent()).toBe(
+      'Other programs hold 1 GB of GPU 0: the new-task form recommends and estimates by the 11 GB left.',
+    );
     await page.getByTestId('gpu-card').screenshot({ path: join(SHOTS, '40-gpu-history-1400.png') });
   });
 

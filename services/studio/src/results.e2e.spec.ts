@@ -99,9 +99,19 @@ describe.skipIf(!hasChromium)('Studio: results', () => {
 
   const row = (name: string) => page.locator(`[data-testid=task-row][data-name="${name}"]`);
   const detail = (id: string) => page.locator(`[data-testid=task-detail][data-task-id="${id}"]`);
+  /** One element as it lies on the full page (scrolled to the top: the sticky header covers nothing below it). */
   async function shot(name: string, target: Locator) {
-    await target.scrollIntoViewIfNeeded();
-    await target.screenshot({ path: join(SHOTS, name) });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const box = await target.evaluate((el) => {
+      const r = el.getBoundingClientRect();
+      return { x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height };
+    });
+    const pad = 8;
+    await page.screenshot({
+      path: join(SHOTS, name),
+      fullPage: true,
+      clip: { x: Math.max(0, box.x - pad), y: Math.max(0, box.y - pad), width: box.width + 2 * pad, height: box.height + 2 * pad },
+    });
   }
 
   it('shows a completed task’s output folder and artifacts with full paths, sizes and copy buttons', async () => {

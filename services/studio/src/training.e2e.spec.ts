@@ -99,9 +99,19 @@ describe.skipIf(!hasChromium)('Studio: seeing training', () => {
   const row = (name: string) => page.locator(`[data-testid=task-row][data-name="${name}"]`);
   const detail = (name: string) => page.locator(`[data-testid=task-detail][data-task-id="${ids[name]}"]`);
   const points = async (chart: Locator) => Number((await chart.getAttribute('data-points', { timeout: 5000 }).catch(() => '0')) ?? 0);
+  /** One element as it lies on the full page (scrolled to the top: the sticky header covers nothing below it). */
   async function shot(name: string, target: Locator) {
-    await target.scrollIntoViewIfNeeded();
-    await target.screenshot({ path: join(SHOTS, name) });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const box = await target.evaluate((el) => {
+      const r = el.getBoundingClientRect();
+      return { x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height };
+    });
+    const pad = 8;
+    await page.screenshot({
+      path: join(SHOTS, name),
+      fullPage: true,
+      clip: { x: Math.max(0, box.x - pad), y: Math.max(0, box.y - pad), width: box.width + 2 * pad, height: box.height + 2 * pad },
+    });
   }
 
   it('draws a running task’s loss and learning rate live, with its speed, time left and cost', async () => {

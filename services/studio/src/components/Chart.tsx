@@ -30,6 +30,9 @@ export interface ChartProps {
   formatRight?: (v: number) => string;
   /** A line under the chart. */
   caption?: string;
+  /** Fixed ranges of the axes (e.g. 0–100 for a percentage); otherwise they follow the data. */
+  leftRange?: [number, number];
+  rightRange?: [number, number];
 }
 
 /** The series aligned on the union of their x values (uPlot's AlignedData), nulls where one has no point. */
@@ -51,7 +54,15 @@ export function Chart(props: ChartProps) {
   const time = props.x.time === true;
   const data = useMemo(() => alignSeries(props.series, time), [props.series, time]);
   // A new chart when the set of series changes; new data otherwise.
-  const shape = JSON.stringify([props.series.map((s) => [s.label, s.color, s.right ?? false]), props.x, props.left, props.right, height]);
+  const shape = JSON.stringify([
+    props.series.map((s) => [s.label, s.color, s.right ?? false]),
+    props.x,
+    props.left,
+    props.right,
+    height,
+    props.leftRange,
+    props.rightRange,
+  ]);
   const fmt = useRef({ left: props.format, right: props.formatRight });
   fmt.current = { left: props.format, right: props.formatRight };
 
@@ -63,7 +74,11 @@ export function Chart(props: ChartProps) {
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth),
       height,
-      scales: { x: { time }, y: { auto: true }, ...(props.right ? { r: { auto: true } } : {}) },
+      scales: {
+        x: { time },
+        y: props.leftRange ? { auto: false, range: props.leftRange } : { auto: true },
+        ...(props.right ? { r: props.rightRange ? { auto: false, range: props.rightRange } : { auto: true } } : {}),
+      },
       axes: [
         { label: props.x.label, stroke: '#475467', grid: { stroke: '#eaecf0' }, ticks: { stroke: '#eaecf0' } },
         {

@@ -63,6 +63,7 @@ export function GpuCard({ gpu, error }: { gpu: GpuInfo | undefined; error: strin
             <span className="recommendation-label">Recommendation</span>
             {gpu.recommendation}
           </p>
+          <HeldNote devices={gpu.devices} />
           {gpu.error ? <p className="muted small">Note: {gpu.error}</p> : null}
         </>
       )}
@@ -202,10 +203,25 @@ function GpuHistory() {
             left="GB"
             {...(util.length ? { right: '%' } : {})}
             height={130}
+            leftRange={[0, d.memoryGb]}
+            rightRange={[0, 100]}
             summary={`GPU ${d.index} (${d.name}) over the last ${minutes} min: ${gb(last.memoryUsedGb)} of ${gb(d.memoryGb)} in use now${last.utilization !== null ? `, ${last.utilization}% utilisation` : ''}.`}
           />
         );
       })}
     </details>
+  );
+}
+
+/** The recommendation above is for the GPU's whole memory; the form recommends by what other programs leave. */
+function HeldNote({ devices }: { devices: GpuDevice[] }) {
+  const held = devices.filter((d) => d.externalMemoryGb > 0);
+  if (!held.length) return null;
+  const d = held.reduce((a, b) => (b.externalMemoryGb > a.externalMemoryGb ? b : a));
+  return (
+    <p className="muted small" data-testid="gpu-held-note">
+      Other programs hold {gb(d.externalMemoryGb)} of GPU {d.id}: the new-task form recommends and estimates by the{' '}
+      {gb(Math.max(0, Math.round((d.memoryGb - d.externalMemoryGb) * 10) / 10))} left.
+    </p>
   );
 }
