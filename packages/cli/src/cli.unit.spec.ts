@@ -228,3 +228,24 @@ describe('--from / --to', () => {
     expect(timeArg('2026-01-31T12:00:00Z')).toBe('2026-01-31T12:00:00Z');
   });
 });
+
+describe('tables that fit the terminal', () => {
+  const rows = [{ id: 't1', name: 'a rather long task name', status: 'TRAINING', where: 'gpu0+gpu1', when: '2026-01-01 00:00:00' }];
+  const cols = [
+    { header: 'ID', get: (r: (typeof rows)[number]) => r.id },
+    { header: 'NAME', get: (r: (typeof rows)[number]) => r.name, min: 6 },
+    { header: 'STATUS', get: (r: (typeof rows)[number]) => r.status },
+    { header: 'WHERE', get: (r: (typeof rows)[number]) => r.where, drop: 1 },
+    { header: 'WHEN', get: (r: (typeof rows)[number]) => r.when, drop: 2 },
+  ];
+  it('leaves out the columns marked to drop, highest first, then cuts those that may give', () => {
+    expect(table(rows, cols)).toBe(
+      'ID  NAME                     STATUS    WHERE      WHEN\nt1  a rather long task name  TRAINING  gpu0+gpu1  2026-01-01 00:00:00',
+    );
+    expect(table(rows, cols, 60).split('\n')[0]).toBe('ID  NAME                     STATUS    WHERE');
+    expect(table(rows, cols, 40)).toBe('ID  NAME                     STATUS\nt1  a rather long task name  TRAINING');
+    expect(table(rows, cols, 30)).toBe('ID  NAME              STATUS\nt1  a rather long t…  TRAINING');
+    // No narrower than the columns that may not give.
+    expect(table(rows, cols, 5).split('\n')[1]).toBe('t1  a rat…  TRAINING');
+  });
+});

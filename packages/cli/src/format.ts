@@ -3,23 +3,59 @@ import { accounting, isTerminal, taskSpeed, type ProgressPoint, type RouterOutpu
 
 export { isTerminal };
 
-export type Column<T> = { header: string; get: (row: T) => string; align?: 'left' | 'right'; max?: number };
+export type Column<T> = {
+  header: string;
+  get: (row: T) => string;
+  align?: 'left' | 'right';
+  max?: number;
+  /** Left out when the table is wider than the terminal: the highest first. */
+  drop?: number;
+  /** Cut (with …) down to this many characters when the table is still too wide. */
+  min?: number;
+};
 
 function truncate(s: string, max: number | undefined): string {
   if (max === undefined || s.length <= max) return s;
   return `${s.slice(0, Math.max(1, max - 1))}…`;
 }
 
-/** Columns padded to the widest cell, two spaces apart; no trailing spaces. */
-export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
-  const cells = rows.map((r) => columns.map((c) => truncate(oneLine(c.get(r)), c.max)));
-  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length)));
+/**
+ * Columns padded to the widest cell, two spaces apart; no trailing spaces. Given a `width` (the
+ * terminal's), a wider table leaves out the columns marked `drop` (highest first), then cuts
+ * those with a `min` until it fits.
+ */
+export function table<T>(rows: readonly T[], columns: readonly Column<T>[], width?: number): string {
+  let cols = [...columns];
+  const cellsOf = (cs: Column<T>[]) => rows.map((r) => cs.map((c) => truncate(oneLine(c.get(r)), c.max)));
+  const widthsOf = (cs: Column<T>[], cells: string[][]) =>
+    cs.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length)));
+  let cells = cellsOf(cols);
+  let widths = widthsOf(cols, cells);
+  const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
+  if (width !== undefined && width > 0) {
+    while (total() > width && cols.some((c) => c.drop !== undefined)) {
+      const out = cols.reduce((a, c) => ((c.drop ?? -1) > (a.drop ?? -1) ? c : a));
+      const keep = cols.map((c) => c !== out);
+      cols = cols.filter((_, i) => keep[i]);
+      cells = cells.map((row) => row.filter((_, i) => keep[i]));
+      widths = widths.filter((_, i) => keep[i]);
+    }
+    while (total() > width) {
+      // Cut the widest column that may still give.
+      let at = -1;
+      for (let i = 0; i < cols.length; i++)
+        if (cols[i]!.min !== undefined && widths[i]! > cols[i]!.min! && (at < 0 || widths[i]! > widths[at]!)) at = i;
+      if (at < 0) break;
+      widths[at] = Math.max(cols[at]!.min!, widths[at]! - (total() - width), cols[at]!.header.length);
+      cells = cells.map((row) => row.map((v, i) => (i === at ? truncate(v, widths[at]) : v)));
+    }
+  }
   const line = (values: string[]) =>
     values
-      .map((v, i) => (columns[i]!.align === 'right' ? v.padStart(widths[i]!) : i === values.length - 1 ? v : v.padEnd(widths[i]!)))
+      .map((v, i) => (cols[i]!.align === 'right' ? v.padStart(widths[i]!) : i === values.length - 1 ? v : v.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n');
+  return [line(cols.map((c) => c.header)), ...cells.map(line)].join('\n');
 }
 
 function oneLine(s: string): string {

@@ -27,3 +27,10 @@ export function flushed(): Promise<void> {
     });
   return Promise.all([drain(process.stdout), drain(process.stderr)]).then(() => undefined);
 }
+
+/** The terminal's width in columns: stdout's when it is a terminal, else COLUMNS when set; undefined otherwise (a pipe gets whole lines). */
+export function terminalColumns(): number | undefined {
+  if (process.stdout.isTTY && process.stdout.columns) return process.stdout.columns;
+  const env = Number(process.env.COLUMNS);
+  return Number.isInteger(env) && env > 0 ? env : undefined;
+}

@@ -13,12 +13,12 @@ const BIN = join(REPO_ROOT, 'packages/cli/bin/trainyard.mjs');
 const MODEL = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
 const backend = backends().find((b) => b.kind === 'pglite')!;
 
-function cli(url: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(url: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       [BIN, ...args],
-      { cwd: REPO_ROOT, env: { ...process.env, TRAINYARD_URL: url, TRAINYARD_USER: 'cli-training' }, timeout: 120_000 },
+      { cwd: REPO_ROOT, env: { ...process.env, TRAINYARD_URL: url, TRAINYARD_USER: 'cli-training', ...env }, timeout: 120_000 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== 'number') return reject(err);
         resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
@@ -98,6 +98,23 @@ describe('trainyard CLI: training figures (PGlite)', { timeout: 240_000 }, () =>
       new RegExp(`^${running.id}\\s+cli-running\\s+TRAINING\\s.*\\s\\d+(\\.\\d)?s\\s+(<0\\.01|0\\.\\d\\d)\\s+(\\d+[hms])+ left$`, 'm'),
     );
     expect(out).toMatch(new RegExp(`^${queued.id}\\s+cli-queued\\s+QUEUED\\s.*\\s-\\s+-\\s+by \\d\\d:\\d\\d:\\d\\d$`, 'm'));
+  });
+
+  it('ls and events fit the terminal: at 60 columns the first columns, cut; at 160 more of them', async () => {
+    const narrow = await cli(s.url, ['ls'], { COLUMNS: '60' });
+    expect(narrow.code).toBe(0);
+    const lines = narrow.stdout.trimEnd().split('\n');
+    for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(60);
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS$/);
+    // The widest column gives first: the progress is cut, the name kept.
+    expect(narrow.stdout).toMatch(new RegExp(`^${running.id}\\s+cli-running\\s+TRAINING\\s+[\\d.]+% epoch 1/1…$`, 'm'));
+    const wide = await cli(s.url, ['ls'], { COLUMNS: '160' });
+    const wideLines = wide.stdout.trimEnd().split('\n');
+    for (const l of wideLines) expect(l.length, l).toBeLessThanOrEqual(160);
+    expect(wideLines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+PROGRESS\s+QUEUE\/DEVICES\s+.*\s+ETA$/);
+    const events = await cli(s.url, ['events', '--task', done.id], { COLUMNS: '60' });
+    for (const l of events.stdout.trimEnd().split('\n')) expect(l.length, l).toBeLessThanOrEqual(60);
+    expect(events.stdout.split('\n')[0]).toMatch(/^TIME\s+TYPE\s+DETAIL$/);
   });
 
   it('events: an ending with its run time and GPU-hours', async () => {

@@ -3,7 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { RouterInputs, RouterOutputs } from '@trainyard/client';
 import type { Ctx } from '../cli';
 import { devicesText, duration, gpuHoursText, groundsText, progressText, table, taskDetails, time } from '../format';
-import { out, printJson, printJsonLine } from '../io';
+import { out, printJson, printJsonLine, terminalColumns } from '../io';
 import { intArg, listArg, parseDuration } from '../parse';
 
 type EventView = RouterOutputs['events']['list']['events'][number];
@@ -123,18 +123,23 @@ export function registerEventCommands(program: Command, ctx: () => Ctx): void {
         if (!events.length) return out('no events match');
         const costs = endingCosts(events);
         out(
-          table(events, [
-            { header: 'POSITION', get: (e) => e.position, align: 'right' },
-            { header: 'TIME', get: (e) => time(e.recordedAt) },
-            { header: 'TASK', get: (e) => e.streamId },
-            { header: 'TYPE', get: (e) => e.type },
-            { header: 'ACTOR', get: (e) => e.metadata.actor },
-            {
-              header: 'DETAIL',
-              get: (e) => [eventDetail(e), costs.get(e.position)].filter(Boolean).join('; '),
-              max: 160,
-            },
-          ]),
+          table(
+            events,
+            [
+              { header: 'POSITION', get: (e) => e.position, align: 'right', drop: 2 },
+              { header: 'TIME', get: (e) => time(e.recordedAt) },
+              { header: 'TASK', get: (e) => e.streamId, drop: 1 },
+              { header: 'TYPE', get: (e) => e.type },
+              { header: 'ACTOR', get: (e) => e.metadata.actor, drop: 3 },
+              {
+                header: 'DETAIL',
+                get: (e) => [eventDetail(e), costs.get(e.position)].filter(Boolean).join('; '),
+                max: 160,
+                min: 12,
+              },
+            ],
+            terminalColumns(),
+          ),
         );
         if (cursor) process.stderr.write(`more events: add --all, or --cursor ${cursor} for the next page\n`);
       },

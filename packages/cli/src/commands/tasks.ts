@@ -36,7 +36,7 @@ import {
   whereText,
   type QueueEntry,
 } from '../format';
-import { err, out, printJson, printJsonLine } from '../io';
+import { err, out, printJson, printJsonLine, terminalColumns } from '../io';
 import { resolveTaskId } from '../resolve-id';
 import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
 import { buildCreateInput, intArg, listArg, numberArg, parseDuration, type SubmitFlags } from '../parse';
@@ -235,19 +235,23 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       const starts = queue ? expectedStarts(queue) : new Map<string, string | null>();
       const now = Date.now();
       out(
-        table(items, [
-          { header: 'ID', get: (t) => t.id },
-          { header: 'NAME', get: (t) => t.spec.name, max: 40 },
-          { header: 'STATUS', get: (t) => t.status + (t.stop && !isTerminal(t.status) ? ' (stopping)' : '') },
-          { header: 'PROGRESS', get: (t) => progressText(t.progress) },
-          { header: 'QUEUE/DEVICES', get: (t) => whereText(t, positions) },
-          { header: 'REQUEST', get: (t) => requestText(t.spec.resources) },
-          { header: 'CREATED', get: (t) => time(t.createdAt) },
-          { header: 'FINISHED', get: (t) => time(t.finishedAt) },
-          { header: 'RAN', get: (t) => ranText(t, now) },
-          { header: 'GPU-H', get: (t) => gpuHoursOf(t, now), align: 'right' },
-          { header: 'ETA', get: (t) => etaText(t, starts.get(t.id), now) },
-        ]),
+        table(
+          items,
+          [
+            { header: 'ID', get: (t) => t.id },
+            { header: 'NAME', get: (t) => t.spec.name, max: 40, min: 10 },
+            { header: 'STATUS', get: (t) => t.status + (t.stop && !isTerminal(t.status) ? ' (stopping)' : '') },
+            { header: 'PROGRESS', get: (t) => progressText(t.progress), min: 4 },
+            { header: 'QUEUE/DEVICES', get: (t) => whereText(t, positions), drop: 4 },
+            { header: 'REQUEST', get: (t) => requestText(t.spec.resources), drop: 7 },
+            { header: 'CREATED', get: (t) => time(t.createdAt), drop: 8 },
+            { header: 'FINISHED', get: (t) => time(t.finishedAt), drop: 6 },
+            { header: 'RAN', get: (t) => ranText(t, now), drop: 3 },
+            { header: 'GPU-H', get: (t) => gpuHoursOf(t, now), align: 'right', drop: 5 },
+            { header: 'ETA', get: (t) => etaText(t, starts.get(t.id), now), drop: 2 },
+          ],
+          terminalColumns(),
+        ),
       );
       if (cursor) err(`more tasks: add --all, or --cursor ${cursor} for the next page`);
     });
@@ -437,8 +441,7 @@ async function allMetrics(client: TrainyardClient, id: string) {
 
 /** Columns the loss sparkline may take: the terminal's width less its label and numbers, 40 when not a terminal. */
 function sparklineWidth(): number {
-  const columns = process.stdout.isTTY ? process.stdout.columns : undefined;
-  return Math.max(8, Math.min(60, (columns ?? 80) - 40));
+  return Math.max(8, Math.min(60, (terminalColumns() ?? 80) - 40));
 }
 
 /** Formatted text with trainer-originated parts in it: each line stripped of control sequences on a terminal. */
