@@ -28,6 +28,9 @@ export interface TaskEventMap {
   };
   ArtifactRecorded: { path: string };
   CheckpointRecorded: { path: string; step: number };
+  /** Paused by a user: kept in its place in the queue, not started until released. */
+  TaskHeld: { reason: string | null };
+  TaskReleased: Record<string, never>;
   /**
    * Back to the queue, in its place, to resume from its checkpoint: its trainer ended after a
    * preemption, or (`lost`) the instance that ran it stopped renewing its lease.
@@ -55,6 +58,8 @@ export const TASK_EVENT_TYPES = [
   'ProgressRecorded',
   'ArtifactRecorded',
   'CheckpointRecorded',
+  'TaskHeld',
+  'TaskReleased',
   'TaskPreempted',
   'StopRequested',
   'TaskCompleted',

@@ -47,6 +47,7 @@ const emptyContext = (): Ctx => ({
   artifacts: [],
   checkpoint: null,
   preemptions: 0,
+  held: false,
   submittedPosition: null,
   cancelReason: null,
   deleted: false,
@@ -63,6 +64,9 @@ const guards = {
   notSpawned: ({ context }: GuardArgs) => context.trainer === null,
   notStopping: ({ context }: GuardArgs) => context.stop === null,
   stoppingForCancel: ({ context }: GuardArgs) => context.stop?.reason === 'cancel',
+  notHeld: ({ context }: GuardArgs) => !context.held,
+  isHeld: ({ context }: GuardArgs) => context.held,
+  heldOrPreempting: ({ context }: GuardArgs) => !context.held && context.stop?.reason === 'preempt',
   /** Requeued: after a preemption's stop, or taken back from an instance whose lease expired. */
   requeueAllowed: ({ context, event }: GuardArgs) =>
     context.stop?.reason === 'preempt' || (event as Ev<'TaskPreempted'>).data.lost?.runnerId === context.runnerId,
@@ -106,6 +110,8 @@ export const taskMachine = setup({
     artifact: assign(({ context, event }) => ({
       artifacts: [...context.artifacts, (event as Ev<'ArtifactRecorded'>).data.path],
     })),
+    held: assign({ held: true }),
+    releasedHold: assign({ held: false }),
     checkpointed: assign(({ event }) => {
       const d = (event as Ev<'CheckpointRecorded'>).data;
       return { checkpoint: { path: d.path, step: d.step } };
@@ -164,7 +170,9 @@ export const taskMachine = setup({
     },
     QUEUED: {
       on: {
-        TaskAssigned: { target: 'PREPARING', actions: 'assigned' },
+        TaskAssigned: { guard: 'notHeld', target: 'PREPARING', actions: 'assigned' },
+        TaskHeld: { guard: 'notHeld', actions: 'held' },
+        TaskReleased: { guard: 'isHeld', actions: 'releasedHold' },
         TaskCancelled: { target: 'CANCELLED', actions: 'cancelled' },
       },
     },
@@ -175,6 +183,8 @@ export const taskMachine = setup({
         ProgressRecorded: { actions: 'progressed' },
         ArtifactRecorded: { actions: 'artifact' },
         CheckpointRecorded: { actions: 'checkpointed' },
+        TaskHeld: { guard: 'heldOrPreempting', actions: 'held' },
+        TaskReleased: { guard: 'isHeld', actions: 'releasedHold' },
         TaskPreempted: { guard: 'requeueAllowed', target: 'QUEUED', actions: 'preempted' },
         StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
@@ -187,6 +197,8 @@ export const taskMachine = setup({
         ProgressRecorded: { actions: 'progressed' },
         ArtifactRecorded: { actions: 'artifact' },
         CheckpointRecorded: { actions: 'checkpointed' },
+        TaskHeld: { guard: 'heldOrPreempting', actions: 'held' },
+        TaskReleased: { guard: 'isHeld', actions: 'releasedHold' },
         TaskPreempted: { guard: 'requeueAllowed', target: 'QUEUED', actions: 'preempted' },
         StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
@@ -212,6 +224,9 @@ const guardRefusals: Record<GuardName, ((ctx: Ctx) => string) | null> = {
   stoppingForCancel: null,
   requeueAllowed: (ctx) => `it is held by ${ctx.runnerId ?? 'no instance'}, not by the instance named`,
   failureAllowed: null,
+  notHeld: () => 'it is paused; resume it first',
+  isHeld: () => 'it is not paused',
+  heldOrPreempting: (ctx) => (ctx.held ? 'it is paused already' : 'a running task is paused by preempting it first'),
 };
 
 /** The task as it stands: a machine snapshot plus the stream version it has folded. */
@@ -293,6 +308,9 @@ export type TaskCommand =
   /** A task of a higher class needs its devices: checkpoint, stop, requeue. */
   | { type: 'preempt'; message: string }
   | { type: 'recordCheckpoint'; path: string; step: number }
+  /** Pause: a queued task is kept in its place but not started; a running one must be preempting. */
+  | { type: 'hold'; reason?: string | null }
+  | { type: 'release' }
   /**
    * The instance `runnerId` that held it stopped renewing its lease: end the attempt as its exit
    * would have (a requested stop decides), else requeue it from its checkpoint, or fail it as
@@ -317,6 +335,8 @@ export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
   'loseDevices',
   'preempt',
   'recordCheckpoint',
+  'hold',
+  'release',
   'abandon',
   'recordExit',
   'fail',
@@ -378,6 +398,10 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
       ];
     case 'preempt':
       return [{ type: 'StopRequested', data: { reason: 'preempt', message: command.message } }];
+    case 'hold':
+      return [{ type: 'TaskHeld', data: { reason: command.reason ?? null } }];
+    case 'release':
+      return [{ type: 'TaskReleased', data: {} }];
     case 'recordCheckpoint':
       return [{ type: 'CheckpointRecorded', data: { path: command.path, step: command.step } }];
     case 'loseDevices':

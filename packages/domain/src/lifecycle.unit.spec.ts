@@ -33,6 +33,8 @@ const commands: Record<TaskCommandType, TaskCommand> = {
   preempt: { type: 'preempt', message: 'preempted for task t9 (urgent)' },
   recordCheckpoint: { type: 'recordCheckpoint', path: '/out/checkpoints/step-5', step: 5 },
   abandon: { type: 'abandon', runnerId: 'r1', message: 'instance r1 stopped renewing its lease', requeue: true },
+  hold: { type: 'hold', reason: 'paused by alice' },
+  release: { type: 'release' },
   recordExit: { type: 'recordExit', exitCode: 0, signal: null },
   fail: { type: 'fail', reason: 'lost', message: 'trainer gone' },
   delete: { type: 'delete' },
@@ -44,6 +46,7 @@ const states: Record<string, TaskState> = {
   NONE: initialState(),
   PENDING: given(ev.submitted()),
   QUEUED: given(ev.submitted(), ev.queued()),
+  'QUEUED+held': given(ev.submitted(), ev.queued(), { type: 'TaskHeld', data: { reason: null } }),
   PREPARING: given(ev.submitted(), ev.assigned()),
   'PREPARING+spawned': given(ev.submitted(), ev.assigned(), ev.spawned()),
   TRAINING: given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training()),
@@ -73,6 +76,8 @@ const running = (o: Partial<Row>): Row => ({
   preempt: 'StopRequested',
   recordCheckpoint: 'CheckpointRecorded',
   abandon: 'TaskPreempted',
+  hold: X,
+  release: X,
   recordExit: 'TaskCompleted',
   'recordExit(1)': 'TaskFailed',
   fail: 'TaskFailed',
@@ -93,6 +98,8 @@ const only = (o: Partial<Row>): Row => ({
   preempt: X,
   recordCheckpoint: X,
   abandon: X,
+  hold: X,
+  release: X,
   recordExit: X,
   'recordExit(1)': X,
   fail: X,
@@ -104,7 +111,8 @@ const only = (o: Partial<Row>): Row => ({
 const table: Record<keyof typeof states, Row> = {
   NONE: only({ submit: 'TaskSubmitted' }),
   PENDING: only({ enqueue: 'TaskQueued', assign: 'TaskAssigned', cancel: 'TaskCancelled' }),
-  QUEUED: only({ assign: 'TaskAssigned', cancel: 'TaskCancelled' }),
+  QUEUED: only({ assign: 'TaskAssigned', cancel: 'TaskCancelled', hold: 'TaskHeld' }),
+  'QUEUED+held': only({ cancel: 'TaskCancelled', release: 'TaskReleased' }),
   PREPARING: running({}),
   'PREPARING+spawned': running({ recordSpawn: X }),
   TRAINING: running({ recordSpawn: X, startTraining: X }),
@@ -148,6 +156,7 @@ const table: Record<keyof typeof states, Row> = {
     expire: X,
     loseDevices: X,
     preempt: X,
+    hold: 'TaskHeld',
     recordExit: 'TaskPreempted',
     'recordExit(1)': 'TaskPreempted',
   }),
@@ -386,5 +395,24 @@ describe('preemption: checkpoint, stop, requeue in its place', () => {
     const [preempted] = decide(s, { type: 'recordExit', exitCode: null, signal: 'SIGTERM' });
     const r = toRecord(fold(stored([preempted!], 't2', log.length, log.length + 10), s));
     expect([r.status, r.queuedPosition, r.checkpoint]).toEqual(['QUEUED', log[0]!.position, null]);
+  });
+});
+
+describe('pause and resume (hold, release)', () => {
+  it('a paused queued task keeps its place, is not assigned, and is assigned again once released', () => {
+    const log = stored([ev.submitted(), ev.queued(), { type: 'TaskHeld', data: { reason: 'paused' } }], 't1');
+    const held = fold(log);
+    expect(toRecord(held)).toMatchObject({ status: 'QUEUED', held: true, queuedPosition: log[1]!.position });
+    expect(when(held, commands.assign)).toBeInstanceOf(IllegalCommandError);
+    const released = fold(stored([{ type: 'TaskReleased', data: {} }], 't1', log.length, log.length + 5), held);
+    expect(toRecord(released).held).toBe(false);
+    expect(when(released, commands.assign)).toEqual(['TaskAssigned']);
+  });
+  it('a running task is paused by preempting it: held while it stops, QUEUED and held after its exit', () => {
+    const log = stored([ev.submitted(), ev.queued(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('preempt'), { type: 'TaskHeld', data: { reason: null } }], 't2');
+    const s = fold(log);
+    const [preempted] = decide(s, { type: 'recordExit', exitCode: 143, signal: null });
+    const r = toRecord(fold(stored([preempted!], 't2', log.length, log.length + 5), s));
+    expect([r.status, r.held, r.devices]).toEqual(['QUEUED', true, []]);
   });
 });

@@ -11,7 +11,7 @@ import type { TaskRecord } from './task';
  * changes what a TaskRecord holds: start-up then refolds the read models from the log, so a new
  * field is never read as undefined from a record an older fold wrote.
  */
-export const TASK_PROJECTION_VERSION = 3;
+export const TASK_PROJECTION_VERSION = 4;
 
 export interface ReadModels {
   tasks: Map<string, TaskRecord>;

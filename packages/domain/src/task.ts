@@ -137,6 +137,8 @@ export interface TaskRecord {
   checkpoint: Checkpoint | null;
   /** How many times it was preempted. */
   preemptions: number;
+  /** Paused: it stays queued in its place but is not started until released. */
+  held: boolean;
   /** Log position of its TaskSubmitted: its place in the queue if it is requeued without having queued. */
   submittedPosition: string | null;
   cancelReason: string | null;

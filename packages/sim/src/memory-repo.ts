@@ -230,7 +230,7 @@ export class MemoryDb {
       },
       listQueue: async (limit) =>
         [...w.tasks.values()]
-          .filter((t) => t.status === 'QUEUED')
+          .filter((t) => t.status === 'QUEUED' && !t.held)
           .sort(
             (a, b) =>
               (b.spec.priority?.value ?? 0) - (a.spec.priority?.value ?? 0) ||

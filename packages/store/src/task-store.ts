@@ -338,7 +338,8 @@ export class TaskCommands {
       const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
       // Devices freed, or a queued task gone (a blocked head no longer holds the others back).
       const freed = before.devices.length > 0 && task.devices.length === 0;
-      const leftQueue = before.status === 'QUEUED' && task.status !== 'QUEUED';
+      // (A paused task leaves the queue; a resumed one comes back.)
+      const leftQueue = (before.status === 'QUEUED' && task.status !== 'QUEUED') || before.held !== task.held;
       const started = freed || leftQueue ? await this.scheduleIn(tx, appended, meta) : [];
       return { task, events: appended.filter((e) => e.streamId === taskId), started };
     });

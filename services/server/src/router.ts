@@ -191,6 +191,9 @@ const tasksRouter = t.router({
     ),
   ),
   cancel: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.cancelTask(input.id, input.reason, ctx.actor)),
+  /** Pause: kept in its place in the queue, not started (a running task checkpoints and stops first); resume lets it start again. */
+  pause: procedure.input(cancelInput).mutation(({ ctx, input }) => ctx.service.pauseTask(input.id, input.reason, ctx.actor)),
+  resume: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.resumeTask(input.id, ctx.actor)),
   delete: procedure.input(idInput).mutation(({ ctx, input }) => ctx.service.deleteTask(input.id, ctx.actor)),
   /** Its recorded progress reports (loss, learning rate, steps over time) and the most GPU memory it was seen holding. */
   metrics: procedure

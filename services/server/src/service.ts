@@ -564,6 +564,23 @@ export class TrainyardService {
     return r.task;
   }
 
+  /**
+   * Pause: a queued task keeps its place but is not started; a running one is preempted first
+   * (it checkpoints, stops, and goes back to the queue held). Resume releases it.
+   */
+  async pauseTask(id: string, reason: string | undefined, actor: Actor): Promise<TaskRecord> {
+    const task = await this.getTask(id, actor);
+    const meta = { actor: actor.user, correlationId: actor.correlationId ?? null };
+    if ((task.status === 'PREPARING' || task.status === 'TRAINING') && task.stop?.reason !== 'preempt')
+      await this.store.execute(id, { type: 'preempt', message: `paused by ${actor.user}: it checkpoints and waits to be resumed` }, meta);
+    return (await this.store.execute(id, { type: 'hold', reason: reason ?? null }, meta)).task;
+  }
+
+  async resumeTask(id: string, actor: Actor): Promise<TaskRecord> {
+    await this.getTask(id, actor);
+    return (await this.store.execute(id, { type: 'release' }, { actor: actor.user, correlationId: actor.correlationId ?? null })).task;
+  }
+
   async deleteTask(id: string, actor: Actor): Promise<{ id: string; deleted: true }> {
     await this.getTask(id, actor);
     await this.store.execute(id, { type: 'delete' }, { actor: actor.user, correlationId: actor.correlationId ?? null });

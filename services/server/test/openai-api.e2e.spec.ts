@@ -218,6 +218,29 @@ for (const backend of backends()) {
       expect(again.headers?.get('x-should-retry')).toBe('false');
     });
 
+    it('pause: a running job checkpoints, stops and waits in the queue; resume runs it again from its checkpoint', async () => {
+      const job = await client.fineTuning.jobs.create({ model: MODEL, training_file: fileId, hyperparameters: { n_epochs: 100 } });
+      const taskId = job.id.replace(/^ftjob-/, '');
+      await eventually(async () => {
+        const t = await s.client.tasks.get.query({ id: taskId });
+        return t.status === 'TRAINING' && (t.progress.step ?? 0) > 0;
+      }, 'the long job to train');
+      expect((await client.fineTuning.jobs.pause(job.id)).status).toBe('paused');
+      const held = await eventually(async () => {
+        const t = await s.client.tasks.get.query({ id: taskId });
+        return t.status === 'QUEUED' && t.held ? t : null;
+      }, 'the paused job to wait in the queue');
+      expect(held.checkpoint).not.toBeNull();
+      expect((await client.fineTuning.jobs.retrieve(job.id)).status).toBe('paused');
+      // Paused, it is not started again, though the device is free.
+      await new Promise((r) => setTimeout(r, 600));
+      expect((await s.client.tasks.get.query({ id: taskId })).status).toBe('QUEUED');
+      expect((await client.fineTuning.jobs.resume(job.id)).status).not.toBe('paused');
+      await eventually(async () => (await s.client.tasks.get.query({ id: taskId })).attempt === 2, 'the resumed job to run again');
+      await client.fineTuning.jobs.cancel(job.id);
+      await eventually(async () => (await client.fineTuning.jobs.retrieve(job.id)).status === 'cancelled', 'the job to be cancelled');
+    });
+
     it('bad requests are refused in OpenAI’s shape, naming the parameter, with OpenAI’s status', async () => {
       const cases: [() => Promise<unknown>, number, string | null, RegExp][] = [
         [
@@ -271,7 +294,7 @@ for (const backend of backends()) {
         [() => client.fineTuning.jobs.create({ training_file: fileId } as never), 400, 'model', /Missing required parameter/],
         [() => client.fineTuning.jobs.retrieve('ftjob-nothere'), 404, 'fine_tuning_job_id', /No fine-tuning job/],
         [() => client.fineTuning.jobs.retrieve('nothing'), 404, 'fine_tuning_job_id', /No fine-tuning job/],
-        [() => client.fineTuning.jobs.pause(done.id), 400, null, /pause is not supported/],
+        [() => client.fineTuning.jobs.pause(done.id), 409, null, /cannot hold task/],
         [() => client.fineTuning.jobs.listEvents(done.id, { after: 'nope' }), 400, 'after', /event id/],
         [() => client.fineTuning.jobs.list({ limit: 1000 }), 400, 'limit', /1 to 100/],
         [() => client.files.retrieve('file-nothere'), 404, 'id', /No such File object/],
@@ -304,7 +327,7 @@ for (const backend of backends()) {
 
     it('jobs.list pages newest first with `after` and `has_more`; metadata filters', async () => {
       const all = (await client.fineTuning.jobs.list({ limit: 100 })).data;
-      expect(all).toHaveLength(3);
+      expect(all).toHaveLength(4); // done, the two cancelled, the paused one
       expect(all.map((j) => j.created_at)).toEqual([...all.map((j) => j.created_at)].sort((a, b) => b - a));
       let page = await client.fineTuning.jobs.list({ limit: 1 });
       const ids = [page.data[0]!.id];

@@ -1,6 +1,6 @@
 // Statements on the queue: the lock that serialises whoever queues a task or fills a slot, and
 // the queue's reads, in FIFO order of each task's TaskQueued position.
-import { asc, desc, eq, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, isNotNull, sql } from 'drizzle-orm';
 import type { TaskRecord } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
 import { tasks } from '../schema';
@@ -20,7 +20,7 @@ export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[
   const q = conn
     .select({ record: tasks.record })
     .from(tasks)
-    .where(eq(tasks.status, 'QUEUED'))
+    .where(and(eq(tasks.status, 'QUEUED'), isNotNull(tasks.queuedPosition)))
     .orderBy(desc(tasks.priority), asc(tasks.queuedPosition));
   const rows = limit === undefined ? await q : await q.limit(limit);
   return rows.map((r) => r.record);
@@ -28,7 +28,7 @@ export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[
 
 /** The highest priority among queued tasks (null: none queued): whether preempting could matter. */
 export async function topQueuedPriority(conn: Conn): Promise<number | null> {
-  const rows = rowsOf<{ p: number | string | null }>(await conn.execute(sql`SELECT max(priority) AS p FROM tasks WHERE status = 'QUEUED'`));
+  const rows = rowsOf<{ p: number | string | null }>(await conn.execute(sql`SELECT max(priority) AS p FROM tasks WHERE status = 'QUEUED' AND queued_position IS NOT NULL`));
   const p = rows[0]?.p;
   return p === null || p === undefined ? null : Number(p);
 }

@@ -91,7 +91,8 @@ function taskRow(after: TaskRecord, lastPosition: string) {
     name: after.spec.name,
     idempotencyKey: after.spec.idempotencyKey ?? null,
     createdAt: after.createdAt,
-    queuedPosition: after.status === 'QUEUED' ? after.queuedPosition : null,
+    // A paused (held) task keeps its place in the record, but is out of the queue's index until released.
+    queuedPosition: after.status === 'QUEUED' && !after.held ? after.queuedPosition : null,
     priority: after.spec.priority?.value ?? 0,
     deleted: after.deleted,
     lastPosition,

@@ -15,7 +15,7 @@ export const CHECKPOINT_PREFIX = 'ftckpt-';
 /** A finished job's metrics file (one per succeeded job; not an upload). */
 const RESULT_FILE_PREFIX = 'file-ftresult-';
 
-export type JobStatus = 'validating_files' | 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type JobStatus = 'validating_files' | 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'paused';
 
 /** The one mapping of the domain's statuses to OpenAI's (a new domain status fails to compile here). */
 export const JOB_STATUS = {
@@ -100,7 +100,8 @@ export function estimatedFinish(task: TaskRecord, now: number): number | null {
 
 /** The `fine_tuning.job` object of a task made through /v1/fine_tuning/jobs. */
 export function toJob(task: TaskRecord, job: OpenAiJobRow, training: Pick<OpenAiFileRow, 'estimatedTokens'> | null, now: number) {
-  const status = JOB_STATUS[task.status];
+  // Paused: held in the queue (or stopping to be), until resumed.
+  const status: JobStatus = task.held && !isTerminal(task.status) ? 'paused' : JOB_STATUS[task.status];
   const hyperparameters = hyperparametersOf(task);
   const succeeded = status === 'succeeded';
   return {

@@ -446,15 +446,13 @@ export function createOpenAiRoutes(service: TrainyardService) {
     ...(['pause', 'resume'] as const).map((verb): Route => ({
       method: 'POST',
       path: `/v1/fine_tuning/jobs/{job_id}/${verb}`,
-      async handle({ req, params, actor }) {
+      // Pause: a running job checkpoints and stops (preemption), then waits in its place in the
+      // queue; resume lets it start again, from its checkpoint.
+      async handle({ req, res, params, actor }) {
         await readJson(req);
-        await jobOf(params.job_id!, actor);
-        throw new OpenAiError(
-          400,
-          `${verb} is not supported by Trainyard: a job cannot be paused and resumed from a checkpoint yet. ` +
-            'Cancel it (POST /v1/fine_tuning/jobs/{id}/cancel) and create a new one instead.',
-          { code: 'unsupported_operation' },
-        );
+        const { task, job } = await jobOf(params.job_id!, actor);
+        const after = verb === 'pause' ? await service.pauseTask(task.id, 'paused through the OpenAI API', actor) : await service.resumeTask(task.id, actor);
+        sendJson(res, 200, await jobObject(after, job));
       },
     })),
     {
