@@ -28,6 +28,7 @@ import {
   replayInput,
   createDeploymentInput,
   deploymentIdInput,
+  deploymentUpdatesInput,
   listDeploymentsInput,
 } from './schemas';
 
@@ -298,6 +299,14 @@ const deploymentsRouter = t.router({
   list: procedure.input(listDeploymentsInput).query(({ ctx, input }) => ctx.service.deployments.list(ctx.actor, input?.limit ?? 100)),
   stop: procedure.input(deploymentIdInput).mutation(({ ctx, input }) => ctx.service.deployments.stop(input.id, ctx.actor)),
   delete: procedure.input(deploymentIdInput).mutation(({ ctx, input }) => ctx.service.deployments.delete(input.id, ctx.actor)),
+  /** Each change of a deployment (or of all the caller may see) as its record after the change, from now on. */
+  onUpdate: procedure.input(deploymentUpdatesInput).subscription(async function* ({ ctx, input, signal }) {
+    try {
+      yield* ctx.service.deployments.updates({ id: input?.id, viewer: ctx.actor, signal });
+    } catch (err) {
+      throw translate(err) ?? err;
+    }
+  }),
 });
 
 export const appRouter = t.router({

@@ -260,4 +260,5 @@ export const createDeploymentInput = z
     path: ['taskId'],
   });
 export const deploymentIdInput = z.strictObject({ id: deploymentId });
+export const deploymentUpdatesInput = z.strictObject({ id: deploymentId.optional() }).optional();
 export const listDeploymentsInput = z.strictObject({ limit: int('limit', 1, 500).optional() }).optional();

@@ -177,6 +177,7 @@ export class TrainyardService {
       getTask: (id, viewer) => this.getTask(id, { ...viewer }),
       pollMs: config.pollMs,
       killGraceMs: config.killGraceMs,
+      feed: this.feed,
       log,
     });
   }

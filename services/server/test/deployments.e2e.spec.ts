@@ -45,6 +45,8 @@ for (const backend of backends()) {
 
     it('serves a completed task’s adapter by the task’s name, answers a chat completion, and stops', async () => {
       const task = await completedTask();
+      const seen: string[] = [];
+      const sub = s.client.deployments.onUpdate.subscribe(undefined, { onData: (r) => seen.push(`${r.id} ${r.status}`) });
       const created = await s.client.deployments.create.mutate({ taskId: task.id });
       expect(created).toMatchObject({
         status: 'STARTING',
@@ -93,6 +95,10 @@ for (const backend of backends()) {
       }, 'deployment to stop');
       expect(stopped.endpoint).toBeNull();
       await expect(fetch(`${d.endpoint}/models`)).rejects.toThrow();
+      // SERVING comes the scripted server’s 1 s start after the create: the subscription is open by then.
+      await eventually(async () => (seen.includes(`${d.id} STOPPED`) ? true : null), 'deployments.onUpdate to tell STOPPED');
+      expect(seen.filter((x) => x.startsWith(d.id))).toEqual(expect.arrayContaining([`${d.id} SERVING`, `${d.id} STOPPED`]));
+      sub.unsubscribe();
       const after = await proxied(task.id);
       expect(after.status).toBe(404);
       await s.client.deployments.delete.mutate({ id: d.id });

@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import {
   defaultGpuMemoryUtilization,
   isDeploymentEnded,
+  isDeploymentStream,
   type DeploymentAdapter,
   type DeploymentRecord,
   type DeploymentSpec,
@@ -61,6 +62,8 @@ export interface DeploymentsOptions {
   getTask(id: string, viewer: Viewer): Promise<TaskRecord>;
   pollMs: number;
   killGraceMs: number;
+  /** The service's one tail of the log: `onEvents` hands over each committed batch. */
+  feed: { onEvents(fn: (events: { streamId: string }[]) => void): () => void };
   log: { info(m: string): void; warn(m: string): void };
 }
 
@@ -162,6 +165,41 @@ export class Deployments {
     await this.get(id, viewer);
     await this.store.command(id, { type: 'delete' }, viewer.user);
     return { id, deleted: true };
+  }
+
+  /**
+   * Each change of the deployments the caller may see (or of deployment `id`), as its record
+   * after the change, from now on. Changes come from the log's tail; several changes of one
+   * deployment between two reads arrive as its latest record.
+   */
+  async *updates(o: { id?: string | undefined; viewer: Viewer; signal?: AbortSignal | undefined }): AsyncGenerator<DeploymentRecord> {
+    if (o.id !== undefined) await this.get(o.id, o.viewer);
+    const changed = new Set<string>();
+    let wake: (() => void) | null = null;
+    const off = this.opts.feed.onEvents((events) => {
+      for (const e of events) if (isDeploymentStream(e.streamId) && (o.id === undefined || e.streamId === o.id)) changed.add(e.streamId);
+      if (changed.size) wake?.();
+    });
+    try {
+      while (!o.signal?.aborted) {
+        if (!changed.size) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            o.signal?.addEventListener('abort', () => resolve(), { once: true });
+          });
+          wake = null;
+          continue;
+        }
+        const ids = [...changed];
+        changed.clear();
+        for (const id of ids) {
+          const row = await this.store.get(id);
+          if (row && (o.viewer.admin || row.owner === o.viewer.user)) yield row.record;
+        }
+      }
+    } finally {
+      off();
+    }
   }
 
   /** After a start: watch again the servers of deployments still live in the log. */
