@@ -409,7 +409,18 @@ describe('pause and resume (hold, release)', () => {
     expect(when(released, commands.assign)).toEqual(['TaskAssigned']);
   });
   it('a running task is paused by preempting it: held while it stops, QUEUED and held after its exit', () => {
-    const log = stored([ev.submitted(), ev.queued(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('preempt'), { type: 'TaskHeld', data: { reason: null } }], 't2');
+    const log = stored(
+      [
+        ev.submitted(),
+        ev.queued(),
+        ev.assigned(),
+        ev.spawned(),
+        ev.training(),
+        ev.stop('preempt'),
+        { type: 'TaskHeld', data: { reason: null } },
+      ],
+      't2',
+    );
     const s = fold(log);
     const [preempted] = decide(s, { type: 'recordExit', exitCode: 143, signal: null });
     const r = toRecord(fold(stored([preempted!], 't2', log.length, log.length + 5), s));

@@ -28,7 +28,9 @@ export async function listQueue(conn: Conn, limit?: number): Promise<TaskRecord[
 
 /** The highest priority among queued tasks (null: none queued): whether preempting could matter. */
 export async function topQueuedPriority(conn: Conn): Promise<number | null> {
-  const rows = rowsOf<{ p: number | string | null }>(await conn.execute(sql`SELECT max(priority) AS p FROM tasks WHERE status = 'QUEUED' AND queued_position IS NOT NULL`));
+  const rows = rowsOf<{ p: number | string | null }>(
+    await conn.execute(sql`SELECT max(priority) AS p FROM tasks WHERE status = 'QUEUED' AND queued_position IS NOT NULL`),
+  );
   const p = rows[0]?.p;
   return p === null || p === undefined ? null : Number(p);
 }

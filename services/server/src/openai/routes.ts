@@ -451,7 +451,10 @@ export function createOpenAiRoutes(service: TrainyardService) {
       async handle({ req, res, params, actor }) {
         await readJson(req);
         const { task, job } = await jobOf(params.job_id!, actor);
-        const after = verb === 'pause' ? await service.pauseTask(task.id, 'paused through the OpenAI API', actor) : await service.resumeTask(task.id, actor);
+        const after =
+          verb === 'pause'
+            ? await service.pauseTask(task.id, 'paused through the OpenAI API', actor)
+            : await service.resumeTask(task.id, actor);
         sendJson(res, 200, await jobObject(after, job));
       },
     })),
