@@ -76,7 +76,7 @@ const trainingConfig = z
   });
 
 /** What a task asks of the GPUs; checked against the inventory by the service. */
-export const resourcesInput = z.strictObject({
+const resourcesInput = z.strictObject({
   gpus: int('resources.gpus', 1, 64).default(1),
   gpuMemoryGb: z
     .number({ error: 'resources.gpuMemoryGb must be a number' })
