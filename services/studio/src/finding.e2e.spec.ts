@@ -4,35 +4,20 @@
 // cut short keep a tooltip; the GPU card charts memory and utilisation over the last hour; and
 // axe-core finds no WCAG 2 A/AA violation in the page (contrast, names, labels), at 1400 and
 // 420 px. Screenshots in services/studio/test-results/.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@trainyard/client';
-import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
-import { eventually, installFakeNvidiaSmi, REPO_ROOT, simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { backends } from '@trainyard/store/testing';
+import { eventually, installFakeNvidiaSmi, simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { CHROMIUM, CHROMIUM_ARGS, DIST, ensurePanelBuilt, hasChromium, STUDIO } from './e2e-kit';
 
-const STUDIO = resolve(import.meta.dirname, '..');
-const DIST = join(STUDIO, 'dist');
 const SHOTS = join(STUDIO, 'test-results');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-sync',
-];
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const WAIT = 60_000;
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium)
-  skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
 
 interface AxeViolation {
   id: string;
@@ -50,8 +35,7 @@ describe.skipIf(!hasChromium)('Studio: finding tasks, the GPU card, accessibilit
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
-    const build = spawnSync(process.execPath, [join(STUDIO, 'scripts/ensure-built.mjs'), '--strict'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`panel build failed:\n${build.stdout}\n${build.stderr}`);
+    ensurePanelBuilt();
     mkdirSync(SHOTS, { recursive: true });
     tmp = mkdtempSync(join(tmpdir(), 'studio-finding-'));
     const smi = installFakeNvidiaSmi(tmp, 'one-gpu');

@@ -2,34 +2,19 @@
 // the login box first, a refused token said so, signing in shows who is signed in and only that
 // user's tasks, live (subscriptions carry the token over fetch); the session survives a reload; a
 // token revoked meanwhile brings the login box back with the reason; signing out forgets it.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { addUser, createToken, openDatabase, revokeToken, storageFromEnv } from '@trainyard/store';
-import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
-import { REPO_ROOT, simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { backends } from '@trainyard/store/testing';
+import { simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { CHROMIUM, CHROMIUM_ARGS, DIST, ensurePanelBuilt, hasChromium, STUDIO } from './e2e-kit';
 
-const STUDIO = resolve(import.meta.dirname, '..');
-const DIST = join(STUDIO, 'dist');
 const SHOTS = join(STUDIO, 'test-results');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-sync',
-];
 const WAIT = 60_000;
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium)
-  skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
 
 /** Runs `fn` on the service's database (PGlite: only while no service has it open). */
 async function onDatabase<T>(dataDir: string, fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>): Promise<T> {
@@ -54,8 +39,7 @@ describe.skipIf(!hasChromium)('Studio panel in tokens mode', () => {
   const cspViolations: string[] = [];
 
   beforeAll(async () => {
-    const build = spawnSync(process.execPath, [join(STUDIO, 'scripts/ensure-built.mjs'), '--strict'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`panel build failed:\n${build.stdout}\n${build.stderr}`);
+    ensurePanelBuilt();
     mkdirSync(SHOTS, { recursive: true });
     dataDir = mkdtempSync(join(tmpdir(), 'studio-login-'));
     await onDatabase(dataDir, async (db) => {

@@ -6,37 +6,20 @@
 //
 // Robust on a loaded machine: every step waits for a condition (generous timeouts), nothing
 // asserts on timing.
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
+import { backends } from '@trainyard/store/testing';
 import { DATASET, installFakeNvidiaSmi, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
+import { CHROMIUM, CHROMIUM_ARGS, DIST, ensurePanelBuilt, hasChromium, STUDIO } from './e2e-kit';
 
-const STUDIO = resolve(import.meta.dirname, '..');
-const DIST = join(STUDIO, 'dist');
 const SHOTS = join(STUDIO, 'test-results');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const FIXTURE_GPU = join(REPO_ROOT, 'services/server/test/fixtures/nvidia-smi/one-gpu');
 // Long enough that a task is still training while the specs look at it (cancelled well before).
 const SIMULATE = '{"steps":400,"stepMs":250,"logLinesPerStep":1}';
 const WAIT = 60_000;
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium)
-  skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
 
 describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
   let s: RunningServer;
@@ -49,11 +32,7 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
 
   beforeAll(async () => {
     // Build the panel when dist is missing or older than its sources (as `npm start` does).
-    const build = spawnSync(process.execPath, [join(STUDIO, 'scripts/ensure-built.mjs'), '--strict'], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-    });
-    if (build.status !== 0) throw new Error(`panel build failed:\n${build.stdout}\n${build.stderr}`);
+    ensurePanelBuilt();
     mkdirSync(SHOTS, { recursive: true });
 
     tmp = mkdtempSync(join(tmpdir(), 'studio-e2e-'));

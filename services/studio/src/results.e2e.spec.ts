@@ -6,34 +6,19 @@
 // card shows the reason and its last lines as they were, and after running out of memory the
 // settings that fit (the form's estimate), which "retry with these settings" puts in the form.
 // At 1400 and 420 px, with screenshots in services/studio/test-results/.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
-import { eventually, installFakeNvidiaSmi, REPO_ROOT, simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { backends } from '@trainyard/store/testing';
+import { eventually, installFakeNvidiaSmi, simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { CHROMIUM, CHROMIUM_ARGS, DIST, ensurePanelBuilt, hasChromium, STUDIO } from './e2e-kit';
 
-const STUDIO = resolve(import.meta.dirname, '..');
-const DIST = join(STUDIO, 'dist');
 const SHOTS = join(STUDIO, 'test-results');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-sync',
-];
 const WAIT = 60_000;
 const SEVEN_B = 'Qwen/Qwen2.5-Coder-7B-Instruct';
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium)
-  skipLoudlyOrFail(`${CHROMIUM} not found: the Studio browser specs cannot run`, 'apt-get install chromium, or set CHROMIUM_PATH');
 
 describe.skipIf(!hasChromium)('Studio: results', () => {
   let s: RunningServer;
@@ -46,8 +31,7 @@ describe.skipIf(!hasChromium)('Studio: results', () => {
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
-    const build = spawnSync(process.execPath, [join(STUDIO, 'scripts/ensure-built.mjs'), '--strict'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`panel build failed:\n${build.stdout}\n${build.stderr}`);
+    ensurePanelBuilt();
     mkdirSync(SHOTS, { recursive: true });
     tmp = mkdtempSync(join(tmpdir(), 'studio-results-'));
     const smi = installFakeNvidiaSmi(tmp, 'one-gpu');

@@ -6,23 +6,15 @@
 // /api to Trainyard, keeping the browser's Host and Origin, with that address in
 // TRAINYARD_ALLOWED_HOSTS as the README says. Any page error fails the spec.
 import { createServer, request, type Server } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, skipLoudlyOrFail } from '@trainyard/store/testing';
+import { backends } from '@trainyard/store/testing';
 import { DATASET, freePort, installFakeNvidiaSmi, startServer, type RunningServer } from '@trainyard/server/testing';
+import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from './e2e-kit';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-sync',
-];
 const WAIT = 60_000;
 const MODEL = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
 
@@ -108,13 +100,6 @@ function studioDevServer(port: number, target: number): Promise<Server> {
   });
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
 }
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium)
-  skipLoudlyOrFail(
-    `${CHROMIUM} not found: the Studio contract's browser spec cannot run`,
-    'apt-get install chromium, or set CHROMIUM_PATH',
-  );
 
 describe.skipIf(!hasChromium)("a page in Studio's shapes, through a dev-server proxy", () => {
   let s: RunningServer;
