@@ -5,7 +5,7 @@ export function shortTime(iso: string | null | undefined, now: Date = new Date()
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return '—';
-  const time = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  const time = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
   const sameDay = d.toDateString() === now.toDateString();
   if (sameDay) return time;
   return `${d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })} ${time}`;
@@ -14,7 +14,7 @@ export function shortTime(iso: string | null | undefined, now: Date = new Date()
 export function fullTime(iso: string | null | undefined): string {
   if (!iso) return '';
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? '' : d.toLocaleString(undefined, { hour12: false });
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleString(undefined, { hourCycle: 'h23' });
 }
 
 export function duration(fromIso: string | null | undefined, toIso: string | null | undefined, now = Date.now()): string {
