@@ -5,3 +5,4 @@ export * from './models';
 export * from './presets';
 export * from './estimate';
 export * from './limits';
+export * from './describe';

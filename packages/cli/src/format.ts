@@ -1,5 +1,6 @@
 // Plain-text rendering: padded tables, times, durations, progress, a task's details.
 import { accounting, isTerminal, taskSpeed, type ProgressPoint, type RouterOutputs, type TaskView } from '@trainyard/client';
+import { devicesText as describeDevices, requestText as describeRequest } from '@trainyard/catalogue';
 
 export { isTerminal };
 
@@ -109,30 +110,16 @@ export function progressText(p: Progress, opts: { percent?: boolean } = {}): str
   return parts.join(' ');
 }
 
-/** Memory in GB as shown to people (one decimal), from MiB. */
-function gbText(mb: number): string {
-  return `${Math.round((mb / 1024) * 10) / 10} GB`;
-}
-
 type Grant = TaskView['devices'][number];
 
-/** The devices a task holds: `gpu0+gpu1`, `gpu3/mig1 (1g.10gb)`; "-" for none. */
+/** The devices a task holds (catalogue's wording); "-" for none. */
 export function devicesText(devices: readonly Pick<Grant, 'deviceId' | 'migProfile'>[]): string {
-  if (!devices.length) return '-';
-  return devices.map((d) => (d.migProfile ? `${d.deviceId} (${d.migProfile})` : d.deviceId)).join('+');
+  return describeDevices(devices) || '-';
 }
 
-/**
- * What a task asks for: `1 GPU`, `2 GPUs`, `1 GPU, 30 GB`, `1 GPU, shared 12 GB (estimated)`.
- * The memory is per device; "(estimated)" when the service estimated it from the model.
- */
+/** What a task asks for, in the catalogue's wording: `1 GPU, shared 12 GB (estimated)`. */
 export function requestText(r: TaskView['spec']['resources']): string {
-  const parts = [r.gpus === 1 ? '1 GPU' : `${r.gpus} GPUs`];
-  const mem =
-    r.memoryMb !== null ? `${gbText(r.memoryMb)}${r.gpus > 1 ? ' each' : ''}${r.memorySource === 'estimate' ? ' (estimated)' : ''}` : null;
-  if (r.shared) parts.push(mem ? `shared ${mem}` : 'shared');
-  else if (mem) parts.push(mem);
-  return parts.join(', ');
+  return describeRequest(r);
 }
 
 /** What the policy saw when it placed a task (TaskAssigned's `grounds`; null before they were recorded). */

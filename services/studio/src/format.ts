@@ -1,5 +1,6 @@
 // Small pure helpers for display.
 import type { PlacementGrounds, Task } from './api';
+import { requestText as describeRequest } from '@trainyard/catalogue';
 
 export function shortTime(iso: string | null | undefined, now: Date = new Date()): string {
   if (!iso) return '—';
@@ -72,19 +73,12 @@ export function gbOfMb(mb: number): string {
   return gb(Math.round((mb / 1024) * 10) / 10);
 }
 
-/** The devices a task holds: "gpu0+gpu1", "gpu3/mig1 (1g.10gb)"; "" for none. */
-export function devicesText(devices: readonly Pick<Task['devices'][number], 'deviceId' | 'migProfile'>[]): string {
-  return devices.map((d) => (d.migProfile ? `${d.deviceId} (${d.migProfile})` : d.deviceId)).join('+');
-}
+/** The devices a task holds, in the catalogue's wording ("gpu0+gpu1"); "" for none. */
+export { devicesText } from '@trainyard/catalogue';
 
-/** What a task asks for: "1 GPU", "2 GPUs", "1 GPU · 30 GB", "1 GPU · shared 12 GB (estimated)"; memory is per device. */
+/** What a task asks for, in the catalogue's wording with the panel's separator: "1 GPU · shared 12 GB (estimated)". */
 export function requestText(r: Task['spec']['resources']): string {
-  const parts = [r.gpus === 1 ? '1 GPU' : `${r.gpus} GPUs`];
-  const mem =
-    r.memoryMb !== null ? `${gbOfMb(r.memoryMb)}${r.gpus > 1 ? ' each' : ''}${r.memorySource === 'estimate' ? ' (estimated)' : ''}` : null;
-  if (r.shared) parts.push(mem ? `shared ${mem}` : 'shared');
-  else if (mem) parts.push(mem);
-  return parts.join(' · ');
+  return describeRequest(r, ' · ');
 }
 
 /**
