@@ -12,3 +12,4 @@ export * from './inventory-change';
 export * from './usage';
 export * from './leases';
 export * from './deployment';
+export * from './webhooks';
