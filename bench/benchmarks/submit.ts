@@ -13,7 +13,7 @@ import { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
 import { createTRPCClient, httpLink } from '@trpc/client';
 import { connect, trpcUrl, type AppRouter, type TrainyardClient } from '@trainyard/client';
-import { DEFAULT_RESOURCES, uniformInventory, type TaskSpec } from '@trainyard/domain';
+import { DEFAULT_RESOURCES, isActive, uniformInventory, type TaskSpec } from '@trainyard/domain';
 import { configureDevices, openDatabase, TaskStore } from '@trainyard/store';
 import {
   DATASET,
@@ -95,8 +95,7 @@ interface Row {
 /** Hold the server's one GPU slot with a long task, so submissions queue. */
 export async function blockedServer(server: BenchServer): Promise<void> {
   const blocker = await server.client.tasks.create.mutate(blockerInput());
-  if (blocker.status !== 'PREPARING' && blocker.status !== 'TRAINING')
-    throw new Error(`the blocker task did not take the slot (it is ${blocker.status})`);
+  if (!isActive(blocker.status)) throw new Error(`the blocker task did not take the slot (it is ${blocker.status})`);
 }
 
 async function measure(

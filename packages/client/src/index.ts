@@ -10,9 +10,11 @@ export {
   ACTIVE_STATUSES,
   isActive,
   isTerminal,
+  isWaiting,
   OPEN_STATUSES,
   TASK_STATUSES,
   TERMINAL_STATUSES,
+  WAITING_STATUSES,
   type TaskStatus,
 } from '@trainyard/domain/status';
 export { accounting, taskSpeed, throughputSeries, type ProgressPoint } from '@trainyard/domain/metrics';

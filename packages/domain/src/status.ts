@@ -7,6 +7,8 @@ export type TaskStatus = (typeof TASK_STATUSES)[number];
 
 /** Ended for good: nothing more happens to the task; it may be deleted. */
 export const TERMINAL_STATUSES: readonly TaskStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+/** Waiting for devices: submitted or queued, no trainer started for it yet. */
+export const WAITING_STATUSES: readonly TaskStatus[] = ['PENDING', 'QUEUED'];
 /** Holding a GPU slot with a trainer starting or running. */
 export const ACTIVE_STATUSES: readonly TaskStatus[] = ['PREPARING', 'TRAINING'];
 /** Not ended yet: waiting or running, so it may still be cancelled. */
@@ -14,6 +16,10 @@ export const OPEN_STATUSES: readonly TaskStatus[] = TASK_STATUSES.filter((s) => 
 
 export function isTerminal(status: TaskStatus | string): boolean {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+export function isWaiting(status: TaskStatus | string): boolean {
+  return (WAITING_STATUSES as readonly string[]).includes(status);
 }
 
 export function isActive(status: TaskStatus | string): boolean {

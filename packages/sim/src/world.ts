@@ -499,7 +499,7 @@ export class World {
     this.result.restarts++;
     this.log('service start: recovery');
     await this.guard(async () => {
-      for (const t of [...this.db.tasks.values()].filter((x) => x.status === 'PREPARING' || x.status === 'TRAINING')) {
+      for (const t of [...this.db.tasks.values()].filter((x) => isActive(x.status))) {
         if (t.runnerId === RUNNER) await this.settle(t);
       }
       await this.noticeLostDevices();
@@ -644,7 +644,7 @@ export class World {
       const launchId = svc.toLaunch.shift();
       if (launchId) {
         const t = this.db.tasks.get(launchId)!;
-        if ((t.status === 'PREPARING' || t.status === 'TRAINING') && !svc.runs.has(t.id)) await this.settle(t);
+        if (isActive(t.status) && !svc.runs.has(t.id)) await this.settle(t);
         continue;
       }
       const stopId = svc.toStop.shift();
@@ -892,7 +892,7 @@ export class World {
 
   /** Lines on their own: together, else one by one (a refused line costs only itself). */
   private async storeLines(taskId: string, lines: LogLine[]): Promise<void> {
-    const store = (batch: LogLine[]) => this.db.transaction(async (repo) => repo.appendLogLines!(taskId, batch));
+    const store = (batch: LogLine[]) => this.db.transaction(async (repo) => repo.appendLogLines(taskId, batch));
     try {
       return await store(lines);
     } catch (err) {
@@ -978,7 +978,7 @@ export class World {
     const byDevice = new Map<string, DeviceHolderRow[]>();
     for (const h of db.holders) {
       const t = db.tasks.get(h.taskId);
-      if (!t || !t.devices.some((g) => g.deviceId === h.deviceId) || (t.status !== 'PREPARING' && t.status !== 'TRAINING'))
+      if (!t || !t.devices.some((g) => g.deviceId === h.deviceId) || !isActive(t.status))
         this.violation('device-holder', `${h.deviceId} held by ${h.taskId} (${t?.status})`);
       holderIds.add(h.taskId);
       byDevice.set(h.deviceId, [...(byDevice.get(h.deviceId) ?? []), h]);

@@ -13,6 +13,7 @@ import {
   evolve,
   gb,
   initialState,
+  isActive,
   policyByName,
   TaskNotFoundError,
   toRecord,
@@ -572,7 +573,7 @@ export class TrainyardService {
   async pauseTask(id: string, reason: string | undefined, actor: Actor): Promise<TaskRecord> {
     const task = await this.getTask(id, actor);
     const meta = { actor: actor.user, correlationId: actor.correlationId ?? null };
-    if ((task.status === 'PREPARING' || task.status === 'TRAINING') && task.stop?.reason !== 'preempt')
+    if (isActive(task.status) && task.stop?.reason !== 'preempt')
       await this.store.execute(id, { type: 'preempt', message: `paused by ${actor.user}: it checkpoints and waits to be resumed` }, meta);
     return (await this.store.execute(id, { type: 'hold', reason: reason ?? null }, meta)).task;
   }

@@ -10,6 +10,7 @@ import {
   FetchEventSource,
   isActive,
   isTerminal,
+  isWaiting,
   accounting,
   taskSpeed,
   throughputSeries,
@@ -54,7 +55,7 @@ export function createStudioClient(token: string | null) {
   });
 }
 
-export { accounting, errorInfo, isActive, isTerminal, taskSpeed, throughputSeries, type ProgressPoint };
+export { accounting, errorInfo, isActive, isTerminal, isWaiting, taskSpeed, throughputSeries, type ProgressPoint };
 
 /** Uploads a dataset file from this browser; the answer's file_path is the task's datasetPath. */
 export function uploadStudioDataset(file: File) {

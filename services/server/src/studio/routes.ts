@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import type { z } from 'zod';
 import { estimateMemoryGb, MODELS } from '@trainyard/catalogue';
-import { IllegalCommandError, isTerminal, TaskNotFoundError, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { IllegalCommandError, isTerminal, isWaiting, TaskNotFoundError, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { ConcurrencyError, databaseErrorMessage, isConnectionError } from '@trainyard/store';
 import { resolveOutputDir } from '../runner/launcher';
 import { createTaskInput } from '../schemas';
@@ -148,7 +148,7 @@ class LogTails {
 
   async of(task: TaskRecord): Promise<string[]> {
     // Nothing has run yet: nothing to read.
-    if ((task.status === 'PENDING' || task.status === 'QUEUED') && task.attempt === 0) return [];
+    if (isWaiting(task.status) && task.attempt === 0) return [];
     const kept = this.ended.get(task.id);
     if (kept && kept.version === task.version) return kept.lines;
     const raw = await this.service.lastLogLines(task.id, LOG_WINDOW);

@@ -82,7 +82,7 @@ export function TaskActions({ task }: { task: Task }) {
       >
         Clone
       </button>
-      {task.status === 'FAILED' || task.status === 'CANCELLED' ? (
+      {isTerminal(task.status) && task.status !== 'COMPLETED' ? (
         <button
           type="button"
           className="btn btn-small"

@@ -15,6 +15,7 @@ import {
   useTRPC,
   type QueueView,
   type Task,
+  type TaskStatus,
 } from '../api';
 import {
   devicesText,
@@ -279,7 +280,7 @@ export function TaskTable(props: {
                             >
                               #{queued.position}
                             </span>
-                          ) : t.devices.length && ['PREPARING', 'TRAINING'].includes(t.status) ? (
+                          ) : t.devices.length && isActive(t.status) ? (
                             <span className="muted mono" data-testid="task-devices">
                               {devicesText(t.devices)}
                             </span>
@@ -419,7 +420,8 @@ const SORTS = {
   status: 'Status',
   progress: 'Most progress',
 } as const;
-const STATUS_ORDER = ['TRAINING', 'PREPARING', 'QUEUED', 'PENDING', 'FAILED', 'CANCELLED', 'COMPLETED'];
+/** Where each status sorts (running first, completed last): a total map, so a new status must be placed. */
+const STATUS_RANK: Record<TaskStatus, number> = { TRAINING: 0, PREPARING: 1, QUEUED: 2, PENDING: 3, FAILED: 4, CANCELLED: 5, COMPLETED: 6 };
 
 /** The tasks in the chosen order; ties keep the newest first. */
 function sortTasks(tasks: Task[], key: SortKey): Task[] {
@@ -429,7 +431,7 @@ function sortTasks(tasks: Task[], key: SortKey): Task[] {
     newest: byNewest,
     oldest: (a, b) => -byNewest(a, b),
     name: (a, b) => a.spec.name.localeCompare(b.spec.name) || byNewest(a, b),
-    status: (a, b) => STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status) || byNewest(a, b),
+    status: (a, b) => STATUS_RANK[a.status] - STATUS_RANK[b.status] || byNewest(a, b),
     progress: (a, b) => b.progress.percent - a.progress.percent || byNewest(a, b),
   };
   return out.sort(cmp[key]);

@@ -1,7 +1,7 @@
 // How a task trains: its speed and time left, what it cost (run time, GPU-hours, peak GPU memory),
 // its loss with the learning rate, and its throughput, live from its progress reports
 // (tasks.metrics); and the comparison of several tasks' loss by step.
-import { accounting, taskSpeed, throughputSeries, type Task } from '../api';
+import { accounting, isActive, taskSpeed, throughputSeries, type Task } from '../api';
 import { gpuHoursText, modelShort, span, speedText } from '../format';
 import { seriesOf, useSeries, type Series } from '../metrics';
 import { Chart, compact, type ChartSeries } from './Chart';
@@ -96,7 +96,7 @@ export function TrainingCharts({ task }: { task: Task }) {
       ) : (
         <p className="muted small chart-empty" data-testid="training-empty">
           {series.loaded || series.error
-            ? task.status === 'TRAINING' || task.status === 'PREPARING'
+            ? isActive(task.status)
               ? 'The chart starts with the first progress report that has a loss.'
               : 'This task recorded no loss.'
             : 'Loading the progress reports…'}

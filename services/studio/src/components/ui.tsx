@@ -1,6 +1,6 @@
 // Small shared pieces: status badge, progress bar, form field with its error.
 import { Children, cloneElement, isValidElement, type ReactElement, type ReactNode } from 'react';
-import { isTerminal, type Task, type TaskStatus } from '../api';
+import { isTerminal, isWaiting, type Task, type TaskStatus } from '../api';
 import { STATUS_LABEL } from '../format';
 
 export function StatusBadge({ status, stopping }: { status: TaskStatus; stopping?: boolean }) {
@@ -30,7 +30,7 @@ export function ProgressBar({ task, compact }: { task: Task; compact?: boolean }
       <div className="progress-head">
         <span className="progress-pct">{pct.toFixed(pct % 1 ? 1 : 0)}%</span>
         <span className="progress-detail" data-testid="progress-detail" title={parts.join(' · ')}>
-          {parts.length ? parts.join(' · ') : task.status === 'QUEUED' || task.status === 'PENDING' ? 'waiting' : ''}
+          {parts.length ? parts.join(' · ') : isWaiting(task.status) ? 'waiting' : ''}
         </span>
       </div>
       <div
