@@ -23,10 +23,17 @@ export interface Preset {
 
 export type PresetName = 'safe' | 'balanced' | 'performance';
 
+/**
+ * The preset a new task gets when none is chosen: the panel's form selects it and marks it
+ * "default", and `trainyard submit` without --preset sends its settings. Least memory first, so a
+ * first task fits the most GPUs.
+ */
+export const DEFAULT_PRESET: PresetName = 'safe';
+
 /** Batch size × gradient accumulation is 16 in each, so they differ in memory and speed, not in the effective batch. */
 export const PRESETS: Readonly<Record<PresetName, Preset>> = {
   safe: { label: 'Safe', blurb: 'least memory', config: { batchSize: 1, gradientAccumulation: 16, maxLength: 512, load8bit: true } },
-  balanced: { label: 'Balanced', blurb: 'default', config: { batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true } },
+  balanced: { label: 'Balanced', blurb: 'more speed', config: { batchSize: 2, gradientAccumulation: 8, maxLength: 1024, load8bit: true } },
   performance: {
     label: 'Performance',
     blurb: 'fastest',
@@ -37,14 +44,22 @@ export const PRESETS: Readonly<Record<PresetName, Preset>> = {
 /** Preset names in the order they are offered (least memory first). */
 export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
 
+/** What the panel writes under a preset's name: its blurb, and "default" for the default one. */
+export function presetHint(name: PresetName): string {
+  return name === DEFAULT_PRESET ? `${PRESETS[name].blurb} · default` : PRESETS[name].blurb;
+}
+
 export function isPresetName(name: string): name is PresetName {
   return Object.hasOwn(PRESETS, name);
 }
 
-/** "safe = 1/16/512 8-bit, balanced = 2/8/1024 8-bit, performance = 4/4/2048 not quantized" (batch / accumulation / max length). */
+/**
+ * "safe = 1/16/512 8-bit (default), balanced = 2/8/1024 8-bit, performance = 4/4/2048 not quantized"
+ * (batch / accumulation / max length).
+ */
 export function describePresets(): string {
   return PRESET_NAMES.map((n) => {
     const c = PRESETS[n].config;
-    return `${n} = ${c.batchSize}/${c.gradientAccumulation}/${c.maxLength} ${c.load8bit ? '8-bit' : 'not quantized'}`;
+    return `${n} = ${c.batchSize}/${c.gradientAccumulation}/${c.maxLength} ${c.load8bit ? '8-bit' : 'not quantized'}${n === DEFAULT_PRESET ? ' (default)' : ''}`;
   }).join(', ');
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describePresets, estimateMemoryGb, isPresetName, PRESET_NAMES, PRESETS } from './index';
+import { DEFAULT_PRESET, describePresets, estimateMemoryGb, isPresetName, PRESET_NAMES, presetHint, PRESETS } from './index';
 
 describe('PRESETS', () => {
   it('offers safe, balanced and performance, least memory first', () => {
@@ -25,6 +25,14 @@ describe('PRESETS', () => {
   });
 
   it('describes itself for help texts', () => {
-    expect(describePresets()).toBe('safe = 1/16/512 8-bit, balanced = 2/8/1024 8-bit, performance = 4/4/2048 not quantized');
+    expect(describePresets()).toBe('safe = 1/16/512 8-bit (default), balanced = 2/8/1024 8-bit, performance = 4/4/2048 not quantized');
+  });
+
+  it('given the default preset, when the presets are labelled, then it alone is called default', () => {
+    expect(DEFAULT_PRESET).toBe('safe');
+    const marked = PRESET_NAMES.filter((n) => /default/.test(presetHint(n)) || /default/.test(PRESETS[n].blurb));
+    expect(marked).toEqual([DEFAULT_PRESET]);
+    expect(presetHint('safe')).toBe('least memory · default');
+    expect(presetHint('balanced')).toBe('more speed');
   });
 });

@@ -1,7 +1,7 @@
 // Pure parts of the CLI: flag parsing, presets, tables, durations.
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from 'commander';
-import { PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
+import { DEFAULT_PRESET, PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
 import { devicesText, duration, gpuHoursText, groundsText, requestText, sparkline, speedText, table } from './format';
 import { buildCreateInput, intArg, listArg, normalizeUrl, numberArg, parseDuration } from './parse';
 import { UsageError } from './errors';
@@ -39,8 +39,12 @@ describe('number and list flags', () => {
 
 describe('buildCreateInput', () => {
   const base = { model: 'm', dataset: 'data/x.jsonl' };
-  it('resolves the dataset against the current folder and leaves unset fields to the server', () => {
-    expect(buildCreateInput(base, '/home/u')).toEqual({ model: 'm', datasetPath: '/home/u/data/x.jsonl' });
+  it('resolves the dataset against the current folder; without --preset sends the default preset (the one the panel selects)', () => {
+    expect(buildCreateInput(base, '/home/u')).toEqual({
+      model: 'm',
+      datasetPath: '/home/u/data/x.jsonl',
+      config: PRESETS[DEFAULT_PRESET].config,
+    });
   });
   it('applies a preset, explicit flags over it', () => {
     expect(buildCreateInput({ ...base, preset: 'safe' }, '/').config).toEqual({
@@ -72,7 +76,11 @@ describe('buildCreateInput', () => {
       load8bit: true,
       load4bit: true,
     });
-    expect(buildCreateInput({ ...base, '4bit': true }, '/').config).toEqual({ load4bit: true });
+    expect(buildCreateInput({ ...base, '4bit': true }, '/').config).toEqual({
+      ...PRESETS[DEFAULT_PRESET].config,
+      load8bit: false,
+      load4bit: true,
+    });
     expect(() => buildCreateInput({ ...base, preset: 'turbo' }, '/')).toThrow(UsageError);
   });
   it('maps every flag', () => {
@@ -102,6 +110,9 @@ describe('buildCreateInput', () => {
       timeoutMs: 1000,
       idempotencyKey: 'k',
       config: {
+        // The default preset's batch size; --4bit turns its 8-bit off.
+        batchSize: PRESETS[DEFAULT_PRESET].config.batchSize,
+        load8bit: false,
         epochs: 2,
         gradientAccumulation: 3,
         learningRate: 0.001,

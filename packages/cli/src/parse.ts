@@ -2,7 +2,7 @@
 // (one source of truth); here only what cannot be sent at all is refused (not a number, bad JSON).
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { isPresetName, PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
+import { DEFAULT_PRESET, isPresetName, PRESET_NAMES, PRESETS } from '@trainyard/catalogue';
 import type { RouterInputs } from '@trainyard/client';
 import { UsageError } from './errors';
 
@@ -75,8 +75,9 @@ export interface SubmitFlags {
 }
 
 /**
- * tasks.create's input from submit's flags: the preset first, explicit flags over it; fields
- * left unset take the server's defaults. --4bit over a preset that loads in 8-bit turns the
+ * tasks.create's input from submit's flags: the preset first (without --preset the catalogue's
+ * DEFAULT_PRESET, the one the panel's form selects), explicit flags over it; fields left unset
+ * take the server's defaults. --4bit over a preset that loads in 8-bit turns the
  * 8-bit off (as the panel's checkbox does); --8bit and --4bit together still reach the server,
  * which refuses them. --gpus, --gpu-memory and --shared go as `resources` (the service checks
  * them against its devices). The dataset path is resolved against the current folder (the service
@@ -84,10 +85,9 @@ export interface SubmitFlags {
  */
 export function buildCreateInput(f: SubmitFlags, cwd = process.cwd()): CreateInput {
   const config: Partial<TrainingConfigInput> = {};
-  if (f.preset !== undefined) {
-    if (!isPresetName(f.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')} (got "${f.preset}")`);
-    Object.assign(config, PRESETS[f.preset].config satisfies Partial<TrainingConfigInput>);
-  }
+  const preset = f.preset ?? DEFAULT_PRESET;
+  if (!isPresetName(preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')} (got "${preset}")`);
+  Object.assign(config, PRESETS[preset].config satisfies Partial<TrainingConfigInput>);
   const set = <K extends keyof TrainingConfigInput>(k: K, v: TrainingConfigInput[K] | undefined) => {
     if (v !== undefined) config[k] = v;
   };

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from '@trainyard/store/testing';
+import { DEFAULT_PRESET, PRESET_NAMES } from '@trainyard/catalogue';
 import { DATASET, installFakeNvidiaSmi, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
 import { CHROMIUM, CHROMIUM_ARGS, DIST, ensurePanelBuilt, hasChromium, STUDIO } from './e2e-kit';
 
@@ -136,6 +137,14 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
       '★ recommended for 11 GB of free GPU memory',
     );
 
+    // The form opens on the catalogue's default preset, the one button marked "default" (the CLI
+    // sends the same preset when --preset is not given).
+    expect(await page.getByTestId(`preset-${DEFAULT_PRESET}`).getAttribute('aria-checked')).toBe('true');
+    expect(await page.getByTestId(`preset-${DEFAULT_PRESET}`).textContent()).toContain('default');
+    for (const p of PRESET_NAMES.filter((n) => n !== DEFAULT_PRESET)) {
+      expect(await page.getByTestId(`preset-${p}`).getAttribute('aria-checked')).toBe('false');
+      expect(await page.getByTestId(`preset-${p}`).textContent()).not.toContain('default');
+    }
     // Client-side estimate with the server's own function: the safe preset fits a 12 GB GPU…
     await page.getByTestId('preset-safe').click();
     await expect.poll(() => page.getByTestId('estimate').getAttribute('data-level')).toBe('low');

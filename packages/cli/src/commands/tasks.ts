@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Option, type Command } from 'commander';
-import { describePresets, PRESET_NAMES } from '@trainyard/catalogue';
+import { DEFAULT_PRESET, describePresets, PRESET_NAMES } from '@trainyard/catalogue';
 import {
   DownloadError,
   downloadOutputs,
@@ -120,7 +120,10 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
       "a folder for the adapter inside the task's own output folder (<outputs>/<task id>/<dir>; default: that folder itself)",
     )
     .addOption(
-      new Option('--preset <preset>', `batch/accumulation/max length and 8-bit loading: ${describePresets()}`).choices(PRESET_NAMES),
+      new Option(
+        '--preset <preset>',
+        `batch/accumulation/max length and 8-bit loading (default: ${DEFAULT_PRESET}): ${describePresets()}`,
+      ).choices(PRESET_NAMES),
     )
     .option('--epochs <n>', 'epochs (default 3)', intArg)
     .option('--batch-size <n>', 'batch size (overrides the preset)', intArg)

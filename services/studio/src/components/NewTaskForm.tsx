@@ -10,7 +10,9 @@ import {
   limitProblem,
   MODELS,
   oomRisk,
+  DEFAULT_PRESET,
   PRESET_NAMES,
+  presetHint,
   PRESETS,
   recommendedModels,
   TRAINING_LIMITS,
@@ -77,7 +79,7 @@ const INITIAL: FormState = {
   customModel: '',
   datasetPath: '',
   name: '',
-  ...presetFields('safe'),
+  ...presetFields(DEFAULT_PRESET),
   epochs: '3',
   learningRate: '0.0002',
   loraRank: '8',
@@ -523,7 +525,7 @@ export function NewTaskForm({
                   onClick={() => applyPreset(p)}
                 >
                   <span>{PRESETS[p].label}</span>
-                  <small>{PRESETS[p].blurb}</small>
+                  <small>{presetHint(p)}</small>
                 </button>
               ))}
             </div>
