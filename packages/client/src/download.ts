@@ -2,6 +2,7 @@
 // (GET /api/finetune/tasks/<id>/download, services/server/src/studio/routes.ts): the body is read
 // as it arrives, never held whole. Works in Node and browsers.
 import { authHeaders } from './auth';
+import { serviceUrl } from './base-url';
 
 /** The service's download route for a task. */
 export function downloadPath(taskId: string): string {
@@ -36,14 +37,10 @@ export interface OutputsDownload {
 }
 
 export async function downloadOutputs(taskId: string, opts: DownloadOptions = {}): Promise<OutputsDownload> {
-  const base =
-    opts.url ??
-    (globalThis as { location?: { origin: string } }).location?.origin ??
-    (typeof process !== 'undefined' ? process.env?.TRAINYARD_URL : undefined) ??
-    'http://127.0.0.1:8080';
+  const base = serviceUrl(opts.url);
   let res: Response;
   try {
-    res = await fetch(`${base.replace(/\/+$/, '')}${downloadPath(taskId)}`, {
+    res = await fetch(`${base}${downloadPath(taskId)}`, {
       headers: authHeaders(opts),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });

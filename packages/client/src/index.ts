@@ -4,6 +4,7 @@ import { createTRPCClient, httpBatchLink, httpLink, httpSubscriptionLink, splitL
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '@trainyard/server/router';
 import { authHeaders } from './auth';
+import { serviceUrl } from './base-url';
 
 export type { AppRouter };
 export {
@@ -23,7 +24,7 @@ export type RouterOutputs = inferRouterOutputs<AppRouter>;
 export type TaskView = RouterOutputs['tasks']['get'];
 export type TrainyardClient = TRPCClient<AppRouter>;
 
-export const DEFAULT_URL = 'http://127.0.0.1:8080';
+export { DEFAULT_URL } from './base-url';
 
 export interface ClientOptions {
   /** Base URL of the service (no /trpc); default TRAINYARD_URL or http://127.0.0.1:8080. */
@@ -48,12 +49,7 @@ export function trpcUrl(base: string): string {
 }
 
 export function createClient(opts: ClientOptions & { EventSource: typeof globalThis.EventSource }): TrainyardClient {
-  const base =
-    opts.url ??
-    (typeof process !== 'undefined' ? process.env?.TRAINYARD_URL : undefined) ??
-    (globalThis as { location?: { origin: string } }).location?.origin ??
-    DEFAULT_URL;
-  const url = trpcUrl(base);
+  const url = trpcUrl(serviceUrl(opts.url));
   const headers = { ...authHeaders(opts), ...opts.headers };
   const EventSourceImpl = opts.EventSource;
   return createTRPCClient<AppRouter>({

@@ -1,6 +1,7 @@
 // Uploading a dataset file to the service (POST /api/finetune/upload-dataset, a multipart form):
 // the answer's file_path is what tasks.create takes as datasetPath. Works in Node and browsers.
 import { authHeaders } from './auth';
+import { serviceUrl } from './base-url';
 
 /** The service's upload route (services/server/src/upload.ts). */
 export const UPLOAD_DATASET_PATH = '/api/finetune/upload-dataset';
@@ -34,16 +35,12 @@ export interface UploadOptions {
 }
 
 export async function uploadDataset(file: Blob, filename: string, opts: UploadOptions = {}): Promise<UploadedDataset> {
-  const base =
-    opts.url ??
-    (globalThis as { location?: { origin: string } }).location?.origin ??
-    (typeof process !== 'undefined' ? process.env?.TRAINYARD_URL : undefined) ??
-    'http://127.0.0.1:8080';
+  const base = serviceUrl(opts.url);
   const form = new FormData();
   form.append('file', file, filename);
   let res: Response;
   try {
-    res = await fetch(`${base.replace(/\/+$/, '')}${UPLOAD_DATASET_PATH}`, {
+    res = await fetch(`${base}${UPLOAD_DATASET_PATH}`, {
       method: 'POST',
       body: form,
       headers: authHeaders(opts),
