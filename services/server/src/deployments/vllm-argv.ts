@@ -51,7 +51,12 @@ export function vllmServeArgv(spec: VllmServeSpec): string[] {
   return argv;
 }
 
-/** Variables the vLLM server needs beyond the service's allow-listed environment. */
+/**
+ * Variables the vLLM server needs beyond the service's allow-listed environment. `devices` are
+ * nvidia-smi's indices, which follow the PCI bus order; CUDA's own default order is fastest
+ * first, so without CUDA_DEVICE_ORDER=PCI_BUS_ID a host with mixed GPUs would serve on other
+ * GPUs than the ones the deployment holds (as the launcher sets it for trainers).
+ */
 export function vllmServeEnv(devices: number[]): Record<string, string> {
-  return { VLLM_SERVER_DEV_MODE: '1', CUDA_VISIBLE_DEVICES: devices.join(',') };
+  return { VLLM_SERVER_DEV_MODE: '1', CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: devices.join(',') };
 }
