@@ -10,7 +10,7 @@ import { AUTH_MODES, isLoopbackHost, type AuthMode } from './auth';
 import { parseFixedInventory } from './gpu/inventory';
 import { parseAllowedHosts } from './http-guard';
 import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './trainer/defaults.mjs';
-import { ENV_PATTERN_RE } from './trainer/env';
+import { ENV_PATTERN_RE, trainerEnv } from './trainer/env';
 
 const HOUR = 3_600_000;
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
@@ -40,6 +40,11 @@ export interface ServiceConfig {
   trainerCwd: string;
   /** Names (or `PREFIX*`) of the service's variables a trainer gets beyond the allow-list. */
   trainerEnvPassThrough: string[];
+  /**
+   * The service's variables a trainer (or a vLLM server) inherits: the allow-list and
+   * TRAINYARD_TRAINER_ENV's names, read here once like every other variable.
+   */
+  trainerInheritedEnv: Record<string, string>;
   /** Folders a dataset must be inside (after following symbolic links); the uploads folder is one. */
   datasetsRoots: string[];
   /** Where uploaded datasets are stored. */
@@ -208,6 +213,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     trainer,
     trainerCwd: REPO_ROOT,
     trainerEnvPassThrough,
+    trainerInheritedEnv: trainerEnv(env, trainerEnvPassThrough),
     datasetsRoots,
     uploadsDir,
     uploadMaxBytes: read('TRAINYARD_UPLOAD_MAX_BYTES', intFrom('TRAINYARD_UPLOAD_MAX_BYTES', 1, 64 * 1024 ** 3), 1024 ** 3),

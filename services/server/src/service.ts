@@ -68,7 +68,6 @@ import { describeOutputs } from './task-outputs';
 import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
 import { Deployments } from './deployments/deployments';
-import { trainerEnv } from './trainer/env';
 import { LeaseKeeper } from './lease';
 import type { CreateTaskInput, QuotaSetInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
@@ -174,7 +173,7 @@ export class TrainyardService {
     this.deployments = new Deployments({
       database,
       runsDir: config.runsDir,
-      env: () => trainerEnv(process.env, config.trainerEnvPassThrough),
+      env: () => config.trainerInheritedEnv,
       getTask: (id, viewer) => this.getTask(id, { ...viewer }),
       pollMs: config.pollMs,
       killGraceMs: config.killGraceMs,

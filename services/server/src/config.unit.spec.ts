@@ -1,0 +1,23 @@
+// config.ts reads the environment once; what it read is passed down (here: what a trainer inherits).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config';
+
+describe('loadConfig', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ty-config-'));
+
+  it('given the environment, then a trainer inherits the allow-listed variables and the names passed on purpose, nothing else', () => {
+    const config = loadConfig({
+      TRAINYARD_DATA_DIR: dataDir,
+      PATH: '/usr/bin',
+      CUDA_HOME: '/cuda',
+      DATABASE_URL: 'postgres://user:secret@db/x',
+      HF_TOKEN: 'hf_x',
+      AWS_SECRET_ACCESS_KEY: 'nope',
+      TRAINYARD_TRAINER_ENV: 'HF_TOKEN',
+    });
+    expect(config.trainerInheritedEnv).toEqual({ PATH: '/usr/bin', CUDA_HOME: '/cuda', HF_TOKEN: 'hf_x' });
+  });
+});
