@@ -17,6 +17,15 @@ export class ForbiddenError extends Error {
   }
 }
 
+/** A deployment the caller may not see, or that does not exist: the API answers NOT_FOUND. */
+export class DeploymentNotFoundError extends Error {
+  readonly code = 'DEPLOYMENT_NOT_FOUND' as const;
+  constructor(readonly deploymentId: string) {
+    super(`deployment ${deploymentId} was not found`);
+    this.name = 'DeploymentNotFoundError';
+  }
+}
+
 export function requireAdmin(actor: { admin: boolean; user: string }): void {
   if (!actor.admin) throw new ForbiddenError(`${actor.user} is not an admin; this needs an admin's token.`);
 }

@@ -5,11 +5,10 @@ import { randomUUID } from 'node:crypto';
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { DeploymentCommandError, IllegalCommandError, TaskNotFoundError } from '@trainyard/domain';
-import { DeploymentNotFoundError } from './deployments/deployments';
 import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, isConnectionError } from '@trainyard/store';
 import { log } from './log';
 import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
-import { ForbiddenError } from './field-error';
+import { DeploymentNotFoundError, ForbiddenError } from './field-error';
 import { FieldError, type Actor, type TrainyardService } from './service';
 import {
   cancelInput,

@@ -18,7 +18,7 @@ import {
 } from '@trainyard/domain';
 import { DeploymentStore, listDeployments, listLiveDeployments, type Database } from '@trainyard/store';
 import { parseParamsB } from '@trainyard/catalogue';
-import { FieldError } from '../field-error';
+import { DeploymentNotFoundError, FieldError } from '../field-error';
 import { ownerScope, type Viewer } from '../visibility';
 import { launchShepherd, waitForTrainerInfo } from '../trainer/launch';
 import { isSameProcessAlive, signalGroup } from '../trainer/proc';
@@ -30,15 +30,6 @@ const START_TIMEOUT_MS = 15 * 60_000;
 /** How long the shepherd may take to report the server's process. */
 const SPAWN_TIMEOUT_MS = 30_000;
 const LOOPBACK = '127.0.0.1';
-
-/** A deployment the caller may not see, or that does not exist: the API answers NOT_FOUND. */
-export class DeploymentNotFoundError extends Error {
-  readonly code = 'DEPLOYMENT_NOT_FOUND' as const;
-  constructor(readonly deploymentId: string) {
-    super(`deployment ${deploymentId} was not found`);
-    this.name = 'DeploymentNotFoundError';
-  }
-}
 
 export interface CreateDeploymentInput {
   taskId?: string | undefined;
