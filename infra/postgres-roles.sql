@@ -42,6 +42,11 @@ GRANT SELECT, INSERT, UPDATE ON :"schema".instance_leases TO :"role";
 -- Deployments: a projection of their streams in the log, written as the events are appended.
 GRANT SELECT, INSERT, UPDATE ON :"schema".deployments TO :"role";
 
+-- Webhooks: users make and delete theirs through the API; deliveries are planned, claimed and
+-- settled, each attempt added; the planning cursor moves on.
+GRANT SELECT, INSERT, UPDATE ON :"schema".webhooks, :"schema".webhook_deliveries, :"schema".webhook_cursor TO :"role";
+GRANT SELECT, INSERT ON :"schema".webhook_attempts TO :"role";
+
 -- Users and their tokens (tokens mode): read only. The service checks a token; only the owner
 -- makes users and tokens (`trainyard admin`), so the service's role cannot mint a token.
 GRANT SELECT ON :"schema".users, :"schema".api_tokens TO :"role";

@@ -16,3 +16,4 @@ export * as tables from './schema';
 export * from './sql/quotas';
 export * from './sql/leases';
 export * from './deployment-store';
+export * from './sql/webhooks';

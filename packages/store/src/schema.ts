@@ -283,3 +283,81 @@ export const deployments = pgTable(
   },
   (t) => [index('deployments_created_idx').on(t.createdAt, t.id), index('deployments_task_idx').on(t.taskId)],
 );
+
+/**
+ * Webhooks (packages/domain/src/webhooks.ts): where a task's ending is sent. `owner` null: every
+ * user's tasks (an admin's global webhook). The secret signs deliveries (HMAC-SHA256), so it is
+ * kept as given; it is shown once, when the webhook is made, and never read back by the API.
+ */
+export const webhooks = pgTable('webhooks', {
+  id: text('id').primaryKey(),
+  owner: text('owner'),
+  url: text('url').notNull(),
+  secret: text('secret').notNull(),
+  /** The endings it wants (WebhookEventType); empty: all. */
+  events: jsonb('events').$type<string[]>().notNull(),
+  createdBy: text('created_by').notNull(),
+  createdAt: isoTimestamp('created_at')
+    .notNull()
+    .default(sql`now()`),
+  deletedAt: isoTimestamp('deleted_at'),
+});
+
+/**
+ * One ending for one webhook: its body (the same bytes every attempt), where it stands
+ * (pending, delivered, failed) and when it is tried next. Unique per webhook and log position,
+ * so instances reading the same log plan it once. `claimed_until`: an instance is sending it.
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: text('id').primaryKey(),
+    webhookId: text('webhook_id').notNull(),
+    taskId: text('task_id').notNull(),
+    owner: text('owner'),
+    eventPosition: position('event_position').notNull(),
+    type: text('type').notNull(),
+    body: text('body').notNull(),
+    state: text('state').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: isoTimestamp('next_attempt_at'),
+    claimedUntil: isoTimestamp('claimed_until'),
+    lastError: text('last_error'),
+    createdAt: isoTimestamp('created_at')
+      .notNull()
+      .default(sql`now()`),
+    finishedAt: isoTimestamp('finished_at'),
+  },
+  (t) => [
+    uniqueIndex('webhook_deliveries_once').on(t.webhookId, t.eventPosition),
+    index('webhook_deliveries_due').on(t.state, t.nextAttemptAt),
+    index('webhook_deliveries_task').on(t.taskId),
+  ],
+);
+
+/** Each attempt at a delivery, as it went: the answer's status or the error, and what was decided. */
+export const webhookAttempts = pgTable(
+  'webhook_attempts',
+  {
+    deliveryId: text('delivery_id').notNull(),
+    attempt: integer('attempt').notNull(),
+    at: isoTimestamp('at')
+      .notNull()
+      .default(sql`now()`),
+    status: integer('status'),
+    error: text('error'),
+    durationMs: integer('duration_ms').notNull(),
+    /** delivered, retry or failed (the domain's decision after it). */
+    outcome: text('outcome').notNull(),
+    why: text('why'),
+    retryInMs: integer('retry_in_ms'),
+  },
+  (t) => [primaryKey({ columns: [t.deliveryId, t.attempt] })],
+);
+
+/** How far into the log webhooks have been planned (one row): endings after it are still to plan. */
+export const webhookCursor = pgTable('webhook_cursor', {
+  id: text('id').primaryKey(),
+  transactionId: text('transaction_id').notNull(),
+  position: text('position').notNull(),
+});
