@@ -4,7 +4,7 @@
 // Every response carries the panel's security headers (finding 7). Plain HTTP checks in front of
 // the store: PGlite is enough.
 import { request } from 'node:http';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -176,6 +176,96 @@ describe('HTTP guard against DNS rebinding and cross-site requests', () => {
     const t = await s.client.tasks.create.mutate(JSON.parse(body));
     expect(t.created).toBe(true);
     expect((await s.client.tasks.get.query({ id: created.id })).id).toBe(created.id);
+  });
+
+  it("the REST APIs (/api, /v1) too: a foreign Host 421, a foreign Origin or cross-site 403, a form 415, each in its API's error shape; nothing written", async () => {
+    // Tasks made by the specs above may still be running (their events grow): count tasks instead.
+    const taskCount = async () => (await s.client.tasks.list.query({ limit: 200 })).items.length;
+    const before = await taskCount();
+    const uploads = join(s.dataDir, 'datasets', 'uploads');
+    const stored = () => (existsSync(uploads) ? readdirSync(uploads).length : 0);
+    const storedBefore = stored();
+    const filesBefore = JSON.parse((await raw(s.port, { path: '/v1/files', headers: { host: self } })).body).data.length;
+    const rebound = `attacker.example:${s.port}`;
+    const studioCreate = JSON.stringify({ model_name: 'm', dataset_file: join(tmp, 'data.jsonl') });
+    const openaiCreate = JSON.stringify({ model: 'm', training_file: 'file-x' });
+    const chat = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    // An upload form of a dataset the service would take, as a page of another site would post it.
+    const uploadForm = async (purpose: boolean) => {
+      const form = new FormData();
+      if (purpose) form.set('purpose', 'fine-tune');
+      form.set('file', new Blob(['{"text":"a"}\n']), 'data.jsonl');
+      const r = new Response(form);
+      return { type: r.headers.get('content-type')!, body: Buffer.from(await r.arrayBuffer()) };
+    };
+    const studioUpload = await uploadForm(false);
+    const openaiUpload = await uploadForm(true);
+    type Case = [method: string, path: string, headers: Record<string, string>, body: string | Buffer | undefined, status: number];
+    const json = { 'content-type': 'application/json' };
+    const cases: Case[] = [];
+    for (const [method, path, body, type] of [
+      ['GET', '/api/finetune/tasks', undefined, undefined],
+      ['POST', '/api/finetune/create', studioCreate, 'application/json'],
+      ['POST', '/api/finetune/upload-dataset', studioUpload.body, studioUpload.type],
+      ['GET', '/v1/fine_tuning/jobs', undefined, undefined],
+      ['GET', '/v1/files', undefined, undefined],
+      ['POST', '/v1/fine_tuning/jobs', openaiCreate, 'application/json'],
+      ['POST', '/v1/files', openaiUpload.body, openaiUpload.type],
+      ['POST', '/v1/chat/completions', chat, 'application/json'],
+    ] as const) {
+      const typed: Record<string, string> = type ? { 'content-type': type } : {};
+      // DNS rebinding: the page's own name as Host (and its Origin).
+      cases.push([method, path, { host: rebound, origin: `http://${rebound}`, ...typed }, body, 421]);
+      cases.push([method, path, { host: 'attacker.example', ...typed }, body, 421]);
+      // A page of another site: its Origin, null, or only the browser's fetch metadata.
+      cases.push([method, path, { host: self, origin: 'http://attacker.example', ...typed }, body, 403]);
+      cases.push([method, path, { host: self, origin: 'null', ...typed }, body, 403]);
+      cases.push([method, path, { host: self, 'sec-fetch-site': 'cross-site', ...typed }, body, 403]);
+    }
+    // Forms an HTML page can post without a preflight, to every route that is not an upload.
+    for (const path of ['/api/finetune/create', '/v1/fine_tuning/jobs', '/v1/chat/completions', `/v1/fine_tuning/jobs/ftjob-x/cancel`])
+      for (const [type, payload] of [
+        [studioUpload.type, studioUpload.body],
+        ['application/x-www-form-urlencoded', 'model=m&training_file=file-x'],
+        ['text/plain', path.startsWith('/api') ? studioCreate : openaiCreate],
+      ] as const)
+        cases.push(['POST', path, { host: self, 'content-type': type }, payload, 415]);
+    for (const [method, path, headers, payload, status] of cases) {
+      const what = `${method} ${path} ${JSON.stringify(headers)}`;
+      const r = await raw(s.port, { method, path, headers, body: payload });
+      expect(r.status, `${what}: ${r.body}`).toBe(status);
+      expect(r.headers['content-type'], what).toMatch(/^application\/json/);
+      const answer = JSON.parse(r.body) as { detail?: string; error?: { message: string; type: string } };
+      // Studio's clients read FastAPI's { detail }, the OpenAI SDKs { error: { message, type } }.
+      const message = path.startsWith('/api') ? answer.detail : answer.error?.message;
+      expect(message, what).toMatch(
+        status === 421 ? /does not answer to the host name/ : status === 403 ? /^Forbidden/ : /JSON bodies only/,
+      );
+      if (path.startsWith('/v1')) expect(answer.error?.type, what).toBe('invalid_request_error');
+      expect(r.headers['content-security-policy'], what).toMatch(/frame-ancestors 'none'/);
+    }
+    expect(await taskCount()).toBe(before);
+    expect(stored()).toBe(storedBefore);
+    expect(JSON.parse((await raw(s.port, { path: '/v1/files', headers: { host: self } })).body).data).toHaveLength(filesBefore);
+    // The same requests from the service's own origin pass the guard: what was refused above was the attack.
+    const own = { host: self, origin: `http://${self}`, 'sec-fetch-site': 'same-origin' };
+    const ownUpload = await raw(s.port, {
+      method: 'POST',
+      path: '/v1/files',
+      headers: { ...own, 'content-type': openaiUpload.type },
+      body: openaiUpload.body,
+    });
+    expect(ownUpload.status, ownUpload.body).toBe(200);
+    expect(JSON.parse(ownUpload.body)).toMatchObject({ object: 'file', purpose: 'fine-tune' });
+    const ownStudio = await raw(s.port, {
+      method: 'POST',
+      path: '/api/finetune/upload-dataset',
+      headers: { ...own, 'content-type': studioUpload.type },
+      body: studioUpload.body,
+    });
+    expect(ownStudio.status, ownStudio.body).toBe(201);
+    expect((await raw(s.port, { path: '/v1/fine_tuning/jobs', headers: { ...own, ...json } })).status).toBe(200);
+    expect(stored()).toBe(storedBefore + 2);
   });
 
   it('every response carries the security headers: the panel, the API, refusals', async () => {
