@@ -40,6 +40,7 @@ describe.skipIf(!backendAvailable(postgres))('unexpected database errors on post
 
   afterAll(async () => {
     await sql?.unsafe('ALTER TABLE IF EXISTS task_logs_moved RENAME TO task_logs').catch(() => {});
+    await sql?.unsafe('ALTER TABLE IF EXISTS tasks_moved RENAME TO tasks').catch(() => {});
     await sql?.end({ timeout: 1 });
     await s?.dispose();
   });
@@ -78,6 +79,61 @@ describe.skipIf(!backendAvailable(postgres))('unexpected database errors on post
       await sql.unsafe('ALTER TABLE task_logs_moved RENAME TO task_logs');
     }
     expect((await call(`tasks.logs?input=${input}`)).status).toBe(200);
+  });
+
+  it("the REST APIs answer the same in their own shapes: Studio's { detail }, OpenAI's { error }, the query text only in the log", async () => {
+    const get = async (path: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(`${s.url}${path}`, { headers });
+      return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
+    };
+    const studio = `/api/finetune/tasks/${task.id}`;
+    // The job list joins its jobs to their tasks (the task here was not made through /v1).
+    const openai = '/v1/fine_tuning/jobs';
+    expect((await get(studio)).status).toBe(200);
+    expect((await get(openai)).status).toBe(200);
+    // Every read of a task goes through this table: both routes meet an error that is not an outage.
+    await sql.unsafe('ALTER TABLE tasks RENAME TO tasks_moved');
+    try {
+      const a = await get(studio, { 'x-correlation-id': 'spec-rest-1' });
+      expect(a.status, a.text).toBe(500);
+      expect(a.type).toMatch(/^application\/json/);
+      expect(JSON.parse(a.text)).toEqual({ detail: 'internal error (correlation id spec-rest-1); the server log has the details' });
+      const o = await get(openai, { 'x-correlation-id': 'spec-rest-2' });
+      expect(o.status, o.text).toBe(500);
+      expect(o.type).toMatch(/^application\/json/);
+      expect(JSON.parse(o.text)).toEqual({
+        error: {
+          message: 'internal error (correlation id spec-rest-2); the server log has the details',
+          type: 'server_error',
+          param: null,
+          code: null,
+        },
+      });
+      for (const r of [a, o])
+        for (const leak of [
+          /tasks_moved|\btasks\b/i,
+          /select/i,
+          /Failed query/i,
+          /\brelation\b/i,
+          new RegExp(s.schema!),
+          /params/i,
+          /\bat \//,
+        ])
+          expect(r.text, String(leak)).not.toMatch(leak);
+      // The log has each whole error under its id.
+      for (const [id, api] of [
+        ['spec-rest-1', 'REST API'],
+        ['spec-rest-2', 'OpenAI API'],
+      ] as const) {
+        const logged = await eventually(async () => s.output.find((l) => l.includes(id)), `${id} in the server log`, 10_000);
+        expect(logged).toContain(`internal error (correlation id ${id}) in the ${api}`);
+      }
+      expect(s.output.join('\n')).toMatch(/relation .*tasks.* does not exist|Failed query/);
+    } finally {
+      await sql.unsafe('ALTER TABLE tasks_moved RENAME TO tasks');
+    }
+    expect((await get(studio)).status).toBe(200);
+    expect((await get(openai)).status).toBe(200);
   });
 
   it('typed errors keep their messages: NOT_FOUND, BAD_REQUEST with field errors, CONFLICT', async () => {
