@@ -50,6 +50,30 @@ def log(text: str) -> None:
     sys.stderr.flush()
 
 
+def in_standby() -> bool:
+    """Started ahead of need (TRAINYARD_STANDBY=1): import, touch no GPU, then await_assignment()."""
+    return os.environ.get("TRAINYARD_STANDBY") == "1"
+
+
+def await_assignment() -> bool:
+    """Standby (see README.md): print {"type":"ready"}, read the assignment (one JSON line) on stdin
+    and set its variables (CUDA_VISIBLE_DEVICES among them: call this before anything initialises
+    CUDA), so the rest runs as in a trainer started with them. False: stdin ended first (retired)."""
+    emit({"type": "ready"})
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False
+    message = json.loads(line)
+    for key, value in (message.get("env") or {}).items():
+        os.environ[str(key)] = str(value)
+    os.environ.pop("TRAINYARD_STANDBY", None)  # our own children are no standbys
+    log(
+        f"standby: assigned task {os.environ.get('TRAINYARD_TASK_ID', '?')}"
+        f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})"
+    )
+    return True
+
+
 def missing_packages(names: List[str]) -> List[str]:
     missing = []
     for name in names:
@@ -182,6 +206,24 @@ def main() -> int:
 
     if args.check:
         return check(need_quant=False)
+
+    if in_standby():
+        # The imports that cost seconds, none of which initialises CUDA (peft, which may import
+        # bitsandbytes and with it probe the GPU, waits for the assignment). A CUDA query in
+        # between goes through NVML, which does not initialise CUDA either.
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        try:
+            import datasets  # noqa: F401
+            import torch
+            import transformers  # noqa: F401
+        except Exception as e:  # ImportError, or a broken install raising something else
+            log(f"lora_trainer: cannot import what training needs ({e}); see --check")
+            return EXIT_MISSING_PACKAGES
+        if torch.cuda.is_initialized():
+            log("lora_trainer: CUDA was initialised in standby; the assignment's devices could not apply")
+            return EXIT_BAD_INPUT
+        if not await_assignment():
+            return 0
 
     spec = load_spec(args.spec or os.environ.get("TRAINYARD_TASK_SPEC"))
     config: Dict[str, Any] = spec["config"]

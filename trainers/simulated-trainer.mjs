@@ -10,6 +10,8 @@
 //   surrogate as UTF-8, escape sequences, junk that starts like a protocol message, an artifact
 //   outside the output folder; and the very last line is `last\u0000line`),
 //   checkpointEvery (write a checkpoint every N steps; else config.checkpointEverySteps; else none).
+// Standby (TRAINYARD_STANDBY=1, see README.md): prints {"type":"ready"} and waits for its
+// assignment on stdin, sets its variables, then runs as if started with them (EOF first: exit 0).
 // Checkpoints: on SIGUSR1, and every checkpointEvery steps, it writes {step, loss} as JSON to
 // $TRAINYARD_OUTPUT_DIR/checkpoints/step-<N> and prints a checkpoint message; started with
 // TRAINYARD_RESUME_FROM=<such a file> it continues after that step (the loss is a function of the
@@ -23,6 +25,28 @@ const emit = (message) => out(JSON.stringify(message));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const num = (v, dflt) => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 const positiveInt = (v) => (Number.isSafeInteger(v) && v >= 1 ? v : null);
+
+/** Standby: ready, then one line on stdin, the assignment; its variables become ours. False: EOF first (retired). */
+async function awaitAssignment() {
+  emit({ type: 'ready' });
+  let buffered = '';
+  for await (const chunk of process.stdin) {
+    buffered += chunk;
+    const nl = buffered.indexOf('\n');
+    if (nl < 0) continue;
+    const line = buffered.slice(0, nl).trim();
+    if (!line) return false;
+    const message = JSON.parse(line);
+    for (const [k, v] of Object.entries(message.env ?? {})) process.env[k] = String(v);
+    delete process.env.TRAINYARD_STANDBY; // our own children are no standbys
+    process.stdin.destroy();
+    out(`standby: assigned task ${process.env.TRAINYARD_TASK_ID ?? '?'} (CUDA_VISIBLE_DEVICES=${process.env.CUDA_VISIBLE_DEVICES ?? ''})`);
+    return true;
+  }
+  return false;
+}
+
+if (process.env.TRAINYARD_STANDBY === '1' && !(await awaitAssignment())) process.exit(0);
 
 function loadSpec() {
   const file = process.env.TRAINYARD_TASK_SPEC;

@@ -24,7 +24,10 @@ $TRAINYARD_OUTPUT_DIR/checkpoints/step-<N> (torch.save; written aside, then rena
 absent) and prints {"type":"checkpoint","path":...,"step":N}. Started with
 TRAINYARD_RESUME_FROM=<such a file> it loads it and continues after step N.
 
-Exit codes: 0 done, 1 training error, 2 bad spec, dataset or checkpoint, 3 torch missing,
+Standby (TRAINYARD_STANDBY=1, see README.md): it imports torch, prints {"type":"ready"} and
+waits for its assignment on stdin before reading the spec.
+
+Exit codes: 0 done (or retired in standby), 1 training error, 2 bad spec, dataset or checkpoint, 3 torch missing,
 143 stopped by SIGTERM.
 
 Run it with the interpreter that has torch (on Debian: /usr/bin/python3 with python3-torch).
@@ -41,7 +44,7 @@ from typing import Any, Dict, List, Optional, Tuple
 sys.dont_write_bytecode = True  # no __pycache__ left in the trainers folder
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Standard library only at import time: the dataset rules live there, in one place.
-from lora_trainer import emit, format_record, load_spec, log, read_records  # noqa: E402
+from lora_trainer import await_assignment, emit, format_record, in_standby, load_spec, log, read_records  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
@@ -103,6 +106,17 @@ def windows(texts: List[str], max_length: int) -> Tuple[List[str], List[List[int
 def main() -> int:
     signal.signal(signal.SIGUSR1, on_sigusr1)
     signal.signal(signal.SIGTERM, on_sigterm)
+
+    if in_standby():
+        # Started ahead of need: pay for `import torch` now (it does not initialise CUDA), then
+        # wait for the task. SIGTERM meanwhile exits at once (on_sigterm: not training).
+        try:
+            import torch  # noqa: F401
+        except Exception as e:
+            log(f"tiny_torch_trainer: cannot import torch ({e}); on Debian: apt-get install python3-torch")
+            return EXIT_MISSING_PACKAGES
+        if not await_assignment():
+            return 0
 
     spec = load_spec(os.environ.get("TRAINYARD_TASK_SPEC"))
     config: Dict[str, Any] = spec["config"]

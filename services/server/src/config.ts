@@ -76,6 +76,8 @@ export interface ServiceConfig {
   maxPreemptions: number;
   defaultTimeoutMs: number;
   killGraceMs: number;
+  /** A trainer started ahead of need (standby) waits at most this long for a task; 0: none are started. */
+  warmTrainerIdleMs: number;
   runnerId: string;
   /** An instance whose lease was not renewed this long is taken over: its tasks go back to the queue. */
   leaseMs: number;
@@ -257,6 +259,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
       ) * HOUR,
     defaultTimeoutMs: read('TRAINYARD_TIMEOUT_MS', intFrom('TRAINYARD_TIMEOUT_MS', 1000, 30 * 24 * HOUR), 6 * HOUR),
     killGraceMs: read('TRAINYARD_KILL_GRACE_MS', intFrom('TRAINYARD_KILL_GRACE_MS', 0, HOUR), 30_000),
+    warmTrainerIdleMs: read('TRAINYARD_WARM_TRAINER_IDLE_MS', intFrom('TRAINYARD_WARM_TRAINER_IDLE_MS', 0, 24 * HOUR), 300_000),
     // Who may re-attach to a run: the host and the runs folder holding the shepherds' files.
     runnerId: env.TRAINYARD_INSTANCE || `${hostname()}:${resolve(storage.dataRoot, 'runs')}`,
     leaseMs: read('TRAINYARD_LEASE_MS', intFrom('TRAINYARD_LEASE_MS', 1000, 24 * HOUR), 120_000),

@@ -28,6 +28,7 @@ import {
 } from '@trainyard/domain';
 import {
   appendLogLines,
+  countQueued,
   isConnectionError,
   lastLogLines,
   lastLogSeq,
@@ -42,7 +43,7 @@ import { checkArtifact, checkCheckpoint, parseTrainerLine, ProgressThrottle } fr
 import { readExit, readTrainerInfo, FILES, type ExitInfo, type OutputLine } from './trainer/run-folder';
 import { RunTailer } from './trainer/tailer';
 import { Deadlines } from './runner/deadlines';
-import { DATASET_DIR, launchTrainer, resolveOutputDir } from './runner/launcher';
+import { DATASET_DIR, launchTrainer, resolveOutputDir, trainerBase } from './runner/launcher';
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
 import { StandbyPool } from './runner/standby-pool';
 
@@ -95,7 +96,13 @@ export class Runner {
     private readonly log: RunnerLog,
   ) {
     this.events.setMaxListeners(0);
-    this.standbys = new StandbyPool(config.runsDir, (msg) => log.warn(msg));
+    // A trainer started ahead of need waits in it while tasks are queued (warm trainers).
+    this.standbys = new StandbyPool(config.runsDir, (msg) => log.warn(msg), {
+      idleLimitMs: config.warmTrainerIdleMs,
+      spec: () => trainerBase(config),
+      queued: () => countQueued(store.db),
+      info: (msg) => log.info(msg),
+    });
   }
 
   /** PIDs of trainers this instance runs (to tell our GPU processes from other programs'). */
@@ -129,6 +136,11 @@ export class Runner {
     if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
     this.deadlines.arm(task);
     if (task.stop) this.stop(task.id, task.stop.reason);
+  }
+
+  /** The queue changed (a task queued, cancelled or held): a warm trainer may be wanted, or no longer. */
+  queueChanged(): void {
+    if (!this.closed) this.standbys.nudge();
   }
 
   /** Start-up: re-attach to trainers that still run, settle those that ended, start the rest. */

@@ -384,6 +384,8 @@ export class TrainyardService {
 
   /** Hand the runner every task this batch touched that it may have to act on. */
   private async dispatch(events: StoredTaskEvent[]): Promise<void> {
+    // A warm trainer waits while tasks are queued (runner/standby-pool.ts).
+    if (events.some((e) => e.type === 'TaskQueued' || e.type === 'TaskCancelled' || e.type === 'TaskHeld')) this.runner.queueChanged();
     const relevant = new Set(events.filter((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested').map((e) => e.streamId));
     if (!relevant.size) return;
     try {

@@ -8,6 +8,7 @@ import { DatasetError, stageDataset } from '../datasets';
 import { trainerEnv } from '../trainer/env';
 import { launchShepherd, waitForTrainerInfo, type LaunchSpec } from '../trainer/launch';
 import { discardUnstartedLaunch, ensurePrivateDir, FILES, writePrivateFile } from '../trainer/run-folder';
+import { trainerLevelEnv, type WarmSpec } from '../trainer/warm.mjs';
 import type { StandbyPool } from './standby-pool';
 
 /** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
@@ -46,18 +47,16 @@ export async function launchTrainer(
   // Recovery decided to launch: no shepherd of this folder is alive, so a launch.json left
   // by one that never started is stale.
   if (await discardUnstartedLaunch(runDir)) log.info(`task ${task.id}: its previous launch never started a shepherd; launching again`);
-  const [cmd, ...args] = config.trainer;
-  const argv = [resolveArgv0(cmd!, config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(config.trainerCwd, a) : a))];
+  const base = trainerBase(config);
   const spec: LaunchSpec = {
     runDir,
-    argv,
-    cwd: config.trainerCwd,
+    argv: base.argv,
+    cwd: base.cwd,
     env: {
-      ...trainerEnv(process.env, config.trainerEnvPassThrough),
+      ...base.env,
       // The task's devices by UUID where known (a MIG instance has only its UUID); an index is
       // nvidia-smi's, which is PCI bus order, while CUDA's default order (fastest first) differs
       // on a host with mixed GPUs.
-      CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
       CUDA_VISIBLE_DEVICES: task.devices.length ? cudaVisibleDevices(task.devices) : '0',
       TRAINYARD_TASK_SPEC: specFile,
       TRAINYARD_TASK_ID: task.id,
@@ -87,6 +86,21 @@ export async function launchTrainer(
   if ('error' in info)
     return { failed: `could not start the trainer ${JSON.stringify(config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` };
   return { pid: info.pid, startTime: info.startTime };
+}
+
+/**
+ * The trainer a launch runs now, less its task: argv, folder, and the environment without the
+ * task's variables (warm.mjs ASSIGNMENT_ENV). A warm trainer is started as this, and a launch
+ * adds the task's variables to it, so the two always match (the shepherd checks they do).
+ */
+export function trainerBase(config: Pick<ServiceConfig, 'trainer' | 'trainerCwd' | 'trainerEnvPassThrough'>): WarmSpec {
+  const [cmd, ...args] = config.trainer;
+  return {
+    argv: [resolveArgv0(cmd!, config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(config.trainerCwd, a) : a))],
+    cwd: config.trainerCwd,
+    // CUDA's order is PCI bus order, as nvidia-smi's indices (see CUDA_VISIBLE_DEVICES below).
+    env: trainerLevelEnv({ ...trainerEnv(process.env, config.trainerEnvPassThrough), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' }),
+  };
 }
 
 /** Outputs live under <data>/outputs; the API refuses anything that would leave it. */

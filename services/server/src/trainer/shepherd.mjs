@@ -21,6 +21,19 @@
 // EOF (or an error) on stdin before a complete line means the service exited or crashed before
 // handing us a run: we exit at once and touch nothing, so a standby never outlives its service
 // and a folder whose line was never sent is launched again by recovery.
+//
+// Warm standby (`--standby --warm`): the service first writes one line, the warm trainer's
+// {argv, cwd, env} (warm.mjs: a launch's environment less the task's variables), and this
+// shepherd starts that trainer at once in standby (TRAINYARD_STANDBY=1, stdin a pipe from us):
+// it imports what it needs, touches no GPU and prints {"type":"ready"}. We tell the service
+// `ready` (or `died`) on our stdout, which is closed once we are handed a run. Then comes the run
+// folder line as above. If launch.json's trainer is the warm one's (same argv, cwd and
+// environment but for the task's variables) and it is alive, it becomes the run's trainer:
+// trainer.json names it, the assignment (those variables) is written on its stdin, and what it
+// printed while waiting opens output.jsonl. Otherwise (another command, it died while waiting,
+// it never became ready) it is stopped and a fresh trainer is spawned: a cold start, nothing
+// worse. EOF on our stdin before a run folder: the warm trainer is stopped (SIGTERM to its
+// group; it also sees EOF on its own stdin when we are gone) and we exit.
 import { spawn } from 'node:child_process';
 import { closeSync, fsyncSync, readFileSync, renameSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,14 +52,21 @@ import {
   writeAll,
   writeJsonAtomicSync,
 } from './run-files.mjs';
+import { assignmentOf, isReadyLine, STANDBY_ENV, WARM_FLAG, warmMismatch } from './warm.mjs';
 
 /** @typedef {import('./run-files.d.mts').LaunchFile} LaunchFile */
 
 /** After the trainer exits, how long to wait for its stdio to close (a grandchild may hold it). */
 const STDIO_GRACE_MS = 3000;
 
-/** Longest run folder line a standby accepts (a path; the service writes it in one write). */
-const MAX_RUN_DIR_LINE_BYTES = 16 * 1024;
+/** Longest line a standby accepts: the run folder (a path), or a warm standby's trainer spec. */
+const MAX_STDIN_LINE_BYTES = 1024 * 1024;
+
+/** How long a run handed to a warm standby waits for its trainer to become ready before a cold start. */
+const WARM_READY_WAIT_MS = 20_000;
+
+/** Lines a warm trainer may print while it waits (kept for its task's log); the rest are counted. */
+const WARM_BUFFER_LINES = 500;
 
 /** The run folder this shepherd works in: from argv, or for a standby from its stdin line. */
 let runDir = process.argv[2] ?? '';
@@ -80,7 +100,7 @@ function writeExit(value) {
   writeJsonAtomicSync(join(runDir, RUN_FILES.exit), value);
 }
 
-function main() {
+async function main() {
   /** @type {LaunchFile} */
   let launch;
   try {
@@ -157,61 +177,72 @@ function main() {
     return out;
   }
 
-  // ---- spawn ----
+  // ---- the trainer: the warm one if it fits, else a fresh spawn ----
+  /** @type {import('node:child_process').ChildProcess} */
   let child;
-  try {
-    const [command, ...args] = launch.argv;
-    child = spawn(/** @type {string} */ (command), args, {
-      cwd: launch.cwd || undefined,
-      env: launch.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+  /** @type {OutputPump} */
+  let pump;
+  const adopted = await adoptWarm(launch);
+  if (adopted) {
+    child = adopted.child;
+    pump = adopted.pump;
+    childPid = child.pid;
+    // The assignment first (the GPU waits for it), then trainer.json: the service waits for
+    // trainer.json, recovery reads it, and the exit is only written after both.
+    try {
+      child.stdin?.end(`${JSON.stringify(assignmentOf(launch))}\n`);
+    } catch (err) {
+      shepherdLog(`assignment not written: ${errMessage(err)}`);
+    }
+    const assignedAt = performance.timeOrigin + performance.now();
+    writeJsonAtomicSync(join(runDir, RUN_FILES.trainer), {
+      pid: adopted.pid,
+      startTime: adopted.startTime,
+      warm: true,
+      readyAt: adopted.readyAt,
+      assignedAt,
     });
-  } catch (err) {
-    writeExit({ code: null, signal: null, error: `spawn failed: ${errMessage(err)}`, endedAt: Date.now() });
-    process.exit(0);
-  }
-
-  if (child.pid === undefined) {
-    // ENOENT, EACCES, bad cwd...: reported on the 'error' event.
-    child.once('error', (err) => {
+    // What it printed while it waited comes first in the task's output.
+    for (const { stream, line } of adopted.waiting) flush(acceptLines(stream, [line], Date.now()));
+    if (adopted.droppedWhileWaiting)
+      flush(
+        acceptLines('stderr', [`[trainyard] ${adopted.droppedWhileWaiting} lines the trainer printed in standby were dropped`], Date.now()),
+      );
+  } else {
+    try {
+      const [command, ...args] = launch.argv;
+      child = spawn(/** @type {string} */ (command), args, {
+        cwd: launch.cwd || undefined,
+        env: launch.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+    } catch (err) {
       writeExit({ code: null, signal: null, error: `spawn failed: ${errMessage(err)}`, endedAt: Date.now() });
       process.exit(0);
-    });
-    return;
-  }
+    }
 
-  childPid = child.pid;
-  // Same tick as spawn: libuv cannot have reaped the child yet, so /proc/<pid> exists
-  // (possibly as a zombie) even if the trainer died instantly.
-  writeJsonAtomicSync(join(runDir, RUN_FILES.trainer), {
-    pid: child.pid,
-    startTime: readProcessStartTime(child.pid),
-  });
+    if (child.pid === undefined) {
+      // ENOENT, EACCES, bad cwd...: reported on the 'error' event.
+      child.once('error', (err) => {
+        writeExit({ code: null, signal: null, error: `spawn failed: ${errMessage(err)}`, endedAt: Date.now() });
+        process.exit(0);
+      });
+      return;
+    }
+
+    childPid = child.pid;
+    // Same tick as spawn: libuv cannot have reaped the child yet, so /proc/<pid> exists
+    // (possibly as a zombie) even if the trainer died instantly.
+    writeJsonAtomicSync(join(runDir, RUN_FILES.trainer), {
+      pid: child.pid,
+      startTime: readProcessStartTime(child.pid),
+    });
+    pump = pumpOutput(child, maxLineBytes);
+  }
 
   child.on('error', (err) => shepherdLog(`child error: ${errMessage(err)}`));
-
-  const splitters = { stdout: createLineSplitter(maxLineBytes), stderr: createLineSplitter(maxLineBytes) };
-  /** @param {'stdout' | 'stderr'} stream */
-  const onData = (stream) => (/** @type {Buffer} */ chunk) => {
-    flush(acceptLines(stream, splitters[stream].push(chunk), Date.now()));
-  };
-  /** @type {Record<'stdout' | 'stderr', boolean>} */
-  const ended = { stdout: false, stderr: false };
-  /** @param {'stdout' | 'stderr'} stream */
-  const onEnd = (stream) => () => {
-    if (ended[stream]) return;
-    ended[stream] = true;
-    const last = splitters[stream].end();
-    if (last !== null) flush(acceptLines(stream, [last], Date.now()));
-  };
-  for (const stream of /** @type {const} */ (['stdout', 'stderr'])) {
-    const s = child[stream];
-    if (!s) continue;
-    s.on('data', onData(stream));
-    s.on('end', onEnd(stream));
-    s.on('error', (err) => shepherdLog(`${stream} error: ${errMessage(err)}`));
-  }
+  pump.sink = (stream, lines) => flush(acceptLines(stream, lines, Date.now()));
 
   /** @type {{ code: number | null, signal: string | null } | null} */
   let exitStatus = null;
@@ -221,8 +252,8 @@ function main() {
     if (finished || !exitStatus) return;
     finished = true;
     const now = Date.now();
-    onEnd('stdout')();
-    onEnd('stderr')();
+    pump.end('stdout');
+    pump.end('stderr');
     flush(records([...limiter.roll(now), ...limiter.totals()], now));
     // Visible first, durable right after: exit.json is renamed into place before the fsyncs, so
     // the service (which reads the page cache, where every output line already is) learns of the
@@ -282,47 +313,241 @@ function run() {
   process.on('uncaughtException', (err) => {
     shepherdLog(`uncaught: ${err && err.stack ? err.stack : String(err)}`);
   });
+  main().catch(fatal);
+}
+
+/**
+ * @typedef {{
+ *   sink: (stream: 'stdout' | 'stderr', lines: string[]) => void,
+ *   end: (stream: 'stdout' | 'stderr') => void,
+ * }} OutputPump
+ */
+
+/**
+ * A child's stdout and stderr as lines, for `sink` (which may be replaced: a warm trainer's lines
+ * are held until it is handed a run, then recorded).
+ * @param {import('node:child_process').ChildProcess} child
+ * @param {number} maxLineBytes
+ * @returns {OutputPump}
+ */
+function pumpOutput(child, maxLineBytes) {
+  const splitters = { stdout: createLineSplitter(maxLineBytes), stderr: createLineSplitter(maxLineBytes) };
+  /** @type {Record<'stdout' | 'stderr', boolean>} */
+  const ended = { stdout: false, stderr: false };
+  /** @type {OutputPump} */
+  const pump = {
+    sink: () => {},
+    end(stream) {
+      if (ended[stream]) return;
+      ended[stream] = true;
+      const last = splitters[stream].end();
+      if (last !== null) pump.sink(stream, [last]);
+    },
+  };
+  for (const stream of /** @type {const} */ (['stdout', 'stderr'])) {
+    const s = child[stream];
+    if (!s) continue;
+    s.on('data', (/** @type {Buffer} */ chunk) => pump.sink(stream, splitters[stream].push(chunk)));
+    s.on('end', () => pump.end(stream));
+    s.on('error', (err) => shepherdLog(`${stream} error: ${errMessage(err)}`));
+  }
+  return pump;
+}
+
+/**
+ * The warm trainer of a warm standby (null: none, or none any more).
+ * @type {null | {
+ *   spec: import('./warm.d.mts').WarmSpec,
+ *   child: import('node:child_process').ChildProcess,
+ *   pid: number,
+ *   startTime: string | null,
+ *   pump: OutputPump,
+ *   ready: boolean,
+ *   readyAt: number | null,
+ *   dead: boolean,
+ *   adopted: boolean,
+ *   waiting: { stream: 'stdout' | 'stderr', line: string }[],
+ *   droppedWhileWaiting: number,
+ *   changed: () => void,
+ * }}
+ */
+let warm = null;
+
+/** Tell the service how our warm trainer is doing (until we are handed a run). @param {string} word */
+function tellService(word) {
   try {
-    main();
-  } catch (err) {
-    fatal(err);
+    if (process.stdout.writable) process.stdout.write(`${word}\n`);
+  } catch {
+    // the service is gone: nothing to tell
   }
 }
 
 /**
- * Standby: wait for the run folder on stdin. Until it comes, signals keep their default action
- * (a standby holds nothing, so killing it is harmless: the runner falls back to a fresh spawn).
+ * Starts the warm trainer in standby, its stdin a pipe from us.
+ * @param {import('./warm.d.mts').WarmSpec} spec
  */
-function awaitRunDir() {
+function startWarm(spec) {
+  const [command, ...args] = spec.argv;
+  /** @type {import('node:child_process').ChildProcess} */
+  let child;
+  try {
+    child = spawn(/** @type {string} */ (command), args, {
+      cwd: spec.cwd || undefined,
+      env: { ...spec.env, [STANDBY_ENV]: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+  } catch {
+    tellService('died');
+    return;
+  }
+  if (child.pid === undefined) {
+    child.once('error', () => tellService('died'));
+    return;
+  }
+  child.stdin?.on('error', () => {});
+  const w = {
+    spec,
+    child,
+    pid: child.pid,
+    startTime: readProcessStartTime(child.pid),
+    pump: pumpOutput(child, DEFAULT_LOG_LINE_BYTES),
+    ready: false,
+    /** @type {number | null} */
+    readyAt: null,
+    dead: false,
+    adopted: false,
+    /** @type {{ stream: 'stdout' | 'stderr', line: string }[]} */
+    waiting: [],
+    droppedWhileWaiting: 0,
+    changed: () => {},
+  };
+  warm = w;
+  w.pump.sink = (stream, lines) => {
+    for (const line of lines) {
+      if (!w.ready && stream === 'stdout' && isReadyLine(line)) {
+        w.ready = true;
+        w.readyAt = performance.timeOrigin + performance.now();
+        tellService('ready');
+        w.changed();
+      } else if (w.waiting.length < WARM_BUFFER_LINES) w.waiting.push({ stream, line });
+      else w.droppedWhileWaiting++;
+    }
+  };
+  child.on('exit', () => {
+    if (w.adopted) return;
+    // Died while waiting: the run we may be handed gets a fresh trainer instead.
+    w.dead = true;
+    tellService('died');
+    w.changed();
+  });
+}
+
+/**
+ * The warm trainer, if it can run `launch` (once it is ready: waits up to WARM_READY_WAIT_MS);
+ * else null, after stopping one that cannot (it holds nothing: no GPU, no task).
+ * @param {LaunchFile} launch
+ */
+async function adoptWarm(launch) {
+  const w = warm;
+  if (!w) return null;
+  const mismatch = warmMismatch(w.spec, launch);
+  if (!mismatch && !w.dead && !w.ready) {
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, WARM_READY_WAIT_MS);
+      w.changed = () => {
+        if (w.ready || w.dead) {
+          clearTimeout(timer);
+          resolve(undefined);
+        }
+      };
+    });
+    w.changed = () => {};
+  }
+  if (mismatch || w.dead || !w.ready || w.startTime === null) {
+    shepherdLog(
+      `warm trainer ${w.pid} not used: ${mismatch ?? (w.dead ? 'it died while waiting' : w.ready ? 'its start time is unknown' : 'not ready in time')}; starting a fresh trainer`,
+    );
+    retireWarm();
+    return null;
+  }
+  w.adopted = true;
+  // The trainer goes on in its own process group: from here on it is signalled like any trainer.
+  return {
+    child: w.child,
+    pid: w.pid,
+    startTime: w.startTime,
+    pump: w.pump,
+    readyAt: w.readyAt,
+    waiting: w.waiting,
+    droppedWhileWaiting: w.droppedWhileWaiting,
+  };
+}
+
+/** Stops the warm trainer that was not handed a run: SIGTERM to its group, and EOF on its stdin. */
+function retireWarm() {
+  const w = warm;
+  warm = null;
+  if (!w || w.adopted || w.dead) return;
+  try {
+    process.kill(-w.pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+  w.child.stdin?.destroy();
+  w.child.stdout?.destroy();
+  w.child.stderr?.destroy();
+  w.child.unref();
+}
+
+/**
+ * Standby: wait for the run folder on stdin (a warm standby: its trainer's spec first). Until it
+ * comes, signals keep their default action (a standby holds nothing, so killing it is harmless:
+ * the runner falls back to a fresh spawn, and a warm trainer sees EOF on its stdin and exits).
+ * @param {boolean} withWarm
+ */
+function awaitRunDir(withWarm) {
   const stdin = process.stdin;
+  process.stdout.on('error', () => {});
   /** @type {Buffer[]} */
-  const parts = [];
+  let parts = [];
   let size = 0;
   let adopted = false;
+  let expectWarmSpec = withWarm;
   const giveUp = () => {
-    // The service is gone (or broke the pipe) before it handed us a run: nothing to do.
-    if (!adopted) process.exit(0);
+    // The service is gone (or broke the pipe, or retired us) before it handed us a run.
+    if (adopted) return;
+    retireWarm();
+    process.exit(0);
   };
   stdin.on('end', giveUp);
   stdin.on('close', giveUp);
   stdin.on('error', giveUp);
-  stdin.on('data', (/** @type {Buffer} */ chunk) => {
-    if (adopted) return;
-    const nl = chunk.indexOf(0x0a);
-    if (nl < 0) {
-      parts.push(chunk);
-      size += chunk.length;
-      if (size > MAX_RUN_DIR_LINE_BYTES) process.exit(0);
-      return;
+  /** @param {string} line */
+  const onLine = (line) => {
+    if (expectWarmSpec) {
+      expectWarmSpec = false;
+      try {
+        const spec = JSON.parse(line);
+        if (!Array.isArray(spec.argv) || spec.argv.length === 0 || typeof spec.env !== 'object') throw new Error('bad warm spec');
+        startWarm({ argv: spec.argv.map(String), cwd: String(spec.cwd ?? ''), env: spec.env });
+      } catch {
+        tellService('died'); // a plain standby from here on
+      }
+      return false;
     }
-    parts.push(chunk.subarray(0, nl));
     adopted = true;
-    runDir = Buffer.concat(parts).toString('utf8');
+    runDir = line;
     // The rest of stdin means nothing to us: EOF, errors and further bytes are ignored.
     stdin.removeAllListeners('data');
     stdin.on('error', () => {});
     stdin.destroy();
-    if (!runDir.startsWith('/')) process.exit(0);
+    // Nothing more to tell the service: from here on we outlive it.
+    process.stdout.destroy();
+    if (!runDir.startsWith('/')) {
+      retireWarm();
+      process.exit(0);
+    }
     try {
       // Like a fresh shepherd (spawned with cwd = runDir), and how /proc tells whose we are.
       process.chdir(runDir);
@@ -330,6 +555,26 @@ function awaitRunDir() {
       // main() reports a folder it cannot use (or there is nowhere to report to)
     }
     run();
+    return true;
+  };
+  stdin.on('data', (/** @type {Buffer} */ chunk) => {
+    if (adopted) return;
+    let rest = chunk;
+    for (;;) {
+      const nl = rest.indexOf(0x0a);
+      if (nl < 0) {
+        parts.push(rest);
+        size += rest.length;
+        if (size > MAX_STDIN_LINE_BYTES) giveUp();
+        return;
+      }
+      parts.push(rest.subarray(0, nl));
+      const line = Buffer.concat(parts).toString('utf8');
+      parts = [];
+      size = 0;
+      rest = rest.subarray(nl + 1);
+      if (onLine(line)) return;
+    }
   });
 }
 
@@ -354,7 +599,7 @@ function fatal(err) {
 
 if (runDir === STANDBY_FLAG) {
   runDir = '';
-  awaitRunDir();
+  awaitRunDir(process.argv[3] === WARM_FLAG);
 } else {
   run();
 }
