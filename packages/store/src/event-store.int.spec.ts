@@ -156,7 +156,7 @@ for (const backend of backends()) {
 
 const pg = backends().find((b) => b.kind === 'postgres')!;
 
-describe.skipIf(!pg.url)('event store on postgres, two real connections', () => {
+describe.skipIf(!backendAvailable(pg))('event store on postgres, two real connections', () => {
   let t: TestDatabase;
   beforeEach(async () => {
     t = await openTestDatabase(pg);

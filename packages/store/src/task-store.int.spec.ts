@@ -153,7 +153,7 @@ for (const backend of backends()) {
 
 const pg = backends().find((b) => b.kind === 'postgres')!;
 
-describe.skipIf(!pg.url)('two service processes on one Postgres', () => {
+describe.skipIf(!backendAvailable(pg))('two service processes on one Postgres', () => {
   let t: TestDatabase;
   let other: Database;
   beforeEach(async () => {

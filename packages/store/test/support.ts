@@ -41,7 +41,7 @@ export interface Backend {
   url: string | null;
 }
 
-/** In CI (.ci/run sets CI and TRAINYARD_REQUIRE_POSTGRES) a missing test dependency fails the run. */
+/** In CI (`CI` set, as .ci/run and CI services set it, or TRAINYARD_REQUIRE_POSTGRES=1) a missing test dependency fails the run. */
 export const CI_STRICT = Boolean(process.env.CI) || process.env.TRAINYARD_REQUIRE_POSTGRES === '1';
 
 /**

@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { freshSchemaName, rawClient } from '@trainyard/store/testing';
+import { CI_STRICT, freshSchemaName, rawClient } from '@trainyard/store/testing';
 import { eventually, killRunsUnder, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
 
 const run = promisify(execFile);
 const ownerUrl = inject('postgresUrl');
-const required = Boolean(process.env.CI) || process.env.TRAINYARD_REQUIRE_POSTGRES === '1';
+const required = CI_STRICT;
 
 /** The same database as `url`, connecting as `role` (the test Postgres trusts local roles). */
 function asRole(url: string, role: string): string {
