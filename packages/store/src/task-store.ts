@@ -208,6 +208,25 @@ export class TaskCommands {
     }
   }
 
+  /**
+   * Submit several tasks in one transaction, in the order given, all or nothing: the first
+   * error (refused data, a failed check) rolls every one of them back and is thrown. The same
+   * path as submitMany (submitIn); `verify`, when given, runs in the transaction on the results
+   * (an error it throws rolls the batch back too), e.g. to tell an idempotent repeat from a
+   * different request under the same keys.
+   */
+  async submitAll(
+    requests: readonly SubmitRequest[],
+    verify?: (results: readonly SubmitResult[], tx: TaskRepository) => Promise<void>,
+  ): Promise<SubmitResult[]> {
+    if (requests.length === 0) return [];
+    return this.transact(async (tx, appended) => {
+      const results = await this.submitIn(tx, appended, requests);
+      await verify?.(results, tx);
+      return results;
+    });
+  }
+
   private readonly pendingSubmits: { request: SubmitRequest; resolve: (r: SubmitResult) => void; reject: (e: Error) => void }[] = [];
   private submitting = false;
 

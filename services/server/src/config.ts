@@ -9,6 +9,7 @@ import { DEFAULT_QUEUE_DEPTH, storageFromEnv, type OpenOptions } from '@trainyar
 import { AUTH_MODES, isLoopbackHost, type AuthMode } from './auth';
 import { parseFixedInventory } from './gpu/inventory';
 import { parseAllowedHosts } from './http-guard';
+import { CREATE_MANY_LIMIT } from './schemas';
 import { DEFAULT_LOG_LINE_BYTES, DEFAULT_LOG_LINES_PER_SECOND } from './trainer/defaults.mjs';
 import { ENV_PATTERN_RE, trainerEnv } from './trainer/env';
 
@@ -54,6 +55,8 @@ export interface ServiceConfig {
   /** GPU index of each slot; undefined = one slot per detected GPU (at least one). */
   gpuSlots: number[] | undefined;
   queueWarnAt: number;
+  /** Most tasks one tasks.createMany call may submit. */
+  createManyMax: number;
   /** A device other programs hold beyond this share of memory takes no work. */
   externalGpuShareLimit: number;
   /** The scheduling policy: strict FIFO, or FIFO with EASY backfill. */
@@ -221,6 +224,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     uploadMaxBytes: read('TRAINYARD_UPLOAD_MAX_BYTES', intFrom('TRAINYARD_UPLOAD_MAX_BYTES', 1, 64 * 1024 ** 3), 1024 ** 3),
     gpuSlots,
     queueWarnAt: read('TRAINYARD_QUEUE_WARN', intFrom('TRAINYARD_QUEUE_WARN', 0, 1_000_000), 5),
+    createManyMax: read('TRAINYARD_CREATE_MANY_MAX', intFrom('TRAINYARD_CREATE_MANY_MAX', 1, CREATE_MANY_LIMIT), 1000),
     externalGpuShareLimit: read('TRAINYARD_EXTERNAL_GPU_SHARE', z.coerce.number().min(0).max(1), 0.5),
     schedulerPolicy: read('TRAINYARD_SCHEDULER', z.enum(POLICY_NAMES), 'backfill'),
     gpuMemoryReserve: read('TRAINYARD_GPU_MEMORY_RESERVE', z.coerce.number().min(0).max(0.9), DEFAULT_MEMORY_RESERVE),

@@ -15,6 +15,8 @@ const OUTPUTS_COST = 4;
 const EVENTS_PER_UNIT = 250;
 /** tasks.logs: one unit per this many lines asked for (its default 500 costs 1, its most, 5000, costs 5). */
 const LINES_PER_UNIT = 1000;
+/** tasks.createMany: one unit per this many tasks (a sweep of 1,000 costs 10). */
+const TASKS_PER_UNIT = 100;
 /** tasks.metrics: one unit per this many progress reports asked for (its default 2000 costs 2, its most, 5000, costs 4). */
 const POINTS_PER_UNIT = 1250;
 
@@ -40,6 +42,11 @@ export function callCost(path: string, input: unknown): number {
     case 'tasks.metrics': {
       const parsed = metricsInput.safeParse(input);
       return parsed.success ? Math.ceil(parsed.data.limit / POINTS_PER_UNIT) : 1;
+    }
+    case 'tasks.createMany': {
+      // Counted, not parsed: a malformed list costs 1 and gets its field errors from the procedure.
+      const tasks = (input as { tasks?: unknown } | null | undefined)?.tasks;
+      return Array.isArray(tasks) ? Math.max(1, Math.ceil(tasks.length / TASKS_PER_UNIT)) : 1;
     }
     default:
       return 1;
@@ -68,7 +75,7 @@ export function overBudget(calls: readonly { path: string; input: unknown }[], b
 }
 
 /** The procedures whose cost depends on their input. */
-const INPUT_PRICED = new Set(['events.list', 'tasks.logs', 'tasks.metrics']);
+const INPUT_PRICED = new Set(['events.list', 'tasks.logs', 'tasks.metrics', 'tasks.createMany']);
 
 /** Refuse the whole request (every call in it gets this error) when it is over budget. */
 export async function checkRequestCost(calls: readonly { path: string; getRawInput: () => Promise<unknown> }[]): Promise<void> {

@@ -45,4 +45,13 @@ describe('request cost', () => {
     expect(problem).toContain('separate requests');
     expect(overBudget(five.slice(0, 4))).toBeNull();
   });
+
+  it('a sweep costs one unit per 100 tasks: a call of 1,000 costs 10, and eleven of them in one batch are over budget', () => {
+    const sweep = (n: number) => ({ path: 'tasks.createMany', input: { tasks: Array.from({ length: n }, () => ({})) } });
+    expect(callCost('tasks.createMany', sweep(1).input)).toBe(1);
+    expect(callCost('tasks.createMany', sweep(1000).input)).toBe(10);
+    expect(callCost('tasks.createMany', { tasks: 'not a list' })).toBe(1);
+    expect(overBudget(Array.from({ length: 10 }, () => sweep(1000)))).toBeNull();
+    expect(overBudget(Array.from({ length: 11 }, () => sweep(1000)))).toContain('tasks.createMany ×11 costs 110');
+  });
 });

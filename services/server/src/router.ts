@@ -9,9 +9,10 @@ import { ConcurrencyError, databaseErrorMessage, InvalidCursorError, isConnectio
 import { log } from './log';
 import { SubscriptionEndedError, SubscriptionLimitError, UnknownPositionError } from './live';
 import { DeploymentNotFoundError, ForbiddenError } from './field-error';
-import { FieldError, type Actor, type TrainyardService } from './service';
+import { FieldError, IdempotencyConflictError, type Actor, type TrainyardService } from './service';
 import {
   cancelInput,
+  createManyInput,
   createTaskInput,
   eventsListInput,
   idInput,
@@ -130,6 +131,7 @@ function translate(err: unknown): TRPCError | null {
   if (err instanceof IllegalCommandError) return wrap('CONFLICT', err.message);
   if (err instanceof DeploymentNotFoundError) return wrap('NOT_FOUND', err.message);
   if (err instanceof DeploymentCommandError) return wrap('CONFLICT', err.message);
+  if (err instanceof IdempotencyConflictError) return wrap('CONFLICT', err.message);
   if (err instanceof FieldError) return wrap('BAD_REQUEST', `${err.field}: ${err.message}`);
   if (err instanceof ForbiddenError) return wrap('FORBIDDEN', err.message);
   if (err instanceof InvalidCursorError)
@@ -176,6 +178,8 @@ const tasksRouter = t.router({
     const { task, warnings, created, dataset } = await ctx.service.createTask(input, ctx.actor);
     return { ...task, warnings, created, dataset };
   }),
+  /** Several tasks in one request and one transaction, queued in the order given, all or nothing (a sweep). */
+  createMany: procedure.input(createManyInput).mutation(({ ctx, input }) => ctx.service.createMany(input, ctx.actor)),
   get: procedure.input(idInput).query(({ ctx, input }) => ctx.service.getTask(input.id, ctx.actor)),
   list: procedure.input(listTasksInput).query(({ ctx, input }) =>
     ctx.service.listTasks(

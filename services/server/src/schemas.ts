@@ -115,6 +115,19 @@ export const createTaskInput = z.strictObject({
 });
 export type CreateTaskInput = z.infer<typeof createTaskInput>;
 
+/** The most tasks.createMany's schema takes; the service's own maximum is TRAINYARD_CREATE_MANY_MAX (at most this). */
+export const CREATE_MANY_LIMIT = 10_000;
+
+/** A sweep: several tasks in one call, one transaction, all or nothing; the key makes a retry safe. */
+export const createManyInput = z.strictObject({
+  tasks: z
+    .array(createTaskInput.omit({ idempotencyKey: true }), { error: 'tasks must be a list of tasks' })
+    .min(1, 'tasks must hold at least one task')
+    .max(CREATE_MANY_LIMIT, `tasks must hold at most ${CREATE_MANY_LIMIT} tasks`),
+  idempotencyKey: text('idempotencyKey', 200).optional(),
+});
+export type CreateManyInput = z.infer<typeof createManyInput>;
+
 const status = z.enum(TASK_STATUSES, { error: `status must be one of ${TASK_STATUSES.join(', ')}` });
 
 export const listTasksInput = z
@@ -254,6 +267,8 @@ export const createDeploymentInput = z
     maxModelLen: int('maxModelLen', 16, 10_000_000).optional(),
     port: int('port', 1024, 65535).optional(),
     onTrainingDemand: z.enum(['wait', 'sleep', 'stop'], { error: 'onTrainingDemand must be wait, sleep or stop' }).optional(),
+    /** A priority class name: a training task of a lower priority never puts it to sleep. */
+    priority: text('priority', 40).optional(),
   })
   .refine((v) => (v.taskId === undefined) !== (v.model === undefined), {
     message: 'give either taskId or model, not both',

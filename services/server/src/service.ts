@@ -61,7 +61,7 @@ import { checkGangAgainstQuota, resolvePriority } from './priorities';
 import { GpuProbe, type GpuInfo } from './gpu';
 import { GpuHistory } from './gpu/history';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
-import { inspectDataset, type DatasetSummary } from './dataset-inspect';
+import { inspectDataset, type DatasetInspection, type DatasetSummary } from './dataset-inspect';
 import { taskOutputDir } from './outputs';
 import { resolveOutputDir } from './runner/launcher';
 import { describeOutputs } from './task-outputs';
@@ -69,7 +69,7 @@ import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
 import { Deployments } from './deployments/deployments';
 import { LeaseKeeper } from './lease';
-import type { CreateTaskInput, QuotaSetInput } from './schemas';
+import type { CreateManyInput, CreateTaskInput, QuotaSetInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
 import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
@@ -461,30 +461,9 @@ export class TrainyardService {
     input: CreateTaskInput,
     actor: Actor,
   ): Promise<{ task: TaskRecord; warnings: Warning[]; created: boolean; dataset: DatasetSummary }> {
-    // Stored as its real path: the runner checks at launch that it still is that path.
-    const datasetPath = await resolveDataset(input.datasetPath, this.config.datasetsRoots);
-    if (!datasetPath) throw new FieldError('datasetPath', datasetNotAllowedMessage(input.datasetPath));
-    const dataset = await inspectDataset(datasetPath);
-    if (!dataset.ok) throw new FieldError('datasetPath', `dataset ${input.datasetPath}: ${dataset.problem}`);
-    const estimate = estimateMemoryGb(estimateInputOf(input.model, input.config));
-    const resources = resolveResources(input.resources, estimate.estimateGb, this.picture.devices, this.config.gpuMemoryReserve);
-    const quota = this.quotas.get(actor.user) ?? null;
-    checkGangAgainstQuota(resources.gpus, quota);
-    const priority = resolvePriority(input.priority, this.config.priorityClasses, quota);
     const id = newTaskId();
-    const outputDir = taskOutputDir(id, input.outputDir);
-    const spec: TaskSpec = {
-      name: input.name ?? defaultTaskName(id, input.model, uploadedFileName(datasetPath.split(sep).pop() ?? datasetPath)),
-      model: input.model,
-      datasetPath,
-      outputDir,
-      config: input.config,
-      timeoutMs: input.timeoutMs ?? this.config.defaultTimeoutMs,
-      resources,
-      priority,
-      owner: actor.user,
-      idempotencyKey: input.idempotencyKey ?? null,
-    };
+    const { specFor, dataset } = await this.prepareTask(input, actor);
+    const spec = specFor(id, input.idempotencyKey ?? null);
     const [warnings, result] = await Promise.all([
       this.warningsFor(spec),
       this.store.submit(id, spec, { actor: actor.user, correlationId: actor.correlationId ?? null }),
@@ -505,6 +484,120 @@ export class TrainyardService {
         });
     }
     return { task: result.task, warnings, created: true, dataset: dataset.summary };
+  }
+
+  /**
+   * Everything a submission checks and resolves before the store sees it (dataset inside the
+   * roots and readable, resources against the devices, the owner's quota and priority cap), one
+   * home for tasks.create and tasks.createMany. The spec is made per id (its default name and
+   * output folder hold the id). `datasets` shares dataset checks between the items of a batch.
+   */
+  private async prepareTask(
+    input: CreateTaskInput,
+    actor: Actor,
+    datasets?: Map<string, Promise<{ datasetPath: string | null; check: DatasetInspection | null }>>,
+  ): Promise<{
+    specFor: (id: string, idempotencyKey: string | null) => TaskSpec;
+    dataset: { summary: DatasetSummary; warnings: string[] };
+  }> {
+    const checkDataset = async () => {
+      // Stored as its real path: the runner checks at launch that it still is that path.
+      const datasetPath = await resolveDataset(input.datasetPath, this.config.datasetsRoots);
+      return { datasetPath, check: datasetPath ? await inspectDataset(datasetPath) : null };
+    };
+    let pending = datasets?.get(input.datasetPath);
+    if (!pending) {
+      pending = checkDataset();
+      datasets?.set(input.datasetPath, pending);
+    }
+    const { datasetPath, check: dataset } = await pending;
+    if (!datasetPath || !dataset) throw new FieldError('datasetPath', datasetNotAllowedMessage(input.datasetPath));
+    if (!dataset.ok) throw new FieldError('datasetPath', `dataset ${input.datasetPath}: ${dataset.problem}`);
+    const estimate = estimateMemoryGb(estimateInputOf(input.model, input.config));
+    const resources = resolveResources(input.resources, estimate.estimateGb, this.picture.devices, this.config.gpuMemoryReserve);
+    const quota = this.quotas.get(actor.user) ?? null;
+    checkGangAgainstQuota(resources.gpus, quota);
+    const priority = resolvePriority(input.priority, this.config.priorityClasses, quota);
+    const timeoutMs = input.timeoutMs ?? this.config.defaultTimeoutMs;
+    const datasetFile = uploadedFileName(datasetPath.split(sep).pop() ?? datasetPath);
+    return {
+      specFor: (id, idempotencyKey) => ({
+        name: input.name ?? defaultTaskName(id, input.model, datasetFile),
+        model: input.model,
+        datasetPath,
+        outputDir: taskOutputDir(id, input.outputDir),
+        config: input.config,
+        timeoutMs,
+        resources,
+        priority,
+        owner: actor.user,
+        idempotencyKey,
+      }),
+      dataset,
+    };
+  }
+
+  /**
+   * Several tasks in one call (a sweep): every item is checked as tasks.create checks it (an
+   * error names the item: tasks.3.config.batchSize), then all are submitted in one transaction,
+   * in the order given, all or nothing. With an idempotency key, the same request again gives
+   * the same tasks back (created false); a different request under the same key is refused
+   * (IdempotencyConflictError), and nothing is written.
+   */
+  async createMany(input: CreateManyInput, actor: Actor): Promise<{ tasks: TaskRecord[]; warnings: Warning[]; created: boolean }> {
+    const max = this.config.createManyMax;
+    if (input.tasks.length > max)
+      throw new FieldError('tasks', `${input.tasks.length} tasks in one call; at most ${max} (TRAINYARD_CREATE_MANY_MAX)`);
+    const datasets = new Map<string, Promise<{ datasetPath: string | null; check: DatasetInspection | null }>>();
+    const prepared: Awaited<ReturnType<TrainyardService['prepareTask']>>[] = [];
+    for (const [i, item] of input.tasks.entries()) {
+      try {
+        prepared.push(await this.prepareTask(item, actor, datasets));
+      } catch (err) {
+        if (err instanceof FieldError) throw new FieldError(`tasks.${i}.${err.field}`, err.message);
+        throw err;
+      }
+    }
+    const key = input.idempotencyKey ?? null;
+    const itemKey = (i: number) => (key === null ? null : batchItemKey(key, i));
+    const meta = { actor: actor.user, correlationId: actor.correlationId ?? null };
+    const requests = prepared.map((p, i) => {
+      const taskId = newTaskId();
+      return { taskId, spec: p.specFor(taskId, itemKey(i)), meta };
+    });
+    const results = await this.store.submitAll(requests, async (results, tx) => {
+      if (key === null) return;
+      const repeated = results.filter((r) => !r.created).length;
+      if (repeated === 0) return; // a fresh key: item 0 did not exist, so no item of it did
+      const same =
+        repeated === results.length &&
+        results.every((r, i) => sameSubmission(r.task.spec, prepared[i]!.specFor(r.task.id, itemKey(i)))) &&
+        // An earlier request under this key with more tasks than this one is a different request.
+        (await tx.findByIdempotencyKey(actor.user, batchItemKey(key, results.length))) === null;
+      if (!same) throw new IdempotencyConflictError(key);
+    });
+    const created = results.every((r) => r.created);
+    if (!created) return { tasks: results.map((r) => r.task), warnings: [], created: false };
+    const warnings: Warning[] = [];
+    const seen = new Set<string>();
+    const add = (w: Warning) => {
+      if (seen.has(w.message)) return;
+      seen.add(w.message);
+      warnings.push(w);
+    };
+    const kinds = new Map<string, TaskSpec>();
+    for (const r of requests) kinds.set(JSON.stringify([r.spec.model, r.spec.config, r.spec.resources]), r.spec);
+    for (const spec of kinds.values()) for (const w of await this.warningsFor(spec)) add(w);
+    for (const p of prepared) for (const message of p.dataset.warnings) add({ code: 'DATASET_RECORDS', level: 'medium', message });
+    const queued = results.filter((r) => r.task.status === 'QUEUED');
+    const ahead = queued[0]?.queuedAhead;
+    if (queued.length && ahead !== undefined && ahead >= this.config.queueWarnAt)
+      add({
+        code: 'QUEUE_LONG',
+        level: 'medium',
+        message: `${ahead} tasks were already queued: these ${queued.length} wait for all of them.`,
+      });
+    return { tasks: results.map((r) => r.task), warnings, created: true };
   }
 
   private async warningsFor(spec: TaskSpec): Promise<Warning[]> {
@@ -856,5 +949,38 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The idempotency key of item i of a tasks.createMany call (a control character: no client key can hold one). */
+function batchItemKey(key: string, i: number): string {
+  return `${key}\u001f${i}`;
+}
+
+/** JSON with object keys sorted (jsonb does not keep their order), undefined members left out. */
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.entries(v)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, x]) => `${JSON.stringify(k)}:${stableJson(x)}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+
+/** The stored task is what this request asks for (the same id's default name and folder). */
+function sameSubmission(stored: TaskSpec, asked: TaskSpec): boolean {
+  return stableJson(stored) === stableJson(asked);
+}
+
+/** A tasks.createMany idempotency key already used by a different request: the API answers CONFLICT. */
+export class IdempotencyConflictError extends Error {
+  constructor(readonly key: string) {
+    super(
+      `idempotency key ${key} was already used for a different request (other tasks or settings); nothing was written. ` +
+        'Send the same request to get its tasks back, or use a new key.',
+    );
+    this.name = 'IdempotencyConflictError';
   }
 }
