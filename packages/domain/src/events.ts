@@ -1,7 +1,7 @@
 // Domain events: facts in the past tense. Each carries a schema version so that old
 // events stay readable when a shape changes (add an upcaster in `upcast`, never edit history).
 import type { DeviceGrant } from './resources';
-import type { PlacementGrounds } from './scheduling';
+import type { PlacementGrounds, PreemptionGrounds } from './scheduling';
 import { DEFAULT_RESOURCES, type Checkpoint, type FailureReason, type StopReason, type TaskSpec } from './task';
 
 /** The instance a task was taken back from, and why (its lease expired). */
@@ -36,7 +36,8 @@ export interface TaskEventMap {
    * preemption, or (`lost`) the instance that ran it stopped renewing its lease.
    */
   TaskPreempted: { exitCode: number | null; signal: string | null; checkpoint: Checkpoint | null; lost?: LostRunner };
-  StopRequested: { reason: StopReason; message: string };
+  /** `grounds`: for a preemption by the scheduler, what its decision saw (absent otherwise, and before it was recorded). */
+  StopRequested: { reason: StopReason; message: string; grounds?: PreemptionGrounds };
   TaskCompleted: { exitCode: number };
   TaskFailed: {
     reason: FailureReason;

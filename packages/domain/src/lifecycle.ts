@@ -18,7 +18,7 @@ import {
 } from './task';
 import { IllegalCommandError } from './errors';
 import type { DeviceGrant } from './resources';
-import type { PlacementGrounds } from './scheduling';
+import type { PlacementGrounds, PreemptionGrounds } from './scheduling';
 
 /** What the machine consumes: a domain event plus the log facts the fold needs. */
 export type LifecycleEvent = {
@@ -305,8 +305,8 @@ export type TaskCommand =
   | { type: 'expire' }
   /** A device the task holds is no longer in the inventory (a GPU vanished, a MIG layout changed). */
   | { type: 'loseDevices'; message: string }
-  /** A task of a higher class needs its devices: checkpoint, stop, requeue. */
-  | { type: 'preempt'; message: string }
+  /** A task of a higher class (or a user under their fair share) needs its devices: checkpoint, stop, requeue. */
+  | { type: 'preempt'; message: string; grounds?: PreemptionGrounds }
   | { type: 'recordCheckpoint'; path: string; step: number }
   /** Pause: a queued task is kept in its place but not started; a running one must be preempting. */
   | { type: 'hold'; reason?: string | null }
@@ -397,7 +397,12 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
         },
       ];
     case 'preempt':
-      return [{ type: 'StopRequested', data: { reason: 'preempt', message: command.message } }];
+      return [
+        {
+          type: 'StopRequested',
+          data: { reason: 'preempt', message: command.message, ...(command.grounds ? { grounds: command.grounds } : {}) },
+        },
+      ];
     case 'hold':
       return [{ type: 'TaskHeld', data: { reason: command.reason ?? null } }];
     case 'release':

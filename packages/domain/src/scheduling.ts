@@ -113,16 +113,54 @@ export interface SchedulingInput {
   releaseGraceMs?: number;
   /** Users' quotas and use, by name; a user not here has no quota and no past use. */
   accounts?: ReadonlyMap<string, Account>;
-  /** Preempt running tasks of a lower priority for a head that cannot otherwise start. */
-  preemption?: boolean;
+  /**
+   * Preempt running tasks for a head that cannot otherwise start: `priority` (or true) those of a
+   * lower priority; `fair-share` also those of an equal priority whose owners hold more than their
+   * fair share of the pool, for a head whose owner holds less. Default: none.
+   */
+  preemption?: boolean | PreemptionMode;
 }
 
-/** A running task to stop (checkpoint and requeue) so that a higher-priority head can start. */
+export const PREEMPTION_MODES = ['off', 'priority', 'fair-share'] as const;
+export type PreemptionMode = (typeof PREEMPTION_MODES)[number];
+
+/** A running task to stop (checkpoint and requeue) so that a head can start. */
 export interface Preemption {
   taskId: string;
   /** The head it makes room for. */
   forTaskId: string;
   message: string;
+  /** What the decision saw: recorded with the stop, so it can be explained later. */
+  grounds: PreemptionGrounds;
+}
+
+/** A user's standing when a preemption was decided. */
+export interface PreemptionUser {
+  user: string;
+  weight: number;
+  /** Devices their running tasks held (tasks already stopping not counted). */
+  held: number;
+  /** Their fair share of the pool: devices × weight / the weights of every user with work. */
+  fairShare: number;
+  /** Their fair-share standing in the queue's order (decayed use per weight; lower goes first). */
+  standing: number;
+}
+
+/**
+ * Why a task was preempted. `priority`: the head outranks it. `fair-share`: same priority, and
+ * the head's owner, with the head started, still holds no more than their fair share, while the
+ * victim's owner, without the victim, still holds at least theirs (so the move never reverses).
+ */
+export interface PreemptionGrounds {
+  rule: 'priority' | 'fair-share';
+  head: { taskId: string; owner: string; priority: number; gpus: number };
+  victim: { taskId: string; owner: string; priority: number; startedAt: number | null; gpus: number };
+  /** Devices in the pool (those that take work). */
+  pool: number;
+  /** Every user with running or queued work then, by name. */
+  users: PreemptionUser[];
+  /** Every victim of this decision (never more than the head needs). */
+  victims: string[];
 }
 
 export interface SchedulingDecision {
@@ -366,7 +404,9 @@ function place(input: SchedulingInput, backfill: boolean, policy: string): Sched
       // The head is blocked: it waits with a reservation when it can have one, and, with
       // preemption, running tasks of a lower priority are stopped to make room for it.
       headId = t.taskId;
-      if (input.preemption && preemptions.length === 0) preemptions.push(...choosePreemptions(caps, input.devices, t));
+      const mode = preemptionMode(input.preemption);
+      if (mode !== 'off' && preemptions.length === 0)
+        preemptions.push(...choosePreemptions(caps, input.devices, t, mode, fairShares(input, caps, order)));
       const res = reserve(caps, releases, t, input.now);
       reservation = res?.reservation ?? null;
       spare = res?.spare ?? new Map();
@@ -536,27 +576,70 @@ class AdmissionOrder {
   }
 }
 
+function preemptionMode(p: SchedulingInput['preemption']): PreemptionMode {
+  return p === true ? 'priority' : p === false || p === undefined ? 'off' : p;
+}
+
+/** Each user with work: weight, devices held, fair share of the pool, standing. */
+function fairShares(input: SchedulingInput, caps: readonly Cap[], order: AdmissionOrder): Map<string, PreemptionUser> & { pool: number } {
+  const users = new Map<string, PreemptionUser>() as Map<string, PreemptionUser> & { pool: number };
+  const add = (user: string) => {
+    let u = users.get(user);
+    if (!u) users.set(user, (u = { user, weight: input.accounts?.get(user)?.weight || 1, held: 0, fairShare: 0, standing: 0 }));
+    return u;
+  };
+  for (const d of input.devices) for (const h of d.holders) if (!h.stopping) add(h.owner ?? '').held++;
+  for (const t of input.queue) add(t.owner ?? '');
+  users.pool = caps.filter((c) => !c.blocked).length;
+  const weights = [...users.values()].reduce((n, u) => n + u.weight, 0);
+  for (const u of users.values()) {
+    u.fairShare = weights > 0 ? (users.pool * u.weight) / weights : 0;
+    u.standing = order.share(u.user);
+  }
+  return users;
+}
+
 /**
- * The fewest running tasks of a lower priority than `head` whose devices, freed, let it start:
- * lowest priority first, then most recently started; never one that was preempted too often; and
- * none at all when tasks already stopping will free enough.
+ * The fewest running tasks whose devices, freed, let `head` start: those of a lower priority
+ * and, with `fair-share`, those of its priority whose owners hold more than their fair share
+ * while the head's owner holds less (never taking an owner below their share, nor putting the
+ * head's owner above theirs). Lowest priority first, then most recently started; never one
+ * that was preempted too often; and none at all when tasks already stopping will free enough.
  */
-function choosePreemptions(caps: readonly Cap[], devices: readonly DeviceView[], head: QueuedTaskView): Preemption[] {
+function choosePreemptions(
+  caps: readonly Cap[],
+  devices: readonly DeviceView[],
+  head: QueuedTaskView,
+  mode: Exclude<PreemptionMode, 'off'>,
+  users: Map<string, PreemptionUser> & { pool: number },
+): Preemption[] {
   const headPriority = head.priority ?? 0;
-  const tasks = new Map<string, { priority: number; startedAt: number; preemptible: boolean; stopping: boolean }>();
+  const headOwner = head.owner ?? '';
+  type Running = { priority: number; startedAt: number | null; preemptible: boolean; stopping: boolean; owner: string; gpus: number };
+  const tasks = new Map<string, Running>();
   for (const d of devices)
-    for (const h of d.holders)
-      tasks.set(h.taskId, {
-        priority: h.priority ?? 0,
-        startedAt: h.startedAt ?? 0,
-        preemptible: h.preemptible ?? true,
-        stopping: h.stopping ?? false,
-      });
+    for (const h of d.holders) {
+      const known = tasks.get(h.taskId);
+      if (known) known.gpus++;
+      else
+        tasks.set(h.taskId, {
+          priority: h.priority ?? 0,
+          startedAt: h.startedAt ?? null,
+          preemptible: h.preemptible ?? true,
+          stopping: h.stopping ?? false,
+          owner: h.owner ?? '',
+          gpus: 1,
+        });
+    }
   const stopping = [...tasks].filter(([, t]) => t.stopping).map(([id]) => id);
+  const headUser = users.get(headOwner);
+  // Fair share: the head's owner, with the head started, holds no more than their share.
+  const headUnder = mode === 'fair-share' && headUser !== undefined && headUser.held + head.request.gpus <= headUser.fairShare;
+  const byPriority = (t: Running) => t.priority < headPriority;
+  const byShare = (t: Running) => headUnder && t.priority === headPriority && t.owner !== headOwner && users.has(t.owner);
   const candidates = [...tasks]
-    .filter(([, t]) => !t.stopping && t.preemptible && t.priority < headPriority)
-    .sort(([, a], [, b]) => a.priority - b.priority || b.startedAt - a.startedAt)
-    .map(([id]) => id);
+    .filter(([, t]) => !t.stopping && t.preemptible && (byPriority(t) || byShare(t)))
+    .sort(([, a], [, b]) => a.priority - b.priority || (b.startedAt ?? 0) - (a.startedAt ?? 0));
   if (!candidates.length) return [];
   const fitsWithout = (gone: readonly string[]) => {
     const set = new Set(gone);
@@ -579,8 +662,15 @@ function choosePreemptions(caps: readonly Cap[], devices: readonly DeviceView[],
   };
   if (fitsWithout(stopping)) return [];
   const victims: string[] = [];
-  for (const id of candidates) {
+  // Devices each owner gives up to this decision: a fair-share victim only while its owner keeps their share.
+  const givenUp = new Map<string, number>();
+  for (const [id, t] of candidates) {
+    if (!byPriority(t)) {
+      const u = users.get(t.owner)!;
+      if (u.held - (givenUp.get(t.owner) ?? 0) - t.gpus < u.fairShare) continue;
+    }
     victims.push(id);
+    givenUp.set(t.owner, (givenUp.get(t.owner) ?? 0) + t.gpus);
     if (fitsWithout([...stopping, ...victims])) break;
   }
   if (!fitsWithout([...stopping, ...victims])) return [];
@@ -589,11 +679,33 @@ function choosePreemptions(caps: readonly Cap[], devices: readonly DeviceView[],
     const without = victims.filter((_, k) => k !== i);
     if (fitsWithout([...stopping, ...without])) victims.splice(i, 1);
   }
-  return victims.map((taskId) => ({
-    taskId,
-    forTaskId: head.taskId,
-    message: `preempted for task ${head.taskId} (priority ${headPriority}): it goes back to the queue and resumes from its last checkpoint`,
-  }));
+  const involved = [...users.values()].sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
+  const round = (n: number) => Math.round(n * 1000) / 1000;
+  const snapshot = involved.map((u) => ({ ...u, fairShare: round(u.fairShare), standing: round(u.standing) }));
+  return victims.map((taskId) => {
+    const t = tasks.get(taskId)!;
+    const rule = byPriority(t) ? 'priority' : 'fair-share';
+    const who = (name: string) => (name === '' ? 'the local user' : name);
+    const message =
+      rule === 'priority'
+        ? `preempted for task ${head.taskId} (priority ${headPriority}): it goes back to the queue and resumes from its last checkpoint`
+        : `preempted for task ${head.taskId} by fair share: ${who(headOwner)} holds ${headUser!.held} of ${users.pool} devices ` +
+          `(fair share ${round(headUser!.fairShare)}), ${who(t.owner)} holds ${users.get(t.owner)!.held} ` +
+          `(fair share ${round(users.get(t.owner)!.fairShare)}); it goes back to the queue and resumes from its last checkpoint`;
+    return {
+      taskId,
+      forTaskId: head.taskId,
+      message,
+      grounds: {
+        rule,
+        head: { taskId: head.taskId, owner: headOwner, priority: headPriority, gpus: head.request.gpus },
+        victim: { taskId, owner: t.owner, priority: t.priority, startedAt: t.startedAt, gpus: t.gpus },
+        pool: users.pool,
+        users: snapshot,
+        victims: [...victims],
+      },
+    } satisfies Preemption;
+  });
 }
 
 /** A request's shape as one number: GPUs, memory (0 = none given) and sharing. */

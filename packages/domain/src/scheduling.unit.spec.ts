@@ -295,7 +295,18 @@ describe('preemption (priority)', () => {
     const d = schedule(devices, [task('urgent', { priority: 20 })]);
     expect(d.assignments).toEqual([]);
     expect(d.preemptions).toEqual([
-      { taskId: 'new-low', forTaskId: 'urgent', message: expect.stringMatching(/^preempted for task urgent/) },
+      {
+        taskId: 'new-low',
+        forTaskId: 'urgent',
+        message: expect.stringMatching(/^preempted for task urgent/),
+        grounds: expect.objectContaining({
+          rule: 'priority',
+          head: { taskId: 'urgent', owner: '', priority: 20, gpus: 1 },
+          victim: { taskId: 'new-low', owner: '', priority: -10, startedAt: NOW - 30 * MIN, gpus: 1 },
+          victims: ['new-low'],
+          pool: 3,
+        }),
+      },
     ]);
   });
   it('never more than needed: a 2-GPU head takes the two lowest, not the third', () => {
@@ -320,6 +331,100 @@ describe('preemption (priority)', () => {
       backfillPolicy.schedule({ devices: [gpu(0, 80, [running('low', -10, 0)])], queue: [task('urgent', { priority: 20 })], now: NOW })
         .preemptions,
     ).toEqual([]);
+  });
+});
+
+describe('preemption (fair share)', () => {
+  // Given running tasks of alice and bob at one priority, and a head that cannot start.
+  const running = (taskId: string, owner: string, startedMin: number, over: Partial<DeviceHolder> = {}): DeviceHolder => ({
+    ...held(taskId, 300),
+    owner,
+    priority: 0,
+    startedAt: NOW - (60 - startedMin) * MIN,
+    preemptible: true,
+    stopping: false,
+    ...over,
+  });
+  const schedule = (devices: DeviceView[], queue: QueuedTaskView[], preemption: SchedulingInput['preemption'] = 'fair-share') =>
+    backfillPolicy.schedule({ devices, queue, now: NOW, preemption });
+
+  it('a user holding nothing preempts the most recently started task of a user over their share, and the stop records why', () => {
+    const devices = [gpu(0, 80, [running('a-old', 'alice', 0)]), gpu(1, 80, [running('a-new', 'alice', 30)])];
+    const d = schedule(devices, [task('a3', { owner: 'alice' }), task('b1', { owner: 'bob' })]);
+    expect(d.assignments).toEqual([]);
+    expect(d.preemptions.map((p) => [p.taskId, p.forTaskId])).toEqual([['a-new', 'b1']]);
+    expect(d.preemptions[0]!.message).toMatch(
+      /^preempted for task b1 by fair share: bob holds 0 of 2 devices \(fair share 1\), alice holds 2/,
+    );
+    expect(d.preemptions[0]!.grounds).toEqual({
+      rule: 'fair-share',
+      head: { taskId: 'b1', owner: 'bob', priority: 0, gpus: 1 },
+      victim: { taskId: 'a-new', owner: 'alice', priority: 0, startedAt: NOW - 30 * MIN, gpus: 1 },
+      pool: 2,
+      users: [
+        { user: 'alice', weight: 1, held: 2, fairShare: 1, standing: 7200 },
+        { user: 'bob', weight: 1, held: 0, fairShare: 1, standing: 0 },
+      ],
+      victims: ['a-new'],
+    });
+  });
+  it('never takes a user below their share: at one device each, nobody is preempted (no ping-pong)', () => {
+    const devices = [gpu(0, 80, [running('a1', 'alice', 0)]), gpu(1, 80, [running('b1', 'bob', 10)])];
+    expect(schedule(devices, [task('b2', { owner: 'bob' }), task('a2', { owner: 'alice' })]).preemptions).toEqual([]);
+  });
+  it('on one device two users of equal weight have half a device each: nobody is preempted by fair share', () => {
+    const d = schedule([gpu(0, 80, [running('a1', 'alice', 0)])], [task('b1', { owner: 'bob' })]);
+    expect(d.preemptions).toEqual([]);
+  });
+  it('weights: with bob of weight 3 on four devices his share is 3, so he may take a third from alice, not a fourth', () => {
+    const accounts = new Map<string, Account>([
+      ['bob', { maxGpus: null, gpuHoursCap: null, gpuHoursUsed: 0, usageGpuSeconds: 0, weight: 3 }],
+    ]);
+    const devices = [0, 1, 2].map((i) => gpu(i, 80, [running(`a${i}`, 'alice', i * 10)])).concat(gpu(3, 80, [running('b1', 'bob', 0)]));
+    const third = backfillPolicy.schedule({ devices, queue: [task('b2', { owner: 'bob' })], now: NOW, preemption: 'fair-share', accounts });
+    expect(third.preemptions.map((p) => p.taskId)).toEqual(['a2']);
+    const devices2 = [gpu(0, 80, [running('a0', 'alice', 0)]), ...[1, 2, 3].map((i) => gpu(i, 80, [running(`b${i}`, 'bob', 0)]))];
+    const fourth = backfillPolicy.schedule({
+      devices: devices2,
+      queue: [task('b4', { owner: 'bob' })],
+      now: NOW,
+      preemption: 'fair-share',
+      accounts,
+    });
+    expect(fourth.preemptions).toEqual([]);
+  });
+  it('never more than needed: a 2-device head of bob takes two of alice’s four, one when a device is free, none past his share', () => {
+    const devices = [0, 1, 2, 3].map((i) => gpu(i, 80, [running(`a${i}`, 'alice', i * 10)]));
+    // Four devices, two users: a share of 2 each. Bob's 2-device head takes the two newest of alice's four.
+    const d = schedule(devices, [task('b1', { owner: 'bob', gpus: 2 })]);
+    expect(d.preemptions.map((p) => p.taskId)).toEqual(['a3', 'a2']);
+    expect(d.preemptions[0]!.grounds.victims).toEqual(['a3', 'a2']);
+    // Three of alice's and a free device: one victim is enough.
+    const three = [0, 1, 2].map((i) => gpu(i, 80, [running(`a${i}`, 'alice', i * 10)])).concat(gpu(3));
+    expect(schedule(three, [task('b1', { owner: 'bob', gpus: 2 })]).preemptions.map((p) => p.taskId)).toEqual(['a2']);
+    // Three devices (a share of 1.5 each): bob's 2-device head would put him over his: nobody is preempted.
+    const pool3 = [0, 1, 2].map((i) => gpu(i, 80, [running(`a${i}`, 'alice', i * 10)]));
+    expect(schedule(pool3, [task('b1', { owner: 'bob', gpus: 2 })]).preemptions).toEqual([]);
+  });
+  it('lower priority goes first: a low task of bob himself before a normal one of alice', () => {
+    const devices = [gpu(0, 80, [running('a1', 'alice', 50)]), gpu(1, 80, [running('b-low', 'bob', 0, { priority: -10 })])];
+    const d = schedule(devices, [task('b2', { owner: 'bob' })]);
+    expect(d.preemptions.map((p) => [p.taskId, p.grounds.rule])).toEqual([['b-low', 'priority']]);
+  });
+  it('spares tasks preempted too often and waits for tasks already stopping', () => {
+    const spared = [
+      gpu(0, 80, [running('a1', 'alice', 0, { preemptible: false })]),
+      gpu(1, 80, [running('a2', 'alice', 10, { preemptible: false })]),
+    ];
+    expect(schedule(spared, [task('b1', { owner: 'bob' })]).preemptions).toEqual([]);
+    const stopping = [gpu(0, 80, [running('a1', 'alice', 0, { stopping: true })]), gpu(1, 80, [running('a2', 'alice', 10)])];
+    expect(schedule(stopping, [task('b1', { owner: 'bob' })]).preemptions).toEqual([]);
+  });
+  it('only with fair-share: priority mode and no mode leave equal priorities alone', () => {
+    const devices = [gpu(0, 80, [running('a1', 'alice', 0)]), gpu(1, 80, [running('a2', 'alice', 30)])];
+    expect(schedule(devices, [task('b1', { owner: 'bob' })], 'priority').preemptions).toEqual([]);
+    expect(schedule(devices, [task('b1', { owner: 'bob' })], true).preemptions).toEqual([]);
+    expect(backfillPolicy.schedule({ devices, queue: [task('b1', { owner: 'bob' })], now: NOW }).preemptions).toEqual([]);
   });
 });
 

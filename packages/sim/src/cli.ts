@@ -1,4 +1,4 @@
-// `npm run sim -- --seeds 5000 [--from 1] [--steps 120] [--slots 1] [--mig]`: run many seeds, print a
+// `npm run sim -- --seeds 5000 [--from 1] [--steps 120] [--slots 1] [--mig] [--fair-share]`: run many seeds, print a
 // failing seed with its trace; `--seed N --trace` replays one seed exactly.
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '150' },
     slots: { type: 'string' },
     mig: { type: 'boolean' },
+    'fair-share': { type: 'boolean' },
     trace: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -38,7 +39,9 @@ for (const seed of seeds) {
   // Alternate one and two whole GPUs, and every third seed a GPU in MIG mode, unless told.
   const slots = values.slots ? Number(values.slots) : 1 + (seed % 2);
   const mig = values.mig ?? (values.slots ? false : seed % 3 === 0);
-  const r = await simulate({ seed, steps, slots, mig, trace: values.trace || seeds.length === 1 });
+  // Every fifth seed (2, 7, …) also preempts by fair share, as the spec's profile, unless told.
+  const fairSharePreemption = values['fair-share'] ?? seed % 5 === 2;
+  const r = await simulate({ seed, steps, slots, mig, fairSharePreemption, trace: values.trace || seeds.length === 1 });
   totals.seeds++;
   for (const k of [
     'steps',
@@ -56,7 +59,7 @@ for (const seed of seeds) {
     totals.violations += r.violations.length;
     failing.push(r);
     console.log(
-      `seed ${seed} (slots ${slots}${mig ? ', mig' : ''}) FAILED:\n  ${r.violations.map(describeViolation).join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots}${mig ? ' --mig' : ''} --steps ${steps} --trace`,
+      `seed ${seed} (slots ${slots}${mig ? ', mig' : ''}) FAILED:\n  ${r.violations.map(describeViolation).join('\n  ')}\n  replay: npm run sim -- --seed ${seed} --slots ${slots}${mig ? ' --mig' : ''}${fairSharePreemption ? ' --fair-share' : ''} --steps ${steps} --trace`,
     );
     if (values.trace || seeds.length === 1) console.log(r.trace.join('\n'));
     if (failing.length >= 5) break;

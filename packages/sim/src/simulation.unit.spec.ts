@@ -14,11 +14,13 @@ describe('deterministic simulation', () => {
       // One or two whole GPUs; every third seed also a GPU in MIG mode (a mixed fleet).
       // Every fourth seed alice may hold one device at a time.
       const limits = seed % 4 === 1 ? [{ name: 'alice', maxGpus: 1, gpuHours: null, gpuHoursWindowHours: null, weight: 1 }] : [];
-      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2), mig: seed % 3 === 0, limits });
+      // Every fifth seed preempts by fair share too.
+      const fairSharePreemption = seed % 5 === 2;
+      const r = await simulate({ seed, steps: 120, slots: 1 + (seed % 2), mig: seed % 3 === 0, limits, fairSharePreemption });
       crashes += r.crashes;
       if (r.violations.length)
         failures.push(
-          `seed ${seed}: ${describeViolation(r.violations[0]!)} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)}${seed % 3 === 0 ? ' --mig' : ''} --steps 120 --trace)`,
+          `seed ${seed}: ${describeViolation(r.violations[0]!)} (replay: npm run sim -- --seed ${seed} --slots ${1 + (seed % 2)}${seed % 3 === 0 ? ' --mig' : ''}${fairSharePreemption ? ' --fair-share' : ''} --steps 120 --trace)`,
         );
     }
     expect(failures).toEqual([]);

@@ -148,6 +148,8 @@ export interface SimOptions {
   limits?: UserLimits[];
   /** A launcher that starts a preempted task from zero instead of its checkpoint. */
   forgetCheckpoints?: boolean;
+  /** Preempt by fair share too (TRAINYARD_PREEMPTION=fair-share), not only by priority. */
+  fairSharePreemption?: boolean;
 }
 
 /**
@@ -253,7 +255,7 @@ export class World {
       now: () => this.clock,
       releaseGraceMs: GRACE_MS,
       accounts: () => (this.lastAccounts = this.accounts()),
-      preemption: { maxPreemptions: 3 },
+      preemption: { maxPreemptions: 3, fairShare: opts.fairSharePreemption === true },
       ...(opts.policy ? { policy: opts.policy } : {}),
       onCommit: (events) => this.onCommit(events),
     });

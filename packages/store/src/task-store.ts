@@ -142,8 +142,11 @@ export interface TaskStoreOptions {
   releaseGraceMs?: number;
   /** Users' quotas and recent use (fair share), as the service last read them. */
   accounts?: () => ReadonlyMap<string, Account>;
-  /** Preempt lower-priority running tasks for a head that cannot otherwise start; a task preempted this often is spared. */
-  preemption?: { maxPreemptions: number };
+  /**
+   * Preempt running tasks for a head that cannot otherwise start (by priority; with `fairShare`
+   * also by fair share, docs/SCHEDULING.md); a task preempted this often is spared.
+   */
+  preemption?: { maxPreemptions: number; fairShare?: boolean };
   maxAttempts?: number;
   /** Called after each commit with the events it appended (to wake local subscribers). */
   onCommit?: (events: StoredTaskEvent[]) => void;
@@ -463,12 +466,19 @@ export class TaskCommands {
       reserveFraction: this.opts.reserveFraction,
       releaseGraceMs: this.opts.releaseGraceMs,
       accounts: this.opts.accounts?.(),
-      preemption: this.opts.preemption !== undefined,
+      preemption: this.opts.preemption ? (this.opts.preemption.fairShare ? 'fair-share' : 'priority') : 'off',
     });
     for (const p of decision.preemptions) {
       const victim = await tx.loadTask(p.taskId);
       if (victim && !victim.stop)
-        await this.applyCommand(tx, appended, victim, p.taskId, { type: 'preempt', message: p.message }, { ...meta, actor: 'scheduler' });
+        await this.applyCommand(
+          tx,
+          appended,
+          victim,
+          p.taskId,
+          { type: 'preempt', message: p.message, grounds: p.grounds },
+          { ...meta, actor: 'scheduler' },
+        );
     }
     const started: TaskRecord[] = [];
     for (const a of decision.assignments) {
@@ -495,7 +505,8 @@ export class TaskCommands {
     for (const d of devices) for (const h of d.holders) if (h.preemptible && !h.stopping) lowest = Math.min(lowest, h.priority ?? 0);
     if (lowest === Infinity) return false;
     const top = await tx.topQueuedPriority();
-    return top !== null && top > lowest;
+    // By fair share a task of an equal priority may be a victim too (the policy decides whose).
+    return top !== null && (top > lowest || (this.opts.preemption.fairShare === true && top >= lowest));
   }
 
   private now(): number {

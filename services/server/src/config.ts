@@ -71,8 +71,8 @@ export interface ServiceConfig {
   priorityClasses: Record<string, number>;
   /** Past use loses half its weight in fair share in this long. */
   fairShareHalfLifeMs: number;
-  /** Preempt lower-priority running tasks for a higher-priority head: off, or by priority. */
-  preemption: 'off' | 'priority';
+  /** Preempt running tasks for a head that cannot start: off, by priority, or by priority and fair share. */
+  preemption: 'off' | 'priority' | 'fair-share';
   /** A preempted trainer's time to checkpoint after SIGUSR1, before SIGTERM. */
   preemptGraceMs: number;
   /** A task preempted this often is no longer chosen as a victim. */
@@ -249,7 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
         ),
       { ...DEFAULT_PRIORITY_CLASSES },
     ),
-    preemption: read('TRAINYARD_PREEMPTION', z.enum(['off', 'priority']), 'priority'),
+    preemption: read('TRAINYARD_PREEMPTION', z.enum(['off', 'priority', 'fair-share']), 'priority'),
     preemptGraceMs: read('TRAINYARD_PREEMPT_GRACE_MS', intFrom('TRAINYARD_PREEMPT_GRACE_MS', 0, HOUR), 120_000),
     maxPreemptions: read('TRAINYARD_MAX_PREEMPTIONS', intFrom('TRAINYARD_MAX_PREEMPTIONS', 0, 1000), 3),
     fairShareHalfLifeMs:

@@ -146,7 +146,9 @@ export class TrainyardService {
       policy: policyByName(config.schedulerPolicy),
       deviceConditions: () => this.picture.conditions,
       accounts: () => this.accounts,
-      ...(config.preemption === 'priority' ? { preemption: { maxPreemptions: config.maxPreemptions } } : {}),
+      ...(config.preemption !== 'off'
+        ? { preemption: { maxPreemptions: config.maxPreemptions, fairShare: config.preemption === 'fair-share' } }
+        : {}),
       reserveFraction: config.gpuMemoryReserve,
       queueDepth: config.schedulerQueueDepth,
       // A task past its deadline holds its devices until SIGKILL, the kill grace later.
