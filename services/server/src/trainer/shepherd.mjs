@@ -122,6 +122,9 @@ async function main() {
   const maxProtocolLinesPerTask = positiveInt(launch.maxProtocolLinesPerTask, Infinity);
   const maxBytesPerTask = positiveInt(launch.maxBytesPerTask, Infinity);
 
+  // A warm trainer, when it fits, is taken (after waiting for it to be ready) before output.jsonl
+  // exists: as for a fresh spawn, no output.jsonl means no trainer was started for this run.
+  const adopted = await adoptWarm(launch);
   outFd = openPrivate(join(runDir, RUN_FILES.output), 'a');
 
   // ---- limits (output-limits.mjs) ----
@@ -182,7 +185,6 @@ async function main() {
   let child;
   /** @type {OutputPump} */
   let pump;
-  const adopted = await adoptWarm(launch);
   if (adopted) {
     child = adopted.child;
     pump = adopted.pump;
