@@ -40,6 +40,7 @@ import { err, out, printJson, printJsonLine, terminalColumns } from '../io';
 import { resolveTaskId } from '../resolve-id';
 import { followTask, LiveStatus, pageLogs, streamLogs, type LogLineView } from '../live';
 import { buildCreateInput, intArg, listArg, numberArg, parseDuration, type SubmitFlags } from '../parse';
+import { submitSweep } from './sweep';
 
 type Json = { json?: boolean };
 
@@ -149,12 +150,18 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
     .option('--priority <class>', "priority class: low, normal (default), high, urgent, or the service's own (TRAINYARD_PRIORITY_CLASSES)")
     .option('--idempotency-key <key>', 'submitting again with the same key returns the first task instead of a new one')
     .option('--simulate <json>', 'knobs of the simulated trainer, e.g. \'{"steps":3,"stepMs":30,"failAtStep":2}\'')
+    .option(
+      '--sweep <grid>',
+      "a grid of settings, each combination one task, all submitted in one call (all or none), e.g. 'learningRate=1e-4,2e-4 loraRank=8,16'; prints a table of the tasks",
+    )
     .option('-f, --follow', 'show live progress until the task ends; exit 0 COMPLETED, 1 FAILED, 3 CANCELLED')
     .option('-q, --quiet', 'print only the task id')
     .option('--json', 'print the task as JSON (with --follow: the task as it ended)')
-    .action(async (opts: SubmitFlags & Json & { follow?: boolean; quiet?: boolean; upload: boolean }) => {
+    .action(async (opts: SubmitFlags & Json & { follow?: boolean; quiet?: boolean; upload: boolean; sweep?: string }) => {
+      if (opts.sweep !== undefined && opts.follow) throw new UsageError('--follow follows one task: leave it out with --sweep');
       const input = buildCreateInput(opts);
       if (opts.upload) input.datasetPath = await uploadIfLocalFile(input.datasetPath, ctx(), !opts.quiet && !opts.json);
+      if (opts.sweep !== undefined) return submitSweep(input, opts.sweep, opts, ctx());
       const client = await ctx().client();
       const created = await client.tasks.create.mutate(input);
       const { warnings, created: isNew, ...task } = created;
