@@ -6,5 +6,7 @@ import { reads } from './reads';
 import { restart } from './restart';
 import { scheduling } from './scheduling';
 import { submit } from './submit';
+import { sweep } from './sweep';
+import { warmStart } from './warm-start';
 
-export const benchmarks: Benchmark[] = [submit, lifecycle, idleGap, restart, reads, scheduling];
+export const benchmarks: Benchmark[] = [submit, sweep, lifecycle, idleGap, restart, reads, scheduling, warmStart];
