@@ -24,9 +24,16 @@ import { createPgCluster, type PgCluster } from './pg-cluster';
 import { callApi, DATASET, killAllUnder, REPO_ROOT, scanProcesses, ServerProc, stillAlive } from './procs';
 import { Prng } from './prng';
 import {
+  checkAcknowledged,
+  checkCleanStop,
   checkFifo,
+  checkNoneLeft,
+  checkOutageHealth,
+  checkOutageRefusal,
   checkOutcomes,
+  checkSettled,
   checkSubmissions,
+  checkTailDelivered,
   checkTaskStreams,
   LiveChecker,
   listAllTasks,
@@ -583,13 +590,7 @@ class Scenario {
         this.log(
           `${step}: health during the outage after ${Date.now() - probeAt} ms: ${h.ok ? JSON.stringify(h.data).slice(0, 200) : h.error.code}`,
         );
-        if (!h.ok) this.v.add('db-outage', step, `system.health failed while the database was down: ${h.error.code} ${h.error.message}`);
-        else if (h.data.ok || !h.data.error || !/database/i.test(h.data.error))
-          this.v.add(
-            'db-outage',
-            step,
-            `system.health while the database was down: ok=${h.data.ok}, error=${JSON.stringify(h.data.error)}`,
-          );
+        checkOutageHealth(h, this.v, step);
         for (const [proc, input] of [
           ['tasks.list', { limit: 1 }],
           ['queue.get', undefined],
@@ -602,13 +603,7 @@ class Scenario {
           this.log(
             `${step}: ${proc} during the outage after ${Date.now() - probeAt} ms: ${r.ok ? 'ok' : `${r.error.code} ${r.error.message.slice(0, 120)}`}`,
           );
-          if (r.ok || r.error.code !== 'SERVICE_UNAVAILABLE' || !/database/i.test(r.error.message))
-            this.v.add(
-              'db-outage',
-              step,
-              `${proc} while the database was down: ${r.ok ? 'answered as if nothing was wrong' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`,
-              `${proc}`,
-            );
+          checkOutageRefusal(proc, r, this.v, step);
         }
       }
       // A submission during the outage: refused as unavailable, retried later with its key.
@@ -617,12 +612,7 @@ class Scenario {
         const r = await callApi(this.url(0), 'tasks.create', next.input, { timeoutMs: 15_000 });
         next.attempts++;
         next.ambiguous = true;
-        if (r.ok || r.error.code !== 'SERVICE_UNAVAILABLE')
-          this.v.add(
-            'db-outage',
-            step,
-            `tasks.create while the database was down: ${r.ok ? 'acknowledged' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`,
-          );
+        checkOutageRefusal('tasks.create', r, this.v, step, false);
       }
       if (a.killServer && this.up(0)) await this.killServer(0, 200, `${step} (service killed during the outage)`);
       await sleep(a.outageMs);
@@ -692,8 +682,7 @@ class Scenario {
       await this.retryPending('settle');
       await sleep(200);
     }
-    for (const s of this.subs.filter((x) => x.attempts > 0 && !x.acked))
-      this.v.add('3', 'settle', `submission ${s.key} was never acknowledged after ${s.attempts} attempts`);
+    checkAcknowledged(this.subs, this.v, 'settle');
     let last: TaskRecord[] = [];
     while (Date.now() < until) {
       const open = await listAllTasks(this.url(this.upServers()[0] ?? 0), [...OPEN_STATUSES]);
@@ -705,13 +694,7 @@ class Scenario {
       await this.check('settle');
       await sleep(500);
     }
-    for (const t of last)
-      this.v.add(
-        '6',
-        'settle',
-        `task ${t.id} is still ${t.status} ${Math.round(this.opts.profile.settleMs / 1000)} s after the last action (devices ${t.devices.map((g) => g.deviceId).join('+') || 'none'}, trainer ${t.trainer?.pid ?? 'none'}, runner ${t.runnerId})`,
-        `${t.id}-unsettled`,
-      );
+    checkSettled(last, this.opts.profile.settleMs, this.v, 'settle');
     this.log(`settled: ${last.length} task(s) still open`);
   }
 
@@ -727,17 +710,7 @@ class Scenario {
     if (this.pgLog) {
       all = await this.pgLog.readAll();
       this.tracker.add(await this.pgLog.readNew(), this.v, step);
-      const tailed = new Set(this.tracker.all().map((e) => e.position));
-      const missed = all.filter((e) => !tailed.has(e.position));
-      if (missed.length)
-        this.v.add(
-          '5',
-          step,
-          `the log tail never delivered ${missed.length} committed event(s), e.g. ${missed
-            .slice(0, 3)
-            .map((e) => `${e.type}@${e.position}`)
-            .join(', ')}`,
-        );
+      checkTailDelivered(all, this.tracker.all(), this.v, step);
     } else {
       all = await readLogViaApi(url);
       this.tracker.reset();
@@ -757,17 +730,12 @@ class Scenario {
       await sleep(250);
       left = scanProcesses(this.dataDirs).filter(stillAlive);
     }
-    for (const p of left) this.v.add('1', step, `${p.kind} pid ${p.pid} of task ${p.taskId} is still alive after every task ended`);
+    checkNoneLeft(left, this.v, step);
 
     // Stop gracefully, then fold the log with nobody writing.
     for (const s of this.servers) {
       await s.stop();
-      if (s.proc?.exitCode !== 0)
-        this.v.add(
-          'crash',
-          step,
-          `${s.opts.name} did not stop cleanly on SIGTERM (exit ${s.proc?.exitCode}, signal ${s.proc?.signalCode})`,
-        );
+      checkCleanStop(s.opts.name, { code: s.proc?.exitCode ?? null, signal: s.proc?.signalCode ?? null }, this.v, step);
     }
     if (this.pgLog) {
       const r = await this.pgLog.compare();

@@ -238,6 +238,73 @@ export function checkOutcomes(subs: readonly PlannedOutcome[], byId: ReadonlyMap
   }
 }
 
+/** 5 at the end: the log tail (read as the service reads it) delivered every committed event. */
+export function checkTailDelivered(all: readonly StoredTaskEvent[], tailed: readonly StoredTaskEvent[], v: Violations, step: string): void {
+  const delivered = new Set(tailed.map((e) => e.position));
+  const missed = all.filter((e) => !delivered.has(e.position));
+  if (missed.length)
+    v.add(
+      '5',
+      step,
+      `the log tail never delivered ${missed.length} committed event(s), e.g. ${missed
+        .slice(0, 3)
+        .map((e) => `${e.type}@${e.position}`)
+        .join(', ')}`,
+    );
+}
+
+/** 3 when the run settles: every submission it sent was acknowledged in the end (retried with its key). */
+export function checkAcknowledged(subs: readonly Submission[], v: Violations, step: string): void {
+  for (const s of subs.filter((x) => x.attempts > 0 && !x.acked))
+    v.add('3', step, `submission ${s.key} was never acknowledged after ${s.attempts} attempts`);
+}
+
+/** 6 when the run settles: a task still open this long after the last action is stuck. */
+export function checkSettled(open: readonly TaskRecord[], settleMs: number, v: Violations, step: string): void {
+  for (const t of open)
+    v.add(
+      '6',
+      step,
+      `task ${t.id} is still ${t.status} ${Math.round(settleMs / 1000)} s after the last action (devices ${t.devices.map((g) => g.deviceId).join('+') || 'none'}, trainer ${t.trainer?.pid ?? 'none'}, runner ${t.runnerId})`,
+      `${t.id}-unsettled`,
+    );
+}
+
+/** 1 at the end: no trainer or shepherd of the run's data folders outlives every task. */
+export function checkNoneLeft(left: readonly OurProcess[], v: Violations, step: string): void {
+  for (const p of left) v.add('1', step, `${p.kind} pid ${p.pid} of task ${p.taskId} is still alive after every task ended`);
+}
+
+/** `crash` at the end: a service asked to stop (SIGTERM) exits 0. */
+export function checkCleanStop(name: string, exit: { code: number | null; signal: string | null }, v: Violations, step: string): void {
+  if (exit.code !== 0) v.add('crash', step, `${name} did not stop cleanly on SIGTERM (exit ${exit.code}, signal ${exit.signal})`);
+}
+
+/** `db-outage`: with the database away, system.health answers, saying it is not ok because of the database. */
+export function checkOutageHealth(
+  h: ApiResult<{ ok: boolean; database?: string; error: string | null }>,
+  v: Violations,
+  step: string,
+): void {
+  if (!h.ok) v.add('db-outage', step, `system.health failed while the database was down: ${h.error.code} ${h.error.message}`);
+  else if (h.data.ok || !h.data.error || !/database/i.test(h.data.error))
+    v.add('db-outage', step, `system.health while the database was down: ok=${h.data.ok}, error=${JSON.stringify(h.data.error)}`);
+}
+
+/**
+ * `db-outage`: with the database away, a procedure is refused SERVICE_UNAVAILABLE, its message
+ * naming the database (a submission's refusal need only be SERVICE_UNAVAILABLE: it is retried).
+ */
+export function checkOutageRefusal(proc: string, r: ApiResult<unknown>, v: Violations, step: string, namesCause = true): void {
+  if (r.ok || r.error.code !== 'SERVICE_UNAVAILABLE' || (namesCause && !/database/i.test(r.error.message)))
+    v.add(
+      'db-outage',
+      step,
+      `${proc} while the database was down: ${r.ok ? 'answered as if nothing was wrong' : `${r.error.code}: ${r.error.message.slice(0, 200)}`}`,
+      proc,
+    );
+}
+
 function outcomeOk(sub: PlannedOutcome, t: TaskRecord): boolean {
   const s: TaskStatus = t.status;
   if (sub.cancel === 'acked') return s === 'CANCELLED';

@@ -4,9 +4,16 @@
 import { describe, expect, it } from 'vitest';
 import type { StoredTaskEvent, TaskEventType, TaskRecord } from '@trainyard/domain';
 import {
+  checkAcknowledged,
+  checkCleanStop,
   checkFifo,
+  checkNoneLeft,
+  checkOutageHealth,
+  checkOutageRefusal,
   checkOutcomes,
+  checkSettled,
   checkSubmissions,
+  checkTailDelivered,
   checkTaskStreams,
   LogTracker,
   reportDifferences,
@@ -281,6 +288,124 @@ describe('reportDifferences (invariant 4, as the run reports a comparison with t
     expect(v.list.map((x) => [x.invariant, x.step, x.message])).toEqual([
       ['4', 'step 3', 'task-differs a fields attempt: live {"attempt":7} vs log {"attempt":1}'],
       ['4', 'final', 'rebuild: task-not-in-log b'],
+    ]);
+  });
+});
+
+describe('the run’s own checks at the end (5, 3, 6, 1, crash)', () => {
+  const open = (id: string, status: TaskRecord['status']): TaskRecord =>
+    ({
+      id,
+      status,
+      devices: [{ deviceId: 'gpu0' }],
+      trainer: null,
+      runnerId: 'A',
+      spec: { idempotencyKey: id },
+      error: null,
+    }) as unknown as TaskRecord;
+
+  it('given a tail that delivered every committed event, an acknowledged run, nothing open or left, a clean stop, nothing fires', () => {
+    const v = fresh();
+    checkTailDelivered(honest, [...honest].reverse(), v, 'final');
+    checkAcknowledged(
+      [
+        { key: 'k', id: 'a', acked: true, attempts: 2 },
+        { key: 'l', id: null, acked: false, attempts: 0 },
+      ],
+      v,
+      'settle',
+    );
+    checkSettled([], 60_000, v, 'settle');
+    checkNoneLeft([], v, 'final');
+    checkCleanStop('server A', { code: 0, signal: null }, v, 'final');
+    expect(fired(v)).toEqual([]);
+  });
+
+  it('5: a committed event the tail never delivered', () => {
+    const v = fresh();
+    checkTailDelivered(
+      honest,
+      honest.filter((e) => e.type !== 'TaskAssigned'),
+      v,
+      'final',
+    );
+    expect(fired(v)).toEqual(['5']);
+    expect(v.list[0]!.message).toBe('the log tail never delivered 1 committed event(s), e.g. TaskAssigned@5');
+  });
+
+  it('3: a submission sent but never acknowledged', () => {
+    const v = fresh();
+    checkAcknowledged([{ key: 'k', id: null, acked: false, attempts: 3 }], v, 'settle');
+    expect(fired(v)).toEqual(['3']);
+    expect(v.list[0]!.message).toBe('submission k was never acknowledged after 3 attempts');
+  });
+
+  it('6: a task still open after the settle time, once however often it is seen', () => {
+    const v = fresh();
+    checkSettled([open('a', 'TRAINING')], 60_000, v, 'settle');
+    checkSettled([open('a', 'TRAINING')], 60_000, v, 'settle');
+    expect(fired(v)).toEqual(['6']);
+    expect(v.list[0]!.message).toBe('task a is still TRAINING 60 s after the last action (devices gpu0, trainer none, runner A)');
+  });
+
+  it('1: a trainer and a shepherd left alive after every task ended', () => {
+    const v = fresh();
+    checkNoneLeft(
+      [
+        { pid: 41, startTime: '1', kind: 'trainer', taskId: 'a' },
+        { pid: 40, startTime: '1', kind: 'shepherd', taskId: 'a' },
+      ],
+      v,
+      'final',
+    );
+    expect(fired(v)).toEqual(['1', '1']);
+    expect(v.list[0]!.message).toBe('trainer pid 41 of task a is still alive after every task ended');
+  });
+
+  it('crash: a service that does not exit 0 on SIGTERM', () => {
+    const v = fresh();
+    checkCleanStop('server A', { code: null, signal: 'SIGKILL' }, v, 'final');
+    checkCleanStop('server B', { code: 1, signal: null }, v, 'final');
+    expect(fired(v)).toEqual(['crash', 'crash']);
+    expect(v.list[0]!.message).toBe('server A did not stop cleanly on SIGTERM (exit null, signal SIGKILL)');
+  });
+});
+
+describe('the database-outage checks (db-outage)', () => {
+  const error = (code: string, message: string) => ({ ok: false, error: { code, message, httpStatus: 503, fieldErrors: null } }) as const;
+  const answer = <T>(data: T) => ({ ok: true, data, httpStatus: 200 }) as const;
+
+  it('given health saying the database is unreachable and procedures refused naming it, nothing fires', () => {
+    const v = fresh();
+    checkOutageHealth(answer({ ok: false, database: 'postgres', error: 'database unreachable: ECONNREFUSED' }), v, 'outage');
+    checkOutageRefusal('tasks.list', error('SERVICE_UNAVAILABLE', 'the database is unreachable (ECONNREFUSED); try again'), v, 'outage');
+    checkOutageRefusal('tasks.create', error('SERVICE_UNAVAILABLE', 'try again later'), v, 'outage', false);
+    expect(fired(v)).toEqual([]);
+  });
+
+  it('db-outage: health that says ok, or fails itself, while the database is down', () => {
+    const v = fresh();
+    checkOutageHealth(answer({ ok: true, database: 'postgres', error: null }), v, 'outage');
+    checkOutageHealth(error('INTERNAL_SERVER_ERROR', 'boom'), v, 'outage');
+    expect(fired(v)).toEqual(['db-outage', 'db-outage']);
+    expect(v.list.map((x) => x.message)).toEqual([
+      'system.health while the database was down: ok=true, error=null',
+      'system.health failed while the database was down: INTERNAL_SERVER_ERROR boom',
+    ]);
+  });
+
+  it('db-outage: a procedure answered as if nothing was wrong, refused otherwise, or without naming the cause', () => {
+    const v = fresh();
+    checkOutageRefusal('queue.get', answer({ queued: [] }), v, 'outage');
+    checkOutageRefusal('tasks.get', error('INTERNAL_SERVER_ERROR', 'database gone'), v, 'outage');
+    checkOutageRefusal('events.list', error('SERVICE_UNAVAILABLE', 'try again later'), v, 'outage');
+    checkOutageRefusal('tasks.create', answer({ id: 'a' }), v, 'outage', false);
+    expect(fired(v)).toEqual(['db-outage', 'db-outage', 'db-outage', 'db-outage']);
+    expect(v.list.map((x) => x.message)).toEqual([
+      'queue.get while the database was down: answered as if nothing was wrong',
+      'tasks.get while the database was down: INTERNAL_SERVER_ERROR: database gone',
+      'events.list while the database was down: SERVICE_UNAVAILABLE: try again later',
+      'tasks.create while the database was down: answered as if nothing was wrong',
     ]);
   });
 });
