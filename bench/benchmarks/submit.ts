@@ -294,6 +294,18 @@ export const submit: Benchmark = {
       if (!ctx.skipPglite) ratios[`trainyard pglite/postgres c=${c}`] = ratio(rate('trainyard', 'pglite', c), ours);
       targets.push(target(`submit trainyard/pg-boss c=${c}`, '≥ 1.0', ratios[`trainyard/pg-boss c=${c}`]!, (v) => v >= 1));
       if (c >= 16) targets.push(target(`submit trainyard/raw INSERT c=${c}`, '≥ 0.5', ratios[`trainyard/raw c=${c}`]!, (v) => v >= 0.5));
+      // The service's own CPU per tasks.create against a call that does nothing (system.ping), both measured on the server's process.
+      const cpuOf = (system: string) =>
+        rows.find((r) => r.system === system && r.backend === 'postgres' && r.concurrency === c)?.serverCpuMsPerTask ?? null;
+      ratios[`server CPU tasks.create/no-op c=${c}`] = ratio(cpuOf('trainyard'), cpuOf('tRPC no-op over HTTP'));
+      targets.push(
+        target(
+          `server CPU per tasks.create / per no-op call c=${c}`,
+          '≤ 2.0',
+          ratios[`server CPU tasks.create/no-op c=${c}`]!,
+          (v) => v <= 2,
+        ),
+      );
     }
 
     printTable(
