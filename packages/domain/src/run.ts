@@ -16,6 +16,17 @@
 import type { FailureReason, StopReason, TaskRecord, TaskStatus } from './task';
 import type { TaskCommand, TaskCommandType } from './lifecycle';
 import { decideRecovery, type RecoveryAction, type RunFacts } from './recovery';
+import { IllegalCommandError, TaskNotFoundError } from './errors';
+
+/**
+ * Whether a command that carried the run's output lines may have failed because of them (a line
+ * the database refused): then the runner stores the lines apart and tells the decider
+ * (`{ type: 'refused' }`), which tries the command again alone. A refusal by the lifecycle, or a
+ * task that is gone, is not about the lines. The runner and the simulation both ask here.
+ */
+export function linesMayHaveFailed(err: unknown): boolean {
+  return !(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError);
+}
 
 /** What the runner remembers of one run (in memory: a crash forgets it, recovery rebuilds it). */
 export interface RunState {

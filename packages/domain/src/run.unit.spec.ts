@@ -1,7 +1,15 @@
 // The run decider, given/when/then: given a task and what was observed of its run, when this
 // is observed, then these commands (appended by whom) and these effects.
 import { describe, expect, it } from 'vitest';
-import { decideRecovery, withLastOutput, type RunFacts, type RunObservation } from '.';
+import {
+  decideRecovery,
+  IllegalCommandError,
+  linesMayHaveFailed,
+  TaskNotFoundError,
+  withLastOutput,
+  type RunFacts,
+  type RunObservation,
+} from '.';
 import { commandsOf, effectsOf, ev, givenRun, record, whenRun } from '../test/given';
 
 const preparing = record(ev.submitted(), ev.assigned());
@@ -310,5 +318,15 @@ describe('decideRun: preemption (checkpoint, then stop)', () => {
   it('preempted before its trainer is known: a plain stop once it is', () => {
     const d = whenRun(givenRun(preparing), { type: 'stop', reason: 'preempt' });
     expect([effectsOf(d), d.run.stopRequested]).toEqual([[], true]);
+  });
+});
+
+describe('linesMayHaveFailed: when a command that carried output lines failed', () => {
+  it('given a refusal by the lifecycle or a task that is gone, then the lines were not the cause', () => {
+    expect(linesMayHaveFailed(new IllegalCommandError('t1', 'COMPLETED', 'recordExit'))).toBe(false);
+    expect(linesMayHaveFailed(new TaskNotFoundError('t1'))).toBe(false);
+  });
+  it('given any other failure (a line the database refused), then they may have been: refused', () => {
+    expect(linesMayHaveFailed(Object.assign(new Error('invalid byte sequence'), { code: '22021' }))).toBe(true);
   });
 });

@@ -21,9 +21,9 @@ import {
   type DeviceHolderRow,
   IllegalCommandError,
   initialState,
-  TaskNotFoundError,
   isActive,
   isTerminal,
+  linesMayHaveFailed,
   rebuildReadModels,
   statusOf,
   startRun,
@@ -885,7 +885,7 @@ export class World {
       if (err instanceof SimulatedCrash) throw err;
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError)) return { refused: (err as Error).message };
+        if (linesMayHaveFailed(err)) return { refused: (err as Error).message };
       }
       if (err instanceof IllegalCommandError) return { task: this.db.tasks.get(taskId) ?? null };
       throw err;

@@ -15,8 +15,8 @@ import {
   decideRun,
   IllegalCommandError,
   isActive,
+  linesMayHaveFailed,
   startRun,
-  TaskNotFoundError,
   withLastOutput,
   type RunFacts,
   type RunObservation,
@@ -509,8 +509,7 @@ export class Runner {
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
         this.events.emit('logs', taskId);
-        if (!(err instanceof IllegalCommandError) && !(err instanceof TaskNotFoundError) && !this.closed)
-          return { refused: (err as Error).message };
+        if (linesMayHaveFailed(err) && !this.closed) return { refused: (err as Error).message };
       }
       if (err instanceof IllegalCommandError) {
         const now = (await loadTask(this.store.db, taskId).catch(() => null)) ?? null;
