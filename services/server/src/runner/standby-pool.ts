@@ -14,7 +14,7 @@ import type { WarmSpec } from '../trainer/warm.mjs';
 const WARM_REVIEW_MS = 5_000;
 
 /** A change of the queue is looked at this much later, once for a burst of them. */
-const NUDGE_MS = 50;
+const NUDGE_MS = 100;
 
 export interface WarmTrainerOptions {
   /** How long a warm trainer may wait; 0: none are started. */
@@ -63,9 +63,15 @@ export class StandbyPool {
     this.countAndReview();
   }
 
-  /** The queue may have changed (a task queued, cancelled or held): look again, soon and once for a burst. */
+  /**
+   * The queue may have changed (a task queued, cancelled or held): look again, soon and once for
+   * a burst. Only while no warm trainer is held: one that is held is looked at every
+   * WARM_REVIEW_MS anyway, so a busy queue costs no count per submission.
+   */
   nudge(): void {
     if (this.closed || !this.warmOptions || this.warmOptions.idleLimitMs <= 0 || this.nudgeTimer) return;
+    const s = this.standby;
+    if (s && !s.gone && s.warm && s.warmTrainer !== 'died') return;
     this.nudgeTimer = setTimeout(() => {
       this.nudgeTimer = null;
       this.countAndReview();
