@@ -36,7 +36,27 @@ export interface DeploymentSpec {
   /** Loopback port asked for (null: the service picks a free one). */
   port: number | null;
   onTrainingDemand: TrainingDemandPolicy;
+  /** Its priority class (as a task's): a training task of a lower priority never makes it yield. Absent: 0. */
+  priority?: { name: string; value: number } | undefined;
 }
+
+/** Memory a deployment holds on one device (gpuMemoryUtilization × the device's memory). */
+export interface DeploymentHold {
+  deviceId: string;
+  gpuIndex: number;
+  uuid: string | null;
+  memoryMb: number;
+}
+
+/** Why a deployment gives its devices up for a while: put to sleep or stopped, for a training task. */
+export interface DeploymentYield {
+  mode: 'sleep' | 'stop';
+  forTaskId: string;
+  message: string;
+}
+
+/** How often a server that dies on its own is started again before the deployment is FAILED. */
+export const MAX_DEPLOYMENT_RESTARTS = 2;
 
 export type DeploymentStatus = 'STARTING' | 'SERVING' | 'SLEEPING' | 'STOPPED' | 'FAILED';
 export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = ['STARTING', 'SERVING', 'SLEEPING', 'STOPPED', 'FAILED'];
@@ -53,6 +73,16 @@ export interface DeploymentServer {
 
 export interface DeploymentEventMap {
   DeploymentCreated: { spec: DeploymentSpec };
+  /** Its devices and memory, granted under the queue lock (the scheduler counts them as held). */
+  DeploymentPlaced: { devices: DeploymentHold[] };
+  /** It is to give its devices up for a training task (sleep, or stop and start again later). */
+  DeploymentYielding: DeploymentYield;
+  /** Asleep, and nvidia-smi shows its memory released: its devices count as free. */
+  DeploymentReleased: { observed: string };
+  /** Its memory is held again (granted under the queue lock), before it is woken. */
+  DeploymentReclaimed: Record<string, never>;
+  /** Its server ended (given way to training, or died) and a new one is to be started. */
+  DeploymentRestarting: { reason: 'yield' | 'died'; message: string };
   DeploymentLaunched: DeploymentServer;
   /** Health (`/health`) and the served models (`/v1/models`) were confirmed. */
   DeploymentServing: { endpoint: string; servedModels: string[] };
@@ -67,6 +97,11 @@ export interface DeploymentEventMap {
 export type DeploymentEventType = keyof DeploymentEventMap;
 export const DEPLOYMENT_EVENT_TYPES = [
   'DeploymentCreated',
+  'DeploymentPlaced',
+  'DeploymentYielding',
+  'DeploymentReleased',
+  'DeploymentReclaimed',
+  'DeploymentRestarting',
   'DeploymentLaunched',
   'DeploymentServing',
   'DeploymentSlept',
@@ -98,8 +133,20 @@ export interface DeploymentRecord {
   exitCode: number | null;
   signal: string | null;
   deleted: boolean;
+  /** The devices it was placed on (kept while it sleeps: its server stays bound to them). */
+  devices: DeploymentHold[];
+  /** Whether its memory counts as held now (false once released asleep, or before placement). */
+  holding: boolean;
+  /** Set while it gives way to a training task (until it serves again). */
+  yielding: DeploymentYield | null;
+  /** Servers started again after one died. */
+  restarts: number;
   version: number;
 }
+
+/** What a deployment holds on devices now: its placement while it holds it, nothing once ended. */
+export const deploymentHolds = (r: Pick<DeploymentRecord, 'devices' | 'holding' | 'status'>): DeploymentHold[] =>
+  r.holding && !isDeploymentEnded(r.status) ? r.devices : [];
 
 type Ctx = Omit<DeploymentRecord, 'status' | 'version'>;
 type MachineEvent = {
@@ -121,16 +168,25 @@ const emptyContext = (): Ctx => ({
   exitCode: null,
   signal: null,
   deleted: false,
+  devices: [],
+  holding: false,
+  yielding: null,
+  restarts: 0,
 });
 
 const guards = {
   notLaunched: ({ context }: { context: Ctx }) => context.server === null,
+  unplaced: ({ context }: { context: Ctx }) => context.server === null && !context.holding,
+  placedNotLaunched: ({ context }: { context: Ctx }) => context.server === null && context.holding,
+  mayYield: ({ context }: { context: Ctx }) => context.stopReason === null && context.yielding === null,
+  holding: ({ context }: { context: Ctx }) => context.holding,
+  released: ({ context }: { context: Ctx }) => !context.holding,
   launched: ({ context }: { context: Ctx }) => context.server !== null,
   notStopping: ({ context }: { context: Ctx }) => context.stopReason === null,
   notDeleted: ({ context }: { context: Ctx }) => !context.deleted,
 };
 
-const ended = (at: string) => ({ finishedAt: at, endpoint: null });
+const ended = (at: string) => ({ finishedAt: at, endpoint: null, holding: false });
 
 export const deploymentMachine = setup({
   types: { context: {} as Ctx, events: {} as MachineEvent },
@@ -143,9 +199,25 @@ export const deploymentMachine = setup({
       createdAt: event.at,
     })),
     launched: assign(({ event }) => ({ server: { ...(event as Ev<'DeploymentLaunched'>).data } })),
+    placed: assign(({ event }) => ({ devices: (event as Ev<'DeploymentPlaced'>).data.devices.map((d) => ({ ...d })), holding: true })),
+    yielding: assign(({ event }) => ({ yielding: { ...(event as Ev<'DeploymentYielding'>).data } })),
+    released: assign({ holding: false }),
+    reclaimed: assign({ holding: true }),
+    woken: assign({ yielding: null }),
+    restarting: assign(({ event, context }) => {
+      const e = event as Ev<'DeploymentRestarting'>;
+      return {
+        server: null,
+        endpoint: null,
+        holding: false,
+        devices: [],
+        restarts: context.restarts + (e.data.reason === 'died' ? 1 : 0),
+        error: e.data.reason === 'died' ? e.data.message : context.error,
+      };
+    }),
     serving: assign(({ event }) => {
       const e = event as Ev<'DeploymentServing'>;
-      return { endpoint: e.data.endpoint, servedModels: [...e.data.servedModels], servingAt: e.at };
+      return { endpoint: e.data.endpoint, servedModels: [...e.data.servedModels], servingAt: e.at, yielding: null };
     }),
     stopRequested: assign(({ event }) => ({ stopReason: (event as Ev<'DeploymentStopRequested'>).data.reason })),
     stopped: assign(({ event }) => {
@@ -166,7 +238,9 @@ export const deploymentMachine = setup({
     NEW: { on: { DeploymentCreated: { target: 'STARTING', actions: 'created' } } },
     STARTING: {
       on: {
-        DeploymentLaunched: { guard: 'notLaunched', actions: 'launched' },
+        DeploymentPlaced: { guard: 'unplaced', actions: 'placed' },
+        DeploymentLaunched: { guard: 'placedNotLaunched', actions: 'launched' },
+        DeploymentRestarting: { guard: 'launched', actions: 'restarting' },
         DeploymentServing: { guard: 'launched', target: 'SERVING', actions: 'serving' },
         DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         DeploymentStopped: { target: 'STOPPED', actions: 'stopped' },
@@ -175,6 +249,8 @@ export const deploymentMachine = setup({
     },
     SERVING: {
       on: {
+        DeploymentYielding: { guard: 'mayYield', actions: 'yielding' },
+        DeploymentRestarting: { target: 'STARTING', actions: 'restarting' },
         DeploymentSlept: { target: 'SLEEPING' },
         DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         DeploymentStopped: { target: 'STOPPED', actions: 'stopped' },
@@ -183,7 +259,10 @@ export const deploymentMachine = setup({
     },
     SLEEPING: {
       on: {
-        DeploymentWoken: { target: 'SERVING' },
+        DeploymentReleased: { guard: 'holding', actions: 'released' },
+        DeploymentReclaimed: { guard: 'released', actions: 'reclaimed' },
+        DeploymentWoken: { guard: 'holding', target: 'SERVING', actions: 'woken' },
+        DeploymentRestarting: { target: 'STARTING', actions: 'restarting' },
         DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
         DeploymentStopped: { target: 'STOPPED', actions: 'stopped' },
         DeploymentFailed: { target: 'FAILED', actions: 'failed' },
@@ -219,7 +298,9 @@ export function toDeploymentRecord(state: DeploymentState): DeploymentRecord {
 }
 
 export function deploymentStateFromRecord(record: DeploymentRecord): DeploymentState {
-  const { status, version, ...context } = record;
+  const { status, version, ...rest } = record;
+  // Records projected before placement existed lack its fields.
+  const context: Ctx = { ...emptyContext(), ...rest };
   return { snapshot: deploymentMachine.resolveState({ value: status, context }), version };
 }
 
@@ -244,6 +325,10 @@ export function foldDeployment(events: readonly StoredDeploymentEvent[], from = 
 
 export type DeploymentCommand =
   | { type: 'create'; deploymentId: string; spec: DeploymentSpec }
+  | { type: 'place'; devices: DeploymentHold[] }
+  | { type: 'yield'; yielding: DeploymentYield }
+  | { type: 'recordRelease'; observed: string }
+  | { type: 'reclaim' }
   | { type: 'recordLaunch'; server: DeploymentServer }
   | { type: 'markServing'; endpoint: string; servedModels: string[] }
   | { type: 'recordSleep'; level: number }
@@ -276,6 +361,11 @@ export class DeploymentCommandError extends Error {
 
 const guardRefusals: Record<keyof typeof guards, string> = {
   notLaunched: 'its server was already launched',
+  unplaced: 'it was already placed on devices',
+  placedNotLaunched: 'it is not placed on devices, or its server was already launched',
+  mayYield: 'it is already stopping or giving way to a training task',
+  holding: 'its memory is not held (released while asleep)',
+  released: 'its memory is still held',
   launched: 'its server has not been launched',
   notStopping: 'a stop was already requested; it ends when its server exits',
   notDeleted: 'it was already deleted',
@@ -285,6 +375,14 @@ function eventsFor(state: DeploymentState, command: DeploymentCommand): NewDeplo
   switch (command.type) {
     case 'create':
       return [{ type: 'DeploymentCreated', data: { spec: command.spec } }];
+    case 'place':
+      return [{ type: 'DeploymentPlaced', data: { devices: command.devices.map((d) => ({ ...d })) } }];
+    case 'yield':
+      return [{ type: 'DeploymentYielding', data: { ...command.yielding } }];
+    case 'recordRelease':
+      return [{ type: 'DeploymentReleased', data: { observed: command.observed } }];
+    case 'reclaim':
+      return [{ type: 'DeploymentReclaimed', data: {} }];
     case 'recordLaunch':
       return [{ type: 'DeploymentLaunched', data: { ...command.server, devices: [...command.server.devices] } }];
     case 'markServing':
@@ -300,10 +398,21 @@ function eventsFor(state: DeploymentState, command: DeploymentCommand): NewDeplo
         : [{ type: 'DeploymentStopRequested', data: { reason: command.reason } }];
     case 'recordExit': {
       const { exitCode, signal } = command;
-      if (state.snapshot.context.stopReason !== null) return [{ type: 'DeploymentStopped', data: { exitCode, signal } }];
+      const c = state.snapshot.context;
+      if (c.stopReason !== null) return [{ type: 'DeploymentStopped', data: { exitCode, signal } }];
+      // Stopped to give way to training: started again once its devices are free.
+      if (c.yielding?.mode === 'stop') return [{ type: 'DeploymentRestarting', data: { reason: 'yield', message: c.yielding.message } }];
       const how = signal ? `signal ${signal}` : `exit code ${String(exitCode)}`;
       const message = `the vLLM server ended on its own (${how})${command.detail ? `: ${command.detail}` : ''}`;
-      return [{ type: 'DeploymentFailed', data: { message, exitCode, signal } }];
+      if (c.restarts < MAX_DEPLOYMENT_RESTARTS)
+        return [
+          {
+            type: 'DeploymentRestarting',
+            data: { reason: 'died', message: `${message}; started again (${c.restarts + 1} of ${MAX_DEPLOYMENT_RESTARTS})` },
+          },
+        ];
+      const final = c.restarts ? `${message}, after ${c.restarts} restart(s)` : message;
+      return [{ type: 'DeploymentFailed', data: { message: final, exitCode, signal } }];
     }
     case 'fail':
       return [{ type: 'DeploymentFailed', data: { message: command.message, exitCode: null, signal: null } }];

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   decideDeployment,
   defaultGpuMemoryUtilization,
+  deploymentHolds,
   DeploymentCommandError,
   deploymentStateFromRecord,
   deploymentStatusOf,
@@ -51,6 +52,8 @@ const given = (...commands: DeploymentCommand[]): DeploymentState =>
 const when = (state: DeploymentState, command: DeploymentCommand) => decideDeployment(state, command, ID);
 
 const create: DeploymentCommand = { type: 'create', deploymentId: ID, spec: spec() };
+const hold = { deviceId: 'gpu0', gpuIndex: 0, uuid: null, memoryMb: 24_576 };
+const place: DeploymentCommand = { type: 'place', devices: [hold] };
 const launch: DeploymentCommand = { type: 'recordLaunch', server };
 const serve: DeploymentCommand = {
   type: 'markServing',
@@ -70,7 +73,7 @@ describe('deployment lifecycle', () => {
   });
 
   it('given STARTING and launched, when health is confirmed, then it is SERVING with its endpoint and served models', () => {
-    const s = given(create, launch, serve);
+    const s = given(create, place, launch, serve);
     const r = toDeploymentRecord(s);
     expect(r.status).toBe('SERVING');
     expect(r.endpoint).toBe('http://127.0.0.1:18001/v1');
@@ -84,11 +87,11 @@ describe('deployment lifecycle', () => {
   });
 
   it('given launched once, when launched again, then it is refused', () => {
-    expect(() => when(given(create, launch), launch)).toThrow(DeploymentCommandError);
+    expect(() => when(given(create, place, launch), launch)).toThrow(DeploymentCommandError);
   });
 
   it('given SERVING, when it sleeps and wakes, then SERVING ⇄ SLEEPING', () => {
-    const asleep = given(create, launch, serve, { type: 'recordSleep', level: 1 });
+    const asleep = given(create, place, launch, serve, { type: 'recordSleep', level: 1 });
     expect(deploymentStatusOf(asleep)).toBe('SLEEPING');
     expect(() => when(asleep, { type: 'recordSleep', level: 1 })).toThrow(/not allowed while it is SLEEPING/);
     const awake = apply(asleep, when(asleep, { type: 'recordWake' }));
@@ -96,13 +99,13 @@ describe('deployment lifecycle', () => {
   });
 
   it('given STARTING, when asked to sleep, then it is refused', () => {
-    expect(() => when(given(create, launch), { type: 'recordSleep', level: 1 })).toThrow(
+    expect(() => when(given(create, place, launch), { type: 'recordSleep', level: 1 })).toThrow(
       /cannot recordSleep deployment dep-a1: it is STARTING/,
     );
   });
 
   it('given SERVING, when stopped, then a stop is requested and its exit makes it STOPPED (not FAILED), without an endpoint', () => {
-    const stopping = given(create, launch, serve, { type: 'stop', reason: 'asked by operator' });
+    const stopping = given(create, place, launch, serve, { type: 'stop', reason: 'asked by operator' });
     expect(deploymentStatusOf(stopping)).toBe('SERVING');
     expect(toDeploymentRecord(stopping).stopReason).toBe('asked by operator');
     expect(() => when(stopping, { type: 'stop', reason: 'again' })).toThrow(/a stop was already requested/);
@@ -118,26 +121,89 @@ describe('deployment lifecycle', () => {
     expect(events.map((e) => e.type)).toEqual(['DeploymentStopped']);
   });
 
-  it('given SERVING and no stop asked, when its server exits, then it is FAILED saying how it ended', () => {
-    const s = given(create, launch, serve, { type: 'recordExit', exitCode: null, signal: 'SIGKILL', detail: 'out of memory' });
-    const r = toDeploymentRecord(s);
+  it('given SERVING and no stop asked, when its server exits, then it is started again (STARTING, unplaced), and FAILED once restarts run out', () => {
+    const died: DeploymentCommand = { type: 'recordExit', exitCode: null, signal: 'SIGKILL', detail: 'out of memory' };
+    const once = given(create, place, launch, serve, died);
+    expect(toDeploymentRecord(once)).toMatchObject({
+      status: 'STARTING',
+      server: null,
+      holding: false,
+      devices: [],
+      restarts: 1,
+      endpoint: null,
+    });
+    expect(toDeploymentRecord(once).error).toMatch(/ended on its own \(signal SIGKILL\): out of memory; started again \(1 of 2\)/);
+    const twice = given(create, place, launch, serve, died, place, launch, died);
+    expect(toDeploymentRecord(twice)).toMatchObject({ status: 'STARTING', restarts: 2 });
+    const last = given(create, place, launch, serve, died, place, launch, died, place, launch, died);
+    const r = toDeploymentRecord(last);
     expect(r.status).toBe('FAILED');
-    expect(r.error).toBe('the vLLM server ended on its own (signal SIGKILL): out of memory');
+    expect(r.error).toBe('the vLLM server ended on its own (signal SIGKILL): out of memory, after 2 restart(s)');
     expect(r.signal).toBe('SIGKILL');
+    expect(r.holding).toBe(false);
   });
 
-  it('given SLEEPING, when its server exits, then it is FAILED', () => {
-    const s = given(create, launch, serve, { type: 'recordSleep', level: 1 }, { type: 'recordExit', exitCode: 1, signal: null });
+  it('given SLEEPING and restarts used up, when its server exits, then it is FAILED', () => {
+    const died: DeploymentCommand = { type: 'recordExit', exitCode: 1, signal: null };
+    const s = given(create, place, launch, died, place, launch, died, place, launch, serve, { type: 'recordSleep', level: 1 }, died);
     expect(toDeploymentRecord(s)).toMatchObject({ status: 'FAILED', exitCode: 1 });
   });
 
+  it('given placed, then it holds its devices; asleep, its memory is released only when observed, taken back before it wakes', () => {
+    const asleep = given(
+      create,
+      place,
+      launch,
+      serve,
+      { type: 'yield', yielding: { mode: 'sleep', forTaskId: 't1', message: 'for t1' } },
+      { type: 'recordSleep', level: 1 },
+    );
+    expect(deploymentHolds(toDeploymentRecord(asleep))).toEqual([hold]);
+    expect(() => when(asleep, { type: 'reclaim' })).toThrow(/its memory is still held/);
+    const released = given(
+      create,
+      place,
+      launch,
+      serve,
+      { type: 'recordSleep', level: 1 },
+      { type: 'recordRelease', observed: 'nvidia-smi: gpu0 0.5 GB' },
+    );
+    expect(deploymentHolds(toDeploymentRecord(released))).toEqual([]);
+    expect(() => when(released, { type: 'recordWake' })).toThrow(/its memory is not held/);
+    const back = apply(released, when(released, { type: 'reclaim' }));
+    expect(deploymentHolds(toDeploymentRecord(back))).toEqual([hold]);
+    expect(toDeploymentRecord(apply(back, when(back, { type: 'recordWake' })))).toMatchObject({ status: 'SERVING', yielding: null });
+  });
+
+  it('given stopped for training (yield stop), when its server exits, then it is STARTING again without devices, not FAILED and not counted as a restart', () => {
+    const yielded = given(create, place, launch, serve, {
+      type: 'yield',
+      yielding: { mode: 'stop', forTaskId: 't1', message: 'stopped for t1' },
+    });
+    expect(() => when(yielded, { type: 'yield', yielding: { mode: 'stop', forTaskId: 't2', message: '' } })).toThrow(
+      /already stopping or giving way/,
+    );
+    const r = toDeploymentRecord(apply(yielded, when(yielded, { type: 'recordExit', exitCode: 0, signal: null })));
+    expect(r).toMatchObject({ status: 'STARTING', restarts: 0, holding: false, yielding: { forTaskId: 't1' } });
+    expect(deploymentHolds(r)).toEqual([]);
+  });
+
+  it('given an ended deployment, then it holds nothing', () => {
+    const s = given(create, place, launch, serve, { type: 'stop', reason: 'x' }, { type: 'recordExit', exitCode: 0, signal: null });
+    expect(deploymentHolds(toDeploymentRecord(s))).toEqual([]);
+  });
+
+  it('given STARTING unplaced, when launched, then it is refused (it must be placed first)', () => {
+    expect(() => when(given(create), launch)).toThrow(/not placed on devices/);
+  });
+
   it('given STARTING, when health never comes, then fail makes it FAILED with the message', () => {
-    const s = given(create, launch, { type: 'fail', message: '/health did not answer within 600 s' });
+    const s = given(create, place, launch, { type: 'fail', message: '/health did not answer within 600 s' });
     expect(toDeploymentRecord(s)).toMatchObject({ status: 'FAILED', error: '/health did not answer within 600 s' });
   });
 
   it('given an ended deployment, when deleted, then it is marked deleted once; a live one cannot be deleted', () => {
-    expect(() => when(given(create, launch, serve), { type: 'delete' })).toThrow(/not allowed while it is SERVING/);
+    expect(() => when(given(create, place, launch, serve), { type: 'delete' })).toThrow(/not allowed while it is SERVING/);
     const gone = given(create, { type: 'stop', reason: 'x' }, { type: 'delete' });
     expect(toDeploymentRecord(gone).deleted).toBe(true);
     expect(() => when(gone, { type: 'delete' })).toThrow(/already deleted/);
@@ -155,7 +221,7 @@ describe('deployment lifecycle', () => {
   });
 
   it('a record read back gives the same decisions as the fold it came from', () => {
-    const s = given(create, launch, serve);
+    const s = given(create, place, launch, serve);
     const back = deploymentStateFromRecord(toDeploymentRecord(s));
     expect(toDeploymentRecord(back)).toEqual(toDeploymentRecord(s));
     expect(when(back, { type: 'recordSleep', level: 1 })).toEqual(when(s, { type: 'recordSleep', level: 1 }));
@@ -164,7 +230,7 @@ describe('deployment lifecycle', () => {
   it('folding a stored log is the same as applying decisions', () => {
     const log: StoredDeploymentEvent[] = [];
     let s = initialDeploymentState();
-    for (const c of [create, launch, serve]) {
+    for (const c of [create, place, launch, serve]) {
       for (const e of decideDeployment(s, c, ID)) {
         const stored = {
           ...e,
@@ -178,7 +244,7 @@ describe('deployment lifecycle', () => {
       }
     }
     expect(toDeploymentRecord(foldDeployment(log))).toEqual(toDeploymentRecord(s));
-    expect(() => foldDeployment([log[0]!, log[2]!])).toThrow(/not legal in state STARTING/);
+    expect(() => foldDeployment([log[0]!, log[3]!])).toThrow(/not legal in state STARTING/);
   });
 });
 

@@ -12,4 +12,5 @@ export * from './inventory-change';
 export * from './usage';
 export * from './leases';
 export * from './deployment';
+export * from './deployment-arbitration';
 export * from './webhooks';

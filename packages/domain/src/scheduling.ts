@@ -57,6 +57,7 @@ export const WAIT_CODES = [
   'BEHIND_HEAD',
   'NEVER_FITS',
   'QUOTA',
+  'HELD_BY_DEPLOYMENT',
   'STARTING',
 ] as const;
 export type WaitCode = (typeof WAIT_CODES)[number];

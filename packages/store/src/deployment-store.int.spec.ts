@@ -2,8 +2,21 @@
 // stream of the shared log and projected in one transaction; a refused command writes nothing;
 // a rebuild of the task read models passes over deployment events.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeploymentCommandError, type DeploymentSpec } from '@trainyard/domain';
-import { DeploymentStore, listDeployments, listLiveDeployments, readStream, rebuildFromLog, TaskStore } from '.';
+import { DeploymentCommandError, placeDeployment, uniformInventory, type DeploymentSpec } from '@trainyard/domain';
+import {
+  compareWithLog,
+  configureDevices,
+  DeploymentPlacementError,
+  DeploymentStore,
+  listDeployments,
+  listHolderRows,
+  listLiveDeployments,
+  readStream,
+  rebuildFromLog,
+  replaceReadModels,
+  TaskStore,
+  toDeviceViews,
+} from '.';
 import { backendAvailable, backends, openTestDatabase, taskSpec, type TestDatabase } from '../test/support';
 
 const spec: DeploymentSpec = {
@@ -16,6 +29,7 @@ const spec: DeploymentSpec = {
   port: null,
   onTrainingDemand: 'sleep',
 };
+const hold = { deviceId: 'gpu0', gpuIndex: 0, uuid: null, memoryMb: 24_576 };
 const server = { pid: 1234, startTime: '5', runDir: '/runs/dep-1', port: 18001, devices: [0] };
 
 for (const backend of backends()) {
@@ -32,12 +46,13 @@ for (const backend of backends()) {
       const store = new DeploymentStore(t);
       const created = await store.command('dep-1', { type: 'create', deploymentId: 'dep-1', spec }, 'alice');
       expect(created).toMatchObject({ id: 'dep-1', status: 'STARTING', version: 1 });
+      await store.command('dep-1', { type: 'place', devices: [hold] }, 'service');
       await store.command('dep-1', { type: 'recordLaunch', server }, 'service');
       await store.command('dep-1', { type: 'markServing', endpoint: 'http://127.0.0.1:18001/v1', servedModels: ['m'] }, 'service');
       await expect(store.command('dep-1', { type: 'delete' }, 'alice')).rejects.toBeInstanceOf(DeploymentCommandError);
       expect((await store.get('dep-1'))!).toMatchObject({
         owner: 'alice',
-        record: { status: 'SERVING', endpoint: 'http://127.0.0.1:18001/v1', version: 3 },
+        record: { status: 'SERVING', endpoint: 'http://127.0.0.1:18001/v1', version: 4 },
       });
       expect((await listLiveDeployments(t.db)).map((r) => r.record.id)).toEqual(['dep-1']);
 
@@ -48,6 +63,7 @@ for (const backend of backends()) {
       const log = await readStream(t.db, 'dep-1');
       expect(log.map((e) => e.type)).toEqual([
         'DeploymentCreated',
+        'DeploymentPlaced',
         'DeploymentLaunched',
         'DeploymentServing',
         'DeploymentStopRequested',
@@ -78,6 +94,53 @@ for (const backend of backends()) {
       await new DeploymentStore(t).command('dep-3', { type: 'create', deploymentId: 'dep-3', spec }, 'alice');
       const rebuilt = await rebuildFromLog(t.db);
       expect([...rebuilt.tasks.keys()]).toEqual(['task-1']);
+    });
+
+    it('a placed deployment holds its memory in device_holders, so an exclusive task waits; released, the task starts; the table and holders refold from the log', async () => {
+      await configureDevices(t.db, uniformInventory(1, 80 * 1024));
+      const store = new DeploymentStore(t);
+      const choose = (devices: Parameters<typeof toDeviceViews>[0]) =>
+        placeDeployment(toDeviceViews(devices, new Map()), { gpus: 1, gpuMemoryUtilization: 0.3 });
+      const placed = await store.place('dep-h', [{ type: 'create', deploymentId: 'dep-h', spec }], choose, 'alice');
+      expect(placed.devices).toEqual([hold]);
+      expect(await listHolderRows(t.db)).toEqual([{ deviceId: 'gpu0', taskId: 'dep-h', memoryMb: 24_576, exclusive: false }]);
+      // A second one at 0.85 does not fit beside it: refused under the lock, nothing written.
+      await expect(
+        store.place(
+          'dep-x',
+          [{ type: 'create', deploymentId: 'dep-x', spec: { ...spec, gpuMemoryUtilization: 0.85 } }],
+          (d) => placeDeployment(toDeviceViews(d, new Map()), { gpus: 1, gpuMemoryUtilization: 0.85 }),
+          'alice',
+        ),
+      ).rejects.toBeInstanceOf(DeploymentPlacementError);
+      expect(await store.get('dep-x')).toBeNull();
+
+      const tasks = new TaskStore(t, { runnerId: 'r1' });
+      const queued = await tasks.submit('task-h', taskSpec('one'), { actor: 'alice' });
+      expect(queued.task.status).toBe('QUEUED');
+      await store.command('dep-h', { type: 'recordLaunch', server }, 'service');
+      await store.command('dep-h', { type: 'markServing', endpoint: 'http://127.0.0.1:18001/v1', servedModels: ['m'] }, 'service');
+      await store.command('dep-h', { type: 'recordSleep', level: 1 }, 'service');
+      expect((await listHolderRows(t.db)).map((h) => h.taskId)).toEqual(['dep-h']);
+      await store.command('dep-h', { type: 'recordRelease', observed: 'nvidia-smi: gpu0 0 GB' }, 'service');
+      expect(await listHolderRows(t.db)).toEqual([]);
+      expect((await tasks.schedule({ actor: 'scheduler' })).map((x) => x.id)).toEqual(['task-h']);
+      // Reclaim is refused while the task holds the GPU exclusively.
+      await expect(
+        store.place(
+          'dep-h',
+          [],
+          (d) => (toDeviceViews(d, new Map())[0]!.holders.some((h) => h.exclusive) ? { reason: 'busy' } : { holds: [] }),
+          'service',
+          true,
+        ),
+      ).rejects.toThrow(/busy/);
+
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+      await replaceReadModels(t);
+      expect((await store.get('dep-h'))!.record).toMatchObject({ status: 'SLEEPING', holding: false, devices: [hold] });
+      expect((await store.get('dep-h'))!.owner).toBe('alice');
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
   });
 }

@@ -11,6 +11,7 @@ import {
   type Account,
   decideLostDevices,
   evolve,
+  fifoOrder,
   gb,
   initialState,
   isActive,
@@ -159,7 +160,11 @@ export class TrainyardService {
     });
     this.runner = new Runner(this.store, config, log);
     this.lease = new LeaseKeeper(this.store, this.runner, config, log);
-    this.probe = new GpuProbe({ nvidiaSmiPath: config.nvidiaSmiPath, ourPids: () => this.runner.ourPids() });
+    // Our trainers' and our deployments' vLLM servers' GPU memory is ours, not another program's.
+    this.probe = new GpuProbe({
+      nvidiaSmiPath: config.nvidiaSmiPath,
+      ourPids: () => new Set([...this.runner.ourPids(), ...this.deployments.ourPids()]),
+    });
     this.feed = new EventFeed(database.db, config.pollMs);
     this.live = new LiveUpdates({
       db: database.db,
@@ -181,6 +186,10 @@ export class TrainyardService {
       killGraceMs: config.killGraceMs,
       feed: this.feed,
       log,
+      conditions: () => this.picture.conditions,
+      gpuNow: async () => (this.picture.source === 'probe' ? await this.probe.info() : null),
+      onDevicesFreed: () => void this.scheduleNow(),
+      priorityValue: (name) => this.config.priorityClasses[name],
     });
   }
 
@@ -764,6 +773,8 @@ export class TrainyardService {
       accounts: this.accounts,
     };
     const decision = this.store.policy.schedule(input);
+    // Tasks a deployment holds up (HELD_BY_DEPLOYMENT): deployments hold memory like any holder.
+    const held = await this.deployments.heldReasons(views, fifoOrder(input.queue));
     // When each should have started at the latest, from the timeouts of those running and ahead.
     const starts = expectedStarts(this.store.policy, input);
     const starting: WaitReason = {
@@ -796,7 +807,7 @@ export class TrainyardService {
         return {
           position: i + 1,
           task,
-          reason: decision.waiting.get(task.id) ?? starting,
+          reason: held.get(task.id) ?? decision.waiting.get(task.id) ?? starting,
           expectedStart: at === undefined || at === null ? null : new Date(at).toISOString(),
         };
       }),

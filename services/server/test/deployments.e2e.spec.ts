@@ -1,7 +1,7 @@
 // Deployments over HTTP with the scripted vllm on PATH (the true edge: vLLM needs a GPU): a
 // completed task (simulated trainer) is served as a LoRA module named after the task, the
 // endpoint lists it and answers a chat completion; stop ends it STOPPED; a server that dies is
-// marked FAILED; bad input names its field.
+// started again, and FAILED once restarts run out; bad input names its field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
@@ -105,22 +105,36 @@ for (const backend of backends()) {
       await expect(s.client.deployments.get.query({ id: d.id })).rejects.toThrow(/not found/);
     });
 
-    it('a deployment whose server dies is marked FAILED, saying how it ended', async () => {
-      const d = await serving((await s.client.deployments.create.mutate({ model: 'Qwen/Qwen2.5-Coder-1.5B-Instruct' })).id);
+    it('a deployment whose server dies is started again, and marked FAILED, saying how it ended, once restarts run out', async () => {
+      let d = await serving((await s.client.deployments.create.mutate({ model: 'Qwen/Qwen2.5-Coder-1.5B-Instruct' })).id);
       expect(d.spec.gpuMemoryUtilization).toBe(0.55);
+      for (let restart = 1; restart <= 2; restart++) {
+        const pid = d.server!.pid;
+        process.kill(pid, 'SIGKILL');
+        d = await eventually(async () => {
+          const x = await s.client.deployments.get.query({ id: d.id });
+          return x.status === 'SERVING' && x.server!.pid !== pid ? x : null;
+        }, `deployment served again after restart ${restart}`);
+        expect(d.restarts).toBe(restart);
+        expect(d.error).toMatch(new RegExp(`ended on its own \\(signal SIGKILL\\); started again \\(${restart} of 2\\)`));
+      }
       process.kill(d.server!.pid, 'SIGKILL');
       const failed = await eventually(async () => {
         const x = await s.client.deployments.get.query({ id: d.id });
         return x.status === 'FAILED' ? x : null;
       }, 'deployment to be marked FAILED');
-      expect(failed.error).toMatch(/ended on its own \(signal SIGKILL\)/);
+      expect(failed.error).toMatch(/ended on its own \(signal SIGKILL\), after 2 restart\(s\)/);
       expect(failed.endpoint).toBeNull();
+      expect(failed.holding).toBe(false);
     });
 
     it('a service SIGKILLed while SERVING re-attaches the server at its next start; task subscriptions see no deployment events', async () => {
       const updates: string[] = [];
       const sub = s.client.tasks.onUpdate.subscribe({}, { onData: (u) => updates.push(u.data.event.streamId) });
-      const d = await serving((await s.client.deployments.create.mutate({ model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct' })).id);
+      // `wait`: the marker task below must not put it to sleep (it waits, HELD_BY_DEPLOYMENT).
+      const d = await serving(
+        (await s.client.deployments.create.mutate({ model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct', onTrainingDemand: 'wait' })).id,
+      );
       pids.push(d.server!.pid);
       // A task created after the deployment serves: once its change arrives, the deployment's came before it, if at all.
       const marker = await s.client.tasks.create.mutate(simulated({ steps: 1, stepMs: 1 }));

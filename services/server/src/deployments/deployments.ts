@@ -7,16 +7,38 @@
 // the endpoint and the served model names) or the start timeout passes (FAILED, killed).
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import {
+  arbitrate,
   defaultGpuMemoryUtilization,
+  deploymentView,
+  fifoOrder,
   isDeploymentEnded,
   isDeploymentStream,
+  memoryReleased,
+  placeDeployment,
+  reclaimFits,
   type DeploymentAdapter,
   type DeploymentRecord,
   type DeploymentSpec,
+  type DeviceView,
+  type QueuedTaskView,
   type TaskRecord,
+  type WaitReason,
 } from '@trainyard/domain';
-import { DeploymentStore, listDeployments, listLiveDeployments, type Database } from '@trainyard/store';
+import {
+  DeploymentPlacementError,
+  DeploymentStore,
+  listDeployments,
+  listDevicesWithHolders,
+  listLiveDeployments,
+  listQueue,
+  queuedView,
+  toDeviceViews,
+  type Database,
+  type DeviceCondition,
+} from '@trainyard/store';
+import type { GpuInfo } from '../gpu';
 import { parseParamsB } from '@trainyard/catalogue';
 import { DeploymentNotFoundError, FieldError } from '../field-error';
 import { ownerScope, type Viewer } from '../visibility';
@@ -41,6 +63,8 @@ export interface CreateDeploymentInput {
   maxModelLen?: number | undefined;
   port?: number | undefined;
   onTrainingDemand?: DeploymentSpec['onTrainingDemand'] | undefined;
+  /** A priority class name (as a task's); a training task of a lower one never makes it yield. */
+  priority?: string | undefined;
 }
 
 export interface DeploymentsOptions {
@@ -56,6 +80,14 @@ export interface DeploymentsOptions {
   /** The service's one tail of the log: `onEvents` hands over each committed batch. */
   feed: { onEvents(fn: (events: { streamId: string }[]) => void): () => void };
   log: { info(m: string): void; warn(m: string): void };
+  /** What the probe sees on each device now (memory other programs hold, blocks). */
+  conditions: () => ReadonlyMap<string, DeviceCondition>;
+  /** A fresh nvidia-smi reading (null where there is none: memory cannot be observed, vLLM's /is_sleeping is trusted). */
+  gpuNow: () => Promise<GpuInfo | null>;
+  /** Devices were freed (a deployment's memory released): run the scheduler. */
+  onDevicesFreed: () => void;
+  /** A priority class's value by name, or undefined when there is none of that name. */
+  priorityValue: (name: string) => number | undefined;
 }
 
 const freePort = () =>
@@ -119,10 +151,50 @@ export class Deployments {
       port: input.port ?? null,
       onTrainingDemand: input.onTrainingDemand ?? 'sleep',
     };
+    if (input.priority !== undefined) {
+      const value = this.opts.priorityValue(input.priority);
+      if (value === undefined) throw new FieldError('priority', `no priority class named ${input.priority}`);
+      spec.priority = { name: input.priority, value };
+    }
     const id = `dep-${Date.now().toString(36)}${crypto.randomUUID().replace(/-/g, '').slice(0, 10)}`;
-    const record = await this.store.command(id, { type: 'create', deploymentId: id, spec }, actor.user);
-    void this.launch(record).catch((err: Error) => this.opts.log.warn(`deployment ${id}: ${err.message}`));
+    // Its memory, checked against what is free on the devices and taken under the queue lock
+    // (as the scheduler places tasks), in the transaction that creates it.
+    let record: DeploymentRecord;
+    try {
+      record = await this.store.place(
+        id,
+        [{ type: 'create', deploymentId: id, spec }],
+        (devices) => this.placement(devices, spec),
+        actor.user,
+      );
+    } catch (err) {
+      if (err instanceof DeploymentPlacementError) throw new FieldError(spec.gpus > 1 ? 'gpus' : 'gpuMemoryUtilization', err.reason);
+      throw err;
+    }
+    this.startLaunch(record);
     return record;
+  }
+
+  private placement(devices: Parameters<typeof toDeviceViews>[0], spec: Pick<DeploymentSpec, 'gpus' | 'gpuMemoryUtilization'>) {
+    return placeDeployment(toDeviceViews(devices, this.opts.conditions()), spec);
+  }
+
+  /** PIDs of the deployments' servers and their children (their GPU memory is ours, not another program's). */
+  ourPids(): Set<number> {
+    const pids = new Set<number>();
+    for (const pid of this.serverPids) for (const p of processTree(pid)) pids.add(p);
+    return pids;
+  }
+  private serverPids = new Set<number>();
+
+  /**
+   * Why each queued task a deployment holds up waits (HELD_BY_DEPLOYMENT), on the devices and
+   * queue given (queue.get's picture).
+   */
+  async heldReasons(devices: readonly DeviceView[], queue: readonly QueuedTaskView[]): Promise<Map<string, WaitReason>> {
+    const live = await listLiveDeployments(this.opts.database.db);
+    if (!live.length) return new Map();
+    return arbitrate({ devices, queue, deployments: live.map((r) => deploymentView(r.record)), now: Date.now() }).held;
   }
 
   async get(id: string, viewer: Viewer): Promise<DeploymentRecord> {
@@ -193,26 +265,189 @@ export class Deployments {
     }
   }
 
-  /** After a start: watch again the servers of deployments still live in the log. */
+  /**
+   * After a start: watch again the servers of deployments still live in the log. One placed but
+   * not launched (the service stopped in between) is launched; one waiting for devices is placed
+   * by arbitration; then arbitration runs on every change of the log and on a timer.
+   */
   async recover(): Promise<void> {
     for (const { record } of await listLiveDeployments(this.opts.database.db)) {
-      if (!record.server) {
-        await this.store.command(
-          record.id,
-          { type: 'fail', message: 'the service stopped before the vLLM server was launched' },
-          'service',
-        );
-        continue;
-      }
-      this.watch(record.id);
+      if (record.server) this.watch(record.id);
+      else if (record.holding && record.status === 'STARTING') this.startLaunch(record);
     }
+    this.opts.feed.onEvents(() => this.arbitrateSoon());
+    this.arbiterTimer = setInterval(() => this.arbitrateSoon(), Math.max(250, this.opts.pollMs));
+    this.arbiterTimer.unref();
+    this.arbitrateSoon();
   }
+  private arbiterTimer: NodeJS.Timeout | null = null;
 
   /** Stops watching; the servers keep running (they are re-attached at the next start). */
   close(): void {
     this.closed = true;
+    if (this.arbiterTimer) clearInterval(this.arbiterTimer);
     for (const c of this.watching.values()) c.abort();
     this.watching.clear();
+  }
+
+  private arbitrating = false;
+  private arbitrateAgain = false;
+  private readonly launching = new Set<string>();
+
+  /** Run arbitration now, or once more after the run in progress (never two at once). */
+  arbitrateSoon(): void {
+    if (this.closed) return;
+    if (this.arbitrating) {
+      this.arbitrateAgain = true;
+      return;
+    }
+    this.arbitrating = true;
+    void (async () => {
+      try {
+        do {
+          this.arbitrateAgain = false;
+          await this.arbitrateOnce();
+        } while (this.arbitrateAgain && !this.closed);
+      } catch (err) {
+        this.opts.log.warn(`deployment arbitration: ${(err as Error).message}`);
+      } finally {
+        this.arbitrating = false;
+      }
+    })();
+  }
+
+  /**
+   * One round: the decisions of the pure `arbitrate` (packages/domain/src/deployment-arbitration.ts)
+   * carried out: deployments put to sleep (confirmed by /is_sleeping) or stopped for the training
+   * task they give way to, a sleeping one's memory recorded released once nvidia-smi shows it,
+   * sleeping ones woken and stopped ones placed again once their devices are free.
+   */
+  private async arbitrateOnce(): Promise<void> {
+    const db = this.opts.database.db;
+    const live = (await listLiveDeployments(db)).map((r) => r.record);
+    this.serverPids = new Set(live.flatMap((r) => (r.server ? [r.server.pid] : [])));
+    if (!live.length) return;
+    const [rows, queued] = await Promise.all([listDevicesWithHolders(db), listQueue(db, 200)]);
+    const devices = toDeviceViews(rows, this.opts.conditions());
+    const a = arbitrate({ devices, queue: fifoOrder(queued.map(queuedView)), deployments: live.map(deploymentView), now: Date.now() });
+    const byId = new Map(live.map((r) => [r.id, r]));
+    for (const y of a.yields) {
+      const r = byId.get(y.deploymentId)!;
+      const after = await this.store.command(r.id, { type: 'yield', yielding: y.yielding }, 'scheduler');
+      this.opts.log.info(`deployment ${r.id}: ${y.yielding.message}`);
+      byId.set(r.id, after);
+      if (y.yielding.mode === 'stop') this.terminate(after);
+    }
+    for (const r of byId.values()) {
+      if (r.stopReason !== null || !r.server) continue;
+      // Giving way by sleeping: ask vLLM (level 1), confirmed by /is_sleeping.
+      if (r.status === 'SERVING' && r.yielding?.mode === 'sleep') {
+        const base = `http://127.0.0.1:${r.server.port}`;
+        if (await askSleep(base)) byId.set(r.id, await this.store.command(r.id, { type: 'recordSleep', level: 1 }, 'service'));
+        else {
+          this.opts.log.warn(`deployment ${r.id}: vLLM did not confirm sleeping; asked again at the next round`);
+          continue;
+        }
+      }
+      const now = byId.get(r.id)!;
+      if (now.status === 'SLEEPING' && now.holding) {
+        const seen = await this.observe(now);
+        if (seen.released) {
+          await this.store.command(r.id, { type: 'recordRelease', observed: seen.observed }, 'service');
+          this.opts.log.info(`deployment ${r.id}: memory released (${seen.observed})`);
+          this.opts.onDevicesFreed();
+        }
+      }
+    }
+    for (const id of a.wakes) {
+      const r = byId.get(id)!;
+      try {
+        await this.store.place(
+          id,
+          [],
+          (rows) =>
+            reclaimFits(
+              toDeviceViews(rows, this.opts.conditions()),
+              deploymentView(r),
+              r.devices.map((d) => d.deviceId),
+            )
+              ? { holds: [] }
+              : { reason: 'its devices are taken' },
+          'scheduler',
+          true,
+        );
+      } catch (err) {
+        if (err instanceof DeploymentPlacementError) continue;
+        throw err;
+      }
+      if (await askWake(`http://127.0.0.1:${r.server!.port}`)) {
+        await this.store.command(id, { type: 'recordWake' }, 'service');
+        this.opts.log.info(`deployment ${id}: woken, serving again`);
+      } else this.opts.log.warn(`deployment ${id}: vLLM did not confirm waking; asked again at the next round`);
+    }
+    for (const id of a.places) {
+      const r = byId.get(id)!;
+      try {
+        const placed = await this.store.place(id, [], (rows) => this.placement(rows, r.spec), 'scheduler');
+        this.startLaunch(placed);
+      } catch (err) {
+        if (!(err instanceof DeploymentPlacementError)) throw err;
+      }
+    }
+    // A SLEEPING deployment asked to wake whose reclaim went through but /wake_up did not: ask again.
+    for (const r of byId.values())
+      if (
+        r.status === 'SLEEPING' &&
+        r.holding &&
+        r.stopReason === null &&
+        r.server &&
+        !r.yielding &&
+        (await askWake(`http://127.0.0.1:${r.server.port}`))
+      )
+        await this.store.command(r.id, { type: 'recordWake' }, 'service');
+  }
+
+  /** What nvidia-smi shows of a sleeping deployment's memory on its devices (no nvidia-smi: its /is_sleeping is all there is). */
+  private async observe(r: DeploymentRecord): Promise<{ released: boolean; observed: string }> {
+    const gpu = await this.opts.gpuNow();
+    if (!gpu || !gpu.available || !gpu.devices.length)
+      return { released: true, observed: 'no nvidia-smi reading on this host: released as vLLM confirmed sleeping (/is_sleeping)' };
+    const mine = new Set(processTree(r.server!.pid));
+    const seen = new Map<string, { usedByItMb: number | null; deviceUsedMb: number | null; othersMb: number }>();
+    for (const h of r.devices) {
+      const g = gpu.devices.find((d) => d.id === h.gpuIndex);
+      if (!g) continue;
+      const inst = g.migMode ? g.instances.find((i) => i.uuid === h.uuid) : undefined;
+      const procs = inst ? inst.processes : g.processes;
+      const usedGb = inst ? inst.memoryUsedGb : g.memoryUsedGb;
+      const itGb = procs.filter((p) => mine.has(p.pid)).reduce((n, p) => n + p.memoryUsedGb, 0);
+      const othersGb = procs.filter((p) => !mine.has(p.pid)).reduce((n, p) => n + p.memoryUsedGb, 0);
+      const listed = procs.some((p) => mine.has(p.pid) && p.memoryUsedGb > 0);
+      seen.set(h.deviceId, {
+        usedByItMb: listed ? Math.round(itGb * 1024) : null,
+        deviceUsedMb: Math.round(usedGb * 1024),
+        othersMb: Math.round(othersGb * 1024),
+      });
+    }
+    return memoryReleased(r.devices, seen);
+  }
+
+  /** Its server ended: its devices are free for the queue; one to start again is placed by arbitration. */
+  private afterExit(after: DeploymentRecord): void {
+    if (after.status === 'STARTING')
+      this.opts.log.warn(
+        `deployment ${after.id}: ${after.yielding?.mode === 'stop' && after.restarts === 0 ? after.yielding.message : (after.error ?? 'restarting')}`,
+      );
+    this.opts.onDevicesFreed();
+    this.arbitrateSoon();
+  }
+
+  private startLaunch(record: DeploymentRecord): void {
+    if (this.closed || this.launching.has(record.id)) return;
+    this.launching.add(record.id);
+    void this.launch(record)
+      .catch((err: Error) => this.opts.log.warn(`deployment ${record.id}: ${err.message}`))
+      .finally(() => this.launching.delete(record.id));
   }
 
   private terminate(record: DeploymentRecord): void {
@@ -226,9 +461,11 @@ export class Deployments {
 
   private async launch(record: DeploymentRecord): Promise<void> {
     const { spec, id } = record;
-    const runDir = join(this.opts.runsDir, 'deployments', id);
+    // One run folder per server started (a restart must not read the last one's exit).
+    const runDir = join(this.opts.runsDir, 'deployments', id, `v${record.version}`);
     const port = spec.port ?? (await freePort());
-    const devices = Array.from({ length: spec.gpus }, (_, i) => i);
+    // The devices it was placed on (nvidia-smi's indices; CUDA_DEVICE_ORDER=PCI_BUS_ID).
+    const devices = record.devices.map((d) => d.gpuIndex);
     const argv = [
       'vllm',
       ...vllmServeArgv({
@@ -254,6 +491,7 @@ export class Deployments {
     );
     // A stop that came while it was being launched: the server exists now, end it.
     if (after.stopReason !== null) this.terminate(after);
+    this.serverPids.add(info.pid);
     this.watch(id);
   }
 
@@ -270,26 +508,30 @@ export class Deployments {
 
   private async watchLoop(id: string, signal: AbortSignal): Promise<void> {
     const since = Date.now();
+    let goneSince: number | undefined;
     while (!signal.aborted) {
       const row = await this.store.get(id);
       if (!row || isDeploymentEnded(row.record.status) || !row.record.server) return;
       const { server, status } = row.record;
       const exit = await readExit(server.runDir);
       if (exit) {
-        await this.store.command(
+        const after = await this.store.command(
           id,
           { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(exit.error ? { detail: exit.error } : {}) },
           'service',
         );
+        this.afterExit(after);
         return;
       }
-      if (server.startTime && !isSameProcessAlive(server.pid, server.startTime)) {
-        // Gone without an exit.json: its shepherd went too (a reboot, a kill of the group).
-        await this.store.command(
+      if (server.startTime && !isSameProcessAlive(server.pid, server.startTime) && (goneSince ??= Date.now()) < Date.now() - 2000) {
+        // Gone without an exit.json (its shepherd writes one within moments of the exit): the
+        // shepherd went too (a reboot, a kill of the group).
+        const after = await this.store.command(
           id,
           { type: 'recordExit', exitCode: null, signal: null, detail: 'the server process is gone and left no exit record' },
           'service',
         );
+        this.afterExit(after);
         return;
       }
       if (status === 'STARTING' && row.record.stopReason === null) {
@@ -309,6 +551,63 @@ export class Deployments {
       await sleep(this.opts.pollMs, signal);
     }
   }
+}
+
+/** Ask vLLM to sleep (level 1: weights to CPU memory, KV cache dropped); true once /is_sleeping confirms it. */
+async function askSleep(base: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${base}/sleep?level=1`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+    if (!r.ok) return false;
+    return (await isSleeping(base)) === true;
+  } catch {
+    return false;
+  }
+}
+
+/** Ask vLLM to wake up; true once /is_sleeping says it no longer sleeps. */
+async function askWake(base: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${base}/wake_up`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+    if (!r.ok) return false;
+    return (await isSleeping(base)) === false;
+  } catch {
+    return false;
+  }
+}
+
+async function isSleeping(base: string): Promise<boolean | null> {
+  try {
+    const r = await fetch(`${base}/is_sleeping`, { signal: AbortSignal.timeout(5000) });
+    if (!r.ok) return null;
+    const body = (await r.json()) as { is_sleeping?: unknown };
+    return typeof body.is_sleeping === 'boolean' ? body.is_sleeping : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A process and its descendants (from /proc; vLLM's engine and workers are its children). */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  try {
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        const list = children.get(ppid) ?? [];
+        list.push(Number(name));
+        children.set(ppid, list);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    return [root];
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+  return out;
 }
 
 /** The model ids the server lists once /health answers, else null. */
