@@ -5,7 +5,6 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { cudaVisibleDevices, type TaskRecord } from '@trainyard/domain';
 import type { ServiceConfig } from '../config';
 import { DatasetError, stageDataset } from '../datasets';
-import { trainerEnv } from '../trainer/env';
 import { launchShepherd, waitForTrainerInfo, type LaunchSpec } from '../trainer/launch';
 import { discardUnstartedLaunch, ensurePrivateDir, FILES, writePrivateFile } from '../trainer/run-folder';
 import { trainerLevelEnv, type WarmSpec } from '../trainer/warm.mjs';
@@ -93,13 +92,13 @@ export async function launchTrainer(
  * task's variables (warm.mjs ASSIGNMENT_ENV). A warm trainer is started as this, and a launch
  * adds the task's variables to it, so the two always match (the shepherd checks they do).
  */
-export function trainerBase(config: Pick<ServiceConfig, 'trainer' | 'trainerCwd' | 'trainerEnvPassThrough'>): WarmSpec {
+export function trainerBase(config: Pick<ServiceConfig, 'trainer' | 'trainerCwd' | 'trainerInheritedEnv'>): WarmSpec {
   const [cmd, ...args] = config.trainer;
   return {
     argv: [resolveArgv0(cmd!, config.trainerCwd), ...args.map((a) => (a.startsWith('trainers/') ? join(config.trainerCwd, a) : a))],
     cwd: config.trainerCwd,
     // CUDA's order is PCI bus order, as nvidia-smi's indices (see CUDA_VISIBLE_DEVICES below).
-    env: trainerLevelEnv({ ...trainerEnv(process.env, config.trainerEnvPassThrough), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' }),
+    env: trainerLevelEnv({ ...config.trainerInheritedEnv, CUDA_DEVICE_ORDER: 'PCI_BUS_ID' }),
   };
 }
 
