@@ -89,6 +89,48 @@ describe.skipIf(missing !== null)('Slurm executor edge, live cluster', () => {
     expect(readFileSync(join(runDir, JOB_SCRIPT), 'utf8')).toMatch(/^#!\//);
   });
 
+  it("the job holds none of the service's secrets: not the batch step (the shepherd, whose environment the trainer can read), not the trainer", async () => {
+    // sbatch hands the job the environment it runs with (Slurm's --export=ALL), and slurmctld keeps it with the job.
+    const secrets = {
+      PGPASSWORD: 'pg-secret-5u7',
+      HF_TOKEN: 'hf-secret-5u7',
+      AWS_SECRET_ACCESS_KEY: 'aws-secret-5u7',
+      DATABASE_URL: 'postgres://svc:db-secret-5u7@127.0.0.1/test',
+      TRAINYARD_TOKEN: 'ty_secret-5u7',
+    };
+    const service = new SlurmCli({ env: { ...process.env, ...secrets } });
+    const runDir = join(root, 'secrets');
+    const code = [
+      "const fs = require('node:fs');",
+      "const parent = fs.readFileSync('/proc/' + process.ppid + '/environ', 'utf8').split('\\0').filter(Boolean);",
+      "console.log('parent ' + JSON.stringify(parent));",
+      "console.log('own ' + JSON.stringify(Object.entries(process.env).map(([k, v]) => k + '=' + v)));",
+    ].join(' ');
+    const script = await prepareSlurmRun({
+      runDir,
+      argv: [process.execPath, '-e', code],
+      env: { PATH: process.env.PATH ?? '' },
+      cwd: root,
+    });
+    const jobId = await service.submit({ taskId: 'secrets', runDir, gpus: 1, timeoutMs: 120_000, checkpointWarningS: 10 }, opts, script);
+    submitted.push(jobId);
+    expect(await ended(jobId)).toMatchObject({ end: 'completed' });
+    const lines = readFileSync(join(runDir, 'output.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { line: string }).line);
+    const envOf = (prefix: string) => JSON.parse(lines.find((l) => l.startsWith(`${prefix} `))!.slice(prefix.length + 1)) as string[];
+    const parent = envOf('parent');
+    const own = envOf('own');
+    // What they must still have: Slurm's job variables (the batch step) and the GPUs (the trainer).
+    expect(parent.some((v) => v.startsWith('SLURM_JOB_ID='))).toBe(true);
+    expect(own.some((v) => v.startsWith('CUDA_VISIBLE_DEVICES='))).toBe(true);
+    for (const [name, value] of Object.entries(secrets)) {
+      expect(parent.join('\n'), `${name} in the batch step`).not.toContain(value);
+      expect(own.join('\n'), `${name} in the trainer`).not.toContain(value);
+    }
+  });
+
   it('three 2-GPU runs on the 4-GPU node: two run, one waits with Slurm’s reason, all complete; read in one batch', async () => {
     // Each holds its GPUs until its release file appears.
     const jobs = [];

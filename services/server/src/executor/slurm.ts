@@ -13,6 +13,7 @@ import { judgeSlurmPoll, slurmPollDelay, slurmTimeLimit, type SlurmPoll, type Sl
 import { launchFileOf, type LaunchSpec } from '../trainer/launch';
 import { PRIVATE_DIR_MODE } from '../trainer/run-files.mjs';
 import { FILES, writeJsonAtomic, writePrivateFile } from '../trainer/run-folder';
+import { trainerEnv } from '../trainer/env';
 import { SHEPHERD_PATH } from '../trainer/shepherd-path';
 
 /** Where jobs go and what else sbatch is told (TRAINYARD_SLURM_* in config.ts). */
@@ -121,6 +122,19 @@ class SlurmCommandError extends Error {
   }
 }
 
+/**
+ * The environment sbatch runs with. sbatch hands its own environment to the job (Slurm's default
+ * --export=ALL): slurmctld keeps it with the job, and the batch step (the shepherd, whose
+ * /proc/<pid>/environ its trainer can read) runs with it. So sbatch gets what a trainer may see
+ * (the allow-list) and Slurm's own variables, never the service's database URL, passwords or tokens.
+ */
+export function sbatchEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out = trainerEnv(env);
+  for (const [name, value] of Object.entries(env))
+    if (value !== undefined && (name.startsWith('SLURM_') || name.startsWith('SBATCH_'))) out[name] = value;
+  return out;
+}
+
 /** Slurm's commands, run with an argv and a time limit. `env`: the environment they run with (SLURM_CONF, say). */
 export class SlurmCli {
   constructor(private readonly opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {}
@@ -130,7 +144,11 @@ export class SlurmCli {
       execFile(
         cmd,
         args,
-        { env: this.opts.env ?? process.env, timeout: this.opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 ** 2 },
+        {
+          env: cmd === 'sbatch' ? sbatchEnv(this.opts.env ?? process.env) : (this.opts.env ?? process.env),
+          timeout: this.opts.timeoutMs ?? 30_000,
+          maxBuffer: 16 * 1024 ** 2,
+        },
         (err, stdout, stderr) => {
           if (err) reject(new SlurmCommandError(cmd, (stderr.trim() || err.message).split('\n').slice(-3).join(' | ')));
           else resolve(stdout);
