@@ -11,6 +11,7 @@ export * from './resources';
 export * from './inventory-change';
 export * from './usage';
 export * from './leases';
+export * from './leftovers';
 export * from './deployment';
 export * from './deployment-arbitration';
 export * from './webhooks';

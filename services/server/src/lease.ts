@@ -7,6 +7,7 @@
 import { decideAbandon, decideLeases, heartbeatEveryMs, leaseGapMs, type LeaseView } from '@trainyard/domain';
 import { claimLease, listActive, listLeases, renewLease, takeOverLease, type TaskStore } from '@trainyard/store';
 import type { ServiceConfig } from './config';
+import { stopLeftoverTrainers } from './leftovers';
 import type { Runner, RunnerLog } from './runner';
 
 export class LeaseKeeper {
@@ -17,14 +18,15 @@ export class LeaseKeeper {
   constructor(
     private readonly store: TaskStore,
     private readonly runner: Runner,
-    private readonly config: Pick<ServiceConfig, 'runnerId' | 'leaseMs' | 'requeueLost'>,
+    private readonly config: Pick<ServiceConfig, 'runnerId' | 'leaseMs' | 'requeueLost' | 'runsDir' | 'killGraceMs'>,
     private readonly log: RunnerLog,
   ) {}
 
   /**
    * Claim the lease (before recovery). If a peer took it over while this instance was away, the
    * tasks it still holds go back to the queue first: they were declared lost, and may be running
-   * elsewhere already.
+   * elsewhere already. Then the trainers the previous process left running for runs this
+   * instance no longer holds (taken over, requeued, ended) are stopped (leftovers.ts).
    */
   async claim(): Promise<void> {
     const { takenBy } = await claimLease(this.store.db, this.config.runnerId);
@@ -32,6 +34,7 @@ export class LeaseKeeper {
       this.log.warn(`this instance's lease was taken over by ${takenBy} while it was away; giving back the tasks it still held`);
       await this.giveBackOwn(takenBy);
     }
+    await stopLeftoverTrainers({ db: this.store.db, ...this.config, log: this.log });
   }
 
   start(): void {

@@ -7,6 +7,9 @@
 // - A is stalled (SIGSTOP) past its term: B takes the task back and runs attempt 2; when A wakes,
 //   its late heartbeat finds its lease taken and it stops its own trainer of attempt 1, recording
 //   nothing more for the task.
+// - A's service alone is SIGKILLed (its trainer lives on under its shepherd): B takes the task
+//   back and runs attempt 2; when A is started again, it finds its lease taken and stops the
+//   trainer of attempt 1 its previous process left behind, and attempt 2 goes on under B.
 import { afterEach, describe, expect, it } from 'vitest';
 import { backendAvailable, backends, freshSchemaName, rawClient } from '@trainyard/store/testing';
 import { isSameProcessAlive } from '../src/trainer/proc';
@@ -121,6 +124,50 @@ describe.skipIf(!backendAvailable(postgres))('instance leases on postgres (two s
     expect(now.trainer?.pid).toBe(second.trainer?.pid);
     const types = (await eventsOf(b.client, created.id)).map((e) => e.type);
     expect(types.filter((t) => t === 'TaskFailed' || t === 'TaskCompleted' || t === 'TaskCancelled')).toEqual([]);
+    await b.client.tasks.cancel.mutate({ id: created.id });
+    expect((await waitTerminal(b.client, created.id, 30_000)).status).toBe('CANCELLED');
+  });
+
+  it('a restarted instance stops the trainer its previous process left behind once a peer took the task over', async () => {
+    const pair = await twoServers();
+    const b = pair.b;
+    let a = pair.a;
+    const created = await a.client.tasks.create.mutate(
+      simulated({ steps: 400, stepMs: 100, checkpointEvery: 5 }, { name: 'left-behind', timeoutMs: 10 * MIN }),
+    );
+    const first = await eventually(async () => {
+      const t = await b.client.tasks.get.query({ id: created.id });
+      return t.status === 'TRAINING' && t.trainer && (t.checkpoint?.step ?? 0) >= 5 ? t : null;
+    }, 'the task trains on A');
+    const trainer = first.trainer!;
+
+    // Only the service dies; its trainer runs on under its detached shepherd.
+    await a.stop('SIGKILL');
+    const second = await eventually(
+      async () => {
+        const t = await b.client.tasks.get.query({ id: created.id });
+        return t.attempt === 2 && t.status === 'TRAINING' && t.runnerId === 'lease-B' ? t : null;
+      },
+      'B takes the task back and trains attempt 2',
+      30_000,
+    );
+    expect(isSameProcessAlive(trainer.pid, trainer.startTime)).toBe(true);
+
+    // A starts again (same data folder, same instance name): it stops its leftover trainer of attempt 1.
+    a = await a.restart();
+    servers[0] = a;
+    await eventually(async () => !isSameProcessAlive(trainer.pid, trainer.startTime), 'A stops its leftover trainer', 15_000);
+    expect(a.output.join('\n')).toMatch(
+      new RegExp(
+        `trainer ${trainer.pid} of task ${created.id} \\(attempt 1\\) was left running by this instance's previous process, but the task is attempt 2 on lease-B: stopping it`,
+      ),
+    );
+
+    // Attempt 2 goes on under B, untouched.
+    const now = await b.client.tasks.get.query({ id: created.id });
+    expect(now).toMatchObject({ attempt: 2, runnerId: 'lease-B', status: 'TRAINING' });
+    expect(now.trainer?.pid).toBe(second.trainer?.pid);
+    expect(isSameProcessAlive(second.trainer!.pid, second.trainer!.startTime)).toBe(true);
     await b.client.tasks.cancel.mutate({ id: created.id });
     expect((await waitTerminal(b.client, created.id, 30_000)).status).toBe('CANCELLED');
   });
