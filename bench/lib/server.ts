@@ -73,6 +73,9 @@ function serverEnv(opts: ServerOptions, dataDir: string, port: number): Record<s
     TRAINYARD_GPU_SLOTS: '1',
     // DATASET's folder: datasets must be inside a root.
     TRAINYARD_DATASETS_ROOT: dirname(DATASET),
+    // No warm trainers unless a benchmark asks for them (warm-start does): the others measure
+    // the path they measured before them (idle-gap: to the next trainer's process start).
+    TRAINYARD_WARM_TRAINER_IDLE_MS: '0',
     ...opts.env,
   });
   if (opts.backend.kind === 'postgres') {
