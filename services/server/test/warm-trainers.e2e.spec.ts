@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import type { TrainyardClient } from '@trainyard/client';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { scanProcesses } from './torture/procs';
 
 /** Trainers waiting in standby for this service: TRAINYARD_STANDBY=1, their shepherd still in the runs folder (not handed a run). */
 function waitingWarmTrainers(dataDir: string): number[] {
@@ -58,13 +59,21 @@ describe.skipIf(!backendAvailable(backend))('warm trainers in the service', () =
     s = await startServer({ backend, env: { TRAINYARD_GPU_SLOTS: '1' } });
     const c = s.client;
     const running = await c.tasks.create.mutate(simulated({ steps: 30, stepMs: 100 }, { name: 'running' }));
-    const next = await c.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }, { name: 'next' }));
+    const next = await c.tasks.create.mutate(simulated({ steps: 20, stepMs: 100 }, { name: 'next' }));
     expect(next.status).toBe('QUEUED');
     const [warmPid] = await eventually(async () => {
       const w = waitingWarmTrainers(s!.dataDir);
       return w.length ? w : null;
     }, 'a warm trainer waiting');
     expect((await c.tasks.get.query({ id: running.id })).status).not.toBe('COMPLETED');
+    // Handed its task, the warm trainer is that task's trainer for the specs' process scan too
+    // (which cleans up after every spec): trainer.json names it.
+    await eventually(
+      async () => scanProcesses([s!.dataDir]).some((p) => p.kind === 'trainer' && p.pid === warmPid && p.taskId === next.id),
+      'the warm trainer counted as the task trainer',
+      60_000,
+      20,
+    );
     const done = await finished(c, next.id);
     expect(done.status, done.error?.message).toBe('COMPLETED');
     expect(trainerFile(done.trainer!.runDir)).toMatchObject({ pid: warmPid, warm: true });

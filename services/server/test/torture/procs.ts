@@ -366,6 +366,39 @@ export function scanProcesses(dataDirs: readonly string[]): OurProcess[] {
     if (!under(spec, dataDirs)) continue;
     out.push({ pid, startTime: stat.startTime, kind: 'trainer', taskId: env.get('TRAINYARD_TASK_ID') ?? '?' });
   }
+  // Warm trainers (started in standby, handed their task on stdin) never carry the task in their
+  // environment as /proc shows it: the run folder's trainer.json names them (`warm: true`). One
+  // still waiting holds nothing and exits with its standby shepherd, so it is not counted.
+  for (const dataDir of dataDirs) {
+    const runs = join(dataDir, 'runs');
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(runs);
+    } catch {
+      continue;
+    }
+    for (const taskId of tasks) {
+      let attempts: string[] = [];
+      try {
+        attempts = readdirSync(join(runs, taskId)).filter((a) => a.startsWith('attempt-'));
+      } catch {
+        continue;
+      }
+      for (const attempt of attempts) {
+        const text = readText(join(runs, taskId, attempt, 'trainer.json'));
+        if (!text) continue;
+        let info: { pid?: unknown; startTime?: unknown; warm?: unknown };
+        try {
+          info = JSON.parse(text) as typeof info;
+        } catch {
+          continue;
+        }
+        if (info.warm !== true || typeof info.pid !== 'number' || typeof info.startTime !== 'string') continue;
+        if (out.some((o) => o.pid === info.pid) || !isSameProcessAlive(info.pid, info.startTime)) continue;
+        out.push({ pid: info.pid, startTime: info.startTime, kind: 'trainer', taskId });
+      }
+    }
+  }
   return out;
 }
 
