@@ -12,6 +12,7 @@ import { registerEventCommands } from './commands/events';
 import { registerAdminCommands } from './commands/admin';
 import { registerWhoamiCommand } from './commands/whoami';
 import { registerQuotaCommands } from './commands/quota';
+import { registerWebhookCommands } from './commands/webhooks';
 
 /** What every verb gets: the connection (made on first use) and a way to set the exit code. */
 export interface Ctx {
@@ -91,6 +92,7 @@ export function buildProgram(state: { ctx: Ctx | null; exitCode: ExitCode; url: 
   registerEventCommands(program, ctx);
   registerWhoamiCommand(program, ctx);
   registerQuotaCommands(program, ctx);
+  registerWebhookCommands(program, ctx);
   registerAdminCommands(program);
   return program;
 }

@@ -88,6 +88,8 @@ export interface ServiceConfig {
   requeueLost: boolean;
   /** Poll interval for changes made by other instances on the same database. */
   pollMs: number;
+  /** Webhook deliveries: attempts in all, the first wait (doubling after each failure, at most maxDelayMs), one attempt's limit. */
+  webhooks: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number; timeoutMs: number };
   logMaxLineBytes: number;
   logMaxLinesPerSecond: number;
   /** Live subscriptions (tasks.onUpdate, tasks.onLogs) held at once, in all and per client. */
@@ -269,6 +271,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     leaseMs: read('TRAINYARD_LEASE_MS', intFrom('TRAINYARD_LEASE_MS', 1000, 24 * HOUR), 120_000),
     requeueLost: read('TRAINYARD_REQUEUE_LOST', z.enum(['true', 'false']), 'true') === 'true',
     pollMs: read('TRAINYARD_POLL_MS', intFrom('TRAINYARD_POLL_MS', 10, 60_000), 250),
+    webhooks: {
+      maxAttempts: read('TRAINYARD_WEBHOOK_ATTEMPTS', intFrom('TRAINYARD_WEBHOOK_ATTEMPTS', 1, 100), 8),
+      baseDelayMs: read('TRAINYARD_WEBHOOK_BACKOFF_MS', intFrom('TRAINYARD_WEBHOOK_BACKOFF_MS', 10, HOUR), 10_000),
+      maxDelayMs: HOUR,
+      timeoutMs: read('TRAINYARD_WEBHOOK_TIMEOUT_MS', intFrom('TRAINYARD_WEBHOOK_TIMEOUT_MS', 100, 10 * 60_000), 10_000),
+    },
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), DEFAULT_LOG_LINE_BYTES),
     logMaxLinesPerSecond: read(
       'TRAINYARD_LOG_LINES_PER_SECOND',

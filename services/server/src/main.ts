@@ -5,6 +5,7 @@ import { createApiServer } from './http';
 import { log } from './log';
 import { Metrics } from './metrics';
 import { TrainyardService } from './service';
+import { WebhookDispatcher } from './webhooks/dispatcher';
 
 /**
  * A shutdown that has not finished by then (a stuck close) ends the process anyway, as a crash
@@ -37,6 +38,14 @@ async function main() {
       .then((tasks) => metrics.observe(observed, tasks))
       .catch(() => {});
   });
+  // Task endings to the webhooks users and admins registered (webhooks.create).
+  const webhooks = new WebhookDispatcher(
+    service.database.db,
+    service.feed,
+    { ...config.webhooks, tickMs: Math.min(1000, config.webhooks.baseDelayMs), version: config.version },
+    log,
+  );
+  await webhooks.start().catch((err: Error) => log.error(`webhooks: cannot start: ${err.message}; no deliveries until a restart`));
   const server = createApiServer(service, metrics, config.panelDir);
   server.on('error', (err: NodeJS.ErrnoException) => {
     log.error(
@@ -75,6 +84,7 @@ async function main() {
     log.info(`${signal}: shutting down; running trainers keep going and are re-attached at the next start`);
     server.close();
     server.closeAllConnections();
+    await webhooks.close().catch(() => {});
     await service.close().catch(() => {});
     process.exit(0);
   };

@@ -31,6 +31,15 @@ import {
   deploymentUpdatesInput,
   listDeploymentsInput,
 } from './schemas';
+import {
+  createWebhookFor,
+  deleteWebhookFor,
+  deliveriesFor,
+  listWebhooksFor,
+  webhookCreateInput,
+  webhookDeliveriesInput,
+  webhookIdInput,
+} from './webhooks/api';
 
 export interface Context {
   service: TrainyardService;
@@ -312,6 +321,15 @@ const deploymentsRouter = t.router({
   }),
 });
 
+const webhooksRouter = t.router({
+  /** A webhook for the caller's tasks' endings (an admin's allUsers: everyone's); the secret is returned this once. */
+  create: procedure.input(webhookCreateInput).mutation(({ ctx, input }) => createWebhookFor(ctx.service.database.db, ctx.actor, input)),
+  list: procedure.query(({ ctx }) => listWebhooksFor(ctx.service.database.db, ctx.actor)),
+  delete: procedure.input(webhookIdInput).mutation(({ ctx, input }) => deleteWebhookFor(ctx.service.database.db, ctx.actor, input.id)),
+  /** Deliveries, newest first, each with its attempts (status or error, what was decided). */
+  deliveries: procedure.input(webhookDeliveriesInput).query(({ ctx, input }) => deliveriesFor(ctx.service.database.db, ctx.actor, input)),
+});
+
 export const appRouter = t.router({
   system: systemRouter,
   tasks: tasksRouter,
@@ -320,6 +338,7 @@ export const appRouter = t.router({
   queue: queueRouter,
   events: eventsRouter,
   deployments: deploymentsRouter,
+  webhooks: webhooksRouter,
 });
 
 export type AppRouter = typeof appRouter;
