@@ -101,7 +101,8 @@ describe('StandbyPool with warm trainers', () => {
     async () => {
       const { p, said } = pool({ idleLimitMs: 1500, spec: () => simulated(), queued: () => 1 });
       p.ensure();
-      const standby = await readyWarm(p);
+      // Its wait counts from its start (a loaded machine may not even see it ready within the limit).
+      const standby = await until(() => (p.current?.warm ? p.current : null), 'a warm standby');
       await until(() => p.current && p.current !== standby && p.current.warm === null, 'a plain standby after the idle limit');
       expect(said).toContain('warm trainer retired (idle)');
       p.nudge();
@@ -110,7 +111,7 @@ describe('StandbyPool with warm trainers', () => {
       // A launch takes the standby; the next one is warm again.
       p.take()?.dispose();
       p.ensure();
-      await readyWarm(p);
+      await until(() => p.current?.warm, 'a warm standby after the launch');
     },
   );
 
