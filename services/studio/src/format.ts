@@ -106,6 +106,7 @@ export const WAIT_LABEL: Record<string, string> = {
   EXTERNAL_MEMORY: 'Other programs',
   BEHIND_HEAD: 'Behind the head',
   NEVER_FITS: 'Never fits',
+  HELD_BY_DEPLOYMENT: 'Held by a deployment',
   STARTING: 'Starting',
 };
 

@@ -1,7 +1,7 @@
 // The task table: status, live progress, queue position and times for every task, kept current
 // by the live feed. A row expands into the task's detail (live log and event timeline); cancel
 // and delete ask for confirmation first.
-import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Fragment, useState } from 'react';
 import {
   accounting,
@@ -32,6 +32,7 @@ import {
 import { upsertTask } from '../live';
 import { ConfirmDialog } from './ConfirmDialog';
 import { TaskDetail } from './TaskDetail';
+import { deploymentOf, ServeCell } from './Serve';
 import { COMPARE_COLORS, CompareCard } from './Training';
 import { Card, ProgressBar, StatusBadge } from './ui';
 
@@ -59,6 +60,13 @@ export function TaskTable(props: {
 
   const waiting = new Map(queue?.queued.map((q) => [q.task.id, q]) ?? []);
   const listKey = trpc.tasks.list.queryKey(TASK_LIST_INPUT);
+  // Deployments of completed tasks ("Serve"), refreshed while any is on its way or asleep.
+  const deployments = useQuery(
+    trpc.deployments.list.queryOptions(undefined, {
+      enabled: Boolean(tasks?.some((t) => t.status === 'COMPLETED')),
+      refetchInterval: (q) => (q.state.data?.some((d) => d.status === 'STARTING' || d.status === 'SLEEPING') ? 1000 : 5000),
+    }),
+  );
 
   const close = () => {
     setPending(null);
@@ -309,6 +317,9 @@ export function TaskTable(props: {
                             >
                               Cancel
                             </button>
+                          ) : null}
+                          {t.status === 'COMPLETED' ? (
+                            <ServeCell taskId={t.id} taskName={t.spec.name} deployment={deploymentOf(t.id, deployments.data)} />
                           ) : null}
                           {canDelete(t) ? (
                             <button
