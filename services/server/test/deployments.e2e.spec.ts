@@ -2,10 +2,15 @@
 // completed task (simulated trainer) is served as a LoRA module named after the task, the
 // endpoint lists it and answers a chat completion; stop ends it STOPPED; a server that dies is
 // started again, and FAILED once restarts run out; bad input names its field.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
 import { pathWithFakeVllm } from './fake-vllm';
+
+/** In the service's environment: none may reach a vLLM server or its run folder. */
+const SECRETS = { PGPASSWORD: 'pg-dep-secret', HF_TOKEN: 'hf-dep-secret', AWS_SECRET_ACCESS_KEY: 'aws-dep-secret' };
 
 for (const backend of backends()) {
   describe.skipIf(!backendAvailable(backend))(`deployments on ${backend.kind}`, () => {
@@ -15,7 +20,7 @@ for (const backend of backends()) {
       // Each scripted server listens only after 1 s (a model loading), so a request while STARTING is seen.
       s = await startServer({
         backend,
-        env: { PATH: pathWithFakeVllm(), TRAINYARD_TRAINER_ENV: 'FAKE_VLLM_*', FAKE_VLLM_READY_MS: '1000' },
+        env: { ...SECRETS, PATH: pathWithFakeVllm(), TRAINYARD_TRAINER_ENV: 'FAKE_VLLM_*', FAKE_VLLM_READY_MS: '1000' },
       });
     });
     afterAll(async () => {
@@ -74,6 +79,23 @@ for (const backend of backends()) {
         'echo: through the service',
       );
       pids.push(d.server!.pid);
+      // The server process holds none of the service's secrets, nor do its run folder's files (0600 in 0700 folders).
+      const environ = readFileSync(`/proc/${d.server!.pid}/environ`, 'utf8').split('\0');
+      expect(environ.some((v) => v.startsWith('PATH='))).toBe(true);
+      for (const [name, value] of Object.entries(SECRETS)) expect(environ.join('\n'), name).not.toContain(value);
+      const runDir = d.server!.runDir;
+      const deployments = join(s.dataDir, 'runs', 'deployments');
+      expect(runDir.startsWith(`${deployments}/`)).toBe(true);
+      for (let dir = runDir; dir.length >= deployments.length; dir = dirname(dir))
+        expect((statSync(dir).mode & 0o777).toString(8), dir).toBe('700');
+      const files = readdirSync(runDir);
+      expect(files).toContain('launch.json');
+      for (const f of files) {
+        const path = join(runDir, f);
+        if (statSync(path).isDirectory()) continue;
+        expect((statSync(path).mode & 0o777).toString(8), path).toBe('600');
+        for (const value of Object.values(SECRETS)) expect(readFileSync(path, 'utf8'), path).not.toContain(value);
+      }
       expect(d.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
       expect(d.servedModels).toEqual([task.spec.model, task.id]);
       const models = (await (await fetch(`${d.endpoint}/models`)).json()) as { data: { id: string }[] };
