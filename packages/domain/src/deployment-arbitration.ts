@@ -189,7 +189,9 @@ export function arbitrate(input: ArbitrationInput): Arbitration {
       if (!free) continue;
       const priority = t.priority ?? 0;
       const givesWay = (d: DeploymentView) =>
-        gone.has(d.id) || (d.yielding !== null && !d.stopping) || (d.onTrainingDemand !== 'wait' && !d.stopping && d.priority <= priority);
+        gone.has(d.id) ||
+        (d.yielding !== null && !d.stopping) ||
+        (d.status === 'SERVING' && d.onTrainingDemand !== 'wait' && !d.stopping && d.priority <= priority);
       const room = schedule(
         without((d) => !givesWay(d)),
         [t],
@@ -229,9 +231,11 @@ export function arbitrate(input: ArbitrationInput): Arbitration {
         .map((d) =>
           d.stopping
             ? `${d.id} (${d.model}) is stopping`
-            : d.onTrainingDemand === 'wait'
-              ? `${d.id} (${d.model}) does not give way to training (onTrainingDemand wait)`
-              : `${d.id} (${d.model}) has priority ${d.priority}, above this task's ${priority}`,
+            : d.status === 'STARTING' && d.onTrainingDemand !== 'wait' && d.priority <= priority
+              ? `${d.id} (${d.model}) is starting; it gives way once it serves`
+              : d.onTrainingDemand === 'wait'
+                ? `${d.id} (${d.model}) does not give way to training (onTrainingDemand wait)`
+                : `${d.id} (${d.model}) has priority ${d.priority}, above this task's ${priority}`,
         )
         .join('; ');
       out.held.set(t.taskId, {

@@ -119,6 +119,12 @@ describe('arbitration between deployments and training', () => {
     expect(a.held.size).toBe(0);
   });
 
+  it('given a deployment still STARTING (its server loading), when a task needs its GPU, then it is not asked to yield yet; the task waits saying so', () => {
+    const a = when(devices([[depHolder('dep-1', 24_576)]]), [task('t1')], [dep({ status: 'STARTING', launched: false })]);
+    expect(a.yields).toEqual([]);
+    expect(a.held.get('t1')?.message).toMatch(/dep-1 .* is starting; it gives way once it serves/);
+  });
+
   it('given a deployment already giving way, when arbitrated again, then it is not asked twice but the task still waits for it', () => {
     const yielding = { mode: 'sleep' as const, forTaskId: 't1', message: '' };
     const a = when(devices([[depHolder('dep-1', 24_576)]]), [task('t1')], [dep({ status: 'SLEEPING', yielding })]);

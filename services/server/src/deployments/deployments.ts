@@ -333,7 +333,14 @@ export class Deployments {
     const byId = new Map(live.map((r) => [r.id, r]));
     for (const y of a.yields) {
       const r = byId.get(y.deploymentId)!;
-      const after = await this.store.command(r.id, { type: 'yield', yielding: y.yielding }, 'scheduler');
+      let after: DeploymentRecord;
+      try {
+        after = await this.store.command(r.id, { type: 'yield', yielding: y.yielding }, 'scheduler');
+      } catch (err) {
+        // It changed meanwhile (stopped, died): the next round decides again.
+        this.opts.log.warn(`deployment ${r.id}: could not give way: ${(err as Error).message}`);
+        continue;
+      }
       this.opts.log.info(`deployment ${r.id}: ${y.yielding.message}`);
       byId.set(r.id, after);
       if (y.yielding.mode === 'stop') this.terminate(after);
