@@ -6,3 +6,4 @@ export * from './presets';
 export * from './estimate';
 export * from './limits';
 export * from './describe';
+export * from './sweep';

@@ -26,6 +26,8 @@ export interface ServerOptions {
   dataDir?: string;
   schema?: string;
   port?: number;
+  /** How long to wait for it to listen (default 60 s; a loaded machine may need more). */
+  startTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -69,7 +71,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   createInterface({ input: proc.stderr! }).on('line', (l) => output.push(l));
   const port = await new Promise<number>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`server did not start in 60 s:\n${output.join('\n')}`)), 60_000);
+    const wait = opts.startTimeoutMs ?? 60_000;
+    const timer = setTimeout(() => rej(new Error(`server did not start in ${wait / 1000} s:\n${output.join('\n')}`)), wait);
     createInterface({ input: proc.stdout! }).on('line', (l) => {
       output.push(l);
       if (l.startsWith('{"trainyard":"listening"')) {

@@ -14,7 +14,11 @@ import {
   PRESET_NAMES,
   presetHint,
   PRESETS,
+  parseSweep,
   recommendedModels,
+  SweepGridError,
+  sweepPoints,
+  sweepPointText,
   TRAINING_LIMITS,
   type EstimateInput,
   type LimitedField,
@@ -211,6 +215,9 @@ export function NewTaskForm({
   const [upload, setUpload] = useState<{ name: string; state: 'uploading' | 'done' } | null>(null);
   /** The task the form was filled in from (clone, retry with changes), until the next submission. */
   const [filledFrom, setFilledFrom] = useState<Prefill | null>(null);
+  /** A sweep's grid ('learningRate=1e-4,2e-4 loraRank=8,16'): every combination a task, all sent in one tasks.createMany call. */
+  const [sweep, setSweep] = useState('');
+  const [sweepResult, setSweepResult] = useState<SweepCreated | null>(null);
   const prefill = usePrefill();
   /** After a refused submission, the first field in error takes the focus. */
   const focusError = useRef(false);
@@ -281,29 +288,50 @@ export function NewTaskForm({
         setF((s) => ({ ...s, name: '' }));
         onCreated?.(r);
       },
-      onError(err) {
-        const info = errorInfo(err);
+      onError: (err) => showServerError(err),
+    }),
+  );
+
+  /** The server refused a submission: its field errors under their fields (a sweep's name the task they belong to), the rest above the button. */
+  function showServerError(err: Parameters<typeof errorInfo>[0], inSweep?: { points: string[] }) {
+    const info = errorInfo(err);
+    setResult(null);
+    setSweepResult(null);
+    if (info.fieldErrors) {
+      const mine: Errors = {};
+      const rest: string[] = [];
+      for (const [key, v] of Object.entries(info.fieldErrors)) {
+        // A sweep's errors name the task: tasks.3.config.loraRank is config.loraRank of the fourth combination.
+        const item = inSweep ? /^tasks\.(\d+)\.(.+)$/.exec(key) : null;
+        const k = item ? item[2]! : key;
+        const messages = item ? v.map((m) => `Sweep task ${Number(item[1]) + 1} (${inSweep!.points[Number(item[1])] ?? ''}): ${m}`) : v;
+        const field = fieldFor(k);
+        if (field) (mine[field] ??= []).push(...messages);
+        else rest.push(`${key}: ${v.join('; ')}`);
+      }
+      focusError.current = true;
+      setErrors(mine);
+      setFormError(rest.length ? rest.join('\n') : null);
+      if (Object.keys(mine).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
+    } else {
+      setErrors({});
+      setFormError(
+        info.code === 'NETWORK_ERROR' || info.httpStatus === null
+          ? `Could not reach the server (${info.message}). Nothing was submitted; try again when it is back.`
+          : info.message,
+      );
+    }
+  }
+
+  const createMany = useMutation(
+    trpc.tasks.createMany.mutationOptions({
+      onSuccess(r) {
+        setSweepResult(r);
         setResult(null);
-        if (info.fieldErrors) {
-          const mine: Errors = {};
-          const rest: string[] = [];
-          for (const [k, v] of Object.entries(info.fieldErrors)) {
-            const field = fieldFor(k);
-            if (field) (mine[field] ??= []).push(...v);
-            else rest.push(`${k}: ${v.join('; ')}`);
-          }
-          focusError.current = true;
-          setErrors(mine);
-          setFormError(rest.length ? rest.join('\n') : null);
-          if (Object.keys(mine).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
-        } else {
-          setErrors({});
-          setFormError(
-            info.code === 'NETWORK_ERROR' || info.httpStatus === null
-              ? `Could not reach the server (${info.message}). Nothing was submitted; try again when it is back.`
-              : info.message,
-          );
-        }
+        setFilledFrom(null);
+        setErrors({});
+        setFormError(null);
+        setF((s) => ({ ...s, name: '' }));
       },
     }),
   );
@@ -356,6 +384,15 @@ export function NewTaskForm({
     }
     const hours = num(f.timeoutHours);
     if (f.timeoutHours.trim() && hours === null) local.timeoutMs = ['Timeout must be a number of hours'];
+    let axes: ReturnType<typeof parseSweep> | null = null;
+    if (sweep.trim()) {
+      try {
+        axes = parseSweep(sweep);
+      } catch (err) {
+        if (!(err instanceof SweepGridError)) throw err;
+        local.sweep = [err.message];
+      }
+    }
     const gpus = need('resources.gpus', 'GPUs', f.gpus);
     const memoryGb = num(f.gpuMemoryGb);
     if (f.gpuMemoryGb.trim() && memoryGb === null) local['resources.gpuMemoryGb'] = ['Memory must be a number of GB'];
@@ -363,7 +400,7 @@ export function NewTaskForm({
       focusError.current = true;
       setErrors(local);
       setFormError(null);
-      if (Object.keys(local).some((k) => ADVANCED_FIELDS.has(k))) setAdvancedOpen(true);
+      if (Object.keys(local).some((k) => ADVANCED_FIELDS.has(k) || k === 'sweep')) setAdvancedOpen(true);
       return;
     }
     const input: CreateInput = {
@@ -374,8 +411,29 @@ export function NewTaskForm({
       ...(hours !== null ? { timeoutMs: Math.round(hours * 3_600_000) } : {}),
       resources: { gpus, shared: f.shared, ...(memoryGb !== null ? { gpuMemoryGb: memoryGb } : {}) },
     };
+    if (axes) {
+      const points = sweepPoints(axes);
+      const texts = points.map(sweepPointText);
+      const tasks = points.map((p, i) => ({
+        ...input,
+        config: { ...config, ...p } as typeof config,
+        ...(input.name ? { name: `${input.name} ${texts[i]}` } : {}),
+      }));
+      createMany.mutate({ tasks }, { onError: (err) => showServerError(err, { points: texts }) });
+      return;
+    }
     create.mutate(input);
   }
+  /** How many tasks the grid makes (null: no grid, or one that cannot be read yet). */
+  const sweepCount = (() => {
+    if (!sweep.trim()) return null;
+    try {
+      return sweepPoints(parseSweep(sweep)).length;
+    } catch {
+      return null;
+    }
+  })();
+  const pending = create.isPending || createMany.isPending;
 
   // Only settings the server would take are estimated: batch 0 needs no less memory than batch 1.
   const valid = (field: LimitedField, v: string) => limitProblem(field, num(v)) === null;
@@ -756,6 +814,31 @@ export function NewTaskForm({
                 onChange={(ev) => set('simulate', ev.target.value)}
               />
             </Field>
+            <Field
+              label="Sweep"
+              htmlFor="f-sweep"
+              errorKey="sweep"
+              errors={e('sweep')}
+              hint={
+                <>
+                  Optional: every combination becomes a task, all submitted together (all or none), e.g.{' '}
+                  <code>learningRate=1e-4,2e-4 loraRank=8,16</code>
+                  {sweepCount !== null ? ` · ${sweepCount} task${sweepCount === 1 ? '' : 's'}` : ''}
+                </>
+              }
+            >
+              <input
+                id="f-sweep"
+                data-testid="field-sweep"
+                spellCheck={false}
+                placeholder="learningRate=1e-4,2e-4 loraRank=8,16"
+                value={sweep}
+                onChange={(ev) => {
+                  if (errors.sweep) setErrors(({ sweep: _, ...rest }) => rest);
+                  setSweep(ev.target.value);
+                }}
+              />
+            </Field>
           </details>
 
           <Estimate gpu={gpu} input={estimateInput} />
@@ -768,17 +851,13 @@ export function NewTaskForm({
           ) : null}
 
           <div className="form-actions">
-            <button
-              type="submit"
-              className="btn btn-primary"
-              disabled={create.isPending || upload?.state === 'uploading'}
-              data-testid="submit-task"
-            >
-              {create.isPending ? 'Submitting…' : 'Submit task'}
+            <button type="submit" className="btn btn-primary" disabled={pending || upload?.state === 'uploading'} data-testid="submit-task">
+              {pending ? 'Submitting…' : sweepCount !== null ? `Submit ${sweepCount} tasks` : 'Submit task'}
             </button>
           </div>
 
           {result ? <SubmitResult r={result} onClose={() => setResult(null)} /> : null}
+          {sweepResult ? <SweepResult r={sweepResult} onClose={() => setSweepResult(null)} /> : null}
         </form>
       </Card>
     </div>
@@ -891,6 +970,40 @@ function SubmitResult({ r, onClose }: { r: CreateResult; onClose: () => void }) 
           ×
         </button>
       </div>
+      {r.warnings.length ? (
+        <ul className="warnings" data-testid="server-warnings">
+          {r.warnings.map((w, i) => (
+            <li key={i} className={`warning warning-${w.level}`} data-code={w.code}>
+              {w.message}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
+
+type SweepCreated = { tasks: Task[]; warnings: CreateResult['warnings']; created: boolean };
+
+/** The tasks a sweep created, in the order queued. */
+function SweepResult({ r, onClose }: { r: SweepCreated; onClose: () => void }) {
+  return (
+    <div className="submit-result" data-testid="sweep-result" role="status">
+      <div className="submit-result-head">
+        <span>
+          {r.created ? 'Submitted' : 'Already submitted'} a sweep of <strong>{r.tasks.length} tasks</strong>
+        </span>
+        <button type="button" className="btn-icon" onClick={onClose} aria-label="Dismiss">
+          ×
+        </button>
+      </div>
+      <ol className="sweep-tasks">
+        {r.tasks.map((t) => (
+          <li key={t.id} data-testid="sweep-task" data-status={t.status}>
+            <strong>{t.spec.name}</strong> · {STATUS_LABEL[t.status]}
+          </li>
+        ))}
+      </ol>
       {r.warnings.length ? (
         <ul className="warnings" data-testid="server-warnings">
           {r.warnings.map((w, i) => (
