@@ -3,7 +3,7 @@ import { loadTasks } from '@trainyard/store';
 import { loadConfig } from './config';
 import { createApiServer } from './http';
 import { log } from './log';
-import { Metrics } from './metrics';
+import { METRIC_EVENTS, Metrics } from './metrics';
 import { TrainyardService } from './service';
 import { WebhookDispatcher } from './webhooks/dispatcher';
 
@@ -14,8 +14,6 @@ import { WebhookDispatcher } from './webhooks/dispatcher';
 const SHUTDOWN_DEADLINE_MS = 8000;
 
 /** The event types Metrics.observe looks at. */
-const METRIC_EVENTS = new Set(['TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCancelled']);
-
 async function main() {
   let config;
   try {
@@ -30,7 +28,7 @@ async function main() {
   });
   const metrics = new Metrics(service);
   service.feed.onEvents((events) => {
-    // Only starts and ends feed the histograms: no task read for the rest (e.g. every submission).
+    // Only starts, ends and preemptions feed the histograms: no task read for the rest (e.g. every submission).
     const observed = events.filter((e) => METRIC_EVENTS.has(e.type));
     if (!observed.length) return;
     const ids = [...new Set(observed.map((e) => e.streamId))];
