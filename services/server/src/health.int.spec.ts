@@ -1,7 +1,6 @@
 // system.health keeps the service's internals (paths, host name, database user and location,
-// trainer argv, runner id) for an admin (issue 10, finding 7). Local mode has only its one
-// implicit operator, an admin, so no HTTP caller can be anything else yet: the non-admin case
-// goes through the real router with a non-admin actor, on a real service and database.
+// trainer argv, runner id) for an admin (issue 10, finding 7). Here through the real router on a
+// real service and database; tokens.e2e.spec.ts checks the same over HTTP with a user's token.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -6,7 +6,7 @@
 // actor, whatever header claims otherwise; a non-loopback HOST without tokens mode is refused.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -219,6 +219,19 @@ for (const backend of backends()) {
       });
       expect(await root.users.me.query()).toMatchObject({ name: 'root', admin: true, auth: 'tokens' });
       expect((await alice.users.me.query()).token!.expiresAt).not.toBeNull();
+    });
+
+    it("system.health over HTTP: a user's token gets whether it works and no detail; an admin's gets where things are", async () => {
+      const healthAs = async (token: string) => {
+        const r = await http(s.url, 'GET', '/trpc/system.health', { headers: { authorization: `Bearer ${token}` } });
+        expect(r.status).toBe(200);
+        return { health: r.body.result.data as { ok: boolean; detail: unknown }, text: r.text };
+      };
+      const user = await healthAs(tokens.alice!);
+      expect(user.health).toMatchObject({ ok: true, detail: null });
+      for (const secret of [s.dataDir, hostname()]) expect(user.text, secret).not.toContain(secret);
+      const admin = await healthAs(tokens.root!);
+      expect(admin.health.detail).toMatchObject({ runsDir: expect.stringContaining(s.dataDir) });
     });
 
     it("a user sees, follows, cancels and deletes only their own tasks: another's reads as not found; an admin sees all; events name who did it", async () => {
