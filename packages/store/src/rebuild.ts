@@ -1,12 +1,12 @@
 // Projector rebuild: fold the whole log into read models and compare them with the live ones
 // (or replace the live ones). The log is the truth; a difference is a bug worth a loud exit.
 import { isDeepStrictEqual } from 'node:util';
-import { ReadModelFold, type TaskRecord } from '@trainyard/domain';
+import { isDeploymentStream, ReadModelFold, type DeviceHolderRow, type TaskRecord } from '@trainyard/domain';
 import type { Conn, Database, Tx } from './database';
-import { readAll } from './sql/events';
+import { readAll, readAllByStream } from './sql/events';
 import { markProjectionCurrent } from './sql/projections';
 import { listHolderRows } from './sql/devices';
-import { allTaskRecords, clearReadModels, projectTask } from './sql/tasks';
+import { clearReadModels, liveTasksNotInLog, loadTasks, projectTask } from './sql/tasks';
 import { allDeploymentRows, DeploymentFold, deploymentHolderRows, replaceDeployments } from './deployment-store';
 
 /** Fold every event in position order. Memory grows with the number of tasks, not events. */
@@ -29,34 +29,76 @@ export interface Difference {
   fields?: string[];
 }
 
+/** Streams whose rebuilt records are compared with the live ones in one read. */
+const COMPARE_BATCH = 500;
+
+/**
+ * Fold the log stream by stream and compare each task with its live record, a batch of streams
+ * at a time: memory holds one batch, the holders (active tasks) and the deployments, whatever
+ * the length of the log (issue 19; folding the whole log first held every task at once).
+ */
 export async function compareWithLog(conn: Conn): Promise<{ differences: Difference[]; events: number; tasks: number }> {
-  const rebuilt = await rebuildFromLog(conn);
-  const live = new Map((await allTaskRecords(conn)).map((r) => [r.id, r]));
   const differences: Difference[] = [];
-  for (const [id, r] of rebuilt.tasks) {
-    const l = live.get(id);
-    if (!l) differences.push({ kind: 'task-missing-live', id, rebuilt: r });
-    else if (!isDeepStrictEqual(normalise(l), normalise(r))) {
-      const fields = Object.keys({ ...l, ...r }).filter((k) => !isDeepStrictEqual((l as never)[k], (r as never)[k]));
-      differences.push({ kind: 'task-differs', id, fields, live: pick(l, fields), rebuilt: pick(r, fields) });
+  const deployments = new DeploymentFold();
+  const rebuiltHolders: DeviceHolderRow[] = [];
+  let events = 0;
+  let taskCount = 0;
+  let fold: ReadModelFold | null = null;
+  let batch = new Map<string, TaskRecord>();
+  const compareBatch = async () => {
+    const live = await loadTasks(conn, [...batch.keys()]);
+    for (const [id, r] of batch) {
+      const l = live.get(id);
+      if (!l) differences.push({ kind: 'task-missing-live', id, rebuilt: r });
+      else if (!isDeepStrictEqual(normalise(l), normalise(r))) {
+        const fields = Object.keys({ ...l, ...r }).filter((k) => !isDeepStrictEqual((l as never)[k], (r as never)[k]));
+        differences.push({ kind: 'task-differs', id, fields, live: pick(l, fields), rebuilt: pick(r, fields) });
+      }
     }
+    batch = new Map();
+  };
+  const endStream = async () => {
+    if (!fold) return;
+    const result = fold.result();
+    events += fold.events;
+    for (const [id, r] of result.tasks) batch.set(id, r);
+    rebuiltHolders.push(...result.deviceHolders);
+    taskCount += result.tasks.size;
+    fold = null;
+    if (batch.size >= COMPARE_BATCH) await compareBatch();
+  };
+  let stream: string | null = null;
+  for await (const ev of readAllByStream(conn)) {
+    if (isDeploymentStream(ev.streamId)) {
+      deployments.add(ev);
+      continue;
+    }
+    if (ev.streamId !== stream) {
+      await endStream();
+      stream = ev.streamId;
+      fold = new ReadModelFold();
+    }
+    fold!.add(ev);
   }
-  for (const [id, l] of live) if (!rebuilt.tasks.has(id)) differences.push({ kind: 'task-not-in-log', id, live: l });
+  await endStream();
+  await compareBatch();
+  for (const l of await liveTasksNotInLog(conn)) differences.push({ kind: 'task-not-in-log', id: l.id, live: l });
+  const rebuiltDeployments = deployments.result();
   const liveDeployments = await allDeploymentRows(conn);
-  for (const id of new Set([...liveDeployments.keys(), ...rebuilt.deployments.keys()])) {
+  for (const id of new Set([...liveDeployments.keys(), ...rebuiltDeployments.keys()])) {
     const l = liveDeployments.get(id);
-    const r = rebuilt.deployments.get(id);
+    const r = rebuiltDeployments.get(id);
     const same =
       l && r && l.owner === r.owner && isDeepStrictEqual(JSON.parse(JSON.stringify(l.record)), JSON.parse(JSON.stringify(r.record)));
     if (!same) differences.push({ kind: 'deployment-differs', id, live: l ?? null, rebuilt: r ?? null });
   }
   const liveHolders = await listHolderRows(conn);
-  const rebuiltHolders = [...rebuilt.deviceHolders, ...deploymentHolderRows([...rebuilt.deployments.values()].map((d) => d.record))].sort(
-    (a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0),
+  const allHolders = [...rebuiltHolders, ...deploymentHolderRows([...rebuiltDeployments.values()].map((d) => d.record))].sort((a, b) =>
+    a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0,
   );
-  if (!isDeepStrictEqual(liveHolders, rebuiltHolders))
-    differences.push({ kind: 'holders-differ', id: 'device holders', live: liveHolders, rebuilt: rebuiltHolders });
-  return { differences, events: rebuilt.events, tasks: rebuilt.tasks.size };
+  if (!isDeepStrictEqual(liveHolders, allHolders))
+    differences.push({ kind: 'holders-differ', id: 'device holders', live: liveHolders, rebuilt: allHolders });
+  return { differences, events, tasks: taskCount };
 }
 
 /** Replace the live read models with the ones folded from the log, in one transaction. */

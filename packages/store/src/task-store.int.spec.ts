@@ -118,10 +118,12 @@ for (const backend of backends()) {
 
       await t.db.execute(sql`UPDATE tasks SET record = jsonb_set(record, '{status}', '"FAILED"') WHERE id = 'e'`);
       await t.db.execute(sql`DELETE FROM device_holders`);
+      await t.db.execute(sql`DELETE FROM tasks WHERE id = 'c'`);
       const dirty = await compareWithLog(t.db);
       expect(dirty.differences.map((d) => [d.kind, d.id])).toEqual(
         expect.arrayContaining([
           ['task-differs', 'e'],
+          ['task-missing-live', 'c'],
           ['holders-differ', 'device holders'],
         ]),
       );

@@ -155,6 +155,26 @@ export async function* readAll(conn: Conn, pageSize = 5000): AsyncGenerator<Stor
 }
 
 /**
+ * Every event stream by stream (stream id, then version), keyset-paged: a reader can fold one
+ * stream at a time and hold only it (the rebuild's comparison, issue 19).
+ */
+export async function* readAllByStream(conn: Conn, pageSize = 5000): AsyncGenerator<StoredTaskEvent> {
+  let after: { stream: string; version: number } | null = null;
+  for (;;) {
+    const page: EventRow[] = await conn
+      .select()
+      .from(events)
+      .where(after ? sql`(${events.streamId}, ${events.streamVersion}) > (${after.stream}, ${after.version})` : undefined)
+      .orderBy(asc(events.streamId), asc(events.streamVersion))
+      .limit(pageSize);
+    for (const row of page) yield toStored(row);
+    if (page.length < pageSize) return;
+    const last = page[page.length - 1]!;
+    after = { stream: last.streamId, version: last.streamVersion };
+  }
+}
+
+/**
  * Where a tailing reader stands: the (transaction id, position) of the last event it saw.
  * Positions are drawn from a sequence before commit, so a slow transaction can commit position
  * 5 after a fast one committed 6. A reader that moved on past 6 would never see 5. Instead the

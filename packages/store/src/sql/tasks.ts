@@ -186,8 +186,12 @@ function decodeCursor(s: string): { createdAt: string; id: string } {
   }
 }
 
-export async function allTaskRecords(conn: Conn): Promise<TaskRecord[]> {
-  const rows = await conn.select({ record: tasks.record }).from(tasks);
+/** Live task records whose stream has no event in the log (the rebuild's comparison). */
+export async function liveTasksNotInLog(conn: Conn): Promise<TaskRecord[]> {
+  const rows = await conn
+    .select({ record: tasks.record })
+    .from(tasks)
+    .where(sql`NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = ${tasks.id})`);
   return rows.map((r) => r.record);
 }
 
