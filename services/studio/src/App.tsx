@@ -10,6 +10,7 @@ import { QueueView } from './components/QueueView';
 import { TaskTable } from './components/TaskTable';
 import { markDown, markUp, useConnection, type ConnectionStatus } from './connection';
 import { useLiveUpdates } from './live';
+import { askPermission, permission, savePrefs, useNotifyPrefs, type Permission } from './notify';
 import { signOut, useSession } from './session';
 
 /** Who is calling decides what shows: the login box while the service refuses, else the panel. */
@@ -72,6 +73,7 @@ function Panel({ me }: { me: Me | null }) {
               </span>
             ) : null}
             {health.data && !health.data.ok ? <span className="pill pill-high">{health.data.error ?? 'database down'}</span> : null}
+            <NotifyToggle />
             <ConnectionPill status={conn} events={live.received} />
             {me?.auth === 'tokens' ? <SignedIn me={me} /> : null}
           </div>
@@ -111,6 +113,40 @@ function ConnectionBanner({ status }: { status: ConnectionStatus }) {
         <>✓ Reconnected — up to date</>
       )}
     </div>
+  );
+}
+
+/** The opt-in to browser notifications of every task's ending (asks the browser's permission on the click). */
+function NotifyToggle() {
+  const prefs = useNotifyPrefs();
+  const [perm, setPerm] = useState<Permission>(permission);
+  const on = prefs.all && perm === 'granted';
+  const label =
+    perm === 'unsupported'
+      ? 'This browser cannot show notifications'
+      : perm === 'denied'
+        ? 'Notifications are blocked for this site in the browser'
+        : on
+          ? 'Notifying when tasks end (click to stop)'
+          : 'Notify me when tasks end';
+  return (
+    <button
+      type="button"
+      className={`notify-toggle${on ? ' active' : ''}`}
+      data-testid="notify-toggle"
+      aria-pressed={on}
+      title={label}
+      aria-label={label}
+      disabled={perm === 'unsupported' || perm === 'denied'}
+      onClick={async () => {
+        if (on) return savePrefs({ ...prefs, all: false });
+        const ok = await askPermission();
+        setPerm(permission());
+        if (ok) savePrefs({ ...prefs, all: true });
+      }}
+    >
+      <span aria-hidden>{on ? '🔔' : '🔕'}</span> {on ? 'Notifying' : 'Notify'}
+    </button>
   );
 }
 

@@ -7,6 +7,7 @@ import { useSubscription } from '@trpc/tanstack-react-query';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { TASK_LIST_INPUT, useTRPC, type Task } from './api';
 import { markDown, markUp, onRecovered } from './connection';
+import { notifyOnChange } from './notify';
 
 type TaskList = { items: Task[]; nextCursor: string | null };
 
@@ -80,6 +81,10 @@ export function useLiveUpdates(): LiveFeed {
         lastId.current = msg.id;
         const { task } = msg.data;
         if (task) {
+          const prev =
+            qc.getQueryData(trpc.tasks.get.queryKey({ id: task.id })) ??
+            qc.getQueryData(trpc.tasks.list.queryKey(TASK_LIST_INPUT))?.items.find((t) => t.id === task.id);
+          notifyOnChange(prev, task);
           qc.setQueryData(trpc.tasks.list.queryKey(TASK_LIST_INPUT), (old) => (old ? upsertTask(old, task) : old));
           qc.setQueryData(trpc.tasks.get.queryKey({ id: task.id }), task);
         }

@@ -21,6 +21,40 @@ import {
 import { FailureCard, TaskActions, TaskResults } from './Results';
 import { TrainingCharts } from './Training';
 import { ProgressBar, StatusBadge } from './ui';
+import { askPermission, permission, savePrefs, useNotifyPrefs } from '../notify';
+
+/** Follow one task: a browser notification when it ends (asks the browser's permission on the click). */
+function FollowButton({ task }: { task: Task }) {
+  const prefs = useNotifyPrefs();
+  const [perm, setPerm] = useState(permission);
+  const following = perm === 'granted' && (prefs.all || prefs.tasks.includes(task.id));
+  if (perm === 'unsupported') return null;
+  return (
+    <button
+      type="button"
+      className="btn btn-small"
+      data-testid="follow-btn"
+      aria-pressed={following}
+      disabled={perm === 'denied' || (perm === 'granted' && prefs.all)}
+      title={
+        perm === 'denied'
+          ? 'Notifications are blocked for this site in the browser'
+          : prefs.all && perm === 'granted'
+            ? 'Notifying of every task (the bell at the top)'
+            : undefined
+      }
+      aria-label={`${following ? 'Stop notifying' : 'Notify me'} when ${task.spec.name} ends`}
+      onClick={async () => {
+        if (following) return savePrefs({ ...prefs, tasks: prefs.tasks.filter((t) => t !== task.id) });
+        const ok = await askPermission();
+        setPerm(permission());
+        if (ok) savePrefs({ ...prefs, tasks: [...prefs.tasks.filter((t) => t !== task.id), task.id] });
+      }}
+    >
+      {following ? '🔔 Notifying when it ends' : 'Notify me when it ends'}
+    </button>
+  );
+}
 
 export function TaskDetail({ task, queued = null }: { task: Task; queued?: QueuedEntry | null }) {
   const c = task.spec.config;
@@ -30,6 +64,7 @@ export function TaskDetail({ task, queued = null }: { task: Task; queued?: Queue
   return (
     <div className="detail" data-testid="task-detail" data-task-id={task.id}>
       <TaskActions task={task} />
+      {isTerminal(task.status) ? null : <FollowButton task={task} />}
       <dl className="spec">
         <div className="spec-half">
           <dt>Model</dt>
