@@ -12,6 +12,7 @@ export * from './inventory-change';
 export * from './usage';
 export * from './leases';
 export * from './leftovers';
+export * from './visibility';
 export * from './deployment';
 export * from './deployment-arbitration';
 export * from './webhooks';

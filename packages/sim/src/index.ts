@@ -1,4 +1,5 @@
 export * from './world';
+export * from './lease-world';
 export * from './prng';
 export * from './memory-repo';
 export * from './replay';

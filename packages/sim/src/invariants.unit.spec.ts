@@ -3,7 +3,15 @@
 // log, a read model or holder table edited behind the store's back, a trainer no runner started),
 // and the spec names the invariant that must fire, and that no other does.
 import { describe, expect, it } from 'vitest';
-import { backfillPolicy, DEFAULT_RESOURCES, type SchedulingPolicy, type StoredTaskEvent, type TaskSpec } from '@trainyard/domain';
+import {
+  backfillPolicy,
+  DEFAULT_RESOURCES,
+  queueFor,
+  visibleTask,
+  type SchedulingPolicy,
+  type StoredTaskEvent,
+  type TaskSpec,
+} from '@trainyard/domain';
 import { SIM_TRAINING_CONFIG, simulate, World, type SimInvariant, type SimOptions, type SimViolation } from '.';
 
 const spec = (key: string): TaskSpec => ({
@@ -168,6 +176,35 @@ describe('simulation invariants, after every step (World.check)', () => {
 
   it('resume: a launcher that starts a preempted task from zero instead of its checkpoint', async () => {
     expect((await firstViolation({ steps: 150, slots: 1, forgetCheckpoints: true }))?.invariant).toBe('resume');
+  });
+
+  it('isolation: a visibility that lets a user read any task by its id', async () => {
+    const leaky = { visibleTask: ((_viewer, task) => task ?? null) as typeof visibleTask, queueFor };
+    const found = await firstViolation({ steps: 150, slots: 1, visibility: leaky });
+    expect(found?.invariant).toBe('isolation');
+    expect(found?.message).toMatch(/^(alice|bob) read task t\d+ of (alice|bob) by its id$/);
+  });
+
+  it('isolation: a queue view that shows everyone every task', async () => {
+    const leaky = { visibleTask, queueFor: ((_viewer, q) => ({ ...q, hidden: null })) as typeof queueFor };
+    const found = await firstViolation({ steps: 150, slots: 1, visibility: leaky });
+    expect(found?.invariant).toBe('isolation');
+    expect(found?.message).toMatch(/^(alice|bob) read task t\d+ of (alice|bob) in the queue$/);
+  });
+
+  it('isolation: a queue view that keeps other users’ ids in the reasons', async () => {
+    // Their records are taken out, but a reason still names the head that is another user's.
+    const leaky = {
+      visibleTask,
+      queueFor: ((viewer, q) => {
+        const seen = queueFor(viewer, q);
+        const reasons = new Map(q.queued.map((e) => [e.task.id, e.reason]));
+        return { ...seen, queued: seen.queued.map((e) => ({ ...e, reason: reasons.get(e.task.id)! })) };
+      }) as typeof queueFor,
+    };
+    const found = await firstViolation({ steps: 150, slots: 1, visibility: leaky });
+    expect(found?.invariant).toBe('isolation');
+    expect(found?.message).toMatch(/^(alice|bob) read the id of task t\d+ of (alice|bob) in the queue$/);
   });
 
   it('idempotency: a store that never finds a task by its key', async () => {

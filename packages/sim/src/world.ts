@@ -41,6 +41,9 @@ import {
   type Account,
   type TrainingConfig,
   type SchedulingPolicy,
+  queueFor,
+  visibleTask,
+  type WaitReason,
 } from '@trainyard/domain';
 import { queuedView, TaskCommands, toDeviceViews, type LogLine, type TransactionRunner } from '@trainyard/store';
 import { MemoryDb, SimulatedCrash } from './memory-repo';
@@ -150,6 +153,8 @@ export interface SimOptions {
   forgetCheckpoints?: boolean;
   /** Preempt by fair share too (TRAINYARD_PREEMPTION=fair-share), not only by priority. */
   fairSharePreemption?: boolean;
+  /** What a user may read (the service's visibility.ts is the domain's; replaced only to plant a bug). */
+  visibility?: { visibleTask: typeof visibleTask; queueFor: typeof queueFor };
 }
 
 /**
@@ -183,6 +188,8 @@ export type SimInvariant =
   | 'resume'
   /** 1: a user holds more devices than their quota allows. */
   | 'quota'
+  /** A user reads another user's task: by its id, or in the queue (a record, or its id in a reason). */
+  | 'isolation'
   /** 1: with the service up, a task runs on a device that left the inventory and nobody stopped it. */
   | 'lost-device'
   /** 1: a live trainer for a task that holds no device. */
@@ -1023,6 +1030,7 @@ export class World {
       const held = db.holders.filter((h) => db.tasks.get(h.taskId)?.spec.owner === l.name).length;
       if (held > l.maxGpus) this.violation('quota', `${l.name} holds ${held} devices with a quota of ${l.maxGpus}`);
     }
+    this.checkIsolation();
     // 6: no stall: with the service up, nothing the policy would start waits in the queue.
     if (this.svc) {
       const queue = fifoOrder([...db.tasks.values()].filter((t) => t.status === 'QUEUED')).map(queuedView);
@@ -1039,6 +1047,72 @@ export class World {
         }).assignments;
         if (could.length) this.violation('stall', `stall: ${could.map((a) => a.taskId).join(', ')} could start and wait`);
       }
+    }
+  }
+
+  private isolationCheckedAt = -1;
+
+  /**
+   * Isolation: alice and bob each read every task id as the service's getTask does, and the queue
+   * as queue.get shows it to them (the same visibility code, on the same policy's reasons); nothing
+   * of the other's tasks comes back: no record, and no id in any reason or reservation.
+   */
+  private checkIsolation(): void {
+    // What a user reads changes only with the log (a later clock moves the times in reasons, never the ids).
+    if (this.db.events.length === this.isolationCheckedAt) return;
+    this.isolationCheckedAt = this.db.events.length;
+    const vis = this.opts.visibility ?? { visibleTask, queueFor };
+    const tasks = [...this.db.tasks.values()];
+    const queued = fifoOrder(tasks.filter((t) => t.status === 'QUEUED'));
+    const devices = toDeviceViews(this.db.devicesWithHolders(), new Map());
+    // (With nothing queued there are no reasons to read: the policy is not asked.)
+    const decision = queued.length
+      ? backfillPolicy.schedule({
+          devices,
+          queue: queued.map(queuedView),
+          now: this.clock,
+          releaseGraceMs: GRACE_MS,
+          accounts: this.lastAccounts,
+        })
+      : { waiting: new Map<string, WaitReason>(), reservation: null };
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    const shape = {
+      devices: devices.map((d) => ({
+        id: d.id,
+        holders: d.holders.map((h) => ({
+          taskId: h.taskId,
+          memoryGb: h.memoryMb / 1024,
+          exclusive: h.exclusive,
+          endsBy: iso(h.endsBy),
+          task: this.db.tasks.get(h.taskId) ?? null,
+        })),
+      })),
+      queued: queued.map((task, i) => ({
+        position: i + 1,
+        task,
+        reason: decision.waiting.get(task.id) ?? { code: 'STARTING' as const, message: '', reservedStart: null },
+      })),
+      reservation: decision.reservation ? { ...decision.reservation, startAt: iso(decision.reservation.startAt)! } : null,
+    };
+    for (const user of ['alice', 'bob']) {
+      const viewer = { user, admin: false };
+      const foreign = tasks.filter((t) => t.spec.owner !== user);
+      for (const t of foreign)
+        if (vis.visibleTask(viewer, this.db.tasks.get(t.id)))
+          return this.violation('isolation', `${user} read task ${t.id} of ${t.spec.owner} by its id`);
+      const seen = vis.queueFor(viewer, shape);
+      const records = [...seen.devices.flatMap((d) => d.holders.map((h) => h.task)), ...seen.queued.map((q) => q.task)];
+      const leaked = records.find((r) => r !== null && r.spec.owner !== user);
+      if (leaked) return this.violation('isolation', `${user} read task ${leaked.id} of ${leaked.spec.owner} in the queue`);
+      const words = [
+        ...seen.devices.flatMap((d) => d.holders.map((h) => h.taskId)),
+        ...seen.queued.map((q) => q.reason.message),
+        seen.reservation?.taskId ?? '',
+      ].join(' ');
+      // Task ids here are t<n>: every one the words name, looked up among the other user's.
+      const foreignIds = new Map(foreign.map((t) => [t.id, t]));
+      const named = (words.match(/\bt\d+\b/g) ?? []).map((id) => foreignIds.get(id)).find((t) => t !== undefined);
+      if (named) return this.violation('isolation', `${user} read the id of task ${named.id} of ${named.spec.owner} in the queue`);
     }
   }
 

@@ -74,7 +74,7 @@ import type { CreateManyInput, CreateTaskInput, QuotaSetInput } from './schemas'
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
 import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
-import { mayRead, ownerScope, queueFor } from './visibility';
+import { mayRead, ownerScope, queueFor, visibleTask } from './visibility';
 
 /** A problem with one input field, reported next to that field. */
 export { FieldError };
@@ -642,8 +642,8 @@ export class TrainyardService {
 
   /** A task the caller may see: another user's reads as not found (no existence leak). */
   async getTask(id: string, actor: Actor): Promise<TaskRecord> {
-    const task = await loadTask(this.database.db, id);
-    if (!task || task.deleted || !mayRead(actor, task)) throw new TaskNotFoundError(id);
+    const task = visibleTask(actor, await loadTask(this.database.db, id));
+    if (!task) throw new TaskNotFoundError(id);
     return task;
   }
 
