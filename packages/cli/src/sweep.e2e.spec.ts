@@ -32,8 +32,8 @@ describe('trainyard submit --sweep (PGlite)', { timeout: 240_000 }, () => {
   const count = async () => (await s.client.tasks.list.query({ limit: 200 })).items.length;
 
   beforeAll(async () => {
-    s = await startServer({ backend, env: { TRAINYARD_GPU_SLOTS: '1' } });
-  });
+    s = await startServer({ backend, env: { TRAINYARD_GPU_SLOTS: '1' }, startTimeoutMs: 200_000 });
+  }, 300_000);
   afterAll(async () => {
     await s?.dispose();
   });

@@ -37,10 +37,14 @@ for (const backend of backends()) {
     const count = async (c: TrainyardClient = client) => (await c.tasks.list.query({ limit: 200 })).items.length;
 
     beforeAll(async () => {
-      s = await startServer({ backend, env: { TRAINYARD_GPU_SLOTS: '1', TRAINYARD_CREATE_MANY_MAX: String(MAX) } });
+      s = await startServer({
+        backend,
+        env: { TRAINYARD_GPU_SLOTS: '1', TRAINYARD_CREATE_MANY_MAX: String(MAX) },
+        startTimeoutMs: 200_000,
+      });
       client = s.client;
       other = await connect({ url: s.url, user: 'someone-else' });
-    });
+    }, 300_000);
     afterAll(async () => {
       await s?.dispose();
     });
