@@ -47,6 +47,11 @@ export interface TaskEventMap {
   };
   TaskCancelled: { reason: string | null };
   TaskDeleted: Record<string, never>;
+  /**
+   * Handed to Slurm (TRAINYARD_EXECUTOR=slurm): `jobId` is the job that runs attempt `attempt`
+   * in `runDir` (sbatch --parsable's answer). The task stays QUEUED until Slurm runs the job.
+   */
+  TaskHandedToSlurm: { jobId: string; runDir: string; attempt: number };
 }
 
 export type TaskEventType = keyof TaskEventMap;
@@ -67,6 +72,7 @@ export const TASK_EVENT_TYPES = [
   'TaskFailed',
   'TaskCancelled',
   'TaskDeleted',
+  'TaskHandedToSlurm',
 ] as const satisfies readonly TaskEventType[];
 
 /**

@@ -5,6 +5,7 @@
 // stopped, or two trainers of one task run at once and a GPU stays held by nobody's task.
 // Pure: the edge lists its run folders and asks /proc which trainers still live; it stops the
 // ones this decides.
+import { SLURM_RUNNER } from './slurm';
 import { isActive } from './status';
 import type { TaskRecord } from './task';
 
@@ -50,7 +51,9 @@ export function decideLeftovers(self: string, runs: readonly RunFolderView[], ta
     const ours = task !== undefined && !task.deleted && isActive(task.status) && task.runnerId === self && task.attempt === r.attempt;
     // A run of an attempt the log has not recorded yet (handed to an executor before its assignment) is not judged here.
     const ahead = task !== undefined && !task.deleted && r.attempt > task.attempt;
-    if (ours || ahead) continue;
+    // A run of a Slurm job (TRAINYARD_EXECUTOR=slurm) is Slurm's to run and to stop (scancel), not this process's.
+    const slurms = task?.runnerId === SLURM_RUNNER;
+    if (ours || ahead || slurms) continue;
     out.push({
       taskId: r.taskId,
       attempt: r.attempt,

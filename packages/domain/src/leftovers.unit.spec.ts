@@ -15,6 +15,9 @@ const when = (runs: RunFolderView[], tasks: Record<string, ReturnType<typeof tas
   decideLeftovers('A', runs, new Map(Object.entries(tasks)));
 
 describe('leftover trainers after a restart', () => {
+  it('given a task Slurm runs (its job’s trainer in this run folder), it is left alone: Slurm stops it', () => {
+    expect(when([run('s', 1), run('s2', 1)], { s: task('TRAINING', 'slurm', 1), s2: task('CANCELLED', 'slurm', 1) })).toEqual([]);
+  });
   it('given a task a peer took over and runs as attempt 2, the trainer of attempt 1 here is stopped, saying why', () => {
     const d = when([run('t1', 1)], { t1: task('TRAINING', 'B', 2) });
     expect(d).toEqual([

@@ -51,6 +51,7 @@ const emptyContext = (): Ctx => ({
   submittedPosition: null,
   cancelReason: null,
   deleted: false,
+  slurmJob: null,
 });
 
 type Ev<K extends TaskEventType> = Extract<LifecycleEvent, { type: K }>;
@@ -73,6 +74,8 @@ const guards = {
   failureAllowed: ({ context, event }: GuardArgs) =>
     (event as Ev<'TaskFailed'>).data.reason !== 'timeout' || context.stop?.reason === 'timeout',
   notDeleted: ({ context }: GuardArgs) => !context.deleted,
+  /** Not paused, and no Slurm job holds its next attempt yet (one job per attempt). */
+  slurmJobDue: ({ context }: GuardArgs) => !context.held && (context.slurmJob?.attempt ?? 0) <= context.attempt,
 };
 
 export const taskMachine = setup({
@@ -111,6 +114,12 @@ export const taskMachine = setup({
       artifacts: [...context.artifacts, (event as Ev<'ArtifactRecorded'>).data.path],
     })),
     held: assign({ held: true }),
+    // A queued task paused gives up its Slurm job (the executor cancels it); a new one is submitted when it is resumed.
+    slurmJobDropped: assign({ slurmJob: null }),
+    handedToSlurm: assign(({ event }) => {
+      const d = (event as Ev<'TaskHandedToSlurm'>).data;
+      return { slurmJob: { jobId: d.jobId, runDir: d.runDir, attempt: d.attempt } };
+    }),
     releasedHold: assign({ held: false }),
     checkpointed: assign(({ event }) => {
       const d = (event as Ev<'CheckpointRecorded'>).data;
@@ -171,7 +180,8 @@ export const taskMachine = setup({
     QUEUED: {
       on: {
         TaskAssigned: { guard: 'notHeld', target: 'PREPARING', actions: 'assigned' },
-        TaskHeld: { guard: 'notHeld', actions: 'held' },
+        TaskHeld: { guard: 'notHeld', actions: ['held', 'slurmJobDropped'] },
+        TaskHandedToSlurm: { guard: 'slurmJobDue', actions: 'handedToSlurm' },
         TaskReleased: { guard: 'isHeld', actions: 'releasedHold' },
         TaskCancelled: { target: 'CANCELLED', actions: 'cancelled' },
       },
@@ -227,6 +237,7 @@ const guardRefusals: Record<GuardName, ((ctx: Ctx) => string) | null> = {
   notHeld: () => 'it is paused; resume it first',
   isHeld: () => 'it is not paused',
   heldOrPreempting: (ctx) => (ctx.held ? 'it is paused already' : 'a running task is paused by preempting it first'),
+  slurmJobDue: (ctx) => (ctx.held ? 'it is paused' : `Slurm job ${ctx.slurmJob?.jobId} already runs its next attempt`),
 };
 
 /** The task as it stands: a machine snapshot plus the stream version it has folded. */
@@ -302,7 +313,8 @@ export type TaskCommand =
     }
   | { type: 'recordArtifact'; path: string }
   | { type: 'cancel'; reason?: string | null }
-  | { type: 'expire' }
+  /** Past its deadline (`message`: said by whoever saw it, e.g. Slurm's TIMEOUT; else the timeout's length). */
+  | { type: 'expire'; message?: string }
   /** A device the task holds is no longer in the inventory (a GPU vanished, a MIG layout changed). */
   | { type: 'loseDevices'; message: string }
   /** A task of a higher class (or a user under their fair share) needs its devices: checkpoint, stop, requeue. */
@@ -319,7 +331,9 @@ export type TaskCommand =
   | { type: 'abandon'; runnerId: string; message: string; requeue: boolean }
   | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
   | { type: 'fail'; reason: FailureReason; message: string }
-  | { type: 'delete' };
+  | { type: 'delete' }
+  /** Submitted to Slurm as job `jobId`, which runs its next attempt in `runDir` (TRAINYARD_EXECUTOR=slurm). */
+  | { type: 'handToSlurm'; jobId: string; runDir: string };
 
 export type TaskCommandType = TaskCommand['type'];
 export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
@@ -341,6 +355,7 @@ export const TASK_COMMAND_TYPES: readonly TaskCommandType[] = [
   'recordExit',
   'fail',
   'delete',
+  'handToSlurm',
 ];
 
 function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
@@ -393,7 +408,7 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
       return [
         {
           type: 'StopRequested',
-          data: { reason: 'timeout', message: `timed out after ${formatDuration(ctx.spec?.timeoutMs ?? 0)}` },
+          data: { reason: 'timeout', message: command.message ?? `timed out after ${formatDuration(ctx.spec?.timeoutMs ?? 0)}` },
         },
       ];
     case 'preempt':
@@ -484,6 +499,8 @@ function eventsFor(state: TaskState, command: TaskCommand): NewTaskEvent[] {
       return [{ type: 'TaskFailed', data: { reason: command.reason, message: command.message, exitCode: null, signal: null } }];
     case 'delete':
       return [{ type: 'TaskDeleted', data: {} }];
+    case 'handToSlurm':
+      return [{ type: 'TaskHandedToSlurm', data: { jobId: command.jobId, runDir: command.runDir, attempt: ctx.attempt + 1 } }];
   }
 }
 

@@ -38,6 +38,7 @@ const commands: Record<TaskCommandType, TaskCommand> = {
   recordExit: { type: 'recordExit', exitCode: 0, signal: null },
   fail: { type: 'fail', reason: 'lost', message: 'trainer gone' },
   delete: { type: 'delete' },
+  handToSlurm: { type: 'handToSlurm', jobId: '42', runDir: '/runs/t1/attempt-1' },
 };
 // A second exit flavour: the table covers both a clean and a failed exit.
 const failedExit: TaskCommand = { type: 'recordExit', exitCode: 1, signal: null, detail: 'Traceback' };
@@ -82,6 +83,7 @@ const running = (o: Partial<Row>): Row => ({
   'recordExit(1)': 'TaskFailed',
   fail: 'TaskFailed',
   delete: X,
+  handToSlurm: X,
   ...o,
 });
 const only = (o: Partial<Row>): Row => ({
@@ -104,6 +106,7 @@ const only = (o: Partial<Row>): Row => ({
   'recordExit(1)': X,
   fail: X,
   delete: X,
+  handToSlurm: X,
   ...o,
 });
 
@@ -111,7 +114,7 @@ const only = (o: Partial<Row>): Row => ({
 const table: Record<keyof typeof states, Row> = {
   NONE: only({ submit: 'TaskSubmitted' }),
   PENDING: only({ enqueue: 'TaskQueued', assign: 'TaskAssigned', cancel: 'TaskCancelled' }),
-  QUEUED: only({ assign: 'TaskAssigned', cancel: 'TaskCancelled', hold: 'TaskHeld' }),
+  QUEUED: only({ assign: 'TaskAssigned', cancel: 'TaskCancelled', hold: 'TaskHeld', handToSlurm: 'TaskHandedToSlurm' }),
   'QUEUED+held': only({ cancel: 'TaskCancelled', release: 'TaskReleased' }),
   PREPARING: running({}),
   'PREPARING+spawned': running({ recordSpawn: X }),

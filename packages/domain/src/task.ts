@@ -104,6 +104,13 @@ export interface StopRequest {
   at: string;
 }
 
+/** A Slurm job that runs (or ran) attempt `attempt` of a task, in `runDir`. */
+export interface SlurmJobRef {
+  jobId: string;
+  runDir: string;
+  attempt: number;
+}
+
 export interface TrainerProcess {
   pid: number;
   /** /proc/<pid>/stat start time, so a reused pid is never mistaken for our trainer. */
@@ -143,6 +150,8 @@ export interface TaskRecord {
   submittedPosition: string | null;
   cancelReason: string | null;
   deleted: boolean;
+  /** The Slurm job of its current or last attempt (TRAINYARD_EXECUTOR=slurm); absent or null otherwise. */
+  slurmJob?: SlurmJobRef | null;
   /** Stream version of the last event folded in. */
   version: number;
 }

@@ -113,7 +113,27 @@ export interface ServiceConfig {
   /** The built Studio panel served at `/` (served only when its index.html exists). */
   panelDir: string;
   version: string;
+  /** Who runs tasks: this machine's policy and runner, or a Slurm cluster (docs/SLURM.md). */
+  executor: ExecutorConfig;
 }
+
+/** TRAINYARD_EXECUTOR and, for `slurm`, the TRAINYARD_SLURM_* settings. */
+export type ExecutorConfig =
+  | { kind: 'local' }
+  | {
+      kind: 'slurm';
+      partition: string | undefined;
+      account: string | undefined;
+      qos: string | undefined;
+      /** Further sbatch options, one argv element each. */
+      extraArgs: string[];
+      /** How often the states of all active jobs are read (one squeue call); doubled while the controller does not answer. */
+      pollMs: number;
+      /** The most GPUs one task may ask for (what a request is checked against: the cluster's nodes are not probed). */
+      maxGpus: number;
+      /** Seconds before its time limit at which a job's trainer gets SIGUSR1 (checkpoint now). */
+      checkpointWarningS: number;
+    };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const problems: string[] = [];
@@ -187,6 +207,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
       problems.push(e instanceof Error ? e.message : String(e));
     }
   }
+  const executorKind = read('TRAINYARD_EXECUTOR', z.enum(['local', 'slurm'], { error: 'TRAINYARD_EXECUTOR must be local or slurm' }), 'local');
+  const executor: ExecutorConfig =
+    executorKind === 'local'
+      ? { kind: 'local' }
+      : {
+          kind: 'slurm',
+          partition: env.TRAINYARD_SLURM_PARTITION || undefined,
+          account: env.TRAINYARD_SLURM_ACCOUNT || undefined,
+          qos: env.TRAINYARD_SLURM_QOS || undefined,
+          extraArgs: json(
+            'TRAINYARD_SLURM_SBATCH_ARGS',
+            z.array(z.string().regex(/^-/, 'each sbatch option starts with -, e.g. ["--constraint=a100"]')),
+            [] as string[],
+          ),
+          pollMs: read('TRAINYARD_SLURM_POLL_MS', intFrom('TRAINYARD_SLURM_POLL_MS', 100, 10 * 60_000), 2000),
+          maxGpus: read('TRAINYARD_SLURM_MAX_GPUS', intFrom('TRAINYARD_SLURM_MAX_GPUS', 1, 1024), 8),
+          checkpointWarningS: read('TRAINYARD_SLURM_SIGNAL_S', intFrom('TRAINYARD_SLURM_SIGNAL_S', 1, 65_535), 120),
+        };
   const storage = storageFromEnv(env);
   const uploadsDir = resolve(storage.dataRoot, 'datasets', 'uploads');
   const datasetsRoot = env.TRAINYARD_DATASETS_ROOT ?? '';
@@ -312,6 +350,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     gpuInventory,
     panelDir: resolve(env.TRAINYARD_PANEL_DIR || resolve(REPO_ROOT, 'services/studio/dist')),
     version: VERSION,
+    executor,
   };
   if (problems.length) throw new Error(`invalid configuration:\n  ${problems.join('\n  ')}`);
   return config;

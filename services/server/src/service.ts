@@ -70,6 +70,8 @@ import { uploadedFileName } from './upload';
 import { Runner, type RunnerLog } from './runner';
 import { Deployments } from './deployments/deployments';
 import { LeaseKeeper } from './lease';
+import { LocalExecutor, type Executor } from './executor/port';
+import { SlurmExecutor } from './executor/slurm-executor';
 import type { CreateManyInput, CreateTaskInput, QuotaSetInput } from './schemas';
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
@@ -121,6 +123,8 @@ export class TrainyardService {
   readonly live: LiveUpdates;
   /** vLLM servers serving base models and completed tasks' adapters. */
   readonly deployments: Deployments;
+  /** Who places and runs tasks: this machine (local) or a Slurm cluster (TRAINYARD_EXECUTOR). */
+  readonly executor: Executor;
   private gpu: GpuInfo | null = null;
   /** What the probes saw over the last hour, and each task's peak GPU memory. */
   private readonly gpuSeen = new GpuHistory();
@@ -166,6 +170,8 @@ export class TrainyardService {
       ourPids: () => new Set([...this.runner.ourPids(), ...this.deployments.ourPids()]),
     });
     this.feed = new EventFeed(database.db, config.pollMs);
+    this.executor =
+      config.executor.kind === 'slurm' ? new SlurmExecutor(this.store, config, config.executor, this.feed, log) : new LocalExecutor();
     this.live = new LiveUpdates({
       db: database.db,
       feed: this.feed,
@@ -227,6 +233,7 @@ export class TrainyardService {
     await this.feed.start();
     await this.lease.claim();
     const report = await this.runner.recover();
+    await this.executor.start();
     await this.deployments.recover();
     const parts = Object.entries(report)
       .filter(([, v]) => v.length)
@@ -345,7 +352,8 @@ export class TrainyardService {
    * (decideLostDevices), and the queue view shows the device absent until then.
    */
   private async configureDevices(): Promise<void> {
-    await configureDevices(this.database.db, this.picture.devices);
+    // Under Slurm no device of this machine takes tasks: Slurm places them.
+    await configureDevices(this.database.db, this.executor.placesLocally ? this.picture.devices : []);
     const absent = await holdersOfAbsentDevices(this.database.db);
     const present = new Set(this.picture.devices.map((d) => d.id));
     const ours = absent.flatMap((h) => (h.record && h.record.runnerId === this.config.runnerId ? [h.record] : []));
@@ -525,7 +533,7 @@ export class TrainyardService {
     if (!datasetPath || !dataset) throw new FieldError('datasetPath', datasetNotAllowedMessage(input.datasetPath));
     if (!dataset.ok) throw new FieldError('datasetPath', `dataset ${input.datasetPath}: ${dataset.problem}`);
     const estimate = estimateMemoryGb(estimateInputOf(input.model, input.config));
-    const resources = resolveResources(input.resources, estimate.estimateGb, this.picture.devices, this.config.gpuMemoryReserve);
+    const resources = resolveResources(input.resources, estimate.estimateGb, this.executor.requestDevices(this.picture.devices), this.config.gpuMemoryReserve);
     const quota = this.quotas.get(actor.user) ?? null;
     checkGangAgainstQuota(resources.gpus, quota);
     const priority = resolvePriority(input.priority, this.config.priorityClasses, quota);
@@ -617,7 +625,7 @@ export class TrainyardService {
     // of this process and its own start-up, ~100 ms on a GPU machine) must not sit in the path
     // of a submission. Only the first one, before any probe finished, waits for it.
     const gpu = this.gpu ?? (await this.gpuInfo());
-    if (!gpu.available) {
+    if (!gpu.available && this.executor.placesLocally) {
       warnings.push({ code: 'NO_GPU', level: 'high', message: `No GPU detected: ${gpu.recommendation}` });
     }
     const estimateInput = estimateInputOf(spec.model, spec.config);
@@ -807,8 +815,8 @@ export class TrainyardService {
         return {
           position: i + 1,
           task,
-          reason: held.get(task.id) ?? decision.waiting.get(task.id) ?? starting,
-          expectedStart: at === undefined || at === null ? null : new Date(at).toISOString(),
+          reason: this.executorWait(task.id) ?? held.get(task.id) ?? decision.waiting.get(task.id) ?? starting,
+          expectedStart: at === undefined || at === null || !this.executor.placesLocally ? null : new Date(at).toISOString(),
         };
       }),
       reservation: decision.reservation ? { ...decision.reservation, startAt: new Date(decision.reservation.startAt).toISOString() } : null,
@@ -818,6 +826,12 @@ export class TrainyardService {
           ? `${count} tasks are queued (more than ${this.config.queueWarnAt}): each waits for the ones before it. Consider cancelling some or adding GPUs.`
           : null,
     });
+  }
+
+  /** Why a queued task waits when its executor says (Slurm's pending reason), else null. */
+  private executorWait(taskId: string): WaitReason | null {
+    const message = this.executor.queueReason(taskId);
+    return message === null ? null : { code: 'WAITING_FOR_DEVICES', message, reservedStart: null };
   }
 
   /** The audit log of the tasks the caller may see. */
@@ -896,6 +910,8 @@ export class TrainyardService {
       // The driver's words may name the database host and user.
       error: cause === null ? null : actor.admin ? `database unreachable: ${cause}` : 'database unreachable',
       activeTrainers: this.runner.activeCount,
+      // Which executor runs tasks and whether it answers (its words only for an admin: they may name hosts).
+      executor: await this.executor.health().then((h) => ({ ...h, detail: actor.admin ? h.detail : null })),
       detail: actor.admin
         ? {
             location: this.database.location,
@@ -915,6 +931,7 @@ export class TrainyardService {
     this.lease.close();
     this.live.close();
     this.feed.close();
+    this.executor.close();
     this.runner.close();
     this.deployments.close();
     await this.database.close();

@@ -66,6 +66,7 @@ export const EVENT_LABEL: Record<string, string> = {
   TaskFailed: 'Failed',
   TaskCancelled: 'Cancelled',
   TaskDeleted: 'Deleted',
+  TaskHandedToSlurm: 'Handed to Slurm',
 };
 
 /** MiB → "12 GB" (one decimal). */

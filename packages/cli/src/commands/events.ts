@@ -22,6 +22,8 @@ function eventDetail(e: EventView): string {
     }
     case 'TrainerSpawned':
       return `pid ${e.data.pid}`;
+    case 'TaskHandedToSlurm':
+      return `Slurm job ${e.data.jobId}, attempt ${e.data.attempt}`;
     case 'ProgressRecorded':
       return progressText({ percent: 0, ...e.data }, { percent: false });
     case 'ArtifactRecorded':

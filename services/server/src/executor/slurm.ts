@@ -50,6 +50,9 @@ export function sbatchArgv(req: SlurmJobRequest, opts: SlurmOptions, script: str
     `--time=${slurmTimeLimit(req.timeoutMs)}`,
     // B: the batch step (the shepherd's process) gets it and passes it to the trainer's group.
     `--signal=B:USR1@${Math.max(1, Math.min(65_535, Math.round(req.checkpointWarningS)))}`,
+    // Trainyard requeues a preempted task itself, as a new job in a new run folder (its next
+    // attempt, from its checkpoint): Slurm's requeue in place would run it again in this one.
+    '--no-requeue',
     ...(opts.partition ? [`--partition=${opts.partition}`] : []),
     ...(opts.account ? [`--account=${opts.account}`] : []),
     ...(opts.qos ? [`--qos=${opts.qos}`] : []),
@@ -183,6 +186,24 @@ export class SlurmCli {
       if (id && state) jobs.set(id, { state, reason: reason.join('|') });
     }
     return { ok: true, jobs };
+  }
+
+  /**
+   * Our jobs of these names (`trainyard-<task id>`) that Slurm still lists, with their state and
+   * work directory (the run folder): one squeue call. Null when the controller did not answer.
+   */
+  async jobsNamed(names: readonly string[]): Promise<{ jobId: string; name: string; state: string; workDir: string }[] | null> {
+    if (!names.length) return [];
+    try {
+      const out = await this.run('squeue', ['--noheader', '--states=all', `--name=${names.join(',')}`, '--format=%i|%T|%j|%Z']);
+      return out
+        .split('\n')
+        .map((l) => l.trim().split('|'))
+        .filter((f) => f.length >= 4 && f[0])
+        .map(([jobId, state, name, ...dir]) => ({ jobId: jobId!, state: state!, name: name!, workDir: dir.join('|') }));
+    } catch {
+      return null;
+    }
   }
 
   /** Cancels a job (Slurm signals its processes: the trainer gets SIGTERM, then SIGKILL after KillWait). */

@@ -4,7 +4,7 @@ import { sbatchArgv } from './slurm';
 const req = { taskId: 't1', runDir: '/data/runs/t1/attempt-1', gpus: 2, timeoutMs: 90 * 60_000, checkpointWarningS: 120 };
 
 describe('sbatch argv', () => {
-  it("names the job, writes into the run folder, asks for the task's GPUs, time and checkpoint warning", () => {
+  it("names the job, writes into the run folder, asks for the task's GPUs, time and checkpoint warning; Trainyard requeues, not Slurm", () => {
     expect(sbatchArgv(req, { extraArgs: [] }, '/data/runs/t1/attempt-1/slurm-job.mjs')).toEqual([
       '--parsable',
       '--job-name=trainyard-t1',
@@ -13,6 +13,7 @@ describe('sbatch argv', () => {
       '--gres=gpu:2',
       '--time=90',
       '--signal=B:USR1@120',
+      '--no-requeue',
       '/data/runs/t1/attempt-1/slurm-job.mjs',
       '/data/runs/t1/attempt-1',
     ]);
@@ -24,7 +25,7 @@ describe('sbatch argv', () => {
       { partition: 'gpu', account: 'lab a', qos: 'high', extraArgs: ['--constraint=h100', '--comment=$(rm -rf /)'] },
       '/s.mjs',
     );
-    expect(argv.slice(7)).toEqual([
+    expect(argv.slice(8)).toEqual([
       '--partition=gpu',
       '--account=lab a',
       '--qos=high',
