@@ -323,7 +323,7 @@ describe('decideRun: preemption (checkpoint, then stop)', () => {
 
 describe('linesMayHaveFailed: when a command that carried output lines failed', () => {
   it('given a refusal by the lifecycle or a task that is gone, then the lines were not the cause', () => {
-    expect(linesMayHaveFailed(new IllegalCommandError('t1', 'COMPLETED', 'recordExit'))).toBe(false);
+    expect(linesMayHaveFailed(new IllegalCommandError('t1', 'COMPLETED', 'recordExit', 'the task has ended'))).toBe(false);
     expect(linesMayHaveFailed(new TaskNotFoundError('t1'))).toBe(false);
   });
   it('given any other failure (a line the database refused), then they may have been: refused', () => {
