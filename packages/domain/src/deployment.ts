@@ -58,6 +58,21 @@ export interface DeploymentYield {
 /** How often a server that dies on its own is started again before the deployment is FAILED. */
 export const MAX_DEPLOYMENT_RESTARTS = 2;
 
+/**
+ * The restarts counted against a deployment whose server just died, at `now`: none once its
+ * server had served (SERVING, or asleep since) for `stableMs` since it last came up, so a
+ * long-lived deployment that dies now and then over weeks gets its budget back each time; else
+ * those it has used. A server that died before serving again (STARTING) keeps its count.
+ */
+export function restartsCounted(
+  r: Pick<DeploymentRecord, 'restarts' | 'servingAt' | 'status'>,
+  now: string,
+  stableMs: number | undefined,
+): number {
+  if (stableMs === undefined || r.restarts === 0 || r.status === 'STARTING' || r.servingAt === null) return r.restarts;
+  return Date.parse(now) - Date.parse(r.servingAt) >= stableMs ? 0 : r.restarts;
+}
+
 export type DeploymentStatus = 'STARTING' | 'SERVING' | 'SLEEPING' | 'STOPPED' | 'FAILED';
 export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = ['STARTING', 'SERVING', 'SLEEPING', 'STOPPED', 'FAILED'];
 export const isDeploymentEnded = (s: DeploymentStatus): boolean => s === 'STOPPED' || s === 'FAILED';
@@ -82,7 +97,12 @@ export interface DeploymentEventMap {
   /** Its memory is held again (granted under the queue lock), before it is woken. */
   DeploymentReclaimed: Record<string, never>;
   /** Its server ended (given way to training, or died) and a new one is to be started. */
-  DeploymentRestarting: { reason: 'yield' | 'died'; message: string };
+  DeploymentRestarting: {
+    reason: 'yield' | 'died';
+    message: string;
+    /** Restarts counted after this one (absent in events written before the budget could come back). */
+    restarts?: number;
+  };
   DeploymentLaunched: DeploymentServer;
   /** Health (`/health`) and the served models (`/v1/models`) were confirmed. */
   DeploymentServing: { endpoint: string; servedModels: string[] };
@@ -211,7 +231,7 @@ export const deploymentMachine = setup({
         endpoint: null,
         holding: false,
         devices: [],
-        restarts: context.restarts + (e.data.reason === 'died' ? 1 : 0),
+        restarts: e.data.restarts ?? context.restarts + (e.data.reason === 'died' ? 1 : 0),
         error: e.data.reason === 'died' ? e.data.message : context.error,
       };
     }),
@@ -335,7 +355,15 @@ export type DeploymentCommand =
   | { type: 'recordWake' }
   | { type: 'stop'; reason: string }
   /** Its server process ended: stopped when a stop was asked for, else failed. */
-  | { type: 'recordExit'; exitCode: number | null; signal: string | null; detail?: string }
+  | {
+      type: 'recordExit';
+      exitCode: number | null;
+      signal: string | null;
+      detail?: string;
+      /** When it was seen to end, and how long serving counts as stable (its restart budget back): see restartsCounted. */
+      now?: string;
+      stableMs?: number;
+    }
   | { type: 'fail'; message: string }
   | { type: 'delete' };
 
@@ -404,14 +432,22 @@ function eventsFor(state: DeploymentState, command: DeploymentCommand): NewDeplo
       if (c.yielding?.mode === 'stop') return [{ type: 'DeploymentRestarting', data: { reason: 'yield', message: c.yielding.message } }];
       const how = signal ? `signal ${signal}` : `exit code ${String(exitCode)}`;
       const message = `the vLLM server ended on its own (${how})${command.detail ? `: ${command.detail}` : ''}`;
-      if (c.restarts < MAX_DEPLOYMENT_RESTARTS)
+      const status = deploymentStatusOf(state) ?? 'STARTING';
+      const used = command.now === undefined ? c.restarts : restartsCounted({ ...c, status }, command.now, command.stableMs);
+      if (used < MAX_DEPLOYMENT_RESTARTS) {
+        const again = used < c.restarts ? ` after serving stably since ${c.servingAt}, its restart budget back` : '';
         return [
           {
             type: 'DeploymentRestarting',
-            data: { reason: 'died', message: `${message}; started again (${c.restarts + 1} of ${MAX_DEPLOYMENT_RESTARTS})` },
+            data: {
+              reason: 'died',
+              message: `${message}; started again (${used + 1} of ${MAX_DEPLOYMENT_RESTARTS}${again})`,
+              restarts: used + 1,
+            },
           },
         ];
-      const final = c.restarts ? `${message}, after ${c.restarts} restart(s)` : message;
+      }
+      const final = used ? `${message}, after ${used} restart(s)` : message;
       return [{ type: 'DeploymentFailed', data: { message: final, exitCode, signal } }];
     }
     case 'fail':

@@ -9,6 +9,7 @@ import {
   evolveDeployment,
   foldDeployment,
   initialDeploymentState,
+  restartsCounted,
   toDeploymentRecord,
   type DeploymentCommand,
   type DeploymentSpec,
@@ -141,6 +142,51 @@ describe('deployment lifecycle', () => {
     expect(r.error).toBe('the vLLM server ended on its own (signal SIGKILL): out of memory, after 2 restart(s)');
     expect(r.signal).toBe('SIGKILL');
     expect(r.holding).toBe(false);
+  });
+
+  describe('restart budget back after serving stably', () => {
+    const STABLE = 7 * 24 * 3600_000;
+    const died = (now?: string): DeploymentCommand => ({
+      type: 'recordExit',
+      exitCode: null,
+      signal: 'SIGKILL',
+      ...(now ? { now, stableMs: STABLE } : {}),
+    });
+    // Died twice, started again, and serving since its third start.
+    const servingAgain = () => given(create, place, launch, serve, died(), place, launch, died(), place, launch, serve);
+    const at = (state: DeploymentState, ms: number) => new Date(Date.parse(toDeploymentRecord(state).servingAt!) + ms).toISOString();
+
+    it('given restarts used up and serving for the stable time, when its server dies, then it is started again, counted as the first of a fresh budget', () => {
+      const s = servingAgain();
+      expect(toDeploymentRecord(s)).toMatchObject({ status: 'SERVING', restarts: 2 });
+      const r = toDeploymentRecord(apply(s, when(s, died(at(s, STABLE)))));
+      expect(r).toMatchObject({ status: 'STARTING', restarts: 1 });
+      expect(r.error).toMatch(/started again \(1 of 2 after serving stably since .*, its restart budget back\)/);
+    });
+
+    it('given restarts used up and serving for less than the stable time, when its server dies, then it is FAILED', () => {
+      const s = servingAgain();
+      expect(toDeploymentRecord(apply(s, when(s, died(at(s, STABLE - 1)))))).toMatchObject({ status: 'FAILED', restarts: 2 });
+    });
+
+    it('given asleep for training since long, when its server dies, then the time asleep counts as stable', () => {
+      const s = given(create, place, launch, serve, died(), place, launch, died(), place, launch, serve, { type: 'recordSleep', level: 1 });
+      expect(toDeploymentRecord(apply(s, when(s, died(at(s, STABLE + 60_000)))))).toMatchObject({ status: 'STARTING', restarts: 1 });
+    });
+
+    it('given restarted and not serving again yet, when its server dies long after it last served, then the restart counts (no budget back)', () => {
+      const s = given(create, place, launch, serve, died(), place, launch);
+      expect(toDeploymentRecord(apply(s, when(s, died(at(s, 10 * STABLE)))))).toMatchObject({ status: 'STARTING', restarts: 2 });
+    });
+
+    it('restartsCounted: none once served stably, else those used; no stable time configured keeps the count', () => {
+      const r = { restarts: 2, status: 'SERVING' as const, servingAt: '2026-01-01T00:00:00.000Z' };
+      expect(restartsCounted(r, '2026-01-08T00:00:00.000Z', STABLE)).toBe(0);
+      expect(restartsCounted(r, '2026-01-07T23:59:59.999Z', STABLE)).toBe(2);
+      expect(restartsCounted(r, '2026-02-01T00:00:00.000Z', undefined)).toBe(2);
+      expect(restartsCounted({ ...r, status: 'STARTING' }, '2026-02-01T00:00:00.000Z', STABLE)).toBe(2);
+      expect(restartsCounted({ ...r, servingAt: null }, '2026-02-01T00:00:00.000Z', STABLE)).toBe(2);
+    });
   });
 
   it('given SLEEPING and restarts used up, when its server exits, then it is FAILED', () => {

@@ -90,6 +90,8 @@ export interface ServiceConfig {
   pollMs: number;
   /** Webhook deliveries: attempts in all, the first wait (doubling after each failure, at most maxDelayMs), one attempt's limit. */
   webhooks: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number; timeoutMs: number };
+  /** Deployments: serving this long since it last came up gives a deployment its restart budget back; how long /v1 holds a request for one not serving (0: 503 at once). */
+  deployments: { stableMs: number; holdMs: number };
   logMaxLineBytes: number;
   logMaxLinesPerSecond: number;
   /** Live subscriptions (tasks.onUpdate, tasks.onLogs) held at once, in all and per client. */
@@ -314,6 +316,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
       baseDelayMs: read('TRAINYARD_WEBHOOK_BACKOFF_MS', intFrom('TRAINYARD_WEBHOOK_BACKOFF_MS', 10, HOUR), 10_000),
       maxDelayMs: HOUR,
       timeoutMs: read('TRAINYARD_WEBHOOK_TIMEOUT_MS', intFrom('TRAINYARD_WEBHOOK_TIMEOUT_MS', 100, 10 * 60_000), 10_000),
+    },
+    deployments: {
+      stableMs: read('TRAINYARD_DEPLOYMENT_STABLE_MS', intFrom('TRAINYARD_DEPLOYMENT_STABLE_MS', 1000, 365 * 24 * HOUR), 24 * HOUR),
+      holdMs: read('TRAINYARD_DEPLOYMENT_HOLD_MS', intFrom('TRAINYARD_DEPLOYMENT_HOLD_MS', 0, 10 * 60_000), 0),
     },
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), DEFAULT_LOG_LINE_BYTES),
     logMaxLinesPerSecond: read(

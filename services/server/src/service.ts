@@ -196,6 +196,7 @@ export class TrainyardService {
       gpuNow: async () => (this.picture.source === 'probe' ? await this.probe.info() : null),
       onDevicesFreed: () => void this.scheduleNow(),
       priorityValue: (name) => this.config.priorityClasses[name],
+      stableMs: config.deployments.stableMs,
     });
   }
 

@@ -88,6 +88,8 @@ export interface DeploymentsOptions {
   onDevicesFreed: () => void;
   /** A priority class's value by name, or undefined when there is none of that name. */
   priorityValue: (name: string) => number | undefined;
+  /** Serving this long since it last came up gives a deployment its restart budget back (restartsCounted). */
+  stableMs?: number | undefined;
 }
 
 const freePort = () =>
@@ -215,6 +217,40 @@ export class Deployments {
       .filter((r) => r.servedModels.includes(model) || r.spec.model === model || r.spec.adapters.some((a) => a.name === model))
       .reverse();
     return named.find((r) => r.status === 'SERVING') ?? named[0] ?? null;
+  }
+
+  /**
+   * The deployment serving `model` (as `serving`), waiting up to `holdMs` for one that is asleep
+   * or starting to serve: looked at again on each change of a deployment in the log, and at least
+   * every second. Answers what it found last (not SERVING when the hold ran out), and whether it waited.
+   */
+  async servingWithin(
+    model: string,
+    viewer: Viewer,
+    holdMs: number,
+    signal?: AbortSignal,
+  ): Promise<{ deployment: DeploymentRecord | null; held: boolean }> {
+    const deadline = Date.now() + holdMs;
+    let found = await this.serving(model, viewer);
+    let held = false;
+    while (found && found.status !== 'SERVING' && !isDeploymentEnded(found.status) && Date.now() < deadline && !signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          off();
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(1000, Math.max(0, deadline - Date.now())));
+        const off = this.opts.feed.onEvents((events) => {
+          if (events.some((e) => isDeploymentStream(e.streamId))) done();
+        });
+        signal?.addEventListener('abort', done);
+      });
+      held = true;
+      found = await this.serving(model, viewer);
+    }
+    return { deployment: found, held };
   }
 
   async stop(id: string, viewer: Viewer): Promise<DeploymentRecord> {
@@ -502,6 +538,11 @@ export class Deployments {
     this.watch(id);
   }
 
+  /** When an exit is seen and how long serving counts as stable, for recordExit. */
+  private stable(): { now: string; stableMs?: number } {
+    return { now: new Date().toISOString(), ...(this.opts.stableMs !== undefined ? { stableMs: this.opts.stableMs } : {}) };
+  }
+
   private watch(id: string): void {
     if (this.closed || this.watching.has(id)) return;
     const control = new AbortController();
@@ -524,7 +565,7 @@ export class Deployments {
       if (exit) {
         const after = await this.store.command(
           id,
-          { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(exit.error ? { detail: exit.error } : {}) },
+          { type: 'recordExit', exitCode: exit.code, signal: exit.signal, ...(exit.error ? { detail: exit.error } : {}), ...this.stable() },
           'service',
         );
         this.afterExit(after);
@@ -535,7 +576,13 @@ export class Deployments {
         // shepherd went too (a reboot, a kill of the group).
         const after = await this.store.command(
           id,
-          { type: 'recordExit', exitCode: null, signal: null, detail: 'the server process is gone and left no exit record' },
+          {
+            type: 'recordExit',
+            exitCode: null,
+            signal: null,
+            detail: 'the server process is gone and left no exit record',
+            ...this.stable(),
+          },
           'service',
         );
         this.afterExit(after);

@@ -543,7 +543,11 @@ export function createOpenAiRoutes(service: TrainyardService) {
         // A fine-tuned model is served as its task's adapter, named after the task.
         const tuned = MODELS.includes(model) ? null : await fineTunedModel(model, actor);
         const served = tuned ? tuned.task.id : model;
-        const deployment = await service.deployments.serving(served, actor);
+        // Asleep or starting: held up to TRAINYARD_DEPLOYMENT_HOLD_MS for it to serve (0: answered at once).
+        const gone = new AbortController();
+        res.once('close', () => gone.abort());
+        const holdMs = service.config.deployments.holdMs;
+        const { deployment, held } = await service.deployments.servingWithin(served, actor, holdMs, gone.signal);
         if (!deployment) {
           if (!MODELS.includes(model) && !tuned) throw noSuchModel(model);
           throw new OpenAiError(
@@ -552,12 +556,20 @@ export function createOpenAiRoutes(service: TrainyardService) {
             { param: 'model', code: 'model_not_deployed', retry: false },
           );
         }
-        if (deployment.status !== 'SERVING' || !deployment.endpoint)
+        if (deployment.status !== 'SERVING' || !deployment.endpoint) {
+          // Asleep it waits for a training task's end; starting, for its model to load.
+          const retryAfterS = deployment.status === 'SLEEPING' ? 30 : 10;
+          const why =
+            deployment.status === 'SLEEPING' && deployment.yielding
+              ? ` (asleep while task ${deployment.yielding.forTaskId} trains; it is woken when the task ends)`
+              : '';
+          const waited = held ? ` and did not serve within the ${holdMs} ms this request was held` : '';
           throw new OpenAiError(
             503,
-            `Deployment ${deployment.id} serving ${model} is ${deployment.status}, not SERVING; ask again once it serves.`,
-            { param: 'model', code: 'deployment_not_serving' },
+            `Deployment ${deployment.id} serving ${model} is ${deployment.status}, not SERVING${why}${waited}; retry after ${retryAfterS} s, or once deployments.get shows it SERVING.`,
+            { param: 'model', code: 'deployment_not_serving', headers: { 'retry-after': String(retryAfterS) } },
           );
+        }
         let upstream: Response;
         try {
           upstream = await fetch(`${deployment.endpoint}/chat/completions`, {
@@ -570,7 +582,11 @@ export function createOpenAiRoutes(service: TrainyardService) {
             code: 'deployment_unreachable',
           });
         }
-        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+        res.writeHead(upstream.status, {
+          'content-type': upstream.headers.get('content-type') ?? 'application/json',
+          // Held while it slept or started: says so, naming the deployment.
+          ...(held ? { 'x-trainyard-held-for': deployment.id } : {}),
+        });
         if (upstream.body) await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res);
         else res.end();
       },
