@@ -90,3 +90,64 @@ export function queueFor<Q extends QueueShape>(viewer: Viewer, q: Q): Q & { hidd
     hidden,
   };
 }
+
+// A scheduler's preemption names the task it made room for ("preempted for task <id> …"), and
+// its grounds name that task's owner and every user's devices. The log keeps them whole; a
+// reader who is not an admin gets them only when the task made room for is their own.
+const PREEMPTED_FOR = /^preempted for task (\S+)/;
+
+/** What a preempted task's owner reads when the task it made room for is another user's. */
+export const PREEMPTED_FOR_OTHER = {
+  priority: 'preempted for a higher-priority task of another user: it goes back to the queue and resumes from its last checkpoint',
+  'fair-share': 'preempted by fair share for a task of another user: it goes back to the queue and resumes from its last checkpoint',
+} as const;
+
+/** The task a scheduler's preemption message names, or null for any other message. */
+export function preemptedFor(message: string): string | null {
+  return PREEMPTED_FOR.exec(message)?.[1] ?? null;
+}
+
+/**
+ * A stop message as `viewer` may read it. `headOwner`: the owner of the task it names, when
+ * known (null reads as another user's).
+ */
+export function visibleStopMessage(viewer: Viewer, message: string, headOwner: string | null): string {
+  if (viewer.admin || preemptedFor(message) === null || headOwner === viewer.user) return message;
+  return message.includes(' by fair share') ? PREEMPTED_FOR_OTHER['fair-share'] : PREEMPTED_FOR_OTHER.priority;
+}
+
+/** A record whose stop is a preemption for another user's task, its message scrubbed (`headOwner` as above). */
+export function visibleStop<T extends Pick<TaskRecord, 'stop'>>(viewer: Viewer, task: T, headOwner: string | null): T {
+  if (!task.stop) return task;
+  const message = visibleStopMessage(viewer, task.stop.message, headOwner);
+  return message === task.stop.message ? task : { ...task, stop: { ...task.stop, message } };
+}
+
+interface GroundsShape {
+  rule: 'priority' | 'fair-share';
+  head: { owner: string };
+  victim: { taskId: string; owner: string };
+  users: { user: string }[];
+  victims: string[];
+}
+
+/**
+ * An event as `viewer` may read it (they may read its task): a StopRequested of a preemption
+ * keeps, for one who is not an admin, the head only when it is theirs, and of the users and
+ * victims only themselves and this task; its message as visibleStopMessage says.
+ */
+export function visibleEvent<E extends { type: string; data: unknown }>(viewer: Viewer, e: E): E {
+  if (viewer.admin || e.type !== 'StopRequested') return e;
+  const d = e.data as { message: string; grounds?: GroundsShape };
+  const headOwner = d.grounds?.head.owner ?? null;
+  const message = visibleStopMessage(viewer, d.message, headOwner);
+  if (!d.grounds) return message === d.message ? e : { ...e, data: { ...d, message } };
+  const { head, users, victims, ...rest } = d.grounds;
+  const grounds = {
+    ...rest,
+    ...(head.owner === viewer.user ? { head } : {}),
+    users: users.filter((u) => u.user === viewer.user),
+    victims: victims.filter((id) => id === d.grounds!.victim.taskId),
+  };
+  return { ...e, data: { ...d, message, grounds } };
+}

@@ -76,7 +76,7 @@ import type { CreateManyInput, CreateTaskInput, QuotaSetInput } from './schemas'
 import { isSameProcessAlive, readProcessStartTime } from './trainer/proc';
 import { parseTrainerLine } from './trainer/protocol';
 import { ensurePrivateDir, writePrivateFile } from './trainer/run-folder';
-import { mayRead, ownerScope, queueFor, visibleTask } from './visibility';
+import { mayRead, ownerScope, preemptedFor, queueFor, visibleEvent, visibleStop, visibleTask } from './visibility';
 
 /** A problem with one input field, reported next to that field. */
 export { FieldError };
@@ -534,7 +534,12 @@ export class TrainyardService {
     if (!datasetPath || !dataset) throw new FieldError('datasetPath', datasetNotAllowedMessage(input.datasetPath));
     if (!dataset.ok) throw new FieldError('datasetPath', `dataset ${input.datasetPath}: ${dataset.problem}`);
     const estimate = estimateMemoryGb(estimateInputOf(input.model, input.config));
-    const resources = resolveResources(input.resources, estimate.estimateGb, this.executor.requestDevices(this.picture.devices), this.config.gpuMemoryReserve);
+    const resources = resolveResources(
+      input.resources,
+      estimate.estimateGb,
+      this.executor.requestDevices(this.picture.devices),
+      this.config.gpuMemoryReserve,
+    );
     const quota = this.quotas.get(actor.user) ?? null;
     checkGangAgainstQuota(resources.gpus, quota);
     const priority = resolvePriority(input.priority, this.config.priorityClasses, quota);
@@ -653,7 +658,20 @@ export class TrainyardService {
   async getTask(id: string, actor: Actor): Promise<TaskRecord> {
     const task = visibleTask(actor, await loadTask(this.database.db, id));
     if (!task) throw new TaskNotFoundError(id);
-    return task;
+    return (await this.scrubbed(actor, [task]))[0]!;
+  }
+
+  /** Records as `actor` may read them: a preemption for another user's task names neither (visibility.ts). */
+  private async scrubbed<T extends TaskRecord>(actor: Actor, tasks: T[]): Promise<T[]> {
+    if (actor.admin) return tasks;
+    const headOf = (t: T) => (t.stop?.reason === 'preempt' ? preemptedFor(t.stop.message) : null);
+    const heads = [...new Set(tasks.map(headOf).filter((h) => h !== null))];
+    if (!heads.length) return tasks;
+    const loaded = await loadTasks(this.database.db, heads);
+    return tasks.map((t) => {
+      const head = headOf(t);
+      return head === null ? t : visibleStop(actor, t, loaded.get(head)?.spec.owner ?? null);
+    });
   }
 
   /** The tasks the caller may see: their own, or every task for an admin. */
@@ -662,7 +680,10 @@ export class TrainyardService {
     const scope = ownerScope(actor);
     // Another user's tasks are not there for a caller who may not see them.
     if (scope !== undefined && ownerFilter !== undefined && ownerFilter !== scope) return Promise.resolve({ items: [], nextCursor: null });
-    return listTasks(this.database.db, { ...rest, owner: scope ?? ownerFilter });
+    return listTasks(this.database.db, { ...rest, owner: scope ?? ownerFilter }).then(async (page) => ({
+      ...page,
+      items: await this.scrubbed(actor, page.items),
+    }));
   }
 
   /** Who the caller is, as the API reports it (users.me). */
@@ -677,7 +698,7 @@ export class TrainyardService {
       { type: 'cancel', reason: reason ?? null },
       { actor: actor.user, correlationId: actor.correlationId ?? null },
     );
-    return r.task;
+    return (await this.scrubbed(actor, [r.task]))[0]!;
   }
 
   /**
@@ -689,12 +710,13 @@ export class TrainyardService {
     const meta = { actor: actor.user, correlationId: actor.correlationId ?? null };
     if (isActive(task.status) && task.stop?.reason !== 'preempt')
       await this.store.execute(id, { type: 'preempt', message: `paused by ${actor.user}: it checkpoints and waits to be resumed` }, meta);
-    return (await this.store.execute(id, { type: 'hold', reason: reason ?? null }, meta)).task;
+    return (await this.scrubbed(actor, [(await this.store.execute(id, { type: 'hold', reason: reason ?? null }, meta)).task]))[0]!;
   }
 
   async resumeTask(id: string, actor: Actor): Promise<TaskRecord> {
     await this.getTask(id, actor);
-    return (await this.store.execute(id, { type: 'release' }, { actor: actor.user, correlationId: actor.correlationId ?? null })).task;
+    const r = await this.store.execute(id, { type: 'release' }, { actor: actor.user, correlationId: actor.correlationId ?? null });
+    return (await this.scrubbed(actor, [r.task]))[0]!;
   }
 
   async deleteTask(id: string, actor: Actor): Promise<{ id: string; deleted: true }> {
@@ -735,7 +757,9 @@ export class TrainyardService {
   }): AsyncGenerator<TaskUpdate> {
     if (o.taskId !== undefined && !o.actor.admin) await this.getTask(o.taskId, o.actor);
     for await (const u of this.live.taskUpdates({ taskId: o.taskId, lastEventId: o.lastEventId, client: o.client, signal: o.signal })) {
-      if (o.actor.admin || (u.task !== null && mayRead(o.actor, u.task))) yield u;
+      if (o.actor.admin) yield u;
+      else if (u.task !== null && mayRead(o.actor, u.task))
+        yield { event: visibleEvent(o.actor, u.event), task: (await this.scrubbed(o.actor, [u.task]))[0]! };
     }
   }
 
@@ -837,7 +861,7 @@ export class TrainyardService {
 
   /** The audit log of the tasks the caller may see. */
   listEvents(q: Omit<Parameters<typeof queryEvents>[1], 'owner'>, actor: Actor) {
-    return queryEvents(this.database.db, { ...q, owner: ownerScope(actor) });
+    return queryEvents(this.database.db, { ...q, owner: ownerScope(actor) }).then((events) => events.map((e) => visibleEvent(actor, e)));
   }
 
   /**
@@ -858,6 +882,21 @@ export class TrainyardService {
     }
     const events = await readStream(this.database.db, taskId);
     if (!events.length) throw new TaskNotFoundError(taskId);
+    // A preemption for another user's task is named to an admin only (visibility.ts).
+    const heads = actor.admin
+      ? new Map<string, TaskRecord>()
+      : await loadTasks(
+          this.database.db,
+          events.flatMap((e) => {
+            const head = e.type === 'StopRequested' ? preemptedFor((e.data as { message: string }).message) : null;
+            return head === null ? [] : [head];
+          }),
+        );
+    const stateFor = (r: TaskRecord): TaskRecord => {
+      const head = r.stop ? preemptedFor(r.stop.message) : null;
+      return head === null ? r : visibleStop(actor, r, heads.get(head)?.spec.owner ?? null);
+    };
+    const eventFor = (e: StoredTaskEvent): StoredTaskEvent => visibleEvent(actor, e);
     let state = initialState();
     if (at.position || at.time) {
       let last: StoredTaskEvent | null = null;
@@ -867,7 +906,7 @@ export class TrainyardService {
         state = evolve(state, e);
         last = e;
       }
-      return { steps: [], state: last ? toRecord(state) : null, event: last, nextCursor: null };
+      return { steps: [], state: last ? stateFor(toRecord(state)) : null, event: last ? eventFor(last) : null, nextCursor: null };
     }
     const after = page.afterPosition ? BigInt(page.afterPosition) : -1n;
     const steps: { event: StoredTaskEvent; state: TaskRecord }[] = [];
@@ -876,7 +915,7 @@ export class TrainyardService {
     for (const e of events) {
       state = evolve(state, e);
       if (BigInt(e.position) <= after) continue;
-      const step = { event: e, state: toRecord(state) };
+      const step = { event: eventFor(e), state: stateFor(toRecord(state)) };
       // A state holds every artifact path so far: a page is cut by size as well as by count.
       const size = JSON.stringify(step).length;
       if (steps.length >= page.limit || (steps.length > 0 && bytes + size > page.maxBytes)) {

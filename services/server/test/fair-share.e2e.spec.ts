@@ -141,8 +141,8 @@ for (const backend of backends()) {
       expect(preempted.checkpoint).toMatchObject({ step: expect.any(Number) });
       expect((await waitTerminal(bob, mine.id)).status).toBe('COMPLETED');
 
-      // The stop records the decision: alice sees it on her task; bob cannot read her task at all.
-      const stop = (await eventsOf(alice, second.id)).find((e) => e.type === 'StopRequested')!;
+      // The stop records the decision whole: root (an admin) reads it all; bob cannot read her task at all.
+      const stop = (await eventsOf(root, second.id)).find((e) => e.type === 'StopRequested')!;
       expect(stop.metadata.actor).toBe('scheduler');
       expect(stop.data).toMatchObject({
         reason: 'preempt',
@@ -160,6 +160,27 @@ for (const backend of backends()) {
         },
       });
       expect(errorInfo(await bob.tasks.get.query({ id: second.id }).catch((e: unknown) => e)).code).toBe('NOT_FOUND');
+      // Alice reads that her task was preempted, but neither bob's task, his name nor his devices:
+      // not in her task, its events, its replay or its log.
+      const mineStop = (await eventsOf(alice, second.id)).find((e) => e.type === 'StopRequested')!;
+      expect(mineStop.data).toMatchObject({
+        reason: 'preempt',
+        message: 'preempted by fair share for a task of another user: it goes back to the queue and resumes from its last checkpoint',
+        grounds: { rule: 'fair-share', users: [{ user: 'alice', held: 2 }], victims: [second.id] },
+      });
+      const aliceViews = JSON.stringify([
+        await alice.tasks.get.query({ id: second.id }),
+        await alice.tasks.list.query({}),
+        await eventsOf(alice, second.id),
+        await alice.events.replay.query({ taskId: second.id, limit: 500 }),
+        await alice.tasks.logs.query({ id: second.id, limit: 5000, includeProtocol: true }),
+      ]);
+      expect(aliceViews).toContain('preempted by fair share for a task of another user');
+      expect(aliceViews).not.toContain(mine.id);
+      expect(aliceViews).not.toContain('bob');
+      const rootView = JSON.stringify(await eventsOf(root, second.id));
+      expect(rootView).toContain(mine.id);
+      expect(rootView).toContain('bob');
 
       // Alice's older task was left alone; the preempted one resumes from its checkpoint (attempt 2).
       const resumed = await waitFor(alice, second.id, 'TRAINING', (t) => t.attempt === 2);
