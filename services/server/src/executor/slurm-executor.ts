@@ -44,7 +44,6 @@ import type { EventFeed } from '../feed';
 import type { RunnerLog } from '../runner';
 import { DATASET_DIR, resolveOutputDir } from '../runner/launcher';
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from '../runner/output-buffer';
-import { trainerEnv } from '../trainer/env';
 import { FILES, readTrainerInfo, writePrivateFile, ensurePrivateDir, type ExitInfo } from '../trainer/run-folder';
 import { checkArtifact, checkCheckpoint, parseTrainerLine, ProgressThrottle } from '../trainer/protocol';
 import { RunTailer } from '../trainer/tailer';
@@ -292,7 +291,7 @@ export class SlurmExecutor implements Executor {
       argv: [argv0, ...args.map((a) => (a.startsWith('trainers/') ? join(cwd, a) : a))],
       cwd,
       env: {
-        ...trainerEnv(process.env, this.config.trainerEnvPassThrough),
+        ...this.config.trainerInheritedEnv,
         // The job's GPUs: Slurm sets CUDA_VISIBLE_DEVICES in the job, and the batch script passes it on.
         CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
         TRAINYARD_TASK_SPEC: specFile,
