@@ -113,6 +113,10 @@ export interface DeploymentEventMap {
   DeploymentStopped: { exitCode: number | null; signal: string | null };
   DeploymentFailed: { message: string; exitCode: number | null; signal: string | null };
   DeploymentDeleted: Record<string, never>;
+  /** A completed task's adapter loaded into its running server (`/v1/load_lora_adapter`); served after a restart too. */
+  DeploymentAdapterAdded: { adapter: DeploymentAdapter };
+  /** An adapter unloaded from its running server (`/v1/unload_lora_adapter`). */
+  DeploymentAdapterRemoved: { name: string };
 }
 export type DeploymentEventType = keyof DeploymentEventMap;
 export const DEPLOYMENT_EVENT_TYPES = [
@@ -130,6 +134,8 @@ export const DEPLOYMENT_EVENT_TYPES = [
   'DeploymentStopped',
   'DeploymentFailed',
   'DeploymentDeleted',
+  'DeploymentAdapterAdded',
+  'DeploymentAdapterRemoved',
 ] as const satisfies readonly DeploymentEventType[];
 
 export type NewDeploymentEvent = { [K in DeploymentEventType]: { type: K; data: DeploymentEventMap[K] } }[DeploymentEventType];
@@ -249,6 +255,20 @@ export const deploymentMachine = setup({
       return { ...ended(e.at), error: e.data.message, exitCode: e.data.exitCode, signal: e.data.signal };
     }),
     deleted: assign({ deleted: true }),
+    adapterAdded: assign(({ event, context }) => {
+      const a = (event as Ev<'DeploymentAdapterAdded'>).data.adapter;
+      return {
+        spec: { ...context.spec, adapters: [...context.spec.adapters, { ...a }] },
+        servedModels: [...context.servedModels.filter((m) => m !== a.name), a.name],
+      };
+    }),
+    adapterRemoved: assign(({ event, context }) => {
+      const { name } = (event as Ev<'DeploymentAdapterRemoved'>).data;
+      return {
+        spec: { ...context.spec, adapters: context.spec.adapters.filter((x) => x.name !== name) },
+        servedModels: context.servedModels.filter((m) => m !== name),
+      };
+    }),
   },
 }).createMachine({
   id: 'deployment',
@@ -270,6 +290,8 @@ export const deploymentMachine = setup({
     SERVING: {
       on: {
         DeploymentYielding: { guard: 'mayYield', actions: 'yielding' },
+        DeploymentAdapterAdded: { guard: 'notStopping', actions: 'adapterAdded' },
+        DeploymentAdapterRemoved: { guard: 'notStopping', actions: 'adapterRemoved' },
         DeploymentRestarting: { target: 'STARTING', actions: 'restarting' },
         DeploymentSlept: { target: 'SLEEPING' },
         DeploymentStopRequested: { guard: 'notStopping', actions: 'stopRequested' },
@@ -365,7 +387,10 @@ export type DeploymentCommand =
       stableMs?: number;
     }
   | { type: 'fail'; message: string }
-  | { type: 'delete' };
+  | { type: 'delete' }
+  /** Record an adapter loaded into (or unloaded from) its running server. */
+  | { type: 'addAdapter'; adapter: DeploymentAdapter }
+  | { type: 'removeAdapter'; name: string };
 
 /** A command the deployment lifecycle does not allow in the deployment's current state. */
 export class DeploymentCommandError extends Error {
@@ -454,6 +479,25 @@ function eventsFor(state: DeploymentState, command: DeploymentCommand): NewDeplo
       return [{ type: 'DeploymentFailed', data: { message: command.message, exitCode: null, signal: null } }];
     case 'delete':
       return [{ type: 'DeploymentDeleted', data: {} }];
+    case 'addAdapter': {
+      const c = state.snapshot.context;
+      if (c.spec.adapters.some((a) => a.name === command.adapter.name) || c.spec.model === command.adapter.name)
+        throw new DeploymentCommandError(c.id, deploymentStatusOf(state), 'addAdapter', `it already serves ${command.adapter.name}`);
+      if (c.spec.adapters.length === 0)
+        throw new DeploymentCommandError(
+          c.id,
+          deploymentStatusOf(state),
+          'addAdapter',
+          'it was started without LoRA (--enable-lora): serve an adapter from its creation',
+        );
+      return [{ type: 'DeploymentAdapterAdded', data: { adapter: { ...command.adapter } } }];
+    }
+    case 'removeAdapter': {
+      const c = state.snapshot.context;
+      if (!c.spec.adapters.some((a) => a.name === command.name))
+        throw new DeploymentCommandError(c.id, deploymentStatusOf(state), 'removeAdapter', `it serves no adapter named ${command.name}`);
+      return [{ type: 'DeploymentAdapterRemoved', data: { name: command.name } }];
+    }
   }
 }
 

@@ -144,6 +144,27 @@ describe('deployment lifecycle', () => {
     expect(r.holding).toBe(false);
   });
 
+  describe('adapters on a running deployment', () => {
+    const extra = { name: 'task-2', path: '/out/task-2/adapter', taskId: 'task-2' };
+    it('given SERVING with LoRA, when an adapter is added, then it is served and kept in the spec (a restart serves it too); removed, it is gone', () => {
+      const s = given(create, place, launch, serve);
+      const added = apply(s, when(s, { type: 'addAdapter', adapter: extra }));
+      expect(toDeploymentRecord(added).spec.adapters.map((a) => a.name)).toEqual(['task-1', 'task-2']);
+      expect(toDeploymentRecord(added).servedModels).toContain('task-2');
+      expect(() => when(added, { type: 'addAdapter', adapter: extra })).toThrow(/already serves task-2/);
+      const removed = apply(added, when(added, { type: 'removeAdapter', name: 'task-2' }));
+      expect(toDeploymentRecord(removed).spec.adapters.map((a) => a.name)).toEqual(['task-1']);
+      expect(toDeploymentRecord(removed).servedModels).not.toContain('task-2');
+      expect(() => when(removed, { type: 'removeAdapter', name: 'task-2' })).toThrow(/serves no adapter named task-2/);
+    });
+    it('given not SERVING, or started without LoRA, when an adapter is added, then it is refused saying why', () => {
+      const asleep = given(create, place, launch, serve, { type: 'recordSleep', level: 1 });
+      expect(() => when(asleep, { type: 'addAdapter', adapter: extra })).toThrow(/not allowed while it is SLEEPING/);
+      const plain = given({ ...create, spec: spec({ taskId: null, adapters: [] }) } as DeploymentCommand, place, launch, serve);
+      expect(() => when(plain, { type: 'addAdapter', adapter: extra })).toThrow(/started without LoRA/);
+    });
+  });
+
   describe('restart budget back after serving stably', () => {
     const STABLE = 7 * 24 * 3600_000;
     const died = (now?: string): DeploymentCommand => ({

@@ -28,6 +28,7 @@ import {
   replayInput,
   createDeploymentInput,
   deploymentIdInput,
+  deploymentAdapterInput,
   deploymentUpdatesInput,
   listDeploymentsInput,
 } from './schemas';
@@ -311,6 +312,12 @@ const deploymentsRouter = t.router({
   list: procedure.input(listDeploymentsInput).query(({ ctx, input }) => ctx.service.deployments.list(ctx.actor, input?.limit ?? 100)),
   stop: procedure.input(deploymentIdInput).mutation(({ ctx, input }) => ctx.service.deployments.stop(input.id, ctx.actor)),
   delete: procedure.input(deploymentIdInput).mutation(({ ctx, input }) => ctx.service.deployments.delete(input.id, ctx.actor)),
+  addAdapter: procedure
+    .input(deploymentAdapterInput)
+    .mutation(({ ctx, input }) => ctx.service.deployments.addAdapter(input.id, input.taskId, ctx.actor)),
+  removeAdapter: procedure
+    .input(deploymentAdapterInput)
+    .mutation(({ ctx, input }) => ctx.service.deployments.removeAdapter(input.id, input.taskId, ctx.actor)),
   /** Each change of a deployment (or of all the caller may see) as its record after the change, from now on. */
   onUpdate: procedure.input(deploymentUpdatesInput).subscription(async function* ({ ctx, input, signal }) {
     try {

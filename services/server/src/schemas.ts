@@ -275,5 +275,7 @@ export const createDeploymentInput = z
     path: ['taskId'],
   });
 export const deploymentIdInput = z.strictObject({ id: deploymentId });
+/** deployments.addAdapter / removeAdapter: a completed task's adapter on a SERVING deployment. */
+export const deploymentAdapterInput = z.strictObject({ id: deploymentId, taskId });
 export const deploymentUpdatesInput = z.strictObject({ id: deploymentId.optional() }).optional();
 export const listDeploymentsInput = z.strictObject({ limit: int('limit', 1, 500).optional() }).optional();

@@ -123,5 +123,37 @@ for (const backend of backends()) {
       await s.client.deployments.stop.mutate({ id: d.id });
       await status(d.id, 'STOPPED');
     });
+
+    it('a completed task’s adapter is loaded into a SERVING deployment (recorded on its stream), listed and answered; removed, it is gone', async () => {
+      const [first, second] = [await completed(), await completed()];
+      const d = await status((await s.client.deployments.create.mutate({ taskId: first.id })).id, 'SERVING');
+      const models = async () => ((await (await fetch(`${d.endpoint}/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id);
+      expect(await models()).not.toContain(second.id);
+
+      const added = await s.client.deployments.addAdapter.mutate({ id: d.id, taskId: second.id });
+      expect(added.spec.adapters).toEqual([
+        { name: first.id, path: first.artifacts.at(-1), taskId: first.id },
+        { name: second.id, path: second.artifacts.at(-1), taskId: second.id },
+      ]);
+      expect(added.servedModels).toContain(second.id);
+      expect(await models()).toContain(second.id);
+      const answer = await chat(second.id);
+      expect(answer.status).toBe(200);
+      expect(((await answer.json()) as { model: string }).model).toBe(second.id);
+      const events = (await s.client.events.list.query({ taskId: d.id, limit: 200 })).events;
+      expect(events.find((e) => (e.type as string) === 'DeploymentAdapterAdded')?.data).toMatchObject({
+        adapter: { name: second.id, taskId: second.id },
+      });
+      await expect(s.client.deployments.addAdapter.mutate({ id: d.id, taskId: second.id })).rejects.toThrow(/already serves/);
+
+      const removed = await s.client.deployments.removeAdapter.mutate({ id: d.id, taskId: second.id });
+      expect(removed.servedModels).not.toContain(second.id);
+      expect(await models()).not.toContain(second.id);
+      // No deployment serves it now: our /v1 knows no such model.
+      expect((await chat(second.id)).status).toBe(404);
+      await s.client.deployments.stop.mutate({ id: d.id });
+      await status(d.id, 'STOPPED');
+      await expect(s.client.deployments.addAdapter.mutate({ id: d.id, taskId: second.id })).rejects.toThrow(/is STOPPED/);
+    });
   });
 }

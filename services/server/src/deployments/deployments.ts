@@ -253,6 +253,57 @@ export class Deployments {
     return { deployment: found, held };
   }
 
+  /**
+   * Loads a COMPLETED task's adapter into a SERVING deployment's server (vLLM's
+   * `/v1/load_lora_adapter`, named after the task), then records it (`DeploymentAdapterAdded`):
+   * served from then on, and after a restart too.
+   */
+  async addAdapter(id: string, taskId: string, viewer: Viewer): Promise<DeploymentRecord> {
+    const record = await this.runtimeLora(id, viewer, 'addAdapter');
+    const adapter = adapterOf(await this.opts.getTask(taskId, viewer), 'taskId');
+    if (record.spec.adapters.some((a) => a.name === adapter.name)) throw new FieldError('taskId', `${id} already serves ${adapter.name}`);
+    await this.loraCall(record, 'load_lora_adapter', { lora_name: adapter.name, lora_path: adapter.path });
+    return this.store.command(id, { type: 'addAdapter', adapter }, viewer.user);
+  }
+
+  /** Unloads a task's adapter from a SERVING deployment (`/v1/unload_lora_adapter`), recorded as `DeploymentAdapterRemoved`. */
+  async removeAdapter(id: string, taskId: string, viewer: Viewer): Promise<DeploymentRecord> {
+    const record = await this.runtimeLora(id, viewer, 'removeAdapter');
+    if (!record.spec.adapters.some((a) => a.name === taskId)) throw new FieldError('taskId', `${id} serves no adapter of task ${taskId}`);
+    await this.loraCall(record, 'unload_lora_adapter', { lora_name: taskId });
+    return this.store.command(id, { type: 'removeAdapter', name: taskId }, viewer.user);
+  }
+
+  private async runtimeLora(id: string, viewer: Viewer, what: string): Promise<DeploymentRecord> {
+    const record = await this.get(id, viewer);
+    if (record.status !== 'SERVING' || !record.server)
+      throw new FieldError('id', `cannot ${what}: ${id} is ${record.status}; adapters are loaded into a SERVING deployment`);
+    if (record.spec.adapters.length === 0)
+      throw new FieldError(
+        'id',
+        `cannot ${what}: ${id} was started without LoRA (--enable-lora); deploy a task's adapter to serve adapters`,
+      );
+    return record;
+  }
+
+  private async loraCall(record: DeploymentRecord, route: string, body: Record<string, string>): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(`http://${LOOPBACK}:${record.server!.port}/v1/${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(120_000),
+      });
+    } catch (err) {
+      throw new Error(`deployment ${record.id} did not answer /v1/${route}: ${(err as Error).message}`, { cause: err });
+    }
+    if (!res.ok) {
+      const text = (await res.text()).slice(0, 500);
+      throw new FieldError('taskId', `vLLM refused /v1/${route} (${res.status}): ${text}`);
+    }
+  }
+
   async stop(id: string, viewer: Viewer): Promise<DeploymentRecord> {
     await this.get(id, viewer);
     const record = await this.store.command(id, { type: 'stop', reason: `stopped by ${viewer.user}` }, viewer.user);

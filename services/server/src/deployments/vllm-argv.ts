@@ -58,5 +58,11 @@ export function vllmServeArgv(spec: VllmServeSpec): string[] {
  * GPUs than the ones the deployment holds (as the launcher sets it for trainers).
  */
 export function vllmServeEnv(devices: number[]): Record<string, string> {
-  return { VLLM_SERVER_DEV_MODE: '1', CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: devices.join(',') };
+  // VLLM_ALLOW_RUNTIME_LORA_UPDATING: /v1/load_lora_adapter and /v1/unload_lora_adapter (deployments.addAdapter).
+  return {
+    VLLM_SERVER_DEV_MODE: '1',
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING: 'True',
+    CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
+    CUDA_VISIBLE_DEVICES: devices.join(','),
+  };
 }

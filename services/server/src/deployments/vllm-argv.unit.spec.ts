@@ -84,6 +84,11 @@ describe('vllmServeArgv', () => {
   });
 
   it('the environment turns on the sleep routes and names the devices', () => {
-    expect(vllmServeEnv([0, 2])).toEqual({ VLLM_SERVER_DEV_MODE: '1', CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: '0,2' });
+    expect(vllmServeEnv([0, 2])).toEqual({
+      VLLM_SERVER_DEV_MODE: '1',
+      VLLM_ALLOW_RUNTIME_LORA_UPDATING: 'True',
+      CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
+      CUDA_VISIBLE_DEVICES: '0,2',
+    });
   });
 });
