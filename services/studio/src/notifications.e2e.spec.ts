@@ -65,7 +65,10 @@ describe.skipIf(!hasChromium)('Studio: browser notifications when tasks end', ()
     const t = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }, { name: 'unheard' }));
     await page.locator(`[data-testid="task-row"][data-name="unheard"]`).first().waitFor();
     await eventually(async () => (await s.client.tasks.get.query({ id: t.id })).status === 'COMPLETED', 'unheard completed', WAIT);
-    await expect.poll(() => page.locator(`[data-testid="task-row"][data-name="unheard"]`).first().textContent()).toContain('COMPLETED');
+    // The row's status is its data-status (the badge shows it in words, not the enum).
+    await expect
+      .poll(() => page.locator(`[data-testid="task-row"][data-name="unheard"]`).first().getAttribute('data-status'), { timeout: WAIT })
+      .toBe('COMPLETED');
     expect(await notices()).toEqual([]);
   });
 
@@ -94,7 +97,8 @@ describe.skipIf(!hasChromium)('Studio: browser notifications when tasks end', ()
 
   it('a task followed by itself is announced without the opt-in for all; others are not', async () => {
     const before = (await notices()).length;
-    const followed = await s.client.tasks.create.mutate(simulated({ steps: 40, stepMs: 100 }, { name: 'followed' }));
+    // Long enough (10 min) to be still running when cancelled, however slow the machine; the cancel ends it.
+    const followed = await s.client.tasks.create.mutate(simulated({ steps: 6000, stepMs: 100 }, { name: 'followed' }));
     const other = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }, { name: 'not-followed' }));
     const row = page.locator(`[data-testid="task-row"][data-name="followed"]`).first();
     await row.waitFor();
@@ -103,9 +107,13 @@ describe.skipIf(!hasChromium)('Studio: browser notifications when tasks end', ()
     await follow.click();
     await expect.poll(() => follow.getAttribute('aria-pressed')).toBe('true');
     expect(await follow.getAttribute('aria-label')).toBe('Stop notifying when followed ends');
-    await eventually(async () => (await s.client.tasks.get.query({ id: other.id })).status === 'COMPLETED', 'not-followed completed', WAIT);
+    // The other waits for the device the followed one holds: it runs once that one is cancelled.
     await s.client.tasks.cancel.mutate({ id: followed.id });
     await expect.poll(async () => (await notices()).slice(before).map((n) => n.title), { timeout: WAIT }).toContain('Cancelled: followed');
+    await eventually(async () => (await s.client.tasks.get.query({ id: other.id })).status === 'COMPLETED', 'not-followed completed', WAIT);
+    await expect
+      .poll(() => page.locator(`[data-testid="task-row"][data-name="not-followed"]`).first().getAttribute('data-status'), { timeout: WAIT })
+      .toBe('COMPLETED');
     expect((await notices()).slice(before).map((n) => n.title)).not.toContain('Completed: not-followed');
     expect(pageErrors).toEqual([]);
   });
