@@ -5,9 +5,14 @@ import { backfillPolicy, decideRecovery, decideRun, type SchedulingPolicy } from
 import { describeViolation, simulate, World, type SimViolation } from '.';
 
 const SEEDS = Number(process.env.TRAINYARD_SIM_SEEDS ?? 400);
+// A limit sized to the seeds, not the suite's 180 s: on CI's 2 loaded cores a 120-step seed takes
+// about 0.65 s (a profile of 15 seeds: the isolation check is 8 % of it, World.check 20 %, the
+// lifecycle machine, the store and GC the rest), so 400 take about 260 s. 2 s a seed leaves room
+// for a loaded machine and still ends a run that hangs.
+const SEEDS_TIMEOUT_MS = Math.max(180_000, SEEDS * 2_000);
 
 describe('deterministic simulation', () => {
-  it(`${SEEDS} seeds, crashes anywhere: no invariant is ever violated`, async () => {
+  it(`${SEEDS} seeds, crashes anywhere: no invariant is ever violated`, { timeout: SEEDS_TIMEOUT_MS }, async () => {
     const failures: string[] = [];
     let crashes = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
