@@ -16,3 +16,4 @@ export * from './visibility';
 export * from './deployment';
 export * from './deployment-arbitration';
 export * from './webhooks';
+export * from './webhook-address';

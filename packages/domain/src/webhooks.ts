@@ -153,7 +153,9 @@ export interface RetryPolicy {
 export type AttemptResult =
   | { kind: 'response'; status: number; /** Retry-After, when the receiver sent one (ms). */ retryAfterMs?: number | null }
   /** No answer: refused connection, reset, timeout, DNS. */
-  | { kind: 'error'; message: string };
+  | { kind: 'error'; message: string }
+  /** Not sent: the service refused to send it (a non-admin's webhook to a restricted address). */
+  | { kind: 'refused'; message: string };
 
 export type DeliveryDecision = { kind: 'delivered' } | { kind: 'retry'; delayMs: number; why: string } | { kind: 'failed'; why: string };
 
@@ -186,6 +188,8 @@ function describe(result: AttemptResult): string {
  */
 export function decideAfterAttempt(attempt: number, result: AttemptResult, policy: RetryPolicy, jitter: number): DeliveryDecision {
   if (result.kind === 'response' && result.status >= 200 && result.status < 300) return { kind: 'delivered' };
+  // Sending it again would be refused again (the address rule does not change between attempts).
+  if (result.kind === 'refused') return { kind: 'failed', why: `not sent: ${result.message}` };
   const seen = describe(result);
   if (result.kind === 'response' && !isRetryableStatus(result.status))
     return { kind: 'failed', why: `${seen}: the receiver refused it; not retried` };

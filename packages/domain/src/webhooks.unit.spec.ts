@@ -133,6 +133,13 @@ describe('decideAfterAttempt: given an attempt and what it came to, then deliver
     expect(decideAfterAttempt(1, { kind: 'response', status: 410 }, POLICY, 0.5).kind).toBe('failed');
   });
 
+  it('an attempt the service refused to send (a restricted address) is failed at once with the reason, whatever attempts are left', () => {
+    expect(decideAfterAttempt(1, { kind: 'refused', message: 'url host 127.0.0.1 is a loopback address' }, POLICY, 0.5)).toEqual({
+      kind: 'failed',
+      why: 'not sent: url host 127.0.0.1 is a loopback address',
+    });
+  });
+
   it('but 408, 425 and 429 say "later": retried', () => {
     for (const status of [408, 425, 429]) expect(decideAfterAttempt(1, { kind: 'response', status }, POLICY, 0.5).kind).toBe('retry');
   });

@@ -40,7 +40,12 @@ async function main() {
   const webhooks = new WebhookDispatcher(
     service.database.db,
     service.feed,
-    { ...config.webhooks, tickMs: Math.min(1000, config.webhooks.baseDelayMs), version: config.version },
+    {
+      ...config.webhooks,
+      tickMs: Math.min(1000, config.webhooks.baseDelayMs),
+      version: config.version,
+      restrictNonAdmin: config.auth === 'tokens',
+    },
     log,
   );
   await webhooks.start().catch((err: Error) => log.error(`webhooks: cannot start: ${err.message}; no deliveries until a restart`));

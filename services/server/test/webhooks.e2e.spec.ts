@@ -4,10 +4,15 @@
 // until it gets 200; a receiver that refuses with 400 is not retried. Each attempt is recorded
 // (webhooks.deliveries) and said in the service's log; the secret appears nowhere but in the
 // signature.
+import { mkdtempSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendAvailable, backends } from '@trainyard/store/testing';
+import { connect, type TrainyardClient } from '@trainyard/client';
+import { addUser, createToken, createWebhook, openDatabase, storageFromEnv } from '@trainyard/store';
+import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
 import { verifyWebhookSignature } from '../src/webhooks/sign';
 import { waitTerminal } from './lifecycle-support';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
@@ -181,6 +186,90 @@ for (const backend of backends()) {
         data: { code: 'BAD_REQUEST', fieldErrors: { url: [expect.stringMatching(/http:\/\/ or https:\/\//)] } },
       });
       await expect(s.client.webhooks.delete.mutate({ id: 'wh_nope' })).rejects.toMatchObject({ data: { code: 'NOT_FOUND' } });
+    });
+  });
+}
+
+// Tokens mode: an ordinary user's webhook may not reach this machine or its private network
+// (SSRF); an admin's may (the receiver above is on loopback). A webhook row made before the rule
+// (here written to the database directly) is refused at delivery: a failed attempt, nothing sent.
+for (const backend of backends()) {
+  describe.skipIf(!backendAvailable(backend))(`webhooks in tokens mode on ${backend.kind}`, () => {
+    let s: RunningServer;
+    let rx: Awaited<ReturnType<typeof receiver>>;
+    let alice: TrainyardClient;
+    let root: TrainyardClient;
+    const OLD_HOOK = 'wh_madebeforetherule';
+    beforeAll(async () => {
+      rx = await receiver(() => 200);
+      const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-webhooks-tokens-'));
+      const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
+      const dbEnv = { TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) };
+      const database = await openDatabase(storageFromEnv(dbEnv));
+      const tokens: Record<string, string> = {};
+      try {
+        for (const [name, isAdmin] of [
+          ['root', true],
+          ['alice', false],
+        ] as const) {
+          await addUser(database.db, { name, admin: isAdmin });
+          tokens[name] = (await createToken(database.db, { userName: name, expiresAt: null })).token;
+        }
+        await createWebhook(database.db, {
+          id: OLD_HOOK,
+          owner: 'alice',
+          url: `${rx.url}/old`,
+          secret: SECRET,
+          events: [],
+          createdBy: 'alice',
+        });
+      } finally {
+        await database.close();
+      }
+      s = await startServer({
+        backend,
+        dataDir,
+        ...(schema ? { schema } : {}),
+        env: { TRAINYARD_AUTH: 'tokens', TRAINYARD_WEBHOOK_BACKOFF_MS: '200', TRAINYARD_WEBHOOK_ATTEMPTS: '3' },
+        startTimeoutMs: 200_000,
+      });
+      alice = await connect({ url: s.url, token: tokens.alice! });
+      root = await connect({ url: s.url, token: tokens.root! });
+    }, 240_000);
+    afterAll(async () => {
+      await s?.dispose();
+      await rx?.close();
+    });
+
+    it("refuses a non-admin's webhook to a loopback, private or link-local address, naming url; an admin's may", async () => {
+      for (const [url, kind] of [
+        [`${rx.url}/mine`, 'loopback'],
+        ['http://[::1]:9/x', 'loopback'],
+        ['http://10.1.2.3/x', 'private'],
+        ['http://169.254.169.254/latest/meta-data', 'link-local'],
+        ['http://0.0.0.0:9/x', 'unspecified'],
+        ['http://localhost:9/x', 'loopback'],
+      ] as const) {
+        await expect(alice.webhooks.create.mutate({ url }), url).rejects.toMatchObject({
+          data: { code: 'BAD_REQUEST', fieldErrors: { url: [expect.stringMatching(new RegExp(`a ${kind} address: only an admin`))] } },
+        });
+      }
+      expect((await alice.webhooks.list.query()).map((w) => w.id)).toEqual([OLD_HOOK]);
+      const admins = await root.webhooks.create.mutate({ url: `${rx.url}/admin` });
+      expect(admins.webhook.url).toBe(`${rx.url}/admin`);
+    });
+
+    it("refuses at delivery a non-admin's webhook that reaches a loopback address: one failed attempt, nothing sent", async () => {
+      const t = await alice.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }, { name: 'ssrf' }));
+      expect((await waitTerminal(alice, t.id)).status).toBe('COMPLETED');
+      const d = await eventually(async () => {
+        const list = await alice.webhooks.deliveries.query({ webhookId: OLD_HOOK, taskId: t.id });
+        return list[0]?.state === 'failed' ? list[0] : null;
+      }, 'the delivery to the loopback address to be refused');
+      expect(d.attempts).toHaveLength(1);
+      expect(d.attempts[0]).toMatchObject({ attempt: 1, status: null, outcome: 'failed' });
+      expect(d.lastError).toMatch(/^not sent: url host 127\.0\.0\.1 is a loopback address: only an admin's webhook/);
+      expect(rx.got.filter((g) => g.path === '/old')).toHaveLength(0);
     });
   });
 }

@@ -127,6 +127,8 @@ export interface DueDelivery {
   body: string;
   /** Attempts made before this one. */
   attempts: number;
+  /** Made by an admin: a global webhook (no owner), or one whose creator is an admin user now. */
+  byAdmin: boolean;
 }
 
 /**
@@ -143,6 +145,7 @@ export async function claimDueDeliveries(conn: Conn, limit: number, claimMs: num
     attempts: number;
     url: string;
     secret: string;
+    by_admin: boolean;
   }>(
     await conn.execute(sql`WITH due AS (
         SELECT d.id FROM webhook_deliveries d
@@ -151,7 +154,8 @@ export async function claimDueDeliveries(conn: Conn, limit: number, claimMs: num
       UPDATE webhook_deliveries d SET claimed_until = now() + ${ms(claimMs)}
       FROM due, webhooks w
       WHERE d.id = due.id AND w.id = d.webhook_id AND w.deleted_at IS NULL
-      RETURNING d.id, d.webhook_id, d.task_id, d.type, d.body, d.attempts, w.url, w.secret`),
+      RETURNING d.id, d.webhook_id, d.task_id, d.type, d.body, d.attempts, w.url, w.secret,
+        (w.owner IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.name = w.created_by AND u.admin)) AS by_admin`),
   );
   return rows.map((r) => ({
     id: r.id,
@@ -162,6 +166,7 @@ export async function claimDueDeliveries(conn: Conn, limit: number, claimMs: num
     secret: r.secret,
     body: r.body,
     attempts: Number(r.attempts),
+    byAdmin: r.by_admin === true || (r.by_admin as unknown) === 't',
   }));
 }
 

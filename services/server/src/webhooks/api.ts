@@ -16,6 +16,7 @@ import {
   type WebhookView,
 } from '@trainyard/store';
 import { FieldError, ForbiddenError } from '../field-error';
+import { nonAdminAddressProblem } from './address';
 
 /** The caller, as far as webhooks care. */
 export interface WebhookActor {
@@ -59,6 +60,11 @@ export async function createWebhookFor(
   const problem = webhookUrlProblem(input.url);
   if (problem) throw new FieldError('url', problem);
   if (input.allUsers && !actor.admin) throw new ForbiddenError('only an admin may make a webhook for every user (allUsers)');
+  // An ordinary user's webhook may not reach this machine or its private network (SSRF).
+  if (!actor.admin) {
+    const refused = await nonAdminAddressProblem(input.url);
+    if (refused) throw new FieldError('url', refused);
+  }
   const secret = input.secret ?? `whsec_${randomBytes(24).toString('base64url')}`;
   const webhook = await createWebhook(db, {
     id: `wh_${randomBytes(6).toString('hex')}`,

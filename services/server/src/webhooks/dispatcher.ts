@@ -28,6 +28,7 @@ import {
 } from '@trainyard/store';
 import type { EventFeed } from '../feed';
 import type { Logger } from '../log';
+import { nonAdminAddressProblem } from './address';
 import { signatureHeader } from './sign';
 
 export interface WebhookDispatcherOptions extends RetryPolicy {
@@ -38,6 +39,11 @@ export interface WebhookDispatcherOptions extends RetryPolicy {
   version: string;
   /** In [0, 1): the backoff's jitter. */
   random?: () => number;
+  /**
+   * Tokens mode: a webhook not made by an admin is not sent to a loopback, private, link-local or
+   * unspecified address (its host resolved again before each attempt). Local mode: everyone is an admin.
+   */
+  restrictNonAdmin: boolean;
 }
 
 /** How often the cursor is saved when no ending passed (a restart re-reads at most this much of the log). */
@@ -166,29 +172,32 @@ export class WebhookDispatcher {
     const attempt = d.attempts + 1;
     const started = Date.now();
     let result: AttemptResult;
-    try {
-      const res = await fetch(d.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': `Trainyard-Webhooks/${this.opts.version}`,
-          'x-trainyard-delivery': d.id,
-          'x-trainyard-event': d.type,
-          'x-trainyard-attempt': String(attempt),
-          [WEBHOOK_SIGNATURE_HEADER]: signatureHeader(d.secret, Math.floor(Date.now() / 1000), d.body),
-        },
-        body: d.body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
-      });
-      await res.body?.cancel().catch(() => {});
-      result = { kind: 'response', status: res.status, retryAfterMs: retryAfterMs(res.headers.get('retry-after'), Date.now()) };
-    } catch (err) {
-      result = { kind: 'error', message: errorText(err, this.opts.timeoutMs) };
-    }
+    const refused = this.opts.restrictNonAdmin && !d.byAdmin ? await nonAdminAddressProblem(d.url) : null;
+    if (refused) result = { kind: 'refused', message: refused };
+    else
+      try {
+        const res = await fetch(d.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': `Trainyard-Webhooks/${this.opts.version}`,
+            'x-trainyard-delivery': d.id,
+            'x-trainyard-event': d.type,
+            'x-trainyard-attempt': String(attempt),
+            [WEBHOOK_SIGNATURE_HEADER]: signatureHeader(d.secret, Math.floor(Date.now() / 1000), d.body),
+          },
+          body: d.body,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(this.opts.timeoutMs),
+        });
+        await res.body?.cancel().catch(() => {});
+        result = { kind: 'response', status: res.status, retryAfterMs: retryAfterMs(res.headers.get('retry-after'), Date.now()) };
+      } catch (err) {
+        result = { kind: 'error', message: errorText(err, this.opts.timeoutMs) };
+      }
     const durationMs = Date.now() - started;
     const decision = decideAfterAttempt(attempt, result, this.opts, this.random());
-    const seen = result.kind === 'response' ? `HTTP ${result.status}` : result.message;
+    const seen = result.kind === 'response' ? `HTTP ${result.status}` : result.kind === 'refused' ? 'not sent' : result.message;
     const what =
       decision.kind === 'delivered'
         ? 'delivered'
@@ -205,7 +214,7 @@ export class WebhookDispatcher {
         {
           attempt,
           status: result.kind === 'response' ? result.status : null,
-          error: result.kind === 'error' ? result.message : null,
+          error: result.kind === 'response' ? null : result.message,
           durationMs,
         },
         decision,
