@@ -7,6 +7,9 @@
 // falls over (health ok after), nothing is written for a rejected input, and an accepted one is
 // stored as given, inside the datasets root and the outputs folder.
 // A complement to bad-input.e2e.spec.ts (hand-written cases).
+// Issue 13's and later procedures too: tasks.createMany/pause/resume, users.me, quotas.get/set,
+// webhooks.* and deployments.*; for those that write outside the log (quotas, webhooks,
+// deployments) a refused call must leave their rows as they were, an accepted one be listed whole.
 // Hostile request headers (fuzzRequestHeaders): a Host the service does not answer to, a foreign
 // Origin, Sec-Fetch-Site: cross-site, a body that is not JSON, each refused (421/403/415) with
 // nothing written.
@@ -361,6 +364,12 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
       },
     ).map((input) => ({ proc: 'tasks.onLogs', input })),
     fc
+      .constantFrom('quotas.get', 'users.me', 'webhooks.list', 'deployments.list', 'system.ping', 'system.gpuHistory')
+      .chain((proc) => fc.option(hostileValue, { nil: undefined }).map((input) => ({ proc, input }))),
+    mutate({}, { taskId: id, webhookId: id, limit: hostileNumber }).map((input) => ({ proc: 'webhooks.deliveries', input })),
+    mutate({ id: 'dnone' }, { id }).map((input) => ({ proc: 'deployments.get', input })),
+    mutate({}, { limit: hostileNumber }).map((input) => ({ proc: 'deployments.list', input })),
+    fc
       .constantFrom('queue.get', 'system.health', 'system.gpuInfo')
       .chain((proc) => fc.option(hostileValue, { nil: undefined }).map((input) => ({ proc, input }))),
     fc
@@ -379,6 +388,58 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
     traversal.map((input) => ({ proc: 'tasks.create', input })),
     mutate({ id: 'tnone' }, { id, reason: hostileString }).map((input) => ({ proc: 'tasks.cancel', input })),
     mutate({ id: 'tnone' }, { id }).map((input) => ({ proc: 'tasks.delete', input })),
+    mutate({ id: 'tnone' }, { id, reason: hostileString }).map((input) => ({ proc: 'tasks.pause', input })),
+    mutate({ id: 'tnone' }, { id }).map((input) => ({ proc: 'tasks.resume', input })),
+    mutate(
+      { tasks: [goodCreate, goodCreate] },
+      {
+        tasks: fc.oneof(
+          fc.array(create, { maxLength: 3 }),
+          fc.array(fc.constant(goodCreate), { minLength: 0, maxLength: 60 }),
+          hostileValue,
+        ),
+        idempotencyKey: hostileString,
+      },
+    ).map((input) => ({ proc: 'tasks.createMany', input })),
+    mutate(
+      { user: 'torture', maxGpus: 1 },
+      {
+        user: fc.oneof(hostileString, fc.constantFrom('torture', 'root', 'nobody', '__proto__')),
+        maxGpus: hostileNumber,
+        gpuHours: hostileNumber,
+        gpuHoursWindowHours: hostileNumber,
+        maxPriority: fc.oneof(hostileString, fc.constantFrom('low', 'urgent', 'nope', 'URGENT')),
+        weight: hostileNumber,
+      },
+    ).map((input) => ({ proc: 'quotas.set', input })),
+    mutate(
+      { url: 'http://127.0.0.1:9/hook' },
+      {
+        url: fc.oneof(
+          hostileString,
+          fc.constantFrom('http://127.0.0.1:9/hook', 'file:///etc/passwd', 'javascript:alert(1)', 'ftp://x', 'http://', 'http://[::1'),
+        ),
+        secret: hostileString,
+        allUsers: hostileValue,
+        events: hostileValue,
+      },
+    ).map((input) => ({ proc: 'webhooks.create', input })),
+    mutate({ id: 'wnone' }, { id }).map((input) => ({ proc: 'webhooks.delete', input })),
+    mutate(
+      { taskId: 'tnone' },
+      {
+        taskId: id,
+        model: hostileString,
+        adapters: fc.oneof(fc.array(id, { maxLength: 20 }), hostileValue),
+        gpus: hostileNumber,
+        gpuMemoryUtilization: hostileNumber,
+        maxModelLen: hostileNumber,
+        port: hostileNumber,
+      },
+    ).map((input) => ({ proc: 'deployments.create', input })),
+    fc
+      .tuple(fc.constantFrom('deployments.stop', 'deployments.delete'), mutate({ id: 'dnone' }, { id }))
+      .map(([proc, input]) => ({ proc, input })),
   ];
   // Raw bodies: numbers JSON.stringify cannot write (1e999 → Infinity), broken JSON, odd encodings.
   const rawNumber = fc.constantFrom(
@@ -463,6 +524,37 @@ async function eventsAfter(url: string, position: string): Promise<StoredTaskEve
   }
 }
 
+/** Calls that write rows outside the event log: quotas, webhooks, deployments. */
+const SIDE_WRITES = new Set([
+  'quotas.set',
+  'webhooks.create',
+  'webhooks.delete',
+  'deployments.create',
+  'deployments.stop',
+  'deployments.delete',
+]);
+
+/** What those calls may change, in a form that does not move on its own (no usage, no deployment state). */
+async function sideRows(url: string): Promise<string> {
+  const read = async (proc: string) => {
+    const r = await callApi<Record<string, unknown>[]>(url, proc, undefined);
+    if (!r.ok) throw new Error(`${proc} failed: ${r.error.code} ${r.error.message}`);
+    return r.data;
+  };
+  const quotas = (await read('quotas.get')).map(({ name, user, maxGpus, gpuHours, gpuHoursWindowHours, maxPriority, weight }) => ({
+    name,
+    user,
+    maxGpus,
+    gpuHours,
+    gpuHoursWindowHours,
+    maxPriority,
+    weight,
+  }));
+  const webhooks = (await read('webhooks.list')).map((w) => w.id);
+  const deployments = (await read('deployments.list')).map((d) => d.id);
+  return JSON.stringify({ quotas, webhooks, deployments });
+}
+
 /**
  * fast-check property over every procedure. Throws (with fast-check's seed and the shrunk
  * counterexample) at the first broken promise.
@@ -500,6 +592,7 @@ export async function fuzzProcedures(
         if (written.length) throw new Error(`subscription ${call.proc} wrote ${written.map((e) => e.type).join(', ')}`);
         return;
       }
+      const side = SIDE_WRITES.has(call.proc) ? await sideRows(t.url) : null;
       const r = await callApi<Record<string, unknown>>(t.url, call.proc, call.input, { rawBody: call.rawBody, timeoutMs: 30_000 });
       const code = r.ok ? 'OK' : r.error.code;
       stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
@@ -523,11 +616,31 @@ export async function fuzzProcedures(
           throw new Error(`${what} → BAD_REQUEST without field errors: ${r.error.message.slice(0, 300)}`);
         if (written.length)
           throw new Error(`${what} was rejected (${code}) but wrote ${written.map((e) => `${e.type}@${e.position}`).join(', ')}`);
+        if (side !== null && (await sideRows(t.url)) !== side) throw new Error(`${what} was rejected (${code}) but changed ${side}`);
         return;
       }
       stats.accepted++;
-      if (call.proc === 'tasks.create') {
-        const task = r.data as unknown as TaskRecord & { created: boolean };
+      if (call.proc === 'webhooks.create' || call.proc === 'deployments.create') {
+        // Stored whole: listed at once; then taken away again so the next inputs start alike.
+        const id = (call.proc === 'webhooks.create' ? (r.data.webhook as { id: string }).id : r.data.id) as string;
+        if (!(await sideRows(t.url)).includes(JSON.stringify(id))) throw new Error(`${what} was accepted as ${id} but is not listed`);
+        const undo = call.proc === 'webhooks.create' ? ['webhooks.delete'] : ['deployments.stop', 'deployments.delete'];
+        for (const proc of undo) await callApi(t.url, proc, { id });
+      } else if (call.proc === 'quotas.set') {
+        const set = call.input as { user: string };
+        const rows = JSON.parse(await sideRows(t.url)) as { quotas: { name?: string; user?: string }[] };
+        if (!rows.quotas.some((q) => (q.name ?? q.user) === set.user))
+          throw new Error(`${what} was accepted but ${set.user} has no quota row`);
+      }
+      const createdTasks =
+        call.proc === 'tasks.create'
+          ? [r.data as unknown as TaskRecord]
+          : call.proc === 'tasks.createMany'
+            ? ((r.data as { tasks?: TaskRecord[] }).tasks ?? [])
+            : [];
+      if (call.proc === 'tasks.createMany' && createdTasks.length !== (call.input as { tasks: unknown[] }).tasks.length)
+        throw new Error(`${what} was accepted with ${createdTasks.length} tasks back`);
+      for (const task of createdTasks) {
         const ds = task.spec.datasetPath;
         let real: string;
         try {
@@ -542,7 +655,8 @@ export async function fuzzProcedures(
           name: task.spec.name,
           model: task.spec.model,
           outputDir: task.spec.outputDir,
-          key: task.spec.idempotencyKey ?? '',
+          // createMany keys each task `<key>\u001f<index>` itself (batchItemKey in service.ts, by design): only the caller's part is checked.
+          key: (task.spec.idempotencyKey ?? '').replace(call.proc === 'tasks.createMany' ? /\u001f\d+$/ : /$^/, ''),
         }))
           if (/\p{Cc}/u.test(v)) throw new Error(`${what} was stored with a control character in ${k}: ${JSON.stringify(v)}`);
         // Keep the slot's queue short: cancel what was accepted (it queues behind the blocker).
@@ -550,9 +664,11 @@ export async function fuzzProcedures(
           const c = await callApi(t.url, 'tasks.cancel', { id: task.id });
           if (!c.ok) throw new Error(`cancelling accepted task ${task.id} failed: ${c.error.code} ${c.error.message}`);
         }
+      }
+      if (createdTasks.length) {
         const more = await eventsAfter(t.url, head);
         if (more.length) head = more[more.length - 1]!.position;
-        const strangers = [...written, ...more].filter((e) => e.streamId !== task.id);
+        const strangers = [...written, ...more].filter((e) => !createdTasks.some((c) => c.id === e.streamId));
         if (strangers.length)
           throw new Error(`${what} wrote events of other tasks: ${strangers.map((e) => `${e.type} ${e.streamId}`).join(', ')}`);
       } else if (!mutation && written.length) {

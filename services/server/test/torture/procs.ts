@@ -23,7 +23,20 @@ interface ApiError {
 
 export type ApiResult<T> = { ok: true; data: T; httpStatus: number } | { ok: false; error: ApiError };
 
-export const MUTATIONS = new Set(['tasks.create', 'tasks.cancel', 'tasks.delete']);
+export const MUTATIONS = new Set([
+  'tasks.create',
+  'tasks.createMany',
+  'tasks.cancel',
+  'tasks.pause',
+  'tasks.resume',
+  'tasks.delete',
+  'quotas.set',
+  'webhooks.create',
+  'webhooks.delete',
+  'deployments.create',
+  'deployments.stop',
+  'deployments.delete',
+]);
 
 /**
  * Call one procedure. `rawBody` sends the given text as the body of a mutation (or the `input`
