@@ -3,8 +3,13 @@
 // are handed to Slurm (the job id in the log), run there under the shepherd and complete; a
 // third 2-GPU task waits with Slurm's reason; cancel is scancel; a job scancelled from outside is
 // recorded with the actor `slurm`; a failing trainer fails the task with its exit code; the
-// service SIGKILLed while jobs run reconciles on restart, nothing lost or recorded twice.
+// service SIGKILLed while jobs run reconciles on restart, nothing lost or recorded twice; a task
+// cancelled while PREPARING is scancelled; slurmctld stopped mid-run fails nothing.
+// The controller's restart is a case of this file's sequence, not a file of its own: vitest runs
+// spec files in parallel, and the other specs here would see the controller away.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainyardClient } from '@trainyard/client';
 import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
@@ -21,6 +26,17 @@ function slurmMissing(): string | null {
 
 const missing = slurmMissing();
 if (missing) skipLoudlyOrFail(`${missing}: the service's Slurm e2e specs cannot run`, 'bash infra/slurm-up.sh');
+
+const SLURM_UP = join(import.meta.dirname, '../../../infra/slurm-up.sh');
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const SLURM_ENV = { TRAINYARD_EXECUTOR: 'slurm', TRAINYARD_SLURM_POLL_MS: '300', TRAINYARD_SLURM_MAX_GPUS: '4' };
 
@@ -79,6 +95,8 @@ for (const backend of backends()) {
     });
     afterAll(async () => {
       await server?.dispose();
+      // The controller is back for the other specs whatever happened above (idempotent when it is up).
+      execFileSync('bash', [SLURM_UP], { stdio: 'pipe' });
     });
 
     const create = async (sim: Record<string, unknown>, gpus = 1) =>
@@ -183,6 +201,29 @@ for (const backend of backends()) {
       expect(task.error!.message).toContain(`Slurm job ${jobId} ended FAILED`);
     });
 
+    it('cancel while PREPARING is scancel: the task is CANCELLED, never trained, and its GPUs are free', async () => {
+      const t = await submit({ steps: 5, stepMs: 100, startupMs: 600_000 }, 4);
+      await eventually(
+        async () => {
+          const task = await c.tasks.get.query({ id: t.id });
+          return task.status === 'PREPARING' && task.trainer !== null;
+        },
+        'the task PREPARING with its trainer spawned',
+        120_000,
+        200,
+      );
+      await c.tasks.cancel.mutate({ id: t.id });
+      await until(c, t.id, ['CANCELLED']);
+      await eventually(async () => /CANCELLED/.test(squeue(t.jobId)?.state ?? 'CANCELLED'), 'the job cancelled in Slurm');
+      const types = await eventTypes(c, t.id);
+      expect(types.map((e) => e.type)).not.toContain('TrainingStarted');
+      expect(types.filter((e) => e.type === 'StopRequested')).toEqual([{ type: 'StopRequested', actor: 'e2e' }]);
+      expect(types.at(-1)!.type).toBe('TaskCancelled');
+      // Slot accounting: all four GPUs are free again, so a 4-GPU task runs.
+      const next = await submit({ steps: 3, stepMs: 100 }, 4);
+      await until(c, next.id, ['COMPLETED']);
+    });
+
     it('the service SIGKILLed while jobs run and wait is reconciled on restart: nothing lost, nothing twice', async () => {
       const a = await submit({ steps: 60, stepMs: 200 }, 2);
       const b = await submit({ steps: 60, stepMs: 200 }, 2);
@@ -212,5 +253,37 @@ for (const backend of backends()) {
       }
       expect(server.output.join('\n')).toMatch(/slurm: reconciling/);
     }, 420_000);
+
+    it('slurmctld stopped mid-run and started again: the task is kept, health says Slurm is unreachable, then it completes', async () => {
+      const t = await submit({ steps: 150, stepMs: 200 }, 1);
+      await until(c, t.id, ['TRAINING']);
+      try {
+        const pid = Number(readFileSync('/run/slurm/slurmctld.pid', 'utf8'));
+        process.kill(pid, 'SIGTERM');
+        await eventually(async () => !isAlive(pid), 'slurmctld to stop');
+        const h = await eventually(async () => {
+          const health = await c.system.health.query();
+          return health.executor?.reachable === false ? health : undefined;
+        }, 'system.health to say Slurm does not answer');
+        expect(h.executor).toMatchObject({ executor: 'slurm', reachable: false });
+        await eventually(async () => /Slurm does not answer/.test(server.output.join('\n')), 'an unanswered poll in the service log');
+        // No answer is not a dead job: the task is still running.
+        expect(await statusOf(c, t.id)).toBe('TRAINING');
+      } finally {
+        execFileSync('bash', [SLURM_UP], { stdio: 'pipe' });
+      }
+      await eventually(async () => (await c.system.health.query()).executor?.reachable === true, 'system.health to say Slurm answers');
+      await until(c, t.id, ['COMPLETED']);
+      expect((await eventTypes(c, t.id)).map((e) => e.type)).toEqual([
+        'TaskSubmitted',
+        'TaskQueued',
+        'TaskHandedToSlurm',
+        'TaskAssigned',
+        'TrainerSpawned',
+        'TrainingStarted',
+        'ArtifactRecorded',
+        'TaskCompleted',
+      ]);
+    }, 300_000);
   });
 }
