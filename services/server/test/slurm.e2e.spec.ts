@@ -14,18 +14,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainyardClient } from '@trainyard/client';
 import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
-
-function slurmMissing(): string | null {
-  try {
-    execFileSync('scontrol', ['ping'], { stdio: 'pipe', timeout: 10_000 });
-    return null;
-  } catch (err) {
-    return `Slurm does not answer here (${(err as Error).message.split('\n')[0]})`;
-  }
-}
+import { slurmMissing, takeSlurmCluster } from './slurm-cluster';
 
 const missing = slurmMissing();
 if (missing) skipLoudlyOrFail(`${missing}: the service's Slurm e2e specs cannot run`, 'bash infra/slurm-up.sh');
+
+// Other spec files use the same cluster: take it in turn (see slurm-cluster.ts).
+let releaseCluster = (): void => {};
+beforeAll(async () => {
+  if (missing === null) releaseCluster = await takeSlurmCluster();
+}, 25 * 60_000);
+afterAll(() => releaseCluster());
 
 const SLURM_UP = join(import.meta.dirname, '../../../infra/slurm-up.sh');
 

@@ -11,18 +11,17 @@ import { judgeSlurmPoll, viewSlurmJob, type SlurmVerdict } from '@trainyard/doma
 import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { readExit } from '../trainer/run-folder';
 import { JOB_SCRIPT, prepareSlurmRun, SlurmCli, SlurmWatcher, type SlurmOptions } from './slurm';
-
-function slurmMissing(): string | null {
-  try {
-    execFileSync('scontrol', ['ping'], { stdio: 'pipe', timeout: 10_000 });
-    return null;
-  } catch (err) {
-    return `Slurm does not answer here (${(err as Error).message.split('\n')[0]})`;
-  }
-}
+import { slurmMissing, takeSlurmCluster } from '../../test/slurm-cluster';
 
 const missing = slurmMissing();
 if (missing) skipLoudlyOrFail(`${missing}: the Slurm executor's specs cannot run`, 'bash infra/slurm-up.sh');
+
+// Other spec files use the same cluster: take it in turn (see slurm-cluster.ts).
+let releaseCluster = (): void => {};
+beforeAll(async () => {
+  if (missing === null) releaseCluster = await takeSlurmCluster();
+}, 25 * 60_000);
+afterAll(() => releaseCluster());
 
 const cli = new SlurmCli();
 const SLURM_UP = join(import.meta.dirname, '../../../../infra/slurm-up.sh');
