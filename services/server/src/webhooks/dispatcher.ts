@@ -28,7 +28,8 @@ import {
 } from '@trainyard/store';
 import type { EventFeed } from '../feed';
 import type { Logger } from '../log';
-import { nonAdminAddressProblem } from './address';
+import { dnsResolver, nonAdminTarget, type Resolver } from './address';
+import { postWebhook, type PinnedAddress } from './deliver';
 import { signatureHeader } from './sign';
 
 export interface WebhookDispatcherOptions extends RetryPolicy {
@@ -41,9 +42,12 @@ export interface WebhookDispatcherOptions extends RetryPolicy {
   random?: () => number;
   /**
    * Tokens mode: a webhook not made by an admin is not sent to a loopback, private, link-local or
-   * unspecified address (its host resolved again before each attempt). Local mode: everyone is an admin.
+   * unspecified address (its host resolved again before each attempt, and the attempt connects to
+   * the address that was checked). Local mode: everyone is an admin.
    */
   restrictNonAdmin: boolean;
+  /** How a host name is resolved for the check (DNS by default; specs inject their own). */
+  resolve?: Resolver;
 }
 
 /** How often the cursor is saved when no ending passed (a restart re-reads at most this much of the log). */
@@ -70,6 +74,8 @@ function retryAfterMs(value: string | null, now: number): number | null {
 function errorText(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer in ${timeoutMs} ms`;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code) return `${code}${e.message && e.message !== code ? ` (${e.message})` : ''}`;
   const cause = e?.cause;
   if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
   return e?.message ?? String(err);
@@ -172,26 +178,26 @@ export class WebhookDispatcher {
     const attempt = d.attempts + 1;
     const started = Date.now();
     let result: AttemptResult;
-    const refused = this.opts.restrictNonAdmin && !d.byAdmin ? await nonAdminAddressProblem(d.url) : null;
-    if (refused) result = { kind: 'refused', message: refused };
+    const target = this.opts.restrictNonAdmin && !d.byAdmin ? await nonAdminTarget(d.url, this.opts.resolve ?? dnsResolver) : null;
+    if (target && 'problem' in target) result = { kind: 'refused', message: target.problem };
     else
       try {
-        const res = await fetch(d.url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'user-agent': `Trainyard-Webhooks/${this.opts.version}`,
-            'x-trainyard-delivery': d.id,
-            'x-trainyard-event': d.type,
-            'x-trainyard-attempt': String(attempt),
-            [WEBHOOK_SIGNATURE_HEADER]: signatureHeader(d.secret, Math.floor(Date.now() / 1000), d.body),
-          },
-          body: d.body,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(this.opts.timeoutMs),
-        });
-        await res.body?.cancel().catch(() => {});
-        result = { kind: 'response', status: res.status, retryAfterMs: retryAfterMs(res.headers.get('retry-after'), Date.now()) };
+        const pinned: PinnedAddress | null = target ? target.pinned : null;
+        const headers = {
+          'content-type': 'application/json',
+          'user-agent': `Trainyard-Webhooks/${this.opts.version}`,
+          'x-trainyard-delivery': d.id,
+          'x-trainyard-event': d.type,
+          'x-trainyard-attempt': String(attempt),
+          [WEBHOOK_SIGNATURE_HEADER]: signatureHeader(d.secret, Math.floor(Date.now() / 1000), d.body),
+        };
+        const res = await postWebhook(d.url, headers, d.body, this.opts.timeoutMs, pinned);
+        const retryAfter = res.headers['retry-after'];
+        result = {
+          kind: 'response',
+          status: res.status,
+          retryAfterMs: retryAfterMs(typeof retryAfter === 'string' ? retryAfter : null, Date.now()),
+        };
       } catch (err) {
         result = { kind: 'error', message: errorText(err, this.opts.timeoutMs) };
       }
