@@ -209,7 +209,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
       problems.push(e instanceof Error ? e.message : String(e));
     }
   }
-  const executorKind = read('TRAINYARD_EXECUTOR', z.enum(['local', 'slurm'], { error: 'TRAINYARD_EXECUTOR must be local or slurm' }), 'local');
+  const executorKind = read(
+    'TRAINYARD_EXECUTOR',
+    z.enum(['local', 'slurm'], { error: 'TRAINYARD_EXECUTOR must be local or slurm' }),
+    'local',
+  );
   const executor: ExecutorConfig =
     executorKind === 'local'
       ? { kind: 'local' }
