@@ -32,7 +32,7 @@ export interface DeploymentSimOptions {
   releaseOnSleep?: boolean;
 }
 
-export interface DeploymentSimViolation {
+interface DeploymentSimViolation {
   invariant: 'device-memory';
   step: number;
   message: string;

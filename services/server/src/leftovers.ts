@@ -23,7 +23,7 @@ function listDirs(dir: string): string[] {
 }
 
 /** Our run folders whose trainer was started and wrote no exit: each with whether it still runs. */
-export async function startedRuns(runsDir: string): Promise<RunFolderView[]> {
+async function startedRuns(runsDir: string): Promise<RunFolderView[]> {
   const out: RunFolderView[] = [];
   for (const taskId of listDirs(runsDir)) {
     if (taskId.startsWith('.')) continue; // standby shepherds' folders

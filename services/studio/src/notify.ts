@@ -15,7 +15,7 @@ export interface NotifyPrefs {
 const KEY = 'trainyard.notifications';
 const CHANGED = 'trainyard-notify-prefs';
 
-export function loadPrefs(): NotifyPrefs {
+function loadPrefs(): NotifyPrefs {
   try {
     const v = JSON.parse(localStorage.getItem(KEY) ?? 'null') as Partial<NotifyPrefs> | null;
     return { all: v?.all === true, tasks: Array.isArray(v?.tasks) ? v.tasks.filter((t) => typeof t === 'string').slice(-200) : [] };
@@ -58,7 +58,7 @@ export async function askPermission(): Promise<boolean> {
   return (await Notification.requestPermission()) === 'granted';
 }
 
-export interface Notice {
+interface Notice {
   title: string;
   body: string;
   /** One notification per task and ending: a repeat replaces it. */
@@ -72,7 +72,7 @@ const ENDED = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
  * ending calls for: completed, failed (with why), cancelled, or preempted (back in the queue; it
  * resumes). Null for any other change, and for a task that had ended already.
  */
-export function endingNotice(prev: Task | undefined, next: Task): Notice | null {
+function endingNotice(prev: Task | undefined, next: Task): Notice | null {
   const name = next.spec.name;
   if (ENDED.has(next.status) && prev?.status !== next.status && !(prev && ENDED.has(prev.status))) {
     if (next.status === 'COMPLETED')

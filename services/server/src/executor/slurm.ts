@@ -131,7 +131,7 @@ class SlurmCommandError extends Error {
  * /proc/<pid>/environ its trainer can read) runs with it. So sbatch gets what a trainer may see
  * (the allow-list) and Slurm's own variables, never the service's database URL, passwords or tokens.
  */
-export function sbatchEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+function sbatchEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out = trainerEnv(env);
   for (const [name, value] of Object.entries(env))
     if (value !== undefined && (name.startsWith('SLURM_') || name.startsWith('SBATCH_'))) out[name] = value;

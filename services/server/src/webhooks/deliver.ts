@@ -27,7 +27,7 @@ function timeoutError(ms: number): Error {
 }
 
 /** A `lookup` that answers every name with the pinned address (never asks DNS). */
-export function pinnedLookup(pinned: PinnedAddress): LookupFunction {
+function pinnedLookup(pinned: PinnedAddress): LookupFunction {
   return ((_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
     if (options?.all) callback(null, [{ address: pinned.address, family: pinned.family }]);
     else callback(null, pinned.address, pinned.family);

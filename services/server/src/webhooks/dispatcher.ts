@@ -55,7 +55,7 @@ const CURSOR_SAVE_MS = 5000;
 const CLAIM_BATCH = 20;
 
 /** A URL as the log shows it: no query (it may carry a token). */
-export function urlForLog(url: string): string {
+function urlForLog(url: string): string {
   try {
     const u = new URL(url);
     return `${u.origin}${u.pathname}`;

@@ -5,7 +5,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { parseSignatureHeader, signedContent } from '@trainyard/domain';
 
-export function signatureOf(secret: string, timestampSeconds: number, body: string): string {
+function signatureOf(secret: string, timestampSeconds: number, body: string): string {
   return createHmac('sha256', secret).update(signedContent(timestampSeconds, body)).digest('hex');
 }
 
