@@ -39,8 +39,9 @@ GRANT SELECT, INSERT ON :"schema".openai_jobs TO :"role";
 
 -- Instances' leases: each renews its own and marks an expired one taken over.
 GRANT SELECT, INSERT, UPDATE ON :"schema".instance_leases TO :"role";
--- Deployments: a projection of their streams in the log, written as the events are appended.
-GRANT SELECT, INSERT, UPDATE ON :"schema".deployments TO :"role";
+-- Deployments: a projection of their streams in the log, written as the events are appended and
+-- refolded (emptied, then written again) with the task projections.
+GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".deployments TO :"role";
 
 -- Webhooks: users make and delete theirs through the API; deliveries are planned, claimed and
 -- settled, each attempt added; the planning cursor moves on.
