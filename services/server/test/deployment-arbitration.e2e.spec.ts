@@ -123,7 +123,8 @@ for (const backend of backends()) {
       expect(BigInt(assigned.position) > pos('DeploymentReleased')).toBe(true);
       expect(pos('DeploymentReleased') > pos('DeploymentSlept')).toBe(true);
       const released = depEvents.find((e) => e.type === 'DeploymentReleased')!.data as unknown as { observed: string };
-      expect(released.observed).toMatch(/nvidia-smi: gpu0 0\.5 GB \(held 24 GB\)/);
+      // Asleep, the scripted server keeps 0.5 GB; a probe between its two answer files may see 0.
+      expect(released.observed).toMatch(/nvidia-smi: gpu0 0(\.5)? GB \(held 24 GB\)/);
       const ended = (await events(training.id)).find((e) => e.type === 'TaskCompleted')!;
       expect(pos('DeploymentWoken') > BigInt(ended.position)).toBe(true);
       await s.client.deployments.stop.mutate({ id: created.id });
