@@ -39,7 +39,7 @@ import {
 } from '@trainyard/store';
 import type { ServiceConfig } from './config';
 import { findShepherds, isSameProcessAlive, signalGroup } from './trainer/proc';
-import { checkArtifact, checkCheckpoint, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
+import { observeLine, parseTrainerLine, ProgressThrottle } from './trainer/protocol';
 import { readExit, readTrainerInfo, FILES, type ExitInfo, type OutputLine } from './trainer/run-folder';
 import { RunTailer } from './trainer/tailer';
 import { Deadlines } from './runner/deadlines';
@@ -359,24 +359,14 @@ export class Runner {
     run.output = output;
     const flushTimer = setInterval(() => void output.flush(), LOG_FLUSH_MS);
     const onLine = async (local: OutputLine) => {
-      const l = { ...local, seq: local.seq + base };
-      const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
-      const obs: Extract<RunObservation, { type: 'line' }> = { type: 'line', line: l };
-      if (parsed.kind === 'message') {
-        const m = parsed.message;
-        obs.message = m;
-        if (m.type === 'progress') obs.progressDue = throttle.offer(m, l.t);
-        if (m.type === 'artifact') obs.artifact = checkArtifact(m.path, outputDir, run.state.artifacts.length, artifactLimits);
-        if (m.type === 'checkpoint') {
-          // Only a checkpoint inside the task's own output folder is handed to a later attempt.
-          const verdict = checkCheckpoint(m, outputDir);
-          if (verdict.ok) obs.message = { type: 'checkpoint', path: verdict.path, step: verdict.step };
-          else {
-            delete obs.message;
-            this.log.warn(`task ${task.id}: refused a checkpoint its trainer reported: ${verdict.reason}`);
-          }
-        }
-      }
+      const { obs, refusedCheckpoint } = observeLine(local, {
+        seqBase: base,
+        throttle,
+        outputDir,
+        artifactsSoFar: run.state.artifacts.length,
+        limits: artifactLimits,
+      });
+      if (refusedCheckpoint) this.log.warn(`task ${task.id}: refused a checkpoint its trainer reported: ${refusedCheckpoint}`);
       await this.decide(run, obs);
     };
     const tailer = new RunTailer(run.state.runDir, fromSeq, onLine);

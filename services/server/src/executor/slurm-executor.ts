@@ -45,7 +45,7 @@ import type { RunnerLog } from '../runner';
 import { DATASET_DIR, resolveOutputDir } from '../runner/launcher';
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from '../runner/output-buffer';
 import { FILES, readTrainerInfo, writePrivateFile, ensurePrivateDir, type ExitInfo } from '../trainer/run-folder';
-import { checkArtifact, checkCheckpoint, parseTrainerLine, ProgressThrottle } from '../trainer/protocol';
+import { observeLine, parseTrainerLine, ProgressThrottle } from '../trainer/protocol';
 import { RunTailer } from '../trainer/tailer';
 import type { Executor, ExecutorHealth } from './port';
 import { prepareSlurmRun, SlurmCli, SlurmWatcher, type SlurmOptions } from './slurm';
@@ -496,20 +496,13 @@ export class SlurmExecutor implements Executor {
       exitAt: null,
       flushTimer: setInterval(() => void output.flush(), LOG_FLUSH_MS),
       tailer: new RunTailer(job.runDir, fromSeq, async (local) => {
-        const l = { ...local, seq: local.seq + base };
-        const parsed = l.stream === 'stdout' ? parseTrainerLine(l.line) : ({ kind: 'log' } as const);
-        const obs: Extract<RunObservation, { type: 'line' }> = { type: 'line', line: l };
-        if (parsed.kind === 'message') {
-          const m = parsed.message;
-          obs.message = m;
-          if (m.type === 'progress') obs.progressDue = throttle.offer(m, l.t);
-          if (m.type === 'artifact') obs.artifact = checkArtifact(m.path, outputDir, follow.state.artifacts.length, limits);
-          if (m.type === 'checkpoint') {
-            const verdict = checkCheckpoint(m, outputDir);
-            if (verdict.ok) obs.message = { type: 'checkpoint', path: verdict.path, step: verdict.step };
-            else delete obs.message;
-          }
-        }
+        const { obs } = observeLine(local, {
+          seqBase: base,
+          throttle,
+          outputDir,
+          artifactsSoFar: follow.state.artifacts.length,
+          limits,
+        });
         // Its spawn is recorded before anything it said (a trainer in TRAINING cannot be spawned).
         if (obs.message && !follow.state.pid) await this.recordSpawnFrom(task.id, follow);
         await this.onLine(task.id, follow, obs);

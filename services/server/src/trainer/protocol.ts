@@ -12,7 +12,9 @@ import { DEFAULT_PROGRESS_INTERVAL_MS } from './defaults.mjs';
 
 export { parseTrainerLine } from './protocol-parse.mjs';
 export type { CheckpointMessage, ProgressMessage, TrainerMessage } from './protocol-parse.mjs';
-import { MAX_CHECKPOINT_PATH_CHARS } from './protocol-parse.mjs';
+import type { RunObservation } from '@trainyard/domain';
+import { MAX_CHECKPOINT_PATH_CHARS, parseTrainerLine } from './protocol-parse.mjs';
+import type { OutputLine } from './run-folder';
 import type { CheckpointMessage, ProgressMessage } from './protocol-parse.mjs';
 
 export interface ArtifactLimits {
@@ -139,4 +141,36 @@ export class ProgressThrottle {
     if (p.step !== undefined && p.totalSteps !== undefined && p.step >= p.totalSteps) return true;
     return now - this.lastAt >= this.intervalMs;
   }
+}
+
+/**
+ * One line of a trainer's output as the run decider's observation, the same for a local run and
+ * a Slurm job: a protocol message parsed, progress throttled, an artifact and a checkpoint checked
+ * against the task's output folder. A checkpoint outside it is dropped from the observation and
+ * its reason returned, for the caller to log.
+ */
+export function observeLine(
+  local: OutputLine,
+  ctx: { seqBase: number; throttle: ProgressThrottle; outputDir: string; artifactsSoFar: number; limits: ArtifactLimits },
+): { obs: Extract<RunObservation, { type: 'line' }>; refusedCheckpoint: string | null } {
+  const line = { ...local, seq: local.seq + ctx.seqBase };
+  const parsed = line.stream === 'stdout' ? parseTrainerLine(line.line) : ({ kind: 'log' } as const);
+  const obs: Extract<RunObservation, { type: 'line' }> = { type: 'line', line };
+  let refusedCheckpoint: string | null = null;
+  if (parsed.kind === 'message') {
+    const m = parsed.message;
+    obs.message = m;
+    if (m.type === 'progress') obs.progressDue = ctx.throttle.offer(m, line.t);
+    if (m.type === 'artifact') obs.artifact = checkArtifact(m.path, ctx.outputDir, ctx.artifactsSoFar, ctx.limits);
+    if (m.type === 'checkpoint') {
+      // Only a checkpoint inside the task's own output folder is handed to a later attempt.
+      const verdict = checkCheckpoint(m, ctx.outputDir);
+      if (verdict.ok) obs.message = { type: 'checkpoint', path: verdict.path, step: verdict.step };
+      else {
+        delete obs.message;
+        refusedCheckpoint = verdict.reason;
+      }
+    }
+  }
+  return { obs, refusedCheckpoint };
 }
