@@ -16,6 +16,17 @@ export interface DevicePicture {
   source: 'fixed' | 'probe' | 'unprobed';
 }
 
+/**
+ * Whether a probe's device list may replace the current one (once a second probe agrees, as
+ * refreshDevices asks). A failed or partial probe never may, nor one that finds no GPU where GPUs
+ * were: either would stop every task on a driver hiccup. Finding GPUs where none had been probed
+ * may: an nvidia-smi too slow at start-up must not leave the service on its fallback device for good.
+ */
+export function mayReplaceDevices(before: DevicePicture['source'], next: DevicePicture['source'], probeFailed: boolean): boolean {
+  if (probeFailed) return false;
+  return next === before || (before === 'unprobed' && next === 'probe');
+}
+
 type PictureConfig = Pick<ServiceConfig, 'gpuInventory' | 'gpuSlots' | 'externalGpuShareLimit'>;
 
 export function devicePicture(gpu: GpuInfo | null, config: PictureConfig): DevicePicture {

@@ -57,7 +57,7 @@ import { FieldError, requireAdmin } from './field-error';
 import { EventFeed } from './feed';
 import { LiveUpdates, type TaskUpdate } from './live';
 import { log as processLog } from './log';
-import { devicePicture, resolveResources, type DevicePicture } from './devices';
+import { devicePicture, mayReplaceDevices, resolveResources, type DevicePicture } from './devices';
 import { checkGangAgainstQuota, resolvePriority } from './priorities';
 import { GpuProbe, type GpuInfo } from './gpu';
 import { GpuHistory } from './gpu/history';
@@ -327,9 +327,9 @@ export class TrainyardService {
     const next = devicePicture(this.gpu, this.config);
     const changed = JSON.stringify(before.devices) !== JSON.stringify(next.devices);
     // A changed device list stops the tasks on devices that left, so it must be real: a probe
-    // that failed or read only part (nvidia-smi timing out, a MIG query unreadable) keeps the devices as they were,
-    // and a change counts once two probes in a row agree on it.
-    const unsure = next.source !== before.source || Boolean(this.gpu.error);
+    // that may not replace them (mayReplaceDevices) keeps the devices as they were, and a change
+    // counts once two probes in a row agree on it.
+    const unsure = !mayReplaceDevices(before.source, next.source, Boolean(this.gpu.error));
     if (changed && (unsure || JSON.stringify(this.pendingDevices) !== JSON.stringify(next.devices))) {
       this.pendingDevices = unsure ? null : next.devices;
       this.picture = { ...before, conditions: next.source === before.source ? next.conditions : before.conditions };

@@ -191,5 +191,18 @@ for (const backend of backends()) {
       for (const t of [first, next]) await s.client.tasks.cancel.mutate({ id: t.id });
       for (const t of [first, next]) expect((await waitTerminal(s.client, t.id)).status).toBe('CANCELLED');
     });
+
+    it('a service that started while nvidia-smi failed takes the GPUs it finds once nvidia-smi answers', async () => {
+      smi.set({ 'gpus.csv': readFileSync(join(NVIDIA_SMI_FIXTURES, 'four-gpus-mig/gpus.csv'), 'utf8'), 'exit-code': '9' });
+      s = await s.restart();
+      // Nothing probed: the one fallback device, of unknown memory.
+      expect((await s.client.queue.get.query()).devices.map((d) => [d.id, d.memoryGb])).toEqual([['gpu0', 0]]);
+      smi.set({ 'exit-code': undefined, 'list.txt': readFileSync(join(NVIDIA_SMI_FIXTURES, 'four-gpus-mig/list.txt'), 'utf8') });
+      const q = await eventually(async () => {
+        const x = await s.client.queue.get.query();
+        return x.devices.length === 6 ? x : null;
+      }, 'the probed GPUs in the queue view');
+      expect(q.devices.map((d) => d.id)).toEqual(['gpu0', 'gpu1', 'gpu2', 'gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
+    });
   });
 }
