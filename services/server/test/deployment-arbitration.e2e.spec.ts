@@ -29,7 +29,8 @@ for (const backend of backends()) {
           PATH: pathWithFakeVllm(),
           TRAINYARD_NVIDIA_SMI: smi.path,
           TRAINYARD_GPU_REFRESH_MS: '200',
-          TRAINYARD_KILL_GRACE_MS: '1000',
+          // Generous: a scripted server killed before its SIGTERM handler ran leaves its line in apps.csv.
+          TRAINYARD_KILL_GRACE_MS: '10000',
           TRAINYARD_TRAINER_ENV: 'FAKE_*',
           FAKE_NVIDIA_SMI_ANSWERS: join(dir, 'answers'),
         },
@@ -169,6 +170,11 @@ for (const backend of backends()) {
     });
 
     it('a deployment that does not fit the free memory is refused, naming gpuMemoryUtilization', async () => {
+      // The servers of the cases before have released the GPU, as nvidia-smi sees it.
+      await eventually(async () => {
+        const d = (await s.client.queue.get.query()).devices[0]!;
+        return d.holders.length === 0 && d.externalMemoryGb === 0 ? true : null;
+      }, 'a clean GPU');
       const a = await status(
         (
           await s.client.deployments.create.mutate({
