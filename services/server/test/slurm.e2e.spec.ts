@@ -201,24 +201,22 @@ for (const backend of backends()) {
       expect(task.error!.message).toContain(`Slurm job ${jobId} ended FAILED`);
     });
 
-    // Slurm's smallest limit is a minute and it checks limits about every 30 s, so this case takes
-    // one to two minutes: it runs on one database (what Slurm does is the same for both).
-    if (backend.kind === 'postgres')
-      it('a timeout through --time: Slurm ends the job TIMEOUT and the task fails as timed out, with the job id', async () => {
-        const id = (await c.tasks.create.mutate(simulated({ steps: 100_000, stepMs: 200 }, { resources: { gpus: 1 }, timeoutMs: 60_000 })))
-          .id;
-        const { jobId } = await handed(id);
-        expect(execFileSync('scontrol', ['show', 'job', jobId], { encoding: 'utf8' })).toMatch(/TimeLimit=00:01:00/);
-        await until(c, id, ['TRAINING']);
-        await until(c, id, ['FAILED'], 240_000);
-        const task = await c.tasks.get.query({ id });
-        expect(task.error).toMatchObject({ reason: 'timeout' });
-        expect(task.error!.message).toMatch(new RegExp(`Slurm job ${jobId} ended TIMEOUT.*time limit \\(--time\\) passed`));
-        expect(squeue(jobId)?.state).toBe('TIMEOUT');
-        const types = await eventTypes(c, id);
-        // Slurm stopped it, not Trainyard: the stop is Slurm's; the exit then ends the task.
-        expect(types.filter((e) => e.type === 'StopRequested')).toEqual([{ type: 'StopRequested', actor: 'slurm' }]);
-      }, 300_000);
+    // Slurm's smallest limit is a minute and it checks limits about every 30 s: one to two minutes.
+    it('a timeout through --time: Slurm ends the job TIMEOUT and the task fails as timed out, with the job id', async () => {
+      const id = (await c.tasks.create.mutate(simulated({ steps: 100_000, stepMs: 200 }, { resources: { gpus: 1 }, timeoutMs: 60_000 })))
+        .id;
+      const { jobId } = await handed(id);
+      expect(execFileSync('scontrol', ['show', 'job', jobId], { encoding: 'utf8' })).toMatch(/TimeLimit=00:01:00/);
+      await until(c, id, ['TRAINING']);
+      await until(c, id, ['FAILED'], 240_000);
+      const task = await c.tasks.get.query({ id });
+      expect(task.error).toMatchObject({ reason: 'timeout' });
+      expect(task.error!.message).toMatch(new RegExp(`Slurm job ${jobId} ended TIMEOUT.*time limit \\(--time\\) passed`));
+      expect(squeue(jobId)?.state).toBe('TIMEOUT');
+      const types = await eventTypes(c, id);
+      // Slurm stopped it, not Trainyard: the stop is Slurm's; the exit then ends the task.
+      expect(types.filter((e) => e.type === 'StopRequested')).toEqual([{ type: 'StopRequested', actor: 'slurm' }]);
+    }, 300_000);
 
     it('cancel while PREPARING is scancel: the task is CANCELLED, never trained, and its GPUs are free', async () => {
       const t = await submit({ steps: 5, stepMs: 100, startupMs: 600_000 }, 4);
