@@ -21,11 +21,15 @@ const text = (field: string, max: number) =>
     // it, so it reached SQL and failed there (a 500 instead of naming the field).
     .refine((s) => !UNPAIRED_SURROGATE.test(s), `${field} must be valid Unicode text (it has an unpaired surrogate)`);
 
-const taskId = z
-  .string({ error: 'id must be text' })
-  .min(1, 'id must not be empty')
-  .max(64, 'id must be at most 64 characters')
-  .regex(/^[A-Za-z0-9_-]+$/, 'id is not a task id (letters, digits, - and _ only)');
+/** An id of ours (a task's, a webhook's), checked before it reaches SQL: a NUL there is a 500. */
+export const recordId = (field: string, what = 'a task id') =>
+  z
+    .string({ error: `${field} must be text` })
+    .min(1, `${field} must not be empty`)
+    .max(64, `${field} must be at most 64 characters`)
+    .regex(/^[A-Za-z0-9_-]+$/, `${field} is not ${what} (letters, digits, - and _ only)`);
+
+const taskId = recordId('id');
 
 const int = (field: string, min: number, max: number) =>
   z

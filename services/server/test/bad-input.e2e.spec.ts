@@ -60,6 +60,9 @@ const cases: Case[] = [
   ['events.replay', { taskId: 'abc', atPosition: '1e5' }, 'atPosition'],
   ['events.replay', { taskId: 'abc', atPosition: '1', atTime: '2026-01-01T00:00:00Z' }, 'atTime'],
   ['events.replay', {}, 'taskId'],
+  ['webhooks.deliveries', { webhookId: '\u0000' }, 'webhookId'],
+  ['webhooks.deliveries', { taskId: 'a\u0000b' }, 'taskId'],
+  ['webhooks.delete', { id: '\u0000' }, 'id'],
 ];
 
 /** A GET with the path sent exactly as given (fetch would normalise the dots away). */
@@ -105,7 +108,7 @@ for (const backend of backends()) {
           Record<string, { query?: (i: unknown) => Promise<unknown>; mutate?: (i: unknown) => Promise<unknown> }>
         >
       )[router]![name]!;
-      const isMutation = ['tasks.create', 'tasks.cancel', 'tasks.delete'].includes(proc);
+      const isMutation = ['tasks.create', 'tasks.cancel', 'tasks.delete', 'webhooks.delete'].includes(proc);
       const err = await (isMutation ? p.mutate! : p.query!)(input).then(
         () => null,
         (e: unknown) => e,

@@ -16,6 +16,7 @@ import {
   type WebhookView,
 } from '@trainyard/store';
 import { FieldError, ForbiddenError } from '../field-error';
+import { recordId } from '../schemas';
 import { nonAdminAddressProblem } from './address';
 
 /** The caller, as far as webhooks care. */
@@ -42,12 +43,12 @@ export const webhookCreateInput = z.strictObject({
   allUsers: z.boolean().default(false),
 });
 
-export const webhookIdInput = z.strictObject({ id: z.string().min(1).max(100) });
+export const webhookIdInput = z.strictObject({ id: recordId('id', 'a webhook id') });
 
 export const webhookDeliveriesInput = z
   .strictObject({
-    taskId: z.string().min(1).max(100).optional(),
-    webhookId: z.string().min(1).max(100).optional(),
+    taskId: recordId('taskId').optional(),
+    webhookId: recordId('webhookId', 'a webhook id').optional(),
     limit: z.number().int().min(1).max(500).default(50),
   })
   .default({ limit: 50 });
