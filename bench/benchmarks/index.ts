@@ -4,9 +4,10 @@ import { idleGap } from './idle-gap';
 import { lifecycle } from './lifecycle';
 import { reads } from './reads';
 import { restart } from './restart';
+import { restartBusy } from './restart-busy';
 import { scheduling } from './scheduling';
 import { submit } from './submit';
 import { sweep } from './sweep';
 import { warmStart } from './warm-start';
 
-export const benchmarks: Benchmark[] = [submit, sweep, lifecycle, idleGap, restart, reads, scheduling, warmStart];
+export const benchmarks: Benchmark[] = [submit, sweep, lifecycle, idleGap, restart, restartBusy, reads, scheduling, warmStart];

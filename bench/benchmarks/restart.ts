@@ -2,18 +2,15 @@
 // lib/history.ts), the time from spawning the service to its first answered request, its RSS
 // then, and the rebuild (`npm run rebuild`: fold the whole log and compare with the read models),
 // which must find no difference. On Postgres and on PGlite.
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { openDatabase } from '@trainyard/store';
 import {
   dropSchema,
   freshSchemaName,
   onCleanup,
   printTable,
-  processMemory,
   ratio,
   removeDir,
   REPO_ROOT,
@@ -25,20 +22,8 @@ import {
   type Target,
 } from '../lib/common';
 import { EVENTS_PER_TASK, generateHistory } from '../lib/history';
+import { baseEnv, runRebuild, type RebuildResult } from '../lib/rebuild';
 import { startServer, type Backend } from '../lib/server';
-
-interface RebuildResult {
-  ok: boolean;
-  exitCode: number | null;
-  /** As the rebuild reports it: folding and comparing, without process start-up. */
-  ms: number | null;
-  /** Spawn to exit. */
-  wallMs: number;
-  peakMiB: number | null;
-  events: number | null;
-  tasks: number | null;
-  differences: number | null;
-}
 
 interface Row {
   system: 'trainyard';
@@ -54,48 +39,6 @@ interface Row {
   rssMiB: number | null;
   peakRssMiB: number | null;
   rebuild: RebuildResult;
-}
-
-/** `npm run rebuild -- --json` against the given storage, with the peak RSS sampled from /proc. */
-async function runRebuild(env: Record<string, string>): Promise<RebuildResult> {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'packages/store/src/rebuild-cli.ts'), '--json'], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: string[] = [];
-  createInterface({ input: child.stdout }).on('line', (l) => out.push(l));
-  createInterface({ input: child.stderr }).on('line', (l) => out.push(l));
-  let peak: number | null = null;
-  const sampler = setInterval(() => {
-    const m = processMemory(child.pid!);
-    if (m) peak = Math.max(peak ?? 0, m.peakMiB);
-  }, 50);
-  const exitCode = await new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-  clearInterval(sampler);
-  const wallMs = Math.round(performance.now() - t0);
-  const json = out.find((l) => l.startsWith('{'));
-  if (!json) return { ok: false, exitCode, ms: null, wallMs, peakMiB: peak, events: null, tasks: null, differences: null };
-  const r = JSON.parse(json) as { ms: number; events: number; tasks: number; differences: unknown[] };
-  return {
-    ok: exitCode === 0 && r.differences.length === 0,
-    exitCode,
-    ms: r.ms,
-    wallMs,
-    peakMiB: peak,
-    events: r.events,
-    tasks: r.tasks,
-    differences: r.differences.length,
-  };
-}
-
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && k !== 'DATABASE_URL' && !k.startsWith('TRAINYARD_') && !k.startsWith('npm_')) env[k] = v;
-  }
-  return env;
 }
 
 export const restart: Benchmark = {

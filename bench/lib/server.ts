@@ -35,6 +35,8 @@ export interface ServerOptions {
 }
 
 interface StartupTimes {
+  /** When it was spawned (performance.now() of the bench process). */
+  spawnedAt: number;
   /** Spawn to the `listening` line on stdout. */
   listeningMs: number;
   /** Spawn to the first answered system.health over HTTP. */
@@ -136,7 +138,7 @@ async function startOnce(opts: ServerOptions): Promise<BenchServer> {
     dataDir,
     backend: opts.backend,
     client,
-    startup: { listeningMs: NaN, firstResponseMs: NaN },
+    startup: { spawnedAt: t0, listeningMs: NaN, firstResponseMs: NaN },
     output,
     memory: () => processMemory(proc.pid!),
     async stop() {
@@ -182,7 +184,7 @@ async function startOnce(opts: ServerOptions): Promise<BenchServer> {
     }
     await sleep(5);
   }
-  server.startup = { listeningMs, firstResponseMs: performance.now() - t0 };
+  server.startup = { spawnedAt: t0, listeningMs, firstResponseMs: performance.now() - t0 };
   return server;
 }
 
