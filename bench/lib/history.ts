@@ -22,6 +22,7 @@ import {
   type TaskState,
 } from '@trainyard/domain';
 import { rowsOf, type Db } from '@trainyard/store';
+import { DATASET } from './common';
 
 export const EVENTS_PER_TASK = 8;
 /** Events of a generated queued task: submitted, queued. */
@@ -51,7 +52,8 @@ function buildTemplate(kind: TemplateKind): Template {
   const spec: TaskSpec = {
     name: `history task ${TEMPLATE_ID}`,
     model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
-    datasetPath: '/bench/history/tiny-dataset.jsonl',
+    // A queued task is started by the service under test: its dataset must be there to stage.
+    datasetPath: kind === 'queued' ? DATASET : '/bench/history/tiny-dataset.jsonl',
     outputDir: TEMPLATE_ID,
     config: {
       epochs: 1,
