@@ -1,5 +1,5 @@
 // Smoke test of the benchmark harness (not of the figures): runs `npm run bench -- --quick` for
-// two benchmarks at tiny sizes against the test Postgres, and the scheduling rows (no database),
+// three benchmarks at tiny sizes against the test Postgres, and the scheduling rows (no database),
 // and checks the JSON they write has the expected shape. The benchmarks themselves are not part
 // of `npm test` (npm run bench).
 import { spawn } from 'node:child_process';
@@ -104,6 +104,19 @@ describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
       expect(row.rebuild).toMatchObject({ ok: true, differences: 0, events: row.events });
     }
     expect(restart.targets.length).toBeGreaterThan(0);
+  });
+
+  it('runs restart-busy at tiny sizes: the queued history is valid and the running tasks are re-attached', async () => {
+    const { code, output } = await runBench(['--quick', '--only', 'restart-busy', '--skip-pglite', '--out', out]);
+    expect(code, output.slice(-4000)).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'restart-busy.json'), 'utf8'));
+    envelope(result, 'restart-busy');
+    expect(result.rows.map((r: { scenario: string }) => r.scenario)).toEqual(['empty', 'busy']);
+    const busy = result.rows[1];
+    expect(busy).toMatchObject({ running: 8, queued: 500, stillTraining: 8, rebuild: { ok: true, differences: 0 } });
+    for (const row of result.rows) expect(row.firstResponseMs).toBeGreaterThan(0);
+    expect(busy.firstQueuedStartMs).toBeGreaterThan(0);
+    expect(result.targets.map((t: { name: string }) => t.name)).toContain('start-up flat: postgres start-up busy/empty');
   });
 
   it('runs the scheduling rows (trace replay and decision time) at tiny sizes, FIFO beside backfill', async () => {

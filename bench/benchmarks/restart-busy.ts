@@ -32,6 +32,7 @@ import { startServer, type Backend, type BenchServer } from '../lib/server';
 import { createInput } from './submit';
 
 interface Row {
+  system: 'trainyard';
   backend: 'postgres' | 'pglite';
   scenario: 'empty' | 'busy';
   events: number;
@@ -113,6 +114,7 @@ export const restartBusy: Benchmark = {
           await server.dispose();
         }
         rows.push({
+          system: 'trainyard',
           backend: kind,
           scenario: 'empty',
           events: 0,
@@ -167,6 +169,7 @@ export const restartBusy: Benchmark = {
         const rebuild = await runRebuild(env);
         if (!rebuild.ok) throw new Error(`rebuild check failed (${kind}): ${JSON.stringify(rebuild)}`);
         rows.push({
+          system: 'trainyard',
           backend: kind,
           scenario: 'busy',
           events: rebuild.events ?? 0,

@@ -5,7 +5,6 @@
 // month weighs little against what they ran this morning. A task's use is its devices × its run
 // time; finished tasks count here, running ones count in the policy (their devices now).
 import type { Account } from './scheduling';
-import type { TaskRecord } from './task';
 
 export interface UserLimits {
   name: string;
@@ -20,7 +19,12 @@ export const DEFAULT_FAIR_SHARE_HALF_LIFE_MS = 24 * 3_600_000;
 /** The GPU-hours quota window when a user's limits give none. */
 export const DEFAULT_QUOTA_WINDOW_HOURS = 24 * 7;
 
-type UsageTask = Pick<TaskRecord, 'spec' | 'startedAt' | 'finishedAt'>;
+/** What a task's use needs: whose it is, how many GPUs, when it ran (a task record has it all). */
+export interface UsageTask {
+  spec: { owner: string; resources: { gpus: number } };
+  startedAt: string | null;
+  finishedAt: string | null;
+}
 
 /** Each user with tasks or limits: their quota, GPU-hours used in their window, decayed use. */
 export function accountsFrom(

@@ -1,7 +1,7 @@
 // Statements on users' quotas, priority caps and fair-share weights (columns of users), and the
 // read the scheduler's accounts are computed from: the limits, and the tasks that ran recently.
 import { and, asc, eq, gte, inArray, isNotNull, or, sql } from 'drizzle-orm';
-import { ACTIVE_STATUSES, type TaskRecord, type UserLimits } from '@trainyard/domain';
+import { ACTIVE_STATUSES, type UsageTask, type UserLimits } from '@trainyard/domain';
 import type { Conn } from '../database';
 import { tasks, users } from '../schema';
 
@@ -47,9 +47,15 @@ const LONGEST_RUN_MS = 30 * 24 * 3_600_000;
  * Tasks that ran since `since` or run now: what quota windows and fair share are computed from.
  * Only tasks created in the longest run before `since` are read (the created_at index).
  */
-export async function recentRuns(conn: Conn, since: Date): Promise<Pick<TaskRecord, 'spec' | 'startedAt' | 'finishedAt'>[]> {
+export async function recentRuns(conn: Conn, since: Date): Promise<UsageTask[]> {
+  // Only the four fields a run's use needs, not whole records: the window can hold a great many.
   const rows = await conn
-    .select({ record: tasks.record })
+    .select({
+      owner: tasks.owner,
+      gpus: sql<number | string | null>`(${tasks.record}->'spec'->'resources'->>'gpus')::integer`,
+      startedAt: sql<string | null>`${tasks.record}->>'startedAt'`,
+      finishedAt: sql<string | null>`${tasks.record}->>'finishedAt'`,
+    })
     .from(tasks)
     .where(
       and(
@@ -61,5 +67,9 @@ export async function recentRuns(conn: Conn, since: Date): Promise<Pick<TaskReco
         ),
       ),
     );
-  return rows.map((r) => ({ spec: r.record.spec, startedAt: r.record.startedAt, finishedAt: r.record.finishedAt }));
+  return rows.map((r) => ({
+    spec: { owner: r.owner, resources: { gpus: Number(r.gpus ?? 1) } },
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  }));
 }
