@@ -13,7 +13,6 @@ import {
   printTable,
   ratio,
   removeDir,
-  REPO_ROOT,
   summarize,
   target,
   type BenchContext,

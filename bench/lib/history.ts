@@ -26,7 +26,7 @@ import { DATASET } from './common';
 
 export const EVENTS_PER_TASK = 8;
 /** Events of a generated queued task: submitted, queued. */
-export const EVENTS_PER_QUEUED_TASK = 2;
+const EVENTS_PER_QUEUED_TASK = 2;
 
 const TEMPLATE_ID = 'tTEMPLATEIDzq9';
 const TEMPLATE_BASE = Date.parse('2001-02-03T04:05:06.000Z');
