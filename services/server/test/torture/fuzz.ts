@@ -440,6 +440,12 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
     fc
       .tuple(fc.constantFrom('deployments.stop', 'deployments.delete'), mutate({ id: 'dnone' }, { id }))
       .map(([proc, input]) => ({ proc, input })),
+    fc
+      .tuple(
+        fc.constantFrom('deployments.addAdapter', 'deployments.removeAdapter'),
+        mutate({ id: 'dnone', taskId: 'tnone' }, { id, taskId: id }),
+      )
+      .map(([proc, input]) => ({ proc, input })),
   ];
   // Raw bodies: numbers JSON.stringify cannot write (1e999 → Infinity), broken JSON, odd encodings.
   const rawNumber = fc.constantFrom(
@@ -532,6 +538,8 @@ const SIDE_WRITES = new Set([
   'deployments.create',
   'deployments.stop',
   'deployments.delete',
+  'deployments.addAdapter',
+  'deployments.removeAdapter',
 ]);
 
 /** What those calls may change, in a form that does not move on its own (no usage, no deployment state). */
@@ -551,7 +559,10 @@ async function sideRows(url: string): Promise<string> {
     weight,
   }));
   const webhooks = (await read('webhooks.list')).map((w) => w.id);
-  const deployments = (await read('deployments.list')).map((d) => d.id);
+  const deployments = (await read('deployments.list')).map((d) => ({
+    id: d.id,
+    adapters: ((d.spec as { adapters?: { name: string }[] } | undefined)?.adapters ?? []).map((a) => a.name),
+  }));
   return JSON.stringify({ quotas, webhooks, deployments });
 }
 

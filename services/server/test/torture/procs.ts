@@ -36,6 +36,8 @@ export const MUTATIONS = new Set([
   'deployments.create',
   'deployments.stop',
   'deployments.delete',
+  'deployments.addAdapter',
+  'deployments.removeAdapter',
 ]);
 
 /**
