@@ -46,7 +46,14 @@ for (const backend of backends()) {
       );
       for (const name of ['alice', 'bob']) await addUser(database.db, { name, admin: false });
       await database.close();
-      s = await startServer({ backend, dataDir, ...(schema ? { schema } : {}), env: { TRAINYARD_GPU_INVENTORY: TWO_GPUS } });
+      // Preemption off: these cases are about the queue's order and quotas (preemption.e2e has its own);
+      // with the default (priority) the urgent task would also preempt a fill task, racing the cancels here.
+      s = await startServer({
+        backend,
+        dataDir,
+        ...(schema ? { schema } : {}),
+        env: { TRAINYARD_GPU_INVENTORY: TWO_GPUS, TRAINYARD_PREEMPTION: 'off' },
+      });
       // Local mode: every caller is an admin; the user header names who submits.
       admin = s.client;
       alice = await connect({ url: s.url, user: 'alice' });

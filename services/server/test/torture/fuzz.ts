@@ -530,17 +530,8 @@ async function eventsAfter(url: string, position: string): Promise<StoredTaskEve
   }
 }
 
-/** Calls that write rows outside the event log: quotas, webhooks, deployments. */
-const SIDE_WRITES = new Set([
-  'quotas.set',
-  'webhooks.create',
-  'webhooks.delete',
-  'deployments.create',
-  'deployments.stop',
-  'deployments.delete',
-  'deployments.addAdapter',
-  'deployments.removeAdapter',
-]);
+/** Calls that write rows outside the event log: every mutation but the tasks' (quotas, webhooks, deployments). */
+const SIDE_WRITES = new Set([...MUTATIONS].filter((proc) => !proc.startsWith('tasks.')));
 
 /** What those calls may change, in a form that does not move on its own (no usage, no deployment state). */
 async function sideRows(url: string): Promise<string> {
