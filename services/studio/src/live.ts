@@ -29,19 +29,51 @@ export function upsertTask(list: TaskList, task: Task): TaskList {
   return { ...list, items };
 }
 
-/** Calls `fn` at most once per `ms`, trailing: bursts of events cause one refresh. */
-function useCoalesced(fn: () => void, ms: number): () => void {
-  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
-  const fnRef = useRef(fn);
-  fnRef.current = fn;
-  useEffect(() => () => void (timer.current && clearTimeout(timer.current)), []);
-  return useCallback(() => {
-    if (timer.current) return;
-    timer.current = setTimeout(() => {
-      timer.current = null;
-      fnRef.current();
-    }, ms);
-  }, [ms]);
+/**
+ * A refresh asked for in bursts: one run per burst (trailing, `ms` after the first ask), never two
+ * at once, and an ask that arrives while a run is under way gets one more run after it. A refetch
+ * that a newer ask cancelled would starve: with events every 250 ms and a server slower than that,
+ * the panel would show the old answer for as long as the events go on.
+ */
+export function coalescedRefresh(refresh: () => Promise<unknown>, ms: number): { ask: () => void; dispose: () => void } {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let running = false;
+  let again = false;
+  const run = async () => {
+    timer = null;
+    running = true;
+    try {
+      await refresh();
+    } catch {
+      // The query shows its own error; the next ask tries again.
+    } finally {
+      running = false;
+    }
+    if (again) {
+      again = false;
+      timer = setTimeout(() => void run(), ms);
+    }
+  };
+  return {
+    ask() {
+      if (running) again = true;
+      else timer ??= setTimeout(() => void run(), ms);
+    },
+    /** Drops a pending run (an unmounted panel); a run under way finishes. */
+    dispose() {
+      again = false;
+      if (timer) clearTimeout(timer);
+      timer = null;
+    },
+  };
+}
+
+function useCoalescedRefresh(refresh: () => Promise<unknown>, ms: number): () => void {
+  const refreshRef = useRef(refresh);
+  refreshRef.current = refresh;
+  const [coalesced] = useState(() => coalescedRefresh(() => refreshRef.current(), ms));
+  useEffect(() => () => coalesced.dispose(), [coalesced]);
+  return coalesced.ask;
 }
 
 export interface LiveFeed {
@@ -62,7 +94,7 @@ export function useLiveUpdates(): LiveFeed {
   const retryTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   // Queue positions depend on every task, so the queue is refetched (once per burst of events).
   // Open timelines follow their task's version (TaskDetail).
-  const refreshQueue = useCoalesced(() => void qc.invalidateQueries({ queryKey: trpc.queue.get.queryKey() }), 300);
+  const refreshQueue = useCoalescedRefresh(() => qc.invalidateQueries({ queryKey: trpc.queue.get.queryKey() }), 300);
 
   const refetchAll = useCallback(() => refetchEverything(qc), [qc]);
 

@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { backends } from '@trainyard/store/testing';
 import { DEFAULT_PRESET, PRESET_NAMES } from '@trainyard/catalogue';
 import { DATASET, installFakeNvidiaSmi, REPO_ROOT, startServer, type RunningServer } from '@trainyard/server/testing';
@@ -57,6 +57,9 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     });
     await page.goto(s.url);
   }, 240_000);
+
+  // What the server said, for a failure seen only in CI.
+  beforeEach(() => onTestFailed(() => console.log(`server output (last 60 lines):\n${s?.output.slice(-60).join('\n')}`)));
 
   afterAll(async () => {
     await browser?.close().catch(() => {});
@@ -428,7 +431,10 @@ describe.skipIf(!hasChromium)('Studio panel in a browser', () => {
     const queue = page.getByTestId('queue-view');
     const deviceIds = (loc: Locator) =>
       loc.getByTestId('queue-device').evaluateAll((els) => els.map((e) => e.getAttribute('data-device-id')));
-    await expect.poll(() => deviceIds(queue), { timeout: WAIT }).toEqual(['gpu0', 'gpu1', 'gpu2', 'gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
+    const all = ['gpu0', 'gpu1', 'gpu2', 'gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2'];
+    // The server's queue view first, then the panel's: a failure says which of the two lags.
+    await expect.poll(async () => (await s.client.queue.get.query()).devices.map((d) => d.id), { timeout: WAIT }).toEqual(all);
+    await expect.poll(() => deviceIds(queue), { timeout: WAIT }).toEqual(all);
     // The instances sit under their GPU; the whole GPUs stand alone.
     const gpu3 = queue.locator('[data-testid=queue-gpu][data-gpu-index="3"]');
     expect(await deviceIds(gpu3)).toEqual(['gpu3/mig0', 'gpu3/mig1', 'gpu3/mig2']);
