@@ -174,8 +174,10 @@ describe.skipIf(missing !== null)('Slurm executor edge, live cluster', () => {
       'warn',
       `process.on('SIGUSR1', () => { console.log('checkpoint asked'); process.exit(0); }); console.log('up'); setInterval(() => {}, 1000);`,
     );
-    await until('the trainer to start', async () =>
-      (await viewOf(jobId))?.phase === 'running' && trainerStarted(runDir) ? true : undefined,
+    // Its handler is in place once it says 'up' (a USR1 before that would start Node's inspector
+    // instead: the trainer would run on to its time limit).
+    await until('the trainer to be up', async () =>
+      (await viewOf(jobId))?.phase === 'running' && outputOf(runDir).includes('up') ? true : undefined,
     );
     // What --signal=B:USR1@<s> does before the time limit, sent now.
     execFileSync('scancel', ['--batch', '--signal=USR1', jobId]);
@@ -250,6 +252,14 @@ function trainerStarted(runDir: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+function outputOf(runDir: string): string {
+  try {
+    return readFileSync(join(runDir, 'output.jsonl'), 'utf8');
+  } catch {
+    return '';
   }
 }
 
