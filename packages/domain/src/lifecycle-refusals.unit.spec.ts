@@ -18,13 +18,19 @@ const cases: [string, TaskState, TaskCommand, string][] = [
     'the task has already ended',
   ],
   [
-    'a task asked to stop, cancelled again (guard notStopping)',
+    'a task asked to stop, cancelled again (guard stopAllowed)',
     given(...running(), ev.stop('cancel')),
     { type: 'cancel' },
     'a stop (cancel) was already requested; the task ends when its trainer exits',
   ],
   [
-    'a task timing out, expired again (guard notStopping)',
+    'a task being preempted, its preemption asked again (guard stopAllowed)',
+    given(...running(), ev.stop('preempt')),
+    { type: 'expire' },
+    'a stop (preempt) was already requested; the task ends when its trainer exits',
+  ],
+  [
+    'a task timing out, expired again (guard stopAllowed)',
     given(...running(), ev.stop('timeout')),
     { type: 'expire' },
     'a stop (timeout) was already requested; the task ends when its trainer exits',

@@ -63,7 +63,9 @@ type GuardArgs = { context: Ctx; event: LifecycleEvent };
 
 const guards = {
   notSpawned: ({ context }: GuardArgs) => context.trainer === null,
-  notStopping: ({ context }: GuardArgs) => context.stop === null,
+  /** One stop per attempt, except that a cancel overrules a stop of another kind: the user's word wins. */
+  stopAllowed: ({ context, event }: GuardArgs) =>
+    context.stop === null || ((event as Ev<'StopRequested'>).data.reason === 'cancel' && context.stop.reason !== 'cancel'),
   stoppingForCancel: ({ context }: GuardArgs) => context.stop?.reason === 'cancel',
   notHeld: ({ context }: GuardArgs) => !context.held,
   isHeld: ({ context }: GuardArgs) => context.held,
@@ -196,7 +198,7 @@ export const taskMachine = setup({
         TaskHeld: { guard: 'heldOrPreempting', actions: 'held' },
         TaskReleased: { guard: 'isHeld', actions: 'releasedHold' },
         TaskPreempted: { guard: 'requeueAllowed', target: 'QUEUED', actions: 'preempted' },
-        StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        StopRequested: { guard: 'stopAllowed', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
         TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
         TaskCancelled: { guard: 'stoppingForCancel', target: 'CANCELLED', actions: 'cancelled' },
@@ -210,7 +212,7 @@ export const taskMachine = setup({
         TaskHeld: { guard: 'heldOrPreempting', actions: 'held' },
         TaskReleased: { guard: 'isHeld', actions: 'releasedHold' },
         TaskPreempted: { guard: 'requeueAllowed', target: 'QUEUED', actions: 'preempted' },
-        StopRequested: { guard: 'notStopping', actions: 'stopRequested' },
+        StopRequested: { guard: 'stopAllowed', actions: 'stopRequested' },
         TaskCompleted: { target: 'COMPLETED', actions: 'completed' },
         TaskFailed: { guard: 'failureAllowed', target: 'FAILED', actions: 'failed' },
         TaskCancelled: { guard: 'stoppingForCancel', target: 'CANCELLED', actions: 'cancelled' },
@@ -229,7 +231,7 @@ type GuardName = keyof typeof guards;
 /** The rule each guard enforces, in the words a refused caller reads (null: the generic "not allowed while …" says it). */
 const guardRefusals: Record<GuardName, ((ctx: Ctx) => string) | null> = {
   notSpawned: () => 'a trainer was already recorded for this attempt',
-  notStopping: (ctx) => `a stop (${ctx.stop?.reason}) was already requested; the task ends when its trainer exits`,
+  stopAllowed: (ctx) => `a stop (${ctx.stop?.reason}) was already requested; the task ends when its trainer exits`,
   notDeleted: () => 'the task was already deleted',
   stoppingForCancel: null,
   requeueAllowed: (ctx) => `it is held by ${ctx.runnerId ?? 'no instance'}, not by the instance named`,

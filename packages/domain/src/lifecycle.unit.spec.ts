@@ -134,7 +134,6 @@ const table: Record<keyof typeof states, Row> = {
     abandon: 'TaskFailed',
     recordSpawn: X,
     startTraining: X,
-    cancel: X,
     expire: X,
     loseDevices: X,
     preempt: X,
@@ -145,7 +144,6 @@ const table: Record<keyof typeof states, Row> = {
     abandon: 'TaskFailed',
     recordSpawn: X,
     startTraining: X,
-    cancel: X,
     expire: X,
     loseDevices: X,
     preempt: X,
@@ -155,7 +153,6 @@ const table: Record<keyof typeof states, Row> = {
   'TRAINING+preempting': running({
     recordSpawn: X,
     startTraining: X,
-    cancel: X,
     expire: X,
     loseDevices: X,
     preempt: X,
@@ -358,6 +355,18 @@ describe('a device leaves the inventory (decideLostDevices)', () => {
 });
 
 describe('preemption: checkpoint, stop, requeue in its place', () => {
+  it('given a running task asked to preempt, when its user cancels it, then the cancel overrules the preemption: the exit cancels it, nothing is requeued', () => {
+    const s = given(ev.submitted(), ev.assigned(), ev.spawned(), ev.training(), ev.stop('preempt'));
+    const [stop] = decide(s, { type: 'cancel', reason: 'not needed any more' });
+    expect(stop).toMatchObject({ type: 'StopRequested', data: { reason: 'cancel', message: 'not needed any more' } });
+    const cancelling = fold(stored([stop!], 't1', 5, 15), s);
+    expect(decide(cancelling, { type: 'recordExit', exitCode: 143, signal: null })).toMatchObject([
+      { type: 'TaskCancelled', data: { reason: 'not needed any more' } },
+    ]);
+    // And a second cancel is refused as before.
+    expect(() => decide(cancelling, { type: 'cancel' })).toThrow('a stop (cancel) was already requested');
+  });
+
   it('given a running task that reported a checkpoint and was asked to preempt, when its trainer exits, then it is QUEUED again in its place, holding nothing, with its checkpoint', () => {
     const log = stored(
       [

@@ -307,6 +307,10 @@ describe('decideRun: preemption (checkpoint, then stop)', () => {
     expect([commandsOf(d), effectsOf(d)]).toEqual([['recordCheckpoint by trainer'], ['storeLine', 'log info', 'SIGTERM', 'armKill']]);
     expect(d.commands[0]!.command).toEqual({ type: 'recordCheckpoint', path: '/out/checkpoints/step-40', step: 40 });
   });
+  it('cancelled while it checkpoints for a preemption: SIGTERM at once, without waiting out the preempt grace', () => {
+    const asked = whenRun(following, { type: 'stop', reason: 'preempt' }).run;
+    expect(effectsOf(whenRun(asked, { type: 'stop', reason: 'cancel' }))).toEqual(['log info', 'SIGTERM', 'armKill']);
+  });
   it('no checkpoint within the preempt grace: SIGTERM anyway', () => {
     const asked = whenRun(following, { type: 'stop', reason: 'preempt' }).run;
     expect(effectsOf(whenRun(asked, { type: 'preemptGraceOver' }))).toEqual(['log info', 'SIGTERM', 'armKill']);

@@ -75,8 +75,9 @@ export async function downloadStudioOutputs(taskId: string): Promise<{ blob: Blo
 /** The list query the task table shows and the live feed keeps current. */
 export const TASK_LIST_INPUT = { limit: 200 } as const;
 
+/** A task not ended and not already being cancelled (a cancel overrules a preemption or a timeout under way). */
 export function canCancel(t: Task): boolean {
-  return !isTerminal(t.status) && !t.stop;
+  return !isTerminal(t.status) && t.stop?.reason !== 'cancel';
 }
 export function canDelete(t: Task): boolean {
   return isTerminal(t.status);
