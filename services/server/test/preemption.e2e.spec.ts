@@ -2,11 +2,10 @@
 // on one GPU, the simulated trainer (it checkpoints on SIGUSR1 and resumes for real). A low task
 // training when an urgent one arrives is asked for a checkpoint, stopped, requeued in its place,
 // and, once the urgent one has finished, completes from its checkpoint.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
 import { eventsOf, waitTerminal } from './lifecycle-support';
+import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
 import { DATASET, eventually, simulated, startServer, type RunningServer } from './harness';
 
 const MIN = 60_000;
@@ -69,14 +68,7 @@ for (const backend of backends()) {
 // The same through the service with a real trainer: trainers/tiny_torch_trainer.py on the CPU
 // (Debian's python3-torch), fixed seed. A run preempted and resumed from its checkpoint ends with
 // the loss of one never interrupted. One backend: the trainer's determinism is what is checked.
-const PYTHON = '/usr/bin/python3';
-const torchMissing = (() => {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
-  const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-  return r.status === 0 ? null : `${PYTHON} cannot import torch`;
-})();
-if (torchMissing)
-  skipLoudlyOrFail(`${torchMissing}: the preemption e2e with the tiny torch trainer cannot run`, 'apt-get install python3-torch');
+if (torchMissing) skipLoudlyOrFail(`${torchMissing}: the preemption e2e with the tiny torch trainer cannot run`, TORCH_HINT);
 
 describe.skipIf(torchMissing !== null)('preemption with the tiny torch trainer (PGlite)', () => {
   let s: RunningServer;

@@ -2,31 +2,23 @@
 // loss falls), checkpoints every N steps and on SIGUSR1, stops on SIGTERM, and a run so
 // interrupted and resumed from its checkpoint ends with the loss of a run never interrupted.
 // In CI a missing /usr/bin/python3 or torch is a failure, not a skip.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { DATASET, REPO_ROOT } from './harness';
+import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
 import { checkpointsOf, killLeftoverTrainers, progressOf, runTrainer, trainerEnv, type TrainerRun } from './trainer-child';
 
-const PYTHON = process.env.PYTHON3_PATH ?? '/usr/bin/python3';
 const TRAINER = join(REPO_ROOT, 'trainers/tiny_torch_trainer.py');
 // 1050 windows of the example dataset, 16 a step: 66 steps an epoch, 660 in all (about a second).
 const CONFIG = { epochs: 10, batchSize: 1, gradientAccumulation: 16, learningRate: 0.01, maxLength: 512, loraRank: 8, loraAlpha: 16 };
 const TOTAL_STEPS = 660;
 const SIGNAL_AT_STEP = 120;
 
-function torchMissing(): string | null {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
-  const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-  return r.status === 0 ? null : `${PYTHON} cannot import torch (${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`;
-}
-
-const missing = torchMissing();
-if (missing)
-  skipLoudlyOrFail(`${missing}: the tiny torch trainer's specs cannot run`, 'apt-get install python3-torch, or set PYTHON3_PATH');
+const missing = torchMissing;
+if (missing) skipLoudlyOrFail(`${missing}: the tiny torch trainer's specs cannot run`, TORCH_HINT);
 
 const train = (env: Record<string, string>, onMessage?: Parameters<typeof runTrainer>[2]) => runTrainer([PYTHON, TRAINER], env, onMessage);
 const lastLoss = (run: TrainerRun) => progressOf(run).at(-1)?.loss;
