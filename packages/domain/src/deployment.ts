@@ -38,6 +38,11 @@ export interface DeploymentSpec {
   onTrainingDemand: TrainingDemandPolicy;
   /** Its priority class (as a task's): a training task of a lower priority never makes it yield. Absent: 0. */
   priority?: { name: string; value: number } | undefined;
+  /**
+   * Serve the task's adapter merged into the base weights (one model named after the task, no LoRA
+   * at serving time) instead of as a LoRA module. Absent: false.
+   */
+  merge?: boolean | undefined;
 }
 
 /** Memory a deployment holds on one device (gpuMemoryUtilization × the device's memory). */

@@ -16,6 +16,8 @@ import { ENV_PATTERN_RE, trainerEnv } from './trainer/env';
 const HOUR = 3_600_000;
 export const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 export const DEFAULT_TRAINER = ['node', 'trainers/simulated-trainer.mjs'];
+/** The adapter merge for deployments.create({ merge: true }): a Python that has torch. */
+export const DEFAULT_MERGE = ['python3', 'trainers/merge_adapter.py'];
 /** The release, as package.json names it (one home for the version). */
 export const VERSION: string = (JSON.parse(readFileSync(resolve(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -91,7 +93,12 @@ export interface ServiceConfig {
   /** Webhook deliveries: attempts in all, the first wait (doubling after each failure, at most maxDelayMs), one attempt's limit. */
   webhooks: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number; timeoutMs: number };
   /** Deployments: serving this long since it last came up gives a deployment its restart budget back; how long /v1 holds a request for one not serving (0: 503 at once). */
-  deployments: { stableMs: number; holdMs: number };
+  deployments: {
+    stableMs: number;
+    holdMs: number;
+    /** argv of the adapter merge (run in trainerCwd), before `--base … --adapter … --out …`. */
+    merge: string[];
+  };
   logMaxLineBytes: number;
   logMaxLinesPerSecond: number;
   /** Live subscriptions (tasks.onUpdate, tasks.onLogs) held at once, in all and per client. */
@@ -187,6 +194,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
       .array(z.string().min(1), { error: 'TRAINYARD_TRAINER must be a JSON array of strings, e.g. ["python3","trainers/lora_trainer.py"]' })
       .min(1),
     DEFAULT_TRAINER,
+  );
+  const merge = json(
+    'TRAINYARD_MERGE',
+    z
+      .array(z.string().min(1), {
+        error: 'TRAINYARD_MERGE must be a JSON array of strings, e.g. ["/usr/bin/python3","trainers/merge_adapter.py"]',
+      })
+      .min(1),
+    DEFAULT_MERGE,
   );
   const gpuSlots = json(
     'TRAINYARD_GPU_SLOTS',
@@ -324,6 +340,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig 
     deployments: {
       stableMs: read('TRAINYARD_DEPLOYMENT_STABLE_MS', intFrom('TRAINYARD_DEPLOYMENT_STABLE_MS', 1000, 365 * 24 * HOUR), 24 * HOUR),
       holdMs: read('TRAINYARD_DEPLOYMENT_HOLD_MS', intFrom('TRAINYARD_DEPLOYMENT_HOLD_MS', 0, 10 * 60_000), 0),
+      merge,
     },
     logMaxLineBytes: read('TRAINYARD_LOG_LINE_BYTES', intFrom('TRAINYARD_LOG_LINE_BYTES', 80, 1_000_000), DEFAULT_LOG_LINE_BYTES),
     logMaxLinesPerSecond: read(

@@ -273,10 +273,17 @@ export const createDeploymentInput = z
     onTrainingDemand: z.enum(['wait', 'sleep', 'stop'], { error: 'onTrainingDemand must be wait, sleep or stop' }).optional(),
     /** A priority class name: a training task of a lower priority never puts it to sleep. */
     priority: text('priority', 40).optional(),
+    /** Serve the task's adapter merged into its base model's weights (TRAINYARD_MERGE) rather than as a LoRA module. */
+    merge: z.boolean({ error: 'merge must be true or false' }).optional(),
   })
   .refine((v) => (v.taskId === undefined) !== (v.model === undefined), {
     message: 'give either taskId or model, not both',
     path: ['taskId'],
+  })
+  .refine((v) => !v.merge || v.taskId !== undefined, { message: 'merge needs taskId: the task whose adapter is merged', path: ['merge'] })
+  .refine((v) => !v.merge || !v.adapters?.length, {
+    message: 'a merged deployment serves one adapter, its task’s: serve more adapters from a deployment without merge',
+    path: ['adapters'],
   });
 export const deploymentIdInput = z.strictObject({ id: deploymentId });
 /** deployments.addAdapter / removeAdapter: a completed task's adapter on a SERVING deployment. */

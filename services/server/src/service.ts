@@ -197,6 +197,7 @@ export class TrainyardService {
       onDevicesFreed: () => void this.scheduleNow(),
       priorityValue: (name) => this.config.priorityClasses[name],
       stableMs: config.deployments.stableMs,
+      merge: { argv: config.deployments.merge, cwd: config.trainerCwd },
     });
   }
 

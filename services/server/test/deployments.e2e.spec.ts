@@ -1,26 +1,49 @@
 // Deployments over HTTP with the scripted vllm on PATH (the true edge: vLLM needs a GPU): a
 // completed task (simulated trainer) is served as a LoRA module named after the task, the
 // endpoint lists it and answers a chat completion; stop ends it STOPPED; a server that dies is
-// started again, and FAILED once restarts run out; bad input names its field.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+// started again, and FAILED once restarts run out; bad input names its field. A deployment with
+// `merge` serves the adapter merged into its base for real (trainers/merge_adapter.py with Debian's
+// python3-torch) under the task's name.
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendAvailable, backends } from '@trainyard/store/testing';
+import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
 import { pathWithFakeVllm } from './fake-vllm';
+import { cacheAsHubModel, writeMergeFixture, type MergeFixture } from './merge-fixture';
+import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
+import { readSafetensors } from './safetensors';
+
+if (torchMissing) skipLoudlyOrFail(`${torchMissing}: the merged deployment case cannot run`, TORCH_HINT);
 
 /** In the service's environment: none may reach a vLLM server or its run folder. */
+/** The tiny base model's id (in the Hugging Face cache the specs' service reads). */
+const TINY_BASE = 'trainyard-test/tiny-base';
 const SECRETS = { PGPASSWORD: 'pg-dep-secret', HF_TOKEN: 'hf-dep-secret', AWS_SECRET_ACCESS_KEY: 'aws-dep-secret' };
 
 for (const backend of backends()) {
   describe.skipIf(!backendAvailable(backend))(`deployments on ${backend.kind}`, () => {
     let s: RunningServer;
     const pids: number[] = [];
+    let fixtures: string;
+    let fx: MergeFixture;
     beforeAll(async () => {
+      fixtures = mkdtempSync(join(tmpdir(), 'trainyard-merge-e2e-'));
+      fx = writeMergeFixture(fixtures);
+      // The tiny base is found by its id in the Hugging Face cache, as a downloaded model is.
+      cacheAsHubModel(fx.base, join(fixtures, 'hf'), TINY_BASE);
       // Each scripted server listens only after 1 s (a model loading), so a request while STARTING is seen.
       s = await startServer({
         backend,
-        env: { ...SECRETS, PATH: pathWithFakeVllm(), TRAINYARD_TRAINER_ENV: 'FAKE_VLLM_*', FAKE_VLLM_READY_MS: '1000' },
+        env: {
+          ...SECRETS,
+          PATH: pathWithFakeVllm(),
+          TRAINYARD_TRAINER_ENV: 'FAKE_VLLM_*',
+          FAKE_VLLM_READY_MS: '1000',
+          TRAINYARD_MERGE: JSON.stringify([PYTHON, 'trainers/merge_adapter.py']),
+          HF_HOME: join(fixtures, 'hf'),
+        },
       });
     });
     afterAll(async () => {
@@ -32,10 +55,11 @@ for (const backend of backends()) {
         }
       }
       await s?.dispose();
+      if (fixtures) rmSync(fixtures, { recursive: true, force: true });
     });
 
-    const completedTask = async () => {
-      const t = await s.client.tasks.create.mutate(simulated({ steps: 2, stepMs: 10 }));
+    const completedTask = async (model?: string) => {
+      const t = await s.client.tasks.create.mutate({ ...simulated({ steps: 2, stepMs: 10 }), ...(model ? { model } : {}) });
       return eventually(async () => {
         const x = await s.client.tasks.get.query({ id: t.id });
         return x.status === 'COMPLETED' ? x : null;
@@ -177,6 +201,55 @@ for (const backend of backends()) {
       );
     });
 
+    it.skipIf(torchMissing !== null)(
+      'serves a task’s adapter merged into its base model under the task’s name; a merge that cannot be done fails it, saying why',
+      async () => {
+        // A task trained on the tiny base; its output folder holds the adapter as PEFT saves it.
+        const task = await completedTask(TINY_BASE);
+        const adapterDir = task.artifacts.at(-1)!;
+        cpSync(fx.adapter, adapterDir, { recursive: true });
+        const created = await s.client.deployments.create.mutate({ taskId: task.id, merge: true });
+        expect(created.spec).toMatchObject({ model: TINY_BASE, taskId: task.id, merge: true });
+        const d = await serving(created.id);
+        pids.push(d.server!.pid);
+        expect(d.servedModels).toEqual([task.id]);
+        // vLLM was given the merged folder, named after the task, with no LoRA.
+        const { argv } = JSON.parse(readFileSync(join(d.server!.runDir, 'launch.json'), 'utf8')) as { argv: string[] };
+        const merged = join(s.dataDir, 'runs', 'deployments', d.id, 'merged');
+        expect(argv.slice(0, 3)).toEqual(['vllm', 'serve', merged]);
+        expect(argv[argv.indexOf('--served-model-name') + 1]).toBe(task.id);
+        expect(argv).not.toContain('--enable-lora');
+        // The weights are the base's with the adapter merged in, as PEFT computes them.
+        expect({
+          ...readSafetensors(join(merged, 'model-00001-of-00002.safetensors')),
+          ...readSafetensors(join(merged, 'model-00002-of-00002.safetensors')),
+        }).toEqual(fx.expected);
+        const chat = await fetch(`${s.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: task.id, messages: [{ role: 'user', content: 'merged' }] }),
+        });
+        expect(chat.status).toBe(200);
+        await expect(s.client.deployments.addAdapter.mutate({ id: d.id, taskId: task.id })).rejects.toThrow(
+          /id: cannot addAdapter: .* merged into the model/,
+        );
+        await s.client.deployments.stop.mutate({ id: d.id });
+
+        // A task whose output has no adapter weights: FAILED, with the merge's reason; nothing served, no folder left.
+        const plain = await completedTask(TINY_BASE);
+        const bad = await s.client.deployments.create.mutate({ taskId: plain.id, merge: true });
+        const failed = await eventually(async () => {
+          const x = await s.client.deployments.get.query({ id: bad.id });
+          return x.status === 'FAILED' ? x : null;
+        }, 'the deployment of a task with no adapter to fail');
+        expect(failed.error).toMatch(
+          /the adapter merge failed \(exit code 2\): cannot merge: .* has no adapter weights \(adapter_model\.safetensors or adapter_model\.bin\)/,
+        );
+        expect(failed.server).toBeNull();
+        expect(existsSync(join(s.dataDir, 'runs', 'deployments', bad.id, 'merged'))).toBe(false);
+      },
+    );
+
     it('refuses what cannot be served, naming the field', async () => {
       const running = await s.client.tasks.create.mutate(simulated({ steps: 1000, stepMs: 1000 }));
       await expect(s.client.deployments.create.mutate({ taskId: running.id })).rejects.toThrow(/taskId: task .* only a COMPLETED task/);
@@ -185,6 +258,10 @@ for (const backend of backends()) {
         /gpuMemoryUtilization must be at most 1/,
       );
       await expect(s.client.deployments.get.query({ id: 'dep-nope' })).rejects.toThrow(/not found/);
+      await expect(s.client.deployments.create.mutate({ model: 'm', merge: true })).rejects.toThrow(/merge: merge needs taskId/);
+      await expect(s.client.deployments.create.mutate({ taskId: running.id, adapters: [running.id], merge: true })).rejects.toThrow(
+        /adapters: a merged deployment serves one adapter/,
+      );
       await s.client.tasks.cancel.mutate({ id: running.id });
     });
   });

@@ -45,6 +45,7 @@ import { ownerScope, type Viewer } from '../visibility';
 import { launchShepherd, waitForTrainerInfo } from '../trainer/launch';
 import { isSameProcessAlive, signalGroup } from '../trainer/proc';
 import { readExit } from '../trainer/run-folder';
+import { mergePaths, runMerge } from './merge';
 import { vllmServeArgv, vllmServeEnv } from './vllm-argv';
 
 /** How long a vLLM server may take to answer /health and /v1/models (loading a model takes minutes). */
@@ -65,6 +66,8 @@ export interface CreateDeploymentInput {
   onTrainingDemand?: DeploymentSpec['onTrainingDemand'] | undefined;
   /** A priority class name (as a task's); a training task of a lower one never makes it yield. */
   priority?: string | undefined;
+  /** Serve the task's adapter merged into the base weights instead of as a LoRA module. */
+  merge?: boolean | undefined;
 }
 
 export interface DeploymentsOptions {
@@ -90,6 +93,8 @@ export interface DeploymentsOptions {
   priorityValue: (name: string) => number | undefined;
   /** Serving this long since it last came up gives a deployment its restart budget back (restartsCounted). */
   stableMs?: number | undefined;
+  /** The adapter merge (TRAINYARD_MERGE's argv, run in `cwd`) for deployments created with merge. */
+  merge: { argv: string[]; cwd: string };
 }
 
 const freePort = () =>
@@ -152,6 +157,7 @@ export class Deployments {
       maxModelLen: input.maxModelLen ?? null,
       port: input.port ?? null,
       onTrainingDemand: input.onTrainingDemand ?? 'sleep',
+      ...(input.merge ? { merge: true } : {}),
     };
     if (input.priority !== undefined) {
       const value = this.opts.priorityValue(input.priority);
@@ -282,6 +288,11 @@ export class Deployments {
       throw new FieldError(
         'id',
         `cannot ${what}: ${id} was started without LoRA (--enable-lora); deploy a task's adapter to serve adapters`,
+      );
+    if (record.spec.merge)
+      throw new FieldError(
+        'id',
+        `cannot ${what}: ${id} serves its task's adapter merged into the model (no LoRA at serving time); deploy a task without merge to serve adapters`,
       );
     return record;
   }
@@ -560,16 +571,19 @@ export class Deployments {
     const port = spec.port ?? (await freePort());
     // The devices it was placed on (nvidia-smi's indices; CUDA_DEVICE_ORDER=PCI_BUS_ID).
     const devices = record.devices.map((d) => d.gpuIndex);
+    const served = spec.merge ? await this.merged(record) : { model: spec.model, loras: spec.adapters };
+    if (!served) return;
     const argv = [
       'vllm',
       ...vllmServeArgv({
-        model: spec.model,
+        model: served.model,
         host: LOOPBACK,
         port,
         gpuMemoryUtilization: spec.gpuMemoryUtilization,
         maxModelLen: spec.maxModelLen,
         tensorParallelSize: spec.gpus,
-        loras: spec.adapters.map((a) => ({ name: a.name, path: a.path })),
+        loras: served.loras.map((a) => ({ name: a.name, path: a.path })),
+        ...('servedModelName' in served ? { servedModelName: served.servedModelName } : {}),
       }),
     ];
     const shepherd = await launchShepherd({ runDir, argv, env: { ...this.opts.env(), ...vllmServeEnv(devices) }, cwd: runDir });
@@ -587,6 +601,36 @@ export class Deployments {
     if (after.stopReason !== null) this.terminate(after);
     this.serverPids.add(info.pid);
     this.watch(id);
+  }
+
+  /**
+   * A merged deployment's model: its task's adapter merged into the base (runMerge), served under
+   * the task's name. Null when there is nothing to launch: the merge failed (the deployment is
+   * FAILED, saying why) or the deployment was stopped meanwhile.
+   */
+  private async merged(record: DeploymentRecord): Promise<{ model: string; loras: []; servedModelName: string } | null> {
+    const { id, spec } = record;
+    const adapter = spec.adapters[0]!;
+    const { runDir, out } = mergePaths(this.opts.runsDir, id);
+    const wanted = async () => {
+      const row = await this.store.get(id);
+      return !this.closed && row !== null && !isDeploymentEnded(row.record.status) && row.record.stopReason === null;
+    };
+    const outcome = await runMerge({
+      argv: this.opts.merge.argv,
+      cwd: this.opts.merge.cwd,
+      env: this.opts.env(),
+      runDir,
+      base: spec.model,
+      adapter: adapter.path,
+      out,
+      pollMs: Math.max(100, this.opts.pollMs),
+      log: { info: (m) => this.opts.log.info(`deployment ${id}: ${m}`) },
+      stillWanted: wanted,
+    });
+    if (outcome.ok) return (await wanted()) ? { model: out, loras: [], servedModelName: adapter.name } : null;
+    if (await wanted()) await this.store.command(id, { type: 'fail', message: outcome.message }, 'service');
+    return null;
   }
 
   /** When an exit is seen and how long serving counts as stable, for recordExit. */

@@ -21,6 +21,8 @@ export interface VllmServeSpec {
   /** Devices it runs on: tensor parallel across them. */
   tensorParallelSize: number;
   loras: LoraModule[];
+  /** The name clients ask for, when not the model's path (a merged model: its task's id). */
+  servedModelName?: string;
 }
 
 /** argv after the executable (`vllm`). */
@@ -39,6 +41,7 @@ export function vllmServeArgv(spec: VllmServeSpec): string[] {
     '--enable-sleep-mode',
   ];
   if (spec.maxModelLen !== null) argv.push('--max-model-len', String(spec.maxModelLen));
+  if (spec.servedModelName !== undefined) argv.push('--served-model-name', spec.servedModelName);
   for (const l of spec.loras) {
     // vLLM splits `name=path` at the first '=' and the list at spaces.
     if (!/^[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(l.name))

@@ -13,6 +13,7 @@ const DOCUMENTED: Record<string, 'value' | 'flag' | 'list'> = {
   '--max-loras': 'value',
   '--lora-modules': 'list',
   '--enable-sleep-mode': 'flag',
+  '--served-model-name': 'list',
 };
 
 /** Reads an argv the way vLLM's argparse does for the flags above. */
@@ -76,6 +77,13 @@ describe('vllmServeArgv', () => {
     expect(flags['--tensor-parallel-size']).toEqual(['2']);
     expect(flags['--max-model-len']).toEqual(['4096']);
     expect(argv.indexOf('--enable-lora')).toBeLessThan(argv.indexOf('--lora-modules'));
+  });
+
+  it('given a merged model (a folder) served under its task’s name, when built, then --served-model-name names it and no LoRA flag is there', () => {
+    const { model, flags } = parse(vllmServeArgv({ ...base, model: '/runs/deployments/dep-1/merged', servedModelName: 'task-a1' }));
+    expect(model).toBe('/runs/deployments/dep-1/merged');
+    expect(flags['--served-model-name']).toEqual(['task-a1']);
+    expect(flags['--enable-lora']).toBeUndefined();
   });
 
   it('given a LoRA name vLLM would split, when built, then it is refused', () => {

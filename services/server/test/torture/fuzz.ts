@@ -435,6 +435,7 @@ function callArbitrary(t: FuzzTarget): fc.Arbitrary<Call> {
         gpuMemoryUtilization: hostileNumber,
         maxModelLen: hostileNumber,
         port: hostileNumber,
+        merge: hostileValue,
       },
     ).map((input) => ({ proc: 'deployments.create', input })),
     fc
