@@ -8,11 +8,14 @@
 #   4. submits a training task on the same GPU: the deployment is put to sleep (/sleep?level=1),
 #      its memory seen released by nvidia-smi, the task trains;
 #   5. waits for the deployment to be woken (SERVING) and chats again;
+#   6. stops it and deploys the same task merged (deployments.create { taskId, merge: true }: the
+#      adapter merged into the base weights by trainers/merge_adapter.py, with MERGE_PYTHON, a
+#      Python that has torch; the base from the Hugging Face cache vLLM filled in step 2), chats;
 # printing each step, nvidia-smi's memory, and the deployment's events. Exit 0 when every step
 # happened; docs/DEPLOYMENTS.md records the last real run.
 #
 #   scripts/check-vllm-on-gpu.sh [MODEL]      (default Qwen/Qwen2.5-0.5B-Instruct)
-#   PORT=8099 TIMEOUT_S=1800 scripts/check-vllm-on-gpu.sh
+#   PORT=8099 TIMEOUT_S=1800 MERGE_PYTHON=/usr/bin/python3 scripts/check-vllm-on-gpu.sh
 set -euo pipefail
 
 MODEL=${1:-Qwen/Qwen2.5-0.5B-Instruct}
@@ -61,7 +64,8 @@ chat() {
 }
 
 say "starting Trainyard on $URL (data in $DATA)"
-(cd "$ROOT" && PORT=$PORT TRAINYARD_DATA_DIR="$DATA" TRAINYARD_GPU_REFRESH_MS=1000 npm start >"$LOG" 2>&1) &
+MERGE="[\"${MERGE_PYTHON:-python3}\",\"trainers/merge_adapter.py\"]"
+(cd "$ROOT" && PORT=$PORT TRAINYARD_DATA_DIR="$DATA" TRAINYARD_GPU_REFRESH_MS=1000 TRAINYARD_MERGE="$MERGE" npm start >"$LOG" 2>&1) &
 SERVICE_PID=$!
 wait_for "the service" curl -sf "$URL/health" -o /dev/null
 memory
@@ -101,4 +105,14 @@ chat "$T1"
 say "the deployment's events"
 trpc_get events.list "{\"taskId\":\"$DEP\",\"limit\":100}" |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const e of JSON.parse(s).result.data.events)console.log(`  ${e.recordedAt} ${e.type} ${JSON.stringify(e.data).slice(0,160)}`)})'
-say "all steps happened: deploy, chat, sleep, train, wake"
+say "6. the same task merged into its base model, served under its name"
+trpc_post deployments.stop "{\"id\":\"$DEP\"}" >/dev/null
+wait_for "deployment $DEP to stop" is_dep "$DEP" STOPPED
+DEP=$(trpc_post deployments.create "{\"taskId\":\"$T1\",\"merge\":true}" | field id)
+echo "  deployment $DEP (merged)"
+wait_for "merged deployment $DEP to serve" bash -c "s=\$(curl -sfG --data-urlencode 'input={\"id\":\"$DEP\"}' '$URL/trpc/deployments.get'); echo \"\$s\" | grep -q '\"status\":\"\(SERVING\|FAILED\)\"'"
+[ "$(dep_status "$DEP")" = SERVING ] || { trpc_get deployments.get "{\"id\":\"$DEP\"}" | field error >&2; exit 1; }
+memory
+chat "$T1"
+
+say "all steps happened: deploy, chat, sleep, train, wake, merge"
