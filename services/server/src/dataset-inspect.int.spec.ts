@@ -72,4 +72,23 @@ describe('inspectDataset', () => {
     expect(made.status, String(made.stderr)).toBe(0);
     expect(await inspectDataset(fifo)).toEqual({ ok: false, problem: 'it is neither a file nor a folder' });
   });
+
+  it('a file changed since it was inspected is inspected again, even at the same size', async () => {
+    const path = join(dir, 'changing.jsonl');
+    const good = `${JSON.stringify({ text: 'hello there' })}\n`;
+    writeFileSync(path, good);
+    // Settled (older than the timestamps' granularity can hide a change): its inspection is remembered.
+    await new Promise((r) => setTimeout(r, 2100));
+    expect((await inspectDataset(path)).ok).toBe(true);
+    expect((await inspectDataset(path)).ok).toBe(true);
+    const bad = 'x'.repeat(good.length - 1) + '\n';
+    writeFileSync(path, bad);
+    expect(await inspectDataset(path)).toMatchObject({ ok: false, problem: expect.stringMatching(/not valid JSON lines/) });
+    // A remembered answer is a copy: changing it changes nothing for the next caller.
+    writeFileSync(path, good);
+    await new Promise((r) => setTimeout(r, 2100));
+    const first = await inspectDataset(path);
+    if (first.ok) first.warnings.push('changed by a caller');
+    expect((await inspectDataset(path)).ok && (await inspectDataset(path))).toMatchObject({ warnings: [] });
+  });
 });

@@ -2,7 +2,7 @@
 // (naming the field) instead of failing its trainer hours later. A file is streamed through the
 // checker (dataset-check.ts); a folder is walked only to see that it holds files, since what a
 // trainer reads from a folder is the trainer's business.
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatasetChecker, refusalOf, warningsOf, type DatasetReport } from './dataset-check';
@@ -20,6 +20,15 @@ export type DatasetInspection = { ok: true; summary: DatasetSummary; warnings: s
 const FOLDER_DEPTH = 8;
 const FOLDER_ENTRIES = 10_000;
 const READ_CHUNK = 1 << 20;
+/** Files whose inspection is remembered (a sweep submits one dataset many times). */
+const REMEMBERED_FILES = 64;
+
+/**
+ * Inspections of files, by path, with what identified the file then (device, inode, size, change
+ * times): a file changed or replaced since is inspected again, one unchanged is not read again.
+ */
+const remembered = new Map<string, { identity: string; result: DatasetInspection }>();
+const identityOf = (st: Stats) => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 
 /**
  * What `path` (a real path inside the datasets roots, as resolveDataset returns it) holds, or
@@ -29,7 +38,21 @@ export async function inspectDataset(path: string): Promise<DatasetInspection> {
   const st = await lstat(path).catch((err: NodeJS.ErrnoException) => err);
   if (st instanceof Error) return { ok: false, problem: `it cannot be read (${st.code ?? st.message})` };
   if (st.isDirectory()) return inspectFolder(path);
+  const known = remembered.get(path);
+  if (known && known.identity === identityOf(st)) return structuredClone(known.result);
   return inspectFile(path);
+}
+
+/** A file changed this recently may change again within its timestamps' granularity unseen (git's "racy" files): not remembered. */
+const SETTLED_MS = 2000;
+
+function remember(path: string, st: Stats, result: DatasetInspection): DatasetInspection {
+  if (Date.now() - Math.max(st.mtimeMs, st.ctimeMs) < SETTLED_MS) return result;
+  const identity = identityOf(st);
+  remembered.delete(path);
+  remembered.set(path, { identity, result: structuredClone(result) });
+  if (remembered.size > REMEMBERED_FILES) remembered.delete(remembered.keys().next().value!);
+  return result;
 }
 
 async function inspectFile(path: string): Promise<DatasetInspection> {
@@ -37,19 +60,25 @@ async function inspectFile(path: string): Promise<DatasetInspection> {
   const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => err);
   if (handle instanceof Error) return { ok: false, problem: `it cannot be read (${handle.code ?? handle.message})` };
   try {
-    if (!(await handle.stat()).isFile()) return { ok: false, problem: 'it is neither a file nor a folder' };
+    const st = await handle.stat();
+    if (!st.isFile()) return { ok: false, problem: 'it is neither a file nor a folder' };
     const checker = new DatasetChecker({ maxJsonBytes: MAX_JSON_TEXT_BYTES });
-    const buffer = Buffer.alloc(READ_CHUNK);
+    // No bigger than the file (one byte more sees its end in the same read), and not zero-filled
+    // (only the bytes read are looked at): a zeroed 1 MiB buffer per submission costs more than
+    // checking a small dataset, and is garbage to collect.
+    const size = Math.max(1, Math.min(READ_CHUNK, st.size + 1));
+    const buffer = Buffer.allocUnsafe(size);
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, READ_CHUNK, null);
+      const { bytesRead } = await handle.read(buffer, 0, size, null);
       if (bytesRead === 0) break;
       checker.push(buffer.subarray(0, bytesRead));
     }
     const report = checker.end();
     const problem = refusalOf(report);
-    if (problem) return { ok: false, problem };
+    // What was read is what the file held when opened (its identity then): remembered under it.
+    if (problem) return remember(path, st, { ok: false, problem });
     const { malformed, layout, format, formats, records, malformedCount, estimatedTokens, bytes } = report;
-    return {
+    return remember(path, st, {
       ok: true,
       summary: {
         kind: 'file',
@@ -63,7 +92,7 @@ async function inspectFile(path: string): Promise<DatasetInspection> {
         bytes,
       },
       warnings: warningsOf(report),
-    };
+    });
   } catch (err) {
     return { ok: false, problem: `it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
   } finally {
