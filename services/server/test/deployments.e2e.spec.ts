@@ -8,14 +8,12 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sta
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
+import { backendAvailable, backends } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
 import { pathWithFakeVllm } from './fake-vllm';
 import { cacheAsHubModel, writeMergeFixture, type MergeFixture } from './merge-fixture';
-import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
+import { PYTHON, torchAvailable } from './python-torch';
 import { readSafetensors } from './safetensors';
-
-if (torchMissing) skipLoudlyOrFail(`${torchMissing}: the merged deployment case cannot run`, TORCH_HINT);
 
 /** In the service's environment: none may reach a vLLM server or its run folder. */
 /** The tiny base model's id (in the Hugging Face cache the specs' service reads). */
@@ -201,7 +199,7 @@ for (const backend of backends()) {
       );
     });
 
-    it.skipIf(torchMissing !== null)(
+    it.skipIf(!torchAvailable('the merged deployment case'))(
       'serves a task’s adapter merged into its base model under the task’s name; a merge that cannot be done fails it, saying why',
       async () => {
         // A task trained on the tiny base; its output folder holds the adapter as PEFT saves it.

@@ -7,19 +7,17 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { REPO_ROOT } from './harness';
 import { writeMergeFixture, type MergeFixture } from './merge-fixture';
-import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
+import { PYTHON, torchAvailable } from './python-torch';
 import { readSafetensors } from './safetensors';
 
 const MERGE = join(REPO_ROOT, 'trainers/merge_adapter.py');
-if (torchMissing) skipLoudlyOrFail(`${torchMissing}: the adapter merge's specs cannot run`, TORCH_HINT);
 
 const merge = (base: string, adapter: string, out: string) =>
   spawnSync(PYTHON, [MERGE, '--base', base, '--adapter', adapter, '--out', out], { encoding: 'utf8', timeout: 120_000 });
 
-describe.skipIf(torchMissing !== null)('merge_adapter.py', () => {
+describe.skipIf(!torchAvailable("the adapter merge's specs"))('merge_adapter.py', () => {
   let root: string;
   let fx: MergeFixture;
   beforeAll(() => {

@@ -3,9 +3,9 @@
 // training when an urgent one arrives is asked for a checkpoint, stopped, requeued in its place,
 // and, once the urgent one has finished, completes from its checkpoint.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendAvailable, backends, skipLoudlyOrFail } from '@trainyard/store/testing';
+import { backendAvailable, backends } from '@trainyard/store/testing';
 import { eventsOf, waitTerminal } from './lifecycle-support';
-import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
+import { PYTHON, torchAvailable } from './python-torch';
 import { DATASET, eventually, simulated, startServer, type RunningServer } from './harness';
 
 const MIN = 60_000;
@@ -68,59 +68,60 @@ for (const backend of backends()) {
 // The same through the service with a real trainer: trainers/tiny_torch_trainer.py on the CPU
 // (Debian's python3-torch), fixed seed. A run preempted and resumed from its checkpoint ends with
 // the loss of one never interrupted. One backend: the trainer's determinism is what is checked.
-if (torchMissing) skipLoudlyOrFail(`${torchMissing}: the preemption e2e with the tiny torch trainer cannot run`, TORCH_HINT);
-
-describe.skipIf(torchMissing !== null)('preemption with the tiny torch trainer (PGlite)', () => {
-  let s: RunningServer;
-  beforeAll(async () => {
-    s = await startServer({
-      backend: backends()[0]!,
-      env: {
-        TRAINYARD_GPU_INVENTORY: ONE_GPU,
-        TRAINYARD_PREEMPT_GRACE_MS: '20000',
-        TRAINYARD_TRAINER: JSON.stringify([PYTHON, 'trainers/tiny_torch_trainer.py']),
-      },
+describe.skipIf(!torchAvailable('the preemption e2e with the tiny torch trainer'))(
+  'preemption with the tiny torch trainer (PGlite)',
+  () => {
+    let s: RunningServer;
+    beforeAll(async () => {
+      s = await startServer({
+        backend: backends()[0]!,
+        env: {
+          TRAINYARD_GPU_INVENTORY: ONE_GPU,
+          TRAINYARD_PREEMPT_GRACE_MS: '20000',
+          TRAINYARD_TRAINER: JSON.stringify([PYTHON, 'trainers/tiny_torch_trainer.py']),
+        },
+      });
     });
-  });
-  afterAll(async () => {
-    await s?.dispose();
-  });
-
-  // 66 steps an epoch on the example dataset: 40 epochs are 2640 steps, a few seconds of CPU.
-  const config = { epochs: 40, batchSize: 1, gradientAccumulation: 16, learningRate: 0.01, maxLength: 512, loraRank: 8, loraAlpha: 16 };
-  const finalLoss = async (id: string) => {
-    const { lines } = await s.client.tasks.logs.query({ id, limit: 5000, includeProtocol: true, afterSeq: 0 });
-    const all = [...lines];
-    for (let page = lines; page.length === 5000;) {
-      page = (await s.client.tasks.logs.query({ id, limit: 5000, includeProtocol: true, afterSeq: all.at(-1)!.seq })).lines;
-      all.push(...page);
-    }
-    const progress = all.map((l) => l.line).filter((l) => l.startsWith('{"type":"progress"'));
-    return (JSON.parse(progress.at(-1)!) as { loss: number; step: number }).loss;
-  };
-
-  it('preempted and resumed from its checkpoint, it ends with the loss of a run never interrupted', async () => {
-    const c = s.client;
-    const model = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
-    const whole = await c.tasks.create.mutate({ model, datasetPath: DATASET, config, name: 'whole', timeoutMs: 10 * MIN });
-    expect((await waitTerminal(c, whole.id)).status).toBe('COMPLETED');
-
-    const low = await c.tasks.create.mutate({ model, datasetPath: DATASET, config, name: 'low', priority: 'low', timeoutMs: 10 * MIN });
-    await eventually(async () => (await c.tasks.get.query({ id: low.id })).status === 'TRAINING', 'the low task trains', 60_000, 20);
-    const urgent = await c.tasks.create.mutate({
-      model,
-      datasetPath: DATASET,
-      config: { ...config, epochs: 1 },
-      name: 'urgent',
-      priority: 'urgent',
-      timeoutMs: 10 * MIN,
+    afterAll(async () => {
+      await s?.dispose();
     });
-    expect((await waitTerminal(c, urgent.id)).status).toBe('COMPLETED');
-    const done = await waitTerminal(c, low.id);
-    expect(done.status).toBe('COMPLETED');
-    expect(done.preemptions).toBe(1);
-    expect(done.checkpoint!.step).toBeGreaterThan(0);
-    const [a, b] = [await finalLoss(whole.id), await finalLoss(low.id)];
-    expect(Math.abs(a - b) / a).toBeLessThan(1e-6);
-  });
-});
+
+    // 66 steps an epoch on the example dataset: 40 epochs are 2640 steps, a few seconds of CPU.
+    const config = { epochs: 40, batchSize: 1, gradientAccumulation: 16, learningRate: 0.01, maxLength: 512, loraRank: 8, loraAlpha: 16 };
+    const finalLoss = async (id: string) => {
+      const { lines } = await s.client.tasks.logs.query({ id, limit: 5000, includeProtocol: true, afterSeq: 0 });
+      const all = [...lines];
+      for (let page = lines; page.length === 5000;) {
+        page = (await s.client.tasks.logs.query({ id, limit: 5000, includeProtocol: true, afterSeq: all.at(-1)!.seq })).lines;
+        all.push(...page);
+      }
+      const progress = all.map((l) => l.line).filter((l) => l.startsWith('{"type":"progress"'));
+      return (JSON.parse(progress.at(-1)!) as { loss: number; step: number }).loss;
+    };
+
+    it('preempted and resumed from its checkpoint, it ends with the loss of a run never interrupted', async () => {
+      const c = s.client;
+      const model = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
+      const whole = await c.tasks.create.mutate({ model, datasetPath: DATASET, config, name: 'whole', timeoutMs: 10 * MIN });
+      expect((await waitTerminal(c, whole.id)).status).toBe('COMPLETED');
+
+      const low = await c.tasks.create.mutate({ model, datasetPath: DATASET, config, name: 'low', priority: 'low', timeoutMs: 10 * MIN });
+      await eventually(async () => (await c.tasks.get.query({ id: low.id })).status === 'TRAINING', 'the low task trains', 60_000, 20);
+      const urgent = await c.tasks.create.mutate({
+        model,
+        datasetPath: DATASET,
+        config: { ...config, epochs: 1 },
+        name: 'urgent',
+        priority: 'urgent',
+        timeoutMs: 10 * MIN,
+      });
+      expect((await waitTerminal(c, urgent.id)).status).toBe('COMPLETED');
+      const done = await waitTerminal(c, low.id);
+      expect(done.status).toBe('COMPLETED');
+      expect(done.preemptions).toBe(1);
+      expect(done.checkpoint!.step).toBeGreaterThan(0);
+      const [a, b] = [await finalLoss(whole.id), await finalLoss(low.id)];
+      expect(Math.abs(a - b) / a).toBeLessThan(1e-6);
+    });
+  },
+);

@@ -6,9 +6,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { skipLoudlyOrFail } from '@trainyard/store/testing';
 import { DATASET, REPO_ROOT } from './harness';
-import { PYTHON, TORCH_HINT, torchMissing } from './python-torch';
+import { PYTHON, torchAvailable } from './python-torch';
 import { checkpointsOf, killLeftoverTrainers, progressOf, runTrainer, trainerEnv, type TrainerRun } from './trainer-child';
 
 const TRAINER = join(REPO_ROOT, 'trainers/tiny_torch_trainer.py');
@@ -17,14 +16,11 @@ const CONFIG = { epochs: 10, batchSize: 1, gradientAccumulation: 16, learningRat
 const TOTAL_STEPS = 660;
 const SIGNAL_AT_STEP = 120;
 
-const missing = torchMissing;
-if (missing) skipLoudlyOrFail(`${missing}: the tiny torch trainer's specs cannot run`, TORCH_HINT);
-
 const train = (env: Record<string, string>, onMessage?: Parameters<typeof runTrainer>[2]) => runTrainer([PYTHON, TRAINER], env, onMessage);
 const lastLoss = (run: TrainerRun) => progressOf(run).at(-1)?.loss;
 const output = (run: TrainerRun) => run.lines.join('\n');
 
-describe.skipIf(missing !== null)('tiny_torch_trainer.py', () => {
+describe.skipIf(!torchAvailable("the tiny torch trainer's specs"))('tiny_torch_trainer.py', () => {
   let root: string;
   let full: TrainerRun;
   let fullOutputDir: string;

@@ -4,11 +4,11 @@
 // a service restart in the middle finds it still running (or ended) in its run folder and waits
 // for it instead of starting another. Its output folder is complete or absent (the merge writes it
 // aside and renames it), so a folder that is there is a merge that finished.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchShepherd, waitForTrainerInfo } from '../trainer/launch';
 import { isSameProcessAlive, signalGroup } from '../trainer/proc';
-import { FILES, readExit, readTrainerInfo, type OutputLine } from '../trainer/run-folder';
+import { readExit, readOutputLines, readTrainerInfo } from '../trainer/run-folder';
 
 /** How long the shepherd may take to report the merge's process. */
 const SPAWN_TIMEOUT_MS = 30_000;
@@ -81,24 +81,11 @@ export async function runMerge(job: MergeJob): Promise<MergeOutcome> {
   }
 }
 
-/** The merge's last plain lines (stderr says what it did and why it refused), one paragraph. */
+/** The merge's last stderr lines (it says there what it did and why it refused). */
 function lastLines(runDir: string): string {
-  let text = '';
-  try {
-    text = readFileSync(join(runDir, FILES.output), 'utf8');
-  } catch {
-    return '';
-  }
-  const lines = text
-    .split('\n')
-    .flatMap((l) => {
-      try {
-        const o = JSON.parse(l) as OutputLine;
-        return o.stream === 'stderr' ? [o.line] : [];
-      } catch {
-        return [];
-      }
-    })
-    .slice(-TAIL_LINES);
-  return lines.join('\n');
+  return readOutputLines(runDir)
+    .filter((l) => l.stream === 'stderr')
+    .slice(-TAIL_LINES)
+    .map((l) => l.line)
+    .join('\n');
 }

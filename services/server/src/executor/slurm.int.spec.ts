@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { judgeSlurmPoll, viewSlurmJob, type SlurmVerdict } from '@trainyard/domain/slurm';
 import { skipLoudlyOrFail } from '@trainyard/store/testing';
-import { readExit } from '../trainer/run-folder';
+import { readExit, readOutputLines } from '../trainer/run-folder';
 import { JOB_SCRIPT, prepareSlurmRun, SlurmCli, SlurmWatcher, type SlurmOptions } from './slurm';
 import { slurmMissing, takeSlurmCluster } from '../../test/slurm-cluster';
 
@@ -177,7 +177,7 @@ describe.skipIf(missing !== null)('Slurm executor edge, live cluster', () => {
     // Its handler is in place once it says 'up' (a USR1 before that would start Node's inspector
     // instead: the trainer would run on to its time limit).
     await until('the trainer to be up', async () =>
-      (await viewOf(jobId))?.phase === 'running' && outputOf(runDir).includes('up') ? true : undefined,
+      (await viewOf(jobId))?.phase === 'running' && readOutputLines(runDir).some((l) => l.line === 'up') ? true : undefined,
     );
     // What --signal=B:USR1@<s> does before the time limit, sent now.
     execFileSync('scancel', ['--batch', '--signal=USR1', jobId]);
@@ -252,14 +252,6 @@ function trainerStarted(runDir: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function outputOf(runDir: string): string {
-  try {
-    return readFileSync(join(runDir, 'output.jsonl'), 'utf8');
-  } catch {
-    return '';
   }
 }
 

@@ -116,6 +116,23 @@ export async function readExit(runDir: string): Promise<ExitInfo | null> {
   return readJson<ExitInfo>(join(runDir, FILES.exit));
 }
 
+/** Every line output.jsonl holds so far (a line cut short by a crash mid-write is left out). */
+export function readOutputLines(runDir: string): OutputLine[] {
+  let text: string;
+  try {
+    text = readFileSync(join(runDir, FILES.output), 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').flatMap((l) => {
+    try {
+      return l ? [JSON.parse(l) as OutputLine] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** trainer.json of a run, or null before the trainer was spawned. */
 export async function readTrainerInfo(runDir: string): Promise<TrainerInfo | null> {
   const raw = readJson<{ pid: number; startTime: string | null }>(join(runDir, FILES.trainer));
