@@ -132,6 +132,14 @@ export const restart: Benchmark = {
         targets.push(
           target(`start-up at ${large.events} events (ms, machine-dependent)`, '≤ 1000', large.firstResponseMs, (v) => v <= 1000),
         );
+        // Issue 19: the rebuild's peak memory at the largest size against 10k events (Postgres
+        // only: PGlite's own memory, in the same process, grows with the database).
+        const at10k = mine.find((r) => r.events === 10_000);
+        if (at10k && at10k !== large && at10k.rebuild.peakMiB && large.rebuild.peakMiB) {
+          const peakKey = `${kind} rebuild peak RSS ${large.events}/${at10k.events} events`;
+          ratios[peakKey] = ratio(large.rebuild.peakMiB, at10k.rebuild.peakMiB);
+          targets.push(target(`rebuild peak memory: ${peakKey}`, '≤ 1.2', ratios[peakKey]!, (v) => v <= 1.2));
+        }
       }
     }
     printTable('restart ratios', ['ratio', 'value'], Object.entries(ratios));

@@ -1,6 +1,7 @@
 // `npm run rebuild -- --json` run as a child process against a benchmark's storage: the check
 // that a generated or recorded history folds to exactly the read models it has.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { processMemory, REPO_ROOT } from './common';
@@ -27,10 +28,21 @@ export function baseEnv(): Record<string, string> {
   return env;
 }
 
+/**
+ * Node's arguments in package.json's `rebuild` script (its V8 flags included: they set the peak
+ * memory measured here), so the child is exactly what `npm run rebuild` runs, without npm between.
+ */
+function rebuildScriptArgs(): string[] {
+  const script = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { rebuild: string } }).scripts.rebuild;
+  const [command, ...args] = script.split(/\s+/);
+  if (command !== 'node') throw new Error(`bench: the rebuild script should start with node: ${script}`);
+  return args;
+}
+
 /** `npm run rebuild -- --json` against the given storage, with the peak RSS sampled from /proc. */
 export async function runRebuild(env: Record<string, string>): Promise<RebuildResult> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'packages/store/src/rebuild-cli.ts'), '--json'], {
+  const child = spawn(process.execPath, [...rebuildScriptArgs(), '--json'], {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -29,8 +29,14 @@ export interface Difference {
   fields?: string[];
 }
 
-/** Streams whose rebuilt records are compared with the live ones in one read. */
-const COMPARE_BATCH = 500;
+/**
+ * Streams whose rebuilt records are compared with the live ones in one read, and events in one
+ * page of the log's read. Small, so that little is alive at a young-generation collection: what
+ * survives one is promoted, and over a long log the old generation grows with it (with 500 and
+ * 5,000 the peak at 1M events was 1.3 times that at 10k; docs/BENCHMARKS.md, "Rebuild memory").
+ */
+const COMPARE_BATCH = 100;
+const EVENTS_PAGE = 1_000;
 
 /**
  * Fold the log stream by stream and compare each task with its live record, a batch of streams
@@ -68,7 +74,7 @@ export async function compareWithLog(conn: Conn): Promise<{ differences: Differe
     if (batch.size >= COMPARE_BATCH) await compareBatch();
   };
   let stream: string | null = null;
-  for await (const ev of readAllByStream(conn)) {
+  for await (const ev of readAllByStream(conn, EVENTS_PAGE)) {
     if (isDeploymentStream(ev.streamId)) {
       deployments.add(ev);
       continue;
