@@ -329,6 +329,11 @@ export class Runner {
 
   /** Start the task's trainer and tell the run decider how that went. */
   private async launch(task: TaskRecord, run: Run): Promise<void> {
+    // A launch that fails at once (its dataset gone) commits the failure, which starts the next
+    // queued task, whose launch fails at once too. On PGlite (in this process, synchronous)
+    // nothing in that chain waits for I/O: the service answered no request until the whole
+    // queue had failed. A turn of the event loop before each launch lets requests in.
+    await new Promise((r) => setImmediate(r));
     let launched;
     try {
       launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.log);

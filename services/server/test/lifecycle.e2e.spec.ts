@@ -2,13 +2,13 @@
 // the FIFO queue of the seed's FAQ, cancelling in every state, timeouts, failing and crashing
 // trainers, a trainer that cannot start, listing/deleting, the long-queue warning, and a GPU held
 // by another program (fake nvidia-smi). Waits are polls with generous limits, never durations.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskView, TrainyardClient } from '@trainyard/client';
 import { backendAvailable, backends } from '@trainyard/store/testing';
-import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { DATASET, eventually, simulated, startServer, type RunningServer } from './harness';
 import {
   byType,
   drain,
@@ -356,6 +356,46 @@ for (const backend of backends()) {
         }
         await expectRanInOrder(c, [a.id, b.id]);
         expect((await c.queue.get.query()).devices[0]!.holders).toEqual([]);
+      });
+    });
+
+    describe('queued tasks whose dataset was removed: each fails at launch', () => {
+      let s: RunningServer;
+      let datasets: string;
+      beforeAll(async () => {
+        datasets = mkdtempSync(join(tmpdir(), 'trainyard-gone-datasets-'));
+        s = await startServer({ backend, env: { TRAINYARD_DATASETS_ROOT: datasets } });
+      });
+      serverOutputOnFailure(() => s);
+      afterAll(async () => {
+        if (s) await drain(s.client).catch(() => {});
+        await s?.dispose();
+        rmSync(datasets, { recursive: true, force: true });
+      });
+
+      it('the service answers while the queue fails task after task (a launch that fails at once yields to requests first)', async () => {
+        const c = s.client;
+        const dataset = join(datasets, 'gone.jsonl');
+        copyFileSync(DATASET, dataset);
+        const holder = await c.tasks.create.mutate(simulated(LONG, { name: 'holds the slot', datasetPath: dataset }));
+        await waitFor(c, holder.id, 'TRAINING');
+        const QUEUED = 300;
+        const { tasks } = await c.tasks.createMany.mutate({
+          tasks: Array.from({ length: QUEUED }, (_, i) => simulated(SHORT, { name: `gone ${i}`, datasetPath: dataset })),
+        });
+        rmSync(dataset);
+        await c.tasks.cancel.mutate({ id: holder.id });
+        // The first answer that shows the failures under way must come while tasks still wait: a
+        // service whose event loop the failures kept busy answered only once all had failed.
+        const midway = await eventually(async () => {
+          const q = await c.queue.get.query();
+          return q.queuedCount < QUEUED ? q : null;
+        }, 'the first queued task to fail');
+        expect(midway.queuedCount).toBeGreaterThan(0);
+        const last = await waitTerminal(c, tasks[QUEUED - 1]!.id);
+        expect(last.status).toBe('FAILED');
+        expect(last.error!.message).toContain('no longer there');
+        expect((await c.queue.get.query()).queuedCount).toBe(0);
       });
     });
 
