@@ -29,16 +29,31 @@ export function ownerScope(viewer: Viewer): string | undefined {
 export interface HiddenQueue {
   /** Places in the whole queue (as `position` counts) taken by other users' tasks. */
   queuedPositions: number[];
-  /** Memory other users' tasks hold on each device, and until when at the latest. */
-  holders: { deviceId: string; memoryGb: number; exclusive: boolean; endsBy: string | null }[];
+  /** Memory other users' tasks and deployments hold on each device, and until when at the latest. */
+  holders: { deviceId: string; kind: 'task' | 'deployment'; memoryGb: number; exclusive: boolean; endsBy: string | null }[];
   /** The reservation of the queue's head when it is another user's task. */
   reservation: { startAt: string; deviceIds: string[] } | null;
+}
+
+/** A deployment holding a device (its holder id is the deployment's), as queue.get names it. */
+export interface DeploymentHolder {
+  id: string;
+  owner: string;
+  /** What it serves: its served model names, else its base model. */
+  serves: string[];
 }
 
 interface QueueShape {
   devices: {
     id: string;
-    holders: { taskId: string; memoryGb: number; exclusive: boolean; endsBy: string | null; task: TaskRecord | null }[];
+    holders: {
+      taskId: string;
+      memoryGb: number;
+      exclusive: boolean;
+      endsBy: string | null;
+      task: TaskRecord | null;
+      deployment?: DeploymentHolder | null;
+    }[];
   }[];
   queued: { position: number; task: TaskRecord; reason: { code: WaitCode; message: string } }[];
   reservation: { taskId: string; startAt: string; deviceIds: string[] } | null;
@@ -63,8 +78,15 @@ export function queueFor<Q extends QueueShape>(viewer: Viewer, q: Q): Q & { hidd
   const devices = q.devices.map((d) => ({
     ...d,
     holders: d.holders.filter((h) => {
-      if (mine(h.taskId, h.task)) return true;
-      hidden.holders.push({ deviceId: d.id, memoryGb: h.memoryGb, exclusive: h.exclusive, endsBy: h.endsBy });
+      if (h.deployment ? h.deployment.owner === viewer.user : mine(h.taskId, h.task)) return true;
+      if (h.deployment) foreignIds.add(h.taskId);
+      hidden.holders.push({
+        deviceId: d.id,
+        kind: h.deployment ? 'deployment' : 'task',
+        memoryGb: h.memoryGb,
+        exclusive: h.exclusive,
+        endsBy: h.endsBy,
+      });
       return false;
     }),
   }));

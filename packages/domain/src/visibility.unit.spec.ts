@@ -4,7 +4,7 @@
 // and devices are not in it; the task's own owner, when the head is also theirs, and an admin
 // read it whole.
 import { describe, expect, it } from 'vitest';
-import { PREEMPTED_FOR_OTHER, preemptedFor, visibleEvent, visibleStop, type PreemptionGrounds } from '.';
+import { PREEMPTED_FOR_OTHER, preemptedFor, queueFor, visibleEvent, visibleStop, type PreemptionGrounds, type TaskRecord } from '.';
 
 const alice = { user: 'alice', admin: false };
 const bob = { user: 'bob', admin: false };
@@ -84,5 +84,42 @@ describe('a preemption as its victim’s owner reads it', () => {
     expect(visibleEvent(bob, queued)).toBe(queued);
     const paused = record('paused by alice: it checkpoints and waits to be resumed');
     expect(visibleStop(alice, paused, null)).toBe(paused);
+  });
+});
+
+describe('a deployment holding a device, in queue.get as a user reads it', () => {
+  // Given one device held by alice's deployment and bob's, and bob's queued task waiting on both.
+  const holder = (id: string, owner: string) => ({
+    taskId: id,
+    memoryGb: 24,
+    exclusive: false,
+    endsBy: null,
+    task: null,
+    deployment: { id, owner, serves: [`model-of-${owner}`] },
+  });
+  const bobsTask = { spec: { owner: 'bob' } } as unknown as TaskRecord;
+  const queue = {
+    devices: [{ id: 'gpu0', holders: [holder('dep-a', 'alice'), holder('dep-b', 'bob')] }],
+    queued: [
+      {
+        position: 1,
+        task: bobsTask,
+        reason: { code: 'HELD_BY_DEPLOYMENT' as const, message: 'Waits for deployment dep-a to release its memory.' },
+      },
+    ],
+    reservation: null,
+  };
+
+  it('when its owner reads it, then it is named by what it serves; another user’s is memory of kind deployment, its id taken out of the reasons', () => {
+    const seen = queueFor(bob, queue);
+    expect(seen.devices[0]!.holders.map((h) => h.deployment?.serves)).toEqual([['model-of-bob']]);
+    expect(seen.hidden!.holders).toEqual([{ deviceId: 'gpu0', kind: 'deployment', memoryGb: 24, exclusive: false, endsBy: null }]);
+    expect(seen.queued[0]!.reason.message).not.toContain('dep-a');
+  });
+
+  it('when an admin reads it, then every deployment is named and nothing is hidden', () => {
+    const seen = queueFor(root, queue);
+    expect(seen.devices[0]!.holders.map((h) => h.deployment?.owner)).toEqual(['alice', 'bob']);
+    expect(seen.hidden).toBeNull();
   });
 });

@@ -15,6 +15,7 @@ import {
   gb,
   initialState,
   isActive,
+  isDeploymentStream,
   policyByName,
   TaskNotFoundError,
   toRecord,
@@ -795,7 +796,15 @@ export class TrainyardService {
     const db = this.database.db;
     // Three reads side by side (one round trip of waiting).
     const [devices, queued, count] = await Promise.all([listDevicesWithHolders(db), listQueue(db, limit), countQueued(db)]);
-    const holderTasks = await loadTasks(db, [...new Set(devices.flatMap((d) => d.holders.map((h) => h.taskId)))]);
+    // A holder is a task or a deployment (its id a dep- one).
+    const holderIds = [...new Set(devices.flatMap((d) => d.holders.map((h) => h.taskId)))];
+    const [holderTasks, holderDeployments] = await Promise.all([
+      loadTasks(
+        db,
+        holderIds.filter((id) => !isDeploymentStream(id)),
+      ),
+      this.deployments.holders(holderIds.filter(isDeploymentStream)),
+    ]);
     const views = toDeviceViews(devices, this.picture.conditions);
     // The policy asked now, on the same picture it schedules with.
     const input = {
@@ -834,6 +843,7 @@ export class TrainyardService {
           exclusive: h.exclusive,
           endsBy: h.endsBy === null ? null : new Date(h.endsBy).toISOString(),
           task: holderTasks.get(h.taskId) ?? null,
+          deployment: holderDeployments.get(h.taskId) ?? null,
         })),
       })),
       queued: queued.map((task, i) => {

@@ -83,7 +83,16 @@ for (const backend of backends()) {
         const x = await s.client.queue.get.query();
         return x.devices[0]!.holders.length ? x : null;
       }, 'the deployment among the holders');
-      expect(q.devices[0]!.holders).toEqual([expect.objectContaining({ taskId: created.id, memoryGb: 24, exclusive: false })]);
+      expect(q.devices[0]!.holders).toEqual([
+        expect.objectContaining({
+          taskId: created.id,
+          memoryGb: 24,
+          exclusive: false,
+          task: null,
+          // Named by what it serves (the panel and the CLI show this, not the dep- id).
+          deployment: { id: created.id, owner: expect.any(String), serves: expect.arrayContaining([done.id]) },
+        }),
+      ]);
       await eventually(
         async () => ((await s.client.queue.get.query()).devices[0]!.externalMemoryGb === 0 ? true : null),
         'no external memory',

@@ -51,6 +51,10 @@ describe.skipIf(!hasChromium)('Studio: Serve a completed task', () => {
     await expect.poll(() => row.getByTestId('serve-state').getAttribute('data-status'), { timeout: WAIT }).toBe('SERVING');
     await expect.poll(async () => (await s.client.deployments.list.query()).map((d) => d.spec.taskId)).toContain(taskId);
     expect(await row.getByTestId('serve-endpoint').textContent()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+    // The GPU it holds names it by what it serves (the base model and the task's adapter), not by its dep- id.
+    await expect
+      .poll(() => page.getByTestId('queue-device').first().textContent(), { timeout: WAIT })
+      .toContain(`deployment: Qwen/Qwen2.5-Coder-0.5B-Instruct, ${taskId}`);
     expect(await row.getByRole('button', { name: 'Serve adapter-to-serve' }).count()).toBe(0);
     const curl = (await row.getByTestId('serve-curl').textContent())!;
     expect(curl).toContain(`${s.url}/v1/chat/completions`);

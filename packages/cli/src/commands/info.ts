@@ -12,14 +12,21 @@ type Holder = Device['holders'][number];
 /** One line of the devices table: a device with one of its holders (none when free), the device's cells on its first line only. */
 type DeviceRow = { device: Device; holder: Holder | null; first: boolean };
 
-const OTHERS = "(another user's task)";
+const OTHERS = { task: "(another user's task)", deployment: "(another user's deployment)" } as const;
 
-/** The devices' lines; other users' tasks (hidden from a caller who is not an admin) by their memory only. */
+/** The devices' lines; other users' tasks and deployments (hidden from a caller who is not an admin) by their memory only. */
 function deviceRows(q: QueueView): DeviceRow[] {
   return q.devices.flatMap((device): DeviceRow[] => {
     const others = (q.hidden?.holders ?? [])
       .filter((h) => h.deviceId === device.id)
-      .map((h): Holder => ({ taskId: OTHERS, memoryGb: h.memoryGb, exclusive: h.exclusive, endsBy: h.endsBy, task: null }));
+      .map((h): Holder => ({
+        taskId: OTHERS[h.kind],
+        memoryGb: h.memoryGb,
+        exclusive: h.exclusive,
+        endsBy: h.endsBy,
+        task: null,
+        deployment: null,
+      }));
     const holders = [...device.holders, ...others];
     return holders.length ? holders.map((holder, i) => ({ device, holder, first: i === 0 })) : [{ device, holder: null, first: true }];
   });
@@ -34,7 +41,10 @@ const DEVICE_COLUMNS: Column<DeviceRow>[] = [
   { header: 'OTHER PROGRAMS', get: (r) => (r.first ? `${r.device.externalMemoryGb} GB` : ''), align: 'right' },
   {
     header: 'TASK',
-    get: (r) => r.holder?.taskId ?? (!r.device.present ? '(absent)' : r.device.blockedReason ? '(blocked)' : '(free)'),
+    get: (r) =>
+      r.holder?.deployment
+        ? `${r.holder.taskId} (deployment: ${r.holder.deployment.serves.join(', ')})`
+        : (r.holder?.taskId ?? (!r.device.present ? '(absent)' : r.device.blockedReason ? '(blocked)' : '(free)')),
   },
   {
     header: 'HOLDS',

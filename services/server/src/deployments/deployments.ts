@@ -19,6 +19,7 @@ import {
   placeDeployment,
   reclaimFits,
   type DeploymentAdapter,
+  type DeploymentHolder,
   type DeploymentRecord,
   type DeploymentSpec,
   type DeviceView,
@@ -203,6 +204,19 @@ export class Deployments {
     const live = await listLiveDeployments(this.opts.database.db);
     if (!live.length) return new Map();
     return arbitrate({ devices, queue, deployments: live.map((r) => deploymentView(r.record)), now: Date.now() }).held;
+  }
+
+  /** The live deployments among `ids` (holders of devices), named as queue.get names them. */
+  async holders(ids: readonly string[]): Promise<Map<string, DeploymentHolder>> {
+    if (!ids.length) return new Map();
+    const wanted = new Set(ids);
+    const live = (await listLiveDeployments(this.opts.database.db)).filter((r) => wanted.has(r.record.id));
+    return new Map(
+      live.map((r) => [
+        r.record.id,
+        { id: r.record.id, owner: r.owner, serves: r.record.servedModels.length ? r.record.servedModels : [r.record.spec.model] },
+      ]),
+    );
   }
 
   async get(id: string, viewer: Viewer): Promise<DeploymentRecord> {

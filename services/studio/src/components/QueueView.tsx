@@ -147,10 +147,17 @@ interface Holding {
   task: QueueDevice['holders'][number]['task'];
 }
 
+/** A task by its name; a deployment by what it serves (its id is a dep- one). */
+function holderLabel(h: QueueDevice['holders'][number]): string {
+  if (h.task) return h.task.spec.name;
+  if (h.deployment) return `deployment: ${h.deployment.serves.join(', ')}`;
+  return h.taskId;
+}
+
 function DeviceCard({ d, others, title }: { d: QueueDevice; others: readonly HiddenHolder[]; title: string }) {
   const holders: Holding[] = [
-    ...d.holders.map((h) => ({ ...h, key: h.taskId, label: h.task?.spec.name ?? h.taskId })),
-    ...others.map((h, i) => ({ ...h, key: `other-${i}`, label: 'another user’s task', task: null })),
+    ...d.holders.map((h) => ({ ...h, key: h.taskId, label: holderLabel(h) })),
+    ...others.map((h, i) => ({ ...h, key: `other-${i}`, label: `another user’s ${h.kind}`, task: null })),
   ];
   const busy = holders.length > 0;
   const state = !d.present ? 'absent' : d.blockedReason ? 'blocked' : busy ? 'busy' : 'idle';
