@@ -111,7 +111,7 @@ describe('queueFor', () => {
     expect(q.reservation).toBeNull();
     expect(q.hidden).toEqual({
       queuedPositions: [1],
-      holders: [{ deviceId: 'gpu0', memoryGb: 24, exclusive: true, endsBy: '2026-01-01T01:00:00.000Z' }],
+      holders: [{ deviceId: 'gpu0', kind: 'task', memoryGb: 24, exclusive: true, endsBy: '2026-01-01T01:00:00.000Z' }],
       reservation: { startAt: '2026-01-01T01:00:00.000Z', deviceIds: ['gpu0'] },
     });
     expect(q.queuedCount).toBe(2);
