@@ -10,13 +10,32 @@ import { join } from 'node:path';
 
 const LOCK = join(tmpdir(), 'trainyard-slurm-cluster.lock');
 
-/** Why the live cluster cannot be used here, or null when its controller answers. */
-export function slurmMissing(): string | null {
+/** Null when the controller answers a ping, else why not. */
+function pingError(): string | null {
   try {
     execFileSync('scontrol', ['ping'], { stdio: 'pipe', timeout: 10_000 });
     return null;
   } catch (err) {
-    return `Slurm does not answer here (${(err as Error).message.split('\n')[0]})`;
+    return (err as Error).message.split('\n')[0] ?? 'no answer';
+  }
+}
+
+/**
+ * Why the live cluster cannot be used here, or null when it can: its controller answers, or
+ * another spec file holds the cluster (which may have stopped the controller on purpose, as the
+ * controller-restart cases do, and starts it again before it lets go; this file takes it after).
+ */
+export function slurmMissing(): string | null {
+  const error = pingError();
+  if (error === null || heldByAnother()) return null;
+  return `Slurm does not answer here (${error})`;
+}
+
+function heldByAnother(): boolean {
+  try {
+    return Number(readFileSync(join(LOCK, 'pid'), 'utf8')) !== process.pid && holderAlive();
+  } catch {
+    return false; // no lock, or no pid in it yet
   }
 }
 
@@ -41,6 +60,9 @@ export async function takeSlurmCluster(waitMs = 20 * 60_000): Promise<() => void
     try {
       mkdirSync(LOCK);
       writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      // A controller the last holder restarted may take a moment to answer again.
+      const answering = Date.now() + 60_000;
+      while (pingError() !== null && Date.now() < answering) await new Promise((r) => setTimeout(r, 500));
       return () => rmSync(LOCK, { recursive: true, force: true });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
