@@ -798,13 +798,10 @@ export class TrainyardService {
     const [devices, queued, count] = await Promise.all([listDevicesWithHolders(db), listQueue(db, limit), countQueued(db)]);
     // A holder is a task or a deployment (its id a dep- one).
     const holderIds = [...new Set(devices.flatMap((d) => d.holders.map((h) => h.taskId)))];
-    const [holderTasks, holderDeployments] = await Promise.all([
-      loadTasks(
-        db,
-        holderIds.filter((id) => !isDeploymentStream(id)),
-      ),
-      this.deployments.holders(holderIds.filter(isDeploymentStream)),
-    ]);
+    const holderTasks = await loadTasks(
+      db,
+      holderIds.filter((id) => !isDeploymentStream(id)),
+    );
     const views = toDeviceViews(devices, this.picture.conditions);
     // The policy asked now, on the same picture it schedules with.
     const input = {
@@ -816,8 +813,8 @@ export class TrainyardService {
       accounts: this.accounts,
     };
     const decision = this.store.policy.schedule(input);
-    // Tasks a deployment holds up (HELD_BY_DEPLOYMENT): deployments hold memory like any holder.
-    const held = await this.deployments.heldReasons(views, fifoOrder(input.queue));
+    // Deployments hold memory like any holder; the tasks they hold up wait HELD_BY_DEPLOYMENT.
+    const { holders: holderDeployments, held } = await this.deployments.inQueue(holderIds, views, fifoOrder(input.queue));
     // When each should have started at the latest, from the timeouts of those running and ahead.
     const starts = expectedStarts(this.store.policy, input);
     const starting: WaitReason = {

@@ -197,26 +197,28 @@ export class Deployments {
   private serverPids = new Set<number>();
 
   /**
-   * Why each queued task a deployment holds up waits (HELD_BY_DEPLOYMENT), on the devices and
-   * queue given (queue.get's picture).
+   * What queue.get says of deployments, from one read of the live ones: the device holders among
+   * `holderIds` that are deployments, named by what they serve, and why each queued task a
+   * deployment holds up waits (HELD_BY_DEPLOYMENT) on the devices and queue given.
    */
-  async heldReasons(devices: readonly DeviceView[], queue: readonly QueuedTaskView[]): Promise<Map<string, WaitReason>> {
+  async inQueue(
+    holderIds: readonly string[],
+    devices: readonly DeviceView[],
+    queue: readonly QueuedTaskView[],
+  ): Promise<{ holders: Map<string, DeploymentHolder>; held: Map<string, WaitReason> }> {
     const live = await listLiveDeployments(this.opts.database.db);
-    if (!live.length) return new Map();
-    return arbitrate({ devices, queue, deployments: live.map((r) => deploymentView(r.record)), now: Date.now() }).held;
-  }
-
-  /** The live deployments among `ids` (holders of devices), named as queue.get names them. */
-  async holders(ids: readonly string[]): Promise<Map<string, DeploymentHolder>> {
-    if (!ids.length) return new Map();
-    const wanted = new Set(ids);
-    const live = (await listLiveDeployments(this.opts.database.db)).filter((r) => wanted.has(r.record.id));
-    return new Map(
-      live.map((r) => [
-        r.record.id,
-        { id: r.record.id, owner: r.owner, serves: r.record.servedModels.length ? r.record.servedModels : [r.record.spec.model] },
-      ]),
+    if (!live.length) return { holders: new Map(), held: new Map() };
+    const holding = new Set(holderIds);
+    const holders = new Map(
+      live
+        .filter((r) => holding.has(r.record.id))
+        .map((r): [string, DeploymentHolder] => [
+          r.record.id,
+          { id: r.record.id, owner: r.owner, serves: r.record.servedModels.length ? r.record.servedModels : [r.record.spec.model] },
+        ]),
     );
+    const held = arbitrate({ devices, queue, deployments: live.map((r) => deploymentView(r.record)), now: Date.now() }).held;
+    return { holders, held };
   }
 
   async get(id: string, viewer: Viewer): Promise<DeploymentRecord> {
