@@ -7,7 +7,8 @@
 //   STARTING ── DeploymentServing ──▶ SERVING ⇄ SLEEPING
 //      │                                 │          │
 //      └──── DeploymentStopped | DeploymentFailed ──┴──▶ STOPPED | FAILED
-import { assign, initialTransition, setup, transition, type SnapshotFrom } from 'xstate';
+import { assign, setup, type SnapshotFrom } from 'xstate';
+import { machineSteps } from './machine-steps';
 
 export const DEPLOYMENT_ID_PREFIX = 'dep-';
 export const isDeploymentStream = (streamId: string): boolean => streamId.startsWith(DEPLOYMENT_ID_PREFIX);
@@ -327,9 +328,10 @@ export interface DeploymentState {
   version: number;
 }
 
+const deploymentSteps = machineSteps(deploymentMachine);
+
 export function initialDeploymentState(): DeploymentState {
-  const [snapshot] = initialTransition(deploymentMachine);
-  return { snapshot, version: 0 };
+  return { snapshot: deploymentSteps.initial, version: 0 };
 }
 
 export function deploymentStatusOf(state: DeploymentState): DeploymentStatus | null {
@@ -362,7 +364,7 @@ export function evolveDeployment(state: DeploymentState, event: StoredDeployment
       `event ${event.type} at position ${event.position} is not legal in state ${String(state.snapshot.value)} of deployment ${event.streamId}`,
     );
   }
-  const [snapshot] = transition(deploymentMachine, state.snapshot, e);
+  const snapshot = deploymentSteps.next(state.snapshot, e);
   return { snapshot, version: event.version };
 }
 
@@ -525,7 +527,7 @@ export function decideDeployment(state: DeploymentState, command: DeploymentComm
         : `${command.type} is not allowed while it is ${String(snapshot.value)}`;
       throw new DeploymentCommandError(streamId, status, command.type, detail);
     }
-    [snapshot] = transition(deploymentMachine, snapshot, e);
+    snapshot = deploymentSteps.next(snapshot, e);
   }
   return out;
 }

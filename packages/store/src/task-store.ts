@@ -598,6 +598,8 @@ function decideSequence(state: TaskState, taskId: string, commands: readonly Tas
   return decided;
 }
 
+const PROVISIONAL_TIME = new Date(0).toISOString();
+
 /** An event as if stored, to decide the next command before the append gives it a place. */
 function provisional(e: NewTaskEvent, streamId: string, version: number, meta: CommandMeta): StoredTaskEvent {
   return {
@@ -605,7 +607,7 @@ function provisional(e: NewTaskEvent, streamId: string, version: number, meta: C
     streamId,
     version,
     position: '0',
-    recordedAt: new Date(0).toISOString(),
+    recordedAt: PROVISIONAL_TIME,
     metadata: { ...meta, schemaVersion: CURRENT_SCHEMA_VERSION },
   } as StoredTaskEvent;
 }
