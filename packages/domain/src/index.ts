@@ -5,7 +5,7 @@ export * from './lifecycle';
 export * from './scheduling';
 export * from './projection';
 export * from './recovery';
-export { safeText, safeValue, safeJson } from './safe-text.mjs';
+export { safeText, safeValue, safeJson, safeJsonOf } from './safe-text.mjs';
 export * from './run';
 export * from './resources';
 export * from './inventory-change';

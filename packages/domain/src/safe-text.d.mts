@@ -6,3 +6,5 @@ export function safeText(text: string): string;
 export function safeValue<T>(value: T): T;
 /** JSON.stringify(value) with every string made safe: what a jsonb column accepts. */
 export function safeJson(value: unknown): string;
+/** safeJson's text with the value it stands for (`value` itself when nothing was replaced). */
+export function safeJsonOf<T>(value: T): { json: string; value: T };

@@ -49,6 +49,19 @@ export function safeValue(value) {
  * @returns {string}
  */
 export function safeJson(value) {
+  return safeJsonOf(value).json;
+}
+
+/**
+ * safeJson's text with the value it stands for: `value` itself when nothing was replaced, so a
+ * writer can hand back what it stored without reading it back.
+ * @template T
+ * @param {T} value
+ * @returns {{ json: string, value: T }}
+ */
+export function safeJsonOf(value) {
   const json = JSON.stringify(value);
-  return UNSAFE_ESCAPE.test(json) ? JSON.stringify(safeValue(value)) : json;
+  if (!UNSAFE_ESCAPE.test(json)) return { json, value };
+  const safe = safeValue(value);
+  return { json: JSON.stringify(safe), value: safe };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { safeJson, safeText, safeValue } from './safe-text.mjs';
+import { safeJson, safeJsonOf, safeText, safeValue } from './safe-text.mjs';
 
 const R = '\uFFFD';
 
@@ -48,5 +48,21 @@ describe('safeValue and safeJson', () => {
   it('keep what toJSON says (dates)', () => {
     const at = new Date('2026-01-01T00:00:00.000Z');
     expect(JSON.parse(safeJson({ at, s: '\u0000' }))).toEqual({ at: at.toISOString(), s: R });
+  });
+});
+
+describe('safeJsonOf', () => {
+  it('gives the value itself with its JSON when nothing needs replacing', () => {
+    const value = { message: 'fine', n: [1, 2] };
+    const out = safeJsonOf(value);
+    expect(out.value).toBe(value);
+    expect(out.json).toBe(JSON.stringify(value));
+  });
+
+  it('gives the replaced value with the JSON it stores when something does', () => {
+    const out = safeJsonOf({ message: `a\u0000b`, lone: '\uD800' });
+    expect(out.value).toEqual({ message: `a${R}b`, lone: R });
+    expect(out.json).toBe(safeJson({ message: `a\u0000b`, lone: '\uD800' }));
+    expect(JSON.parse(out.json)).toEqual(out.value);
   });
 });

@@ -34,6 +34,20 @@ for (const backend of backends()) {
       expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
 
+    it('hands back the events and records the log and the read model hold (positions and times the database gave)', async () => {
+      const store = new TaskStore(t, { runnerId: 'r1' });
+      const ids = Array.from({ length: 40 }, (_, i) => `e${i}`);
+      const results = await store.submitAll(
+        ids.map((id) => ({ taskId: id, spec: taskSpec(id), meta: { actor: 'alice', correlationId: `c-${id}` } })),
+      );
+      for (const r of results) {
+        expect(r.events).toEqual(await readStream(t.db, r.task.id));
+        expect(r.task).toEqual(await loadTask(t.db, r.task.id));
+      }
+      const positions = results.flatMap((r) => r.events.map((e) => BigInt(e.position)));
+      expect(positions).toEqual([...positions].sort((a, b) => (a < b ? -1 : 1)));
+    });
+
     it('a submission the database refuses (item 3) writes nothing of the batch', async () => {
       const store = new TaskStore(t, { runnerId: 'r1' });
       const ids = ['a0', 'a1', 'a2', 'a3', 'a4'];

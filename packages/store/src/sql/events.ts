@@ -2,7 +2,15 @@
 // everything in position order (rebuild), query for audits, and tail what is safely committed
 // (subscriptions, other instances).
 import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from 'drizzle-orm';
-import { CURRENT_SCHEMA_VERSION, safeJson, upcast, type EventMetadata, type NewTaskEvent, type StoredTaskEvent } from '@trainyard/domain';
+import {
+  CURRENT_SCHEMA_VERSION,
+  safeJson,
+  safeJsonOf,
+  upcast,
+  type EventMetadata,
+  type NewTaskEvent,
+  type StoredTaskEvent,
+} from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
 import { ConcurrencyError, pgErrorCode } from '../errors';
 import { events, tasks } from '../schema';
@@ -87,39 +95,57 @@ export async function appendToStream(
  * Append the first events of several new streams in one statement, in the order given: rows
  * are inserted (and draw their positions) in that order. A stream id that already exists hits
  * the unique (stream_id, stream_version) index: ConcurrencyError, and nothing is written.
+ * The rows travel as one JSON parameter (a sweep appends thousands: a parameter per value cost
+ * more to build than to run), and only what the database adds (position, time) comes back.
  */
 export async function appendNewStreams(
   tx: Conn,
   streams: readonly { streamId: string; events: readonly NewTaskEvent[]; meta: AppendMetadata }[],
 ): Promise<StoredTaskEvent[][]> {
-  let ord = 0;
-  const values = streams.flatMap((s) => {
-    const meta = safeJson({ ...s.meta, schemaVersion: CURRENT_SCHEMA_VERSION });
-    return s.events.map(
-      (e, i) =>
-        sql`(${ord++}::integer, ${s.streamId}::text, ${i + 1}::integer, ${e.type}::text, ${safeJson(e.data)}::jsonb, ${meta}::jsonb)`,
-    );
-  });
-  if (values.length === 0) return streams.map(() => []);
-  let rows: Record<string, unknown>[];
+  const written: Omit<StoredTaskEvent, 'position' | 'recordedAt'>[] = [];
+  const rows: string[] = [];
+  for (const s of streams) {
+    const meta = safeJsonOf({ ...s.meta, schemaVersion: CURRENT_SCHEMA_VERSION });
+    s.events.forEach((e, i) => {
+      const data = safeJsonOf(e.data);
+      const id = JSON.stringify(s.streamId);
+      rows.push(
+        `{"ord":${rows.length},"stream_id":${id},"stream_version":${i + 1},"type":${JSON.stringify(e.type)},"data":${data.json},"metadata":${meta.json}}`,
+      );
+      written.push({ ...e, data: data.value, streamId: s.streamId, version: i + 1, metadata: meta.value } as Omit<
+        StoredTaskEvent,
+        'position' | 'recordedAt'
+      >);
+    });
+  }
+  if (rows.length === 0) return streams.map(() => []);
+  let returned: { ord: number; position: string; recorded_at: string | Date }[];
   try {
-    rows = rowsOf<Record<string, unknown>>(
+    returned = rowsOf(
       await tx.execute(sql`
         INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
         SELECT v.stream_id, v.stream_version, v.type, v.data, v.metadata, ${CURRENT_SCHEMA_VERSION}::integer
-        FROM (VALUES ${sql.join(values, sql`, `)}) AS v(ord, stream_id, stream_version, type, data, metadata)
+        FROM json_to_recordset(${`[${rows.join(',')}]`}::json)
+          AS v(ord integer, stream_id text, stream_version integer, type text, data jsonb, metadata jsonb)
         ORDER BY v.ord
-        RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`),
+        RETURNING position::text AS position, recorded_at`),
     );
   } catch (err) {
     if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streams.map((s) => s.streamId).join(', '), 0, null);
     throw err;
   }
+  if (returned.length !== written.length) throw new Error(`appendNewStreams: ${written.length} events sent, ${returned.length} written`);
+  // RETURNING gives no order; positions are drawn in insert order, which is the order sent.
+  const positions = returned.map((r) => ({ position: r.position, recordedAt: new Date(r.recorded_at).toISOString() }));
+  positions.sort((a, b) => comparePositions(a.position, b.position));
   const byStream = new Map<string, StoredTaskEvent[]>(streams.map((s) => [s.streamId, []]));
-  for (const r of rows) {
-    byStream.get(String(r.stream_id))?.push(rawToStored(r));
-  }
-  return streams.map((s) => byStream.get(s.streamId)!.sort((a, b) => a.version - b.version));
+  written.forEach((w, k) => byStream.get(w.streamId)!.push({ ...w, ...positions[k]! } as StoredTaskEvent));
+  return streams.map((s) => byStream.get(s.streamId)!);
+}
+
+/** Order of two positions (decimal bigint text). */
+function comparePositions(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 export async function readStream(conn: Conn, streamId: string, upToPosition?: string): Promise<StoredTaskEvent[]> {

@@ -6,6 +6,7 @@ import { ACTIVE_STATUSES, deviceChange, type TaskRecord, type TaskStatus } from 
 import { rowsOf, type Conn } from '../database';
 import { ConcurrencyError } from '../errors';
 import { deviceHolders, tasks } from '../schema';
+import { jsonRecordset } from './json-rows';
 
 export async function loadTask(conn: Conn, id: string): Promise<TaskRecord | null> {
   const [row] = await conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.id, id));
@@ -79,7 +80,11 @@ export async function projectNewTasks(tx: Conn, rows: readonly { after: TaskReco
   for (const { after } of rows) {
     if (after.devices.length) throw new Error(`projectNewTasks: task ${after.id} takes devices; use projectTask`);
   }
-  await tx.insert(tasks).values(rows.map((r) => taskRow(r.after, r.lastPosition)));
+  const { columns, source } = jsonRecordset(
+    tasks,
+    rows.map((r) => taskRow(r.after, r.lastPosition)),
+  );
+  await tx.execute(sql`INSERT INTO tasks (${columns}) SELECT * FROM ${source}`);
 }
 
 function taskRow(after: TaskRecord, lastPosition: string) {
