@@ -1,5 +1,6 @@
 // The live feed: one `tasks.onUpdate` subscription for the whole panel. Each event updates the
-// cached task list in place and schedules a refresh of the queue; no polling. Event ids are log
+// cached task list in place and schedules a refresh of the queue; no polling. Beside it,
+// `deployments.onUpdate` refreshes the deployments and the queue when a deployment changes. Event ids are log
 // positions: the link resumes from the last one after a dropped connection (EventSource
 // reconnect, with Last-Event-ID), and after a hard failure we resubscribe from it ourselves.
 import { skipToken, useQueryClient, type QueryClient } from '@tanstack/react-query';
@@ -136,6 +137,33 @@ export function useLiveUpdates(): LiveFeed {
           setResumeFrom(badCursor ? null : lastId.current);
           setPaused(false);
         }, 2000);
+      },
+    }),
+  );
+
+  // Deployments hold GPUs too, on a feed of their own (the task feed carries only tasks): a
+  // deployment placed, asleep or stopped moves the queue's holders and the Serve cells, so both
+  // are refetched with it rather than at their next poll. After an error the feed starts again
+  // (records, not positions: nothing to resume from), and what it missed is in the refetch.
+  const refreshDeployments = useCoalescedRefresh(() => qc.invalidateQueries({ queryKey: trpc.deployments.list.queryKey() }), 300);
+  const [deploymentFeedDown, setDeploymentFeedDown] = useState(false);
+  useEffect(() => {
+    if (!deploymentFeedDown) return;
+    const t = setTimeout(() => setDeploymentFeedDown(false), 2000);
+    return () => clearTimeout(t);
+  }, [deploymentFeedDown]);
+  useSubscription(
+    trpc.deployments.onUpdate.subscriptionOptions(deploymentFeedDown ? skipToken : undefined, {
+      onStarted() {
+        refreshDeployments();
+        refreshQueue();
+      },
+      onData() {
+        refreshDeployments();
+        refreshQueue();
+      },
+      onError() {
+        setDeploymentFeedDown(true);
       },
     }),
   );

@@ -67,4 +67,47 @@ describe.skipIf(!hasChromium)('Studio: Serve a completed task', () => {
     expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(curl);
     expect(pageErrors).toEqual([]);
   });
+
+  it('follows the deployment live: stopped through the API, it leaves its GPU card and its row before any poll could fire', async () => {
+    const deployment = (await s.client.deployments.list.query()).find((d) => d.spec.taskId === taskId && d.status === 'SERVING');
+    expect(deployment).toBeDefined();
+    // The page's clock stands still from its first script on and moves only by what this test
+    // runs: its polls (the queue every 10 s, the deployments every 5 s) cannot fire under 5 s.
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    await context.clock.install();
+    await context.clock.pauseAt(Date.now() + 1000);
+    let ranMs = 0;
+    const run = async (ms: number) => {
+      await context.clock.runFor(ms);
+      ranMs += ms;
+    };
+    try {
+      const live = await context.newPage();
+      live.setDefaultTimeout(WAIT);
+      live.on('pageerror', (err) => pageErrors.push(err.message));
+      await live.goto(s.url);
+      const card = live.getByTestId('queue-device').first();
+      const row = live.locator(`[data-testid=task-row][data-name="adapter-to-serve"]`);
+      const cardText = async () => {
+        await run(50);
+        return (await card.count()) ? await card.textContent() : '';
+      };
+      await expect.poll(cardText, { timeout: WAIT }).toContain(`deployment: Qwen/Qwen2.5-Coder-0.5B-Instruct, ${taskId}`);
+      await s.client.deployments.stop.mutate({ id: deployment!.id });
+      await expect.poll(cardText, { timeout: WAIT }).not.toContain('deployment:');
+      await expect
+        .poll(
+          async () => {
+            await run(50);
+            return row.getByTestId('serve-state').getAttribute('data-status');
+          },
+          { timeout: WAIT },
+        )
+        .toBe('STOPPED');
+      expect(ranMs).toBeLessThan(5_000);
+    } finally {
+      await context.close();
+    }
+    expect(pageErrors).toEqual([]);
+  });
 });
