@@ -2,11 +2,12 @@
 // Builds the Studio panel when services/studio/dist/index.html is missing or older than any of
 // its sources; does nothing otherwise. Run by the root `prestart` (so `npm start` serves a
 // current panel) and by the browser specs. A failed build is reported but does not stop
-// `npm start`: the API works without the panel.
+// `npm start`: the API works without the panel. Builds are one at a time: browser spec files
+// run side by side, and a second build would empty dist/ under a page the first one serves.
 //
 //   node services/studio/scripts/ensure-built.mjs [--strict]   (--strict: exit 1 if the build fails)
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,12 +51,36 @@ function reason() {
   return latest.mtime > built ? `${relative(REPO, latest.file)} changed since the last build` : null;
 }
 
-const why = reason();
-if (!why) process.exit(0);
+if (!reason()) process.exit(0);
 
-console.log(`[studio] building the panel: ${why} ...`);
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-const r = spawnSync(npm, ['run', 'build', '--silent', '-w', '@trainyard/studio'], { cwd: REPO, stdio: 'inherit' });
+const LOCK = join(STUDIO, 'node_modules', '.panel-build-lock');
+/** A lock older than this was left by a build that died (a build takes well under a minute). */
+const LOCK_STALE_MS = 5 * 60_000;
+mkdirSync(dirname(LOCK), { recursive: true });
+for (;;) {
+  try {
+    mkdirSync(LOCK);
+    break;
+  } catch (err) {
+    if (err.code !== 'EEXIST') throw err;
+    const age = Date.now() - (statSync(LOCK, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+    if (age > LOCK_STALE_MS) rmSync(LOCK, { recursive: true, force: true });
+    else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  }
+}
+let r = null;
+try {
+  // Another process may have built it while we waited.
+  const why = reason();
+  if (why) {
+    console.log(`[studio] building the panel: ${why} ...`);
+    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+    r = spawnSync(npm, ['run', 'build', '--silent', '-w', '@trainyard/studio'], { cwd: REPO, stdio: 'inherit' });
+  }
+} finally {
+  rmSync(LOCK, { recursive: true, force: true });
+}
+if (r === null) process.exit(0);
 if (r.status === 0) {
   console.log('[studio] panel built into services/studio/dist');
   process.exit(0);
