@@ -29,8 +29,9 @@ const USAGE = `usage: npm run bench -- [options]
   --skip-pglite     leave out the PGlite measurements
   --out DIR         where the JSON goes (default bench/results)
   --cpu-prof DIR    write a V8 CPU profile of every server started into DIR (for profiling)
-  --server-root DIR start the service from another checkout (e.g. the previous commit, for a
-                    before/after comparison); the bench, the store row and rebuild stay this one
+  --server-root DIR start the service and run the rebuild check from another checkout (e.g. the
+                    previous commit, for a before/after comparison); the bench and the store row
+                    stay this one
   --list            list the benchmarks
   -h, --help
 environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test)`;

@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { processMemory, REPO_ROOT } from './common';
+import { processMemory } from './common';
+import { getServerRoot } from './server';
 
 export interface RebuildResult {
   ok: boolean;
@@ -33,17 +34,17 @@ export function baseEnv(): Record<string, string> {
  * memory measured here), so the child is exactly what `npm run rebuild` runs, without npm between.
  */
 function rebuildScriptArgs(): string[] {
-  const script = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { rebuild: string } }).scripts.rebuild;
+  const script = (JSON.parse(readFileSync(join(getServerRoot(), 'package.json'), 'utf8')) as { scripts: { rebuild: string } }).scripts.rebuild;
   const [command, ...args] = script.split(/\s+/);
   if (command !== 'node') throw new Error(`bench: the rebuild script should start with node: ${script}`);
   return args;
 }
 
-/** `npm run rebuild -- --json` against the given storage, with the peak RSS sampled from /proc. */
+/** `npm run rebuild -- --json` of the checkout under test against the given storage, with the peak RSS sampled from /proc. */
 export async function runRebuild(env: Record<string, string>): Promise<RebuildResult> {
   const t0 = performance.now();
   const child = spawn(process.execPath, [...rebuildScriptArgs(), '--json'], {
-    cwd: REPO_ROOT,
+    cwd: getServerRoot(),
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

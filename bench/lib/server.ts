@@ -21,6 +21,10 @@ let serverRoot = REPO_ROOT;
 export function setServerRoot(dir: string): void {
   serverRoot = dir;
 }
+/** The checkout under test: its service, and its `npm run rebuild` (lib/rebuild.ts). */
+export function getServerRoot(): string {
+  return serverRoot;
+}
 
 export type Backend = { kind: 'postgres'; url: string; schema: string } | { kind: 'pglite' };
 
