@@ -34,7 +34,8 @@ export function baseEnv(): Record<string, string> {
  * memory measured here), so the child is exactly what `npm run rebuild` runs, without npm between.
  */
 function rebuildScriptArgs(): string[] {
-  const script = (JSON.parse(readFileSync(join(getServerRoot(), 'package.json'), 'utf8')) as { scripts: { rebuild: string } }).scripts.rebuild;
+  const script = (JSON.parse(readFileSync(join(getServerRoot(), 'package.json'), 'utf8')) as { scripts: { rebuild: string } }).scripts
+    .rebuild;
   const [command, ...args] = script.split(/\s+/);
   if (command !== 'node') throw new Error(`bench: the rebuild script should start with node: ${script}`);
   return args;
