@@ -95,7 +95,7 @@ export const createTaskInput = z.strictObject({
   model: text('model', 200)
     .regex(
       /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/,
-      'model must be a model id like Qwen/Qwen2.5-Coder-1.5B-Instruct or a local path (letters, digits, . _ - / : @)',
+      'model must be a model id like Qwen/Qwen2.5-Coder-1.5B-Instruct (letters, digits, . _ - / : @, starting with a letter or digit; a local folder such as /srv/models/x is not accepted)',
     )
     .refine(noDotDot, 'model must not contain .. segments'),
   datasetPath: text('datasetPath', 4096).refine(noDotDot, 'datasetPath must not contain .. segments'),

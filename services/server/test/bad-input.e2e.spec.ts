@@ -19,6 +19,7 @@ const cases: Case[] = [
   ['tasks.create', { ...good, model: 'qwen; rm -rf /' }, 'model'],
   ['tasks.create', { ...good, model: '$(reboot)' }, 'model'],
   ['tasks.create', { ...good, model: '../../etc/passwd' }, 'model'],
+  ['tasks.create', { ...good, model: '/srv/models/qwen' }, 'model'],
   ['tasks.create', { ...good, datasetPath: '../../etc/shadow' }, 'datasetPath'],
   ['tasks.create', { ...good, datasetPath: 'data/\u0000evil' }, 'datasetPath'],
   ['tasks.create', { ...good, datasetPath: '/no/such/file.jsonl' }, 'datasetPath'],
