@@ -109,7 +109,7 @@ export function registerTaskCommands(program: Command, ctx: () => Ctx): void {
   program
     .command('submit')
     .description('submit a fine-tuning task; prints its id, status, queue position and warnings')
-    .requiredOption('--model <model>', 'base model id (e.g. Qwen/Qwen2.5-Coder-1.5B-Instruct) or local path')
+    .requiredOption('--model <model>', 'base model id (e.g. Qwen/Qwen2.5-Coder-1.5B-Instruct)')
     .requiredOption(
       '--dataset <path>',
       "dataset: a local .json/.jsonl file is uploaded to the service; a folder, or with --no-upload any path, must be inside the service's datasets folders",

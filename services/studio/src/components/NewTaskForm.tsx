@@ -506,7 +506,7 @@ export function NewTaskForm({
               <input
                 className="mt-6"
                 data-testid="field-model-custom"
-                placeholder="Hugging Face id or local path, e.g. Qwen/Qwen2.5-Coder-1.5B"
+                placeholder="Hugging Face id, e.g. Qwen/Qwen2.5-Coder-1.5B"
                 value={f.customModel}
                 onChange={(ev) => set('customModel', ev.target.value)}
                 aria-label="Model id"
