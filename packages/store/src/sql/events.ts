@@ -119,7 +119,7 @@ export async function appendNewStreams(
     });
   }
   if (rows.length === 0) return streams.map(() => []);
-  let returned: { ord: number; position: string; recorded_at: string | Date }[];
+  let returned: { position: string; recorded_at: string | Date }[];
   try {
     returned = rowsOf(
       await tx.execute(sql`
