@@ -1,8 +1,8 @@
 // The live feed: one `tasks.onUpdate` subscription for the whole panel. Each event updates the
-// cached task list in place and schedules a refresh of the queue; no polling. Beside it,
-// `deployments.onUpdate` refreshes the deployments and the queue when a deployment changes. Event ids are log
-// positions: the link resumes from the last one after a dropped connection (EventSource
+// cached task list in place and schedules a refresh of the queue; no polling. Its event ids are
+// log positions: the link resumes from the last one after a dropped connection (EventSource
 // reconnect, with Last-Event-ID), and after a hard failure we resubscribe from it ourselves.
+// Beside it, `deployments.onUpdate` refreshes the deployments and the queue when one changes.
 import { skipToken, useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { useCallback, useEffect, useRef, useState } from 'react';
