@@ -106,9 +106,9 @@ export async function appendNewStreams(
   const rows: string[] = [];
   for (const s of streams) {
     const meta = safeJsonOf({ ...s.meta, schemaVersion: CURRENT_SCHEMA_VERSION });
+    const id = JSON.stringify(s.streamId);
     s.events.forEach((e, i) => {
       const data = safeJsonOf(e.data);
-      const id = JSON.stringify(s.streamId);
       rows.push(
         `{"ord":${rows.length},"stream_id":${id},"stream_version":${i + 1},"type":${JSON.stringify(e.type)},"data":${data.json},"metadata":${meta.json}}`,
       );
