@@ -54,7 +54,7 @@ const blockerInput = () => ({
 });
 
 /** The spec the service would build from createInput (defaults filled in), for the store row. */
-const storeSpec = (i: number): TaskSpec => ({
+export const storeSpec = (i: number): TaskSpec => ({
   name: `bench task ${i}`,
   model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
   datasetPath: DATASET,
@@ -78,7 +78,7 @@ const storeSpec = (i: number): TaskSpec => ({
 });
 
 let idSeq = 0;
-const newTaskId = () => `b${Date.now().toString(36)}${(idSeq++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+export const newTaskId = () => `b${Date.now().toString(36)}${(idSeq++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 
 interface Row {
   system: string;

@@ -4,9 +4,13 @@
 // tasks.create at a time (16 concurrent clients) for scale. The service's one GPU slot is held by a
 // long task, so every task queues (the queue grows through the run, as under a burst).
 import { connect, type TrainyardClient } from '@trainyard/client';
+import { uniformInventory, type TaskRecord } from '@trainyard/domain';
+import { appendNewStreams, configureDevices, openDatabase, projectNewTasks, TaskStore } from '@trainyard/store';
 import {
   drive,
+  dropSchema,
   freshSchemaName,
+  onCleanup,
   printTable,
   processCpuMs,
   ratio,
@@ -19,7 +23,7 @@ import {
 } from '../lib/common';
 import { startBoss } from '../lib/pgboss';
 import { startServer, type BenchServer } from '../lib/server';
-import { blockedServer, createInput } from './submit';
+import { blockedServer, createInput, newTaskId, storeSpec } from './submit';
 
 interface Row {
   system: string;
@@ -57,6 +61,72 @@ function row(system: string, backend: Row['backend'], n: number, msEach: number[
   };
 }
 
+interface StoreRep {
+  storeMs: number;
+  storeCpuMs: number;
+  aloneMs: number;
+  aloneCpuMs: number;
+}
+
+/**
+ * Where a batch's time goes without the service around it: the store's submitAll in this
+ * process, and the two INSERTs it makes with everything else done beforehand. Its own schema,
+ * one device held so every task queues.
+ */
+async function storeBatches(url: string, n: number): Promise<{ rep(r: number): Promise<StoreRep>; close(): Promise<void> }> {
+  const storeDb = await openDatabase({ url, schema: freshSchemaName('sweepstore') });
+  const close = onCleanup(async () => {
+    await storeDb.close();
+    await dropSchema(url, storeDb.schema);
+  });
+  const store = new TaskStore(storeDb, { runnerId: 'bench' });
+  await configureDevices(storeDb.db, uniformInventory(1));
+  const [blocker] = await store.submitAll([{ taskId: newTaskId(), spec: storeSpec(-1), meta: { actor: 'bench' } }]);
+  if (blocker!.task.devices.length === 0) throw new Error("sweep: the store's first task did not take the device");
+  const requests = (rep: number) =>
+    Array.from({ length: n }, (_, i) => ({ taskId: newTaskId(), spec: storeSpec(rep * n + i), meta: { actor: 'bench' } }));
+  // A queued task's events and record as the store made them, the template of the INSERTs alone.
+  const [sample] = await store.submitAll(requests(-1));
+  const events = sample!.events.map((e) => ({ type: e.type, data: e.data }));
+  const insertsAlone = async (rep: number) => {
+    const batch = Array.from({ length: n }, (_, i) => ({ id: newTaskId(), spec: storeSpec(rep * n + i) }));
+    const streams = batch.map((b) => ({
+      streamId: b.id,
+      events: events.map((e, k) => (k === 0 ? { ...e, data: { spec: b.spec } } : e)),
+      meta: { actor: 'bench' },
+    })) as Parameters<typeof appendNewStreams>[1];
+    const records: TaskRecord[] = batch.map((b) => ({ ...sample!.task, id: b.id, spec: b.spec }));
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    await storeDb.db.transaction(async (tx) => {
+      const stored = await appendNewStreams(tx, streams);
+      await projectNewTasks(
+        tx,
+        stored.map((evs, k) => {
+          const last = evs[evs.length - 1]!.position;
+          return { after: { ...records[k]!, queuedPosition: last }, lastPosition: last };
+        }),
+      );
+    });
+    const c = process.cpuUsage(c0);
+    return { ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+  };
+  await insertsAlone(-2);
+  return {
+    async rep(r) {
+      const reqs = requests(r);
+      const t0 = performance.now();
+      const c0 = process.cpuUsage();
+      await store.submitAll(reqs);
+      const c = process.cpuUsage(c0);
+      const storeMs = performance.now() - t0;
+      const alone = await insertsAlone(r);
+      return { storeMs, storeCpuMs: (c.user + c.system) / 1000, aloneMs: alone.ms, aloneCpuMs: alone.cpuMs };
+    },
+    close,
+  };
+}
+
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();
@@ -76,6 +146,7 @@ export const sweep: Benchmark = {
 
     const server = await startServer({ backend: { kind: 'postgres', url: ctx.url, schema: freshSchemaName('sweep') } });
     const boss = await startBoss(ctx.url, 'sweep');
+    const stores = await storeBatches(ctx.url, n);
     let pgbossVersion = '';
     try {
       await blockedServer(server);
@@ -87,6 +158,7 @@ export const sweep: Benchmark = {
       await boss.boss.insert(jobs(-1));
       const ours: number[] = [];
       const theirs: number[] = [];
+      const viaStore: StoreRep[] = [];
       let cpu = 0;
       for (let r = 0; r < reps; r++) {
         const input = { tasks: batch(r) };
@@ -95,10 +167,32 @@ export const sweep: Benchmark = {
         cpu += processCpuMs(server.pid) - c0;
         const j = jobs(r);
         theirs.push(await timeIt(() => boss.boss.insert(j)));
-        ctx.log(`rep ${r + 1}/${reps}: createMany ${round(ours[r]!, 1)} ms, pg-boss insert ${round(theirs[r]!, 1)} ms`);
+        viaStore.push(await stores.rep(r));
+        ctx.log(
+          `rep ${r + 1}/${reps}: createMany ${round(ours[r]!, 1)} ms, pg-boss insert ${round(theirs[r]!, 1)} ms, store submitAll ${round(viaStore[r]!.storeMs, 1)} ms, its two INSERTs alone ${round(viaStore[r]!.aloneMs, 1)} ms`,
+        );
       }
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
       rows.push(row('trainyard tasks.createMany over HTTP', 'postgres', n, ours, cpu));
       rows.push(row('pg-boss insert', 'postgres', n, theirs, null));
+      rows.push(
+        row(
+          'trainyard store submitAll in-process',
+          'postgres',
+          n,
+          viaStore.map((s) => s.storeMs),
+          sum(viaStore.map((s) => s.storeCpuMs)),
+        ),
+      );
+      rows.push(
+        row(
+          "the batch's two INSERTs alone, in-process",
+          'postgres',
+          n,
+          viaStore.map((s) => s.aloneMs),
+          sum(viaStore.map((s) => s.aloneCpuMs)),
+        ),
+      );
 
       // The same tasks one call each, 16 clients at once (group commit): what a sweep cost before.
       const clients: TrainyardClient[] = [];
@@ -112,6 +206,7 @@ export const sweep: Benchmark = {
       }
       rows.push(row('trainyard tasks.create ×n, 16 clients', 'postgres', n, singles, singleCpu));
     } finally {
+      await stores.close();
       await boss.dispose();
       await server.dispose();
     }
@@ -138,6 +233,11 @@ export const sweep: Benchmark = {
     const rate = (system: string, backend = 'postgres') => rows.find((r) => r.system === system && r.backend === backend)?.itemsPerSecond;
     const ratios: Record<string, number | null> = {
       'createMany/pg-boss insert per item': ratio(rate('trainyard tasks.createMany over HTTP'), rate('pg-boss insert')),
+      'store submitAll in-process/pg-boss insert per item': ratio(rate('trainyard store submitAll in-process'), rate('pg-boss insert')),
+      "the batch's two INSERTs alone/pg-boss insert per item": ratio(
+        rate("the batch's two INSERTs alone, in-process"),
+        rate('pg-boss insert'),
+      ),
       'createMany/tasks.create ×n per item': ratio(
         rate('trainyard tasks.createMany over HTTP'),
         rate('trainyard tasks.create ×n, 16 clients'),
@@ -164,6 +264,8 @@ export const sweep: Benchmark = {
     notes.push(
       `trainyard: tasks.createMany({ tasks }) of ${n} tasks through the typed client over HTTP (one request; validation, dataset check, one transaction: events, rows, queue), each task queued behind a long one on the single GPU slot; timed around the call in the bench process.`,
       `pg-boss insert: boss.insert() of ${n} jobs with the same payloads into a queue created up front (one INSERT … SELECT FROM json_to_recordset), in the bench process (no HTTP); schedule and supervise off.`,
+      `trainyard store submitAll in-process: TaskStore.submitAll of ${n} in the bench process (the transaction createMany runs: decisions, events, rows; no HTTP, tRPC, validation or dataset check); its CPU column is the bench process's own.`,
+      `the batch's two INSERTs alone: the same ${n} tasks' events (appendNewStreams) and queued rows (projectNewTasks) written in one transaction, events and records made before the clock starts: what the database is asked to do for a batch, the floor for the event log and its read model written together; its CPU column is the bench process's own.`,
       'Per-item ratio: items per second of createMany over those of pg-boss insert, from the medians; above 1 is faster.',
     );
     return {
