@@ -112,7 +112,15 @@ export type RunObservation =
    * whether the progress throttle lets this report be recorded; `artifact`: the check of a
    * reported artifact.
    */
-  | { type: 'line'; line: RunOutputLine; message?: RunMessage; progressDue?: boolean; artifact?: ArtifactCheck }
+  | {
+      type: 'line';
+      line: RunOutputLine;
+      message?: RunMessage;
+      progressDue?: boolean;
+      artifact?: ArtifactCheck;
+      /** Read once the trainer's exit was written (exit.json was there): only its last lines and its exit follow. */
+      final?: boolean;
+    }
   /** The trainer ended (exit status from its shepherd); all its output is stored or buffered. */
   | { type: 'exited'; exit: RunExit }
   /** The trainer is gone and its shepherd with it: no exit status will come. */
@@ -139,6 +147,11 @@ export interface RunCommand {
   quoteLastLines?: number;
   /** A failed exit: its `detail` is the last plain lines of the stored output, read just before. */
   withFailureDetail?: true;
+  /**
+   * Append it in the transaction of the run's exit, just before the exit's own events: its line
+   * came with the exit, and the next task's start waits for that transaction alone.
+   */
+  withExit?: true;
 }
 
 export type RunOutcome = 'reattached' | 'settled' | 'launched' | 'failed';
@@ -361,6 +374,17 @@ function decideCommitted(run: RunState, command: TaskCommandType, task: TaskReco
 }
 
 function decideLine(run: RunState, obs: Extract<RunObservation, { type: 'line' }>): RunDecision {
+  const d = decideLineAlone(run, obs);
+  if (!obs.final) return d;
+  // A report read with the exit (the last progress, a checkpoint, an artifact) is recorded in the
+  // exit's transaction; a phase change still goes first on its own (it flushes the output first).
+  return { ...d, commands: d.commands.map((c) => (RIDES_WITH_EXIT.has(c.command.type) ? { ...c, withExit: true as const } : c)) };
+}
+
+/** Reports of a trainer's output that change nothing the run decides on after them. */
+const RIDES_WITH_EXIT: ReadonlySet<TaskCommandType> = new Set(['recordProgress', 'recordCheckpoint', 'recordArtifact']);
+
+function decideLineAlone(run: RunState, obs: Extract<RunObservation, { type: 'line' }>): RunDecision {
   const store: RunEffect = { kind: 'storeLine', line: obs.line };
   const m = obs.line.stream === 'stdout' ? obs.message : undefined;
   // Protocol messages become events before their line is stored: a crash in between replays

@@ -182,6 +182,23 @@ describe('decideRun: output lines', () => {
     ]);
     expect(effectsOf(whenRun(d.run, a))).toEqual(['storeLine']);
   });
+  it("read with the exit: progress, a checkpoint and an artifact go in the exit's transaction; the phase still goes first", () => {
+    const progress = { type: 'progress' as const, epoch: 1, step: 10, totalSteps: 10, loss: 0.5 };
+    const reports: RunObservation[] = [
+      line('p', { message: progress, progressDue: true, final: true }),
+      line('c', { message: { type: 'checkpoint', path: '/out/ckpt', step: 10 }, final: true }),
+      line('a', { message: { type: 'artifact', path: 'x' }, artifact: { ok: true, path: '/out/x' }, final: true }),
+    ];
+    for (const obs of reports) {
+      const d = whenRun(following, obs);
+      expect(d.commands.map((c) => [c.command.type, c.withExit])).toEqual([[expect.any(String), true]]);
+      expect(effectsOf(d)).toEqual(['storeLine']);
+    }
+    const phase = whenRun(following, line('{"type":"phase"}', { message: { type: 'phase', phase: 'training' }, final: true }));
+    expect(phase.commands).toEqual([{ command: { type: 'startTraining' }, actor: 'trainer', flushFirst: true }]);
+    // Read before the exit was there: each report on its own, as always.
+    expect(whenRun(following, line('p', { message: progress, progressDue: true })).commands[0]).not.toHaveProperty('withExit');
+  });
 });
 
 describe('decideRun: exit', () => {

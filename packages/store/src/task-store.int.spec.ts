@@ -57,6 +57,52 @@ for (const backend of backends()) {
       expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
 
+    it("a trainer's last reports and its exit in one transaction: each with its actor, the next task started; all or nothing", async () => {
+      await store.submit('t1', spec('one'), meta);
+      await store.submit('t2', spec('two'), meta);
+      await store.execute('t1', { type: 'recordSpawn', pid: 1, startTime: '1', runDir: '/tmp' }, meta);
+      await store.execute('t1', { type: 'startTraining' }, meta);
+      const progress = {
+        type: 'recordProgress',
+        epoch: 1,
+        totalEpochs: 1,
+        step: 9,
+        totalSteps: 9,
+        loss: 0.25,
+        learningRate: null,
+      } as const;
+      const r = await store.execute(
+        't1',
+        exitOk,
+        { actor: 'runner' },
+        {
+          preceding: [
+            { command: progress, actor: 'trainer' },
+            { command: { type: 'recordArtifact', path: '/out/adapter' }, actor: 'trainer' },
+          ],
+        },
+      );
+      expect(r.task.status).toBe('COMPLETED');
+      expect(r.started.map((t) => t.id)).toEqual(['t2']);
+      const events = await readStream(t.db, 't1');
+      expect(events.slice(-3).map((e) => [e.type, e.metadata.actor])).toEqual([
+        ['ProgressRecorded', 'trainer'],
+        ['ArtifactRecorded', 'trainer'],
+        ['TaskCompleted', 'runner'],
+      ]);
+      expect(r.task.artifacts).toEqual(['/out/adapter']);
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+
+      // A command the task does not take refuses the whole transaction: nothing of it is written.
+      await store.execute('t2', { type: 'recordSpawn', pid: 2, startTime: '2', runDir: '/tmp' }, meta);
+      const before = (await readStream(t.db, 't2')).length;
+      const again = { type: 'recordSpawn', pid: 3, startTime: '3', runDir: '/tmp' } as const;
+      await expect(store.execute('t2', exitOk, meta, { preceding: [{ command: again, actor: 'runner' }] })).rejects.toThrow(
+        IllegalCommandError,
+      );
+      expect((await readStream(t.db, 't2')).length).toBe(before);
+    });
+
     it('a repeated idempotency key returns the first task and writes nothing', async () => {
       const a = await store.submit('k1', spec('a', { idempotencyKey: 'key-1' }), meta);
       const b = await store.submit('k2', spec('b', { idempotencyKey: 'key-1' }), meta);

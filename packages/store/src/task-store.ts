@@ -335,12 +335,17 @@ export class TaskCommands {
     return results;
   }
 
-  /** Decide and apply one command to one task; schedules when the command freed a slot. */
+  /** Decide and apply one command to one task (after `preceding`); schedules when the command freed a slot. */
   async execute(
     taskId: string,
     command: TaskCommand,
     meta: CommandMeta,
-    opts: { logLines?: readonly LogLine[]; holder?: { runnerId: string; attempt: number } } = {},
+    opts: {
+      logLines?: readonly LogLine[];
+      holder?: { runnerId: string; attempt: number };
+      /** Commands appended first, each with its own actor, in the same transaction (a trainer's last reports before its exit). */
+      preceding?: readonly { command: TaskCommand; actor: string }[];
+    } = {},
   ): Promise<CommandResult> {
     const lines = opts.logLines ?? [];
     return this.transact(async (tx, appended) => {
@@ -357,7 +362,10 @@ export class TaskCommands {
           command.type,
           `attempt ${h.attempt} on ${h.runnerId} no longer holds it (it is attempt ${before.attempt} on ${before.runnerId ?? 'no instance'})`,
         );
-      const task = await this.applyCommand(tx, appended, before, taskId, command, meta);
+      let state = before;
+      for (const p of opts.preceding ?? [])
+        state = await this.applyCommand(tx, appended, state, taskId, p.command, { ...meta, actor: p.actor });
+      const task = await this.applyCommand(tx, appended, state, taskId, command, meta);
       // Devices freed, or a queued task gone (a blocked head no longer holds the others back).
       const freed = before.devices.length > 0 && task.devices.length === 0;
       // (A paused task leaves the queue; a resumed one comes back.)

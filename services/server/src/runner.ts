@@ -18,6 +18,7 @@ import {
   linesMayHaveFailed,
   startRun,
   withLastOutput,
+  type RunCommand,
   type RunFacts,
   type RunObservation,
   type RunOutcome,
@@ -60,6 +61,8 @@ interface Run {
   output: OutputBuffer | null;
   /** The task was taken from this instance (its lease expired): nothing more is recorded for it. */
   disowned?: boolean;
+  /** Commands decided for lines read with the exit, appended in the exit's transaction (RunCommand.withExit). */
+  withExit?: RunCommand[];
 }
 
 /** What the caller of decide() goes on with (a recovery step). */
@@ -203,6 +206,13 @@ export class Runner {
     }
     const next: Next = d.outcome ? { outcome: d.outcome } : {};
     for (const c of d.commands) {
+      if (c.withExit) {
+        (run.withExit ??= []).push(c);
+        run.output?.hold(true);
+        continue;
+      }
+      // Events in the order of their lines: held reports go before any other command but the exit.
+      if (!c.withLines) await this.appendHeld(run);
       if (c.flushFirst) await run.output?.flush();
       let command: TaskCommand = c.command;
       if (c.quoteLastLines && command.type === 'fail') {
@@ -220,7 +230,9 @@ export class Runner {
         if (detail) command = { ...command, detail };
       }
       const lines = c.withLines ? (run.output?.take() ?? []) : [];
-      const appended = await this.append(taskId, command, c.actor, lines, run.task.attempt);
+      const preceding = c.withLines ? (run.withExit?.splice(0) ?? []) : [];
+      const appended = await this.append(taskId, command, c.actor, lines, run.task.attempt, preceding);
+      run.output?.hold(false);
       if ('refused' in appended) {
         Object.assign(next, await this.decide(run, { type: 'refused', command: { ...c, command }, reason: appended.refused }));
         continue;
@@ -280,6 +292,13 @@ export class Runner {
       }
     }
     return next;
+  }
+
+  /** Appends the reports held for the exit's transaction (RunCommand.withExit) now, each on its own. */
+  private async appendHeld(run: Run): Promise<void> {
+    const held = run.withExit?.splice(0) ?? [];
+    for (const c of held) await this.append(run.state.taskId, c.command, c.actor, [], run.task.attempt);
+    run.output?.hold(false);
   }
 
   private async runFacts(task: TaskRecord, runDir: string): Promise<RunFacts> {
@@ -362,8 +381,8 @@ export class Runner {
       this.events.emit('logs', task.id);
     });
     run.output = output;
-    const flushTimer = setInterval(() => void output.flush(), LOG_FLUSH_MS);
-    const onLine = async (local: OutputLine) => {
+    const flushTimer = setInterval(() => void output.timerFlush(), LOG_FLUSH_MS);
+    const onLine = async (local: OutputLine, final: boolean) => {
       const { obs, refusedCheckpoint } = observeLine(local, {
         seqBase: base,
         throttle,
@@ -372,7 +391,7 @@ export class Runner {
         limits: artifactLimits,
       });
       if (refusedCheckpoint) this.log.warn(`task ${task.id}: refused a checkpoint its trainer reported: ${refusedCheckpoint}`);
-      await this.decide(run, obs);
+      await this.decide(run, final ? { ...obs, final } : obs);
     };
     const tailer = new RunTailer(run.state.runDir, fromSeq, onLine);
     run.tailer = tailer;
@@ -390,8 +409,11 @@ export class Runner {
     // A failure quotes the stored output, so everything is stored first. A clean exit stores its
     // last lines in the transaction that records it (one commit fewer between this trainer and
     // the next); either way every line is stored no later than the task's final event.
-    if (exit === 'vanished' || exit.code !== 0) await output.flush();
-    else await output.settled();
+    if (exit === 'vanished' || exit.code !== 0) {
+      // The failure quotes stored lines: reports held for the exit's transaction go first.
+      await this.appendHeld(run);
+      await output.flush();
+    } else await output.settled();
     if (this.closed || run.disowned) return; // lines not stored yet are read again from output.jsonl on re-attach
     await this.decide(run, exit === 'vanished' ? { type: 'vanished' } : { type: 'exited', exit });
   }
@@ -490,10 +512,12 @@ export class Runner {
     actor: string,
     logLines: LogLine[],
     attempt?: number,
+    preceding: readonly RunCommand[] = [],
   ): Promise<{ task: TaskRecord | null } | { refused: string }> {
     const holder = attempt === undefined ? {} : { holder: { runnerId: this.config.runnerId, attempt } };
+    const before = preceding.map((p) => ({ command: p.command, actor: p.actor }));
     try {
-      const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines, ...holder }));
+      const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines, ...holder, preceding: before }));
       if (logLines.length) this.events.emit('logs', taskId);
       // Tasks this transaction put on devices (those this task freed): start them now rather
       // than when the service's dispatch has loaded them again (observe() claims a task
@@ -501,6 +525,12 @@ export class Runner {
       for (const t of r.started) this.observe(t);
       return { task: r.task };
     } catch (err) {
+      if (preceding.length && !this.closed) {
+        // Together they failed (a report the task no longer takes, a line the database refused):
+        // each report on its own, as it would have gone, then the command as usual.
+        for (const p of preceding) await this.append(taskId, p.command, p.actor, [], attempt);
+        return this.append(taskId, command, actor, logLines, attempt);
+      }
       if (logLines.length) {
         await this.storeLines(taskId, logLines);
         this.events.emit('logs', taskId);

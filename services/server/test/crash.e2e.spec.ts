@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backendAvailable, backends } from '@trainyard/store/testing';
 import { eventually, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
@@ -137,6 +138,43 @@ for (const backend of backends()) {
       }, 'the task to be settled');
       expect(failed.error).toMatchObject({ reason: 'exit', exitCode: 7 });
       expect(failed.error!.message).toMatch(/Traceback|Error/);
+    });
+
+    it('a trainer that completed while the service was down: its last reports and its exit are recorded in one transaction', async () => {
+      s = await startServer({ backend });
+      const t = await s.client.tasks.create.mutate(simulated({ steps: 6, stepMs: 150 }));
+      const running = await eventually(async () => {
+        const x = await s!.client.tasks.get.query({ id: t.id });
+        return x.status === 'TRAINING' ? x : null;
+      }, 'the task to be training');
+      await s.stop('SIGKILL');
+      await eventually(async () => !alive(running.trainer!.pid), 'the trainer to exit on its own');
+      s = await s.restart();
+      const done = await eventually(async () => {
+        const x = await s!.client.tasks.get.query({ id: t.id });
+        return x.status === 'COMPLETED' ? x : null;
+      }, 'the task to be settled');
+      expect(done.artifacts).toHaveLength(1);
+      const { events } = await s.client.events.list.query({ taskId: t.id, limit: 1000 });
+      // The restart read the trainer's last lines with its exit: its artifact and last progress
+      // go in the exit's transaction, in the order of their lines, each by whom it was.
+      const last = events.slice(-3).map((e) => [e.type, e.metadata.actor]);
+      expect(last).toEqual([
+        ['ProgressRecorded', 'trainer'],
+        ['ArtifactRecorded', 'trainer'],
+        ['TaskCompleted', 'runner'],
+      ]);
+      if (backend.kind === 'postgres') {
+        const sql = postgres(backend.url!, { max: 1, onnotice: () => {} });
+        try {
+          const rows = await sql<{ type: string; tx: string }[]>`
+            SELECT type, transaction_id::text AS tx FROM ${sql(s.schema!)}.events
+            WHERE stream_id = ${t.id} ORDER BY position DESC LIMIT 3`;
+          expect(new Set(rows.map((r) => r.tx)).size).toBe(1);
+        } finally {
+          await sql.end();
+        }
+      }
     });
 
     it('a trainer that vanished while the service was down fails honestly, and the queue moves on', async () => {

@@ -1,5 +1,5 @@
 // Following a run's output: tailing output.jsonl from the last seq consumed, to exit.json.
-import { closeSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { FILES, readExit, type ExitInfo, type OutputLine } from './run-folder';
 
@@ -10,7 +10,8 @@ export interface RunTailerOptions {
 
 /**
  * Tails output.jsonl of a run, delivering lines with seq > fromSeq to `onLine`, in order,
- * one at a time (each call awaited). `exited` resolves with exit.json only after exit.json
+ * one at a time (each call awaited), each with whether exit.json was there when it was read
+ * (`final`: what follows is the rest of the last lines, then the exit). `exited` resolves with exit.json only after exit.json
  * exists AND every line of output.jsonl was delivered. If `onLine` throws, tailing stops
  * and `exited` rejects with that error. `stop()` ends tailing; `exited` then stays
  * pending. A stopped tailer cannot be restarted: create a new one from the last seq seen.
@@ -18,6 +19,7 @@ export interface RunTailerOptions {
 export class RunTailer {
   readonly exited: Promise<ExitInfo>;
   private readonly file: string;
+  private readonly exitFile: string;
   private readonly pollMs: number;
   private offset = 0;
   private lastSeq: number;
@@ -35,10 +37,11 @@ export class RunTailer {
   constructor(
     private readonly runDir: string,
     fromSeq: number,
-    private readonly onLine: (l: OutputLine) => void | Promise<void>,
+    private readonly onLine: (l: OutputLine, final: boolean) => void | Promise<void>,
     opts: RunTailerOptions = {},
   ) {
     this.file = join(runDir, FILES.output);
+    this.exitFile = join(runDir, FILES.exit);
     this.lastSeq = fromSeq;
     this.pollMs = opts.pollMs ?? 50;
     this.exited = new Promise<ExitInfo>((resolve, reject) => {
@@ -122,13 +125,18 @@ export class RunTailer {
     // Read exit.json BEFORE the output: the shepherd writes all output before exit.json,
     // so if it exists now, reading output to EOF below sees every line.
     const exit = await readExit(this.runDir);
-    const drained = await this.drain();
+    const drained = await this.drain(exit !== null);
     if (this.stopped) return null;
     return exit && drained ? exit : null;
   }
 
-  /** Delivers complete lines from `offset` to EOF; true if nothing is left unread. */
-  private async drain(): Promise<boolean> {
+  /**
+   * Delivers complete lines from `offset` to EOF; true if nothing is left unread. `exitSeen`:
+   * exit.json was there before the read began; if not, it is looked for again before the first
+   * line is delivered (the shepherd writes a trainer's last lines and its exit moments apart).
+   */
+  private async drain(exitSeen: boolean): Promise<boolean> {
+    let final: boolean | null = exitSeen || null;
     let fd: number;
     try {
       fd = openSync(this.file, 'r');
@@ -156,7 +164,8 @@ export class RunTailer {
           const rec = parseRecord(raw);
           if (rec && rec.seq > this.lastSeq) {
             if (this.stopped) return false;
-            await this.onLine(rec);
+            final ??= existsSync(this.exitFile);
+            await this.onLine(rec, final);
             this.lastSeq = rec.seq;
           }
           this.offset += raw.length + 1;
