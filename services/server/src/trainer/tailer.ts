@@ -11,8 +11,8 @@ export interface RunTailerOptions {
 /**
  * Tails output.jsonl of a run, delivering lines with seq > fromSeq to `onLine`, in order,
  * one at a time (each call awaited), each with whether exit.json was there when it was read
- * (`final`: what follows is the rest of the last lines, then the exit). `exited` resolves with exit.json only after exit.json
- * exists AND every line of output.jsonl was delivered. If `onLine` throws, tailing stops
+ * (`final`: what follows is the rest of the last lines, then the exit). `exited` resolves with
+ * exit.json only after exit.json exists AND every line of output.jsonl was delivered. If `onLine` throws, tailing stops
  * and `exited` rejects with that error. `stop()` ends tailing; `exited` then stays
  * pending. A stopped tailer cannot be restarted: create a new one from the last seq seen.
  */
