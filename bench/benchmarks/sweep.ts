@@ -96,35 +96,38 @@ async function storeBatches(url: string, n: number): Promise<{ rep(r: number): P
       meta: { actor: 'bench' },
     })) as Parameters<typeof appendNewStreams>[1];
     const records: TaskRecord[] = batch.map((b) => ({ ...sample!.task, id: b.id, spec: b.spec }));
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    await storeDb.db.transaction(async (tx) => {
-      const stored = await appendNewStreams(tx, streams);
-      await projectNewTasks(
-        tx,
-        stored.map((evs, k) => {
-          const last = evs[evs.length - 1]!.position;
-          return { after: { ...records[k]!, queuedPosition: last }, lastPosition: last };
-        }),
-      );
-    });
-    const c = process.cpuUsage(c0);
-    return { ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+    return timedWithCpu(() =>
+      storeDb.db.transaction(async (tx) => {
+        const stored = await appendNewStreams(tx, streams);
+        await projectNewTasks(
+          tx,
+          stored.map((evs, k) => {
+            const last = evs[evs.length - 1]!.position;
+            return { after: { ...records[k]!, queuedPosition: last }, lastPosition: last };
+          }),
+        );
+      }),
+    );
   };
   await insertsAlone(-2);
   return {
     async rep(r) {
       const reqs = requests(r);
-      const t0 = performance.now();
-      const c0 = process.cpuUsage();
-      await store.submitAll(reqs);
-      const c = process.cpuUsage(c0);
-      const storeMs = performance.now() - t0;
+      const viaStore = await timedWithCpu(() => store.submitAll(reqs));
       const alone = await insertsAlone(r);
-      return { storeMs, storeCpuMs: (c.user + c.system) / 1000, aloneMs: alone.ms, aloneCpuMs: alone.cpuMs };
+      return { storeMs: viaStore.ms, storeCpuMs: viaStore.cpuMs, aloneMs: alone.ms, aloneCpuMs: alone.cpuMs };
     },
     close,
   };
+}
+
+/** Wall time and this process's CPU time (user + system) of `fn`, in ms. */
+async function timedWithCpu(fn: () => Promise<unknown>): Promise<{ ms: number; cpuMs: number }> {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  await fn();
+  const c = process.cpuUsage(c0);
+  return { ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
 }
 
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
@@ -146,9 +149,10 @@ export const sweep: Benchmark = {
 
     const server = await startServer({ backend: { kind: 'postgres', url: ctx.url, schema: freshSchemaName('sweep') } });
     const boss = await startBoss(ctx.url, 'sweep');
-    const stores = await storeBatches(ctx.url, n);
+    let stores: Awaited<ReturnType<typeof storeBatches>> | undefined;
     let pgbossVersion = '';
     try {
+      stores = await storeBatches(ctx.url, n);
       await blockedServer(server);
       await boss.boss.createQueue('bench-sweep');
       pgbossVersion = boss.version;
@@ -206,7 +210,7 @@ export const sweep: Benchmark = {
       }
       rows.push(row('trainyard tasks.create ×n, 16 clients', 'postgres', n, singles, singleCpu));
     } finally {
-      await stores.close();
+      await stores?.close();
       await boss.dispose();
       await server.dispose();
     }

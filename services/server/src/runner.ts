@@ -232,7 +232,7 @@ export class Runner {
       const lines = c.withLines ? (run.output?.take() ?? []) : [];
       const preceding = c.withLines ? (run.withExit?.splice(0) ?? []) : [];
       const appended = await this.append(taskId, command, c.actor, lines, run.task.attempt, preceding);
-      run.output?.hold(false);
+      if (preceding.length) run.output?.hold(false);
       if ('refused' in appended) {
         Object.assign(next, await this.decide(run, { type: 'refused', command: { ...c, command }, reason: appended.refused }));
         continue;
@@ -296,8 +296,8 @@ export class Runner {
 
   /** Appends the reports held for the exit's transaction (RunCommand.withExit) now, each on its own. */
   private async appendHeld(run: Run): Promise<void> {
-    const held = run.withExit?.splice(0) ?? [];
-    for (const c of held) await this.append(run.state.taskId, c.command, c.actor, [], run.task.attempt);
+    if (!run.withExit?.length) return;
+    for (const c of run.withExit.splice(0)) await this.append(run.state.taskId, c.command, c.actor, [], run.task.attempt);
     run.output?.hold(false);
   }
 
