@@ -31,27 +31,48 @@ export async function listDevices(conn: Conn): Promise<DeviceRow[]> {
   return rows.map(({ deviceId, ...d }) => ({ id: deviceId, ...d }));
 }
 
+/**
+ * Every holder with what the scheduler needs of its task, by device then task. Each holder's task
+ * is looked up by its key (a lateral subquery): with a plain join the planner hashes every task
+ * row when the tables have no statistics yet (a fresh database, before autovacuum's first
+ * analyze), and this read, part of every submission and scheduling pass, grew with the number of
+ * tasks ever submitted.
+ */
+export function holdersWithTheirTasks(conn: Conn) {
+  const task = conn
+    .select({
+      deadlineAt: sql<string | null>`${tasks.record}->>'deadlineAt'`.as('deadline_at'),
+      owner: tasks.owner,
+      priority: tasks.priority,
+      startedAt: sql<string | null>`${tasks.record}->>'startedAt'`.as('started_at'),
+      preemptions: sql<number | null>`(${tasks.record}->>'preemptions')::int`.as('preemptions'),
+      stopping: sql<boolean>`${tasks.record}->'stop' IS NOT NULL AND ${tasks.record}->'stop' <> 'null'::jsonb`.as('stopping'),
+    })
+    .from(tasks)
+    .where(eq(tasks.id, deviceHolders.taskId))
+    .limit(1)
+    .as('holder_task');
+  return conn
+    .select({
+      deviceId: deviceHolders.deviceId,
+      taskId: deviceHolders.taskId,
+      memoryMb: deviceHolders.memoryMb,
+      exclusive: deviceHolders.exclusive,
+      deadlineAt: task.deadlineAt,
+      owner: task.owner,
+      priority: task.priority,
+      startedAt: task.startedAt,
+      preemptions: task.preemptions,
+      stopping: task.stopping,
+    })
+    .from(deviceHolders)
+    .leftJoinLateral(task, sql`true`)
+    .orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId));
+}
+
 /** Every device with its holders (and each holder's deadline), in device order; absent ones only while held. */
 export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHolders[]> {
-  const [devs, holders] = await Promise.all([
-    listDevices(conn),
-    conn
-      .select({
-        deviceId: deviceHolders.deviceId,
-        taskId: deviceHolders.taskId,
-        memoryMb: deviceHolders.memoryMb,
-        exclusive: deviceHolders.exclusive,
-        deadlineAt: sql<string | null>`${tasks.record}->>'deadlineAt'`,
-        owner: tasks.owner,
-        priority: tasks.priority,
-        startedAt: sql<string | null>`${tasks.record}->>'startedAt'`,
-        preemptions: sql<number | null>`(${tasks.record}->>'preemptions')::int`,
-        stopping: sql<boolean>`${tasks.record}->'stop' IS NOT NULL AND ${tasks.record}->'stop' <> 'null'::jsonb`,
-      })
-      .from(deviceHolders)
-      .leftJoin(tasks, eq(tasks.id, deviceHolders.taskId))
-      .orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId)),
-  ]);
+  const [devs, holders] = await Promise.all([listDevices(conn), holdersWithTheirTasks(conn)]);
   const byDevice = new Map<string, HolderRow[]>();
   for (const h of holders) {
     const list = byDevice.get(h.deviceId) ?? [];
@@ -103,11 +124,13 @@ export async function listHolderRows(conn: Conn): Promise<DeviceHolderRow[]> {
 
 /** The tasks holding a device the inventory no longer has. */
 export async function holdersOfAbsentDevices(conn: Conn): Promise<{ taskId: string; deviceId: string; record: TaskRecord | null }[]> {
+  // By key, as in holdersWithTheirTasks: a join could hash every task at start-up.
+  const task = conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.id, deviceHolders.taskId)).limit(1).as('holder_task');
   const rows = await conn
-    .select({ taskId: deviceHolders.taskId, deviceId: deviceHolders.deviceId, record: tasks.record })
+    .select({ taskId: deviceHolders.taskId, deviceId: deviceHolders.deviceId, record: task.record })
     .from(deviceHolders)
     .leftJoin(devices, eq(devices.deviceId, deviceHolders.deviceId))
-    .leftJoin(tasks, eq(tasks.id, deviceHolders.taskId))
+    .leftJoinLateral(task, sql`true`)
     .where(sql`${devices.deviceId} IS NULL OR NOT ${devices.present}`);
   return rows.map((r) => ({ ...r, record: r.record ?? null }));
 }
