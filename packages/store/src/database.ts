@@ -10,6 +10,7 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import postgres from 'postgres';
+import { pipelinedTransactions } from './pipelined-transaction';
 import * as schema from './schema';
 
 export type Schema = typeof schema;
@@ -28,6 +29,8 @@ export interface Database {
   /** Where the data lives, for logs and health (no password). */
   location: string;
   schema: string;
+  /** A transaction, on Postgres with its BEGIN sent along with its first statement (pipelined-transaction.ts). */
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -84,6 +87,7 @@ async function openPglite(schemaName: string, opts: OpenOptions): Promise<Databa
     db,
     schema: schemaName,
     location: dataDir.startsWith('memory://') ? 'in memory' : resolve(dataDir),
+    transaction: (fn) => db.transaction(fn),
     close: () => client.close(),
   };
 }
@@ -132,6 +136,7 @@ async function openPostgres(url: string, schemaName: string, opts: OpenOptions):
     db,
     schema: schemaName,
     location: redact(url),
+    transaction: pipelinedTransactions(client, db),
     close: () => client.end({ timeout: 5 }),
   };
 }

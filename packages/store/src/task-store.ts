@@ -626,7 +626,7 @@ export class TaskStore extends TaskCommands {
     readonly database: Database,
     opts: TaskStoreOptions,
   ) {
-    super((fn) => database.db.transaction((tx) => fn(sqlRepository(tx as Tx))), opts);
+    super((fn) => database.transaction((tx) => fn(sqlRepository(tx))), opts);
   }
 
   get db(): Conn {

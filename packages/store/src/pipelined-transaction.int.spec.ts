@@ -1,0 +1,73 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { rowsOf } from '.';
+import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
+
+// On Postgres a store transaction sends BEGIN with its first statement instead of waiting for
+// BEGIN's answer; on PGlite it is drizzle's own. Either way it must be one transaction.
+for (const backend of backends()) {
+  describe.skipIf(!backendAvailable(backend))(`database transactions on ${backend.kind}`, () => {
+    let t: TestDatabase;
+    beforeEach(async () => {
+      t = await openTestDatabase(backend);
+    });
+    afterEach(async () => {
+      await t?.close();
+    });
+
+    const row = async (id: string) =>
+      rowsOf<{ id: string }>(await t.db.execute(sql`SELECT id FROM tasks WHERE id = ${id}`)).map((r) => r.id);
+    const insertTask = (id: string) => sql`
+      INSERT INTO tasks (id, status, version, owner, name, created_at, deleted, last_position, record)
+      VALUES (${id}, 'QUEUED', 1, 'o', ${id}, now(), false, 1, ${JSON.stringify({ id })}::jsonb)`;
+
+    it('runs its first statement inside the transaction: one transaction id and one start time for every statement', async () => {
+      const seen = await t.transaction(async (tx) => {
+        const first = rowsOf<{ xid: string; at: string }>(
+          await tx.execute(sql`SELECT pg_current_xact_id()::text AS xid, now()::text AS at`),
+        );
+        await new Promise((r) => setTimeout(r, 20));
+        const second = rowsOf<{ xid: string; at: string }>(
+          await tx.execute(sql`SELECT pg_current_xact_id()::text AS xid, now()::text AS at`),
+        );
+        return [first[0], second[0]];
+      });
+      expect(seen[1]).toEqual(seen[0]);
+    });
+
+    it('commits what the callback wrote, and writes nothing when a statement fails or the callback throws', async () => {
+      await t.transaction(async (tx) => {
+        await tx.execute(insertTask('kept'));
+      });
+      await expect(
+        t.transaction(async (tx) => {
+          await tx.execute(insertTask('refused-1'));
+          await tx.execute(insertTask('kept')); // the same key: refused
+        }),
+      ).rejects.toThrow();
+      await expect(
+        t.transaction(async (tx) => {
+          await tx.execute(insertTask('refused-2'));
+          throw new Error('the callback gave up');
+        }),
+      ).rejects.toThrow('the callback gave up');
+      expect(await row('kept')).toEqual(['kept']);
+      expect(await row('refused-1')).toEqual([]);
+      expect(await row('refused-2')).toEqual([]);
+    });
+
+    it('gives its connection back whatever the outcome: more transactions than the pool has connections, failing and not', async () => {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 40 }, (_, i) =>
+          t.transaction(async (tx) => {
+            await tx.execute(insertTask(`t${i}`));
+            if (i % 3 === 0) throw new Error(`gave up ${i}`);
+          }),
+        ),
+      );
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(26);
+      const n = rowsOf<{ n: string | number }>(await t.db.execute(sql`SELECT count(*) AS n FROM tasks`));
+      expect(Number(n[0]!.n)).toBe(26);
+    });
+  });
+}
