@@ -362,15 +362,16 @@ export class TaskCommands {
           command.type,
           `attempt ${h.attempt} on ${h.runnerId} no longer holds it (it is attempt ${before.attempt} on ${before.runnerId ?? 'no instance'})`,
         );
-      let state = before;
-      for (const p of opts.preceding ?? [])
-        state = await this.applyCommand(tx, appended, state, taskId, p.command, { ...meta, actor: p.actor });
-      const task = await this.applyCommand(tx, appended, state, taskId, command, meta);
+      const steps = [
+        ...(opts.preceding ?? []).map((p) => ({ commands: [p.command], meta: { ...meta, actor: p.actor } })),
+        { commands: [command], meta },
+      ];
+      const task = await this.applySteps(tx, appended, before, taskId, steps);
       // Devices freed, or a queued task gone (a blocked head no longer holds the others back).
       const freed = before.devices.length > 0 && task.devices.length === 0;
       // (A paused task leaves the queue; a resumed one comes back.)
       const leftQueue = (before.status === 'QUEUED' && task.status !== 'QUEUED') || before.held !== task.held;
-      const started = freed || leftQueue ? await this.scheduleIn(tx, appended, meta) : [];
+      const started = freed || leftQueue ? await this.scheduleIn(tx, appended, meta, undefined, undefined, freed) : [];
       return { task, events: appended.filter((e) => e.streamId === taskId), started };
     });
   }
@@ -388,25 +389,32 @@ export class TaskCommands {
     command: TaskCommand,
     meta: CommandMeta,
   ): Promise<TaskRecord> {
-    return this.applyCommands(tx, appended, before, taskId, [command], meta);
+    return this.applySteps(tx, appended, before, taskId, [{ commands: [command], meta }]);
   }
 
   /**
    * Decide commands one after another, each on the state the previous one's events lead to,
-   * and append all their events at once. Between commands the events are folded provisionally
-   * (no position or time yet): decisions depend on event data, never on positions or times.
+   * and write them with one projection write. Between commands the events are folded
+   * provisionally (no position or time yet): decisions depend on event data, never on
+   * positions or times. Each step is one append with its own metadata (its actor); the appends
+   * are sent together, since statements on one connection run in the order sent.
    */
-  private async applyCommands(
+  private async applySteps(
     tx: TaskRepository,
     appended: StoredTaskEvent[],
     before: TaskRecord | null,
     taskId: string,
-    commands: readonly TaskCommand[],
-    meta: CommandMeta,
+    steps: readonly { commands: readonly TaskCommand[]; meta: CommandMeta }[],
   ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
-    const decided = decideSequence(state, taskId, commands, meta);
-    const stored = await tx.append(taskId, state.version, decided, meta);
+    let probe = state;
+    const appends: { expected: number; events: NewTaskEvent[]; meta: CommandMeta }[] = [];
+    for (const step of steps) {
+      const decided = decideSequence(probe, taskId, step.commands, step.meta);
+      appends.push({ expected: probe.version, events: decided, meta: step.meta });
+      probe = decided.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, step.meta)), probe);
+    }
+    const stored = (await Promise.all(appends.map((a) => tx.append(taskId, a.expected, a.events, a.meta)))).flat();
     const after = toRecord(stored.reduce(evolve, state));
     await tx.project(before, after, stored[stored.length - 1]!.position);
     appended.push(...stored);
@@ -423,26 +431,33 @@ export class TaskCommands {
     meta: CommandMeta,
     candidate?: TaskRecord,
     devicesRead?: DeviceView[],
+    roomLikely = false,
   ): Promise<TaskRecord[]> {
-    let devices: DeviceView[];
-    if (devicesRead) {
-      await tx.lockQueue();
-      devices = devicesRead;
-    } else {
-      // The lock and the devices in one round trip: statements sent together on one connection
-      // run in order, so the devices are read under the lock.
-      [, devices] = await Promise.all([tx.lockQueue(), this.deviceViews(tx)]);
-    }
+    // The lock and what the first pass reads in one round trip: statements sent together on
+    // one connection run in order, so everything is read under the lock. The queue is read
+    // along only when a device likely has room (read by the caller, or one was just freed): a
+    // pass that finds no room does not need it.
+    const withQueue = roomLikely || (devicesRead?.some(hasRoom) ?? false);
+    const [, devicesAtStart, queued, top] = await Promise.all([
+      tx.lockQueue(),
+      devicesRead ?? this.deviceViews(tx),
+      withQueue ? tx.listQueue(this.queueDepth()) : undefined,
+      this.opts.preemption ? tx.topQueuedPriority() : undefined,
+    ]);
+    let reads: PassReads = { devices: devicesAtStart, queued, top };
     const started: TaskRecord[] = [];
     // Until a pass places nothing: fair share reorders users as a pass places their tasks, so
     // the order a fresh pass sees can start one more (bounded; one pass is the usual case).
     for (let pass = 0; pass < MAX_PASSES; pass++) {
-      if (pass > 0) devices = await this.deviceViews(tx);
+      if (pass > 0) {
+        const [devices, top] = await Promise.all([this.deviceViews(tx), this.opts.preemption ? tx.topQueuedPriority() : undefined]);
+        reads = { devices, top };
+      }
       const placed = await this.schedulePass(
         tx,
         appended,
         meta,
-        devices,
+        reads,
         started.some((t) => t.id === candidate?.id) ? undefined : candidate,
       );
       started.push(...placed);
@@ -451,16 +466,20 @@ export class TaskCommands {
     return started;
   }
 
+  private queueDepth(): number {
+    return this.opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+  }
+
   private async schedulePass(
     tx: TaskRepository,
     appended: StoredTaskEvent[],
     meta: CommandMeta,
-    devices: DeviceView[],
+    { devices, queued: queueRead, top }: PassReads,
     candidate: TaskRecord | undefined,
   ): Promise<TaskRecord[]> {
-    if (!devices.some(hasRoom) && !(await this.mayPreempt(tx, devices))) return [];
-    const depth = this.opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
-    const queued = await tx.listQueue(depth);
+    if (!devices.some(hasRoom) && !(await this.mayPreempt(tx, devices, top))) return [];
+    const depth = this.queueDepth();
+    const queued = queueRead ?? (await tx.listQueue(depth));
     const byId = new Map(queued.map((t) => [t.id, t]));
     // Past the depth read, the queue is not known: a candidate must not pass tasks it did not see.
     if (candidate && queued.length < depth) byId.set(candidate.id, candidate);
@@ -507,12 +526,12 @@ export class TaskCommands {
   }
 
   /** With no room anywhere: whether a queued task outranks a running one that may be preempted. */
-  private async mayPreempt(tx: TaskRepository, devices: readonly DeviceView[]): Promise<boolean> {
+  private async mayPreempt(tx: TaskRepository, devices: readonly DeviceView[], topRead: number | null | undefined): Promise<boolean> {
     if (!this.opts.preemption) return false;
     let lowest = Infinity;
     for (const d of devices) for (const h of d.holders) if (h.preemptible && !h.stopping) lowest = Math.min(lowest, h.priority ?? 0);
     if (lowest === Infinity) return false;
-    const top = await tx.topQueuedPriority();
+    const top = topRead === undefined ? await tx.topQueuedPriority() : topRead;
     // By fair share a task of an equal priority may be a victim too (the policy decides whose).
     return top !== null && (top > lowest || (this.opts.preemption.fairShare === true && top >= lowest));
   }
@@ -532,6 +551,13 @@ export class TaskCommands {
 export interface DeviceCondition {
   externalMemoryMb: number;
   blockedReason: string | null;
+}
+
+/** What a scheduling pass reads: the devices, and what was read along with them (the queue, the top queued priority). */
+interface PassReads {
+  devices: DeviceView[];
+  queued?: TaskRecord[] | undefined;
+  top?: number | null | undefined;
 }
 
 /** Scheduling passes one transaction runs at most (each after one that placed something). */
