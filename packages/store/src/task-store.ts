@@ -38,7 +38,12 @@ import { countQueued, listQueue, lockQueue, topQueuedPriority } from './sql/queu
 import { listDevicesWithHolders, type DeviceWithHolders } from './sql/devices';
 import { findByIdempotencyKey, loadTask, projectNewTasks, projectTask } from './sql/tasks';
 
-/** What the command logic needs from storage, inside one transaction. */
+/**
+ * What the command logic needs from storage, inside one transaction. Each method issues its
+ * statements as it is called, before it waits on anything else: calls made one after another
+ * without waiting in between run in the order called, in one round trip (the command logic
+ * relies on it to read what a write before it wrote).
+ */
 export interface TaskRepository {
   loadTask(id: string): Promise<TaskRecord | null>;
   findByIdempotencyKey(owner: string, key: string): Promise<TaskRecord | null>;
@@ -294,7 +299,7 @@ export class TaskCommands {
       const i = fresh[next++]!;
       const { taskId, spec, meta } = requests[i]!;
       const submitted = await this.applyCommand(tx, appended, null, taskId, { type: 'submit', taskId, spec }, meta);
-      const started = await this.scheduleIn(tx, appended, meta, submitted, devices);
+      const started = await this.scheduleIn(tx, appended, meta, { candidate: submitted, devicesRead: devices });
       const self = started.find((t) => t.id === taskId);
       const task = self ?? (await this.applyCommand(tx, appended, submitted, taskId, { type: 'enqueue' }, meta));
       results[i] = { task, events: appended.filter((e) => e.streamId === taskId), started, created: true };
@@ -366,12 +371,17 @@ export class TaskCommands {
         ...(opts.preceding ?? []).map((p) => ({ commands: [p.command], meta: { ...meta, actor: p.actor } })),
         { commands: [command], meta },
       ];
-      const task = await this.applySteps(tx, appended, before, taskId, steps);
-      // Devices freed, or a queued task gone (a blocked head no longer holds the others back).
-      const freed = before.devices.length > 0 && task.devices.length === 0;
-      // (A paused task leaves the queue; a resumed one comes back.)
-      const leftQueue = (before.status === 'QUEUED' && task.status !== 'QUEUED') || before.held !== task.held;
-      const started = freed || leftQueue ? await this.scheduleIn(tx, appended, meta, undefined, undefined, freed) : [];
+      // Devices freed, or a queued task gone (a blocked head no longer holds the others back):
+      // the scheduling pass's reads go with the command's projection write.
+      const scheduling: { reads?: Promise<PassReads> } = {};
+      const task = await this.applySteps(tx, appended, before, taskId, steps, (after) => {
+        const freed = before.devices.length > 0 && after.devices.length === 0;
+        // (A paused task leaves the queue; a resumed one comes back.)
+        const leftQueue = (before.status === 'QUEUED' && after.status !== 'QUEUED') || before.held !== after.held;
+        if (freed || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed });
+        return scheduling.reads;
+      });
+      const started = scheduling.reads ? await this.scheduleIn(tx, appended, meta, { reads: await scheduling.reads }) : [];
       return { task, events: appended.filter((e) => e.streamId === taskId), started };
     });
   }
@@ -405,6 +415,7 @@ export class TaskCommands {
     before: TaskRecord | null,
     taskId: string,
     steps: readonly { commands: readonly TaskCommand[]; meta: CommandMeta }[],
+    alongside?: (after: TaskRecord) => Promise<unknown> | undefined,
   ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
     let probe = state;
@@ -416,7 +427,9 @@ export class TaskCommands {
     }
     const stored = (await Promise.all(appends.map((a) => tx.append(taskId, a.expected, a.events, a.meta)))).flat();
     const after = toRecord(stored.reduce(evolve, state));
-    await tx.project(before, after, stored[stored.length - 1]!.position);
+    // `alongside` (what the caller reads next) is sent right behind the projection's statements:
+    // one round trip, and it reads what the projection wrote.
+    await Promise.all([tx.project(before, after, stored[stored.length - 1]!.position), alongside?.(after)]);
     appended.push(...stored);
     return after;
   }
@@ -429,41 +442,58 @@ export class TaskCommands {
     tx: TaskRepository,
     appended: StoredTaskEvent[],
     meta: CommandMeta,
-    candidate?: TaskRecord,
-    devicesRead?: DeviceView[],
-    roomLikely = false,
+    opts: { candidate?: TaskRecord; devicesRead?: DeviceView[]; reads?: PassReads } = {},
   ): Promise<TaskRecord[]> {
-    // The lock and what the first pass reads in one round trip: statements sent together on
-    // one connection run in order, so everything is read under the lock. The queue is read
-    // along only when a device likely has room (read by the caller, or one was just freed): a
-    // pass that finds no room does not need it.
-    const withQueue = roomLikely || (devicesRead?.some(hasRoom) ?? false);
-    const [, devicesAtStart, queued, top] = await Promise.all([
-      tx.lockQueue(),
-      devicesRead ?? this.deviceViews(tx),
-      withQueue ? tx.listQueue(this.queueDepth()) : undefined,
-      this.opts.preemption ? tx.topQueuedPriority() : undefined,
-    ]);
-    let reads: PassReads = { devices: devicesAtStart, queued, top };
+    const { candidate } = opts;
+    let reads = opts.reads ?? (await this.firstPassReads(tx, { devicesRead: opts.devicesRead }));
     const started: TaskRecord[] = [];
     // Until a pass places nothing: fair share reorders users as a pass places their tasks, so
     // the order a fresh pass sees can start one more (bounded; one pass is the usual case).
     for (let pass = 0; pass < MAX_PASSES; pass++) {
-      if (pass > 0) {
-        const [devices, top] = await Promise.all([this.deviceViews(tx), this.opts.preemption ? tx.topQueuedPriority() : undefined]);
-        reads = { devices, top };
-      }
-      const placed = await this.schedulePass(
+      const { placed, next } = await this.schedulePass(
         tx,
         appended,
         meta,
         reads,
         started.some((t) => t.id === candidate?.id) ? undefined : candidate,
+        pass + 1 < MAX_PASSES,
       );
       started.push(...placed);
-      if (!placed.length) break;
+      if (!placed.length || !next) break;
+      reads = next;
     }
     return started;
+  }
+
+  /**
+   * What a scheduling pass reads first, with the queue's lock, in one round trip: statements
+   * sent together on one connection run in order, so everything is read under the lock. The
+   * queue is read along only when a device likely has room (the caller's devices have, or one
+   * was just freed): a pass that finds no room does not need it.
+   */
+  private async firstPassReads(
+    tx: TaskRepository,
+    opts: { devicesRead?: DeviceView[] | undefined; roomLikely?: boolean },
+  ): Promise<PassReads> {
+    const withQueue = opts.roomLikely === true || (opts.devicesRead?.some(hasRoom) ?? false);
+    const [, devices, queued, top] = await Promise.all([
+      tx.lockQueue(),
+      opts.devicesRead ?? this.deviceViews(tx),
+      withQueue ? tx.listQueue(this.queueDepth()) : undefined,
+      this.topQueuedPriority(tx),
+    ]);
+    return { devices, queued, top };
+  }
+
+  /** What a later pass reads (the lock is held): the devices, and the top queued priority. */
+  private async nextPassReads(tx: TaskRepository): Promise<PassReads> {
+    const [devices, top] = await Promise.all([this.deviceViews(tx), this.topQueuedPriority(tx)]);
+    return { devices, top };
+  }
+
+  /** Read only where preemption may use it. */
+  private topQueuedPriority(tx: TaskRepository): Promise<number | null> | undefined {
+    return this.opts.preemption ? tx.topQueuedPriority() : undefined;
   }
 
   private queueDepth(): number {
@@ -476,14 +506,16 @@ export class TaskCommands {
     meta: CommandMeta,
     { devices, queued: queueRead, top }: PassReads,
     candidate: TaskRecord | undefined,
-  ): Promise<TaskRecord[]> {
-    if (!devices.some(hasRoom) && !(await this.mayPreempt(tx, devices, top))) return [];
+    readNext: boolean,
+  ): Promise<{ placed: TaskRecord[]; next?: PassReads | undefined }> {
+    const none = { placed: [] };
+    if (!devices.some(hasRoom) && !(await this.mayPreempt(tx, devices, top))) return none;
     const depth = this.queueDepth();
     const queued = queueRead ?? (await tx.listQueue(depth));
     const byId = new Map(queued.map((t) => [t.id, t]));
     // Past the depth read, the queue is not known: a candidate must not pass tasks it did not see.
     if (candidate && queued.length < depth) byId.set(candidate.id, candidate);
-    if (byId.size === 0) return [];
+    if (byId.size === 0) return none;
     // FIFO; the policy puts priority and fair share first. A candidate not yet queued comes last.
     const queue = fifoOrder([...byId.values()].map(queuedView));
     const decision = this.policy.schedule({
@@ -507,22 +539,30 @@ export class TaskCommands {
           { ...meta, actor: 'scheduler' },
         );
     }
-    const started: TaskRecord[] = [];
-    for (const a of decision.assignments) {
+    const placed: TaskRecord[] = [];
+    let next: Promise<PassReads> | undefined;
+    for (const [i, a] of decision.assignments.entries()) {
       const before = byId.get(a.taskId);
       if (!before) throw new Error(`policy ${this.policy.name} assigned unknown task ${a.taskId}`);
-      started.push(
-        await this.applyCommand(
+      const last = i === decision.assignments.length - 1;
+      placed.push(
+        await this.applySteps(
           tx,
           appended,
           before,
           a.taskId,
-          { type: 'assign', devices: a.devices, runnerId: this.opts.runnerId, grounds: a.grounds },
-          { ...meta, actor: meta.actor || 'scheduler' },
+          [
+            {
+              commands: [{ type: 'assign', devices: a.devices, runnerId: this.opts.runnerId, grounds: a.grounds }],
+              meta: { ...meta, actor: meta.actor || 'scheduler' },
+            },
+          ],
+          // The next pass's reads go with the last assignment's write, and see it.
+          last && readNext ? () => (next = this.nextPassReads(tx)) : undefined,
         ),
       );
     }
-    return started;
+    return { placed, next: await next };
   }
 
   /** With no room anywhere: whether a queued task outranks a running one that may be preempted. */
