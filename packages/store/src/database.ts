@@ -11,6 +11,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import postgres from 'postgres';
 import { pipelinedTransactions } from './pipelined-transaction';
+import { preparingStatements } from './prepared-statements';
 import * as schema from './schema';
 
 export type Schema = typeof schema;
@@ -125,11 +126,13 @@ async function openPostgres(url: string, schemaName: string, opts: OpenOptions):
   } finally {
     await boot.end();
   }
-  const client = postgres(url, {
-    ...common,
-    max: opts.maxConnections ?? 10,
-    connection: { search_path: schemaName, application_name: 'trainyard' },
-  });
+  const client = preparingStatements(
+    postgres(url, {
+      ...common,
+      max: opts.maxConnections ?? 10,
+      connection: { search_path: schemaName, application_name: 'trainyard' },
+    }),
+  );
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
   return {
     kind: 'postgres',

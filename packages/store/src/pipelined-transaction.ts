@@ -8,6 +8,7 @@ import type { PgDialect } from 'drizzle-orm/pg-core';
 import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js/session';
 import type postgres from 'postgres';
 import type { Db, Tx } from './database';
+import { preparingStatements } from './prepared-statements';
 
 type SessionParts = ConstructorParameters<typeof PostgresJsSession>;
 
@@ -18,7 +19,7 @@ export function pipelinedTransactions(client: postgres.Sql, db: Db): <T>(fn: (tx
     session: { schema: SessionParts[2]; options: SessionParts[3] };
   };
   return async <T>(fn: (tx: Tx) => Promise<T>): Promise<T> => {
-    const conn = await client.reserve();
+    const conn = preparingStatements(await client.reserve());
     try {
       const begun = conn.unsafe('BEGIN').execute();
       // Its failure reaches the callback through the statements after it; awaited below as well.
