@@ -56,6 +56,15 @@ for (const backend of backends()) {
       expect(await row('refused-2')).toEqual([]);
     });
 
+    if (backend.kind === 'postgres')
+      it('runs its statements prepared, so that statements sent together travel together', async () => {
+        const prepared = await t.transaction(async (tx) => {
+          await tx.execute(sql`SELECT ${1}::int AS one`);
+          return rowsOf<{ statement: string }>(await tx.execute(sql`SELECT statement FROM pg_prepared_statements`)).map((r) => r.statement);
+        });
+        expect(prepared).toContain('SELECT $1::int AS one');
+      });
+
     it('gives its connection back whatever the outcome: more transactions than the pool has connections, failing and not', async () => {
       const outcomes = await Promise.allSettled(
         Array.from({ length: 40 }, (_, i) =>
