@@ -119,6 +119,19 @@ describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
     expect(result.targets.map((t: { name: string }) => t.name)).toContain('start-up flat: postgres start-up busy/empty');
   });
 
+  it('runs the exit transaction against a one-SELECT transaction at a tiny size', async () => {
+    const { code, output } = await runBench(['--quick', '--only', 'exit-transaction', '--out', out]);
+    expect(code, output.slice(-4000)).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'exit-transaction.json'), 'utf8'));
+    envelope(result, 'exit-transaction');
+    expect(result.rows.map((r: { system: string }) => r.system)).toEqual([
+      'exit + next assignment, one transaction',
+      'a transaction of one SELECT',
+    ]);
+    for (const row of result.rows) expect(row.latencyMs).toMatchObject({ ...summaryShape, n: 20 });
+    expect(result.ratios['exit transaction / one-SELECT transaction (p50)']).toBeGreaterThan(1);
+  });
+
   it('runs the scheduling rows (trace replay and decision time) at tiny sizes, FIFO beside backfill', async () => {
     const { code, output } = await runBench(['--quick', '--only', 'scheduling', '--out', out]);
     expect(code, output.slice(-4000)).toBe(0);

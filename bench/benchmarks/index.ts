@@ -1,5 +1,6 @@
 // Every benchmark, in the order `npm run bench` runs them.
 import type { Benchmark } from '../lib/common';
+import { exitTransaction } from './exit-transaction';
 import { idleGap } from './idle-gap';
 import { lifecycle } from './lifecycle';
 import { reads } from './reads';
@@ -10,4 +11,15 @@ import { submit } from './submit';
 import { sweep } from './sweep';
 import { warmStart } from './warm-start';
 
-export const benchmarks: Benchmark[] = [submit, sweep, lifecycle, idleGap, restart, restartBusy, reads, scheduling, warmStart];
+export const benchmarks: Benchmark[] = [
+  submit,
+  sweep,
+  lifecycle,
+  idleGap,
+  restart,
+  restartBusy,
+  reads,
+  scheduling,
+  warmStart,
+  exitTransaction,
+];

@@ -31,6 +31,14 @@ export async function listDevices(conn: Conn): Promise<DeviceRow[]> {
   return rows.map(({ deviceId, ...d }) => ({ id: deviceId, ...d }));
 }
 
+/** A holder row's own columns. */
+const holderColumns = {
+  deviceId: deviceHolders.deviceId,
+  taskId: deviceHolders.taskId,
+  memoryMb: deviceHolders.memoryMb,
+  exclusive: deviceHolders.exclusive,
+};
+
 /**
  * Every holder with what the scheduler needs of its task, by device then task. Each holder's task
  * is looked up by its key (a lateral subquery): with a plain join the planner hashes every task
@@ -54,10 +62,7 @@ export function holdersWithTheirTasks(conn: Conn) {
     .as('holder_task');
   return conn
     .select({
-      deviceId: deviceHolders.deviceId,
-      taskId: deviceHolders.taskId,
-      memoryMb: deviceHolders.memoryMb,
-      exclusive: deviceHolders.exclusive,
+      ...holderColumns,
       deadlineAt: task.deadlineAt,
       owner: task.owner,
       priority: task.priority,
@@ -111,15 +116,7 @@ export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHold
 
 /** Every holder row, sorted by device then task (to compare with a rebuild). */
 export async function listHolderRows(conn: Conn): Promise<DeviceHolderRow[]> {
-  return conn
-    .select({
-      deviceId: deviceHolders.deviceId,
-      taskId: deviceHolders.taskId,
-      memoryMb: deviceHolders.memoryMb,
-      exclusive: deviceHolders.exclusive,
-    })
-    .from(deviceHolders)
-    .orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId));
+  return conn.select(holderColumns).from(deviceHolders).orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId));
 }
 
 /** The tasks holding a device the inventory no longer has. */
