@@ -2,7 +2,7 @@
 // its environment and a trainer that dumps what it gets; a dataset folder swapped for a symbolic
 // link while its task waits in the queue; paths outside the datasets roots; uploads; two tasks
 // asking for one output folder.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   copyFileSync,
   lstatSync,
@@ -216,8 +216,9 @@ for (const backend of backends()) {
         const seen = JSON.parse(readFileSync(join(outputOf(c), 'dataset.json'), 'utf8')) as { path: string; files: Record<string, string> };
         expect(seen.path).toBe(join(s.dataDir, 'runs', c.id, 'attempt-1', 'dataset', 'plain.jsonl'));
         expect(seen.files['.']).toBe(readFileSync(DATASET, 'utf8'));
-        // The copy is gone once the run ended; the original stays.
-        expect(readdirSync(join(s.dataDir, 'runs', c.id, 'attempt-1'))).not.toContain('dataset');
+        // The copy goes once the run ended (removed in the background, after the next launch); the original stays.
+        const runDir = join(s.dataDir, 'runs', c.id, 'attempt-1');
+        await vi.waitFor(() => expect(readdirSync(runDir)).not.toContain('dataset'), { timeout: 5_000 });
       });
 
       it('finding 5: outside the roots and absent get one answer; uploads are checked and refused cross-origin', async () => {
