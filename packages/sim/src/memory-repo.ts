@@ -3,7 +3,7 @@
 // one exclusive holder per device, a task holds a device once) and real transactions: writes go to a working copy
 // that is committed whole or dropped whole, as when the process dies before COMMIT.
 import type { AppendMetadata, LogLine, TaskRepository, TransactionRunner } from '@trainyard/store';
-import { ConcurrencyError } from '@trainyard/store';
+import { ConcurrencyError, InFlightWrites } from '@trainyard/store';
 import {
   CURRENT_SCHEMA_VERSION,
   deviceChange,
@@ -120,7 +120,16 @@ export class MemoryDb {
       tasks: new Map(this.tasks),
       holders: [...this.holders],
     };
-    const result = await fn(this.repo(work));
+    // The read-model writes the command logic does not wait for are settled before COMMIT, and
+    // the first that failed fails the transaction, as on the database (in-flight-writes.ts).
+    const writes = new InFlightWrites();
+    let result;
+    try {
+      result = await fn(this.repo(work, writes));
+    } catch (error) {
+      return writes.fail(error);
+    }
+    await writes.settle();
     // COMMIT: everything at once.
     this.events.push(...work.events);
     for (const { taskId, line } of work.logs) {
@@ -161,8 +170,8 @@ export class MemoryDb {
     return stored;
   }
 
-  private repo(w: State): TaskRepository {
-    return {
+  private repo(w: State, writes: InFlightWrites): TaskRepository {
+    const repo: TaskRepository = {
       loadTask: async (id) => w.tasks.get(id) ?? null,
       findByIdempotencyKey: async (owner, key) =>
         [...w.tasks.values()].find((t) => t.spec.owner === owner && t.spec.idempotencyKey === key) ?? null,
@@ -237,6 +246,12 @@ export class MemoryDb {
               Number(BigInt(a.queuedPosition!) - BigInt(b.queuedPosition!)),
           )
           .slice(0, limit),
+    };
+    return {
+      ...repo,
+      project: (before, after, lastPosition) => writes.track(repo.project(before, after, lastPosition)),
+      projectNew: (rows) => writes.track(repo.projectNew(rows)),
+      appendLogLines: (taskId, lines) => writes.track(repo.appendLogLines(taskId, lines)),
     };
   }
 }

@@ -10,6 +10,7 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import postgres from 'postgres';
+import { InFlightWrites } from './in-flight-writes';
 import { pipelinedTransactions } from './pipelined-transaction';
 import { preparingStatements } from './prepared-statements';
 import * as schema from './schema';
@@ -30,8 +31,12 @@ export interface Database {
   /** Where the data lives, for logs and health (no password). */
   location: string;
   schema: string;
-  /** A transaction, on Postgres with its BEGIN sent along with its first statement (pipelined-transaction.ts). */
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * A transaction, on Postgres with its BEGIN sent along with its first statement and its COMMIT
+   * right behind the writes `fn` left in flight (pipelined-transaction.ts). It commits only if
+   * every write tracked in `writes` succeeded, and otherwise throws the first that failed.
+   */
+  transaction<T>(fn: (tx: Tx, writes: InFlightWrites) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -88,7 +93,20 @@ async function openPglite(schemaName: string, opts: OpenOptions): Promise<Databa
     db,
     schema: schemaName,
     location: dataDir.startsWith('memory://') ? 'in memory' : resolve(dataDir),
-    transaction: (fn) => db.transaction(fn),
+    // A PGlite transaction ends when its callback returns: statements still in flight then fail.
+    // So the tracked writes are settled before COMMIT.
+    transaction: (fn) =>
+      db.transaction(async (tx) => {
+        const writes = new InFlightWrites();
+        let result;
+        try {
+          result = await fn(tx, writes);
+        } catch (error) {
+          return writes.fail(error);
+        }
+        await writes.settle();
+        return result;
+      }),
     close: () => client.close(),
   };
 }

@@ -1,4 +1,5 @@
 export * from './database';
+export * from './in-flight-writes';
 export * from './errors';
 export * from './sql/events';
 export * from './sql/tasks';

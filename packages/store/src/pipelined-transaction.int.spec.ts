@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { rowsOf } from '.';
+import { pgErrorCode, rowsOf } from '.';
 import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
 
 // On Postgres a store transaction sends BEGIN with its first statement instead of waiting for
-// BEGIN's answer; on PGlite it is drizzle's own. Either way it must be one transaction.
+// BEGIN's answer, and COMMIT right behind the writes its callback left in flight; on PGlite it is
+// drizzle's own, and those writes are settled before COMMIT. Either way it must be one transaction.
 for (const backend of backends()) {
   describe.skipIf(!backendAvailable(backend))(`database transactions on ${backend.kind}`, () => {
     let t: TestDatabase;
@@ -54,6 +55,41 @@ for (const backend of backends()) {
       expect(await row('kept')).toEqual(['kept']);
       expect(await row('refused-1')).toEqual([]);
       expect(await row('refused-2')).toEqual([]);
+    });
+
+    it('commits the writes the callback left in flight, with the rest of the transaction', async () => {
+      const answer = await t.transaction(async (tx, writes) => {
+        await tx.execute(insertTask('awaited'));
+        void writes.track(tx.execute(insertTask('in-flight-1')));
+        void writes.track(tx.execute(insertTask('in-flight-2')));
+        return 'done';
+      });
+      expect(answer).toBe('done');
+      for (const id of ['awaited', 'in-flight-1', 'in-flight-2']) expect(await row(id)).toEqual([id]);
+    });
+
+    it('writes nothing when a write left in flight fails, and throws its error, not that of a statement after it', async () => {
+      await t.transaction(async (tx) => {
+        await tx.execute(insertTask('first'));
+      });
+      const failed = t.transaction(async (tx, writes) => {
+        await tx.execute(insertTask('before-it'));
+        void writes.track(tx.execute(insertTask('first'))); // the same key: refused
+        // Sent after the refused write: it meets an aborted transaction (on Postgres and PGlite alike).
+        await tx.execute(sql`SELECT 1`);
+      });
+      // 23505: the refused write's unique violation; the SELECT after it got 25P02 (transaction aborted).
+      expect(pgErrorCode(await failed.catch((err: unknown) => err))).toBe('23505');
+      expect(await row('before-it')).toEqual([]);
+      // The last write of the transaction, failing behind its COMMIT.
+      await expect(
+        t.transaction(async (tx, writes) => {
+          await tx.execute(insertTask('before-the-last'));
+          void writes.track(tx.execute(insertTask('first')));
+        }),
+      ).rejects.toThrow();
+      expect(await row('before-the-last')).toEqual([]);
+      expect(await row('first')).toEqual(['first']);
     });
 
     if (backend.kind === 'postgres')

@@ -32,6 +32,7 @@ import {
 } from '@trainyard/domain';
 import { type Conn, type Database, type Tx } from './database';
 import { isRefusedData, isRetryable } from './errors';
+import type { InFlightWrites } from './in-flight-writes';
 import { appendNewStreams, appendToStream, type AppendMetadata } from './sql/events';
 import { appendLogLines, type LogLine } from './sql/logs';
 import { countQueued, listQueue, lockQueue, topQueuedPriority } from './sql/queue';
@@ -43,6 +44,11 @@ import { findByIdempotencyKey, loadTask, projectNewTasks, projectTask } from './
  * statements as it is called, before it waits on anything else: calls made one after another
  * without waiting in between run in the order called, in one round trip (the command logic
  * relies on it to read what a write before it wrote).
+ *
+ * The read-model writes (`project`, `projectNew`, `appendLogLines`) are settled by the
+ * transaction (in-flight-writes.ts): the command logic does not wait for them, the transaction
+ * commits only if all of them succeeded, and otherwise fails with the first that failed. On
+ * Postgres the last of them and COMMIT share a round trip.
  */
 export interface TaskRepository {
   loadTask(id: string): Promise<TaskRecord | null>;
@@ -80,23 +86,26 @@ export interface NewStream {
   meta: AppendMetadata;
 }
 
-/** Runs `fn` in one transaction: all its writes commit together or not at all. */
+/**
+ * Runs `fn` in one transaction: all its writes commit together or not at all, including the
+ * read-model writes `fn` did not wait for.
+ */
 export type TransactionRunner = <T>(fn: (repo: TaskRepository) => Promise<T>) => Promise<T>;
 
-export function sqlRepository(tx: Tx): TaskRepository {
+export function sqlRepository(tx: Tx, writes: InFlightWrites): TaskRepository {
   return {
     loadTask: (id) => loadTask(tx, id),
     findByIdempotencyKey: (owner, key) => findByIdempotencyKey(tx, owner, key),
     append: (streamId, expected, events, meta) => appendToStream(tx, streamId, expected, events, meta),
-    project: (before, after, pos) => projectTask(tx, before, after, pos),
+    project: (before, after, pos) => writes.track(projectTask(tx, before, after, pos)),
     listDevices: () => listDevicesWithHolders(tx),
     listQueue: (limit) => listQueue(tx, limit),
     lockQueue: () => lockQueue(tx),
     countQueued: () => countQueued(tx),
     topQueuedPriority: () => topQueuedPriority(tx),
-    appendLogLines: (taskId, lines) => appendLogLines(tx, taskId, lines),
+    appendLogLines: (taskId, lines) => writes.track(appendLogLines(tx, taskId, lines)),
     appendNewStreams: (streams) => appendNewStreams(tx, streams),
-    projectNew: (rows) => projectNewTasks(tx, rows),
+    projectNew: (rows) => writes.track(projectNewTasks(tx, rows)),
   };
 }
 
@@ -324,7 +333,8 @@ export class TaskCommands {
         after: toRecord(events.reduce(evolve, initialState())),
         lastPosition: events[events.length - 1]!.position,
       }));
-      await tx.projectNew(rows);
+      // Settled by the transaction (see TaskRepository).
+      void tx.projectNew(rows);
       rest.forEach((i, k) => {
         appended.push(...stored[k]!);
         results[i] = {
@@ -355,7 +365,9 @@ export class TaskCommands {
     const lines = opts.logLines ?? [];
     return this.transact(async (tx, appended) => {
       // The trainer's last lines (if any) go with the command: same round trip, same commit.
-      const [before] = await Promise.all([tx.loadTask(taskId), lines.length ? tx.appendLogLines(taskId, lines) : null]);
+      const loaded = tx.loadTask(taskId);
+      if (lines.length) void tx.appendLogLines(taskId, lines);
+      const before = await loaded;
       if (!before) throw new TaskNotFoundError(taskId);
       // A runner's command holds only for the attempt it runs: once the task was taken back from
       // it (its lease expired) or given to another instance, what it reports belongs to nobody.
@@ -427,9 +439,10 @@ export class TaskCommands {
     }
     const stored = (await Promise.all(appends.map((a) => tx.append(taskId, a.expected, a.events, a.meta)))).flat();
     const after = toRecord(stored.reduce(evolve, state));
-    // `alongside` (what the caller reads next) is sent right behind the projection's statements:
-    // one round trip, and it reads what the projection wrote.
-    await Promise.all([tx.project(before, after, stored[stored.length - 1]!.position), alongside?.(after)]);
+    // Settled by the transaction (see TaskRepository): the projection's write goes with what
+    // follows it, `alongside` (what the caller reads next, which sees it) or the COMMIT.
+    void tx.project(before, after, stored[stored.length - 1]!.position);
+    await alongside?.(after);
     appended.push(...stored);
     return after;
   }
@@ -692,7 +705,7 @@ export class TaskStore extends TaskCommands {
     readonly database: Database,
     opts: TaskStoreOptions,
   ) {
-    super((fn) => database.transaction((tx) => fn(sqlRepository(tx))), opts);
+    super((fn) => database.transaction((tx, writes) => fn(sqlRepository(tx, writes))), opts);
   }
 
   get db(): Conn {

@@ -1,0 +1,46 @@
+// Writes a transaction sends without waiting for their answers: a read-model write whose result
+// nothing needs (a task's row, a batch of rows, a trainer's output lines). Statements on one
+// connection run in the order sent, so what is read after such a write sees it; the transaction
+// settles them. On Postgres COMMIT is sent right behind them, so the last write and COMMIT share
+// one round trip: a write that failed aborted the transaction, COMMIT then ends it as ROLLBACK,
+// and the transaction throws that write's error. Where a transaction cannot hold statements in
+// flight at COMMIT (PGlite, the simulation's store), they are settled before it.
+
+export class InFlightWrites {
+  private readonly pending: Promise<void>[] = [];
+  private failed: { error: unknown } | null = null;
+
+  /** Track `write`; its failure is recorded here (the caller need not handle it). */
+  track<T>(write: Promise<T>): Promise<T> {
+    this.pending.push(
+      write.then(
+        () => {},
+        (error: unknown) => {
+          this.failed ??= { error };
+        },
+      ),
+    );
+    return write;
+  }
+
+  /** Whether a tracked write has failed so far (the transaction is aborted then). */
+  get aborted(): boolean {
+    return this.failed !== null;
+  }
+
+  /** Waits for every tracked write; throws the first that failed. */
+  async settle(): Promise<void> {
+    await Promise.all(this.pending);
+    if (this.failed) throw this.failed.error;
+  }
+
+  /**
+   * The transaction met `error`: waits for every tracked write, then throws the first that
+   * failed if one did (a statement after a failed write fails only because the transaction was
+   * aborted), else `error`.
+   */
+  async fail(error: unknown): Promise<never> {
+    await this.settle();
+    throw error;
+  }
+}
