@@ -554,6 +554,12 @@ export class TaskCommands {
     }
     const placed: TaskRecord[] = [];
     let next: Promise<PassReads> | undefined;
+    // The next pass's reads go with the last assignment's write, and see it; not read for when
+    // that pass could only find nothing (see mayPlaceMore).
+    const readNextPass = (last: TaskRecord) =>
+      this.mayPlaceMore(withPlacements(devices, [...placed, last], this.opts.preemption?.maxPreemptions), top)
+        ? (next = this.nextPassReads(tx))
+        : undefined;
     for (const [i, a] of decision.assignments.entries()) {
       const before = byId.get(a.taskId);
       if (!before) throw new Error(`policy ${this.policy.name} assigned unknown task ${a.taskId}`);
@@ -570,8 +576,7 @@ export class TaskCommands {
               meta: { ...meta, actor: meta.actor || 'scheduler' },
             },
           ],
-          // The next pass's reads go with the last assignment's write, and see it.
-          last && readNext ? () => (next = this.nextPassReads(tx)) : undefined,
+          last && readNext ? readNextPass : undefined,
         ),
       );
     }
@@ -580,13 +585,37 @@ export class TaskCommands {
 
   /** With no room anywhere: whether a queued task outranks a running one that may be preempted. */
   private async mayPreempt(tx: TaskRepository, devices: readonly DeviceView[], topRead: number | null | undefined): Promise<boolean> {
-    if (!this.opts.preemption) return false;
+    if (this.lowestPreemptible(devices) === null) return false;
+    return this.outranks(topRead === undefined ? await tx.topQueuedPriority() : topRead, devices);
+  }
+
+  /** The lowest priority among running holders that may be preempted (null: none, or preemption is off). */
+  private lowestPreemptible(devices: readonly DeviceView[]): number | null {
+    if (!this.opts.preemption) return null;
     let lowest = Infinity;
     for (const d of devices) for (const h of d.holders) if (h.preemptible && !h.stopping) lowest = Math.min(lowest, h.priority ?? 0);
-    if (lowest === Infinity) return false;
-    const top = topRead === undefined ? await tx.topQueuedPriority() : topRead;
+    return lowest === Infinity ? null : lowest;
+  }
+
+  /** Whether a queued task of priority `top` may preempt one of the running holders. */
+  private outranks(top: number | null, devices: readonly DeviceView[]): boolean {
+    const lowest = this.lowestPreemptible(devices);
+    if (lowest === null || top === null) return false;
     // By fair share a task of an equal priority may be a victim too (the policy decides whose).
-    return top !== null && (top > lowest || (this.opts.preemption.fairShare === true && top >= lowest));
+    return top > lowest || (this.opts.preemption?.fairShare === true && top >= lowest);
+  }
+
+  /**
+   * Whether a later pass could place or preempt anything on `devices` (as they are after this
+   * pass's placements): the test a pass begins with (a device with room, or mayPreempt), with
+   * the top queued priority read before this pass. Placing only takes tasks out of the queue, so
+   * that read bounds the one a later pass would make: where this says no, that pass finds nothing.
+   */
+  private mayPlaceMore(devices: readonly DeviceView[], topBefore: number | null | undefined): boolean {
+    if (devices.some(hasRoom)) return true;
+    if (this.lowestPreemptible(devices) === null) return false;
+    // Not read (preemption was off then): not known, so the later pass runs.
+    return topBefore === undefined || this.outranks(topBefore, devices);
   }
 
   private now(): number {
@@ -662,6 +691,30 @@ export function queuedView(t: TaskRecord): QueuedTaskView {
     owner: t.spec.owner,
     priority: t.spec.priority?.value ?? 0,
   };
+}
+
+/**
+ * The devices with the holders this pass's placements add (what the next read of the devices
+ * would show): each placed task holds what its record was granted.
+ */
+function withPlacements(devices: readonly DeviceView[], placed: readonly TaskRecord[], maxPreemptions = Infinity): DeviceView[] {
+  return devices.map((d) => {
+    const added = placed.flatMap((t) =>
+      t.devices
+        .filter((g) => g.deviceId === d.id)
+        .map((g) => ({
+          taskId: t.id,
+          memoryMb: g.memoryMb,
+          exclusive: g.exclusive,
+          endsBy: null,
+          owner: t.spec.owner,
+          priority: t.spec.priority?.value ?? 0,
+          preemptible: t.preemptions < maxPreemptions,
+          stopping: t.stop !== null,
+        })),
+    );
+    return added.length ? { ...d, holders: [...d.holders, ...added] } : d;
+  });
 }
 
 /** Whether a device could take any new work (a cheap test before reading the queue). */
