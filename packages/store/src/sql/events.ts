@@ -96,7 +96,9 @@ export async function appendToStream(
  * are inserted (and draw their positions) in that order. A stream id that already exists hits
  * the unique (stream_id, stream_version) index: ConcurrencyError, and nothing is written.
  * The rows travel as one JSON parameter (a sweep appends thousands: a parameter per value cost
- * more to build than to run), and only what the database adds (position, time) comes back.
+ * more to build than to run), parsed once as jsonb (json_to_recordset parsed each row's data and
+ * metadata a second time into their jsonb columns: 149 against 91 ms for a sweep of 1,000's events,
+ * see json-rows.ts), and only what the database adds (position, time) comes back.
  */
 export async function appendNewStreams(
   tx: Conn,
@@ -125,7 +127,7 @@ export async function appendNewStreams(
       await tx.execute(sql`
         INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
         SELECT v.stream_id, v.stream_version, v.type, v.data, v.metadata, ${CURRENT_SCHEMA_VERSION}::integer
-        FROM json_to_recordset(${`[${rows.join(',')}]`}::json)
+        FROM jsonb_to_recordset(${`[${rows.join(',')}]`}::jsonb)
           AS v(ord integer, stream_id text, stream_version integer, type text, data jsonb, metadata jsonb)
         ORDER BY v.ord
         RETURNING position::text AS position, recorded_at`),

@@ -1,8 +1,10 @@
-// Many rows in one INSERT as one JSON parameter, read back by json_to_recordset: what a batch
+// Many rows in one INSERT as one JSON parameter, read back by jsonb_to_recordset: what a batch
 // (a sweep of 1,000 tasks: 2,000 events and 1,000 rows) writes. Drizzle's builder makes a
 // parameter of every value and spent about 0.1 ms a row building such a statement; one text
 // parameter costs a JSON.stringify. Column names and types come from the table's drizzle columns,
-// so the statement follows the schema.
+// so the statement follows the schema. Parsed once, as jsonb: json_to_recordset keeps the text
+// and parses each value bound for a jsonb column again, which for a batch's nested records cost
+// more than the rest of the INSERT (docs/BENCHMARKS.md, "A sixth look").
 import { getTableColumns, sql, type SQL } from 'drizzle-orm';
 import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 
@@ -33,6 +35,6 @@ export function jsonRecordset<T extends PgTable>(table: T, rows: readonly T['$in
   );
   return {
     columns: sql.raw(cols.map((c) => `"${c.name}"`).join(', ')),
-    source: sql`json_to_recordset(${text}::json) AS v(${sql.raw(cols.map((c) => `"${c.name}" ${c.type}`).join(', '))})`,
+    source: sql`jsonb_to_recordset(${text}::jsonb) AS v(${sql.raw(cols.map((c) => `"${c.name}" ${c.type}`).join(', '))})`,
   };
 }
