@@ -23,11 +23,6 @@ export class InFlightWrites {
     return write;
   }
 
-  /** Whether a tracked write has failed so far (the transaction is aborted then). */
-  get aborted(): boolean {
-    return this.failed !== null;
-  }
-
   /** Waits for every tracked write; throws the first that failed. */
   async settle(): Promise<void> {
     await Promise.all(this.pending);
