@@ -122,14 +122,7 @@ export class MemoryDb {
     };
     // The read-model writes the command logic does not wait for are settled before COMMIT, and
     // the first that failed fails the transaction, as on the database (in-flight-writes.ts).
-    const writes = new InFlightWrites();
-    let result;
-    try {
-      result = await fn(this.repo(work, writes));
-    } catch (error) {
-      return writes.fail(error);
-    }
-    await writes.settle();
+    const result = await InFlightWrites.settledWith((writes) => fn(this.repo(work, writes)));
     // COMMIT: everything at once.
     this.events.push(...work.events);
     for (const { taskId, line } of work.logs) {

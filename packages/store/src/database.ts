@@ -95,18 +95,7 @@ async function openPglite(schemaName: string, opts: OpenOptions): Promise<Databa
     location: dataDir.startsWith('memory://') ? 'in memory' : resolve(dataDir),
     // A PGlite transaction ends when its callback returns: statements still in flight then fail.
     // So the tracked writes are settled before COMMIT.
-    transaction: (fn) =>
-      db.transaction(async (tx) => {
-        const writes = new InFlightWrites();
-        let result;
-        try {
-          result = await fn(tx, writes);
-        } catch (error) {
-          return writes.fail(error);
-        }
-        await writes.settle();
-        return result;
-      }),
+    transaction: (fn) => db.transaction((tx) => InFlightWrites.settledWith((writes) => fn(tx, writes))),
     close: () => client.close(),
   };
 }

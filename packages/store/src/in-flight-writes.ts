@@ -7,6 +7,23 @@
 // flight at COMMIT (PGlite, the simulation's store), they are settled before it.
 
 export class InFlightWrites {
+  /**
+   * Runs `fn` with a fresh tracker and settles its writes before returning (where a transaction
+   * cannot hold them in flight at COMMIT): `fn`'s result once they all succeeded, else the first
+   * that failed (or `fn`'s own error, if none did).
+   */
+  static async settledWith<T>(fn: (writes: InFlightWrites) => Promise<T>): Promise<T> {
+    const writes = new InFlightWrites();
+    let result: T;
+    try {
+      result = await fn(writes);
+    } catch (error) {
+      return writes.fail(error);
+    }
+    await writes.settle();
+    return result;
+  }
+
   private readonly pending: Promise<void>[] = [];
   private failed: { error: unknown } | null = null;
 
