@@ -54,16 +54,22 @@ function world(gpus: number, opts: Partial<TaskStoreOptions> = {}) {
 const ids = (tasks: readonly TaskRecord[]) => tasks.map((t) => t.id);
 
 describe('the reads of a transaction that frees a device', () => {
-  it('given one GPU and two queued tasks, when the running one exits, the next starts and the devices are read once', async () => {
-    const w = world(1);
-    await w.submit('a');
-    await w.submit('b');
-    await w.submit('c');
-    const { result, deviceReads } = await w.reads(() => w.exit('a'));
-    expect(ids(result.started)).toEqual(['b']);
-    expect(deviceReads).toBe(1);
-    expect(w.db.tasks.get('c')!.status).toBe('QUEUED');
-  });
+  it.each([
+    ['', {}],
+    [', with preemption and no queued task that outranks a running one', { preemption: { maxPreemptions: 3 } }],
+  ] as const)(
+    'given one GPU and two queued tasks%s, when the running one exits, the next starts and the devices are read once',
+    async (_, opts) => {
+      const w = world(1, opts);
+      await w.submit('a');
+      await w.submit('b');
+      await w.submit('c');
+      const { result, deviceReads } = await w.reads(() => w.exit('a'));
+      expect(ids(result.started)).toEqual(['b']);
+      expect(deviceReads).toBe(1);
+      expect(w.db.tasks.get('c')!.status).toBe('QUEUED');
+    },
+  );
 
   it('given two GPUs held by one task and one queued task, when it exits, the devices are read again: one still has room', async () => {
     const w = world(2);
@@ -83,15 +89,5 @@ describe('the reads of a transaction that frees a device', () => {
     const { result, deviceReads } = await w.reads(() => w.exit('a'));
     expect(ids(result.started)).toContain('h1');
     expect(deviceReads).toBeGreaterThanOrEqual(2);
-  });
-
-  it('given preemption and no queued task that outranks a running one, the devices are read once', async () => {
-    const w = world(1, { preemption: { maxPreemptions: 3 } });
-    await w.submit('a');
-    await w.submit('b');
-    await w.submit('c');
-    const { result, deviceReads } = await w.reads(() => w.exit('a'));
-    expect(ids(result.started)).toEqual(['b']);
-    expect(deviceReads).toBe(1);
   });
 });

@@ -585,8 +585,9 @@ export class TaskCommands {
 
   /** With no room anywhere: whether a queued task outranks a running one that may be preempted. */
   private async mayPreempt(tx: TaskRepository, devices: readonly DeviceView[], topRead: number | null | undefined): Promise<boolean> {
-    if (this.lowestPreemptible(devices) === null) return false;
-    return this.outranks(topRead === undefined ? await tx.topQueuedPriority() : topRead, devices);
+    const lowest = this.lowestPreemptible(devices);
+    if (lowest === null) return false;
+    return this.outranks(topRead === undefined ? await tx.topQueuedPriority() : topRead, lowest);
   }
 
   /** The lowest priority among running holders that may be preempted (null: none, or preemption is off). */
@@ -597,12 +598,10 @@ export class TaskCommands {
     return lowest === Infinity ? null : lowest;
   }
 
-  /** Whether a queued task of priority `top` may preempt one of the running holders. */
-  private outranks(top: number | null, devices: readonly DeviceView[]): boolean {
-    const lowest = this.lowestPreemptible(devices);
-    if (lowest === null || top === null) return false;
+  /** Whether a queued task of priority `top` may preempt a running holder of priority `lowest`. */
+  private outranks(top: number | null, lowest: number): boolean {
     // By fair share a task of an equal priority may be a victim too (the policy decides whose).
-    return top > lowest || (this.opts.preemption?.fairShare === true && top >= lowest);
+    return top !== null && (top > lowest || (this.opts.preemption?.fairShare === true && top >= lowest));
   }
 
   /**
@@ -613,9 +612,10 @@ export class TaskCommands {
    */
   private mayPlaceMore(devices: readonly DeviceView[], topBefore: number | null | undefined): boolean {
     if (devices.some(hasRoom)) return true;
-    if (this.lowestPreemptible(devices) === null) return false;
-    // Not read (preemption was off then): not known, so the later pass runs.
-    return topBefore === undefined || this.outranks(topBefore, devices);
+    const lowest = this.lowestPreemptible(devices);
+    if (lowest === null) return false;
+    // Not read before this pass: not known, so the later pass runs.
+    return topBefore === undefined || this.outranks(topBefore, lowest);
   }
 
   private now(): number {

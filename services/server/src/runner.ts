@@ -303,14 +303,14 @@ export class Runner {
   }
 
   private async runFacts(task: TaskRecord, runDir: string): Promise<RunFacts> {
-    // No run folder yet (a fresh assignment, the usual case): nothing in it to read, and no
-    // shepherd can exist for it, so the launch goes ahead without file reads or a /proc scan.
-    const folder = !!task.trainer || existsSync(runDir);
-    const trainerFile = task.trainer || !folder ? null : await readTrainerInfo(runDir);
+    // No trainer and no run folder yet (a fresh assignment, the usual case): nothing to read, and
+    // no shepherd can exist for it, so the launch goes ahead without file reads or a /proc scan.
+    const unstarted = !task.trainer && !existsSync(runDir);
+    const trainerFile = task.trainer || unstarted ? null : await readTrainerInfo(runDir);
     const trainerAlive = task.trainer?.startTime ? isSameProcessAlive(task.trainer.pid, task.trainer.startTime) : false;
     // A trainer that just died may still be having its exit written by the shepherd.
-    const exitFile = trainerAlive ? null : task.trainer ? await this.waitForExitFile(runDir, 2000) : folder ? await readExit(runDir) : null;
-    const shepherdAlive = !task.trainer && !trainerFile && !exitFile && folder ? findShepherds(runDir).length > 0 : false;
+    const exitFile = trainerAlive || unstarted ? null : task.trainer ? await this.waitForExitFile(runDir, 2000) : await readExit(runDir);
+    const shepherdAlive = !task.trainer && !unstarted && !trainerFile && !exitFile ? findShepherds(runDir).length > 0 : false;
     return { trainerFile, exitFile, trainerAlive, shepherdAlive };
   }
 
