@@ -148,6 +148,9 @@ for (const backend of backends()) {
         expect(env.CUDA_VISIBLE_DEVICES).toBe('0');
 
         const runs = join(s.dataDir, 'runs');
+        // The finished run's dataset copy is removed in the background: walk what stays.
+        const attempt = join(runs, done.id, 'attempt-1');
+        await vi.waitFor(() => expect(readdirSync(attempt)).not.toContain('dataset'), { timeout: 5_000 });
         const entries = modesUnder(runs);
         expect(entries.some((e) => e.path.endsWith('launch.json'))).toBe(true);
         expect(entries.some((e) => e.path.endsWith('output.jsonl'))).toBe(true);
