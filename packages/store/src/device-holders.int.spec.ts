@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { holdersWithTheirTasks, listDevicesWithHolders, rowsOf } from '.';
+import { HOLDERS_WITH_THEIR_TASKS, listDevicesWithHolders, rowsOf } from '.';
 import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
 
 interface PlanNode {
@@ -40,7 +40,7 @@ for (const backend of backends()) {
       );
 
       const [{ 'QUERY PLAN': explained }] = rowsOf<{ 'QUERY PLAN': [{ Plan: PlanNode }] | string }>(
-        await t.db.execute(sql`EXPLAIN (FORMAT JSON) ${holdersWithTheirTasks(t.db)}`),
+        await t.db.execute(sql.raw(`EXPLAIN (FORMAT JSON) ${HOLDERS_WITH_THEIR_TASKS}`)),
       ) as [{ 'QUERY PLAN': [{ Plan: PlanNode }] | string }];
       const [{ Plan: plan }] = typeof explained === 'string' ? (JSON.parse(explained) as [{ Plan: PlanNode }]) : explained;
       const taskReads = nodesOn(plan, 'tasks');

@@ -4,6 +4,7 @@
 import { and, asc, eq, inArray, notInArray, sql } from 'drizzle-orm';
 import type { Device, DeviceHolderRow, TaskRecord } from '@trainyard/domain';
 import type { Conn } from '../database';
+import { queryRows } from '../driver-query';
 import { deviceHolders, devices, tasks } from '../schema';
 
 export interface DeviceRow extends Device {
@@ -26,9 +27,27 @@ export interface DeviceWithHolders extends DeviceRow {
   holders: HolderRow[];
 }
 
+const DEVICES = `SELECT device_id, gpu_index, uuid, name, memory_mb, mig_profile, present FROM devices ORDER BY gpu_index, device_id`;
+
 export async function listDevices(conn: Conn): Promise<DeviceRow[]> {
-  const rows = await conn.select().from(devices).orderBy(asc(devices.gpuIndex), asc(devices.deviceId));
-  return rows.map(({ deviceId, ...d }) => ({ id: deviceId, ...d }));
+  const rows = await queryRows<{
+    device_id: string;
+    gpu_index: number;
+    uuid: string | null;
+    name: string;
+    memory_mb: number;
+    mig_profile: string | null;
+    present: boolean;
+  }>(conn, DEVICES);
+  return rows.map((r) => ({
+    id: r.device_id,
+    gpuIndex: r.gpu_index,
+    uuid: r.uuid,
+    name: r.name,
+    memoryMb: r.memory_mb,
+    migProfile: r.mig_profile,
+    present: r.present,
+  }));
 }
 
 /** A holder row's own columns. */
@@ -46,54 +65,49 @@ const holderColumns = {
  * analyze), and this read, part of every submission and scheduling pass, grew with the number of
  * tasks ever submitted.
  */
-export function holdersWithTheirTasks(conn: Conn) {
-  const task = conn
-    .select({
-      deadlineAt: sql<string | null>`${tasks.record}->>'deadlineAt'`.as('deadline_at'),
-      owner: tasks.owner,
-      priority: tasks.priority,
-      startedAt: sql<string | null>`${tasks.record}->>'startedAt'`.as('started_at'),
-      preemptions: sql<number | null>`(${tasks.record}->>'preemptions')::int`.as('preemptions'),
-      stopping: sql<boolean>`${tasks.record}->'stop' IS NOT NULL AND ${tasks.record}->'stop' <> 'null'::jsonb`.as('stopping'),
-    })
-    .from(tasks)
-    .where(eq(tasks.id, deviceHolders.taskId))
-    .limit(1)
-    .as('holder_task');
-  return conn
-    .select({
-      ...holderColumns,
-      deadlineAt: task.deadlineAt,
-      owner: task.owner,
-      priority: task.priority,
-      startedAt: task.startedAt,
-      preemptions: task.preemptions,
-      stopping: task.stopping,
-    })
-    .from(deviceHolders)
-    .leftJoinLateral(task, sql`true`)
-    .orderBy(asc(deviceHolders.deviceId), asc(deviceHolders.taskId));
+export const HOLDERS_WITH_THEIR_TASKS = `SELECT h.device_id, h.task_id, h.memory_mb, h.exclusive,
+  t.deadline_at, t.owner, t.priority, t.started_at, t.preemptions, t.stopping
+FROM device_holders h
+LEFT JOIN LATERAL (
+  SELECT record->>'deadlineAt' AS deadline_at, owner, priority, record->>'startedAt' AS started_at,
+    (record->>'preemptions')::int AS preemptions,
+    record->'stop' IS NOT NULL AND record->'stop' <> 'null'::jsonb AS stopping
+  FROM tasks WHERE tasks.id = h.task_id LIMIT 1
+) t ON true
+ORDER BY h.device_id, h.task_id`;
+
+interface HolderWithTaskRow {
+  device_id: string;
+  task_id: string;
+  memory_mb: number;
+  exclusive: boolean;
+  deadline_at: string | null;
+  owner: string | null;
+  priority: number | null;
+  started_at: string | null;
+  preemptions: number | null;
+  stopping: boolean | null;
 }
 
 /** Every device with its holders (and each holder's deadline), in device order; absent ones only while held. */
 export async function listDevicesWithHolders(conn: Conn): Promise<DeviceWithHolders[]> {
-  const [devs, holders] = await Promise.all([listDevices(conn), holdersWithTheirTasks(conn)]);
+  const [devs, holders] = await Promise.all([listDevices(conn), queryRows<HolderWithTaskRow>(conn, HOLDERS_WITH_THEIR_TASKS)]);
   const byDevice = new Map<string, HolderRow[]>();
   for (const h of holders) {
-    const list = byDevice.get(h.deviceId) ?? [];
+    const list = byDevice.get(h.device_id) ?? [];
     list.push({
-      deviceId: h.deviceId,
-      taskId: h.taskId,
-      memoryMb: h.memoryMb,
+      deviceId: h.device_id,
+      taskId: h.task_id,
+      memoryMb: h.memory_mb,
       exclusive: h.exclusive,
-      endsBy: h.deadlineAt ? Date.parse(h.deadlineAt) : null,
+      endsBy: h.deadline_at ? Date.parse(h.deadline_at) : null,
       ...(h.owner !== null ? { owner: h.owner } : {}),
       priority: h.priority ?? 0,
-      startedAt: h.startedAt ? Date.parse(h.startedAt) : null,
+      startedAt: h.started_at ? Date.parse(h.started_at) : null,
       preemptions: Number(h.preemptions ?? 0),
       stopping: Boolean(h.stopping),
     });
-    byDevice.set(h.deviceId, list);
+    byDevice.set(h.device_id, list);
   }
   // A holder of a device the table does not have (an inventory change the log predates) still shows.
   const known = new Set(devs.map((d) => d.id));

@@ -12,6 +12,7 @@ import {
   type StoredTaskEvent,
 } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
+import { queryRows } from '../driver-query';
 import { ConcurrencyError, pgErrorCode } from '../errors';
 import { events, tasks } from '../schema';
 
@@ -44,6 +45,13 @@ function rawToStored(r: Record<string, unknown>): StoredTaskEvent {
   } as StoredTaskEvent);
 }
 
+/** The rows ($4, a JSON array, in version order) go in only if the stream is at version $5. */
+const APPEND_TO_STREAM = `INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
+  SELECT $1::text, v.stream_version, v.type, v.data, $2::jsonb, $3::integer
+  FROM jsonb_to_recordset($4::jsonb) AS v(stream_version integer, type text, data jsonb)
+  WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = $1::text) = $5::integer
+  RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`;
+
 /**
  * Append events to a stream that must be at `expectedVersion` (0 = new stream). Runs inside
  * the caller's transaction, so read-model updates commit or roll back with the events.
@@ -63,17 +71,16 @@ export async function appendToStream(
   const meta: EventMetadata = { ...metadata, schemaVersion: CURRENT_SCHEMA_VERSION };
   // Event data carries text from trainers and clients (error messages, artifact paths, reasons):
   // safeJson stores NUL and lone surrogates, which jsonb refuses, as U+FFFD.
-  const values = newEvents.map((e, i) => sql`(${expectedVersion + i + 1}::integer, ${e.type}::text, ${safeJson(e.data)}::jsonb)`);
+  const rowsJson = `[${newEvents.map((e, i) => `{"stream_version":${expectedVersion + i + 1},"type":${JSON.stringify(e.type)},"data":${safeJson(e.data)}}`).join(',')}]`;
   let rows: Record<string, unknown>[];
   try {
-    rows = rowsOf<Record<string, unknown>>(
-      await tx.execute(sql`
-        INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
-        SELECT ${streamId}::text, v.stream_version, v.type, v.data, ${safeJson(meta)}::jsonb, ${CURRENT_SCHEMA_VERSION}::integer
-        FROM (VALUES ${sql.join(values, sql`, `)}) AS v(stream_version, type, data)
-        WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = ${streamId}::text) = ${expectedVersion}::integer
-        RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`),
-    );
+    rows = await queryRows<Record<string, unknown>>(tx, APPEND_TO_STREAM, [
+      streamId,
+      safeJson(meta),
+      CURRENT_SCHEMA_VERSION,
+      rowsJson,
+      expectedVersion,
+    ]);
   } catch (err) {
     if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streamId, expectedVersion, null);
     throw err;

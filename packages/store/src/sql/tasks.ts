@@ -4,22 +4,23 @@
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import { ACTIVE_STATUSES, deviceChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
+import { jsonValue, queryRows } from '../driver-query';
 import { ConcurrencyError } from '../errors';
 import { deviceHolders, tasks } from '../schema';
 import { jsonRecordset } from './json-rows';
 
+const TASK_BY_ID = `SELECT record FROM tasks WHERE id = $1`;
+const TASKS_BY_IDS = `SELECT record FROM tasks WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`;
+
 export async function loadTask(conn: Conn, id: string): Promise<TaskRecord | null> {
-  const [row] = await conn.select({ record: tasks.record }).from(tasks).where(eq(tasks.id, id));
-  return row?.record ?? null;
+  const [row] = await queryRows<{ record: unknown }>(conn, TASK_BY_ID, [id]);
+  return row ? jsonValue<TaskRecord>(row.record) : null;
 }
 
 export async function loadTasks(conn: Conn, ids: readonly string[]): Promise<Map<string, TaskRecord>> {
   if (ids.length === 0) return new Map();
-  const rows = await conn
-    .select({ record: tasks.record })
-    .from(tasks)
-    .where(inArray(tasks.id, [...ids]));
-  return new Map(rows.map((r) => [r.record.id, r.record]));
+  const rows = await queryRows<{ record: unknown }>(conn, TASKS_BY_IDS, [JSON.stringify(ids)]);
+  return new Map(rows.map((r) => jsonValue<TaskRecord>(r.record)).map((t) => [t.id, t]));
 }
 
 export async function findByIdempotencyKey(conn: Conn, owner: string, key: string): Promise<TaskRecord | null> {
@@ -35,40 +36,50 @@ export async function findByIdempotencyKey(conn: Conn, owner: string, key: strin
  * was decided on. The device_holders keys refuse a second exclusive holder of one device, so a
  * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
  */
+const TASK_COLUMNS = `id, status, version, owner, name, idempotency_key, created_at, queued_position, priority, deleted, last_position, record`;
+/** A task row's values as parameters $1..$12, in TASK_COLUMNS' order. */
+const TASK_VALUES = `$1, $2, $3, $4, $5, $6, $7::timestamptz, $8::bigint, $9, $10, $11::bigint, $12::jsonb`;
+const INSERT_TASK = `INSERT INTO tasks (${TASK_COLUMNS}) VALUES (${TASK_VALUES}) RETURNING id`;
+/** The row written only if the task is still at the version the command was decided on ($13). */
+const UPDATE_TASK = `UPDATE tasks SET (${TASK_COLUMNS}) = ROW(${TASK_VALUES}) WHERE id = $1 AND version = $13 RETURNING id`;
+const RELEASE_DEVICES = `DELETE FROM device_holders WHERE task_id = $1 AND device_id IN (SELECT jsonb_array_elements_text($2::jsonb))`;
+const ACQUIRE_DEVICES = `INSERT INTO device_holders (device_id, task_id, memory_mb, exclusive, since_position)
+  SELECT d.device_id, $1, d.memory_mb, d.exclusive, $3::bigint
+  FROM jsonb_to_recordset($2::jsonb) AS d(device_id text, memory_mb integer, exclusive boolean)`;
+
+/**
+ * Write a task's new state and the devices it takes or frees. `before` is the record the command
+ * was decided on. The device_holders keys refuse a second exclusive holder of one device, so a
+ * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
+ */
 export async function projectTask(tx: Conn, before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void> {
-  const row = taskRow(after, lastPosition);
+  const r = taskRow(after, lastPosition);
+  const values = [
+    r.id,
+    r.status,
+    r.version,
+    r.owner,
+    r.name,
+    r.idempotencyKey,
+    r.createdAt,
+    r.queuedPosition,
+    r.priority,
+    r.deleted,
+    r.lastPosition,
+    JSON.stringify(r.record),
+  ];
   const change = deviceChange(before, after);
   // The task row and its device changes are sent together (one round trip); they run in order,
   // and a failed version check below rolls the transaction back with the changes in it.
   const [updated] = await Promise.all([
-    before === null
-      ? tx.insert(tasks).values(row).returning({ id: tasks.id })
-      : tx
-          .update(tasks)
-          .set(row)
-          .where(and(eq(tasks.id, after.id), eq(tasks.version, before.version)))
-          .returning({ id: tasks.id }),
-    change.release.length
-      ? tx.delete(deviceHolders).where(
-          and(
-            eq(deviceHolders.taskId, after.id),
-            inArray(
-              deviceHolders.deviceId,
-              change.release.map((g) => g.deviceId),
-            ),
-          ),
-        )
-      : null,
+    before === null ? queryRows(tx, INSERT_TASK, values) : queryRows(tx, UPDATE_TASK, [...values, before.version]),
+    change.release.length ? queryRows(tx, RELEASE_DEVICES, [after.id, JSON.stringify(change.release.map((g) => g.deviceId))]) : null,
     change.acquire.length
-      ? tx.insert(deviceHolders).values(
-          change.acquire.map((g) => ({
-            deviceId: g.deviceId,
-            taskId: after.id,
-            memoryMb: g.memoryMb,
-            exclusive: g.exclusive,
-            since: lastPosition,
-          })),
-        )
+      ? queryRows(tx, ACQUIRE_DEVICES, [
+          after.id,
+          JSON.stringify(change.acquire.map((g) => ({ device_id: g.deviceId, memory_mb: g.memoryMb, exclusive: g.exclusive }))),
+          lastPosition,
+        ])
       : null,
   ]);
   if (updated.length !== 1) throw new ConcurrencyError(after.id, before?.version ?? 0, null);
