@@ -374,9 +374,12 @@ function pumpOutput(child, maxLineBytes) {
  * }}
  */
 let warm = null;
+/** A standby handed its run folder: the service is told nothing more (it may be gone). */
+let handedRun = false;
 
 /** Tell the service how our warm trainer is doing (until we are handed a run). @param {string} word */
 function tellService(word) {
+  if (handedRun) return;
   try {
     if (process.stdout.writable) process.stdout.write(`${word}\n`);
   } catch {
@@ -540,12 +543,11 @@ function awaitRunDir(withWarm) {
     }
     adopted = true;
     runDir = line;
-    // The rest of stdin means nothing to us: EOF, errors and further bytes are ignored.
+    // Nothing more to tell the service: from here on we outlive it. The rest of stdin means
+    // nothing to us either: EOF, errors and further bytes are ignored.
+    handedRun = true;
     stdin.removeAllListeners('data');
     stdin.on('error', () => {});
-    stdin.destroy();
-    // Nothing more to tell the service: from here on we outlive it.
-    process.stdout.destroy();
     if (!runDir.startsWith('/')) {
       retireWarm();
       process.exit(0);
@@ -557,6 +559,12 @@ function awaitRunDir(withWarm) {
       // main() reports a folder it cannot use (or there is nowhere to report to)
     }
     run();
+    // Closing the pipes costs about a millisecond (stdin's close most of it): after main() has
+    // handed the warm trainer its assignment, which it reaches without waiting on I/O.
+    setImmediate(() => {
+      stdin.destroy();
+      process.stdout.destroy();
+    });
     return true;
   };
   stdin.on('data', (/** @type {Buffer} */ chunk) => {
