@@ -181,15 +181,20 @@ export class TaskCommands {
     this.policy = opts.policy ?? backfillPolicy;
   }
 
+  /** Run `fn` in one transaction; its appended events reach onCommit once it committed. */
+  private async transactOnce<T>(fn: (tx: TaskRepository, appended: StoredTaskEvent[]) => Promise<T>): Promise<T> {
+    const appended: StoredTaskEvent[] = [];
+    const result = await this.runTransaction((repo) => fn(repo, appended));
+    if (appended.length) this.opts.onCommit?.(appended);
+    return result;
+  }
+
   /** Run `fn` in a transaction, again from the start when it lost a race. */
   async transact<T>(fn: (tx: TaskRepository, appended: StoredTaskEvent[]) => Promise<T>): Promise<T> {
     const max = this.opts.maxAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
-      const appended: StoredTaskEvent[] = [];
       try {
-        const result = await this.runTransaction((repo) => fn(repo, appended));
-        if (appended.length) this.opts.onCommit?.(appended);
-        return result;
+        return await this.transactOnce(fn);
       } catch (err) {
         if (attempt >= max || !isRetryable(err)) throw err;
         // Back off a little, randomly, so racing writers do not collide again in lockstep.
@@ -360,42 +365,67 @@ export class TaskCommands {
       holder?: { runnerId: string; attempt: number };
       /** Commands appended first, each with its own actor, in the same transaction (a trainer's last reports before its exit). */
       preceding?: readonly { command: TaskCommand; actor: string }[];
+      /**
+       * The task as the caller last saw it (a runner's, after its own last command): the command
+       * is decided on it without reading the task first, a round trip fewer. If the task has
+       * moved on since, the append's version check refuses it; that, or any other failure of
+       * this first try, runs the command again on the task read afresh, as without it.
+       */
+      known?: TaskRecord;
     } = {},
   ): Promise<CommandResult> {
-    const lines = opts.logLines ?? [];
-    return this.transact(async (tx, appended) => {
-      // The trainer's last lines (if any) go with the command: same round trip, same commit.
-      const loaded = tx.loadTask(taskId);
-      if (lines.length) void tx.appendLogLines(taskId, lines);
-      const before = await loaded;
-      if (!before) throw new TaskNotFoundError(taskId);
-      // A runner's command holds only for the attempt it runs: once the task was taken back from
-      // it (its lease expired) or given to another instance, what it reports belongs to nobody.
-      const h = opts.holder;
-      if (h && (before.runnerId !== h.runnerId || before.attempt !== h.attempt))
-        throw new IllegalCommandError(
-          taskId,
-          before.status,
-          command.type,
-          `attempt ${h.attempt} on ${h.runnerId} no longer holds it (it is attempt ${before.attempt} on ${before.runnerId ?? 'no instance'})`,
-        );
-      const steps = [
-        ...(opts.preceding ?? []).map((p) => ({ commands: [p.command], meta: { ...meta, actor: p.actor } })),
-        { commands: [command], meta },
-      ];
-      // Devices freed, or a queued task gone (a blocked head no longer holds the others back):
-      // the scheduling pass's reads go with the command's projection write.
-      const scheduling: { reads?: Promise<PassReads> } = {};
-      const task = await this.applySteps(tx, appended, before, taskId, steps, (after) => {
-        const freed = before.devices.length > 0 && after.devices.length === 0;
-        // (A paused task leaves the queue; a resumed one comes back.)
-        const leftQueue = (before.status === 'QUEUED' && after.status !== 'QUEUED') || before.held !== after.held;
-        if (freed || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed });
-        return scheduling.reads;
-      });
-      const started = scheduling.reads ? await this.scheduleIn(tx, appended, meta, { reads: await scheduling.reads }) : [];
-      return { task, events: appended.filter((e) => e.streamId === taskId), started };
+    const { known } = opts;
+    if (known?.id === taskId) {
+      try {
+        return await this.transactOnce((tx, appended) => this.executeIn(tx, appended, taskId, command, meta, opts, known));
+      } catch {
+        // A stale record can also make a legal command look illegal: decided again below.
+      }
+    }
+    return this.transact((tx, appended) => this.executeIn(tx, appended, taskId, command, meta, opts));
+  }
+
+  private async executeIn(
+    tx: TaskRepository,
+    appended: StoredTaskEvent[],
+    taskId: string,
+    command: TaskCommand,
+    meta: CommandMeta,
+    opts: Parameters<TaskCommands['execute']>[3],
+    known?: TaskRecord,
+  ): Promise<CommandResult> {
+    const lines = opts?.logLines ?? [];
+    // The trainer's last lines (if any) go with the command: same round trip, same commit.
+    const loaded = known ?? tx.loadTask(taskId);
+    if (lines.length) void tx.appendLogLines(taskId, lines);
+    const before = await loaded;
+    if (!before) throw new TaskNotFoundError(taskId);
+    // A runner's command holds only for the attempt it runs: once the task was taken back from
+    // it (its lease expired) or given to another instance, what it reports belongs to nobody.
+    const h = opts?.holder;
+    if (h && (before.runnerId !== h.runnerId || before.attempt !== h.attempt))
+      throw new IllegalCommandError(
+        taskId,
+        before.status,
+        command.type,
+        `attempt ${h.attempt} on ${h.runnerId} no longer holds it (it is attempt ${before.attempt} on ${before.runnerId ?? 'no instance'})`,
+      );
+    const steps = [
+      ...(opts?.preceding ?? []).map((p) => ({ commands: [p.command], meta: { ...meta, actor: p.actor } })),
+      { commands: [command], meta },
+    ];
+    // Devices freed, or a queued task gone (a blocked head no longer holds the others back):
+    // the scheduling pass's reads go with the command's projection write.
+    const scheduling: { reads?: Promise<PassReads> } = {};
+    const task = await this.applySteps(tx, appended, before, taskId, steps, (after) => {
+      const freed = before.devices.length > 0 && after.devices.length === 0;
+      // (A paused task leaves the queue; a resumed one comes back.)
+      const leftQueue = (before.status === 'QUEUED' && after.status !== 'QUEUED') || before.held !== after.held;
+      if (freed || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed });
+      return scheduling.reads;
     });
+    const started = scheduling.reads ? await this.scheduleIn(tx, appended, meta, { reads: await scheduling.reads }) : [];
+    return { task, events: appended.filter((e) => e.streamId === taskId), started };
   }
 
   /** Fill free devices from the queue (after a restart, an unblocked GPU, or on a timer). */

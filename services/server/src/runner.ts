@@ -137,7 +137,10 @@ export class Runner {
       return;
     }
     if (!isActive(task.status)) return;
-    if (!this.runs.has(task.id)) void this.settle(task, this.claim(task));
+    const run = this.runs.get(task.id);
+    // Written by someone else (a stop asked for): the run's next command is decided on this.
+    if (run && run.task.attempt === task.attempt && task.version > run.task.version) run.task = task;
+    if (!run) void this.settle(task, this.claim(task));
     this.deadlines.arm(task);
     if (task.stop) this.stop(task.id, task.stop.reason);
   }
@@ -232,7 +235,7 @@ export class Runner {
       }
       const lines = c.withLines ? (run.output?.take() ?? []) : [];
       const preceding = c.withLines ? (run.withExit?.splice(0) ?? []) : [];
-      const appended = await this.append(taskId, command, c.actor, lines, run.task.attempt, preceding);
+      const appended = await this.append(taskId, command, c.actor, lines, run.task.attempt, preceding, run.task);
       if (preceding.length) run.output?.hold(false);
       if ('refused' in appended) {
         Object.assign(next, await this.decide(run, { type: 'refused', command: { ...c, command }, reason: appended.refused }));
@@ -298,7 +301,10 @@ export class Runner {
   /** Appends the reports held for the exit's transaction (RunCommand.withExit) now, each on its own. */
   private async appendHeld(run: Run): Promise<void> {
     if (!run.withExit?.length) return;
-    for (const c of run.withExit.splice(0)) await this.append(run.state.taskId, c.command, c.actor, [], run.task.attempt);
+    for (const c of run.withExit.splice(0)) {
+      const r = await this.append(run.state.taskId, c.command, c.actor, [], run.task.attempt, [], run.task);
+      if ('task' in r && r.task) run.task = r.task;
+    }
     run.output?.hold(false);
   }
 
@@ -516,11 +522,15 @@ export class Runner {
     logLines: LogLine[],
     attempt?: number,
     preceding: readonly RunCommand[] = [],
+    /** The task as this run last recorded it (the store decides on it without reading the task, while it is current). */
+    known?: TaskRecord,
   ): Promise<{ task: TaskRecord | null } | { refused: string }> {
     const holder = attempt === undefined ? {} : { holder: { runnerId: this.config.runnerId, attempt } };
     const before = preceding.map((p) => ({ command: p.command, actor: p.actor }));
     try {
-      const r = await this.retry(() => this.store.execute(taskId, command, { actor }, { logLines, ...holder, preceding: before }));
+      const r = await this.retry(() =>
+        this.store.execute(taskId, command, { actor }, { logLines, ...holder, preceding: before, ...(known ? { known } : {}) }),
+      );
       if (logLines.length) this.events.emit('logs', taskId);
       // Tasks this transaction put on devices (those this task freed): start them now rather
       // than when the service's dispatch has loaded them again (observe() claims a task
