@@ -171,6 +171,23 @@ export interface TaskStoreOptions {
   groupCommit?: boolean;
 }
 
+/** How `execute` runs a command, beyond the command itself. */
+export interface ExecuteOptions {
+  /** A trainer's output lines, stored in the same transaction. */
+  logLines?: readonly LogLine[];
+  /** The run the command comes from: refused once the task is no longer that attempt on that instance. */
+  holder?: { runnerId: string; attempt: number };
+  /** Commands appended first, each with its own actor, in the same transaction (a trainer's last reports before its exit). */
+  preceding?: readonly { command: TaskCommand; actor: string }[];
+  /**
+   * The task as the caller last saw it (a runner's, after its own last command): the command is
+   * decided on it without reading the task first, a round trip fewer. If the task has moved on
+   * since, the append's version check refuses it; that, or any other failure of this first try,
+   * runs the command again on the task read afresh, as without it.
+   */
+  known?: TaskRecord;
+}
+
 /** The command logic, over any storage that offers transactions of a TaskRepository. */
 export class TaskCommands {
   readonly policy: SchedulingPolicy;
@@ -356,24 +373,7 @@ export class TaskCommands {
   }
 
   /** Decide and apply one command to one task (after `preceding`); schedules when the command freed a slot. */
-  async execute(
-    taskId: string,
-    command: TaskCommand,
-    meta: CommandMeta,
-    opts: {
-      logLines?: readonly LogLine[];
-      holder?: { runnerId: string; attempt: number };
-      /** Commands appended first, each with its own actor, in the same transaction (a trainer's last reports before its exit). */
-      preceding?: readonly { command: TaskCommand; actor: string }[];
-      /**
-       * The task as the caller last saw it (a runner's, after its own last command): the command
-       * is decided on it without reading the task first, a round trip fewer. If the task has
-       * moved on since, the append's version check refuses it; that, or any other failure of
-       * this first try, runs the command again on the task read afresh, as without it.
-       */
-      known?: TaskRecord;
-    } = {},
-  ): Promise<CommandResult> {
+  async execute(taskId: string, command: TaskCommand, meta: CommandMeta, opts: ExecuteOptions = {}): Promise<CommandResult> {
     const { known } = opts;
     if (known?.id === taskId) {
       try {
@@ -391,10 +391,10 @@ export class TaskCommands {
     taskId: string,
     command: TaskCommand,
     meta: CommandMeta,
-    opts: Parameters<TaskCommands['execute']>[3],
+    opts: ExecuteOptions,
     known?: TaskRecord,
   ): Promise<CommandResult> {
-    const lines = opts?.logLines ?? [];
+    const lines = opts.logLines ?? [];
     // The trainer's last lines (if any) go with the command: same round trip, same commit.
     const loaded = known ?? tx.loadTask(taskId);
     if (lines.length) void tx.appendLogLines(taskId, lines);
@@ -402,7 +402,7 @@ export class TaskCommands {
     if (!before) throw new TaskNotFoundError(taskId);
     // A runner's command holds only for the attempt it runs: once the task was taken back from
     // it (its lease expired) or given to another instance, what it reports belongs to nobody.
-    const h = opts?.holder;
+    const h = opts.holder;
     if (h && (before.runnerId !== h.runnerId || before.attempt !== h.attempt))
       throw new IllegalCommandError(
         taskId,
@@ -411,7 +411,7 @@ export class TaskCommands {
         `attempt ${h.attempt} on ${h.runnerId} no longer holds it (it is attempt ${before.attempt} on ${before.runnerId ?? 'no instance'})`,
       );
     const steps = [
-      ...(opts?.preceding ?? []).map((p) => ({ commands: [p.command], meta: { ...meta, actor: p.actor } })),
+      ...(opts.preceding ?? []).map((p) => ({ commands: [p.command], meta: { ...meta, actor: p.actor } })),
       { commands: [command], meta },
     ];
     // Devices freed, or a queued task gone (a blocked head no longer holds the others back):
