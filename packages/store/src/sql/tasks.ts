@@ -31,11 +31,6 @@ export async function findByIdempotencyKey(conn: Conn, owner: string, key: strin
   return row?.record ?? null;
 }
 
-/**
- * Write a task's new state and the devices it takes or frees. `before` is the record the command
- * was decided on. The device_holders keys refuse a second exclusive holder of one device, so a
- * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
- */
 const TASK_COLUMNS = `id, status, version, owner, name, idempotency_key, created_at, queued_position, priority, deleted, last_position, record`;
 /** A task row's values as parameters $1..$12, in TASK_COLUMNS' order. */
 const TASK_VALUES = `$1, $2, $3, $4, $5, $6, $7::timestamptz, $8::bigint, $9, $10, $11::bigint, $12::jsonb`;

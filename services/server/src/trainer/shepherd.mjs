@@ -559,8 +559,8 @@ function awaitRunDir(withWarm) {
       // main() reports a folder it cannot use (or there is nowhere to report to)
     }
     run();
-    // Closing the pipes costs about a millisecond (stdin's close most of it): after main() has
-    // handed the warm trainer its assignment, which it reaches without waiting on I/O.
+    // Closing the pipes costs about half a millisecond (stdin's close nearly all of it): after
+    // main() has handed the warm trainer its assignment, which it reaches without waiting on I/O.
     setImmediate(() => {
       stdin.destroy();
       process.stdout.destroy();
