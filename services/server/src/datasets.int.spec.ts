@@ -3,6 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import {
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -100,6 +101,23 @@ describe('stageDataset', () => {
     expect(statSync(join(dir, 'sub')).mode & 0o777).toBe(0o700);
     // staged again (a launch retried): the old copy is replaced, not merged
     expect(readdirSync(stage)).toEqual(['ds']);
+  });
+
+  it('copies into an empty folder made ahead of the launch, and never through a link planted where the copy goes', async () => {
+    mkdirSync(stage, { mode: 0o755 });
+    const made = statSync(stage).ino;
+    await stageDataset(join(root, 'file.jsonl'), [root], stage);
+    expect(statSync(stage).ino).toBe(made); // kept, not made again
+    expect(statSync(stage).mode & 0o777).toBe(0o700);
+    expect(readdirSync(stage)).toEqual(['file.jsonl']);
+
+    rmSync(stage, { recursive: true });
+    symlinkSync(outside, stage);
+    const before = readdirSync(outside).sort();
+    await stageDataset(join(root, 'file.jsonl'), [root], stage);
+    expect(lstatSync(stage).isDirectory()).toBe(true);
+    expect(readdirSync(stage)).toEqual(['file.jsonl']);
+    expect(readdirSync(outside).sort()).toEqual(before);
   });
 
   it('refuses a folder swapped for a link that leads out after submission', async () => {

@@ -17,6 +17,7 @@ import {
   constants,
   copyFileSync,
   fstatSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -79,7 +80,7 @@ const SYNC_COPY_BYTES = 1 << 20;
 
 /**
  * Checks the dataset stored at submission (`stored`, a real path) again and copies it into
- * `destDir` (created 0700, emptied first), files 0600. Returns the path of the copy, which is
+ * `destDir` (created 0700, or emptied), files 0600. Returns the path of the copy, which is
  * what the trainer is given. Throws DatasetError when the dataset is gone, no longer the same
  * path, or leads out of the roots anywhere inside it.
  */
@@ -96,12 +97,30 @@ export async function stageDataset(stored: string, roots: readonly string[], des
     throw new DatasetError(
       `dataset ${stored} is no longer inside the datasets root (it was moved or replaced by a symbolic link after the task was submitted)`,
     );
-  rmSync(destDir, { recursive: true, force: true });
-  mkdirSync(destDir, { mode: 0o700 });
-  chmodSync(destDir, 0o700);
+  emptyPrivateDir(destDir);
   const target = join(destDir, basename(stored));
   await copyChecked(stored, target, '.', { stored, allowed, ancestors: [], depth: 0 });
   return target;
+}
+
+/**
+ * `dir` as an empty folder of mode 0700: one already there and empty (made ahead of the launch,
+ * see runner/spare-run-folder.ts) is kept; anything else there (a partial copy of an earlier
+ * launch, a file, a symbolic link) is removed and the folder made.
+ */
+function emptyPrivateDir(dir: string): void {
+  try {
+    // lstat: a symbolic link planted in the run folder is not followed.
+    if (lstatSync(dir).isDirectory() && readdirSync(dir).length === 0) {
+      chmodSync(dir, 0o700);
+      return;
+    }
+  } catch {
+    // not there (or unreadable): made below
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { mode: 0o700 });
+  chmodSync(dir, 0o700);
 }
 
 interface Walk {

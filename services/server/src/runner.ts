@@ -47,6 +47,7 @@ import { RunTailer } from './trainer/tailer';
 import { Deadlines } from './runner/deadlines';
 import { DATASET_DIR, launchTrainer, resolveOutputDir, trainerBase } from './runner/launcher';
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
+import { SpareRunFolder } from './runner/spare-run-folder';
 import { StandbyPool } from './runner/standby-pool';
 
 /** A run this instance is in charge of: the run decider's state of it, and the IO that carries its decisions out. */
@@ -93,6 +94,8 @@ export class Runner {
   private closed = false;
   /** A shepherd started ahead of need and handed the next launch (see StandbyPool). */
   private readonly standbys: StandbyPool;
+  /** The next launch's run folder, made ahead of need (see SpareRunFolder). */
+  private readonly spareRunFolder: SpareRunFolder;
 
   constructor(
     private readonly store: TaskStore,
@@ -107,6 +110,7 @@ export class Runner {
       queued: () => countQueued(store.db),
       info: (msg) => log.info(msg),
     });
+    this.spareRunFolder = new SpareRunFolder(config.runsDir, config.runnerId, [DATASET_DIR], (msg) => log.warn(msg));
   }
 
   /** PIDs of trainers this instance runs (to tell our GPU processes from other programs'). */
@@ -154,6 +158,7 @@ export class Runner {
   async recover(): Promise<Record<RunOutcome, string[]>> {
     const report: Record<RunOutcome, string[]> = { reattached: [], settled: [], launched: [], failed: [] };
     this.standbys.ensure();
+    this.spareRunFolder.start();
     for (const task of await listActive(this.store.db)) {
       if (task.runnerId !== this.config.runnerId || this.runs.has(task.id)) continue;
       report[await this.settle(task, this.claim(task))].push(task.id);
@@ -364,7 +369,7 @@ export class Runner {
     await new Promise((r) => setImmediate(r));
     let launched;
     try {
-      launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.log);
+      launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.spareRunFolder, this.log);
     } catch (err) {
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
       launched = { failed: `could not start the trainer: ${(err as Error).message}` };
@@ -598,6 +603,7 @@ export class Runner {
   close(): void {
     this.closed = true;
     this.standbys.close();
+    this.spareRunFolder.close();
     for (const run of this.runs.values()) {
       run.tailer?.stop();
       if (run.killTimer) clearTimeout(run.killTimer);

@@ -8,6 +8,7 @@ import { DatasetError, stageDataset } from '../datasets';
 import { launchShepherd, waitForTrainerInfo, type LaunchSpec } from '../trainer/launch';
 import { discardUnstartedLaunch, ensurePrivateDir, FILES, writePrivateFile } from '../trainer/run-folder';
 import { trainerLevelEnv, type WarmSpec } from '../trainer/warm.mjs';
+import type { SpareRunFolder } from './spare-run-folder';
 import type { StandbyPool } from './standby-pool';
 
 /** The run folder's copy of the task's dataset, which the trainer reads; removed when it ends. */
@@ -24,9 +25,12 @@ export async function launchTrainer(
   runDir: string,
   config: ServiceConfig,
   standbys: StandbyPool,
+  spare: SpareRunFolder,
   log: { info(msg: string): void; warn(msg: string): void },
 ): Promise<LaunchResult> {
   const outputDir = resolveOutputDir(config, task);
+  // The run folder (with its dataset folder) and the output folder made ahead of need, where they can be.
+  spare.claim(runDir, outputDir);
   // Sync calls: microseconds each, where a thread-pool round trip costs more (see run-folder.ts).
   ensurePrivateDir(config.runsDir, runDir);
   mkdirSync(outputDir, { recursive: true });
@@ -80,8 +84,9 @@ export async function launchTrainer(
     shepherd = await launchShepherd(spec, null);
     info = await waitForTrainerInfo(runDir, 30_000, { shepherdGone: shepherd.gone });
   }
-  // The next launch's standby starts now, off the path between a trainer's exit and the next.
+  // The next launch's standby and run folder are made now, off the path between a trainer's exit and the next.
   standbys.ensure();
+  spare.replenish();
   if ('error' in info)
     return { failed: `could not start the trainer ${JSON.stringify(config.trainer)}: ${info.error}. Check TRAINYARD_TRAINER.` };
   return { pid: info.pid, startTime: info.startTime };
