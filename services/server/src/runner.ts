@@ -362,11 +362,6 @@ export class Runner {
 
   /** Start the task's trainer and tell the run decider how that went. */
   private async launch(task: TaskRecord, run: Run): Promise<void> {
-    // A launch that fails at once (its dataset gone) commits the failure, which starts the next
-    // queued task, whose launch fails at once too. On PGlite (in this process, synchronous)
-    // nothing in that chain waits for I/O: the service answered no request until the whole
-    // queue had failed. A turn of the event loop before each launch lets requests in.
-    await new Promise((r) => setImmediate(r));
     let launched;
     try {
       launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.spareRunFolder, this.log);
@@ -374,6 +369,12 @@ export class Runner {
       this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
       launched = { failed: `could not start the trainer: ${(err as Error).message}` };
     }
+    // A launch that fails at once (its dataset gone) commits the failure, which starts the next
+    // queued task, whose launch fails at once too. On PGlite (in this process, synchronous)
+    // nothing in that chain waits for I/O: the service answered no request until the whole
+    // queue had failed. A turn of the event loop after each failed launch lets requests in (a
+    // launch that starts a trainer waits for it, on I/O, and needs none).
+    if ('failed' in launched) await new Promise((r) => setImmediate(r));
     // Taken from this instance while it started: the trainer belongs to nobody, so it goes.
     if (run.disowned && 'pid' in launched) signalGroup(launched.pid, 'SIGKILL');
     // Its spawn is recorded, then it is followed (and stopped, if that was asked meanwhile).
