@@ -131,6 +131,12 @@ export class Runner {
     return join(this.config.runsDir, task.id, `attempt-${task.attempt}`);
   }
 
+  /** Whether this instance runs the task and has seen it at `version` or later. */
+  runsAt(taskId: string, version: number): boolean {
+    const run = this.runs.get(taskId);
+    return run !== undefined && run.task.version >= version;
+  }
+
   /** React to a task's new state, whoever committed it (this instance or another). */
   observe(task: TaskRecord): void {
     if (this.closed) return;

@@ -397,7 +397,7 @@ export class TrainyardService {
   private onCommitted(events: StoredTaskEvent[]): void {
     this.feed.poke();
     // Local commits reach the runner at once (the feed would also deliver them, a bit later).
-    void this.dispatch(events);
+    void this.dispatch(events, true);
   }
 
   private async onFeed(events: StoredTaskEvent[]): Promise<void> {
@@ -405,10 +405,18 @@ export class TrainyardService {
   }
 
   /** Hand the runner every task this batch touched that it may have to act on. */
-  private async dispatch(events: StoredTaskEvent[]): Promise<void> {
+  private async dispatch(events: StoredTaskEvent[], local = false): Promise<void> {
     // A warm trainer waits while tasks are queued (runner/standby-pool.ts).
     if (events.some((e) => e.type === 'TaskQueued' || e.type === 'TaskCancelled' || e.type === 'TaskHeld')) this.runner.queueChanged();
-    const relevant = new Set(events.filter((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested').map((e) => e.streamId));
+    if (!events.some((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested')) return;
+    // The tasks the runner's own commands start it takes from their results, as soon as they
+    // return (Runner.append): after that, those need no read (the read would run beside their launch).
+    if (local) await new Promise((r) => setImmediate(r));
+    const relevant = new Set(
+      events
+        .filter((e) => e.type === 'StopRequested' || (e.type === 'TaskAssigned' && !this.runner.runsAt(e.streamId, e.version)))
+        .map((e) => e.streamId),
+    );
     if (!relevant.size) return;
     try {
       const tasks = await loadTasks(this.database.db, [...relevant]);
