@@ -157,4 +157,17 @@ describe.skipIf(!postgresUrl)('benchmark harness (smoke, --quick)', () => {
       'backfill decision p99 at 10000 queued, 256 devices (ms)',
     ]);
   });
+
+  it("runs the launch's folders made ahead against made at the launch, at a tiny size", async () => {
+    const { code, output } = await runBench(['--quick', '--only', 'launch-folders', '--out', out]);
+    expect(code, output.slice(-4000)).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'launch-folders.json'), 'utf8'));
+    expect(result).toMatchObject({ name: 'launch-folders', schemaVersion: 1, quick: true, machine: { postgres: null } });
+    expect(result.rows.map((r: { system: string }) => r.system)).toEqual([
+      'folders made ahead of need (SpareRunFolder)',
+      'every folder made at the launch',
+    ]);
+    for (const r of result.rows) expect(r).toMatchObject({ backend: 'filesystem', n: 10, latencyMs: summaryShape });
+    expect(isNumber(result.ratios['made ahead / made at the launch (p50)'])).toBe(true);
+  });
 });

@@ -2,6 +2,7 @@
 import type { Benchmark } from '../lib/common';
 import { exitTransaction } from './exit-transaction';
 import { idleGap } from './idle-gap';
+import { launchFolders } from './launch-folders';
 import { lifecycle } from './lifecycle';
 import { reads } from './reads';
 import { restart } from './restart';
@@ -22,4 +23,5 @@ export const benchmarks: Benchmark[] = [
   scheduling,
   warmStart,
   exitTransaction,
+  launchFolders,
 ];
