@@ -1,12 +1,13 @@
-// A launch's folders made ahead of need and renamed into place at the next launch. A launch needs new
-// folders (the task's, its attempt's, the dataset copy's) between one trainer's exit and the next
-// one's start, and on some filesystems making a folder costs far more than renaming one: 0.4 ms
-// a mkdir against 0.02-0.04 ms a rename on the development VM's ext4 (on tmpfs both take
-// microseconds), and on a network filesystem each mkdir is a round trip to its server. So one
-// spare waits in the runs folder, named `.spare-<runner>-<uuid>` (folders whose names start with
-// a dot are no task's: leftovers.ts skips them), with the folders a first launch wants inside:
-// the run folder's and the task's output folder (renamed into the outputs folder, which is on the
-// same filesystem in the usual layout, <data>/runs and <data>/outputs).
+// A launch's folders made ahead of need and renamed into place at the next launch. A launch needs
+// new folders (the task's, its attempt's, the dataset copy's, the output's) between one trainer's
+// exit and the next one's start, and on some filesystems making a folder costs far more than
+// renaming one (the development VM's disk: `npm run bench -- --only launch-folders`, in
+// docs/BENCHMARKS.md; on tmpfs both take microseconds); on a network filesystem each mkdir is a
+// round trip to its server. So one spare waits in the runs folder, named
+// `.spare-<runner>-<uuid>` (folders whose names start with a dot are no task's: leftovers.ts skips
+// them), with the folders a first launch wants: the run folder with its own inside, and the task's
+// output folder (renamed into the outputs folder, on the same filesystem in the usual layout,
+// <data>/runs and <data>/outputs).
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { chmod, mkdir, rm, stat } from 'node:fs/promises';
