@@ -2,7 +2,9 @@
 // the in-memory store. After a pass that placed tasks, the next pass is read for (the devices,
 // the top queued priority) only where it could find something: a device with room, or a queued
 // task that may preempt a running one. Otherwise the last assignment's write goes out with the
-// COMMIT, and the devices are read once.
+// COMMIT, and the devices are read once. A task that ends where it ran has the pass's reads sent
+// right behind its appends, before its projection write (they see its devices free all the same);
+// a command that changes the queue has them sent behind its projection write.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_RESOURCES, uniformInventory, type TaskPriority, type TaskRecord, type TaskSpec } from '@trainyard/domain';
 import { TaskCommands, type TaskStoreOptions, type TransactionRunner } from '@trainyard/store';
@@ -89,5 +91,86 @@ describe('the reads of a transaction that frees a device', () => {
     const { result, deviceReads } = await w.reads(() => w.exit('a'));
     expect(ids(result.started)).toContain('h1');
     expect(deviceReads).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('the order of the reads in a transaction that ends a running task', () => {
+  /** The commands' calls on the store, in the order they are made, with the task each is for. */
+  function logged(gpus: number) {
+    const db = new MemoryDb(uniformInventory(gpus), () => Date.parse('2026-12-04T00:00:00Z'));
+    const calls: string[] = [];
+    const runner: TransactionRunner = (fn) =>
+      db.transaction((repo) =>
+        fn({
+          ...repo,
+          append: (id, expected, events, meta) => {
+            calls.push(`append ${id} ${events.map((e) => e.type).join(',')}`);
+            return repo.append(id, expected, events, meta);
+          },
+          project: (before, after, last) => {
+            calls.push(`project ${after.id} ${after.status}`);
+            return repo.project(before, after, last);
+          },
+          lockQueue: () => {
+            calls.push('lock');
+            return repo.lockQueue();
+          },
+          listDevices: () => {
+            calls.push('devices');
+            return repo.listDevices();
+          },
+          listQueue: (limit) => {
+            calls.push('queue');
+            return repo.listQueue(limit);
+          },
+        }),
+      );
+    const commands = new TaskCommands(runner, { runnerId: 'r' });
+    let n = 0;
+    const submit = (id: string, gpus = 1) =>
+      commands.submit(
+        id,
+        {
+          name: `t${++n}`,
+          model: 'm-0.5B',
+          datasetPath: '/d.jsonl',
+          outputDir: `out/${n}`,
+          timeoutMs: 3_600_000,
+          resources: { ...DEFAULT_RESOURCES, gpus },
+          owner: 'u',
+          config: SIM_TRAINING_CONFIG,
+        },
+        { actor: 'u' },
+      );
+    return { db, calls, commands, submit };
+  }
+
+  it("given a running task and a queued one, when it exits, the pass's reads go right behind the exit's append, before its projection write, and see its devices free", async () => {
+    const w = logged(2);
+    await w.submit('a', 2);
+    await w.submit('b', 2);
+    w.calls.length = 0;
+    const r = await w.commands.execute('a', { type: 'recordExit', exitCode: 0, signal: null }, { actor: 'runner' });
+    expect(ids(r.started)).toEqual(['b']);
+    expect(w.calls).toEqual([
+      'append a TaskCompleted',
+      'lock',
+      'devices',
+      'queue',
+      'project a COMPLETED',
+      'append b TaskAssigned',
+      'project b PREPARING',
+    ]);
+    expect(w.db.tasks.get('b')!.devices).toHaveLength(2);
+  });
+
+  it('given a queued task, when it is cancelled, the reads follow its projection write (the queue they read must not hold it)', async () => {
+    const w = logged(1);
+    await w.submit('a');
+    await w.submit('b');
+    await w.submit('c');
+    w.calls.length = 0;
+    await w.commands.execute('b', { type: 'cancel' }, { actor: 'u' });
+    expect(w.calls.slice(0, 3)).toEqual(['append b TaskCancelled', 'project b CANCELLED', 'lock']);
   });
 });

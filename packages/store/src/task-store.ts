@@ -417,12 +417,28 @@ export class TaskCommands {
     // Devices freed, or a queued task gone (a blocked head no longer holds the others back):
     // the scheduling pass's reads go with the command's projection write.
     const scheduling: { reads?: Promise<PassReads> } = {};
-    const task = await this.applySteps(tx, appended, before, taskId, steps, (after) => {
-      const freed = before.devices.length > 0 && after.devices.length === 0;
-      // (A paused task leaves the queue; a resumed one comes back.)
-      const leftQueue = (before.status === 'QUEUED' && after.status !== 'QUEUED') || before.held !== after.held;
-      if (freed || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed });
-      return scheduling.reads;
+    const task = await this.applySteps(tx, appended, before, taskId, steps, {
+      early: (after) => {
+        // A task that ends where it ran (an exit, a stop) frees its devices and touches the queue
+        // neither way: what the pass reads differs from what it will read after the projection's
+        // write only in this task's holders, which are left out here. So the reads go right
+        // behind the appends, a round trip before the projection's write could be sent.
+        const freed = before.devices.length > 0 && after.devices.length === 0;
+        if (!freed || before.status === 'QUEUED' || after.status === 'QUEUED' || before.held !== after.held) return undefined;
+        const released = new Set(before.devices.map((d) => d.deviceId));
+        scheduling.reads = this.firstPassReads(tx, { roomLikely: true }).then((r) => ({
+          ...r,
+          devices: withoutHolder(r.devices, taskId, released),
+        }));
+        return scheduling.reads;
+      },
+      alongside: (after) => {
+        const freed = before.devices.length > 0 && after.devices.length === 0;
+        // (A paused task leaves the queue; a resumed one comes back.)
+        const leftQueue = (before.status === 'QUEUED' && after.status !== 'QUEUED') || before.held !== after.held;
+        if (freed || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed });
+        return scheduling.reads;
+      },
     });
     const started = scheduling.reads ? await this.scheduleIn(tx, appended, meta, { reads: await scheduling.reads }) : [];
     return { task, events: appended.filter((e) => e.streamId === taskId), started };
@@ -450,6 +466,10 @@ export class TaskCommands {
    * provisionally (no position or time yet): decisions depend on event data, never on
    * positions or times. Each step is one append with its own metadata (its actor); the appends
    * are sent together, since statements on one connection run in the order sent.
+   *
+   * What the caller reads next goes with them: `early`, given the record as the decisions left it
+   * (all but positions and times), may send reads right behind the appends; if it sends none,
+   * `alongside`, given the record, sends them behind the projection's write (so they see it).
    */
   private async applySteps(
     tx: TaskRepository,
@@ -457,7 +477,10 @@ export class TaskCommands {
     before: TaskRecord | null,
     taskId: string,
     steps: readonly { commands: readonly TaskCommand[]; meta: CommandMeta }[],
-    alongside?: (after: TaskRecord) => Promise<unknown> | undefined,
+    next: {
+      early?: (decided: TaskRecord) => Promise<unknown> | undefined;
+      alongside?: (after: TaskRecord) => Promise<unknown> | undefined;
+    } = {},
   ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
     let probe = state;
@@ -467,12 +490,16 @@ export class TaskCommands {
       appends.push({ expected: probe.version, events: decided, meta: step.meta });
       probe = decided.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, step.meta)), probe);
     }
-    const stored = (await Promise.all(appends.map((a) => tx.append(taskId, a.expected, a.events, a.meta)))).flat();
+    const appendsSent = Promise.all(appends.map((a) => tx.append(taskId, a.expected, a.events, a.meta)));
+    const early = next.early?.(toRecord(probe));
+    // A failed append fails the transaction, and the reads behind it with it: the append's error is the one thrown.
+    early?.catch(() => {});
+    const stored = (await appendsSent).flat();
     const after = toRecord(stored.reduce(evolve, state));
     // Settled by the transaction (see TaskRepository): the projection's write goes with what
     // follows it, `alongside` (what the caller reads next, which sees it) or the COMMIT.
     void tx.project(before, after, stored[stored.length - 1]!.position);
-    await alongside?.(after);
+    await (early ?? next.alongside?.(after));
     appended.push(...stored);
     return after;
   }
@@ -606,7 +633,7 @@ export class TaskCommands {
               meta: { ...meta, actor: meta.actor || 'scheduler' },
             },
           ],
-          last && readNext ? readNextPass : undefined,
+          last && readNext ? { alongside: readNextPass } : {},
         ),
       );
     }
@@ -663,6 +690,11 @@ export class TaskCommands {
 export interface DeviceCondition {
   externalMemoryMb: number;
   blockedReason: string | null;
+}
+
+/** The devices as read before `taskId`'s release of `released` was written: its holders there left out. */
+function withoutHolder(devices: DeviceView[], taskId: string, released: ReadonlySet<string>): DeviceView[] {
+  return devices.map((d) => (released.has(d.id) ? { ...d, holders: d.holders.filter((h) => h.taskId !== taskId) } : d));
 }
 
 /** What a scheduling pass reads: the devices, and what was read along with them (the queue, the top queued priority). */
