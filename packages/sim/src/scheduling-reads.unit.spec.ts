@@ -13,6 +13,19 @@ import { SIM_TRAINING_CONFIG } from './world';
 
 const HIGH: TaskPriority = { name: 'high', value: 10 };
 
+/** The spec of a world's `n`th task. */
+const taskSpec = (n: number, gpus = 1, priority?: TaskPriority): TaskSpec => ({
+  name: `t${n}`,
+  model: 'm-0.5B',
+  datasetPath: '/d.jsonl',
+  outputDir: `out/${n}`,
+  timeoutMs: 3_600_000,
+  resources: { ...DEFAULT_RESOURCES, gpus },
+  owner: 'u',
+  config: SIM_TRAINING_CONFIG,
+  ...(priority ? { priority } : {}),
+});
+
 function world(gpus: number, opts: Partial<TaskStoreOptions> = {}) {
   const db = new MemoryDb(uniformInventory(gpus), () => Date.parse('2026-12-04T00:00:00Z'));
   let deviceReads = 0;
@@ -29,20 +42,10 @@ function world(gpus: number, opts: Partial<TaskStoreOptions> = {}) {
     );
   const commands = new TaskCommands(counting, { runnerId: 'r', ...opts });
   let n = 0;
-  const spec = (priority?: TaskPriority, gpus = 1): TaskSpec => ({
-    name: `t${++n}`,
-    model: 'm-0.5B',
-    datasetPath: '/d.jsonl',
-    outputDir: `out/${n}`,
-    timeoutMs: 3_600_000,
-    resources: { ...DEFAULT_RESOURCES, gpus },
-    owner: 'u',
-    config: SIM_TRAINING_CONFIG,
-    ...(priority ? { priority } : {}),
-  });
   return {
     db,
-    submit: async (id: string, priority?: TaskPriority, gpus?: number) => commands.submit(id, spec(priority, gpus), { actor: 'u' }),
+    submit: async (id: string, priority?: TaskPriority, gpus?: number) =>
+      commands.submit(id, taskSpec(++n, gpus, priority), { actor: 'u' }),
     /** The devices read while `fn` ran. */
     reads: async <T>(fn: () => Promise<T>): Promise<{ result: T; deviceReads: number }> => {
       const before = deviceReads;
@@ -127,21 +130,7 @@ describe('the order of the reads in a transaction that ends a running task', () 
       );
     const commands = new TaskCommands(runner, { runnerId: 'r' });
     let n = 0;
-    const submit = (id: string, gpus = 1) =>
-      commands.submit(
-        id,
-        {
-          name: `t${++n}`,
-          model: 'm-0.5B',
-          datasetPath: '/d.jsonl',
-          outputDir: `out/${n}`,
-          timeoutMs: 3_600_000,
-          resources: { ...DEFAULT_RESOURCES, gpus },
-          owner: 'u',
-          config: SIM_TRAINING_CONFIG,
-        },
-        { actor: 'u' },
-      );
+    const submit = (id: string, gpus = 1) => commands.submit(id, taskSpec(++n, gpus), { actor: 'u' });
     return { db, calls, commands, submit };
   }
 
