@@ -417,14 +417,14 @@ export class TaskCommands {
     // Devices freed, or a queued task gone (a blocked head no longer holds the others back):
     // the scheduling pass's reads go with the command's projection write.
     const scheduling: { reads?: Promise<PassReads> } = {};
+    const freed = (after: TaskRecord) => before.devices.length > 0 && after.devices.length === 0;
     const task = await this.applySteps(tx, appended, before, taskId, steps, {
       early: (after) => {
         // A task that ends where it ran (an exit, a stop) frees its devices and touches the queue
         // neither way: what the pass reads differs from what it will read after the projection's
         // write only in this task's holders, which are left out here. So the reads go right
         // behind the appends, a round trip before the projection's write could be sent.
-        const freed = before.devices.length > 0 && after.devices.length === 0;
-        if (!freed || before.status === 'QUEUED' || after.status === 'QUEUED' || before.held !== after.held) return undefined;
+        if (!freed(after) || before.status === 'QUEUED' || after.status === 'QUEUED' || before.held !== after.held) return undefined;
         const released = new Set(before.devices.map((d) => d.deviceId));
         scheduling.reads = this.firstPassReads(tx, { roomLikely: true }).then((r) => ({
           ...r,
@@ -433,10 +433,9 @@ export class TaskCommands {
         return scheduling.reads;
       },
       alongside: (after) => {
-        const freed = before.devices.length > 0 && after.devices.length === 0;
         // (A paused task leaves the queue; a resumed one comes back.)
         const leftQueue = (before.status === 'QUEUED' && after.status !== 'QUEUED') || before.held !== after.held;
-        if (freed || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed });
+        if (freed(after) || leftQueue) scheduling.reads = this.firstPassReads(tx, { roomLikely: freed(after) });
         return scheduling.reads;
       },
     });

@@ -408,14 +408,13 @@ export class TrainyardService {
   private async dispatch(events: StoredTaskEvent[], local = false): Promise<void> {
     // A warm trainer waits while tasks are queued (runner/standby-pool.ts).
     if (events.some((e) => e.type === 'TaskQueued' || e.type === 'TaskCancelled' || e.type === 'TaskHeld')) this.runner.queueChanged();
-    if (!events.some((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested')) return;
+    const forRunner = events.filter((e) => e.type === 'TaskAssigned' || e.type === 'StopRequested');
+    if (!forRunner.length) return;
     // The tasks the runner's own commands start it takes from their results, as soon as they
     // return (Runner.append): after that, those need no read (the read would run beside their launch).
     if (local) await new Promise((r) => setImmediate(r));
     const relevant = new Set(
-      events
-        .filter((e) => e.type === 'StopRequested' || (e.type === 'TaskAssigned' && !this.runner.runsAt(e.streamId, e.version)))
-        .map((e) => e.streamId),
+      forRunner.filter((e) => e.type === 'StopRequested' || !this.runner.runsAt(e.streamId, e.version)).map((e) => e.streamId),
     );
     if (!relevant.size) return;
     try {
