@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { pgErrorCode, rowsOf } from '.';
-import { backendAvailable, backends, openTestDatabase, type TestDatabase } from '../test/support';
+import { isConnectionError, openDatabase, pgErrorCode, rowsOf, type Database, type Tx } from '.';
+import { backendAvailable, backends, openTestDatabase, rawClient, type TestDatabase } from '../test/support';
 
 // On Postgres a store transaction sends BEGIN with its first statement instead of waiting for
 // BEGIN's answer, and COMMIT right behind the writes its callback left in flight; on PGlite it is
@@ -114,5 +114,74 @@ for (const backend of backends()) {
       const n = rowsOf<{ n: string | number }>(await t.db.execute(sql`SELECT count(*) AS n FROM tasks`));
       expect(Number(n[0]!.n)).toBe(26);
     });
+
+    if (backend.kind === 'postgres')
+      describe('when the server closes its connection (an outage, a terminated backend)', () => {
+        // One connection, so the transactions after it can only go on with a fresh one.
+        let one: Database;
+        let admin: ReturnType<typeof rawClient>;
+        beforeEach(async () => {
+          one = await openDatabase({ url: t.url!, schema: t.schema, migrate: false, maxConnections: 1 });
+          admin = rawClient(t.url!, t.schema);
+        });
+        afterEach(async () => {
+          await one?.close();
+          await admin?.end({ timeout: 1 });
+        });
+        const terminate = async (pid: number) => {
+          await admin`SELECT pg_terminate_backend(${pid})`;
+        };
+        const backendPid = async (tx: Tx) => rowsOf<{ pid: number }>(await tx.execute(sql`SELECT pg_backend_pid() AS pid`))[0]!.pid;
+        /** Settled within a while, or the pool kept the dead connection (what it would do is hang). */
+        const settled = <T>(p: Promise<T>) =>
+          Promise.race([
+            p,
+            new Promise<never>((_, reject) =>
+              setTimeout(() => reject(new Error('did not settle in 10 s: the transaction went to a closed connection')), 10_000),
+            ),
+          ]);
+        const goesOn = async () => {
+          expect(await settled(one.transaction(async (tx) => rowsOf(await tx.execute(sql`SELECT 1 AS one`))))).toEqual([{ one: 1 }]);
+          expect(rowsOf(await settled(one.db.execute(sql`SELECT 2 AS two`)))).toEqual([{ two: 2 }]);
+          await settled(one.transaction(async (tx) => tx.execute(insertTask('after-the-loss'))));
+          expect(await row('after-the-loss')).toEqual(['after-the-loss']);
+        };
+
+        it('fails with a connection error while a statement waits, writes nothing, and the next transactions run', async () => {
+          const lost = one.transaction(async (tx) => {
+            await tx.execute(insertTask('lost-1'));
+            await terminate(await backendPid(tx));
+            await tx.execute(sql`SELECT pg_sleep(5)`);
+          });
+          expect(isConnectionError(await settled(lost.catch((err: unknown) => err)))).toBe(true);
+          expect(await row('lost-1')).toEqual([]);
+          await goesOn();
+        });
+
+        it('fails a statement sent after the connection closed at once, rather than sending it nowhere, and the next transactions run', async () => {
+          const lost = one.transaction(async (tx) => {
+            await tx.execute(insertTask('lost-2'));
+            await terminate(await backendPid(tx));
+            // Long enough for the close to arrive: the next statement is sent after it.
+            await new Promise((r) => setTimeout(r, 300));
+            await tx.execute(sql`SELECT 1`);
+          });
+          expect(isConnectionError(await settled(lost.catch((err: unknown) => err)))).toBe(true);
+          expect(await row('lost-2')).toEqual([]);
+          await goesOn();
+        });
+
+        it('fails when the connection closes with writes in flight at COMMIT, and the next transactions run', async () => {
+          const lost = one.transaction(async (tx, writes) => {
+            const pid = await backendPid(tx);
+            void writes.track(tx.execute(insertTask('lost-3')));
+            void writes.track(tx.execute(sql`SELECT pg_sleep(5)`));
+            await terminate(pid);
+          });
+          expect(isConnectionError(await settled(lost.catch((err: unknown) => err)))).toBe(true);
+          expect(await row('lost-3')).toEqual([]);
+          await goesOn();
+        });
+      });
   });
 }

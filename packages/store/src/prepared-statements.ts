@@ -6,7 +6,7 @@
 // round trip once per connection; postgres.js re-prepares one the server no longer has.
 import type postgres from 'postgres';
 
-export function preparingStatements<S extends postgres.Sql>(sql: S): S {
+export function preparingStatements<S extends Pick<postgres.Sql, 'unsafe'>>(sql: S): S {
   const unsafe = sql.unsafe;
   const prepared = (query: string, args?: unknown[], options?: postgres.UnsafeQueryOptions) =>
     unsafe(query, args as postgres.ParameterOrJSON<never>[], { ...options, prepare: true });

@@ -5,7 +5,7 @@
 // of seconds (the driver's default reconnect back-off grew to 10-20 s after a few failed
 // attempts), and the work carries on with nothing lost.
 // Runs on a private cluster it creates (restarting the shared one would disturb other tests).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +23,16 @@ try {
   skipLoudlyOrFail(`the database-outage specs cannot create their private Postgres cluster: ${why}`, 'install postgresql (initdb, pg_ctl)');
 }
 
+/** The files of a task's run folder with their sizes (what a stuck run left behind). */
+const runFiles = (id: string): string => {
+  try {
+    return readdirSync(join(dataDir, 'runs', id), { recursive: true, encoding: 'utf8' })
+      .map((f) => `${f} (${statSync(join(dataDir, 'runs', id, f)).size})`)
+      .join(', ');
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const task = (key: string, steps: number) => ({
   model: 'Qwen/Qwen2.5-Coder-0.5B-Instruct',
@@ -31,9 +41,9 @@ const task = (key: string, steps: number) => ({
   idempotencyKey: key,
 });
 
+let dataDir = '';
 describe.skipIf(!cluster)('Postgres outage under a running service', () => {
   let s: ServerProc;
-  let dataDir: string;
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'trainyard-outage-'));
     s = new ServerProc({
@@ -108,7 +118,26 @@ describe.skipIf(!cluster)('Postgres outage under a running service', () => {
           expect(t.data.status).toBe('COMPLETED');
           break;
         }
-        expect(i, `task ${id} to end`).toBeLessThan(600);
+        if (i >= 600) {
+          const status = t.ok ? t.data.status : `unreadable (${t.error.code})`;
+          const events = await callApi<{ events: { type: string; recordedAt: string; metadata?: { actor?: string }; data: unknown }[] }>(
+            s.url,
+            'events.list',
+            { taskId: id },
+          );
+          const history = events.ok
+            ? events.data.events
+                .map((e) => `${e.recordedAt} ${e.type} ${JSON.stringify(e.data).slice(0, 300)} (${e.metadata?.actor ?? ''})`)
+                .join('\n')
+            : 'unreadable';
+          expect.fail(
+            `task ${id} did not end in 60 s after Postgres came back; it is ${status}.\nIts events:\n${history}\n` +
+              `Its run folder: ${runFiles(id)}\nThe service's last lines (failed polls left out):\n${s.output
+                .filter((l) => !/Failed query|^params:|^\s/.test(l))
+                .slice(-60)
+                .join('\n')}`,
+          );
+        }
         await sleep(100);
       }
     }
