@@ -133,13 +133,19 @@ for (const backend of backends()) {
         };
         const backendPid = async (tx: Tx) => rowsOf<{ pid: number }>(await tx.execute(sql`SELECT pg_backend_pid() AS pid`))[0]!.pid;
         /** Settled within a while, or the pool kept the dead connection (what it would do is hang). */
-        const settled = <T>(p: Promise<T>) =>
-          Promise.race([
-            p,
-            new Promise<never>((_, reject) =>
-              setTimeout(() => reject(new Error('did not settle in 10 s: the transaction went to a closed connection')), 10_000),
-            ),
-          ]);
+        const settled = async <T>(p: Promise<T>) => {
+          let timer: NodeJS.Timeout | undefined;
+          try {
+            return await Promise.race([
+              p,
+              new Promise<never>((_, reject) => {
+                timer = setTimeout(() => reject(new Error('did not settle in 10 s: the transaction went to a closed connection')), 10_000);
+              }),
+            ]);
+          } finally {
+            clearTimeout(timer);
+          }
+        };
         const goesOn = async () => {
           expect(await settled(one.transaction(async (tx) => rowsOf(await tx.execute(sql`SELECT 1 AS one`))))).toEqual([{ one: 1 }]);
           expect(rowsOf(await settled(one.db.execute(sql`SELECT 2 AS two`)))).toEqual([{ two: 2 }]);
