@@ -251,6 +251,13 @@ export interface TaskState {
 
 const taskSteps = machineSteps(taskMachine);
 
+/**
+ * The events whose fold writes their own log position into the record (the queue's FIFO key).
+ * A record folded from any other events is the same wherever they land in the log, so a store
+ * may write it before the append that draws their positions has answered.
+ */
+export const EVENTS_RECORDING_THEIR_POSITION: ReadonlySet<TaskEventType> = new Set<TaskEventType>(['TaskSubmitted', 'TaskQueued']);
+
 export function initialState(): TaskState {
   return { snapshot: taskSteps.initial, version: 0 };
 }

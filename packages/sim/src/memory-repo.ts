@@ -47,6 +47,8 @@ interface State {
   versions: Map<string, number>;
   tasks: Map<string, TaskRecord>;
   holders: DeviceHolderRow[];
+  /** When this transaction's events are recorded: all at one time, as Postgres's now() gives them. */
+  at?: string;
 }
 
 export class MemoryDb {
@@ -146,7 +148,7 @@ export class MemoryDb {
 
   /** Give events their versions after `base`, positions and time, into the working copy. */
   private store(w: State, streamId: string, base: number, events: readonly NewTaskEvent[], meta: AppendMetadata): StoredTaskEvent[] {
-    const at = new Date(this.now()).toISOString();
+    const at = (w.at ??= new Date(this.now()).toISOString());
     const stored = events.map(
       (e, i) =>
         ({
@@ -164,7 +166,7 @@ export class MemoryDb {
   }
 
   private repo(w: State, writes: InFlightWrites): TaskRepository {
-    const repo: TaskRepository = {
+    const repo: Omit<TaskRepository, 'inFlight' | 'transactionTime'> = {
       loadTask: async (id) => w.tasks.get(id) ?? null,
       findByIdempotencyKey: async (owner, key) =>
         [...w.tasks.values()].find((t) => t.spec.owner === owner && t.spec.idempotencyKey === key) ?? null,
@@ -243,6 +245,8 @@ export class MemoryDb {
     return {
       ...repo,
       project: (before, after, lastPosition) => writes.track(repo.project(before, after, lastPosition)),
+      inFlight: (write) => writes.track(write),
+      transactionTime: () => w.at ?? null,
       projectNew: (rows) => writes.track(repo.projectNew(rows)),
       appendLogLines: (taskId, lines) => writes.track(repo.appendLogLines(taskId, lines)),
     };

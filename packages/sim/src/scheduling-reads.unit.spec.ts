@@ -4,10 +4,20 @@
 // task that may preempt a running one. Otherwise the last assignment's write goes out with the
 // COMMIT, and the devices are read once. A task that ends where it ran has the pass's reads sent
 // right behind its appends, before its projection write (they see its devices free all the same);
-// a command that changes the queue has them sent behind its projection write.
+// a command that changes the queue has them sent behind its projection write. The next task's
+// assignment is not waited for: it, its projection write and the COMMIT share one round trip.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RESOURCES, uniformInventory, type TaskPriority, type TaskRecord, type TaskSpec } from '@trainyard/domain';
-import { TaskCommands, type TaskStoreOptions, type TransactionRunner } from '@trainyard/store';
+import {
+  DEFAULT_RESOURCES,
+  fold,
+  toRecord,
+  uniformInventory,
+  type StoredTaskEvent,
+  type TaskPriority,
+  type TaskRecord,
+  type TaskSpec,
+} from '@trainyard/domain';
+import { TaskCommands, type TaskRepository, type TaskStoreOptions, type TransactionRunner } from '@trainyard/store';
 import { MemoryDb } from './memory-repo';
 import { SIM_TRAINING_CONFIG } from './world';
 
@@ -161,5 +171,89 @@ describe('the order of the reads in a transaction that ends a running task', () 
     w.calls.length = 0;
     await w.commands.execute('b', { type: 'cancel' }, { actor: 'u' });
     expect(w.calls.slice(0, 3)).toEqual(['append b TaskCancelled', 'project b CANCELLED', 'lock']);
+  });
+});
+
+describe('the round trips of a transaction that ends a running task and starts the next', () => {
+  /**
+   * The commands on the in-memory store, each call answered only when the round trip it went out
+   * in comes back (on the next turn of the event loop): calls made before the command logic next
+   * waits travel together, as statements on one connection do. A write nobody waits for still
+   * goes out in the trip it was made in; the transaction waits for it before it commits.
+   */
+  function roundTrips(gpus: number) {
+    const db = new MemoryDb(uniformInventory(gpus), () => Date.parse('2026-12-04T00:00:00Z'));
+    const trips: string[][] = [];
+    let trip: { calls: string[]; answers: (() => void)[] } | null = null;
+    const send = <T>(call: string, run: () => Promise<T>): Promise<T> => {
+      if (!trip) {
+        const t = { calls: [] as string[], answers: [] as (() => void)[] };
+        trip = t;
+        trips.push(t.calls);
+        setImmediate(() => {
+          trip = null;
+          for (const answer of t.answers) answer();
+        });
+      }
+      const current = trip;
+      current.calls.push(call);
+      const result = run();
+      return new Promise<T>((resolve, reject) => current.answers.push(() => void result.then(resolve, reject)));
+    };
+    const runner: TransactionRunner = (fn) =>
+      db.transaction((repo) => {
+        const timed: TaskRepository = {
+          ...repo,
+          loadTask: (id) => send(`load ${id}`, () => repo.loadTask(id)),
+          append: (id, expected, events, meta) =>
+            send(`append ${id} ${events.map((e) => e.type).join(',')}`, () => repo.append(id, expected, events, meta)),
+          project: (before, after, last) => send(`project ${after.id} ${after.status}`, () => repo.project(before, after, last)),
+          lockQueue: () => send('lock', () => repo.lockQueue()),
+          listDevices: () => send('devices', () => repo.listDevices()),
+          listQueue: (limit) => send('queue', () => repo.listQueue(limit)),
+          countQueued: () => send('count', () => repo.countQueued()),
+          topQueuedPriority: () => send('top', () => repo.topQueuedPriority()),
+          appendNewStreams: (streams) =>
+            send(`append ${streams.map((t) => `${t.streamId} ${t.events.map((e) => e.type).join(',')}`).join('; ')}`, () =>
+              repo.appendNewStreams(streams),
+            ),
+          projectNew: (rows) => send(`project ${rows.map((r) => `${r.after.id} ${r.after.status}`).join('; ')}`, () => repo.projectNew(rows)),
+        };
+        return fn(timed);
+      });
+    const committed: StoredTaskEvent[] = [];
+    const commands = new TaskCommands(runner, { runnerId: 'r', onCommit: (events) => committed.push(...events) });
+    let n = 0;
+    const submit = (id: string) => commands.submit(id, taskSpec(++n), { actor: 'u' });
+    return { db, trips, committed, commands, submit };
+  }
+
+  it("given one GPU, a running task and a queued one, when it exits: two round trips, the next task's assignment going out with the exit's projection and the COMMIT", async () => {
+    const w = roundTrips(1);
+    await w.submit('a');
+    await w.submit('b');
+    w.trips.length = 0;
+    w.committed.length = 0;
+    const r = await w.commands.execute('a', { type: 'recordExit', exitCode: 0, signal: null }, { actor: 'runner' });
+    expect(ids(r.started)).toEqual(['b']);
+    expect(w.trips).toEqual([
+      ['append a TaskCompleted', 'lock', 'devices', 'queue'],
+      ['project a COMPLETED', 'append b TaskAssigned', 'project b PREPARING'],
+    ]);
+    // What was written before the append answered is what its events fold to, times included.
+    const stream = w.db.events.filter((e) => e.streamId === 'b');
+    expect(w.db.tasks.get('b')).toEqual(toRecord(fold(stream)));
+    expect(r.started[0]).toEqual(w.db.tasks.get('b'));
+    expect(w.db.tasks.get('b')!.startedAt).toBe(w.db.tasks.get('a')!.finishedAt);
+    // The events of both tasks reach the subscribers, in the order they were appended.
+    expect(w.committed.map((e) => `${e.streamId} ${e.type}`)).toEqual(['a TaskCompleted', 'b TaskAssigned']);
+  });
+
+  it('given a queued task, when it is submitted behind a running one, its events are waited for (its record holds their positions)', async () => {
+    const w = roundTrips(1);
+    await w.submit('a');
+    w.trips.length = 0;
+    await w.submit('b');
+    expect(w.trips).toEqual([['lock', 'devices', 'count'], ['append b TaskSubmitted,TaskQueued'], ['project b QUEUED']]);
   });
 });

@@ -90,6 +90,23 @@ for (const backend of backends()) {
       expect(await readStream(t.db, 's1')).toHaveLength(1);
     });
 
+    it('a stale append fails in the database, so nothing sent behind it in its transaction can commit', async () => {
+      await appendToStream(t.db, 's1', 0, [submitted()], meta);
+      // The callback returns whatever the answers (as a transaction that leaves writes in flight
+      // at COMMIT does): only the database can keep the COMMIT from writing.
+      await t.db
+        .transaction(async (tx) => {
+          await appendToStream(tx, 's1', 1, [queued], meta);
+          await Promise.allSettled([
+            appendToStream(tx, 's1', 0, [submitted('b')], meta),
+            tx.execute(sql`INSERT INTO events (stream_id, stream_version, type, data, metadata) VALUES ('s2', 1, 'TaskQueued', '{}', '{}')`),
+          ]);
+        })
+        .catch(() => {});
+      expect((await readStream(t.db, 's1')).map((e) => e.type)).toEqual(['TaskSubmitted']);
+      expect(await readStream(t.db, 's2')).toEqual([]);
+    });
+
     it('the database refuses UPDATE, DELETE and TRUNCATE on the log', async () => {
       await appendToStream(t.db, 's1', 0, [submitted()], meta);
       for (const stmt of [sql`UPDATE events SET type = 'Forged'`, sql`DELETE FROM events`, sql`TRUNCATE events`]) {

@@ -11,6 +11,7 @@ import {
   projectTask,
   readStream,
   replaceReadModels,
+  rowsOf,
   TaskStore,
   type Database,
 } from '.';
@@ -54,6 +55,24 @@ for (const backend of backends()) {
       expect((await finish(store, 't2')).map((t) => t.id)).toEqual(['t3']);
       expect(await finish(store, 't3')).toEqual([]);
       expect((await listDevicesWithHolders(t.db))[0]!.holders).toEqual([]);
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it("an exit that starts the next task writes that task's row and devices before its append answered: they hold its events' position and time", async () => {
+      await store.submit('a', spec('a'), meta);
+      await store.submit('b', spec('b'), meta);
+      expect((await finish(store, 'a')).map((t) => t.id)).toEqual(['b']);
+      const assigned = (await readStream(t.db, 'b')).at(-1)!;
+      expect(assigned.type).toBe('TaskAssigned');
+      const [row] = rowsOf<{ last: string; since: string }>(
+        await t.db.execute(
+          sql`SELECT t.last_position::text AS last, h.since_position::text AS since FROM tasks t JOIN device_holders h ON h.task_id = t.id WHERE t.id = 'b'`,
+        ),
+      );
+      expect(row).toEqual({ last: assigned.position, since: assigned.position });
+      const b = (await loadTask(t.db, 'b'))!;
+      expect(b.startedAt).toBe(assigned.recordedAt);
+      expect(b.startedAt).toBe((await loadTask(t.db, 'a'))!.finishedAt);
       expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
 

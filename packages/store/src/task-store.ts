@@ -10,6 +10,7 @@
 // simulation would test that path instead of the one that runs.
 import {
   CURRENT_SCHEMA_VERSION,
+  EVENTS_RECORDING_THEIR_POSITION,
   decide,
   backfillPolicy,
   evolve,
@@ -54,7 +55,18 @@ export interface TaskRepository {
   loadTask(id: string): Promise<TaskRecord | null>;
   findByIdempotencyKey(owner: string, key: string): Promise<TaskRecord | null>;
   append(streamId: string, expectedVersion: number, events: readonly NewTaskEvent[], meta: AppendMetadata): Promise<StoredTaskEvent[]>;
-  project(before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void>;
+  /** `lastPosition` null: the position of the events appended last (sent right behind their append). */
+  project(before: TaskRecord | null, after: TaskRecord, lastPosition: string | null): Promise<void>;
+  /**
+   * Leaves `write` to the transaction to wait for, as the read-model writes are: it commits only
+   * if `write` succeeded, and fails with its error if not.
+   */
+  inFlight<T>(write: Promise<T>): Promise<T>;
+  /**
+   * The time every event of this transaction is recorded at (Postgres's now(): the time its
+   * transaction began), known once one of its appends has answered; null before.
+   */
+  transactionTime(): string | null;
   /** The devices with their holders (and each holder's deadline). */
   listDevices(): Promise<DeviceWithHolders[]>;
   listQueue(limit: number): Promise<TaskRecord[]>;
@@ -93,18 +105,32 @@ export interface NewStream {
 export type TransactionRunner = <T>(fn: (repo: TaskRepository) => Promise<T>) => Promise<T>;
 
 export function sqlRepository(tx: Tx, writes: InFlightWrites): TaskRepository {
+  let recordedAt: string | null = null;
+  const timed = (stored: readonly StoredTaskEvent[]) => {
+    recordedAt ??= stored[0]?.recordedAt ?? null;
+  };
   return {
     loadTask: (id) => loadTask(tx, id),
     findByIdempotencyKey: (owner, key) => findByIdempotencyKey(tx, owner, key),
-    append: (streamId, expected, events, meta) => appendToStream(tx, streamId, expected, events, meta),
+    append: async (streamId, expected, events, meta) => {
+      const stored = await appendToStream(tx, streamId, expected, events, meta);
+      timed(stored);
+      return stored;
+    },
     project: (before, after, pos) => writes.track(projectTask(tx, before, after, pos)),
+    inFlight: (write) => writes.track(write),
+    transactionTime: () => recordedAt,
     listDevices: () => listDevicesWithHolders(tx),
     listQueue: (limit) => listQueue(tx, limit),
     lockQueue: () => lockQueue(tx),
     countQueued: () => countQueued(tx),
     topQueuedPriority: () => topQueuedPriority(tx),
     appendLogLines: (taskId, lines) => writes.track(appendLogLines(tx, taskId, lines)),
-    appendNewStreams: (streams) => appendNewStreams(tx, streams),
+    appendNewStreams: async (streams) => {
+      const stored = await appendNewStreams(tx, streams);
+      timed(stored.flat());
+      return stored;
+    },
     projectNew: (rows) => writes.track(projectNewTasks(tx, rows)),
   };
 }
@@ -439,13 +465,13 @@ export class TaskCommands {
         return scheduling.reads;
       },
     });
-    const started = scheduling.reads ? await this.scheduleIn(tx, appended, meta, { reads: await scheduling.reads }) : [];
+    const started = scheduling.reads ? await this.scheduleIn(tx, appended, meta, { reads: await scheduling.reads, inFlight: true }) : [];
     return { task, events: appended.filter((e) => e.streamId === taskId), started };
   }
 
   /** Fill free devices from the queue (after a restart, an unblocked GPU, or on a timer). */
   async schedule(meta: CommandMeta): Promise<TaskRecord[]> {
-    return this.transact((tx, appended) => this.scheduleIn(tx, appended, meta));
+    return this.transact((tx, appended) => this.scheduleIn(tx, appended, meta, { inFlight: true }));
   }
 
   private applyCommand(
@@ -455,8 +481,9 @@ export class TaskCommands {
     taskId: string,
     command: TaskCommand,
     meta: CommandMeta,
+    inFlight = false,
   ): Promise<TaskRecord> {
-    return this.applySteps(tx, appended, before, taskId, [{ commands: [command], meta }]);
+    return this.applySteps(tx, appended, before, taskId, [{ commands: [command], meta }], { inFlight });
   }
 
   /**
@@ -469,6 +496,15 @@ export class TaskCommands {
    * What the caller reads next goes with them: `early`, given the record as the decisions left it
    * (all but positions and times), may send reads right behind the appends; if it sends none,
    * `alongside`, given the record, sends them behind the projection's write (so they see it).
+   *
+   * With `inFlight`, once the transaction's time is known (an earlier append answered) and no
+   * event writes its own position into the record, the record is known before the appends
+   * answer: they are left to the transaction to settle, the projection's write goes right
+   * behind them (its positions taken from them in SQL), and where nothing follows, COMMIT goes
+   * in the same round trip. The appended events join `appended` when they answer. `before` must
+   * be the task as this transaction read or wrote it: its row and its stream are then at one
+   * version, so a stale append fails on the stream's unique index and aborts the transaction
+   * (see appendToStream) instead of leaving the row written without its events.
    */
   private async applySteps(
     tx: TaskRepository,
@@ -479,15 +515,30 @@ export class TaskCommands {
     next: {
       early?: (decided: TaskRecord) => Promise<unknown> | undefined;
       alongside?: (after: TaskRecord) => Promise<unknown> | undefined;
+      inFlight?: boolean;
     } = {},
   ): Promise<TaskRecord> {
     const state = before ? stateFromRecord(before) : initialState();
+    const at = next.inFlight ? tx.transactionTime() : null;
     let probe = state;
     const appends: { expected: number; events: NewTaskEvent[]; meta: CommandMeta }[] = [];
     for (const step of steps) {
       const decided = decideSequence(probe, taskId, step.commands, step.meta);
       appends.push({ expected: probe.version, events: decided, meta: step.meta });
-      probe = decided.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, step.meta)), probe);
+      probe = decided.reduce((s, e) => evolve(s, provisional(e, taskId, s.version + 1, step.meta, at ?? PROVISIONAL_TIME)), probe);
+    }
+    if (at !== null && !appends.some((a) => a.events.some((e) => EVENTS_RECORDING_THEIR_POSITION.has(e.type)))) {
+      const after = toRecord(probe);
+      for (const a of appends)
+        void tx.inFlight(
+          tx.append(taskId, a.expected, a.events, a.meta).then((stored) => {
+            appended.push(...stored);
+            return stored;
+          }),
+        );
+      void tx.project(before, after, null);
+      await (next.early?.(after) ?? next.alongside?.(after));
+      return after;
     }
     const appendsSent = Promise.all(appends.map((a) => tx.append(taskId, a.expected, a.events, a.meta)));
     const early = next.early?.(toRecord(probe));
@@ -511,7 +562,7 @@ export class TaskCommands {
     tx: TaskRepository,
     appended: StoredTaskEvent[],
     meta: CommandMeta,
-    opts: { candidate?: TaskRecord; devicesRead?: DeviceView[]; reads?: PassReads } = {},
+    opts: { candidate?: TaskRecord; devicesRead?: DeviceView[]; reads?: PassReads; inFlight?: boolean } = {},
   ): Promise<TaskRecord[]> {
     const { candidate } = opts;
     let reads = opts.reads ?? (await this.firstPassReads(tx, { devicesRead: opts.devicesRead }));
@@ -526,6 +577,7 @@ export class TaskCommands {
         reads,
         started.some((t) => t.id === candidate?.id) ? undefined : candidate,
         pass + 1 < MAX_PASSES,
+        opts.inFlight ?? false,
       );
       started.push(...placed);
       if (!placed.length || !next) break;
@@ -576,6 +628,8 @@ export class TaskCommands {
     { devices, queued: queueRead, top }: PassReads,
     candidate: TaskRecord | undefined,
     readNext: boolean,
+    /** Its preemptions and assignments may be left in flight (see applySteps). */
+    inFlight: boolean,
   ): Promise<{ placed: TaskRecord[]; next?: PassReads | undefined }> {
     const none = { placed: [] };
     if (!devices.some(hasRoom) && !(await this.mayPreempt(tx, devices, top))) return none;
@@ -606,6 +660,7 @@ export class TaskCommands {
           p.taskId,
           { type: 'preempt', message: p.message, grounds: p.grounds },
           { ...meta, actor: 'scheduler' },
+          inFlight,
         );
     }
     const placed: TaskRecord[] = [];
@@ -632,7 +687,7 @@ export class TaskCommands {
               meta: { ...meta, actor: meta.actor || 'scheduler' },
             },
           ],
-          last && readNext ? { alongside: readNextPass } : {},
+          last && readNext ? { alongside: readNextPass, inFlight } : { inFlight },
         ),
       );
     }
@@ -801,14 +856,17 @@ function decideSequence(state: TaskState, taskId: string, commands: readonly Tas
 
 const PROVISIONAL_TIME = new Date(0).toISOString();
 
-/** An event as if stored, to decide the next command before the append gives it a place. */
-function provisional(e: NewTaskEvent, streamId: string, version: number, meta: CommandMeta): StoredTaskEvent {
+/**
+ * An event as if stored, to decide the next command before the append gives it a place: at
+ * `recordedAt` where the transaction's time is known, else at a placeholder.
+ */
+function provisional(e: NewTaskEvent, streamId: string, version: number, meta: CommandMeta, recordedAt = PROVISIONAL_TIME): StoredTaskEvent {
   return {
     ...e,
     streamId,
     version,
     position: '0',
-    recordedAt: PROVISIONAL_TIME,
+    recordedAt,
     metadata: { ...meta, schemaVersion: CURRENT_SCHEMA_VERSION },
   } as StoredTaskEvent;
 }

@@ -45,11 +45,16 @@ function rawToStored(r: Record<string, unknown>): StoredTaskEvent {
   } as StoredTaskEvent);
 }
 
-/** The rows ($4, a JSON array, in version order) go in only if the stream is at version $5. */
+/**
+ * The rows ($4, a JSON array, in version order) go in only if the stream is at version $5. A
+ * stream already past it fails on the unique (stream_id, stream_version) index rather than
+ * inserting nothing: an error aborts the transaction, so an append sent without waiting for its
+ * answer (with COMMIT behind it) can never commit what was written on the strength of it.
+ */
 const APPEND_TO_STREAM = `INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
   SELECT $1::text, v.stream_version, v.type, v.data, $2::jsonb, $3::integer
   FROM jsonb_to_recordset($4::jsonb) AS v(stream_version integer, type text, data jsonb)
-  WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = $1::text) = $5::integer
+  WHERE (SELECT coalesce(max(h.stream_version), 0) FROM events h WHERE h.stream_id = $1::text) >= $5::integer
   RETURNING position::text AS position, stream_id, stream_version, type, data, metadata, recorded_at`;
 
 /**
@@ -86,7 +91,7 @@ export async function appendToStream(
     throw err;
   }
   if (rows.length === 0) {
-    // The condition failed: the stream is not at the expected version. Say where it is.
+    // The condition failed: the stream is behind the expected version. Say where it is.
     const [head] = await tx
       .select({ version: events.streamVersion })
       .from(events)

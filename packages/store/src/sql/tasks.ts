@@ -32,22 +32,29 @@ export async function findByIdempotencyKey(conn: Conn, owner: string, key: strin
 }
 
 const TASK_COLUMNS = `id, status, version, owner, name, idempotency_key, created_at, queued_position, priority, deleted, last_position, record`;
-/** A task row's values as parameters $1..$12, in TASK_COLUMNS' order. */
-const TASK_VALUES = `$1, $2, $3, $4, $5, $6, $7::timestamptz, $8::bigint, $9, $10, $11::bigint, $12::jsonb`;
+/**
+ * The position of the event this connection appended last (this statement follows that append):
+ * where a row is written before the append's answer came back.
+ */
+const LAST_APPENDED = `currval(pg_get_serial_sequence('events', 'position'))`;
+/** A task row's values as parameters $1..$12, in TASK_COLUMNS' order (a null $11: LAST_APPENDED). */
+const TASK_VALUES = `$1, $2, $3, $4, $5, $6, $7::timestamptz, $8::bigint, $9, $10, coalesce($11::bigint, ${LAST_APPENDED}), $12::jsonb`;
 const INSERT_TASK = `INSERT INTO tasks (${TASK_COLUMNS}) VALUES (${TASK_VALUES}) RETURNING id`;
 /** The row written only if the task is still at the version the command was decided on ($13). */
 const UPDATE_TASK = `UPDATE tasks SET (${TASK_COLUMNS}) = ROW(${TASK_VALUES}) WHERE id = $1 AND version = $13 RETURNING id`;
 const RELEASE_DEVICES = `DELETE FROM device_holders WHERE task_id = $1 AND device_id IN (SELECT jsonb_array_elements_text($2::jsonb))`;
 const ACQUIRE_DEVICES = `INSERT INTO device_holders (device_id, task_id, memory_mb, exclusive, since_position)
-  SELECT d.device_id, $1, d.memory_mb, d.exclusive, $3::bigint
+  SELECT d.device_id, $1, d.memory_mb, d.exclusive, coalesce($3::bigint, ${LAST_APPENDED})
   FROM jsonb_to_recordset($2::jsonb) AS d(device_id text, memory_mb integer, exclusive boolean)`;
 
 /**
  * Write a task's new state and the devices it takes or frees. `before` is the record the command
  * was decided on. The device_holders keys refuse a second exclusive holder of one device, so a
  * scheduling race ends in a constraint error (and a retry), never in two tasks on one GPU.
+ * `lastPosition` null: the position of the event this connection appended last, for a row sent
+ * right behind its append, before that append answered.
  */
-export async function projectTask(tx: Conn, before: TaskRecord | null, after: TaskRecord, lastPosition: string): Promise<void> {
+export async function projectTask(tx: Conn, before: TaskRecord | null, after: TaskRecord, lastPosition: string | null): Promise<void> {
   const r = taskRow(after, lastPosition);
   const values = [
     r.id,
@@ -93,7 +100,7 @@ export async function projectNewTasks(tx: Conn, rows: readonly { after: TaskReco
   await tx.execute(sql`INSERT INTO tasks (${columns}) SELECT * FROM ${source}`);
 }
 
-function taskRow(after: TaskRecord, lastPosition: string) {
+function taskRow<P extends string | null>(after: TaskRecord, lastPosition: P) {
   return {
     id: after.id,
     status: after.status,
