@@ -200,12 +200,15 @@ describe('which events write their own position into the record', () => {
       .map(([cmd]) => ({ stateName, cmd })),
   );
   // A store writes a record before its events' positions are known only where this holds.
-  it.each(legal)('$stateName + $cmd: the record moves with the positions only if an event is in EVENTS_RECORDING_THEIR_POSITION', ({ stateName, cmd }) => {
-    const state = states[stateName]!;
-    const events = decide(state, cmd === 'recordExit(1)' ? failedExit : commands[cmd as TaskCommandType], 't1');
-    const recordAt = (position: number) => JSON.stringify(toRecord(fold(stored(events, 't1', state.version, position), state)));
-    expect(recordAt(100) !== recordAt(5_000)).toBe(events.some((e) => EVENTS_RECORDING_THEIR_POSITION.has(e.type)));
-  });
+  it.each(legal)(
+    '$stateName + $cmd: the record moves with the positions only if an event is in EVENTS_RECORDING_THEIR_POSITION',
+    ({ stateName, cmd }) => {
+      const state = states[stateName]!;
+      const events = decide(state, cmd === 'recordExit(1)' ? failedExit : commands[cmd as TaskCommandType], 't1');
+      const recordAt = (position: number) => JSON.stringify(toRecord(fold(stored(events, 't1', state.version, position), state)));
+      expect(recordAt(100) !== recordAt(5_000)).toBe(events.some((e) => EVENTS_RECORDING_THEIR_POSITION.has(e.type)));
+    },
+  );
 });
 
 describe('decide/evolve: given events, when command, then events', () => {

@@ -217,7 +217,8 @@ describe('the round trips of a transaction that ends a running task and starts t
             send(`append ${streams.map((t) => `${t.streamId} ${t.events.map((e) => e.type).join(',')}`).join('; ')}`, () =>
               repo.appendNewStreams(streams),
             ),
-          projectNew: (rows) => send(`project ${rows.map((r) => `${r.after.id} ${r.after.status}`).join('; ')}`, () => repo.projectNew(rows)),
+          projectNew: (rows) =>
+            send(`project ${rows.map((r) => `${r.after.id} ${r.after.status}`).join('; ')}`, () => repo.projectNew(rows)),
         };
         return fn(timed);
       });

@@ -99,7 +99,9 @@ for (const backend of backends()) {
           await appendToStream(tx, 's1', 1, [queued], meta);
           await Promise.allSettled([
             appendToStream(tx, 's1', 0, [submitted('b')], meta),
-            tx.execute(sql`INSERT INTO events (stream_id, stream_version, type, data, metadata) VALUES ('s2', 1, 'TaskQueued', '{}', '{}')`),
+            tx.execute(
+              sql`INSERT INTO events (stream_id, stream_version, type, data, metadata) VALUES ('s2', 1, 'TaskQueued', '{}', '{}')`,
+            ),
           ]);
         })
         .catch(() => {});

@@ -860,7 +860,13 @@ const PROVISIONAL_TIME = new Date(0).toISOString();
  * An event as if stored, to decide the next command before the append gives it a place: at
  * `recordedAt` where the transaction's time is known, else at a placeholder.
  */
-function provisional(e: NewTaskEvent, streamId: string, version: number, meta: CommandMeta, recordedAt = PROVISIONAL_TIME): StoredTaskEvent {
+function provisional(
+  e: NewTaskEvent,
+  streamId: string,
+  version: number,
+  meta: CommandMeta,
+  recordedAt = PROVISIONAL_TIME,
+): StoredTaskEvent {
   return {
     ...e,
     streamId,
