@@ -14,6 +14,7 @@ import { createOpenAiApi, errorBody, isOpenAiPath, refuseCaller } from './openai
 import { createRestApi, isStudioPath } from './studio';
 import type { Metrics } from './metrics';
 import type { Actor, TrainyardService } from './service';
+import { errorText } from './log';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const MIME: Record<string, string> = {
@@ -79,7 +80,7 @@ export function createApiServer(service: TrainyardService, metrics: Metrics, pan
       if (panel && (req.method === 'GET' || req.method === 'HEAD')) return servePanel(panel, url, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the API is at /trpc, metrics at /metrics\n');
     } catch (err) {
-      service.log.error(`http: ${(err as Error).message}`);
+      service.log.error(`http: ${errorText(err)}`);
       if (!res.headersSent) res.writeHead(500).end();
     }
   });

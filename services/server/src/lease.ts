@@ -9,6 +9,7 @@ import { claimLease, listActive, listLeases, renewLease, takeOverLease, type Tas
 import type { ServiceConfig } from './config';
 import { stopLeftoverTrainers } from './leftovers';
 import type { Runner, RunnerLog } from './runner';
+import { errorText } from './log';
 
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | null = null;
@@ -99,7 +100,7 @@ export class LeaseKeeper {
         for (const t of r.started) this.runner.observe(t);
       } catch (err) {
         // Another instance got there first (or the task ended meanwhile): nothing to do.
-        this.log.info(`task ${taskId}: not taken back: ${(err as Error).message}`);
+        this.log.info(`task ${taskId}: not taken back: ${errorText(err)}`);
       }
     }
   }

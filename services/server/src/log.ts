@@ -5,6 +5,16 @@
 // never written again; its lines are counted and dropped, nothing ever throws, and nothing writes
 // from inside a write's error handling.
 import { inspect } from 'node:util';
+import { databaseErrorMessage } from '@trainyard/store';
+
+/**
+ * An error as a log line says it: its message, and for a failed query the driver's cause, never
+ * drizzle's "Failed query: <sql> params: <values>" wrapper (lines of SQL, the values of users'
+ * data, and not what went wrong).
+ */
+export function errorText(err: unknown): string {
+  return databaseErrorMessage(err);
+}
 
 /** What the logger needs of process.stdout / process.stderr. */
 export interface LogStream {

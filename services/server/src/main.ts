@@ -2,7 +2,7 @@
 import { loadTasks } from '@trainyard/store';
 import { loadConfig } from './config';
 import { createApiServer } from './http';
-import { log } from './log';
+import { errorText, log } from './log';
 import { METRIC_EVENTS, Metrics } from './metrics';
 import { TrainyardService } from './service';
 import { WebhookDispatcher } from './webhooks/dispatcher';
@@ -19,11 +19,11 @@ async function main() {
   try {
     config = loadConfig();
   } catch (err) {
-    log.error((err as Error).message);
+    log.error(errorText(err));
     process.exit(2);
   }
   const service = await TrainyardService.start(config).catch((err: Error) => {
-    log.error(`cannot start: ${err.message}`);
+    log.error(`cannot start: ${errorText(err)}`);
     process.exit(1);
   });
   const metrics = new Metrics(service);
@@ -48,7 +48,7 @@ async function main() {
     },
     log,
   );
-  await webhooks.start().catch((err: Error) => log.error(`webhooks: cannot start: ${err.message}; no deliveries until a restart`));
+  await webhooks.start().catch((err: Error) => log.error(`webhooks: cannot start: ${errorText(err)}; no deliveries until a restart`));
   const server = createApiServer(service, metrics, config.panelDir);
   server.on('error', (err: NodeJS.ErrnoException) => {
     log.error(

@@ -49,6 +49,7 @@ import { DATASET_DIR, launchTrainer, resolveOutputDir, trainerBase } from './run
 import { LOG_FLUSH_MS, outputBuffer, type OutputBuffer } from './runner/output-buffer';
 import { SpareRunFolder } from './runner/spare-run-folder';
 import { StandbyPool } from './runner/standby-pool';
+import { errorText } from './log';
 
 /** A run this instance is in charge of: the run decider's state of it, and the IO that carries its decisions out. */
 interface Run {
@@ -294,7 +295,7 @@ export class Runner {
           // Not awaited, and off the main thread: the next task on the freed device is launching
           // now, and a synchronous removal held it up (about a millisecond for a one-file copy).
           rm(join(run.state.runDir, DATASET_DIR), { recursive: true, force: true }).catch((err: Error) =>
-            this.log.warn(`task ${taskId}: could not remove its dataset copy: ${err.message}`),
+            this.log.warn(`task ${taskId}: could not remove its dataset copy: ${errorText(err)}`),
           );
           break;
         case 'log':
@@ -372,7 +373,7 @@ export class Runner {
     try {
       launched = await launchTrainer(task, run.state.runDir, this.config, this.standbys, this.spareRunFolder, this.log);
     } catch (err) {
-      this.log.error(`launching task ${task.id} failed: ${(err as Error).message}`);
+      this.log.error(`launching task ${task.id} failed: ${errorText(err)}`);
       launched = { failed: `could not start the trainer: ${(err as Error).message}` };
     }
     // A launch that fails at once (its dataset gone) commits the failure, which starts the next
@@ -421,7 +422,7 @@ export class Runner {
     try {
       exit = await Promise.race([tailer.exited, this.watchShepherd(run, task)]);
     } catch (err) {
-      this.log.error(`following task ${task.id} failed: ${(err as Error).message}`);
+      this.log.error(`following task ${task.id} failed: ${errorText(err)}`);
       return;
     } finally {
       clearInterval(flushTimer);
@@ -570,7 +571,7 @@ export class Runner {
         }
         return { task: now };
       }
-      this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
+      this.log.error(`task ${taskId}: ${command.type} failed: ${errorText(err)}`);
       return { task: null };
     }
   }
@@ -585,7 +586,7 @@ export class Runner {
       return;
     } catch (err) {
       if (this.closed) return; // read again from output.jsonl on re-attach
-      this.log.warn(`task ${taskId}: storing ${lines.length} output lines failed (${(err as Error).message}); storing them one by one`);
+      this.log.warn(`task ${taskId}: storing ${lines.length} output lines failed (${errorText(err)}); storing them one by one`);
     }
     let refused = 0;
     for (const line of lines) {
@@ -600,7 +601,7 @@ export class Runner {
         return await fn();
       } catch (err) {
         if (err instanceof IllegalCommandError || this.closed || !isConnectionError(err)) throw err;
-        this.log.warn(`database unavailable (${(err as Error).message}); retrying in ${delay} ms`);
+        this.log.warn(`database unavailable (${errorText(err)}); retrying in ${delay} ms`);
         await new Promise((r) => setTimeout(r, delay));
       }
     }

@@ -57,7 +57,7 @@ import type { ServiceConfig } from './config';
 import { FieldError, requireAdmin } from './field-error';
 import { EventFeed } from './feed';
 import { LiveUpdates, type TaskUpdate } from './live';
-import { log as processLog } from './log';
+import { errorText, log as processLog } from './log';
 import { devicePicture, mayReplaceDevices, resolveResources, type DevicePicture } from './devices';
 import { checkGangAgainstQuota, resolvePriority } from './priorities';
 import { GpuProbe, type GpuInfo } from './gpu';
@@ -264,7 +264,7 @@ export class TrainyardService {
         this.log.info(`deleted ${n} log lines of tasks ended over ${this.config.logRetentionDays} days ago (TRAINYARD_LOG_RETENTION_DAYS)`);
       return n;
     } catch (err) {
-      this.log.warn(`pruning old logs failed: ${(err as Error).message}`);
+      this.log.warn(`pruning old logs failed: ${errorText(err)}`);
       return 0;
     }
   }
@@ -291,7 +291,7 @@ export class TrainyardService {
       this.quotas = new Map(limits.map((q) => [q.name, q]));
       this.accounts = accountsFrom(runs, limits, now, this.config.fairShareHalfLifeMs);
     } catch (err) {
-      this.log.warn(`could not read users' quotas and use (kept the last ones): ${(err as Error).message}`);
+      this.log.warn(`could not read users' quotas and use (kept the last ones): ${errorText(err)}`);
     }
   }
 
@@ -343,7 +343,7 @@ export class TrainyardService {
       this.log.warn(
         `the devices changed: ${before.devices.map((d) => d.id).join(', ') || 'none'} -> ${next.devices.map((d) => d.id).join(', ') || 'none'}`,
       );
-      await this.configureDevices().catch((err: Error) => this.log.warn(`could not record the new devices: ${err.message}`));
+      await this.configureDevices().catch((err: Error) => this.log.warn(`could not record the new devices: ${errorText(err)}`));
     }
     const blocked = (p: DevicePicture) => [...p.conditions.values()].filter((c) => c.blockedReason).length;
     if (blocked(this.picture) < blocked(before) || this.picture.devices.length > before.devices.length) await this.scheduleNow();
@@ -364,7 +364,7 @@ export class TrainyardService {
       this.log.warn(`task ${taskId}: ${command.message}`);
       await this.store
         .execute(taskId, command, { actor: 'inventory' })
-        .catch((err: Error) => this.log.warn(`task ${taskId}: ${err.message}`));
+        .catch((err: Error) => this.log.warn(`task ${taskId}: ${errorText(err)}`));
     }
   }
 
@@ -376,7 +376,7 @@ export class TrainyardService {
       this.lastScheduleError = null;
     } catch (err) {
       // Say it once per distinct problem, not once a second while the database is away.
-      const msg = (err as Error).message;
+      const msg = errorText(err);
       if (msg !== this.lastScheduleError) this.log.warn(`scheduling failed, retrying every second: ${msg}`);
       this.lastScheduleError = msg;
     }
@@ -421,7 +421,7 @@ export class TrainyardService {
       const tasks = await loadTasks(this.database.db, [...relevant]);
       for (const t of tasks.values()) this.runner.observe(t);
     } catch (err) {
-      this.log.warn(`could not load tasks to dispatch: ${(err as Error).message}`);
+      this.log.warn(`could not load tasks to dispatch: ${errorText(err)}`);
     }
   }
 

@@ -48,6 +48,7 @@ import { isSameProcessAlive, signalGroup } from '../trainer/proc';
 import { readExit } from '../trainer/run-folder';
 import { mergePaths, runMerge } from './merge';
 import { vllmServeArgv, vllmServeEnv } from './vllm-argv';
+import { errorText } from '../log';
 
 /** How long a vLLM server may take to answer /health and /v1/models (loading a model takes minutes). */
 const START_TIMEOUT_MS = 15 * 60_000;
@@ -423,7 +424,7 @@ export class Deployments {
           await this.arbitrateOnce();
         } while (this.arbitrateAgain && !this.closed);
       } catch (err) {
-        this.opts.log.warn(`deployment arbitration: ${(err as Error).message}`);
+        this.opts.log.warn(`deployment arbitration: ${errorText(err)}`);
       } finally {
         this.arbitrating = false;
       }
@@ -452,7 +453,7 @@ export class Deployments {
         after = await this.store.command(r.id, { type: 'yield', yielding: y.yielding }, 'scheduler');
       } catch (err) {
         // It changed meanwhile (stopped, died): the next round decides again.
-        this.opts.log.warn(`deployment ${r.id}: could not give way: ${(err as Error).message}`);
+        this.opts.log.warn(`deployment ${r.id}: could not give way: ${errorText(err)}`);
         continue;
       }
       this.opts.log.info(`deployment ${r.id}: ${y.yielding.message}`);
@@ -567,7 +568,7 @@ export class Deployments {
     if (this.closed || this.launching.has(record.id)) return;
     this.launching.add(record.id);
     void this.launch(record)
-      .catch((err: Error) => this.opts.log.warn(`deployment ${record.id}: ${err.message}`))
+      .catch((err: Error) => this.opts.log.warn(`deployment ${record.id}: ${errorText(err)}`))
       .finally(() => this.launching.delete(record.id));
   }
 
@@ -659,7 +660,7 @@ export class Deployments {
     const control = new AbortController();
     this.watching.set(id, control);
     void this.watchLoop(id, control.signal)
-      .catch((err: Error) => this.opts.log.warn(`deployment ${id}: watch ended: ${err.message}`))
+      .catch((err: Error) => this.opts.log.warn(`deployment ${id}: watch ended: ${errorText(err)}`))
       .finally(() => {
         if (this.watching.get(id) === control) this.watching.delete(id);
       });

@@ -49,6 +49,7 @@ import { observeLine, parseTrainerLine, ProgressThrottle } from '../trainer/prot
 import { RunTailer } from '../trainer/tailer';
 import type { Executor, ExecutorHealth } from './port';
 import { prepareSlurmRun, SlurmCli, SlurmWatcher, type SlurmOptions } from './slurm';
+import { errorText } from '../log';
 
 type SlurmConfig = Extract<ServiceConfig['executor'], { kind: 'slurm' }>;
 
@@ -242,7 +243,7 @@ export class SlurmExecutor implements Executor {
         );
       } catch (err) {
         this.unsubmitted.add(task.id);
-        this.log.warn(`task ${task.id}: sbatch failed (${(err as Error).message}); trying again every ${this.slurm.pollMs} ms`);
+        this.log.warn(`task ${task.id}: sbatch failed (${errorText(err)}); trying again every ${this.slurm.pollMs} ms`);
         return;
       }
       this.unsubmitted.delete(task.id);
@@ -251,7 +252,7 @@ export class SlurmExecutor implements Executor {
       );
       await this.recordHandOver(task.id, jobId, runDir);
     } catch (err) {
-      this.log.error(`task ${task.id}: handing it to Slurm failed: ${(err as Error).message}`);
+      this.log.error(`task ${task.id}: handing it to Slurm failed: ${errorText(err)}`);
     } finally {
       this.submitting.delete(task.id);
     }
@@ -263,7 +264,7 @@ export class SlurmExecutor implements Executor {
     else {
       // Cancelled or paused while it was being submitted: the job must not run.
       this.log.info(`task ${taskId}: Slurm job ${jobId} is not wanted any more (${r?.status ?? 'task gone'}); scancel`);
-      await this.cli.cancel(jobId).catch((err: Error) => this.log.warn(`scancel ${jobId}: ${err.message}`));
+      await this.cli.cancel(jobId).catch((err: Error) => this.log.warn(`scancel ${jobId}: ${errorText(err)}`));
     }
   }
 
@@ -341,7 +342,7 @@ export class SlurmExecutor implements Executor {
     try {
       tasks = await loadTasks(this.db, [...relevant]);
     } catch (err) {
-      this.log.warn(`slurm: could not load tasks: ${(err as Error).message}`);
+      this.log.warn(`slurm: could not load tasks: ${errorText(err)}`);
       return;
     }
     for (const t of tasks.values()) {
@@ -361,7 +362,7 @@ export class SlurmExecutor implements Executor {
     const view = this.views.get(jobId);
     if (view?.phase === 'ended') return;
     this.log.info(`task ${taskId}: scancel Slurm job ${jobId} (${why})`);
-    this.cli.cancel(jobId).catch((err: Error) => this.log.warn(`scancel ${jobId}: ${err.message}`));
+    this.cli.cancel(jobId).catch((err: Error) => this.log.warn(`scancel ${jobId}: ${errorText(err)}`));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -411,7 +412,7 @@ export class SlurmExecutor implements Executor {
     const prev = this.chains.get(taskId) ?? Promise.resolve();
     const next = prev
       .then(() => this.settleNow(taskId))
-      .catch((err: Error) => this.log.error(`task ${taskId}: ${err.message}`))
+      .catch((err: Error) => this.log.error(`task ${taskId}: ${errorText(err)}`))
       .finally(() => {
         if (this.chains.get(taskId) === next) this.chains.delete(taskId);
       });
@@ -520,7 +521,7 @@ export class SlurmExecutor implements Executor {
         follow.exitAt = Date.now();
         this.settle(task.id);
       },
-      (err: Error) => this.log.error(`following task ${task.id} failed: ${err.message}`),
+      (err: Error) => this.log.error(`following task ${task.id} failed: ${errorText(err)}`),
     );
   }
 
@@ -556,7 +557,7 @@ export class SlurmExecutor implements Executor {
     try {
       await this.retry(() => appendLogLines(this.db, taskId, lines));
     } catch (err) {
-      this.log.warn(`task ${taskId}: storing ${lines.length} output lines failed: ${(err as Error).message}`);
+      this.log.warn(`task ${taskId}: storing ${lines.length} output lines failed: ${errorText(err)}`);
     }
   }
 
@@ -585,10 +586,10 @@ export class SlurmExecutor implements Executor {
       return (await this.retry(() => this.store.execute(taskId, command, { actor }))).task;
     } catch (err) {
       if (err instanceof IllegalCommandError || err instanceof TaskNotFoundError) {
-        this.log.info(`task ${taskId}: ${command.type} not recorded: ${err.message}`);
+        this.log.info(`task ${taskId}: ${command.type} not recorded: ${errorText(err)}`);
         return null;
       }
-      this.log.error(`task ${taskId}: ${command.type} failed: ${(err as Error).message}`);
+      this.log.error(`task ${taskId}: ${command.type} failed: ${errorText(err)}`);
       return null;
     }
   }

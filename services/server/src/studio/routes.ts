@@ -38,6 +38,7 @@ import {
   useAsBackendBody,
   type StudioTask,
 } from './shape';
+import { errorText } from '../log';
 
 export const OPENAPI_PATH = '/openapi.json';
 /** A JSON body larger than this is refused (413), as tRPC's are. */
@@ -362,7 +363,7 @@ export function createStudioApi(service: TrainyardService) {
         const pack = tar.c({ gzip: true, cwd: dir, portable: true, prefix: id }, ['.']);
         // A client that goes away ends the packing (pipeline destroys both sides).
         await pipeline(Readable.from(pack), call.res).catch((err: Error) => {
-          if (!call.res.destroyed) service.log.warn(`download of task ${id} ended early: ${err.message}`);
+          if (!call.res.destroyed) service.log.warn(`download of task ${id} ended early: ${errorText(err)}`);
           call.res.destroy();
         });
       },

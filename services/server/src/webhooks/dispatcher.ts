@@ -27,7 +27,7 @@ import {
   type TailCursor,
 } from '@trainyard/store';
 import type { EventFeed } from '../feed';
-import type { Logger } from '../log';
+import { errorText, type Logger } from '../log';
 import { dnsResolver, nonAdminTarget, type Resolver } from './address';
 import { postWebhook, type PinnedAddress } from './deliver';
 import { signatureHeader } from './sign';
@@ -71,7 +71,7 @@ function retryAfterMs(value: string | null, now: number): number | null {
   return Number.isFinite(at) ? Math.max(0, at - now) : null;
 }
 
-function errorText(err: unknown, timeoutMs: number): string {
+function deliveryError(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer in ${timeoutMs} ms`;
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -128,7 +128,7 @@ export class WebhookDispatcher {
   private enqueue(job: () => Promise<void>): void {
     this.chain = this.chain
       .then(job)
-      .catch((err: Error) => this.log.warn(`webhooks: planning deliveries failed: ${err.message}; retried with the next events`));
+      .catch((err: Error) => this.log.warn(`webhooks: planning deliveries failed: ${errorText(err)}; retried with the next events`));
   }
 
   private async plan(events: readonly StoredTaskEvent[], cursor: TailCursor, force: boolean): Promise<void> {
@@ -165,7 +165,7 @@ export class WebhookDispatcher {
           if (due.length === CLAIM_BATCH) this.again = true;
         } while (this.again && !this.closed);
       } catch (err) {
-        this.log.warn(`webhooks: cannot read due deliveries: ${(err as Error).message}`);
+        this.log.warn(`webhooks: cannot read due deliveries: ${errorText(err)}`);
       } finally {
         this.ticking = false;
       }
@@ -199,7 +199,7 @@ export class WebhookDispatcher {
           retryAfterMs: retryAfterMs(typeof retryAfter === 'string' ? retryAfter : null, Date.now()),
         };
       } catch (err) {
-        result = { kind: 'error', message: errorText(err, this.opts.timeoutMs) };
+        result = { kind: 'error', message: deliveryError(err, this.opts.timeoutMs) };
       }
     const durationMs = Date.now() - started;
     const decision = decideAfterAttempt(attempt, result, this.opts, this.random());
@@ -227,7 +227,7 @@ export class WebhookDispatcher {
       );
     } catch (err) {
       // The claim lapses and the attempt is made again: at least once, never lost.
-      this.log.warn(`webhooks: cannot record attempt ${attempt} of ${d.id}: ${(err as Error).message}`);
+      this.log.warn(`webhooks: cannot record attempt ${attempt} of ${d.id}: ${errorText(err)}`);
     }
   }
 
