@@ -143,10 +143,13 @@ for (const backend of backends()) {
       await waitFor(alice, second.id, 'TRAINING', (t) => (t.progress.step ?? 0) >= 5);
 
       const mine = await bob.tasks.create.mutate(simulated({ steps: 5, stepMs: 50 }, { name: 'bob', timeoutMs: 10 * MIN }));
+      // It is back in the queue only while bob's short task runs (then it starts again): wait for
+      // the fact, its TaskPreempted, not for a state a slow poll can miss.
       const preempted = await eventually(async () => {
-        const t = await alice.tasks.get.query({ id: second.id });
-        return t.preemptions === 1 && t.status === 'QUEUED' ? t : null;
+        const requeued = (await eventsOf(root, second.id)).some((e) => e.type === 'TaskPreempted');
+        return requeued ? alice.tasks.get.query({ id: second.id }) : null;
       }, "alice's newer task is preempted and requeued");
+      expect(preempted.preemptions).toBe(1);
       expect(preempted.checkpoint).toMatchObject({ step: expect.any(Number) });
       expect((await waitTerminal(bob, mine.id)).status).toBe('COMPLETED');
 
