@@ -10,7 +10,7 @@ export class InFlightWrites {
   /**
    * Runs `fn` with a fresh tracker and settles its writes before returning (where a transaction
    * cannot hold them in flight at COMMIT): `fn`'s result once they all succeeded, else the first
-   * that failed (or `fn`'s own error, if none did).
+   * sent that failed (or `fn`'s own error, if none did).
    */
   static async settledWith<T>(fn: (writes: InFlightWrites) => Promise<T>): Promise<T> {
     const writes = new InFlightWrites();
@@ -25,29 +25,35 @@ export class InFlightWrites {
   }
 
   private readonly pending: Promise<void>[] = [];
-  private failed: { error: unknown } | null = null;
+  private failed: { error: unknown; order: number } | null = null;
 
-  /** Track `write`; its failure is recorded here (the caller need not handle it). */
+  /**
+   * Track `write` (in the order the writes were sent); its failure is recorded here (the caller
+   * need not handle it).
+   */
   track<T>(write: Promise<T>): Promise<T> {
+    const order = this.pending.length;
     this.pending.push(
       write.then(
         () => {},
         (error: unknown) => {
-          this.failed ??= { error };
+          // The first sent is the cause: the writes behind it failed on the aborted transaction,
+          // and their errors may be settled sooner (fewer steps between the driver and here).
+          if (!this.failed || order < this.failed.order) this.failed = { error, order };
         },
       ),
     );
     return write;
   }
 
-  /** Waits for every tracked write; throws the first that failed. */
+  /** Waits for every tracked write; throws the first sent that failed. */
   async settle(): Promise<void> {
     await Promise.all(this.pending);
     if (this.failed) throw this.failed.error;
   }
 
   /**
-   * The transaction met `error`: waits for every tracked write, then throws the first that
+   * The transaction met `error`: waits for every tracked write, then throws the first sent that
    * failed if one did (a statement after a failed write fails only because the transaction was
    * aborted), else `error`.
    */
