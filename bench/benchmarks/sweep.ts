@@ -97,15 +97,9 @@ async function storeBatches(url: string, n: number): Promise<{ rep(r: number): P
     })) as Parameters<typeof appendNewStreams>[1];
     const records: TaskRecord[] = batch.map((b) => ({ ...sample!.task, id: b.id, spec: b.spec }));
     return timedWithCpu(() =>
+      // As the store sends them: the rows right behind the append (their positions from the log).
       storeDb.db.transaction(async (tx) => {
-        const stored = await appendNewStreams(tx, streams);
-        await projectNewTasks(
-          tx,
-          stored.map((evs, k) => {
-            const last = evs[evs.length - 1]!.position;
-            return { after: { ...records[k]!, queuedPosition: last }, lastPosition: last };
-          }),
-        );
+        await Promise.all([appendNewStreams(tx, streams), projectNewTasks(tx, records)]);
       }),
     );
   };

@@ -252,11 +252,31 @@ export interface TaskState {
 const taskSteps = machineSteps(taskMachine);
 
 /**
- * The events whose fold writes their own log position into the record (the queue's FIFO key).
- * A record folded from any other events is the same wherever they land in the log, so a store
- * may write it before the append that draws their positions has answered.
+ * The events whose fold writes their own log position into the record (the queue's FIFO key),
+ * and the record's field each one writes. A record folded from any other events is the same
+ * wherever they land in the log, so a store may write it before the append that draws their
+ * positions has answered.
  */
-export const EVENTS_RECORDING_THEIR_POSITION: ReadonlySet<TaskEventType> = new Set<TaskEventType>(['TaskSubmitted', 'TaskQueued']);
+export const RECORD_POSITION_FIELDS = {
+  TaskSubmitted: 'submittedPosition',
+  TaskQueued: 'queuedPosition',
+} as const satisfies Partial<Record<TaskEventType, keyof TaskRecord>>;
+
+export const EVENTS_RECORDING_THEIR_POSITION: ReadonlySet<TaskEventType> = new Set(Object.keys(RECORD_POSITION_FIELDS) as TaskEventType[]);
+
+/**
+ * A new task's record, folded from its first events at any positions (a store's provisional
+ * ones), with the positions those events were given: what folding the stored events gives.
+ * Only for a task's first events: a later event (a preemption) may copy a position elsewhere.
+ */
+export function newTaskRecordAt(record: TaskRecord, events: readonly StoredTaskEvent[]): TaskRecord {
+  const out = { ...record };
+  for (const e of events) {
+    const field = (RECORD_POSITION_FIELDS as Partial<Record<TaskEventType, 'submittedPosition' | 'queuedPosition'>>)[e.type];
+    if (field) out[field] = e.position;
+  }
+  return out;
+}
 
 export function initialState(): TaskState {
   return { snapshot: taskSteps.initial, version: 0 };

@@ -7,6 +7,7 @@ import {
   fold,
   IllegalCommandError,
   initialState,
+  newTaskRecordAt,
   rebuildReadModels,
   stateFromRecord,
   statusOf,
@@ -209,6 +210,20 @@ describe('which events write their own position into the record', () => {
       expect(recordAt(100) !== recordAt(5_000)).toBe(events.some((e) => EVENTS_RECORDING_THEIR_POSITION.has(e.type)));
     },
   );
+});
+
+describe("a new task's record with its events' positions filled in", () => {
+  // A store writes a new task's row folded at provisional positions, the real ones filled in
+  // from the log (sql/tasks.ts), and hands its caller the same record built here.
+  it.each([
+    ['submitted', [ev.submitted()]],
+    ['submitted and queued', [ev.submitted(), ev.queued()]],
+  ])('given a task %s at provisional positions, when given the positions stored, then it is the fold of the stored events', (_, events) => {
+    const at = (position: number) => toRecord(fold(stored(events, 't1', 0, position)));
+    const filled = newTaskRecordAt(at(0), stored(events, 't1', 0, 4_999));
+    expect(filled).toEqual(at(4_999));
+    expect(filled).not.toEqual(at(0));
+  });
 });
 
 describe('decide/evolve: given events, when command, then events', () => {

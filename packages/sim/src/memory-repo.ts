@@ -7,6 +7,7 @@ import { ConcurrencyError, InFlightWrites } from '@trainyard/store';
 import {
   CURRENT_SCHEMA_VERSION,
   deviceChange,
+  newTaskRecordAt,
   safeText,
   sortHolders,
   type Device,
@@ -148,7 +149,7 @@ export class MemoryDb {
 
   /** Give events their versions after `base`, positions and time, into the working copy. */
   private store(w: State, streamId: string, base: number, events: readonly NewTaskEvent[], meta: AppendMetadata): StoredTaskEvent[] {
-    const at = (w.at ??= new Date(this.now()).toISOString());
+    const at = this.transactionTime(w);
     const stored = events.map(
       (e, i) =>
         ({
@@ -165,8 +166,14 @@ export class MemoryDb {
     return stored;
   }
 
+  /** The time every event of the transaction is recorded at: the clock's when first asked. */
+  private transactionTime(w: State): string {
+    return (w.at ??= new Date(this.now()).toISOString());
+  }
+
   private repo(w: State, writes: InFlightWrites): TaskRepository {
     const repo: Omit<TaskRepository, 'inFlight' | 'transactionTime'> = {
+      readTransactionTime: async () => this.transactionTime(w),
       loadTask: async (id) => w.tasks.get(id) ?? null,
       findByIdempotencyKey: async (owner, key) =>
         [...w.tasks.values()].find((t) => t.spec.owner === owner && t.spec.idempotencyKey === key) ?? null,
@@ -205,14 +212,18 @@ export class MemoryDb {
         }
         sortHolders(w.holders);
       },
-      // The store's INSERT of several task rows: a task that already has one is a conflict.
-      projectNew: async (rows) => {
-        this.write(`project new ${rows.map((r) => r.after.id).join(',')}`);
-        for (const { after } of rows) {
+      // The store's INSERT of several task rows (the positions they hold filled in from their
+      // streams' events): a task that already has one is a conflict.
+      projectNew: async (records) => {
+        this.write(`project new ${records.map((r) => r.id).join(',')}`);
+        for (const after of records) {
           if (after.devices.length) throw new Error(`projectNewTasks: task ${after.id} takes devices; use projectTask`);
           if (w.tasks.has(after.id)) throw new ConcurrencyError(after.id, 0, null);
         }
-        for (const { after } of rows) w.tasks.set(after.id, after);
+        // A new stream's events are all this transaction's.
+        const appended = new Map<string, StoredTaskEvent[]>();
+        for (const e of w.events) appended.set(e.streamId, [...(appended.get(e.streamId) ?? []), e]);
+        for (const after of records) w.tasks.set(after.id, newTaskRecordAt(after, appended.get(after.id) ?? []));
       },
       appendLogLines: async (taskId, lines) => {
         this.write(`log lines of ${taskId}`);

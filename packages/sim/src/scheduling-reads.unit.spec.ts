@@ -217,8 +217,8 @@ describe('the round trips of a transaction that ends a running task and starts t
             send(`append ${streams.map((t) => `${t.streamId} ${t.events.map((e) => e.type).join(',')}`).join('; ')}`, () =>
               repo.appendNewStreams(streams),
             ),
-          projectNew: (rows) =>
-            send(`project ${rows.map((r) => `${r.after.id} ${r.after.status}`).join('; ')}`, () => repo.projectNew(rows)),
+          projectNew: (records) => send(`project ${records.map((r) => `${r.id} ${r.status}`).join('; ')}`, () => repo.projectNew(records)),
+          readTransactionTime: () => send('now', () => repo.readTransactionTime()),
         };
         return fn(timed);
       });
@@ -235,7 +235,9 @@ describe('the round trips of a transaction that ends a running task and starts t
     await w.submit('b');
     w.trips.length = 0;
     w.committed.length = 0;
-    const r = await w.commands.execute('a', { type: 'recordExit', exitCode: 0, signal: null }, { actor: 'runner' });
+    // As the runner calls it: with the record its last command returned, so the task is not read first.
+    const known = w.db.tasks.get('a')!;
+    const r = await w.commands.execute('a', { type: 'recordExit', exitCode: 0, signal: null }, { actor: 'runner' }, { known });
     expect(ids(r.started)).toEqual(['b']);
     expect(w.trips).toEqual([
       ['append a TaskCompleted', 'lock', 'devices', 'queue'],
@@ -250,11 +252,23 @@ describe('the round trips of a transaction that ends a running task and starts t
     expect(w.committed.map((e) => `${e.streamId} ${e.type}`)).toEqual(['a TaskCompleted', 'b TaskAssigned']);
   });
 
-  it('given a queued task, when it is submitted behind a running one, its events are waited for (its record holds their positions)', async () => {
+  it("given a running task, when one more is submitted and queues: two round trips, its row going out behind its append and filled in with the append's positions", async () => {
     const w = roundTrips(1);
     await w.submit('a');
     w.trips.length = 0;
-    await w.submit('b');
-    expect(w.trips).toEqual([['lock', 'devices', 'count'], ['append b TaskSubmitted,TaskQueued'], ['project b QUEUED']]);
+    w.committed.length = 0;
+    const r = await w.submit('b');
+    expect(w.trips).toEqual([
+      ['lock', 'devices', 'count', 'now'],
+      ['append b TaskSubmitted,TaskQueued', 'project b QUEUED'],
+    ]);
+    // The row and the answer are what the stored events fold to, positions and times included.
+    const stream = w.db.events.filter((e) => e.streamId === 'b');
+    expect(w.db.tasks.get('b')).toEqual(toRecord(fold(stream)));
+    expect(r.task).toEqual(w.db.tasks.get('b'));
+    expect(r.task.queuedPosition).toBe(stream[1]!.position);
+    expect(r.events).toEqual(stream);
+    expect(r.queuedAhead).toBe(0);
+    expect(w.committed).toEqual(stream);
   });
 });

@@ -48,6 +48,18 @@ for (const backend of backends()) {
       expect(positions).toEqual([...positions].sort((a, b) => (a < b ? -1 : 1)));
     });
 
+    it('text the database cannot store (NUL, a lone surrogate) is stored replaced, and handed back as stored', async () => {
+      const store = new TaskStore(t, { runnerId: 'r1' });
+      const requests = ['u0', 'u1', 'u2'].map((id) => ({ taskId: id, spec: { ...taskSpec(id), name: `${id}\u0000\uD800` }, meta }));
+      const results = await store.submitAll(requests);
+      for (const r of results) {
+        expect(r.task.spec.name).toBe(`${r.task.id}\uFFFD\uFFFD`);
+        expect(r.events).toEqual(await readStream(t.db, r.task.id));
+        expect(r.task).toEqual(await loadTask(t.db, r.task.id));
+      }
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
     it('a submission the database refuses (item 3) writes nothing of the batch', async () => {
       const store = new TaskStore(t, { runnerId: 'r1' });
       const ids = ['a0', 'a1', 'a2', 'a3', 'a4'];

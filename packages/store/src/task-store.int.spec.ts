@@ -4,6 +4,7 @@ import { IllegalCommandError } from '@trainyard/domain';
 import {
   appendToStream,
   compareWithLog,
+  ConcurrencyError,
   configureDevices,
   listQueue,
   listDevicesWithHolders,
@@ -73,6 +74,44 @@ for (const backend of backends()) {
       const b = (await loadTask(t.db, 'b'))!;
       expect(b.startedAt).toBe(assigned.recordedAt);
       expect(b.startedAt).toBe((await loadTask(t.db, 'a'))!.finishedAt);
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it("a submission that queues writes its row before its append answered: the row and the answer hold its events' positions and time", async () => {
+      await store.submit('a', spec('a'), meta);
+      const b = await store.submit('b', spec('b'), meta);
+      const stream = await readStream(t.db, 'b');
+      expect(stream.map((e) => e.type)).toEqual(['TaskSubmitted', 'TaskQueued']);
+      expect(b.events).toEqual(stream);
+      expect(b.task).toEqual(await loadTask(t.db, 'b'));
+      expect(b.task).toEqual(toRecord(stream.reduce(evolve, initialState())));
+      expect([b.task.submittedPosition, b.task.queuedPosition, b.task.createdAt, b.task.queuedAt]).toEqual([
+        stream[0]!.position,
+        stream[1]!.position,
+        stream[0]!.recordedAt,
+        stream[1]!.recordedAt,
+      ]);
+      const [row] = rowsOf<{ last: string; queued: string; created: string }>(
+        await t.db.execute(
+          sql`SELECT last_position::text AS last, queued_position::text AS queued, created_at AS created FROM tasks WHERE id = 'b'`,
+        ),
+      );
+      expect([row!.last, row!.queued, new Date(row!.created).toISOString()]).toEqual([
+        stream[1]!.position,
+        stream[1]!.position,
+        stream[0]!.recordedAt,
+      ]);
+      expect((await compareWithLog(t.db)).differences).toEqual([]);
+    });
+
+    it('a submission under an id the log already has fails with the conflict, not with the aborted row write behind it; nothing is written', async () => {
+      await store.submit('a', spec('a'), meta);
+      await store.submit('b', spec('b'), meta);
+      const once = new TaskStore(t, { runnerId: 'r1', maxAttempts: 1 });
+      const err = await once.submit('b', spec('b again'), meta).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConcurrencyError);
+      expect((await readStream(t.db, 'b')).map((e) => e.type)).toEqual(['TaskSubmitted', 'TaskQueued']);
+      expect((await loadTask(t.db, 'b'))!.spec.name).toBe('b');
       expect((await compareWithLog(t.db)).differences).toEqual([]);
     });
 
@@ -261,6 +300,24 @@ describe.skipIf(!backendAvailable(pg))('two service processes on one Postgres', 
       await a.execute(waiting.id, { type: 'cancel' }, meta);
       await b.execute(running.id, { type: 'fail', reason: 'lost', message: 'round over' }, meta);
     }
+    expect((await compareWithLog(t.db)).differences).toEqual([]);
+  });
+
+  it("many submissions from two stores at once, all queued: every row holds its own events' positions", async () => {
+    const blocks = new Map([['gpu0', { externalMemoryMb: 0, blockedReason: 'every task queues' }]]);
+    const a = new TaskStore(t, { runnerId: 'A', deviceConditions: () => blocks });
+    const b = new TaskStore(other, { runnerId: 'B', deviceConditions: () => blocks });
+    const ids = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    const results = await Promise.all(ids.map((id, i) => (i % 2 ? a : b).submit(id, spec(id), meta)));
+    for (const r of results) {
+      const stream = await readStream(t.db, r.task.id);
+      expect(r.events).toEqual(stream);
+      expect(r.task).toEqual(await loadTask(t.db, r.task.id));
+      expect(r.task.queuedPosition).toBe(stream[1]!.position);
+    }
+    expect((await listQueue(t.db)).map((x) => x.queuedPosition)).toEqual(
+      results.map((r) => r.task.queuedPosition).sort((x, y) => Number(BigInt(x!) - BigInt(y!))),
+    );
     expect((await compareWithLog(t.db)).differences).toEqual([]);
   });
 });

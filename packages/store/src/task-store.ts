@@ -17,6 +17,7 @@ import {
   fifoOrder,
   IllegalCommandError,
   initialState,
+  newTaskRecordAt,
   stateFromRecord,
   TaskNotFoundError,
   toRecord,
@@ -34,7 +35,7 @@ import {
 import { type Conn, type Database, type Tx } from './database';
 import { isRefusedData, isRetryable } from './errors';
 import type { InFlightWrites } from './in-flight-writes';
-import { appendNewStreams, appendToStream, type AppendMetadata } from './sql/events';
+import { appendNewStreams, appendToStream, recordingTime, type AppendMetadata } from './sql/events';
 import { appendLogLines, type LogLine } from './sql/logs';
 import { countQueued, listQueue, lockQueue, topQueuedPriority } from './sql/queue';
 import { listDevicesWithHolders, type DeviceWithHolders } from './sql/devices';
@@ -67,6 +68,8 @@ export interface TaskRepository {
    * transaction began), known once one of its appends has answered; null before.
    */
   transactionTime(): string | null;
+  /** The same time read from the database where no append has answered yet (then known to transactionTime too). */
+  readTransactionTime(): Promise<string>;
   /** The devices with their holders (and each holder's deadline). */
   listDevices(): Promise<DeviceWithHolders[]>;
   listQueue(limit: number): Promise<TaskRecord[]>;
@@ -88,8 +91,13 @@ export interface TaskRepository {
    * nothing is written.
    */
   appendNewStreams(streams: readonly NewStream[]): Promise<StoredTaskEvent[][]>;
-  /** Insert the read-model rows of several new tasks that take no slot (submitted and queued). */
-  projectNew(rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void>;
+  /**
+   * Insert the read-model rows of several new tasks that take no slot (submitted and queued),
+   * sent right behind their appendNewStreams, before it answered: each record is folded at
+   * provisional positions, and the positions it holds (RECORD_POSITION_FIELDS) are filled in
+   * from its stream's events.
+   */
+  projectNew(records: readonly TaskRecord[]): Promise<void>;
 }
 
 export interface NewStream {
@@ -120,6 +128,7 @@ export function sqlRepository(tx: Tx, writes: InFlightWrites): TaskRepository {
     project: (before, after, pos) => writes.track(projectTask(tx, before, after, pos)),
     inFlight: (write) => writes.track(write),
     transactionTime: () => recordedAt,
+    readTransactionTime: async () => recordedAt ?? (recordedAt = await recordingTime(tx)),
     listDevices: () => listDevicesWithHolders(tx),
     listQueue: (limit) => listQueue(tx, limit),
     lockQueue: () => lockQueue(tx),
@@ -131,7 +140,7 @@ export function sqlRepository(tx: Tx, writes: InFlightWrites): TaskRepository {
       timed(stored.flat());
       return stored;
     },
-    projectNew: (rows) => writes.track(projectNewTasks(tx, rows)),
+    projectNew: (records) => writes.track(projectNewTasks(tx, records)),
   };
 }
 
@@ -262,7 +271,9 @@ export class TaskCommands {
   async submitMany(requests: readonly SubmitRequest[]): Promise<(SubmitResult | Error)[]> {
     if (requests.length === 0) return [];
     try {
-      return await this.transact((tx, appended) => this.submitIn(tx, appended, requests));
+      const submitted = await this.transact((tx, appended) => this.submitIn(tx, appended, requests));
+      await submitted.ready;
+      return submitted.results;
     } catch (err) {
       // Only the database refusing some data can be one submission's fault; anything else
       // (the database away, a crash) is every submission's outcome.
@@ -286,9 +297,14 @@ export class TaskCommands {
   ): Promise<SubmitResult[]> {
     if (requests.length === 0) return [];
     return this.transact(async (tx, appended) => {
-      const results = await this.submitIn(tx, appended, requests);
-      await verify?.(results, tx);
-      return results;
+      const submitted = await this.submitIn(tx, appended, requests);
+      if (!verify) return submitted;
+      await submitted.ready;
+      await verify(submitted.results, tx);
+      return submitted;
+    }).then(async (submitted) => {
+      await submitted.ready;
+      return submitted.results;
     });
   }
 
@@ -322,7 +338,16 @@ export class TaskCommands {
     }
   }
 
-  private async submitIn(tx: TaskRepository, appended: StoredTaskEvent[], requests: readonly SubmitRequest[]): Promise<SubmitResult[]> {
+  /**
+   * The submissions' decisions and writes. The queued ones are left in flight (their append, and
+   * their rows right behind it, with COMMIT in the same round trip): their `results` are complete
+   * once `ready` resolved, which is by the time the transaction has committed.
+   */
+  private async submitIn(
+    tx: TaskRepository,
+    appended: StoredTaskEvent[],
+    requests: readonly SubmitRequest[],
+  ): Promise<{ results: SubmitResult[]; ready: Promise<unknown> }> {
     const results: SubmitResult[] = new Array(requests.length);
     // An idempotency key seen earlier (in the store, or earlier in this batch) gives that task back.
     const firstWithKey = new Map<string, number>();
@@ -345,9 +370,15 @@ export class TaskCommands {
       }
       fresh.push(i);
     }
-    // The queue lock, the devices and the queue length in one round trip: statements sent together
-    // on one connection still run in order, so the devices are read under the lock.
-    const [, devicesAtStart, queuedAtStart] = await Promise.all([tx.lockQueue(), this.deviceViews(tx), tx.countQueued()]);
+    // The queue lock, the devices, the queue length and the transaction's time in one round trip:
+    // statements sent together on one connection still run in order, so the devices are read
+    // under the lock.
+    const [, devicesAtStart, queuedAtStart, at] = await Promise.all([
+      tx.lockQueue(),
+      this.deviceViews(tx),
+      tx.countQueued(),
+      tx.readTransactionTime(),
+    ]);
     let devices = devicesAtStart;
     let queuedAhead: number | undefined = queuedAtStart;
     let next = 0;
@@ -365,9 +396,13 @@ export class TaskCommands {
     }
     // No device can take them (the usual case while work waits): each is submitted and queued,
     // all in one append and one projection write: the same events and records as the steps above.
+    // Nothing waits for the append: the records are folded at the transaction's time, and the
+    // positions they hold are filled in from the log by the projection's write behind it.
+    let ready: Promise<unknown> = Promise.resolve();
     const rest = fresh.slice(next);
     if (rest.length) {
       if (queuedAhead === undefined) queuedAhead = await tx.countQueued();
+      const ahead = queuedAhead;
       const streams: NewStream[] = rest.map((i) => {
         const { taskId, spec, meta } = requests[i]!;
         return {
@@ -376,26 +411,35 @@ export class TaskCommands {
           meta,
         };
       });
-      const stored = await tx.appendNewStreams(streams);
-      const rows = stored.map((events) => ({
-        after: toRecord(events.reduce(evolve, initialState())),
-        lastPosition: events[events.length - 1]!.position,
-      }));
-      // Settled by the transaction (see TaskRepository).
-      void tx.projectNew(rows);
-      rest.forEach((i, k) => {
-        appended.push(...stored[k]!);
-        results[i] = {
-          task: rows[k]!.after,
-          events: stored[k]!,
-          started: [],
-          created: true,
-          ...(queuedAhead === undefined ? {} : { queuedAhead: queuedAhead + k }),
-        };
-      });
+      const records = streams.map((s) =>
+        toRecord(s.events.reduce((state, e, k) => evolve(state, provisional(e, s.streamId, k + 1, s.meta, at)), initialState())),
+      );
+      ready = tx.inFlight(
+        tx.appendNewStreams(streams).then((stored) => {
+          rest.forEach((i, k) => {
+            const events = stored[k]!;
+            // The append stores unsafe text in the data (NUL, a lone surrogate) replaced, and hands
+            // back the value it stored: then the record is that value's fold, as the row's is.
+            const asSent = events.every((e, j) => e.data === streams[k]!.events[j]!.data);
+            appended.push(...events);
+            results[i] = {
+              task: asSent ? newTaskRecordAt(records[k]!, events) : toRecord(events.reduce(evolve, initialState())),
+              events,
+              started: [],
+              created: true,
+              queuedAhead: ahead + k,
+            };
+          });
+        }),
+      );
+      void tx.projectNew(records);
     }
-    for (const [i, first] of repeats) results[i] = { task: results[first]!.task, events: [], started: [], created: false };
-    return results;
+    const filled = ready.then(() => {
+      for (const [i, first] of repeats) results[i] = { task: results[first]!.task, events: [], started: [], created: false };
+    });
+    // A failed append fails the transaction, which throws its error; nothing waits on this then.
+    filled.catch(() => {});
+    return { results, ready: filled };
   }
 
   /** Decide and apply one command to one task (after `preceding`); schedules when the command freed a slot. */

@@ -46,6 +46,17 @@ function rawToStored(r: Record<string, unknown>): StoredTaskEvent {
 }
 
 /**
+ * The time this transaction's events are recorded at: the column's default, now() (the time the
+ * transaction began), at the column's precision (rounded to the millisecond, as stored).
+ */
+const RECORDING_TIME = `SELECT now()::timestamp (3) with time zone AS at`;
+
+export async function recordingTime(tx: Conn): Promise<string> {
+  const [row] = await queryRows<{ at: string | Date }>(tx, RECORDING_TIME);
+  return new Date(row!.at).toISOString();
+}
+
+/**
  * The rows ($4, a JSON array, in version order) go in only if the stream is at version $5. A
  * stream already past it fails on the unique (stream_id, stream_version) index rather than
  * inserting nothing: an error aborts the transaction, so an append sent without waiting for its
@@ -103,13 +114,20 @@ export async function appendToStream(
   return rows.map(rawToStored).sort((a, b) => a.version - b.version);
 }
 
+const APPEND_NEW_STREAMS = `INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
+  SELECT v.stream_id, v.stream_version, v.type, v.data, v.metadata, $2::integer
+  FROM jsonb_to_recordset($1::jsonb) AS v(ord integer, stream_id text, stream_version integer, type text, data jsonb, metadata jsonb)
+  ORDER BY v.ord
+  RETURNING position::text AS position, recorded_at`;
+
 /**
  * Append the first events of several new streams in one statement, in the order given: rows
  * are inserted (and draw their positions) in that order. A stream id that already exists hits
  * the unique (stream_id, stream_version) index: ConcurrencyError, and nothing is written.
  * The rows travel as one JSON parameter (a sweep appends thousands: a parameter per value cost
- * more to build than to run), parsed once as jsonb (why: json-rows.ts), and only what the
- * database adds (position, time) comes back.
+ * more to build than to run), parsed once as jsonb (json_to_recordset would keep the text and
+ * parse each value bound for a jsonb column again: docs/BENCHMARKS.md, "A sixth look"), and only
+ * what the database adds (position, time) comes back.
  */
 export async function appendNewStreams(
   tx: Conn,
@@ -134,15 +152,8 @@ export async function appendNewStreams(
   if (rows.length === 0) return streams.map(() => []);
   let returned: { position: string; recorded_at: string | Date }[];
   try {
-    returned = rowsOf(
-      await tx.execute(sql`
-        INSERT INTO events (stream_id, stream_version, type, data, metadata, schema_version)
-        SELECT v.stream_id, v.stream_version, v.type, v.data, v.metadata, ${CURRENT_SCHEMA_VERSION}::integer
-        FROM jsonb_to_recordset(${`[${rows.join(',')}]`}::jsonb)
-          AS v(ord integer, stream_id text, stream_version integer, type text, data jsonb, metadata jsonb)
-        ORDER BY v.ord
-        RETURNING position::text AS position, recorded_at`),
-    );
+    // Sent as it is called (SQL text to the driver): the new tasks' rows go right behind it.
+    returned = await queryRows(tx, APPEND_NEW_STREAMS, [`[${rows.join(',')}]`, CURRENT_SCHEMA_VERSION]);
   } catch (err) {
     if (pgErrorCode(err) === '23505') throw new ConcurrencyError(streams.map((s) => s.streamId).join(', '), 0, null);
     throw err;

@@ -2,12 +2,11 @@
 // slot it takes or frees (in the transaction that appends the events it folds), and the reads
 // of single tasks, pages, counts and the whole table.
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import { ACTIVE_STATUSES, deviceChange, type TaskRecord, type TaskStatus } from '@trainyard/domain';
+import { ACTIVE_STATUSES, deviceChange, RECORD_POSITION_FIELDS, safeJson, type TaskRecord, type TaskStatus } from '@trainyard/domain';
 import { rowsOf, type Conn } from '../database';
 import { jsonValue, queryRows } from '../driver-query';
 import { ConcurrencyError } from '../errors';
 import { deviceHolders, tasks } from '../schema';
-import { jsonRecordset } from './json-rows';
 
 const TASK_BY_ID = `SELECT record FROM tasks WHERE id = $1`;
 const TASKS_BY_IDS = `SELECT record FROM tasks WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`;
@@ -87,17 +86,47 @@ export async function projectTask(tx: Conn, before: TaskRecord | null, after: Ta
   if (updated.length !== 1) throw new ConcurrencyError(after.id, before?.version ?? 0, null);
 }
 
-/** The rows of new tasks that hold no device (just submitted and queued), in one INSERT. */
-export async function projectNewTasks(tx: Conn, rows: readonly { after: TaskRecord; lastPosition: string }[]): Promise<void> {
-  if (rows.length === 0) return;
-  for (const { after } of rows) {
+/**
+ * The rows of new tasks that hold no device (just submitted and queued), in one INSERT sent right
+ * behind their append (appendNewStreams), before it answered: each record was folded at
+ * provisional positions, and the positions it holds (RECORD_POSITION_FIELDS) and the row's are
+ * taken from its stream's events. A new stream holds only the events just appended.
+ */
+const PROJECT_NEW_TASKS = `INSERT INTO tasks (${TASK_COLUMNS})
+  SELECT v.id, v.status, v.version, v.owner, v.name, v.idempotency_key, v.created_at,
+    CASE WHEN v.in_queue THEN (r.record->>'queuedPosition')::bigint END, v.priority, v.deleted, p.last_position, r.record
+  FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, version integer, owner text, name text,
+    idempotency_key text, created_at timestamptz, in_queue boolean, priority integer, deleted boolean, record jsonb)
+  CROSS JOIN LATERAL (
+    SELECT max(e.position) AS last_position, ${Object.entries(RECORD_POSITION_FIELDS)
+      .map(([type, field]) => `max(e.position) FILTER (WHERE e.type = '${type}') AS "${field}"`)
+      .join(', ')}
+    FROM events e WHERE e.stream_id = v.id) AS p
+  CROSS JOIN LATERAL (
+    SELECT v.record || jsonb_build_object(${Object.values(RECORD_POSITION_FIELDS)
+      .map((field) => `'${field}', p."${field}"::text`)
+      .join(', ')}) AS record) AS r`;
+
+export async function projectNewTasks(tx: Conn, records: readonly TaskRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  const rows = records.map((after) => {
     if (after.devices.length) throw new Error(`projectNewTasks: task ${after.id} takes devices; use projectTask`);
-  }
-  const { columns, source } = jsonRecordset(
-    tasks,
-    rows.map((r) => taskRow(r.after, r.lastPosition)),
-  );
-  await tx.execute(sql`INSERT INTO tasks (${columns}) SELECT * FROM ${source}`);
+    const r = taskRow(after, null);
+    return {
+      id: r.id,
+      status: r.status,
+      version: r.version,
+      owner: r.owner,
+      name: r.name,
+      idempotency_key: r.idempotencyKey,
+      created_at: r.createdAt,
+      in_queue: r.queuedPosition !== null,
+      priority: r.priority,
+      deleted: r.deleted,
+      record: r.record,
+    };
+  });
+  await queryRows(tx, PROJECT_NEW_TASKS, [safeJson(rows)]);
 }
 
 function taskRow<P extends string | null>(after: TaskRecord, lastPosition: P) {
