@@ -257,10 +257,10 @@ const taskSteps = machineSteps(taskMachine);
  * wherever they land in the log, so a store may write it before the append that draws their
  * positions has answered.
  */
-export const RECORD_POSITION_FIELDS = {
+export const RECORD_POSITION_FIELDS: Readonly<Partial<Record<TaskEventType, 'submittedPosition' | 'queuedPosition'>>> = {
   TaskSubmitted: 'submittedPosition',
   TaskQueued: 'queuedPosition',
-} as const satisfies Partial<Record<TaskEventType, keyof TaskRecord>>;
+};
 
 export const EVENTS_RECORDING_THEIR_POSITION: ReadonlySet<TaskEventType> = new Set(Object.keys(RECORD_POSITION_FIELDS) as TaskEventType[]);
 
@@ -272,7 +272,7 @@ export const EVENTS_RECORDING_THEIR_POSITION: ReadonlySet<TaskEventType> = new S
 export function newTaskRecordAt(record: TaskRecord, events: readonly StoredTaskEvent[]): TaskRecord {
   const out = { ...record };
   for (const e of events) {
-    const field = (RECORD_POSITION_FIELDS as Partial<Record<TaskEventType, 'submittedPosition' | 'queuedPosition'>>)[e.type];
+    const field = RECORD_POSITION_FIELDS[e.type];
     if (field) out[field] = e.position;
   }
   return out;
