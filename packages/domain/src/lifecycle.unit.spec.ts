@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import {
   decide,
   decideLostDevices,
+  EVENTS_LEAVING_RUNS_UNCHANGED,
   EVENTS_RECORDING_THEIR_POSITION,
   evolve,
+  isActive,
   fold,
   IllegalCommandError,
   initialState,
@@ -17,6 +19,7 @@ import {
   type StoredTaskEvent,
   type TaskCommand,
   type TaskCommandType,
+  type TaskRecord,
   type TaskState,
 } from '.';
 import { ev, given, grant, spec, stored, T0, when } from '../test/given';
@@ -210,6 +213,33 @@ describe('which events write their own position into the record', () => {
       expect(recordAt(100) !== recordAt(5_000)).toBe(events.some((e) => EVENTS_RECORDING_THEIR_POSITION.has(e.type)));
     },
   );
+});
+
+describe('which events leave a run as it was (what the recent runs read still holds after them)', () => {
+  const legal = Object.entries(table).flatMap(([stateName, row]) =>
+    Object.entries(row)
+      .filter(([, expected]) => expected !== X)
+      .map(([cmd]) => ({ stateName, cmd })),
+  );
+  const run = (r: TaskRecord) => ({
+    owner: r.spec.owner,
+    gpus: r.spec.resources.gpus,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    active: isActive(r.status),
+  });
+  it.each(legal)('$stateName + $cmd: a run changes only if an event is not in EVENTS_LEAVING_RUNS_UNCHANGED', ({ stateName, cmd }) => {
+    const state = states[stateName]!;
+    const events = decide(state, cmd === 'recordExit(1)' ? failedExit : commands[cmd as TaskCommandType], 't1');
+    if (!events.every((e) => EVENTS_LEAVING_RUNS_UNCHANGED.has(e.type))) return;
+    // Each event a second later than the one before (stored() spaces them so): a start or an end would move.
+    const after = toRecord(fold(stored(events, 't1', state.version, 100), state));
+    expect(run(after)).toEqual(run(toRecord(state)));
+  });
+  it('the set holds the reports a running trainer sends most', () => {
+    for (const type of ['ProgressRecorded', 'CheckpointRecorded', 'ArtifactRecorded'] as const)
+      expect(EVENTS_LEAVING_RUNS_UNCHANGED.has(type)).toBe(true);
+  });
 });
 
 describe("a new task's record with its events' positions filled in", () => {

@@ -4,6 +4,7 @@
 // Fair share, as Slurm's and Kueue's: past use decays with a half-life, so what a user ran last
 // month weighs little against what they ran this morning. A task's use is its devices × its run
 // time; finished tasks count here, running ones count in the policy (their devices now).
+import type { TaskEventType } from './events';
 import type { Account } from './scheduling';
 
 export interface UserLimits {
@@ -25,6 +26,19 @@ export interface UsageTask {
   startedAt: string | null;
   finishedAt: string | null;
 }
+
+/**
+ * Events that never start or end a run, nor change whose it is or its GPUs: what a service read
+ * of the recent runs still holds after them (the frequent ones: a trainer's reports). Any other
+ * event may change a run (lifecycle.unit.spec.ts checks this set against every legal command).
+ */
+export const EVENTS_LEAVING_RUNS_UNCHANGED: ReadonlySet<TaskEventType> = new Set<TaskEventType>([
+  'TrainerSpawned',
+  'TrainingStarted',
+  'ProgressRecorded',
+  'CheckpointRecorded',
+  'ArtifactRecorded',
+]);
 
 /** Each user with tasks or limits: their quota, GPU-hours used in their window, decayed use. */
 export function accountsFrom(
