@@ -1,7 +1,8 @@
 // restart cost vs history size: with 10k, 100k, 1M events in the log (bulk-generated, see
 // lib/history.ts), the time from spawning the service to its first answered request, its RSS
 // then, and the rebuild (`npm run rebuild`: fold the whole log and compare with the read models),
-// which must find no difference. On Postgres and on PGlite.
+// which must find no difference. On Postgres and on PGlite. And what the service's CPU does once
+// started and idle, with that history (its periodic work: the GPU refresh and the accounts).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import {
   freshSchemaName,
   onCleanup,
   printTable,
+  processCpuMs,
   ratio,
   removeDir,
   summarize,
@@ -37,6 +39,8 @@ interface Row {
   firstResponseAllMs: number[];
   rssMiB: number | null;
   peakRssMiB: number | null;
+  /** The service's CPU while idle after its last start, in ms per second over idleMs. */
+  idleCpuMsPerS: number;
   rebuild: RebuildResult;
 }
 
@@ -46,6 +50,8 @@ export const restart: Benchmark = {
   async run(ctx: BenchContext): Promise<BenchOutput> {
     const sizes = ctx.sizes ?? (ctx.quick ? [0, 800, 4000] : [0, 10_000, 100_000, 1_000_000]);
     const starts = ctx.n ?? (ctx.quick ? 2 : 3);
+    // Four GPU refreshes (every 5 s by default) after the last start.
+    const idleMs = ctx.quick ? 1_000 : 20_000;
     const rows: Row[] = [];
     const backends: Row['backend'][] = ctx.skipPglite ? ['postgres'] : ['postgres', 'pglite'];
     for (const kind of backends) {
@@ -66,11 +72,17 @@ export const restart: Benchmark = {
           const firsts: number[] = [];
           const listenings: number[] = [];
           let memory: { rssMiB: number; peakMiB: number } | null = null;
+          let idleCpuMsPerS = NaN;
           for (let i = 0; i < starts; i++) {
             const server = await startServer({ backend, dataDir, ownData: false });
             memory = server.memory();
             firsts.push(Math.round(server.startup.firstResponseMs));
             listenings.push(Math.round(server.startup.listeningMs));
+            if (i === starts - 1) {
+              const before = processCpuMs(server.pid);
+              await new Promise((r) => setTimeout(r, idleMs));
+              idleCpuMsPerS = Math.round(((processCpuMs(server.pid) - before) / (idleMs / 1000)) * 10) / 10;
+            }
             await server.stop();
             await server.dispose();
           }
@@ -90,11 +102,12 @@ export const restart: Benchmark = {
             firstResponseAllMs: firsts,
             rssMiB: memory?.rssMiB ?? null,
             peakRssMiB: memory?.peakMiB ?? null,
+            idleCpuMsPerS,
             rebuild,
           };
           rows.push(row);
           ctx.log(
-            `${kind} ${gen.events} events: first response ${row.firstResponseMs} ms, RSS ${row.rssMiB} MiB, rebuild ${rebuild.ms} ms`,
+            `${kind} ${gen.events} events: first response ${row.firstResponseMs} ms, RSS ${row.rssMiB} MiB, idle CPU ${idleCpuMsPerS} ms/s, rebuild ${rebuild.ms} ms`,
           );
         } finally {
           await drop();
@@ -104,7 +117,18 @@ export const restart: Benchmark = {
 
     printTable(
       `restart: spawn to first answered system.health (median of ${starts}), RSS then, and npm run rebuild`,
-      ['backend', 'events', 'tasks', 'first resp ms', 'listening ms', 'RSS MiB', 'rebuild ms', 'rebuild peak MiB', 'diffs'],
+      [
+        'backend',
+        'events',
+        'tasks',
+        'first resp ms',
+        'listening ms',
+        'RSS MiB',
+        'idle CPU ms/s',
+        'rebuild ms',
+        'rebuild peak MiB',
+        'diffs',
+      ],
       rows.map((r) => [
         r.backend,
         r.events,
@@ -112,6 +136,7 @@ export const restart: Benchmark = {
         r.firstResponseMs,
         r.listeningMs,
         r.rssMiB,
+        r.idleCpuMsPerS,
         r.rebuild.ms,
         r.rebuild.peakMiB,
         r.rebuild.differences,
@@ -127,6 +152,7 @@ export const restart: Benchmark = {
       const key = `${kind} start-up ${large.events}/${small.events} events`;
       ratios[key] = ratio(large.firstResponseMs, small.firstResponseMs);
       ratios[`${kind} RSS ${large.events}/${small.events} events`] = ratio(large.rssMiB, small.rssMiB);
+      ratios[`${kind} idle CPU ${large.events}/${small.events} events`] = ratio(large.idleCpuMsPerS, small.idleCpuMsPerS);
       if (kind === 'postgres') {
         targets.push(target(`start-up flat: ${key}`, '≤ 1.2', ratios[key]!, (v) => v <= 1.2));
         targets.push(
@@ -144,7 +170,7 @@ export const restart: Benchmark = {
     }
     printTable('restart ratios', ['ratio', 'value'], Object.entries(ratios));
     return {
-      params: { sizes, starts, eventsPerTask: EVENTS_PER_TASK },
+      params: { sizes, starts, eventsPerTask: EVENTS_PER_TASK, idleMs },
       rows: rows as unknown as Record<string, unknown>[],
       ratios,
       targets,
@@ -152,6 +178,7 @@ export const restart: Benchmark = {
         'History: finished tasks of 8 events each, written by INSERT … SELECT generate_series with the projection rows the fold gives (then ANALYZE); every size passes the rebuild check (0 differences).',
         'Start-up: from spawn (node --import tsx services/server/src/main.ts, as npm start) to the first answered system.health over HTTP, polled every 5 ms; it includes Node and tsx start-up, the same at every size (the 0-event row is that baseline).',
         'Rebuild: `npm run rebuild -- --json` (compareWithLog): its own figure (fold + compare) and its peak RSS sampled from /proc.',
+        `Idle CPU: the service's user + system CPU (/proc, 10 ms ticks) over ${idleMs / 1000} s right after its last start, nothing submitted: its periodic work (the GPU refresh every 5 s, with the users' accounts) on that history.`,
       ],
     };
   },
