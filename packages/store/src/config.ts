@@ -11,6 +11,7 @@ export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): OpenOption
     dataDir: join(dataRoot, 'pglite'),
     schema: env.TRAINYARD_DB_SCHEMA || undefined,
     migrate: migrateFromEnv(env.TRAINYARD_MIGRATE),
+    queryTimeoutMs: queryTimeoutFromEnv(env.TRAINYARD_DB_QUERY_TIMEOUT_MS),
     dataRoot,
   };
 }
@@ -21,6 +22,23 @@ export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): OpenOption
  */
 export function instanceLockFile(dataRoot: string): string {
   return join(dataRoot, 'runs', '.instance.lock');
+}
+
+/**
+ * How long a Postgres statement may go unanswered (see OpenOptions.queryTimeoutMs): far above any
+ * statement the service runs (the log is read in pages), far below the quarter of an hour TCP
+ * takes by default to give up on a database host that went silent.
+ */
+export const DEFAULT_QUERY_TIMEOUT_MS = 120_000;
+
+function queryTimeoutFromEnv(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return DEFAULT_QUERY_TIMEOUT_MS;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 0 || ms > 24 * 3_600_000)
+    throw new Error(
+      `TRAINYARD_DB_QUERY_TIMEOUT_MS=${JSON.stringify(raw)}: must be a whole number of milliseconds up to a day, or 0 for no limit`,
+    );
+  return ms;
 }
 
 function migrateFromEnv(raw: string | undefined): boolean {

@@ -13,6 +13,7 @@ import postgres from 'postgres';
 import { InFlightWrites } from './in-flight-writes';
 import { pipelinedTransactions } from './pipelined-transaction';
 import { preparingStatements } from './prepared-statements';
+import { silentHostPool } from './silent-host-pool';
 import * as schema from './schema';
 
 export type Schema = typeof schema;
@@ -54,6 +55,13 @@ export interface OpenOptions {
   migrate?: boolean;
   /** Postgres pool size. */
   maxConnections?: number;
+  /**
+   * Postgres: a statement still unanswered after this long is cancelled (it rejects with
+   * QUERY_TIMEOUT), and when the cancel gets no answer either within 5 s (a silent network or
+   * server) its connection is closed and the pool connects again. TCP alone takes many minutes to
+   * give up on a peer that went silent. 0 or absent: no limit.
+   */
+  queryTimeoutMs?: number | undefined;
 }
 
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -133,13 +141,16 @@ async function openPostgres(url: string, schemaName: string, opts: OpenOptions):
   } finally {
     await boot.end();
   }
-  const client = preparingStatements(
-    postgres(url, {
-      ...common,
-      max: opts.maxConnections ?? 10,
-      connection: { search_path: schemaName, application_name: 'trainyard' },
-    }),
-  );
+  const poolOptions = {
+    ...common,
+    max: opts.maxConnections ?? 10,
+    query_timeout: (opts.queryTimeoutMs ?? 0) / 1000,
+    connection: { search_path: schemaName, application_name: 'trainyard' },
+  };
+  const openPool = () => preparingStatements(postgres(url, poolOptions));
+  // Without a query timeout no connection is ever found silent: the plain pool.
+  const pool = opts.queryTimeoutMs ? silentHostPool(openPool) : null;
+  const client = pool?.client ?? openPool();
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
   return {
     kind: 'postgres',
@@ -147,7 +158,7 @@ async function openPostgres(url: string, schemaName: string, opts: OpenOptions):
     schema: schemaName,
     location: redact(url),
     transaction: pipelinedTransactions(client, db),
-    close: () => client.end({ timeout: 5 }),
+    close: () => (pool ?? client).end({ timeout: 5 }),
   };
 }
 

@@ -28,6 +28,9 @@ const CONNECTION_CODES = new Set([
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
+  // A cancelled statement (query_timeout) whose cancel got no answer: its connection was closed
+  // and whether it ran is unknown, as when a connection is lost.
+  'CANCEL_UNANSWERED',
 ]);
 /**
  * SQLSTATEs of a database that is away: class 08 (connection exception), 57P01-57P03 (shut
@@ -63,6 +66,14 @@ export function pgErrorCode(err: unknown): string | undefined {
 /** The database is unreachable or going away: wait and retry, and tell callers to try later. */
 export function isConnectionError(err: unknown): boolean {
   return codesOf(err).some((c) => CONNECTION_CODES.has(c) || OUTAGE_STATES.test(c));
+}
+
+/**
+ * A statement was cancelled (query_timeout) and the cancel got no answer either: the connection
+ * was closed, since the host it reached has gone silent.
+ */
+export function isUnansweredCancel(err: unknown): boolean {
+  return codesOf(err).includes('CANCEL_UNANSWERED');
 }
 
 /** A conflict with a concurrent writer or a transient failure: the same work may be run again. */

@@ -14,6 +14,18 @@ describe('database error classification', () => {
     expect(isConnectionError(Object.assign(new Error('x'), { code: 'ECONNRESET' }))).toBe(true);
   });
 
+  it('a statement past query_timeout: a connection error only when its cancel got no answer (the connection was closed)', () => {
+    const timedOut = (cause: string) =>
+      Object.assign(new Error('The query did not finish within query_timeout'), {
+        code: 'QUERY_TIMEOUT',
+        cause: Object.assign(new Error('x'), { code: cause }),
+      });
+    expect(isConnectionError(timedOut('CANCEL_UNANSWERED'))).toBe(true);
+    expect(isConnectionError(wrapped('CONNECTION_DESTROYED'))).toBe(true);
+    // The server answered the cancel: a slow statement, not an outage.
+    expect(isConnectionError(timedOut('57014'))).toBe(false);
+  });
+
   it('message text decides nothing: a refused row whose message says "connection" is no outage', () => {
     expect(isConnectionError(wrapped('23505', 'duplicate key value violates unique constraint "connection_uq"'))).toBe(false);
     expect(isConnectionError(new Error('terminating connection due to administrator command'))).toBe(false);

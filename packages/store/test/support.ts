@@ -133,3 +133,5 @@ export async function dropSchema(url: string, schema: string): Promise<void> {
 export function rawClient(url: string, schema: string) {
   return postgres(url, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
 }
+
+export { startSilencingProxy, type SilencingProxy } from './silencing-proxy';

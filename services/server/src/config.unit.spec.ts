@@ -20,4 +20,14 @@ describe('loadConfig', () => {
     });
     expect(config.trainerInheritedEnv).toEqual({ PATH: '/usr/bin', CUDA_HOME: '/cuda', HF_TOKEN: 'hf_x' });
   });
+
+  it("given TRAINYARD_DB_QUERY_TIMEOUT_MS, then the database's statements are limited by it (2 min unset, none at 0), and a bad value is refused naming the variable", () => {
+    expect(loadConfig({ TRAINYARD_DATA_DIR: dataDir }).storage.queryTimeoutMs).toBe(120_000);
+    expect(loadConfig({ TRAINYARD_DATA_DIR: dataDir, TRAINYARD_DB_QUERY_TIMEOUT_MS: '0' }).storage.queryTimeoutMs).toBe(0);
+    expect(loadConfig({ TRAINYARD_DATA_DIR: dataDir, TRAINYARD_DB_QUERY_TIMEOUT_MS: '5000' }).storage.queryTimeoutMs).toBe(5000);
+    for (const bad of ['-1', '1.5', 'ten', String(25 * 3_600_000)])
+      expect(() => loadConfig({ TRAINYARD_DATA_DIR: dataDir, TRAINYARD_DB_QUERY_TIMEOUT_MS: bad }), bad).toThrow(
+        /TRAINYARD_DB_QUERY_TIMEOUT_MS/,
+      );
+  });
 });

@@ -1,0 +1,52 @@
+// The database host goes silent while a task trains (it vanished without a word and its address
+// now leads to a database that answers: a standby, a healed route): the service's open
+// connections get no answer and no error, ever. With the statement limit
+// (TRAINYARD_DB_QUERY_TIMEOUT_MS) each statement on them fails as a connection error, which the
+// runner retries on a fresh connection: the task completes with its whole log and one
+// TaskCompleted, and the API answers again. Without the limit its reports would wait for as
+// long as TCP takes to give up (many minutes; here, for ever).
+import { afterEach, describe, expect, it } from 'vitest';
+import { backendAvailable, backends, startSilencingProxy, type SilencingProxy } from '@trainyard/store/testing';
+import { eventually, simulated, startServer, type RunningServer } from './harness';
+
+const postgres = backends().find((b) => b.kind === 'postgres')!;
+
+describe.skipIf(!backendAvailable(postgres))('a database host that goes silent while a task trains (Postgres)', () => {
+  let s: RunningServer | undefined;
+  let proxy: SilencingProxy | undefined;
+  afterEach(async () => {
+    await s?.dispose();
+    await proxy?.close();
+  });
+
+  it('given the connections gone silent mid-training, then the reports are retried on fresh ones: COMPLETED, every line once, one TaskCompleted', async () => {
+    proxy = await startSilencingProxy(postgres.url!);
+    s = await startServer({
+      backend: { kind: 'postgres', url: proxy.via(postgres.url!) },
+      env: { TRAINYARD_DB_QUERY_TIMEOUT_MS: '500' },
+    });
+    const c = s.client;
+    const task = await c.tasks.create.mutate(simulated({ steps: 20, stepMs: 100, logLinesPerStep: 1 }, { name: 'through-silence' }));
+    await eventually(async () => (await c.tasks.get.query({ id: task.id })).status === 'TRAINING', 'the task to train');
+    expect(proxy.silenceOpen()).toBeGreaterThan(0);
+
+    const done = await eventually(
+      async () => {
+        const t = await c.tasks.get.query({ id: task.id });
+        return t.status === 'COMPLETED' || t.status === 'FAILED' ? t : null;
+      },
+      'the task to end',
+      60_000,
+    );
+    expect(done.status).toBe('COMPLETED');
+    const events = (await c.events.list.query({ taskId: task.id, limit: 1000 })).events.map((e) => e.type);
+    expect(events.filter((t) => t === 'TaskCompleted')).toHaveLength(1);
+    expect(events.at(-1)).toBe('TaskCompleted');
+    const logs = await c.tasks.logs.query({ id: task.id, afterSeq: 0, limit: 1000 });
+    const seqs = logs.lines.map((l) => l.seq);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    expect(logs.lines.filter((l) => /step/i.test(l.line)).length).toBeGreaterThanOrEqual(20);
+    // The runner said what it waited for.
+    expect(s.output.join('\n')).toMatch(/database unavailable \(.*\); retrying/);
+  }, 120_000);
+});
