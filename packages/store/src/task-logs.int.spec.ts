@@ -94,5 +94,20 @@ for (const backend of backends()) {
       expect(await readLogLines(t.db, 'running', 0, 10)).toHaveLength(1);
       expect(await readStream(t.db, 'ended')).toHaveLength(events);
     });
+
+    it('pruneLogs in batches of 2 lines still deletes all 5 lines of ended tasks, and none of a running one', async () => {
+      for (const id of ['one', 'two']) {
+        await training(id);
+        await store.execute(id, { type: 'recordExit', exitCode: 0, signal: null }, meta);
+      }
+      await training('running');
+      await appendLogLines(t.db, 'one', [line(1, 'a'), line(2, 'b'), line(3, 'c')]);
+      await appendLogLines(t.db, 'two', [line(1, 'd'), line(2, 'e')]);
+      await appendLogLines(t.db, 'running', [line(1, 'f')]);
+      expect(await pruneLogs(t.db, new Date(Date.now() + 60_000), 2)).toBe(5);
+      expect(await readLogLines(t.db, 'one', 0, 10)).toEqual([]);
+      expect(await readLogLines(t.db, 'two', 0, 10)).toEqual([]);
+      expect(await readLogLines(t.db, 'running', 0, 10)).toHaveLength(1);
+    });
   });
 }

@@ -59,24 +59,39 @@ export async function lastLogSeq(conn: Conn, taskId: string): Promise<number> {
 }
 
 /**
+ * Lines deleted per statement: the first prune of a long history (millions of lines) is a series
+ * of short statements, each well inside the statement limit (TRAINYARD_DB_QUERY_TIMEOUT_MS).
+ */
+const PRUNE_BATCH = 10_000;
+
+/**
  * Delete the output lines of tasks that ended (COMPLETED, FAILED, CANCELLED) before `endedBefore`:
  * the retention policy of trainer output. Their events, the task's history, stay. Returns how
  * many lines were deleted.
  */
-export async function pruneLogs(conn: Conn, endedBefore: Date): Promise<number> {
+export async function pruneLogs(conn: Conn, endedBefore: Date, batch = PRUNE_BATCH): Promise<number> {
   const statuses = sql.join(
     TERMINAL_STATUSES.map((s) => sql`${s}`),
     sql`, `,
   );
-  const rows = rowsOf<{ n: number | string }>(
-    await conn.execute(sql`
-      WITH pruned AS (
-        DELETE FROM task_logs l USING tasks t
-        WHERE l.task_id = t.id AND t.status IN (${statuses})
-          AND (t.record->>'finishedAt')::timestamptz < ${endedBefore.toISOString()}::timestamptz
-        RETURNING 1
-      )
-      SELECT count(*)::integer AS n FROM pruned`),
-  );
-  return Number(rows[0]?.n ?? 0);
+  let deleted = 0;
+  for (;;) {
+    const rows = rowsOf<{ n: number | string }>(
+      await conn.execute(sql`
+        WITH doomed AS (
+          SELECT l.task_id, l.seq FROM task_logs l JOIN tasks t ON t.id = l.task_id
+          WHERE t.status IN (${statuses})
+            AND (t.record->>'finishedAt')::timestamptz < ${endedBefore.toISOString()}::timestamptz
+          LIMIT ${batch}
+        ), pruned AS (
+          DELETE FROM task_logs l USING doomed d
+          WHERE l.task_id = d.task_id AND l.seq = d.seq
+          RETURNING 1
+        )
+        SELECT count(*)::integer AS n FROM pruned`),
+    );
+    const n = Number(rows[0]?.n ?? 0);
+    deleted += n;
+    if (n < batch) return deleted;
+  }
 }
