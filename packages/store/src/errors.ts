@@ -16,7 +16,12 @@ export class ConcurrencyError extends Error {
   }
 }
 
-/** Driver codes (postgres.js, Node's net) of a connection that is gone or never came. */
+/**
+ * Driver codes (postgres.js, Node's net) of a connection that is gone or never came, or of a
+ * statement the database did not answer within the statement limit (TRAINYARD_DB_QUERY_TIMEOUT_MS):
+ * either way the database is not there for the caller now, and the work may be run again (a
+ * cancelled statement rolled its transaction back; one whose cancel went unanswered is as lost).
+ */
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -28,8 +33,7 @@ const CONNECTION_CODES = new Set([
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
-  // A cancelled statement (query_timeout) whose cancel got no answer: its connection was closed
-  // and whether it ran is unknown, as when a connection is lost.
+  'QUERY_TIMEOUT',
   'CANCEL_UNANSWERED',
 ]);
 /**

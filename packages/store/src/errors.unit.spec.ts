@@ -1,6 +1,6 @@
 // Database errors classified by code along the cause chain, never by message text.
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyError, isConnectionError, isRefusedData, isRetryable, pgErrorCode } from './errors';
+import { ConcurrencyError, isConnectionError, isRefusedData, isRetryable, isUnansweredCancel, pgErrorCode } from './errors';
 
 /** An error as drizzle throws it: "Failed query: …" wrapping the driver's error. */
 const wrapped = (code: string, message = 'some text') =>
@@ -14,16 +14,21 @@ describe('database error classification', () => {
     expect(isConnectionError(Object.assign(new Error('x'), { code: 'ECONNRESET' }))).toBe(true);
   });
 
-  it('a statement past query_timeout: a connection error only when its cancel got no answer (the connection was closed)', () => {
+  it('a statement past query_timeout is a connection error (retried), and one whose cancel got no answer closed its connection', () => {
     const timedOut = (cause: string) =>
       Object.assign(new Error('The query did not finish within query_timeout'), {
         code: 'QUERY_TIMEOUT',
         cause: Object.assign(new Error('x'), { code: cause }),
       });
     expect(isConnectionError(timedOut('CANCEL_UNANSWERED'))).toBe(true);
+    expect(isUnansweredCancel(timedOut('CANCEL_UNANSWERED'))).toBe(true);
     expect(isConnectionError(wrapped('CONNECTION_DESTROYED'))).toBe(true);
-    // The server answered the cancel: a slow statement, not an outage.
-    expect(isConnectionError(timedOut('57014'))).toBe(false);
+    // The server answered the cancel (a lock held, a stalled disk): the database is not there for
+    // the caller in time either, and the statement's transaction was rolled back: run it again.
+    expect(isConnectionError(timedOut('57014'))).toBe(true);
+    expect(isUnansweredCancel(timedOut('57014'))).toBe(false);
+    // A statement cancelled by the server's own statement_timeout is no outage.
+    expect(isConnectionError(wrapped('57014'))).toBe(false);
   });
 
   it('message text decides nothing: a refused row whose message says "connection" is no outage', () => {

@@ -1,10 +1,12 @@
-// The database host goes silent while a task trains (it vanished without a word and its address
+// A database that does not answer in time, for either of two reasons. Its host goes silent while a task trains (it vanished without a word and its address
 // now leads to a database that answers: a standby, a healed route): the service's open
 // connections get no answer and no error, ever. With the statement limit
 // (TRAINYARD_DB_QUERY_TIMEOUT_MS) each statement on them fails as a connection error, which the
 // runner retries on a fresh connection: the task completes with its whole log and one
 // TaskCompleted, and the API answers again. Without the limit its reports would wait for as
-// long as TCP takes to give up (many minutes; here, for ever).
+// long as TCP takes to give up (many minutes; here, for ever). Or a lock the exit needs is held
+// past the limit: the cancelled exit is retried until it goes through, never dropped.
+import postgresJs from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backendAvailable, backends, startSilencingProxy, type SilencingProxy } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
@@ -48,5 +50,37 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     expect(logs.lines.filter((l) => /step/i.test(l.line)).length).toBeGreaterThanOrEqual(20);
     // The runner said what it waited for.
     expect(s.output.join('\n')).toMatch(/database unavailable \(.*\); retrying/);
+  }, 120_000);
+
+  it('given the queue lock held past the statement limit as a task ends, then its exit is retried, not dropped: COMPLETED once the lock is let go', async () => {
+    s = await startServer({ backend: postgres, env: { TRAINYARD_DB_QUERY_TIMEOUT_MS: '500' } });
+    const c = s.client;
+    const task = await c.tasks.create.mutate(simulated({ steps: 10, stepMs: 100 }, { name: 'held-up' }));
+    await eventually(async () => (await c.tasks.get.query({ id: task.id })).status === 'TRAINING', 'the task to train');
+    const holder = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
+    try {
+      await holder.begin(async (tx) => {
+        // The lock every transaction that fills a slot takes (sql/queue.ts), as another writer holds it.
+        await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || $1::text))`, [s!.schema]);
+        await eventually(
+          async () => /database unavailable \(QUERY_TIMEOUT/.test(s!.output.join('\n')),
+          'the exit to time out and be retried',
+        );
+        expect((await c.tasks.get.query({ id: task.id })).status).toBe('TRAINING');
+      });
+    } finally {
+      await holder.end();
+    }
+    const done = await eventually(
+      async () => {
+        const t = await c.tasks.get.query({ id: task.id });
+        return t.status === 'COMPLETED' || t.status === 'FAILED' ? t : null;
+      },
+      'the task to end',
+      30_000,
+    );
+    expect(done.status).toBe('COMPLETED');
+    const events = (await c.events.list.query({ taskId: task.id, limit: 1000 })).events.map((e) => e.type);
+    expect(events.filter((t) => t === 'TaskCompleted')).toHaveLength(1);
   }, 120_000);
 });
