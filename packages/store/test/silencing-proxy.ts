@@ -10,15 +10,21 @@ export interface SilencingProxy {
   via(url: string): string;
   /** Every connection open now goes silent (its database side is closed, as by a vanished host). */
   silenceOpen(): number;
+  /** Every connection, those open now and those made later, goes silent: the database is gone. */
+  silenceAll(): void;
+  /** Connections made from now on reach the database again (silenced ones stay silent). */
+  restore(): void;
   close(): Promise<void>;
 }
 
 export async function startSilencingProxy(databaseUrl: string): Promise<SilencingProxy> {
   const target = new URL(databaseUrl);
   const open = new Set<{ client: Socket; upstream: Socket; silent: boolean }>();
+  let allSilent = false;
   const server = createServer((client) => {
     const upstream = connect(Number(target.port || 5432), target.hostname);
-    const pair = { client, upstream, silent: false };
+    const pair = { client, upstream, silent: allSilent };
+    if (allSilent) upstream.destroy();
     open.add(pair);
     client.on('data', (d) => {
       if (!pair.silent) upstream.write(d);
@@ -39,6 +45,16 @@ export async function startSilencingProxy(databaseUrl: string): Promise<Silencin
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
+  const silenceOpen = () => {
+    let n = 0;
+    for (const pair of open) {
+      if (pair.silent) continue;
+      pair.silent = true;
+      pair.upstream.destroy();
+      n++;
+    }
+    return n;
+  };
   return {
     via(url) {
       const u = new URL(url);
@@ -46,15 +62,13 @@ export async function startSilencingProxy(databaseUrl: string): Promise<Silencin
       u.port = String(port);
       return u.toString();
     },
-    silenceOpen() {
-      let n = 0;
-      for (const pair of open) {
-        if (pair.silent) continue;
-        pair.silent = true;
-        pair.upstream.destroy();
-        n++;
-      }
-      return n;
+    silenceOpen,
+    silenceAll() {
+      allSilent = true;
+      silenceOpen();
+    },
+    restore() {
+      allSilent = false;
     },
     async close() {
       for (const { client, upstream } of open) {

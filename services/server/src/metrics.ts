@@ -7,6 +7,7 @@
 import client from 'prom-client';
 import { TASK_STATUSES, WAIT_CODES, type StoredTaskEvent, type TaskRecord } from '@trainyard/domain';
 import { countByStatus, countQueued, listDevicesWithHolders } from '@trainyard/store';
+import { answerWithin } from './answer-within';
 import { log } from './log';
 import type { TrainyardService } from './service';
 
@@ -72,7 +73,7 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         // A database that does not answer leaves these out (trainyard_database_up says why), not the scrape.
-        const counts = await countByStatus(db).catch(() => null);
+        const counts = await answerWithin(countByStatus(db)).catch(() => null);
         this.reset();
         if (counts) for (const s of TASK_STATUSES) this.set({ status: s }, counts[s] ?? 0);
       },
@@ -82,9 +83,10 @@ export class Metrics {
       help: 'Tasks waiting in the queue',
       registers: [this.registry],
       async collect() {
-        const n = await countQueued(db).catch(() => null);
-        this.reset();
-        if (n !== null) this.set(n);
+        const n = await answerWithin(countQueued(db)).catch(() => null);
+        // A gauge without labels cannot be left out (reset() puts it at 0, an empty queue): NaN
+        // says there is no figure, and compares false in any alert.
+        this.set(n ?? NaN);
       },
     });
     new client.Gauge({
@@ -93,7 +95,7 @@ export class Metrics {
       labelNames: ['state'],
       registers: [this.registry],
       async collect() {
-        const devices = await listDevicesWithHolders(db).catch(() => null);
+        const devices = await answerWithin(listDevicesWithHolders(db)).catch(() => null);
         this.reset();
         if (!devices) return;
         const busy = devices.filter((d) => d.holders.length).length;
@@ -273,8 +275,9 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         const { queue, at } = await read();
+        if (!queue) return this.set(NaN); // no figure, not "none preparing"
         let max = 0;
-        for (const d of queue?.devices ?? [])
+        for (const d of queue.devices)
           for (const h of d.holders)
             if (h.task?.status === 'PREPARING' && h.task.startedAt) max = Math.max(max, (at - Date.parse(h.task.startedAt)) / 1000);
         this.set(max);
@@ -301,7 +304,7 @@ export class Metrics {
 
   private fresh(): Promise<Snapshot> {
     const at = Date.now();
-    this.snapshot = this.service.queue({ user: 'metrics', admin: true }, QUEUE_SCRAPE_LIMIT).then(
+    this.snapshot = answerWithin(this.service.queue({ user: 'metrics', admin: true }, QUEUE_SCRAPE_LIMIT)).then(
       (queue) => ({ at, queue }),
       () => ({ at, queue: null }),
     );

@@ -64,6 +64,7 @@ import { devicePicture, mayReplaceDevices, resolveResources, type DevicePicture 
 import { checkGangAgainstQuota, resolvePriority } from './priorities';
 import { GpuProbe, type GpuInfo } from './gpu';
 import { GpuHistory } from './gpu/history';
+import { answerWithin } from './answer-within';
 import { datasetNotAllowedMessage, resolveDataset } from './datasets';
 import { inspectDataset, type DatasetInspection, type DatasetSummary } from './dataset-inspect';
 import { taskOutputDir } from './outputs';
@@ -979,7 +980,7 @@ export class TrainyardService {
     let database: 'up' | 'down' = 'up';
     let cause: string | null = null;
     try {
-      await countQueued(this.database.db);
+      await answerWithin(countQueued(this.database.db));
     } catch (err) {
       database = 'down';
       cause = databaseErrorMessage(err);
