@@ -23,7 +23,7 @@ export interface SilentHostPool {
 export function silentHostPool(open: () => postgres.Sql): SilentHostPool {
   let pool = open();
   let ended = false;
-  const client = new Proxy(function pool() {} as unknown as postgres.Sql, {
+  const client = new Proxy(function sql() {} as unknown as postgres.Sql, {
     get: (_target, key) => {
       const value = Reflect.get(pool, key, pool) as unknown;
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(pool) : value;
