@@ -80,6 +80,15 @@ export function isUnansweredCancel(err: unknown): boolean {
   return codesOf(err).includes('CANCEL_UNANSWERED');
 }
 
+/**
+ * A statement was cancelled at the statement limit and the server said so: it is up, and the
+ * statement was waiting (for a lock, most likely) or slow.
+ */
+export function isStatementLimit(err: unknown): boolean {
+  const codes = codesOf(err);
+  return codes.includes('QUERY_TIMEOUT') && codes.includes('57014');
+}
+
 /** A conflict with a concurrent writer or a transient failure: the same work may be run again. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof ConcurrencyError) return true;

@@ -1,6 +1,14 @@
 // Database errors classified by code along the cause chain, never by message text.
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyError, isConnectionError, isRefusedData, isRetryable, isUnansweredCancel, pgErrorCode } from './errors';
+import {
+  ConcurrencyError,
+  isConnectionError,
+  isRefusedData,
+  isRetryable,
+  isStatementLimit,
+  isUnansweredCancel,
+  pgErrorCode,
+} from './errors';
 
 /** An error as drizzle throws it: "Failed query: …" wrapping the driver's error. */
 const wrapped = (code: string, message = 'some text') =>
@@ -27,6 +35,9 @@ describe('database error classification', () => {
     // the caller in time either, and the statement's transaction was rolled back: run it again.
     expect(isConnectionError(timedOut('57014'))).toBe(true);
     expect(isUnansweredCancel(timedOut('57014'))).toBe(false);
+    expect(isStatementLimit(timedOut('57014'))).toBe(true);
+    expect(isStatementLimit(timedOut('CANCEL_UNANSWERED'))).toBe(false);
+    expect(isStatementLimit(wrapped('57014'))).toBe(false);
     // A statement cancelled by the server's own statement_timeout is no outage.
     expect(isConnectionError(wrapped('57014'))).toBe(false);
   });

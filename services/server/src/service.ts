@@ -32,6 +32,7 @@ import {
   databaseErrorMessage,
   ensureProjectionCurrent,
   isConnectionError,
+  isStatementLimit,
   lastLogLines,
   holdersOfAbsentDevices,
   instanceLockFile,
@@ -233,7 +234,7 @@ export class TrainyardService {
   }
 
   private async boot(): Promise<void> {
-    const projection = await ensureProjectionCurrent(this.database);
+    const projection = await this.waitingForPeers(() => ensureProjectionCurrent(this.database));
     if (projection.rebuilt) {
       this.log.info(
         `read models refolded from the log (fold version ${projection.found} -> ${projection.version}): ` +
@@ -267,6 +268,24 @@ export class TrainyardService {
       void this.pruneOldLogs();
       this.pruneTimer = setInterval(() => void this.pruneOldLogs(), LOG_PRUNE_INTERVAL_MS);
       this.pruneTimer.unref();
+    }
+  }
+
+  /**
+   * `work` again for as long as it stops at the statement limit on a database that answers: at
+   * start-up that is a wait for another instance, which holds the read models' version while it
+   * refolds them after an upgrade (minutes on a long log).
+   */
+  private async waitingForPeers<T>(work: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await work();
+      } catch (err) {
+        if (!isStatementLimit(err)) throw err;
+        this.log.info(
+          `waiting for another instance (it holds the read models' version, refolding them after an upgrade): ${errorText(err)}`,
+        );
+      }
     }
   }
 

@@ -105,4 +105,36 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     expect(text).toMatch(/^trainyard_task_preparing_max_seconds nan$/im);
     expect(text).not.toMatch(/^trainyard_tasks\{/m);
   }, 40_000);
+
+  it("given another instance holding the read models' version past the statement limit (a refold after an upgrade), then a starting service waits for it, then starts", async () => {
+    s = await startServer({ backend: postgres, env: { TRAINYARD_DB_QUERY_TIMEOUT_MS: '500' } });
+    const holder = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
+    const watcher = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
+    try {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const holding = holder.begin(async (tx) => {
+        await tx.unsafe(`SELECT version FROM ${s!.schema}.projection_versions FOR UPDATE`);
+        await released;
+      });
+      const restarted = s.restart();
+      await eventually(
+        async () =>
+          (
+            await watcher`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'trainyard' AND wait_event_type = 'Lock'`
+          )[0]!.n > 0,
+        'the starting service to wait for the lock',
+      );
+      // Past the limit (500 ms) at least once: its wait is cancelled and begun again.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      release();
+      await holding;
+      s = await restarted;
+      expect(s.output.join('\n')).toMatch(/waiting for another instance \(it holds the read models' version/);
+      expect((await s.client.system.health.query()).ok).toBe(true);
+    } finally {
+      await holder.end();
+      await watcher.end();
+    }
+  }, 120_000);
 });
