@@ -58,8 +58,8 @@ export interface OpenOptions {
   /**
    * Postgres: a statement still unanswered after this long is cancelled (it rejects with
    * QUERY_TIMEOUT), and when the cancel gets no answer either within 5 s (a silent network or
-   * server) its connection is closed and the pool connects again. TCP alone takes many minutes to
-   * give up on a peer that went silent. 0 or absent: no limit.
+   * server) its connection is closed and the whole pool replaced (silent-host-pool.ts). TCP alone
+   * takes many minutes to give up on a peer that went silent. 0 or absent: no limit.
    */
   queryTimeoutMs?: number | undefined;
 }
