@@ -23,6 +23,7 @@ export interface SilentHostPool {
 export function silentHostPool(open: () => postgres.Sql): SilentHostPool {
   let pool = open();
   let ended = false;
+  let replacedAt = -Infinity;
   const client = new Proxy(function sql() {} as unknown as postgres.Sql, {
     get: (_target, key) => {
       const value = Reflect.get(pool, key, pool) as unknown;
@@ -34,6 +35,7 @@ export function silentHostPool(open: () => postgres.Sql): SilentHostPool {
   const replace = () => {
     const old = pool;
     pool = open();
+    replacedAt = performance.now();
     // drizzle set its parsers and serializers on the first pool's options (dates and JSON as text).
     Object.assign(pool.options.parsers, old.options.parsers);
     Object.assign(pool.options.serializers, old.options.serializers);
@@ -42,7 +44,10 @@ export function silentHostPool(open: () => postgres.Sql): SilentHostPool {
   const onPoolEvent = (message: unknown) => {
     const m = message as { event?: string; host?: string; port?: number; database?: string; error?: unknown };
     if (ended || m.event !== 'close' || !isUnansweredCancel(m.error)) return;
-    const { host, port, database } = pool.options;
+    const { host, port, database, query_timeout, cancel_timeout } = pool.options;
+    // Another of the old pool's connections, closed the same way before the old pool ended: none
+    // of the new pool's can have been cancelled and gone unanswered this soon.
+    if (performance.now() - replacedAt < (query_timeout + cancel_timeout) * 1000) return;
     if (m.database === database && host.includes(m.host ?? '') && port.includes(m.port ?? -1)) replace();
   };
   subscribe('postgres:pool', onPoolEvent);
