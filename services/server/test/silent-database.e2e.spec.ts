@@ -11,6 +11,7 @@ import postgresJs from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backendAvailable, backends, startSilencingProxy, type SilencingProxy } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { eventsOf, typesOf, waitFor, waitTerminal } from './lifecycle-support';
 
 const postgres = backends().find((b) => b.kind === 'postgres')!;
 
@@ -31,19 +32,12 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     });
     const c = s.client;
     const task = await c.tasks.create.mutate(simulated({ steps: 20, stepMs: 100, logLinesPerStep: 1 }, { name: 'through-silence' }));
-    await eventually(async () => (await c.tasks.get.query({ id: task.id })).status === 'TRAINING', 'the task to train');
+    await waitFor(c, task.id, 'TRAINING');
     expect(proxy.silenceOpen()).toBeGreaterThan(0);
 
-    const done = await eventually(
-      async () => {
-        const t = await c.tasks.get.query({ id: task.id });
-        return t.status === 'COMPLETED' || t.status === 'FAILED' ? t : null;
-      },
-      'the task to end',
-      60_000,
-    );
+    const done = await waitTerminal(c, task.id);
     expect(done.status).toBe('COMPLETED');
-    const events = (await c.events.list.query({ taskId: task.id, limit: 1000 })).events.map((e) => e.type);
+    const events = typesOf(await eventsOf(c, task.id));
     expect(events.filter((t) => t === 'TaskCompleted')).toHaveLength(1);
     expect(events.at(-1)).toBe('TaskCompleted');
     const logs = await c.tasks.logs.query({ id: task.id, afterSeq: 0, limit: 1000 });
@@ -56,7 +50,7 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     s = await startServer({ backend: postgres, env: { TRAINYARD_DB_QUERY_TIMEOUT_MS: '500' } });
     const c = s.client;
     const task = await c.tasks.create.mutate(simulated({ steps: 10, stepMs: 100 }, { name: 'held-up' }));
-    await eventually(async () => (await c.tasks.get.query({ id: task.id })).status === 'TRAINING', 'the task to train');
+    await waitFor(c, task.id, 'TRAINING');
     const holder = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
     try {
       await holder.begin(async (tx) => {
@@ -71,16 +65,9 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     } finally {
       await holder.end();
     }
-    const done = await eventually(
-      async () => {
-        const t = await c.tasks.get.query({ id: task.id });
-        return t.status === 'COMPLETED' || t.status === 'FAILED' ? t : null;
-      },
-      'the task to end',
-      30_000,
-    );
+    const done = await waitTerminal(c, task.id, 30_000);
     expect(done.status).toBe('COMPLETED');
-    const events = (await c.events.list.query({ taskId: task.id, limit: 1000 })).events.map((e) => e.type);
+    const events = typesOf(await eventsOf(c, task.id));
     expect(events.filter((t) => t === 'TaskCompleted')).toHaveLength(1);
   }, 120_000);
 
