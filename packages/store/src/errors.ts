@@ -81,12 +81,12 @@ export function isUnansweredCancel(err: unknown): boolean {
 }
 
 /**
- * A statement was cancelled at the statement limit and the server said so: it is up, and the
- * statement was waiting (for a lock, most likely) or slow.
+ * A statement was cancelled and the server said so: at the statement limit, or by that limit's
+ * cancel reaching the server late and cancelling the next statement on the connection instead (a
+ * bare 57014). The server is up, and the statement was waiting (for a lock, most likely) or slow.
  */
 export function isStatementLimit(err: unknown): boolean {
-  const codes = codesOf(err);
-  return codes.includes('QUERY_TIMEOUT') && codes.includes('57014');
+  return codesOf(err).includes('57014');
 }
 
 /** A conflict with a concurrent writer or a transient failure: the same work may be run again. */
