@@ -39,9 +39,11 @@ const CONNECTION_CODES = new Set([
 /**
  * SQLSTATEs of a database that is away: class 08 (connection exception), 57P01-57P03 (shut
  * down by an administrator, crash, cannot connect now: starting up or shutting down), 53300
- * (too many connections).
+ * (too many connections), and 57014 (a statement cancelled: by the statement limit, whose cancel
+ * may also reach the server late and cancel the next statement on the connection instead, or by
+ * an administrator's pg_cancel_backend; its transaction rolled back, and it may be run again).
  */
-const OUTAGE_STATES = /^(08...|57P0[123]|53300)$/;
+const OUTAGE_STATES = /^(08...|57P0[123]|53300|57014)$/;
 /** Worth running again as it was: a unique-key race lost, a serialization failure, a deadlock. */
 const TRANSIENT_STATES = new Set(['23505', '40001', '40P01']);
 /**
@@ -87,6 +89,14 @@ export function isUnansweredCancel(err: unknown): boolean {
  */
 export function isStatementLimit(err: unknown): boolean {
   return codesOf(err).includes('57014');
+}
+
+/**
+ * A statement sent into a transaction that had already failed (25P02): never the cause itself,
+ * which is the statement that failed before it.
+ */
+export function isAbortedTransaction(err: unknown): boolean {
+  return codesOf(err).includes('25P02');
 }
 
 /** A conflict with a concurrent writer or a transient failure: the same work may be run again. */

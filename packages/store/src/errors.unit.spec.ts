@@ -5,6 +5,7 @@ import {
   isConnectionError,
   isRefusedData,
   isRetryable,
+  isAbortedTransaction,
   isStatementLimit,
   isUnansweredCancel,
   pgErrorCode,
@@ -39,8 +40,15 @@ describe('database error classification', () => {
     expect(isStatementLimit(timedOut('CANCEL_UNANSWERED'))).toBe(false);
     // A late cancel of a timed-out statement, applied by the server to the next one on its connection.
     expect(isStatementLimit(wrapped('57014'))).toBe(true);
-    // A statement cancelled by the server's own statement_timeout is no outage.
-    expect(isConnectionError(wrapped('57014'))).toBe(false);
+    // Bare, or from an administrator's cancel or a statement_timeout: its transaction rolled back,
+    // so the caller runs it again (a trainer's exit is retried, not dropped).
+    expect(isConnectionError(wrapped('57014'))).toBe(true);
+  });
+
+  it('a statement sent into a transaction that had failed is never the cause', () => {
+    expect(isAbortedTransaction(wrapped('25P02'))).toBe(true);
+    expect(isAbortedTransaction(wrapped('57014'))).toBe(false);
+    expect(isConnectionError(wrapped('25P02'))).toBe(false);
   });
 
   it('message text decides nothing: a refused row whose message says "connection" is no outage', () => {

@@ -5,6 +5,7 @@
 // one round trip: a write that failed aborted the transaction, COMMIT then ends it as ROLLBACK,
 // and the transaction throws that write's error. Where a transaction cannot hold statements in
 // flight at COMMIT (PGlite, the simulation's store), they are settled before it.
+import { isAbortedTransaction } from './errors';
 
 export class InFlightWrites {
   /**
@@ -55,10 +56,12 @@ export class InFlightWrites {
   /**
    * The transaction met `error`: waits for every tracked write, then throws the first sent that
    * failed if one did (a statement after a failed write fails only because the transaction was
-   * aborted), else `error`.
+   * aborted), else `error`. A write that failed only on the aborted transaction (25P02) was sent
+   * behind the statement that failed (one the caller awaited), so then `error` is the cause.
    */
   async fail(error: unknown): Promise<never> {
-    await this.settle();
+    await Promise.all(this.pending);
+    if (this.failed && !(isAbortedTransaction(this.failed.error) && !isAbortedTransaction(error))) throw this.failed.error;
     throw error;
   }
 }

@@ -21,6 +21,13 @@ describe('InFlightWrites', () => {
     await expect(writes.fail(new Error('the read behind it'))).rejects.toThrow('the row write');
   });
 
+  it('given a write that failed only on the aborted transaction, when the statement sent before it failed, that statement is the error thrown', async () => {
+    const writes = new InFlightWrites();
+    void writes.track(Promise.reject(Object.assign(new Error('current transaction is aborted'), { code: '25P02' })));
+    const cancelled = Object.assign(new Error('canceling statement due to user request'), { code: '57014' });
+    await expect(writes.fail(cancelled)).rejects.toThrow('canceling statement');
+  });
+
   it('given writes that succeeded, fail throws the error it was given', async () => {
     const writes = new InFlightWrites();
     void writes.track(Promise.resolve(1));

@@ -92,6 +92,20 @@ for (const backend of backends()) {
       expect(await row('first')).toEqual(['first']);
     });
 
+    it('throws the statement that failed, not a write left in flight behind it that met the aborted transaction', async () => {
+      await t.transaction(async (tx) => {
+        await tx.execute(insertTask('first'));
+      });
+      const failed = t.transaction(async (tx, writes) => {
+        // Sent now (drizzle's query runs when its result is asked for): the same key, refused.
+        const refused = tx.execute(insertTask('first')).then((r) => r);
+        void writes.track(tx.execute(insertTask('behind-it'))); // sent after it: 25P02
+        await refused;
+      });
+      expect(pgErrorCode(await failed.catch((err: unknown) => err))).toBe('23505');
+      expect(await row('behind-it')).toEqual([]);
+    });
+
     if (backend.kind === 'postgres')
       it('runs its statements prepared, so that statements sent together travel together', async () => {
         const prepared = await t.transaction(async (tx) => {

@@ -5,7 +5,8 @@
 // runner retries on a fresh connection: the task completes with its whole log and one
 // TaskCompleted, and the API answers again. Without the limit its reports would wait for as
 // long as TCP takes to give up (many minutes; here, for ever). Or a lock the exit needs is held
-// past the limit: the cancelled exit is retried until it goes through, never dropped. And while
+// past the limit, or the server cancels the exit's statement (an administrator, a late cancel):
+// the cancelled exit is retried until it goes through, never dropped. And while
 // the database is gone, health and /metrics say so within 5 s instead of waiting out the limit.
 import postgresJs from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -64,6 +65,37 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
       });
     } finally {
       await holder.end();
+    }
+    const done = await waitTerminal(c, task.id, 30_000);
+    expect(done.status).toBe('COMPLETED');
+    const events = typesOf(await eventsOf(c, task.id));
+    expect(events.filter((t) => t === 'TaskCompleted')).toHaveLength(1);
+  }, 120_000);
+
+  it("given a task's exit cancelled by the server while it waits for the queue lock (an administrator's pg_cancel_backend, or the statement limit's cancel landing late), then it is retried, not dropped", async () => {
+    s = await startServer({ backend: postgres });
+    const c = s.client;
+    const task = await c.tasks.create.mutate(simulated({ steps: 10, stepMs: 100 }, { name: 'cancelled-exit' }));
+    await waitFor(c, task.id, 'TRAINING');
+    const holder = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
+    const admin = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
+    const waiting = async () =>
+      (await admin`SELECT pid FROM pg_stat_activity WHERE application_name = 'trainyard' AND wait_event_type = 'Lock'`).map(
+        (r) => r.pid as number,
+      );
+    try {
+      await holder.begin(async (tx) => {
+        await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || $1::text))`, [s!.schema]);
+        // Every statement waiting for the lock is cancelled (the dispatch's too) until the exit's is.
+        const exitCancelled = new RegExp(`task ${task.id}: \\w+ failed: canceling statement|database unavailable \\(canceling statement`);
+        await eventually(async () => {
+          for (const pid of await waiting()) await admin`SELECT pg_cancel_backend(${pid})`;
+          return exitCancelled.test(s!.output.join('\n'));
+        }, 'the exit to be cancelled');
+      });
+    } finally {
+      await holder.end();
+      await admin.end();
     }
     const done = await waitTerminal(c, task.id, 30_000);
     expect(done.status).toBe('COMPLETED');
