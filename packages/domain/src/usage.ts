@@ -40,13 +40,29 @@ export const EVENTS_LEAVING_RUNS_UNCHANGED: ReadonlySet<TaskEventType> = new Set
   'ArtifactRecorded',
 ]);
 
-/** Each user with tasks or limits: their quota, GPU-hours used in their window, decayed use. */
-export function accountsFrom(
-  tasks: Iterable<UsageTask>,
-  limits: Iterable<UserLimits>,
-  now: number,
-  halfLifeMs: number,
-): Map<string, Account> {
+/** One run's use: whose, its GPUs, and when it ran (epoch ms; no end while it runs). */
+export interface Run {
+  owner: string;
+  gpus: number;
+  startMs: number;
+  endMs: number | null;
+}
+
+/** The runs of the tasks that started. */
+export function* runsOf(tasks: Iterable<UsageTask>): Generator<Run> {
+  for (const t of tasks) {
+    if (!t.startedAt) continue;
+    yield {
+      owner: t.spec.owner,
+      gpus: t.spec.resources.gpus,
+      startMs: Date.parse(t.startedAt),
+      endMs: t.finishedAt ? Date.parse(t.finishedAt) : null,
+    };
+  }
+}
+
+/** Each user with runs or limits: their quota, GPU-hours used in their window, decayed use. */
+export function accountsFrom(runs: Iterable<Run>, limits: Iterable<UserLimits>, now: number, halfLifeMs: number): Map<string, Account> {
   const out = new Map<string, Account>();
   const windows = new Map<string, number>();
   for (const l of limits) {
@@ -60,20 +76,19 @@ export function accountsFrom(
     windows.set(l.name, (l.gpuHoursWindowHours ?? DEFAULT_QUOTA_WINDOW_HOURS) * 3_600_000);
   }
   const decayRate = Math.LN2 / halfLifeMs;
-  for (const t of tasks) {
-    if (!t.startedAt) continue;
-    const start = Date.parse(t.startedAt);
-    const end = t.finishedAt ? Date.parse(t.finishedAt) : now;
+  for (const r of runs) {
+    const start = r.startMs;
+    const end = r.endMs ?? now;
     if (!(end > start)) continue;
-    const user = t.spec.owner;
+    const user = r.owner;
     let a = out.get(user);
     if (!a) out.set(user, (a = { maxGpus: null, gpuHoursCap: null, gpuHoursUsed: 0, usageGpuSeconds: 0, weight: 1 }));
-    const gpus = t.spec.resources.gpus;
+    const gpus = r.gpus;
     const window = windows.get(user) ?? DEFAULT_QUOTA_WINDOW_HOURS * 3_600_000;
     const from = Math.max(start, now - window);
     if (end > from) a.gpuHoursUsed += (gpus * (end - from)) / 3_600_000;
     // ∫ gpus · 2^(−(now − s)/H) ds over the run, in GPU-seconds.
-    if (t.finishedAt)
+    if (r.endMs !== null)
       a.usageGpuSeconds += (gpus * (Math.exp(-decayRate * (now - end)) - Math.exp(-decayRate * (now - start)))) / decayRate / 1000;
   }
   return out;

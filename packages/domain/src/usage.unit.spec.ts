@@ -1,7 +1,7 @@
 // Users' standing, given their tasks and limits at a time: GPU-hours in the quota window, and
 // past use decayed by its half-life for fair share.
 import { describe, expect, it } from 'vitest';
-import { accountsFrom, DEFAULT_RESOURCES, type TaskRecord } from '.';
+import { accountsFrom as accountsOfRuns, DEFAULT_RESOURCES, runsOf, type TaskRecord, type UsageTask, type UserLimits } from '.';
 
 const H = 3_600_000;
 const NOW = Date.parse('2026-12-04T12:00:00Z');
@@ -18,6 +18,10 @@ const limits = (name: string, over: Partial<{ maxGpus: number; gpuHours: number;
   gpuHoursWindowHours: over.gpuHoursWindowHours ?? null,
   weight: over.weight ?? 1,
 });
+
+/** As the simulation calls it: over task records. */
+const accountsFrom = (tasks: UsageTask[], limits: UserLimits[], now: number, halfLifeMs: number) =>
+  accountsOfRuns(runsOf(tasks), limits, now, halfLifeMs);
 
 describe('accountsFrom', () => {
   it('GPU-hours in the window: devices × the part of each run inside it, running tasks up to now', () => {

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   accountsFrom,
+  runsOf,
   backfillPolicy,
   DEFAULT_FAIR_SHARE_HALF_LIFE_MS,
   DEFAULT_RESOURCES,
@@ -26,7 +27,7 @@ async function gpuTimeShares(policy: SchedulingPolicy): Promise<Record<string, n
     runnerId: 'fair',
     policy,
     now: () => clock,
-    accounts: () => accountsFrom(db.tasks.values(), [], clock, DEFAULT_FAIR_SHARE_HALF_LIFE_MS),
+    accounts: () => accountsFrom(runsOf(db.tasks.values()), [], clock, DEFAULT_FAIR_SHARE_HALF_LIFE_MS),
   });
   const backlog: Record<string, number> = { busy: 20, light: 3 };
   const queued: Record<string, number> = { busy: 0, light: 0 };

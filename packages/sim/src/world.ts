@@ -7,6 +7,7 @@
 // invariants are checked; a failing seed replays exactly.
 import {
   accountsFrom,
+  runsOf,
   backfillPolicy,
   DEFAULT_FAIR_SHARE_HALF_LIFE_MS,
   DEFAULT_PRIORITY,
@@ -541,7 +542,7 @@ export class World {
 
   /** Users' standing as the service computes it (accountsFrom over the tasks, on the simulated clock). */
   private accounts() {
-    return accountsFrom(this.db.tasks.values(), this.opts.limits ?? [], this.clock, DEFAULT_FAIR_SHARE_HALF_LIFE_MS);
+    return accountsFrom(runsOf(this.db.tasks.values()), this.opts.limits ?? [], this.clock, DEFAULT_FAIR_SHARE_HALF_LIFE_MS);
   }
 
   /** As the service after configuring its devices: stop our tasks on devices that left. */

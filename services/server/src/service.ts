@@ -23,7 +23,7 @@ import {
   type StoredTaskEvent,
   type TaskRecord,
   type TaskSpec,
-  type UsageTask,
+  type Run,
   type WaitReason,
 } from '@trainyard/domain';
 import {
@@ -144,7 +144,7 @@ export class TrainyardService {
   private accounts: ReadonlyMap<string, Account> = new Map();
   private quotas = new Map<string, UserQuota>();
   /** The runs the accounts are computed from, as last read (null: never read). */
-  private runs: { list: UsageTask[]; readAt: number } | null = null;
+  private runs: { list: Run[]; readAt: number } | null = null;
   /** An event that may have started or ended a run was seen since the runs were read. */
   private runsChanged = true;
   /** A changed device list seen once, applied when the next probe agrees. */
@@ -241,15 +241,19 @@ export class TrainyardService {
           `${projection.rebuilt.events} events, ${projection.rebuilt.tasks} tasks`,
       );
     }
+    // The users' accounts are first needed when recovery records what ended while the service
+    // was down (its transactions schedule): read meanwhile, while the GPUs are probed and the
+    // feed starts. On a long history it is the largest read of a start (every run of the window).
+    const accountsRead = this.refreshAccounts();
     this.gpu = await this.probeGpu();
     this.picture = devicePicture(this.gpu, this.config);
     await this.configureDevices();
-    await this.refreshAccounts();
     this.feed.onEvents((events) => void this.onFeed(events));
     await this.feed.start();
+    await this.lease.claim();
+    await accountsRead;
     // What was committed between that read and the feed's start is not delivered: read again.
     this.runsChanged = true;
-    await this.lease.claim();
     const report = await this.runner.recover();
     await this.executor.start();
     await this.deployments.recover();

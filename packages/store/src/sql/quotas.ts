@@ -1,7 +1,7 @@
 // Statements on users' quotas, priority caps and fair-share weights (columns of users), and the
 // read the scheduler's accounts are computed from: the limits, and the tasks that ran recently.
 import { asc, eq } from 'drizzle-orm';
-import { ACTIVE_STATUSES, type UsageTask, type UserLimits } from '@trainyard/domain';
+import { ACTIVE_STATUSES, type Run, type UserLimits } from '@trainyard/domain';
 import type { Conn } from '../database';
 import { queryRows } from '../driver-query';
 import { users } from '../schema';
@@ -47,25 +47,34 @@ const LONGEST_RUN_MS = 30 * 24 * 3_600_000;
 /**
  * Tasks that ran since `since` or run now: what quota windows and fair share are computed from.
  * Only tasks created in the longest run before `since` are read (the created_at index), and only
- * the four fields a run's use needs: the window can hold a great many (125,000 in the 1M-event
- * benchmark, read at start-up and at every GPU refresh). SQL text to the driver: drizzle's
- * builder mapped the rows one by one, about a third of this read's time at that size.
+ * the four fields a run's use needs, from the columns Postgres keeps of each record (schema.ts:
+ * `run_gpus`, and the times as epoch milliseconds). The window can hold a great many runs
+ * (125,000 in the 1M-event benchmark), read at start-up and whenever a run may have changed: they
+ * come as one text per owner and GPU count ("start end,start end,…", no end while running),
+ * which the service splits. A row each cost the service's event loop twice the CPU (the driver
+ * handling each row), in a read the start-up waits for. SQL text to the driver.
  */
-const RECENT_RUNS = `SELECT owner, (record->'spec'->'resources'->>'gpus')::integer AS gpus,
-    record->>'startedAt' AS started_at, record->>'finishedAt' AS finished_at
+const RECENT_RUNS = `SELECT owner, run_gpus,
+    string_agg(run_started_ms::bigint || ' ' || coalesce(run_finished_ms::bigint::text, ''), ',') AS runs
   FROM tasks
-  WHERE created_at >= $1::timestamptz AND record->>'startedAt' IS NOT NULL
-    AND (status IN (SELECT jsonb_array_elements_text($2::jsonb)) OR (record->>'finishedAt')::timestamptz >= $3::timestamptz)`;
+  WHERE created_at >= $1::timestamptz AND run_started_ms IS NOT NULL
+    AND (status IN (SELECT jsonb_array_elements_text($2::jsonb)) OR run_finished_ms >= $3::double precision)
+  GROUP BY owner, run_gpus`;
 
-export async function recentRuns(conn: Conn, since: Date): Promise<UsageTask[]> {
-  const rows = await queryRows<{ owner: string; gpus: number | string | null; started_at: string | null; finished_at: string | null }>(
-    conn,
-    RECENT_RUNS,
-    [new Date(since.getTime() - LONGEST_RUN_MS).toISOString(), JSON.stringify(ACTIVE_STATUSES), since.toISOString()],
-  );
-  return rows.map((r) => ({
-    spec: { owner: r.owner, resources: { gpus: Number(r.gpus ?? 1) } },
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-  }));
+export async function recentRuns(conn: Conn, since: Date): Promise<Run[]> {
+  const groups = await queryRows<{ owner: string; run_gpus: number | string | null; runs: string }>(conn, RECENT_RUNS, [
+    new Date(since.getTime() - LONGEST_RUN_MS).toISOString(),
+    JSON.stringify(ACTIVE_STATUSES),
+    since.getTime(),
+  ]);
+  const runs: Run[] = [];
+  for (const g of groups) {
+    const gpus = Number(g.run_gpus ?? 1);
+    for (const run of g.runs.split(',')) {
+      const space = run.indexOf(' ');
+      const end = run.slice(space + 1);
+      runs.push({ owner: g.owner, gpus, startMs: Number(run.slice(0, space)), endMs: end === '' ? null : Number(end) });
+    }
+  }
+  return runs;
 }
