@@ -61,7 +61,7 @@ export class InFlightWrites {
    */
   async fail(error: unknown): Promise<never> {
     await Promise.all(this.pending);
-    if (this.failed && !(isAbortedTransaction(this.failed.error) && !isAbortedTransaction(error))) throw this.failed.error;
+    if (this.failed && (!isAbortedTransaction(this.failed.error) || isAbortedTransaction(error))) throw this.failed.error;
     throw error;
   }
 }
