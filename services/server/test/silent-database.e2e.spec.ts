@@ -10,11 +10,25 @@
 // the database is gone, health and /metrics say so within 5 s instead of waiting out the limit.
 import postgresJs from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lockQueue, openDatabase } from '@trainyard/store';
 import { backendAvailable, backends, startSilencingProxy, type SilencingProxy } from '@trainyard/store/testing';
 import { eventually, simulated, startServer, type RunningServer } from './harness';
 import { eventsOf, typesOf, waitFor, waitTerminal } from './lifecycle-support';
 
 const postgres = backends().find((b) => b.kind === 'postgres')!;
+
+/** Holds the lock every transaction that fills a slot takes (the store's own), as another writer would, while `during` runs. */
+async function holdingQueueLock(schema: string | null, during: () => Promise<void>): Promise<void> {
+  const other = await openDatabase({ url: postgres.url!, schema: schema ?? undefined, migrate: false, maxConnections: 1 });
+  try {
+    await other.transaction(async (tx) => {
+      await lockQueue(tx);
+      await during();
+    });
+  } finally {
+    await other.close();
+  }
+}
 
 describe.skipIf(!backendAvailable(postgres))('a database host that goes silent while a task trains (Postgres)', () => {
   let s: RunningServer | undefined;
@@ -52,20 +66,13 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     const c = s.client;
     const task = await c.tasks.create.mutate(simulated({ steps: 10, stepMs: 100 }, { name: 'held-up' }));
     await waitFor(c, task.id, 'TRAINING');
-    const holder = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
-    try {
-      await holder.begin(async (tx) => {
-        // The lock every transaction that fills a slot takes (sql/queue.ts), as another writer holds it.
-        await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || $1::text))`, [s!.schema]);
-        await eventually(
-          async () => /database unavailable \(QUERY_TIMEOUT/.test(s!.output.join('\n')),
-          'the exit to time out and be retried',
-        );
-        expect((await c.tasks.get.query({ id: task.id })).status).toBe('TRAINING');
-      });
-    } finally {
-      await holder.end();
-    }
+    await holdingQueueLock(s.schema, async () => {
+      await eventually(
+        async () => /database unavailable \(QUERY_TIMEOUT/.test(s!.output.join('\n')),
+        'the exit to time out and be retried',
+      );
+      expect((await c.tasks.get.query({ id: task.id })).status).toBe('TRAINING');
+    });
     const done = await waitTerminal(c, task.id, 30_000);
     expect(done.status).toBe('COMPLETED');
     const events = typesOf(await eventsOf(c, task.id));
@@ -77,15 +84,13 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
     const c = s.client;
     const task = await c.tasks.create.mutate(simulated({ steps: 10, stepMs: 100 }, { name: 'cancelled-exit' }));
     await waitFor(c, task.id, 'TRAINING');
-    const holder = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
     const admin = postgresJs(postgres.url!, { max: 1, onnotice: () => {} });
     const waiting = async () =>
       (await admin`SELECT pid FROM pg_stat_activity WHERE application_name = 'trainyard' AND wait_event_type = 'Lock'`).map(
         (r) => r.pid as number,
       );
     try {
-      await holder.begin(async (tx) => {
-        await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('trainyard-queue:' || $1::text))`, [s!.schema]);
+      await holdingQueueLock(s.schema, async () => {
         // Every statement waiting for the lock is cancelled (the dispatch's too) until the exit's is.
         const exitCancelled = new RegExp(`task ${task.id}: \\w+ failed: canceling statement|database unavailable \\(canceling statement`);
         await eventually(async () => {
@@ -94,7 +99,6 @@ describe.skipIf(!backendAvailable(postgres))('a database host that goes silent w
         }, 'the exit to be cancelled');
       });
     } finally {
-      await holder.end();
       await admin.end();
     }
     const done = await waitTerminal(c, task.id, 30_000);
