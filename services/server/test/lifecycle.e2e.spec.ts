@@ -80,7 +80,9 @@ for (const backend of backends()) {
       });
 
       it('FAQ: three tasks at once, one runs (PREPARING then TRAINING), two queue at positions 1 and 2, they finish in queue order', async () => {
-        const sim = { steps: 4, stepMs: 150, startupMs: 300 };
+        // Each runs long enough that the first is still running when the queue is read, on a
+        // loaded machine too (the creates and the read took longer than a 900 ms run there).
+        const sim = { steps: 4, stepMs: 150, startupMs: 1500 };
         const created = await Promise.all([1, 2, 3].map((i) => c.tasks.create.mutate(simulated(sim, { name: `faq at once ${i}` }))));
         const running = created.filter((t) => t.status === 'PREPARING');
         const waiting = created.filter((t) => t.status === 'QUEUED');
@@ -114,7 +116,8 @@ for (const backend of backends()) {
 
       it('FAQ: three tasks back to back queue and finish in submission order', async () => {
         const sim = { steps: 3, stepMs: 150, startupMs: 300 };
-        const a = await c.tasks.create.mutate(simulated(sim, { name: 'faq 1' }));
+        // The first still runs when the queue is read after three creates, on a loaded machine too.
+        const a = await c.tasks.create.mutate(simulated({ ...sim, startupMs: 2500 }, { name: 'faq 1' }));
         const b = await c.tasks.create.mutate(simulated(sim, { name: 'faq 2' }));
         const d = await c.tasks.create.mutate(simulated(sim, { name: 'faq 3' }));
         expect([a.status, b.status, d.status]).toEqual(['PREPARING', 'QUEUED', 'QUEUED']);
