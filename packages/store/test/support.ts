@@ -135,3 +135,4 @@ export function rawClient(url: string, schema: string) {
 }
 
 export { startSilencingProxy, type SilencingProxy } from './silencing-proxy';
+export { seedMigratedPglite } from './pglite-template';

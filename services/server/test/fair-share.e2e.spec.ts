@@ -13,15 +13,12 @@
 //    the head, the victim, each user's devices and fair share), bob's runs; alice's other task is
 //    left alone (one device each is the fair share), and the preempted one resumes from its
 //    checkpoint once bob's has ended.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, errorInfo, type TrainyardClient } from '@trainyard/client';
 import { addUser, createToken, openDatabase, storageFromEnv } from '@trainyard/store';
-import { backendAvailable, backends, freshSchemaName, type Backend } from '@trainyard/store/testing';
+import { backendAvailable, backends, type Backend } from '@trainyard/store/testing';
 import { eventsOf, serverOutputOnFailure, waitFor, waitTerminal, type StoredEvent } from './lifecycle-support';
-import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { eventually, simulated, newServiceData, startServer, type RunningServer } from './harness';
 
 const MIN = 60_000;
 const TWO_GPUS = JSON.stringify([
@@ -32,11 +29,8 @@ const TASKS_EACH = 8;
 
 /** A service in tokens mode with users root (admin), alice and bob, each with a token. */
 async function startWithUsers(backend: Backend, env: Record<string, string>) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-fair-share-'));
-  const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
-  const database = await openDatabase(
-    storageFromEnv({ TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) }),
-  );
+  const { dataDir, schema, env: dbEnv } = await newServiceData(backend, 'trainyard-fair-share-');
+  const database = await openDatabase(storageFromEnv(dbEnv));
   const tokens: Record<string, string> = {};
   for (const [name, admin] of [
     ['root', true],

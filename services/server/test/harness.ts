@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect, type TrainyardClient } from '@trainyard/client';
-import { dropSchema, freshSchemaName, type Backend } from '@trainyard/store/testing';
+import { dropSchema, freshSchemaName, seedMigratedPglite, type Backend } from '@trainyard/store/testing';
 import { killAllUnder } from './torture/procs';
 
 export { installFakeNvidiaSmi, NVIDIA_SMI_FIXTURES, type FakeNvidiaSmi, type FakeNvidiaSmiFiles } from './fake-nvidia-smi';
@@ -28,6 +28,11 @@ export interface ServerOptions {
   port?: number;
   /** How long to wait for it to listen (default 60 s; a loaded machine may need more). */
   startTimeoutMs?: number;
+  /**
+   * PGlite in a data folder without a database: let the service create and migrate it, as on a
+   * new machine. By default the folder gets a copy of one already migrated (seedMigratedPglite).
+   */
+  newDatabase?: boolean;
 }
 
 export interface RunningServer {
@@ -48,6 +53,7 @@ export interface RunningServer {
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'trainyard-e2e-'));
+  if (opts.backend.kind === 'pglite' && !opts.newDatabase) await seedMigratedPglite(dataDir);
   const schema = opts.backend.kind === 'postgres' ? (opts.schema ?? freshSchemaName()) : null;
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
@@ -111,6 +117,26 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
   };
   return server;
+}
+
+/**
+ * Where a service a spec prepares before starting it (users, tokens) keeps its data: a new data
+ * folder, on Postgres a fresh schema, and the environment that names them (for the CLI, for
+ * storageFromEnv, for startServer's dataDir and schema). On PGlite the folder already holds a
+ * migrated database.
+ */
+export async function newServiceData(
+  backend: Backend,
+  prefix: string,
+): Promise<{ dataDir: string; schema: string | undefined; env: Record<string, string> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
+  if (backend.kind === 'pglite') await seedMigratedPglite(dataDir);
+  return {
+    dataDir,
+    schema,
+    env: { TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) },
+  };
 }
 
 /** A TCP port free on 127.0.0.1 right now (for servers that must keep one port across restarts). */

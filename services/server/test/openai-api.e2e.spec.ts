@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS } from '@trainyard/catalogue';
 import { connect as connectTyped } from '@trainyard/client';
 import { addUser, createToken, openDatabase, storageFromEnv } from '@trainyard/store';
-import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
-import { eventually, installFakeNvidiaSmi, startServer, type RunningServer } from './harness';
+import { backendAvailable, backends } from '@trainyard/store/testing';
+import { eventually, installFakeNvidiaSmi, newServiceData, startServer, type RunningServer } from './harness';
 
 const MODEL = 'Qwen/Qwen2.5-Coder-0.5B-Instruct';
 const chat = (q: string, a: string) =>
@@ -366,11 +366,10 @@ for (const backend of backends()) {
     const as = (user: string) => new OpenAI({ apiKey: tokens[user]!, baseURL: `${s.url}/v1` });
 
     beforeAll(async () => {
-      dataDir = mkdtempSync(join(tmpdir(), 'trainyard-openai-tokens-'));
-      const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
-      const database = await openDatabase(
-        storageFromEnv({ TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) }),
-      );
+      const data = await newServiceData(backend, 'trainyard-openai-tokens-');
+      dataDir = data.dataDir;
+      const schema = data.schema;
+      const database = await openDatabase(storageFromEnv(data.env));
       for (const [name, admin] of [
         ['root', true],
         ['alice', false],

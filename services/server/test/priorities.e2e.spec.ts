@@ -5,15 +5,13 @@
 // earlier; a class above the user's cap, an unknown class, and a gang bigger than the quota are
 // refused naming the field.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { addUser, openDatabase, storageFromEnv } from '@trainyard/store';
-import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
+import { backendAvailable, backends } from '@trainyard/store/testing';
 import { waitTerminal } from './lifecycle-support';
-import { DATASET, eventually, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
+import { DATASET, eventually, REPO_ROOT, simulated, newServiceData, startServer, type RunningServer } from './harness';
 
 const MIN = 60_000;
 const CLI = join(REPO_ROOT, 'packages/cli/bin/trainyard.mjs');
@@ -39,11 +37,8 @@ for (const backend of backends()) {
     let alice: TrainyardClient;
     let bob: TrainyardClient;
     beforeAll(async () => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-priorities-'));
-      const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
-      const database = await openDatabase(
-        storageFromEnv({ TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) }),
-      );
+      const { dataDir, schema, env: dbEnv } = await newServiceData(backend, 'trainyard-priorities-');
+      const database = await openDatabase(storageFromEnv(dbEnv));
       for (const name of ['alice', 'bob']) await addUser(database.db, { name, admin: false });
       await database.close();
       // Preemption off: these cases are about the queue's order and quotas (preemption.e2e has its own);

@@ -6,7 +6,8 @@ for (const backend of backends()) {
   describe.skipIf(!backendAvailable(backend))(`smoke on ${backend.kind}`, () => {
     let s: RunningServer;
     beforeAll(async () => {
-      s = await startServer({ backend });
+      // As on a new machine: the service makes its PGlite database itself.
+      s = await startServer({ backend, newDatabase: true });
     });
     afterAll(async () => {
       await s?.dispose();

@@ -5,15 +5,15 @@
 // NOT_FOUND, as a task that does not exist), an admin all; every event names the authenticated
 // actor, whatever header claims otherwise; a non-loopback HOST without tokens mode is refused.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, errorInfo, type TrainyardClient } from '@trainyard/client';
 import { createToken, openDatabase, storageFromEnv } from '@trainyard/store';
-import { backendAvailable, backends, freshSchemaName, type Backend } from '@trainyard/store/testing';
-import { DATASET, eventually, REPO_ROOT, simulated, startServer, type RunningServer } from './harness';
+import { backendAvailable, backends, type Backend } from '@trainyard/store/testing';
+import { DATASET, eventually, REPO_ROOT, simulated, newServiceData, startServer, type RunningServer } from './harness';
 import { collect, drain, eventsOf, rejection, serverOutputOnFailure, waitFor, waitTerminal, type Collected } from './lifecycle-support';
 
 const BIN = join(REPO_ROOT, 'packages/cli/bin/trainyard.mjs');
@@ -98,9 +98,8 @@ for (const backend of backends()) {
     }
 
     beforeAll(async () => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-tokens-'));
-      const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
-      dbEnv = { TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) };
+      const { dataDir, schema, env } = await newServiceData(backend, 'trainyard-tokens-');
+      dbEnv = env;
       // The first admin needs no token: the CLI writes to the database before any service runs.
       await adminOk(dbEnv, ['user', 'add', 'root', '--admin']);
       await adminOk(dbEnv, ['user', 'add', 'alice']);

@@ -4,18 +4,15 @@
 // until it gets 200; a receiver that refuses with 400 is not retried. Each attempt is recorded
 // (webhooks.deliveries) and said in the service's log; the secret appears nowhere but in the
 // signature.
-import { mkdtempSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { addUser, createToken, createWebhook, openDatabase, storageFromEnv } from '@trainyard/store';
-import { backendAvailable, backends, freshSchemaName } from '@trainyard/store/testing';
+import { backendAvailable, backends } from '@trainyard/store/testing';
 import { verifyWebhookSignature } from '../src/webhooks/sign';
 import { waitTerminal } from './lifecycle-support';
-import { eventually, simulated, startServer, type RunningServer } from './harness';
+import { eventually, simulated, newServiceData, startServer, type RunningServer } from './harness';
 
 interface Received {
   path: string;
@@ -202,9 +199,7 @@ for (const backend of backends()) {
     const OLD_HOOK = 'wh_madebeforetherule';
     beforeAll(async () => {
       rx = await receiver(() => 200);
-      const dataDir = mkdtempSync(join(tmpdir(), 'trainyard-webhooks-tokens-'));
-      const schema = backend.kind === 'postgres' ? freshSchemaName() : undefined;
-      const dbEnv = { TRAINYARD_DATA_DIR: dataDir, ...(schema ? { DATABASE_URL: backend.url!, TRAINYARD_DB_SCHEMA: schema } : {}) };
+      const { dataDir, schema, env: dbEnv } = await newServiceData(backend, 'trainyard-webhooks-tokens-');
       const database = await openDatabase(storageFromEnv(dbEnv));
       const tokens: Record<string, string> = {};
       try {

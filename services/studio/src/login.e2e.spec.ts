@@ -2,15 +2,14 @@
 // the login box first, a refused token said so, signing in shows who is signed in and only that
 // user's tasks, live (subscriptions carry the token over fetch); the session survives a reload; a
 // token revoked meanwhile brings the login box back with the reason; signing out forgets it.
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type TrainyardClient } from '@trainyard/client';
 import { addUser, createToken, openDatabase, revokeToken, storageFromEnv } from '@trainyard/store';
 import { backends } from '@trainyard/store/testing';
-import { simulated, startServer, type RunningServer } from '@trainyard/server/testing';
+import { newServiceData, simulated, startServer, type RunningServer } from '@trainyard/server/testing';
 import { CHROMIUM, CHROMIUM_ARGS, DIST, ensurePanelBuilt, hasChromium, STUDIO } from './e2e-kit';
 
 const SHOTS = join(STUDIO, 'test-results');
@@ -41,7 +40,7 @@ describe.skipIf(!hasChromium)('Studio panel in tokens mode', () => {
   beforeAll(async () => {
     ensurePanelBuilt();
     mkdirSync(SHOTS, { recursive: true });
-    dataDir = mkdtempSync(join(tmpdir(), 'studio-login-'));
+    dataDir = (await newServiceData(backends()[0]!, 'studio-login-')).dataDir;
     await onDatabase(dataDir, async (db) => {
       await addUser(db, { name: 'alice', admin: false });
       await addUser(db, { name: 'bob', admin: false });
