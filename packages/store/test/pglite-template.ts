@@ -2,7 +2,8 @@
 // instead of letting the service create one. Creating a PGlite database runs initdb (about two
 // seconds here) and then every migration; a service on PGlite started by an e2e spec paid both
 // at each start on a new folder. The template is made once by the real openDatabase, for the
-// migrations and the PGlite version at hand (both in its name), and kept in the temp folder.
+// migrations, the PGlite version and the store's set-up at hand (all in its name), and kept in the
+// temp folder.
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +15,8 @@ function templateKey(): string {
   const hash = createHash('sha256');
   const pglite = createRequire(import.meta.url).resolve('@electric-sql/pglite');
   hash.update(readFileSync(join(dirname(pglite), '../package.json')));
+  // How the service sets up a PGlite database before migrating it.
+  hash.update(readFileSync(join(import.meta.dirname, '../src/database.ts')));
   for (const folder of [MIGRATIONS_FOLDER, join(MIGRATIONS_FOLDER, 'meta')])
     for (const name of readdirSync(folder).sort()) {
       if (name === 'meta') continue;
