@@ -28,7 +28,7 @@ function templateKey(): string {
 let made: Promise<string> | null = null;
 
 /** The folder of a migrated PGlite database (schema `trainyard`), made on first use. */
-export function migratedPgliteTemplate(): Promise<string> {
+function migratedPgliteTemplate(): Promise<string> {
   made ??= (async () => {
     const path = join(tmpdir(), `trainyard-pglite-template-${templateKey()}`);
     if (existsSync(path)) return path;
