@@ -2,8 +2,8 @@
 // (naming the field) instead of failing its trainer hours later. A file is streamed through the
 // checker (dataset-check.ts); a folder is walked only to see that it holds files, since what a
 // trainer reads from a folder is the trainer's business.
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { constants, lstatSync, type Stats } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatasetChecker, refusalOf, warningsOf, type DatasetReport } from './dataset-check';
 import { MAX_JSON_TEXT_BYTES } from './upload';
@@ -35,8 +35,13 @@ const identityOf = (st: Stats) => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:
  * why it cannot be trained on.
  */
 export async function inspectDataset(path: string): Promise<DatasetInspection> {
-  const st = await lstat(path).catch((err: NodeJS.ErrnoException) => err);
-  if (st instanceof Error) return { ok: false, problem: `it cannot be read (${st.code ?? st.message})` };
+  // Synchronous for the reason resolveDataset's calls are (datasets.ts); reading stays async.
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    return { ok: false, problem: `it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+  }
   if (st.isDirectory()) return inspectFolder(path);
   const known = remembered.get(path);
   if (known && known.identity === identityOf(st)) return structuredClone(known.result);

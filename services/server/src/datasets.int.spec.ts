@@ -52,15 +52,15 @@ describe('isInside', () => {
 });
 
 describe('resolveDataset', () => {
-  it('gives the real path of a file or folder inside a root', async () => {
-    expect(await resolveDataset(join(root, 'file.jsonl'), [root])).toBe(join(root, 'file.jsonl'));
-    expect(await resolveDataset(join(root, 'ds'), [outside, root])).toBe(join(root, 'ds'));
+  it('gives the real path of a file or folder inside a root', () => {
+    expect(resolveDataset(join(root, 'file.jsonl'), [root])).toBe(join(root, 'file.jsonl'));
+    expect(resolveDataset(join(root, 'ds'), [outside, root])).toBe(join(root, 'ds'));
     // a link from elsewhere into the root is followed to the real path
     symlinkSync(join(root, 'ds'), join(base, 'link-in'));
-    expect(await resolveDataset(join(base, 'link-in'), [root])).toBe(join(root, 'ds'));
+    expect(resolveDataset(join(base, 'link-in'), [root])).toBe(join(root, 'ds'));
   });
 
-  it('answers null alike for absent, outside, escaping and non-file paths', async () => {
+  it('answers null alike for absent, outside, escaping and non-file paths', () => {
     symlinkSync(outside, join(root, 'escape'));
     execFileSync('mkfifo', [join(root, 'fifo')]);
     for (const p of [
@@ -72,9 +72,9 @@ describe('resolveDataset', () => {
       join(root, 'fifo'),
       '/dev/null',
     ])
-      expect(await resolveDataset(p, [root]), p).toBeNull();
+      expect(resolveDataset(p, [root]), p).toBeNull();
     // a root that does not exist holds nothing
-    expect(await resolveDataset(join(root, 'file.jsonl'), [join(base, 'absent')])).toBeNull();
+    expect(resolveDataset(join(root, 'file.jsonl'), [join(base, 'absent')])).toBeNull();
   });
 
   it('words the refusal without saying whether the path exists', () => {

@@ -24,8 +24,10 @@ import {
   readlinkSync,
   realpathSync,
   rmSync,
+  statSync,
+  type Stats,
 } from 'node:fs';
-import { copyFile, realpath, stat } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 
 /** `path` is `root` or below it (both absolute and normalised). */
@@ -48,7 +50,7 @@ function realRoots(roots: readonly string[]): string[] {
   const out: string[] = [];
   for (const root of roots) {
     try {
-      out.push(realpathSync(root));
+      out.push(realpathSync.native(root));
     } catch {
       // absent: nothing can be inside it
     }
@@ -60,17 +62,22 @@ function realRoots(roots: readonly string[]): string[] {
  * The real path of the dataset `path` names, if it is a file or folder inside one of `roots`;
  * null otherwise, whatever the reason (absent, unreadable, outside, a device), so that an answer
  * never tells a caller whether something exists outside the roots.
+ *
+ * Synchronous, as the launch's checks are: each is one system call on a path's metadata
+ * (libc's realpath, a stat), where a promise through libuv's thread pool costs several times the
+ * call itself in CPU, and this runs at every submission.
  */
-export async function resolveDataset(path: string, roots: readonly string[]): Promise<string | null> {
+export function resolveDataset(path: string, roots: readonly string[]): string | null {
   let real: string;
+  let st: Stats;
   try {
-    real = await realpath(resolve(path));
+    real = realpathSync.native(resolve(path));
+    if (!realRoots(roots).some((r) => isInside(r, real))) return null;
+    st = statSync(real);
   } catch {
     return null;
   }
-  if (!realRoots(roots).some((r) => isInside(r, real))) return null;
-  const st = await stat(real).catch(() => null);
-  return st && (st.isFile() || st.isDirectory()) ? real : null;
+  return st.isFile() || st.isDirectory() ? real : null;
 }
 
 /** Folders deeper than this in a dataset are refused (and symbolic-link loops end here). */

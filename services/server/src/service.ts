@@ -582,7 +582,7 @@ export class TrainyardService {
   }> {
     const checkDataset = async () => {
       // Stored as its real path: the runner checks at launch that it still is that path.
-      const datasetPath = await resolveDataset(input.datasetPath, this.config.datasetsRoots);
+      const datasetPath = resolveDataset(input.datasetPath, this.config.datasetsRoots);
       return { datasetPath, check: datasetPath ? await inspectDataset(datasetPath) : null };
     };
     let pending = datasets?.get(input.datasetPath);
