@@ -109,15 +109,15 @@ async function measure(
   warmup: number,
   op: (i: number, worker: number) => Promise<unknown>,
   log: (m: string) => void,
-  cpuOf?: number | 'bench process',
+  cpuFrom?: number | 'bench process',
 ): Promise<void> {
   await drive(warmup, c, (i, w) => op(-1 - i, w));
   const cpuNow = () => {
-    if (cpuOf === 'bench process') {
+    if (cpuFrom === 'bench process') {
       const u = process.cpuUsage();
       return (u.user + u.system) / 1000;
     }
-    return cpuOf ? processCpuMs(cpuOf) : NaN;
+    return cpuFrom ? processCpuMs(cpuFrom) : NaN;
   };
   const cpu0 = cpuNow();
   const r = await drive(n, c, op);
